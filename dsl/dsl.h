@@ -1,0 +1,64 @@
+#pragma once
+// dsl: pipeline YAML text -> validated PipelineSpec, with every problem
+// reported at once as file:line:col diagnostics.
+//
+// The same validator serves `sluice lint`, `sluice run` and `sluice serve`:
+// nothing that fails here starts running.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/spec.h"
+#include "engine/status.h"
+
+namespace sluice::dsl {
+
+enum class Severity { kError, kWarning };
+
+// One problem found in a pipeline file.
+struct Diagnostic {
+  SourceLocation loc;
+  Severity severity = Severity::kError;
+  std::string message;  // what is wrong, and what to do ("did you mean 'retries'?")
+
+  // "file:line:col: error: message"
+  std::string ToString() const;
+};
+
+// The outcome of loading a pipeline: a spec when there were no errors, and
+// all diagnostics (errors and warnings) in file order.
+struct LoadResult {
+  std::optional<PipelineSpec> spec;
+  std::vector<Diagnostic> diagnostics;
+
+  bool ok() const { return spec.has_value(); }
+  size_t ErrorCount() const;
+};
+
+// Reads, parses and validates the pipeline at `path`. A file that cannot be
+// read is reported as a diagnostic on `path`, not as a crash. Fills
+// spec.file (as given) and spec.file_digest (sha256 of the bytes).
+LoadResult LoadPipelineFile(const std::string& path);
+
+// As LoadPipelineFile, on text already in memory; `file_name` is used in
+// diagnostics.
+LoadResult LoadPipelineString(std::string_view text, const std::string& file_name);
+
+// Text ("file:line:col: error: msg" per line) or JSON (an array of
+// {file, line, column, severity, message}) rendering of diagnostics.
+std::string FormatDiagnosticsText(const std::vector<Diagnostic>& diagnostics);
+std::string FormatDiagnosticsJson(const std::vector<Diagnostic>& diagnostics);
+
+// Binds run-time parameters given as strings (`-p name=value`) to the
+// pipeline's typed params, applying defaults. Returns a JSON object
+// name -> typed value. Errors (kInvalidArgument), all in one message:
+// unknown parameter (with "did you mean"), value not of the declared type
+// ("parameter 'epochs' expects int, got 'ten'"), required parameter missing.
+// List values are given as JSON arrays or comma-separated text.
+Result<Json> BindParams(const PipelineSpec& spec,
+                        const std::map<std::string, std::string>& values);
+
+}  // namespace sluice::dsl

@@ -1,0 +1,174 @@
+# shellcheck shell=bash
+# Builds the test cluster's components from the Go module proxy, into a cache
+# directory keyed by component and version:
+#
+#   $K8S_CACHE/<component>-<version>/bin/<binaries>
+#   $K8S_CACHE/<component>-<version>/src/go.mod     (the wrapper module)
+#   $K8S_CACHE/<component>-<version>/build.log
+#   $K8S_CACHE/go/{mod,build}                       (GOMODCACHE, GOCACHE)
+#
+# K8S_CACHE is ${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/k8s. A component whose
+# bin/.complete stamp exists is not rebuilt. Sourced by tests/k8s/cluster.
+
+K8S_DIR=${K8S_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# shellcheck source=../versions.env
+. "$K8S_DIR/versions.env"
+
+K8S_CACHE=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/k8s
+
+# Go settings shared by every build: module and build caches live under the
+# cache dir (so `rm -rf $K8S_CACHE` is a true cold start), the machine's own
+# toolchain is used (no toolchain download), and go.mod/go.sum of the wrapper
+# modules are completed by the go command itself.
+go_env() {
+  export GOMODCACHE="$K8S_CACHE/go/mod"
+  export GOCACHE="$K8S_CACHE/go/build"
+  export GOFLAGS=-mod=mod
+  export GOTOOLCHAIN=local
+  export CGO_ENABLED=0
+  if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+    export PATH="/usr/local/go/bin:$PATH"
+  fi
+  command -v go >/dev/null 2>&1 || die "go not found on PATH (needed to build the test cluster)"
+}
+
+# The k8s.io/kubernetes release's staging modules are published as v0.X.Y.
+staging_version() { echo "v0.${1#v1.}"; }
+
+component_dir() { echo "$K8S_CACHE/$1-$2"; }
+
+# Path of a module's extracted source in the module cache (downloads it).
+module_dir() {
+  go_env
+  (cd "$K8S_CACHE" && go mod download -json "$1@$2") |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p'
+}
+
+# wrapper_init DIR: a fresh wrapper module in DIR/src.
+wrapper_init() {
+  local src="$1/src"
+  rm -rf "$src"
+  mkdir -p "$src"
+  (cd "$src" && go mod init sluice.local/k8s-build >/dev/null 2>&1)
+}
+
+# run_build NAME VERSION BINS... -- CMD...: runs CMD in the wrapper dir with its
+# output in build.log, times it, and stamps bin/.complete when every BIN exists.
+run_build() {
+  local name="$1" version="$2"; shift 2
+  local bins=()
+  while [ "$1" != "--" ]; do bins+=("$1"); shift; done
+  shift
+  local dir; dir=$(component_dir "$name" "$version")
+  local start=$SECONDS
+  log "building $name $version (log: $dir/build.log)"
+  if ! (cd "$dir/src" && "$@") >>"$dir/build.log" 2>&1; then
+    tail -n 40 "$dir/build.log" >&2
+    die "build of $name $version failed; full log: $dir/build.log"
+  fi
+  local b
+  for b in "${bins[@]}"; do
+    [ -x "$dir/bin/$b" ] || die "build of $name $version produced no $b; see $dir/build.log"
+  done
+  echo "$((SECONDS - start))" >"$dir/bin/.build-seconds"
+  touch "$dir/bin/.complete"
+  log "built $name $version in $((SECONDS - start))s"
+}
+
+is_built() { [ -f "$(component_dir "$1" "$2")/bin/.complete" ]; }
+
+build_k8s() {
+  local v=$K8S_VERSION name=kubernetes
+  is_built $name "$v" && return 0
+  go_env
+  local dir; dir=$(component_dir $name "$v")
+  mkdir -p "$dir/bin"; : >"$dir/build.log"
+  wrapper_init "$dir"
+  # Every k8s.io/* module that k8s.io/kubernetes replaces with ./staging/... is
+  # replaced here by its published version; the list is read from the release's
+  # own go.mod so it stays right when K8S_VERSION changes.
+  local gomod sv mods m args=()
+  gomod=$(cd "$dir/src" && go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
+  [ -f "$gomod" ] || die "cannot download k8s.io/kubernetes@$v from the Go module proxy"
+  sv=$(staging_version "$v")
+  mods=$(sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p' "$gomod")
+  args+=("-require=k8s.io/kubernetes@$v")
+  for m in $mods; do args+=("-replace=$m=$m@$sv"); done
+  (cd "$dir/src" && go mod edit "${args[@]}")
+  local ver_pkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $ver_pkg.gitVersion=$v -X $ver_pkg.gitMajor=1 -X $ver_pkg.gitMinor=$(echo "$v" | cut -d. -f2) -X $ver_pkg.gitTreeState=clean -X $ver_pkg.buildDate=1970-01-01T00:00:00Z"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$v"
+  run_build $name "$v" kube-apiserver kube-controller-manager kube-scheduler -- \
+    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "$ldflags" -o "$dir/bin/" \
+      k8s.io/kubernetes/cmd/kube-apiserver \
+      k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+build_kwok() {
+  local v=$KWOK_VERSION name=kwok
+  is_built $name "$v" && return 0
+  go_env
+  local dir; dir=$(component_dir $name "$v")
+  mkdir -p "$dir/bin"; : >"$dir/build.log"
+  wrapper_init "$dir"
+  (cd "$dir/src" && go mod edit "-require=sigs.k8s.io/kwok@$v")
+  run_build $name "$v" kwok -- \
+    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath \
+      -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" \
+      -o "$dir/bin/" sigs.k8s.io/kwok/cmd/kwok
+}
+
+build_training_operator() {
+  local v=$TRAINING_OPERATOR_VERSION name=training-operator
+  is_built $name "$v" && return 0
+  go_env
+  local dir; dir=$(component_dir $name "$v")
+  mkdir -p "$dir/bin"; : >"$dir/build.log"
+  wrapper_init "$dir"
+  (cd "$dir/src" && go mod edit "-require=github.com/kubeflow/training-operator@$v")
+  run_build $name "$v" training-operator -- \
+    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "-s -w" \
+      -o "$dir/bin/training-operator" github.com/kubeflow/training-operator/cmd/training-operator.v1
+}
+
+# Directory holding the training-operator's CRD manifests (from the module cache).
+training_operator_crds() {
+  local d; d=$(module_dir github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION")
+  echo "$d/manifests/base/crds"
+}
+
+build_argo() {
+  local v=$ARGO_VERSION name=argo
+  is_built $name "$v" && return 0
+  go_env
+  local dir; dir=$(component_dir $name "$v")
+  mkdir -p "$dir/bin"; : >"$dir/build.log"
+  wrapper_init "$dir"
+  (cd "$dir/src" && go mod edit "-require=github.com/argoproj/argo-workflows/v3@$v")
+  run_build $name "$v" workflow-controller -- \
+    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "-s -w" \
+      -o "$dir/bin/workflow-controller" github.com/argoproj/argo-workflows/v3/cmd/workflow-controller
+}
+
+# Directory holding Argo's CRD manifests (from the module cache).
+argo_crds() {
+  local d; d=$(module_dir github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION")
+  echo "$d/manifests/base/crds/minimal"
+}
+
+# build_all [argo]: builds what is missing; holds a lock so two concurrent
+# `cluster up` calls do not build the same thing twice.
+build_all() {
+  mkdir -p "$K8S_CACHE"
+  exec 8>"$K8S_CACHE/.build.lock"
+  if ! flock -n 8; then
+    log "another build holds $K8S_CACHE/.build.lock; waiting for it"
+    flock 8
+  fi
+  build_k8s
+  build_kwok
+  build_training_operator
+  if [ "${1:-}" = argo ]; then build_argo; fi
+  exec 8>&-
+}
