@@ -1,0 +1,95 @@
+#pragma once
+// Runner: drives one run of a pipeline to completion.
+//
+// The planning logic lives in engine/plan.h (a step function: Ready(),
+// Finished()); the Runner is the thin loop around it that renders templates,
+// builds Tasks, starts them on executors, waits, collects outputs into the
+// artifact store and records everything in the Store as it goes.
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/executor.h"
+#include "engine/spec.h"
+#include "engine/status.h"
+#include "engine/store.h"
+
+namespace sluice {
+
+// Something a user watching a run wants to know about (live progress).
+struct RunEvent {
+  enum class Kind { kRunStarted, kStepStarted, kStepRetrying, kStepFinished, kLogLine, kRunFinished };
+  Kind kind = Kind::kStepStarted;
+  std::string instance;  // empty for run-level events
+  NodePhase phase = NodePhase::kPending;
+  int attempt = 0;
+  std::string message;   // log line text for kLogLine; reason otherwise
+};
+
+struct RunOptions {
+  std::string run_id;                  // "" = generate one
+  Json params = Json::object();        // bound, typed (dsl::BindParams)
+  int parallelism = 0;                 // max concurrent steps; 0 = number of CPUs
+  bool keep_going = false;             // false: stop scheduling new steps on first failure
+  int64_t cpu_budget_millis = 0;       // 0 = number of CPUs * 1000
+  int64_t memory_budget_bytes = 0;     // 0 = physical memory
+  int64_t gpu_budget = 0;              // local GPUs available
+  bool no_cache = false;
+  std::string default_executor;        // "" = pipeline's
+  std::string state_dir;               // the store root, e.g. "/abs/.sluice"
+  Duration cancel_grace{5000};         // SIGTERM → SIGKILL
+  // Resume/rerun: the run to continue and the instances to run again
+  // (everything else that succeeded there is kept).
+  std::string resume_run_id;
+  std::vector<std::string> rerun_from;  // step names; these and their downstream re-run
+  std::function<void(const RunEvent&)> on_event;  // called on the runner's thread
+};
+
+struct RunSummary {
+  RunRecord run;
+  std::vector<StepRecord> steps;
+};
+
+// Executors by name ("local", "kubernetes"). Names register once.
+class ExecutorRegistry {
+ public:
+  // Fails with kAlreadyExists when `name` is taken.
+  Status Register(const std::string& name, ExecutorPtr executor);
+  // nullptr when unknown.
+  Executor* Find(const std::string& name) const;
+  std::vector<std::string> Names() const;
+
+ private:
+  std::map<std::string, ExecutorPtr> executors_;
+};
+
+class Runner {
+ public:
+  // Borrows everything; all must outlive the Runner.
+  Runner(const PipelineSpec& spec, Store* store, ArtifactStore* artifacts,
+         ExecutorRegistry* executors, RunOptions options);
+
+  // Runs to the end (or to cancellation). Returns the final records; a run
+  // that failed is still an OK Result (look at run.phase). Errors are for
+  // failures to run at all (store unusable, unknown executor, ...).
+  Result<RunSummary> Run();
+
+  // Thread- and signal-safe request to cancel: running steps get SIGTERM,
+  // then SIGKILL after options.cancel_grace, and are recorded Cancelled.
+  void Cancel();
+
+ private:
+  const PipelineSpec& spec_;
+  Store* store_;
+  ArtifactStore* artifacts_;
+  ExecutorRegistry* executors_;
+  RunOptions options_;
+  std::atomic<bool> cancel_requested_{false};
+};
+
+}  // namespace sluice

@@ -1,0 +1,191 @@
+#pragma once
+// The store: where runs, step attempts, artifacts and lineage are recorded.
+//
+// The default implementation is SQLite in WAL mode under `.sluice/`
+// (engine/sqlite_store.h); the interface lets a server database be added
+// later. Every write is durable when the call returns, so a `kill -9` of
+// sluice at any moment leaves a consistent store from which `sluice resume`
+// continues.
+//
+// The lineage model follows ML Metadata: contexts (pipeline, pipeline
+// version, run), executions (one per step attempt), artifacts (content
+// digest, URI, type, size, properties) and events linking executions to
+// their input and output artifacts. Each execution carries a snapshot: the
+// fully resolved step (secrets redacted), params, input digests, code digest,
+// pipeline file digest and git state, tool versions, outputs, exit code,
+// timings and log location.
+//
+// Thread-safety: implementations are safe to call from several threads, and
+// several processes may open the same store (readers while a run writes).
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/spec.h"
+#include "engine/status.h"
+
+namespace sluice {
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+// Phase of a whole run.
+enum class RunPhase { kPending, kRunning, kSucceeded, kFailed, kError, kCancelled };
+
+// Phase of one step instance. Keeps user failures, system errors and the
+// reasons a step did not run apart (Argo's node phases, plus kCached).
+enum class NodePhase {
+  kPending,    // not started yet
+  kRunning,    // an attempt is in flight (or waiting for its retry backoff)
+  kSucceeded,  // ran and succeeded
+  kFailed,     // user failure: non-zero exit, after all retries
+  kError,      // system error: could not start, lost, executor failure, timeout
+  kSkipped,    // its `when` was false, or an upstream was skipped
+  kOmitted,    // not run because an upstream failed or the run stopped early
+  kCancelled,  // the run was cancelled while it ran or waited
+  kCached,     // not run: outputs reused from an earlier identical execution
+};
+
+const char* RunPhaseName(RunPhase phase);    // "Running", "Succeeded", ...
+const char* NodePhaseName(NodePhase phase);  // "Pending", "Cached", ...
+std::optional<RunPhase> ParseRunPhase(const std::string& name);
+std::optional<NodePhase> ParseNodePhase(const std::string& name);
+bool IsTerminal(NodePhase phase);
+bool IsTerminal(RunPhase phase);
+
+// A stored, content-addressed artifact.
+struct ArtifactRecord {
+  std::string digest;  // "sha256:<hex>"; for a directory, the digest of its manifest
+  std::string uri;     // where its bytes are, e.g. "file:///abs/.sluice/cas/sha256/ab/<hex>"
+  ArtifactType type = ArtifactType::kOther;
+  int64_t size = 0;    // bytes (sum of files for a directory)
+  bool is_directory = false;
+  Json properties = Json::object();  // user properties
+};
+
+// A named output/input of one step instance.
+struct ArtifactBinding {
+  std::string name;
+  ArtifactRecord artifact;
+};
+
+struct RunRecord {
+  std::string id;        // e.g. "retrain-20261125-153012-a1b2"
+  std::string pipeline;  // metadata.name
+  std::string pipeline_file;    // absolute path
+  std::string pipeline_digest;  // sha256 of the file's bytes
+  std::string pipeline_yaml;    // the file's content (pipeline version)
+  std::string git_commit;       // "" when not in a git repo
+  bool git_dirty = false;
+  Json params = Json::object();  // bound values, secrets redacted
+  std::string executor;
+  RunPhase phase = RunPhase::kPending;
+  std::string message;
+  std::string resumed_from;  // run id this one continues, or ""
+  TimePoint created_at{};
+  std::optional<TimePoint> started_at;
+  std::optional<TimePoint> finished_at;
+  std::string host;
+  int pid = 0;  // the sluice process driving it, while Running
+};
+
+// The current state of one step instance within a run.
+struct StepRecord {
+  std::string run_id;
+  std::string instance;  // "train[1]", or the step name
+  std::string step;      // "train"
+  int index = -1;        // foreach index, -1 when not a foreach instance
+  Json item;             // foreach item, null otherwise
+  NodePhase phase = NodePhase::kPending;
+  int attempts = 0;
+  int exit_code = -1;
+  std::string message;
+  std::string log_path;  // of the latest attempt
+  std::string cache_key;
+  std::string cached_from;  // "run/instance" whose outputs were reused
+  std::optional<TimePoint> started_at;
+  std::optional<TimePoint> finished_at;
+  Json output_params = Json::object();  // name -> string
+  Json metrics = Json::object();        // name -> number
+  std::vector<ArtifactBinding> outputs;
+  std::vector<ArtifactBinding> inputs;
+};
+
+// One attempt of one step instance: an MLMD execution.
+struct ExecutionRecord {
+  int64_t id = 0;  // assigned by the store
+  std::string run_id;
+  std::string instance;
+  int attempt = 1;
+  std::string outcome;  // TaskOutcomeName, or "Running"/"Cached"
+  int exit_code = -1;
+  std::string message;
+  std::string log_path;
+  std::string external_id;
+  std::string cache_key;
+  TimePoint started_at{};
+  std::optional<TimePoint> finished_at;
+  Json snapshot = Json::object();  // see the file comment; secrets redacted
+};
+
+// Filters for ListRuns. Empty fields match everything.
+struct RunFilter {
+  std::string pipeline;
+  std::optional<RunPhase> phase;
+  std::optional<TimePoint> since;
+  int limit = 50;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Runs. CreateRun fails with kAlreadyExists for a duplicate id.
+  virtual Status CreateRun(const RunRecord& run) = 0;
+  virtual Status UpdateRun(const RunRecord& run) = 0;
+  // Accepts a unique prefix of the id; kNotFound / kInvalidArgument (ambiguous).
+  virtual Result<RunRecord> GetRun(const std::string& id_or_prefix) = 0;
+  virtual Result<std::vector<RunRecord>> ListRuns(const RunFilter& filter) = 0;
+
+  // Step instances: created or replaced as a whole.
+  virtual Status PutStep(const StepRecord& step) = 0;
+  virtual Result<std::vector<StepRecord>> ListSteps(const std::string& run_id) = 0;
+  virtual Result<StepRecord> GetStep(const std::string& run_id, const std::string& instance) = 0;
+
+  // Executions. StartExecution assigns and returns the id; FinishExecution
+  // records the outcome together with the step's output and input events in
+  // one transaction.
+  virtual Result<int64_t> StartExecution(const ExecutionRecord& execution) = 0;
+  virtual Status FinishExecution(const ExecutionRecord& execution,
+                                 const std::vector<ArtifactBinding>& inputs,
+                                 const std::vector<ArtifactBinding>& outputs) = 0;
+  virtual Result<std::vector<ExecutionRecord>> ListExecutions(const std::string& run_id) = 0;
+
+  // Cache: the latest successful step whose cache key matches and that
+  // finished after `not_before`, or kNotFound.
+  virtual Result<StepRecord> FindCached(const std::string& cache_key,
+                                        std::optional<TimePoint> not_before) = 0;
+};
+
+using StorePtr = std::unique_ptr<Store>;
+
+// Content-addressed storage of artifact bytes.
+class ArtifactStore {
+ public:
+  virtual ~ArtifactStore() = default;
+
+  // Hashes the file or directory at `path` and copies it into the store
+  // (no-op when the digest is already present). Returns its record.
+  virtual Result<ArtifactRecord> Put(const std::string& path, ArtifactType type) = 0;
+
+  // Local path of a stored artifact; kNotFound when its bytes are gone.
+  virtual Result<std::string> LocalPath(const std::string& digest) = 0;
+};
+
+using ArtifactStorePtr = std::unique_ptr<ArtifactStore>;
+
+}  // namespace sluice
