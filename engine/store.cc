@@ -1,0 +1,47 @@
+#include "engine/store.h"
+
+#include <iterator>
+
+namespace sluice {
+
+namespace {
+
+constexpr const char* kRunPhaseNames[] = {"Pending", "Running", "Succeeded",
+                                          "Failed",  "Error",   "Cancelled"};
+constexpr const char* kNodePhaseNames[] = {"Pending", "Running",   "Succeeded",
+                                           "Failed",  "Error",     "Skipped",
+                                           "Omitted", "Cancelled", "Cached"};
+
+}  // namespace
+
+const char* RunPhaseName(RunPhase phase) {
+  auto i = static_cast<size_t>(phase);
+  return i < std::size(kRunPhaseNames) ? kRunPhaseNames[i] : "Unknown";
+}
+
+const char* NodePhaseName(NodePhase phase) {
+  auto i = static_cast<size_t>(phase);
+  return i < std::size(kNodePhaseNames) ? kNodePhaseNames[i] : "Unknown";
+}
+
+std::optional<RunPhase> ParseRunPhase(const std::string& name) {
+  for (size_t i = 0; i < std::size(kRunPhaseNames); ++i)
+    if (name == kRunPhaseNames[i]) return static_cast<RunPhase>(i);
+  return std::nullopt;
+}
+
+std::optional<NodePhase> ParseNodePhase(const std::string& name) {
+  for (size_t i = 0; i < std::size(kNodePhaseNames); ++i)
+    if (name == kNodePhaseNames[i]) return static_cast<NodePhase>(i);
+  return std::nullopt;
+}
+
+bool IsTerminal(NodePhase phase) {
+  return phase != NodePhase::kPending && phase != NodePhase::kRunning;
+}
+
+bool IsTerminal(RunPhase phase) {
+  return phase != RunPhase::kPending && phase != RunPhase::kRunning;
+}
+
+}  // namespace sluice
