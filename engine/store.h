@@ -140,6 +140,28 @@ struct RunFilter {
   int limit = 50;
 };
 
+// One change to what a service serves: a deploy, a traffic shift, a promote,
+// a rollback. Written by the deploy and traffic-validation operators; it is
+// also an execution in lineage (execution_id), linked to the model artifact.
+// `sluice lineage --deployed SERVICE` reads the newest records of a service.
+struct DeploymentRecord {
+  int64_t id = 0;             // assigned by the store
+  std::string service;        // e.g. "breast-cancer"
+  std::string namespace_;     // Kubernetes namespace, or "local"
+  std::string executor;       // "local" | "kubernetes"
+  std::string action;         // "deploy" | "shift" | "promote" | "rollback" | "undeploy"
+  std::string version;        // deployment version label, e.g. "v3" or the run id
+  std::string model_digest;   // "sha256:..." of the model artifact now serving
+  std::string baseline_digest;  // the model it runs beside (canary), or ""
+  double traffic_percent = 100.0;  // share of traffic the model gets after this action
+  std::string endpoint;       // URL clients use
+  std::string run_id;
+  std::string instance;       // step instance that made the change
+  int64_t execution_id = 0;   // 0 when not linked
+  TimePoint at{};
+  Json details = Json::object();  // operator-specific: ports, pids, k8s object names
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -169,6 +191,12 @@ class Store {
   // finished after `not_before`, or kNotFound.
   virtual Result<StepRecord> FindCached(const std::string& cache_key,
                                         std::optional<TimePoint> not_before) = 0;
+
+  // Deployments (issue 6). Append-only history; ListDeployments returns the
+  // newest first, for one service or (service == "") all services.
+  virtual Result<int64_t> RecordDeployment(const DeploymentRecord& record) = 0;
+  virtual Result<std::vector<DeploymentRecord>> ListDeployments(const std::string& service,
+                                                                int limit) = 0;
 };
 
 using StorePtr = std::unique_ptr<Store>;
