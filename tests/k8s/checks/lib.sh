@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# Helpers for the tests/k8s/checks/*.sh scripts. Each check runs kubectl against
+# the live cluster started by `tests/k8s/cluster up` (CTest fixture "k8s"),
+# in a namespace of its own that it deletes on exit.
+set -euo pipefail
+
+# CTest's SKIP_RETURN_CODE for these tests.
+SKIP=77
+if [ "${SLUICE_SKIP_K8S:-0}" = 1 ]; then
+  echo "SLUICE_SKIP_K8S=1: skipping $(basename "$0")"
+  exit $SKIP
+fi
+
+STATE=${SLUICE_K8S_STATE:-/tmp/sluice-k8s}
+export KUBECONFIG=$STATE/kubeconfig
+[ -f "$KUBECONFIG" ] || { echo "FAIL: no kubeconfig at $KUBECONFIG; run tests/k8s/cluster up" >&2; exit 1; }
+
+# Bound for each wait, in seconds; pods spend SLUICE_KWOK_POD_DELAY in each phase.
+WAIT=${SLUICE_K8S_CHECK_TIMEOUT:-120}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+info() { echo "[$(date -u +%H:%M:%S)] $*"; }
+
+# new_namespace PREFIX: creates a fresh namespace, sets NS, deletes it on exit
+# (and dumps its objects and events when the check fails).
+new_namespace() {
+  NS="$1-$(date +%s)-$RANDOM"
+  kubectl create namespace "$NS" >/dev/null
+  # Pods are rejected until the namespace's default ServiceAccount exists.
+  wait_for_default_sa
+  trap cleanup_namespace EXIT
+  info "namespace $NS"
+}
+
+wait_for_default_sa() {
+  local deadline=$((SECONDS + WAIT))
+  until kubectl get serviceaccount default -n "$NS" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "ServiceAccount $NS/default not created within ${WAIT}s (is kube-controller-manager running?)"
+    sleep 0.25
+  done
+}
+
+cleanup_namespace() {
+  local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne $SKIP ]; then
+    echo "----- state of namespace $NS at failure -----" >&2
+    kubectl get all,events -n "$NS" -o wide >&2 || true
+    kubectl get pods -n "$NS" -o yaml >&2 || true
+  fi
+  kubectl delete namespace "$NS" --wait=true --timeout=60s >/dev/null 2>&1 ||
+    echo "warning: namespace $NS not deleted within 60s" >&2
+  exit $rc
+}
+
+# jp KIND/NAME JSONPATH: one field of an object in $NS.
+jp() { kubectl get -n "$NS" "$1" -o "jsonpath=$2"; }
+
+# expect WHAT GOT WANT
+expect() {
+  [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+  info "ok: $1 = $3"
+}
