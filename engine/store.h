@@ -192,6 +192,18 @@ class Store {
   virtual Result<StepRecord> FindCached(const std::string& cache_key,
                                         std::optional<TimePoint> not_before) = 0;
 
+  // Lineage queries (issue 3), each one indexed lookup, so a walk over a
+  // store of millions of executions touches only the nodes it returns.
+  // GetArtifact accepts a unique digest prefix ("sha256:ab12" or "ab12").
+  virtual Result<ArtifactRecord> GetArtifact(const std::string& digest_or_prefix) = 0;
+  virtual Result<ExecutionRecord> GetExecution(int64_t execution_id) = 0;
+  // Executions with an OUTPUT event / an INPUT event for the artifact.
+  virtual Result<std::vector<ExecutionRecord>> ProducersOf(const std::string& digest) = 0;
+  virtual Result<std::vector<ExecutionRecord>> ConsumersOf(const std::string& digest) = 0;
+  // The artifacts an execution read / wrote, with their input/output names.
+  virtual Result<std::vector<ArtifactBinding>> InputsOf(int64_t execution_id) = 0;
+  virtual Result<std::vector<ArtifactBinding>> OutputsOf(int64_t execution_id) = 0;
+
   // Deployments (issue 6). Append-only history; ListDeployments returns the
   // newest first, for one service or (service == "") all services.
   virtual Result<int64_t> RecordDeployment(const DeploymentRecord& record) = 0;
