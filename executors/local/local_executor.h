@@ -1,0 +1,130 @@
+#pragma once
+// The local executor: runs each task as processes on this machine.
+//
+// Every process is started with posix_spawn, never through a shell, in its own
+// process group, in the task's working directory, with stdin from /dev/null and
+// stdout+stderr appended to the task's log file. The environment is a minimal
+// base plus an allow-list of the parent's variables plus Task::env:
+//   PATH, HOME, LANG, TMPDIR   from the parent (or a safe default)
+//   PYTHONUNBUFFERED=1
+//   parent variables named in LocalExecutorOptions::env_allowlist
+//     (default: VIRTUAL_ENV, PYTHONPATH, LD_LIBRARY_PATH, SLUICE_*, ... ;
+//      SLUICE_SECRET_* is never passed on: a step gets a secret only through
+//      Task::env)
+//   SLUICE_RUN_ID, SLUICE_PIPELINE, SLUICE_STEP, SLUICE_INSTANCE, SLUICE_ATTEMPT
+//   Task::env (wins over all of the above)
+// Values of variables named in Task::secret_env are never logged; in fact no
+// environment value is logged.
+//
+// argv[0] without a '/' is looked up in the PATH of the task's environment;
+// a relative path with a '/' is relative to the working directory.
+//
+// Completion is observed through pidfds (Linux >= 5.3), so Wait() returns as
+// soon as any process exits and never blocks on a particular child; without
+// pidfd support it falls back to polling waitpid(WNOHANG) every 10ms.
+//
+// When a task's main process exits, whatever it left behind in its process
+// group is killed (container semantics). Timeouts and Cancel() send SIGTERM to
+// every process group of the task, then SIGKILL after the grace period.
+//
+// tfjob and pytorchjob tasks start one process per replica with the
+// training-operator's environment contract; see training_job.h for the config
+// shape, the environment and the success rules. All replicas append to the
+// task's log file, and the executor writes a "[sluice] ..." line there when a
+// replica starts and when it ends.
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "engine/executor.h"
+#include "engine/status.h"
+
+namespace sluice {
+
+// The parent variables passed on by default. An entry ending in '*' matches a
+// prefix.
+std::vector<std::string> DefaultLocalEnvAllowlist();
+
+struct LocalExecutorOptions {
+  // Tasks that may run at once (CanRunMore); <= 0 means no limit. The engine
+  // budgets cpu/memory/gpu itself.
+  int parallelism = 1;
+  // SIGTERM -> SIGKILL delay when a task times out, and when the rest of a
+  // distributed task is stopped because its outcome is known.
+  Duration kill_grace = std::chrono::seconds(5);
+  // Parent environment variables passed to tasks (see the header comment).
+  std::vector<std::string> env_allowlist = DefaultLocalEnvAllowlist();
+};
+
+class LocalExecutor : public Executor {
+ public:
+  explicit LocalExecutor(LocalExecutorOptions options);
+  // Kills (SIGKILL) and reaps every process still running.
+  ~LocalExecutor() override;
+
+  LocalExecutor(const LocalExecutor&) = delete;
+  LocalExecutor& operator=(const LocalExecutor&) = delete;
+
+  // "local".
+  std::string Name() const override;
+
+  // True while fewer than options.parallelism tasks are running.
+  bool CanRunMore() const override;
+
+  // Spawns the task's process(es). Errors (nothing is left running):
+  //   NotFound            argv[0] not found ("cannot start 'pythn3': No such
+  //                       file or directory (is it installed and on PATH?)").
+  //   FailedPrecondition  the working directory is missing, the log file
+  //                       cannot be opened, the program is not executable.
+  //   InvalidArgument     empty command, duplicate task id, bad tfjob/pytorchjob
+  //                       config, unknown operator type.
+  //   Unavailable         the system is out of processes/memory (retry).
+  Status Start(const Task& task) override;
+
+  // Returns the next finished task, waiting up to `timeout`; nullopt when
+  // none finished in time or nothing is running. Enforces timeouts and
+  // SIGKILL escalation while it waits.
+  std::optional<TaskResult> Wait(Duration timeout) override;
+
+  // SIGTERM to the task's process groups now, SIGKILL after `grace` (sent from
+  // within Wait()). Unknown or finished ids are ignored. Thread-safe.
+  void Cancel(TaskId id, Duration grace) override;
+
+  // Cancel() for every running task. Thread-safe.
+  void CancelAll(Duration grace) override;
+
+  // Tasks started and not yet returned by Wait().
+  size_t Running() const override;
+
+ private:
+  struct Process;
+  struct RunningTask;
+
+  void BeginStop(RunningTask& t, TaskOutcome outcome, std::string message, int sig,
+                 Duration grace);
+  void Reap(RunningTask& t, Process& p);
+  std::optional<TaskResult> Evaluate(RunningTask& t);
+  void ServiceTimers();
+  std::map<std::string, std::string> BaseEnv(const Task& task) const;
+
+  LocalExecutorOptions options_;
+  bool have_pidfd_ = true;
+  int wake_fd_ = -1;  // eventfd: Cancel() wakes a waiting Wait()
+
+  mutable std::mutex mu_;
+  std::map<TaskId, std::unique_ptr<RunningTask>> running_;  // guarded by mu_
+  std::deque<TaskResult> finished_;                         // guarded by mu_
+};
+
+// The factory the binary registers under the name "local".
+ExecutorPtr NewLocalExecutor(const LocalExecutorOptions& options);
+
+}  // namespace sluice
