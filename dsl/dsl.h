@@ -5,6 +5,7 @@
 // The same validator serves `sluice lint`, `sluice run` and `sluice serve`:
 // nothing that fails here starts running.
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -60,5 +61,21 @@ std::string FormatDiagnosticsJson(const std::vector<Diagnostic>& diagnostics);
 // List values are given as JSON arrays or comma-separated text.
 Result<Json> BindParams(const PipelineSpec& spec,
                         const std::map<std::string, std::string>& values);
+
+// The step fields that hold templates, as passed to ForEachStepTemplate.
+enum class TemplateField { kCommand, kEnv, kWorkdir, kInputs, kWhen, kForeach };
+
+// Calls `fn` for every template of `step`: each command item, each non-secret
+// env value, workdir, each input, when and a foreach expression. A `when`
+// without {{ }} is a bare expression (expr::References(text, false)); every
+// other field is a template.
+void ForEachStepTemplate(const StepSpec& step,
+                         const std::function<void(const Template&, TemplateField)>& fn);
+
+// The steps `step` depends on: its explicit `depends` first, then every step
+// named by a `steps.X...` reference in its templates, each once, in order of
+// first mention. Templates that do not parse are skipped (a validated spec
+// has none).
+std::vector<std::string> StepDependencies(const StepSpec& step);
 
 }  // namespace sluice::dsl

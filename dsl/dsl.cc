@@ -1,0 +1,1716 @@
+#include "dsl/dsl.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <openssl/evp.h>
+
+#include "dsl/quantity.h"
+#include "dsl/suggest.h"
+#include "dsl/yaml_tree.h"
+#include "engine/expr.h"
+
+namespace sluice::dsl {
+
+// ---------------------------------------------------------------------------
+// Diagnostics
+// ---------------------------------------------------------------------------
+
+std::string Diagnostic::ToString() const {
+  std::string out = loc.ToString();
+  if (!out.empty()) out += ": ";
+  out += severity == Severity::kError ? "error: " : "warning: ";
+  out += message;
+  return out;
+}
+
+size_t LoadResult::ErrorCount() const {
+  return static_cast<size_t>(std::count_if(diagnostics.begin(), diagnostics.end(),
+                                           [](const Diagnostic& d) { return d.severity == Severity::kError; }));
+}
+
+std::string FormatDiagnosticsText(const std::vector<Diagnostic>& diagnostics) {
+  std::string out;
+  for (const auto& d : diagnostics) {
+    out += d.ToString();
+    out += '\n';
+  }
+  return out;
+}
+
+std::string FormatDiagnosticsJson(const std::vector<Diagnostic>& diagnostics) {
+  Json arr = Json::array();
+  for (const auto& d : diagnostics) {
+    arr.push_back({{"file", d.loc.file},
+                   {"line", d.loc.line},
+                   {"column", d.loc.column},
+                   {"severity", d.severity == Severity::kError ? "error" : "warning"},
+                   {"message", d.message}});
+  }
+  return arr.dump(2) + "\n";
+}
+
+// ---------------------------------------------------------------------------
+// Templates of a step
+// ---------------------------------------------------------------------------
+
+void ForEachStepTemplate(const StepSpec& step, const std::function<void(const Template&, TemplateField)>& fn) {
+  for (const auto& c : step.command) fn(c, TemplateField::kCommand);
+  for (const auto& e : step.env)
+    if (!e.secret) fn(e.value, TemplateField::kEnv);
+  if (step.workdir) fn(*step.workdir, TemplateField::kWorkdir);
+  for (const auto& [name, t] : step.inputs) fn(t, TemplateField::kInputs);
+  if (step.when) fn(*step.when, TemplateField::kWhen);
+  if (step.foreach && step.foreach->kind == ForEachSpec::Kind::kExpression)
+    fn(step.foreach->expression, TemplateField::kForeach);
+}
+
+namespace {
+
+// A `when` is a bare expression unless it contains {{ }}.
+bool IsTemplateField(const Template& t, TemplateField field) {
+  return field != TemplateField::kWhen || !t.IsLiteral();
+}
+
+}  // namespace
+
+std::vector<std::string> StepDependencies(const StepSpec& step) {
+  std::vector<std::string> out;
+  std::unordered_set<std::string> seen;
+  for (const auto& d : step.depends)
+    if (seen.insert(d).second) out.push_back(d);
+  ForEachStepTemplate(step, [&](const Template& t, TemplateField field) {
+    if (field != TemplateField::kWhen && t.IsLiteral()) return;
+    auto refs = expr::References(t.text, IsTemplateField(t, field));
+    if (!refs) return;
+    for (const auto& r : *refs)
+      if (r.path.size() >= 2 && r.path[0] == "steps" && r.path[1] != step.name && seen.insert(r.path[1]).second)
+        out.push_back(r.path[1]);
+  });
+  return out;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Vocabulary
+// ---------------------------------------------------------------------------
+
+using Keys = std::vector<std::string>;
+
+const Keys kTopKeys = {"apiVersion", "kind",      "metadata", "params", "defaults", "timeout",
+                       "executor",   "namespace", "schedule", "steps",  "finally"};
+const Keys kMetadataKeys = {"name", "description", "labels"};
+const Keys kParamKeys = {"type", "default", "required", "description", "secret"};
+const Keys kStepKeys = {"name",     "type",       "command",     "env",      "workdir",    "image",
+                        "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
+                        "foreach",  "parallelism", "retries",    "timeout",  "resources",  "priority",
+                        "cache",    "outputs",    "tfjob",       "pytorchjob", "deploy",   "validation"};
+const Keys kDefaultKeys = {"image", "timeout", "retries", "resources", "executor", "cache", "env", "priority"};
+const Keys kRetryKeys = {"limit", "backoff", "factor", "maxBackoff", "retryOn"};
+const Keys kResourceKeys = {"cpu", "memory", "gpu", "nodeSelector", "tolerations"};
+const Keys kCacheKeys = {"enabled", "maxAge", "ignoreInputs", "envIgnore"};
+const Keys kOutputKeys = {"artifacts", "params", "metrics"};
+const Keys kArtifactKeys = {"name", "path", "type"};
+const Keys kOutParamKeys = {"name", "path"};
+const Keys kEnvValueKeys = {"secret"};
+const Keys kSecretKeys = {"name", "key"};
+const Keys kForeachKeys = {"range"};
+const Keys kRangeKeys = {"start", "end", "step"};
+const Keys kScheduleKeys = {"cron",     "timezone",     "concurrencyPolicy", "startingDeadline",
+                            "catchup",  "catchupLimit", "historyLimit",      "params"};
+
+const Keys kStepTypes = {"container", "tfjob", "pytorchjob", "deploy", "traffic-validation"};
+const Keys kParamTypes = {"string", "int", "number", "bool", "list"};
+const Keys kArtifactTypes = {"dataset", "model", "metrics", "other"};
+const Keys kRetryOn = {"Always", "OnFailure", "OnError", "Failure", "Error"};
+const Keys kUpstreamSkipped = {"skip", "run"};
+const Keys kExecutors = {"local", "kubernetes"};
+const Keys kConcurrency = {"Allow", "Forbid", "Replace"};
+const Keys kCatchup = {"none", "latest", "all"};
+const Keys kRoots = {"params", "steps", "item", "item_index", "inputs", "run", "pipeline"};
+const Keys kRunFields = {"id", "name", "status"};
+const Keys kPipelineFields = {"name", "dir"};
+const Keys kStepRefFields = {"outputs", "phase"};
+const Keys kOutputKinds = {"artifacts", "params", "metrics"};
+
+// The operator section a type may carry, and the type a section needs.
+const char* SectionType(std::string_view key) {
+  if (key == "tfjob") return "tfjob";
+  if (key == "pytorchjob") return "pytorchjob";
+  if (key == "deploy") return "deploy";
+  if (key == "validation") return "traffic-validation";
+  return nullptr;
+}
+
+bool Contains(const Keys& keys, std::string_view k) {
+  for (const auto& x : keys)
+    if (x == k) return true;
+  return false;
+}
+
+std::string JoinKeys(const Keys& keys) {
+  std::string out;
+  for (const auto& k : keys) {
+    if (!out.empty()) out += ", ";
+    out += k;
+  }
+  return out;
+}
+
+// DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
+bool IsDnsLabel(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  auto ok = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!ok(s.front()) || !ok(s.back())) return false;
+  for (char c : s)
+    if (!ok(c) && c != '-') return false;
+  return true;
+}
+
+// A lower-cased, '-' separated spelling of `s` that IsDnsLabel accepts, or "".
+std::string ToDnsLabel(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (std::isalnum(u)) out += static_cast<char>(std::tolower(u));
+    else if (!out.empty() && out.back() != '-') out += '-';
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  if (out.size() > 63) out.resize(63);
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return IsDnsLabel(out) ? out : "";
+}
+
+// [A-Za-z_][A-Za-z0-9_]*: names used in expressions and environment variables.
+bool IsIdentifier(std::string_view s) {
+  if (s.empty()) return false;
+  if (!(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+std::string Describe(const YamlNode& n) {
+  switch (n.kind) {
+    case YamlNode::Kind::kNull: return "nothing";
+    case YamlNode::Kind::kSequence: return "a list";
+    case YamlNode::Kind::kMap: return "a map";
+    case YamlNode::Kind::kScalar: break;
+  }
+  switch (ResolveScalar(n)) {
+    case PlainType::kBool: return "'" + n.value + "' (a bool)";
+    case PlainType::kInt: return "'" + n.value + "' (an int)";
+    case PlainType::kFloat: return "'" + n.value + "' (a number)";
+    case PlainType::kNull: return "nothing";
+    case PlainType::kString: return n.quoted ? "\"" + n.value + "\" (a string)" : "'" + n.value + "'";
+  }
+  return "'" + n.value + "'";
+}
+
+std::string FileDigestHex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The loader: YAML tree -> PipelineSpec plus diagnostics
+// ---------------------------------------------------------------------------
+
+// Per-step facts the checks after parsing need, beside the StepSpec.
+struct StepInfo {
+  const YamlNode* node = nullptr;
+  SourceLocation name_loc;
+  bool has_name = false;
+  std::vector<int> deps;  // indices into Loader::all_
+};
+
+class Loader {
+ public:
+  Loader(std::string_view text, std::string file, std::string dir)
+      : text_(text), file_(std::move(file)), dir_(std::move(dir)) {}
+
+  LoadResult Run() {
+    doc_ = ParseYaml(text_);
+    bool fatal = false;
+    for (const auto& p : doc_.problems) {
+      AddDiag({file_, p.line, p.column}, Severity::kError, p.message);
+      fatal = fatal || p.fatal;
+    }
+    if (!fatal) Validate();
+    std::stable_sort(diags_.begin(), diags_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      if (a.loc.line != b.loc.line) return a.loc.line < b.loc.line;
+      return a.loc.column < b.loc.column;
+    });
+    LoadResult result;
+    bool has_error = std::any_of(diags_.begin(), diags_.end(),
+                                 [](const Diagnostic& d) { return d.severity == Severity::kError; });
+    if (!has_error) {
+      spec_.file = file_;
+      spec_.file_digest = FileDigestHex(text_);
+      result.spec = std::move(spec_);
+    }
+    result.diagnostics = std::move(diags_);
+    return result;
+  }
+
+ private:
+  // -- diagnostics ----------------------------------------------------------
+
+  SourceLocation Loc(const YamlNode& n) const { return {file_, n.line, n.column}; }
+
+  void AddDiag(SourceLocation loc, Severity sev, std::string message) {
+    diags_.push_back({std::move(loc), sev, std::move(message)});
+  }
+  void Err(const YamlNode& n, std::string message) { AddDiag(Loc(n), Severity::kError, std::move(message)); }
+  void Warn(const YamlNode& n, std::string message) { AddDiag(Loc(n), Severity::kWarning, std::move(message)); }
+  void ErrAt(const SourceLocation& loc, std::string message) { AddDiag(loc, Severity::kError, std::move(message)); }
+  void WarnAt(const SourceLocation& loc, std::string message) {
+    AddDiag(loc, Severity::kWarning, std::move(message));
+  }
+
+  const YamlNode& N(uint32_t i) const { return doc_.nodes[i]; }
+
+  // -- generic shape checks ---------------------------------------------------
+
+  // Calls fn(key, value) for every entry of `map` whose key is in `allowed`,
+  // reporting the others as unknown keys of `where`.
+  template <typename Fn>
+  void Entries(const YamlNode& map, const Keys& allowed, const std::string& where, Fn&& fn) {
+    const auto& kids = map.children;
+    for (size_t i = 0; i + 1 < kids.size(); i += 2) {
+      const YamlNode& key = N(kids[i]);
+      const YamlNode& value = N(kids[i + 1]);
+      if (!key.IsScalar()) continue;  // reported by the tree builder
+      if (!Contains(allowed, key.value)) {
+        UnknownKey(key, allowed, where);
+        continue;
+      }
+      fn(key.value, key, value);
+    }
+  }
+
+  void UnknownKey(const YamlNode& key, const Keys& allowed, const std::string& where) {
+    std::string m = ClosestMatch(key.value, allowed);
+    if (!m.empty())
+      Err(key, "unknown key '" + key.value + "' in " + where + "; did you mean '" + m + "'?");
+    else
+      Err(key, "unknown key '" + key.value + "' in " + where + "; valid keys are: " + JoinKeys(allowed));
+  }
+
+  bool ExpectMap(const YamlNode& n, const std::string& what) {
+    if (n.IsMap()) return true;
+    Err(n, "'" + what + "' must be a map, got " + Describe(n));
+    return false;
+  }
+
+  bool ExpectSeq(const YamlNode& n, const std::string& what) {
+    if (n.IsSequence()) return true;
+    Err(n, "'" + what + "' must be a list, got " + Describe(n));
+    return false;
+  }
+
+  // Any scalar, as text. Null, lists and maps are errors.
+  std::optional<std::string> Str(const YamlNode& n, const std::string& what) {
+    if (n.IsScalar() && (n.quoted || !IsYamlNull(n.value))) return n.value;
+    Err(n, "'" + what + "' must be a string, got " + Describe(n));
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> Int(const YamlNode& n, const std::string& what) {
+    int64_t v;
+    if (n.IsScalar() && !n.quoted && IsYamlInt(n.value, &v)) return v;
+    std::string hint;
+    if (n.IsScalar() && n.quoted && IsYamlInt(n.value, &v)) hint = "; remove the quotes";
+    Err(n, "'" + what + "' must be an integer, got " + Describe(n) + hint);
+    return std::nullopt;
+  }
+
+  std::optional<double> Number(const YamlNode& n, const std::string& what) {
+    double d;
+    if (n.IsScalar() && !n.quoted && IsYamlFloat(n.value, &d)) return d;
+    std::string hint;
+    if (n.IsScalar() && n.quoted && IsYamlFloat(n.value, &d)) hint = "; remove the quotes";
+    Err(n, "'" + what + "' must be a number, got " + Describe(n) + hint);
+    return std::nullopt;
+  }
+
+  std::optional<bool> Bool(const YamlNode& n, const std::string& what) {
+    bool b;
+    if (n.IsScalar() && !n.quoted && IsYamlBool(n.value, &b)) return b;
+    std::string hint;
+    if (n.IsScalar() && (n.value == "yes" || n.value == "no" || n.value == "on" || n.value == "off"))
+      hint = "; write true or false";
+    Err(n, "'" + what + "' must be true or false, got " + Describe(n) + hint);
+    return std::nullopt;
+  }
+
+  std::optional<std::string> Enum(const YamlNode& n, const std::string& what, const Keys& values) {
+    auto s = Str(n, what);
+    if (!s) return std::nullopt;
+    if (Contains(values, *s)) return s;
+    std::string m = ClosestMatch(*s, values);
+    Err(n, "invalid " + what + " '" + *s + "'" + (m.empty() ? "" : "; did you mean '" + m + "'?") +
+               (m.empty() ? "; valid values are: " + JoinKeys(values) : ""));
+    return std::nullopt;
+  }
+
+  std::optional<Duration> Dur(const YamlNode& n, const std::string& what) {
+    if (!n.IsScalar() || (!n.quoted && IsYamlNull(n.value))) {
+      Err(n, "'" + what + "' must be a duration such as 30s, 10m or 1h30m, got " + Describe(n));
+      return std::nullopt;
+    }
+    auto d = ParseDuration(n.value);
+    if (!d) {
+      Err(n, d.error().message() + " in '" + what + "'");
+      return std::nullopt;
+    }
+    return *d;
+  }
+
+  std::vector<std::string> StrList(const YamlNode& n, const std::string& what, bool allow_scalar) {
+    std::vector<std::string> out;
+    if (allow_scalar && n.IsScalar()) {
+      if (auto s = Str(n, what)) out.push_back(*s);
+      return out;
+    }
+    if (!ExpectSeq(n, what)) return out;
+    for (uint32_t c : n.children)
+      if (auto s = Str(N(c), what + " item")) out.push_back(*s);
+    return out;
+  }
+
+  // The location of a template's first content character (after a quote).
+  SourceLocation TemplateLoc(const YamlNode& n) const {
+    SourceLocation loc = Loc(n);
+    if (n.quoted && n.pos >= 0 && static_cast<size_t>(n.pos) < text_.size() &&
+        (text_[n.pos] == '"' || text_[n.pos] == '\''))
+      loc.column += 1;
+    return loc;
+  }
+
+  // A scalar as a Template (numbers and bools keep their spelling).
+  std::optional<Template> Tmpl(const YamlNode& n, const std::string& what) {
+    auto s = Str(n, what);
+    if (!s) return std::nullopt;
+    return Template{std::move(*s), TemplateLoc(n)};
+  }
+
+  Json ToJson(const YamlNode& n) {
+    switch (n.kind) {
+      case YamlNode::Kind::kNull: return nullptr;
+      case YamlNode::Kind::kSequence: {
+        Json a = Json::array();
+        for (uint32_t c : n.children) a.push_back(ToJson(N(c)));
+        return a;
+      }
+      case YamlNode::Kind::kMap: {
+        Json o = Json::object();
+        for (size_t i = 0; i + 1 < n.children.size(); i += 2) o[N(n.children[i]).value] = ToJson(N(n.children[i + 1]));
+        return o;
+      }
+      case YamlNode::Kind::kScalar: break;
+    }
+    switch (ResolveScalar(n)) {
+      case PlainType::kNull: return nullptr;
+      case PlainType::kBool: {
+        bool b = false;
+        IsYamlBool(n.value, &b);
+        return b;
+      }
+      case PlainType::kInt: {
+        int64_t v = 0;
+        IsYamlInt(n.value, &v);
+        return v;
+      }
+      case PlainType::kFloat: {
+        double d = 0;
+        IsYamlFloat(n.value, &d);
+        return d;
+      }
+      case PlainType::kString: return n.value;
+    }
+    return n.value;
+  }
+
+  // -- top level --------------------------------------------------------------
+
+  void Validate() {
+    if (doc_.root == YamlDocument::kNoRoot || N(doc_.root).IsNull()) {
+      ErrAt({file_, 1, 1}, "the file is empty; a pipeline needs apiVersion, kind, metadata and steps");
+      return;
+    }
+    const YamlNode& root = N(doc_.root);
+    if (!root.IsMap()) {
+      Err(root, "a pipeline file must be a map with apiVersion, kind, metadata and steps, got " + Describe(root));
+      return;
+    }
+    std::unordered_map<std::string, const YamlNode*> top;
+    Entries(root, kTopKeys, "the pipeline", [&](const std::string& k, const YamlNode&, const YamlNode& v) {
+      top.emplace(k, &v);
+    });
+    auto get = [&](const char* k) -> const YamlNode* {
+      auto it = top.find(k);
+      return it == top.end() ? nullptr : it->second;
+    };
+    auto require = [&](const char* k, const char* example) {
+      if (!get(k)) Err(root, std::string("missing required key '") + k + "'; add " + example);
+    };
+    require("apiVersion", "'apiVersion: sluice.dev/v1'");
+    require("kind", "'kind: Pipeline'");
+    require("metadata", "'metadata: {name: my-pipeline}'");
+    require("steps", "a 'steps:' list");
+
+    if (auto* n = get("apiVersion")) {
+      if (auto s = Str(*n, "apiVersion")) {
+        spec_.api_version = *s;
+        if (*s != "sluice.dev/v1") Err(*n, "unsupported apiVersion '" + *s + "'; use 'sluice.dev/v1'");
+      }
+    }
+    if (auto* n = get("kind")) {
+      if (auto s = Str(*n, "kind")) {
+        spec_.kind = *s;
+        if (*s != "Pipeline") Err(*n, "unsupported kind '" + *s + "'; use 'Pipeline'");
+      }
+    }
+    if (auto* n = get("metadata")) ParseMetadata(*n);
+    if (auto* n = get("params")) ParseParams(*n);
+    if (auto* n = get("defaults")) ParseDefaults(*n);
+    if (auto* n = get("timeout")) {
+      if (auto d = Dur(*n, "timeout")) {
+        if (d->count() <= 0) Err(*n, "'timeout' must be longer than 0");
+        else spec_.timeout = *d;
+      }
+    }
+    if (auto* n = get("executor"))
+      if (auto s = Enum(*n, "executor", kExecutors)) spec_.executor = *s;
+    if (auto* n = get("namespace")) {
+      if (auto s = Str(*n, "namespace")) {
+        if (!IsDnsLabel(*s))
+          Err(*n, "invalid namespace '" + *s + "'; use lower-case letters, digits and '-' (at most 63)");
+        spec_.namespace_ = *s;
+      }
+    }
+    if (auto* n = get("steps")) ParseStepList(*n, false);
+    if (auto* n = get("finally")) ParseStepList(*n, true);
+    if (auto* n = get("schedule")) ParseSchedule(*n);
+    CheckSteps();
+  }
+
+  void ParseMetadata(const YamlNode& n) {
+    if (!ExpectMap(n, "metadata")) return;
+    bool has_name = false;
+    Entries(n, kMetadataKeys, "metadata", [&](const std::string& k, const YamlNode&, const YamlNode& v) {
+      if (k == "name") {
+        has_name = true;
+        if (auto s = Str(v, "metadata.name")) {
+          spec_.name = *s;
+          if (!IsDnsLabel(*s)) {
+            std::string fix = ToDnsLabel(*s);
+            Err(v, "invalid pipeline name '" + *s +
+                       "': use lower-case letters, digits and '-' (at most 63, starting and ending with a "
+                       "letter or digit)" +
+                       (fix.empty() ? "" : "; did you mean '" + fix + "'?"));
+          }
+        }
+      } else if (k == "description") {
+        if (auto s = Str(v, "metadata.description")) spec_.description = *s;
+      } else if (k == "labels") {
+        if (!ExpectMap(v, "metadata.labels")) return;
+        for (size_t i = 0; i + 1 < v.children.size(); i += 2) {
+          const YamlNode& val = N(v.children[i + 1]);
+          if (auto s = Str(val, "label " + N(v.children[i]).value)) spec_.labels[N(v.children[i]).value] = *s;
+        }
+      }
+    });
+    if (!has_name) Err(n, "missing required key 'name' in metadata");
+  }
+
+  // -- params -----------------------------------------------------------------
+
+  void ParseParams(const YamlNode& n) {
+    if (!ExpectMap(n, "params")) return;
+    for (size_t i = 0; i + 1 < n.children.size(); i += 2) {
+      const YamlNode& key = N(n.children[i]);
+      const YamlNode& val = N(n.children[i + 1]);
+      if (!key.IsScalar()) continue;
+      ParamSpec p;
+      p.name = key.value;
+      p.loc = Loc(key);
+      if (!IsIdentifier(p.name))
+        Err(key, "invalid parameter name '" + p.name +
+                     "': use letters, digits and '_', starting with a letter (it is used as params." + p.name + ")");
+      if (!val.IsMap()) {
+        // Shorthand: `name: value` is a default whose type is inferred.
+        if (val.IsNull()) {
+          Err(val, "parameter '" + p.name + "' has no value; write '" + p.name +
+                       ": {type: string}' for a required parameter or give a default");
+          continue;
+        }
+        p.type = InferType(val);
+        if (auto d = TypedValue(val, p.type, p.name)) p.default_value = *d;
+        spec_.params.push_back(std::move(p));
+        continue;
+      }
+      const YamlNode* type_node = nullptr;
+      const YamlNode* default_node = nullptr;
+      const YamlNode* required_node = nullptr;
+      std::optional<bool> required;
+      Entries(val, kParamKeys, "parameter '" + p.name + "'",
+              [&](const std::string& k, const YamlNode&, const YamlNode& v) {
+                if (k == "type") type_node = &v;
+                else if (k == "default") default_node = &v;
+                else if (k == "required") {
+                  required_node = &v;
+                  required = Bool(v, "required");
+                } else if (k == "description") {
+                  if (auto s = Str(v, "description")) p.description = *s;
+                } else if (k == "secret") {
+                  if (auto b = Bool(v, "secret")) p.secret = *b;
+                }
+              });
+      bool type_ok = true;
+      if (type_node) {
+        if (auto t = Enum(*type_node, "parameter type", kParamTypes)) {
+          for (int ti = 0; ti < 5; ++ti)
+            if (*t == ParamTypeName(static_cast<ParamType>(ti))) p.type = static_cast<ParamType>(ti);
+        } else {
+          type_ok = false;
+        }
+      } else if (default_node && !default_node->IsNull()) {
+        p.type = InferType(*default_node);
+      }
+      if (default_node && default_node->IsNull()) {
+        Err(*default_node, "parameter '" + p.name + "' has an empty default; give a value or remove 'default'");
+      } else if (default_node && type_ok) {
+        if (auto d = TypedValue(*default_node, p.type, p.name)) p.default_value = *d;
+      }
+      p.required = !default_node;
+      if (required && *required && default_node)
+        Warn(*required_node, "parameter '" + p.name + "' is required but has a default; the default is never used");
+      if (required && !*required && !default_node)
+        Err(*required_node, "parameter '" + p.name + "' is optional but has no default; add 'default:'");
+      spec_.params.push_back(std::move(p));
+    }
+  }
+
+  ParamType InferType(const YamlNode& n) {
+    if (n.IsSequence()) return ParamType::kList;
+    switch (ResolveScalar(n)) {
+      case PlainType::kBool: return ParamType::kBool;
+      case PlainType::kInt: return ParamType::kInt;
+      case PlainType::kFloat: return ParamType::kNumber;
+      default: return ParamType::kString;
+    }
+  }
+
+  // The JSON value of `n` when it fits `type`, else an error.
+  std::optional<Json> TypedValue(const YamlNode& n, ParamType type, const std::string& param) {
+    auto bad = [&]() {
+      Err(n, "default of parameter '" + param + "' must be " + (type == ParamType::kInt ? "an " : "a ") +
+                 ParamTypeName(type) + ", got " + Describe(n));
+      return std::nullopt;
+    };
+    if (type == ParamType::kList) {
+      if (!n.IsSequence()) return bad();
+      return ToJson(n);
+    }
+    if (!n.IsScalar()) return bad();
+    PlainType pt = ResolveScalar(n);
+    switch (type) {
+      case ParamType::kString: return Json(n.value);
+      case ParamType::kInt:
+        if (pt != PlainType::kInt) return bad();
+        return ToJson(n);
+      case ParamType::kNumber:
+        if (pt != PlainType::kInt && pt != PlainType::kFloat) return bad();
+        return ToJson(n);
+      case ParamType::kBool:
+        if (pt != PlainType::kBool) return bad();
+        return ToJson(n);
+      case ParamType::kList: break;
+    }
+    return bad();
+  }
+
+  // -- defaults and steps -----------------------------------------------------
+
+  void ParseDefaults(const YamlNode& n) {
+    if (!ExpectMap(n, "defaults")) return;
+    const auto& kids = n.children;
+    for (size_t i = 0; i + 1 < kids.size(); i += 2) {
+      const YamlNode& key = N(kids[i]);
+      if (!key.IsScalar()) continue;
+      if (!Contains(kDefaultKeys, key.value)) {
+        if (Contains(kStepKeys, key.value))
+          Err(key, "'" + key.value + "' cannot be set in defaults; defaults may set: " + JoinKeys(kDefaultKeys));
+        else
+          UnknownKey(key, kDefaultKeys, "defaults");
+        continue;
+      }
+      StepField(base_, key.value, N(kids[i + 1]), nullptr, "defaults");
+    }
+  }
+
+  void ParseStepList(const YamlNode& n, bool is_finally) {
+    const char* what = is_finally ? "finally" : "steps";
+    if (!ExpectSeq(n, what)) return;
+    if (n.children.empty() && !is_finally) Err(n, "'steps' is empty; a pipeline needs at least one step");
+    auto& out = is_finally ? spec_.finally_steps : spec_.steps;
+    out.reserve(n.children.size());
+    for (uint32_t c : n.children) {
+      const YamlNode& sn = N(c);
+      if (!sn.IsMap()) {
+        Err(sn, std::string("each entry of '") + what + "' must be a step (a map with name and command), got " +
+                    Describe(sn));
+        continue;
+      }
+      StepSpec s = base_;
+      s.loc = Loc(sn);
+      s.is_finally = is_finally;
+      StepInfo info;
+      info.node = &sn;
+      ParseStep(sn, s, info);
+      out.push_back(std::move(s));
+      (is_finally ? finally_info_ : step_info_).push_back(std::move(info));
+    }
+  }
+
+  void ParseStep(const YamlNode& sn, StepSpec& s, StepInfo& info) {
+    // The name first, so that messages about other fields can name the step.
+    for (size_t i = 0; i + 1 < sn.children.size(); i += 2) {
+      const YamlNode& key = N(sn.children[i]);
+      if (key.IsScalar() && key.value == "name") {
+        const YamlNode& v = N(sn.children[i + 1]);
+        info.has_name = true;
+        info.name_loc = Loc(v);
+        if (auto name = Str(v, "name")) {
+          s.name = *name;
+          if (!IsDnsLabel(*name)) {
+            std::string fix = ToDnsLabel(*name);
+            Err(v, "invalid step name '" + *name +
+                       "': use lower-case letters, digits and '-' (at most 63, starting and ending with a letter "
+                       "or digit)" +
+                       (fix.empty() ? "" : "; did you mean '" + fix + "'?"));
+          }
+        }
+      }
+    }
+    std::string where = s.name.empty() ? std::string("step") : "step '" + s.name + "'";
+    const YamlNode* parallelism = nullptr;
+    const YamlNode* section = nullptr;
+    std::string section_key;
+    bool has_command = false, has_type = false;
+    Entries(sn, kStepKeys, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
+      if (k == "name") return;
+      if (k == "parallelism") {
+        parallelism = &v;
+        return;
+      }
+      if (SectionType(k)) {
+        if (section) {
+          Err(key, "a step has at most one operator section; found '" + section_key + "' and '" + k + "'");
+          return;
+        }
+        section = &v;
+        section_key = k;
+        if (ExpectMap(v, k)) s.config = ToJson(v);
+        return;
+      }
+      if (k == "command") has_command = true;
+      if (k == "type") has_type = true;
+      StepField(s, k, v, &info, where);
+    });
+    if (!info.has_name) Err(sn, "step is missing required key 'name'");
+    if (s.type == "container" && !has_command)
+      Err(sn, where + " is missing required key 'command' (an argv list, e.g. [python3, train.py])");
+    if (section) {
+      const char* need = SectionType(section_key);
+      if (s.type != need)
+        Err(*section, "the '" + section_key + "' section needs 'type: " + need + "'" +
+                          (has_type ? " (this step has type '" + s.type + "')" : ""));
+    }
+    if (parallelism) {
+      if (auto p = Int(*parallelism, "parallelism")) {
+        if (*p < 0) Err(*parallelism, "'parallelism' must be 0 (unlimited) or more, got " + std::to_string(*p));
+        else if (!s.foreach) Warn(*parallelism, "'parallelism' has no effect without 'foreach'");
+        else s.foreach->parallelism = static_cast<int>(*p);
+      }
+    }
+  }
+
+  // One field of a step, or of `defaults` when info is null.
+  void StepField(StepSpec& s, const std::string& k, const YamlNode& v, StepInfo* info, const std::string& where) {
+    if (k == "type") {
+      if (auto t = Enum(v, "step type", kStepTypes)) s.type = *t;
+    } else if (k == "command") {
+      if (v.IsScalar() && !IsYamlNull(v.value)) {
+        Err(v, "'command' must be a list (argv), e.g. [python3, train.py], got a string; it is never run "
+               "through a shell");
+        return;
+      }
+      if (!ExpectSeq(v, "command")) return;
+      if (v.children.empty()) Err(v, "'command' is empty; give the program and its arguments");
+      s.command.clear();
+      for (uint32_t c : v.children)
+        if (auto t = Tmpl(N(c), "command item")) s.command.push_back(std::move(*t));
+    } else if (k == "env") {
+      ParseEnv(s, v);
+    } else if (k == "workdir") {
+      if (auto t = Tmpl(v, "workdir")) s.workdir = std::move(*t);
+    } else if (k == "image") {
+      if (auto str = Str(v, "image")) {
+        if (str->find("{{") != std::string::npos) Err(v, "'image' cannot contain templates; write the image name");
+        s.image = *str;
+      }
+    } else if (k == "executor") {
+      if (auto e = Enum(v, "executor", kExecutors)) s.executor = *e;
+    } else if (k == "code") {
+      s.code = StrList(v, "code", true);
+      code_nodes_.push_back(&v);
+    } else if (k == "depends") {
+      s.depends.clear();
+      s.depends_loc.clear();
+      if (v.IsScalar()) {
+        if (auto d = Str(v, "depends")) {
+          s.depends.push_back(*d);
+          s.depends_loc.push_back(Loc(v));
+        }
+        return;
+      }
+      if (!ExpectSeq(v, "depends")) return;
+      for (uint32_t c : v.children) {
+        if (auto d = Str(N(c), "depends item")) {
+          if (std::find(s.depends.begin(), s.depends.end(), *d) != s.depends.end()) {
+            Warn(N(c), "'" + *d + "' is listed twice in depends");
+            continue;
+          }
+          s.depends.push_back(*d);
+          s.depends_loc.push_back(Loc(N(c)));
+        }
+      }
+    } else if (k == "inputs") {
+      if (!ExpectMap(v, "inputs")) return;
+      for (size_t i = 0; i + 1 < v.children.size(); i += 2) {
+        const YamlNode& key = N(v.children[i]);
+        if (!key.IsScalar()) continue;
+        if (!IsIdentifier(key.value))
+          Err(key, "invalid input name '" + key.value + "': use letters, digits and '_' (it is used as inputs." +
+                       key.value + ")");
+        if (auto t = Tmpl(N(v.children[i + 1]), "input " + key.value)) s.inputs[key.value] = std::move(*t);
+      }
+    } else if (k == "when") {
+      if (auto t = Tmpl(v, "when")) s.when = std::move(*t);
+    } else if (k == "ifUpstreamSkipped") {
+      if (auto e = Enum(v, "ifUpstreamSkipped", kUpstreamSkipped))
+        s.upstream_skipped = *e == "run" ? UpstreamSkippedPolicy::kRun : UpstreamSkippedPolicy::kSkip;
+    } else if (k == "foreach") {
+      ParseForeach(s, v);
+    } else if (k == "retries") {
+      ParseRetries(s, v);
+    } else if (k == "timeout") {
+      if (auto d = Dur(v, "timeout")) {
+        if (d->count() <= 0) Err(v, "'timeout' must be longer than 0");
+        else s.timeout = *d;
+      }
+    } else if (k == "resources") {
+      ParseResources(s, v);
+    } else if (k == "priority") {
+      if (auto p = Int(v, "priority")) s.priority = static_cast<int>(*p);
+    } else if (k == "cache") {
+      ParseCache(s, v, info != nullptr);
+    } else if (k == "outputs") {
+      ParseOutputs(s, v);
+    }
+  }
+
+  void ParseEnv(StepSpec& s, const YamlNode& v) {
+    if (!ExpectMap(v, "env")) return;
+    for (size_t i = 0; i + 1 < v.children.size(); i += 2) {
+      const YamlNode& key = N(v.children[i]);
+      const YamlNode& val = N(v.children[i + 1]);
+      if (!key.IsScalar()) continue;
+      EnvVarSpec e;
+      e.name = key.value;
+      e.loc = Loc(key);
+      if (!IsIdentifier(e.name))
+        Err(key, "invalid environment variable name '" + e.name + "': use letters, digits and '_'");
+      if (val.IsMap()) {
+        bool has_secret = false;
+        Entries(val, kEnvValueKeys, "env '" + e.name + "'", [&](const std::string&, const YamlNode&,
+                                                                 const YamlNode& sv) {
+          has_secret = true;
+          if (!ExpectMap(sv, "secret")) return;
+          SecretRef ref;
+          bool has_name = false, has_key = false;
+          Entries(sv, kSecretKeys, "secret", [&](const std::string& sk, const YamlNode&, const YamlNode& x) {
+            if (auto str = Str(x, "secret." + sk)) {
+              (sk == "name" ? ref.name : ref.key) = *str;
+              (sk == "name" ? has_name : has_key) = true;
+            }
+          });
+          if (!has_name) Err(sv, "secret of env '" + e.name + "' is missing 'name'");
+          if (!has_key) Err(sv, "secret of env '" + e.name + "' is missing 'key'");
+          e.secret = ref;
+        });
+        if (!has_secret && val.children.empty())
+          Err(val, "env '" + e.name + "' must be a string or {secret: {name, key}}");
+      } else if (val.IsScalar() && (val.quoted || !IsYamlNull(val.value))) {
+        e.value = Template{val.value, TemplateLoc(val)};
+      } else {
+        Err(val, "env '" + e.name + "' must be a string or {secret: {name, key}}, got " + Describe(val) +
+                     (val.IsNull() || IsYamlNull(val.value) ? "; write \"\" for an empty value" : ""));
+        continue;
+      }
+      auto it = std::find_if(s.env.begin(), s.env.end(), [&](const EnvVarSpec& x) { return x.name == e.name; });
+      if (it != s.env.end()) *it = std::move(e);  // a step's value overrides the default's
+      else s.env.push_back(std::move(e));
+    }
+  }
+
+  void ParseForeach(StepSpec& s, const YamlNode& v) {
+    ForEachSpec f;
+    f.loc = Loc(v);
+    if (v.IsSequence()) {
+      f.kind = ForEachSpec::Kind::kItems;
+      for (uint32_t c : v.children) f.items.push_back(ToJson(N(c)));
+      if (f.items.empty()) Warn(v, "'foreach' over an empty list: the step will run no instances");
+    } else if (v.IsMap()) {
+      f.kind = ForEachSpec::Kind::kRange;
+      bool has_range = false;
+      Entries(v, kForeachKeys, "foreach", [&](const std::string&, const YamlNode&, const YamlNode& r) {
+        has_range = true;
+        if (r.IsScalar()) {
+          if (auto e = Int(r, "range")) f.range_end = *e;
+          return;
+        }
+        if (!ExpectMap(r, "range")) return;
+        bool has_end = false;
+        Entries(r, kRangeKeys, "range", [&](const std::string& rk, const YamlNode&, const YamlNode& x) {
+          auto val = Int(x, "range." + rk);
+          if (!val) return;
+          if (rk == "start") f.range_start = *val;
+          else if (rk == "end") {
+            f.range_end = *val;
+            has_end = true;
+          } else {
+            if (*val == 0) Err(x, "'range.step' cannot be 0");
+            else f.range_step = *val;
+          }
+        });
+        if (!has_end) Err(r, "'range' is missing 'end' (the range is [start, end))");
+      });
+      if (!has_range)
+        Err(v, "'foreach' as a map needs 'range', e.g. {range: {start: 0, end: 3}}");
+    } else if (v.IsScalar() && v.value.find("{{") != std::string::npos) {
+      f.kind = ForEachSpec::Kind::kExpression;
+      f.expression = Template{v.value, TemplateLoc(v)};
+    } else {
+      Err(v, "'foreach' must be a list, a range or a template that yields a list (\"{{ params.models }}\"), got " +
+                 Describe(v));
+      return;
+    }
+    s.foreach = std::move(f);
+  }
+
+  void ParseRetries(StepSpec& s, const YamlNode& v) {
+    s.retries.loc = Loc(v);
+    if (v.IsScalar()) {
+      if (auto l = Int(v, "retries")) {
+        if (*l < 0) Err(v, "'retries' must be 0 or more, got " + std::to_string(*l));
+        else s.retries.limit = static_cast<int>(*l);
+      }
+      return;
+    }
+    if (!ExpectMap(v, "retries")) return;
+    const YamlNode* backoff_node = nullptr;
+    const YamlNode* max_node = nullptr;
+    Entries(v, kRetryKeys, "retries", [&](const std::string& k, const YamlNode&, const YamlNode& x) {
+      if (k == "limit") {
+        if (auto l = Int(x, "retries.limit")) {
+          if (*l < 0) Err(x, "'retries.limit' must be 0 or more, got " + std::to_string(*l));
+          else s.retries.limit = static_cast<int>(*l);
+        }
+      } else if (k == "backoff") {
+        backoff_node = &x;
+        if (auto d = Dur(x, "retries.backoff")) s.retries.backoff = *d;
+      } else if (k == "factor") {
+        if (auto f = Number(x, "retries.factor")) {
+          if (*f < 1) Err(x, "'retries.factor' must be 1 or more, got " + x.value);
+          else s.retries.factor = *f;
+        }
+      } else if (k == "maxBackoff") {
+        max_node = &x;
+        if (auto d = Dur(x, "retries.maxBackoff")) s.retries.max_backoff = *d;
+      } else if (k == "retryOn") {
+        if (auto e = Enum(x, "retryOn", kRetryOn)) {
+          if (*e == "Always") s.retries.retry_on = RetryOn::kAlways;
+          else if (*e == "OnFailure" || *e == "Failure") s.retries.retry_on = RetryOn::kOnFailure;
+          else s.retries.retry_on = RetryOn::kOnError;
+        }
+      }
+    });
+    if (backoff_node && max_node && s.retries.max_backoff && *s.retries.max_backoff < s.retries.backoff)
+      Warn(*max_node, "'retries.maxBackoff' is shorter than 'retries.backoff'; every wait will be maxBackoff");
+  }
+
+  void ParseResources(StepSpec& s, const YamlNode& v) {
+    if (!ExpectMap(v, "resources")) return;
+    Entries(v, kResourceKeys, "resources", [&](const std::string& k, const YamlNode&, const YamlNode& x) {
+      if (k == "cpu") {
+        if (!x.IsScalar() || (!x.quoted && IsYamlNull(x.value))) {
+          Err(x, "'resources.cpu' must be a quantity such as 1, 0.5 or \"500m\", got " + Describe(x));
+          return;
+        }
+        auto c = ParseCpu(x.value);
+        if (!c) Err(x, c.error().message());
+        else s.resources.cpu_millis = *c;
+      } else if (k == "memory") {
+        if (!x.IsScalar() || (!x.quoted && IsYamlNull(x.value))) {
+          Err(x, "'resources.memory' must be a quantity such as 512Mi or 1Gi, got " + Describe(x));
+          return;
+        }
+        auto m = ParseMemory(x.value);
+        if (!m) Err(x, m.error().message());
+        else s.resources.memory_bytes = *m;
+      } else if (k == "gpu") {
+        if (auto g = Int(x, "resources.gpu")) {
+          if (*g < 0) Err(x, "'resources.gpu' must be 0 or more, got " + std::to_string(*g));
+          else s.resources.gpu = *g;
+        }
+      } else if (k == "nodeSelector") {
+        if (!ExpectMap(x, "resources.nodeSelector")) return;
+        s.resources.node_selector.clear();
+        for (size_t i = 0; i + 1 < x.children.size(); i += 2)
+          if (auto val = Str(N(x.children[i + 1]), "nodeSelector value"))
+            s.resources.node_selector[N(x.children[i]).value] = *val;
+      } else if (k == "tolerations") {
+        if (!ExpectSeq(x, "resources.tolerations")) return;
+        s.resources.tolerations.clear();
+        for (uint32_t c : x.children) {
+          if (!N(c).IsMap()) {
+            Err(N(c), "each toleration must be a map (a Kubernetes Toleration), got " + Describe(N(c)));
+            continue;
+          }
+          s.resources.tolerations.push_back(ToJson(N(c)));
+        }
+      }
+    });
+  }
+
+  void ParseCache(StepSpec& s, const YamlNode& v, bool in_step) {
+    s.cache.loc = Loc(v);
+    if (v.IsScalar()) {
+      if (auto b = Bool(v, "cache")) s.cache.enabled = *b;
+      return;
+    }
+    if (!ExpectMap(v, "cache")) return;
+    Entries(v, kCacheKeys, "cache", [&](const std::string& k, const YamlNode&, const YamlNode& x) {
+      if (k == "enabled") {
+        if (auto b = Bool(x, "cache.enabled")) s.cache.enabled = *b;
+      } else if (k == "maxAge") {
+        if (auto d = Dur(x, "cache.maxAge")) s.cache.max_age = *d;
+      } else if (k == "ignoreInputs") {
+        s.cache.ignore_inputs = StrList(x, "cache.ignoreInputs", false);
+        if (in_step) ignore_inputs_nodes_.push_back({&s, &x});
+      } else if (k == "envIgnore") {
+        s.cache.env_ignore = StrList(x, "cache.envIgnore", false);
+      }
+    });
+  }
+
+  void ParseOutputs(StepSpec& s, const YamlNode& v) {
+    if (!ExpectMap(v, "outputs")) return;
+    Entries(v, kOutputKeys, "outputs", [&](const std::string& k, const YamlNode&, const YamlNode& x) {
+      if (k == "metrics") {
+        if (auto p = Str(x, "outputs.metrics")) {
+          CheckOutputPath(x, *p);
+          s.metrics_file = *p;
+        }
+        return;
+      }
+      if (!ExpectSeq(x, "outputs." + k)) return;
+      bool artifacts = k == "artifacts";
+      std::unordered_map<std::string, int> seen;
+      for (uint32_t c : x.children) {
+        const YamlNode& o = N(c);
+        if (!o.IsMap()) {
+          Err(o, std::string("each output ") + (artifacts ? "artifact" : "parameter") +
+                     " must be a map {name, path" + (artifacts ? ", type" : "") + "}, got " + Describe(o));
+          continue;
+        }
+        std::string name, path;
+        bool has_name = false, has_path = false;
+        ArtifactType type = ArtifactType::kOther;
+        Entries(o, artifacts ? kArtifactKeys : kOutParamKeys,
+                artifacts ? "an output artifact" : "an output parameter",
+                [&](const std::string& ok, const YamlNode&, const YamlNode& y) {
+                  if (ok == "name") {
+                    if (auto str = Str(y, "name")) {
+                      name = *str;
+                      has_name = true;
+                      if (!IsIdentifier(name))
+                        Err(y, "invalid output name '" + name + "': use letters, digits and '_'");
+                      auto [it, inserted] = seen.emplace(name, y.line);
+                      if (!inserted)
+                        Err(y, std::string("duplicate output ") + (artifacts ? "artifact" : "parameter") + " '" +
+                                   name + "' (first defined at line " + std::to_string(it->second) + ")");
+                    }
+                  } else if (ok == "path") {
+                    if (auto str = Str(y, "path")) {
+                      path = *str;
+                      has_path = true;
+                      CheckOutputPath(y, path);
+                    }
+                  } else if (ok == "type") {
+                    if (auto t = Enum(y, "artifact type", kArtifactTypes)) {
+                      for (int ti = 0; ti < 4; ++ti)
+                        if (*t == ArtifactTypeName(static_cast<ArtifactType>(ti))) type = static_cast<ArtifactType>(ti);
+                    }
+                  }
+                });
+        if (!has_name) Err(o, std::string("output ") + (artifacts ? "artifact" : "parameter") + " is missing 'name'");
+        if (!has_path) Err(o, std::string("output ") + (artifacts ? "artifact" : "parameter") + " is missing 'path'");
+        if (artifacts) s.output_artifacts.push_back({name, path, type, Loc(o)});
+        else s.output_params.push_back({name, path, Loc(o)});
+      }
+    });
+  }
+
+  void CheckOutputPath(const YamlNode& n, const std::string& path) {
+    if (path.empty()) {
+      Err(n, "an output path cannot be empty");
+    } else if (path.front() == '/') {
+      Err(n, "output path '" + path + "' must be relative to the step's working directory");
+    } else {
+      std::filesystem::path p(path);
+      for (const auto& part : p)
+        if (part == "..") {
+          Err(n, "output path '" + path + "' must stay inside the step's working directory (no '..')");
+          break;
+        }
+    }
+  }
+
+  // -- schedule ---------------------------------------------------------------
+
+  void ParseSchedule(const YamlNode& n) {
+    if (!ExpectMap(n, "schedule")) return;
+    ScheduleSpec sc;
+    sc.loc = Loc(n);
+    bool has_cron = false;
+    Entries(n, kScheduleKeys, "schedule", [&](const std::string& k, const YamlNode&, const YamlNode& v) {
+      if (k == "cron") {
+        has_cron = true;
+        if (v.IsScalar()) {
+          if (auto c = Str(v, "cron")) {
+            CheckCron(v, *c);
+            sc.cron.push_back(*c);
+          }
+        } else if (ExpectSeq(v, "schedule.cron")) {
+          for (uint32_t c : v.children)
+            if (auto str = Str(N(c), "cron")) {
+              CheckCron(N(c), *str);
+              sc.cron.push_back(*str);
+            }
+        }
+      } else if (k == "timezone") {
+        if (auto s = Str(v, "timezone")) sc.timezone = *s;
+      } else if (k == "concurrencyPolicy") {
+        if (auto s = Enum(v, "concurrencyPolicy", kConcurrency)) sc.concurrency_policy = *s;
+      } else if (k == "startingDeadline") {
+        if (auto d = Dur(v, "startingDeadline")) sc.starting_deadline = *d;
+      } else if (k == "catchup") {
+        if (auto s = Enum(v, "catchup", kCatchup)) sc.catchup = *s;
+      } else if (k == "catchupLimit" || k == "historyLimit") {
+        if (auto i = Int(v, k)) {
+          if (*i < 0) Err(v, "'" + k + "' must be 0 or more");
+          else (k == "catchupLimit" ? sc.catchup_limit : sc.history_limit) = static_cast<int>(*i);
+        }
+      } else if (k == "params") {
+        if (!ExpectMap(v, "schedule.params")) return;
+        for (size_t i = 0; i + 1 < v.children.size(); i += 2) {
+          const YamlNode& key = N(v.children[i]);
+          if (!key.IsScalar()) continue;
+          if (!spec_.FindParam(key.value)) {
+            Err(key, "unknown parameter '" + key.value + "' in schedule.params" +
+                         DidYouMean(key.value, ParamNames()));
+            continue;
+          }
+          if (auto t = Tmpl(N(v.children[i + 1]), "schedule.params." + key.value)) {
+            CheckTemplateSyntax(*t, true);
+            sc.params[key.value] = std::move(*t);
+          }
+        }
+      }
+    });
+    if (!has_cron) Err(n, "schedule is missing 'cron', e.g. cron: \"0 3 * * *\"");
+    spec_.schedule = std::move(sc);
+  }
+
+  void CheckCron(const YamlNode& n, const std::string& c) {
+    static const Keys kMacros = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"};
+    if (c.starts_with("@every ")) {
+      auto d = ParseDuration(c.substr(7));
+      if (!d || d->count() <= 0) Err(n, "invalid cron '" + c + "': '@every' needs a duration such as 1h");
+      return;
+    }
+    if (c.starts_with("@")) {
+      if (!Contains(kMacros, c))
+        Err(n, "invalid cron '" + c + "'" + DidYouMean(c, kMacros) + "; macros are: " + JoinKeys(kMacros));
+      return;
+    }
+    std::istringstream in(c);
+    std::string field;
+    int fields = 0;
+    bool bad_char = false;
+    while (in >> field) {
+      ++fields;
+      for (char ch : field)
+        if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '*' || ch == ',' || ch == '-' || ch == '/' ||
+              ch == '?'))
+          bad_char = true;
+    }
+    if (fields != 5 || bad_char)
+      Err(n, "invalid cron '" + c + "': write 5 fields (minute hour day-of-month month day-of-week), e.g. "
+             "\"0 3 * * *\"");
+  }
+
+  // -- cross-step checks --------------------------------------------------------
+
+  Keys ParamNames() const {
+    Keys out;
+    for (const auto& p : spec_.params) out.push_back(p.name);
+    return out;
+  }
+
+  // Maps `offset` inside template `t` to a file location. Exact when the
+  // template is written on one line without escapes; otherwise the
+  // template's own location.
+  SourceLocation At(const Template& t, size_t offset) {
+    SourceLocation loc = t.loc;
+    if (offset == 0 || loc.line <= 0) return loc;
+    if (line_starts_.empty()) {
+      line_starts_.push_back(0);
+      for (size_t i = 0; i < text_.size(); ++i)
+        if (text_[i] == '\n') line_starts_.push_back(i + 1);
+    }
+    if (static_cast<size_t>(loc.line) > line_starts_.size()) return loc;
+    size_t start = line_starts_[loc.line - 1] + loc.column - 1;
+    if (offset <= t.text.size() && start + offset <= text_.size() &&
+        text_.compare(start, offset, t.text, 0, offset) == 0)
+      loc.column += static_cast<int>(offset);
+    return loc;
+  }
+
+  // "col N: message" from expr -> the file column; returns the message rest.
+  SourceLocation ExprErrorLoc(const Template& t, const std::string& message, std::string* rest) {
+    *rest = message;
+    if (message.starts_with("col ")) {
+      size_t colon = message.find(": ");
+      if (colon != std::string::npos) {
+        size_t col = std::strtoul(message.c_str() + 4, nullptr, 10);
+        *rest = message.substr(colon + 2);
+        if (col > 0) return At(t, col - 1);
+      }
+    }
+    return t.loc;
+  }
+
+  std::optional<std::vector<expr::Reference>> RefsOf(const Template& t, bool is_template) {
+    auto refs = expr::References(t.text, is_template);
+    if (!refs) {
+      std::string rest;
+      SourceLocation loc = ExprErrorLoc(t, refs.error().message(), &rest);
+      ErrAt(loc, "invalid expression: " + rest);
+      return std::nullopt;
+    }
+    return std::move(*refs);
+  }
+
+  void CheckTemplateSyntax(const Template& t, bool is_template) {
+    auto refs = RefsOf(t, is_template);
+    if (!refs) return;
+    for (const auto& r : *refs) {
+      if (r.path[0] == "params" && r.path.size() == 2 && spec_.FindParam(r.path[1])) continue;
+      ErrAt(At(t, r.offset), "unknown name '" + r.ToString() + "'; schedule parameters may only use params");
+    }
+  }
+
+  // True when `text` is one {{ }} with nothing around it.
+  static bool IsSingleExpression(std::string_view text) {
+    size_t b = text.find_first_not_of(" \t\r\n");
+    size_t e = text.find_last_not_of(" \t\r\n");
+    if (b == std::string_view::npos) return false;
+    std::string_view t = text.substr(b, e - b + 1);
+    if (!t.starts_with("{{") || !t.ends_with("}}")) return false;
+    return t.find("{{", 2) == std::string_view::npos;
+  }
+
+  void CheckSteps() {
+    for (auto& s : spec_.steps) all_.push_back(&s);
+    for (auto& s : spec_.finally_steps) all_.push_back(&s);
+    std::vector<StepInfo*> infos;
+    for (auto& i : step_info_) infos.push_back(&i);
+    for (auto& i : finally_info_) infos.push_back(&i);
+
+    // Names: unique across steps and finally.
+    index_.reserve(all_.size());
+    for (size_t i = 0; i < all_.size(); ++i) {
+      const StepSpec& s = *all_[i];
+      if (s.name.empty()) continue;
+      auto [it, inserted] = index_.emplace(s.name, static_cast<int>(i));
+      if (!inserted)
+        ErrAt(infos[i]->name_loc, "duplicate step name '" + s.name + "' (first defined at line " +
+                                      std::to_string(all_[it->second]->loc.line) + ")");
+    }
+
+    for (size_t i = 0; i < all_.size(); ++i) {
+      StepSpec& s = *all_[i];
+      StepInfo& info = *infos[i];
+      // Explicit dependencies.
+      for (size_t d = 0; d < s.depends.size(); ++d) {
+        const std::string& dep = s.depends[d];
+        const SourceLocation& loc = s.depends_loc[d];
+        auto it = index_.find(dep);
+        if (it == index_.end()) {
+          ErrAt(loc, "unknown step '" + dep + "' in depends" + DidYouMean(dep, StepNames()));
+          continue;
+        }
+        if (!s.is_finally && all_[it->second]->is_finally) {
+          ErrAt(loc, "step '" + s.name + "' cannot depend on finally step '" + dep +
+                         "'; finally steps run after all other steps");
+          continue;
+        }
+        AddEdge(info, it->second);
+      }
+      // Templates: syntax, names, implicit dependencies.
+      ForEachStepTemplate(s, [&](const Template& t, TemplateField field) {
+        if (field != TemplateField::kWhen && t.IsLiteral()) return;
+        bool is_template = IsTemplateField(t, field);
+        if (field == TemplateField::kWhen && is_template && !IsSingleExpression(t.text)) {
+          ErrAt(t.loc, "'when' must be one expression; put the whole condition inside a single {{ }}");
+          return;
+        }
+        if (field == TemplateField::kForeach && !IsSingleExpression(t.text)) {
+          ErrAt(t.loc, "'foreach' must be a single {{ expression }} that yields a list, got \"" + t.text + "\"");
+          return;
+        }
+        auto refs = RefsOf(t, is_template);
+        if (!refs) return;
+        for (const auto& r : *refs) CheckReference(s, info, t, field, r);
+      });
+      if (s.foreach && s.foreach->kind == ForEachSpec::Kind::kRange) {
+        const auto& f = *s.foreach;
+        if ((f.range_step > 0 && f.range_start >= f.range_end) || (f.range_step < 0 && f.range_start <= f.range_end))
+          WarnAt(f.loc, "'foreach' range is empty: the step will run no instances");
+      }
+    }
+    for (const auto& [sp, node] : ignore_inputs_nodes_) {
+      for (size_t c = 0; c < node->children.size(); ++c) {
+        const YamlNode& item = N(node->children[c]);
+        if (item.IsScalar() && !sp->inputs.count(item.value)) {
+          Keys names;
+          for (const auto& [k, t] : sp->inputs) names.push_back(k);
+          Err(item, "cache.ignoreInputs names '" + item.value + "', which is not an input of step '" + sp->name +
+                        "'" + DidYouMean(item.value, names));
+        }
+      }
+    }
+    CheckCodeFiles();
+    FindCycles(infos);
+  }
+
+  Keys StepNames() const {
+    Keys out;
+    out.reserve(all_.size());
+    for (const auto* s : all_) out.push_back(s->name);
+    return out;
+  }
+
+  void AddEdge(StepInfo& info, int to) {
+    if (std::find(info.deps.begin(), info.deps.end(), to) == info.deps.end()) info.deps.push_back(to);
+  }
+
+  void CheckReference(const StepSpec& s, StepInfo& info, const Template& t, TemplateField field,
+                      const expr::Reference& r) {
+    const auto& p = r.path;
+    const std::string full = r.ToString();
+    SourceLocation loc = At(t, r.offset);
+    const std::string& root = p[0];
+    auto need = [&](size_t len, const std::string& shape) {
+      if (p.size() == len) return true;
+      ErrAt(loc, "'" + full + "' is not a name; write " + shape);
+      return false;
+    };
+    if (root == "params") {
+      if (p.size() < 2) {
+        ErrAt(loc, "'params' needs a parameter name: params.<name>");
+        return;
+      }
+      const ParamSpec* param = spec_.FindParam(p[1]);
+      if (!param) {
+        std::string m = ClosestMatch(p[1], ParamNames());
+        ErrAt(loc, "unknown parameter '" + p[1] + "' in '" + full + "'" +
+                       (m.empty() ? (spec_.params.empty() ? "; the pipeline declares no params"
+                                                          : "; declared params are: " + JoinKeys(ParamNames()))
+                                  : "; did you mean '" + m + "'?"));
+        return;
+      }
+      if (p.size() > 2) {
+        ErrAt(loc, "parameter '" + p[1] + "' is a " + ParamTypeName(param->type) + "; it has no field '" + p[2] + "'");
+        return;
+      }
+      if (field == TemplateField::kForeach && param->type != ParamType::kList)
+        ErrAt(loc, "'foreach' over parameter '" + p[1] + "' of type " + ParamTypeName(param->type) +
+                       "; a foreach needs a list (declare it with 'type: list')");
+      return;
+    }
+    if (root == "steps") {
+      if (p.size() < 2) {
+        ErrAt(loc, "'steps' needs a step name: steps.<step>.outputs...");
+        return;
+      }
+      auto it = index_.find(p[1]);
+      if (it == index_.end()) {
+        ErrAt(loc, "unknown step '" + p[1] + "' in '" + full + "'" + DidYouMean(p[1], StepNames()));
+        return;
+      }
+      const StepSpec& target = *all_[it->second];
+      if (&target == &s) {
+        ErrAt(loc, "step '" + s.name + "' cannot use its own outputs ('" + full + "')");
+        return;
+      }
+      if (!s.is_finally && target.is_finally) {
+        ErrAt(loc, "step '" + s.name + "' cannot use finally step '" + target.name +
+                       "'; finally steps run after all other steps");
+        return;
+      }
+      AddEdge(info, it->second);
+      if (p.size() < 3) {
+        ErrAt(loc, "'" + full + "' needs more: steps." + p[1] + ".outputs.<artifacts|params|metrics>.<name> or "
+                   "steps." + p[1] + ".phase");
+        return;
+      }
+      if (p[2] == "phase") {
+        need(3, "steps." + p[1] + ".phase");
+        return;
+      }
+      if (p[2] != "outputs") {
+        ErrAt(loc, "unknown field '" + p[2] + "' in '" + full + "'" + DidYouMean(p[2], kStepRefFields) +
+                       (ClosestMatch(p[2], kStepRefFields).empty() ? "; use outputs or phase" : ""));
+        return;
+      }
+      if (p.size() < 4) {
+        ErrAt(loc, "'" + full + "' needs more: steps." + p[1] + ".outputs.<artifacts|params|metrics>.<name>");
+        return;
+      }
+      const std::string& kind = p[3];
+      if (kind == "artifacts" || kind == "params") {
+        if (!need(5, "steps." + p[1] + ".outputs." + kind + ".<name>")) return;
+        Keys names;
+        if (kind == "artifacts")
+          for (const auto& a : target.output_artifacts) names.push_back(a.name);
+        else
+          for (const auto& a : target.output_params) names.push_back(a.name);
+        if (!Contains(names, p[4])) {
+          std::string what = kind == "artifacts" ? "output artifact" : "output parameter";
+          std::string m = ClosestMatch(p[4], names);
+          ErrAt(loc, "step '" + p[1] + "' has no " + what + " '" + p[4] + "'" +
+                         (!m.empty() ? "; did you mean '" + m + "'?"
+                          : names.empty() ? "; it declares none (add it under outputs." + kind + ")"
+                                          : "; it declares: " + JoinKeys(names)));
+        }
+        return;
+      }
+      if (kind == "metrics") {
+        if (!target.metrics_file) {
+          ErrAt(loc, "step '" + p[1] + "' declares no metrics file; add 'outputs: {metrics: metrics.json}' to it");
+          return;
+        }
+        if (p.size() < 5) ErrAt(loc, "'" + full + "' needs a metric name: steps." + p[1] + ".outputs.metrics.<name>");
+        return;
+      }
+      ErrAt(loc, "unknown output kind '" + kind + "' in '" + full + "'" + DidYouMean(kind, kOutputKinds) +
+                     (ClosestMatch(kind, kOutputKinds).empty() ? "; use artifacts, params or metrics" : ""));
+      return;
+    }
+    if (root == "item" || root == "item_index") {
+      if (!s.foreach) {
+        ErrAt(loc, "'" + full + "' is only defined in a step with 'foreach'");
+        return;
+      }
+      if (field == TemplateField::kForeach) {
+        ErrAt(loc, "'" + full + "' cannot be used in the 'foreach' that defines it");
+        return;
+      }
+      if (root == "item_index" && p.size() > 1) ErrAt(loc, "'item_index' is a number; it has no field '" + p[1] + "'");
+      return;
+    }
+    if (root == "inputs") {
+      if (field == TemplateField::kInputs) {
+        ErrAt(loc, "an input cannot refer to another input ('" + full + "'); refer to the step output directly");
+        return;
+      }
+      if (p.size() < 2) {
+        ErrAt(loc, "'inputs' needs an input name: inputs.<name>");
+        return;
+      }
+      if (!s.inputs.count(p[1])) {
+        Keys names;
+        for (const auto& [k, v] : s.inputs) names.push_back(k);
+        std::string m = ClosestMatch(p[1], names);
+        ErrAt(loc, "unknown input '" + p[1] + "' in '" + full + "'" +
+                       (!m.empty() ? "; did you mean '" + m + "'?"
+                        : names.empty() ? "; step '" + s.name + "' declares no inputs"
+                                        : "; declared inputs are: " + JoinKeys(names)));
+        return;
+      }
+      if (p.size() > 2) ErrAt(loc, "input '" + p[1] + "' is a path; it has no field '" + p[2] + "'");
+      return;
+    }
+    if (root == "run" || root == "pipeline") {
+      const Keys& fields = root == "run" ? kRunFields : kPipelineFields;
+      if (p.size() != 2 || !Contains(fields, p[1])) {
+        std::string m = p.size() >= 2 ? ClosestMatch(p[1], fields) : "";
+        ErrAt(loc, "unknown name '" + full + "'" + (m.empty() ? "" : "; did you mean '" + root + "." + m + "'?") +
+                       (m.empty() ? "; " + root + " has: " + JoinKeys(fields) : ""));
+        return;
+      }
+      if (root == "run" && p[1] == "status" && !s.is_finally)
+        WarnAt(loc, "'run.status' is only final in finally steps; in step '" + s.name + "' it is always 'Running'");
+      return;
+    }
+    // Unknown root: a misspelt root, or a bare parameter/step name.
+    std::string hint = ClosestMatch(root, kRoots);
+    if (!hint.empty()) {
+      std::string fixed = hint;
+      for (size_t i = 1; i < p.size(); ++i) fixed += "." + p[i];
+      ErrAt(loc, "unknown name '" + full + "'; did you mean '" + fixed + "'?");
+    } else if (spec_.FindParam(root)) {
+      ErrAt(loc, "unknown name '" + full + "'; did you mean 'params." + full + "'?");
+    } else if (index_.count(root)) {
+      ErrAt(loc, "unknown name '" + full + "'; did you mean 'steps." + full + "'?");
+    } else {
+      ErrAt(loc, "unknown name '" + full + "'; names start with one of: " + JoinKeys(kRoots) +
+                     " (quote text: 'like this')");
+    }
+  }
+
+  void CheckCodeFiles() {
+    if (dir_.empty()) return;
+    for (const YamlNode* n : code_nodes_) {
+      std::vector<const YamlNode*> items;
+      if (n->IsScalar()) items.push_back(n);
+      else if (n->IsSequence())
+        for (uint32_t c : n->children) items.push_back(&N(c));
+      for (const YamlNode* item : items) {
+        if (!item->IsScalar()) continue;
+        std::filesystem::path p(item->value);
+        if (p.is_relative()) p = std::filesystem::path(dir_) / p;
+        std::error_code ec;
+        if (!std::filesystem::exists(p, ec))
+          Err(*item, "code file '" + item->value + "' not found (looked for " + p.lexically_normal().string() +
+                         "); code paths are relative to the pipeline file");
+      }
+    }
+  }
+
+  // Reports every dependency cycle once, as "a -> b -> a" where "x -> y"
+  // means x depends on y, starting at the cycle's first step in file order.
+  // Iterative DFS: O(V + E).
+  void FindCycles(const std::vector<StepInfo*>& infos) {
+    const size_t n = all_.size();
+    std::vector<uint8_t> color(n, 0);  // 0 new, 1 on stack, 2 done
+    std::vector<int> pos_on_stack(n, -1);
+    std::vector<int> stack;
+    std::vector<size_t> next_edge(n, 0);
+    std::unordered_set<std::string> reported;
+    for (size_t start = 0; start < n; ++start) {
+      if (color[start]) continue;
+      stack.push_back(static_cast<int>(start));
+      color[start] = 1;
+      pos_on_stack[start] = 0;
+      while (!stack.empty()) {
+        int u = stack.back();
+        auto& deps = infos[u]->deps;
+        if (next_edge[u] < deps.size()) {
+          int v = deps[next_edge[u]++];
+          if (color[v] == 0) {
+            color[v] = 1;
+            pos_on_stack[v] = static_cast<int>(stack.size());
+            stack.push_back(v);
+          } else if (color[v] == 1) {
+            std::vector<int> cycle(stack.begin() + pos_on_stack[v], stack.end());
+            auto first = std::min_element(cycle.begin(), cycle.end());
+            std::rotate(cycle.begin(), first, cycle.end());
+            std::vector<int> key = cycle;
+            std::sort(key.begin(), key.end());
+            std::string key_text;
+            for (int k : key) key_text += std::to_string(k) + ",";
+            if (!reported.insert(key_text).second) continue;
+            std::string path;
+            for (int k : cycle) path += all_[k]->name + " -> ";
+            path += all_[cycle.front()]->name;
+            ErrAt(all_[cycle.front()]->loc, "dependency cycle: " + path);
+          }
+        } else {
+          color[u] = 2;
+          pos_on_stack[u] = -1;
+          stack.pop_back();
+        }
+      }
+    }
+  }
+
+  std::string_view text_;
+  std::string file_;
+  std::string dir_;  // directory of the pipeline file; "" when loaded from memory
+  YamlDocument doc_;
+  PipelineSpec spec_;
+  StepSpec base_;  // defaults applied to every step
+  std::vector<StepInfo> step_info_, finally_info_;
+  std::vector<StepSpec*> all_;
+  std::unordered_map<std::string, int> index_;
+  std::vector<const YamlNode*> code_nodes_;
+  std::vector<std::pair<const StepSpec*, const YamlNode*>> ignore_inputs_nodes_;
+  std::vector<size_t> line_starts_;
+  std::vector<Diagnostic> diags_;
+};
+
+}  // namespace
+
+LoadResult LoadPipelineString(std::string_view text, const std::string& file_name) {
+  Loader loader(text, file_name, "");
+  return loader.Run();
+}
+
+LoadResult LoadPipelineFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult r;
+    r.diagnostics.push_back({{path, 0, 0}, Severity::kError,
+                             std::string("cannot read the pipeline file: ") + std::strerror(errno)});
+    return r;
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(path, ec);
+  std::string dir = (ec ? std::filesystem::path(path) : abs).parent_path().string();
+  if (dir.empty()) dir = ".";
+  Loader loader(text, path, dir);
+  return loader.Run();
+}
+
+// ---------------------------------------------------------------------------
+// BindParams
+// ---------------------------------------------------------------------------
+
+namespace {
+
+std::optional<Json> ParseTyped(ParamType type, const std::string& text) {
+  switch (type) {
+    case ParamType::kString: return Json(text);
+    case ParamType::kInt: {
+      int64_t v;
+      if (IsYamlInt(text, &v)) return Json(v);
+      return std::nullopt;
+    }
+    case ParamType::kNumber: {
+      int64_t i;
+      if (IsYamlInt(text, &i)) return Json(i);
+      double d;
+      if (IsYamlFloat(text, &d) && std::isfinite(d)) return Json(d);
+      return std::nullopt;
+    }
+    case ParamType::kBool: {
+      std::string l = text;
+      std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (l == "true" || l == "1" || l == "yes") return Json(true);
+      if (l == "false" || l == "0" || l == "no") return Json(false);
+      return std::nullopt;
+    }
+    case ParamType::kList: {
+      size_t b = text.find_first_not_of(" \t");
+      if (b != std::string::npos && text[b] == '[') {
+        Json v = Json::parse(text, nullptr, false);
+        if (v.is_discarded() || !v.is_array()) return std::nullopt;
+        return v;
+      }
+      Json out = Json::array();
+      if (text.empty()) return out;
+      size_t start = 0;
+      while (true) {
+        size_t comma = text.find(',', start);
+        std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        size_t pb = part.find_first_not_of(" \t"), pe = part.find_last_not_of(" \t");
+        out.push_back(pb == std::string::npos ? std::string() : part.substr(pb, pe - pb + 1));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+      return out;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<Json> BindParams(const PipelineSpec& spec, const std::map<std::string, std::string>& values) {
+  std::vector<std::string> errors;
+  Json out = Json::object();
+  Keys names;
+  for (const auto& p : spec.params) names.push_back(p.name);
+  for (const auto& [name, text] : values) {
+    const ParamSpec* p = spec.FindParam(name);
+    if (!p) {
+      std::string m = ClosestMatch(name, names);
+      errors.push_back("unknown parameter '" + name + "'" +
+                       (!m.empty() ? "; did you mean '" + m + "'?"
+                        : names.empty() ? "; the pipeline declares no params"
+                                        : "; declared params are: " + JoinKeys(names)));
+      continue;
+    }
+    auto v = ParseTyped(p->type, text);
+    if (!v) {
+      std::string hint;
+      if (p->type == ParamType::kList) hint = " (give a JSON array or comma-separated values)";
+      else if (p->type == ParamType::kBool) hint = " (give true or false)";
+      errors.push_back("parameter '" + name + "' expects " + ParamTypeName(p->type) + ", got '" + text + "'" + hint);
+      continue;
+    }
+    out[name] = std::move(*v);
+  }
+  for (const auto& p : spec.params) {
+    if (out.contains(p.name) || values.count(p.name)) continue;
+    if (p.default_value) out[p.name] = *p.default_value;
+    else errors.push_back("missing required parameter '" + p.name + "'; pass -p " + p.name + "=VALUE");
+  }
+  if (!errors.empty()) {
+    std::string msg;
+    for (const auto& e : errors) {
+      if (!msg.empty()) msg += "\n";
+      msg += e;
+    }
+    return Error(Status::InvalidArgument(std::move(msg)));
+  }
+  return out;
+}
+
+}  // namespace sluice::dsl

@@ -1,0 +1,22 @@
+#pragma once
+// "Did you mean ...?" suggestions by edit distance.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice::dsl {
+
+// Optimal-string-alignment distance (Levenshtein plus adjacent
+// transpositions, so "retires" is one edit from "retries").
+size_t EditDistance(std::string_view a, std::string_view b);
+
+// The candidate closest to `word`, or "" when none is close enough
+// (distance <= max(1, len/3), or equal ignoring case). Ties go to the first
+// candidate in order.
+std::string ClosestMatch(std::string_view word, const std::vector<std::string>& candidates);
+
+// "; did you mean 'x'?" or "" when ClosestMatch finds nothing.
+std::string DidYouMean(std::string_view word, const std::vector<std::string>& candidates);
+
+}  // namespace sluice::dsl
