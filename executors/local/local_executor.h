@@ -124,7 +124,15 @@ class LocalExecutor : public Executor {
   std::deque<TaskResult> finished_;                         // guarded by mu_
 };
 
-// The factory the binary registers under the name "local".
+// A new local executor; the caller owns it.
 ExecutorPtr NewLocalExecutor(const LocalExecutorOptions& options);
+
+class ExecutorRegistry;  // engine/runner.h
+
+// Registers a new local executor as "local" in `registry` (the binary calls
+// this explicitly; there is no static registration). Fails with kAlreadyExists
+// when "local" is taken. Defined in register.cc.
+Status RegisterLocalExecutor(ExecutorRegistry& registry,
+                             const LocalExecutorOptions& options = LocalExecutorOptions());
 
 }  // namespace sluice
