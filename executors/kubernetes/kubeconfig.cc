@@ -1,0 +1,692 @@
+#include "executors/kubernetes/kubeconfig.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+extern char** environ;
+
+namespace sluice::k8s {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+std::optional<std::string> GetEnv(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr) return std::nullopt;
+  return std::string(v);
+}
+
+Result<std::string> ReadFile(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Error(Status::FailedPrecondition("cannot read " + what + " " + path + ": " +
+                                            std::strerror(errno)));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<std::string> Base64Decode(const std::string& in, const std::string& what) {
+  static const std::string kChars =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -8;
+  for (char c : in) {
+    if (c == '=' || c == '\n' || c == '\r' || c == ' ') continue;
+    size_t pos = kChars.find(c);
+    if (pos == std::string::npos) {
+      return Error(Status::InvalidArgument(what + " is not valid base64 (unexpected character '" +
+                                           std::string(1, c) + "')"));
+    }
+    val = (val << 6) + static_cast<int>(pos);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<char>((val >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
+// Resolves `p` against the directory of the kubeconfig that named it.
+std::string ResolvePath(const std::string& p, const std::string& config_path) {
+  if (p.empty() || p[0] == '/' || config_path.empty()) return p;
+  return (fs::path(config_path).parent_path() / p).lexically_normal().string();
+}
+
+// One named entry of a kubeconfig list, with the file it came from.
+struct Entry {
+  YAML::Node node;
+  std::string file;
+};
+
+// The merged view of one or more kubeconfig files (first definition wins).
+struct Merged {
+  std::map<std::string, Entry> clusters, users, contexts;
+  std::string current_context;
+  std::vector<std::string> files;
+};
+
+std::string Where(const std::string& file, const YAML::Mark& mark) {
+  if (mark.line < 0) return file;
+  return file + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
+}
+
+// The one adapter that calls yaml-cpp for kubeconfig files.
+Status MergeFile(const std::string& path, Merged* merged) {
+  auto text = ReadFile(path, "kubeconfig");
+  if (!text) return text.error();
+  try {
+    YAML::Node root = YAML::Load(*text);
+    if (root.IsNull()) {
+      merged->files.push_back(path);
+      return Status::Ok();  // an empty file is allowed, as in kubectl
+    }
+    if (!root.IsMap()) {
+      return Status::InvalidArgument(Where(path, root.Mark()) +
+                                     ": a kubeconfig must be a YAML mapping (apiVersion: v1, "
+                                     "kind: Config, clusters, users, contexts)");
+    }
+    auto take = [&](const char* list, const char* inner, std::map<std::string, Entry>* into)
+        -> Status {
+      YAML::Node seq = root[list];
+      if (!seq || seq.IsNull()) return Status::Ok();
+      if (!seq.IsSequence()) {
+        return Status::InvalidArgument(Where(path, seq.Mark()) + ": '" + list +
+                                       "' must be a list of {name, " + inner + "}");
+      }
+      for (const auto& item : seq) {
+        if (!item.IsMap() || !item["name"]) {
+          return Status::InvalidArgument(Where(path, item.Mark()) + ": an entry of '" + list +
+                                         "' has no name");
+        }
+        std::string name = item["name"].as<std::string>();
+        if (into->count(name)) continue;  // first file wins
+        YAML::Node body = item[inner];
+        into->emplace(name, Entry{body ? body : YAML::Node(YAML::NodeType::Map), path});
+      }
+      return Status::Ok();
+    };
+    SLUICE_RETURN_IF_ERROR(take("clusters", "cluster", &merged->clusters));
+    SLUICE_RETURN_IF_ERROR(take("users", "user", &merged->users));
+    SLUICE_RETURN_IF_ERROR(take("contexts", "context", &merged->contexts));
+    if (merged->current_context.empty() && root["current-context"] &&
+        root["current-context"].IsScalar()) {
+      merged->current_context = root["current-context"].as<std::string>();
+    }
+    merged->files.push_back(path);
+    return Status::Ok();
+  } catch (const YAML::Exception& e) {
+    return Status::InvalidArgument(Where(path, e.mark) + ": invalid kubeconfig YAML: " + e.msg);
+  }
+}
+
+// Reads a scalar field as a string; "" when absent. Throws YAML::Exception on
+// a non-scalar, caught by the caller.
+std::string Str(const YAML::Node& node, const char* key) {
+  YAML::Node v = node[key];
+  if (!v || v.IsNull()) return "";
+  return v.as<std::string>();
+}
+
+bool Bool(const YAML::Node& node, const char* key) {
+  YAML::Node v = node[key];
+  if (!v || v.IsNull()) return false;
+  return v.as<bool>();
+}
+
+std::vector<std::string> Keys(const std::map<std::string, Entry>& m) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : m) out.push_back(k);
+  return out;
+}
+
+std::string Join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+Status MissingName(const std::string& what, const std::string& name,
+                   const std::map<std::string, Entry>& defined, const std::string& files) {
+  std::string msg = what + " \"" + name + "\" is not defined in " + files;
+  std::string guess = ClosestName(name, Keys(defined));
+  if (!guess.empty()) {
+    msg += "; did you mean \"" + guess + "\"?";
+  } else if (!defined.empty()) {
+    msg += " (defined: " + Join(Keys(defined), ", ") + ")";
+  }
+  return Status::NotFound(msg);
+}
+
+Result<ClusterConfig> BuildCluster(const std::string& name, const Entry& e) {
+  ClusterConfig c;
+  c.name = name;
+  try {
+    c.server = Str(e.node, "server");
+    c.insecure_skip_tls_verify = Bool(e.node, "insecure-skip-tls-verify");
+    c.tls_server_name = Str(e.node, "tls-server-name");
+    std::string data = Str(e.node, "certificate-authority-data");
+    std::string file = Str(e.node, "certificate-authority");
+    if (!data.empty()) {
+      auto pem = Base64Decode(data, e.file + ": certificate-authority-data of cluster \"" + name + "\"");
+      if (!pem) return Error(pem.error());
+      c.ca_pem = *pem;
+      c.ca_source = e.file + " (certificate-authority-data of cluster \"" + name + "\")";
+    } else if (!file.empty()) {
+      std::string path = ResolvePath(file, e.file);
+      auto pem = ReadFile(path, "certificate-authority of cluster \"" + name + "\" (" + e.file + ")");
+      if (!pem) return Error(pem.error());
+      c.ca_pem = *pem;
+      c.ca_source = path;
+    }
+  } catch (const YAML::Exception& ex) {
+    return Error(Status::InvalidArgument(Where(e.file, ex.mark) + ": cluster \"" + name +
+                                         "\": " + ex.msg));
+  }
+  if (c.server.empty()) {
+    return Error(Status::InvalidArgument(e.file + ": cluster \"" + name +
+                                         "\" has no server (expected e.g. https://host:6443)"));
+  }
+  return c;
+}
+
+Result<UserConfig> BuildUser(const std::string& name, const Entry& e) {
+  UserConfig u;
+  u.name = name;
+  try {
+    u.token = Str(e.node, "token");
+    std::string token_file = Str(e.node, "tokenFile");
+    if (!token_file.empty()) u.token_file = ResolvePath(token_file, e.file);
+    u.username = Str(e.node, "username");
+    u.password = Str(e.node, "password");
+    auto load = [&](const char* data_key, const char* file_key, std::string* out) -> Status {
+      std::string data = Str(e.node, data_key);
+      std::string file = Str(e.node, file_key);
+      if (!data.empty()) {
+        auto pem = Base64Decode(data, e.file + ": " + data_key + " of user \"" + name + "\"");
+        if (!pem) return pem.error();
+        *out = *pem;
+      } else if (!file.empty()) {
+        auto pem = ReadFile(ResolvePath(file, e.file),
+                            std::string(file_key) + " of user \"" + name + "\" (" + e.file + ")");
+        if (!pem) return pem.error();
+        *out = *pem;
+      }
+      return Status::Ok();
+    };
+    if (Status st = load("client-certificate-data", "client-certificate", &u.client_cert_pem);
+        !st.ok()) {
+      return Error(st);
+    }
+    if (Status st = load("client-key-data", "client-key", &u.client_key_pem); !st.ok()) {
+      return Error(st);
+    }
+    if (u.client_cert_pem.empty() != u.client_key_pem.empty()) {
+      return Error(Status::InvalidArgument(
+          e.file + ": user \"" + name +
+          "\" has a client certificate without a key (or a key without a certificate); set both "
+          "client-certificate(-data) and client-key(-data)"));
+    }
+    YAML::Node exec = e.node["exec"];
+    if (exec && !exec.IsNull()) {
+      ExecConfig x;
+      x.api_version = Str(exec, "apiVersion");
+      x.command = Str(exec, "command");
+      if (x.command.find('/') != std::string::npos) x.command = ResolvePath(x.command, e.file);
+      if (exec["args"]) {
+        for (const auto& a : exec["args"]) x.args.push_back(a.as<std::string>());
+      }
+      if (exec["env"]) {
+        for (const auto& v : exec["env"]) x.env.emplace_back(Str(v, "name"), Str(v, "value"));
+      }
+      x.install_hint = Str(exec, "installHint");
+      x.provide_cluster_info = Bool(exec, "provideClusterInfo");
+      x.interactive_mode = Str(exec, "interactiveMode");
+      if (x.command.empty()) {
+        return Error(Status::InvalidArgument(Where(e.file, exec.Mark()) + ": user \"" + name +
+                                             "\": exec has no command"));
+      }
+      if (x.api_version != "client.authentication.k8s.io/v1" &&
+          x.api_version != "client.authentication.k8s.io/v1beta1") {
+        return Error(Status::InvalidArgument(
+            Where(e.file, exec.Mark()) + ": user \"" + name + "\": exec apiVersion \"" +
+            x.api_version +
+            "\" is not supported; use client.authentication.k8s.io/v1 or /v1beta1"));
+      }
+      u.exec = std::move(x);
+    }
+    if (e.node["auth-provider"]) {
+      return Error(Status::InvalidArgument(
+          e.file + ": user \"" + name +
+          "\" uses auth-provider, which Kubernetes removed; use an exec credential plugin "
+          "(e.g. gke-gcloud-auth-plugin, kubelogin)"));
+    }
+  } catch (const YAML::Exception& ex) {
+    return Error(Status::InvalidArgument(Where(e.file, ex.mark) + ": user \"" + name + "\": " +
+                                         ex.msg));
+  }
+  return u;
+}
+
+void WarnInsecure(const RestConfig& config) {
+  if (config.cluster.insecure_skip_tls_verify) {
+    spdlog::warn(
+        "!!! cluster \"{}\" ({}) sets insecure-skip-tls-verify: sluice will NOT verify the API "
+        "server's certificate; anyone on the network path can read and change your requests "
+        "and credentials. Set certificate-authority(-data) instead. !!!",
+        config.cluster.name, config.cluster.server);
+  }
+}
+
+std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::string& s) {
+  std::tm tm{};
+  const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) return std::nullopt;
+  if (*rest == '.') {
+    ++rest;
+    while (*rest >= '0' && *rest <= '9') ++rest;
+  }
+  long offset = 0;
+  if (*rest == 'Z' || *rest == 'z') {
+    ++rest;
+  } else if (*rest == '+' || *rest == '-') {
+    int sign = *rest == '-' ? -1 : 1;
+    int hh = 0, mm = 0;
+    if (std::sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
+    offset = sign * (hh * 3600 + mm * 60);
+    rest += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (*rest != '\0') return std::nullopt;
+  time_t t = timegm(&tm) - offset;
+  return std::chrono::system_clock::from_time_t(t);
+}
+
+}  // namespace
+
+std::string Base64Encode(std::string_view in) {
+  static const char* kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16;
+    if (i + 1 < in.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+    if (i + 2 < in.size()) n |= static_cast<unsigned char>(in[i + 2]);
+    out += kB64[(n >> 18) & 63];
+    out += kB64[(n >> 12) & 63];
+    out += i + 1 < in.size() ? kB64[(n >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? kB64[n & 63] : '=';
+  }
+  return out;
+}
+
+std::string ClosestName(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : candidates) {
+    std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
+    for (size_t j = 0; j <= c.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= name.size(); ++i) {
+      cur[0] = i;
+      for (size_t j = 1; j <= c.size(); ++j) {
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
+                           prev[j - 1] + (name[i - 1] == c[j - 1] ? 0 : 1)});
+      }
+      std::swap(prev, cur);
+    }
+    size_t d = prev[c.size()];
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  // Suggest only when at most a third of the name differs.
+  if (best.empty() || best_d == 0 || best_d > std::max<size_t>(2, name.size() / 3)) return "";
+  return best;
+}
+
+Result<RestConfig> LoadInClusterConfig(const KubeconfigOptions& options) {
+  std::optional<std::string> host =
+      options.service_host ? options.service_host : GetEnv("KUBERNETES_SERVICE_HOST");
+  std::optional<std::string> port =
+      options.service_port ? options.service_port : GetEnv("KUBERNETES_SERVICE_PORT");
+  if (!host || host->empty() || !port || port->empty()) {
+    return Error(Status::NotFound(
+        "not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST/PORT unset)"));
+  }
+  RestConfig c;
+  c.in_cluster = true;
+  c.source = "in-cluster service account (" + options.service_account_dir + ")";
+  std::string h = *host;
+  if (h.find(':') != std::string::npos) h = "[" + h + "]";  // IPv6
+  c.cluster.name = "in-cluster";
+  c.cluster.server = "https://" + h + ":" + *port;
+  std::string token_path = options.service_account_dir + "/token";
+  if (!fs::exists(token_path)) {
+    return Error(Status::NotFound("KUBERNETES_SERVICE_HOST is set but " + token_path +
+                                  " does not exist (is automountServiceAccountToken off?)"));
+  }
+  c.user.name = "service account";
+  c.user.token_file = token_path;
+  auto ca = ReadFile(options.service_account_dir + "/ca.crt", "service account CA");
+  if (!ca) return Error(ca.error());
+  c.cluster.ca_pem = *ca;
+  c.cluster.ca_source = options.service_account_dir + "/ca.crt";
+  auto ns = ReadFile(options.service_account_dir + "/namespace", "service account namespace");
+  c.namespace_ = ns ? *ns : "default";
+  while (!c.namespace_.empty() && std::isspace(static_cast<unsigned char>(c.namespace_.back()))) {
+    c.namespace_.pop_back();
+  }
+  if (!options.namespace_.empty()) c.namespace_ = options.namespace_;
+  return c;
+}
+
+Result<RestConfig> LoadRestConfig(const KubeconfigOptions& options) {
+  std::vector<std::string> paths;
+  std::string how;
+  if (!options.kubeconfig.empty()) {
+    if (!fs::exists(options.kubeconfig)) {
+      return Error(Status::NotFound("kubeconfig " + options.kubeconfig +
+                                    " (from --kubeconfig) does not exist"));
+    }
+    paths.push_back(options.kubeconfig);
+    how = "--kubeconfig";
+  } else {
+    std::optional<std::string> env =
+        options.kubeconfig_env ? options.kubeconfig_env : GetEnv("KUBECONFIG");
+    if (env && !env->empty()) {
+      std::stringstream ss(*env);
+      std::string item;
+      while (std::getline(ss, item, ':')) {
+        if (!item.empty() && fs::exists(item)) paths.push_back(item);
+      }
+      how = "$KUBECONFIG";
+      if (paths.empty()) {
+        return Error(Status::NotFound("none of the files in $KUBECONFIG (" + *env +
+                                      ") exists"));
+      }
+    } else {
+      std::optional<std::string> home = options.home ? options.home : GetEnv("HOME");
+      if (home && fs::exists(*home + "/.kube/config")) {
+        paths.push_back(*home + "/.kube/config");
+        how = "~/.kube/config";
+      }
+    }
+  }
+  if (paths.empty()) {
+    auto in_cluster = LoadInClusterConfig(options);
+    if (in_cluster) {
+      WarnInsecure(*in_cluster);
+      return in_cluster;
+    }
+    return Error(Status::NotFound(
+        "no kubeconfig found: pass --kubeconfig, set $KUBECONFIG, or create ~/.kube/config "
+        "(and not running in a pod: " + in_cluster.error().message() + ")"));
+  }
+
+  Merged merged;
+  for (const auto& p : paths) {
+    if (Status st = MergeFile(p, &merged); !st.ok()) return Error(st);
+  }
+  std::string files = Join(merged.files, ":");
+
+  std::string context = options.context.empty() ? merged.current_context : options.context;
+  if (context.empty()) {
+    std::string msg = "no context selected: " + files + " has no current-context; pass --context";
+    if (!merged.contexts.empty()) msg += " (defined: " + Join(Keys(merged.contexts), ", ") + ")";
+    return Error(Status::NotFound(msg));
+  }
+  auto ctx = merged.contexts.find(context);
+  if (ctx == merged.contexts.end()) {
+    return Error(MissingName(options.context.empty() ? "current-context" : "context (--context)",
+                             context, merged.contexts, files));
+  }
+  std::string cluster_name, user_name, ns;
+  try {
+    cluster_name = Str(ctx->second.node, "cluster");
+    user_name = Str(ctx->second.node, "user");
+    ns = Str(ctx->second.node, "namespace");
+  } catch (const YAML::Exception& ex) {
+    return Error(Status::InvalidArgument(Where(ctx->second.file, ex.mark) + ": context \"" +
+                                         context + "\": " + ex.msg));
+  }
+  auto cl = merged.clusters.find(cluster_name);
+  if (cl == merged.clusters.end()) {
+    return Error(MissingName("cluster", cluster_name, merged.clusters, files)
+                     .WithContext("context \"" + context + "\""));
+  }
+  RestConfig config;
+  config.context = context;
+  config.source = "kubeconfig " + files + " (" + how + ")";
+  auto cluster = BuildCluster(cluster_name, cl->second);
+  if (!cluster) return Error(cluster.error());
+  config.cluster = std::move(*cluster);
+  if (!user_name.empty()) {
+    auto us = merged.users.find(user_name);
+    if (us == merged.users.end()) {
+      return Error(MissingName("user", user_name, merged.users, files)
+                       .WithContext("context \"" + context + "\""));
+    }
+    auto user = BuildUser(user_name, us->second);
+    if (!user) return Error(user.error());
+    config.user = std::move(*user);
+  }
+  config.namespace_ = !options.namespace_.empty() ? options.namespace_
+                      : !ns.empty()                ? ns
+                                                   : "default";
+  WarnInsecure(config);
+  return config;
+}
+
+Result<Credentials> ParseExecCredential(const std::string& json_text,
+                                        const std::string& expected_api_version) {
+  Json doc = Json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return Error(Status::Unauthenticated(
+        "the exec credential plugin did not print an ExecCredential JSON object"));
+  }
+  std::string api = doc.value("apiVersion", "");
+  if (doc.value("kind", "") != "ExecCredential") {
+    return Error(Status::Unauthenticated(
+        "the exec credential plugin printed kind \"" + doc.value("kind", "") +
+        "\", want ExecCredential"));
+  }
+  if (api != expected_api_version) {
+    return Error(Status::Unauthenticated("the exec credential plugin printed apiVersion \"" + api +
+                                         "\", but the kubeconfig asked for \"" +
+                                         expected_api_version + "\""));
+  }
+  const Json& st = doc.contains("status") ? doc["status"] : Json();
+  if (!st.is_object()) {
+    return Error(Status::Unauthenticated("the exec credential plugin printed no status"));
+  }
+  Credentials c;
+  if (st.contains("token") && st["token"].is_string()) c.token = st["token"].get<std::string>();
+  if (st.contains("clientCertificateData") && st["clientCertificateData"].is_string()) {
+    c.client_cert_pem = st["clientCertificateData"].get<std::string>();
+  }
+  if (st.contains("clientKeyData") && st["clientKeyData"].is_string()) {
+    c.client_key_pem = st["clientKeyData"].get<std::string>();
+  }
+  if (c.client_cert_pem.empty() != c.client_key_pem.empty()) {
+    return Error(Status::Unauthenticated(
+        "the exec credential plugin printed clientCertificateData without clientKeyData (or "
+        "the reverse); both are required"));
+  }
+  if (c.token.empty() && c.client_cert_pem.empty()) {
+    return Error(Status::Unauthenticated(
+        "the exec credential plugin printed neither status.token nor "
+        "status.clientCertificateData"));
+  }
+  if (st.contains("expirationTimestamp") && st["expirationTimestamp"].is_string()) {
+    std::string ts = st["expirationTimestamp"].get<std::string>();
+    c.expiry = ParseRfc3339(ts);
+    if (!c.expiry) {
+      return Error(Status::Unauthenticated(
+          "the exec credential plugin printed an unparsable expirationTimestamp \"" + ts +
+          "\" (want RFC 3339, e.g. 2026-01-02T15:04:05Z)"));
+    }
+  }
+  return c;
+}
+
+CredentialSource::CredentialSource(UserConfig user, ClusterConfig cluster)
+    : user_(std::move(user)), cluster_(std::move(cluster)) {}
+
+int CredentialSource::exec_runs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return exec_runs_;
+}
+
+Result<Credentials> CredentialSource::Get(bool refresh) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto now = std::chrono::system_clock::now();
+  if (user_.exec) {
+    // Cached until expiry (with a little slack so a token does not expire in
+    // flight), or until the server said 401.
+    if (cached_ && !refresh &&
+        (!cached_->expiry || *cached_->expiry - std::chrono::seconds(10) > now)) {
+      return *cached_;
+    }
+    auto creds = RunExecPlugin();
+    if (!creds) return creds;
+    // Static client certificates in the kubeconfig combine with an exec token.
+    if (creds->client_cert_pem.empty()) {
+      creds->client_cert_pem = user_.client_cert_pem;
+      creds->client_key_pem = user_.client_key_pem;
+    }
+    cached_ = *creds;
+    return *creds;
+  }
+  Credentials c;
+  c.client_cert_pem = user_.client_cert_pem;
+  c.client_key_pem = user_.client_key_pem;
+  c.username = user_.username;
+  c.password = user_.password;
+  c.token = user_.token;
+  if (c.token.empty() && !user_.token_file.empty()) {
+    // Projected service-account tokens rotate; re-read at most once a minute
+    // (client-go does the same).
+    auto steady = std::chrono::steady_clock::now();
+    if (cached_ && !refresh && steady - token_file_read_at_ < std::chrono::minutes(1)) {
+      return *cached_;
+    }
+    auto token = ReadFile(user_.token_file, "tokenFile of user \"" + user_.name + "\"");
+    if (!token) return Error(token.error());
+    std::string t = *token;
+    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+    c.token = t;
+    token_file_read_at_ = steady;
+    cached_ = c;
+  }
+  return c;
+}
+
+Result<Credentials> CredentialSource::RunExecPlugin() {
+  const ExecConfig& x = *user_.exec;
+  ++exec_runs_;
+  Json info = {{"apiVersion", x.api_version},
+               {"kind", "ExecCredential"},
+               {"spec", {{"interactive", false}}}};
+  if (x.provide_cluster_info) {
+    Json cluster = {{"server", cluster_.server},
+                    {"insecure-skip-tls-verify", cluster_.insecure_skip_tls_verify}};
+    if (!cluster_.tls_server_name.empty()) cluster["tls-server-name"] = cluster_.tls_server_name;
+    if (!cluster_.ca_pem.empty()) {
+      cluster["certificate-authority-data"] = Base64Encode(cluster_.ca_pem);
+    }
+    info["spec"]["cluster"] = cluster;
+  }
+
+  // The environment: ours, then the kubeconfig's env (overriding), then
+  // KUBERNETES_EXEC_INFO.
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv(*e);
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : x.env) env[k] = v;
+  env["KUBERNETES_EXEC_INFO"] = info.dump();
+  std::vector<std::string> env_strings;
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_strings{x.command};
+  argv_strings.insert(argv_strings.end(), x.args.begin(), x.args.end());
+  std::vector<char*> argv;
+  for (auto& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  int out_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    return Error(Status::Internal(std::string("pipe: ") + std::strerror(errno)));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull >= 0) posix_spawn_file_actions_adddup2(&actions, devnull, STDIN_FILENO);
+  pid_t pid = 0;
+  // posix_spawnp searches $PATH when the command has no '/'; never a shell.
+  int rc = posix_spawnp(&pid, x.command.c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  close(out_pipe[1]);
+  if (devnull >= 0) close(devnull);
+  if (rc != 0) {
+    close(out_pipe[0]);
+    std::string msg = "exec credential plugin \"" + x.command + "\" of user \"" + user_.name +
+                      "\" could not be started: " + std::strerror(rc);
+    if (!x.install_hint.empty()) msg += "\n" + x.install_hint;
+    return Error(rc == ENOENT ? Status::NotFound(msg) : Status::Unauthenticated(msg));
+  }
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(out_pipe[0], buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;
+    }
+  }
+  close(out_pipe[0]);
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    std::string how = WIFEXITED(wstatus) ? "exited with code " + std::to_string(WEXITSTATUS(wstatus))
+                                         : "was killed by signal " + std::to_string(WTERMSIG(wstatus));
+    return Error(Status::Unauthenticated("exec credential plugin \"" + x.command + "\" of user \"" +
+                                         user_.name + "\" " + how + " (its stderr is above)"));
+  }
+  auto creds = ParseExecCredential(out, x.api_version);
+  if (!creds) {
+    return Error(creds.error().WithContext("user \"" + user_.name + "\" (" + x.command + ")"));
+  }
+  return creds;
+}
+
+}  // namespace sluice::k8s
