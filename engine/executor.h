@@ -36,6 +36,11 @@ struct Task {
   std::vector<std::string> argv;               // passed to execve as-is, never to a shell
   std::map<std::string, std::string> env;      // resolved, added to a minimal base env
   std::vector<std::string> secret_env;         // names in `env` whose values are secrets
+  // Where each secret env var comes from (name in `env` -> Kubernetes Secret
+  // name/key), for executors that must not inline secret values: the
+  // Kubernetes executor emits a secretKeyRef and refuses a secret_env name
+  // that has no entry here.
+  std::map<std::string, SecretRef> secret_refs;
   std::string workdir;                         // absolute; exists before Start()
   std::string log_path;                        // absolute; stdout+stderr go here
   std::string image;
