@@ -239,6 +239,8 @@ struct StepInfo {
   SourceLocation name_loc;
   bool has_name = false;
   std::vector<int> deps;  // indices into Loader::all_
+  bool foreach_written = false;                 // `foreach:` present, even if invalid
+  const YamlNode* ignore_inputs_node = nullptr;  // the step's own cache.ignoreInputs
 };
 
 class Loader {
@@ -308,10 +310,22 @@ class Loader {
 
   void UnknownKey(const YamlNode& key, const Keys& allowed, const std::string& where) {
     std::string m = ClosestMatch(key.value, allowed);
+    if (!m.empty()) suggested_.emplace_back(&key, m);
     if (!m.empty())
       Err(key, "unknown key '" + key.value + "' in " + where + "; did you mean '" + m + "'?");
     else
       Err(key, "unknown key '" + key.value + "' in " + where + "; valid keys are: " + JoinKeys(allowed));
+  }
+
+  // True when an unknown key of `map` was taken for `key` ("did you mean"),
+  // so that "missing key" is not reported as well.
+  bool Suggested(const YamlNode& map, const std::string& key) const {
+    for (const auto& [k, m] : suggested_) {
+      if (m != key) continue;
+      for (size_t i = 0; i < map.children.size(); i += 2)
+        if (&N(map.children[i]) == k) return true;
+    }
+    return false;
   }
 
   bool ExpectMap(const YamlNode& n, const std::string& what) {
@@ -378,7 +392,7 @@ class Loader {
     }
     auto d = ParseDuration(n.value);
     if (!d) {
-      Err(n, d.error().message() + " in '" + what + "'");
+      Err(n, "'" + what + "': " + d.error().message());
       return std::nullopt;
     }
     return *d;
@@ -470,7 +484,7 @@ class Loader {
       return it == top.end() ? nullptr : it->second;
     };
     auto require = [&](const char* k, const char* example) {
-      if (!get(k)) Err(root, std::string("missing required key '") + k + "'; add " + example);
+      if (!get(k) && !Suggested(root, k)) Err(root, std::string("missing required key '") + k + "'; add " + example);
     };
     require("apiVersion", "'apiVersion: sluice.dev/v1'");
     require("kind", "'kind: Pipeline'");
@@ -539,7 +553,7 @@ class Loader {
         }
       }
     });
-    if (!has_name) Err(n, "missing required key 'name' in metadata");
+    if (!has_name && !Suggested(n, "name")) Err(n, "missing required key 'name' in metadata");
   }
 
   // -- params -----------------------------------------------------------------
@@ -717,6 +731,8 @@ class Loader {
     const YamlNode* section = nullptr;
     std::string section_key;
     bool has_command = false, has_type = false;
+    size_t errors_before_type = 0;
+    bool type_ok = true;
     Entries(sn, kStepKeys, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
       if (k == "name") return;
       if (k == "parallelism") {
@@ -734,13 +750,17 @@ class Loader {
         return;
       }
       if (k == "command") has_command = true;
-      if (k == "type") has_type = true;
+      if (k == "type") {
+        has_type = true;
+        errors_before_type = diags_.size();
+      }
       StepField(s, k, v, &info, where);
+      if (k == "type" && diags_.size() != errors_before_type) type_ok = false;
     });
-    if (!info.has_name) Err(sn, "step is missing required key 'name'");
-    if (s.type == "container" && !has_command)
+    if (!info.has_name && !Suggested(sn, "name")) Err(sn, "step is missing required key 'name'");
+    if (type_ok && s.type == "container" && !has_command && !Suggested(sn, "command"))
       Err(sn, where + " is missing required key 'command' (an argv list, e.g. [python3, train.py])");
-    if (section) {
+    if (section && type_ok) {
       const char* need = SectionType(section_key);
       if (s.type != need)
         Err(*section, "the '" + section_key + "' section needs 'type: " + need + "'" +
@@ -821,6 +841,7 @@ class Loader {
       if (auto e = Enum(v, "ifUpstreamSkipped", kUpstreamSkipped))
         s.upstream_skipped = *e == "run" ? UpstreamSkippedPolicy::kRun : UpstreamSkippedPolicy::kSkip;
     } else if (k == "foreach") {
+      if (info) info->foreach_written = true;
       ParseForeach(s, v);
     } else if (k == "retries") {
       ParseRetries(s, v);
@@ -834,7 +855,7 @@ class Loader {
     } else if (k == "priority") {
       if (auto p = Int(v, "priority")) s.priority = static_cast<int>(*p);
     } else if (k == "cache") {
-      ParseCache(s, v, info != nullptr);
+      ParseCache(s, v, info);
     } else if (k == "outputs") {
       ParseOutputs(s, v);
     }
@@ -914,7 +935,12 @@ class Loader {
             else f.range_step = *val;
           }
         });
-        if (!has_end) Err(r, "'range' is missing 'end' (the range is [start, end))");
+        if (!has_end) {
+          Err(r, "'range' is missing 'end' (the range is [start, end))");
+          return;
+        }
+        if ((f.range_step > 0 && f.range_start >= f.range_end) || (f.range_step < 0 && f.range_start <= f.range_end))
+          Warn(v, "'foreach' range is empty: the step will run no instances");
       });
       if (!has_range)
         Err(v, "'foreach' as a map needs 'range', e.g. {range: {start: 0, end: 3}}");
@@ -1014,7 +1040,7 @@ class Loader {
     });
   }
 
-  void ParseCache(StepSpec& s, const YamlNode& v, bool in_step) {
+  void ParseCache(StepSpec& s, const YamlNode& v, StepInfo* info) {
     s.cache.loc = Loc(v);
     if (v.IsScalar()) {
       if (auto b = Bool(v, "cache")) s.cache.enabled = *b;
@@ -1028,7 +1054,7 @@ class Loader {
         if (auto d = Dur(x, "cache.maxAge")) s.cache.max_age = *d;
       } else if (k == "ignoreInputs") {
         s.cache.ignore_inputs = StrList(x, "cache.ignoreInputs", false);
-        if (in_step) ignore_inputs_nodes_.push_back({&s, &x});
+        if (info) info->ignore_inputs_node = &x;
       } else if (k == "envIgnore") {
         s.cache.env_ignore = StrList(x, "cache.envIgnore", false);
       }
@@ -1173,7 +1199,8 @@ class Loader {
     }
     if (c.starts_with("@")) {
       if (!Contains(kMacros, c))
-        Err(n, "invalid cron '" + c + "'" + DidYouMean(c, kMacros) + "; macros are: " + JoinKeys(kMacros));
+        Err(n, "invalid cron '" + c + "'" +
+                   (ClosestMatch(c, kMacros).empty() ? "; macros are: " + JoinKeys(kMacros) : DidYouMean(c, kMacros)));
       return;
     }
     std::istringstream in(c);
@@ -1316,13 +1343,11 @@ class Loader {
         if (!refs) return;
         for (const auto& r : *refs) CheckReference(s, info, t, field, r);
       });
-      if (s.foreach && s.foreach->kind == ForEachSpec::Kind::kRange) {
-        const auto& f = *s.foreach;
-        if ((f.range_step > 0 && f.range_start >= f.range_end) || (f.range_step < 0 && f.range_start <= f.range_end))
-          WarnAt(f.loc, "'foreach' range is empty: the step will run no instances");
-      }
     }
-    for (const auto& [sp, node] : ignore_inputs_nodes_) {
+    for (size_t i = 0; i < all_.size(); ++i) {
+      const StepSpec* sp = all_[i];
+      const YamlNode* node = infos[i]->ignore_inputs_node;
+      if (!node) continue;
       for (size_t c = 0; c < node->children.size(); ++c) {
         const YamlNode& item = N(node->children[c]);
         if (item.IsScalar() && !sp->inputs.count(item.value)) {
@@ -1452,7 +1477,7 @@ class Loader {
       return;
     }
     if (root == "item" || root == "item_index") {
-      if (!s.foreach) {
+      if (!s.foreach && !info.foreach_written) {
         ErrAt(loc, "'" + full + "' is only defined in a step with 'foreach'");
         return;
       }
@@ -1589,8 +1614,8 @@ class Loader {
   std::vector<StepSpec*> all_;
   std::unordered_map<std::string, int> index_;
   std::vector<const YamlNode*> code_nodes_;
-  std::vector<std::pair<const StepSpec*, const YamlNode*>> ignore_inputs_nodes_;
   std::vector<size_t> line_starts_;
+  std::vector<std::pair<const YamlNode*, std::string>> suggested_;  // unknown key -> the key it resembles
   std::vector<Diagnostic> diags_;
 };
 
@@ -1610,9 +1635,7 @@ LoadResult LoadPipelineFile(const std::string& path) {
     return r;
   }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::error_code ec;
-  std::filesystem::path abs = std::filesystem::absolute(path, ec);
-  std::string dir = (ec ? std::filesystem::path(path) : abs).parent_path().string();
+  std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
   Loader loader(text, path, dir);
   return loader.Run();

@@ -34,6 +34,9 @@ Result<Duration> ParseDuration(std::string_view text) {
   };
   if (text == "0") return Duration(0);
   if (text.empty()) return bad();
+  if (text.find_first_not_of("0123456789.") == std::string_view::npos)
+    return Error(Status::InvalidArgument("invalid duration '" + std::string(text) + "': add a unit, e.g. '" +
+                                         std::string(text) + "s' or '" + std::string(text) + "m'"));
   double total_ms = 0;
   size_t i = 0;
   while (i < text.size()) {
@@ -113,20 +116,24 @@ Result<int64_t> ParseMemory(std::string_view text) {
       if (suffix == u.s) mult = u.m;
     if (mult == 0) {
       if (suffix == "m")
-        hint = ": 'm' means thousandths of a byte; did you mean 'Mi'?";
+        hint = "; 'm' means thousandths of a byte; did you mean '" + std::string(text.substr(0, i)) + "Mi'?";
       else if (suffix == "K" || suffix == "KB" || suffix == "kb" || suffix == "KiB")
-        hint = ": did you mean 'Ki' (1024 bytes) or 'k' (1000 bytes)?";
+        hint = "; did you mean '" + std::string(text.substr(0, i)) + "Ki' (1024 bytes) or '" +
+               std::string(text.substr(0, i)) + "k' (1000 bytes)?";
       else if (suffix == "MB" || suffix == "Mb" || suffix == "MiB" || suffix == "mb")
-        hint = ": did you mean 'Mi' (2^20 bytes) or 'M' (10^6 bytes)?";
+        hint = "; did you mean '" + std::string(text.substr(0, i)) + "Mi' (2^20 bytes) or '" +
+               std::string(text.substr(0, i)) + "M' (10^6 bytes)?";
       else if (suffix == "GB" || suffix == "Gb" || suffix == "GiB" || suffix == "gb" || suffix == "g")
-        hint = ": did you mean 'Gi' (2^30 bytes) or 'G' (10^9 bytes)?";
+        hint = "; did you mean '" + std::string(text.substr(0, i)) + "Gi' (2^30 bytes) or '" +
+               std::string(text.substr(0, i)) + "G' (10^9 bytes)?";
     }
   } else if (text.starts_with("-")) {
     hint = ": it cannot be negative";
   }
-  if (mult == 0)
-    return Error(Status::InvalidArgument("invalid memory quantity '" + std::string(text) + "'" + hint +
-                                         "; write bytes with a suffix, e.g. 512Mi, 1Gi, 1G"));
+  if (mult == 0) {
+    if (hint.empty() || hint[0] != ';') hint += "; write bytes with a suffix, e.g. 512Mi, 1Gi, 1G";
+    return Error(Status::InvalidArgument("invalid memory quantity '" + std::string(text) + "'" + hint));
+  }
   double bytes = std::ceil(v * mult);
   if (bytes > 9e18)
     return Error(Status::InvalidArgument("memory quantity '" + std::string(text) + "' is too large"));

@@ -91,7 +91,17 @@ class TreeBuilder : public YAML::EventHandler {
       if (doc_->root == YamlDocument::kNoRoot) doc_->root = i;
       return;
     }
-    doc_->nodes[stack_.back()].children.push_back(i);
+    YamlNode& parent = doc_->nodes[stack_.back()];
+    // An empty mapping value has no text of its own; yaml-cpp marks it at
+    // the next token. Point it at its key instead.
+    if (parent.IsMap() && parent.children.size() % 2 == 1 && doc_->nodes[i].IsNull()) {
+      const YamlNode& key = doc_->nodes[parent.children.back()];
+      YamlNode& value = doc_->nodes[i];
+      value.line = key.line;
+      value.column = key.column;
+      value.pos = key.pos;
+    }
+    parent.children.push_back(i);
   }
 
   // Duplicate and non-scalar keys. Small maps compare pairwise; large ones
