@@ -105,6 +105,37 @@ build_k8s() {
       k8s.io/kubernetes/cmd/kube-scheduler
 }
 
+build_etcd() {
+  local v=$ETCD_VERSION name=etcd
+  is_built $name "$v" && return 0
+  go_env
+  local dir; dir=$(component_dir $name "$v")
+  mkdir -p "$dir/bin"; : >"$dir/build.log"
+  wrapper_init "$dir"
+  # go.etcd.io/etcd/server/v3's own replace directives point at sibling
+  # directories; as a dependency of the wrapper they are ignored and the
+  # published api/client/pkg modules of the same version are used.
+  (cd "$dir/src" && go mod edit "-require=go.etcd.io/etcd/server/v3@$v")
+  run_build $name "$v" etcd -- \
+    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "-s -w" \
+      -o "$dir/bin/etcd" go.etcd.io/etcd/server/v3
+}
+
+# "build" or the path of the etcd binary to run (see versions.env).
+etcd_choice() {
+  local e=${SLUICE_K8S_ETCD:-/usr/bin/etcd}
+  if [ "$e" = build ] || { [ -z "${SLUICE_K8S_ETCD:-}" ] && [ ! -x "$e" ]; }; then
+    echo build
+  else
+    echo "$e"
+  fi
+}
+
+etcd_binary() {
+  local e; e=$(etcd_choice)
+  if [ "$e" = build ]; then echo "$(component_dir etcd "$ETCD_VERSION")/bin/etcd"; else echo "$e"; fi
+}
+
 build_kwok() {
   local v=$KWOK_VERSION name=kwok
   is_built $name "$v" && return 0
@@ -145,7 +176,10 @@ build_argo() {
   local dir; dir=$(component_dir $name "$v")
   mkdir -p "$dir/bin"; : >"$dir/build.log"
   wrapper_init "$dir"
-  (cd "$dir/src" && go mod edit "-require=github.com/argoproj/argo-workflows/v3@$v")
+  # Argo's go.mod replaces tablewriter with v0.0.5; a dependency's replace
+  # directives are ignored, so the wrapper repeats it.
+  (cd "$dir/src" && go mod edit "-require=github.com/argoproj/argo-workflows/v3@$v" \
+     -replace=github.com/olekukonko/tablewriter=github.com/olekukonko/tablewriter@v0.0.5)
   run_build $name "$v" workflow-controller -- \
     go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "-s -w" \
       -o "$dir/bin/workflow-controller" github.com/argoproj/argo-workflows/v3/cmd/workflow-controller
@@ -167,6 +201,7 @@ build_all() {
     flock 8
   fi
   build_k8s
+  if [ "$(etcd_choice)" = build ]; then build_etcd; fi
   build_kwok
   build_training_operator
   if [ "${1:-}" = argo ]; then build_argo; fi
