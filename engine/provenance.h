@@ -1,0 +1,44 @@
+#pragma once
+// Provenance facts for step snapshots: the git state of a file and tool
+// versions. Each runs a program (git, python3) by fork/exec with an argv,
+// never through a shell; none of them fails hard: a missing tool or a file
+// outside a repository gives empty values.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/status.h"
+
+namespace sluice {
+
+// The git state of one file.
+struct GitState {
+  bool in_repo = false;  // false when git is missing or the file is not in a work tree
+  std::string commit;    // HEAD's full hash; "" outside a repo or before the first commit
+  bool dirty = false;    // the file differs from HEAD (modified, staged or untracked)
+};
+
+// Runs `git -C <dir of file> rev-parse HEAD` and
+// `git -C <dir> status --porcelain -- <file>`.
+GitState GitStateOf(const std::string& file);
+
+// "3.11.2" from `python3 --version`, or "" when there is no python3 on PATH.
+// The result is computed once per process.
+std::string PythonVersion();
+
+// sluice's own version ("0.1.0").
+std::string SluiceVersion();
+
+// The result of running a program to completion.
+struct ProgramOutput {
+  int exit_code = -1;  // -1 when killed by a signal
+  std::string out;     // its stdout (stderr is discarded)
+};
+
+// Runs argv[0] (looked up on PATH) with `argv`, in `cwd` when not empty,
+// with stdin from /dev/null, and collects stdout. kNotFound when the program
+// cannot be started; kInternal on fork/pipe failures. Blocks until it exits.
+Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const std::string& cwd = "");
+
+}  // namespace sluice

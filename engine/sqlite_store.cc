@@ -1,0 +1,1208 @@
+#include "engine/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <system_error>
+
+namespace sluice {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Migrations, in order; migration i brings the schema from version i to i+1.
+// Never edit a released entry: append a new one.
+//
+// Associations (context <-> execution) and attributions (context <->
+// artifact) are views, so that a step costs no extra rows for them.
+constexpr const char* kMigrations[] = {
+    // 0 -> 1: the ML-Metadata-shaped lineage model.
+    R"sql(
+CREATE TABLE contexts (
+  id          INTEGER PRIMARY KEY,
+  type        TEXT NOT NULL CHECK (type IN ('pipeline', 'pipeline_version', 'run')),
+  name        TEXT NOT NULL,
+  parent_id   INTEGER REFERENCES contexts(id),
+  properties  TEXT NOT NULL DEFAULT '{}',
+  created_at  INTEGER NOT NULL,
+  UNIQUE (type, name)
+);
+
+CREATE TABLE pipeline_versions (
+  context_id  INTEGER PRIMARY KEY REFERENCES contexts(id),
+  pipeline    TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  file        TEXT NOT NULL,
+  yaml        TEXT NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+CREATE INDEX pipeline_versions_by_digest ON pipeline_versions(digest);
+
+CREATE TABLE runs (
+  id               TEXT PRIMARY KEY,
+  context_id       INTEGER NOT NULL UNIQUE REFERENCES contexts(id),
+  version_id       INTEGER NOT NULL REFERENCES contexts(id),
+  pipeline         TEXT NOT NULL,
+  pipeline_file    TEXT NOT NULL,
+  pipeline_digest  TEXT NOT NULL,
+  git_commit       TEXT NOT NULL,
+  git_dirty        INTEGER NOT NULL,
+  params           TEXT NOT NULL,
+  executor         TEXT NOT NULL,
+  phase            TEXT NOT NULL,
+  message          TEXT NOT NULL,
+  resumed_from     TEXT NOT NULL,
+  created_at       INTEGER NOT NULL,
+  started_at       INTEGER,
+  finished_at      INTEGER,
+  host             TEXT NOT NULL,
+  pid              INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX runs_by_created ON runs(created_at);
+CREATE INDEX runs_by_pipeline ON runs(pipeline, created_at);
+
+CREATE TABLE executions (
+  id           INTEGER PRIMARY KEY,
+  run_id       TEXT NOT NULL REFERENCES runs(id),
+  instance     TEXT NOT NULL,
+  attempt      INTEGER NOT NULL,
+  outcome      TEXT NOT NULL,
+  exit_code    INTEGER NOT NULL,
+  message      TEXT NOT NULL,
+  log_path     TEXT NOT NULL,
+  external_id  TEXT NOT NULL,
+  cache_key    TEXT NOT NULL,
+  started_at   INTEGER NOT NULL,
+  finished_at  INTEGER,
+  snapshot     TEXT NOT NULL
+);
+CREATE INDEX executions_by_run ON executions(run_id, instance, attempt);
+CREATE INDEX executions_by_cache_key ON executions(cache_key) WHERE cache_key <> '';
+
+CREATE TABLE artifacts (
+  digest        TEXT PRIMARY KEY,
+  uri           TEXT NOT NULL,
+  type          TEXT NOT NULL,
+  size          INTEGER NOT NULL,
+  is_directory  INTEGER NOT NULL,
+  properties    TEXT NOT NULL,
+  created_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+  execution_id  INTEGER NOT NULL REFERENCES executions(id),
+  artifact      TEXT NOT NULL REFERENCES artifacts(digest),
+  type          TEXT NOT NULL CHECK (type IN ('INPUT', 'OUTPUT')),
+  name          TEXT NOT NULL,
+  created_at    INTEGER NOT NULL,
+  PRIMARY KEY (execution_id, type, name, artifact)
+) WITHOUT ROWID;
+CREATE INDEX events_by_artifact ON events(artifact, type);
+
+CREATE TABLE steps (
+  run_id         TEXT NOT NULL REFERENCES runs(id),
+  instance       TEXT NOT NULL,
+  step           TEXT NOT NULL,
+  idx            INTEGER NOT NULL,
+  item           TEXT NOT NULL,
+  phase          TEXT NOT NULL,
+  attempts       INTEGER NOT NULL,
+  exit_code      INTEGER NOT NULL,
+  message        TEXT NOT NULL,
+  log_path       TEXT NOT NULL,
+  cache_key      TEXT NOT NULL,
+  cached_from    TEXT NOT NULL,
+  started_at     INTEGER,
+  finished_at    INTEGER,
+  output_params  TEXT NOT NULL,
+  metrics        TEXT NOT NULL,
+  outputs        TEXT NOT NULL,
+  inputs         TEXT NOT NULL,
+  PRIMARY KEY (run_id, instance)
+) WITHOUT ROWID;
+CREATE INDEX steps_by_cache_key ON steps(cache_key, finished_at)
+  WHERE cache_key <> '' AND phase = 'Succeeded';
+
+CREATE TABLE deployments (
+  id               INTEGER PRIMARY KEY,
+  service          TEXT NOT NULL,
+  namespace        TEXT NOT NULL,
+  executor         TEXT NOT NULL,
+  action           TEXT NOT NULL,
+  version          TEXT NOT NULL,
+  model_digest     TEXT NOT NULL,
+  baseline_digest  TEXT NOT NULL,
+  traffic_percent  REAL NOT NULL,
+  endpoint         TEXT NOT NULL,
+  run_id           TEXT NOT NULL,
+  instance         TEXT NOT NULL,
+  execution_id     INTEGER,
+  at               INTEGER NOT NULL,
+  details          TEXT NOT NULL
+);
+CREATE INDEX deployments_by_service ON deployments(service, at);
+
+CREATE VIEW associations AS
+  SELECT r.context_id AS context_id, e.id AS execution_id
+  FROM executions e JOIN runs r ON r.id = e.run_id;
+CREATE VIEW attributions AS
+  SELECT DISTINCT r.context_id AS context_id, ev.artifact AS artifact
+  FROM events ev JOIN executions e ON e.id = ev.execution_id JOIN runs r ON r.id = e.run_id
+  WHERE ev.type = 'OUTPUT';
+)sql",
+};
+
+constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
+static_assert(kMigrationCount == SqliteStore::kSchemaVersion);
+
+int64_t ToMillis(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+TimePoint FromMillis(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
+
+std::string DumpJson(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+Json ParseJson(const unsigned char* text, const Json& fallback) {
+  if (text == nullptr) return fallback;
+  Json j = Json::parse(reinterpret_cast<const char*>(text), nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? fallback : j;
+}
+
+ArtifactType ParseArtifactType(const std::string& s) {
+  if (s == "dataset") return ArtifactType::kDataset;
+  if (s == "model") return ArtifactType::kModel;
+  if (s == "metrics") return ArtifactType::kMetrics;
+  return ArtifactType::kOther;
+}
+
+Json BindingsToJson(const std::vector<ArtifactBinding>& bindings) {
+  Json out = Json::array();
+  for (const auto& b : bindings) {
+    out.push_back({{"name", b.name},
+                   {"digest", b.artifact.digest},
+                   {"uri", b.artifact.uri},
+                   {"type", ArtifactTypeName(b.artifact.type)},
+                   {"size", b.artifact.size},
+                   {"is_directory", b.artifact.is_directory},
+                   {"properties", b.artifact.properties}});
+  }
+  return out;
+}
+
+std::vector<ArtifactBinding> BindingsFromJson(const Json& j) {
+  std::vector<ArtifactBinding> out;
+  if (!j.is_array()) return out;
+  for (const auto& e : j) {
+    if (!e.is_object()) continue;
+    ArtifactBinding b;
+    b.name = e.value("name", "");
+    b.artifact.digest = e.value("digest", "");
+    b.artifact.uri = e.value("uri", "");
+    b.artifact.type = ParseArtifactType(e.value("type", "other"));
+    b.artifact.size = e.value("size", int64_t{0});
+    b.artifact.is_directory = e.value("is_directory", false);
+    b.artifact.properties = e.contains("properties") ? e["properties"] : Json::object();
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+std::string ColumnText(sqlite3_stmt* s, int i) {
+  const unsigned char* t = sqlite3_column_text(s, i);
+  return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(s, i)) : "";
+}
+
+std::optional<TimePoint> ColumnTime(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
+  return FromMillis(sqlite3_column_int64(s, i));
+}
+
+// Bind helpers: indexes are 1-based as in SQLite.
+void BindText(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+void BindTime(sqlite3_stmt* s, int i, const std::optional<TimePoint>& t) {
+  if (t) {
+    sqlite3_bind_int64(s, i, ToMillis(*t));
+  } else {
+    sqlite3_bind_null(s, i);
+  }
+}
+
+// Smallest string greater than every string that starts with `prefix`
+// (bytewise), for range scans. 0xff never occurs in UTF-8 text.
+std::string PrefixUpperBound(const std::string& prefix) { return prefix + "\xff"; }
+
+// Resets a statement when it goes out of scope, so it releases its read
+// snapshot and can be reused.
+class StmtReset {
+ public:
+  explicit StmtReset(sqlite3_stmt* s) : s_(s) {}
+  ~StmtReset() {
+    if (s_) sqlite3_reset(s_);
+  }
+  StmtReset(const StmtReset&) = delete;
+  StmtReset& operator=(const StmtReset&) = delete;
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+constexpr const char* kRunColumns =
+    "id, pipeline, pipeline_file, pipeline_digest, git_commit, git_dirty, params, executor, "
+    "phase, message, resumed_from, created_at, started_at, finished_at, host, pid, "
+    "(SELECT yaml FROM pipeline_versions v WHERE v.context_id = runs.version_id)";
+
+RunRecord ReadRun(sqlite3_stmt* s) {
+  RunRecord r;
+  r.id = ColumnText(s, 0);
+  r.pipeline = ColumnText(s, 1);
+  r.pipeline_file = ColumnText(s, 2);
+  r.pipeline_digest = ColumnText(s, 3);
+  r.git_commit = ColumnText(s, 4);
+  r.git_dirty = sqlite3_column_int(s, 5) != 0;
+  r.params = ParseJson(sqlite3_column_text(s, 6), Json::object());
+  r.executor = ColumnText(s, 7);
+  r.phase = ParseRunPhase(ColumnText(s, 8)).value_or(RunPhase::kError);
+  r.message = ColumnText(s, 9);
+  r.resumed_from = ColumnText(s, 10);
+  r.created_at = FromMillis(sqlite3_column_int64(s, 11));
+  r.started_at = ColumnTime(s, 12);
+  r.finished_at = ColumnTime(s, 13);
+  r.host = ColumnText(s, 14);
+  r.pid = sqlite3_column_int(s, 15);
+  r.pipeline_yaml = ColumnText(s, 16);
+  return r;
+}
+
+#define SLUICE_STEP_COLUMNS                                                              \
+  "run_id, instance, step, idx, item, phase, attempts, exit_code, message, log_path, "  \
+  "cache_key, cached_from, started_at, finished_at, output_params, metrics, outputs, " \
+  "inputs"
+
+StepRecord ReadStep(sqlite3_stmt* s) {
+  StepRecord r;
+  r.run_id = ColumnText(s, 0);
+  r.instance = ColumnText(s, 1);
+  r.step = ColumnText(s, 2);
+  r.index = sqlite3_column_int(s, 3);
+  r.item = ParseJson(sqlite3_column_text(s, 4), Json());
+  r.phase = ParseNodePhase(ColumnText(s, 5)).value_or(NodePhase::kError);
+  r.attempts = sqlite3_column_int(s, 6);
+  r.exit_code = sqlite3_column_int(s, 7);
+  r.message = ColumnText(s, 8);
+  r.log_path = ColumnText(s, 9);
+  r.cache_key = ColumnText(s, 10);
+  r.cached_from = ColumnText(s, 11);
+  r.started_at = ColumnTime(s, 12);
+  r.finished_at = ColumnTime(s, 13);
+  r.output_params = ParseJson(sqlite3_column_text(s, 14), Json::object());
+  r.metrics = ParseJson(sqlite3_column_text(s, 15), Json::object());
+  r.outputs = BindingsFromJson(ParseJson(sqlite3_column_text(s, 16), Json::array()));
+  r.inputs = BindingsFromJson(ParseJson(sqlite3_column_text(s, 17), Json::array()));
+  return r;
+}
+
+#define SLUICE_EXECUTION_COLUMNS                                                      \
+  "id, run_id, instance, attempt, outcome, exit_code, message, log_path, external_id, " \
+  "cache_key, started_at, finished_at, snapshot"
+
+ExecutionRecord ReadExecution(sqlite3_stmt* s) {
+  ExecutionRecord e;
+  e.id = sqlite3_column_int64(s, 0);
+  e.run_id = ColumnText(s, 1);
+  e.instance = ColumnText(s, 2);
+  e.attempt = sqlite3_column_int(s, 3);
+  e.outcome = ColumnText(s, 4);
+  e.exit_code = sqlite3_column_int(s, 5);
+  e.message = ColumnText(s, 6);
+  e.log_path = ColumnText(s, 7);
+  e.external_id = ColumnText(s, 8);
+  e.cache_key = ColumnText(s, 9);
+  e.started_at = FromMillis(sqlite3_column_int64(s, 10));
+  e.finished_at = ColumnTime(s, 11);
+  e.snapshot = ParseJson(sqlite3_column_text(s, 12), Json::object());
+  return e;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Open / migrate
+
+SqliteStore::SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+
+SqliteStore::~SqliteStore() {
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  sqlite3_close_v2(db_);
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_dir,
+                                                       SqliteStoreOptions options) {
+  std::error_code ec;
+  fs::path dir = fs::absolute(state_dir, ec);
+  if (ec) dir = state_dir;
+  std::string path = (dir / "sluice.db").string();
+  if (!options.create_if_missing && !fs::exists(path, ec)) {
+    return sluice::Error(Status::NotFound(
+        "no sluice store at " + dir.string() +
+        " (run a pipeline there first, or point --store at an existing store)"));
+  }
+  if (options.create_if_missing) {
+    fs::create_directories(dir, ec);
+    if (ec) {
+      return sluice::Error(Status::FailedPrecondition("cannot create store directory " +
+                                                      dir.string() + ": " + ec.message()));
+    }
+  }
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+              (options.create_if_missing ? SQLITE_OPEN_CREATE : 0);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return sluice::Error(Status::FailedPrecondition("cannot open store " + path + ": " + msg));
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, static_cast<int>(options.busy_timeout.count()));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
+  // journal_mode must be set outside a transaction; it is persistent.
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                             "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY"}) {
+    Status st = store->Exec(pragma);
+    if (!st.ok()) return sluice::Error(st.WithContext("opening store " + path));
+  }
+  Status st = store->Migrate();
+  if (!st.ok()) return sluice::Error(st.WithContext("opening store " + path));
+  return store;
+}
+
+Status SqliteStore::Migrate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto read_version = [this](int* version) -> Status {
+    Status st;
+    sqlite3_stmt* s = Prepare("PRAGMA user_version", &st);
+    if (!s) return st;
+    StmtReset reset(s);
+    if (sqlite3_step(s) != SQLITE_ROW) return Error("reading schema version");
+    *version = sqlite3_column_int(s, 0);
+    return Status::Ok();
+  };
+  int version = 0;
+  SLUICE_RETURN_IF_ERROR(read_version(&version));
+  if (version == kMigrationCount) return Status::Ok();
+  // Another process may be migrating too: take the write lock, then look again.
+  SLUICE_RETURN_IF_ERROR(Begin());
+  Status st = read_version(&version);
+  if (st.ok() && version > kMigrationCount) {
+    st = Status::FailedPrecondition(
+        "the store's schema version is " + std::to_string(version) + " but this sluice knows up to " +
+        std::to_string(kMigrationCount) + "; use a newer sluice, or another --store");
+  }
+  if (st.ok() && version == 0) {
+    // A brand-new file must be empty: refuse to take over someone else's database.
+    Status pst;
+    sqlite3_stmt* s = Prepare("SELECT count(*) FROM sqlite_master", &pst);
+    if (!s) {
+      st = pst;
+    } else {
+      StmtReset reset(s);
+      if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) != 0) {
+        st = Status::FailedPrecondition(
+            "the file is an SQLite database that is not a sluice store; point --store elsewhere");
+      }
+    }
+  }
+  for (int v = version; st.ok() && v < kMigrationCount; ++v) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, kMigrations[v], nullptr, nullptr, &err) != SQLITE_OK) {
+      st = Status::Internal("migration " + std::to_string(v) + " -> " + std::to_string(v + 1) +
+                            " failed: " + (err ? err : "unknown error"));
+    }
+    sqlite3_free(err);
+  }
+  if (st.ok()) {
+    std::string pragma = "PRAGMA user_version=" + std::to_string(kMigrationCount);
+    st = Exec(pragma.c_str());
+  }
+  if (!st.ok()) {
+    Rollback();
+    return st;
+  }
+  return Commit();
+}
+
+// ---------------------------------------------------------------------------
+// Low-level helpers (caller holds mu_)
+
+Status SqliteStore::Error(const std::string& what) const {
+  int code = sqlite3_extended_errcode(db_);
+  std::string msg = what + ": " + sqlite3_errmsg(db_);
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Status::Unavailable(msg + " (another sluice process holds the store's write lock)");
+    case SQLITE_CONSTRAINT:
+      if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE) {
+        return Status::AlreadyExists(msg);
+      }
+      return Status::FailedPrecondition(msg);
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+      return Status::FailedPrecondition(msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Status::FailedPrecondition(msg + " (the store file is damaged or not a sluice store)");
+    default:
+      return Status::Internal(msg);
+  }
+}
+
+sqlite3_stmt* SqliteStore::Prepare(const char* sql, Status* status) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) {
+    sqlite3_reset(it->second);
+    sqlite3_clear_bindings(it->second);
+    return it->second;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+    *status = Error(std::string("preparing ") + sql);
+    return nullptr;
+  }
+  statements_.emplace(sql, stmt);
+  return stmt;
+}
+
+Status SqliteStore::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    sqlite3_free(err);
+    return Error(sql);
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::Begin() {
+  Status st;
+  sqlite3_stmt* s = Prepare("BEGIN IMMEDIATE", &st);
+  if (!s) return st;
+  StmtReset reset(s);
+  if (sqlite3_step(s) != SQLITE_DONE) return Error("starting a write transaction");
+  return Status::Ok();
+}
+
+Status SqliteStore::Commit() {
+  Status st;
+  sqlite3_stmt* s = Prepare("COMMIT", &st);
+  if (!s) {
+    Rollback();
+    return st;
+  }
+  StmtReset reset(s);
+  if (sqlite3_step(s) != SQLITE_DONE) {
+    Status err = Error("committing");
+    Rollback();
+    return err;
+  }
+  return Status::Ok();
+}
+
+void SqliteStore::Rollback() {
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+Result<int64_t> SqliteStore::EnsureContextLocked(const std::string& type, const std::string& name,
+                                                 int64_t parent_id, TimePoint created_at) {
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "INSERT INTO contexts(type, name, parent_id, created_at) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT(type, name) DO UPDATE SET type = excluded.type RETURNING id",
+      &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, type);
+  BindText(s, 2, name);
+  if (parent_id > 0) {
+    sqlite3_bind_int64(s, 3, parent_id);
+  } else {
+    sqlite3_bind_null(s, 3);
+  }
+  sqlite3_bind_int64(s, 4, ToMillis(created_at));
+  if (sqlite3_step(s) != SQLITE_ROW) return sluice::Error(Error("recording " + type + " " + name));
+  return sqlite3_column_int64(s, 0);
+}
+
+Status SqliteStore::EnsurePipelineVersionLocked(const RunRecord& run, int64_t* version_id) {
+  auto pipeline_id = EnsureContextLocked("pipeline", run.pipeline, 0, run.created_at);
+  if (!pipeline_id) return pipeline_id.error();
+  auto vid = EnsureContextLocked("pipeline_version", run.pipeline + "@" + run.pipeline_digest,
+                                 *pipeline_id, run.created_at);
+  if (!vid) return vid.error();
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "INSERT OR IGNORE INTO pipeline_versions(context_id, pipeline, digest, file, yaml, "
+      "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+      &st);
+  if (!s) return st;
+  StmtReset reset(s);
+  sqlite3_bind_int64(s, 1, *vid);
+  BindText(s, 2, run.pipeline);
+  BindText(s, 3, run.pipeline_digest);
+  BindText(s, 4, run.pipeline_file);
+  BindText(s, 5, run.pipeline_yaml);
+  sqlite3_bind_int64(s, 6, ToMillis(run.created_at));
+  if (sqlite3_step(s) != SQLITE_DONE) return Error("recording pipeline version");
+  *version_id = *vid;
+  return Status::Ok();
+}
+
+Status SqliteStore::UpsertArtifactLocked(const ArtifactRecord& a) {
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "INSERT INTO artifacts(digest, uri, type, size, is_directory, properties, created_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+      "ON CONFLICT(digest) DO UPDATE SET uri = excluded.uri, "
+      "properties = json_patch(artifacts.properties, excluded.properties)",
+      &st);
+  if (!s) return st;
+  StmtReset reset(s);
+  BindText(s, 1, a.digest);
+  BindText(s, 2, a.uri);
+  BindText(s, 3, ArtifactTypeName(a.type));
+  sqlite3_bind_int64(s, 4, a.size);
+  sqlite3_bind_int(s, 5, a.is_directory ? 1 : 0);
+  BindText(s, 6, DumpJson(a.properties.is_object() ? a.properties : Json::object()));
+  sqlite3_bind_int64(s, 7, ToMillis(std::chrono::system_clock::now()));
+  if (sqlite3_step(s) != SQLITE_DONE) return Error("recording artifact " + a.digest);
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// Runs
+
+Status SqliteStore::CreateRun(const RunRecord& run) {
+  if (run.id.empty()) return Status::InvalidArgument("a run needs an id");
+  std::lock_guard<std::mutex> lock(mu_);
+  SLUICE_RETURN_IF_ERROR(Begin());
+  auto fail = [this](Status st) {
+    Rollback();
+    return st;
+  };
+  int64_t version_id = 0;
+  Status st = EnsurePipelineVersionLocked(run, &version_id);
+  if (!st.ok()) return fail(st);
+  auto run_ctx = EnsureContextLocked("run", run.id, version_id, run.created_at);
+  if (!run_ctx) return fail(run_ctx.error());
+  sqlite3_stmt* s = Prepare(
+      "INSERT INTO runs(id, context_id, version_id, pipeline, pipeline_file, pipeline_digest, "
+      "git_commit, git_dirty, params, executor, phase, message, resumed_from, created_at, "
+      "started_at, finished_at, host, pid) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+      &st);
+  if (!s) return fail(st);
+  StmtReset reset(s);
+  BindText(s, 1, run.id);
+  sqlite3_bind_int64(s, 2, *run_ctx);
+  sqlite3_bind_int64(s, 3, version_id);
+  BindText(s, 4, run.pipeline);
+  BindText(s, 5, run.pipeline_file);
+  BindText(s, 6, run.pipeline_digest);
+  BindText(s, 7, run.git_commit);
+  sqlite3_bind_int(s, 8, run.git_dirty ? 1 : 0);
+  BindText(s, 9, DumpJson(run.params));
+  BindText(s, 10, run.executor);
+  BindText(s, 11, RunPhaseName(run.phase));
+  BindText(s, 12, run.message);
+  BindText(s, 13, run.resumed_from);
+  sqlite3_bind_int64(s, 14, ToMillis(run.created_at));
+  BindTime(s, 15, run.started_at);
+  BindTime(s, 16, run.finished_at);
+  BindText(s, 17, run.host);
+  sqlite3_bind_int(s, 18, run.pid);
+  if (sqlite3_step(s) != SQLITE_DONE) {
+    Status err = Error("creating run " + run.id);
+    if (err.code() == StatusCode::kAlreadyExists) {
+      err = Status::AlreadyExists("run " + run.id + " already exists");
+    }
+    return fail(err);
+  }
+  return Commit();
+}
+
+Status SqliteStore::UpdateRun(const RunRecord& run) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SLUICE_RETURN_IF_ERROR(Begin());
+  auto fail = [this](Status st) {
+    Rollback();
+    return st;
+  };
+  // The file may have changed (resume after an edit): record that version too.
+  int64_t version_id = 0;
+  Status st = EnsurePipelineVersionLocked(run, &version_id);
+  if (!st.ok()) return fail(st);
+  sqlite3_stmt* s = Prepare(
+      "UPDATE runs SET version_id = ?2, pipeline_file = ?3, pipeline_digest = ?4, "
+      "git_commit = ?5, git_dirty = ?6, params = ?7, executor = ?8, phase = ?9, message = ?10, "
+      "resumed_from = ?11, started_at = ?12, finished_at = ?13, host = ?14, pid = ?15 "
+      "WHERE id = ?1",
+      &st);
+  if (!s) return fail(st);
+  StmtReset reset(s);
+  BindText(s, 1, run.id);
+  sqlite3_bind_int64(s, 2, version_id);
+  BindText(s, 3, run.pipeline_file);
+  BindText(s, 4, run.pipeline_digest);
+  BindText(s, 5, run.git_commit);
+  sqlite3_bind_int(s, 6, run.git_dirty ? 1 : 0);
+  BindText(s, 7, DumpJson(run.params));
+  BindText(s, 8, run.executor);
+  BindText(s, 9, RunPhaseName(run.phase));
+  BindText(s, 10, run.message);
+  BindText(s, 11, run.resumed_from);
+  BindTime(s, 12, run.started_at);
+  BindTime(s, 13, run.finished_at);
+  BindText(s, 14, run.host);
+  sqlite3_bind_int(s, 15, run.pid);
+  if (sqlite3_step(s) != SQLITE_DONE) return fail(Error("updating run " + run.id));
+  if (sqlite3_changes(db_) == 0) return fail(Status::NotFound("no run " + run.id));
+  return Commit();
+}
+
+Result<RunRecord> SqliteStore::GetRun(const std::string& id_or_prefix) {
+  if (id_or_prefix.empty()) return sluice::Error(Status::InvalidArgument("empty run id"));
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  static const std::string kExact = std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?1";
+  sqlite3_stmt* s = Prepare(kExact.c_str(), &st);
+  if (!s) return sluice::Error(st);
+  {
+    StmtReset reset(s);
+    BindText(s, 1, id_or_prefix);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) return ReadRun(s);
+    if (rc != SQLITE_DONE) return sluice::Error(Error("reading run " + id_or_prefix));
+  }
+  static const std::string kPrefix = std::string("SELECT ") + kRunColumns +
+                                     " FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 6";
+  s = Prepare(kPrefix.c_str(), &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, id_or_prefix);
+  BindText(s, 2, PrefixUpperBound(id_or_prefix));
+  std::vector<RunRecord> matches;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) matches.push_back(ReadRun(s));
+  if (rc != SQLITE_DONE) return sluice::Error(Error("reading run " + id_or_prefix));
+  if (matches.empty()) {
+    return sluice::Error(
+        Status::NotFound("no run '" + id_or_prefix + "' in this store (`sluice runs` lists them)"));
+  }
+  if (matches.size() > 1) {
+    std::string msg = "run id prefix '" + id_or_prefix + "' is ambiguous; it matches ";
+    for (size_t i = 0; i < matches.size() && i < 5; ++i) {
+      msg += (i ? ", " : "") + matches[i].id;
+    }
+    if (matches.size() > 5) msg += ", ...";
+    return sluice::Error(Status::InvalidArgument(msg + "; give more characters"));
+  }
+  return std::move(matches[0]);
+}
+
+Result<std::vector<RunRecord>> SqliteStore::ListRuns(const RunFilter& filter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  static const std::string kSql =
+      std::string("SELECT ") + kRunColumns +
+      " FROM runs WHERE (?1 = '' OR pipeline = ?1) AND (?2 = '' OR phase = ?2) "
+      "AND (?3 IS NULL OR created_at >= ?3) ORDER BY created_at DESC, id DESC LIMIT ?4";
+  sqlite3_stmt* s = Prepare(kSql.c_str(), &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, filter.pipeline);
+  BindText(s, 2, filter.phase ? RunPhaseName(*filter.phase) : "");
+  BindTime(s, 3, filter.since);
+  sqlite3_bind_int(s, 4, filter.limit > 0 ? filter.limit : -1);
+  std::vector<RunRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadRun(s));
+  if (rc != SQLITE_DONE) return sluice::Error(Error("listing runs"));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Steps
+
+Status SqliteStore::PutStep(const StepRecord& step) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bool has_artifacts = !step.outputs.empty() || !step.inputs.empty();
+  // A single statement needs no explicit transaction; artifacts need one.
+  if (has_artifacts) SLUICE_RETURN_IF_ERROR(Begin());
+  auto fail = [this, has_artifacts](Status st) {
+    if (has_artifacts) Rollback();
+    return st;
+  };
+  Status st;
+  for (const auto* list : {&step.outputs, &step.inputs}) {
+    for (const auto& b : *list) {
+      st = UpsertArtifactLocked(b.artifact);
+      if (!st.ok()) return fail(st);
+    }
+  }
+  sqlite3_stmt* s = Prepare(
+      "INSERT OR REPLACE INTO steps(" SLUICE_STEP_COLUMNS
+      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+      &st);
+  if (!s) return fail(st);
+  StmtReset reset(s);
+  BindText(s, 1, step.run_id);
+  BindText(s, 2, step.instance);
+  BindText(s, 3, step.step);
+  sqlite3_bind_int(s, 4, step.index);
+  BindText(s, 5, DumpJson(step.item));
+  BindText(s, 6, NodePhaseName(step.phase));
+  sqlite3_bind_int(s, 7, step.attempts);
+  sqlite3_bind_int(s, 8, step.exit_code);
+  BindText(s, 9, step.message);
+  BindText(s, 10, step.log_path);
+  BindText(s, 11, step.cache_key);
+  BindText(s, 12, step.cached_from);
+  BindTime(s, 13, step.started_at);
+  BindTime(s, 14, step.finished_at);
+  BindText(s, 15, DumpJson(step.output_params));
+  BindText(s, 16, DumpJson(step.metrics));
+  BindText(s, 17, DumpJson(BindingsToJson(step.outputs)));
+  BindText(s, 18, DumpJson(BindingsToJson(step.inputs)));
+  if (sqlite3_step(s) != SQLITE_DONE) {
+    Status err = Error("recording step " + step.run_id + "/" + step.instance);
+    if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      err = Status::NotFound("no run " + step.run_id + " for step " + step.instance);
+    }
+    return fail(err);
+  }
+  return has_artifacts ? Commit() : Status::Ok();
+}
+
+Result<std::vector<StepRecord>> SqliteStore::QuerySteps(sqlite3_stmt* s) {
+  StmtReset reset(s);
+  std::vector<StepRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadStep(s));
+  if (rc != SQLITE_DONE) return sluice::Error(Error("reading steps"));
+  return out;
+}
+
+Result<std::vector<StepRecord>> SqliteStore::ListSteps(const std::string& run_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  // rowid order is not available (WITHOUT ROWID); order by start, then name,
+  // with never-started steps last, which is the order a user reads a run in.
+  sqlite3_stmt* s = Prepare("SELECT " SLUICE_STEP_COLUMNS
+                            " FROM steps WHERE run_id = ?1 "
+                            "ORDER BY started_at IS NULL, started_at, step, idx, instance",
+                            &st);
+  if (!s) return sluice::Error(st);
+  BindText(s, 1, run_id);
+  return QuerySteps(s);
+}
+
+Result<StepRecord> SqliteStore::GetStep(const std::string& run_id, const std::string& instance) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "SELECT " SLUICE_STEP_COLUMNS " FROM steps WHERE run_id = ?1 AND instance = ?2", &st);
+  if (!s) return sluice::Error(st);
+  BindText(s, 1, run_id);
+  BindText(s, 2, instance);
+  auto steps = QuerySteps(s);
+  if (!steps) return sluice::Error(steps.error());
+  if (steps->empty()) {
+    return sluice::Error(Status::NotFound("run " + run_id + " has no step '" + instance + "'"));
+  }
+  return std::move(steps->front());
+}
+
+Result<StepRecord> SqliteStore::FindCached(const std::string& cache_key,
+                                           std::optional<TimePoint> not_before) {
+  if (cache_key.empty()) return sluice::Error(Status::NotFound("empty cache key"));
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare("SELECT " SLUICE_STEP_COLUMNS
+                            " FROM steps WHERE cache_key = ?1 AND phase = 'Succeeded' "
+                            "AND cache_key <> '' AND (?2 IS NULL OR finished_at >= ?2) "
+                            "ORDER BY finished_at DESC LIMIT 1",
+                            &st);
+  if (!s) return sluice::Error(st);
+  BindText(s, 1, cache_key);
+  BindTime(s, 2, not_before);
+  auto steps = QuerySteps(s);
+  if (!steps) return sluice::Error(steps.error());
+  if (steps->empty()) return sluice::Error(Status::NotFound("no cached result for " + cache_key));
+  return std::move(steps->front());
+}
+
+// ---------------------------------------------------------------------------
+// Executions
+
+Result<int64_t> SqliteStore::StartExecution(const ExecutionRecord& e) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "INSERT INTO executions(run_id, instance, attempt, outcome, exit_code, message, log_path, "
+      "external_id, cache_key, started_at, finished_at, snapshot) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+      &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, e.run_id);
+  BindText(s, 2, e.instance);
+  sqlite3_bind_int(s, 3, e.attempt);
+  BindText(s, 4, e.outcome.empty() ? "Running" : e.outcome);
+  sqlite3_bind_int(s, 5, e.exit_code);
+  BindText(s, 6, e.message);
+  BindText(s, 7, e.log_path);
+  BindText(s, 8, e.external_id);
+  BindText(s, 9, e.cache_key);
+  sqlite3_bind_int64(s, 10, ToMillis(e.started_at));
+  BindTime(s, 11, e.finished_at);
+  BindText(s, 12, DumpJson(e.snapshot));
+  if (sqlite3_step(s) != SQLITE_DONE) {
+    if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return sluice::Error(Status::NotFound("no run " + e.run_id + " for execution of " + e.instance));
+    }
+    return sluice::Error(Error("recording execution of " + e.run_id + "/" + e.instance));
+  }
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Status SqliteStore::FinishExecution(const ExecutionRecord& e,
+                                    const std::vector<ArtifactBinding>& inputs,
+                                    const std::vector<ArtifactBinding>& outputs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SLUICE_RETURN_IF_ERROR(Begin());
+  auto fail = [this](Status st) {
+    Rollback();
+    return st;
+  };
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "UPDATE executions SET outcome = ?2, exit_code = ?3, message = ?4, log_path = ?5, "
+      "external_id = ?6, cache_key = ?7, finished_at = ?8, snapshot = ?9 WHERE id = ?1",
+      &st);
+  if (!s) return fail(st);
+  {
+    StmtReset reset(s);
+    sqlite3_bind_int64(s, 1, e.id);
+    BindText(s, 2, e.outcome);
+    sqlite3_bind_int(s, 3, e.exit_code);
+    BindText(s, 4, e.message);
+    BindText(s, 5, e.log_path);
+    BindText(s, 6, e.external_id);
+    BindText(s, 7, e.cache_key);
+    BindTime(s, 8, e.finished_at ? e.finished_at : std::optional<TimePoint>(std::chrono::system_clock::now()));
+    BindText(s, 9, DumpJson(e.snapshot));
+    if (sqlite3_step(s) != SQLITE_DONE) return fail(Error("finishing execution"));
+    if (sqlite3_changes(db_) == 0) {
+      return fail(Status::NotFound("no execution " + std::to_string(e.id)));
+    }
+  }
+  int64_t now = ToMillis(std::chrono::system_clock::now());
+  for (const auto* list : {&inputs, &outputs}) {
+    const char* type = list == &inputs ? "INPUT" : "OUTPUT";
+    for (const auto& b : *list) {
+      st = UpsertArtifactLocked(b.artifact);
+      if (!st.ok()) return fail(st);
+      sqlite3_stmt* ev = Prepare(
+          "INSERT OR IGNORE INTO events(execution_id, artifact, type, name, created_at) "
+          "VALUES (?1, ?2, ?3, ?4, ?5)",
+          &st);
+      if (!ev) return fail(st);
+      StmtReset reset(ev);
+      sqlite3_bind_int64(ev, 1, e.id);
+      BindText(ev, 2, b.artifact.digest);
+      BindText(ev, 3, type);
+      BindText(ev, 4, b.name);
+      sqlite3_bind_int64(ev, 5, now);
+      if (sqlite3_step(ev) != SQLITE_DONE) return fail(Error("recording event " + b.name));
+    }
+  }
+  return Commit();
+}
+
+Result<std::vector<ExecutionRecord>> SqliteStore::ListExecutions(const std::string& run_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare("SELECT " SLUICE_EXECUTION_COLUMNS
+                            " FROM executions WHERE run_id = ?1 ORDER BY id",
+                            &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, run_id);
+  std::vector<ExecutionRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadExecution(s));
+  if (rc != SQLITE_DONE) return sluice::Error(Error("listing executions of " + run_id));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Deployments
+
+Result<int64_t> SqliteStore::RecordDeployment(const DeploymentRecord& d) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "INSERT INTO deployments(service, namespace, executor, action, version, model_digest, "
+      "baseline_digest, traffic_percent, endpoint, run_id, instance, execution_id, at, details) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+      &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, d.service);
+  BindText(s, 2, d.namespace_);
+  BindText(s, 3, d.executor);
+  BindText(s, 4, d.action);
+  BindText(s, 5, d.version);
+  BindText(s, 6, d.model_digest);
+  BindText(s, 7, d.baseline_digest);
+  sqlite3_bind_double(s, 8, d.traffic_percent);
+  BindText(s, 9, d.endpoint);
+  BindText(s, 10, d.run_id);
+  BindText(s, 11, d.instance);
+  if (d.execution_id > 0) {
+    sqlite3_bind_int64(s, 12, d.execution_id);
+  } else {
+    sqlite3_bind_null(s, 12);
+  }
+  sqlite3_bind_int64(s, 13, ToMillis(d.at == TimePoint{} ? std::chrono::system_clock::now() : d.at));
+  BindText(s, 14, DumpJson(d.details));
+  if (sqlite3_step(s) != SQLITE_DONE) {
+    return sluice::Error(Error("recording deployment of " + d.service));
+  }
+  return sqlite3_last_insert_rowid(db_);
+}
+
+Result<std::vector<DeploymentRecord>> SqliteStore::ListDeployments(const std::string& service,
+                                                                   int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "SELECT id, service, namespace, executor, action, version, model_digest, baseline_digest, "
+      "traffic_percent, endpoint, run_id, instance, execution_id, at, details FROM deployments "
+      "WHERE (?1 = '' OR service = ?1) ORDER BY at DESC, id DESC LIMIT ?2",
+      &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, service);
+  sqlite3_bind_int(s, 2, limit > 0 ? limit : -1);
+  std::vector<DeploymentRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    DeploymentRecord d;
+    d.id = sqlite3_column_int64(s, 0);
+    d.service = ColumnText(s, 1);
+    d.namespace_ = ColumnText(s, 2);
+    d.executor = ColumnText(s, 3);
+    d.action = ColumnText(s, 4);
+    d.version = ColumnText(s, 5);
+    d.model_digest = ColumnText(s, 6);
+    d.baseline_digest = ColumnText(s, 7);
+    d.traffic_percent = sqlite3_column_double(s, 8);
+    d.endpoint = ColumnText(s, 9);
+    d.run_id = ColumnText(s, 10);
+    d.instance = ColumnText(s, 11);
+    d.execution_id = sqlite3_column_int64(s, 12);
+    d.at = FromMillis(sqlite3_column_int64(s, 13));
+    d.details = ParseJson(sqlite3_column_text(s, 14), Json::object());
+    out.push_back(std::move(d));
+  }
+  if (rc != SQLITE_DONE) return sluice::Error(Error("listing deployments"));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Lineage queries
+
+Result<ArtifactRecord> SqliteStore::GetArtifact(const std::string& digest_or_prefix) {
+  std::string prefix = digest_or_prefix;
+  if (prefix.rfind("sha256:", 0) != 0) prefix = "sha256:" + prefix;
+  if (prefix.size() <= 7) return sluice::Error(Status::InvalidArgument("empty artifact digest"));
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "SELECT digest, uri, type, size, is_directory, properties FROM artifacts "
+      "WHERE digest >= ?1 AND digest < ?2 ORDER BY digest LIMIT 6",
+      &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, prefix);
+  BindText(s, 2, PrefixUpperBound(prefix));
+  std::vector<ArtifactRecord> matches;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    ArtifactRecord a;
+    a.digest = ColumnText(s, 0);
+    a.uri = ColumnText(s, 1);
+    a.type = ParseArtifactType(ColumnText(s, 2));
+    a.size = sqlite3_column_int64(s, 3);
+    a.is_directory = sqlite3_column_int(s, 4) != 0;
+    a.properties = ParseJson(sqlite3_column_text(s, 5), Json::object());
+    matches.push_back(std::move(a));
+  }
+  if (rc != SQLITE_DONE) return sluice::Error(Error("reading artifact"));
+  if (matches.empty()) {
+    return sluice::Error(Status::NotFound("no artifact " + digest_or_prefix + " in this store"));
+  }
+  if (matches.size() > 1 && matches[0].digest != prefix) {
+    return sluice::Error(Status::InvalidArgument("artifact digest prefix '" + digest_or_prefix +
+                                                 "' is ambiguous; give more characters"));
+  }
+  return std::move(matches[0]);
+}
+
+Result<std::vector<ExecutionRecord>> SqliteStore::QueryExecutions(sqlite3_stmt* s) {
+  StmtReset reset(s);
+  std::vector<ExecutionRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadExecution(s));
+  if (rc != SQLITE_DONE) return sluice::Error(Error("reading executions"));
+  return out;
+}
+
+Result<ExecutionRecord> SqliteStore::GetExecution(int64_t execution_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s =
+      Prepare("SELECT " SLUICE_EXECUTION_COLUMNS " FROM executions WHERE id = ?1", &st);
+  if (!s) return sluice::Error(st);
+  sqlite3_bind_int64(s, 1, execution_id);
+  auto out = QueryExecutions(s);
+  if (!out) return sluice::Error(out.error());
+  if (out->empty()) {
+    return sluice::Error(Status::NotFound("no execution " + std::to_string(execution_id)));
+  }
+  return std::move(out->front());
+}
+
+Result<std::vector<ExecutionRecord>> SqliteStore::ProducersOf(const std::string& digest) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "SELECT " SLUICE_EXECUTION_COLUMNS " FROM executions WHERE id IN "
+      "(SELECT execution_id FROM events WHERE artifact = ?1 AND type = 'OUTPUT') ORDER BY id",
+      &st);
+  if (!s) return sluice::Error(st);
+  BindText(s, 1, digest);
+  return QueryExecutions(s);
+}
+
+Result<std::vector<ExecutionRecord>> SqliteStore::ConsumersOf(const std::string& digest) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "SELECT " SLUICE_EXECUTION_COLUMNS " FROM executions WHERE id IN "
+      "(SELECT execution_id FROM events WHERE artifact = ?1 AND type = 'INPUT') ORDER BY id",
+      &st);
+  if (!s) return sluice::Error(st);
+  BindText(s, 1, digest);
+  return QueryExecutions(s);
+}
+
+Result<std::vector<ArtifactBinding>> SqliteStore::EventArtifacts(int64_t execution_id,
+                                                                 const char* type) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "SELECT ev.name, a.digest, a.uri, a.type, a.size, a.is_directory, a.properties "
+      "FROM events ev JOIN artifacts a ON a.digest = ev.artifact "
+      "WHERE ev.execution_id = ?1 AND ev.type = ?2 ORDER BY ev.name, a.digest",
+      &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  sqlite3_bind_int64(s, 1, execution_id);
+  BindText(s, 2, type);
+  std::vector<ArtifactBinding> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    ArtifactBinding b;
+    b.name = ColumnText(s, 0);
+    b.artifact.digest = ColumnText(s, 1);
+    b.artifact.uri = ColumnText(s, 2);
+    b.artifact.type = ParseArtifactType(ColumnText(s, 3));
+    b.artifact.size = sqlite3_column_int64(s, 4);
+    b.artifact.is_directory = sqlite3_column_int(s, 5) != 0;
+    b.artifact.properties = ParseJson(sqlite3_column_text(s, 6), Json::object());
+    out.push_back(std::move(b));
+  }
+  if (rc != SQLITE_DONE) return sluice::Error(Error("reading events"));
+  return out;
+}
+
+Result<std::vector<ArtifactBinding>> SqliteStore::InputsOf(int64_t execution_id) {
+  return EventArtifacts(execution_id, "INPUT");
+}
+
+Result<std::vector<ArtifactBinding>> SqliteStore::OutputsOf(int64_t execution_id) {
+  return EventArtifacts(execution_id, "OUTPUT");
+}
+
+Result<PipelineVersionRecord> SqliteStore::GetPipelineVersion(const std::string& digest) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare(
+      "SELECT pipeline, digest, yaml, file, created_at FROM pipeline_versions WHERE digest = ?1 "
+      "ORDER BY created_at DESC LIMIT 1",
+      &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, digest);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_DONE) {
+    return sluice::Error(Status::NotFound("no pipeline version with digest " + digest));
+  }
+  if (rc != SQLITE_ROW) return sluice::Error(Error("reading pipeline version"));
+  PipelineVersionRecord v;
+  v.pipeline = ColumnText(s, 0);
+  v.digest = ColumnText(s, 1);
+  v.yaml = ColumnText(s, 2);
+  v.file = ColumnText(s, 3);
+  v.created_at = FromMillis(sqlite3_column_int64(s, 4));
+  return v;
+}
+
+Result<int> SqliteStore::SchemaVersion() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare("PRAGMA user_version", &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  if (sqlite3_step(s) != SQLITE_ROW) return sluice::Error(Error("reading schema version"));
+  return sqlite3_column_int(s, 0);
+}
+
+Result<std::string> SqliteStore::IntegrityCheck() {
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, "PRAGMA integrity_check", -1, &s, nullptr) != SQLITE_OK) {
+    return sluice::Error(Error("integrity check"));
+  }
+  std::string out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (!out.empty()) out += "\n";
+    out += ColumnText(s, 0);
+  }
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) return sluice::Error(Error("integrity check"));
+  return out;
+}
+
+}  // namespace sluice

@@ -1,0 +1,713 @@
+// SqliteStore on real SQLite files in a temporary directory.
+
+#include "engine/sqlite_store.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "sluice-store-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A time with millisecond precision, as the store keeps it.
+TimePoint At(int64_t ms) { return TimePoint(milliseconds(ms)); }
+
+RunRecord MakeRun(const std::string& id, const std::string& pipeline = "retrain",
+                  int64_t created_ms = 1764080000000) {
+  RunRecord run;
+  run.id = id;
+  run.pipeline = pipeline;
+  run.pipeline_file = "/home/ana/retrain/pipeline.yaml";
+  run.pipeline_digest = "d1gest";
+  run.pipeline_yaml = "apiVersion: sluice.dev/v1\nkind: Pipeline\n";
+  run.git_commit = "0123abcd";
+  run.git_dirty = true;
+  run.params = {{"seed", 42}, {"models", {"logreg", "rf"}}};
+  run.executor = "local";
+  run.phase = RunPhase::kRunning;
+  run.created_at = At(created_ms);
+  run.started_at = At(created_ms + 5);
+  run.host = "ana-laptop";
+  run.pid = 4242;
+  return run;
+}
+
+ArtifactRecord MakeArtifact(const std::string& hex, ArtifactType type) {
+  ArtifactRecord a;
+  a.digest = "sha256:" + hex;
+  a.uri = "file:///store/cas/sha256/" + hex.substr(0, 2) + "/" + hex;
+  a.type = type;
+  a.size = 1234;
+  a.properties = {{"rows", 569}};
+  return a;
+}
+
+StepRecord MakeStep(const std::string& run_id, const std::string& instance) {
+  StepRecord s;
+  s.run_id = run_id;
+  s.instance = instance;
+  s.step = instance.substr(0, instance.find('['));
+  s.phase = NodePhase::kSucceeded;
+  s.attempts = 1;
+  s.exit_code = 0;
+  s.log_path = "/store/runs/" + run_id + "/" + instance + "/1.log";
+  return s;
+}
+
+SqliteStorePtr OpenOrDie(const std::string& dir) {
+  auto store = SqliteStore::Open(dir);
+  EXPECT_TRUE(store.has_value()) << store.error().ToString();
+  return store ? std::move(*store) : nullptr;
+}
+
+TEST(SqliteStoreTest, MigratesAnEmptyDirectoryToTheCurrentSchema) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path() + "/.sluice");
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->path(), dir.path() + "/.sluice/sluice.db");
+  EXPECT_EQ(store->SchemaVersion().value(), SqliteStore::kSchemaVersion);
+  EXPECT_EQ(store->IntegrityCheck().value(), "ok");
+  auto runs = store->ListRuns({});
+  ASSERT_TRUE(runs.has_value());
+  EXPECT_TRUE(runs->empty());
+}
+
+TEST(SqliteStoreTest, MigratesAnEmptyExistingFile) {
+  TempDir dir;
+  { std::ofstream(dir.path() + "/sluice.db"); }  // zero bytes: a valid empty database
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->SchemaVersion().value(), SqliteStore::kSchemaVersion);
+}
+
+TEST(SqliteStoreTest, ReopeningKeepsDataAndDoesNotMigrateAgain) {
+  TempDir dir;
+  {
+    auto store = OpenOrDie(dir.path());
+    ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  }
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store);
+  auto run = store->GetRun("r1");
+  ASSERT_TRUE(run.has_value()) << run.error().ToString();
+  EXPECT_EQ(run->pipeline, "retrain");
+  EXPECT_EQ(store->SchemaVersion().value(), SqliteStore::kSchemaVersion);
+}
+
+TEST(SqliteStoreTest, MissingStoreIsNotFoundWhenNotCreating) {
+  TempDir dir;
+  SqliteStoreOptions options;
+  options.create_if_missing = false;
+  auto store = SqliteStore::Open(dir.path() + "/nowhere", options);
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store.error().message(),
+            "no sluice store at " + dir.path() +
+                "/nowhere (run a pipeline there first, or point --store at an existing store)");
+  EXPECT_FALSE(fs::exists(dir.path() + "/nowhere"));
+}
+
+void ExecRaw(const std::string& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
+TEST(SqliteStoreTest, RefusesAStoreFromANewerSluice) {
+  TempDir dir;
+  { OpenOrDie(dir.path()); }
+  ExecRaw(dir.path() + "/sluice.db", "PRAGMA user_version=99");
+  auto store = SqliteStore::Open(dir.path());
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store.error().message(),
+            "opening store " + dir.path() +
+                "/sluice.db: the store's schema version is 99 but this sluice knows up to 1; "
+                "use a newer sluice, or another --store");
+}
+
+TEST(SqliteStoreTest, RefusesADatabaseThatIsNotAStore) {
+  TempDir dir;
+  ExecRaw(dir.path() + "/sluice.db", "CREATE TABLE other(x)");
+  auto store = SqliteStore::Open(dir.path());
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(store.error().message().find("is not a sluice store"), std::string::npos);
+}
+
+TEST(SqliteStoreTest, RunRoundTripsEveryField) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  RunRecord run = MakeRun("retrain-20261125-153012-a1b2");
+  run.message = "first";
+  run.resumed_from = "retrain-0";
+  ASSERT_TRUE(store->CreateRun(run).ok());
+  auto got = store->GetRun(run.id);
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  EXPECT_EQ(got->id, run.id);
+  EXPECT_EQ(got->pipeline, "retrain");
+  EXPECT_EQ(got->pipeline_file, run.pipeline_file);
+  EXPECT_EQ(got->pipeline_digest, "d1gest");
+  EXPECT_EQ(got->pipeline_yaml, run.pipeline_yaml);
+  EXPECT_EQ(got->git_commit, "0123abcd");
+  EXPECT_TRUE(got->git_dirty);
+  EXPECT_EQ(got->params, run.params);
+  EXPECT_EQ(got->executor, "local");
+  EXPECT_EQ(got->phase, RunPhase::kRunning);
+  EXPECT_EQ(got->message, "first");
+  EXPECT_EQ(got->resumed_from, "retrain-0");
+  EXPECT_EQ(got->created_at, run.created_at);
+  EXPECT_EQ(got->started_at, run.started_at);
+  EXPECT_EQ(got->finished_at, std::nullopt);
+  EXPECT_EQ(got->host, "ana-laptop");
+  EXPECT_EQ(got->pid, 4242);
+
+  run.phase = RunPhase::kFailed;
+  run.message = "step train[1] failed";
+  run.finished_at = At(1764080009000);
+  run.pid = 0;
+  ASSERT_TRUE(store->UpdateRun(run).ok());
+  got = store->GetRun(run.id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->phase, RunPhase::kFailed);
+  EXPECT_EQ(got->message, "step train[1] failed");
+  EXPECT_EQ(got->finished_at, run.finished_at);
+  EXPECT_EQ(got->pid, 0);
+}
+
+TEST(SqliteStoreTest, DuplicateRunIsAlreadyExists) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  Status st = store->CreateRun(MakeRun("r1"));
+  EXPECT_EQ(st.code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(st.message(), "run r1 already exists");
+}
+
+TEST(SqliteStoreTest, UpdatingAnUnknownRunIsNotFound) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  EXPECT_EQ(store->UpdateRun(MakeRun("ghost")).code(), StatusCode::kNotFound);
+}
+
+TEST(SqliteStoreTest, PipelineVersionIsKeptOncePerDigest) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r2")).ok());
+  RunRecord edited = MakeRun("r3");
+  edited.pipeline_digest = "other";
+  edited.pipeline_yaml = "edited";
+  ASSERT_TRUE(store->CreateRun(edited).ok());
+  auto v = store->GetPipelineVersion("d1gest");
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->pipeline, "retrain");
+  EXPECT_EQ(v->yaml, "apiVersion: sluice.dev/v1\nkind: Pipeline\n");
+  EXPECT_EQ(store->GetRun("r3")->pipeline_yaml, "edited");
+  EXPECT_EQ(store->GetPipelineVersion("nope").error().code(), StatusCode::kNotFound);
+}
+
+TEST(SqliteStoreTest, RunLookupByUniquePrefix) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  for (const char* id : {"retrain-1", "retrain-10", "retrain-2", "etl-7"}) {
+    ASSERT_TRUE(store->CreateRun(MakeRun(id)).ok());
+  }
+  EXPECT_EQ(store->GetRun("etl")->id, "etl-7");
+  EXPECT_EQ(store->GetRun("retrain-2")->id, "retrain-2");
+  // An exact id wins over longer ids it prefixes.
+  EXPECT_EQ(store->GetRun("retrain-1")->id, "retrain-1");
+
+  auto ambiguous = store->GetRun("retrain");
+  ASSERT_FALSE(ambiguous.has_value());
+  EXPECT_EQ(ambiguous.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ambiguous.error().message(),
+            "run id prefix 'retrain' is ambiguous; it matches retrain-1, retrain-10, retrain-2; "
+            "give more characters");
+
+  auto missing = store->GetRun("train");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.error().message(), "no run 'train' in this store (`sluice runs` lists them)");
+}
+
+TEST(SqliteStoreTest, ListRunsFiltersByPipelinePhaseAndTime) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  RunRecord a = MakeRun("a", "retrain", 1000);
+  RunRecord b = MakeRun("b", "etl", 2000);
+  RunRecord c = MakeRun("c", "retrain", 3000);
+  c.phase = RunPhase::kSucceeded;
+  for (const auto& r : {a, b, c}) ASSERT_TRUE(store->CreateRun(r).ok());
+
+  auto ids = [&](const RunFilter& f) {
+    std::vector<std::string> out;
+    auto runs = store->ListRuns(f);
+    EXPECT_TRUE(runs.has_value());
+    for (const auto& r : *runs) out.push_back(r.id);
+    return out;
+  };
+  RunFilter all;
+  EXPECT_EQ(ids(all), (std::vector<std::string>{"c", "b", "a"}));
+  RunFilter by_pipeline;
+  by_pipeline.pipeline = "retrain";
+  EXPECT_EQ(ids(by_pipeline), (std::vector<std::string>{"c", "a"}));
+  RunFilter by_phase;
+  by_phase.phase = RunPhase::kSucceeded;
+  EXPECT_EQ(ids(by_phase), (std::vector<std::string>{"c"}));
+  RunFilter since;
+  since.since = At(2000);
+  EXPECT_EQ(ids(since), (std::vector<std::string>{"c", "b"}));
+  RunFilter limited;
+  limited.limit = 1;
+  EXPECT_EQ(ids(limited), (std::vector<std::string>{"c"}));
+}
+
+TEST(SqliteStoreTest, StepRoundTripsAndIsReplacedAsAWhole) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  StepRecord s = MakeStep("r1", "train[1]");
+  s.index = 1;
+  s.item = "random_forest";
+  s.phase = NodePhase::kRunning;
+  s.started_at = At(1764080001000);
+  s.cache_key = "key1";
+  ASSERT_TRUE(store->PutStep(s).ok());
+  auto got = store->GetStep("r1", "train[1]");
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  EXPECT_EQ(got->step, "train");
+  EXPECT_EQ(got->index, 1);
+  EXPECT_EQ(got->item, Json("random_forest"));
+  EXPECT_EQ(got->phase, NodePhase::kRunning);
+  EXPECT_EQ(got->started_at, s.started_at);
+  EXPECT_EQ(got->finished_at, std::nullopt);
+
+  s.phase = NodePhase::kSucceeded;
+  s.attempts = 2;
+  s.finished_at = At(1764080002500);
+  s.output_params = {{"accuracy", "0.97"}};
+  s.metrics = {{"accuracy", 0.97}};
+  s.outputs = {{"model", MakeArtifact(std::string(64, 'a'), ArtifactType::kModel)}};
+  s.inputs = {{"dataset", MakeArtifact(std::string(64, 'b'), ArtifactType::kDataset)}};
+  ASSERT_TRUE(store->PutStep(s).ok());
+  got = store->GetStep("r1", "train[1]");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->phase, NodePhase::kSucceeded);
+  EXPECT_EQ(got->attempts, 2);
+  EXPECT_EQ(got->finished_at, s.finished_at);
+  EXPECT_EQ(got->output_params, s.output_params);
+  EXPECT_EQ(got->metrics, s.metrics);
+  ASSERT_EQ(got->outputs.size(), 1u);
+  EXPECT_EQ(got->outputs[0].name, "model");
+  EXPECT_EQ(got->outputs[0].artifact.digest, "sha256:" + std::string(64, 'a'));
+  EXPECT_EQ(got->outputs[0].artifact.type, ArtifactType::kModel);
+  EXPECT_EQ(got->outputs[0].artifact.size, 1234);
+  EXPECT_EQ(got->outputs[0].artifact.properties, Json({{"rows", 569}}));
+  ASSERT_EQ(got->inputs.size(), 1u);
+  EXPECT_EQ(got->inputs[0].artifact.type, ArtifactType::kDataset);
+  // Artifacts named by a step are in the artifacts table too.
+  EXPECT_EQ(store->GetArtifact("aaaa")->uri, s.outputs[0].artifact.uri);
+
+  EXPECT_EQ(store->ListSteps("r1")->size(), 1u);
+  auto missing = store->GetStep("r1", "train[9]");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().message(), "run r1 has no step 'train[9]'");
+}
+
+TEST(SqliteStoreTest, StepOfAnUnknownRunIsNotFound) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  Status st = store->PutStep(MakeStep("ghost", "prepare"));
+  EXPECT_EQ(st.code(), StatusCode::kNotFound);
+  EXPECT_EQ(st.message(), "no run ghost for step prepare");
+}
+
+TEST(SqliteStoreTest, ListStepsOrdersStartedStepsByStartThenPendingOnes) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  StepRecord report = MakeStep("r1", "report");
+  report.phase = NodePhase::kPending;
+  StepRecord train = MakeStep("r1", "train[0]");
+  train.started_at = At(2000);
+  StepRecord prepare = MakeStep("r1", "prepare");
+  prepare.started_at = At(1000);
+  for (const auto& s : {report, train, prepare}) ASSERT_TRUE(store->PutStep(s).ok());
+  std::vector<std::string> order;
+  auto steps = store->ListSteps("r1");
+  ASSERT_TRUE(steps.has_value());
+  for (const auto& s : *steps) order.push_back(s.instance);
+  EXPECT_EQ(order, (std::vector<std::string>{"prepare", "train[0]", "report"}));
+}
+
+TEST(SqliteStoreTest, ExecutionsRecordAttemptsSnapshotsAndLineageEvents) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  const ArtifactRecord dataset = MakeArtifact(std::string(64, 'd'), ArtifactType::kDataset);
+  const ArtifactRecord model = MakeArtifact("e" + std::string(63, '0'), ArtifactType::kModel);
+
+  ExecutionRecord prep;
+  prep.run_id = "r1";
+  prep.instance = "prepare";
+  prep.started_at = At(1000);
+  prep.snapshot = {{"command", {"python3", "prepare.py"}}};
+  auto prep_id = store->StartExecution(prep);
+  ASSERT_TRUE(prep_id.has_value()) << prep_id.error().ToString();
+  prep.id = *prep_id;
+  prep.outcome = "Succeeded";
+  prep.exit_code = 0;
+  prep.finished_at = At(1500);
+  ASSERT_TRUE(store->FinishExecution(prep, {}, {{"dataset", dataset}}).ok());
+
+  ExecutionRecord train;
+  train.run_id = "r1";
+  train.instance = "train[0]";
+  train.attempt = 1;
+  train.started_at = At(2000);
+  train.cache_key = "k-train";
+  auto t1 = store->StartExecution(train);
+  ASSERT_TRUE(t1.has_value());
+  EXPECT_GT(*t1, *prep_id);
+  train.id = *t1;
+  train.outcome = "Error";
+  train.message = "spawn failed";
+  ASSERT_TRUE(store->FinishExecution(train, {{"dataset", dataset}}, {}).ok());
+  train.attempt = 2;
+  auto t2 = store->StartExecution(train);
+  ASSERT_TRUE(t2.has_value());
+  train.id = *t2;
+  train.outcome = "Succeeded";
+  train.message = "";
+  train.exit_code = 0;
+  train.snapshot = {{"exit_code", 0}};
+  ASSERT_TRUE(store->FinishExecution(train, {{"dataset", dataset}}, {{"model", model}}).ok());
+
+  auto executions = store->ListExecutions("r1");
+  ASSERT_TRUE(executions.has_value());
+  ASSERT_EQ(executions->size(), 3u);
+  EXPECT_EQ((*executions)[0].instance, "prepare");
+  EXPECT_EQ((*executions)[0].snapshot, prep.snapshot);
+  EXPECT_EQ((*executions)[0].finished_at, At(1500));
+  EXPECT_EQ((*executions)[1].outcome, "Error");
+  EXPECT_EQ((*executions)[1].message, "spawn failed");
+  EXPECT_EQ((*executions)[2].attempt, 2);
+  EXPECT_EQ((*executions)[2].outcome, "Succeeded");
+  EXPECT_EQ((*executions)[2].cache_key, "k-train");
+  EXPECT_EQ((*executions)[2].snapshot, Json({{"exit_code", 0}}));
+
+  // Who produced the dataset, and who read it.
+  auto producers = store->ProducersOf(dataset.digest);
+  ASSERT_TRUE(producers.has_value()) << producers.error().ToString();
+  ASSERT_EQ(producers->size(), 1u);
+  EXPECT_EQ((*producers)[0].instance, "prepare");
+  auto consumers = store->ConsumersOf(dataset.digest);
+  ASSERT_TRUE(consumers.has_value());
+  ASSERT_EQ(consumers->size(), 2u);
+  EXPECT_EQ((*consumers)[0].id, *t1);
+  EXPECT_EQ((*consumers)[1].id, *t2);
+  EXPECT_TRUE(store->ConsumersOf(model.digest)->empty());
+
+  auto inputs = store->InputsOf(*t2);
+  ASSERT_TRUE(inputs.has_value());
+  ASSERT_EQ(inputs->size(), 1u);
+  EXPECT_EQ((*inputs)[0].name, "dataset");
+  EXPECT_EQ((*inputs)[0].artifact.digest, dataset.digest);
+  EXPECT_EQ((*inputs)[0].artifact.properties, Json({{"rows", 569}}));
+  auto outputs = store->OutputsOf(*t2);
+  ASSERT_TRUE(outputs.has_value());
+  ASSERT_EQ(outputs->size(), 1u);
+  EXPECT_EQ((*outputs)[0].name, "model");
+  EXPECT_EQ((*outputs)[0].artifact.type, ArtifactType::kModel);
+
+  auto got = store->GetExecution(*t2);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->instance, "train[0]");
+  EXPECT_EQ(got->attempt, 2);
+  EXPECT_EQ(store->GetExecution(9999).error().code(), StatusCode::kNotFound);
+
+  EXPECT_EQ(store->GetArtifact("sha256:e0")->type, ArtifactType::kModel);
+  EXPECT_EQ(store->GetArtifact("zz").error().code(), StatusCode::kNotFound);
+}
+
+TEST(SqliteStoreTest, ArtifactPrefixMustBeUnique) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  StepRecord s = MakeStep("r1", "prepare");
+  s.outputs = {{"a", MakeArtifact("ab" + std::string(62, '1'), ArtifactType::kOther)},
+               {"b", MakeArtifact("ab" + std::string(62, '2'), ArtifactType::kOther)}};
+  ASSERT_TRUE(store->PutStep(s).ok());
+  auto a = store->GetArtifact("ab");
+  ASSERT_FALSE(a.has_value());
+  EXPECT_EQ(a.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->GetArtifact("ab1")->digest, "sha256:ab" + std::string(62, '1'));
+}
+
+TEST(SqliteStoreTest, FinishingAnUnknownExecutionIsNotFound) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ExecutionRecord e;
+  e.id = 77;
+  e.outcome = "Succeeded";
+  EXPECT_EQ(store->FinishExecution(e, {}, {}).code(), StatusCode::kNotFound);
+}
+
+TEST(SqliteStoreTest, FindCachedReturnsTheLatestSuccessWithinMaxAge) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  for (const char* id : {"r1", "r2", "r3"}) ASSERT_TRUE(store->CreateRun(MakeRun(id)).ok());
+  StepRecord old_hit = MakeStep("r1", "train[0]");
+  old_hit.cache_key = "K";
+  old_hit.finished_at = At(1000);
+  StepRecord new_hit = MakeStep("r2", "train[0]");
+  new_hit.cache_key = "K";
+  new_hit.finished_at = At(5000);
+  StepRecord failed = MakeStep("r3", "train[0]");
+  failed.cache_key = "K";
+  failed.phase = NodePhase::kFailed;
+  failed.finished_at = At(9000);
+  for (const auto& s : {old_hit, new_hit, failed}) ASSERT_TRUE(store->PutStep(s).ok());
+
+  auto hit = store->FindCached("K", std::nullopt);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->run_id, "r2");
+  hit = store->FindCached("K", At(5000));
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->run_id, "r2");
+  EXPECT_EQ(store->FindCached("K", At(5001)).error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->FindCached("other", std::nullopt).error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->FindCached("", std::nullopt).error().code(), StatusCode::kNotFound);
+}
+
+TEST(SqliteStoreTest, DeploymentsAreListedNewestFirst) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  DeploymentRecord d;
+  d.service = "breast-cancer";
+  d.namespace_ = "local";
+  d.executor = "local";
+  d.action = "deploy";
+  d.version = "v1";
+  d.model_digest = "sha256:aa";
+  d.endpoint = "http://127.0.0.1:8080";
+  d.at = At(1000);
+  d.details = {{"pid", 12}};
+  auto id1 = store->RecordDeployment(d);
+  ASSERT_TRUE(id1.has_value()) << id1.error().ToString();
+  d.action = "shift";
+  d.traffic_percent = 10;
+  d.at = At(2000);
+  ASSERT_TRUE(store->RecordDeployment(d).has_value());
+  d.service = "other";
+  ASSERT_TRUE(store->RecordDeployment(d).has_value());
+
+  auto list = store->ListDeployments("breast-cancer", 10);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].action, "shift");
+  EXPECT_EQ((*list)[0].traffic_percent, 10);
+  EXPECT_EQ((*list)[1].id, *id1);
+  EXPECT_EQ((*list)[1].details, Json({{"pid", 12}}));
+  EXPECT_EQ((*list)[1].at, At(1000));
+  EXPECT_EQ(store->ListDeployments("", 0)->size(), 3u);
+}
+
+// A second connection (as `sluice status` has) reads while the first writes.
+TEST(SqliteStoreTest, ReaderConnectionSeesCommittedStateWhileAWriterRuns) {
+  TempDir dir;
+  auto writer = OpenOrDie(dir.path());
+  auto reader = OpenOrDie(dir.path());
+  ASSERT_TRUE(writer->CreateRun(MakeRun("r1")).ok());
+  constexpr int kSteps = 300;
+  std::atomic<bool> done{false};
+  std::thread write_thread([&] {
+    for (int i = 0; i < kSteps; ++i) {
+      StepRecord s = MakeStep("r1", "s[" + std::to_string(i) + "]");
+      s.started_at = At(i);
+      ExecutionRecord e;
+      e.run_id = "r1";
+      e.instance = s.instance;
+      e.started_at = At(i);
+      auto id = writer->StartExecution(e);
+      ASSERT_TRUE(id.has_value()) << id.error().ToString();
+      ASSERT_TRUE(writer->PutStep(s).ok());
+    }
+    done = true;
+  });
+  size_t last = 0;
+  int reads = 0;
+  while (!done || last < kSteps) {
+    auto steps = reader->ListSteps("r1");
+    ASSERT_TRUE(steps.has_value()) << steps.error().ToString();
+    ASSERT_GE(steps->size(), last);  // committed state only grows
+    last = steps->size();
+    ++reads;
+    if (done && last < kSteps) {
+      // One last read after the writer finished must see everything.
+      ASSERT_EQ(reader->ListSteps("r1")->size(), static_cast<size_t>(kSteps));
+      break;
+    }
+  }
+  write_thread.join();
+  EXPECT_EQ(reader->ListExecutions("r1")->size(), static_cast<size_t>(kSteps));
+  EXPECT_GT(reads, 0);
+}
+
+// One store object shared by threads (the runner and a log follower).
+TEST(SqliteStoreTest, OneStoreIsSafeToShareBetweenThreads) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        StepRecord s = MakeStep("r1", "t" + std::to_string(t) + "[" + std::to_string(i) + "]");
+        EXPECT_TRUE(store->PutStep(s).ok());
+        EXPECT_TRUE(store->ListSteps("r1").has_value());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(store->ListSteps("r1")->size(), 200u);
+}
+
+// Writes in a loop and reports each committed iteration on `report_fd`.
+[[noreturn]] void WriterChild(const std::string& dir, int report_fd) {
+  auto store = SqliteStore::Open(dir);
+  if (!store) ::_exit(3);
+  for (int i = 0;; ++i) {
+    std::string run_id = "run-" + std::to_string(i);
+    RunRecord run = MakeRun(run_id);
+    if (!(*store)->CreateRun(run).ok()) ::_exit(4);
+    ExecutionRecord e;
+    e.run_id = run_id;
+    e.instance = "train";
+    e.started_at = At(i);
+    e.snapshot = {{"i", i}, {"pad", std::string(512, 'x')}};
+    auto id = (*store)->StartExecution(e);
+    if (!id) ::_exit(5);
+    e.id = *id;
+    e.outcome = "Succeeded";
+    ArtifactRecord out = MakeArtifact(std::string(60, 'c') + std::to_string(1000 + i % 9000),
+                                      ArtifactType::kModel);
+    if (!(*store)->FinishExecution(e, {}, {{"model", out}}).ok()) ::_exit(6);
+    StepRecord s = MakeStep(run_id, "train");
+    s.outputs = {{"model", out}};
+    if (!(*store)->PutStep(s).ok()) ::_exit(7);
+    if (::write(report_fd, &i, sizeof i) != sizeof i) ::_exit(8);
+  }
+}
+
+// kill -9 at a random moment of a busy writer leaves a sound store that
+// holds everything committed before the kill.
+TEST(SqliteStoreTest, KillNineDuringWritesLeavesAConsistentStore) {
+  std::mt19937 rng(std::random_device{}());
+  for (int round = 0; round < 5; ++round) {
+    TempDir dir;
+    { OpenOrDie(dir.path()); }
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      WriterChild(dir.path(), fds[1]);
+    }
+    ::close(fds[1]);
+    // Let it commit a random number of iterations, then kill it wherever it is.
+    const int kill_after = std::uniform_int_distribution<int>(1, 150)(rng);
+    int committed = -1;
+    for (int got = 0; got < kill_after;) {
+      int i;
+      ssize_t n = ::read(fds[0], &i, sizeof i);
+      ASSERT_EQ(n, static_cast<ssize_t>(sizeof i)) << "writer died early";
+      committed = i;
+      ++got;
+    }
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    ::close(fds[0]);
+
+    auto store = OpenOrDie(dir.path());
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->IntegrityCheck().value(), "ok");
+    for (int i = 0; i <= committed; ++i) {
+      std::string run_id = "run-" + std::to_string(i);
+      auto run = store->GetRun(run_id);
+      ASSERT_TRUE(run.has_value()) << run_id << ": " << run.error().ToString();
+      auto step = store->GetStep(run_id, "train");
+      ASSERT_TRUE(step.has_value()) << run_id;
+      ASSERT_EQ(step->outputs.size(), 1u);
+      auto executions = store->ListExecutions(run_id);
+      ASSERT_EQ(executions->size(), 1u);
+      EXPECT_EQ((*executions)[0].outcome, "Succeeded");
+      EXPECT_EQ((*executions)[0].snapshot["i"], i);
+    }
+    // The store is writable again (a resumed run can continue).
+    EXPECT_TRUE(store->CreateRun(MakeRun("after-crash")).ok());
+  }
+}
+
+// Another process (`sluice status` in a second terminal) reads while a run
+// writes: every iteration the writer reported as committed is visible.
+TEST(SqliteStoreTest, ReaderProcessSeesWhatAWriterProcessCommitted) {
+  TempDir dir;
+  auto reader = OpenOrDie(dir.path());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    WriterChild(dir.path(), fds[1]);
+  }
+  ::close(fds[1]);
+  for (int got = 0; got < 100; ++got) {
+    int i;
+    ASSERT_EQ(::read(fds[0], &i, sizeof i), static_cast<ssize_t>(sizeof i));
+    auto step = reader->GetStep("run-" + std::to_string(i), "train");
+    ASSERT_TRUE(step.has_value()) << step.error().ToString();
+    EXPECT_EQ(step->phase, NodePhase::kSucceeded);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  ::close(fds[0]);
+}
+
+}  // namespace
+}  // namespace sluice
