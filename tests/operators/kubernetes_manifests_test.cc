@@ -1,0 +1,244 @@
+// Golden-file tests of the Kubernetes manifests built from resolved tasks,
+// and of status interpretation. Set SLUICE_UPDATE_GOLDEN=1 to rewrite the
+// expected files (then review the diff).
+
+#include "operators/kubernetes_manifests.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace sluice::operators {
+namespace {
+
+std::string Golden(const std::string& name) {
+  return std::string(SLUICE_OPERATORS_TESTDATA) + "/" + name;
+}
+
+void ExpectGolden(const Json& actual, const std::string& name) {
+  std::string text = actual.dump(2) + "\n";
+  if (std::getenv("SLUICE_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(Golden(name)) << text;
+  }
+  std::ifstream in(Golden(name));
+  ASSERT_TRUE(in) << "missing golden file " << Golden(name);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str(), text) << "manifest differs from " << Golden(name);
+}
+
+Task BasicTask() {
+  Task t;
+  t.id = 7;
+  t.run_id = "r20261125-1530-ab12";
+  t.pipeline = "retrain";
+  t.step = "prepare";
+  t.instance = "prepare";
+  t.attempt = 1;
+  t.argv = {"python3", "/ws/steps/prepare.py", "--out", "data"};
+  t.env = {{"SEED", "42"}};
+  t.workdir = "/ws/runs/r20261125-1530-ab12/prepare";
+  t.image = "python:3.11-slim";
+  t.resources.cpu_millis = 500;
+  t.resources.memory_bytes = 512ll * 1024 * 1024;
+  t.timeout = Duration(10 * 60 * 1000);
+  return t;
+}
+
+TEST(KubernetesManifestsTest, ContainerStepBecomesJob) {
+  ManifestOptions o;
+  o.namespace_ = "ml";
+  auto m = BuildManifest(BasicTask(), o);
+  ASSERT_TRUE(m) << m.error().ToString();
+  ExpectGolden(*m, "job_basic.json");
+}
+
+TEST(KubernetesManifestsTest, JobWithEverything) {
+  Task t = BasicTask();
+  t.step = "train";
+  t.instance = "train[2]";
+  t.attempt = 3;
+  t.resources.gpu = 2;
+  t.resources.node_selector = {{"sluice.dev/accelerator", "nvidia-gpu"}};
+  t.resources.tolerations = {Json::parse(R"({"key": "dedicated", "operator": "Equal",
+                                             "value": "ml", "effect": "NoSchedule"})")};
+  t.env["DB_PASSWORD"] = "hunter2";
+  t.secret_env = {"DB_PASSWORD"};
+  t.secret_refs["DB_PASSWORD"] = SecretRef{"db", "password"};
+  t.timeout = Duration(1500);
+  t.config = Json::parse(R"({"kubernetes": {
+      "serviceAccountName": "trainer", "priorityClassName": "high",
+      "imagePullSecrets": ["regcred"], "queue": "team-a", "ttlSecondsAfterFinished": 600,
+      "podAnnotations": {"sluice.dev/kwok-fail": "true"}}})");
+  ManifestOptions o;
+  o.namespace_ = "ml";
+  o.workspace_pvc = "sluice-artifacts";
+  o.workspace_mount_path = "/sluice";
+  o.host_workspace_root = "/ws";
+  auto m = BuildManifest(t, o);
+  ASSERT_TRUE(m) << m.error().ToString();
+  ExpectGolden(*m, "job_full.json");
+  EXPECT_EQ(m->dump().find("hunter2"), std::string::npos) << "a secret value was inlined";
+}
+
+TEST(KubernetesManifestsTest, TfJobUsesTheLocalExecutorsConfigShape) {
+  Task t = BasicTask();
+  t.step = "train-tf";
+  t.instance = "train-tf";
+  t.operator_type = "tfjob";
+  t.argv = {"python3", "train.py"};
+  t.config = Json::parse(R"({"tfjob": {
+      "replicas": {"chief": {"replicas": 1},
+                   "Worker": {"replicas": 2, "env": {"ROLE": "worker"}},
+                   "PS": {"replicas": 1, "command": ["python3", "ps.py"],
+                          "resources": {"cpu": "250m", "memory": "256Mi"}}},
+      "successPolicy": "AllWorkers",
+      "runPolicy": {"cleanPodPolicy": "Running"}}})");
+  ManifestOptions o;
+  auto m = BuildManifest(t, o);
+  ASSERT_TRUE(m) << m.error().ToString();
+  ExpectGolden(*m, "tfjob.json");
+}
+
+TEST(KubernetesManifestsTest, PyTorchJobWithElasticPolicy) {
+  Task t = BasicTask();
+  t.step = "train-pt";
+  t.instance = "train-pt";
+  t.operator_type = "pytorchjob";
+  t.argv = {"torchrun", "train.py"};
+  t.resources.gpu = 1;
+  t.config = Json::parse(R"({
+      "replicas": {"Master": {"replicas": 1}, "Worker": {"replicas": 3}},
+      "nprocPerNode": 4,
+      "elasticPolicy": {"minReplicas": 2, "maxReplicas": 4, "rdzvBackend": "c10d"}})");
+  ManifestOptions o;
+  auto m = BuildManifest(t, o);
+  ASSERT_TRUE(m) << m.error().ToString();
+  ExpectGolden(*m, "pytorchjob.json");
+}
+
+TEST(KubernetesManifestsTest, ObjectNamesAreDeterministicDnsNames) {
+  EXPECT_EQ(ObjectName("r1", "prepare", 1), "r1-prepare-a1");
+  EXPECT_EQ(ObjectName("r1", "prepare", 1), ObjectName("r1", "prepare", 1));
+  // Lossy conversions get a hash, so train[2] and train-2 never collide.
+  EXPECT_EQ(ObjectName("r1", "train[2]", 1), "r1-train-2-7cb22940-a1");
+  EXPECT_NE(ObjectName("r1", "train[2]", 1), ObjectName("r1", "train-2", 1));
+  // A name must start with a letter (DNS-1035, for training-operator services).
+  EXPECT_EQ(ObjectName("20261125", "prep", 2), "s20261125-prep-a2");
+  std::string long_name = ObjectName(std::string(80, 'r'), "evaluate", 12);
+  EXPECT_EQ(long_name.size(), 63u);
+  EXPECT_EQ(long_name.substr(long_name.size() - 4), "-a12");
+  EXPECT_EQ(ObjectName(std::string(80, 'r'), "evaluate", 1, 48).size(), 48u);
+}
+
+TEST(KubernetesManifestsTest, LabelValues) {
+  EXPECT_EQ(LabelValue("retrain"), "retrain");
+  EXPECT_EQ(LabelValue("train[2]"), "train-2-6fab2bef");
+  EXPECT_LE(LabelValue(std::string(100, 'x')).size(), 63u);
+  EXPECT_EQ(RunSelector("r1"), "sluice.dev/run=r1");
+}
+
+TEST(KubernetesManifestsTest, ClearErrors) {
+  Task t = BasicTask();
+  t.image = "";
+  EXPECT_EQ(BuildManifest(t, {}).error().message(),
+            "step \"prepare\" has no image: a Kubernetes step runs in a container; set `image:` "
+            "on the step or under `defaults:`");
+
+  t = BasicTask();
+  t.env["TOKEN"] = "s3cr3t";
+  t.secret_env = {"TOKEN"};
+  EXPECT_EQ(BuildManifest(t, {}).error().message(),
+            "step \"prepare\": env TOKEN is a secret but has no Kubernetes Secret reference; "
+            "write it as {secret: {name: <secret>, key: <key>}} so its value is never put in a "
+            "manifest");
+
+  t = BasicTask();
+  t.operator_type = "tfjob";
+  t.config = Json::parse(R"({"tfjob": {"replicas": {"Launcher": {"replicas": 1}}}})");
+  EXPECT_EQ(BuildManifest(t, {}).error().message(),
+            "step \"prepare\": tfjob: replica type \"Launcher\" is not one of Chief, Master, "
+            "Worker, PS, Evaluator");
+
+  t = BasicTask();
+  t.operator_type = "deploy";
+  EXPECT_EQ(BuildManifest(t, {}).error().message(),
+            "step \"prepare\": step type \"deploy\" cannot run on Kubernetes (known: container, "
+            "tfjob, pytorchjob)");
+
+  t = BasicTask();
+  t.config = Json::parse(R"({"kubernetes": {"serviceAcount": "x"}})");
+  EXPECT_EQ(BuildManifest(t, {}).error().message(),
+            "step \"prepare\": kubernetes.serviceAcount is not a known setting (known: "
+            "serviceAccountName, priorityClassName, imagePullSecrets, queue, "
+            "ttlSecondsAfterFinished, podLabels, podAnnotations)");
+}
+
+TEST(KubernetesManifestsTest, JobStatus) {
+  auto job = [](const char* conditions) {
+    return Json::parse(std::string(R"({"kind": "Job", "status": {"conditions": )") + conditions +
+                       "}}");
+  };
+  WorkloadState running = InterpretStatus("container", job("[]"));
+  EXPECT_FALSE(running.finished);
+
+  WorkloadState ok = InterpretStatus(
+      "container", job(R"([{"type": "SuccessCriteriaMet", "status": "True"},
+                          {"type": "Complete", "status": "True"}])"));
+  EXPECT_TRUE(ok.finished);
+  EXPECT_EQ(ok.outcome, TaskOutcome::kSucceeded);
+
+  // FailureTarget comes first; the Job is finished only once Failed is set.
+  WorkloadState target = InterpretStatus(
+      "container", job(R"([{"type": "FailureTarget", "status": "True",
+                           "reason": "BackoffLimitExceeded"}])"));
+  EXPECT_FALSE(target.finished);
+
+  WorkloadState failed = InterpretStatus(
+      "container", job(R"([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                           "message": "Job has reached the specified backoff limit"}])"));
+  EXPECT_TRUE(failed.finished);
+  EXPECT_EQ(failed.outcome, TaskOutcome::kFailed);
+  EXPECT_EQ(failed.message,
+            "Job failed: BackoffLimitExceeded: Job has reached the specified backoff limit");
+
+  WorkloadState timed_out = InterpretStatus(
+      "container", job(R"([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                           "message": "Job was active longer than specified deadline"}])"));
+  EXPECT_EQ(timed_out.outcome, TaskOutcome::kTimedOut);
+}
+
+TEST(KubernetesManifestsTest, TrainingJobStatus) {
+  Json tf = Json::parse(R"({"kind": "TFJob", "status": {"conditions": [
+      {"type": "Created", "status": "True"},
+      {"type": "Running", "status": "False"},
+      {"type": "Succeeded", "status": "True", "reason": "TFJobSucceeded",
+       "message": "TFJob default/x successfully completed."}]}})");
+  WorkloadState ok = InterpretStatus("tfjob", tf);
+  EXPECT_TRUE(ok.finished);
+  EXPECT_EQ(ok.outcome, TaskOutcome::kSucceeded);
+
+  Json pt = Json::parse(R"({"kind": "PyTorchJob", "status": {"conditions": [
+      {"type": "Failed", "status": "True", "reason": "PyTorchJobFailed",
+       "message": "PyTorchJob default/x is failed because 1 Worker replica(s) failed."}]}})");
+  WorkloadState failed = InterpretStatus("pytorchjob", pt);
+  EXPECT_EQ(failed.outcome, TaskOutcome::kFailed);
+  EXPECT_EQ(failed.message,
+            "PyTorchJob failed: PyTorchJobFailed: PyTorchJob default/x is failed because 1 "
+            "Worker replica(s) failed.");
+}
+
+TEST(KubernetesManifestsTest, ExitCodeFromPods) {
+  std::vector<Json> pods = {Json::parse(R"({"metadata": {"name": "j-abcde"}, "status": {
+      "containerStatuses": [{"name": "main", "state": {"terminated":
+          {"exitCode": 3, "reason": "Error"}}}]}})")};
+  PodExit e = ExitFromPods(pods);
+  EXPECT_EQ(e.exit_code, 3);
+  EXPECT_EQ(e.description, "pod j-abcde container main: exit 3 (Error)");
+  EXPECT_EQ(ExitFromPods({}).exit_code, -1);
+}
+
+}  // namespace
+}  // namespace sluice::operators
