@@ -49,7 +49,7 @@ TEST(LoadPipeline, RetrainExampleLoadsCleanly) {
   EXPECT_EQ(prepare.retries.retry_on, RetryOn::kOnError);
   EXPECT_EQ(prepare.resources.cpu_millis, 500);
   EXPECT_EQ(prepare.resources.memory_bytes, 512LL << 20);
-  ASSERT_EQ(prepare.command.size(), 9u);
+  ASSERT_EQ(prepare.command.size(), 8u);
   EXPECT_EQ(prepare.command[1].text, "{{ pipeline.dir }}/steps/prepare.py");
   EXPECT_EQ(prepare.command[1].loc.ToString(), r.spec->file + ":45:25");
   EXPECT_EQ(prepare.output_artifacts[0].type, ArtifactType::kDataset);
@@ -75,7 +75,7 @@ TEST(LoadPipeline, RetrainExampleLoadsCleanly) {
 }
 
 TEST(LoadPipeline, DefaultsApplyAndStepsOverride) {
-  PipelineSpec s = MustLoad(std::string(kHeader) + R"(
+  PipelineSpec s = MustLoad(std::string(kHeader) + R"yaml(
 defaults:
   image: base:1
   timeout: 5m
@@ -98,7 +98,7 @@ steps:
     env: {B: "override", C: "3"}
     retries: {limit: 0}
     resources: {memory: 256Mi}
-)");
+)yaml");
   ASSERT_EQ(s.steps.size(), 2u);
   const StepSpec& p = s.steps[0];
   EXPECT_EQ(p.image, "base:1");
@@ -128,7 +128,7 @@ steps:
 }
 
 TEST(LoadPipeline, EveryStepFeature) {
-  PipelineSpec s = MustLoad(std::string(kHeader) + R"(
+  PipelineSpec s = MustLoad(std::string(kHeader) + R"yaml(
 params:
   n: 3
   flag: {type: bool, default: true, description: a flag, secret: true}
@@ -198,7 +198,7 @@ schedule:
   catchupLimit: 2
   historyLimit: 5
   params: {n: "4", required_one: "{{ params.n }}"}
-)");
+)yaml");
   EXPECT_EQ(s.timeout, milliseconds(7200000));
   EXPECT_EQ(s.executor, "kubernetes");
   EXPECT_EQ(s.namespace_, "ml");
@@ -283,13 +283,13 @@ TEST(LoadPipeline, TemplateLocationsPointAtTheText) {
 }
 
 TEST(LoadPipeline, AnchorsAndAliasesAreResolved) {
-  PipelineSpec s = MustLoad(std::string(kHeader) + R"(
+  PipelineSpec s = MustLoad(std::string(kHeader) + R"yaml(
 steps:
   - name: a
     command: &cmd [echo, hi]
   - name: b
     command: *cmd
-)");
+)yaml");
   ASSERT_EQ(s.steps[1].command.size(), 2u);
   EXPECT_EQ(s.steps[1].command[1].text, "hi");
 }
@@ -341,7 +341,7 @@ TEST(FormatDiagnostics, Json) {
 }
 
 PipelineSpec ParamsSpec() {
-  return MustLoad(std::string(kHeader) + R"(
+  return MustLoad(std::string(kHeader) + R"yaml(
 params:
   epochs: {type: int, default: 3}
   lr: {type: number, default: 0.1}
@@ -350,7 +350,7 @@ params:
   name: {type: string}
 steps:
   - {name: a, command: [echo]}
-)");
+)yaml");
 }
 
 TEST(BindParams, TypedValuesAndDefaults) {
