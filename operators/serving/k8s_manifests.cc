@@ -1,0 +1,148 @@
+#include "operators/serving/k8s_manifests.h"
+
+#include <cmath>
+#include <filesystem>
+
+namespace sluice::serving {
+
+namespace {
+
+Json Labels(const DeployConfig& c, const std::string& track, const std::string& version) {
+  Json l = {{"app.kubernetes.io/name", c.service},
+            {"app.kubernetes.io/managed-by", "sluice"},
+            {"sluice.dev/service", c.service}};
+  if (!track.empty()) l["sluice.dev/track"] = track;
+  if (!version.empty()) l["sluice.dev/version"] = version;
+  return l;
+}
+
+}  // namespace
+
+Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
+  const Json& k = c.kubernetes;
+  if (c.image.empty()) {
+    return Error(Status::InvalidArgument("deploy.serve.image: required on Kubernetes"));
+  }
+  std::string hex = c.model_digest.rfind("sha256:", 0) == 0 ? c.model_digest.substr(7) : "";
+  if (hex.size() != 64 && !k.contains("model_path")) {
+    return Error(Status::InvalidArgument(
+        "deploy.model_digest: required on Kubernetes (\"sha256:<64 hex>\"): the init container "
+        "fetches the model from the artifact store by digest"));
+  }
+  std::string ns = k.value("namespace", "default");
+  int replicas = k.value("replicas", 2);
+  int port = k.value("port", 8080);
+  std::string pvc = k.value("artifacts_pvc", "sluice-artifacts");
+  std::string fetch_image = k.value("fetch_image", "busybox:1.36");
+  std::string source = k.value("model_path", hex.empty() ? std::string()
+                                                         : "cas/sha256/" + hex.substr(0, 2) + "/" + hex);
+  std::string model_name = std::filesystem::path(c.model).filename().string();
+  if (model_name.empty()) model_name = "model";
+  std::string model_in_pod = "/models/" + model_name;
+  std::string version = c.version.empty() ? hex.substr(0, 12) : c.version;
+  bool canary = c.mode == DeployMode::kCanary;
+  std::string track = canary ? "canary" : "stable";
+
+  std::map<std::string, std::string> values = {{"model", model_in_pod},
+                                               {"port", std::to_string(port)},
+                                               {"host", "0.0.0.0"},
+                                               {"version", version},
+                                               {"service", c.service}};
+  Json args = Json::array();
+  for (const auto& a : c.command) args.push_back(SubstitutePlaceholders(a, values));
+  Json env = Json::array({{{"name", "SLUICE_MODEL_PATH"}, {"value", model_in_pod}},
+                          {{"name", "SLUICE_MODEL_DIGEST"}, {"value", c.model_digest}},
+                          {{"name", "PORT"}, {"value", std::to_string(port)}}});
+  for (const auto& [name, value] : c.env) env.push_back({{"name", name}, {"value", value}});
+
+  // Copy, then verify a file's digest so a wrong or partial artifact never serves.
+  std::string fetch = "set -eu; cp -R /artifacts/" + source + " " + model_in_pod;
+  if (!hex.empty()) {
+    fetch += "; if [ -f " + model_in_pod + " ]; then echo \"" + hex + "  " + model_in_pod +
+             "\" | sha256sum -c -; fi";
+  }
+  Json init = {{"name", "fetch-model"},
+               {"image", fetch_image},
+               {"command", {"sh", "-c", fetch}},
+               {"volumeMounts",
+                {{{"name", "artifacts"}, {"mountPath", "/artifacts"}, {"readOnly", true}},
+                 {{"name", "model"}, {"mountPath", "/models"}}}}};
+  Json server = {{"name", "server"},
+                 {"image", c.image},
+                 {"ports", {{{"containerPort", port}, {"name", "http"}}}},
+                 {"env", env},
+                 {"readinessProbe",
+                  {{"httpGet", {{"path", c.readiness_path}, {"port", port}}},
+                   {"periodSeconds", 2},
+                   {"failureThreshold", 3}}},
+                 {"volumeMounts", {{{"name", "model"}, {"mountPath", "/models"}, {"readOnly", true}}}}};
+  if (!args.empty()) server["args"] = args;
+  if (k.contains("resources")) server["resources"] = k["resources"];
+  Json volumes = {{{"name", "artifacts"}, {"persistentVolumeClaim", {{"claimName", pvc}, {"readOnly", true}}}},
+                  {{"name", "model"}, {"emptyDir", Json::object()}}};
+  Json annotations = {{"sluice.dev/model-digest", c.model_digest}};
+  if (!c.run.run_id.empty()) annotations["sluice.dev/run"] = c.run.run_id;
+
+  Json items = Json::array();
+  if (k.value("kserve", false)) {
+    server["name"] = "kserve-container";
+    Json predictor = {{"minReplicas", replicas},
+                      {"initContainers", {init}},
+                      {"containers", {server}},
+                      {"volumes", volumes}};
+    if (canary) predictor["canaryTrafficPercent"] = std::lround(c.traffic);
+    items.push_back({{"apiVersion", "serving.kserve.io/v1beta1"},
+                     {"kind", "InferenceService"},
+                     {"metadata",
+                      {{"name", c.service},
+                       {"namespace", ns},
+                       {"labels", Labels(c, "", version)},
+                       {"annotations", annotations}}},
+                     {"spec", {{"predictor", predictor}}}});
+    return Json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}};
+  }
+
+  int own = replicas;
+  if (canary) {
+    own = std::max(1, static_cast<int>(std::lround(replicas * c.traffic / 100.0)));
+    own = std::min(own, std::max(1, replicas - 1));
+  }
+  Json selector = Labels(c, track, "");
+  selector.erase("app.kubernetes.io/managed-by");
+  selector.erase("app.kubernetes.io/name");
+  items.push_back(
+      {{"apiVersion", "apps/v1"},
+       {"kind", "Deployment"},
+       {"metadata",
+        {{"name", c.service + "-" + track},
+         {"namespace", ns},
+         {"labels", Labels(c, track, version)},
+         {"annotations", annotations}}},
+       {"spec",
+        {{"replicas", own},
+         {"selector", {{"matchLabels", selector}}},
+         {"strategy", {{"type", "RollingUpdate"},
+                       {"rollingUpdate", {{"maxUnavailable", 0}, {"maxSurge", 1}}}}},
+         {"template",
+          {{"metadata", {{"labels", Labels(c, track, version)}, {"annotations", annotations}}},
+           {"spec", {{"initContainers", {init}}, {"containers", {server}}, {"volumes", volumes}}}}}}}});
+  if (canary) {
+    items.push_back({{"apiVersion", "apps/v1"},
+                     {"kind", "Deployment"},
+                     {"metadata",
+                      {{"name", c.service + "-stable"},
+                       {"namespace", ns},
+                       {"annotations", {{"sluice.dev/apply", "merge-patch"}}}}},
+                     {"spec", {{"replicas", replicas - own}}}});
+  }
+  items.push_back({{"apiVersion", "v1"},
+                   {"kind", "Service"},
+                   {"metadata",
+                    {{"name", c.service}, {"namespace", ns}, {"labels", Labels(c, "", "")}}},
+                   {"spec",
+                    {{"selector", {{"sluice.dev/service", c.service}}},
+                     {"ports", {{{"name", "http"}, {"port", 80}, {"targetPort", port}}}}}}});
+  return Json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}};
+}
+
+}  // namespace sluice::serving

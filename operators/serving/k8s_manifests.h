@@ -1,0 +1,39 @@
+#pragma once
+// Kubernetes objects for the `deploy` operator (pure functions; applying them
+// and following the rollout needs the cluster client of executors/kubernetes).
+//
+// The model is not baked into an image: an init container `fetch-model`
+// copies the artifact from the shared artifacts PersistentVolumeClaim (the
+// RWX workspace of issue 5, holding sluice's content-addressed store at
+// cas/sha256/<hex[0:2]>/<hex>) into an emptyDir at /models, checking its
+// SHA-256 for a file; the serving container then reads /models/<name>.
+//
+// Shapes (see docs/deploy.md):
+//   replace:        Deployment <service>-stable (replicas: total) + Service <service>
+//   canary:         Deployment <service>-canary (replicas: round(total * traffic%),
+//                   at least 1) + a merge patch scaling <service>-stable to the rest;
+//                   the Service selects both tracks, so traffic splits by replicas
+//   kserve: true:   InferenceService <service> (serving.kserve.io/v1beta1) with
+//                   canaryTrafficPercent in canary mode
+// Labels: app.kubernetes.io/name, app.kubernetes.io/managed-by=sluice,
+// sluice.dev/service, sluice.dev/track (stable|canary), sluice.dev/version;
+// annotation sluice.dev/model-digest.
+//
+// The `kubernetes:` config section: namespace (default "default"), replicas
+// (total, default 2), port (container port, default 8080), artifacts_pvc
+// (default "sluice-artifacts"), fetch_image (default "busybox:1.36"),
+// model_path (path on the PVC; default derived from model_digest),
+// resources (a Kubernetes ResourceRequirements, verbatim), kserve (bool).
+
+#include "engine/spec.h"
+#include "engine/status.h"
+#include "operators/serving/deploy.h"
+
+namespace sluice::serving {
+
+// A `v1/List` of the objects to apply, in order. Objects to merge-patch rather
+// than create carry the annotation `sluice.dev/apply: merge-patch`.
+// kInvalidArgument when the config lacks serve.image or a model digest.
+Result<Json> BuildKubernetesObjects(const DeployConfig& config);
+
+}  // namespace sluice::serving
