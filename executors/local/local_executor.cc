@@ -423,12 +423,22 @@ void LocalExecutor::BeginStop(RunningTask& t, TaskOutcome outcome, std::string m
 
 void LocalExecutor::Reap(RunningTask& t, Process& p) {
   if (p.exited) return;
+  // Peek first (WNOWAIT): while the leader is an unreaped zombie its pid, and
+  // so its process group id, cannot be reused, which makes the killpg below
+  // safe. Whatever the process left running in its group goes with it.
+  siginfo_t info{};
+  int peek;
+  do {
+    peek = waitid(P_PID, static_cast<id_t>(p.pid), &info, WEXITED | WNOHANG | WNOWAIT);
+  } while (peek < 0 && errno == EINTR);
+  if (peek == 0 && info.si_pid == 0) return;  // still running
+  if (peek == 0) killpg(p.pid, SIGKILL);
   int status = 0;
   pid_t r;
   do {
     r = waitpid(p.pid, &status, WNOHANG);
   } while (r < 0 && errno == EINTR);
-  if (r == 0) return;  // still running
+  if (r == 0) return;  // cannot happen after a successful peek
   p.exited = true;
   if (r < 0) {
     p.lost = true;  // someone else reaped it (ECHILD)
@@ -439,8 +449,6 @@ void LocalExecutor::Reap(RunningTask& t, Process& p) {
     close(p.pidfd);
     p.pidfd = -1;
   }
-  // Whatever the process left running in its group goes with it.
-  killpg(p.pid, SIGKILL);
   if (t.distributed) {
     WriteLine(t.log_fd, p.name + " " + (p.lost ? "was lost" : DescribeWaitStatus(status)));
   }
