@@ -438,7 +438,8 @@ std::vector<ReadyNode> Plan::Ready(TimePoint now) {
   return out;
 }
 
-void Plan::Finished(int instance, AttemptResult result, const std::string& message, TimePoint now) {
+void Plan::Finished(int instance, AttemptResult result, const std::string& message, TimePoint now,
+                    bool retryable) {
   if (instance < 0 || instance >= num_instances()) return;
   Instance& in = instances_[instance];
   if (in.state != State::kRunning) return;
@@ -461,7 +462,7 @@ void Plan::Finished(int instance, AttemptResult result, const std::string& messa
       const bool allowed = rp.retry_on == RetryOn::kAlways ||
                            (user ? rp.retry_on == RetryOn::kOnFailure : rp.retry_on == RetryOn::kOnError);
       const bool may_start = !cancelled_ || (*cancelled_ == CancelMode::kTimeout && graph_.IsFinally(step));
-      if (may_start && allowed && n <= rp.limit) {
+      if (retryable && may_start && allowed && n <= rp.limit) {
         Duration delay = RetryDelay(rp, n);
         in.state = State::kBackoff;
         in.retry_at = now + delay;

@@ -147,7 +147,10 @@ class Plan {
 
   // Attempt of `instance` ended. `message` says why for anything but
   // success. Ignored when the instance is not Running an attempt.
-  void Finished(int instance, AttemptResult result, const std::string& message, TimePoint now);
+  // `retryable` false makes a failure final whatever the retry policy (for
+  // deterministic errors such as a template naming an unknown value).
+  void Finished(int instance, AttemptResult result, const std::string& message, TimePoint now,
+                bool retryable = true);
 
   // Gives back a kRun instance that could not be started now (e.g. the
   // executor is full); it returns to the ready set with its attempt unused.

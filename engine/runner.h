@@ -5,6 +5,38 @@
 // Finished()); the Runner is the thin loop around it that renders templates,
 // builds Tasks, starts them on executors, waits, collects outputs into the
 // artifact store and records everything in the Store as it goes.
+//
+// Layout of a run under options.state_dir:
+//   runs/<run_id>/steps/<instance>/             the step's working directory,
+//                                               emptied before each attempt
+//   runs/<run_id>/logs/<instance>.attempt<N>.log  stdout+stderr of attempt N
+//
+// Store writes per executed instance: PutStep when an attempt starts and
+// when the instance's phase changes (retry scheduled, terminal), one
+// StartExecution/FinishExecution pair per attempt. Instances that never
+// start (omitted, skipped) get one PutStep. Pending instances are not
+// written: a step missing from ListSteps() has not been considered yet.
+//
+// Each step's task gets env SLUICE_RUN_ID and SLUICE_INPUT_<NAME> (input
+// path, or a JSON list of paths for a fan-in), names upper-cased with '-'
+// as '_'. Secrets come from the host's SLUICE_SECRET_<NAME>_<KEY>.
+//
+// Resume (options.resume_run_id, rerun_from empty): the SAME run continues.
+// Its Succeeded/Cached instances are kept, everything else runs again with
+// attempt numbers continuing (so logs of earlier attempts stay); the run
+// record is updated to the current pipeline file (digest, yaml), and every
+// execution snapshot records the pipeline digest it ran with.
+// Rerun (resume_run_id + rerun_from): a NEW run (options.run_id or a fresh
+// id) with resumed_from = the old run; the named steps and everything
+// downstream of them run, every other instance that Succeeded there is
+// recorded as Cached with cached_from "<old run>/<instance>" and its outputs.
+//
+// Caching: every attempt gets a cache key, the hex SHA-256 of the operator
+// type, resolved argv, env (minus cache.envIgnore; secret values excluded),
+// image, code digest, the params the step references, the input artifacts'
+// content digests (minus cache.ignoreInputs), the foreach item and the
+// declared outputs. With cache enabled and !no_cache, a Store::FindCached hit
+// whose artifacts are still present makes the instance Cached.
 
 #include <atomic>
 #include <functional>
@@ -14,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/clock.h"
 #include "engine/executor.h"
 #include "engine/spec.h"
 #include "engine/status.h"
@@ -48,6 +81,8 @@ struct RunOptions {
   std::string resume_run_id;
   std::vector<std::string> rerun_from;  // step names; these and their downstream re-run
   std::function<void(const RunEvent&)> on_event;  // called on the runner's thread
+  // Time source; nullptr = the system clock. Borrowed (tests pass a FakeClock).
+  Clock* clock = nullptr;
 };
 
 struct RunSummary {
@@ -81,15 +116,23 @@ class Runner {
 
   // Thread- and signal-safe request to cancel: running steps get SIGTERM,
   // then SIGKILL after options.cancel_grace, and are recorded Cancelled.
+  // Steps not started yet (finally steps included) are recorded Omitted.
+  // Call it from a signal-watching thread (not from inside a signal
+  // handler): it calls Executor::CancelAll and wakes the run loop. The run
+  // then ends with phase Cancelled.
   void Cancel();
 
  private:
+  friend class RunLoop;
+
   const PipelineSpec& spec_;
   Store* store_;
   ArtifactStore* artifacts_;
   ExecutorRegistry* executors_;
   RunOptions options_;
   std::atomic<bool> cancel_requested_{false};
+  SystemClock system_clock_;
+  Clock* clock_;
 };
 
 }  // namespace sluice

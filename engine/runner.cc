@@ -1,0 +1,1144 @@
+#include "engine/runner.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/expr.h"
+#include "engine/graph.h"
+#include "engine/plan.h"
+#include "engine/provenance.h"
+#include "engine/sha256.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.0.0"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace sluice {
+
+// ---------------------------------------------------------------------------
+// ExecutorRegistry
+
+Status ExecutorRegistry::Register(const std::string& name, ExecutorPtr executor) {
+  if (executors_.count(name)) return Status::AlreadyExists("executor '" + name + "' is already registered");
+  executors_[name] = std::move(executor);
+  return Status::Ok();
+}
+
+Executor* ExecutorRegistry::Find(const std::string& name) const {
+  auto it = executors_.find(name);
+  return it == executors_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> ExecutorRegistry::Names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, e] : executors_) out.push_back(name);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Runner
+
+Runner::Runner(const PipelineSpec& spec, Store* store, ArtifactStore* artifacts, ExecutorRegistry* executors,
+               RunOptions options)
+    : spec_(spec),
+      store_(store),
+      artifacts_(artifacts),
+      executors_(executors),
+      options_(std::move(options)),
+      clock_(options_.clock ? options_.clock : &system_clock_) {}
+
+void Runner::Cancel() {
+  if (cancel_requested_.exchange(true)) return;
+  for (const auto& name : executors_->Names()) {
+    if (Executor* e = executors_->Find(name)) e->CancelAll(options_.cancel_grace);
+  }
+  clock_->Wake();
+}
+
+namespace {
+
+std::string AtLoc(const SourceLocation& loc, const std::string& message) {
+  std::string where = loc.ToString();
+  return where.empty() ? message : where + ": " + message;
+}
+
+// NAME for env variables: upper case, '-' and '.' as '_'.
+std::string EnvName(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '-' || c == '.') out += '_';
+    else out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+std::string Trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return s.substr(b, e - b);
+}
+
+std::optional<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const char* JsonTypeName(const Json& v) {
+  switch (v.type()) {
+    case Json::value_t::null: return "null";
+    case Json::value_t::boolean: return "bool";
+    case Json::value_t::string: return "string";
+    case Json::value_t::array: return "list";
+    case Json::value_t::object: return "object";
+    default: return "number";
+  }
+}
+
+std::string Ellipsize(const std::string& s, size_t n = 60) {
+  return s.size() <= n ? s : s.substr(0, n) + "...";
+}
+
+AttemptResult ToAttemptResult(TaskOutcome o) {
+  switch (o) {
+    case TaskOutcome::kSucceeded: return AttemptResult::kSucceeded;
+    case TaskOutcome::kFailed: return AttemptResult::kFailed;
+    case TaskOutcome::kError: return AttemptResult::kError;
+    case TaskOutcome::kTimedOut: return AttemptResult::kTimedOut;
+    case TaskOutcome::kCancelled: return AttemptResult::kCancelled;
+  }
+  return AttemptResult::kError;
+}
+
+std::string NewRunId(const std::string& pipeline, TimePoint now) {
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+  std::random_device rd;
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "%04x", static_cast<unsigned>(rd() & 0xffff));
+  std::string name = pipeline.empty() ? "run" : pipeline;
+  return name + "-" + buf + "-" + hex;
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
+}  // namespace
+
+// The state of one Run(): everything the loop needs, built from the Runner.
+class RunLoop {
+ public:
+  explicit RunLoop(Runner& r) : r_(r), spec_(r.spec_), opt_(r.options_), clock_(r.clock_) {}
+
+  Result<RunSummary> Run();
+
+ private:
+  // Per instance (indexed like the plan's instances).
+  struct Inst {
+    StepRecord rec;
+    bool initialized = false;
+    bool ever_started = false;
+    std::string workdir;
+    std::map<std::string, std::string> artifact_paths;  // output name -> local path
+    ExecutionRecord exec;
+    std::vector<ArtifactBinding> inputs;
+    Executor* executor = nullptr;
+  };
+  // Per step (indexed like graph nodes).
+  struct StepInfo {
+    Executor* executor = nullptr;
+    bool needs_scope = false;
+    std::vector<std::string> param_refs;  // params the templates reference
+    Json items = Json::array();           // foreach items once expanded
+    std::optional<Json> scope_cache;      // steps.<name> value once terminal
+    std::optional<Result<std::pair<std::string, Json>>> code;  // digest + per-file digests
+  };
+
+  Status Prepare();
+  Status SetUpResume();
+  void Schedule();
+  void HandleExpand(int step);
+  // Starts attempt `attempt` of `inst`. Returns false when the executor is
+  // full (the instance went back to the plan).
+  bool StartInstance(int inst, int attempt);
+  void FailInstance(int inst, AttemptResult result, const std::string& message, bool retryable);
+  void HandleResult(const TaskResult& result);
+  // Collects declared outputs; a non-empty message means the step failed.
+  std::string CollectOutputs(int inst, AttemptResult* result);
+  void DrainChanges();
+  std::optional<TaskResult> WaitAny(Duration timeout);
+
+  Json BuildScope(int step, int inst);
+  Json StepScope(int step);
+  Json InstanceOutputsScope(int inst);
+  const Result<std::pair<std::string, Json>>& CodeDigest(int step);
+  void EnsureInst(int inst);
+  void RegisterArtifactPaths(int inst);
+  std::string Redact(std::string s) const;
+  void Put(const StepRecord& rec);
+  void Emit(RunEvent::Kind kind, const std::string& instance, NodePhase phase, int attempt,
+            const std::string& message);
+  void Record(Status s) {
+    if (!s.ok() && store_error_.ok()) store_error_ = s;
+  }
+
+  Runner& r_;
+  const PipelineSpec& spec_;
+  const RunOptions& opt_;
+  Clock* clock_;
+  std::unique_ptr<PipelineGraph> graph_;
+  std::unique_ptr<Plan> plan_;
+  std::vector<Inst> insts_;
+  std::vector<StepInfo> steps_;
+  std::unordered_map<TaskId, int> tasks_;
+  std::vector<Executor*> used_executors_;
+  std::unordered_map<std::string, ArtifactRecord> path_to_artifact_;
+  std::unordered_map<std::string, StepRecord> previous_;  // resume: instance -> record
+  std::string rerun_of_;                                  // rerun: old run id
+  RunRecord run_;
+  std::string pipeline_dir_;
+  std::string run_dir_;
+  std::vector<std::string> secret_values_;
+  std::string python_version_;
+  TaskId next_task_id_ = 1;
+  bool cancelled_ = false;
+  bool timed_out_ = false;
+  Status store_error_;
+};
+
+void RunLoop::Emit(RunEvent::Kind kind, const std::string& instance, NodePhase phase, int attempt,
+                   const std::string& message) {
+  if (!opt_.on_event) return;
+  RunEvent e;
+  e.kind = kind;
+  e.instance = instance;
+  e.phase = phase;
+  e.attempt = attempt;
+  e.message = message;
+  opt_.on_event(e);
+}
+
+void RunLoop::Put(const StepRecord& rec) { Record(r_.store_->PutStep(rec)); }
+
+std::string RunLoop::Redact(std::string s) const {
+  for (const auto& secret : secret_values_) {
+    size_t pos = 0;
+    while ((pos = s.find(secret, pos)) != std::string::npos) {
+      s.replace(pos, secret.size(), "<redacted>");
+      pos += 10;
+    }
+  }
+  return s;
+}
+
+Status RunLoop::Prepare() {
+  auto g = PipelineGraph::Build(spec_);
+  if (!g) return g.error();
+  graph_ = std::make_unique<PipelineGraph>(std::move(*g));
+  const int n = graph_->size();
+  steps_.resize(n);
+
+  std::error_code ec;
+  fs::path file = spec_.file.empty() ? fs::current_path(ec) / "pipeline.yaml" : fs::absolute(spec_.file, ec);
+  pipeline_dir_ = file.parent_path().lexically_normal().string();
+
+  for (int v = 0; v < n; ++v) {
+    const StepSpec& step = graph_->step(v);
+    std::string name = !step.executor.empty()            ? step.executor
+                       : !opt_.default_executor.empty() ? opt_.default_executor
+                                                         : spec_.executor;
+    if (name.empty()) name = "local";
+    Executor* e = r_.executors_->Find(name);
+    if (!e) {
+      std::string known;
+      for (const auto& k : r_.executors_->Names()) known += (known.empty() ? "" : ", ") + k;
+      return Status::InvalidArgument(AtLoc(step.loc, "step '" + step.name + "' uses executor '" + name +
+                                                          "', which is not available here (available: " +
+                                                          (known.empty() ? "none" : known) + ")"));
+    }
+    steps_[v].executor = e;
+    if (std::find(used_executors_.begin(), used_executors_.end(), e) == used_executors_.end())
+      used_executors_.push_back(e);
+
+    // Which templates need a scope, and which params they read.
+    std::vector<std::pair<std::string, bool>> texts;  // text, is_template
+    for (const auto& a : step.command) texts.push_back({a.text, true});
+    for (const auto& e2 : step.env)
+      if (!e2.secret) texts.push_back({e2.value.text, true});
+    for (const auto& [k, t] : step.inputs) texts.push_back({t.text, true});
+    if (step.when) texts.push_back({step.when->text, !step.when->IsLiteral()});
+    if (step.foreach && step.foreach->kind == ForEachSpec::Kind::kExpression)
+      texts.push_back({step.foreach->expression.text, true});
+    if (step.workdir) texts.push_back({step.workdir->text, true});
+    std::set<std::string> params;
+    for (const auto& [text, is_template] : texts) {
+      if (is_template && text.find("{{") == std::string::npos) continue;
+      steps_[v].needs_scope = true;
+      auto refs = expr::References(text, is_template);
+      if (!refs) continue;  // reported when rendered
+      for (const auto& ref : *refs)
+        if (ref.path.size() >= 2 && ref.path[0] == "params") params.insert(ref.path[1]);
+    }
+    if (!step.inputs.empty()) steps_[v].needs_scope = true;
+    steps_[v].param_refs.assign(params.begin(), params.end());
+  }
+
+  for (const auto& p : spec_.params) {
+    if (!p.secret || !opt_.params.contains(p.name)) continue;
+    const Json& v = opt_.params[p.name];
+    std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+    if (!text.empty()) secret_values_.push_back(text);
+  }
+  python_version_ = "";
+  return Status::Ok();
+}
+
+Status RunLoop::SetUpResume() {
+  if (opt_.resume_run_id.empty()) return Status::Ok();
+  auto old = r_.store_->GetRun(opt_.resume_run_id);
+  if (!old) return old.error().WithContext("resume");
+  auto records = r_.store_->ListSteps(old->id);
+  if (!records) return records.error().WithContext("resume");
+
+  std::set<int> rerun;
+  if (!opt_.rerun_from.empty()) {
+    std::vector<int> nodes;
+    for (const auto& name : opt_.rerun_from) {
+      int v = graph_->Find(name);
+      if (v < 0)
+        return Status::InvalidArgument("rerun --from: pipeline '" + spec_.name + "' has no step '" + name + "'");
+      nodes.push_back(v);
+    }
+    for (int v : graph_->DownstreamClosure(nodes)) rerun.insert(v);
+    rerun_of_ = old->id;
+  } else {
+    run_ = *old;
+  }
+
+  std::vector<SeedInstance> seeds;
+  for (auto& rec : *records) {
+    int step = graph_->Find(rec.step);
+    if (step < 0 || rerun.count(step)) continue;
+    bool kept = rec.phase == NodePhase::kSucceeded || rec.phase == NodePhase::kCached;
+    // Outputs whose bytes are gone cannot be reused: run the step again.
+    for (const auto& b : rec.outputs)
+      if (kept && !r_.artifacts_->LocalPath(b.artifact.digest)) kept = false;
+    if (!rerun_of_.empty()) {
+      if (!kept) continue;  // a new run: nothing but kept instances carries over
+      seeds.push_back({rec.instance, NodePhase::kCached, 0});
+    } else {
+      seeds.push_back({rec.instance, kept ? rec.phase : NodePhase::kPending, rec.attempts});
+    }
+    previous_[rec.instance] = std::move(rec);
+  }
+  plan_->Seed(seeds);
+  return Status::Ok();
+}
+
+void RunLoop::EnsureInst(int inst) {
+  if (static_cast<int>(insts_.size()) < plan_->num_instances()) insts_.resize(plan_->num_instances());
+  Inst& st = insts_[inst];
+  if (st.initialized) return;
+  st.initialized = true;
+  st.rec.run_id = run_.id;
+  st.rec.instance = plan_->InstanceName(inst);
+  st.rec.step = graph_->step(plan_->InstanceStep(inst)).name;
+  st.rec.index = plan_->InstanceIndex(inst);
+  if (st.rec.index >= 0) {
+    const Json& items = steps_[plan_->InstanceStep(inst)].items;
+    if (st.rec.index < static_cast<int>(items.size())) st.rec.item = items[st.rec.index];
+  }
+  auto it = previous_.find(st.rec.instance);
+  if (it != previous_.end() && rerun_of_.empty()) {
+    // Same-run resume: keep the attempt count and timings of the record.
+    st.rec.attempts = it->second.attempts;
+  }
+}
+
+void RunLoop::RegisterArtifactPaths(int inst) {
+  Inst& st = insts_[inst];
+  for (const auto& b : st.rec.outputs) {
+    auto path = r_.artifacts_->LocalPath(b.artifact.digest);
+    if (!path) continue;
+    st.artifact_paths[b.name] = *path;
+    path_to_artifact_[*path] = b.artifact;
+  }
+}
+
+Json RunLoop::InstanceOutputsScope(int inst) {
+  const Inst& st = insts_[inst];
+  Json artifacts = Json::object();
+  for (const auto& [name, path] : st.artifact_paths) artifacts[name] = path;
+  return Json{{"params", st.rec.output_params.is_object() ? st.rec.output_params : Json::object()},
+              {"artifacts", std::move(artifacts)},
+              {"metrics", st.rec.metrics.is_object() ? st.rec.metrics : Json::object()}};
+}
+
+// steps.<name> for a downstream step: the single instance's values, or for
+// a foreach step lists over its instances in item order (null where an
+// instance has no such value). Cached once the step is terminal.
+Json RunLoop::StepScope(int step) {
+  StepInfo& info = steps_[step];
+  if (info.scope_cache) return *info.scope_cache;
+  const StepSpec& spec = graph_->step(step);
+  const auto& instances = plan_->StepInstances(step);
+  Json out;
+  if (!spec.foreach) {
+    const int i = instances[0];
+    EnsureInst(i);
+    out = Json{{"phase", NodePhaseName(plan_->InstancePhase(i))}, {"outputs", InstanceOutputsScope(i)}};
+  } else {
+    // Lists over the instances; an unexpanded (omitted, skipped) or empty
+    // foreach gives empty lists.
+    std::vector<int> expanded;
+    if (plan_->StepExpanded(step)) expanded = instances;
+    Json phases = Json::array();
+    Json params = Json::object(), artifacts = Json::object(), metrics = Json::object();
+    for (const auto& p : spec.output_params) params[p.name] = Json::array();
+    for (const auto& a : spec.output_artifacts) artifacts[a.name] = Json::array();
+    std::set<std::string> metric_names;
+    for (int i : expanded) {
+      EnsureInst(i);
+      const Json& mm = insts_[i].rec.metrics;
+      if (mm.is_object())
+        for (auto it = mm.begin(); it != mm.end(); ++it) metric_names.insert(it.key());
+    }
+    for (const auto& m : metric_names) metrics[m] = Json::array();
+    for (int i : expanded) {
+      const Inst& st = insts_[i];
+      phases.push_back(NodePhaseName(plan_->InstancePhase(i)));
+      const Json& op = st.rec.output_params;
+      for (auto it = params.begin(); it != params.end(); ++it)
+        it.value().push_back(op.is_object() && op.contains(it.key()) ? op[it.key()] : Json());
+      for (auto it = artifacts.begin(); it != artifacts.end(); ++it) {
+        auto p = st.artifact_paths.find(it.key());
+        it.value().push_back(p == st.artifact_paths.end() ? Json() : Json(p->second));
+      }
+      const Json& mm = st.rec.metrics;
+      for (auto it = metrics.begin(); it != metrics.end(); ++it)
+        it.value().push_back(mm.is_object() && mm.contains(it.key()) ? mm[it.key()] : Json());
+    }
+    out = Json{{"phase", std::move(phases)},
+               {"outputs", Json{{"params", std::move(params)},
+                                {"artifacts", std::move(artifacts)},
+                                {"metrics", std::move(metrics)}}}};
+  }
+  if (plan_->StepTerminal(step)) info.scope_cache = out;
+  return out;
+}
+
+Json RunLoop::BuildScope(int step, int inst) {
+  Json scope = Json::object();
+  scope["params"] = opt_.params.is_object() ? opt_.params : Json::object();
+  const bool is_finally = graph_->IsFinally(step);
+  scope["run"] = Json{{"id", run_.id},
+                      {"name", spec_.name},
+                      {"status", is_finally ? RunPhaseName(plan_->MainPhase()) : "Running"}};
+  scope["pipeline"] = Json{{"name", spec_.name}, {"dir", pipeline_dir_}};
+  Json steps = Json::object();
+  for (int u : graph_->Upstream(step)) steps[graph_->step(u).name] = StepScope(u);
+  scope["steps"] = std::move(steps);
+  if (inst >= 0 && plan_->InstanceIndex(inst) >= 0) {
+    scope["item"] = insts_[inst].rec.item;
+    scope["item_index"] = plan_->InstanceIndex(inst);
+  }
+  return scope;
+}
+
+const Result<std::pair<std::string, Json>>& RunLoop::CodeDigest(int step) {
+  StepInfo& info = steps_[step];
+  if (info.code) return *info.code;
+  const StepSpec& spec = graph_->step(step);
+  Sha256 h;
+  Json files = Json::object();
+  for (const auto& f : spec.code) {
+    fs::path p = fs::path(f).is_absolute() ? fs::path(f) : fs::path(pipeline_dir_) / f;
+    auto d = Sha256File(p.string());
+    if (!d) {
+      info.code = Error(Status(d.error().code(), AtLoc(spec.loc, "step '" + spec.name + "': code file '" + f +
+                                                                      "' cannot be read at " + p.string() + ": " +
+                                                                      d.error().message())));
+      return *info.code;
+    }
+    files[f] = "sha256:" + *d;
+    h.Update(f);
+    h.Update("\0", 1);
+    h.Update(*d);
+    h.Update("\n", 1);
+  }
+  info.code = std::make_pair(spec.code.empty() ? std::string() : "sha256:" + h.HexDigest(), std::move(files));
+  return *info.code;
+}
+
+void RunLoop::FailInstance(int inst, AttemptResult result, const std::string& message, bool retryable) {
+  plan_->Finished(inst, result, message, clock_->Now(), retryable);
+}
+
+void RunLoop::HandleExpand(int step) {
+  const StepSpec& spec = graph_->step(step);
+  const ForEachSpec& fe = *spec.foreach;
+  Json items = Json::array();
+  switch (fe.kind) {
+    case ForEachSpec::Kind::kItems:
+      for (const auto& i : fe.items) items.push_back(i);
+      break;
+    case ForEachSpec::Kind::kRange: {
+      int64_t stepv = fe.range_step == 0 ? 1 : fe.range_step;
+      for (int64_t i = fe.range_start; stepv > 0 ? i < fe.range_end : i > fe.range_end; i += stepv)
+        items.push_back(i);
+      break;
+    }
+    case ForEachSpec::Kind::kExpression: {
+      Json scope = BuildScope(step, -1);
+      auto v = expr::RenderValue(fe.expression.text, scope);
+      if (!v) {
+        plan_->FailExpansion(step, AtLoc(fe.expression.loc, "step '" + spec.name + "': foreach: " + v.error().message()));
+        return;
+      }
+      if (!v->is_array()) {
+        plan_->FailExpansion(step, AtLoc(fe.expression.loc, "step '" + spec.name + "': foreach must yield a list, got " +
+                                                                JsonTypeName(*v) + " " + Ellipsize(v->dump())));
+        return;
+      }
+      items = std::move(*v);
+      break;
+    }
+  }
+  steps_[step].items = std::move(items);
+  plan_->Expand(step, static_cast<int>(steps_[step].items.size()));
+  if (static_cast<int>(insts_.size()) < plan_->num_instances()) insts_.resize(plan_->num_instances());
+}
+
+bool RunLoop::StartInstance(int inst, int attempt) {
+  const int step = plan_->InstanceStep(inst);
+  const StepSpec& spec = graph_->step(step);
+  StepInfo& info = steps_[step];
+  Executor* ex = info.executor;
+  if (!ex->CanRunMore()) {
+    plan_->Return(inst);
+    return false;
+  }
+  EnsureInst(inst);
+  Inst& st = insts_[inst];
+  const std::string& name = st.rec.instance;
+  const TimePoint now = clock_->Now();
+  auto fail = [&](const std::string& message) {
+    FailInstance(inst, AttemptResult::kError, message, /*retryable=*/false);
+    return true;
+  };
+
+  Json scope;
+  if (info.needs_scope) scope = BuildScope(step, inst);
+
+  if (spec.when) {
+    auto ok = expr::EvaluateCondition(spec.when->text, scope);
+    if (!ok) return fail(AtLoc(spec.when->loc, "step '" + name + "': when: " + ok.error().message()));
+    if (!*ok) {
+      plan_->Finished(inst, AttemptResult::kSkipped, "when condition is false: " + spec.when->text, now);
+      return true;
+    }
+  }
+
+  // Inputs: paths (or lists of paths), with the artifacts they are.
+  st.inputs.clear();
+  Json inputs = Json::object();
+  Json input_digests = Json::object();
+  std::map<std::string, std::string> env;
+  for (const auto& [in_name, tmpl] : spec.inputs) {
+    auto v = expr::RenderValue(tmpl.text, scope);
+    if (!v) return fail(AtLoc(tmpl.loc, "step '" + name + "': input '" + in_name + "': " + v.error().message()));
+    auto bind = [&](const Json& item) -> Json {
+      if (!item.is_string()) return Json();
+      const std::string path = item.get<std::string>();
+      auto it = path_to_artifact_.find(path);
+      if (it == path_to_artifact_.end() && fs::path(path).is_absolute()) {
+        std::error_code ec;
+        if (fs::exists(path, ec)) {
+          auto rec = r_.artifacts_->Put(path, ArtifactType::kOther);
+          if (rec) it = path_to_artifact_.emplace(path, *rec).first;
+        }
+      }
+      if (it == path_to_artifact_.end()) return Json();
+      st.inputs.push_back({in_name, it->second});
+      return it->second.digest;
+    };
+    if (v->is_array()) {
+      Json ds = Json::array();
+      for (const auto& item : *v) ds.push_back(bind(item));
+      input_digests[in_name] = std::move(ds);
+    } else {
+      input_digests[in_name] = bind(*v);
+    }
+    env["SLUICE_INPUT_" + EnvName(in_name)] = v->is_string() ? v->get<std::string>() : v->dump();
+    inputs[in_name] = std::move(*v);
+  }
+  if (info.needs_scope) scope["inputs"] = inputs;
+
+  std::vector<std::string> argv;
+  argv.reserve(spec.command.size());
+  for (const auto& t : spec.command) {
+    if (t.IsLiteral()) {
+      argv.push_back(t.text);
+      continue;
+    }
+    auto s = expr::Render(t.text, scope);
+    if (!s) return fail(AtLoc(t.loc, "step '" + name + "': command: " + s.error().message()));
+    argv.push_back(std::move(*s));
+  }
+  std::vector<std::string> secret_env;
+  Json env_snapshot = Json::object();
+  for (const auto& e : spec.env) {
+    if (e.secret) {
+      std::string var = "SLUICE_SECRET_" + EnvName(e.secret->name) + "_" + EnvName(e.secret->key);
+      const char* value = std::getenv(var.c_str());
+      if (!value)
+        return fail(AtLoc(e.loc, "step '" + name + "': env " + e.name + ": secret '" + e.secret->name + "' key '" +
+                                     e.secret->key + "' is not set; export " + var + " before running"));
+      env[e.name] = value;
+      secret_env.push_back(e.name);
+      env_snapshot[e.name] = "<redacted>";
+      continue;
+    }
+    auto s = expr::Render(e.value.text, scope);
+    if (!s) return fail(AtLoc(e.value.loc, "step '" + name + "': env " + e.name + ": " + s.error().message()));
+    env[e.name] = std::move(*s);
+  }
+  env["SLUICE_RUN_ID"] = run_.id;
+  for (const auto& [k, v] : env)
+    if (!env_snapshot.contains(k)) env_snapshot[k] = Redact(v);
+
+  // Working directory: fresh for every attempt.
+  fs::path base = fs::path(run_dir_) / "steps" / name;
+  std::error_code ec;
+  if (st.ever_started || fs::exists(base, ec)) fs::remove_all(base, ec);
+  fs::create_directories(base, ec);
+  if (ec) return fail("step '" + name + "': cannot create its working directory " + base.string() + ": " + ec.message());
+  fs::path workdir = base;
+  if (spec.workdir) {
+    auto w = expr::Render(spec.workdir->text, scope);
+    if (!w) return fail(AtLoc(spec.workdir->loc, "step '" + name + "': workdir: " + w.error().message()));
+    workdir = fs::path(*w).is_absolute() ? fs::path(*w) : base / *w;
+    fs::create_directories(workdir, ec);
+    if (ec) return fail("step '" + name + "': cannot create workdir " + workdir.string() + ": " + ec.message());
+  }
+  st.workdir = workdir.string();
+  const std::string log_path =
+      (fs::path(run_dir_) / "logs" / (name + ".attempt" + std::to_string(attempt) + ".log")).string();
+
+  const auto& code = CodeDigest(step);
+  if (!code) return fail(code.error().message());
+
+  // Snapshot and cache key.
+  Json params = Json::object();
+  for (const auto& p : info.param_refs) {
+    if (!opt_.params.contains(p)) continue;
+    const ParamSpec* ps = spec_.FindParam(p);
+    params[p] = ps && ps->secret ? Json("<redacted>") : opt_.params[p];
+  }
+  Json redacted_argv = Json::array();
+  for (const auto& a : argv) redacted_argv.push_back(Redact(a));
+  Json resources{{"cpu_millis", spec.resources.cpu_millis},
+                 {"memory_bytes", spec.resources.memory_bytes},
+                 {"gpu", spec.resources.gpu}};
+  Json declared = Json::object();
+  for (const auto& a : spec.output_artifacts) declared["artifacts"][a.name] = a.path;
+  for (const auto& p : spec.output_params) declared["params"][p.name] = p.path;
+  if (spec.metrics_file) declared["metrics"] = *spec.metrics_file;
+
+  Json key_env = Json::object();
+  for (const auto& [k, v] : env) {
+    if (k == "SLUICE_RUN_ID" || k.rfind("SLUICE_INPUT_", 0) == 0) continue;  // run-specific paths
+    if (std::find(spec.cache.env_ignore.begin(), spec.cache.env_ignore.end(), k) != spec.cache.env_ignore.end())
+      continue;
+    key_env[k] = std::find(secret_env.begin(), secret_env.end(), k) != secret_env.end() ? Json("<secret>") : Json(v);
+  }
+  Json key_inputs = Json::object();
+  for (auto it = input_digests.begin(); it != input_digests.end(); ++it) {
+    if (std::find(spec.cache.ignore_inputs.begin(), spec.cache.ignore_inputs.end(), it.key()) !=
+        spec.cache.ignore_inputs.end())
+      continue;
+    // An input that is not a known artifact is hashed by its value.
+    key_inputs[it.key()] = it.value().is_null() ? inputs[it.key()] : it.value();
+  }
+  // argv with input paths replaced by their digests: paths differ per run.
+  Json key_argv = Json::array();
+  for (const auto& a : argv) {
+    std::string k = a;
+    for (const auto& [iname, ivalue] : inputs.items()) {
+      if (!ivalue.is_string()) continue;
+      const std::string path = ivalue.get<std::string>();
+      if (path.empty() || !input_digests[iname].is_string()) continue;
+      size_t pos = 0;
+      while ((pos = k.find(path, pos)) != std::string::npos) {
+        k.replace(pos, path.size(), input_digests[iname].get<std::string>());
+        pos += input_digests[iname].get<std::string>().size();
+      }
+    }
+    key_argv.push_back(std::move(k));
+  }
+  Json key_material{{"v", 1},
+                    {"operator", spec.type},
+                    {"argv", key_argv},
+                    {"env", key_env},
+                    {"image", spec.image},
+                    {"code", code->first},
+                    {"params", params},
+                    {"inputs", key_inputs},
+                    {"item", st.rec.item},
+                    {"workdir", spec.workdir ? spec.workdir->text : ""},
+                    {"outputs", declared},
+                    {"config", spec.config}};
+  const std::string cache_key = Sha256Hex(key_material.dump());
+
+  if (python_version_.empty() && !argv.empty() && argv[0].find("python") != std::string::npos)
+    python_version_ = PythonVersion();
+  Json snapshot{{"step", spec.name},
+                {"instance", name},
+                {"attempt", attempt},
+                {"operator", spec.type},
+                {"argv", redacted_argv},
+                {"env", env_snapshot},
+                {"workdir", st.workdir},
+                {"image", spec.image},
+                {"resources", resources},
+                {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
+                {"params", params},
+                {"item", st.rec.item},
+                {"inputs", input_digests},
+                {"code_digest", code->first},
+                {"code_files", code->second},
+                {"pipeline_file", run_.pipeline_file},
+                {"pipeline_digest", spec_.file_digest},
+                {"sluice_version", SLUICE_VERSION},
+                {"cache_key", cache_key},
+                {"log_path", log_path}};
+  if (!python_version_.empty() && !argv.empty() && argv[0].find("python") != std::string::npos)
+    snapshot["python_version"] = python_version_;
+
+  st.rec.cache_key = cache_key;
+  st.rec.inputs = st.inputs;
+
+  // Cache lookup.
+  if (spec.cache.enabled && !opt_.no_cache) {
+    std::optional<TimePoint> not_before;
+    if (spec.cache.max_age) not_before = now - *spec.cache.max_age;
+    auto hit = r_.store_->FindCached(cache_key, not_before);
+    bool usable = hit.has_value();
+    if (usable)
+      for (const auto& b : hit->outputs)
+        if (!r_.artifacts_->LocalPath(b.artifact.digest)) usable = false;
+    if (usable) {
+      st.rec.output_params = hit->output_params;
+      st.rec.metrics = hit->metrics;
+      st.rec.outputs = hit->outputs;
+      st.rec.cached_from = hit->cached_from.empty() ? hit->run_id + "/" + hit->instance : hit->cached_from;
+      st.rec.exit_code = hit->exit_code;
+      st.rec.attempts = attempt;
+      if (!st.rec.started_at) st.rec.started_at = now;
+      RegisterArtifactPaths(inst);
+      ExecutionRecord ex_rec;
+      ex_rec.run_id = run_.id;
+      ex_rec.instance = name;
+      ex_rec.attempt = attempt;
+      ex_rec.outcome = "Cached";
+      ex_rec.cache_key = cache_key;
+      ex_rec.started_at = now;
+      ex_rec.finished_at = now;
+      ex_rec.message = "outputs reused from " + st.rec.cached_from;
+      snapshot["cached_from"] = st.rec.cached_from;
+      ex_rec.snapshot = snapshot;
+      auto id = r_.store_->StartExecution(ex_rec);
+      if (id) {
+        ex_rec.id = *id;
+        Record(r_.store_->FinishExecution(ex_rec, st.inputs, st.rec.outputs));
+      } else {
+        Record(id.error());
+      }
+      plan_->Finished(inst, AttemptResult::kCached, "outputs reused from " + st.rec.cached_from, now);
+      return true;
+    }
+  }
+
+  Task task;
+  task.id = next_task_id_++;
+  task.run_id = run_.id;
+  task.pipeline = spec_.name;
+  task.step = spec.name;
+  task.instance = name;
+  task.attempt = attempt;
+  task.operator_type = spec.type;
+  task.argv = std::move(argv);
+  task.env = std::move(env);
+  task.secret_env = std::move(secret_env);
+  task.workdir = st.workdir;
+  task.log_path = log_path;
+  task.image = spec.image;
+  task.resources = spec.resources;
+  task.timeout = spec.timeout;
+  task.config = spec.config;
+
+  st.rec.phase = NodePhase::kRunning;
+  st.rec.attempts = attempt;
+  st.rec.log_path = log_path;
+  st.rec.exit_code = -1;
+  st.rec.message.clear();
+  st.rec.finished_at.reset();
+  if (!st.rec.started_at) st.rec.started_at = now;
+  st.ever_started = true;
+  Put(st.rec);
+
+  st.exec = ExecutionRecord{};
+  st.exec.run_id = run_.id;
+  st.exec.instance = name;
+  st.exec.attempt = attempt;
+  st.exec.outcome = "Running";
+  st.exec.log_path = log_path;
+  st.exec.cache_key = cache_key;
+  st.exec.started_at = now;
+  st.exec.snapshot = std::move(snapshot);
+  auto id = r_.store_->StartExecution(st.exec);
+  if (id) st.exec.id = *id;
+  else Record(id.error());
+
+  Status s = ex->Start(task);
+  if (!s.ok()) {
+    const std::string msg = "could not start: " + s.message();
+    st.exec.outcome = TaskOutcomeName(TaskOutcome::kError);
+    st.exec.message = msg;
+    st.exec.finished_at = clock_->Now();
+    Record(r_.store_->FinishExecution(st.exec, st.inputs, {}));
+    FailInstance(inst, AttemptResult::kError, msg, /*retryable=*/true);
+    return true;
+  }
+  st.executor = ex;
+  tasks_[task.id] = inst;
+  Emit(RunEvent::Kind::kStepStarted, name, NodePhase::kRunning, attempt, "");
+  // A Cancel() that raced with Start() may have missed this task.
+  if (r_.cancel_requested_.load()) ex->Cancel(task.id, opt_.cancel_grace);
+  return true;
+}
+
+std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
+  const StepSpec& spec = graph_->step(plan_->InstanceStep(inst));
+  Inst& st = insts_[inst];
+  const std::string& name = st.rec.instance;
+  st.rec.outputs.clear();
+  st.rec.output_params = Json::object();
+  st.rec.metrics = Json::object();
+  std::error_code ec;
+  for (const auto& a : spec.output_artifacts) {
+    fs::path p = fs::path(st.workdir) / a.path;
+    if (!fs::exists(p, ec)) {
+      *result = AttemptResult::kFailed;
+      return "step '" + name + "' declared output artifact '" + a.name + "' at " + a.path +
+             ", but the file does not exist after the step succeeded";
+    }
+    auto rec = r_.artifacts_->Put(p.string(), a.type);
+    if (!rec) {
+      *result = AttemptResult::kError;
+      return "step '" + name + "': storing output artifact '" + a.name + "': " + rec.error().message();
+    }
+    st.rec.outputs.push_back({a.name, *rec});
+  }
+  for (const auto& p : spec.output_params) {
+    fs::path path = fs::path(st.workdir) / p.path;
+    auto text = ReadFile(path.string());
+    if (!text || fs::is_directory(path, ec)) {
+      *result = AttemptResult::kFailed;
+      return "step '" + name + "' declared output parameter '" + p.name + "' at " + p.path +
+             ", but the file does not exist after the step succeeded";
+    }
+    st.rec.output_params[p.name] = Trim(*text);
+  }
+  if (spec.metrics_file) {
+    fs::path path = fs::path(st.workdir) / *spec.metrics_file;
+    auto text = ReadFile(path.string());
+    if (!text || fs::is_directory(path, ec)) {
+      *result = AttemptResult::kFailed;
+      return "step '" + name + "' declared a metrics file at " + *spec.metrics_file +
+             ", but the file does not exist after the step succeeded";
+    }
+    Json m = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (m.is_discarded() || !m.is_object()) {
+      *result = AttemptResult::kFailed;
+      return "step '" + name + "': metrics file " + *spec.metrics_file +
+             " must hold a JSON object of numbers, like {\"accuracy\": 0.93}; got " +
+             (m.is_discarded() ? "invalid JSON: " + Ellipsize(Trim(*text)) : std::string(JsonTypeName(m)));
+    }
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      if (!it.value().is_number()) {
+        *result = AttemptResult::kFailed;
+        return "step '" + name + "': metrics file " + *spec.metrics_file + ": '" + it.key() + "' is a " +
+               JsonTypeName(it.value()) + ", expected a number";
+      }
+    }
+    st.rec.metrics = std::move(m);
+  }
+  RegisterArtifactPaths(inst);
+  return "";
+}
+
+void RunLoop::HandleResult(const TaskResult& result) {
+  auto it = tasks_.find(result.id);
+  if (it == tasks_.end()) return;
+  const int inst = it->second;
+  tasks_.erase(it);
+  Inst& st = insts_[inst];
+  const TimePoint now = clock_->Now();
+  AttemptResult ar = ToAttemptResult(result.outcome);
+  std::string message = result.message;
+  if (ar == AttemptResult::kSucceeded) {
+    std::string why = CollectOutputs(inst, &ar);
+    if (!why.empty()) message = why;
+  } else {
+    st.rec.outputs.clear();
+  }
+  st.rec.exit_code = result.exit_code;
+  st.exec.outcome = ar == AttemptResult::kSucceeded ? TaskOutcomeName(TaskOutcome::kSucceeded)
+                    : ar == AttemptResult::kFailed  ? TaskOutcomeName(TaskOutcome::kFailed)
+                                                    : TaskOutcomeName(result.outcome);
+  if (ar == AttemptResult::kError && result.outcome == TaskOutcome::kSucceeded)
+    st.exec.outcome = TaskOutcomeName(TaskOutcome::kError);
+  st.exec.exit_code = result.exit_code;
+  st.exec.message = message;
+  st.exec.external_id = result.external_id;
+  st.exec.finished_at = now;
+  Json outputs = Json::object();
+  for (const auto& b : st.rec.outputs) outputs[b.name] = b.artifact.digest;
+  st.exec.snapshot["outputs"] = std::move(outputs);
+  st.exec.snapshot["exit_code"] = result.exit_code;
+  if (result.signal) st.exec.snapshot["signal"] = result.signal;
+  Record(r_.store_->FinishExecution(st.exec, st.inputs, st.rec.outputs));
+  st.exec.snapshot = Json::object();  // no longer needed; keep memory flat
+  plan_->Finished(inst, ar, message, now);
+}
+
+void RunLoop::DrainChanges() {
+  const TimePoint now = clock_->Now();
+  for (auto& c : plan_->TakeChanges()) {
+    EnsureInst(c.instance);
+    Inst& st = insts_[c.instance];
+    if (c.kept) {
+      auto it = previous_.find(st.rec.instance);
+      if (it != previous_.end()) {
+        StepRecord rec = it->second;
+        if (!rerun_of_.empty()) {
+          rec.run_id = run_.id;
+          rec.phase = NodePhase::kCached;
+          if (rec.cached_from.empty()) rec.cached_from = rerun_of_ + "/" + rec.instance;
+          rec.message = "outputs reused from " + rec.cached_from;
+          st.rec = std::move(rec);
+          Put(st.rec);
+        } else {
+          st.rec = std::move(rec);  // already in the store as it is
+        }
+        RegisterArtifactPaths(c.instance);
+      }
+      Emit(RunEvent::Kind::kStepFinished, st.rec.instance, st.rec.phase, st.rec.attempts, st.rec.message);
+      continue;
+    }
+    st.rec.phase = c.phase;
+    st.rec.message = c.message;
+    if (c.retry_at) {
+      Put(st.rec);
+      Emit(RunEvent::Kind::kStepRetrying, st.rec.instance, c.phase, st.rec.attempts, c.message);
+      continue;
+    }
+    if (IsTerminal(c.phase)) {
+      st.rec.finished_at = now;
+      if (c.phase != NodePhase::kSucceeded && c.phase != NodePhase::kCached) {
+        // Outputs of a failed attempt are not outputs of the step.
+        if (c.phase != NodePhase::kSkipped) st.rec.outputs.clear();
+      }
+    }
+    Put(st.rec);
+    Emit(RunEvent::Kind::kStepFinished, st.rec.instance, c.phase, st.rec.attempts, c.message);
+  }
+}
+
+void RunLoop::Schedule() {
+  while (true) {
+    auto ready = plan_->Ready(clock_->Now());
+    if (ready.empty()) break;
+    bool full = false;
+    for (const auto& n : ready) {
+      if (n.kind == ReadyNode::Kind::kExpand) {
+        HandleExpand(n.step);
+      } else if (full) {
+        plan_->Return(n.instance);
+      } else if (!StartInstance(n.instance, n.attempt)) {
+        full = true;
+      }
+    }
+    DrainChanges();
+    if (full) break;
+  }
+}
+
+std::optional<TaskResult> RunLoop::WaitAny(Duration timeout) {
+  std::vector<Executor*> busy;
+  for (Executor* e : used_executors_)
+    if (e->Running() > 0) busy.push_back(e);
+  if (busy.empty()) return std::nullopt;
+  if (busy.size() == 1) return busy[0]->Wait(timeout);
+  for (Executor* e : busy)
+    if (auto r = e->Wait(Duration(0))) return r;
+  return busy[0]->Wait(std::min(timeout, Duration(20)));
+}
+
+Result<RunSummary> RunLoop::Run() {
+  if (Status s = Prepare(); !s.ok()) return Error(s);
+  const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  PlanOptions po;
+  po.slots = opt_.parallelism > 0 ? opt_.parallelism : hw;
+  po.cpu_millis = opt_.cpu_budget_millis > 0 ? opt_.cpu_budget_millis : int64_t{hw} * 1000;
+  if (opt_.memory_budget_bytes > 0) {
+    po.memory_bytes = opt_.memory_budget_bytes;
+  } else {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    po.memory_bytes = pages > 0 && page > 0 ? int64_t{pages} * page : 0;
+  }
+  po.gpu = opt_.gpu_budget;
+  po.keep_going = opt_.keep_going;
+  plan_ = std::make_unique<Plan>(*graph_, po);
+
+  const TimePoint start = clock_->Now();
+  if (Status s = SetUpResume(); !s.ok()) return Error(s);
+  const bool same_run = !opt_.resume_run_id.empty() && rerun_of_.empty();
+  if (!same_run) {
+    run_ = RunRecord{};
+    run_.id = opt_.run_id.empty() ? NewRunId(spec_.name, start) : opt_.run_id;
+    run_.created_at = start;
+    run_.resumed_from = rerun_of_;
+  }
+  run_.pipeline = spec_.name;
+  if (!spec_.file.empty()) {
+    std::error_code ec;
+    run_.pipeline_file = fs::absolute(spec_.file, ec).lexically_normal().string();
+    if (auto text = ReadFile(spec_.file)) run_.pipeline_yaml = *text;
+    GitState git = GitStateOf(run_.pipeline_file);
+    run_.git_commit = git.commit;
+    run_.git_dirty = git.dirty;
+  }
+  run_.pipeline_digest = spec_.file_digest;
+  run_.params = opt_.params.is_object() ? opt_.params : Json::object();
+  for (const auto& p : spec_.params)
+    if (p.secret && run_.params.contains(p.name)) run_.params[p.name] = "<redacted>";
+  run_.executor = opt_.default_executor.empty() ? spec_.executor : opt_.default_executor;
+  run_.phase = RunPhase::kRunning;
+  run_.message.clear();
+  run_.started_at = start;
+  run_.finished_at.reset();
+  run_.host = HostName();
+  run_.pid = static_cast<int>(getpid());
+  {
+    Status s = same_run ? r_.store_->UpdateRun(run_) : r_.store_->CreateRun(run_);
+    if (!s.ok()) return Error(s.WithContext("recording run " + run_.id));
+  }
+  run_dir_ = (fs::path(opt_.state_dir.empty() ? ".sluice" : opt_.state_dir) / "runs" / run_.id).string();
+  {
+    std::error_code ec;
+    fs::create_directories(fs::path(run_dir_) / "logs", ec);
+    if (ec) return Error(Status::FailedPrecondition("cannot create " + run_dir_ + "/logs: " + ec.message()));
+  }
+  Emit(RunEvent::Kind::kRunStarted, "", NodePhase::kRunning, 0, run_.id);
+
+  std::optional<TimePoint> deadline;
+  if (spec_.timeout) deadline = start + *spec_.timeout;
+  bool stuck = false;
+  while (true) {
+    if (r_.cancel_requested_.load() && !cancelled_) {
+      cancelled_ = true;
+      plan_->Cancel(Plan::CancelMode::kUser, "the run was cancelled");
+      for (Executor* e : used_executors_) e->CancelAll(opt_.cancel_grace);
+      DrainChanges();
+    }
+    if (deadline && !timed_out_ && !cancelled_ && clock_->Now() >= *deadline) {
+      timed_out_ = true;
+      plan_->Cancel(Plan::CancelMode::kTimeout, "the run exceeded its timeout of " + FormatDuration(*spec_.timeout));
+      // Only main steps are running or waiting now; finally steps start after.
+      for (Executor* e : used_executors_) e->CancelAll(opt_.cancel_grace);
+      DrainChanges();
+    }
+    Schedule();
+    if (plan_->Done()) break;
+
+    const TimePoint now = clock_->Now();
+    std::optional<TimePoint> wake = plan_->NextWakeup();
+    if (deadline && !timed_out_ && (!wake || *deadline < *wake)) wake = deadline;
+    Duration timeout = std::chrono::hours(24);
+    if (wake) {
+      timeout = std::chrono::ceil<Duration>(*wake - now);
+      if (timeout < Duration(0)) timeout = Duration(0);
+    }
+    if (!tasks_.empty()) {
+      if (auto res = WaitAny(timeout)) {
+        HandleResult(*res);
+        // Take every other result that is already there before planning.
+        while (!tasks_.empty()) {
+          auto more = WaitAny(Duration(0));
+          if (!more) break;
+          HandleResult(*more);
+        }
+        DrainChanges();
+      }
+    } else if (wake) {
+      if (timeout > Duration(0)) clock_->SleepFor(timeout);
+    } else if (!r_.cancel_requested_.load()) {
+      stuck = true;  // nothing runs, nothing is due: a bug, never a hang
+      break;
+    }
+  }
+
+  run_.phase = stuck ? RunPhase::kError : plan_->Phase();
+  run_.message = stuck ? "internal error: the scheduler has nothing to run but the run is not done"
+                       : plan_->PhaseMessage();
+  if (run_.phase == RunPhase::kSucceeded) run_.message.clear();
+  run_.finished_at = clock_->Now();
+  Record(r_.store_->UpdateRun(run_));
+  Emit(RunEvent::Kind::kRunFinished, "", NodePhase::kPending, 0,
+       std::string(RunPhaseName(run_.phase)) + (run_.message.empty() ? "" : ": " + run_.message));
+
+  RunSummary summary;
+  summary.run = run_;
+  for (int v = 0; v < graph_->size(); ++v) {
+    for (int i : plan_->StepInstances(v)) {
+      if (!plan_->IsReported(i)) continue;
+      EnsureInst(i);
+      StepRecord rec = insts_[i].rec;
+      rec.phase = plan_->InstancePhase(i);
+      summary.steps.push_back(std::move(rec));
+    }
+  }
+  if (!store_error_.ok()) return Error(store_error_.WithContext("recording run " + run_.id));
+  return summary;
+}
+
+Result<RunSummary> Runner::Run() {
+  RunLoop loop(*this);
+  return loop.Run();
+}
+
+}  // namespace sluice
