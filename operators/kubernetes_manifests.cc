@@ -98,6 +98,7 @@ std::string ReplaceAll(std::string s, const std::string& from, const std::string
 
 // The effective per-task Kubernetes settings.
 struct PodSettings {
+  std::string namespace_;
   std::string service_account, priority_class, queue;
   std::vector<std::string> pull_secrets;
   std::optional<int64_t> ttl;
@@ -106,6 +107,7 @@ struct PodSettings {
 
 Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
   PodSettings s;
+  s.namespace_ = o.namespace_.empty() ? "default" : o.namespace_;
   s.service_account = o.service_account;
   s.priority_class = o.priority_class;
   s.queue = o.queue;
@@ -118,11 +120,13 @@ Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
   };
   if (!k.is_object()) return bad(" must be a mapping");
   for (const auto& [key, v] : k.items()) {
-    if (key == "serviceAccountName" || key == "priorityClassName" || key == "queue") {
+    if (key == "serviceAccountName" || key == "priorityClassName" || key == "queue" ||
+        key == "namespace") {
       if (!v.is_string()) return bad(key + " must be a string");
-      (key == "queue" ? s.queue : key == "serviceAccountName" ? s.service_account
-                                                               : s.priority_class) =
-          v.get<std::string>();
+      (key == "queue"                ? s.queue
+       : key == "namespace"          ? s.namespace_
+       : key == "serviceAccountName" ? s.service_account
+                                     : s.priority_class) = v.get<std::string>();
     } else if (key == "imagePullSecrets") {
       if (!v.is_array()) return bad("imagePullSecrets must be a list of Secret names");
       s.pull_secrets.clear();
@@ -147,7 +151,8 @@ Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
       }
       (key == "podLabels" ? s.pod_labels : s.pod_annotations) = v;
     } else {
-      return bad(key + " is not a known setting (known: serviceAccountName, priorityClassName, "
+      return bad(key + " is not a known setting (known: namespace, serviceAccountName, "
+                       "priorityClassName, "
                        "imagePullSecrets, queue, ttlSecondsAfterFinished, podLabels, "
                        "podAnnotations)");
     }
@@ -267,7 +272,7 @@ Json Metadata(const Task& task, const ManifestOptions& o, const PodSettings& s,
   Json labels = Labels(task, s);
   if (!s.queue.empty()) labels[kLabelQueue] = s.queue;
   return Json{{"name", ObjectName(task.run_id, task.instance, task.attempt, kind.max_name_length)},
-              {"namespace", o.namespace_},
+              {"namespace", s.namespace_},
               {"labels", labels},
               {"annotations", Annotations(task)}};
 }

@@ -25,6 +25,7 @@
 // Kubernetes-only settings live in the step's config under `kubernetes:`
 // (Task::config["kubernetes"]), overriding ManifestOptions:
 //   kubernetes:
+//     namespace: ml                 # else ManifestOptions::namespace_, else "default"
 //     serviceAccountName: trainer
 //     priorityClassName: high
 //     imagePullSecrets: [regcred]
@@ -81,7 +82,7 @@ Result<WorkloadKind> KindForOperator(const std::string& operator_type);
 // Settings shared by all tasks of an executor (per-step `kubernetes:` config
 // overrides the per-task fields).
 struct ManifestOptions {
-  std::string namespace_ = "default";
+  std::string namespace_;  // "" = "default"
   std::string default_image;  // used when Task::image is empty
   // Shared RWX PersistentVolumeClaim mounted into every pod at
   // workspace_mount_path; "" mounts nothing.

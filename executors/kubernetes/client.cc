@@ -475,7 +475,8 @@ std::map<std::string, int64_t> Client::RequestCounts() const {
 
 Result<HttpResponse> Client::Do(const std::string& method, const std::string& path,
                                 const std::string& body, const std::string& content_type,
-                                const std::string& what) {
+                                const std::string& what, int max_retries) {
+  const int retries = max_retries < 0 ? options_.max_retries : max_retries;
   bool refresh = false;
   bool refreshed = false;
   for (int attempt = 0;; ++attempt) {
@@ -514,7 +515,7 @@ Result<HttpResponse> Client::Do(const std::string& method, const std::string& pa
         return Error(Status::FailedPrecondition("TLS: cannot load the certificates for " +
                                                 config_.cluster.server + " (" + Describe() + ")"));
       }
-      if (RetriableTransport(err) && attempt < options_.max_retries) {
+      if (RetriableTransport(err) && attempt < retries) {
         std::this_thread::sleep_for(Backoff(attempt, nullptr));
         continue;
       }
@@ -537,7 +538,7 @@ Result<HttpResponse> Client::Do(const std::string& method, const std::string& pa
       --attempt;
       continue;
     }
-    if (RetriableHttp(r.status) && attempt < options_.max_retries) {
+    if (RetriableHttp(r.status) && attempt < retries) {
       std::this_thread::sleep_for(Backoff(attempt, &r));
       continue;
     }
@@ -621,8 +622,8 @@ Status Client::DeleteCollection(const ResourceKind& kind, const std::string& ns,
   return Status::Ok();
 }
 
-Result<std::string> Client::GetText(const std::string& path_and_query) {
-  auto r = Do("GET", path_and_query, "", "", "get " + path_and_query);
+Result<std::string> Client::GetText(const std::string& path_and_query, int max_retries) {
+  auto r = Do("GET", path_and_query, "", "", "get " + path_and_query, max_retries);
   if (!r) return Error(r.error());
   return std::move(r->body);
 }

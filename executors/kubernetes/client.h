@@ -158,8 +158,9 @@ class Client {
   Status DeleteCollection(const ResourceKind& kind, const std::string& ns,
                           const std::string& label_selector, Propagation propagation);
   // GET of a text resource, e.g. a pod's log
-  // ("/api/v1/namespaces/ns/pods/p/log?container=main").
-  Result<std::string> GetText(const std::string& path_and_query);
+  // ("/api/v1/namespaces/ns/pods/p/log?container=main"). `max_retries` < 0
+  // uses ClientOptions::max_retries.
+  Result<std::string> GetText(const std::string& path_and_query, int max_retries = -1);
 
   // Starts a list+watch of `kind` objects in `ns` matching `label_selector`
   // on a new thread: it lists, delivers the items, then watches from the
@@ -174,7 +175,7 @@ class Client {
   // calls. `what` describes the request in errors ("create jobs.batch x").
   Result<HttpResponse> Do(const std::string& method, const std::string& path_and_query,
                           const std::string& body, const std::string& content_type,
-                          const std::string& what);
+                          const std::string& what, int max_retries = -1);
 
   const RestConfig& config() const { return config_; }
   const ClientOptions& options() const { return options_; }

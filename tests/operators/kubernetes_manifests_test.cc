@@ -172,7 +172,7 @@ TEST(KubernetesManifestsTest, ClearErrors) {
   t.config = Json::parse(R"({"kubernetes": {"serviceAcount": "x"}})");
   EXPECT_EQ(BuildManifest(t, {}).error().message(),
             "step \"prepare\": kubernetes.serviceAcount is not a known setting (known: "
-            "serviceAccountName, priorityClassName, imagePullSecrets, queue, "
+            "namespace, serviceAccountName, priorityClassName, imagePullSecrets, queue, "
             "ttlSecondsAfterFinished, podLabels, podAnnotations)");
 }
 

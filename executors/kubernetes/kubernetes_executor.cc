@@ -1,0 +1,445 @@
+#include "executors/kubernetes/kubernetes_executor.h"
+
+#include <algorithm>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+namespace sluice {
+namespace {
+
+using k8s::WatchEvent;
+using SteadyClock = std::chrono::steady_clock;
+
+k8s::ResourceKind ToResourceKind(const operators::WorkloadKind& w) {
+  return k8s::ResourceKind{w.api_version, w.kind, w.plural, true};
+}
+
+std::string Key(const std::string& plural, const std::string& ns, const std::string& name) {
+  return plural + "/" + ns + "/" + name;
+}
+
+std::string Label(const Json& obj, const std::string& key) {
+  if (!obj.contains("metadata") || !obj["metadata"].contains("labels")) return "";
+  return obj["metadata"]["labels"].value(key, "");
+}
+
+std::string Annotation(const Json& obj, const std::string& key) {
+  if (!obj.contains("metadata") || !obj["metadata"].contains("annotations")) return "";
+  return obj["metadata"]["annotations"].value(key, "");
+}
+
+Status MissingApi(const operators::WorkloadKind& kind, const Status& st) {
+  if (st.code() != StatusCode::kNotFound || kind.api_version == "batch/v1") return st;
+  return Status::FailedPrecondition("the cluster has no " + kind.api_version + " " + kind.kind +
+                                    " API (is the training-operator installed?): " + st.message());
+}
+
+}  // namespace
+
+struct KubernetesExecutor::Live {
+  Task task;
+  operators::WorkloadKind kind;
+  std::string ns, name;
+  std::chrono::system_clock::time_point started_at;
+  std::optional<SteadyClock::time_point> deadline;
+  bool finishing = false;  // a Finish is queued or being handled
+};
+
+struct KubernetesExecutor::WatchEntry {
+  std::unique_ptr<k8s::Watcher> watcher;
+  std::string run_id;
+  SteadyClock::time_point last_used;
+};
+
+KubernetesExecutor::KubernetesExecutor(std::unique_ptr<k8s::Client> client,
+                                       KubernetesExecutorOptions options)
+    : client_(std::move(client)), options_(std::move(options)) {
+  for (int i = 0; i < std::max(1, options_.finisher_threads); ++i) {
+    finishers_.emplace_back([this] { FinisherLoop(); });
+  }
+}
+
+KubernetesExecutor::~KubernetesExecutor() {
+  std::map<std::string, std::unique_ptr<WatchEntry>> watches;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    watches.swap(watches_);
+  }
+  finish_cv_.notify_all();
+  watches.clear();  // stops and joins each watcher
+  for (auto& t : finishers_) t.join();
+}
+
+std::string KubernetesExecutor::NamespaceFor(const Task& task) const {
+  if (task.config.is_object() && task.config.contains("kubernetes") &&
+      task.config["kubernetes"].is_object()) {
+    const Json& k = task.config["kubernetes"];
+    if (k.contains("namespace") && k["namespace"].is_string()) return k["namespace"].get<std::string>();
+  }
+  if (!options_.manifests.namespace_.empty()) return options_.manifests.namespace_;
+  if (!client_->config().namespace_.empty()) return client_->config().namespace_;
+  return "default";
+}
+
+bool KubernetesExecutor::CanRunMore() const {
+  return options_.max_in_flight <= 0 || Running() < static_cast<size_t>(options_.max_in_flight);
+}
+
+size_t KubernetesExecutor::Running() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return running_.size() + done_.size();
+}
+
+void KubernetesExecutor::EnsureWatch(const operators::WorkloadKind& kind, const std::string& ns,
+                                     const std::string& run_id) {
+  std::string key = kind.plural + "/" + ns + "/" + run_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = watches_.find(key);
+    if (it != watches_.end()) {
+      it->second->last_used = SteadyClock::now();
+      return;
+    }
+  }
+  auto entry = std::make_unique<WatchEntry>();
+  entry->run_id = run_id;
+  entry->last_used = SteadyClock::now();
+  std::string plural = kind.plural;
+  k8s::WatchHandlers h;
+  h.on_event = [this, plural](const WatchEvent& ev) { OnEvent(plural, ev); };
+  h.on_error = [key](const Status& st) {
+    spdlog::warn("kubernetes watch {}: {}", key, st.message());
+  };
+  entry->watcher = client_->Watch(ToResourceKind(kind), ns, operators::RunSelector(run_id), h);
+  std::lock_guard<std::mutex> lock(mu_);
+  watches_.emplace(key, std::move(entry));
+}
+
+void KubernetesExecutor::OnEvent(const std::string& plural, const WatchEvent& ev) {
+  const Json& obj = ev.object;
+  if (!obj.contains("metadata")) return;
+  std::string ns = obj["metadata"].value("namespace", "");
+  std::string name = obj["metadata"].value("name", "");
+  std::string key = Key(plural, ns, name);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) {
+    // Not (yet) ours: remember finished objects, so a task adopting one
+    // after a restart sees its result even if the event came first.
+    if (ev.type != WatchEvent::Type::kDeleted) {
+      std::string op = plural == "jobs" ? "container" : plural == "tfjobs" ? "tfjob" : "pytorchjob";
+      if (operators::InterpretStatus(op, obj).finished) terminal_seen_[key] = obj;
+    } else {
+      terminal_seen_.erase(key);
+    }
+    return;
+  }
+  auto rit = running_.find(it->second);
+  if (rit == running_.end() || rit->second->finishing) return;
+  Live& r = *rit->second;
+  if (ev.type == WatchEvent::Type::kDeleted) {
+    QueueFinishLocked(r, Finish{r.task.id, TaskOutcome::kError,
+                                r.kind.kind + " " + ns + "/" + name +
+                                    " was deleted before it finished (by someone else, or "
+                                    "its namespace)"});
+    return;
+  }
+  operators::WorkloadState st = operators::InterpretStatus(r.task.operator_type, obj);
+  if (!st.finished) return;
+  Finish f{r.task.id, std::nullopt, st.message};
+  if (st.outcome == TaskOutcome::kTimedOut) {
+    f.forced = TaskOutcome::kTimedOut;
+    f.delete_object = true;  // a timeout deletes the object (and its pods)
+  } else {
+    f.forced = st.outcome;
+  }
+  QueueFinishLocked(r, std::move(f));
+}
+
+void KubernetesExecutor::QueueFinishLocked(Live& r, Finish f) {
+  r.finishing = true;
+  finish_queue_.push_back(std::move(f));
+  finish_cv_.notify_one();
+}
+
+Status KubernetesExecutor::Start(const Task& task) {
+  auto kind = operators::KindForOperator(task.operator_type);
+  if (!kind) return kind.error().WithContext("step \"" + task.step + "\"");
+  operators::ManifestOptions mo = options_.manifests;
+  mo.namespace_ = NamespaceFor(task);
+  auto manifest = operators::BuildManifest(task, mo);
+  if (!manifest) return manifest.error();
+  std::string name = (*manifest)["metadata"]["name"].get<std::string>();
+  std::string key = Key(kind->plural, mo.namespace_, name);
+
+  auto r = std::make_unique<Live>();
+  r->task = task;
+  r->kind = *kind;
+  r->ns = mo.namespace_;
+  r->name = name;
+  r->started_at = std::chrono::system_clock::now();
+  if (task.timeout) {
+    r->deadline = SteadyClock::now() + *task.timeout + options_.deadline_grace;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (running_.count(task.id)) {
+      return Status::AlreadyExists("task " + std::to_string(task.id) + " is already running");
+    }
+    running_[task.id] = std::move(r);
+    by_key_[key] = task.id;
+  }
+  auto forget = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(task.id);
+    by_key_.erase(key);
+  };
+  EnsureWatch(*kind, mo.namespace_, task.run_id);
+
+  k8s::ResourceKind rk = ToResourceKind(*kind);
+  auto created = client_->Create(rk, mo.namespace_, *manifest);
+  Json object;
+  if (created) {
+    object = std::move(*created);
+  } else if (created.error().code() == StatusCode::kAlreadyExists) {
+    // Adopt our own object (resume after a crash); refuse anyone else's.
+    auto existing = client_->Get(rk, mo.namespace_, name);
+    if (!existing) {
+      forget();
+      return existing.error();
+    }
+    if (Label(*existing, "sluice.dev/run") != operators::LabelValue(task.run_id) ||
+        Annotation(*existing, "sluice.dev/instance") != task.instance ||
+        Label(*existing, "sluice.dev/attempt") != std::to_string(task.attempt)) {
+      forget();
+      return Status::AlreadyExists(kind->kind + " " + mo.namespace_ + "/" + name +
+                                   " exists but was not created by run " + task.run_id +
+                                   " for " + task.instance + " attempt " +
+                                   std::to_string(task.attempt) + "; delete it or rename the run");
+    }
+    spdlog::info("adopting existing {} {}/{} for {} attempt {}", kind->kind, mo.namespace_, name,
+                 task.instance, task.attempt);
+    object = std::move(*existing);
+  } else {
+    forget();
+    return MissingApi(*kind, created.error());
+  }
+
+  // The object may already be finished (adopted), or its final event may
+  // have arrived before we registered it.
+  std::lock_guard<std::mutex> lock(mu_);
+  auto seen = terminal_seen_.find(key);
+  if (seen != terminal_seen_.end()) {
+    object = seen->second;
+    terminal_seen_.erase(seen);
+  }
+  auto rit = running_.find(task.id);
+  if (rit != running_.end() && !rit->second->finishing) {
+    operators::WorkloadState st = operators::InterpretStatus(task.operator_type, object);
+    if (st.finished) {
+      Finish f{task.id, st.outcome, st.message};
+      f.delete_object = st.outcome == TaskOutcome::kTimedOut;
+      QueueFinishLocked(*rit->second, std::move(f));
+    }
+  }
+  return Status::Ok();
+}
+
+std::optional<TaskResult> KubernetesExecutor::Wait(Duration timeout) {
+  ReapIdleWatches();
+  auto end = SteadyClock::now() + timeout;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (!done_.empty()) {
+      TaskResult r = std::move(done_.front());
+      done_.pop_front();
+      return r;
+    }
+    if (running_.empty()) return std::nullopt;
+    // sluice's own deadline, in case activeDeadlineSeconds never fires
+    // (e.g. a pod that never starts on a cluster without a deadline).
+    auto now = SteadyClock::now();
+    std::optional<SteadyClock::time_point> next;
+    for (auto& [id, r] : running_) {
+      if (r->finishing || !r->deadline) continue;
+      if (*r->deadline <= now) {
+        Finish f{id, TaskOutcome::kTimedOut,
+                 "timed out after " + std::to_string(r->task.timeout->count()) +
+                     "ms (no result from the cluster within the timeout + " +
+                     std::to_string(options_.deadline_grace.count()) + "ms grace)"};
+        f.delete_object = true;
+        QueueFinishLocked(*r, std::move(f));
+      } else if (!next || *r->deadline < *next) {
+        next = r->deadline;
+      }
+    }
+    if (now >= end) return std::nullopt;
+    auto until = next ? std::min(end, *next) : end;
+    done_cv_.wait_until(lock, until);
+  }
+}
+
+void KubernetesExecutor::Cancel(TaskId id, Duration grace) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = running_.find(id);
+  if (it == running_.end() || it->second->finishing) return;
+  Finish f{id, TaskOutcome::kCancelled, "cancelled"};
+  f.delete_object = true;
+  f.grace_seconds = std::max<int64_t>(0, grace.count() / 1000);
+  QueueFinishLocked(*it->second, std::move(f));
+}
+
+void KubernetesExecutor::CancelAll(Duration grace) {
+  std::vector<TaskId> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, r] : running_) ids.push_back(id);
+  }
+  for (TaskId id : ids) Cancel(id, grace);
+}
+
+void KubernetesExecutor::FinisherLoop() {
+  for (;;) {
+    Finish f;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      finish_cv_.wait(lock, [&] { return shutting_down_ || !finish_queue_.empty(); });
+      if (shutting_down_) return;
+      f = std::move(finish_queue_.front());
+      finish_queue_.pop_front();
+    }
+    Complete(std::move(f));
+  }
+}
+
+void KubernetesExecutor::Complete(Finish f) {
+  Task task;
+  operators::WorkloadKind kind;
+  std::string ns, name;
+  std::chrono::system_clock::time_point started_at;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = running_.find(f.id);
+    if (it == running_.end()) return;
+    task = it->second->task;
+    kind = it->second->kind;
+    ns = it->second->ns;
+    name = it->second->name;
+    started_at = it->second->started_at;
+  }
+  k8s::ResourceKind rk = ToResourceKind(kind);
+  TaskResult result;
+  result.id = f.id;
+  result.outcome = f.forced.value_or(TaskOutcome::kError);
+  result.message = f.message;
+  result.started_at = started_at;
+  result.external_id = ns + "/" + name;
+
+  // Delete first on cancel/timeout: stopping the pods matters more than logs.
+  if (f.delete_object) {
+    Status st = client_->Delete(rk, ns, name, k8s::Propagation::kBackground,
+                                f.grace_seconds >= 0 ? std::optional<int64_t>(f.grace_seconds)
+                                                     : std::nullopt);
+    if (!st.ok()) {
+      spdlog::warn("could not delete {} {}/{}: {}", kind.kind, ns, name, st.message());
+      result.message += "; deleting " + kind.kind + " " + ns + "/" + name + " failed: " + st.message();
+    }
+  }
+
+  auto pods = client_->List(k8s::PodKind(), ns, kind.pod_name_label + "=" + name);
+  if (pods) {
+    if (result.outcome == TaskOutcome::kSucceeded) {
+      result.exit_code = 0;
+    } else {
+      operators::PodExit exit = operators::ExitFromPods(pods->items);
+      result.exit_code = exit.exit_code;
+      if (!exit.description.empty()) result.message += " (" + exit.description + ")";
+    }
+  } else if (result.outcome == TaskOutcome::kSucceeded) {
+    result.exit_code = 0;
+  }
+
+  if (options_.fetch_logs && !task.log_path.empty()) {
+    std::ofstream log(task.log_path, std::ios::app);
+    if (!pods) {
+      log << "[sluice] could not list the pods of " << kind.kind << " " << ns << "/" << name
+          << ": " << pods.error().message() << "\n";
+    } else if (pods->items.empty()) {
+      log << "[sluice] " << kind.kind << " " << ns << "/" << name
+          << " has no pods left to read logs from\n";
+    } else {
+      std::sort(pods->items.begin(), pods->items.end(), [](const Json& a, const Json& b) {
+        return a["metadata"].value("name", "") < b["metadata"].value("name", "");
+      });
+      for (const auto& pod : pods->items) {
+        std::string pod_name = pod["metadata"].value("name", "");
+        if (pods->items.size() > 1) log << "==> pod " << pod_name << " <==\n";
+        auto text = client_->GetText("/api/v1/namespaces/" + k8s::UrlEncode(ns) + "/pods/" +
+                                     k8s::UrlEncode(pod_name) + "/log?container=" +
+                                     k8s::UrlEncode(kind.container_name),
+                                     /*max_retries=*/0);
+        if (text) {
+          log << *text;
+          if (!text->empty() && text->back() != '\n') log << "\n";
+        } else {
+          log << "[sluice] could not fetch the logs of pod " << ns << "/" << pod_name << ": "
+              << text.error().message() << "\n";
+        }
+      }
+    }
+  }
+
+  result.finished_at = std::chrono::system_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  by_key_.erase(Key(kind.plural, ns, name));
+  running_.erase(f.id);
+  done_.push_back(std::move(result));
+  done_cv_.notify_all();
+}
+
+void KubernetesExecutor::ReapIdleWatches() {
+  std::vector<std::unique_ptr<WatchEntry>> idle;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::set<std::string> active_runs;
+    for (const auto& [id, r] : running_) active_runs.insert(r->task.run_id);
+    auto now = SteadyClock::now();
+    for (auto it = watches_.begin(); it != watches_.end();) {
+      if (!active_runs.count(it->second->run_id) &&
+          now - it->second->last_used > std::chrono::minutes(10)) {
+        idle.push_back(std::move(it->second));
+        it = watches_.erase(it);
+      } else {
+        if (active_runs.count(it->second->run_id)) it->second->last_used = now;
+        ++it;
+      }
+    }
+  }
+  idle.clear();  // joins outside the lock
+}
+
+Result<ExecutorPtr> NewKubernetesExecutor(const KubernetesExecutorOptions& options) {
+  auto config = k8s::LoadRestConfig(options.kubeconfig);
+  if (!config) return Error(config.error());
+  auto client = k8s::Client::Create(*config, options.client);
+  if (!client) return Error(client.error());
+  return ExecutorPtr(new KubernetesExecutor(std::move(*client), options));
+}
+
+Result<std::vector<Json>> KubernetesDryRun(const Task& task,
+                                           const KubernetesExecutorOptions& options) {
+  operators::ManifestOptions mo = options.manifests;
+  if (mo.namespace_.empty()) {
+    // The kubeconfig's namespace when there is one; a dry run must work
+    // without a cluster, so a missing kubeconfig is not an error.
+    auto config = k8s::LoadRestConfig(options.kubeconfig);
+    mo.namespace_ = config ? config->namespace_ : "default";
+  }
+  auto m = operators::BuildManifest(task, mo);
+  if (!m) return Error(m.error());
+  return std::vector<Json>{std::move(*m)};
+}
+
+}  // namespace sluice

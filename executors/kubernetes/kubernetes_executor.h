@@ -1,0 +1,146 @@
+#pragma once
+// The Kubernetes executor: runs each task as one Kubernetes object (a Job, a
+// TFJob or a PyTorchJob; see operators/kubernetes_manifests.h) and learns how
+// it ended from watch events, never by polling.
+//
+//   Start()   builds the manifest and creates it (one POST). The name is
+//             deterministic (run, instance, attempt): when it already exists
+//             and carries this run's labels and this instance's annotation,
+//             the executor adopts it instead of failing, so `sluice resume`
+//             after a kill -9 creates no duplicates and picks up results that
+//             finished meanwhile.
+//   watches   one list+watch per (kind, namespace, run), label-selected with
+//             sluice.dev/run, shared by all of the run's tasks; started on the
+//             first Start() of that run and closed after 10 idle minutes.
+//   Wait()    returns results as watch events (or timeouts) arrive. Before a
+//             result is returned, the pods' logs are copied into
+//             Task::log_path (so they outlive pod garbage collection) and the
+//             failing container's exit code is read from the pod status.
+//   timeouts  the object carries activeDeadlineSeconds; when the API reports
+//             DeadlineExceeded (or Task::timeout + deadline_grace passes
+//             without an answer), the object is deleted with Background
+//             propagation and the result is kTimedOut.
+//   Cancel()  deletes the object (Background propagation, pods get `grace`),
+//             and the result is kCancelled.
+//
+// Write requests per task: 1 (create); plus 1 delete on timeout/cancel.
+// Reads per task: 1 pod list + 1 log GET per pod on completion.
+//
+// Thread-safety: as engine/executor.h: Start/Wait from one thread, Cancel and
+// CancelAll from any.
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/executor.h"
+#include "engine/status.h"
+#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/kubeconfig.h"
+#include "operators/kubernetes_manifests.h"
+
+namespace sluice {
+
+class ExecutorRegistry;  // engine/runner.h
+
+struct KubernetesExecutorOptions {
+  k8s::KubeconfigOptions kubeconfig;   // --kubeconfig, --context, --namespace
+  k8s::ClientOptions client;           // qps/burst, retries
+  // Namespace "" = the pipeline's, else the kubeconfig context's.
+  operators::ManifestOptions manifests;
+  int max_in_flight = 0;               // tasks at once (CanRunMore); 0 = unlimited
+  bool fetch_logs = true;              // copy pod logs into Task::log_path on completion
+  // A task with a timeout that has not finished this long after its timeout
+  // is deleted and reported kTimedOut by sluice itself (a backstop for
+  // activeDeadlineSeconds, which counts from the pod's start).
+  Duration deadline_grace{30000};
+  int finisher_threads = 4;            // log/pod fetchers
+};
+
+class KubernetesExecutor : public Executor {
+ public:
+  // Use NewKubernetesExecutor(). Takes ownership of `client`.
+  KubernetesExecutor(std::unique_ptr<k8s::Client> client, KubernetesExecutorOptions options);
+  // Stops watches and finisher threads; leaves objects on the cluster (a
+  // later `sluice resume` adopts them).
+  ~KubernetesExecutor() override;
+  KubernetesExecutor(const KubernetesExecutor&) = delete;
+  KubernetesExecutor& operator=(const KubernetesExecutor&) = delete;
+
+  std::string Name() const override { return "kubernetes"; }
+  bool CanRunMore() const override;
+  // Errors: kInvalidArgument (no image, bad config), the API's errors
+  // (forbidden, unreachable, CRD missing: "the cluster has no
+  // kubeflow.org/v1 TFJob API (is the training-operator installed?)"),
+  // kAlreadyExists when the name is taken by an object that is not this
+  // task's.
+  Status Start(const Task& task) override;
+  std::optional<TaskResult> Wait(Duration timeout) override;
+  void Cancel(TaskId id, Duration grace) override;
+  void CancelAll(Duration grace) override;
+  size_t Running() const override;
+
+  // The namespace `task` runs in.
+  std::string NamespaceFor(const Task& task) const;
+  k8s::Client* client() { return client_.get(); }
+
+ private:
+  struct Live;  // a started task
+  struct Finish {
+    TaskId id = 0;
+    std::optional<TaskOutcome> forced;  // timeout/cancel/lost; nullopt = from status
+    std::string message;
+    bool delete_object = false;
+    int64_t grace_seconds = -1;
+  };
+  struct WatchEntry;
+
+  void EnsureWatch(const operators::WorkloadKind& kind, const std::string& ns,
+                   const std::string& run_id);
+  void OnEvent(const std::string& kind, const k8s::WatchEvent& ev);
+  // Called with mu_ held: queues `f` for a finisher thread.
+  void QueueFinishLocked(Live& r, Finish f);
+  void FinisherLoop();
+  void Complete(Finish f);
+  void ReapIdleWatches();
+
+  std::unique_ptr<k8s::Client> client_;
+  const KubernetesExecutorOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;
+  std::condition_variable finish_cv_;
+  std::map<TaskId, std::unique_ptr<Live>> running_;
+  std::map<std::string, TaskId> by_key_;          // "plural/ns/name" -> task
+  std::map<std::string, Json> terminal_seen_;     // finished objects seen before their task
+  std::deque<TaskResult> done_;
+  std::deque<Finish> finish_queue_;
+  std::map<std::string, std::unique_ptr<WatchEntry>> watches_;  // "plural/ns/run"
+  bool shutting_down_ = false;
+  std::vector<std::thread> finishers_;
+};
+
+// Connects (reads kubeconfig, builds the client) and returns the executor.
+// Errors are LoadRestConfig's and Client::Create's; nothing is sent to the
+// API server until the first Start().
+Result<ExecutorPtr> NewKubernetesExecutor(const KubernetesExecutorOptions& options);
+
+// The manifest(s) Start() would create for `task`, without contacting the
+// cluster (`sluice run --dry-run --executor kubernetes`). `namespace_` ""
+// uses options.manifests.namespace_, then "default".
+Result<std::vector<Json>> KubernetesDryRun(const Task& task,
+                                           const KubernetesExecutorOptions& options);
+
+// Registers NewKubernetesExecutor(options) as "kubernetes". Defined in
+// register.cc (needs engine/runner's ExecutorRegistry).
+Status RegisterKubernetesExecutor(ExecutorRegistry& registry,
+                                  const KubernetesExecutorOptions& options);
+
+}  // namespace sluice
