@@ -525,7 +525,8 @@ void LocalExecutor::ServiceTimers() {
 }
 
 std::optional<TaskResult> LocalExecutor::Wait(Duration timeout) {
-  const auto end = SteadyClock::now() + timeout;
+  // Clamped so that Duration::max() ("forever") does not overflow the clock.
+  const auto end = SteadyClock::now() + std::clamp<Duration>(timeout, Duration(0), std::chrono::hours(24 * 365));
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (!finished_.empty()) {

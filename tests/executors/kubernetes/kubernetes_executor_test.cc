@@ -1,0 +1,295 @@
+// The Kubernetes executor against the live test cluster (tests/k8s: a real
+// kube-apiserver, kube-controller-manager and training-operator; kwok runs
+// the pods, which run no code). Registered with FIXTURES_REQUIRED k8s and
+// LABELS k8s; skipped when the cluster's kubeconfig is absent.
+//
+// kwok pod lifecycle (tests/k8s/config/kwok-stages.yaml.in): pods succeed
+// after a short delay; annotation sluice.dev/kwok-fail: "true" makes them fail
+// (exit code from sluice.dev/kwok-exit-code), sluice.dev/kwok-hold: "true"
+// keeps them Running.
+
+#include "executors/kubernetes/kubernetes_executor.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string StateDir() {
+  const char* s = std::getenv("SLUICE_K8S_STATE");
+  return s != nullptr && *s != '\0' ? s : "/tmp/sluice-k8s";
+}
+
+class KubernetesExecutorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    kubeconfig_ = StateDir() + "/kubeconfig";
+    if (!fs::exists(kubeconfig_)) {
+      GTEST_SKIP() << "no test cluster: " << kubeconfig_
+                   << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
+    }
+    std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::transform(test.begin(), test.end(), test.begin(), ::tolower);
+    run_id_ = "it-" + std::to_string(::getpid()) + "-" + test.substr(0, 20);
+    dir_ = fs::temp_directory_path() / ("sluice-k8s-it-" + run_id_);
+    fs::create_directories(dir_);
+    options_.kubeconfig.kubeconfig = kubeconfig_;
+    options_.manifests.namespace_ = "default";
+    options_.deadline_grace = Duration(20000);
+    auto ex = NewKubernetesExecutor(options_);
+    ASSERT_TRUE(ex) << ex.error().ToString();
+    executor_.reset(static_cast<KubernetesExecutor*>(ex->release()));
+  }
+
+  void TearDown() override {
+    if (executor_) {
+      executor_->client()->DeleteCollection(k8s::JobKind(), "default",
+                                            operators::RunSelector(run_id_),
+                                            k8s::Propagation::kBackground);
+      executor_.reset();
+    }
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  Task MakeTask(TaskId id, const std::string& step) {
+    Task t;
+    t.id = id;
+    t.run_id = run_id_;
+    t.pipeline = "it";
+    t.step = step;
+    t.instance = step;
+    t.attempt = 1;
+    t.argv = {"sh", "-c", "echo hello from " + step};
+    t.image = "busybox:1.36";
+    t.workdir = dir_.string();
+    t.log_path = (dir_ / (step + ".log")).string();
+    t.resources.cpu_millis = 100;
+    t.resources.memory_bytes = 64ll << 20;
+    return t;
+  }
+
+  // Waits (bounded) for the next result.
+  TaskResult Next(Duration bound = Duration(90000)) {
+    auto r = executor_->Wait(bound);
+    EXPECT_TRUE(r.has_value()) << "no result within " << bound.count() << "ms";
+    return r.value_or(TaskResult{});
+  }
+
+  size_t CountJobs() {
+    auto list = executor_->client()->List(k8s::JobKind(), "default",
+                                          operators::RunSelector(run_id_));
+    EXPECT_TRUE(list) << list.error().ToString();
+    return list ? list->items.size() : 0;
+  }
+
+  std::string kubeconfig_;
+  std::string run_id_;
+  fs::path dir_;
+  KubernetesExecutorOptions options_;
+  std::unique_ptr<KubernetesExecutor> executor_;
+};
+
+TEST_F(KubernetesExecutorTest, JobSucceedsAndIsLabelled) {
+  Task t = MakeTask(1, "prepare");
+  ASSERT_TRUE(executor_->Start(t).ok());
+  EXPECT_EQ(executor_->Running(), 1u);
+  TaskResult r = Next();
+  EXPECT_EQ(r.id, 1u);
+  EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  EXPECT_EQ(r.exit_code, 0);
+  std::string name = operators::ObjectName(run_id_, "prepare", 1);
+  EXPECT_EQ(r.external_id, "default/" + name);
+  auto job = executor_->client()->Get(k8s::JobKind(), "default", name);
+  ASSERT_TRUE(job) << job.error().ToString();
+  EXPECT_EQ((*job)["metadata"]["labels"]["sluice.dev/step"], "prepare");
+  EXPECT_EQ((*job)["metadata"]["labels"]["sluice.dev/attempt"], "1");
+  EXPECT_EQ((*job)["spec"]["backoffLimit"], 0);
+  // The log file exists: pod logs, or (kwok has no kubelet) why there are none.
+  EXPECT_TRUE(fs::exists(t.log_path));
+  EXPECT_EQ(executor_->Running(), 0u);
+}
+
+TEST_F(KubernetesExecutorTest, DiamondOfJobs) {
+  ASSERT_TRUE(executor_->Start(MakeTask(1, "a")).ok());
+  TaskResult a = Next();
+  ASSERT_EQ(a.outcome, TaskOutcome::kSucceeded) << a.message;
+  ASSERT_TRUE(executor_->Start(MakeTask(2, "b")).ok());
+  ASSERT_TRUE(executor_->Start(MakeTask(3, "c")).ok());
+  TaskResult first = Next();
+  TaskResult second = Next();
+  EXPECT_EQ(first.outcome, TaskOutcome::kSucceeded) << first.message;
+  EXPECT_EQ(second.outcome, TaskOutcome::kSucceeded) << second.message;
+  EXPECT_EQ(first.id + second.id, 5u);
+  ASSERT_TRUE(executor_->Start(MakeTask(4, "d")).ok());
+  EXPECT_EQ(Next().outcome, TaskOutcome::kSucceeded);
+  EXPECT_EQ(CountJobs(), 4u);
+}
+
+TEST_F(KubernetesExecutorTest, FailingPodFailsTheTaskWithItsExitCode) {
+  Task t = MakeTask(1, "flaky");
+  t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {
+      "sluice.dev/kwok-fail": "true", "sluice.dev/kwok-exit-code": "3"}}})");
+  ASSERT_TRUE(executor_->Start(t).ok());
+  TaskResult r = Next();
+  EXPECT_EQ(r.outcome, TaskOutcome::kFailed) << r.message;
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.message.find("Job failed: BackoffLimitExceeded"), std::string::npos) << r.message;
+  // sluice's retry is a new Job (attempt 2), never a pod restart.
+  Task retry = t;
+  retry.id = 2;
+  retry.attempt = 2;
+  ASSERT_TRUE(executor_->Start(retry).ok());
+  EXPECT_EQ(Next().outcome, TaskOutcome::kFailed);
+  EXPECT_EQ(CountJobs(), 2u);
+}
+
+TEST_F(KubernetesExecutorTest, TimeoutDeletesTheJob) {
+  Task t = MakeTask(1, "slow");
+  t.timeout = Duration(2000);
+  t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {"sluice.dev/kwok-hold": "true"}}})");
+  ASSERT_TRUE(executor_->Start(t).ok());
+  TaskResult r = Next();
+  EXPECT_EQ(r.outcome, TaskOutcome::kTimedOut) << r.message;
+  auto job = executor_->client()->Get(k8s::JobKind(), "default",
+                                      operators::ObjectName(run_id_, "slow", 1));
+  // Deleted with Background propagation: gone, or going.
+  EXPECT_TRUE(!job || (*job)["metadata"].contains("deletionTimestamp"))
+      << "the Job still exists after its timeout";
+}
+
+TEST_F(KubernetesExecutorTest, CancelDeletesTheJob) {
+  Task t = MakeTask(1, "held");
+  t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {"sluice.dev/kwok-hold": "true"}}})");
+  ASSERT_TRUE(executor_->Start(t).ok());
+  EXPECT_FALSE(executor_->Wait(Duration(1)).has_value());
+  executor_->CancelAll(Duration(0));
+  TaskResult r = Next();
+  EXPECT_EQ(r.outcome, TaskOutcome::kCancelled) << r.message;
+  auto job = executor_->client()->Get(k8s::JobKind(), "default",
+                                      operators::ObjectName(run_id_, "held", 1));
+  EXPECT_TRUE(!job || (*job)["metadata"].contains("deletionTimestamp"));
+}
+
+TEST_F(KubernetesExecutorTest, GpuStepLandsOnTheGpuNode) {
+  Task t = MakeTask(1, "gpu");
+  t.resources.gpu = 1;
+  t.resources.node_selector = {{"sluice.dev/accelerator", "nvidia-gpu"}};
+  ASSERT_TRUE(executor_->Start(t).ok());
+  TaskResult r = Next();
+  EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  auto pods = executor_->client()->List(
+      k8s::PodKind(), "default", "job-name=" + operators::ObjectName(run_id_, "gpu", 1));
+  ASSERT_TRUE(pods) << pods.error().ToString();
+  ASSERT_EQ(pods->items.size(), 1u);
+  EXPECT_EQ(pods->items[0]["spec"]["nodeName"], "kwok-gpu-0");
+}
+
+TEST_F(KubernetesExecutorTest, TfJobAndPyTorchJobSucceedThroughTheTrainingOperator) {
+  Task tf = MakeTask(1, "tf");
+  tf.operator_type = "tfjob";
+  tf.config = Json::parse(R"({"tfjob": {"replicas": {"PS": {"replicas": 1},
+                                                       "Worker": {"replicas": 2}}}})");
+  Task pt = MakeTask(2, "pt");
+  pt.operator_type = "pytorchjob";
+  pt.config = Json::parse(R"({"pytorchjob": {"replicas": {"Master": {"replicas": 1},
+                                                            "Worker": {"replicas": 2}}}})");
+  ASSERT_TRUE(executor_->Start(tf).ok());
+  ASSERT_TRUE(executor_->Start(pt).ok());
+  TaskResult a = Next(Duration(180000));
+  TaskResult b = Next(Duration(180000));
+  EXPECT_EQ(a.outcome, TaskOutcome::kSucceeded) << a.message;
+  EXPECT_EQ(b.outcome, TaskOutcome::kSucceeded) << b.message;
+  for (const auto* kind : {&k8s::TFJobKind(), &k8s::PyTorchJobKind()}) {
+    executor_->client()->DeleteCollection(*kind, "default", operators::RunSelector(run_id_),
+                                          k8s::Propagation::kBackground);
+  }
+}
+
+TEST_F(KubernetesExecutorTest, ResumeAfterACrashAdoptsTheJob) {
+  Task t = MakeTask(1, "long");
+  t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {"sluice.dev/kwok-duration": "3s"}}})");
+  ASSERT_TRUE(executor_->Start(t).ok());
+  // "kill -9": the executor goes away with the Job still running.
+  executor_.reset();
+  auto ex = NewKubernetesExecutor(options_);
+  ASSERT_TRUE(ex) << ex.error().ToString();
+  executor_.reset(static_cast<KubernetesExecutor*>(ex->release()));
+  t.id = 42;  // a new process numbers its tasks afresh
+  ASSERT_TRUE(executor_->Start(t).ok());
+  TaskResult r = Next();
+  EXPECT_EQ(r.id, 42u);
+  EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  // Adopting a finished Job returns its result too, and creates nothing.
+  t.id = 43;
+  ASSERT_TRUE(executor_->Start(t).ok());
+  EXPECT_EQ(Next().outcome, TaskOutcome::kSucceeded);
+  EXPECT_EQ(CountJobs(), 1u);
+}
+
+TEST_F(KubernetesExecutorTest, ForeignObjectWithOurNameIsNotAdopted) {
+  Task t = MakeTask(1, "taken");
+  auto m = KubernetesDryRun(t, options_);
+  ASSERT_TRUE(m) << m.error().ToString();
+  Json foreign = (*m)[0];
+  foreign["metadata"]["annotations"]["sluice.dev/instance"] = "someone-else";
+  ASSERT_TRUE(executor_->client()->Create(k8s::JobKind(), "default", foreign));
+  Status st = executor_->Start(t);
+  EXPECT_EQ(st.code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(st.message(), "Job default/" + operators::ObjectName(run_id_, "taken", 1) +
+                              " exists but was not created by run " + run_id_ +
+                              " for taken attempt 1; delete it or rename the run");
+}
+
+TEST_F(KubernetesExecutorTest, NoRbacPermissionGivesTheClearMessage) {
+  KubernetesExecutorOptions limited = options_;
+  limited.kubeconfig.kubeconfig = StateDir() + "/kubeconfig-limited";
+  auto ex = NewKubernetesExecutor(limited);
+  ASSERT_TRUE(ex) << ex.error().ToString();
+  Status st = (*ex)->Start(MakeTask(1, "denied"));
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(st.message().rfind("forbidden: jobs.batch is forbidden: User \"sluice-limited\" cannot "
+                               "create resource \"jobs\" in API group \"batch\" in the namespace "
+                               "\"default\"",
+                               0),
+            0u)
+      << st.message();
+}
+
+TEST_F(KubernetesExecutorTest, UnreachableClusterGivesTheClearMessage) {
+  // The admin kubeconfig with the server moved to a closed port.
+  std::ifstream in(kubeconfig_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  size_t pos = text.find("https://127.0.0.1:");
+  ASSERT_NE(pos, std::string::npos);
+  size_t end = text.find_first_not_of("0123456789", pos + 18);
+  text.replace(pos, end - pos, "https://127.0.0.1:1");
+  std::string path = (dir_ / "wrong-kubeconfig").string();
+  std::ofstream(path) << text;
+  KubernetesExecutorOptions wrong = options_;
+  wrong.kubeconfig.kubeconfig = path;
+  wrong.client.max_retries = 0;
+  auto ex = NewKubernetesExecutor(wrong);
+  ASSERT_TRUE(ex) << ex.error().ToString();
+  Status st = (*ex)->Start(MakeTask(1, "nowhere"));
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(st.message().rfind("cannot reach https://127.0.0.1:1: connection refused (is the "
+                               "cluster up? context \"",
+                               0),
+            0u)
+      << st.message();
+}
+
+}  // namespace
+}  // namespace sluice
