@@ -1,0 +1,80 @@
+#pragma once
+// The `sluice` subcommands. main.cc parses the command line (CLI11) into
+// these option structs and calls the matching function, whose return value
+// is the process exit code (see output.h and docs/cli.md).
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sluice::cli {
+
+struct LintOptions {
+  std::vector<std::string> files;
+  std::string format = "text";  // text | json
+};
+// Validates every file; prints all diagnostics. 0 clean, 1 errors.
+int Lint(const LintOptions& options);
+
+struct GraphOptions {
+  std::string file;
+  std::string format = "dot";  // dot | mermaid
+};
+// Prints the DAG of a valid pipeline. 2 when the pipeline is invalid.
+int Graph(const GraphOptions& options);
+
+struct RunCommandOptions {
+  std::string file;                       // run: the pipeline file
+  std::vector<std::string> params;        // "-p name=value", in order
+  int parallelism = 0;                    // -j; 0 = number of CPUs
+  bool keep_going = false;
+  std::string store;                      // --store (resolved in the command)
+  std::string executor;                   // --executor; "" = the pipeline's
+  bool no_cache = false;
+  std::string cpus;                       // --cpus quantity ("2", "500m"); "" = all CPUs
+  std::string memory;                     // --memory quantity ("8Gi"); "" = physical memory
+  int gpus = -1;                          // --gpus; -1 = detect (0 when unknown)
+  bool quiet = false;                     // no step log lines, only progress and summary
+  std::string resume_run;                 // resume / rerun: the run to continue
+  std::vector<std::string> rerun_from;    // rerun --from STEP
+  std::string run_id;                     // --run-id (tests, reproducible names)
+};
+// Runs (or resumes / re-runs) a pipeline, printing live progress and a
+// summary table. 0 succeeded, 1 failed, 2 invalid pipeline/params,
+// 3 system error, 130 cancelled.
+int Run(const RunCommandOptions& options);
+int Resume(const RunCommandOptions& options);
+int Rerun(const RunCommandOptions& options);
+
+struct StatusOptions {
+  std::string run;
+  std::string store;
+  std::string format = "text";  // text | json
+};
+// The run's phase and a table of its steps.
+int ShowStatus(const StatusOptions& options);
+// status plus params, outputs, metrics, artifacts and cache hits.
+int Show(const StatusOptions& options);
+
+struct LogsOptions {
+  std::string run;
+  std::string step;     // instance ("train[1]") or step name
+  std::string store;
+  bool follow = false;
+  int attempt = 0;      // 0 = latest
+};
+// Prints a step's log; -f follows it until the step is terminal.
+int Logs(const LogsOptions& options);
+
+struct RunsOptions {
+  std::string store;
+  std::string pipeline;
+  std::string status;  // run phase name, any case
+  std::string since;   // duration ("1h", "2d")
+  int limit = 50;
+  std::string format = "text";
+};
+// Lists runs, newest first.
+int Runs(const RunsOptions& options);
+
+}  // namespace sluice::cli

@@ -1,0 +1,47 @@
+// sluice lint / sluice graph.
+
+#include <iostream>
+
+#include "dsl/dsl.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/output.h"
+#include "engine/graph.h"
+
+namespace sluice::cli {
+
+int Lint(const LintOptions& options) {
+  std::vector<dsl::Diagnostic> all;
+  size_t errors = 0;
+  for (const auto& file : options.files) {
+    dsl::LoadResult result = dsl::LoadPipelineFile(file);
+    errors += result.ErrorCount();
+    all.insert(all.end(), result.diagnostics.begin(), result.diagnostics.end());
+  }
+  if (options.format == "json") {
+    std::cout << dsl::FormatDiagnosticsJson(all);
+  } else {
+    std::cout << dsl::FormatDiagnosticsText(all);
+    if (errors > 0) {
+      std::cerr << errors << (errors == 1 ? " error" : " errors") << " in "
+                << options.files.size() << (options.files.size() == 1 ? " file" : " files") << "\n";
+    }
+  }
+  return errors > 0 ? kExitFailed : kExitOk;
+}
+
+int Graph(const GraphOptions& options) {
+  dsl::LoadResult result = dsl::LoadPipelineFile(options.file);
+  if (!result.ok()) {
+    std::cerr << dsl::FormatDiagnosticsText(result.diagnostics);
+    return kExitUsage;
+  }
+  auto graph = PipelineGraph::Build(*result.spec);
+  if (!graph) {
+    PrintError(graph.error().message());
+    return kExitUsage;
+  }
+  std::cout << (options.format == "mermaid" ? graph->ToMermaid() : graph->ToDot());
+  return kExitOk;
+}
+
+}  // namespace sluice::cli

@@ -1,0 +1,152 @@
+// sluice: the command-line entry point. Parses the command line with CLI11
+// and dispatches to the commands in commands.h. Exit codes: output.h and
+// docs/cli.md.
+
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/cli/commands.h"
+#include "engine/cli/output.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using namespace sluice::cli;
+
+constexpr const char* kStoreHelp =
+    "Store directory (runs, logs, artifacts); default: .sluice in the current directory";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluice: ML pipelines on your machine, with lineage and caching", "sluice"};
+  app.set_version_flag("--version", SLUICE_VERSION);
+  app.require_subcommand(1);
+  std::string store;
+  app.add_option("--store", store, kStoreHelp);
+  app.footer(
+      "Exit codes: 0 ok, 1 run failed / lint errors, 2 usage or invalid pipeline/params, "
+      "3 system error, 130 cancelled. See docs/cli.md.");
+
+  // lint
+  LintOptions lint;
+  auto* lint_cmd = app.add_subcommand("lint", "Validate pipeline files; report every problem");
+  lint_cmd->add_option("FILE", lint.files, "Pipeline files")->required();
+  lint_cmd->add_option("--format", lint.format, "Output format")
+      ->check(CLI::IsMember({"text", "json"}));
+
+  // graph
+  GraphOptions graph;
+  auto* graph_cmd = app.add_subcommand("graph", "Print a pipeline's DAG as Graphviz DOT or Mermaid");
+  graph_cmd->add_option("FILE", graph.file, "Pipeline file")->required();
+  graph_cmd->add_option("--format", graph.format, "Output format (default dot)")
+      ->check(CLI::IsMember({"dot", "mermaid"}));
+
+  // run / resume / rerun share their options.
+  RunCommandOptions run;
+  auto add_run_options = [&](CLI::App* cmd) {
+    cmd->add_option("-p,--param", run.params, "Parameter value NAME=VALUE (repeatable)")
+        ->allow_extra_args(false)
+        ->type_name("NAME=VALUE");
+    cmd->add_option("-j,--parallelism", run.parallelism,
+                    "Steps run at once (default: number of CPUs)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--keep-going", run.keep_going,
+                  "After a step fails, go on with the steps that do not depend on it");
+    cmd->add_option("--store", store, kStoreHelp);
+    cmd->add_option("--executor", run.executor, "Executor for steps that name none (local, kubernetes)");
+    cmd->add_flag("--no-cache", run.no_cache, "Run every step; do not reuse earlier outputs");
+    cmd->add_option("--cpus", run.cpus, "CPU budget for local steps, e.g. 4 or 1500m (default: all)");
+    cmd->add_option("--memory", run.memory, "Memory budget for local steps, e.g. 8Gi (default: all)");
+    cmd->add_option("--gpus", run.gpus, "GPUs available to local steps (default 0)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("-q,--quiet", run.quiet, "Do not stream step output; progress and summary only");
+    cmd->add_option("--run-id", run.run_id, "Id for the new run (default: <pipeline>-<time>-<random>)");
+  };
+  auto* run_cmd = app.add_subcommand("run", "Run a pipeline, with live progress and a summary");
+  run_cmd->add_option("FILE", run.file, "Pipeline file")->required();
+  add_run_options(run_cmd);
+
+  auto* resume_cmd = app.add_subcommand(
+      "resume", "Continue a failed or interrupted run: keep succeeded steps, run the rest");
+  resume_cmd->add_option("RUN", run.resume_run, "Run id or unique prefix")->required();
+  resume_cmd->add_option("--file", run.file,
+                         "Pipeline file (default: the run's file; its edits are recorded)");
+  add_run_options(resume_cmd);
+
+  auto* rerun_cmd = app.add_subcommand(
+      "rerun", "Run a step and everything downstream again, reusing the upstream outputs");
+  rerun_cmd->add_option("RUN", run.resume_run, "Run id or unique prefix")->required();
+  rerun_cmd->add_option("--from", run.rerun_from, "Step to run again (repeatable)")
+      ->required()
+      ->allow_extra_args(false);
+  rerun_cmd->add_option("--file", run.file, "Pipeline file (default: the run's file)");
+  add_run_options(rerun_cmd);
+
+  // status / show
+  StatusOptions status;
+  auto* status_cmd = app.add_subcommand("status", "Phase of a run and of each of its steps");
+  status_cmd->add_option("RUN", status.run, "Run id or unique prefix")->required();
+  status_cmd->add_option("--store", store, kStoreHelp);
+  status_cmd->add_option("--format", status.format, "Output format")
+      ->check(CLI::IsMember({"text", "json"}));
+  auto* show_cmd = app.add_subcommand(
+      "show", "A run in detail: params, steps, outputs, metrics, artifacts, cache hits");
+  show_cmd->add_option("RUN", status.run, "Run id or unique prefix")->required();
+  show_cmd->add_option("--store", store, kStoreHelp);
+  show_cmd->add_option("--format", status.format, "Output format")
+      ->check(CLI::IsMember({"text", "json"}));
+
+  // logs
+  LogsOptions logs;
+  auto* logs_cmd = app.add_subcommand("logs", "Print a step's output (stdout and stderr)");
+  logs_cmd->add_option("RUN", logs.run, "Run id or unique prefix")->required();
+  logs_cmd->add_option("STEP", logs.step, "Step instance, e.g. prepare or train[1]")->required();
+  logs_cmd->add_flag("-f,--follow", logs.follow, "Keep printing until the step ends");
+  logs_cmd->add_option("--attempt", logs.attempt, "Attempt number (default: the latest)")
+      ->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--store", store, kStoreHelp);
+
+  // runs
+  RunsOptions runs;
+  auto* runs_cmd = app.add_subcommand("runs", "List runs, newest first");
+  runs_cmd->add_option("--pipeline", runs.pipeline, "Only runs of this pipeline (metadata.name)");
+  runs_cmd->add_option("--status", runs.status,
+                       "Only runs in this phase (Running, Succeeded, Failed, Error, Cancelled)");
+  runs_cmd->add_option("--since", runs.since, "Only runs created within this duration, e.g. 2h or 7d");
+  runs_cmd->add_option("--limit", runs.limit, "At most this many runs (default 50)")
+      ->check(CLI::NonNegativeNumber);
+  runs_cmd->add_option("--format", runs.format, "Output format")
+      ->check(CLI::IsMember({"text", "json"}));
+  runs_cmd->add_option("--store", store, kStoreHelp);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  run.store = status.store = logs.store = runs.store = store;
+  if (*lint_cmd) return Lint(lint);
+  if (*graph_cmd) return Graph(graph);
+  if (*run_cmd) return Run(run);
+  if (*resume_cmd) return Resume(run);
+  if (*rerun_cmd) return Rerun(run);
+  if (*status_cmd) return ShowStatus(status);
+  if (*show_cmd) return Show(status);
+  if (*logs_cmd) return Logs(logs);
+  if (*runs_cmd) return Runs(runs);
+  return kExitUsage;
+}

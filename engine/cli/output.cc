@@ -1,0 +1,161 @@
+#include "engine/cli/output.h"
+
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "engine/plan.h"
+
+namespace sluice::cli {
+
+int ExitCodeFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return kExitOk;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kAlreadyExists: return kExitUsage;
+    case StatusCode::kCancelled: return kExitCancelled;
+    default: return kExitSystem;
+  }
+}
+
+void PrintError(const std::string& message) {
+  std::cerr << "sluice: error: " << message << "\n";
+}
+
+std::string Table::ToString() const {
+  std::vector<size_t> widths;
+  for (const auto& row : rows_) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows_) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+namespace {
+
+std::tm UtcTm(TimePoint t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  return tm;
+}
+
+}  // namespace
+
+std::string FormatTime(TimePoint t) {
+  std::tm tm = UtcTm(t);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+std::string FormatIsoTime(TimePoint t) {
+  std::tm tm = UtcTm(t);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+  if (ms < 0) ms += 1000;
+  char frac[8];
+  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms));
+  return std::string(buf) + frac;
+}
+
+Json IsoTimeOrNull(const std::optional<TimePoint>& t) {
+  return t ? Json(FormatIsoTime(*t)) : Json(nullptr);
+}
+
+int64_t ElapsedMillis(const std::optional<TimePoint>& start, const std::optional<TimePoint>& end) {
+  if (!start) return -1;
+  TimePoint stop = end ? *end : std::chrono::system_clock::now();
+  return std::max<int64_t>(
+      0, std::chrono::duration_cast<std::chrono::milliseconds>(stop - *start).count());
+}
+
+std::string ElapsedText(const std::optional<TimePoint>& start, const std::optional<TimePoint>& end) {
+  int64_t ms = ElapsedMillis(start, end);
+  if (ms < 0) return "-";
+  return FormatDuration(Duration(ms));
+}
+
+std::string ShortDigest(const std::string& digest) {
+  size_t colon = digest.find(':');
+  size_t keep = (colon == std::string::npos ? 0 : colon + 1) + 12;
+  return digest.substr(0, std::min(keep, digest.size()));
+}
+
+Json BindingToJson(const ArtifactBinding& b) {
+  return {{"name", b.name},
+          {"digest", b.artifact.digest},
+          {"uri", b.artifact.uri},
+          {"type", ArtifactTypeName(b.artifact.type)},
+          {"size", b.artifact.size},
+          {"is_directory", b.artifact.is_directory}};
+}
+
+Json RunToJson(const RunRecord& run) {
+  return {{"id", run.id},
+          {"pipeline", run.pipeline},
+          {"pipeline_file", run.pipeline_file},
+          {"pipeline_digest", run.pipeline_digest},
+          {"git_commit", run.git_commit},
+          {"git_dirty", run.git_dirty},
+          {"params", run.params},
+          {"executor", run.executor},
+          {"phase", RunPhaseName(run.phase)},
+          {"message", run.message},
+          {"resumed_from", run.resumed_from},
+          {"created_at", FormatIsoTime(run.created_at)},
+          {"started_at", IsoTimeOrNull(run.started_at)},
+          {"finished_at", IsoTimeOrNull(run.finished_at)},
+          {"duration_ms", ElapsedMillis(run.started_at, run.finished_at)},
+          {"host", run.host},
+          {"pid", run.pid}};
+}
+
+Json StepToJson(const StepRecord& step) {
+  Json outputs = Json::array();
+  for (const auto& b : step.outputs) outputs.push_back(BindingToJson(b));
+  Json inputs = Json::array();
+  for (const auto& b : step.inputs) inputs.push_back(BindingToJson(b));
+  return {{"instance", step.instance},
+          {"step", step.step},
+          {"index", step.index},
+          {"item", step.item},
+          {"phase", NodePhaseName(step.phase)},
+          {"attempts", step.attempts},
+          {"exit_code", step.exit_code},
+          {"message", step.message},
+          {"log_path", step.log_path},
+          {"cache_key", step.cache_key},
+          {"cached_from", step.cached_from},
+          {"started_at", IsoTimeOrNull(step.started_at)},
+          {"finished_at", IsoTimeOrNull(step.finished_at)},
+          {"duration_ms", ElapsedMillis(step.started_at, step.finished_at)},
+          {"output_params", step.output_params},
+          {"metrics", step.metrics},
+          {"outputs", outputs},
+          {"inputs", inputs}};
+}
+
+std::string ResolveStateDir(const std::string& store_flag) {
+  std::error_code ec;
+  std::filesystem::path p = store_flag.empty() ? ".sluice" : store_flag;
+  std::filesystem::path abs = std::filesystem::absolute(p, ec);
+  std::string out = (ec ? p : abs).lexically_normal().string();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+}  // namespace sluice::cli

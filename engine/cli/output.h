@@ -1,0 +1,60 @@
+#pragma once
+// Shared output helpers of the `sluice` CLI: exit codes, tables, times and
+// JSON renderings of store records.
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "engine/store.h"
+
+namespace sluice::cli {
+
+// Exit codes, documented in docs/cli.md. CI scripts depend on them.
+inline constexpr int kExitOk = 0;          // success (lint: no errors)
+inline constexpr int kExitFailed = 1;      // run: a step failed; lint: errors found
+inline constexpr int kExitUsage = 2;       // bad command line, invalid pipeline or params, unknown run
+inline constexpr int kExitSystem = 3;      // store unusable, executor missing, I/O errors
+inline constexpr int kExitCancelled = 130; // run cancelled (SIGINT/SIGTERM)
+
+// Exit code for a failed Status: user-fixable codes → kExitUsage, others →
+// kExitSystem.
+int ExitCodeFor(const Status& status);
+
+// Prints "sluice: error: <message>" to stderr.
+void PrintError(const std::string& message);
+
+// A plain text table: left-aligned columns separated by two spaces, the
+// header row in upper case as given, no trailing spaces.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) : rows_{std::move(header)} {}
+  void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  std::string ToString() const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// "2026-11-25 15:30:12" (UTC) and "2026-11-25T15:30:12.345Z".
+std::string FormatTime(TimePoint t);
+std::string FormatIsoTime(TimePoint t);
+Json IsoTimeOrNull(const std::optional<TimePoint>& t);
+
+// Wall time between `start` and `end` (now when end is unset), "-" without
+// a start; spelled as FormatDuration ("1.5s", "2m3s").
+std::string ElapsedText(const std::optional<TimePoint>& start, const std::optional<TimePoint>& end);
+int64_t ElapsedMillis(const std::optional<TimePoint>& start, const std::optional<TimePoint>& end);
+
+// JSON views of store records (stable field names; docs/cli.md).
+Json RunToJson(const RunRecord& run);
+Json StepToJson(const StepRecord& step);
+Json BindingToJson(const ArtifactBinding& binding);
+
+// "sha256:0123456789ab" (the first 12 hex digits).
+std::string ShortDigest(const std::string& digest);
+
+// The absolute path of a --store value ("" → ".sluice" in the cwd).
+std::string ResolveStateDir(const std::string& store_flag);
+
+}  // namespace sluice::cli

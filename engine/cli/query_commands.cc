@@ -1,0 +1,335 @@
+// sluice status / show / runs / logs: read-only views of the store. They
+// open the store without creating it, so a mistyped --store is reported
+// instead of leaving an empty store behind, and they work from another
+// terminal while a run is writing (WAL readers never block the writer).
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <iostream>
+#include <thread>
+
+#include "dsl/quantity.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/output.h"
+#include "engine/sqlite_store.h"
+
+namespace sluice::cli {
+
+namespace {
+
+Result<SqliteStorePtr> OpenExisting(const std::string& store_flag) {
+  SqliteStoreOptions options;
+  options.create_if_missing = false;
+  return SqliteStore::Open(ResolveStateDir(store_flag), options);
+}
+
+std::string ExitText(const StepRecord& s) {
+  return s.exit_code >= 0 ? std::to_string(s.exit_code) : "-";
+}
+
+std::string OneLine(std::string s) {
+  std::replace(s.begin(), s.end(), '\n', ' ');
+  return s;
+}
+
+std::string RunHeader(const RunRecord& run) {
+  std::string out;
+  out += "Run:       " + run.id + "\n";
+  out += "Pipeline:  " + run.pipeline + " (" + run.pipeline_file + ")\n";
+  out += std::string("Phase:     ") + RunPhaseName(run.phase) + "\n";
+  if (!run.message.empty()) out += "Message:   " + OneLine(run.message) + "\n";
+  out += "Created:   " + FormatTime(run.created_at) + " UTC\n";
+  if (run.started_at) out += "Duration:  " + ElapsedText(run.started_at, run.finished_at) + "\n";
+  if (!run.resumed_from.empty()) out += "Resumes:   " + run.resumed_from + "\n";
+  return out;
+}
+
+std::string StepTable(const std::vector<StepRecord>& steps) {
+  Table table({"STEP", "PHASE", "ATTEMPTS", "DURATION", "EXIT", "MESSAGE"});
+  for (const auto& s : steps) {
+    std::string message = s.message;
+    if (s.phase == NodePhase::kCached && !s.cached_from.empty() && message.empty()) {
+      message = "outputs reused from " + s.cached_from;
+    }
+    table.AddRow({s.instance, NodePhaseName(s.phase), std::to_string(s.attempts),
+                  ElapsedText(s.started_at, s.finished_at), ExitText(s), OneLine(message)});
+  }
+  return table.ToString();
+}
+
+}  // namespace
+
+int ShowStatus(const StatusOptions& options) {
+  auto store = OpenExisting(options.store);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto run = (*store)->GetRun(options.run);
+  if (!run) {
+    PrintError(run.error().message());
+    return ExitCodeFor(run.error());
+  }
+  auto steps = (*store)->ListSteps(run->id);
+  if (!steps) {
+    PrintError(steps.error().message());
+    return kExitSystem;
+  }
+  if (options.format == "json") {
+    Json out = {{"run", RunToJson(*run)}, {"steps", Json::array()}};
+    for (const auto& s : *steps) out["steps"].push_back(StepToJson(s));
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << RunHeader(*run) << "\n" << StepTable(*steps);
+  return kExitOk;
+}
+
+int Show(const StatusOptions& options) {
+  auto store = OpenExisting(options.store);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto run = (*store)->GetRun(options.run);
+  if (!run) {
+    PrintError(run.error().message());
+    return ExitCodeFor(run.error());
+  }
+  auto steps = (*store)->ListSteps(run->id);
+  auto executions = (*store)->ListExecutions(run->id);
+  if (!steps || !executions) {
+    PrintError(!steps ? steps.error().message() : executions.error().message());
+    return kExitSystem;
+  }
+  if (options.format == "json") {
+    Json out = {{"run", RunToJson(*run)}, {"steps", Json::array()}, {"executions", Json::array()}};
+    for (const auto& s : *steps) out["steps"].push_back(StepToJson(s));
+    for (const auto& e : *executions) {
+      out["executions"].push_back({{"id", e.id},
+                                   {"instance", e.instance},
+                                   {"attempt", e.attempt},
+                                   {"outcome", e.outcome},
+                                   {"exit_code", e.exit_code},
+                                   {"message", e.message},
+                                   {"log_path", e.log_path},
+                                   {"cache_key", e.cache_key},
+                                   {"started_at", FormatIsoTime(e.started_at)},
+                                   {"finished_at", IsoTimeOrNull(e.finished_at)}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << RunHeader(*run);
+  if (!run->git_commit.empty()) {
+    std::cout << "Git:       " << run->git_commit << (run->git_dirty ? " (dirty)" : "") << "\n";
+  }
+  std::cout << "File:      sha256:" << run->pipeline_digest << "\n";
+  if (!run->params.empty()) {
+    std::cout << "\nParams:\n";
+    for (const auto& [name, value] : run->params.items()) {
+      std::cout << "  " << name << " = "
+                << (value.is_string() ? value.get<std::string>() : value.dump()) << "\n";
+    }
+  }
+  std::cout << "\n" << StepTable(*steps);
+
+  Table outputs({"STEP", "KIND", "NAME", "VALUE"});
+  bool any_output = false;
+  for (const auto& s : *steps) {
+    for (const auto& [name, value] : s.output_params.items()) {
+      outputs.AddRow({s.instance, "param", name,
+                      OneLine(value.is_string() ? value.get<std::string>() : value.dump())});
+      any_output = true;
+    }
+    for (const auto& [name, value] : s.metrics.items()) {
+      outputs.AddRow({s.instance, "metric", name, value.dump()});
+      any_output = true;
+    }
+    for (const auto& b : s.outputs) {
+      outputs.AddRow({s.instance, std::string("artifact (") + ArtifactTypeName(b.artifact.type) + ")",
+                      b.name, ShortDigest(b.artifact.digest) + "  " + std::to_string(b.artifact.size) + " bytes"});
+      any_output = true;
+    }
+  }
+  if (any_output) std::cout << "\nOutputs:\n" << outputs.ToString();
+
+  Table cached({"STEP", "REUSED FROM"});
+  bool any_cached = false;
+  for (const auto& s : *steps) {
+    if (s.phase == NodePhase::kCached) {
+      cached.AddRow({s.instance, s.cached_from});
+      any_cached = true;
+    }
+  }
+  if (any_cached) std::cout << "\nCache hits:\n" << cached.ToString();
+  return kExitOk;
+}
+
+int Runs(const RunsOptions& options) {
+  RunFilter filter;
+  filter.pipeline = options.pipeline;
+  filter.limit = options.limit;
+  if (!options.status.empty()) {
+    std::string name = options.status;
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    name[0] = static_cast<char>(::toupper(name[0]));
+    filter.phase = ParseRunPhase(name);
+    if (!filter.phase) {
+      PrintError("unknown run status '" + options.status +
+                 "'; use one of Pending, Running, Succeeded, Failed, Error, Cancelled");
+      return kExitUsage;
+    }
+  }
+  if (!options.since.empty()) {
+    auto d = dsl::ParseDuration(options.since);
+    if (!d) {
+      PrintError("--since: " + d.error().message());
+      return kExitUsage;
+    }
+    filter.since = std::chrono::system_clock::now() - *d;
+  }
+  auto store = OpenExisting(options.store);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto runs = (*store)->ListRuns(filter);
+  if (!runs) {
+    PrintError(runs.error().message());
+    return kExitSystem;
+  }
+  if (options.format == "json") {
+    Json out = Json::array();
+    for (const auto& r : *runs) out.push_back(RunToJson(r));
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  Table table({"RUN", "PIPELINE", "PHASE", "CREATED (UTC)", "DURATION"});
+  for (const auto& r : *runs) {
+    table.AddRow({r.id, r.pipeline, RunPhaseName(r.phase), FormatTime(r.created_at),
+                  ElapsedText(r.started_at, r.finished_at)});
+  }
+  std::cout << table.ToString();
+  return kExitOk;
+}
+
+namespace {
+
+// Copies bytes of `path` from `*offset` to stdout; returns false when the
+// file cannot be opened (not created yet).
+bool CopyNewBytes(const std::string& path, off_t* offset) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::pread(fd, buf, sizeof buf, *offset);
+    if (n <= 0) break;
+    std::cout.write(buf, n);
+    *offset += n;
+  }
+  ::close(fd);
+  std::cout.flush();
+  return true;
+}
+
+}  // namespace
+
+int Logs(const LogsOptions& options) {
+  auto store = OpenExisting(options.store);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto run = (*store)->GetRun(options.run);
+  if (!run) {
+    PrintError(run.error().message());
+    return ExitCodeFor(run.error());
+  }
+  auto step = (*store)->GetStep(run->id, options.step);
+  if (!step) {
+    // A foreach step's name: say which instances there are.
+    auto steps = (*store)->ListSteps(run->id);
+    std::vector<std::string> instances;
+    if (steps) {
+      for (const auto& s : *steps) {
+        if (s.step == options.step) instances.push_back(s.instance);
+      }
+    }
+    std::string msg = "run " + run->id + " has no step instance '" + options.step + "'";
+    if (!instances.empty()) {
+      msg += "; it is a foreach step: name one of";
+      for (const auto& i : instances) msg += " " + i;
+    }
+    PrintError(msg);
+    return kExitUsage;
+  }
+
+  std::string log_path = step->log_path;
+  if (options.attempt > 0) {
+    auto executions = (*store)->ListExecutions(run->id);
+    if (!executions) {
+      PrintError(executions.error().message());
+      return kExitSystem;
+    }
+    log_path.clear();
+    for (const auto& e : *executions) {
+      if (e.instance == step->instance && e.attempt == options.attempt) log_path = e.log_path;
+    }
+    if (log_path.empty()) {
+      PrintError("step " + step->instance + " has no attempt " + std::to_string(options.attempt) +
+                 " (it made " + std::to_string(step->attempts) + ")");
+      return kExitUsage;
+    }
+  }
+
+  if (!options.follow) {
+    off_t offset = 0;
+    if (log_path.empty() || !CopyNewBytes(log_path, &offset)) {
+      std::cerr << "sluice: step " << step->instance << " has no log yet (phase "
+                << NodePhaseName(step->phase) << ")\n";
+    }
+    return kExitOk;
+  }
+
+  // Follow: print what is there, then poll the file and the step's phase.
+  // A retry switches to the new attempt's log.
+  off_t offset = 0;
+  int attempts = step->attempts;
+  for (;;) {
+    if (!log_path.empty()) CopyNewBytes(log_path, &offset);
+    if (IsTerminal(step->phase) && options.attempt == 0) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto now = (*store)->GetStep(run->id, step->instance);
+    if (!now) {
+      PrintError(now.error().message());
+      return kExitSystem;
+    }
+    auto run_now = (*store)->GetRun(run->id);
+    if (options.attempt == 0 && now->log_path != log_path && !now->log_path.empty()) {
+      if (!log_path.empty()) CopyNewBytes(log_path, &offset);
+      log_path = now->log_path;
+      offset = 0;
+      if (now->attempts != attempts) {
+        std::cout << "--- attempt " << now->attempts << " ---\n";
+        attempts = now->attempts;
+      }
+    }
+    *step = std::move(*now);
+    // A run that ended without reaching this step: nothing more will come.
+    if (run_now && IsTerminal(run_now->phase) && !IsTerminal(step->phase)) break;
+    if (options.attempt > 0 && (IsTerminal(step->phase) || step->attempts > options.attempt)) {
+      CopyNewBytes(log_path, &offset);
+      break;
+    }
+  }
+  if (!log_path.empty()) CopyNewBytes(log_path, &offset);
+  return kExitOk;
+}
+
+}  // namespace sluice::cli

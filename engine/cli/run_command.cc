@@ -1,0 +1,504 @@
+// sluice run / resume / rerun: wire the store, the artifact store and the
+// executors to a Runner, show live progress, and map the outcome to an exit
+// code.
+//
+// Signals: SIGINT and SIGTERM are blocked in every thread before any thread
+// starts, and one watcher thread takes them with sigwait(): the first asks
+// the Runner to cancel (SIGTERM to running steps, SIGKILL after the grace
+// period, phases recorded Cancelled), the second kills running steps at once,
+// a third exits without waiting. Step processes get a clean signal mask from
+// the local executor.
+//
+// Step logs: the local executor writes each attempt's output to a file; a
+// tailer thread polls the files of running steps every 100 ms and prints
+// complete lines as "[instance] line". When a step finishes, its file is
+// drained on the runner's thread before the "done" line, so a step's lines
+// always come before its result.
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include "dsl/dsl.h"
+#include "dsl/quantity.h"
+#include "engine/artifact_store.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/output.h"
+#include "engine/runner.h"
+#include "engine/sqlite_store.h"
+#include "executors/local/local_executor.h"
+
+namespace sluice::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// "<pipeline>-YYYYMMDD-HHMMSS-<4 hex>".
+std::string NewRunId(const std::string& pipeline) {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%04x",
+                static_cast<unsigned>(std::random_device{}() & 0xffff));
+  return pipeline + "-" + stamp + "-" + suffix;
+}
+
+std::string Clock() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+  return buf;
+}
+
+// Serialises writes to stdout from the runner thread and the log tailer.
+std::mutex g_out_mu;
+
+void PrintLine(const std::string& line) {
+  std::lock_guard<std::mutex> lock(g_out_mu);
+  std::cout << line << "\n" << std::flush;
+}
+
+// Follows the log files of running steps and prints their lines.
+class LogTailer {
+ public:
+  // Log files are at the layout engine/runner.h documents:
+  // <state_dir>/runs/<run_id>/logs/<instance>.attempt<N>.log
+  LogTailer(const std::string& state_dir, const std::string& run_id, bool enabled)
+      : logs_dir_(state_dir + "/runs/" + run_id + "/logs/"), enabled_(enabled) {
+    if (enabled_) thread_ = std::thread([this] { Loop(); });
+  }
+  ~LogTailer() { Stop(); }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // A new attempt of `instance` started: follow its log from the start.
+  void Started(const std::string& instance, int attempt) {
+    if (!enabled_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    Tail& t = tails_[instance];
+    if (t.attempt != attempt) {
+      DrainLocked(instance, t, /*final=*/true);
+      t = Tail{};
+      t.attempt = attempt;
+      t.path = logs_dir_ + instance + ".attempt" + std::to_string(attempt) + ".log";
+    }
+  }
+
+  // The attempt ended: print what is left (including a last partial line)
+  // and stop following it.
+  void Finished(const std::string& instance) {
+    if (!enabled_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tails_.find(instance);
+    if (it == tails_.end()) return;
+    DrainLocked(instance, it->second, /*final=*/true);
+    tails_.erase(it);
+  }
+
+ private:
+  struct Tail {
+    int attempt = 0;
+    std::string path;
+    off_t offset = 0;
+    std::string partial;
+  };
+
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+      for (auto& [instance, t] : tails_) DrainLocked(instance, t, /*final=*/false);
+    }
+  }
+
+  // Caller holds mu_.
+  void DrainLocked(const std::string& instance, Tail& t, bool final) {
+    struct stat st;
+    if (t.path.empty() || ::stat(t.path.c_str(), &st) != 0 || st.st_size <= t.offset) {
+      if (final && !t.partial.empty()) {
+        PrintLine("[" + instance + "] " + t.partial);
+        t.partial.clear();
+      }
+      return;
+    }
+    std::ifstream in(t.path, std::ios::binary);
+    if (!in) return;
+    in.seekg(t.offset);
+    std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    t.offset += static_cast<off_t>(chunk.size());
+    t.partial += chunk;
+    size_t start = 0;
+    for (size_t nl; (nl = t.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+      PrintLine("[" + instance + "] " + t.partial.substr(start, nl - start));
+    }
+    t.partial.erase(0, start);
+    if (final && !t.partial.empty()) {
+      PrintLine("[" + instance + "] " + t.partial);
+      t.partial.clear();
+    }
+  }
+
+  std::string logs_dir_;
+  bool enabled_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::unordered_map<std::string, Tail> tails_;
+  std::thread thread_;
+};
+
+// Takes SIGINT/SIGTERM with sigwait() on its own thread. Construct it before
+// any other thread so that every thread inherits the blocked mask.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR1);  // our own "stop watching"
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~SignalWatcher() {
+    done_ = true;
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+  void Attach(Runner* runner, ExecutorRegistry* executors) {
+    executors_.store(executors);
+    runner_.store(runner);
+  }
+  bool cancelled() const { return count_ > 0; }
+
+ private:
+  void Loop() {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set_, &sig) != 0) continue;
+      if (sig == SIGUSR1 && done_) return;
+      if (sig == SIGUSR1) continue;
+      int n = ++count_;
+      if (n == 1) {
+        std::cerr << "\nsluice: " << (sig == SIGINT ? "interrupted" : "terminated")
+                  << ": cancelling running steps (Ctrl-C again to kill them now)\n";
+        if (Runner* r = runner_.load()) r->Cancel();
+      } else if (n == 2) {
+        std::cerr << "sluice: killing running steps\n";
+        if (ExecutorRegistry* reg = executors_.load()) {
+          for (const auto& name : reg->Names()) {
+            if (Executor* e = reg->Find(name)) e->CancelAll(Duration(0));
+          }
+        }
+        if (Runner* r = runner_.load()) r->Cancel();
+      } else {
+        ::_exit(kExitCancelled);
+      }
+    }
+  }
+
+  sigset_t set_;
+  sigset_t old_;
+  std::thread thread_;
+  std::atomic<bool> done_{false};
+  std::atomic<int> count_{0};
+  std::atomic<Runner*> runner_{nullptr};
+  std::atomic<ExecutorRegistry*> executors_{nullptr};
+};
+
+// Turns a stored, typed param value back into `-p` text for BindParams.
+std::string ParamText(const Json& value) {
+  return value.is_string() ? value.get<std::string>() : value.dump();
+}
+
+Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std::string>& flags) {
+  std::map<std::string, std::string> out;
+  for (const auto& p : flags) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Error(Status::InvalidArgument("-p expects name=value, got '" + p + "'"));
+    }
+    out[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  return out;
+}
+
+struct Prepared {
+  PipelineSpec spec;
+  Json params;
+};
+
+// Loads and validates `file` (or, when it is gone, `stored_yaml`), then binds
+// params. Prints diagnostics; returns nullopt with `*exit_code` set on error.
+std::optional<Prepared> Prepare(const std::string& file, const std::string& stored_yaml,
+                                const std::map<std::string, std::string>& values, int* exit_code) {
+  dsl::LoadResult loaded;
+  std::error_code ec;
+  if (stored_yaml.empty() || fs::exists(file, ec)) {
+    loaded = dsl::LoadPipelineFile(file);
+  } else {
+    std::cerr << "sluice: warning: " << file
+              << " is gone; using the pipeline version recorded with the run\n";
+    loaded = dsl::LoadPipelineString(stored_yaml, file);
+  }
+  if (!loaded.ok()) {
+    std::cerr << dsl::FormatDiagnosticsText(loaded.diagnostics);
+    std::cerr << "sluice: " << loaded.ErrorCount() << " error"
+              << (loaded.ErrorCount() == 1 ? "" : "s") << " in " << file << "; nothing was run\n";
+    *exit_code = kExitUsage;
+    return std::nullopt;
+  }
+  for (const auto& d : loaded.diagnostics) std::cerr << d.ToString() << "\n";  // warnings
+  auto params = dsl::BindParams(*loaded.spec, values);
+  if (!params) {
+    PrintError(params.error().message());
+    *exit_code = kExitUsage;
+    return std::nullopt;
+  }
+  return Prepared{std::move(*loaded.spec), std::move(*params)};
+}
+
+const char* EventWord(const RunEvent& e) {
+  switch (e.phase) {
+    case NodePhase::kSucceeded: return "done";
+    case NodePhase::kCached: return "cached";
+    case NodePhase::kSkipped: return "skipped";
+    case NodePhase::kOmitted: return "omitted";
+    case NodePhase::kCancelled: return "cancelled";
+    default: return "FAILED";
+  }
+}
+
+std::string SummaryTable(const RunSummary& summary) {
+  Table table({"STEP", "PHASE", "ATTEMPTS", "DURATION", "EXIT"});
+  for (const auto& s : summary.steps) {
+    table.AddRow({s.instance, NodePhaseName(s.phase), std::to_string(s.attempts),
+                  ElapsedText(s.started_at, s.finished_at),
+                  s.exit_code >= 0 ? std::to_string(s.exit_code) : "-"});
+  }
+  return table.ToString();
+}
+
+int ExitCodeForRun(RunPhase phase) {
+  switch (phase) {
+    case RunPhase::kSucceeded: return kExitOk;
+    case RunPhase::kCancelled: return kExitCancelled;
+    default: return kExitFailed;
+  }
+}
+
+// What the three commands share once the spec, params and run ids are known.
+int Execute(const RunCommandOptions& options, Prepared prepared, const std::string& state_dir,
+            SqliteStore* store, const std::string& run_id, const std::string& resume_run_id,
+            const std::vector<std::string>& rerun_from, SignalWatcher* signals) {
+  RunOptions run_options;
+  run_options.run_id = run_id;
+  run_options.params = std::move(prepared.params);
+  run_options.parallelism = options.parallelism;
+  run_options.keep_going = options.keep_going;
+  run_options.no_cache = options.no_cache;
+  run_options.default_executor = options.executor;
+  run_options.state_dir = state_dir;
+  run_options.resume_run_id = resume_run_id;
+  run_options.rerun_from = rerun_from;
+  if (!options.cpus.empty()) {
+    auto cpu = dsl::ParseCpu(options.cpus);
+    if (!cpu) {
+      PrintError("--cpus: " + cpu.error().message());
+      return kExitUsage;
+    }
+    run_options.cpu_budget_millis = *cpu;
+  }
+  if (!options.memory.empty()) {
+    auto mem = dsl::ParseMemory(options.memory);
+    if (!mem) {
+      PrintError("--memory: " + mem.error().message());
+      return kExitUsage;
+    }
+    run_options.memory_budget_bytes = *mem;
+  }
+  if (options.gpus >= 0) run_options.gpu_budget = options.gpus;
+
+  FileArtifactStore artifacts(state_dir);
+  ExecutorRegistry executors;
+  LocalExecutorOptions local;
+  local.parallelism = 0;  // the runner budgets slots (-j) itself
+  Status st = RegisterLocalExecutor(executors, local);
+  if (!st.ok()) {
+    PrintError(st.message());
+    return kExitSystem;
+  }
+
+  LogTailer tailer(state_dir, run_id, !options.quiet);
+  std::unordered_map<std::string, TimePoint> started;
+  run_options.on_event = [&](const RunEvent& e) {
+    switch (e.kind) {
+      case RunEvent::Kind::kRunStarted:
+        break;
+      case RunEvent::Kind::kStepStarted:
+        started[e.instance] = std::chrono::system_clock::now();
+        PrintLine("[" + Clock() + "] start   " + e.instance +
+                  (e.attempt > 1 ? " (attempt " + std::to_string(e.attempt) + ")" : ""));
+        tailer.Started(e.instance, e.attempt);
+        break;
+      case RunEvent::Kind::kStepRetrying:
+        tailer.Finished(e.instance);
+        PrintLine("[" + Clock() + "] retry   " + e.instance + " after attempt " +
+                  std::to_string(e.attempt) + (e.message.empty() ? "" : ": " + e.message));
+        break;
+      case RunEvent::Kind::kStepFinished: {
+        tailer.Finished(e.instance);
+        std::string line = "[" + Clock() + "] " + EventWord(e);
+        line.resize(std::max<size_t>(line.size(), 19), ' ');
+        line += e.instance + "  " + NodePhaseName(e.phase);
+        auto it = started.find(e.instance);
+        if (it != started.end()) {
+          line += "  " + ElapsedText(it->second, std::chrono::system_clock::now());
+        }
+        if (e.attempt > 1) line += "  attempt " + std::to_string(e.attempt);
+        if (!e.message.empty() && e.phase != NodePhase::kSucceeded) line += "  " + e.message;
+        PrintLine(line);
+        break;
+      }
+      case RunEvent::Kind::kLogLine:
+        if (!options.quiet) PrintLine("[" + e.instance + "] " + e.message);
+        break;
+      case RunEvent::Kind::kRunFinished:
+        break;
+    }
+  };
+
+  PrintLine("sluice: run " + run_id + " of " + prepared.spec.name + " (store " + state_dir + ")");
+  Runner runner(prepared.spec, store, &artifacts, &executors, std::move(run_options));
+  signals->Attach(&runner, &executors);
+  auto summary = runner.Run();
+  signals->Attach(nullptr, nullptr);
+  tailer.Stop();
+  if (!summary) {
+    PrintError(summary.error().message());
+    int code = ExitCodeFor(summary.error());
+    return code == kExitOk ? kExitSystem : code;
+  }
+  std::lock_guard<std::mutex> lock(g_out_mu);
+  std::cout << "\n" << SummaryTable(*summary) << "\n";
+  std::cout << "run " << summary->run.id << " " << RunPhaseName(summary->run.phase) << " in "
+            << ElapsedText(summary->run.started_at, summary->run.finished_at);
+  if (!summary->run.message.empty()) std::cout << ": " << summary->run.message;
+  std::cout << "\n";
+  if (summary->run.phase != RunPhase::kSucceeded) {
+    std::cout << "(sluice status " << summary->run.id << " / sluice logs " << summary->run.id
+              << " STEP)\n";
+  }
+  std::cout.flush();
+  return ExitCodeForRun(summary->run.phase);
+}
+
+Result<SqliteStorePtr> OpenStore(const std::string& state_dir, bool create) {
+  SqliteStoreOptions store_options;
+  store_options.create_if_missing = create;
+  return SqliteStore::Open(state_dir, store_options);
+}
+
+}  // namespace
+
+int Run(const RunCommandOptions& options) {
+  SignalWatcher signals;  // first: every later thread inherits the mask
+  auto values = ParseParamFlags(options.params);
+  if (!values) {
+    PrintError(values.error().message());
+    return kExitUsage;
+  }
+  int code = kExitOk;
+  auto prepared = Prepare(options.file, "", *values, &code);
+  if (!prepared) return code;
+  std::string state_dir = ResolveStateDir(options.store);
+  auto store = OpenStore(state_dir, /*create=*/true);
+  if (!store) {
+    PrintError(store.error().message());
+    return kExitSystem;
+  }
+  std::string run_id = options.run_id.empty() ? NewRunId(prepared->spec.name) : options.run_id;
+  return Execute(options, std::move(*prepared), state_dir, store->get(), run_id, "", {}, &signals);
+}
+
+namespace {
+
+// resume and rerun: the old run's pipeline and params, with -p overrides.
+int Continue(const RunCommandOptions& options, bool rerun) {
+  SignalWatcher signals;
+  std::string state_dir = ResolveStateDir(options.store);
+  auto store = OpenStore(state_dir, /*create=*/false);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto old = (*store)->GetRun(options.resume_run);
+  if (!old) {
+    PrintError(old.error().message());
+    return ExitCodeFor(old.error());
+  }
+  if (old->phase == RunPhase::kRunning && old->pid > 0 && ::kill(old->pid, 0) == 0 && !rerun) {
+    PrintError("run " + old->id + " is still running (pid " + std::to_string(old->pid) +
+               "); stop it first or wait for it");
+    return kExitUsage;
+  }
+  std::map<std::string, std::string> values;
+  for (const auto& [name, value] : old->params.items()) values[name] = ParamText(value);
+  auto overrides = ParseParamFlags(options.params);
+  if (!overrides) {
+    PrintError(overrides.error().message());
+    return kExitUsage;
+  }
+  for (const auto& [name, value] : *overrides) values[name] = value;
+  int code = kExitOk;
+  std::string file = options.file.empty() ? old->pipeline_file : options.file;
+  auto prepared = Prepare(file, old->pipeline_yaml, values, &code);
+  if (!prepared) return code;
+  if (rerun) {
+    for (const auto& step : options.rerun_from) {
+      if (!prepared->spec.FindStep(step)) {
+        PrintError("--from: pipeline " + prepared->spec.name + " has no step '" + step + "'");
+        return kExitUsage;
+      }
+    }
+  }
+  std::string run_id = rerun ? (options.run_id.empty() ? NewRunId(prepared->spec.name) : options.run_id)
+                             : old->id;
+  return Execute(options, std::move(*prepared), state_dir, store->get(), run_id, old->id,
+                 rerun ? options.rerun_from : std::vector<std::string>{}, &signals);
+}
+
+}  // namespace
+
+int Resume(const RunCommandOptions& options) { return Continue(options, /*rerun=*/false); }
+
+int Rerun(const RunCommandOptions& options) { return Continue(options, /*rerun=*/true); }
+
+}  // namespace sluice::cli

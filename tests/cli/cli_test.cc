@@ -1,0 +1,450 @@
+// End-to-end tests of the `sluice` binary: real processes, real pipelines
+// written in YAML into a temporary directory, a real SQLite store.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/sqlite_store.h"
+
+#ifndef SLUICE_BIN
+#error "SLUICE_BIN must name the sluice binary"
+#endif
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Output {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// A sluice process started in the background, stdout/stderr to files.
+class Process {
+ public:
+  Process(const std::vector<std::string>& args, const std::string& cwd) {
+    out_path_ = cwd + "/.out." + std::to_string(counter_++);
+    err_path_ = out_path_ + ".err";
+    std::vector<std::string> argv = {SLUICE_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
+      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
+      ::execv(cargv[0], cargv.data());
+      ::_exit(127);
+    }
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // Waits up to `bound` for the process to exit; kills it after that.
+  Output Wait(std::chrono::seconds bound = std::chrono::seconds(120)) {
+    Output o;
+    auto deadline = Clock::now() + bound;
+    int status = 0;
+    for (;;) {
+      pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) break;
+      if (Clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        ADD_FAILURE() << "sluice did not exit within the bound";
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    o.out = ReadFile(out_path_);
+    o.err = ReadFile(err_path_);
+    return o;
+  }
+
+ private:
+  static inline int counter_ = 0;
+  pid_t pid_ = -1;
+  std::string out_path_, err_path_;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "sluice-cli-XXXXXX").string();
+    dir_ = ::mkdtemp(tmpl.data());
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  Output Sluice(const std::vector<std::string>& args) { return Process(args, dir_).Wait(); }
+
+  Json StatusJson(const std::string& run) {
+    Output o = Sluice({"status", run, "--format", "json"});
+    EXPECT_EQ(o.exit_code, 0) << o.err;
+    Json j = Json::parse(o.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << o.out;
+    return j;
+  }
+
+  static std::map<std::string, std::string> Phases(const Json& status) {
+    std::map<std::string, std::string> out;
+    for (const auto& s : status["steps"]) out[s["instance"]] = s["phase"];
+    return out;
+  }
+
+  std::string dir_;
+};
+
+constexpr char kTwoSteps[] = R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: demo
+params:
+  greeting:
+    type: string
+    default: hello
+  count:
+    type: int
+    default: 2
+steps:
+  - name: hello
+    command: [sh, -c, "echo {{ params.greeting }}; echo to-stderr >&2"]
+  - name: count
+    depends: [hello]
+    command: [python3, -c, "print(sum(range({{ params.count }})))"]
+)";
+
+TEST_F(CliTest, RunSucceedsStreamsLogsAndStatusShowsPhases) {
+  Write("pipeline.yaml", kTwoSteps);
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "demo-1", "-p", "count=5"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("sluice: run demo-1 of demo (store " + dir_ + "/.sluice)\n"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("[hello] hello\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[hello] to-stderr\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[count] 10\n"), std::string::npos) << run.out;
+  // Each step's lines come before its "done" line.
+  EXPECT_LT(run.out.find("[count] 10\n"), run.out.find(" count  Succeeded"));
+  // The summary table.
+  EXPECT_NE(run.out.find("\nSTEP   PHASE      ATTEMPTS  DURATION  EXIT\n"), std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("run demo-1 Succeeded in "), std::string::npos);
+
+  Json status = StatusJson("demo-1");
+  EXPECT_EQ(status["run"]["phase"], "Succeeded");
+  EXPECT_EQ(status["run"]["pipeline"], "demo");
+  EXPECT_EQ(status["run"]["params"], Json({{"greeting", "hello"}, {"count", 5}}));
+  EXPECT_EQ(Phases(status),
+            (std::map<std::string, std::string>{{"hello", "Succeeded"}, {"count", "Succeeded"}}));
+  for (const auto& s : status["steps"]) {
+    EXPECT_EQ(s["attempts"], 1);
+    EXPECT_EQ(s["exit_code"], 0);
+  }
+
+  // Text status: the header, then one row per step in start order.
+  Output text = Sluice({"status", "demo"});  // a unique prefix
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  std::istringstream lines(text.out);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line, "Run:       demo-1");
+  std::getline(lines, line);
+  EXPECT_EQ(line, "Pipeline:  demo (" + dir_ + "/pipeline.yaml)");
+  std::getline(lines, line);
+  EXPECT_EQ(line, "Phase:     Succeeded");
+  std::vector<std::vector<std::string>> rows;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::vector<std::string> row;
+    for (std::string w; words >> w;) row.push_back(w);
+    if (!row.empty() && (row[0] == "STEP" || row[0] == "hello" || row[0] == "count")) {
+      rows.push_back(row);
+    }
+  }
+  ASSERT_EQ(rows.size(), 3u) << text.out;
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"STEP", "PHASE", "ATTEMPTS", "DURATION", "EXIT",
+                                               "MESSAGE"}));
+  EXPECT_EQ(rows[1][0], "hello");
+  EXPECT_EQ(rows[1][1], "Succeeded");
+  EXPECT_EQ(rows[1][4], "0");
+  EXPECT_EQ(rows[2][0], "count");
+
+  // Logs of a finished step, exactly what it wrote.
+  Output logs = Sluice({"logs", "demo-1", "hello"});
+  ASSERT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "hello\nto-stderr\n");
+  Output follow = Sluice({"logs", "demo-1", "count", "-f"});
+  ASSERT_EQ(follow.exit_code, 0) << follow.err;
+  EXPECT_EQ(follow.out, "10\n");
+  Output first = Sluice({"logs", "demo-1", "count", "--attempt", "1"});
+  EXPECT_EQ(first.out, "10\n");
+
+  // runs lists it.
+  Output runs = Sluice({"runs", "--format", "json"});
+  ASSERT_EQ(runs.exit_code, 0) << runs.err;
+  Json list = Json::parse(runs.out);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["id"], "demo-1");
+  Output none = Sluice({"runs", "--status", "failed", "--format", "json"});
+  EXPECT_EQ(Json::parse(none.out), Json::array());
+}
+
+TEST_F(CliTest, FailingStepExitsOneAndOmitsItsDependents) {
+  Write("pipeline.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: broken
+steps:
+  - name: fails
+    command: [sh, -c, "echo about to fail; exit 3"]
+  - name: after
+    depends: [fails]
+    command: ["true"]
+)");
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "broken-1"});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.out.find("[fails] about to fail\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("run broken-1 Failed in "), std::string::npos) << run.out;
+  Json status = StatusJson("broken-1");
+  EXPECT_EQ(status["run"]["phase"], "Failed");
+  EXPECT_EQ(Phases(status),
+            (std::map<std::string, std::string>{{"fails", "Failed"}, {"after", "Omitted"}}));
+  for (const auto& s : status["steps"]) {
+    if (s["instance"] == "fails") EXPECT_EQ(s["exit_code"], 3);
+  }
+}
+
+TEST_F(CliTest, LintIsCleanOrReportsEveryErrorWithItsLocation) {
+  Write("good.yaml", kTwoSteps);
+  Output good = Sluice({"lint", "good.yaml"});
+  EXPECT_EQ(good.exit_code, 0) << good.out << good.err;
+  EXPECT_EQ(good.out, "");
+
+  Write("bad.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: bad
+steps:
+  - name: a
+    comand: [echo, hi]
+  - name: b
+    command: [echo, "{{ steps.nope.outputs.params.x }}"]
+)");
+  Output bad = Sluice({"lint", "good.yaml", "bad.yaml"});
+  EXPECT_EQ(bad.exit_code, 1);
+  std::vector<std::string> lines;
+  std::istringstream in(bad.out);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_GE(lines.size(), 2u) << bad.out;
+  EXPECT_EQ(lines[0].rfind("bad.yaml:7:5: error: ", 0), 0u) << bad.out;
+  EXPECT_NE(lines[0].find("did you mean 'command'?"), std::string::npos) << bad.out;
+  bool found_ref = false;
+  for (const auto& l : lines) {
+    if (l.rfind("bad.yaml:9:", 0) == 0 && l.find("nope") != std::string::npos) found_ref = true;
+  }
+  EXPECT_TRUE(found_ref) << bad.out;
+
+  Output json = Sluice({"lint", "bad.yaml", "--format", "json"});
+  EXPECT_EQ(json.exit_code, 1);
+  Json diags = Json::parse(json.out);
+  ASSERT_GE(diags.size(), 2u);
+  EXPECT_EQ(diags[0]["file"], "bad.yaml");
+  EXPECT_EQ(diags[0]["line"], 7);
+  EXPECT_EQ(diags[0]["column"], 5);
+  EXPECT_EQ(diags[0]["severity"], "error");
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(Sluice({"lint"}).exit_code, 2);
+  EXPECT_EQ(Sluice({"frobnicate"}).exit_code, 2);
+  EXPECT_EQ(Sluice({"lint", "x.yaml", "--format", "xml"}).exit_code, 2);
+  Output missing = Sluice({"lint", "missing.yaml"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.out.rfind("missing.yaml", 0), 0u) << missing.out;
+}
+
+TEST_F(CliTest, HelpWorksForEveryCommand) {
+  for (const char* cmd : {"lint", "run", "status", "logs", "graph", "runs", "show", "resume", "rerun"}) {
+    Output help = Sluice({cmd, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << cmd;
+    EXPECT_NE(help.out.find("Usage:"), std::string::npos) << cmd << ": " << help.out;
+  }
+  Output top = Sluice({"--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_NE(top.out.find("Exit codes:"), std::string::npos);
+}
+
+TEST_F(CliTest, BadParamValueIsAUsageErrorAndNothingRuns) {
+  Write("pipeline.yaml", kTwoSteps);
+  Output run = Sluice({"run", "pipeline.yaml", "-p", "count=ten"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_EQ(run.err, "sluice: error: parameter 'count' expects int, got 'ten'\n");
+  Output unknown = Sluice({"run", "pipeline.yaml", "-p", "cuont=3"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("did you mean 'count'?"), std::string::npos) << unknown.err;
+  Output malformed = Sluice({"run", "pipeline.yaml", "-p", "count"});
+  EXPECT_EQ(malformed.exit_code, 2);
+  EXPECT_EQ(malformed.err, "sluice: error: -p expects name=value, got 'count'\n");
+  EXPECT_FALSE(fs::exists(dir_ + "/.sluice"));  // nothing ran, no store was made
+}
+
+TEST_F(CliTest, InvalidPipelineIsNotRun) {
+  Write("pipeline.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: cyclic
+steps:
+  - name: a
+    depends: [b]
+    command: ["true"]
+  - name: b
+    depends: [a]
+    command: ["true"]
+)");
+  Output run = Sluice({"run", "pipeline.yaml"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("dependency cycle: a -> b -> a"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("nothing was run"), std::string::npos) << run.err;
+}
+
+TEST_F(CliTest, UnknownRunAndMissingStoreAreUsageErrors) {
+  Output no_store = Sluice({"status", "x", "--store", dir_ + "/nowhere"});
+  EXPECT_EQ(no_store.exit_code, 2);
+  EXPECT_EQ(no_store.err, "sluice: error: no sluice store at " + dir_ +
+                              "/nowhere (run a pipeline there first, or point --store at an "
+                              "existing store)\n");
+  Write("pipeline.yaml", kTwoSteps);
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "demo-1", "-q"}).exit_code, 0);
+  Output unknown = Sluice({"status", "zzz"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_EQ(unknown.err,
+            "sluice: error: no run 'zzz' in this store (`sluice runs` lists them)\n");
+  Output no_step = Sluice({"logs", "demo-1", "nope"});
+  EXPECT_EQ(no_step.exit_code, 2);
+  EXPECT_EQ(no_step.err, "sluice: error: run demo-1 has no step instance 'nope'\n");
+}
+
+TEST_F(CliTest, GraphPrintsDotAndMermaid) {
+  Write("pipeline.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: diamond
+steps:
+  - name: a
+    command: ["true"]
+  - name: b
+    depends: [a]
+    command: ["true"]
+  - name: c
+    depends: [a]
+    command: ["true"]
+  - name: d
+    depends: [b, c]
+    command: ["true"]
+)");
+  Output dot = Sluice({"graph", "pipeline.yaml"});
+  ASSERT_EQ(dot.exit_code, 0) << dot.err;
+  EXPECT_EQ(dot.out, "digraph \"diamond\" {\n"
+                     "  rankdir=LR;\n"
+                     "  node [shape=box];\n"
+                     "  \"a\" [label=\"a\ncontainer\"];\n"
+                     "  \"b\" [label=\"b\ncontainer\"];\n"
+                     "  \"c\" [label=\"c\ncontainer\"];\n"
+                     "  \"d\" [label=\"d\ncontainer\"];\n"
+                     "  \"a\" -> \"b\";\n"
+                     "  \"a\" -> \"c\";\n"
+                     "  \"b\" -> \"d\";\n"
+                     "  \"c\" -> \"d\";\n"
+                     "}\n");
+  Output mermaid = Sluice({"graph", "pipeline.yaml", "--format", "mermaid"});
+  ASSERT_EQ(mermaid.exit_code, 0) << mermaid.err;
+  EXPECT_EQ(mermaid.out, "flowchart LR\n"
+                         "  s0[\"a<br/>container\"]\n"
+                         "  s1[\"b<br/>container\"]\n"
+                         "  s2[\"c<br/>container\"]\n"
+                         "  s3[\"d<br/>container\"]\n"
+                         "  s0 --> s1\n"
+                         "  s0 --> s2\n"
+                         "  s1 --> s3\n"
+                         "  s2 --> s3\n");
+}
+
+// Ctrl-C while a step runs: the step is cancelled, the run is recorded
+// Cancelled, sluice exits 130 and the store is sound.
+TEST_F(CliTest, InterruptCancelsTheRunningStep) {
+  Write("pipeline.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: sleepy
+steps:
+  - name: nap
+    command: [sleep, "300"]
+  - name: later
+    depends: [nap]
+    command: ["true"]
+)");
+  Process run({"run", "pipeline.yaml", "--run-id", "sleepy-1"}, dir_);
+  // Wait (bounded) until the store says the step is running.
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  bool running = false;
+  while (!running && Clock::now() < deadline) {
+    Output st = Sluice({"status", "sleepy-1", "--format", "json"});
+    if (st.exit_code == 0) {
+      Json j = Json::parse(st.out, nullptr, false);
+      running = !j.is_discarded() && Phases(j)["nap"] == "Running";
+    }
+    if (!running) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(running) << "step never reached Running";
+  ASSERT_EQ(::kill(run.pid(), SIGINT), 0);
+  Output out = run.Wait(std::chrono::seconds(60));
+  EXPECT_EQ(out.exit_code, 130) << out.out << out.err;
+  EXPECT_NE(out.err.find("interrupted: cancelling running steps"), std::string::npos) << out.err;
+
+  Json status = StatusJson("sleepy-1");
+  EXPECT_EQ(status["run"]["phase"], "Cancelled");
+  EXPECT_EQ(Phases(status),
+            (std::map<std::string, std::string>{{"nap", "Cancelled"}, {"later", "Omitted"}}));
+  auto store = SqliteStore::Open(dir_ + "/.sluice");
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  EXPECT_EQ((*store)->IntegrityCheck().value(), "ok");
+}
+
+}  // namespace
+}  // namespace sluice
