@@ -1,0 +1,83 @@
+#pragma once
+// Compiles a pipeline to Argo Workflows objects, for teams that run Argo and
+// deploy through GitOps: `sluice compile FILE --target argo`.
+//
+// Output: a Workflow; or, when the pipeline has a schedule, a
+// WorkflowTemplate plus a CronWorkflow that refers to it.
+//
+// The mapping (docs/compile.md has the full table):
+//   steps + depends/references -> one DAG template, tasks with `depends`
+//   when                       -> task `when` (names become Argo variables)
+//   foreach                    -> withItems (literal list), withSequence
+//                                 (range), withParam (expression); a
+//                                 parallelism cap wraps the fan-out in a DAG
+//                                 template of its own with `parallelism`
+//   retries                    -> retryStrategy {limit, retryPolicy, backoff
+//                                 {duration, factor, cap}}
+//   timeout                    -> activeDeadlineSeconds (template and run)
+//   finally                    -> onExit, a DAG template of the finally steps
+//   resources, nodeSelector, tolerations -> the template's container and pod
+//   output params / metrics    -> Argo output parameters
+//   artifacts                  -> files on a shared RWX workspace volume
+//                                 (PVC); their paths travel as output
+//                                 parameters, so fan-in of artifacts from a
+//                                 foreach works (Argo's own artifacts cannot:
+//                                 argoproj/argo-workflows#861)
+//   tfjob / pytorchjob         -> resource templates creating the CR, with
+//                                 success/failure conditions on
+//                                 status.conditions
+//   cache                      -> memoize (ConfigMap cache), for steps
+//                                 without input artifacts; see docs
+// What Argo cannot express is rejected with the feature and the line, never
+// dropped silently.
+//
+// Every template carries the step's identity in annotations
+// (sluice.dev/step, sluice.dev/pipeline, sluice.dev/pipeline-digest) so that
+// `sluice import-run` can map a finished Workflow back to sluice's store.
+
+#include <string>
+#include <vector>
+
+#include "engine/spec.h"
+#include "engine/status.h"
+
+namespace sluice::compile {
+
+struct ArgoOptions {
+  std::string namespace_;                          // "" = none (kubectl's current)
+  std::string workspace_pvc = "sluice-workspace";  // RWX claim shared by all pods
+  std::string workspace_mount = "/sluice";         // where pods see it
+  // Where pods see the pipeline's source tree ({{ pipeline.dir }}): the
+  // repository baked into the image, or checked out on the workspace.
+  std::string source_dir = "/sluice/src";
+  std::string service_account;  // default service account for the pods
+  std::string default_image;    // for steps without an image
+  bool keep_going = false;      // DAG failFast: false
+};
+
+// One reason the pipeline cannot be compiled, at its location.
+struct CompileError {
+  SourceLocation loc;
+  std::string message;
+
+  // "file:line:col: error: message"
+  std::string ToString() const;
+};
+
+struct ArgoOutput {
+  std::vector<Json> objects;  // in apply order
+  std::vector<CompileError> errors;
+
+  bool ok() const { return errors.empty(); }
+};
+
+// Compiles `spec` (validated by dsl/). `pipeline_dir` is where the `code`
+// files are, to fold their digests into memoization keys.
+ArgoOutput CompileToArgo(const PipelineSpec& spec, const std::string& pipeline_dir,
+                         const ArgoOptions& options);
+
+// Objects as a multi-document YAML stream ("---" between documents), keys in
+// a stable order, so output can be committed and diffed.
+std::string ToYaml(const std::vector<Json>& objects);
+
+}  // namespace sluice::compile
