@@ -122,14 +122,7 @@ build_etcd() {
 }
 
 # "build" or the path of the etcd binary to run (see versions.env).
-etcd_choice() {
-  local e=${SLUICE_K8S_ETCD:-/usr/bin/etcd}
-  if [ "$e" = build ] || { [ -z "${SLUICE_K8S_ETCD:-}" ] && [ ! -x "$e" ]; }; then
-    echo build
-  else
-    echo "$e"
-  fi
-}
+etcd_choice() { echo "${SLUICE_K8S_ETCD:-build}"; }
 
 etcd_binary() {
   local e; e=$(etcd_choice)
