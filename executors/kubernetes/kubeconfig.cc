@@ -318,6 +318,9 @@ std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::str
   }
   if (*rest != '\0') return std::nullopt;
   time_t t = timegm(&tm) - offset;
+  // system_clock counts nanoseconds and ends in 2262; "never expires" dates
+  // such as 2999-01-01 are capped at 2100-01-01.
+  t = std::min<time_t>(t, 4102444800);
   return std::chrono::system_clock::from_time_t(t);
 }
 
