@@ -1341,7 +1341,9 @@ class Loader {
         }
         auto refs = RefsOf(t, is_template);
         if (!refs) return;
+        size_t before = diags_.size();
         for (const auto& r : *refs) CheckReference(s, info, t, field, r);
+        if (field == TemplateField::kForeach && diags_.size() == before) CheckForeachSubject(t, *refs);
       });
     }
     for (size_t i = 0; i < all_.size(); ++i) {
@@ -1486,6 +1488,9 @@ class Loader {
         return;
       }
       if (root == "item_index" && p.size() > 1) ErrAt(loc, "'item_index' is a number; it has no field '" + p[1] + "'");
+      if (root == "item" && p.size() > 1 && s.foreach && s.foreach->kind == ForEachSpec::Kind::kItems &&
+          !s.foreach->items.empty())
+        CheckItemField(s.foreach->items, p[1], full, loc);
       return;
     }
     if (root == "inputs") {
@@ -1536,6 +1541,52 @@ class Loader {
       ErrAt(loc, "unknown name '" + full + "'; names start with one of: " + JoinKeys(kRoots) +
                      " (quote text: 'like this')");
     }
+  }
+
+  // `item.<field>` over a literal list: every item must be a map with it.
+  void CheckItemField(const std::vector<Json>& items, const std::string& field, const std::string& full,
+                      const SourceLocation& loc) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      const Json& it = items[i];
+      if (!it.is_object()) {
+        ErrAt(loc, "'" + full + "': foreach item " + std::to_string(i) + " (" + it.dump() +
+                       ") is not a map, so it has no field '" + field + "'");
+        return;
+      }
+      if (!it.contains(field)) {
+        Keys keys;
+        for (auto kv = it.begin(); kv != it.end(); ++kv) keys.push_back(kv.key());
+        std::string m = ClosestMatch(field, keys);
+        ErrAt(loc, "'" + full + "': foreach item " + std::to_string(i) + " has no field '" + field + "'" +
+                       (m.empty() ? "; it has: " + JoinKeys(keys) : "; did you mean 'item." + m + "'?"));
+        return;
+      }
+    }
+  }
+
+  // A foreach over exactly one name that can never be a list.
+  void CheckForeachSubject(const Template& t, const std::vector<expr::Reference>& refs) {
+    if (refs.size() != 1) return;
+    std::string_view text = t.text;
+    size_t b = text.find("{{") + 2, e = text.rfind("}}");
+    std::string_view inner = text.substr(b, e - b);
+    while (!inner.empty() && std::isspace(static_cast<unsigned char>(inner.front()))) inner.remove_prefix(1);
+    while (!inner.empty() && std::isspace(static_cast<unsigned char>(inner.back()))) inner.remove_suffix(1);
+    const auto& p = refs[0].path;
+    if (inner != refs[0].ToString()) return;
+    std::string why;
+    if (p[0] == "run" || p[0] == "pipeline") {
+      why = "a string";
+    } else if (p[0] == "steps" && p.size() == 5 && p[2] == "outputs" && p[3] == "artifacts") {
+      auto it = index_.find(p[1]);
+      if (it != index_.end() && !all_[it->second]->foreach) why = "one artifact path";
+    } else if (p[0] == "steps" && p.size() == 3 && p[2] == "phase") {
+      auto it = index_.find(p[1]);
+      if (it != index_.end() && !all_[it->second]->foreach) why = "a phase name";
+    }
+    if (!why.empty())
+      ErrAt(At(t, refs[0].offset), "'foreach' over '" + std::string(inner) + "', which is " + why +
+                                       ", not a list; give a list parameter or an output holding a JSON array");
   }
 
   void CheckCodeFiles() {

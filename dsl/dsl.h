@@ -73,8 +73,9 @@ void ForEachStepTemplate(const StepSpec& step,
                          const std::function<void(const Template&, TemplateField)>& fn);
 
 // The steps `step` depends on: its explicit `depends` first, then every step
-// named by a `steps.X...` reference in its templates, each once, in order of
-// first mention. Templates that do not parse are skipped (a validated spec
+// named by a `steps.X...` reference in its templates, each once, in the
+// order ForEachStepTemplate visits the templates (command before inputs).
+// Self-references are left out. Templates that do not parse are skipped (a validated spec
 // has none).
 std::vector<std::string> StepDependencies(const StepSpec& step);
 

@@ -66,7 +66,7 @@ TEST(LoadPipeline, RetrainExampleLoadsCleanly) {
   EXPECT_EQ(StepDependencies(train), std::vector<std::string>{"prepare"});
 
   EXPECT_EQ(s.steps[2].metrics_file, "metrics.json");
-  EXPECT_EQ(StepDependencies(s.steps[3]), (std::vector<std::string>{"train", "evaluate"}));
+  EXPECT_EQ(StepDependencies(s.steps[3]), (std::vector<std::string>{"evaluate", "train"}));
   const StepSpec& reg = s.steps[4];
   ASSERT_TRUE(reg.when.has_value());
   EXPECT_EQ(reg.when->text, "{{ steps.select.outputs.metrics.accuracy > params.threshold }}");
