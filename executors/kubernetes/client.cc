@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -95,6 +97,41 @@ std::string ProbeTcp(const std::string& host, int port) {
                  [](unsigned char ch) { return std::tolower(ch); });
   return why;
 }
+
+// Writing to a connection the server has closed raises SIGPIPE, which kills
+// the process by default (OpenSSL writes with plain write()). Rather than
+// ignoring SIGPIPE process-wide (the disposition would leak into processes
+// the local executor spawns), block it on this thread for the duration of a
+// request and swallow any SIGPIPE the request caused.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeGuard() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        timespec zero{0, 0};
+        while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+        }
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_, old_;
+  bool was_pending_ = false;
+};
 
 const char* PropagationName(Propagation p) {
   switch (p) {
@@ -477,6 +514,7 @@ Result<HttpResponse> Client::Do(const std::string& method, const std::string& pa
                                 const std::string& body, const std::string& content_type,
                                 const std::string& what, int max_retries) {
   const int retries = max_retries < 0 ? options_.max_retries : max_retries;
+  SigpipeGuard no_sigpipe;
   bool refresh = false;
   bool refreshed = false;
   for (int attempt = 0;; ++attempt) {
@@ -696,6 +734,7 @@ void Watcher::Run() {
 }
 
 Watcher::StreamEnd Watcher::Stream(std::string* rv) {
+  SigpipeGuard no_sigpipe;
   auto conn_or = client_->NewConn(Duration((client_->options_.watch_timeout_seconds + 60) * 1000));
   if (!conn_or) {
     if (handlers_.on_error) handlers_.on_error(conn_or.error());
