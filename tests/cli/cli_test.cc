@@ -130,7 +130,7 @@ class CliTest : public ::testing::Test {
   std::string dir_;
 };
 
-constexpr char kTwoSteps[] = R"(apiVersion: sluice.dev/v1
+constexpr char kTwoSteps[] = R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata:
   name: demo
@@ -147,7 +147,7 @@ steps:
   - name: count
     depends: [hello]
     command: [python3, -c, "print(sum(range({{ params.count }})))"]
-)";
+)yaml";
 
 TEST_F(CliTest, RunSucceedsStreamsLogsAndStatusShowsPhases) {
   Write("pipeline.yaml", kTwoSteps);
@@ -226,7 +226,7 @@ TEST_F(CliTest, RunSucceedsStreamsLogsAndStatusShowsPhases) {
 }
 
 TEST_F(CliTest, FailingStepExitsOneAndOmitsItsDependents) {
-  Write("pipeline.yaml", R"(apiVersion: sluice.dev/v1
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata:
   name: broken
@@ -236,7 +236,7 @@ steps:
   - name: after
     depends: [fails]
     command: ["true"]
-)");
+)yaml");
   Output run = Sluice({"run", "pipeline.yaml", "--run-id", "broken-1"});
   EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
   EXPECT_NE(run.out.find("[fails] about to fail\n"), std::string::npos) << run.out;
@@ -256,7 +256,7 @@ TEST_F(CliTest, LintIsCleanOrReportsEveryErrorWithItsLocation) {
   EXPECT_EQ(good.exit_code, 0) << good.out << good.err;
   EXPECT_EQ(good.out, "");
 
-  Write("bad.yaml", R"(apiVersion: sluice.dev/v1
+  Write("bad.yaml", R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata:
   name: bad
@@ -265,7 +265,7 @@ steps:
     comand: [echo, hi]
   - name: b
     command: [echo, "{{ steps.nope.outputs.params.x }}"]
-)");
+)yaml");
   Output bad = Sluice({"lint", "good.yaml", "bad.yaml"});
   EXPECT_EQ(bad.exit_code, 1);
   std::vector<std::string> lines;
@@ -325,7 +325,7 @@ TEST_F(CliTest, BadParamValueIsAUsageErrorAndNothingRuns) {
 }
 
 TEST_F(CliTest, InvalidPipelineIsNotRun) {
-  Write("pipeline.yaml", R"(apiVersion: sluice.dev/v1
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata:
   name: cyclic
@@ -336,7 +336,7 @@ steps:
   - name: b
     depends: [a]
     command: ["true"]
-)");
+)yaml");
   Output run = Sluice({"run", "pipeline.yaml"});
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_NE(run.err.find("dependency cycle: a -> b -> a"), std::string::npos) << run.err;
@@ -361,7 +361,7 @@ TEST_F(CliTest, UnknownRunAndMissingStoreAreUsageErrors) {
 }
 
 TEST_F(CliTest, GraphPrintsDotAndMermaid) {
-  Write("pipeline.yaml", R"(apiVersion: sluice.dev/v1
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata:
   name: diamond
@@ -377,7 +377,7 @@ steps:
   - name: d
     depends: [b, c]
     command: ["true"]
-)");
+)yaml");
   Output dot = Sluice({"graph", "pipeline.yaml"});
   ASSERT_EQ(dot.exit_code, 0) << dot.err;
   EXPECT_EQ(dot.out, "digraph \"diamond\" {\n"
@@ -408,7 +408,7 @@ steps:
 // Ctrl-C while a step runs: the step is cancelled, the run is recorded
 // Cancelled, sluice exits 130 and the store is sound.
 TEST_F(CliTest, InterruptCancelsTheRunningStep) {
-  Write("pipeline.yaml", R"(apiVersion: sluice.dev/v1
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata:
   name: sleepy
@@ -418,7 +418,7 @@ steps:
   - name: later
     depends: [nap]
     command: ["true"]
-)");
+)yaml");
   Process run({"run", "pipeline.yaml", "--run-id", "sleepy-1"}, dir_);
   // Wait (bounded) until the store says the step is running.
   auto deadline = Clock::now() + std::chrono::seconds(60);
