@@ -226,6 +226,7 @@ struct LocalExecutor::RunningTask {
   std::string instance;
   bool distributed = false;
   int log_fd = -1;  // kept open for distributed tasks' "[sluice]" lines
+  std::vector<size_t> gpus;  // indexes into options_.gpu_devices held by this task
   std::vector<Process> procs;
   std::vector<size_t> success_set;
   std::chrono::system_clock::time_point started_at;
@@ -241,7 +242,8 @@ struct LocalExecutor::RunningTask {
   bool sigkill_sent = false;
 };
 
-LocalExecutor::LocalExecutor(LocalExecutorOptions options) : options_(std::move(options)) {
+LocalExecutor::LocalExecutor(LocalExecutorOptions options)
+    : options_(std::move(options)), gpu_busy_(options_.gpu_devices.size(), false) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // With SIGCHLD ignored the kernel reaps children itself and waitpid cannot
   // report their exit status.
@@ -323,9 +325,26 @@ Status LocalExecutor::Start(const Task& task) {
   }();
   if (!plan) return plan.error();
 
+  // GPUs: pick free device ids now, mark them busy only once the task runs.
+  std::map<std::string, std::string> base = BaseEnv(task);
+  std::vector<size_t> gpus;
+  if (!options_.gpu_devices.empty()) {
+    for (size_t i = 0; i < gpu_busy_.size() && static_cast<int64_t>(gpus.size()) < task.resources.gpu; ++i) {
+      if (!gpu_busy_[i]) gpus.push_back(i);
+    }
+    if (static_cast<int64_t>(gpus.size()) < task.resources.gpu) {
+      return Status::Unavailable("cannot start '" + who + "': it needs " +
+                                 std::to_string(task.resources.gpu) + " GPU(s) and " +
+                                 std::to_string(gpus.size()) + " of " +
+                                 std::to_string(gpu_busy_.size()) + " are free");
+    }
+    std::string visible;
+    for (size_t i : gpus) visible += (visible.empty() ? "" : ",") + options_.gpu_devices[i];
+    base["CUDA_VISIBLE_DEVICES"] = visible;
+  }
+
   // Resolve every program before starting anything, so that a typo in one
   // replica's command starts nothing.
-  const std::map<std::string, std::string> base = BaseEnv(task);
   std::vector<std::map<std::string, std::string>> envs;
   std::vector<std::string> programs;
   for (const auto& r : plan->replicas) {
@@ -394,6 +413,8 @@ Status LocalExecutor::Start(const Task& task) {
   } else {
     close(log_fd);
   }
+  for (size_t i : gpus) gpu_busy_[i] = true;
+  t->gpus = std::move(gpus);
   t->started_at = std::chrono::system_clock::now();
   if (task.timeout) t->deadline = SteadyClock::now() + *task.timeout;
   running_[task.id] = std::move(t);
@@ -580,6 +601,7 @@ std::optional<TaskResult> LocalExecutor::Wait(Duration timeout) {
     }
     for (auto it = running_.begin(); it != running_.end();) {
       if (auto result = Evaluate(*it->second)) {
+        for (size_t i : it->second->gpus) gpu_busy_[i] = false;
         finished_.push_back(std::move(*result));
         it = running_.erase(it);
       } else {

@@ -12,6 +12,7 @@
 //      SLUICE_SECRET_* is never passed on: a step gets a secret only through
 //      Task::env)
 //   SLUICE_RUN_ID, SLUICE_PIPELINE, SLUICE_STEP, SLUICE_INSTANCE, SLUICE_ATTEMPT
+//   CUDA_VISIBLE_DEVICES   when LocalExecutorOptions::gpu_devices is set
 //   Task::env (wins over all of the above)
 // Values of variables named in Task::secret_env are never logged; in fact no
 // environment value is logged.
@@ -62,6 +63,12 @@ struct LocalExecutorOptions {
   Duration kill_grace = std::chrono::seconds(5);
   // Parent environment variables passed to tasks (see the header comment).
   std::vector<std::string> env_allowlist = DefaultLocalEnvAllowlist();
+  // GPU device ids ("0", "1", ...) to hand out. When non-empty, a task gets
+  // CUDA_VISIBLE_DEVICES set to resources.gpu devices that no running task
+  // holds (and "" when it asks for none), unless Task::env sets it. Empty:
+  // CUDA_VISIBLE_DEVICES is left alone. The engine's gpu budget must not
+  // exceed the number of ids; Start() fails with kUnavailable otherwise.
+  std::vector<std::string> gpu_devices;
 };
 
 class LocalExecutor : public Executor {
@@ -116,6 +123,7 @@ class LocalExecutor : public Executor {
   std::map<std::string, std::string> BaseEnv(const Task& task) const;
 
   LocalExecutorOptions options_;
+  std::vector<bool> gpu_busy_;  // parallel to options_.gpu_devices; guarded by mu_
   bool have_pidfd_ = true;
   int wake_fd_ = -1;  // eventfd: Cancel() wakes a waiting Wait()
 

@@ -90,6 +90,7 @@ class LocalExecutorTest : public testing::Test {
 
   LocalExecutor& Executor(int parallelism = 4) {
     LocalExecutorOptions options;
+    options.gpu_devices = gpu_devices_;
     options.parallelism = parallelism;
     options.kill_grace = milliseconds(kill_grace_ms_);
     if (allowlist_) options.env_allowlist = *allowlist_;
@@ -135,6 +136,7 @@ class LocalExecutorTest : public testing::Test {
   fs::path dir_;
   int kill_grace_ms_ = 5000;
   std::optional<std::vector<std::string>> allowlist_;
+  std::vector<std::string> gpu_devices_;
   std::unique_ptr<LocalExecutor> executor_;
 };
 
@@ -400,6 +402,34 @@ TEST_F(LocalExecutorTest, StdinIsDevNull) {
   TaskResult r = RunToEnd(task);
   EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded);
   EXPECT_EQ(ReadFile(task.log_path), "end\n");
+}
+
+TEST_F(LocalExecutorTest, GpusAreHandedOutThroughCudaVisibleDevices) {
+  gpu_devices_ = {"0", "1", "2"};
+  Executor();
+  // Each task reports its devices through a FIFO, then stays running.
+  auto gpu_task = [&](TaskId id, int64_t gpus, const fs::path& fifo) {
+    Task task = MakeTask(id, {"sh", "-c", "echo \"[$CUDA_VISIBLE_DEVICES]\" > \"$1\"; exec sleep 1000",
+                              "sh", fifo.string()});
+    task.resources.gpu = gpus;
+    return task;
+  };
+  fs::path a = MakeFifo("a"), b = MakeFifo("b"), c = MakeFifo("c"), d = MakeFifo("d");
+  ASSERT_TRUE(executor_->Start(gpu_task(1, 2, a)).ok());
+  EXPECT_EQ(ReadFifoLine(a), "[0,1]");
+  ASSERT_TRUE(executor_->Start(gpu_task(2, 0, b)).ok());
+  EXPECT_EQ(ReadFifoLine(b), "[]");
+  ASSERT_TRUE(executor_->Start(gpu_task(3, 1, c)).ok());
+  EXPECT_EQ(ReadFifoLine(c), "[2]");
+  Status st = executor_->Start(gpu_task(4, 1, d));
+  EXPECT_EQ(st, Status::Unavailable("cannot start 'step4': it needs 1 GPU(s) and 0 of 3 are free"));
+
+  executor_->Cancel(1, seconds(5));
+  EXPECT_EQ(WaitResult().id, 1u);
+  ASSERT_TRUE(executor_->Start(gpu_task(4, 2, d)).ok());
+  EXPECT_EQ(ReadFifoLine(d), "[0,1]");
+  executor_->CancelAll(seconds(5));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(WaitResult().outcome, TaskOutcome::kCancelled);
 }
 
 // --- distributed training jobs ---------------------------------------------

@@ -1,0 +1,177 @@
+// Dispatches an N-step fan-out of Job steps through the KubernetesExecutor
+// to a live cluster and reports (see docs/kubernetes.md, "Performance"):
+//   - steps per second (first create to last result);
+//   - sluice's API requests per step, by method (client counters), and the
+//     API server's requests per step (apiserver_request_total, all clients:
+//     sluice, the Job controller, the scheduler, kwok);
+//   - completion -> successor latency: from the watch event carrying a Job's
+//     final status to the create request of the step started in its slot
+//     (p50, p99).
+//
+//   k8s_fanout_bench --kubeconfig /tmp/sluice-k8s/kubeconfig --steps 1000 --in-flight 100
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+
+#include "executors/kubernetes/kubernetes_executor.h"
+
+namespace {
+
+using sluice::Duration;
+using SteadyClock = std::chrono::steady_clock;
+
+// Sums apiserver_request_total samples, in total and for write verbs.
+struct RequestTotals {
+  double all = 0, writes = 0;
+};
+
+RequestTotals Scrape(sluice::k8s::Client* client) {
+  RequestTotals t;
+  auto text = client->GetText("/metrics");
+  if (!text) {
+    std::fprintf(stderr, "cannot read /metrics: %s\n", text.error().message().c_str());
+    return t;
+  }
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("apiserver_request_total{", 0) != 0) continue;
+    double v = std::atof(line.substr(line.rfind(' ') + 1).c_str());
+    t.all += v;
+    for (const char* verb : {"verb=\"POST\"", "verb=\"PUT\"", "verb=\"PATCH\"", "verb=\"DELETE\"",
+                             "verb=\"APPLY\"", "verb=\"DELETECOLLECTION\""}) {
+      if (line.find(verb) != std::string::npos) t.writes += v;
+    }
+  }
+  return t;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string kubeconfig, ns = "default";
+  int steps = 1000, in_flight = 100;
+  double qps = 50;
+  int burst = 100;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--kubeconfig") kubeconfig = argv[i + 1];
+    else if (a == "--steps") steps = std::atoi(argv[i + 1]);
+    else if (a == "--in-flight") in_flight = std::atoi(argv[i + 1]);
+    else if (a == "--namespace") ns = argv[i + 1];
+    else if (a == "--qps") qps = std::atof(argv[i + 1]);
+    else if (a == "--burst") burst = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
+      return 2;
+    }
+  }
+  std::string run_id = "bench-" + std::to_string(::getpid());
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / run_id;
+  std::filesystem::create_directories(dir);
+
+  std::mutex mu;
+  std::map<sluice::TaskId, SteadyClock::time_point> terminal_at;
+  sluice::KubernetesExecutorOptions options;
+  options.kubeconfig.kubeconfig = kubeconfig;
+  options.manifests.namespace_ = ns;
+  options.manifests.ttl_seconds_after_finished = 600;
+  options.client.qps = qps;
+  options.client.burst = burst;
+  options.max_in_flight = in_flight;
+  options.on_terminal_event = [&](sluice::TaskId id) {
+    std::lock_guard<std::mutex> lock(mu);
+    terminal_at[id] = SteadyClock::now();
+  };
+  auto ex = sluice::NewKubernetesExecutor(options);
+  if (!ex) {
+    std::fprintf(stderr, "%s\n", ex.error().ToString().c_str());
+    return 1;
+  }
+  auto* executor = static_cast<sluice::KubernetesExecutor*>(ex->get());
+  RequestTotals before = Scrape(executor->client());
+  auto counts_before = executor->client()->RequestCounts();
+
+  auto make = [&](int i) {
+    sluice::Task t;
+    t.id = static_cast<sluice::TaskId>(i + 1);
+    t.run_id = run_id;
+    t.pipeline = "fanout";
+    t.step = "work";
+    t.instance = "work[" + std::to_string(i) + "]";
+    t.argv = {"true"};
+    t.image = "busybox:1.36";
+    t.log_path = (dir / ("work-" + std::to_string(i) + ".log")).string();
+    t.resources.cpu_millis = 10;
+    t.resources.memory_bytes = 16ll << 20;
+    return t;
+  };
+
+  std::vector<double> latencies_ms;
+  int started = 0, finished = 0, failed = 0;
+  auto t0 = SteadyClock::now();
+  std::optional<sluice::TaskId> freed_by;  // result whose slot the next start uses
+  while (finished < steps) {
+    while (started < steps && executor->CanRunMore()) {
+      if (freed_by) {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = terminal_at.find(*freed_by);
+        if (it != terminal_at.end()) {
+          latencies_ms.push_back(
+              std::chrono::duration<double, std::milli>(SteadyClock::now() - it->second).count());
+        }
+        freed_by.reset();
+      }
+      sluice::Status st = executor->Start(make(started));
+      if (!st.ok()) {
+        std::fprintf(stderr, "start %d: %s\n", started, st.ToString().c_str());
+        return 1;
+      }
+      ++started;
+    }
+    auto r = executor->Wait(Duration(120000));
+    if (!r) {
+      std::fprintf(stderr, "no result for 120 s (%d/%d finished)\n", finished, steps);
+      return 1;
+    }
+    ++finished;
+    if (r->outcome != sluice::TaskOutcome::kSucceeded) ++failed;
+    freed_by = r->id;
+  }
+  double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  RequestTotals after = Scrape(executor->client());
+  auto counts = executor->client()->RequestCounts();
+
+  std::printf("steps %d (failed %d), in flight %d, qps %.0f burst %d\n", steps, failed, in_flight,
+              qps, burst);
+  std::printf("wall %.1f s, %.1f steps/s\n", seconds, steps / seconds);
+  std::printf("sluice requests per step:");
+  for (const auto& [method, n] : counts) {
+    std::printf(" %s %.2f", method.c_str(), (n - counts_before[method]) / double(steps));
+  }
+  std::printf("\napiserver_request_total per step (all clients): %.2f, writes %.2f\n",
+              (after.all - before.all) / steps, (after.writes - before.writes) / steps);
+  std::printf("completion -> successor create: p50 %.1f ms, p99 %.1f ms (n=%zu)\n",
+              Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 0.99), latencies_ms.size());
+
+  executor->client()->DeleteCollection(sluice::k8s::JobKind(), ns,
+                                       sluice::operators::RunSelector(run_id),
+                                       sluice::k8s::Propagation::kBackground);
+  std::filesystem::remove_all(dir);
+  return 0;
+}
