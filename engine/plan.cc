@@ -107,8 +107,10 @@ void Plan::Seed(const std::vector<SeedInstance>& instances) {
     seeds_[seed.name] = seed;
     // Attempts of a non-foreach step that runs again continue counting.
     int i = FindInstance(seed.name);
-    if (i < 0 || graph_.IsFinally(instances_[i].step) || graph_.step(instances_[i].step).foreach) continue;
-    if (!IsKeptPhase(seed.phase)) instances_[i].attempts = instances_[i].base_attempts = seed.attempts;
+    if (i < 0 || graph_.step(instances_[i].step).foreach) continue;
+    // Finally steps are never kept, but their attempts continue too.
+    if (!IsKeptPhase(seed.phase) || graph_.IsFinally(instances_[i].step))
+      instances_[i].attempts = instances_[i].base_attempts = seed.attempts;
   }
 }
 
@@ -206,13 +208,11 @@ void Plan::Expand(int step, int n) {
     in.index = k;
     in.state = State::kHeld;
     int id = static_cast<int>(instances_.size());
-    if (!graph_.IsFinally(step)) {
-      auto it = seeds_.find(in.name);
-      if (it != seeds_.end()) {
-        in.attempts = it->second.attempts;
-        if (IsKeptPhase(it->second.phase)) kept.push_back({id, it->second.phase});
-        else in.base_attempts = it->second.attempts;
-      }
+    auto seed = seeds_.find(in.name);
+    if (seed != seeds_.end()) {
+      in.attempts = seed->second.attempts;
+      if (IsKeptPhase(seed->second.phase) && !graph_.IsFinally(step)) kept.push_back({id, seed->second.phase});
+      else in.base_attempts = seed->second.attempts;
     }
     by_name_[in.name] = id;
     instances_.push_back(std::move(in));

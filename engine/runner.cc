@@ -188,6 +188,8 @@ class RunLoop {
   // Collects declared outputs; a non-empty message means the step failed.
   std::string CollectOutputs(int inst, AttemptResult* result);
   void DrainChanges();
+  // Applies a Cancel() request to the plan and the executors, once.
+  void CheckCancel();
   std::optional<TaskResult> WaitAny(Duration timeout);
 
   Json BuildScope(int step, int inst);
@@ -981,6 +983,9 @@ void RunLoop::DrainChanges() {
 void RunLoop::Schedule() {
   while (true) {
     auto ready = plan_->Ready(clock_->Now());
+    // Record what Ready() decided (kept, never-fitting instances) first:
+    // kept instances' outputs feed the scopes of what starts now.
+    DrainChanges();
     if (ready.empty()) break;
     bool full = false;
     for (const auto& n : ready) {
@@ -1006,6 +1011,14 @@ std::optional<TaskResult> RunLoop::WaitAny(Duration timeout) {
   for (Executor* e : busy)
     if (auto r = e->Wait(Duration(0))) return r;
   return busy[0]->Wait(std::min(timeout, Duration(20)));
+}
+
+void RunLoop::CheckCancel() {
+  if (!r_.cancel_requested_.load() || cancelled_) return;
+  cancelled_ = true;
+  plan_->Cancel(Plan::CancelMode::kUser, "the run was cancelled");
+  for (Executor* e : used_executors_) e->CancelAll(opt_.cancel_grace);
+  DrainChanges();
 }
 
 Result<RunSummary> RunLoop::Run() {
@@ -1069,12 +1082,7 @@ Result<RunSummary> RunLoop::Run() {
   if (spec_.timeout) deadline = start + *spec_.timeout;
   bool stuck = false;
   while (true) {
-    if (r_.cancel_requested_.load() && !cancelled_) {
-      cancelled_ = true;
-      plan_->Cancel(Plan::CancelMode::kUser, "the run was cancelled");
-      for (Executor* e : used_executors_) e->CancelAll(opt_.cancel_grace);
-      DrainChanges();
-    }
+    CheckCancel();
     if (deadline && !timed_out_ && !cancelled_ && clock_->Now() >= *deadline) {
       timed_out_ = true;
       plan_->Cancel(Plan::CancelMode::kTimeout, "the run exceeded its timeout of " + FormatDuration(*spec_.timeout));
@@ -1095,6 +1103,7 @@ Result<RunSummary> RunLoop::Run() {
     }
     if (!tasks_.empty()) {
       if (auto res = WaitAny(timeout)) {
+        CheckCancel();  // a cancelled task's result must find the plan cancelled
         HandleResult(*res);
         // Take every other result that is already there before planning.
         while (!tasks_.empty()) {
