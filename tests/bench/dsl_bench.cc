@@ -8,10 +8,14 @@
 // on two steps of the layer above, one by `depends` and one by a template
 // reference to its output parameter.
 //
-// Measured 2026-11-25 on the device machine (16 cores, idle; Debian 12 build,
-// -O2): 10,000 steps, 2.2 MB of YAML, median of 5 repetitions:
-//   YAML::Load 651 ms, LoadPipelineString 506 ms      ratio 0.78
-//   YAML::LoadFile 665 ms, LoadPipelineFile 522 ms    ratio 0.78
+// Measured 2026-11-25 on the device machine (H100 host, 16 cores, idle; the
+// binary built on Debian 12 with -O2): 10,000 steps, 2.2 MB of YAML, median
+// of 5 repetitions:
+//   YAML::Load                    724 ms
+//   LoadPipelineString            561 ms   0.77x
+//   LoadPipelineString + plan     628 ms   0.87x  (PipelineGraph::Build, Plan, first Ready)
+//   YAML::LoadFile                715 ms
+//   LoadPipelineFile              556 ms   0.78x
 // LoadPipeline is faster than a bare yaml-cpp load because it builds its own
 // flat node tree from yaml-cpp's event parser instead of YAML::Node.
 
@@ -25,6 +29,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "dsl/dsl.h"
+#include "engine/graph.h"
+#include "engine/plan.h"
 
 namespace {
 
@@ -73,6 +79,29 @@ void BM_LoadPipeline(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * Pipeline().size());
 }
 BENCHMARK(BM_LoadPipeline)->Unit(benchmark::kMillisecond);
+
+// Parse + lint + plan: what `sluice run` does before the first step starts
+// (the engine's Boost.Graph DAG, the planner and its first ready set).
+void BM_LoadAndPlan(benchmark::State& state) {
+  for (auto _ : state) {
+    sluice::dsl::LoadResult r = sluice::dsl::LoadPipelineString(Pipeline(), "bench.yaml");
+    if (!r.ok()) {
+      state.SkipWithError("the generated pipeline does not load");
+      break;
+    }
+    auto graph = sluice::PipelineGraph::Build(*r.spec);
+    if (!graph) {
+      state.SkipWithError("the graph does not build");
+      break;
+    }
+    sluice::PlanOptions options;
+    options.slots = 2;
+    sluice::Plan plan(*graph, options);
+    auto ready = plan.Ready(sluice::TimePoint{});
+    benchmark::DoNotOptimize(ready);
+  }
+}
+BENCHMARK(BM_LoadAndPlan)->Unit(benchmark::kMillisecond);
 
 // The same comparison from a file, as `sluice lint` does it (LoadPipelineFile
 // also hashes the file's bytes for spec.file_digest).
