@@ -151,15 +151,26 @@ build_training_operator() {
   mkdir -p "$dir/bin"; : >"$dir/build.log"
   wrapper_init "$dir"
   (cd "$dir/src" && go mod edit "-require=github.com/kubeflow/training-operator@$v")
+  # The CRDs ship in the module; keep a copy beside the binary so `up` needs
+  # neither the module cache nor the network.
+  local mod; mod=$(module_dir github.com/kubeflow/training-operator "$v")
+  [ -d "$mod/manifests/base/crds" ] || die "no manifests/base/crds in github.com/kubeflow/training-operator@$v"
+  rm -rf "$dir/crds"
+  cp -r "$mod/manifests/base/crds" "$dir/crds"
+  chmod -R u+w "$dir/crds"
   run_build $name "$v" training-operator -- \
     go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "-s -w" \
       -o "$dir/bin/training-operator" github.com/kubeflow/training-operator/cmd/training-operator.v1
 }
 
-# Directory holding the training-operator's CRD manifests (from the module cache).
+# Directory holding the training-operator's CRD manifests (copied from the
+# module at build time; the module cache otherwise).
 training_operator_crds() {
-  local d; d=$(module_dir github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION")
-  echo "$d/manifests/base/crds"
+  local d; d=$(component_dir training-operator "$TRAINING_OPERATOR_VERSION")/crds
+  if [ ! -d "$d" ]; then
+    d=$(module_dir github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION")/manifests/base/crds
+  fi
+  echo "$d"
 }
 
 build_argo() {
