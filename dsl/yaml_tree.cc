@@ -159,6 +159,28 @@ class ViewBuf : public std::streambuf {
   }
 };
 
+// What to do about yaml-cpp's terse syntax messages.
+std::string SyntaxHint(const std::string& msg) {
+  static const struct {
+    const char* msg;
+    const char* hint;
+  } kHints[] = {
+      {"illegal block entry", "a '- ' list item where it is not allowed; check the indentation, and for an "
+                              "unclosed '[' or '{' on the lines above"},
+      {"illegal map value", "a ':' where it is not allowed; quote values that contain ': '"},
+      {"end of map not found", "check the indentation of the keys"},
+      {"end of sequence not found", "check the indentation of the '- ' items"},
+      {"end of sequence flow not found", "a '[' is not closed by ']'"},
+      {"end of map flow not found", "a '{' is not closed by '}'"},
+      {"end of string not found", "a quoted string is not closed"},
+      {"unknown escape character", "in double quotes write '\\\\' for a backslash, or use single quotes"},
+      {"tab", "indent with spaces, not tabs"},
+  };
+  for (const auto& h : kHints)
+    if (msg.find(h.msg) != std::string::npos) return std::string("; ") + h.hint;
+  return "";
+}
+
 }  // namespace
 
 YamlDocument ParseYaml(std::string_view text) {
@@ -194,7 +216,7 @@ YamlDocument ParseYaml(std::string_view text) {
     }
   } catch (const YAML::Exception& e) {
     std::string msg = e.msg;
-    doc.problems.push_back({e.mark.line + 1, e.mark.column + 1, "YAML syntax error: " + msg, true});
+    doc.problems.push_back({e.mark.line + 1, e.mark.column + 1, "YAML syntax error: " + msg + SyntaxHint(msg), true});
   } catch (const std::exception& e) {
     doc.problems.push_back({1, 1, std::string("YAML syntax error: ") + e.what(), true});
   }
