@@ -184,16 +184,20 @@ build_argo() {
   # directives are ignored, so the wrapper repeats it.
   (cd "$dir/src" && go mod edit "-require=github.com/argoproj/argo-workflows/v3@$v" \
      -replace=github.com/olekukonko/tablewriter=github.com/olekukonko/tablewriter@v0.0.5)
+  # Argo's own install uses the "minimal" CRDs (no OpenAPI schema); keep a copy.
+  local mod; mod=$(module_dir github.com/argoproj/argo-workflows/v3 "$v")
+  [ -d "$mod/manifests/base/crds/minimal" ] || die "no manifests/base/crds/minimal in github.com/argoproj/argo-workflows/v3@$v"
+  rm -rf "$dir/crds"
+  mkdir -p "$dir/crds"
+  cp "$mod"/manifests/base/crds/minimal/argoproj.io_*.yaml "$dir/crds/"
+  chmod -R u+w "$dir/crds"
   run_build $name "$v" workflow-controller -- \
     go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "-s -w" \
       -o "$dir/bin/workflow-controller" github.com/argoproj/argo-workflows/v3/cmd/workflow-controller
 }
 
-# Directory holding Argo's CRD manifests (from the module cache).
-argo_crds() {
-  local d; d=$(module_dir github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION")
-  echo "$d/manifests/base/crds/minimal"
-}
+# Directory holding Argo's CRD manifests (copied from the module at build time).
+argo_crds() { echo "$(component_dir argo "$ARGO_VERSION")/crds"; }
 
 # build_all [argo]: builds what is missing; holds a lock so two concurrent
 # `cluster up` calls do not build the same thing twice.
