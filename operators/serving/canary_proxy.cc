@@ -15,6 +15,8 @@
 
 #include <httplib.h>
 
+#include "operators/serving/http_error.h"
+
 namespace sluice::serving {
 
 struct CanaryProxy::Backend {
@@ -111,6 +113,8 @@ Result<std::unique_ptr<CanaryProxy>> CanaryProxy::Start(const CanaryProxyOptions
   proxy->public_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   proxy->admin_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   proxy->public_->set_keep_alive_max_count(1000);
+  // An idle keep-alive connection holds a worker thread; free it soon.
+  proxy->public_->set_keep_alive_timeout(2);
   proxy->public_->set_tcp_nodelay(true);
   proxy->public_->set_read_timeout(options.upstream_timeout);
   proxy->public_->set_write_timeout(options.upstream_timeout);
@@ -143,10 +147,12 @@ Result<std::unique_ptr<CanaryProxy>> CanaryProxy::Start(const CanaryProxyOptions
   CanaryProxy* raw = proxy.get();
   proxy->public_thread_ = std::thread([raw] {
     raw->public_->listen_after_bind();
+    raw->public_done_ = true;
     raw->Stop();
   });
   proxy->admin_thread_ = std::thread([raw] {
     raw->admin_->listen_after_bind();
+    raw->admin_done_ = true;
     raw->Stop();
   });
   return proxy;
@@ -160,8 +166,14 @@ CanaryProxy::~CanaryProxy() {
 
 void CanaryProxy::Stop() {
   if (stopped_.exchange(true)) return;
-  if (public_) public_->stop();
-  if (admin_) admin_->stop();
+  // httplib's stop() is a no-op until its listen loop has started, so wait
+  // (briefly: the threads start in Start()) for each loop to run or to end.
+  for (auto [server, done] : {std::pair{public_.get(), &public_done_},
+                              std::pair{admin_.get(), &admin_done_}}) {
+    if (server == nullptr) continue;
+    while (!done->load() && !server->is_running()) std::this_thread::yield();
+    server->stop();
+  }
   std::lock_guard<std::mutex> lock(g_wait_mu);
   g_wait_cv.notify_all();
 }
@@ -260,7 +272,7 @@ void CanaryProxy::InstallRoutes() {
       backend->errors++;
       JsonReply(res, 502,
                 {{"error", "upstream " + backend->name + " (" + backend->url +
-                               ") failed: " + httplib::to_string(r.error())},
+                               ") failed: " + DescribeHttpError(r.error())},
                  {"backend", backend->name}});
       res.set_header("X-Sluice-Backend", backend->name);
       return;

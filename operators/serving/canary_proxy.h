@@ -54,7 +54,7 @@ struct CanaryProxyOptions {
   int admin_port = 0;                // 0 = any free port
   std::string token;                 // admin bearer token; must not be empty
   Duration upstream_timeout = std::chrono::seconds(30);
-  int threads = 16;                  // worker threads of the public listener
+  int threads = 32;                  // worker threads (= concurrent client connections)
 };
 
 class CanaryProxy {
@@ -105,6 +105,8 @@ class CanaryProxy {
   WeightedPicker picker_;                            // guarded by mu_
   std::atomic<int64_t> unrouted_{0};                 // 503s: no backend
   std::atomic<bool> stopped_{false};
+  std::atomic<bool> public_done_{false};  // the listen loop has returned
+  std::atomic<bool> admin_done_{false};
 };
 
 // Reads an admin token file. The file must be owned by us and not readable by

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -13,7 +14,8 @@
 
 #include <httplib.h>
 
-#include "dsl/quantity.h"
+#include "operators/serving/http_error.h"
+
 #include "engine/sha256.h"
 
 #define SLUICE_SERVING_TRY(expr)                          \
@@ -45,9 +47,37 @@ Result<Duration> ParseConfigDuration(const Json& value, const std::string& field
     return Duration(static_cast<int64_t>(std::llround(seconds * 1000)));
   }
   if (value.is_string()) {
-    auto d = dsl::ParseDuration(value.get<std::string>());
-    if (!d) return Error(d.error().WithContext(field));
-    return *d;
+    // The DSL's duration syntax ("500ms", "30s", "10m", "1h30m", "1.5h", "2d").
+    // Operators do not link dsl/ (it sits above the engine), hence this reader.
+    const std::string text = value.get<std::string>();
+    auto bad = [&] {
+      return Error(Status::InvalidArgument(field + ": '" + text +
+                                           "' is not a duration; write e.g. 500ms, 30s, 10m, "
+                                           "1h30m"));
+    };
+    if (text == "0") return Duration(0);
+    double total_ms = 0;
+    size_t i = 0;
+    if (text.empty()) return bad();
+    while (i < text.size()) {
+      size_t start = i;
+      while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+      if (i == start) return bad();
+      double number = 0;
+      try {
+        number = std::stod(text.substr(start, i - start));
+      } catch (const std::exception&) {
+        return bad();
+      }
+      size_t unit_start = i;
+      while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+      std::string unit = text.substr(unit_start, i - unit_start);
+      double scale = unit == "ms" ? 1 : unit == "s" ? 1e3 : unit == "m" ? 6e4
+                   : unit == "h" ? 3.6e6 : unit == "d" ? 8.64e7 : -1;
+      if (scale < 0) return bad();
+      total_ms += number * scale;
+    }
+    return Duration(static_cast<int64_t>(std::llround(total_ms)));
   }
   return Error(Status::InvalidArgument(field + ": want a duration like \"30s\" or a number of "
                                        "seconds"));
@@ -184,7 +214,7 @@ Status WaitReady(const std::string& url, const std::string& path, Duration timeo
     client.set_read_timeout(std::min<Duration>(left, std::chrono::seconds(5)));
     auto r = client.Get(path);
     if (r && r->status >= 200 && r->status < 300) return Status::Ok();
-    last = r ? "HTTP " + std::to_string(r->status) : httplib::to_string(r.error());
+    last = r ? "HTTP " + std::to_string(r->status) : DescribeHttpError(r.error());
     left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;

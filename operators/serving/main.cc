@@ -30,6 +30,11 @@
 #ifdef SLUICE_SERVING_HAVE_STORE
 #include "engine/sqlite_store.h"
 #endif
+#ifdef SLUICE_SERVING_HAVE_K8S
+#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/kubeconfig.h"
+#include "operators/serving/k8s_deploy.h"
+#endif
 
 namespace {
 
@@ -208,12 +213,25 @@ int main(int argc, char** argv) {
     if (!json) return Fail("deploy", json.error());
     auto config = serving::ParseDeployConfig(*json);
     if (!config) return Fail("deploy", config.error());
+    Result<serving::DeployResult> result;
     if (config->executor == "kubernetes") {
+#ifdef SLUICE_SERVING_HAVE_K8S
+      sluice::k8s::KubeconfigOptions kube;
+      kube.kubeconfig = config->kubernetes.value("kubeconfig", "");
+      kube.context = config->kubernetes.value("context", "");
+      auto rest = sluice::k8s::LoadRestConfig(kube);
+      if (!rest) return Fail("deploy", rest.error());
+      auto client = sluice::k8s::Client::Create(*rest);
+      if (!client) return Fail("deploy", client.error());
+      result = serving::DeployKubernetes(*config, **client, ctx.env);
+#else
       return Fail("deploy", Status::FailedPrecondition(
-                                "deploy on Kubernetes is not wired to a cluster client yet; "
+                                "this sluice-serving was built without the Kubernetes client; "
                                 "`sluice-serving manifests` prints the objects it would apply"));
+#endif
+    } else {
+      result = serving::DeployLocal(*config, ctx.env);
     }
-    auto result = serving::DeployLocal(*config, ctx.env);
     if (!result) return Fail("deploy", result.error());
     Status written = serving::WriteDeployOutputs(*result, out_dir);
     if (!written.ok()) return Fail("deploy", written);

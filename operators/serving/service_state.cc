@@ -16,6 +16,8 @@
 
 #include <httplib.h>
 
+#include "operators/serving/http_error.h"
+
 namespace sluice::serving {
 namespace fs = std::filesystem;
 
@@ -234,7 +236,7 @@ Status ProxyAdmin::SetBackends(const std::vector<ProxyBackend>& backends) const 
                  Json{{"backends", list}}.dump(), "application/json");
   if (!r) {
     return Status::Unavailable("cannot reach the canary proxy's admin API at " + base_ + ": " +
-                               httplib::to_string(r.error()));
+                               DescribeHttpError(r.error()));
   }
   if (r->status != 200) {
     return Status::Internal("the canary proxy refused new weights (HTTP " +
@@ -248,7 +250,7 @@ Result<Json> ProxyAdmin::Stats() const {
   auto r = c.Get("/stats", {{"Authorization", "Bearer " + token_}});
   if (!r) {
     return Error(Status::Unavailable("cannot reach the canary proxy's admin API at " + base_ +
-                                     ": " + httplib::to_string(r.error())));
+                                     ": " + DescribeHttpError(r.error())));
   }
   if (r->status != 200) {
     return Error(Status::Internal("proxy /stats answered HTTP " + std::to_string(r->status)));

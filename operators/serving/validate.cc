@@ -12,6 +12,8 @@
 
 #include <httplib.h>
 
+#include "operators/serving/http_error.h"
+
 #define SLUICE_SERVING_TRY(expr)                          \
   do {                                                    \
     ::sluice::Status _serving_st = (expr);                \
@@ -53,7 +55,7 @@ Answer Ask(httplib::Client& client, const std::string& url, const LoadOptions& o
   auto r = client.Post(options.predict_path, body, "application/json");
   a.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (!r) {
-    a.error = "POST " + url + options.predict_path + ": " + httplib::to_string(r.error());
+    a.error = "POST " + url + options.predict_path + ": " + DescribeHttpError(r.error());
     return a;
   }
   a.responded = true;
@@ -101,7 +103,7 @@ Status Probe(const std::string& url, Duration budget) {
   while (true) {
     auto r = c.Get("/");
     if (r) return Status::Ok();
-    last = httplib::to_string(r.error());
+    last = DescribeHttpError(r.error());
     auto left = std::chrono::duration_cast<Duration>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     std::this_thread::sleep_for(std::min<Duration>(backoff, left));
@@ -499,20 +501,24 @@ Result<ValidationOutcome> ValidateRollout(const ValidationConfig& config, const 
   const ServiceState before = **loaded;
   ServiceState state = before;
   const bool has_candidate = state.candidate.has_value();
-  if (!has_candidate && !config.stages.empty()) {
-    return Error(Status::FailedPrecondition(
-        "service " + config.service + " has no canary to roll out (stages were given); deploy "
-        "the candidate with mode: canary first"));
-  }
   const BackendState target = has_candidate ? *state.candidate : *state.stable;
   std::string baseline_url = config.shadow && has_candidate ? state.stable->url : "";
-  if (config.shadow && !has_candidate) {
-    return Error(Status::FailedPrecondition("validation.shadow: service " + config.service +
-                                            " has no canary, so there is no baseline to compare "
-                                            "with"));
-  }
   std::vector<double> stages = config.stages;
+  Thresholds thresholds = config.thresholds;
+  std::string note;
+  if (!has_candidate) {
+    // The first deploy of a service has no canary (a canary deploy with no
+    // stable model serves at 100%): validate what serves, nothing to roll.
+    note = "service " + config.service + " has no canary (first deployment?): validated the "
+           "stable version " + target.version + " at 100%; nothing to roll out or back";
+    stages.clear();
+    if (thresholds.max_regression_vs_baseline) {
+      thresholds.max_regression_vs_baseline.reset();
+      note += "; max_regression_vs_baseline skipped (no baseline)";
+    }
+  }
   if (stages.empty()) stages.push_back(target.traffic_percent);
+  out.report["note"] = note;
   out.report["service"] = config.service;
   out.report["candidate"] = ToJson(target);
   out.report["before"] = ToJson(before);
@@ -546,7 +552,7 @@ Result<ValidationOutcome> ValidateRollout(const ValidationConfig& config, const 
       out.metrics["stage" + std::to_string(stage_no) + "_passed"] = 0;
       break;
     }
-    Verdict v = Judge(*f, config.thresholds);
+    Verdict v = Judge(*f, thresholds);
     AddMetrics(*f, "", out.metrics);  // the latest stage's figures at the top level
     AddMetrics(*f, "stage" + std::to_string(stage_no) + "_", out.metrics);
     out.metrics["stage" + std::to_string(stage_no) + "_passed"] = v.passed ? 1 : 0;
@@ -589,7 +595,8 @@ Result<ValidationOutcome> ValidateRollout(const ValidationConfig& config, const 
     }
     out.message = "traffic validation of service " + config.service + " version " +
                   target.version + " passed " + std::to_string(stages.size()) + " stage(s)" +
-                  (out.promoted ? "; promoted to 100% (" + target.model_digest + ")" : "");
+                  (out.promoted ? "; promoted to 100% (" + target.model_digest + ")" : "") +
+                  (note.empty() ? "" : ". " + note);
   } else {
     std::string what = "traffic validation of service " + config.service + " version " +
                        target.version + " (" + target.model_digest + ") failed at " + failure;
@@ -618,6 +625,7 @@ Result<ValidationOutcome> ValidateRollout(const ValidationConfig& config, const 
     } else if (has_candidate) {
       what += ". rollback: false, so the candidate keeps its traffic share";
     }
+    if (!note.empty()) what += ". " + note;
     out.message = what;
   }
   out.metrics["promoted"] = out.promoted ? 1 : 0;
