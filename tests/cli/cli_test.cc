@@ -65,6 +65,8 @@ class Process {
   }
 
   pid_t pid() const { return pid_; }
+  // What it has written to stdout so far.
+  std::string OutSoFar() const { return ReadFile(out_path_); }
 
   // Waits up to `bound` for the process to exit; kills it after that.
   Output Wait(std::chrono::seconds bound = std::chrono::seconds(120)) {
@@ -119,6 +121,20 @@ class CliTest : public ::testing::Test {
     Json j = Json::parse(o.out, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << o.out;
     return j;
+  }
+
+  // Polls `status` (bounded) until `instance` of `run` is in `phase`.
+  bool WaitForPhase(const std::string& run, const std::string& instance, const std::string& phase) {
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (Clock::now() < deadline) {
+      Output st = Sluice({"status", run, "--format", "json"});
+      if (st.exit_code == 0) {
+        Json j = Json::parse(st.out, nullptr, false);
+        if (!j.is_discarded() && Phases(j)[instance] == phase) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
   }
 
   static std::map<std::string, std::string> Phases(const Json& status) {
@@ -444,6 +460,115 @@ steps:
   auto store = SqliteStore::Open(dir_ + "/.sluice");
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
   EXPECT_EQ((*store)->IntegrityCheck().value(), "ok");
+}
+
+// logs -f streams while the step runs and returns when it ends.
+TEST_F(CliTest, LogsFollowStreamsUntilTheStepEnds) {
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: talk
+steps:
+  - name: talk
+    command: [sh, -c, "echo one; while [ ! -f '{{ pipeline.dir }}/go' ]; do sleep 0.05; done; echo two"]
+)yaml");
+  Process run({"run", "pipeline.yaml", "--run-id", "talk-1"}, dir_);
+  ASSERT_TRUE(WaitForPhase("talk-1", "talk", "Running"));
+  Process follow({"logs", "talk-1", "talk", "-f"}, dir_);
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (follow.OutSoFar() != "one\n" && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(follow.OutSoFar(), "one\n");  // streamed before the step ended
+  Write("go", "");
+  Output logs = follow.Wait(std::chrono::seconds(60));
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "one\ntwo\n");
+  EXPECT_EQ(run.Wait().exit_code, 0);
+}
+
+constexpr char kFlaky[] = R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: flaky
+steps:
+  - name: first
+    command: [sh, -c, "echo first"]
+  - name: second
+    depends: [first]
+    command: [sh, -c, "test -f '{{ pipeline.dir }}/ok' && echo fixed"]
+)yaml";
+
+TEST_F(CliTest, ResumeRunsOnlyWhatDidNotSucceed) {
+  Write("pipeline.yaml", kFlaky);
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "flaky-1"}).exit_code, 1);
+  Write("ok", "");
+  Output resumed = Sluice({"resume", "flaky-1"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_NE(resumed.out.find("[second] fixed\n"), std::string::npos) << resumed.out;
+  Json status = StatusJson("flaky-1");
+  EXPECT_EQ(status["run"]["phase"], "Succeeded");
+  for (const auto& s : status["steps"]) {
+    if (s["instance"] == "first") EXPECT_EQ(s["attempts"], 1);   // kept, not run again
+    if (s["instance"] == "second") EXPECT_EQ(s["attempts"], 2);  // attempts continue
+  }
+}
+
+TEST_F(CliTest, RerunFromAStepReusesUpstreamOutputs) {
+  Write("pipeline.yaml", kFlaky);
+  Write("ok", "");
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "flaky-1"}).exit_code, 0);
+  // --no-cache: the runner would otherwise let `second` hit the cache of
+  // flaky-1 (its key did not change), and nothing would run again.
+  Output rerun =
+      Sluice({"rerun", "flaky-1", "--from", "second", "--run-id", "flaky-2", "--no-cache"});
+  EXPECT_EQ(rerun.exit_code, 0) << rerun.out << rerun.err;
+  Json status = StatusJson("flaky-2");
+  EXPECT_EQ(status["run"]["resumed_from"], "flaky-1");
+  EXPECT_EQ(Phases(status),
+            (std::map<std::string, std::string>{{"first", "Cached"}, {"second", "Succeeded"}}));
+  for (const auto& s : status["steps"]) {
+    if (s["instance"] == "first") EXPECT_EQ(s["cached_from"], "flaky-1/first");
+  }
+  Output bad = Sluice({"rerun", "flaky-1", "--from", "nope"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.err, "sluice: error: --from: pipeline flaky has no step 'nope'\n");
+}
+
+// kill -9 of sluice in the middle of a run: the store stays sound and the
+// run can be resumed to success.
+TEST_F(CliTest, ResumeAfterKillNine) {
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: crashy
+steps:
+  - name: first
+    command: [sh, -c, "echo first"]
+  - name: wait
+    depends: [first]
+    command: [sh, -c, "while [ ! -f '{{ pipeline.dir }}/go' ]; do sleep 0.05; done; echo went"]
+)yaml");
+  Process run({"run", "pipeline.yaml", "--run-id", "crashy-1"}, dir_);
+  ASSERT_TRUE(WaitForPhase("crashy-1", "wait", "Running"));
+  ASSERT_EQ(::kill(run.pid(), SIGKILL), 0);
+  EXPECT_EQ(run.Wait().exit_code, 128 + SIGKILL);
+  Write("go", "");  // lets the orphaned step process end too
+  {
+    auto store = SqliteStore::Open(dir_ + "/.sluice");
+    ASSERT_TRUE(store.has_value()) << store.error().ToString();
+    EXPECT_EQ((*store)->IntegrityCheck().value(), "ok");
+    EXPECT_EQ((*store)->GetStep("crashy-1", "first")->phase, NodePhase::kSucceeded);
+  }
+  Output resumed = Sluice({"resume", "crashy-1"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  Json status = StatusJson("crashy-1");
+  EXPECT_EQ(status["run"]["phase"], "Succeeded");
+  EXPECT_EQ(Phases(status),
+            (std::map<std::string, std::string>{{"first", "Succeeded"}, {"wait", "Succeeded"}}));
+  for (const auto& s : status["steps"]) {
+    if (s["instance"] == "first") EXPECT_EQ(s["attempts"], 1);
+  }
 }
 
 }  // namespace
