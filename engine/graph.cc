@@ -203,36 +203,34 @@ unsigned PipelineGraph::EdgeReasons(int from, int to) const {
   return found ? graph_[e].reasons : 0;
 }
 
-std::vector<int> PipelineGraph::UpstreamClosure(const std::vector<int>& nodes) const {
-  std::vector<char> seen(size(), 0);
+namespace {
+
+// `nodes` and everything reachable from them through `next`, ascending.
+std::vector<int> Closure(const std::vector<std::vector<int>>& next, const std::vector<int>& nodes) {
+  const int n = static_cast<int>(next.size());
+  std::vector<char> seen(n, 0);
   std::vector<int> todo(nodes.begin(), nodes.end());
   while (!todo.empty()) {
     int v = todo.back();
     todo.pop_back();
-    if (v < 0 || v >= size() || seen[v]) continue;
+    if (v < 0 || v >= n || seen[v]) continue;
     seen[v] = 1;
-    for (int u : upstream_[v]) todo.push_back(u);
+    for (int w : next[v]) todo.push_back(w);
   }
   std::vector<int> out;
-  for (int i = 0; i < size(); ++i)
+  for (int i = 0; i < n; ++i)
     if (seen[i]) out.push_back(i);
   return out;
 }
 
+}  // namespace
+
+std::vector<int> PipelineGraph::UpstreamClosure(const std::vector<int>& nodes) const {
+  return Closure(upstream_, nodes);
+}
+
 std::vector<int> PipelineGraph::DownstreamClosure(const std::vector<int>& nodes) const {
-  std::vector<char> seen(size(), 0);
-  std::vector<int> todo(nodes.begin(), nodes.end());
-  while (!todo.empty()) {
-    int v = todo.back();
-    todo.pop_back();
-    if (v < 0 || v >= size() || seen[v]) continue;
-    seen[v] = 1;
-    for (int w : downstream_[v]) todo.push_back(w);
-  }
-  std::vector<int> out;
-  for (int i = 0; i < size(); ++i)
-    if (seen[i]) out.push_back(i);
-  return out;
+  return Closure(downstream_, nodes);
 }
 
 namespace {

@@ -738,12 +738,21 @@ bool RunLoop::StartInstance(int inst, int attempt) {
                 {"log_path", log_path}};
   if (!python_version_.empty() && !argv.empty() && argv[0].find("python") != std::string::npos)
     snapshot["python_version"] = python_version_;
+  // The key's components, secrets redacted, so `sluice plan` can say which
+  // one changed and `sluice reproduce` knows the declared outputs.
+  Json recorded_material = key_material;
+  for (auto& a : recorded_material["argv"]) a = Redact(a.get<std::string>());
+  for (auto& [k, v] : recorded_material["env"].items())
+    if (v.is_string()) v = Redact(v.get<std::string>());
+  snapshot["cache_key_material"] = std::move(recorded_material);
 
   st.rec.cache_key = cache_key;
   st.rec.inputs = st.inputs;
 
-  // Cache lookup.
-  if (spec.cache.enabled && !opt_.no_cache) {
+  // Cache lookup. A step that declares no outputs runs for its side
+  // effects, so there is nothing to reuse: it is never a cache hit.
+  const bool has_outputs = !spec.output_artifacts.empty() || !spec.output_params.empty() || spec.metrics_file;
+  if (spec.cache.enabled && !opt_.no_cache && has_outputs) {
     std::optional<TimePoint> not_before;
     if (spec.cache.max_age) not_before = now - *spec.cache.max_age;
     auto hit = r_.store_->FindCached(cache_key, not_before);

@@ -36,7 +36,9 @@
 // image, code digest, the params the step references, the input artifacts'
 // content digests (minus cache.ignoreInputs), the foreach item and the
 // declared outputs. With cache enabled and !no_cache, a Store::FindCached hit
-// whose artifacts are still present makes the instance Cached.
+// whose artifacts are still present makes the instance Cached. A step that
+// declares no outputs (artifacts, params or metrics) runs for its side
+// effects and is never a cache hit.
 
 #include <atomic>
 #include <functional>

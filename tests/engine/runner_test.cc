@@ -531,11 +531,12 @@ TEST_F(RunnerTest, SecondIdenticalRunIsCachedAndNoCacheRunsAgain) {
   ASSERT_TRUE(s) << s.error().ToString();
   EXPECT_EQ(s->run.phase, RunPhase::kSucceeded) << s->run.message;
   EXPECT_EQ(Phases(*s),
-            "prepare=Cached#1 train[0]=Cached#1 train[1]=Cached#1 select=Cached#1 register=Cached#1 "
+            "prepare=Cached#1 train[0]=Cached#1 train[1]=Cached#1 select=Cached#1 register=Succeeded#1 "
             "report=Succeeded#1");
   EXPECT_EQ(StepOf(*s, "train[1]").cached_from, "run1/train[1]");
-  // Only the finally step (whose argv has the run id) ran again.
-  EXPECT_EQ(executor_->started.size(), 7u);
+  // Only the steps without outputs (run for their side effects) ran again.
+  EXPECT_EQ(executor_->started.size(), 8u);
+  EXPECT_EQ(executor_->started[6].instance, "register");
   EXPECT_EQ(store_.PhasesOf("train[0]"), "Running#1 Succeeded#1 Cached#1");
   EXPECT_EQ(store_.executions[6].outcome, "Cached");
 
@@ -543,7 +544,7 @@ TEST_F(RunnerTest, SecondIdenticalRunIsCachedAndNoCacheRunsAgain) {
   o.no_cache = true;
   auto s3 = RunIt(o);
   ASSERT_TRUE(s3);
-  EXPECT_EQ(executor_->started.size(), 13u);
+  EXPECT_EQ(executor_->started.size(), 14u);
   EXPECT_EQ(StepOf(*s3, "prepare").phase, NodePhase::kSucceeded);
 }
 
