@@ -36,7 +36,7 @@
 # gave 1.90x / 1.61x / 1.12x (1 rep): numbers from a busy machine mean little.
 set -euo pipefail
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [[ $# -ge 1 ]] || usage
 SLUICE=$1; shift
 N=5000 JOBS=2 REPS=3 SHAPES=independent,chain,diamond LINT_N=10000 YAML_LOADER="" WORKDIR=""
