@@ -123,7 +123,18 @@ void KubernetesExecutor::OnEvent(const std::string& plural, const WatchEvent& ev
   std::string ns = obj["metadata"].value("namespace", "");
   std::string name = obj["metadata"].value("name", "");
   std::string key = Key(plural, ns, name);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<TaskId> terminal;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    terminal = OnEventLocked(plural, key, ev);
+  }
+  if (terminal && options_.on_terminal_event) options_.on_terminal_event(*terminal);
+}
+
+std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plural,
+                                                        const std::string& key,
+                                                        const WatchEvent& ev) {
+  const Json& obj = ev.object;
   auto it = by_key_.find(key);
   if (it == by_key_.end()) {
     // Not (yet) ours: remember finished objects, so a task adopting one
@@ -134,20 +145,20 @@ void KubernetesExecutor::OnEvent(const std::string& plural, const WatchEvent& ev
     } else {
       terminal_seen_.erase(key);
     }
-    return;
+    return std::nullopt;
   }
   auto rit = running_.find(it->second);
-  if (rit == running_.end() || rit->second->finishing) return;
+  if (rit == running_.end() || rit->second->finishing) return std::nullopt;
   Live& r = *rit->second;
   if (ev.type == WatchEvent::Type::kDeleted) {
     QueueFinishLocked(r, Finish{r.task.id, TaskOutcome::kError,
-                                r.kind.kind + " " + ns + "/" + name +
+                                r.kind.kind + " " + r.ns + "/" + r.name +
                                     " was deleted before it finished (by someone else, or "
                                     "its namespace)"});
-    return;
+    return r.task.id;
   }
   operators::WorkloadState st = operators::InterpretStatus(r.task.operator_type, obj);
-  if (!st.finished) return;
+  if (!st.finished) return std::nullopt;
   Finish f{r.task.id, std::nullopt, st.message};
   if (st.outcome == TaskOutcome::kTimedOut) {
     f.forced = TaskOutcome::kTimedOut;
@@ -156,6 +167,7 @@ void KubernetesExecutor::OnEvent(const std::string& plural, const WatchEvent& ev
     f.forced = st.outcome;
   }
   QueueFinishLocked(r, std::move(f));
+  return r.task.id;
 }
 
 void KubernetesExecutor::QueueFinishLocked(Live& r, Finish f) {

@@ -31,6 +31,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -62,6 +63,10 @@ struct KubernetesExecutorOptions {
   // activeDeadlineSeconds, which counts from the pod's start).
   Duration deadline_grace{30000};
   int finisher_threads = 4;            // log/pod fetchers
+  // Called (on a watch thread, without locks held) when the watch delivers
+  // the final status of a task's object; for benchmarks of completion ->
+  // successor latency. May be empty.
+  std::function<void(TaskId)> on_terminal_event;
 };
 
 class KubernetesExecutor : public Executor {
@@ -105,6 +110,10 @@ class KubernetesExecutor : public Executor {
   void EnsureWatch(const operators::WorkloadKind& kind, const std::string& ns,
                    const std::string& run_id);
   void OnEvent(const std::string& kind, const k8s::WatchEvent& ev);
+  // The body of OnEvent, with mu_ held; returns the task whose final status
+  // this event carried.
+  std::optional<TaskId> OnEventLocked(const std::string& plural, const std::string& key,
+                                      const k8s::WatchEvent& ev);
   // Called with mu_ held: queues `f` for a finisher thread.
   void QueueFinishLocked(Live& r, Finish f);
   void FinisherLoop();
