@@ -199,19 +199,36 @@ build_argo() {
 # Directory holding Argo's CRD manifests (copied from the module at build time).
 argo_crds() { echo "$(component_dir argo "$ARGO_VERSION")/crds"; }
 
-# build_all [argo]: builds what is missing; holds a lock so two concurrent
-# `cluster up` calls do not build the same thing twice.
+# needed_components [argo]: the components `up` needs that are not built yet.
+needed_components() {
+  is_built kubernetes "$K8S_VERSION" || echo kubernetes
+  if [ "$(etcd_choice)" = build ]; then is_built etcd "$ETCD_VERSION" || echo etcd; fi
+  is_built kwok "$KWOK_VERSION" || echo kwok
+  is_built training-operator "$TRAINING_OPERATOR_VERSION" || echo training-operator
+  if [ "${1:-}" = argo ]; then is_built argo "$ARGO_VERSION" || echo argo; fi
+}
+
+# build_all [argo]: builds what is missing. Only when something is missing does
+# it take a lock, so that two concurrent `cluster up` calls do not build the
+# same thing twice, while a long build (argo) never delays an `up` that needs
+# nothing built.
 build_all() {
+  [ -n "$(needed_components "${1:-}")" ] || return 0
   mkdir -p "$K8S_CACHE"
   exec 8>"$K8S_CACHE/.build.lock"
   if ! flock -n 8; then
     log "another build holds $K8S_CACHE/.build.lock; waiting for it"
     flock 8
   fi
-  build_k8s
-  if [ "$(etcd_choice)" = build ]; then build_etcd; fi
-  build_kwok
-  build_training_operator
-  if [ "${1:-}" = argo ]; then build_argo; fi
+  local c
+  for c in $(needed_components "${1:-}"); do
+    case "$c" in
+      kubernetes) build_k8s ;;
+      etcd) build_etcd ;;
+      kwok) build_kwok ;;
+      training-operator) build_training_operator ;;
+      argo) build_argo ;;
+    esac
+  done
   exec 8>&-
 }
