@@ -1,0 +1,33 @@
+#pragma once
+// `sluice backfill PIPELINE --from --to [--parallelism N]`: runs for the past
+// cron times of a pipeline's schedule, in this process, into the local store.
+
+#include <iosfwd>
+#include <string>
+
+#include "engine/runner.h"
+
+namespace sluice::server {
+
+struct BackfillCommandOptions {
+  std::string pipeline_file;  // the pipeline YAML
+  std::string from, to;       // "2026-11-01", "2026-11-01T06:00:00Z" or with an offset; inclusive
+  int parallelism = 1;        // runs at once
+  int max_runs = 1000;
+  std::string state_dir = ".sluice";
+  std::string executor;       // "" = the pipeline's
+  bool dry_run = false;       // list the times and run ids only
+  std::string output = "text";  // text | json
+};
+
+// Loads and lints the file, plans the cron times in [from, to]
+// (PlanBackfill), skips those that already have a run (same deterministic
+// id as the scheduler's, so backfill never duplicates a scheduled run) and
+// runs the rest with at most `parallelism` Runners at once. Prints one line
+// per time (or one JSON array) to `out`, errors to `err`.
+// Exit code: 0 all succeeded (or skipped as existing), 1 some run failed,
+// 2 bad input (lint errors, bad dates, no schedule, too many times).
+int BackfillCommand(const BackfillCommandOptions& options, ExecutorRegistry* executors,
+                    std::ostream& out, std::ostream& err);
+
+}  // namespace sluice::server

@@ -1,0 +1,181 @@
+#include "engine/server/config.h"
+
+#include <openssl/crypto.h>
+
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "engine/sha256.h"
+
+namespace sluice::server {
+namespace {
+
+std::string Where(const std::string& file, const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  if (mark.is_null()) return file;
+  return file + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
+}
+
+Status Bad(const std::string& file, const YAML::Node& node, const std::string& what) {
+  return Status::InvalidArgument(Where(file, node) + ": " + what);
+}
+
+bool IsHex64(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s)
+    if (!std::isxdigit(static_cast<unsigned char>(c)) || std::isupper(static_cast<unsigned char>(c)))
+      return false;
+  return true;
+}
+
+// "500ms", "2s", "1m", "1h": the subset of the DSL's durations a config needs.
+std::optional<Duration> ParseSimpleDuration(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0) return std::nullopt;
+  long long n = std::stoll(text.substr(0, i));
+  std::string unit = text.substr(i);
+  if (unit == "ms") return Duration(n);
+  if (unit == "s") return Duration(n * 1000);
+  if (unit == "m") return Duration(n * 60000);
+  if (unit == "h") return Duration(n * 3600000);
+  return std::nullopt;
+}
+
+Status CheckKeys(const std::string& file, const YAML::Node& map,
+                 std::initializer_list<const char*> allowed, const std::string& section) {
+  for (const auto& kv : map) {
+    std::string key = kv.first.as<std::string>();
+    bool ok = false;
+    for (const char* a : allowed) ok = ok || key == a;
+    if (!ok) {
+      std::string list;
+      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+      return Bad(file, kv.first, "unknown key '" + key + "' in " + section + " (expected one of: " +
+                                     list + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) {
+  ServerConfig config;
+  if (!root || root.IsNull()) return config;
+  if (!root.IsMap()) return Error(Bad(file, root, "the server config must be a mapping"));
+  if (Status s = CheckKeys(file, root,
+                           {"listen", "maxConcurrentRuns", "reloadInterval", "tokens", "webhooks",
+                            "metrics"},
+                           "the server config");
+      !s.ok())
+    return Error(s);
+  if (auto n = root["listen"]) config.listen = n.as<std::string>();
+  if (auto n = root["maxConcurrentRuns"]) {
+    config.max_concurrent_runs = n.as<int>();
+    if (config.max_concurrent_runs < 1)
+      return Error(Bad(file, n, "maxConcurrentRuns must be at least 1"));
+  }
+  if (auto n = root["reloadInterval"]) {
+    auto d = ParseSimpleDuration(n.as<std::string>());
+    if (!d || d->count() <= 0)
+      return Error(Bad(file, n, "reloadInterval '" + n.as<std::string>() +
+                                    "' is not a duration like 500ms, 2s or 1m"));
+    config.reload_interval = *d;
+  }
+  if (auto tokens = root["tokens"]) {
+    if (!tokens.IsSequence())
+      return Error(Bad(file, tokens, "tokens must be a list of {name, sha256}"));
+    for (const auto& t : tokens) {
+      if (!t.IsMap()) return Error(Bad(file, t, "a token must be a mapping {name, sha256}"));
+      if (Status s = CheckKeys(file, t, {"name", "sha256"}, "a token"); !s.ok()) return Error(s);
+      TokenEntry entry;
+      entry.name = t["name"] ? t["name"].as<std::string>() : "";
+      entry.sha256_hex = t["sha256"] ? t["sha256"].as<std::string>() : "";
+      if (!IsHex64(entry.sha256_hex))
+        return Error(Bad(file, t["sha256"] ? t["sha256"] : t,
+                         "token sha256 must be 64 lower-case hex characters; generate it with "
+                         "`sluice serve --hash-token` (never store the token itself)"));
+      config.tokens.push_back(std::move(entry));
+    }
+  }
+  if (auto hooks = root["webhooks"]) {
+    if (Status s = CheckKeys(file, hooks, {"github", "gitlab"}, "webhooks"); !s.ok()) return Error(s);
+    if (auto gh = hooks["github"]) {
+      if (Status s = CheckKeys(file, gh, {"secret", "secretEnv"}, "webhooks.github"); !s.ok())
+        return Error(s);
+      if (gh["secret"]) config.github_secret = gh["secret"].as<std::string>();
+      if (gh["secretEnv"]) {
+        std::string name = gh["secretEnv"].as<std::string>();
+        const char* v = std::getenv(name.c_str());
+        if (v == nullptr || *v == '\0')
+          return Error(Bad(file, gh["secretEnv"],
+                           "environment variable " + name + " (webhooks.github.secretEnv) is not set"));
+        config.github_secret = v;
+      }
+    }
+    if (auto gl = hooks["gitlab"]) {
+      if (Status s = CheckKeys(file, gl, {"tokenSha256"}, "webhooks.gitlab"); !s.ok())
+        return Error(s);
+      if (gl["tokenSha256"]) {
+        config.gitlab_token_sha256 = gl["tokenSha256"].as<std::string>();
+        if (!IsHex64(config.gitlab_token_sha256))
+          return Error(Bad(file, gl["tokenSha256"],
+                           "tokenSha256 must be 64 lower-case hex characters"));
+      }
+    }
+  }
+  if (auto m = root["metrics"]) {
+    if (Status s = CheckKeys(file, m, {"requireAuth"}, "metrics"); !s.ok()) return Error(s);
+    if (m["requireAuth"]) config.metrics_require_auth = m["requireAuth"].as<bool>();
+  }
+  return config;
+}
+
+}  // namespace
+
+Result<ServerConfig> ParseServerConfig(std::string_view text, const std::string& file_name) {
+  try {
+    YAML::Node root = YAML::Load(std::string(text));
+    return ParseNode(root, file_name);
+  } catch (const YAML::BadConversion& e) {
+    return Error(Status::InvalidArgument(file_name + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                         std::to_string(e.mark.column + 1) +
+                                         ": value has the wrong type"));
+  } catch (const YAML::Exception& e) {
+    return Error(Status::InvalidArgument(file_name + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                         std::to_string(e.mark.column + 1) + ": " + e.msg));
+  }
+}
+
+Result<ServerConfig> LoadServerConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return Error(Status::NotFound(path + ": cannot read the server config; check --config"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseServerConfig(ss.str(), path);
+}
+
+std::string HashToken(std::string_view token) { return Sha256Hex(token); }
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+TokenAuthenticator::TokenAuthenticator(std::vector<TokenEntry> tokens) : tokens_(std::move(tokens)) {}
+
+std::optional<std::string> TokenAuthenticator::Authenticate(std::string_view header) const {
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (header.size() <= kPrefix.size() || header.substr(0, kPrefix.size()) != kPrefix)
+    return std::nullopt;
+  std::string presented = HashToken(header.substr(kPrefix.size()));
+  std::optional<std::string> match;
+  for (const TokenEntry& t : tokens_)
+    if (ConstantTimeEquals(presented, t.sha256_hex) && !match) match = t.name;
+  return match;
+}
+
+}  // namespace sluice::server

@@ -1,0 +1,77 @@
+#pragma once
+// ServerConfig: the `sluice serve` configuration file (YAML; JSON is valid
+// YAML, so either works), and bearer-token authentication.
+//
+//   listen: 127.0.0.1:8080        # host:port; --listen overrides
+//   maxConcurrentRuns: 4          # runs executing at once; more wait queued
+//   reloadInterval: 2s            # mtime scan of the pipelines directory
+//   tokens:                       # API bearer tokens, stored as SHA-256 hex
+//     - name: ci
+//       sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+//   webhooks:
+//     github:
+//       secret: "..."             # or secretEnv: NAME (read from the environment)
+//     gitlab:
+//       tokenSha256: "..."        # SHA-256 hex of the X-Gitlab-Token value
+//   metrics:
+//     requireAuth: false          # /metrics open to scrapers by default
+//
+// Generate a token and its hash with `sluice serve --hash-token` (HashToken).
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/spec.h"
+#include "engine/status.h"
+
+namespace sluice::server {
+
+// One API token: a name for audit logs and the SHA-256 hex of its value.
+struct TokenEntry {
+  std::string name;
+  std::string sha256_hex;  // 64 lower-case hex characters
+};
+
+struct ServerConfig {
+  std::string listen;  // "" = keep the command line's / default
+  int max_concurrent_runs = 4;
+  Duration reload_interval{2000};
+  std::vector<TokenEntry> tokens;
+  std::string github_secret;       // "" = GitHub webhook disabled (401)
+  std::string gitlab_token_sha256; // "" = GitLab webhook disabled (401)
+  bool metrics_require_auth = false;
+};
+
+// Reads and validates the config at `path`. Errors (kInvalidArgument) say
+// "path:line:col: what" for YAML errors, unknown keys, malformed hashes and
+// durations; kNotFound when the file does not exist.
+Result<ServerConfig> LoadServerConfig(const std::string& path);
+
+// As LoadServerConfig, from text; `file_name` is used in messages.
+Result<ServerConfig> ParseServerConfig(std::string_view text, const std::string& file_name);
+
+// Lower-case hex SHA-256 of `token`: what goes in `tokens[].sha256`.
+std::string HashToken(std::string_view token);
+
+// Checks "Authorization: Bearer <token>" values against hashed tokens.
+// Thread-safe after construction (read-only).
+class TokenAuthenticator {
+ public:
+  explicit TokenAuthenticator(std::vector<TokenEntry> tokens);
+
+  // The matching token's name, or nullopt. `header` is the whole
+  // Authorization header value. Every stored hash is compared, in constant
+  // time (CRYPTO_memcmp), whether or not an earlier one matched.
+  std::optional<std::string> Authenticate(std::string_view header) const;
+
+ private:
+  std::vector<TokenEntry> tokens_;
+};
+
+// Constant-time equality of two byte strings (CRYPTO_memcmp); different
+// lengths compare unequal without looking at the bytes.
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+}  // namespace sluice::server

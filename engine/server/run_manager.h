@@ -1,0 +1,143 @@
+#pragma once
+// RunManager: runs pipelines for the server on worker threads (one Runner per
+// run, at most `max_concurrent` at once; the rest wait in a FIFO queue), and
+// is the scheduler's ScheduleTarget.
+//
+// A run is visible from the moment Submit() returns: while queued it is held
+// here (QueuedRun), then the Runner records it in the shared store, where the
+// CLI (`sluice runs`, `logs`) sees it as well.
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/runner.h"
+#include "engine/server/pipeline_registry.h"
+#include "engine/server/scheduler.h"
+#include "engine/store.h"
+
+namespace sluice::server {
+
+struct ServerMetrics;
+
+// One executing run, as the manager drives it: the seam in front of Runner
+// (tests substitute a fake that writes records to a real store).
+class RunHandle {
+ public:
+  virtual ~RunHandle() = default;
+  // Blocks until the run ends; see Runner::Run.
+  virtual Result<RunSummary> Run() = 0;
+  // Thread-safe cancellation request; see Runner::Cancel.
+  virtual void Cancel() = 0;
+};
+
+// Makes the handle for one run. `spec` stays alive while the handle lives.
+using RunFactory = std::function<std::unique_ptr<RunHandle>(SpecPtr spec, RunOptions options)>;
+
+// The real thing: a Runner over `store`, `artifacts` and `executors`
+// (borrowed; they must outlive every handle). Returns null when this build
+// has no Runner (engine/runner.cc absent); Submit then fails kUnavailable.
+RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorRegistry* executors);
+
+// A request to start a run.
+struct SubmitRequest {
+  std::string pipeline;                       // metadata.name
+  std::map<std::string, std::string> params;  // as on the command line (-p k=v)
+  Json typed_params;                          // or already typed (JSON API); merged over `params`
+  std::string run_id;                         // "" = the runner generates one
+  std::string resume_run_id;                  // resume / rerun this run
+  std::vector<std::string> rerun_from;        // with resume_run_id: these steps and downstream
+  std::string trigger = "api";                // api | cron | webhook | resume | backfill
+  SpecPtr spec;                               // null = the registry's current version
+};
+
+struct RunManagerOptions {
+  int max_concurrent = 4;
+  std::string state_dir;         // store root, passed to the Runner
+  std::string default_executor;  // "" = the pipeline's
+  int parallelism = 0;           // per run; 0 = number of CPUs
+};
+
+class RunManager : public ScheduleTarget {
+ public:
+  // Borrows all (`metrics` may be null); starts max_concurrent workers.
+  RunManager(RunManagerOptions options, Store* store, PipelineRegistry* registry,
+             RunFactory factory, ServerMetrics* metrics);
+  ~RunManager() override;  // Shutdown()
+
+  // Queues a run and returns its id. Errors: kNotFound (no such pipeline, or
+  // no good version), kInvalidArgument (params: dsl::BindParams' message),
+  // kAlreadyExists (run_id taken), kUnavailable (no Runner in this build, or
+  // shutting down).
+  Result<std::string> Submit(SubmitRequest request);
+
+  // Cancels a queued or running run. A run driven by another sluice process
+  // on this host (the CLI) gets SIGTERM, which that process handles by
+  // cancelling cleanly. kNotFound; kFailedPrecondition when it has ended or
+  // runs elsewhere.
+  Status Cancel(const std::string& run_id, std::string* how = nullptr);
+
+  // The record of a queued run (phase Pending), not yet in the store.
+  std::optional<RunRecord> Queued(const std::string& run_id) const;
+  // All queued runs.
+  std::vector<RunRecord> QueuedRuns() const;
+  // True while the run is queued or executing here.
+  bool IsActive(const std::string& run_id) const;
+
+  // Resumes runs the store says are Running on this host but whose driving
+  // process is gone (a crashed or restarted server, a killed CLI). Returns
+  // the ids of the new (or continued) runs.
+  std::vector<std::string> ResumeInterrupted();
+
+  // Blocks until nothing is queued or running, up to `timeout`; for tests
+  // and graceful shutdown. True when idle.
+  bool WaitIdle(Duration timeout);
+
+  // Cancels everything, waits for the workers. Idempotent.
+  void Shutdown();
+
+  // ScheduleTarget.
+  std::vector<std::string> ActiveScheduledRuns(const std::string& pipeline) override;
+  Status Launch(const ScheduledRun& run) override;
+  void Cancel(const std::string& run_id) override { (void)Cancel(run_id, nullptr); }
+
+ private:
+  struct Job {
+    std::string run_id;
+    SpecPtr spec;
+    RunOptions options;
+    RunRecord queued;  // what Queued() shows
+    std::string trigger;
+  };
+
+  void Worker();
+  void Execute(Job job);
+  std::string NewRunId(const std::string& pipeline);
+
+  RunManagerOptions options_;
+  Store* store_;
+  PipelineRegistry* registry_;
+  RunFactory factory_;
+  ServerMetrics* metrics_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable idle_cv_;
+  std::deque<Job> queue_;
+  std::map<std::string, RunHandle*> running_;            // run id -> handle
+  std::map<std::string, std::string> run_pipeline_;      // active run id -> pipeline
+  std::set<std::string> scheduled_;                      // active ids from the scheduler
+  std::set<std::string> cancelled_before_start_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace sluice::server

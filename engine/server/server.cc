@@ -1,0 +1,775 @@
+#include "engine/server/server.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <date/date.h>
+#include <httplib.h>
+
+#include "dsl/dsl.h"
+#include "engine/artifact_store.h"
+#include "engine/graph.h"
+#include "engine/lineage.h"
+#include "engine/server/api_json.h"
+#include "engine/server/openapi.h"
+#include "engine/server/ui_assets.h"
+#include "engine/server/webhook.h"
+#include "engine/sqlite_store.h"
+
+namespace sluice::server {
+namespace {
+
+std::string Iso(TimePoint t) { return IsoTime(t); }
+std::optional<TimePoint> ParseTime(const std::string& s) { return ParseIsoTime(s); }
+Json ArtifactJson(const ArtifactRecord& a) { return ArtifactToJson(a); }
+Json RunJson(const RunRecord& r) { return RunToJson(r); }
+Json StepJson(const StepRecord& s) { return StepToJson(s); }
+
+int HttpCode(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists: return 409;
+    case StatusCode::kFailedPrecondition: return 409;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kDeadlineExceeded: return 504;
+    case StatusCode::kCancelled: return 499;
+    default: return 500;
+  }
+}
+
+void SendJson(httplib::Response& res, int code, const Json& body) {
+  res.status = code;
+  res.set_content(body.dump(), "application/json");
+}
+
+void SendError(httplib::Response& res, const Status& s) {
+  SendJson(res, HttpCode(s.code()),
+           {{"error", {{"code", std::string(StatusCodeName(s.code()))}, {"message", s.message()}}}});
+}
+
+void SendUnauthorized(httplib::Response& res, const std::string& message) {
+  res.set_header("WWW-Authenticate", "Bearer realm=\"sluice\"");
+  SendJson(res, 401, {{"error", {{"code", "UNAUTHENTICATED"}, {"message", message}}}});
+}
+
+// Parses a JSON request body; an empty body is {}.
+Result<Json> BodyJson(const httplib::Request& req) {
+  if (req.body.empty()) return Json::object();
+  Json j = Json::parse(req.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return Error(Status::InvalidArgument("request body is not a JSON object"));
+  return j;
+}
+
+std::pair<std::string, int> SplitListen(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return {listen, 8080};
+  std::string host = listen.substr(0, colon);
+  if (host.empty()) host = "0.0.0.0";
+  try {
+    return {host, std::stoi(listen.substr(colon + 1))};
+  } catch (...) {
+    return {host, -1};
+  }
+}
+
+bool Truthy(const std::string& v) { return v == "1" || v == "true" || v == "yes"; }
+
+}  // namespace
+
+Server::Server(ServerOptions options, ExecutorRegistry* executors, Clock* clock, RunFactory factory)
+    : options_(std::move(options)), executors_(executors), clock_(clock), factory_(std::move(factory)) {
+  if (clock_ == nullptr) {
+    own_clock_ = std::make_unique<SystemClock>();
+    clock_ = own_clock_.get();
+  }
+  metrics_ = std::make_unique<ServerMetrics>(&metrics_registry_);
+}
+
+Server::~Server() { Stop(); }
+
+std::string Server::url() const {
+  std::string host = host_ == "0.0.0.0" ? "127.0.0.1" : host_;
+  return "http://" + host + ":" + std::to_string(port_);
+}
+
+Status Server::Start() {
+  if (!options_.config_path.empty()) {
+    auto config = LoadServerConfig(options_.config_path);
+    if (!config) return config.error();
+    config_ = std::move(*config);
+  }
+  auth_ = std::make_unique<TokenAuthenticator>(config_.tokens);
+  std::string listen = options_.listen.empty() ? config_.listen : options_.listen;
+  if (listen.empty()) listen = "127.0.0.1:8080";
+  auto [host, port] = SplitListen(listen);
+  if (port < 0 || port > 65535)
+    return Status::InvalidArgument("listen address '" + listen + "' is not host:port");
+  host_ = host;
+
+  auto store = SqliteStore::Open(options_.state_dir);
+  if (!store) return store.error().WithContext("opening the store " + options_.state_dir);
+  store_ = std::move(*store);
+  artifacts_ = std::make_unique<FileArtifactStore>(options_.state_dir);
+  registry_ = std::make_unique<PipelineRegistry>(options_.pipelines_dir);
+  if (auto r = registry_->Reload(true); !r) return r.error();
+
+  RunManagerOptions run_options;
+  run_options.max_concurrent =
+      options_.max_concurrent_runs > 0 ? options_.max_concurrent_runs : config_.max_concurrent_runs;
+  run_options.state_dir = options_.state_dir;
+  run_options.default_executor = options_.executor;
+  run_options.parallelism = options_.run_parallelism;
+  RunFactory factory = factory_ ? factory_ : RunnerFactory(store_.get(), artifacts_.get(), executors_);
+  runs_ = std::make_unique<RunManager>(run_options, store_.get(), registry_.get(), factory,
+                                       metrics_.get());
+  ::mkdir((options_.state_dir + "/server").c_str(), 0755);
+  scheduler_ = std::make_unique<Scheduler>(clock_, runs_.get(),
+                                           options_.state_dir + "/server/schedules.json",
+                                           metrics_.get());
+  SyncSchedules();
+  if (Status s = scheduler_->Open(); !s.ok()) return s;
+  if (options_.resume_interrupted) {
+    for (const std::string& id : runs_->ResumeInterrupted())
+      std::fprintf(stderr, "sluice serve: resuming interrupted run as %s\n", id.c_str());
+  }
+
+  http_ = std::make_unique<httplib::Server>();
+  http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+  http_->set_keep_alive_timeout(5);
+  http_->set_read_timeout(30, 0);
+  http_->set_payload_max_length(16 << 20);
+  InstallRoutes();
+  if (port == 0) {
+    port_ = http_->bind_to_any_port(host_);
+    if (port_ < 0) return Status::Unavailable("cannot bind " + host_ + " to any port");
+  } else {
+    if (!http_->bind_to_port(host_, port))
+      return Status::Unavailable("cannot listen on " + listen +
+                                 " (in use, or not an address of this host); pick another with "
+                                 "--listen");
+    port_ = port;
+  }
+  http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+  started_ = true;
+  if (options_.run_scheduler) scheduler_thread_ = std::thread([this] { SchedulerLoop(); });
+  if (options_.watch) watch_thread_ = std::thread([this] { WatchLoop(); });
+  return Status::Ok();
+}
+
+void Server::Stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  stop_cv_.notify_all();
+  clock_->Wake();
+  if (http_) http_->stop();
+  if (http_thread_.joinable()) http_thread_.join();
+  if (scheduler_thread_.joinable()) scheduler_thread_.join();
+  if (watch_thread_.joinable()) watch_thread_.join();
+  if (runs_) runs_->Shutdown();
+}
+
+void Server::Wait() {
+  std::unique_lock lock(stop_mu_);
+  stop_cv_.wait(lock, [&] { return stopped_; });
+}
+
+void Server::SyncSchedules() {
+  std::set<std::string> wanted;
+  for (const PipelineFile& f : registry_->List()) {
+    if (!f.spec || !f.spec->schedule) continue;
+    Status s = scheduler_->SetSchedule(f.spec->name, *f.spec->schedule);
+    if (!s.ok())
+      std::fprintf(stderr, "sluice serve: %s: schedule not applied: %s\n", f.path.c_str(),
+                   s.message().c_str());
+    else
+      wanted.insert(f.spec->name);
+  }
+  for (const std::string& name : scheduler_->Pipelines())
+    if (!wanted.count(name)) scheduler_->RemoveSchedule(name);
+  int ok = 0, bad = 0;
+  for (const PipelineFile& f : registry_->List()) (f.ok ? ok : bad)++;
+  metrics_->pipelines_loaded->Set({{"status", "ok"}}, ok);
+  metrics_->pipelines_loaded->Set({{"status", "error"}}, bad);
+}
+
+Json Server::Reload(bool force) {
+  std::lock_guard lock(reload_mu_);
+  auto report = registry_->Reload(force);
+  if (!report) return {{"error", report.error().message()}};
+  if (report->changed()) SyncSchedules();
+  clock_->Wake();
+  return {{"loaded", report->loaded}, {"failed", report->failed}, {"removed", report->removed}};
+}
+
+void Server::SchedulerLoop() {
+  while (true) {
+    {
+      std::lock_guard lock(stop_mu_);
+      if (stopped_) return;
+    }
+    for (const ScheduleDecision& d : scheduler_->Tick())
+      std::fprintf(stderr, "sluice serve: schedule %s %s: %s %s %s\n", d.pipeline.c_str(),
+                   date::format("%FT%TZ", d.time).c_str(), d.action.c_str(), d.run_id.c_str(),
+                   d.message.c_str());
+    // Sleep until the next cron time, re-checking at least every 30s (a
+    // reload or a clock jump wakes us too).
+    Duration wait = std::chrono::seconds(30);
+    if (auto next = scheduler_->NextWakeup()) {
+      auto until = std::chrono::duration_cast<Duration>(*next - clock_->Now());
+      wait = std::clamp(until, Duration(50), wait);
+    }
+    clock_->SleepFor(wait);
+  }
+}
+
+void Server::WatchLoop() {
+  while (true) {
+    std::unique_lock lock(stop_mu_);
+    if (stop_cv_.wait_for(lock, config_.reload_interval, [&] { return stopped_; })) return;
+    lock.unlock();
+    Json report = Reload(false);
+    if (report.contains("loaded") && (!report["loaded"].empty() || !report["failed"].empty() ||
+                                      !report["removed"].empty()))
+      std::fprintf(stderr, "sluice serve: reloaded pipelines: %s\n", report.dump().c_str());
+  }
+}
+
+// The HTTP handlers, with access to the Server's internals.
+class Routes {
+ public:
+  explicit Routes(Server* s) : s_(s) {}
+
+  Result<RunRecord> FindRun(const std::string& id) {
+    if (auto q = s_->runs_->Queued(id)) return *q;
+    return s_->store_->GetRun(id);
+  }
+
+  SpecPtr SpecForRun(const RunRecord& run) {
+    if (!run.pipeline_digest.empty()) {
+      std::lock_guard lock(s_->spec_cache_mu_);
+      if (auto it = s_->spec_cache_.find(run.pipeline_digest); it != s_->spec_cache_.end())
+        return it->second;
+    }
+    SpecPtr spec;
+    if (!run.pipeline_yaml.empty()) {
+      dsl::LoadResult loaded = dsl::LoadPipelineString(run.pipeline_yaml, run.pipeline_file);
+      if (loaded.spec) spec = std::make_shared<const PipelineSpec>(std::move(*loaded.spec));
+    }
+    if (!spec) spec = s_->registry_->Find(run.pipeline);
+    if (spec && !run.pipeline_digest.empty()) {
+      std::lock_guard lock(s_->spec_cache_mu_);
+      if (s_->spec_cache_.size() > 256) s_->spec_cache_.clear();
+      s_->spec_cache_[run.pipeline_digest] = spec;
+    }
+    return spec;
+  }
+
+  // Nodes (step instances, or steps not started yet), edges and layers.
+  Json Graph(const RunRecord& run, const std::vector<StepRecord>& steps) {
+    SpecPtr spec = SpecForRun(run);
+    Json nodes = Json::array(), edges = Json::array();
+    std::map<std::string, std::vector<const StepRecord*>> by_step;
+    for (const StepRecord& st : steps) by_step[st.step].push_back(&st);
+    std::optional<PipelineGraph> graph;
+    if (spec) {
+      auto g = PipelineGraph::Build(*spec);
+      if (g) graph = std::move(*g);
+    }
+    if (!graph) {
+      for (const StepRecord& st : steps) {
+        Json n = StepJson(st);
+        n["id"] = st.instance;
+        n["layer"] = 0;
+        nodes.push_back(n);
+      }
+      return {{"nodes", nodes}, {"edges", edges}};
+    }
+    std::vector<int> layer(graph->size(), 0);
+    int max_main = 0;
+    for (int node : graph->TopologicalOrder()) {
+      for (int up : graph->Upstream(node)) layer[node] = std::max(layer[node], layer[up] + 1);
+      if (!graph->IsFinally(node)) max_main = std::max(max_main, layer[node]);
+    }
+    for (int node = graph->num_main(); node < graph->size(); ++node) layer[node] += max_main + 1;
+    std::vector<std::vector<std::string>> ids(graph->size());
+    for (int node = 0; node < graph->size(); ++node) {
+      const StepSpec& step = graph->step(node);
+      auto it = by_step.find(step.name);
+      if (it == by_step.end()) {
+        ids[node].push_back(step.name);
+        nodes.push_back({{"id", step.name}, {"instance", step.name}, {"step", step.name},
+                         {"phase", "Pending"}, {"layer", layer[node]}, {"type", step.type},
+                         {"finally", graph->IsFinally(node)}, {"has_log", false},
+                         {"attempts", 0}, {"duration_seconds", nullptr}});
+        continue;
+      }
+      for (const StepRecord* st : it->second) {
+        Json n = StepJson(*st);
+        n["id"] = st->instance;
+        n["layer"] = layer[node];
+        n["type"] = step.type;
+        n["finally"] = graph->IsFinally(node);
+        nodes.push_back(n);
+        ids[node].push_back(st->instance);
+      }
+    }
+    for (int node = 0; node < graph->size(); ++node)
+      for (int up : graph->Upstream(node))
+        for (const std::string& from : ids[up])
+          for (const std::string& to : ids[node]) edges.push_back({from, to});
+    return {{"nodes", nodes}, {"edges", edges}};
+  }
+
+  void Install(httplib::Server& http);
+
+ private:
+  Server* s_;
+};
+
+void Routes::Install(httplib::Server& http) {
+  Server* s = s_;
+  // Authentication for everything under /api/v1 (webhooks check their own
+  // signatures) and, when configured, /metrics.
+  http.set_pre_routing_handler([s](const httplib::Request& req, httplib::Response& res) {
+    const std::string& path = req.path;
+    bool api = path.rfind("/api/", 0) == 0;
+    bool webhook = path.rfind("/api/v1/webhooks/", 0) == 0;
+    bool metrics = path == "/metrics";
+    if ((api && !webhook) || (metrics && s->config_.metrics_require_auth)) {
+      if (!s->auth_->Authenticate(req.get_header_value("Authorization"))) {
+        s->metrics_->http_requests->Inc({{"code", "401"}});
+        SendUnauthorized(res, "a valid 'Authorization: Bearer <token>' header is required; "
+                              "tokens are configured (hashed) in the server config");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  http.set_post_routing_handler([s](const httplib::Request& req, httplib::Response& res) {
+    if (req.path.rfind("/api/", 0) == 0)
+      s->metrics_->http_requests->Inc({{"code", std::to_string(res.status)}});
+  });
+
+  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  http.Get("/metrics", [s](const httplib::Request&, httplib::Response& res) {
+    s->metrics_->ready_queue->Set({}, static_cast<double>(s->runs_->QueuedRuns().size()));
+    res.set_content(s->metrics_registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  http.Get("/api/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, OpenApiDocument());
+  });
+
+  // Pipelines.
+  http.Get("/api/v1/pipelines", [s](const httplib::Request&, httplib::Response& res) {
+    Json list = Json::array();
+    for (const PipelineFile& f : s->registry_->List()) {
+      Json diags = Json::array();
+      for (const auto& d : f.diagnostics)
+        diags.push_back({{"file", d.loc.file}, {"line", d.loc.line}, {"column", d.loc.column},
+                         {"severity", d.severity == dsl::Severity::kError ? "error" : "warning"},
+                         {"message", d.message}, {"text", d.ToString()}});
+      Json p = {{"file", f.path}, {"name", f.name}, {"ok", f.ok}, {"has_good_version", f.spec != nullptr},
+                {"digest", f.digest}, {"diagnostics", diags}, {"loaded_at", Iso(f.loaded_at)}};
+      if (f.spec) {
+        p["description"] = f.spec->description;
+        p["steps"] = f.spec->steps.size() + f.spec->finally_steps.size();
+        p["scheduled"] = f.spec->schedule.has_value();
+      }
+      list.push_back(p);
+    }
+    SendJson(res, 200, {{"pipelines", list}});
+  });
+  http.Get(R"(/api/v1/pipelines/([^/]+))", [s](const httplib::Request& req, httplib::Response& res) {
+    SpecPtr spec = s->registry_->Find(req.matches[1]);
+    if (!spec) return SendError(res, Status::NotFound("no pipeline named '" + std::string(req.matches[1]) + "'"));
+    Json params = Json::array();
+    for (const ParamSpec& p : spec->params)
+      params.push_back({{"name", p.name}, {"type", ParamTypeName(p.type)},
+                        {"default", p.default_value ? *p.default_value : Json(nullptr)},
+                        {"required", p.required}, {"description", p.description}});
+    Json steps = Json::array();
+    auto graph = PipelineGraph::Build(*spec);
+    for (const auto* list : {&spec->steps, &spec->finally_steps})
+      for (const StepSpec& st : *list) {
+        Json up = Json::array();
+        if (graph) {
+          int node = graph->Find(st.name);
+          for (int u : graph->Upstream(node)) up.push_back(graph->step(u).name);
+        }
+        steps.push_back({{"name", st.name}, {"type", st.type}, {"upstream", up},
+                         {"finally", st.is_finally}, {"foreach", st.foreach.has_value()}});
+      }
+    Json out = {{"name", spec->name}, {"description", spec->description}, {"file", spec->file},
+                {"digest", spec->file_digest}, {"params", params}, {"steps", steps},
+                {"executor", spec->executor}};
+    if (spec->schedule) {
+      const ScheduleSpec& sc = *spec->schedule;
+      Json next = Json::array();
+      if (auto crons = ParseSchedule(sc)) {
+        SysSeconds t = std::chrono::floor<std::chrono::seconds>(s->clock_->Now());
+        for (int i = 0; i < 5; ++i) {
+          std::optional<SysSeconds> n;
+          for (const auto& c : *crons)
+            if (auto x = c.Next(t); x && (!n || *x < *n)) n = x;
+          if (!n) break;
+          next.push_back(date::format("%FT%TZ", *n));
+          t = *n;
+        }
+      }
+      auto last = s->scheduler_->LastScheduled(spec->name);
+      out["schedule"] = {{"cron", sc.cron}, {"timezone", sc.timezone},
+                         {"concurrencyPolicy", sc.concurrency_policy}, {"catchup", sc.catchup},
+                         {"catchupLimit", sc.catchup_limit}, {"historyLimit", sc.history_limit},
+                         {"next", next},
+                         {"last_scheduled", last ? Json(date::format("%FT%TZ", *last)) : Json(nullptr)}};
+    }
+    SendJson(res, 200, out);
+  });
+  http.Post(R"(/api/v1/pipelines/([^/]+)/runs)", [s](const httplib::Request& req, httplib::Response& res) {
+    auto body = BodyJson(req);
+    if (!body) return SendError(res, body.error());
+    SubmitRequest sub;
+    sub.pipeline = req.matches[1];
+    if (body->contains("params")) {
+      if (!(*body)["params"].is_object())
+        return SendError(res, Status::InvalidArgument("'params' must be an object name -> value"));
+      sub.typed_params = (*body)["params"];
+    }
+    if (body->contains("run_id") && (*body)["run_id"].is_string()) sub.run_id = (*body)["run_id"];
+    sub.trigger = "api";
+    auto id = s->runs_->Submit(std::move(sub));
+    if (!id) return SendError(res, id.error());
+    SendJson(res, 201, {{"run_id", *id}, {"url", "/api/v1/runs/" + *id}});
+  });
+  http.Get(R"(/api/v1/pipelines/([^/]+)/metrics)", [s](const httplib::Request& req, httplib::Response& res) {
+    RunFilter filter;
+    filter.pipeline = req.matches[1];
+    filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 200) : 20;
+    auto runs = s->store_->ListRuns(filter);
+    if (!runs) return SendError(res, runs.error());
+    Json out = Json::array();
+    std::set<std::string> names;
+    for (const RunRecord& r : *runs) {
+      auto steps = s->store_->ListSteps(r.id);
+      Json metrics = Json::object();
+      if (steps)
+        for (const StepRecord& st : *steps)
+          for (const auto& [k, v] : st.metrics.items()) {
+            metrics[st.instance + "." + k] = v;
+            names.insert(st.instance + "." + k);
+          }
+      out.push_back({{"run", r.id}, {"phase", RunPhaseName(r.phase)}, {"created_at", Iso(r.created_at)},
+                     {"params", r.params}, {"metrics", metrics}});
+    }
+    SendJson(res, 200, {{"pipeline", filter.pipeline}, {"metrics", Json(names)}, {"runs", out}});
+  });
+  http.Post("/api/v1/reload", [s](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, s->Reload(true));
+  });
+  http.Get("/api/v1/schedules", [s](const httplib::Request&, httplib::Response& res) {
+    Json out = Json::array();
+    for (const std::string& name : s->scheduler_->Pipelines()) {
+      SpecPtr spec = s->registry_->Find(name);
+      auto last = s->scheduler_->LastScheduled(name);
+      Json j = {{"pipeline", name},
+                {"last_scheduled", last ? Json(date::format("%FT%TZ", *last)) : Json(nullptr)},
+                {"active_runs", s->runs_->ActiveScheduledRuns(name)}};
+      if (spec && spec->schedule) {
+        j["cron"] = spec->schedule->cron;
+        j["timezone"] = spec->schedule->timezone;
+      }
+      out.push_back(j);
+    }
+    SendJson(res, 200, {{"schedules", out}});
+  });
+
+  // Runs.
+  http.Get("/api/v1/runs", [s](const httplib::Request& req, httplib::Response& res) {
+    RunFilter filter;
+    filter.pipeline = req.get_param_value("pipeline");
+    if (req.has_param("phase") && !req.get_param_value("phase").empty()) {
+      auto p = ParseRunPhase(req.get_param_value("phase"));
+      if (!p) return SendError(res, Status::InvalidArgument("unknown phase '" + req.get_param_value("phase") +
+                                                            "'; use Pending, Running, Succeeded, Failed, Error or Cancelled"));
+      filter.phase = p;
+    }
+    if (req.has_param("since") && !req.get_param_value("since").empty()) {
+      auto t = ParseTime(req.get_param_value("since"));
+      if (!t) return SendError(res, Status::InvalidArgument("since must be an RFC 3339 time or a date"));
+      filter.since = t;
+    }
+    filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 1000) : 50;
+    Json list = Json::array();
+    if (!filter.phase || *filter.phase == RunPhase::kPending)
+      for (const RunRecord& r : s->runs_->QueuedRuns())
+        if (filter.pipeline.empty() || r.pipeline == filter.pipeline) list.push_back(RunJson(r));
+    auto runs = s->store_->ListRuns(filter);
+    if (!runs) return SendError(res, runs.error());
+    for (const RunRecord& r : *runs) list.push_back(RunJson(r));
+    SendJson(res, 200, {{"runs", list}});
+  });
+  auto routes = this;
+  http.Get(R"(/api/v1/runs/([^/]+))", [s, routes](const httplib::Request& req, httplib::Response& res) {
+    auto run = routes->FindRun(req.matches[1]);
+    if (!run) return SendError(res, run.error());
+    Json steps = Json::array();
+    if (auto list = s->store_->ListSteps(run->id))
+      for (const StepRecord& st : *list) steps.push_back(StepJson(st));
+    SendJson(res, 200, {{"run", RunJson(*run)}, {"steps", steps}, {"active", s->runs_->IsActive(run->id)}});
+  });
+  http.Get(R"(/api/v1/runs/([^/]+)/graph)", [s, routes](const httplib::Request& req, httplib::Response& res) {
+    auto run = routes->FindRun(req.matches[1]);
+    if (!run) return SendError(res, run.error());
+    std::vector<StepRecord> steps;
+    if (auto list = s->store_->ListSteps(run->id)) steps = std::move(*list);
+    Json g = routes->Graph(*run, steps);
+    g["run"] = RunJson(*run);
+    SendJson(res, 200, g);
+  });
+  http.Get(R"(/api/v1/runs/([^/]+)/steps)", [s, routes](const httplib::Request& req, httplib::Response& res) {
+    auto run = routes->FindRun(req.matches[1]);
+    if (!run) return SendError(res, run.error());
+    Json steps = Json::array();
+    if (auto list = s->store_->ListSteps(run->id))
+      for (const StepRecord& st : *list) steps.push_back(StepJson(st));
+    SendJson(res, 200, {{"steps", steps}});
+  });
+  http.Get(R"(/api/v1/runs/([^/]+)/steps/([^/]+))", [s, routes](const httplib::Request& req, httplib::Response& res) {
+    auto run = routes->FindRun(req.matches[1]);
+    if (!run) return SendError(res, run.error());
+    auto step = s->store_->GetStep(run->id, req.matches[2]);
+    if (!step) return SendError(res, step.error());
+    SendJson(res, 200, StepJson(*step));
+  });
+  http.Get(R"(/api/v1/runs/([^/]+)/steps/([^/]+)/logs)", [s, routes](const httplib::Request& req, httplib::Response& res) {
+    auto run = routes->FindRun(req.matches[1]);
+    if (!run) return SendError(res, run.error());
+    std::string run_id = run->id, instance = req.matches[2];
+    auto step = s->store_->GetStep(run_id, instance);
+    if (!step) return SendError(res, step.error());
+    if (step->log_path.empty())
+      return SendError(res, Status::NotFound("step " + instance + " has no log yet (phase " +
+                                             NodePhaseName(step->phase) + ")"));
+    int64_t offset = req.has_param("offset") ? std::max<int64_t>(0, std::atoll(req.get_param_value("offset").c_str())) : 0;
+    bool follow = Truthy(req.get_param_value("follow"));
+    std::string path = step->log_path;
+    if (!follow) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return SendError(res, Status::NotFound("log file " + path + " is gone"));
+      in.seekg(offset);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      res.set_header("X-Log-Size", std::to_string(offset + static_cast<int64_t>(ss.str().size())));
+      res.set_content(ss.str(), "text/plain; charset=utf-8");
+      return;
+    }
+    Store* store = s->store_.get();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(24);
+    res.set_chunked_content_provider(
+        "text/plain; charset=utf-8",
+        [store, run_id, instance, path, offset, deadline](size_t, httplib::DataSink& sink) mutable {
+          char buf[65536];
+          while (true) {
+            bool ended = false;
+            auto st = store->GetStep(run_id, instance);
+            if (!st || IsTerminal(st->phase)) ended = true;
+            std::ifstream in(path, std::ios::binary);
+            if (in) {
+              in.seekg(offset);
+              while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+                if (!sink.write(buf, static_cast<size_t>(in.gcount()))) return false;
+                offset += in.gcount();
+              }
+            }
+            if (ended || std::chrono::steady_clock::now() > deadline || !sink.is_writable()) {
+              sink.done();
+              return true;
+            }
+            // The step writes its log from another process: poll the file.
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          }
+        });
+  });
+  http.Post(R"(/api/v1/runs/([^/]+)/cancel)", [s, routes](const httplib::Request& req, httplib::Response& res) {
+    auto run = routes->FindRun(req.matches[1]);
+    if (!run) return SendError(res, run.error());
+    std::string how;
+    Status st = s->runs_->Cancel(run->id, &how);
+    if (!st.ok()) return SendError(res, st);
+    SendJson(res, 202, {{"message", how}, {"run_id", run->id}});
+  });
+  auto resume = [s, routes](const httplib::Request& req, httplib::Response& res, bool rerun) {
+    auto run = routes->FindRun(req.matches[1]);
+    if (!run) return SendError(res, run.error());
+    auto body = BodyJson(req);
+    if (!body) return SendError(res, body.error());
+    SubmitRequest sub;
+    sub.pipeline = run->pipeline;
+    sub.resume_run_id = run->id;
+    sub.typed_params = run->params;
+    sub.trigger = rerun ? "rerun" : "resume";
+    sub.spec = routes->SpecForRun(*run);
+    if (rerun) {
+      const Json& from = body->value("from", Json::array());
+      if (from.is_string()) sub.rerun_from.push_back(from);
+      else if (from.is_array())
+        for (const auto& f : from)
+          if (f.is_string()) sub.rerun_from.push_back(f);
+      if (sub.rerun_from.empty())
+        return SendError(res, Status::InvalidArgument("rerun needs 'from': a step name or a list of them"));
+      if (sub.spec)
+        for (const std::string& name : sub.rerun_from)
+          if (!sub.spec->FindStep(name))
+            return SendError(res, Status::InvalidArgument("pipeline '" + run->pipeline + "' has no step '" + name + "'"));
+    } else if (s->runs_->IsActive(run->id) || run->phase == RunPhase::kRunning) {
+      return SendError(res, Status::FailedPrecondition("run " + run->id + " is still running; cancel it first"));
+    }
+    auto id = s->runs_->Submit(std::move(sub));
+    if (!id) return SendError(res, id.error());
+    SendJson(res, 201, {{"run_id", *id}, {"url", "/api/v1/runs/" + *id}, {"resumes", run->id}});
+  };
+  http.Post(R"(/api/v1/runs/([^/]+)/resume)", [resume](const httplib::Request& req, httplib::Response& res) { resume(req, res, false); });
+  http.Post(R"(/api/v1/runs/([^/]+)/rerun)", [resume](const httplib::Request& req, httplib::Response& res) { resume(req, res, true); });
+  http.Get(R"(/api/v1/runs/([^/]+)/artifacts)", [s, routes](const httplib::Request& req, httplib::Response& res) {
+    auto run = routes->FindRun(req.matches[1]);
+    if (!run) return SendError(res, run.error());
+    Json out = Json::array();
+    if (auto steps = s->store_->ListSteps(run->id))
+      for (const StepRecord& st : *steps) {
+        for (const auto& b : st.outputs) {
+          Json j = ArtifactJson(b.artifact);
+          j["name"] = b.name;
+          j["direction"] = "output";
+          j["instance"] = st.instance;
+          j["step"] = st.step;
+          j["ref"] = run->id + "/" + st.instance + "/" + b.name;
+          out.push_back(j);
+        }
+        for (const auto& b : st.inputs) {
+          Json j = ArtifactJson(b.artifact);
+          j["name"] = b.name;
+          j["direction"] = "input";
+          j["instance"] = st.instance;
+          j["step"] = st.step;
+          out.push_back(j);
+        }
+      }
+    SendJson(res, 200, {{"run", run->id}, {"artifacts", out}});
+  });
+  http.Get("/api/v1/lineage", [s](const httplib::Request& req, httplib::Response& res) {
+    std::string target_text = req.get_param_value("target");
+    if (target_text.empty())
+      return SendError(res, Status::InvalidArgument("give ?target= an artifact digest prefix, RUN/STEP/NAME, RUN/STEP or a run id"));
+    auto target = ResolveLineageTarget(s->store_.get(), target_text);
+    if (!target) return SendError(res, target.error());
+    LineageOptions opts;
+    opts.downstream = Truthy(req.get_param_value("downstream"));
+    if (req.has_param("depth")) opts.max_depth = std::clamp(std::atoi(req.get_param_value("depth").c_str()), 1, 64);
+    opts.max_nodes = 2000;
+    auto graph = QueryLineage(s->store_.get(), *target, opts);
+    if (!graph) return SendError(res, graph.error());
+    Json out = RenderLineageJson(*graph);
+    out["downstream"] = opts.downstream;
+    SendJson(res, 200, out);
+  });
+
+  // Webhooks.
+  auto trigger_push = [s](const std::string& body, const std::string& source, httplib::Response& res) {
+    auto event = ParsePushEvent(body);
+    if (!event) return SendError(res, event.error());
+    s->Reload(false);
+    Json triggered = Json::array();
+    for (const std::string& name : s->registry_->PipelinesTouchedBy(event->changed)) {
+      SubmitRequest sub;
+      sub.pipeline = name;
+      sub.trigger = "webhook";
+      auto id = s->runs_->Submit(std::move(sub));
+      triggered.push_back(id ? Json{{"pipeline", name}, {"run_id", *id}}
+                             : Json{{"pipeline", name}, {"error", id.error().message()}});
+    }
+    SendJson(res, 202, {{"source", source}, {"ref", event->ref}, {"after", event->after},
+                        {"changed", event->changed}, {"triggered", triggered}});
+  };
+  http.Post("/api/v1/webhooks/github", [s, trigger_push](const httplib::Request& req, httplib::Response& res) {
+    if (!VerifyGithubSignature(s->config_.github_secret, req.body, req.get_header_value("X-Hub-Signature-256")))
+      return SendUnauthorized(res, "X-Hub-Signature-256 is missing or does not match the configured webhooks.github secret");
+    std::string type = req.get_header_value("X-GitHub-Event");
+    if (type == "ping") return SendJson(res, 200, {{"message", "pong"}});
+    if (!type.empty() && type != "push")
+      return SendJson(res, 202, {{"message", "ignored event '" + type + "'; only push triggers pipelines"}, {"triggered", Json::array()}});
+    trigger_push(req.body, "github", res);
+  });
+  http.Post("/api/v1/webhooks/gitlab", [s, trigger_push](const httplib::Request& req, httplib::Response& res) {
+    if (!VerifyGitlabToken(s->config_.gitlab_token_sha256, req.get_header_value("X-Gitlab-Token")))
+      return SendUnauthorized(res, "X-Gitlab-Token is missing or does not match webhooks.gitlab.tokenSha256");
+    std::string type = req.get_header_value("X-Gitlab-Event");
+    if (!type.empty() && type != "Push Hook")
+      return SendJson(res, 202, {{"message", "ignored event '" + type + "'; only Push Hook triggers pipelines"}, {"triggered", Json::array()}});
+    trigger_push(req.body, "gitlab", res);
+  });
+
+  // The web UI.
+  auto serve_asset = [](const std::string& path, httplib::Response& res) {
+    const EmbeddedAsset* a = FindUiAsset(path);
+    if (!a) {
+      res.status = 404;
+      res.set_content("not found\n", "text/plain");
+      return;
+    }
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content(std::string(a->data), std::string(a->content_type).c_str());
+  };
+  http.Get("/", [serve_asset](const httplib::Request&, httplib::Response& res) { serve_asset("index.html", res); });
+  http.Get(R"(/ui/(.+))", [serve_asset](const httplib::Request& req, httplib::Response& res) { serve_asset(req.matches[1], res); });
+}
+
+void Server::InstallRoutes() {
+  auto routes = std::make_shared<Routes>(this);
+  routes->Install(*http_);
+  // The handlers capture a raw pointer to `routes`; keep it alive with the server.
+  http_->set_error_handler([routes](const httplib::Request& req, httplib::Response& res) {
+    if (res.status == 404 && res.body.empty() && req.path.rfind("/api/", 0) == 0)
+      SendError(res, Status::NotFound("no route " + req.method + " " + req.path +
+                                      "; see /api/v1/openapi.json"));
+  });
+}
+
+int Serve(const ServerOptions& options, ExecutorRegistry* executors) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // threads started below inherit the mask
+  ::signal(SIGPIPE, SIG_IGN);
+  Server server(options, executors);
+  Status st = server.Start();
+  if (!st.ok()) {
+    std::fprintf(stderr, "sluice serve: %s\n", st.message().c_str());
+    return st.code() == StatusCode::kInvalidArgument || st.code() == StatusCode::kNotFound ? 2 : 1;
+  }
+  std::fprintf(stderr, "sluice serve: listening on %s (pipelines %s, store %s)\n",
+               server.url().c_str(), options.pipelines_dir.c_str(), options.state_dir.c_str());
+  int sig = 0;
+  sigwait(&set, &sig);
+  std::fprintf(stderr, "sluice serve: %s received, stopping (runs are cancelled)\n",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  server.Stop();
+  return 0;
+}
+
+}  // namespace sluice::server

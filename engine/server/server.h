@@ -1,0 +1,119 @@
+#pragma once
+// Server: `sluice serve`. Loads the pipelines under a directory, schedules
+// them, runs them (RunManager), and serves the REST API (engine/server/
+// openapi.h), webhooks, Prometheus metrics and the web UI over HTTP
+// (cpp-httplib). See docs/server.md.
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "engine/clock.h"
+#include "engine/runner.h"
+#include "engine/server/config.h"
+#include "engine/server/metrics.h"
+#include "engine/server/pipeline_registry.h"
+#include "engine/server/run_manager.h"
+#include "engine/server/scheduler.h"
+#include "engine/store.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace sluice::server {
+
+struct ServerOptions {
+  std::string pipelines_dir = ".";   // searched recursively for pipeline files
+  std::string state_dir = ".sluice"; // the store root shared with the CLI
+  std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one
+  std::string config_path;           // "" = no config: no tokens, every API call is 401
+  std::string executor;              // default executor override ("" = the pipeline's)
+  int max_concurrent_runs = 0;       // 0 = the config's (default 4)
+  int run_parallelism = 0;           // steps at once per run; 0 = number of CPUs
+  bool run_scheduler = true;         // false: nothing calls Tick() (tests drive it)
+  bool watch = true;                 // mtime scan every reloadInterval
+  bool resume_interrupted = true;    // resume runs whose process died, at Start()
+};
+
+class Server {
+ public:
+  // Borrows `executors` (for the Runner) and `clock` (null = the system
+  // clock); `factory` null = RunnerFactory (the real Runner).
+  Server(ServerOptions options, ExecutorRegistry* executors, Clock* clock = nullptr,
+         RunFactory factory = nullptr);
+  ~Server();  // Stop()
+
+  // Opens the store, reads the config, loads the pipelines, binds the port
+  // and starts serving, the scheduler and the watcher in background threads.
+  // Returns once the socket accepts connections. Errors: the config's
+  // (kInvalidArgument / kNotFound), the store's, kUnavailable when the
+  // address cannot be bound.
+  Status Start();
+
+  // Stops serving, cancels and waits for runs. Idempotent.
+  void Stop();
+
+  // Blocks until Stop() is called from another thread (or a signal handler
+  // thread).
+  void Wait();
+
+  int port() const { return port_; }
+  std::string url() const;  // "http://host:port"
+
+  // For tests and the CLI wiring.
+  PipelineRegistry* registry() { return registry_.get(); }
+  RunManager* runs() { return runs_.get(); }
+  Scheduler* scheduler() { return scheduler_.get(); }
+  Store* store() { return store_.get(); }
+  const ServerMetrics& metrics() const { return *metrics_; }
+  std::string MetricsText() const { return metrics_registry_.Render(); }
+
+  // Reloads the pipelines now and updates the schedules. Returns the
+  // report as JSON (the POST /api/v1/reload body).
+  Json Reload(bool force);
+
+ private:
+  void InstallRoutes();
+  void SchedulerLoop();
+  void WatchLoop();
+  void SyncSchedules();
+
+  ServerOptions options_;
+  ExecutorRegistry* executors_;
+  Clock* clock_;
+  std::unique_ptr<Clock> own_clock_;
+  RunFactory factory_;
+  ServerConfig config_;
+  std::unique_ptr<TokenAuthenticator> auth_;
+  MetricsRegistry metrics_registry_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<PipelineRegistry> registry_;
+  std::unique_ptr<RunManager> runs_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<httplib::Server> http_;
+  std::mutex reload_mu_;
+  std::mutex spec_cache_mu_;
+  std::map<std::string, SpecPtr> spec_cache_;  // by pipeline digest, for run graphs
+  std::thread http_thread_, scheduler_thread_, watch_thread_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopped_ = false;
+  bool started_ = false;
+  int port_ = 0;
+  std::string host_;
+
+  friend class Routes;
+};
+
+// `sluice serve`: runs a Server until SIGTERM or SIGINT, logging to stderr.
+// Returns the process exit code: 0 after a clean stop, 2 for a bad
+// config/flag, 1 for other start failures.
+int Serve(const ServerOptions& options, ExecutorRegistry* executors);
+
+}  // namespace sluice::server

@@ -1,0 +1,373 @@
+// Integration tests of `sluice serve`'s HTTP API: a real Server on a
+// loopback port over a real SQLite store, with the Runner replaced by a fake
+// that writes the same records (the seam is RunFactory).
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <sys/wait.h>
+
+#include <regex>
+
+#include "engine/server/config.h"
+#include "engine/server/openapi.h"
+#include "engine/server/server.h"
+#include "engine/server/webhook.h"
+#include "server_test_util.h"
+
+namespace sluice::server {
+namespace {
+
+using testing::FakeFactory;
+using testing::FakeRunControl;
+using testing::MakeTempDir;
+using testing::WriteFile;
+
+constexpr char kToken[] = "test-token-123";
+constexpr char kGithubSecret[] = "gh-secret";
+constexpr char kGitlabToken[] = "gl-token";
+
+const char kHello[] = R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: hello
+params:
+  who:
+    type: string
+    default: world
+steps:
+  - name: a
+    command: [echo, "{{ params.who }}"]
+  - name: b
+    depends: [a]
+    command: [echo, b]
+)";
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = MakeTempDir("api");
+    WriteFile(root_ + "/repo/pipelines/hello.yaml", kHello);
+    WriteFile(root_ + "/repo/pipelines/notes.yaml", "just: yaml\n");  // not a pipeline
+    WriteFile(root_ + "/server.yaml", "tokens:\n  - name: ci\n    sha256: " + HashToken(kToken) +
+                                          "\nwebhooks:\n  github:\n    secret: " + kGithubSecret +
+                                          "\n  gitlab:\n    tokenSha256: " + HashToken(kGitlabToken) +
+                                          "\n");
+    StartServer(/*resume=*/false);
+  }
+  void TearDown() override {
+    control_.Release();
+    server_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  void StartServer(bool resume) {
+    ServerOptions o;
+    o.pipelines_dir = root_ + "/repo";
+    o.state_dir = root_ + "/state";
+    o.listen = "127.0.0.1:0";
+    o.config_path = root_ + "/server.yaml";
+    o.run_scheduler = false;
+    o.watch = false;
+    o.resume_interrupted = resume;
+    o.max_concurrent_runs = 2;
+    server_ = std::make_unique<Server>(o, nullptr, nullptr, FakeFactory(&store_, &control_));
+    // The factory reads store_ only when a run starts, after Start().
+    Status s = server_->Start();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    store_ = server_->store();
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+  }
+
+  httplib::Headers Auth() { return {{"Authorization", std::string("Bearer ") + kToken}}; }
+
+  Json GetJson(const std::string& path, int expect = 200) {
+    auto res = client_->Get(path.c_str(), Auth());
+    EXPECT_TRUE(res) << path;
+    if (!res) return nullptr;
+    EXPECT_EQ(res->status, expect) << path << ": " << res->body;
+    return Json::parse(res->body, nullptr, false);
+  }
+
+  Json PostJson(const std::string& path, const Json& body, int expect) {
+    auto res = client_->Post(path.c_str(), Auth(), body.dump(), "application/json");
+    EXPECT_TRUE(res) << path;
+    if (!res) return nullptr;
+    EXPECT_EQ(res->status, expect) << path << ": " << res->body;
+    return Json::parse(res->body, nullptr, false);
+  }
+
+  std::string Trigger(const Json& params = Json::object()) {
+    Json r = PostJson("/api/v1/pipelines/hello/runs", {{"params", params}}, 201);
+    return r.value("run_id", "");
+  }
+
+  std::string root_;
+  Store* store_ = nullptr;
+  FakeRunControl control_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+// Every operation of the OpenAPI document, without a token and with a wrong
+// one, gets 401 — except the two the document marks open (security: []).
+TEST_F(ApiTest, EveryRouteInTheOpenApiDocumentRejectsMissingAndWrongTokens) {
+  Json doc = OpenApiDocument();
+  std::vector<std::string> open_ops;
+  int checked = 0;
+  for (const auto& [path, ops] : doc["paths"].items()) {
+    std::string concrete = std::regex_replace(path, std::regex(R"(\{[^}]+\})"), "x");
+    for (const auto& [method, op] : ops.items()) {
+      if (op.contains("security") && op["security"].empty()) {
+        open_ops.push_back(method + " " + path);
+        continue;
+      }
+      for (const httplib::Headers& headers :
+           {httplib::Headers{}, httplib::Headers{{"Authorization", "Bearer wrong"}},
+            httplib::Headers{{"Authorization", std::string("Basic ") + kToken}},
+            httplib::Headers{{"Authorization", "Bearer " + HashToken(kToken)}}}) {
+        auto res = method == "get" ? client_->Get(concrete.c_str(), headers)
+                                   : client_->Post(concrete.c_str(), headers, "{}", "application/json");
+        ASSERT_TRUE(res) << method << " " << concrete;
+        EXPECT_EQ(res->status, 401) << method << " " << concrete << ": " << res->body;
+        ++checked;
+      }
+      // With the right token the route exists (anything but 401/405).
+      if (op.contains("security")) continue;  // webhooks: signature, not token
+      auto ok = method == "get" ? client_->Get(concrete.c_str(), Auth())
+                                : client_->Post(concrete.c_str(), Auth(), "{}", "application/json");
+      ASSERT_TRUE(ok);
+      EXPECT_NE(ok->status, 401) << method << " " << concrete;
+      EXPECT_NE(ok->status, 405) << method << " " << concrete;
+    }
+  }
+  EXPECT_EQ(open_ops, (std::vector<std::string>{"get /healthz", "get /metrics"}));
+  EXPECT_GE(checked, 4 * 20);
+  // Unknown API paths are 401 too: nothing under /api leaks without a token.
+  auto res = client_->Get("/api/v1/no-such-route");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401);
+  EXPECT_EQ(res->get_header_value("WWW-Authenticate"), "Bearer realm=\"sluice\"");
+}
+
+TEST_F(ApiTest, HealthzMetricsAndUiAreOpen) {
+  auto h = client_->Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  EXPECT_NE(m->body.find("# TYPE sluice_runs_started_total counter"), std::string::npos);
+  auto ui = client_->Get("/");
+  ASSERT_TRUE(ui);
+  EXPECT_EQ(ui->status, 200);
+  EXPECT_NE(ui->body.find("<script src=\"/ui/app.js\"></script>"), std::string::npos);
+  auto js = client_->Get("/ui/app.js");
+  ASSERT_TRUE(js);
+  EXPECT_EQ(js->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+}
+
+TEST_F(ApiTest, OpenApiDocumentIsServed) {
+  Json doc = GetJson("/api/v1/openapi.json");
+  EXPECT_EQ(doc["openapi"], "3.0.3");
+  EXPECT_TRUE(doc["paths"].contains("/api/v1/runs/{run}/steps/{instance}/logs"));
+}
+
+TEST_F(ApiTest, TriggerRunThenReadRunStepsGraphAndLogs) {
+  std::string id = Trigger({{"who", "sluice"}});
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  Json run = GetJson("/api/v1/runs/" + id);
+  EXPECT_EQ(run["run"]["phase"], "Succeeded");
+  EXPECT_EQ(run["run"]["params"], (Json{{"who", "sluice"}}));
+  ASSERT_EQ(run["steps"].size(), 2u);
+  EXPECT_EQ(run["steps"][0]["instance"], "a");
+  EXPECT_EQ(run["steps"][0]["phase"], "Succeeded");
+
+  Json graph = GetJson("/api/v1/runs/" + id + "/graph");
+  ASSERT_EQ(graph["nodes"].size(), 2u);
+  EXPECT_EQ(graph["nodes"][0]["id"], "a");
+  EXPECT_EQ(graph["nodes"][0]["layer"], 0);
+  EXPECT_EQ(graph["nodes"][1]["id"], "b");
+  EXPECT_EQ(graph["nodes"][1]["layer"], 1);
+  EXPECT_EQ(graph["edges"], (Json{{"a", "b"}}));
+
+  auto log = client_->Get(("/api/v1/runs/" + id + "/steps/a/logs").c_str(), Auth());
+  ASSERT_TRUE(log);
+  EXPECT_EQ(log->status, 200);
+  EXPECT_EQ(log->body, "hello from a\nparams {\"who\":\"sluice\"}\n");
+  auto tail = client_->Get(("/api/v1/runs/" + id + "/steps/a/logs?offset=13").c_str(), Auth());
+  ASSERT_TRUE(tail);
+  EXPECT_EQ(tail->body, "params {\"who\":\"sluice\"}\n");
+  // follow=true on a finished step streams what there is and ends.
+  auto follow = client_->Get(("/api/v1/runs/" + id + "/steps/b/logs?follow=true").c_str(), Auth());
+  ASSERT_TRUE(follow);
+  EXPECT_EQ(follow->body, "hello from b\nparams {\"who\":\"sluice\"}\n");
+
+  Json list = GetJson("/api/v1/runs?pipeline=hello&phase=Succeeded");
+  ASSERT_EQ(list["runs"].size(), 1u);
+  EXPECT_EQ(list["runs"][0]["id"], id);
+  EXPECT_EQ(GetJson("/api/v1/runs?phase=Failed")["runs"].size(), 0u);
+  EXPECT_EQ(GetJson("/api/v1/runs/" + id + "/steps/b")["phase"], "Succeeded");
+  Json cmp = GetJson("/api/v1/pipelines/hello/metrics");
+  EXPECT_EQ(cmp["metrics"], (Json{"a.accuracy", "b.accuracy"}));
+
+  std::string metrics = server_->MetricsText();
+  EXPECT_NE(metrics.find("sluice_runs_started_total{pipeline=\"hello\"} 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("sluice_runs_succeeded_total{pipeline=\"hello\"} 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("sluice_step_duration_seconds_count{pipeline=\"hello\",step=\"a\","
+                         "operator=\"container\"} 1\n"),
+            std::string::npos);
+}
+
+TEST_F(ApiTest, BadRequestsSayWhatIsWrong) {
+  Json bad = PostJson("/api/v1/pipelines/nope/runs", Json::object(), 404);
+  EXPECT_EQ(bad["error"]["code"], "NOT_FOUND");
+  Json param = PostJson("/api/v1/pipelines/hello/runs", {{"params", {{"whom", "x"}}}}, 400);
+  EXPECT_EQ(param["error"]["code"], "INVALID_ARGUMENT");
+  EXPECT_NE(param["error"]["message"].get<std::string>().find("whom"), std::string::npos);
+  EXPECT_EQ(GetJson("/api/v1/runs/no-such-run", 404)["error"]["code"], "NOT_FOUND");
+  EXPECT_EQ(GetJson("/api/v1/runs?phase=Sideways", 400)["error"]["message"],
+            "unknown phase 'Sideways'; use Pending, Running, Succeeded, Failed, Error or Cancelled");
+}
+
+TEST_F(ApiTest, BrokenFileKeepsItsLastGoodVersionAndReportsDiagnostics) {
+  Json before = GetJson("/api/v1/pipelines");
+  ASSERT_EQ(before["pipelines"].size(), 1u);  // notes.yaml is not a pipeline
+  EXPECT_TRUE(before["pipelines"][0]["ok"]);
+
+  WriteFile(root_ + "/repo/pipelines/hello.yaml",
+            std::string(kHello) + "  - name: c\n    depends: [zzz]\n    command: [echo]\n");
+  Json report = PostJson("/api/v1/reload", Json::object(), 200);
+  EXPECT_EQ(report["failed"].size(), 1u);
+  Json after = GetJson("/api/v1/pipelines");
+  ASSERT_EQ(after["pipelines"].size(), 1u);
+  const Json& p = after["pipelines"][0];
+  EXPECT_FALSE(p["ok"]);
+  EXPECT_TRUE(p["has_good_version"]);
+  EXPECT_EQ(p["name"], "hello");
+  ASSERT_FALSE(p["diagnostics"].empty());
+  EXPECT_NE(p["diagnostics"][0]["text"].get<std::string>().find("hello.yaml:"), std::string::npos);
+  // The last good version still runs.
+  std::string id = Trigger();
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(GetJson("/api/v1/runs/" + id)["steps"].size(), 2u);
+  // Fixing the file brings it back.
+  WriteFile(root_ + "/repo/pipelines/hello.yaml", kHello);
+  PostJson("/api/v1/reload", Json::object(), 200);
+  EXPECT_TRUE(GetJson("/api/v1/pipelines")["pipelines"][0]["ok"]);
+}
+
+TEST_F(ApiTest, GithubPushTouchingAPipelineFileTriggersIt) {
+  const std::string body = R"({"ref":"refs/heads/main","after":"0123abc","commits":[
+    {"id":"0123abc","added":[],"modified":["pipelines/hello.yaml","README.md"],"removed":[]}]})";
+  httplib::Headers headers = {{"X-GitHub-Event", "push"},
+                              {"X-Hub-Signature-256", GithubSignature(kGithubSecret, body)}};
+  auto res = client_->Post("/api/v1/webhooks/github", headers, body, "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 202) << res->body;
+  Json j = Json::parse(res->body);
+  ASSERT_EQ(j["triggered"].size(), 1u);
+  EXPECT_EQ(j["triggered"][0]["pipeline"], "hello");
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(GetJson("/api/v1/runs/" + j["triggered"][0]["run_id"].get<std::string>())["run"]["phase"],
+            "Succeeded");
+
+  // Wrong signature, or the right one over another body: 401, nothing runs.
+  httplib::Headers forged = {{"X-GitHub-Event", "push"},
+                             {"X-Hub-Signature-256", GithubSignature("guess", body)}};
+  auto bad = client_->Post("/api/v1/webhooks/github", forged, body, "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 401);
+  auto tampered = client_->Post("/api/v1/webhooks/github", headers, body + " ", "application/json");
+  ASSERT_TRUE(tampered);
+  EXPECT_EQ(tampered->status, 401);
+
+  // A push that touches no pipeline triggers nothing.
+  const std::string other = R"({"ref":"refs/heads/main","commits":[{"added":["docs/x.md"],"modified":[]}]})";
+  auto none = client_->Post("/api/v1/webhooks/github",
+                            {{"X-GitHub-Event", "push"},
+                             {"X-Hub-Signature-256", GithubSignature(kGithubSecret, other)}},
+                            other, "application/json");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 202);
+  EXPECT_TRUE(Json::parse(none->body)["triggered"].empty());
+}
+
+TEST_F(ApiTest, GitlabPushWithTheRightTokenTriggers) {
+  const std::string body = R"({"object_kind":"push","ref":"refs/heads/main","commits":[
+    {"id":"1","added":["pipelines/hello.yaml"],"modified":[]}]})";
+  auto bad = client_->Post("/api/v1/webhooks/gitlab",
+                           {{"X-Gitlab-Event", "Push Hook"}, {"X-Gitlab-Token", "nope"}}, body,
+                           "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 401);
+  auto res = client_->Post("/api/v1/webhooks/gitlab",
+                           {{"X-Gitlab-Event", "Push Hook"}, {"X-Gitlab-Token", kGitlabToken}}, body,
+                           "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 202) << res->body;
+  EXPECT_EQ(Json::parse(res->body)["triggered"][0]["pipeline"], "hello");
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+}
+
+TEST_F(ApiTest, CancelARunningRun) {
+  {
+    std::lock_guard lock(control_.mu);
+    control_.hold = true;
+  }
+  std::string id = Trigger();
+  ASSERT_TRUE(control_.WaitStarted(1));
+  Json r = PostJson("/api/v1/runs/" + id + "/cancel", Json::object(), 202);
+  EXPECT_EQ(r["message"], "cancellation requested");
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(GetJson("/api/v1/runs/" + id)["run"]["phase"], "Cancelled");
+  EXPECT_EQ(PostJson("/api/v1/runs/" + id + "/cancel", Json::object(), 409)["error"]["message"],
+            "run " + id + " has already ended (Cancelled)");
+}
+
+TEST_F(ApiTest, ResumeAndRerunStartRunsThatContinueTheOriginal) {
+  std::string id = Trigger();
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  Json rerun = PostJson("/api/v1/runs/" + id + "/rerun", {{"from", {"b"}}}, 201);
+  EXPECT_EQ(rerun["resumes"], id);
+  Json resume = PostJson("/api/v1/runs/" + id + "/resume", Json::object(), 201);
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(GetJson("/api/v1/runs/" + rerun["run_id"].get<std::string>())["run"]["resumed_from"], id);
+  EXPECT_EQ(GetJson("/api/v1/runs/" + resume["run_id"].get<std::string>())["run"]["resumed_from"], id);
+  EXPECT_EQ(PostJson("/api/v1/runs/" + id + "/rerun", {{"from", {"nope"}}}, 400)["error"]["message"],
+            "pipeline 'hello' has no step 'nope'");
+}
+
+TEST_F(ApiTest, RestartResumesRunsWhoseProcessDied) {
+  // A run left Running by a process that is gone (a crashed server).
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  RunRecord run;
+  run.id = "hello-interrupted";
+  run.pipeline = "hello";
+  run.pipeline_file = root_ + "/repo/pipelines/hello.yaml";
+  run.pipeline_yaml = kHello;
+  run.params = {{"who", "again"}};
+  run.phase = RunPhase::kRunning;
+  run.created_at = std::chrono::system_clock::now();
+  run.pid = child;
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  run.host = host;
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  server_.reset();
+  StartServer(/*resume=*/true);
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  Json runs = GetJson("/api/v1/runs?pipeline=hello");
+  std::string resumed;
+  for (const Json& r : runs["runs"])
+    if (r["resumed_from"] == "hello-interrupted") resumed = r["id"];
+  ASSERT_FALSE(resumed.empty()) << runs.dump();
+  EXPECT_EQ(GetJson("/api/v1/runs/" + resumed)["run"]["params"], (Json{{"who", "again"}}));
+  Json old = GetJson("/api/v1/runs/hello-interrupted")["run"];
+  EXPECT_EQ(old["phase"], "Error");
+  EXPECT_EQ(old["message"], "interrupted (its sluice process died); continued as run " + resumed);
+}
+
+}  // namespace
+}  // namespace sluice::server
