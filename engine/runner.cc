@@ -165,6 +165,12 @@ class RunLoop {
     ExecutionRecord exec;
     std::vector<ArtifactBinding> inputs;
     Executor* executor = nullptr;
+    bool dirty = false;  // rec changed since it was last written
+  };
+  // A finished execution whose store write waits for Flush().
+  struct PendingFinish {
+    ExecutionRecord exec;
+    std::vector<ArtifactBinding> inputs, outputs;
   };
   // Per step (indexed like graph nodes).
   struct StepInfo {
@@ -200,6 +206,11 @@ class RunLoop {
   void RegisterArtifactPaths(int inst);
   std::string Redact(std::string s) const;
   void Put(const StepRecord& rec);
+  // Marks `inst`'s record for the next Flush().
+  void MarkDirty(int inst);
+  // Writes what finished since the last call. The loop calls it after
+  // starting the next tasks, so store writes overlap with running steps.
+  void Flush();
   void Emit(RunEvent::Kind kind, const std::string& instance, NodePhase phase, int attempt,
             const std::string& message);
   void Record(Status s) {
@@ -228,6 +239,8 @@ class RunLoop {
   bool cancelled_ = false;
   bool timed_out_ = false;
   Status store_error_;
+  std::vector<int> dirty_;
+  std::vector<PendingFinish> pending_finishes_;
 };
 
 void RunLoop::Emit(RunEvent::Kind kind, const std::string& instance, NodePhase phase, int attempt,
@@ -243,6 +256,23 @@ void RunLoop::Emit(RunEvent::Kind kind, const std::string& instance, NodePhase p
 }
 
 void RunLoop::Put(const StepRecord& rec) { Record(r_.store_->PutStep(rec)); }
+
+void RunLoop::MarkDirty(int inst) {
+  if (insts_[inst].dirty) return;
+  insts_[inst].dirty = true;
+  dirty_.push_back(inst);
+}
+
+void RunLoop::Flush() {
+  for (auto& f : pending_finishes_) Record(r_.store_->FinishExecution(f.exec, f.inputs, f.outputs));
+  pending_finishes_.clear();
+  for (int i : dirty_) {
+    if (!insts_[i].dirty) continue;
+    insts_[i].dirty = false;
+    Put(insts_[i].rec);
+  }
+  dirty_.clear();
+}
 
 std::string RunLoop::Redact(std::string s) const {
   for (const auto& secret : secret_values_) {
@@ -818,7 +848,6 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   st.rec.finished_at.reset();
   if (!st.rec.started_at) st.rec.started_at = now;
   st.ever_started = true;
-  Put(st.rec);
 
   st.exec = ExecutionRecord{};
   st.exec.run_id = run_.id;
@@ -829,22 +858,31 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   st.exec.cache_key = cache_key;
   st.exec.started_at = now;
   st.exec.snapshot = std::move(snapshot);
-  auto id = r_.store_->StartExecution(st.exec);
-  if (id) st.exec.id = *id;
-  else Record(id.error());
 
+  // Start first, record after: the step runs while the store writes.
   Status s = ex->Start(task);
   if (!s.ok()) {
     const std::string msg = "could not start: " + s.message();
     st.exec.outcome = TaskOutcomeName(TaskOutcome::kError);
     st.exec.message = msg;
     st.exec.finished_at = clock_->Now();
-    Record(r_.store_->FinishExecution(st.exec, st.inputs, {}));
+    auto id = r_.store_->StartExecution(st.exec);
+    if (id) {
+      st.exec.id = *id;
+      Record(r_.store_->FinishExecution(st.exec, st.inputs, {}));
+    } else {
+      Record(id.error());
+    }
     FailInstance(inst, AttemptResult::kError, msg, /*retryable=*/true);
     return true;
   }
   st.executor = ex;
   tasks_[task.id] = inst;
+  st.dirty = false;  // this write has the latest state
+  Put(st.rec);
+  auto id = r_.store_->StartExecution(st.exec);
+  if (id) st.exec.id = *id;
+  else Record(id.error());
   Emit(RunEvent::Kind::kStepStarted, name, NodePhase::kRunning, attempt, "");
   // A Cancel() that raced with Start() may have missed this task.
   if (r_.cancel_requested_.load()) ex->Cancel(task.id, opt_.cancel_grace);
@@ -941,8 +979,8 @@ void RunLoop::HandleResult(const TaskResult& result) {
   st.exec.snapshot["outputs"] = std::move(outputs);
   st.exec.snapshot["exit_code"] = result.exit_code;
   if (result.signal) st.exec.snapshot["signal"] = result.signal;
-  Record(r_.store_->FinishExecution(st.exec, st.inputs, st.rec.outputs));
-  st.exec.snapshot = Json::object();  // no longer needed; keep memory flat
+  pending_finishes_.push_back({std::move(st.exec), st.inputs, st.rec.outputs});
+  st.exec = ExecutionRecord{};
   plan_->Finished(inst, ar, message, now);
 }
 
@@ -961,7 +999,7 @@ void RunLoop::DrainChanges() {
           if (rec.cached_from.empty()) rec.cached_from = rerun_of_ + "/" + rec.instance;
           rec.message = "outputs reused from " + rec.cached_from;
           st.rec = std::move(rec);
-          Put(st.rec);
+          MarkDirty(c.instance);
         } else {
           st.rec = std::move(rec);  // already in the store as it is
         }
@@ -973,7 +1011,7 @@ void RunLoop::DrainChanges() {
     st.rec.phase = c.phase;
     st.rec.message = c.message;
     if (c.retry_at) {
-      Put(st.rec);
+      MarkDirty(c.instance);
       Emit(RunEvent::Kind::kStepRetrying, st.rec.instance, c.phase, st.rec.attempts, c.message);
       continue;
     }
@@ -984,7 +1022,7 @@ void RunLoop::DrainChanges() {
         if (c.phase != NodePhase::kSkipped) st.rec.outputs.clear();
       }
     }
-    Put(st.rec);
+    MarkDirty(c.instance);
     Emit(RunEvent::Kind::kStepFinished, st.rec.instance, c.phase, st.rec.attempts, c.message);
   }
 }
@@ -1100,6 +1138,7 @@ Result<RunSummary> RunLoop::Run() {
       DrainChanges();
     }
     Schedule();
+    Flush();
     if (plan_->Done()) break;
 
     const TimePoint now = clock_->Now();
@@ -1130,6 +1169,8 @@ Result<RunSummary> RunLoop::Run() {
     }
   }
 
+  DrainChanges();
+  Flush();
   run_.phase = stuck ? RunPhase::kError : plan_->Phase();
   run_.message = stuck ? "internal error: the scheduler has nothing to run but the run is not done"
                        : plan_->PhaseMessage();
