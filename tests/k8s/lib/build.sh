@@ -14,13 +14,17 @@ K8S_DIR=${K8S_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 # shellcheck source=../versions.env
 . "$K8S_DIR/versions.env"
 
-K8S_CACHE=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/k8s
+# HOME may be unset in a bare CI environment; root's is the fallback.
+K8S_CACHE=${SLUICE_CACHE_DIR:-${HOME:-/root}/.cache/sluice}/k8s
 
 # Go settings shared by every build: module and build caches live under the
 # cache dir (so `rm -rf $K8S_CACHE` is a true cold start), the machine's own
 # toolchain is used (no toolchain download), and go.mod/go.sum of the wrapper
 # modules are completed by the go command itself.
 go_env() {
+  # The go command wants a HOME (for its config file) and a GOPATH.
+  export HOME=${HOME:-/root}
+  export GOPATH=${GOPATH:-$HOME/go}
   export GOMODCACHE="$K8S_CACHE/go/mod"
   export GOCACHE="$K8S_CACHE/go/build"
   export GOFLAGS=-mod=mod
