@@ -38,6 +38,10 @@ struct RunCommandOptions {
   std::string resume_run;                 // resume / rerun: the run to continue
   std::vector<std::string> rerun_from;    // rerun --from STEP
   std::string run_id;                     // --run-id (tests, reproducible names)
+  // Kubernetes executor (registered only when a step or --executor needs it).
+  std::string kubeconfig;                 // --kubeconfig; "" = $KUBECONFIG, ~/.kube/config
+  std::string context;                    // --context; "" = current-context
+  std::string namespace_;                 // --namespace; "" = the pipeline's, then the context's
 };
 // Runs (or resumes / re-runs) a pipeline, printing live progress and a
 // summary table. 0 succeeded, 1 failed, 2 invalid pipeline/params,
@@ -76,5 +80,28 @@ struct RunsOptions {
 };
 // Lists runs, newest first.
 int Runs(const RunsOptions& options);
+
+}  // namespace sluice::cli
+
+namespace sluice::cli {
+
+struct CompileOptions {
+  std::string file;
+  std::string target = "argo";        // argo | manifests
+  std::string format = "yaml";        // yaml | json
+  std::string output;                 // -o FILE; "" = stdout
+  std::vector<std::string> params;    // manifests: -p name=value
+  std::string namespace_;
+  std::string workspace_pvc = "sluice-workspace";
+  std::string source_dir = "/sluice/src";  // where pods see the pipeline's directory
+  std::string service_account;
+  std::string image;                  // image for steps without one
+  bool keep_going = false;            // argo: DAG failFast false
+};
+// Compiles a pipeline to Argo Workflows objects, or to the Kubernetes
+// objects of a run (the Kubernetes executor's dry run). 0 ok, 2 invalid
+// pipeline or a feature the target cannot express (each named with its
+// line), 3 I/O errors.
+int Compile(const CompileOptions& options);
 
 }  // namespace sluice::cli

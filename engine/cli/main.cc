@@ -9,6 +9,9 @@
 
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
+#ifdef SLUICE_CLI_PROVENANCE
+#include "engine/cli/provenance_commands.h"
+#endif
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -67,6 +70,10 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("-q,--quiet", run.quiet, "Do not stream step output; progress and summary only");
     cmd->add_option("--run-id", run.run_id, "Id for the new run (default: <pipeline>-<time>-<random>)");
+    cmd->add_option("--kubeconfig", run.kubeconfig, "Kubeconfig file for the kubernetes executor");
+    cmd->add_option("--context", run.context, "Kubeconfig context (default: current-context)");
+    cmd->add_option("--namespace", run.namespace_,
+                    "Kubernetes namespace (default: the pipeline's, then the context's)");
   };
   auto* run_cmd = app.add_subcommand("run", "Run a pipeline, with live progress and a summary");
   run_cmd->add_option("FILE", run.file, "Pipeline file")->required();
@@ -125,6 +132,33 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}));
   runs_cmd->add_option("--store", store, kStoreHelp);
 
+  // compile
+  CompileOptions compile;
+  auto* compile_cmd = app.add_subcommand(
+      "compile", "Compile a pipeline to Argo Workflows, or to the Kubernetes objects of a run");
+  compile_cmd->add_option("FILE", compile.file, "Pipeline file")->required();
+  compile_cmd->add_option("--target", compile.target, "argo (Workflow / WorkflowTemplate + CronWorkflow) "
+                          "or manifests (Jobs, TFJobs, PyTorchJobs)")
+      ->check(CLI::IsMember({"argo", "manifests"}));
+  compile_cmd->add_option("--format", compile.format, "Output format (default yaml)")
+      ->check(CLI::IsMember({"yaml", "json"}));
+  compile_cmd->add_option("-o,--output", compile.output, "Write to FILE instead of stdout");
+  compile_cmd->add_option("-p,--param", compile.params, "manifests: parameter value NAME=VALUE")
+      ->allow_extra_args(false);
+  compile_cmd->add_option("--namespace", compile.namespace_, "Namespace of the objects");
+  compile_cmd->add_option("--workspace-pvc", compile.workspace_pvc,
+                          "RWX PersistentVolumeClaim shared by the steps' pods (default sluice-workspace)");
+  compile_cmd->add_option("--source-dir", compile.source_dir,
+                          "Where pods see the pipeline's directory, {{ pipeline.dir }} (default /sluice/src)");
+  compile_cmd->add_option("--service-account", compile.service_account, "Service account of the pods");
+  compile_cmd->add_option("--image", compile.image, "Image for steps that name none");
+  compile_cmd->add_flag("--keep-going", compile.keep_going, "argo: run independent branches after a failure");
+
+#ifdef SLUICE_CLI_PROVENANCE
+  // lineage, export, plan, reproduce, checkout, diff; run --openlineage.
+  ProvenanceCommands provenance(&app, &store);
+#endif
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -141,6 +175,13 @@ int main(int argc, char** argv) {
   run.store = status.store = logs.store = runs.store = store;
   if (*lint_cmd) return Lint(lint);
   if (*graph_cmd) return Graph(graph);
+  if (*compile_cmd) return Compile(compile);
+#ifdef SLUICE_CLI_PROVENANCE
+  if (auto code = provenance.Dispatch()) return *code;
+  if (*run_cmd) return provenance.AfterRun(Run(run));
+  if (*resume_cmd) return provenance.AfterRun(Resume(run));
+  if (*rerun_cmd) return provenance.AfterRun(Rerun(run));
+#endif
   if (*run_cmd) return Run(run);
   if (*resume_cmd) return Resume(run);
   if (*rerun_cmd) return Rerun(run);

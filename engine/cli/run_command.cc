@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -40,6 +41,9 @@
 #include "engine/runner.h"
 #include "engine/sqlite_store.h"
 #include "executors/local/local_executor.h"
+#ifdef SLUICE_CLI_KUBERNETES
+#include "executors/kubernetes/kubernetes_executor.h"
+#endif
 
 namespace sluice::cli {
 
@@ -192,11 +196,19 @@ class SignalWatcher {
     pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
 
+  // The runner to cancel from now on. Before a runner is attached a signal
+  // exits at once (nothing runs yet); after Detach() signals are ignored
+  // (the run has ended and its summary is being printed).
   void Attach(Runner* runner, ExecutorRegistry* executors) {
     executors_.store(executors);
     runner_.store(runner);
+    state_ = kAttached;
   }
-  bool cancelled() const { return count_ > 0; }
+  void Detach() {
+    state_ = kDetached;
+    runner_.store(nullptr);
+    executors_.store(nullptr);
+  }
 
  private:
   void Loop() {
@@ -205,6 +217,8 @@ class SignalWatcher {
       if (sigwait(&set_, &sig) != 0) continue;
       if (sig == SIGUSR1 && done_) return;
       if (sig == SIGUSR1) continue;
+      if (state_ == kBefore) ::_exit(kExitCancelled);
+      if (state_ == kDetached) continue;
       int n = ++count_;
       if (n == 1) {
         std::cerr << "\nsluice: " << (sig == SIGINT ? "interrupted" : "terminated")
@@ -229,6 +243,8 @@ class SignalWatcher {
   std::thread thread_;
   std::atomic<bool> done_{false};
   std::atomic<int> count_{0};
+  enum State { kBefore, kAttached, kDetached };
+  std::atomic<State> state_{kBefore};
   std::atomic<Runner*> runner_{nullptr};
   std::atomic<ExecutorRegistry*> executors_{nullptr};
 };
@@ -356,6 +372,36 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     return kExitSystem;
   }
 
+  // The kubernetes executor connects to a cluster: set it up only when
+  // something will run there.
+  bool needs_kubernetes = options.executor == "kubernetes" ||
+                          (options.executor.empty() && prepared.spec.executor == "kubernetes");
+  for (const auto* list : {&prepared.spec.steps, &prepared.spec.finally_steps}) {
+    for (const auto& step : *list) needs_kubernetes |= step.executor == "kubernetes";
+  }
+  if (needs_kubernetes) {
+#ifdef SLUICE_CLI_KUBERNETES
+    KubernetesExecutorOptions k8s;
+    k8s.kubeconfig.kubeconfig = options.kubeconfig;
+    k8s.kubeconfig.context = options.context;
+    k8s.kubeconfig.namespace_ = options.namespace_;
+    if (const char* env = std::getenv("KUBECONFIG")) k8s.kubeconfig.kubeconfig_env = env;
+    if (const char* home = std::getenv("HOME")) k8s.kubeconfig.home = home;
+    if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) k8s.kubeconfig.service_host = host;
+    if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) k8s.kubeconfig.service_port = port;
+    k8s.manifests.namespace_ =
+        !options.namespace_.empty() ? options.namespace_ : prepared.spec.namespace_;
+    Status kst = RegisterKubernetesExecutor(executors, k8s);
+    if (!kst.ok()) {
+      PrintError("kubernetes executor: " + kst.message());
+      return kExitSystem;
+    }
+#else
+    PrintError("this sluice was built without the kubernetes executor");
+    return kExitSystem;
+#endif
+  }
+
   LogTailer tailer(state_dir, run_id, !options.quiet);
   std::unordered_map<std::string, TimePoint> started;
   run_options.on_event = [&](const RunEvent& e) {
@@ -399,7 +445,7 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   Runner runner(prepared.spec, store, &artifacts, &executors, std::move(run_options));
   signals->Attach(&runner, &executors);
   auto summary = runner.Run();
-  signals->Attach(nullptr, nullptr);
+  signals->Detach();
   tailer.Stop();
   if (!summary) {
     PrintError(summary.error().message());

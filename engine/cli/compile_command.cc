@@ -1,0 +1,92 @@
+// `sluice compile FILE --target argo|manifests`.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "dsl/dsl.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/output.h"
+#include "engine/compile/argo.h"
+#include "engine/compile/manifests.h"
+
+namespace sluice::cli {
+
+int Compile(const CompileOptions& options) {
+  auto loaded = dsl::LoadPipelineFile(options.file);
+  if (!loaded.ok()) {
+    std::cerr << dsl::FormatDiagnosticsText(loaded.diagnostics);
+    return kExitUsage;
+  }
+  const PipelineSpec& spec = *loaded.spec;
+  const std::string pipeline_dir =
+      std::filesystem::absolute(options.file).parent_path().lexically_normal().string();
+
+  std::vector<Json> objects;
+  if (options.target == "argo") {
+    compile::ArgoOptions argo;
+    argo.namespace_ = options.namespace_;
+    argo.workspace_pvc = options.workspace_pvc;
+    argo.source_dir = options.source_dir;
+    argo.service_account = options.service_account;
+    argo.default_image = options.image;
+    argo.keep_going = options.keep_going;
+    auto out = compile::CompileToArgo(spec, pipeline_dir, argo);
+    if (!out.ok()) {
+      for (const auto& e : out.errors) std::cerr << e.ToString() << "\n";
+      std::cerr << "sluice: " << out.errors.size() << " feature" << (out.errors.size() == 1 ? "" : "s")
+                << " of " << options.file << " cannot be compiled to Argo\n";
+      return kExitUsage;
+    }
+    objects = std::move(out.objects);
+  } else {
+    std::map<std::string, std::string> values;
+    for (const auto& p : options.params) {
+      size_t eq = p.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        PrintError("-p expects name=value, got '" + p + "'");
+        return kExitUsage;
+      }
+      values[p.substr(0, eq)] = p.substr(eq + 1);
+    }
+    auto params = dsl::BindParams(spec, values);
+    if (!params) {
+      PrintError(params.error().message());
+      return kExitUsage;
+    }
+    compile::ManifestsOptions mo;
+    mo.executor.manifests.namespace_ = options.namespace_.empty() ? spec.namespace_ : options.namespace_;
+    mo.executor.manifests.workspace_pvc = options.workspace_pvc;
+    mo.executor.manifests.service_account = options.service_account;
+    mo.executor.manifests.default_image = options.image;
+    mo.pipeline_dir = options.source_dir;
+    auto out = compile::CompileToManifests(spec, *params, mo);
+    if (!out) {
+      PrintError(out.error().message());
+      return ExitCodeFor(out.error());
+    }
+    objects = std::move(*out);
+  }
+
+  std::string text;
+  if (options.format == "json") {
+    Json list = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", objects}};
+    text = list.dump(2) + "\n";
+  } else {
+    text = compile::ToYaml(objects);
+  }
+  if (options.output.empty() || options.output == "-") {
+    std::cout << text;
+    return kExitOk;
+  }
+  std::ofstream out(options.output);
+  out << text;
+  if (!out) {
+    PrintError("cannot write " + options.output);
+    return kExitSystem;
+  }
+  std::cerr << "sluice: wrote " << objects.size() << " object" << (objects.size() == 1 ? "" : "s") << " to "
+            << options.output << "\n";
+  return kExitOk;
+}
+
+}  // namespace sluice::cli
