@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "dsl/dsl.h"
+#include "engine/compile/manifests.h"
 
 namespace sluice::compile {
 namespace {
@@ -83,6 +84,25 @@ TEST(ArgoCompileTest, RejectsWhatArgoCannotExpress) {
                 "cannot read the outputs of the main DAG's tasks; pass what the finally step needs "
                 "through run.status or a parameter",
             }));
+}
+
+TEST(ManifestsCompileTest, ObjectsOfARunWithDependencyAnnotations) {
+  PipelineSpec spec = Load("train.yaml");
+  auto params = dsl::BindParams(spec, {{"mode", "slow"}});
+  ASSERT_TRUE(params.has_value()) << params.error().ToString();
+  ManifestsOptions options;
+  options.run_id = "nightly-1";
+  options.pipeline_dir = "/sluice/src";
+  options.executor.manifests.namespace_ = "ml";
+  options.executor.manifests.workspace_pvc = "sluice-workspace";
+  auto objects = CompileToManifests(spec, *params, options);
+  ASSERT_TRUE(objects.has_value()) << objects.error().ToString();
+  std::vector<std::string> names;
+  for (const auto& o : *objects) names.push_back(o["metadata"]["annotations"]["sluice.dev/instance"]);
+  // fit fans out over the models param's default; the finally step comes last.
+  EXPECT_EQ(names, (std::vector<std::string>{"sweep[0]", "sweep[1]", "sweep[2]", "prep", "fit[0]", "fit[1]",
+                                             "fit[2]", "pick", "ship", "notify"}));
+  ExpectGolden("train.manifests", ToYaml(*objects));
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 """Step `evaluate`: score one trained candidate on the held-out test split.
 
 --models is the fan-in of every `train` instance's model, as a JSON list of
-paths (a single plain path is accepted too); --index picks this instance's.
+paths, in the order of --names; --name picks this instance's.
 Writes metrics.json ({"accuracy", "f1", "roc_auc"}) and accuracy.txt.
 """
 import argparse
@@ -31,17 +31,20 @@ def parse_list(flag, text):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=int, required=True, help="which of --models to score")
+    parser.add_argument("--name", required=True, help="the candidate to score, one of --names")
+    parser.add_argument("--names", required=True, help='JSON list of candidate names, in --models order')
     parser.add_argument("--models", required=True, help='JSON list of model paths, e.g. \'["/a/model.pkl"]\'')
     parser.add_argument("--data", required=True, help="directory written by prepare.py")
-    parser.add_argument("--name", required=True, help="the candidate's name, for messages")
     parser.add_argument("--out-dir", default=".", help="where to write metrics.json and accuracy.txt")
     args = parser.parse_args()
 
     models = parse_list("--models", args.models)
-    if not 0 <= args.index < len(models):
-        fail(f"--index {args.index} is out of range for {len(models)} model(s)")
-    model_path = models[args.index]
+    names = parse_list("--names", args.names)
+    if len(names) != len(models):
+        fail(f"--names has {len(names)} entries but --models has {len(models)}")
+    if args.name not in names:
+        fail(f"--name {args.name!r} is not one of --names {names}")
+    model_path = models[names.index(args.name)]
     if not os.path.isfile(model_path):
         fail(f"model file {model_path} does not exist")
     test_path = os.path.join(args.data, "test.csv")
