@@ -46,6 +46,8 @@ cleanup_namespace() {
     echo "----- state of namespace $NS at failure -----" >&2
     kubectl get all,events -n "$NS" -o wide >&2 || true
     kubectl get pods -n "$NS" -o yaml >&2 || true
+    echo "----- component logs (tests/k8s/cluster logs 40) -----" >&2
+    "$(dirname "${BASH_SOURCE[0]}")/../cluster" logs 40 >&2 || true
   fi
   kubectl delete namespace "$NS" --wait=true --timeout=60s >/dev/null 2>&1 ||
     echo "warning: namespace $NS not deleted within 60s" >&2
