@@ -64,6 +64,14 @@ std::string NewRunId(const std::string& pipeline) {
   return pipeline + "-" + stamp + "-" + suffix;
 }
 
+// "[15:30:12] done      " : the time and a word padded to one width.
+std::string Clock();
+std::string Prefix(const std::string& word) {
+  std::string w = word;
+  w.resize(std::max<size_t>(w.size(), 9), ' ');
+  return "[" + Clock() + "] " + w + " ";
+}
+
 std::string Clock() {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -204,7 +212,10 @@ class SignalWatcher {
     runner_.store(runner);
     state_ = kAttached;
   }
+  // Waits for a signal being handled (a Cancel() in progress) to finish, so
+  // the runner and executors can be destroyed afterwards.
   void Detach() {
+    std::lock_guard<std::mutex> lock(handling_mu_);
     state_ = kDetached;
     runner_.store(nullptr);
     executors_.store(nullptr);
@@ -218,6 +229,7 @@ class SignalWatcher {
       if (sig == SIGUSR1 && done_) return;
       if (sig == SIGUSR1) continue;
       if (state_ == kBefore) ::_exit(kExitCancelled);
+      std::lock_guard<std::mutex> lock(handling_mu_);
       if (state_ == kDetached) continue;
       int n = ++count_;
       if (n == 1) {
@@ -243,11 +255,37 @@ class SignalWatcher {
   std::thread thread_;
   std::atomic<bool> done_{false};
   std::atomic<int> count_{0};
+  std::mutex handling_mu_;  // held while a signal is acted on
   enum State { kBefore, kAttached, kDetached };
   std::atomic<State> state_{kBefore};
   std::atomic<Runner*> runner_{nullptr};
   std::atomic<ExecutorRegistry*> executors_{nullptr};
 };
+
+// The deploy / traffic-validation operators' program: next to this sluice
+// binary (an install), in the build tree it was built in, or on PATH.
+std::string FindServingBinary() {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::vector<std::filesystem::path> candidates;
+  if (!ec) candidates.push_back(self.parent_path() / "sluice-serving");
+#ifdef SLUICE_SERVING_BUILD_PATH
+  candidates.push_back(SLUICE_SERVING_BUILD_PATH);
+#endif
+  if (const char* path = std::getenv("PATH")) {
+    std::string p = path;
+    size_t start = 0;
+    while (start <= p.size()) {
+      size_t end = p.find(':', start);
+      if (end == std::string::npos) end = p.size();
+      if (end > start) candidates.push_back(std::filesystem::path(p.substr(start, end - start)) / "sluice-serving");
+      start = end + 1;
+    }
+  }
+  for (const auto& c : candidates)
+    if (::access(c.c_str(), X_OK) == 0) return c.string();
+  return "";
+}
 
 // Turns a stored, typed param value back into `-p` text for BindParams.
 std::string ParamText(const Json& value) {
@@ -342,6 +380,10 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   run_options.no_cache = options.no_cache;
   run_options.default_executor = options.executor;
   run_options.state_dir = state_dir;
+  if (auto serving = FindServingBinary(); !serving.empty()) {
+    run_options.operator_commands["deploy"] = {serving, "deploy"};
+    run_options.operator_commands["traffic-validation"] = {serving, "validate"};
+  }
   run_options.resume_run_id = resume_run_id;
   run_options.rerun_from = rerun_from;
   if (!options.cpus.empty()) {
@@ -410,20 +452,18 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
         break;
       case RunEvent::Kind::kStepStarted:
         started[e.instance] = std::chrono::system_clock::now();
-        PrintLine("[" + Clock() + "] start   " + e.instance +
+        PrintLine(Prefix("start") + e.instance +
                   (e.attempt > 1 ? " (attempt " + std::to_string(e.attempt) + ")" : ""));
         tailer.Started(e.instance, e.attempt);
         break;
       case RunEvent::Kind::kStepRetrying:
         tailer.Finished(e.instance);
-        PrintLine("[" + Clock() + "] retry   " + e.instance + " after attempt " +
+        PrintLine(Prefix("retry") + e.instance + " after attempt " +
                   std::to_string(e.attempt) + (e.message.empty() ? "" : ": " + e.message));
         break;
       case RunEvent::Kind::kStepFinished: {
         tailer.Finished(e.instance);
-        std::string line = "[" + Clock() + "] " + EventWord(e);
-        line.resize(std::max<size_t>(line.size(), 19), ' ');
-        line += e.instance + "  " + NodePhaseName(e.phase);
+        std::string line = Prefix(EventWord(e)) + e.instance + "  " + NodePhaseName(e.phase);
         auto it = started.find(e.instance);
         if (it != started.end()) {
           line += "  " + ElapsedText(it->second, std::chrono::system_clock::now());
