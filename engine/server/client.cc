@@ -80,7 +80,7 @@ int ExitFor(const Reply& r, const std::string& what, const SubmitOptions& o, std
   if (r.code == 401) {
     err << "sluice submit: " << o.server << " refused the token (401): " << ErrorText(r)
         << "; pass --token or set SLUICE_TOKEN\n";
-    return kSubmitUnauthenticated;
+    return kSubmitRejected;
   }
   err << "sluice submit: " << what << " failed (HTTP " << r.code << "): " << ErrorText(r) << "\n";
   return r.code >= 500 ? kSubmitUnreachable : kSubmitRejected;
@@ -165,7 +165,8 @@ int SubmitCommand(const SubmitOptions& o, std::ostream& out, std::ostream& err) 
           << (s.message.empty() ? "" : "\t" + s.message) << "\n";
     out << run_id << " " << RunPhaseName(summary.run.phase) << "\n";
   }
-  return summary.run.phase == RunPhase::kSucceeded ? kSubmitOk : kSubmitRunFailed;
+  if (summary.run.phase == RunPhase::kSucceeded) return kSubmitOk;
+  return summary.run.phase == RunPhase::kCancelled ? kSubmitCancelled : kSubmitRunFailed;
 }
 
 }  // namespace sluice::server

@@ -6,13 +6,14 @@
 //
 // The token comes from --token or the SLUICE_TOKEN environment variable.
 //
-// Exit codes (documented in docs/ci.md):
-//   0  submitted (without --wait), or the run Succeeded
-//   1  the run ended Failed, Error or Cancelled
-//   2  the server refused the request (unknown pipeline, bad params: 4xx)
-//   3  authentication failed (401: missing or wrong token)
-//   4  the server could not be reached, or answered 5xx / garbage
-//   5  --timeout passed before the run ended (the run goes on)
+// Exit codes (docs/ci.md), aligned with `sluice run` (docs/cli.md):
+//   0    submitted (without --wait), or the run Succeeded
+//   1    the run ended Failed or Error
+//   2    the server refused the request: unknown pipeline, bad params (4xx),
+//        or a missing/wrong token (401)
+//   3    the server could not be reached, or answered 5xx / garbage
+//   124  --timeout passed before the run ended (the run goes on)
+//   130  the run was Cancelled
 
 #include <iosfwd>
 #include <map>
@@ -27,9 +28,9 @@ namespace sluice::server {
 constexpr int kSubmitOk = 0;
 constexpr int kSubmitRunFailed = 1;
 constexpr int kSubmitRejected = 2;
-constexpr int kSubmitUnauthenticated = 3;
-constexpr int kSubmitUnreachable = 4;
-constexpr int kSubmitTimedOut = 5;
+constexpr int kSubmitUnreachable = 3;
+constexpr int kSubmitTimedOut = 124;
+constexpr int kSubmitCancelled = 130;
 
 struct SubmitOptions {
   std::string server;                         // "http://host:port" or "https://..."

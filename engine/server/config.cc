@@ -95,8 +95,8 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
       entry.sha256_hex = t["sha256"] ? t["sha256"].as<std::string>() : "";
       if (!IsHex64(entry.sha256_hex))
         return Error(Bad(file, t["sha256"] ? t["sha256"] : t,
-                         "token sha256 must be 64 lower-case hex characters; generate it with "
-                         "`sluice serve --hash-token` (never store the token itself)"));
+                         "token sha256 must be 64 lower-case hex characters: the SHA-256 of the "
+                         "token (`printf %s TOKEN | sha256sum`), never the token itself"));
       config.tokens.push_back(std::move(entry));
     }
   }

@@ -16,7 +16,7 @@
 //   metrics:
 //     requireAuth: false          # /metrics open to scrapers by default
 //
-// Generate a token and its hash with `sluice serve --hash-token` (HashToken).
+// The hash of a token: `printf %s TOKEN | sha256sum` (HashToken).
 
 #include <optional>
 #include <string>

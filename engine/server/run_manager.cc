@@ -64,8 +64,15 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   auto bound = dsl::BindParams(*spec, values);
   if (!bound) return Error(bound.error());
 
-  std::string run_id = request.run_id.empty() ? NewRunId(spec->name) : request.run_id;
-  if (!request.run_id.empty()) {
+  // A resume (without rerun_from) continues the same run, under its id; a
+  // rerun is a new run (the Runner's semantics).
+  const bool same_run = !request.resume_run_id.empty() && request.rerun_from.empty();
+  std::string run_id = same_run                   ? request.resume_run_id
+                       : request.run_id.empty()   ? NewRunId(spec->name)
+                                                  : request.run_id;
+  if (same_run && IsActive(run_id))
+    return Error(Status::FailedPrecondition("run " + run_id + " is already running here"));
+  if (!same_run && !request.run_id.empty()) {
     if (IsActive(run_id)) return Error(Status::AlreadyExists("run " + run_id + " already exists"));
     auto existing = store_->GetRun(run_id);
     if (existing && existing->id == run_id)
@@ -235,8 +242,8 @@ void RunManager::Execute(Job job) {
       (void)store_->CreateRun(rec);
     }
   }
-  // An auto-resumed run continues an interrupted one under a new id: close
-  // the old record so the next restart does not resume it again.
+  // Should a resume ever continue under a new id, close the old record so
+  // the next restart does not resume it again.
   if (!job.options.resume_run_id.empty() && job.trigger == "resume") {
     auto old = store_->GetRun(job.options.resume_run_id);
     if (old && old->id != job.run_id && !IsTerminal(old->phase)) {

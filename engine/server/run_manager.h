@@ -52,8 +52,8 @@ struct SubmitRequest {
   std::string pipeline;                       // metadata.name
   std::map<std::string, std::string> params;  // as on the command line (-p k=v)
   Json typed_params;                          // or already typed (JSON API); merged over `params`
-  std::string run_id;                         // "" = the runner generates one
-  std::string resume_run_id;                  // resume / rerun this run
+  std::string run_id;                         // "" = generate one (ignored for a resume)
+  std::string resume_run_id;                  // resume (same run id) / rerun (new run) this run
   std::vector<std::string> rerun_from;        // with resume_run_id: these steps and downstream
   std::string trigger = "api";                // api | cron | webhook | resume | backfill
   SpecPtr spec;                               // null = the registry's current version
@@ -93,8 +93,8 @@ class RunManager : public ScheduleTarget {
   bool IsActive(const std::string& run_id) const;
 
   // Resumes runs the store says are Running on this host but whose driving
-  // process is gone (a crashed or restarted server, a killed CLI). Returns
-  // the ids of the new (or continued) runs.
+  // process is gone (a crashed or restarted server, a killed CLI): each
+  // continues under its own id. Returns their ids.
   std::vector<std::string> ResumeInterrupted();
 
   // Blocks until nothing is queued or running, up to `timeout`; for tests

@@ -324,15 +324,18 @@ TEST_F(ApiTest, CancelARunningRun) {
             "run " + id + " has already ended (Cancelled)");
 }
 
-TEST_F(ApiTest, ResumeAndRerunStartRunsThatContinueTheOriginal) {
+TEST_F(ApiTest, ResumeContinuesTheRunAndRerunStartsANewOne) {
   std::string id = Trigger();
   ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
   Json rerun = PostJson("/api/v1/runs/" + id + "/rerun", {{"from", {"b"}}}, 201);
   EXPECT_EQ(rerun["resumes"], id);
-  Json resume = PostJson("/api/v1/runs/" + id + "/resume", Json::object(), 201);
+  EXPECT_NE(rerun["run_id"], id);
   ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
   EXPECT_EQ(GetJson("/api/v1/runs/" + rerun["run_id"].get<std::string>())["run"]["resumed_from"], id);
-  EXPECT_EQ(GetJson("/api/v1/runs/" + resume["run_id"].get<std::string>())["run"]["resumed_from"], id);
+  Json resume = PostJson("/api/v1/runs/" + id + "/resume", Json::object(), 201);
+  EXPECT_EQ(resume["run_id"], id);
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(GetJson("/api/v1/runs/" + id)["run"]["phase"], "Succeeded");
   EXPECT_EQ(PostJson("/api/v1/runs/" + id + "/rerun", {{"from", {"nope"}}}, 400)["error"]["message"],
             "pipeline 'hello' has no step 'nope'");
 }
@@ -358,15 +361,12 @@ TEST_F(ApiTest, RestartResumesRunsWhoseProcessDied) {
   server_.reset();
   StartServer(/*resume=*/true);
   ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
-  Json runs = GetJson("/api/v1/runs?pipeline=hello");
-  std::string resumed;
-  for (const Json& r : runs["runs"])
-    if (r["resumed_from"] == "hello-interrupted") resumed = r["id"];
-  ASSERT_FALSE(resumed.empty()) << runs.dump();
-  EXPECT_EQ(GetJson("/api/v1/runs/" + resumed)["run"]["params"], (Json{{"who", "again"}}));
-  Json old = GetJson("/api/v1/runs/hello-interrupted")["run"];
-  EXPECT_EQ(old["phase"], "Error");
-  EXPECT_EQ(old["message"], "interrupted (its sluice process died); continued as run " + resumed);
+  // It continued under its own id, with the params it had, to the end.
+  Json resumed = GetJson("/api/v1/runs/hello-interrupted");
+  EXPECT_EQ(resumed["run"]["phase"], "Succeeded");
+  EXPECT_EQ(resumed["run"]["params"], (Json{{"who", "again"}}));
+  EXPECT_EQ(resumed["steps"].size(), 2u);
+  EXPECT_EQ(GetJson("/api/v1/runs?pipeline=hello")["runs"].size(), 1u);
 }
 
 }  // namespace

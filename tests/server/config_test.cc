@@ -50,8 +50,8 @@ TEST(ServerConfigTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(ParseServerConfig("tokens:\n  - name: ci\n    sha256: plaintext-token\n", "s.yaml")
                 .error()
                 .message(),
-            "s.yaml:3:13: token sha256 must be 64 lower-case hex characters; generate it with "
-            "`sluice serve --hash-token` (never store the token itself)");
+            "s.yaml:3:13: token sha256 must be 64 lower-case hex characters: the SHA-256 of the "
+            "token (`printf %s TOKEN | sha256sum`), never the token itself");
   EXPECT_EQ(ParseServerConfig("reloadInterval: soon\n", "s.yaml").error().message(),
             "s.yaml:1:17: reloadInterval 'soon' is not a duration like 500ms, 2s or 1m");
   EXPECT_EQ(ParseServerConfig("maxConcurrentRuns: many\n", "s.yaml").error().message(),

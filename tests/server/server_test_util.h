@@ -76,7 +76,14 @@ class FakeRunHandle : public RunHandle {
     char host[256] = {0};
     ::gethostname(host, sizeof host - 1);
     run.host = host;
-    if (Status s = store_->CreateRun(run); !s.ok()) return Error(s);
+    // Like the Runner: a resume continues the same run record.
+    const bool same_run = !options_.resume_run_id.empty() && options_.rerun_from.empty();
+    if (same_run) {
+      run.id = options_.resume_run_id;
+      run.resumed_from.clear();
+    }
+    if (Status s = same_run ? store_->UpdateRun(run) : store_->CreateRun(run); !s.ok())
+      return Error(s);
     {
       std::unique_lock lock(control_->mu);
       ++control_->started;

@@ -32,14 +32,14 @@ params:
 steps:
   - name: prepare
     command: [echo, prepare]
-  - name: train-logreg
+  - name: train_logreg
     depends: [prepare]
     command: [echo, train]
-  - name: train-forest
+  - name: train_forest
     depends: [prepare]
     command: [echo, train]
   - name: select
-    depends: [train-logreg, train-forest]
+    depends: [train_logreg, train_forest]
     command: [echo, select]
   - name: fail
     depends: [select]
