@@ -380,13 +380,17 @@ Result<std::unique_ptr<Client::Conn>> Client::NewConn(Duration read_timeout) {
   return conn;
 }
 
-std::unique_ptr<Client::Conn> Client::AcquireConn() {
+std::unique_ptr<Client::Conn> Client::AcquireConn(bool* reused) {
+  *reused = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     while (!pool_.empty()) {
       auto c = std::move(pool_.back());
       pool_.pop_back();
-      if (c->generation == creds_generation_.load()) return c;
+      if (c->generation == creds_generation_.load()) {
+        *reused = true;
+        return c;
+      }
     }
   }
   auto c = NewConn(options_.request_timeout);
@@ -522,7 +526,8 @@ Result<HttpResponse> Client::Do(const std::string& method, const std::string& pa
     auto headers = Headers(refresh);
     if (!headers) return Error(headers.error());
     refresh = false;
-    auto conn = AcquireConn();
+    bool reused = false;
+    auto conn = AcquireConn(&reused);
     if (!conn) {
       auto c = NewConn(options_.request_timeout);
       if (!c) return Error(c.error());
@@ -553,7 +558,16 @@ Result<HttpResponse> Client::Do(const std::string& method, const std::string& pa
         return Error(Status::FailedPrecondition("TLS: cannot load the certificates for " +
                                                 config_.cluster.server + " (" + Describe() + ")"));
       }
+      if (reused && (err == httplib::Error::Read || err == httplib::Error::Write ||
+                     err == httplib::Error::Connection)) {
+        // A pooled keep-alive connection the server had closed: try again
+        // at once on a fresh one (as Go's transport does); not an attempt.
+        Count("STALE_CONN");
+        --attempt;
+        continue;
+      }
       if (RetriableTransport(err) && attempt < retries) {
+        Count("RETRY");
         std::this_thread::sleep_for(Backoff(attempt, nullptr));
         continue;
       }
@@ -577,6 +591,7 @@ Result<HttpResponse> Client::Do(const std::string& method, const std::string& pa
       continue;
     }
     if (RetriableHttp(r.status) && attempt < retries) {
+      Count("RETRY_" + std::to_string(r.status));
       std::this_thread::sleep_for(Backoff(attempt, &r));
       continue;
     }

@@ -179,7 +179,9 @@ class Client {
 
   const RestConfig& config() const { return config_; }
   const ClientOptions& options() const { return options_; }
-  // Requests sent, by HTTP method (retries included); for benchmarks.
+  // Requests sent, by HTTP method (retries included), plus RETRY (transport
+  // errors), RETRY_<status> (429/5xx) and STALE_CONN (a pooled connection
+  // the server had closed); for benchmarks.
   std::map<std::string, int64_t> RequestCounts() const;
 
   // Implementation detail shared with Watcher.
@@ -190,7 +192,8 @@ class Client {
   Client(RestConfig config, ClientOptions options);
 
   Result<std::unique_ptr<Conn>> NewConn(Duration read_timeout);
-  std::unique_ptr<Conn> AcquireConn();
+  // A pooled connection (*reused = true) or a new one; nullptr on error.
+  std::unique_ptr<Conn> AcquireConn(bool* reused);
   void ReleaseConn(std::unique_ptr<Conn> conn);
   // Adds Authorization and the user agent; refreshes credentials when asked.
   Result<std::map<std::string, std::string>> Headers(bool refresh);

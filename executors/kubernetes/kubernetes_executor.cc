@@ -58,6 +58,11 @@ KubernetesExecutor::KubernetesExecutor(std::unique_ptr<k8s::Client> client,
   for (int i = 0; i < std::max(1, options_.finisher_threads); ++i) {
     finishers_.emplace_back([this] { FinisherLoop(); });
   }
+  if (options_.async_create) {
+    for (int i = 0; i < std::max(1, options_.creator_threads); ++i) {
+      finishers_.emplace_back([this] { CreatorLoop(); });
+    }
+  }
 }
 
 KubernetesExecutor::~KubernetesExecutor() {
@@ -68,8 +73,9 @@ KubernetesExecutor::~KubernetesExecutor() {
     watches.swap(watches_);
   }
   finish_cv_.notify_all();
+  create_cv_.notify_all();
   watches.clear();  // stops and joins each watcher
-  for (auto& t : finishers_) t.join();
+  for (auto& t : finishers_) t.join();  // after copying pending logs
 }
 
 std::string KubernetesExecutor::NamespaceFor(const Task& task) const {
@@ -159,15 +165,16 @@ std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plura
   }
   operators::WorkloadState st = operators::InterpretStatus(r.task.operator_type, obj);
   if (!st.finished) return std::nullopt;
-  Finish f{r.task.id, std::nullopt, st.message};
-  if (st.outcome == TaskOutcome::kTimedOut) {
-    f.forced = TaskOutcome::kTimedOut;
-    f.delete_object = true;  // a timeout deletes the object (and its pods)
-  } else {
-    f.forced = st.outcome;
+  TaskId id = r.task.id;
+  if (st.outcome == TaskOutcome::kSucceeded) {
+    SucceedLocked(r, st.message);
+    return id;
   }
+  Finish f{id, st.outcome, st.message};
+  // A timeout deletes the object (and its pods).
+  f.delete_object = st.outcome == TaskOutcome::kTimedOut;
   QueueFinishLocked(r, std::move(f));
-  return r.task.id;
+  return id;
 }
 
 void KubernetesExecutor::QueueFinishLocked(Live& r, Finish f) {
@@ -195,6 +202,8 @@ Status KubernetesExecutor::Start(const Task& task) {
   if (task.timeout) {
     r->deadline = SteadyClock::now() + *task.timeout + options_.deadline_grace;
   }
+  const std::string path = kind->plural + "/" + mo.namespace_;
+  bool async = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (running_.count(task.id)) {
@@ -202,22 +211,47 @@ Status KubernetesExecutor::Start(const Task& task) {
     }
     running_[task.id] = std::move(r);
     by_key_[key] = task.id;
+    async = options_.async_create && created_ok_.count(path) > 0;
   }
+  EnsureWatch(*kind, mo.namespace_, task.run_id);
+  if (async) {
+    std::lock_guard<std::mutex> lock(mu_);
+    create_queue_.push_back(Create{task.id, *kind, mo.namespace_, key, std::move(*manifest)});
+    create_cv_.notify_one();
+    return Status::Ok();
+  }
+  Status st = CreateOrAdopt(task.id, *kind, mo.namespace_, key, *manifest);
+  if (st.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    created_ok_.insert(path);
+  }
+  return st;
+}
+
+Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKind& kind,
+                                         const std::string& ns, const std::string& key,
+                                         const Json& manifest) {
+  Task task;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = running_.find(id);
+    if (it == running_.end() || it->second->finishing) return Status::Ok();  // cancelled
+    task = it->second->task;
+  }
+  const std::string name = manifest["metadata"]["name"].get<std::string>();
   auto forget = [&] {
     std::lock_guard<std::mutex> lock(mu_);
-    running_.erase(task.id);
+    running_.erase(id);
     by_key_.erase(key);
   };
-  EnsureWatch(*kind, mo.namespace_, task.run_id);
-
-  k8s::ResourceKind rk = ToResourceKind(*kind);
-  auto created = client_->Create(rk, mo.namespace_, *manifest);
+  k8s::ResourceKind rk = ToResourceKind(kind);
+  auto created = client_->Create(rk, ns, manifest);
   Json object;
   if (created) {
     object = std::move(*created);
   } else if (created.error().code() == StatusCode::kAlreadyExists) {
     // Adopt our own object (resume after a crash); refuse anyone else's.
-    auto existing = client_->Get(rk, mo.namespace_, name);
+    auto existing = client_->Get(rk, ns, name);
     if (!existing) {
       forget();
       return existing.error();
@@ -226,37 +260,69 @@ Status KubernetesExecutor::Start(const Task& task) {
         Annotation(*existing, "sluice.dev/instance") != task.instance ||
         Label(*existing, "sluice.dev/attempt") != std::to_string(task.attempt)) {
       forget();
-      return Status::AlreadyExists(kind->kind + " " + mo.namespace_ + "/" + name +
+      return Status::AlreadyExists(kind.kind + " " + ns + "/" + name +
                                    " exists but was not created by run " + task.run_id +
                                    " for " + task.instance + " attempt " +
                                    std::to_string(task.attempt) + "; delete it or rename the run");
     }
-    spdlog::info("adopting existing {} {}/{} for {} attempt {}", kind->kind, mo.namespace_, name,
+    spdlog::info("adopting existing {} {}/{} for {} attempt {}", kind.kind, ns, name,
                  task.instance, task.attempt);
     object = std::move(*existing);
   } else {
     forget();
-    return MissingApi(*kind, created.error());
+    return MissingApi(kind, created.error());
   }
 
   // The object may already be finished (adopted), or its final event may
-  // have arrived before we registered it.
-  std::lock_guard<std::mutex> lock(mu_);
-  auto seen = terminal_seen_.find(key);
-  if (seen != terminal_seen_.end()) {
-    object = seen->second;
-    terminal_seen_.erase(seen);
-  }
-  auto rit = running_.find(task.id);
-  if (rit != running_.end() && !rit->second->finishing) {
-    operators::WorkloadState st = operators::InterpretStatus(task.operator_type, object);
-    if (st.finished) {
-      Finish f{task.id, st.outcome, st.message};
-      f.delete_object = st.outcome == TaskOutcome::kTimedOut;
-      QueueFinishLocked(*rit->second, std::move(f));
+  // have arrived before we registered it; or the task was cancelled while
+  // the create was in flight, and its delete came too early.
+  bool cancelled = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto seen = terminal_seen_.find(key);
+    if (seen != terminal_seen_.end()) {
+      object = seen->second;
+      terminal_seen_.erase(seen);
+    }
+    auto rit = running_.find(id);
+    cancelled = rit == running_.end() || rit->second->finishing;
+    if (!cancelled) {
+      operators::WorkloadState st = operators::InterpretStatus(task.operator_type, object);
+      if (st.finished && st.outcome == TaskOutcome::kSucceeded) {
+        SucceedLocked(*rit->second, st.message);
+      } else if (st.finished) {
+        Finish f{id, st.outcome, st.message};
+        f.delete_object = st.outcome == TaskOutcome::kTimedOut;
+        QueueFinishLocked(*rit->second, std::move(f));
+      }
     }
   }
+  if (cancelled) client_->Delete(rk, ns, name, k8s::Propagation::kBackground);
   return Status::Ok();
+}
+
+void KubernetesExecutor::CreatorLoop() {
+  for (;;) {
+    Create c;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      create_cv_.wait(lock, [&] { return shutting_down_ || !create_queue_.empty(); });
+      if (shutting_down_) return;
+      c = std::move(create_queue_.front());
+      create_queue_.pop_front();
+    }
+    Status st = CreateOrAdopt(c.id, c.kind, c.ns, c.key, c.manifest);
+    if (st.ok()) continue;
+    // The task did not start: report it as a system error through Wait().
+    TaskResult r;
+    r.id = c.id;
+    r.outcome = TaskOutcome::kError;
+    r.message = st.message();
+    r.started_at = r.finished_at = std::chrono::system_clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    done_.push_back(std::move(r));
+    done_cv_.notify_all();
+  }
 }
 
 std::optional<TaskResult> KubernetesExecutor::Wait(Duration timeout) {
@@ -318,11 +384,68 @@ void KubernetesExecutor::FinisherLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       finish_cv_.wait(lock, [&] { return shutting_down_ || !finish_queue_.empty(); });
-      if (shutting_down_) return;
+      // On shutdown, results nobody will read are dropped, but pending log
+      // copies are still made (they are what outlives the pods).
+      while (!finish_queue_.empty() && shutting_down_ && !finish_queue_.front().logs_only) {
+        finish_queue_.pop_front();
+      }
+      if (finish_queue_.empty()) {
+        if (shutting_down_) return;
+        continue;
+      }
       f = std::move(finish_queue_.front());
       finish_queue_.pop_front();
     }
-    Complete(std::move(f));
+    if (f.logs_only) {
+      CopyLogs(f.kind, f.ns, f.name, f.log_path, nullptr);
+    } else {
+      Complete(std::move(f));
+    }
+  }
+}
+
+Result<k8s::ObjectList> KubernetesExecutor::ListPods(const operators::WorkloadKind& kind,
+                                                    const std::string& ns,
+                                                    const std::string& name) {
+  return client_->List(k8s::PodKind(), ns, kind.pod_name_label + "=" + name);
+}
+
+void KubernetesExecutor::CopyLogs(const operators::WorkloadKind& kind, const std::string& ns,
+                                  const std::string& name, const std::string& log_path,
+                                  const Result<k8s::ObjectList>* listed) {
+  if (!options_.fetch_logs || log_path.empty()) return;
+  Result<k8s::ObjectList> own = listed ? Result<k8s::ObjectList>(k8s::ObjectList{}) : ListPods(kind, ns, name);
+  const Result<k8s::ObjectList>& pods = listed ? *listed : own;
+  std::ofstream log(log_path, std::ios::app);
+  if (!pods) {
+    log << "[sluice] could not list the pods of " << kind.kind << " " << ns << "/" << name << ": "
+        << pods.error().message() << "\n";
+    return;
+  }
+  if (pods->items.empty()) {
+    log << "[sluice] " << kind.kind << " " << ns << "/" << name
+        << " has no pods left to read logs from\n";
+    return;
+  }
+  std::vector<const Json*> sorted;
+  for (const auto& p : pods->items) sorted.push_back(&p);
+  std::sort(sorted.begin(), sorted.end(), [](const Json* a, const Json* b) {
+    return (*a)["metadata"].value("name", "") < (*b)["metadata"].value("name", "");
+  });
+  for (const Json* pod : sorted) {
+    std::string pod_name = (*pod)["metadata"].value("name", "");
+    if (sorted.size() > 1) log << "==> pod " << pod_name << " <==\n";
+    auto text = client_->GetText("/api/v1/namespaces/" + k8s::UrlEncode(ns) + "/pods/" +
+                                     k8s::UrlEncode(pod_name) + "/log?container=" +
+                                     k8s::UrlEncode(kind.container_name),
+                                 /*max_retries=*/0);
+    if (text) {
+      log << *text;
+      if (!text->empty() && text->back() != '\n') log << "\n";
+    } else {
+      log << "[sluice] could not fetch the logs of pod " << ns << "/" << pod_name << ": "
+          << text.error().message() << "\n";
+    }
   }
 }
 
@@ -360,7 +483,9 @@ void KubernetesExecutor::Complete(Finish f) {
     }
   }
 
-  auto pods = client_->List(k8s::PodKind(), ns, kind.pod_name_label + "=" + name);
+  // A failure's exit code and log are read before the result is returned,
+  // so the engine can show them at once.
+  auto pods = ListPods(kind, ns, name);
   if (pods) {
     if (result.outcome == TaskOutcome::kSucceeded) {
       result.exit_code = 0;
@@ -372,41 +497,41 @@ void KubernetesExecutor::Complete(Finish f) {
   } else if (result.outcome == TaskOutcome::kSucceeded) {
     result.exit_code = 0;
   }
-
-  if (options_.fetch_logs && !task.log_path.empty()) {
-    std::ofstream log(task.log_path, std::ios::app);
-    if (!pods) {
-      log << "[sluice] could not list the pods of " << kind.kind << " " << ns << "/" << name
-          << ": " << pods.error().message() << "\n";
-    } else if (pods->items.empty()) {
-      log << "[sluice] " << kind.kind << " " << ns << "/" << name
-          << " has no pods left to read logs from\n";
-    } else {
-      std::sort(pods->items.begin(), pods->items.end(), [](const Json& a, const Json& b) {
-        return a["metadata"].value("name", "") < b["metadata"].value("name", "");
-      });
-      for (const auto& pod : pods->items) {
-        std::string pod_name = pod["metadata"].value("name", "");
-        if (pods->items.size() > 1) log << "==> pod " << pod_name << " <==\n";
-        auto text = client_->GetText("/api/v1/namespaces/" + k8s::UrlEncode(ns) + "/pods/" +
-                                     k8s::UrlEncode(pod_name) + "/log?container=" +
-                                     k8s::UrlEncode(kind.container_name),
-                                     /*max_retries=*/0);
-        if (text) {
-          log << *text;
-          if (!text->empty() && text->back() != '\n') log << "\n";
-        } else {
-          log << "[sluice] could not fetch the logs of pod " << ns << "/" << pod_name << ": "
-              << text.error().message() << "\n";
-        }
-      }
-    }
-  }
+  CopyLogs(kind, ns, name, task.log_path, &pods);
 
   result.finished_at = std::chrono::system_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
   by_key_.erase(Key(kind.plural, ns, name));
   running_.erase(f.id);
+  done_.push_back(std::move(result));
+  done_cv_.notify_all();
+}
+
+void KubernetesExecutor::SucceedLocked(Live& r, const std::string& message) {
+  // A success needs nothing from the pods: return it at once (this is the
+  // completion -> successor path) and copy the logs in the background.
+  TaskResult result;
+  result.id = r.task.id;
+  result.outcome = TaskOutcome::kSucceeded;
+  result.exit_code = 0;
+  result.message = message;
+  result.started_at = r.started_at;
+  result.finished_at = std::chrono::system_clock::now();
+  result.external_id = r.ns + "/" + r.name;
+  if (options_.fetch_logs && !r.task.log_path.empty()) {
+    Finish logs;
+    logs.id = r.task.id;
+    logs.logs_only = true;
+    logs.kind = r.kind;
+    logs.ns = r.ns;
+    logs.name = r.name;
+    logs.log_path = r.task.log_path;
+    finish_queue_.push_back(std::move(logs));
+    finish_cv_.notify_one();
+  }
+  TaskId id = r.task.id;
+  by_key_.erase(Key(r.kind.plural, r.ns, r.name));
+  running_.erase(id);  // destroys r
   done_.push_back(std::move(result));
   done_cv_.notify_all();
 }

@@ -3,7 +3,9 @@
 // TFJob or a PyTorchJob; see operators/kubernetes_manifests.h) and learns how
 // it ended from watch events, never by polling.
 //
-//   Start()   builds the manifest and creates it (one POST). The name is
+//   Start()   builds the manifest and creates it (one POST; asynchronous once
+//             a create of that kind in that namespace has succeeded, see
+//             KubernetesExecutorOptions::async_create). The name is
 //             deterministic (run, instance, attempt): when it already exists
 //             and carries this run's labels and this instance's annotation,
 //             the executor adopts it instead of failing, so `sluice resume`
@@ -12,10 +14,12 @@
 //   watches   one list+watch per (kind, namespace, run), label-selected with
 //             sluice.dev/run, shared by all of the run's tasks; started on the
 //             first Start() of that run and closed after 10 idle minutes.
-//   Wait()    returns results as watch events (or timeouts) arrive. Before a
-//             result is returned, the pods' logs are copied into
-//             Task::log_path (so they outlive pod garbage collection) and the
-//             failing container's exit code is read from the pod status.
+//   Wait()    returns results as watch events (or timeouts) arrive. A success
+//             is returned as soon as its event arrives, and its pods' logs are
+//             copied into Task::log_path right after, in the background (so
+//             they outlive pod garbage collection; the destructor finishes
+//             pending copies). For any other outcome the failing container's
+//             exit code and the logs are read before the result is returned.
 //   timeouts  the object carries activeDeadlineSeconds; when the API reports
 //             DeadlineExceeded (or Task::timeout + deadline_grace passes
 //             without an answer), the object is deleted with Background
@@ -63,6 +67,15 @@ struct KubernetesExecutorOptions {
   // activeDeadlineSeconds, which counts from the pod's start).
   Duration deadline_grace{30000};
   int finisher_threads = 4;            // log/pod fetchers
+  // After the first create of a kind in a namespace succeeded (so RBAC,
+  // connectivity and the API are known good), Start() returns once the
+  // manifest is built and the create runs on one of `creator_threads`; a
+  // create that then fails comes back from Wait() as kError with the same
+  // message. This keeps a slow API server from serialising the engine's
+  // starts (completion -> successor latency). false: every create is
+  // synchronous.
+  bool async_create = true;
+  int creator_threads = 8;
   // Called (on a watch thread, without locks held) when the watch delivers
   // the final status of a task's object; for benchmarks of completion ->
   // successor latency. May be empty.
@@ -98,12 +111,17 @@ class KubernetesExecutor : public Executor {
 
  private:
   struct Live;  // a started task
+  // Work for a finisher thread: produce a task's result (reading its pods),
+  // or, with logs_only, copy the logs of a task already returned.
   struct Finish {
     TaskId id = 0;
-    std::optional<TaskOutcome> forced;  // timeout/cancel/lost; nullopt = from status
+    std::optional<TaskOutcome> forced;  // the outcome; nullopt = kError
     std::string message;
     bool delete_object = false;
     int64_t grace_seconds = -1;
+    bool logs_only = false;
+    operators::WorkloadKind kind;  // logs_only: where the pods are
+    std::string ns, name, log_path;
   };
   struct WatchEntry;
 
@@ -116,8 +134,29 @@ class KubernetesExecutor : public Executor {
                                       const k8s::WatchEvent& ev);
   // Called with mu_ held: queues `f` for a finisher thread.
   void QueueFinishLocked(Live& r, Finish f);
+  // A create to send on a creator thread.
+  struct Create {
+    TaskId id = 0;
+    operators::WorkloadKind kind;
+    std::string ns, key;
+    Json manifest;
+  };
+  // POSTs the manifest, adopting our own existing object; registers a
+  // finished object's result. Errors as Start()'s.
+  Status CreateOrAdopt(TaskId id, const operators::WorkloadKind& kind, const std::string& ns,
+                       const std::string& key, const Json& manifest);
+  void CreatorLoop();
   void FinisherLoop();
   void Complete(Finish f);
+  // With mu_ held: returns a success at once and queues its log copy.
+  void SucceedLocked(Live& r, const std::string& message);
+  Result<k8s::ObjectList> ListPods(const operators::WorkloadKind& kind, const std::string& ns,
+                                   const std::string& name);
+  // Appends the pods' logs (or why there are none) to `log_path`; lists the
+  // pods itself when `listed` is null.
+  void CopyLogs(const operators::WorkloadKind& kind, const std::string& ns,
+                const std::string& name, const std::string& log_path,
+                const Result<k8s::ObjectList>* listed);
   void ReapIdleWatches();
 
   std::unique_ptr<k8s::Client> client_;
@@ -131,6 +170,9 @@ class KubernetesExecutor : public Executor {
   std::map<std::string, Json> terminal_seen_;     // finished objects seen before their task
   std::deque<TaskResult> done_;
   std::deque<Finish> finish_queue_;
+  std::deque<Create> create_queue_;
+  std::condition_variable create_cv_;
+  std::set<std::string> created_ok_;  // "plural/ns" that accepted a create
   std::map<std::string, std::unique_ptr<WatchEntry>> watches_;  // "plural/ns/run"
   bool shutting_down_ = false;
   std::vector<std::thread> finishers_;

@@ -9,6 +9,7 @@
 //     (p50, p99).
 //
 //   k8s_fanout_bench --kubeconfig /tmp/sluice-k8s/kubeconfig --steps 1000 --in-flight 100
+//                    [--qps 50 --burst 100] [--no-logs] [--namespace default]
 
 #include <unistd.h>
 
@@ -68,14 +69,17 @@ int main(int argc, char** argv) {
   int steps = 1000, in_flight = 100;
   double qps = 50;
   int burst = 100;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool logs = true;
+  for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--kubeconfig") kubeconfig = argv[i + 1];
-    else if (a == "--steps") steps = std::atoi(argv[i + 1]);
-    else if (a == "--in-flight") in_flight = std::atoi(argv[i + 1]);
-    else if (a == "--namespace") ns = argv[i + 1];
-    else if (a == "--qps") qps = std::atof(argv[i + 1]);
-    else if (a == "--burst") burst = std::atoi(argv[i + 1]);
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--no-logs") logs = false;
+    else if (a == "--kubeconfig") kubeconfig = next();
+    else if (a == "--steps") steps = std::atoi(next());
+    else if (a == "--in-flight") in_flight = std::atoi(next());
+    else if (a == "--namespace") ns = next();
+    else if (a == "--qps") qps = std::atof(next());
+    else if (a == "--burst") burst = std::atoi(next());
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
@@ -94,6 +98,7 @@ int main(int argc, char** argv) {
   options.client.qps = qps;
   options.client.burst = burst;
   options.max_in_flight = in_flight;
+  options.fetch_logs = logs;
   options.on_terminal_event = [&](sluice::TaskId id) {
     std::lock_guard<std::mutex> lock(mu);
     terminal_at[id] = SteadyClock::now();
@@ -157,8 +162,8 @@ int main(int argc, char** argv) {
   RequestTotals after = Scrape(executor->client());
   auto counts = executor->client()->RequestCounts();
 
-  std::printf("steps %d (failed %d), in flight %d, qps %.0f burst %d\n", steps, failed, in_flight,
-              qps, burst);
+  std::printf("steps %d (failed %d), in flight %d, qps %.0f burst %d, logs %s\n", steps, failed,
+              in_flight, qps, burst, logs ? "fetched" : "not fetched");
   std::printf("wall %.1f s, %.1f steps/s\n", seconds, steps / seconds);
   std::printf("sluice requests per step:");
   for (const auto& [method, n] : counts) {
