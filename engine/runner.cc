@@ -763,6 +763,8 @@ bool RunLoop::StartInstance(int inst, int attempt) {
                 {"code_files", code->second},
                 {"pipeline_file", run_.pipeline_file},
                 {"pipeline_digest", spec_.file_digest},
+                {"git_commit", run_.git_commit},
+                {"git_dirty", run_.git_dirty},
                 {"sluice_version", SLUICE_VERSION},
                 {"cache_key", cache_key},
                 {"log_path", log_path}};
