@@ -129,12 +129,13 @@ void KubernetesExecutor::OnEvent(const std::string& plural, const WatchEvent& ev
   std::string ns = obj["metadata"].value("namespace", "");
   std::string name = obj["metadata"].value("name", "");
   std::string key = Key(plural, ns, name);
+  const auto arrived = SteadyClock::now();
   std::optional<TaskId> terminal;
   {
     std::lock_guard<std::mutex> lock(mu_);
     terminal = OnEventLocked(plural, key, ev);
   }
-  if (terminal && options_.on_terminal_event) options_.on_terminal_event(*terminal);
+  if (terminal && options_.on_terminal_event) options_.on_terminal_event(*terminal, arrived);
 }
 
 std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plural,
@@ -245,6 +246,7 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKin
     by_key_.erase(key);
   };
   k8s::ResourceKind rk = ToResourceKind(kind);
+  if (options_.on_create_request) options_.on_create_request(id);
   auto created = client_->Create(rk, ns, manifest);
   Json object;
   if (created) {

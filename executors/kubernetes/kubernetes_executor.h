@@ -79,7 +79,10 @@ struct KubernetesExecutorOptions {
   // Called (on a watch thread, without locks held) when the watch delivers
   // the final status of a task's object; for benchmarks of completion ->
   // successor latency. May be empty.
-  std::function<void(TaskId)> on_terminal_event;
+  // `at` is when the event arrived, before any processing.
+  std::function<void(TaskId, std::chrono::steady_clock::time_point at)> on_terminal_event;
+  // Called just before a task's create request is sent (any thread).
+  std::function<void(TaskId)> on_create_request;
 };
 
 class KubernetesExecutor : public Executor {

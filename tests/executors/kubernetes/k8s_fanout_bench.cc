@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
 
   std::mutex mu;
-  std::map<sluice::TaskId, SteadyClock::time_point> terminal_at;
+  std::map<sluice::TaskId, SteadyClock::time_point> terminal_at, create_at;
   sluice::KubernetesExecutorOptions options;
   options.kubeconfig.kubeconfig = kubeconfig;
   options.manifests.namespace_ = ns;
@@ -99,9 +99,13 @@ int main(int argc, char** argv) {
   options.client.burst = burst;
   options.max_in_flight = in_flight;
   options.fetch_logs = logs;
-  options.on_terminal_event = [&](sluice::TaskId id) {
+  options.on_terminal_event = [&](sluice::TaskId id, SteadyClock::time_point at) {
     std::lock_guard<std::mutex> lock(mu);
-    terminal_at[id] = SteadyClock::now();
+    terminal_at[id] = at;
+  };
+  options.on_create_request = [&](sluice::TaskId id) {
+    std::lock_guard<std::mutex> lock(mu);
+    create_at[id] = SteadyClock::now();
   };
   auto ex = sluice::NewKubernetesExecutor(options);
   if (!ex) {
@@ -127,22 +131,19 @@ int main(int argc, char** argv) {
     return t;
   };
 
-  std::vector<double> latencies_ms;
+  // successor[t] = the result whose slot task t was started in.
+  std::map<sluice::TaskId, sluice::TaskId> freed_slot_of;
   int started = 0, finished = 0, failed = 0;
   auto t0 = SteadyClock::now();
   std::optional<sluice::TaskId> freed_by;  // result whose slot the next start uses
   while (finished < steps) {
     while (started < steps && executor->CanRunMore()) {
+      sluice::Task t = make(started);
       if (freed_by) {
-        std::lock_guard<std::mutex> lock(mu);
-        auto it = terminal_at.find(*freed_by);
-        if (it != terminal_at.end()) {
-          latencies_ms.push_back(
-              std::chrono::duration<double, std::milli>(SteadyClock::now() - it->second).count());
-        }
+        freed_slot_of[t.id] = *freed_by;
         freed_by.reset();
       }
-      sluice::Status st = executor->Start(make(started));
+      sluice::Status st = executor->Start(t);
       if (!st.ok()) {
         std::fprintf(stderr, "start %d: %s\n", started, st.ToString().c_str());
         return 1;
@@ -157,6 +158,19 @@ int main(int argc, char** argv) {
     ++finished;
     if (r->outcome != sluice::TaskOutcome::kSucceeded) ++failed;
     freed_by = r->id;
+  }
+  // From the watch event that finished a Job to the create request of the
+  // Job started in its slot.
+  std::vector<double> latencies_ms;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& [succ, pred] : freed_slot_of) {
+      auto c = create_at.find(succ);
+      auto e = terminal_at.find(pred);
+      if (c == create_at.end() || e == terminal_at.end()) continue;
+      latencies_ms.push_back(
+          std::chrono::duration<double, std::milli>(c->second - e->second).count());
+    }
   }
   double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   RequestTotals after = Scrape(executor->client());
