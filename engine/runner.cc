@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
@@ -76,6 +77,27 @@ std::string AtLoc(const SourceLocation& loc, const std::string& message) {
 }
 
 // NAME for env variables: upper case, '-' and '.' as '_'.
+// Renders every string in an operator's config section: a string that is
+// one {{ expression }} keeps its value's type; `${...}` (the operator's own
+// placeholders) is left alone.
+Result<Json> RenderConfig(const Json& config, const Json& scope) {
+  if (config.is_string()) {
+    const std::string& text = config.get_ref<const std::string&>();
+    if (text.find("{{") == std::string::npos) return config;
+    return expr::RenderValue(text, scope);
+  }
+  if (config.is_array() || config.is_object()) {
+    Json out = config;
+    for (auto it = out.begin(); it != out.end(); ++it) {
+      auto v = RenderConfig(*it, scope);
+      if (!v) return v;
+      *it = std::move(*v);
+    }
+    return out;
+  }
+  return config;
+}
+
 std::string EnvName(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -324,6 +346,13 @@ Status RunLoop::Prepare() {
     if (step.foreach && step.foreach->kind == ForEachSpec::Kind::kExpression)
       texts.push_back({step.foreach->expression.text, true});
     if (step.workdir) texts.push_back({step.workdir->text, true});
+    if (opt_.operator_commands.count(step.type)) {
+      std::function<void(const Json&)> collect = [&](const Json& j) {
+        if (j.is_string()) texts.push_back({j.get<std::string>(), true});
+        else if (j.is_structured()) for (const auto& x : j) collect(x);
+      };
+      collect(step.config);
+    }
     std::set<std::string> params;
     for (const auto& [text, is_template] : texts) {
       if (is_template && text.find("{{") == std::string::npos) continue;
@@ -638,6 +667,17 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     auto s = expr::Render(t.text, scope);
     if (!s) return fail(AtLoc(t.loc, "step '" + name + "': command: " + s.error().message()));
     argv.push_back(std::move(*s));
+  }
+  if (auto op = opt_.operator_commands.find(spec.type); op != opt_.operator_commands.end()) {
+    auto config = RenderConfig(spec.config, scope);
+    if (!config) return fail(AtLoc(spec.loc, "step '" + name + "': " + spec.type + " config: " + config.error().message()));
+    (*config)["run"] = {{"id", run_.id}, {"instance", name}};
+    argv = op->second;
+    argv.push_back("--config");
+    argv.push_back(config->dump());
+    argv.push_back("--out");
+    argv.push_back(".");
+    env["SLUICE_STATE_DIR"] = opt_.state_dir;
   }
   std::vector<std::string> secret_env;
   Json env_snapshot = Json::object();
@@ -1173,6 +1213,22 @@ Result<RunSummary> RunLoop::Run() {
 
   DrainChanges();
   Flush();
+  // Same-run resume: a foreach step that was omitted before its list was
+  // known left a record under its own name; its instances replace it now.
+  if (rerun_of_.empty()) {
+    for (int v = 0; v < graph_->size(); ++v) {
+      const StepSpec& step = graph_->step(v);
+      auto it = previous_.find(step.name);
+      if (!step.foreach || !plan_->StepExpanded(v) || it == previous_.end()) continue;
+      StepRecord rec = it->second;
+      const size_t n = plan_->StepInstances(v).size();
+      rec.phase = plan_->StepPhase(v);
+      rec.message = "expanded on resume into " + std::to_string(n) + " instance" + (n == 1 ? "" : "s") + ": " +
+                    step.name + "[0].." + step.name + "[" + std::to_string(n - 1) + "]";
+      rec.finished_at = clock_->Now();
+      Put(rec);
+    }
+  }
   run_.phase = stuck ? RunPhase::kError : plan_->Phase();
   run_.message = stuck ? "internal error: the scheduler has nothing to run but the run is not done"
                        : plan_->PhaseMessage();

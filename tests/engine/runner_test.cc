@@ -593,6 +593,29 @@ TEST_F(RunnerTest, ResumeKeepsSucceededStepsAndContinuesAttempts) {
   EXPECT_EQ(executor_->started[3].attempt, 2);
 }
 
+TEST_F(RunnerTest, ResumeAfterCancelExpandsTheForeachThatWasOmitted) {
+  Load(kRetrain);
+  executor_->on_run = [](const Task& t) { PlayRetrain(t, 0.95); };
+  executor_->on_start = [this](const Task& t) {
+    if (t.instance == "prepare") runner_->Cancel();
+  };
+  auto first = RunIt(Options());
+  ASSERT_TRUE(first);
+  EXPECT_EQ(Phases(*first), "prepare=Cancelled#1 train=Omitted#0 select=Omitted#0 register=Omitted#0 report=Omitted#0");
+
+  executor_->on_start = nullptr;
+  RunOptions o = Options();
+  o.resume_run_id = "run1";
+  auto s = RunIt(o);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(Phases(*s),
+            "prepare=Succeeded#2 train[0]=Succeeded#1 train[1]=Succeeded#1 select=Succeeded#1 "
+            "register=Succeeded#1 report=Succeeded#1");
+  const StepRecord& head = store_.steps["run1"]["train"];
+  EXPECT_EQ(head.phase, NodePhase::kSucceeded);
+  EXPECT_EQ(head.message, "expanded on resume into 2 instances: train[0]..train[1]");
+}
+
 TEST_F(RunnerTest, RerunFromReusesUpstreamOutputsInANewRun) {
   Load(kRetrain);
   executor_->on_run = [](const Task& t) { PlayRetrain(t, 0.95); };
