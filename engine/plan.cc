@@ -351,11 +351,14 @@ void Plan::ProcessTerminalSteps() {
 std::string Plan::NeverFits(int instance) const {
   const Instance& in = instances_[instance];
   const Resources& r = graph_.step(in.step).resources;
+  const bool cpu = options_.cpu_millis > 0 && r.cpu_millis > options_.cpu_millis;
+  const bool memory = options_.memory_bytes > 0 && r.memory_bytes > options_.memory_bytes;
+  if (!cpu && !memory && r.gpu <= options_.gpu) return "";  // the usual case: no allocation
   const std::string who = "step '" + in.name + "' requests ";
-  if (options_.cpu_millis > 0 && r.cpu_millis > options_.cpu_millis)
+  if (cpu)
     return who + FormatCpu(r.cpu_millis) + " CPUs but the run's CPU budget is " +
            FormatCpu(options_.cpu_millis) + "; lower resources.cpu or raise --cpus";
-  if (options_.memory_bytes > 0 && r.memory_bytes > options_.memory_bytes)
+  if (memory)
     return who + FormatBytes(r.memory_bytes) + " of memory but the run's memory budget is " +
            FormatBytes(options_.memory_bytes) + "; lower resources.memory or raise --memory";
   if (r.gpu > options_.gpu)
