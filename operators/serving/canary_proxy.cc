@@ -1,6 +1,7 @@
 #include "operators/serving/canary_proxy.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -118,6 +119,14 @@ Result<std::unique_ptr<CanaryProxy>> CanaryProxy::Start(const CanaryProxyOptions
   proxy->public_->set_tcp_nodelay(true);
   proxy->public_->set_read_timeout(options.upstream_timeout);
   proxy->public_->set_write_timeout(options.upstream_timeout);
+  // httplib's default adds SO_REUSEPORT, which would let a second listener
+  // share (and silently split) a service's port; keep SO_REUSEADDR only.
+  auto exclusive = [](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  };
+  proxy->public_->set_socket_options(exclusive);
+  proxy->admin_->set_socket_options(exclusive);
   proxy->InstallRoutes();
 
   auto bind = [](httplib::Server& s, const std::string& host, int port, const char* what)

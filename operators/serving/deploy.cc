@@ -402,6 +402,13 @@ Result<DeployResult> DeployLocal(const DeployConfig& config, const ServingEnv& e
   }
   next.process = *pid;
   Status ready = WaitReady(next.url, config.readiness_path, config.readiness_timeout, &next.process);
+  if (ready.ok() && !GroupListensOn(next.process, next.port)) {
+    // Something else answered: the port was taken between choosing and binding it.
+    std::string ended = ExitDescription(next.process).value_or("is running but does not listen");
+    ready = Status::FailedPrecondition("port " + std::to_string(next.port) +
+                                       " answers, but not from the new server (it " + ended +
+                                       "); another process took the port, deploy again");
+  }
   if (!ready.ok()) {
     StopProcess(next.process, std::chrono::seconds(1));
     return Error(Status(ready.code(),

@@ -10,7 +10,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <filesystem>
+#include <set>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -256,6 +259,51 @@ Status StopProcess(const ProcessId& id, Duration grace) {
   }
   waitpid(id.pid, nullptr, WNOHANG);
   return Status::Ok();
+}
+
+bool GroupListensOn(const ProcessId& id, int port) {
+  // Inodes of sockets listening (state 0A) on `port`.
+  std::set<std::string> inodes;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string slot, local, remote, state, queues, timer, retr, uid, timeout, inode;
+      if (!(f >> slot >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >>
+            inode)) {
+        continue;
+      }
+      size_t colon = local.rfind(':');
+      if (state != "0A" || colon == std::string::npos) continue;
+      if (std::stoi(local.substr(colon + 1), nullptr, 16) == port) inodes.insert(inode);
+    }
+  }
+  if (inodes.empty()) return false;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream stat_file(entry.path() / "stat");
+    std::string stat_line;
+    std::getline(stat_file, stat_line);
+    size_t close = stat_line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat_line.substr(close + 1));
+    std::string state, ppid, pgrp;
+    if (!(rest >> state >> ppid >> pgrp) || pgrp != std::to_string(id.pid)) continue;
+    for (const auto& fd : std::filesystem::directory_iterator(entry.path() / "fd", ec)) {
+      std::error_code link_ec;
+      std::string target = std::filesystem::read_symlink(fd.path(), link_ec).string();
+      // "socket:[12345]"
+      if (target.rfind("socket:[", 0) == 0 &&
+          inodes.count(target.substr(8, target.size() - 9)) > 0) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 Result<int> FindFreePort(const std::string& host) {

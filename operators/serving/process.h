@@ -54,6 +54,12 @@ Status StopProcess(const ProcessId& id, Duration grace);
 // True when it exited.
 bool WaitForExit(const ProcessId& id, Duration timeout);
 
+// True when a process in the process group led by `id` (the group a
+// detached process starts) has a listening TCP socket on `port`
+// (/proc/net/tcp{,6} inodes matched against the group's descriptors). Guards
+// against a foreign server that took the port between FindFreePort and bind.
+bool GroupListensOn(const ProcessId& id, int port);
+
 // A TCP port that was free on `host` a moment ago (bind to port 0).
 Result<int> FindFreePort(const std::string& host);
 

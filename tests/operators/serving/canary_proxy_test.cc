@@ -26,6 +26,11 @@ class Backend {
     server_.new_task_queue = [] { return new httplib::ThreadPool(64); };
     server_.set_keep_alive_max_count(100000);
     server_.set_tcp_nodelay(true);
+    // No SO_REUSEPORT (httplib's default): parallel tests must not share ports.
+    server_.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
     auto handler = [this](const httplib::Request& req, httplib::Response& res) {
       hits_++;
       Json echo = {{"backend", name_},

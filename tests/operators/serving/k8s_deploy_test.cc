@@ -70,6 +70,10 @@ class FakeApiServer {
         Reply(res, 200, {{"status", "Success"}});
       });
     }
+    server_.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
@@ -198,13 +202,13 @@ TEST_F(KubernetesDeployTest, RolloutThatNeverBecomesAvailableIsUndone) {
   ASSERT_TRUE(v1.has_value()) << v1.error().ToString();
   api_.set_available(false);
   DeployConfig c = K8sConfig("v2", DeployMode::kCanary);
-  c.readiness_timeout = std::chrono::milliseconds(500);
+  c.readiness_timeout = std::chrono::milliseconds(2000);
   auto v2 = DeployKubernetes(c, *client_, env_);
   ASSERT_FALSE(v2.has_value());
   EXPECT_EQ(v2.error().code(), StatusCode::kDeadlineExceeded);
   EXPECT_EQ(v2.error().message(),
             "service breast-cancer version v2 in namespace ml: Deployment breast-cancer-canary "
-            "not rolled out within 500ms (last: observedGeneration 1/1, updatedReplicas 0/1, "
+            "not rolled out within 2000ms (last: observedGeneration 1/1, updatedReplicas 0/1, "
             "availableReplicas 0/1). The objects were put back as they were; the previous "
             "deployment keeps serving. See `kubectl -n ml describe deployments "
             "breast-cancer-canary`");
