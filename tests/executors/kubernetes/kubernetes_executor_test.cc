@@ -145,6 +145,26 @@ TEST_F(KubernetesExecutorTest, DiamondOfJobs) {
   EXPECT_EQ(CountJobs(), 4u);
 }
 
+TEST_F(KubernetesExecutorTest, AsyncCreateFailureComesBackFromWait) {
+  // The first create in the namespace is synchronous and succeeds ...
+  ASSERT_TRUE(executor_->Start(MakeTask(1, "good")).ok());
+  // ... so the next Start() returns at once, and the API server's rejection
+  // of its manifest (an invalid label key) arrives as an Error result.
+  Task bad = MakeTask(2, "bad");
+  bad.config = Json::parse(R"({"kubernetes": {"podLabels": {"not a label!": "x"}}})");
+  ASSERT_TRUE(executor_->Start(bad).ok());
+  std::map<TaskId, TaskResult> results;
+  for (int i = 0; i < 2; ++i) {
+    TaskResult r = Next();
+    results[r.id] = r;
+  }
+  EXPECT_EQ(results[1].outcome, TaskOutcome::kSucceeded) << results[1].message;
+  EXPECT_EQ(results[2].outcome, TaskOutcome::kError);
+  EXPECT_EQ(results[2].message.rfind("the API server rejected create jobs.batch default/", 0), 0u)
+      << results[2].message;
+  EXPECT_EQ(executor_->Running(), 0u);
+}
+
 TEST_F(KubernetesExecutorTest, FailingPodFailsTheTaskWithItsExitCode) {
   Task t = MakeTask(1, "flaky");
   t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {
