@@ -280,6 +280,42 @@ TEST_F(KubernetesExecutorTest, ForeignObjectWithOurNameIsNotAdopted) {
                               " for taken attempt 1; delete it or rename the run");
 }
 
+TEST_F(KubernetesExecutorTest, ExecCredentialPluginAuthenticates) {
+  // The admin's token, handed out by an exec plugin (a Python script)
+  // instead of sitting in the kubeconfig, as with EKS/GKE/AKS.
+  auto admin = k8s::LoadRestConfig(options_.kubeconfig);
+  ASSERT_TRUE(admin) << admin.error().ToString();
+  ASSERT_FALSE(admin->user.token.empty());
+  std::string plugin = (dir_ / "token-plugin.py").string();
+  std::ofstream(plugin) << "#!/usr/bin/env python3\n"
+                           "import json, os\n"
+                           "info = json.loads(os.environ['KUBERNETES_EXEC_INFO'])\n"
+                           "print(json.dumps({'apiVersion': info['apiVersion'], "
+                           "'kind': 'ExecCredential', 'status': {'token': os.environ['TOKEN'], "
+                           "'expirationTimestamp': '2099-01-01T00:00:00Z'}}))\n";
+  fs::permissions(plugin, fs::perms::owner_all);
+  std::string kubeconfig = (dir_ / "exec-kubeconfig").string();
+  std::ofstream(kubeconfig) << "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+                               "    server: " << admin->cluster.server << "\n"
+                               "    certificate-authority-data: "
+                            << k8s::Base64Encode(admin->cluster.ca_pem) << "\n"
+                               "users:\n- name: cloud\n  user:\n    exec:\n"
+                               "      apiVersion: client.authentication.k8s.io/v1\n"
+                               "      command: " << plugin << "\n"
+                               "      interactiveMode: Never\n"
+                               "      env: [{name: TOKEN, value: \"" << admin->user.token << "\"}]\n"
+                               "contexts:\n- name: x\n  context: {cluster: c, user: cloud}\n"
+                               "current-context: x\n";
+  KubernetesExecutorOptions exec = options_;
+  exec.kubeconfig.kubeconfig = kubeconfig;
+  auto ex = NewKubernetesExecutor(exec);
+  ASSERT_TRUE(ex) << ex.error().ToString();
+  ASSERT_TRUE((*ex)->Start(MakeTask(1, "exec-auth")).ok());
+  auto r = (*ex)->Wait(Duration(90000));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->outcome, TaskOutcome::kSucceeded) << r->message;
+}
+
 TEST_F(KubernetesExecutorTest, NoRbacPermissionGivesTheClearMessage) {
   KubernetesExecutorOptions limited = options_;
   limited.kubeconfig.kubeconfig = StateDir() + "/kubeconfig-limited";
