@@ -81,14 +81,14 @@ int main(int argc, char** argv) {
 
   auto* resume_cmd = app.add_subcommand(
       "resume", "Continue a failed or interrupted run: keep succeeded steps, run the rest");
-  resume_cmd->add_option("RUN", run.resume_run, "Run id or unique prefix")->required();
+  resume_cmd->add_option("RUN", run.resume_run, "Run id, unique prefix, or latest")->required();
   resume_cmd->add_option("--file", run.file,
                          "Pipeline file (default: the run's file; its edits are recorded)");
   add_run_options(resume_cmd);
 
   auto* rerun_cmd = app.add_subcommand(
       "rerun", "Run a step and everything downstream again, reusing the upstream outputs");
-  rerun_cmd->add_option("RUN", run.resume_run, "Run id or unique prefix")->required();
+  rerun_cmd->add_option("RUN", run.resume_run, "Run id, unique prefix, or latest")->required();
   rerun_cmd->add_option("--from", run.rerun_from, "Step to run again (repeatable)")
       ->required()
       ->allow_extra_args(false);
@@ -98,13 +98,13 @@ int main(int argc, char** argv) {
   // status / show
   StatusOptions status;
   auto* status_cmd = app.add_subcommand("status", "Phase of a run and of each of its steps");
-  status_cmd->add_option("RUN", status.run, "Run id or unique prefix")->required();
+  status_cmd->add_option("RUN", status.run, "Run id, unique prefix, or latest")->required();
   status_cmd->add_option("--store", store, kStoreHelp);
   status_cmd->add_option("--format", status.format, "Output format")
       ->check(CLI::IsMember({"text", "json"}));
   auto* show_cmd = app.add_subcommand(
       "show", "A run in detail: params, steps, outputs, metrics, artifacts, cache hits");
-  show_cmd->add_option("RUN", status.run, "Run id or unique prefix")->required();
+  show_cmd->add_option("RUN", status.run, "Run id, unique prefix, or latest")->required();
   show_cmd->add_option("--store", store, kStoreHelp);
   show_cmd->add_option("--format", status.format, "Output format")
       ->check(CLI::IsMember({"text", "json"}));
@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
   // logs
   LogsOptions logs;
   auto* logs_cmd = app.add_subcommand("logs", "Print a step's output (stdout and stderr)");
-  logs_cmd->add_option("RUN", logs.run, "Run id or unique prefix")->required();
+  logs_cmd->add_option("RUN", logs.run, "Run id, unique prefix, or latest")->required();
   logs_cmd->add_option("STEP", logs.step, "Step instance, e.g. prepare or train[1]")->required();
   logs_cmd->add_flag("-f,--follow", logs.follow, "Keep printing until the step ends");
   logs_cmd->add_option("--attempt", logs.attempt, "Attempt number (default: the latest)")

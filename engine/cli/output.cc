@@ -149,6 +149,18 @@ Json StepToJson(const StepRecord& step) {
           {"inputs", inputs}};
 }
 
+Result<RunRecord> FindRun(Store& store, const std::string& name) {
+  if (name == "latest") {
+    RunFilter filter;
+    filter.limit = 1;
+    auto runs = store.ListRuns(filter);
+    if (!runs) return Error(runs.error());
+    if (runs->empty()) return Error(Status::NotFound("there are no runs in this store yet"));
+    return std::move(runs->front());
+  }
+  return store.GetRun(name);
+}
+
 std::string ResolveStateDir(const std::string& store_flag) {
   std::error_code ec;
   std::filesystem::path p = store_flag.empty() ? ".sluice" : store_flag;

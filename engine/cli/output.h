@@ -54,6 +54,10 @@ Json BindingToJson(const ArtifactBinding& binding);
 // "sha256:0123456789ab" (the first 12 hex digits).
 std::string ShortDigest(const std::string& digest);
 
+// The run named on the command line: an id, a unique id prefix, or
+// "latest" (the newest run). Errors as Store::GetRun.
+Result<RunRecord> FindRun(Store& store, const std::string& name);
+
 // The absolute path of a --store value ("" → ".sluice" in the cwd).
 std::string ResolveStateDir(const std::string& store_flag);
 

@@ -68,7 +68,7 @@ int ShowStatus(const StatusOptions& options) {
     PrintError(store.error().message());
     return ExitCodeFor(store.error());
   }
-  auto run = (*store)->GetRun(options.run);
+  auto run = FindRun(**store, options.run);
   if (!run) {
     PrintError(run.error().message());
     return ExitCodeFor(run.error());
@@ -94,7 +94,7 @@ int Show(const StatusOptions& options) {
     PrintError(store.error().message());
     return ExitCodeFor(store.error());
   }
-  auto run = (*store)->GetRun(options.run);
+  auto run = FindRun(**store, options.run);
   if (!run) {
     PrintError(run.error().message());
     return ExitCodeFor(run.error());
@@ -244,7 +244,7 @@ int Logs(const LogsOptions& options) {
     PrintError(store.error().message());
     return ExitCodeFor(store.error());
   }
-  auto run = (*store)->GetRun(options.run);
+  auto run = FindRun(**store, options.run);
   if (!run) {
     PrintError(run.error().message());
     return ExitCodeFor(run.error());

@@ -545,7 +545,7 @@ int Continue(const RunCommandOptions& options, bool rerun) {
     PrintError(store.error().message());
     return ExitCodeFor(store.error());
   }
-  auto old = (*store)->GetRun(options.resume_run);
+  auto old = FindRun(**store, options.resume_run);
   if (!old) {
     PrintError(old.error().message());
     return ExitCodeFor(old.error());

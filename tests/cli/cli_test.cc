@@ -228,6 +228,8 @@ TEST_F(CliTest, RunSucceedsStreamsLogsAndStatusShowsPhases) {
   Output follow = Sluice({"logs", "demo-1", "count", "-f"});
   ASSERT_EQ(follow.exit_code, 0) << follow.err;
   EXPECT_EQ(follow.out, "10\n");
+  Output latest = Sluice({"logs", "latest", "hello"});
+  EXPECT_EQ(latest.out, "hello\nto-stderr\n");
   Output first = Sluice({"logs", "demo-1", "count", "--attempt", "1"});
   EXPECT_EQ(first.out, "10\n");
 
