@@ -1,8 +1,8 @@
 #pragma once
 // `sluice submit`: the CI client of `sluice serve`.
 //
-//   sluice submit retrain --server https://sluice.example:8080 -p seed=7 \
-//       --wait --output json --junit report.xml
+//   sluice submit retrain --server https://sluice.example:8080 -p seed=7
+//     --wait --output json --junit report.xml
 //
 // The token comes from --token or the SLUICE_TOKEN environment variable.
 //

@@ -69,8 +69,8 @@ class ApiTest : public ::testing::Test {
     o.watch = false;
     o.resume_interrupted = resume;
     o.max_concurrent_runs = 2;
-    server_ = std::make_unique<Server>(o, nullptr, nullptr, FakeFactory(&store_, &control_));
-    // The factory reads store_ only when a run starts, after Start().
+    server_ = std::make_unique<Server>(o, nullptr, nullptr,
+                                       FakeFactory([this] { return server_->store(); }, &control_));
     Status s = server_->Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
     store_ = server_->store();
@@ -188,7 +188,7 @@ TEST_F(ApiTest, TriggerRunThenReadRunStepsGraphAndLogs) {
   EXPECT_EQ(graph["nodes"][0]["layer"], 0);
   EXPECT_EQ(graph["nodes"][1]["id"], "b");
   EXPECT_EQ(graph["nodes"][1]["layer"], 1);
-  EXPECT_EQ(graph["edges"], (Json{{"a", "b"}}));
+  EXPECT_EQ(graph["edges"], Json::array({Json::array({"a", "b"})}));
 
   auto log = client_->Get(("/api/v1/runs/" + id + "/steps/a/logs").c_str(), Auth());
   ASSERT_TRUE(log);

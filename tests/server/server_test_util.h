@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -137,11 +138,11 @@ class FakeRunHandle : public RunHandle {
   bool cancelled_ = false;
 };
 
-// A factory of FakeRunHandles writing to `*store` (set once the server has
-// opened its store).
-inline RunFactory FakeFactory(Store** store, FakeRunControl* control) {
+// A factory of FakeRunHandles writing to the store `store()` returns when a
+// run starts (the server opens its store in Start(), before any run).
+inline RunFactory FakeFactory(std::function<Store*()> store, FakeRunControl* control) {
   return [store, control](SpecPtr spec, RunOptions options) -> std::unique_ptr<RunHandle> {
-    return std::make_unique<FakeRunHandle>(std::move(spec), std::move(options), *store, control);
+    return std::make_unique<FakeRunHandle>(std::move(spec), std::move(options), store(), control);
   };
 }
 

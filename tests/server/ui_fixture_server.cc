@@ -32,14 +32,14 @@ params:
 steps:
   - name: prepare
     command: [echo, prepare]
-  - name: train_logreg
+  - name: train-logreg
     depends: [prepare]
     command: [echo, train]
-  - name: train_forest
+  - name: train-forest
     depends: [prepare]
     command: [echo, train]
   - name: select
-    depends: [train_logreg, train_forest]
+    depends: [train-logreg, train-forest]
     command: [echo, select]
   - name: fail
     depends: [select]
@@ -68,19 +68,26 @@ int main(int argc, char** argv) {
   o.config_path = dir + "/server.yaml";
   o.run_scheduler = false;
   o.resume_interrupted = false;
-  Store* store = nullptr;
   testing::FakeRunControl control;
-  Server server(o, nullptr, nullptr, testing::FakeFactory(&store, &control));
+  Server* self = nullptr;
+  Server server(o, nullptr, nullptr, testing::FakeFactory([&self] { return self->store(); }, &control));
+  self = &server;
   if (Status s = server.Start(); !s.ok()) {
     std::fprintf(stderr, "ui_fixture_server: %s\n", s.ToString().c_str());
     return 1;
   }
-  store = server.store();
+  Store* store = server.store();
   SubmitRequest req;
   req.pipeline = "retrain";
   auto id = server.runs()->Submit(req);
-  if (!id || !server.runs()->WaitIdle(std::chrono::seconds(60))) {
-    std::fprintf(stderr, "ui_fixture_server: the fixture run did not finish\n");
+  if (!id) {
+    std::fprintf(stderr, "ui_fixture_server: %s\n", id.error().ToString().c_str());
+    for (const PipelineFile& f : server.registry()->List())
+      for (const auto& d : f.diagnostics) std::fprintf(stderr, "%s\n", d.ToString().c_str());
+    return 1;
+  }
+  if (!server.runs()->WaitIdle(std::chrono::seconds(60))) {
+    std::fprintf(stderr, "ui_fixture_server: the fixture run did not finish in 60s\n");
     return 1;
   }
   Json steps = Json::object();
