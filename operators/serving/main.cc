@@ -189,6 +189,21 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // Config errors first: they are the user's to fix, whatever the environment.
+  Json config_json;
+  if (*deploy || *validate) {
+    auto json = ReadConfig(config_text);
+    if (!json) return Fail(*deploy ? "deploy" : "validate", json.error());
+    config_json = *json;
+    Status parsed = *deploy ? (serving::ParseDeployConfig(config_json).has_value()
+                                   ? Status::Ok()
+                                   : serving::ParseDeployConfig(config_json).error())
+                            : (serving::ParseValidationConfig(config_json).has_value()
+                                   ? Status::Ok()
+                                   : serving::ParseValidationConfig(config_json).error());
+    if (!parsed.ok()) return Fail(*deploy ? "deploy" : "validate", parsed);
+  }
+
   Context ctx;
   Status setup = Setup(state_dir, *deploy || *validate || *undeploy, &ctx);
   if (!setup.ok()) return Fail(app.get_subcommands().front()->get_name(), setup);
@@ -209,9 +224,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*deploy) {
-    auto json = ReadConfig(config_text);
-    if (!json) return Fail("deploy", json.error());
-    auto config = serving::ParseDeployConfig(*json);
+    auto config = serving::ParseDeployConfig(config_json);
     if (!config) return Fail("deploy", config.error());
     Result<serving::DeployResult> result;
     if (config->executor == "kubernetes") {
@@ -243,9 +256,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*validate) {
-    auto json = ReadConfig(config_text);
-    if (!json) return Fail("validate", json.error());
-    auto config = serving::ParseValidationConfig(*json);
+    auto config = serving::ParseValidationConfig(config_json);
     if (!config) return Fail("validate", config.error());
     auto outcome = serving::ValidateRollout(*config, ctx.env);
     if (!outcome) return Fail("validate", outcome.error());
