@@ -766,12 +766,28 @@ class Loader {
         Err(*section, "the '" + section_key + "' section needs 'type: " + need + "'" +
                           (has_type ? " (this step has type '" + s.type + "')" : ""));
     }
+    AddOperatorOutputs(s, sn);
     if (parallelism) {
       if (auto p = Int(*parallelism, "parallelism")) {
         if (*p < 0) Err(*parallelism, "'parallelism' must be 0 (unlimited) or more, got " + std::to_string(*p));
         else if (!s.foreach) Warn(*parallelism, "'parallelism' has no effect without 'foreach'");
         else s.foreach->parallelism = static_cast<int>(*p);
       }
+    }
+  }
+
+  // The built-in operators write fixed outputs (docs/deploy.md); declaring
+  // them here lets later steps reference them, lint check them, and the
+  // runner collect them like any step's.
+  void AddOperatorOutputs(StepSpec& s, const YamlNode& sn) {
+    if (s.type == "deploy") {
+      for (const char* name : {"endpoint", "candidate_url", "version", "model_digest", "traffic_percent", "service"}) {
+        bool declared = false;
+        for (const auto& p : s.output_params) declared |= p.name == name;
+        if (!declared) s.output_params.push_back({name, name, Loc(sn)});
+      }
+    } else if (s.type == "traffic-validation" && !s.metrics_file) {
+      s.metrics_file = "metrics.json";
     }
   }
 

@@ -252,6 +252,7 @@ class RunLoop {
   std::unordered_map<std::string, ArtifactRecord> path_to_artifact_;
   std::unordered_map<std::string, StepRecord> previous_;  // resume: instance -> record
   std::string rerun_of_;                                  // rerun: old run id
+  std::set<int> rerun_steps_;                             // rerun: steps that must really run again
   RunRecord run_;
   std::string pipeline_dir_;
   std::string run_dir_;
@@ -394,6 +395,7 @@ Status RunLoop::SetUpResume() {
     }
     for (int v : graph_->DownstreamClosure(nodes)) rerun.insert(v);
     rerun_of_ = old->id;
+    rerun_steps_ = rerun;
   } else {
     run_ = *old;
   }
@@ -680,6 +682,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     env["SLUICE_STATE_DIR"] = opt_.state_dir;
   }
   std::vector<std::string> secret_env;
+  std::map<std::string, SecretRef> secret_refs;  // so Kubernetes uses secretKeyRef, never the value
   Json env_snapshot = Json::object();
   for (const auto& e : spec.env) {
     if (e.secret) {
@@ -690,6 +693,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
                                      e.secret->key + "' is not set; export " + var + " before running"));
       env[e.name] = value;
       secret_env.push_back(e.name);
+      secret_refs[e.name] = *e.secret;
       env_snapshot[e.name] = "<redacted>";
       continue;
     }
@@ -824,7 +828,12 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   // Cache lookup. A step that declares no outputs runs for its side
   // effects, so there is nothing to reuse: it is never a cache hit.
   const bool has_outputs = !spec.output_artifacts.empty() || !spec.output_params.empty() || spec.metrics_file;
-  if (spec.cache.enabled && !opt_.no_cache && has_outputs) {
+  // Deploying and validating act on the world (a service's traffic): they
+  // always run.
+  const bool side_effects = opt_.operator_commands.count(spec.type) > 0;
+  // `rerun --from` asks for these steps to run again, not to be looked up.
+  const bool forced = rerun_steps_.count(step) > 0;
+  if (spec.cache.enabled && !opt_.no_cache && has_outputs && !side_effects && !forced) {
     std::optional<TimePoint> not_before;
     if (spec.cache.max_age) not_before = now - *spec.cache.max_age;
     auto hit = r_.store_->FindCached(cache_key, not_before);
@@ -871,10 +880,12 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   task.step = spec.name;
   task.instance = name;
   task.attempt = attempt;
-  task.operator_type = spec.type;
+  // A built-in operator with a program of its own runs as a plain process.
+  task.operator_type = side_effects ? "container" : spec.type;
   task.argv = std::move(argv);
   task.env = std::move(env);
   task.secret_env = std::move(secret_env);
+  task.secret_refs = std::move(secret_refs);
   task.workdir = st.workdir;
   task.log_path = log_path;
   task.image = spec.image;

@@ -77,6 +77,11 @@ struct RunOptions {
   bool no_cache = false;
   std::string default_executor;        // "" = pipeline's
   std::string state_dir;               // the store root, e.g. "/abs/.sluice"
+  // Built-in operators that run as a program of their own, by step type:
+  // e.g. {"deploy": {"/usr/bin/sluice-serving", "deploy"}}. Such a step's
+  // argv is this prefix + ["--config", <its rendered config section as
+  // JSON>, "--out", "."], with SLUICE_STATE_DIR set (docs/deploy.md).
+  std::map<std::string, std::vector<std::string>> operator_commands;
   Duration cancel_grace{5000};         // SIGTERM → SIGKILL
   // Resume/rerun: the run to continue and the instances to run again
   // (everything else that succeeded there is kept).

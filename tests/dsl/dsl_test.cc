@@ -27,14 +27,14 @@ TEST(LoadPipeline, RetrainExampleLoadsCleanly) {
   EXPECT_EQ(s.name, "retrain");
   EXPECT_EQ(s.labels.at("team"), "ml-platform");
   EXPECT_EQ(s.file_digest.size(), 64u);
-  ASSERT_EQ(s.params.size(), 4u);
+  ASSERT_EQ(s.params.size(), 5u);
   EXPECT_EQ(s.params[0].name, "models");
   EXPECT_EQ(s.params[0].type, ParamType::kList);
   EXPECT_EQ(*s.params[0].default_value, Json::parse(R"(["logreg","random_forest","gradient_boosting"])"));
   EXPECT_EQ(s.params[1].type, ParamType::kNumber);
   EXPECT_EQ(*s.params[2].default_value, 42);
   EXPECT_EQ(s.timeout, milliseconds(3600000));
-  ASSERT_EQ(s.steps.size(), 5u);
+  ASSERT_EQ(s.steps.size(), 8u);
   ASSERT_EQ(s.finally_steps.size(), 1u);
   EXPECT_TRUE(s.finally_steps[0].is_finally);
 
@@ -51,7 +51,7 @@ TEST(LoadPipeline, RetrainExampleLoadsCleanly) {
   EXPECT_EQ(prepare.resources.memory_bytes, 512LL << 20);
   ASSERT_EQ(prepare.command.size(), 8u);
   EXPECT_EQ(prepare.command[1].text, "{{ pipeline.dir }}/steps/prepare.py");
-  EXPECT_EQ(prepare.command[1].loc.ToString(), r.spec->file + ":45:25");
+  EXPECT_EQ(prepare.command[1].loc.ToString(), r.spec->file + ":50:25");
   EXPECT_EQ(prepare.output_artifacts[0].type, ArtifactType::kDataset);
   EXPECT_EQ(prepare.output_params[0].path, "data/rows.txt");
 
