@@ -498,6 +498,15 @@ Result<std::vector<StepPrediction>> PredictCache(const PipelineSpec& spec, const
     if (!inserted && p.verdict != StepPrediction::Verdict::kHit) worst->second = p.verdict;
     out.push_back(std::move(p));
   }
+  // In pipeline order (steps as written, then foreach index), not in the
+  // order the Runner happened to consider them.
+  if (graph) {
+    std::unordered_map<std::string, std::pair<int, int>> rank;
+    for (const auto& [instance, rec] : overlay.steps()) rank[instance] = {graph->Find(rec.step), rec.index};
+    std::stable_sort(out.begin(), out.end(), [&](const StepPrediction& x, const StepPrediction& y) {
+      return rank[x.instance] < rank[y.instance];
+    });
+  }
   return out;
 }
 
