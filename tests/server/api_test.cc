@@ -7,6 +7,7 @@
 
 #include <regex>
 
+#include "engine/server/client.h"
 #include "engine/server/config.h"
 #include "engine/server/openapi.h"
 #include "engine/server/server.h"
@@ -367,6 +368,46 @@ TEST_F(ApiTest, RestartResumesRunsWhoseProcessDied) {
   EXPECT_EQ(resumed["run"]["params"], (Json{{"who", "again"}}));
   EXPECT_EQ(resumed["steps"].size(), 2u);
   EXPECT_EQ(GetJson("/api/v1/runs?pipeline=hello")["runs"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace sluice::server
+
+namespace sluice::server {
+namespace {
+
+TEST_F(ApiTest, SubmitWaitsPrintsJsonWritesJunitAndUsesDocumentedExitCodes) {
+  SubmitOptions o;
+  o.server = server_->url();
+  o.token = kToken;
+  o.pipeline = "hello";
+  o.params = {{"who", "ci"}};
+  o.wait = true;
+  o.output = "json";
+  o.junit_path = root_ + "/junit.xml";
+  o.poll_interval = Duration(20);
+  std::ostringstream out, err;
+  ASSERT_EQ(SubmitCommand(o, out, err), kSubmitOk) << err.str();
+  Json j = Json::parse(out.str());
+  EXPECT_EQ(j["pipeline"], "hello");
+  EXPECT_EQ(j["phase"], "Succeeded");
+  ASSERT_EQ(j["steps"].size(), 2u);
+  EXPECT_EQ(j["steps"][1]["instance"], "b");
+  std::ifstream in(o.junit_path);
+  std::string xml((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(xml.find("<testcase classname=\"hello\" name=\"a\""), std::string::npos) << xml;
+
+  std::ostringstream out2, err2;
+  SubmitOptions wrong = o;
+  wrong.token = "nope";
+  EXPECT_EQ(SubmitCommand(wrong, out2, err2), kSubmitRejected);
+  EXPECT_NE(err2.str().find("refused the token (401)"), std::string::npos) << err2.str();
+  SubmitOptions unknown = o;
+  unknown.pipeline = "nope";
+  EXPECT_EQ(SubmitCommand(unknown, out2, err2), kSubmitRejected);
+  SubmitOptions down = o;
+  down.server = "http://127.0.0.1:1";
+  EXPECT_EQ(SubmitCommand(down, out2, err2), kSubmitUnreachable);
 }
 
 }  // namespace
