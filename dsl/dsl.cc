@@ -112,7 +112,8 @@ const Keys kParamKeys = {"type", "default", "required", "description", "secret"}
 const Keys kStepKeys = {"name",     "type",       "command",     "env",      "workdir",    "image",
                         "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
                         "foreach",  "parallelism", "retries",    "timeout",  "resources",  "priority",
-                        "cache",    "outputs",    "tfjob",       "pytorchjob", "deploy",   "validation"};
+                        "cache",    "outputs",    "tfjob",       "pytorchjob", "deploy",   "validation",
+                        "kubernetes"};
 const Keys kDefaultKeys = {"image", "timeout", "retries", "resources", "executor", "cache", "env", "priority"};
 const Keys kRetryKeys = {"limit", "backoff", "factor", "maxBackoff", "retryOn"};
 const Keys kResourceKeys = {"cpu", "memory", "gpu", "nodeSelector", "tolerations"};
@@ -733,10 +734,17 @@ class Loader {
     bool has_command = false, has_type = false;
     size_t errors_before_type = 0;
     bool type_ok = true;
+    Json kubernetes;  // the step's `kubernetes:` section, kept beside its operator section
     Entries(sn, kStepKeys, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
       if (k == "name") return;
       if (k == "parallelism") {
         parallelism = &v;
+        return;
+      }
+      if (k == "kubernetes") {
+        // Kubernetes-only settings (serviceAccountName, priorityClassName,
+        // imagePullSecrets, queue, ...): docs/kubernetes.md.
+        if (ExpectMap(v, k)) kubernetes = ToJson(v);
         return;
       }
       if (SectionType(k)) {
@@ -757,6 +765,7 @@ class Loader {
       StepField(s, k, v, &info, where);
       if (k == "type" && diags_.size() != errors_before_type) type_ok = false;
     });
+    if (!kubernetes.is_null() && !s.config.contains("kubernetes")) s.config["kubernetes"] = std::move(kubernetes);
     if (!info.has_name && !Suggested(sn, "name")) Err(sn, "step is missing required key 'name'");
     if (type_ok && s.type == "container" && !has_command && !Suggested(sn, "command"))
       Err(sn, where + " is missing required key 'command' (an argv list, e.g. [python3, train.py])");

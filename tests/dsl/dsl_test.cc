@@ -377,5 +377,25 @@ TEST(BindParams, AllErrorsInOneMessage) {
             "missing required parameter 'name'; pass -p name=VALUE");
 }
 
+TEST(LoadPipeline, KubernetesSectionKeptBesideTheOperatorSection) {
+  PipelineSpec s = MustLoad(std::string(kHeader) + R"yaml(
+steps:
+  - name: fit
+    image: trainer:1
+    command: [python3, fit.py]
+    kubernetes: {serviceAccountName: trainer, queue: team-a}
+  - name: dist
+    type: tfjob
+    image: tf:2
+    kubernetes: {priorityClassName: high}
+    tfjob:
+      replicas: {Worker: {replicas: 2}}
+)yaml");
+  ASSERT_EQ(s.steps.size(), 2u);
+  EXPECT_EQ(s.steps[0].config, Json::parse(R"({"kubernetes": {"serviceAccountName": "trainer", "queue": "team-a"}})"));
+  EXPECT_EQ(s.steps[1].config,
+            Json::parse(R"({"replicas": {"Worker": {"replicas": 2}}, "kubernetes": {"priorityClassName": "high"}})"));
+}
+
 }  // namespace
 }  // namespace sluice::dsl
