@@ -1299,9 +1299,16 @@ class Loader {
   void CheckTemplateSyntax(const Template& t, bool is_template) {
     auto refs = RefsOf(t, is_template);
     if (!refs) return;
+    // The scheduler's scope (engine/server/scheduler.h, docs/server.md).
+    static const Keys kScheduleFields = {"time", "date", "datetime", "year", "month",
+                                         "day",  "hour", "minute",   "unix", "timezone"};
     for (const auto& r : *refs) {
       if (r.path[0] == "params" && r.path.size() == 2 && spec_.FindParam(r.path[1])) continue;
-      ErrAt(At(t, r.offset), "unknown name '" + r.ToString() + "'; schedule parameters may only use params");
+      if (r.path[0] == "schedule" && r.path.size() == 2 && Contains(kScheduleFields, r.path[1])) continue;
+      if (r.path[0] == "pipeline" && r.path.size() == 2 && r.path[1] == "name") continue;
+      ErrAt(At(t, r.offset), "unknown name '" + r.ToString() +
+                                 "'; schedule parameters may use params.NAME, pipeline.name and schedule.{" +
+                                 JoinKeys(kScheduleFields) + "}");
     }
   }
 

@@ -9,6 +9,9 @@
 
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
+#ifdef SLUICE_CLI_SERVER
+#include "engine/cli/server_commands.h"
+#endif
 #ifdef SLUICE_CLI_PROVENANCE
 #include "engine/cli/provenance_commands.h"
 #endif
@@ -159,6 +162,11 @@ int main(int argc, char** argv) {
   ProvenanceCommands provenance(&app, &store);
 #endif
 
+#ifdef SLUICE_CLI_SERVER
+  // serve, submit, backfill.
+  ServerCommands server_commands(&app, &store);
+#endif
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -176,6 +184,9 @@ int main(int argc, char** argv) {
   if (*lint_cmd) return Lint(lint);
   if (*graph_cmd) return Graph(graph);
   if (*compile_cmd) return Compile(compile);
+#ifdef SLUICE_CLI_SERVER
+  if (auto code = server_commands.Dispatch()) return *code;
+#endif
 #ifdef SLUICE_CLI_PROVENANCE
   if (auto code = provenance.Dispatch()) return *code;
   if (*run_cmd) return provenance.AfterRun(Run(run));
