@@ -38,6 +38,8 @@ struct RunCommandOptions {
   std::string resume_run;                 // resume / rerun: the run to continue
   std::vector<std::string> rerun_from;    // rerun --from STEP
   std::string run_id;                     // --run-id (tests, reproducible names)
+  std::string junit;                      // --junit FILE: the steps as a JUnit XML report
+  bool wait = true;                       // --wait: local runs always wait (accepted for CI scripts)
   // Kubernetes executor (registered only when a step or --executor needs it).
   std::string kubeconfig;                 // --kubeconfig; "" = $KUBECONFIG, ~/.kube/config
   std::string context;                    // --context; "" = current-context

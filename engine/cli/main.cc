@@ -73,6 +73,8 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("-q,--quiet", run.quiet, "Do not stream step output; progress and summary only");
     cmd->add_option("--run-id", run.run_id, "Id for the new run (default: <pipeline>-<time>-<random>)");
+    cmd->add_option("--junit", run.junit, "Write the steps as a JUnit XML report to FILE (for CI)");
+    cmd->add_flag("--wait", run.wait, "Wait for the run to end (what a local run always does; for CI scripts)");
     cmd->add_option("--kubeconfig", run.kubeconfig, "Kubeconfig file for the kubernetes executor");
     cmd->add_option("--context", run.context, "Kubeconfig context (default: current-context)");
     cmd->add_option("--namespace", run.namespace_,

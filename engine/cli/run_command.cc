@@ -38,6 +38,9 @@
 #include "engine/artifact_store.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
+#ifdef SLUICE_CLI_SERVER
+#include "engine/server/junit.h"
+#endif
 #include "engine/runner.h"
 #include "engine/sqlite_store.h"
 #include "executors/local/local_executor.h"
@@ -503,6 +506,15 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
               << " STEP)\n";
   }
   std::cout.flush();
+#ifdef SLUICE_CLI_SERVER
+  if (!options.junit.empty()) {
+    // CI systems show the steps as test cases (docs/ci.md).
+    if (Status st = server::WriteJunitXml(*summary, options.junit); !st.ok()) {
+      PrintError("--junit: " + st.message());
+      return kExitSystem;
+    }
+  }
+#endif
   return ExitCodeForRun(summary->run.phase);
 }
 

@@ -268,6 +268,28 @@ steps:
   }
 }
 
+TEST_F(CliTest, JunitReportListsEveryStepWithItsOutcome) {
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: ci
+steps:
+  - name: ok
+    command: ["true"]
+  - name: bad
+    depends: [ok]
+    command: [sh, -c, "exit 4"]
+)yaml");
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "ci-1", "--wait", "--junit", "report.xml", "-q"});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  std::string xml = ReadFile(dir_ + "/report.xml");
+  EXPECT_NE(xml.find(R"(<testsuite name="ci" id="ci-1" tests="2" failures="1" errors="0" skipped="0")"),
+            std::string::npos) << xml;
+  EXPECT_NE(xml.find(R"(<testcase classname="ci" name="ok")"), std::string::npos) << xml;
+  EXPECT_NE(xml.find(R"(<failure message="exited with code 4; exit code 4" type="Failed">)"), std::string::npos)
+      << xml;
+}
+
 TEST_F(CliTest, LintIsCleanOrReportsEveryErrorWithItsLocation) {
   Write("good.yaml", kTwoSteps);
   Output good = Sluice({"lint", "good.yaml"});
