@@ -39,16 +39,12 @@ int Compile(const CompileOptions& options) {
     }
     objects = std::move(out.objects);
   } else {
-    std::map<std::string, std::string> values;
-    for (const auto& p : options.params) {
-      size_t eq = p.find('=');
-      if (eq == std::string::npos || eq == 0) {
-        PrintError("-p expects name=value, got '" + p + "'");
-        return kExitUsage;
-      }
-      values[p.substr(0, eq)] = p.substr(eq + 1);
+    auto values = ParseParamFlags(options.params);
+    if (!values) {
+      PrintError(values.error().message());
+      return kExitUsage;
     }
-    auto params = dsl::BindParams(spec, values);
+    auto params = dsl::BindParams(spec, *values);
     if (!params) {
       PrintError(params.error().message());
       return kExitUsage;

@@ -170,4 +170,16 @@ std::string ResolveStateDir(const std::string& store_flag) {
   return out;
 }
 
+Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std::string>& flags) {
+  std::map<std::string, std::string> out;
+  for (const auto& p : flags) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Error(Status::InvalidArgument("-p expects name=value, got '" + p + "'"));
+    }
+    out[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  return out;
+}
+
 }  // namespace sluice::cli

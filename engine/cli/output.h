@@ -3,6 +3,7 @@
 // JSON renderings of store records.
 
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -60,5 +61,9 @@ Result<RunRecord> FindRun(Store& store, const std::string& name);
 
 // The absolute path of a --store value ("" → ".sluice" in the cwd).
 std::string ResolveStateDir(const std::string& store_flag);
+
+// `-p name=value` flags as a map (the last value of a name wins), for
+// dsl::BindParams. kInvalidArgument for a flag without '=' or a name.
+Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std::string>& flags);
 
 }  // namespace sluice::cli

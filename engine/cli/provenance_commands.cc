@@ -229,17 +229,6 @@ int ExportOpenLineage(const std::string& store_flag, const std::vector<std::stri
 
 // ---------------------------------------------------------------- plan
 
-Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std::string>& flags) {
-  std::map<std::string, std::string> out;
-  for (const auto& p : flags) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0)
-      return Error(Status::InvalidArgument("-p expects name=value, got '" + p + "'"));
-    out[p.substr(0, eq)] = p.substr(eq + 1);
-  }
-  return out;
-}
-
 int Plan(const std::string& store_flag, const std::string& file, const std::vector<std::string>& param_flags,
          bool no_cache, const std::string& executor, const std::string& format) {
   auto values = ParseParamFlags(param_flags);

@@ -295,18 +295,6 @@ std::string ParamText(const Json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
 
-Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std::string>& flags) {
-  std::map<std::string, std::string> out;
-  for (const auto& p : flags) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return Error(Status::InvalidArgument("-p expects name=value, got '" + p + "'"));
-    }
-    out[p.substr(0, eq)] = p.substr(eq + 1);
-  }
-  return out;
-}
-
 struct Prepared {
   PipelineSpec spec;
   Json params;

@@ -68,14 +68,12 @@ std::optional<int> ServerCommands::Dispatch() {
     return server::Serve(serve_options_, &registry);
   }
   if (*submit_) {
-    for (const auto& p : submit_params_) {
-      size_t eq = p.find('=');
-      if (eq == std::string::npos || eq == 0) {
-        PrintError("-p expects name=value, got '" + p + "'");
-        return kExitUsage;
-      }
-      submit_options_.params[p.substr(0, eq)] = p.substr(eq + 1);
+    auto values = ParseParamFlags(submit_params_);
+    if (!values) {
+      PrintError(values.error().message());
+      return kExitUsage;
     }
+    submit_options_.params = std::move(*values);
     return server::SubmitCommand(submit_options_, std::cout, std::cerr);
   }
   if (*backfill_) {
