@@ -182,4 +182,10 @@ Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std
   return out;
 }
 
+Result<SqliteStorePtr> OpenExisting(const std::string& store_flag) {
+  SqliteStoreOptions options;
+  options.create_if_missing = false;
+  return SqliteStore::Open(ResolveStateDir(store_flag), options);
+}
+
 }  // namespace sluice::cli

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/sqlite_store.h"
 #include "engine/store.h"
 
 namespace sluice::cli {
@@ -61,6 +62,10 @@ Result<RunRecord> FindRun(Store& store, const std::string& name);
 
 // The absolute path of a --store value ("" → ".sluice" in the cwd).
 std::string ResolveStateDir(const std::string& store_flag);
+
+// Opens the store at a --store value for reading what is there: kNotFound
+// when no store exists yet (commands that inspect runs never create one).
+Result<SqliteStorePtr> OpenExisting(const std::string& store_flag);
 
 // `-p name=value` flags as a map (the last value of a name wins), for
 // dsl::BindParams. kInvalidArgument for a flag without '=' or a name.

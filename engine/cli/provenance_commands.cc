@@ -38,12 +38,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Result<SqliteStorePtr> OpenExisting(const std::string& store_flag) {
-  SqliteStoreOptions options;
-  options.create_if_missing = false;
-  return SqliteStore::Open(ResolveStateDir(store_flag), options);
-}
-
 int Fail(const Status& s) {
   PrintError(s.message());
   return ExitCodeFor(s);

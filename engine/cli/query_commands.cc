@@ -20,12 +20,6 @@ namespace sluice::cli {
 
 namespace {
 
-Result<SqliteStorePtr> OpenExisting(const std::string& store_flag) {
-  SqliteStoreOptions options;
-  options.create_if_missing = false;
-  return SqliteStore::Open(ResolveStateDir(store_flag), options);
-}
-
 std::string ExitText(const StepRecord& s) {
   return s.exit_code >= 0 ? std::to_string(s.exit_code) : "-";
 }
