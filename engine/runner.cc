@@ -412,7 +412,13 @@ Status RunLoop::SetUpResume() {
       if (!kept) continue;  // a new run: nothing but kept instances carries over
       seeds.push_back({rec.instance, NodePhase::kCached, 0});
     } else {
-      seeds.push_back({rec.instance, kept ? rec.phase : NodePhase::kPending, rec.attempts});
+      // An attempt still Running when the last sluice process died lives on
+      // as a Kubernetes object with a deterministic name: start the same
+      // attempt again so the executor adopts that object, not a duplicate.
+      const bool adopt = rec.phase == NodePhase::kRunning && rec.attempts > 0 &&
+                         steps_[step].executor->Name() == "kubernetes";
+      seeds.push_back({rec.instance, kept ? rec.phase : NodePhase::kPending,
+                       adopt ? rec.attempts - 1 : rec.attempts});
     }
     previous_[rec.instance] = std::move(rec);
   }
@@ -687,7 +693,10 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   for (const auto& e : spec.env) {
     if (e.secret) {
       std::string var = "SLUICE_SECRET_" + EnvName(e.secret->name) + "_" + EnvName(e.secret->key);
-      const char* value = std::getenv(var.c_str());
+      // The Kubernetes executor passes a secretKeyRef and never the value, so
+      // the host needs no copy of the secret.
+      const bool by_reference = ex->Name() == "kubernetes";
+      const char* value = by_reference ? "" : std::getenv(var.c_str());
       if (!value)
         return fail(AtLoc(e.loc, "step '" + name + "': env " + e.name + ": secret '" + e.secret->name + "' key '" +
                                      e.secret->key + "' is not set; export " + var + " before running"));
