@@ -163,6 +163,9 @@ class Plan {
   bool Done() const { return unfinished_ == 0; }
   // Earliest time a retry becomes due, if any instance waits for one.
   std::optional<TimePoint> NextWakeup();
+  // Instances in the ready set: their upstreams are done, but no slot or
+  // budget is free for them yet (what Ready() left behind). O(1).
+  int ReadyWaiting() const { return static_cast<int>(ready_.size()); }
   // Phase changes since the last call, in the order they happened.
   std::vector<PlanChange> TakeChanges();
 

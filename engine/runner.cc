@@ -235,6 +235,9 @@ class RunLoop {
   void Flush();
   void Emit(RunEvent::Kind kind, const std::string& instance, NodePhase phase, int attempt,
             const std::string& message);
+  // Tells opt_.observer that `inst` is terminal / how many instances wait.
+  void ObserveFinished(int inst);
+  void ObserveReady(int waiting);
   void Record(Status s) {
     if (!s.ok() && store_error_.ok()) store_error_ = s;
   }
@@ -264,7 +267,19 @@ class RunLoop {
   Status store_error_;
   std::vector<int> dirty_;
   std::vector<PendingFinish> pending_finishes_;
+  int ready_waiting_ = 0;  // last value given to observer.on_ready_waiting
 };
+
+void RunLoop::ObserveFinished(int inst) {
+  if (!opt_.observer.on_step_finished) return;
+  opt_.observer.on_step_finished(insts_[inst].rec, graph_->step(plan_->InstanceStep(inst)));
+}
+
+void RunLoop::ObserveReady(int waiting) {
+  if (!opt_.observer.on_ready_waiting || waiting == ready_waiting_) return;
+  ready_waiting_ = waiting;
+  opt_.observer.on_ready_waiting(waiting);
+}
 
 void RunLoop::Emit(RunEvent::Kind kind, const std::string& instance, NodePhase phase, int attempt,
                    const std::string& message) {
@@ -1062,6 +1077,7 @@ void RunLoop::DrainChanges() {
           rec.message = "outputs reused from " + rec.cached_from;
           st.rec = std::move(rec);
           MarkDirty(c.instance);
+          ObserveFinished(c.instance);
         } else {
           st.rec = std::move(rec);  // already in the store as it is
         }
@@ -1085,6 +1101,7 @@ void RunLoop::DrainChanges() {
       }
     }
     MarkDirty(c.instance);
+    if (IsTerminal(c.phase)) ObserveFinished(c.instance);
     Emit(RunEvent::Kind::kStepFinished, st.rec.instance, c.phase, st.rec.attempts, c.message);
   }
 }
@@ -1200,6 +1217,7 @@ Result<RunSummary> RunLoop::Run() {
       DrainChanges();
     }
     Schedule();
+    ObserveReady(plan_->ReadyWaiting());
     Flush();
     if (plan_->Done()) break;
 
@@ -1232,6 +1250,7 @@ Result<RunSummary> RunLoop::Run() {
   }
 
   DrainChanges();
+  ObserveReady(0);
   Flush();
   // Same-run resume: a foreach step that was omitted before its list was
   // known left a record under its own name; its instances replace it now.

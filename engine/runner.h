@@ -66,6 +66,22 @@ struct RunEvent {
   std::string message;   // log line text for kLogLine; reason otherwise
 };
 
+// Live per-step progress, for metrics (`sluice serve`). Optional; each
+// callback is called on the runner's thread and must be quick (it runs
+// between scheduling decisions) and must not call back into the Runner.
+struct StepObserver {
+  // An instance reached a terminal phase in this run: Succeeded, Failed,
+  // Error, Cached (a cache hit, or kept by a rerun), Skipped, Omitted or
+  // Cancelled. `step` is its final record (started_at/finished_at are set
+  // when it started), `spec` the step it belongs to. Instances a same-run
+  // resume keeps unchanged are not reported (they finished before).
+  std::function<void(const StepRecord& step, const StepSpec& spec)> on_step_finished;
+  // The number of instances ready to start (upstreams done) but waiting for
+  // a slot or budget; called after each scheduling pass when it changed,
+  // and with 0 when the run ends.
+  std::function<void(int waiting)> on_ready_waiting;
+};
+
 struct RunOptions {
   std::string run_id;                  // "" = generate one
   Json params = Json::object();        // bound, typed (dsl::BindParams)
@@ -88,6 +104,7 @@ struct RunOptions {
   std::string resume_run_id;
   std::vector<std::string> rerun_from;  // step names; these and their downstream re-run
   std::function<void(const RunEvent&)> on_event;  // called on the runner's thread
+  StepObserver observer;                          // live metrics; see StepObserver
   // Time source; nullptr = the system clock. Borrowed (tests pass a FakeClock).
   Clock* clock = nullptr;
 };
