@@ -10,14 +10,6 @@
 namespace sluice::expr {
 namespace {
 
-// Result-returning variant of SLUICE_RETURN_IF_ERROR, local to this file.
-#define SLUICE_RETURN_IF_ERROR_R(expr)      \
-  do {                                      \
-    ::sluice::Status _st = (expr);          \
-    if (!_st.ok()) return Error(_st);       \
-  } while (0)
-
-
 // ---------------------------------------------------------------------------
 // Lexer
 // ---------------------------------------------------------------------------
@@ -129,6 +121,11 @@ Result<std::vector<Token>> Lex(std::string_view text, size_t begin, size_t end) 
     } else {
       auto two = [&](char second) { return i + 1 < end && text[i + 1] == second; };
       size_t len = 1;
+      // `c` alone is `alone`; `c=` is `with_eq`.
+      auto pick_eq = [&](Tok alone, Tok with_eq) {
+        t.kind = two('=') ? with_eq : alone;
+        if (two('=')) len = 2;
+      };
       switch (c) {
         case '(': t.kind = Tok::kLParen; break;
         case ')': t.kind = Tok::kRParen; break;
@@ -141,30 +138,9 @@ Result<std::vector<Token>> Lex(std::string_view text, size_t begin, size_t end) 
           t.kind = Tok::kEq;
           len = 2;
           break;
-        case '!':
-          if (two('=')) {
-            t.kind = Tok::kNe;
-            len = 2;
-          } else {
-            t.kind = Tok::kNot;
-          }
-          break;
-        case '<':
-          if (two('=')) {
-            t.kind = Tok::kLe;
-            len = 2;
-          } else {
-            t.kind = Tok::kLt;
-          }
-          break;
-        case '>':
-          if (two('=')) {
-            t.kind = Tok::kGe;
-            len = 2;
-          } else {
-            t.kind = Tok::kGt;
-          }
-          break;
+        case '!': pick_eq(Tok::kNot, Tok::kNe); break;
+        case '<': pick_eq(Tok::kLt, Tok::kLe); break;
+        case '>': pick_eq(Tok::kGt, Tok::kGe); break;
         case '&':
           if (!two('&')) return Error(SyntaxError(i, "unexpected '&'; use '&&' or 'and'"));
           t.kind = Tok::kAnd;
@@ -806,25 +782,25 @@ class Evaluator {
       return Status::Ok();
     };
     if (fn == "len") {
-      SLUICE_RETURN_IF_ERROR_R(arity(1, 1));
+      SLUICE_RETURN_IF_ERROR_RESULT(arity(1, 1));
       if (args[0].is_string()) return Json(args[0].get_ref<const std::string&>().size());
       if (args[0].is_array() || args[0].is_object()) return Json(args[0].size());
       return Error(TypeError(n.offset, "len() needs a list, object or string, got " + TypeName(args[0])));
     }
     if (fn == "int" || fn == "float") {
-      SLUICE_RETURN_IF_ERROR_R(arity(1, 1));
+      SLUICE_RETURN_IF_ERROR_RESULT(arity(1, 1));
       auto d = AsNumber(args[0]);
       if (!d) return Error(TypeError(n.offset, fn + "() cannot convert " + args[0].dump()));
       if (fn == "int") return Json(static_cast<int64_t>(*d));
       return Json(*d);
     }
     if (fn == "str") {
-      SLUICE_RETURN_IF_ERROR_R(arity(1, 1));
+      SLUICE_RETURN_IF_ERROR_RESULT(arity(1, 1));
       if (args[0].is_string()) return args[0];
       return Json(args[0].dump());
     }
     if (fn == "lower" || fn == "upper") {
-      SLUICE_RETURN_IF_ERROR_R(arity(1, 1));
+      SLUICE_RETURN_IF_ERROR_RESULT(arity(1, 1));
       if (!args[0].is_string()) return Error(TypeError(n.offset, fn + "() needs a string"));
       std::string s = args[0].get<std::string>();
       for (auto& c : s) c = fn == "lower" ? std::tolower(static_cast<unsigned char>(c))
@@ -832,7 +808,7 @@ class Evaluator {
       return Json(s);
     }
     if (fn == "join") {
-      SLUICE_RETURN_IF_ERROR_R(arity(1, 2));
+      SLUICE_RETURN_IF_ERROR_RESULT(arity(1, 2));
       if (!args[0].is_array()) return Error(TypeError(n.offset, "join() needs a list"));
       std::string sep = ",";
       if (args.size() == 2) {

@@ -12,12 +12,6 @@
 namespace sluice {
 namespace {
 
-// Propagates a non-OK Status out of a function returning Result<T>.
-#define SLUICE_GRAPH_RETURN_IF_ERROR(expr)   \
-  do {                                      \
-    ::sluice::Status _st = (expr);          \
-    if (!_st.ok()) return Error(_st);       \
-  } while (0)
 
 std::string AtLoc(const SourceLocation& loc, const std::string& message) {
   std::string where = loc.ToString();
@@ -65,23 +59,23 @@ std::string NodeLabel(const StepSpec& step, const std::string& newline) {
 Result<std::vector<StepReference>> StepReferences(const StepSpec& step) {
   std::vector<StepReference> out;
   for (const auto& arg : step.command)
-    SLUICE_GRAPH_RETURN_IF_ERROR(CollectStepRefs(arg.text, true, arg.loc, false, out));
+    SLUICE_RETURN_IF_ERROR_RESULT(CollectStepRefs(arg.text, true, arg.loc, false, out));
   for (const auto& env : step.env) {
     if (env.secret) continue;
-    SLUICE_GRAPH_RETURN_IF_ERROR(CollectStepRefs(env.value.text, true, env.value.loc, false, out));
+    SLUICE_RETURN_IF_ERROR_RESULT(CollectStepRefs(env.value.text, true, env.value.loc, false, out));
   }
   for (const auto& [name, tmpl] : step.inputs)
-    SLUICE_GRAPH_RETURN_IF_ERROR(CollectStepRefs(tmpl.text, true, tmpl.loc, false, out));
+    SLUICE_RETURN_IF_ERROR_RESULT(CollectStepRefs(tmpl.text, true, tmpl.loc, false, out));
   if (step.when) {
     bool is_template = !step.when->IsLiteral();
-    SLUICE_GRAPH_RETURN_IF_ERROR(CollectStepRefs(step.when->text, is_template, step.when->loc, true, out));
+    SLUICE_RETURN_IF_ERROR_RESULT(CollectStepRefs(step.when->text, is_template, step.when->loc, true, out));
   }
   if (step.foreach && step.foreach->kind == ForEachSpec::Kind::kExpression) {
     const Template& e = step.foreach->expression;
-    SLUICE_GRAPH_RETURN_IF_ERROR(CollectStepRefs(e.text, true, e.loc, false, out));
+    SLUICE_RETURN_IF_ERROR_RESULT(CollectStepRefs(e.text, true, e.loc, false, out));
   }
   if (step.workdir)
-    SLUICE_GRAPH_RETURN_IF_ERROR(CollectStepRefs(step.workdir->text, true, step.workdir->loc, false, out));
+    SLUICE_RETURN_IF_ERROR_RESULT(CollectStepRefs(step.workdir->text, true, step.workdir->loc, false, out));
   return out;
 }
 

@@ -90,3 +90,11 @@ inline tl::unexpected<Status> Error(Status s) { return tl::unexpected<Status>(st
     ::sluice::Status _sluice_st = (expr);       \
     if (!_sluice_st.ok()) return _sluice_st;    \
   } while (0)
+
+// Propagates a non-OK Status out of a function returning Result<T>: the
+// Status becomes the Result's error side.
+#define SLUICE_RETURN_IF_ERROR_RESULT(expr)     \
+  do {                                          \
+    ::sluice::Status _sluice_st = (expr);       \
+    if (!_sluice_st.ok()) return ::sluice::Error(std::move(_sluice_st));  \
+  } while (0)
