@@ -954,6 +954,128 @@ Result<std::vector<ExecutionRecord>> SqliteStore::ListExecutions(const std::stri
 }
 
 // ---------------------------------------------------------------------------
+// Deleting runs
+
+Status SqliteStore::DeleteRun(const std::string& run_id) {
+  if (run_id.empty()) return Status::InvalidArgument("empty run id");
+  std::lock_guard<std::mutex> lock(mu_);
+  SLUICE_RETURN_IF_ERROR(Begin());
+  auto fail = [this](Status st) {
+    Rollback();
+    return st;
+  };
+  Status st;
+  // Each query below runs to completion (or is reset) before the next.
+  auto rows = [&](const char* sql, const std::vector<std::string>& args,
+                  std::vector<std::vector<std::string>>* out) -> Status {
+    Status pst;
+    sqlite3_stmt* q = Prepare(sql, &pst);
+    if (!q) return pst;
+    StmtReset reset(q);
+    for (size_t i = 0; i < args.size(); ++i) BindText(q, static_cast<int>(i) + 1, args[i]);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int c = 0; c < sqlite3_column_count(q); ++c) row.push_back(ColumnText(q, c));
+      if (out) out->push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) return Error(std::string("deleting run ") + run_id);
+    return Status::Ok();
+  };
+  auto joined = [](const std::vector<std::vector<std::string>>& list, size_t shown) {
+    std::string text;
+    for (size_t i = 0; i < list.size() && i < shown; ++i) text += (i ? ", " : "") + list[i][0];
+    if (list.size() > shown) text += ", ...";
+    return text;
+  };
+
+  std::vector<std::vector<std::string>> run;
+  st = rows("SELECT phase, context_id, host, pid FROM runs WHERE id = ?1", {run_id}, &run);
+  if (!st.ok()) return fail(st);
+  if (run.empty()) {
+    return fail(Status::NotFound("no run '" + run_id + "' in this store (`sluice runs` lists them)"));
+  }
+  std::optional<RunPhase> phase = ParseRunPhase(run[0][0]);
+  if (!phase || !IsTerminal(*phase)) {
+    return fail(Status::FailedPrecondition(
+        "run " + run_id + " is " + run[0][0] + " (process " + run[0][3] + " on host '" + run[0][2] +
+        "'); only finished runs are deleted: cancel it, or let it finish (an interrupted run "
+        "continues with `sluice resume " + run_id + "`)"));
+  }
+  // Cached steps of other runs name this run in cached_from ("<run>/<instance>"):
+  // their outputs' lineage leads to its executions, and the cache finds them here.
+  std::vector<std::vector<std::string>> reusers;
+  st = rows("SELECT DISTINCT run_id FROM steps WHERE cached_from >= ?1 AND cached_from < ?2 "
+            "AND run_id <> ?3 ORDER BY run_id LIMIT 4",
+            {run_id + "/", run_id + "0", run_id}, &reusers);
+  if (!st.ok()) return fail(st);
+  if (!reusers.empty()) {
+    return fail(Status::FailedPrecondition(
+        "run " + run_id + " is kept: cached steps of run" + (reusers.size() > 1 ? "s " : " ") +
+        joined(reusers, 3) + " reuse its outputs, and their lineage leads to it; delete " +
+        (reusers.size() > 1 ? "those runs" : "that run") + " first"));
+  }
+  // What each service serves now (its newest record, unless undeployed):
+  // keep the run that deployed it and the runs that produced the model.
+  std::vector<std::vector<std::string>> serving;
+  st = rows("SELECT d.service FROM deployments d "
+            "WHERE d.id = (SELECT d2.id FROM deployments d2 WHERE d2.service = d.service "
+            "              ORDER BY d2.at DESC, d2.id DESC LIMIT 1) "
+            "AND d.action <> 'undeploy' AND (d.run_id = ?1 OR EXISTS ("
+            "  SELECT 1 FROM executions e JOIN events ev ON ev.execution_id = e.id "
+            "  WHERE e.run_id = ?1 AND ev.type = 'OUTPUT' AND e.outcome <> 'Cached' "
+            "  AND ev.artifact IN (d.model_digest, d.baseline_digest))) "
+            "ORDER BY d.service",
+            {run_id}, &serving);
+  if (!st.ok()) return fail(st);
+  if (!serving.empty()) {
+    return fail(Status::FailedPrecondition(
+        "run " + run_id + " is kept: it deployed or produced what service" +
+        (serving.size() > 1 ? "s " : " ") + joined(serving, 3) +
+        " serves now (`sluice lineage --deployed` follows it)"));
+  }
+
+  std::vector<std::vector<std::string>> digests;
+  st = rows("SELECT DISTINCT ev.artifact FROM events ev JOIN executions e ON e.id = ev.execution_id "
+            "WHERE e.run_id = ?1",
+            {run_id}, &digests);
+  if (!st.ok()) return fail(st);
+  for (const char* sql : {
+           "DELETE FROM events WHERE execution_id IN (SELECT id FROM executions WHERE run_id = ?1)",
+           "DELETE FROM executions WHERE run_id = ?1",
+           "DELETE FROM steps WHERE run_id = ?1",
+           "DELETE FROM deployments WHERE run_id = ?1",
+           "DELETE FROM runs WHERE id = ?1",
+           "DELETE FROM contexts WHERE type = 'run' AND name = ?1",
+       }) {
+    st = rows(sql, {run_id}, nullptr);
+    if (!st.ok()) return fail(st);
+  }
+  for (const auto& d : digests) {
+    st = rows("DELETE FROM artifacts WHERE digest = ?1 "
+              "AND NOT EXISTS (SELECT 1 FROM events WHERE artifact = ?1) "
+              "AND NOT EXISTS (SELECT 1 FROM deployments WHERE model_digest = ?1 "
+              "                OR baseline_digest = ?1)",
+              {d[0]}, nullptr);
+    if (!st.ok()) return fail(st);
+  }
+  return Commit();
+}
+
+Result<std::vector<std::string>> SqliteStore::ArtifactDigests() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  sqlite3_stmt* s = Prepare("SELECT digest FROM artifacts ORDER BY digest", &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ColumnText(s, 0));
+  if (rc != SQLITE_DONE) return sluice::Error(Error("listing artifacts"));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
 // Deployments
 
 Result<int64_t> SqliteStore::RecordDeployment(const DeploymentRecord& d) {

@@ -92,6 +92,7 @@ class SqliteStore : public Store {
   Result<std::vector<ExecutionRecord>> ListExecutions(const std::string& run_id) override;
   Result<StepRecord> FindCached(const std::string& cache_key,
                                 std::optional<TimePoint> not_before) override;
+  Status DeleteRun(const std::string& run_id) override;
   Result<int64_t> RecordDeployment(const DeploymentRecord& record) override;
   Result<std::vector<DeploymentRecord>> ListDeployments(const std::string& service,
                                                         int limit) override;
@@ -105,6 +106,10 @@ class SqliteStore : public Store {
 
   // A pipeline version by file digest; kNotFound.
   Result<PipelineVersionRecord> GetPipelineVersion(const std::string& digest);
+
+  // Every artifact digest recorded ("sha256:<hex>"), sorted: what `sluice
+  // gc` must keep in the artifact store.
+  Result<std::vector<std::string>> ArtifactDigests();
 
   // The schema version of the open file (PRAGMA user_version).
   Result<int> SchemaVersion();

@@ -204,6 +204,21 @@ class Store {
   virtual Result<std::vector<ArtifactBinding>> InputsOf(int64_t execution_id) = 0;
   virtual Result<std::vector<ArtifactBinding>> OutputsOf(int64_t execution_id) = 0;
 
+  // Deletes a finished run and what was recorded only for it, in one
+  // transaction: its step records, executions and their events, deployment
+  // records and run context, and the artifact records no remaining event or
+  // deployment names (their bytes stay in the artifact store until `sluice
+  // gc`; log files and step directories are the caller's to remove, see
+  // engine/server/retention.h). Pipeline versions are kept.
+  // Errors: kNotFound (exact id only); kFailedPrecondition when the run has
+  // not ended, when a cached step of another run reuses its outputs (that
+  // run's lineage leads here), or when it deployed or produced what a service
+  // serves now; the message names the runs or services. The default
+  // implementation cannot delete (kFailedPrecondition).
+  virtual Status DeleteRun(const std::string& run_id) {
+    return Status::FailedPrecondition("this store cannot delete run " + run_id);
+  }
+
   // Deployments (issue 6). Append-only history; ListDeployments returns the
   // newest first, for one service or (service == "") all services.
   virtual Result<int64_t> RecordDeployment(const DeploymentRecord& record) = 0;
