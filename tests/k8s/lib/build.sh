@@ -188,20 +188,39 @@ build_argo() {
   # directives are ignored, so the wrapper repeats it.
   (cd "$dir/src" && go mod edit "-require=github.com/argoproj/argo-workflows/v3@$v" \
      -replace=github.com/olekukonko/tablewriter=github.com/olekukonko/tablewriter@v0.0.5)
-  # Argo's own install uses the "minimal" CRDs (no OpenAPI schema); keep a copy.
-  local mod; mod=$(module_dir github.com/argoproj/argo-workflows/v3 "$v")
-  [ -d "$mod/manifests/base/crds/minimal" ] || die "no manifests/base/crds/minimal in github.com/argoproj/argo-workflows/v3@$v"
-  rm -rf "$dir/crds"
-  mkdir -p "$dir/crds"
-  cp "$mod"/manifests/base/crds/minimal/argoproj.io_*.yaml "$dir/crds/"
-  chmod -R u+w "$dir/crds"
+  # The CRDs are installed by every `cluster up`, see argo_crds.
   run_build $name "$v" workflow-controller -- \
     go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "-s -w" \
       -o "$dir/bin/workflow-controller" github.com/argoproj/argo-workflows/v3/cmd/workflow-controller
 }
 
-# Directory holding Argo's CRD manifests (copied from the module at build time).
-argo_crds() { echo "$(component_dir argo "$ARGO_VERSION")/crds"; }
+# argo_crds: directory holding Argo's CRD manifests, installed by every
+# `cluster up` (with or without the controller) so that compiled Workflows can
+# be checked with a server-side dry-run. SLUICE_K8S_ARGO_CRDS picks the set:
+# "full" (default: with the OpenAPI schema, so the API server validates every
+# field of a Workflow) or "minimal" (no schema, what Argo's own install
+# manifests use). They are copied from the github.com/argoproj/argo-workflows/v3
+# module (a download of the module, no build) into
+# $K8S_CACHE/argo-crds-<version>/<set> once.
+argo_crds() {
+  local set=${SLUICE_K8S_ARGO_CRDS:-full}
+  case "$set" in
+    full|minimal) ;;
+    *) die "SLUICE_K8S_ARGO_CRDS=$set: expected full or minimal" ;;
+  esac
+  local dir; dir=$(component_dir argo-crds "$ARGO_VERSION")/$set
+  if [ ! -f "$dir/.complete" ]; then
+    local mod; mod=$(module_dir github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION")
+    [ -d "$mod/manifests/base/crds/$set" ] ||
+      die "no manifests/base/crds/$set in github.com/argoproj/argo-workflows/v3@$ARGO_VERSION (module download failed?)"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "$mod/manifests/base/crds/$set"/argoproj.io_*.yaml "$dir/"
+    chmod -R u+w "$dir"
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
+}
 
 # needed_components [argo]: the components `up` needs that are not built yet.
 needed_components() {
