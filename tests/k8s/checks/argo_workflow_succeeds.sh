@@ -4,10 +4,7 @@
 # on a cluster started with `cluster up --with-argo` (SLUICE_K8S_WITH_ARGO=1
 # for CTest); reports Skipped otherwise.
 . "$(dirname "$0")/lib.sh"
-if ! kubectl get crd workflows.argoproj.io >/dev/null 2>&1; then
-  echo "Argo is not installed in this cluster (SLUICE_K8S_WITH_ARGO=1 / cluster up --with-argo): skipping"
-  exit $SKIP
-fi
+require_argo_controller
 new_namespace check-argo
 
 kubectl apply -n "$NS" -f - <<YAML

@@ -62,3 +62,13 @@ expect() {
   [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
   info "ok: $1 = $3"
 }
+
+# Skips the check unless the cluster runs Argo's workflow-controller (`cluster
+# up --with-argo`, SLUICE_K8S_WITH_ARGO=1 for CTest). Argo's CRDs alone are
+# always installed, so they say nothing about the controller.
+require_argo_controller() {
+  if [ ! -f "$STATE/with-argo" ]; then
+    echo "Argo's workflow-controller is not running in this cluster (SLUICE_K8S_WITH_ARGO=1 / cluster up --with-argo): skipping"
+    exit $SKIP
+  fi
+}
