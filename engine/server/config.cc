@@ -67,7 +67,7 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
   if (!root.IsMap()) return Error(Bad(file, root, "the server config must be a mapping"));
   if (Status s = CheckKeys(file, root,
                            {"listen", "maxConcurrentRuns", "reloadInterval", "tokens", "webhooks",
-                            "metrics"},
+                            "metrics", "historyLimit"},
                            "the server config");
       !s.ok())
     return Error(s);
@@ -76,6 +76,11 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
     config.max_concurrent_runs = n.as<int>();
     if (config.max_concurrent_runs < 1)
       return Error(Bad(file, n, "maxConcurrentRuns must be at least 1"));
+  }
+  if (auto n = root["historyLimit"]) {
+    config.history_limit = n.as<int>();
+    if (config.history_limit < 0)
+      return Error(Bad(file, n, "historyLimit must be 0 (keep every run) or more"));
   }
   if (auto n = root["reloadInterval"]) {
     auto d = ParseSimpleDuration(n.as<std::string>());

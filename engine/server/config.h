@@ -13,6 +13,8 @@
 //       secret: "..."             # or secretEnv: NAME (read from the environment)
 //     gitlab:
 //       tokenSha256: "..."        # SHA-256 hex of the X-Gitlab-Token value
+//   historyLimit: 100             # per pipeline: newest N succeeded + N failed runs
+//                                 # kept (every trigger); 0 = keep all (default)
 //   metrics:
 //     requireAuth: false          # /metrics open to scrapers by default
 //
@@ -42,6 +44,10 @@ struct ServerConfig {
   std::string github_secret;       // "" = GitHub webhook disabled (401)
   std::string gitlab_token_sha256; // "" = GitLab webhook disabled (401)
   bool metrics_require_auth = false;
+  // Server-wide retention (see engine/server/retention.h): after a run ends,
+  // the newest N Succeeded and N other finished runs of its pipeline are
+  // kept, older ones deleted. 0 = keep every run.
+  int history_limit = 0;
 };
 
 // Reads and validates the config at `path`. Errors (kInvalidArgument) say

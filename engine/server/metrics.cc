@@ -140,8 +140,12 @@ ServerMetrics::ServerMetrics(MetricsRegistry* r)
                                  {0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400})),
       cache_hits(r->Counter("sluice_cache_hits_total", "Step instances served from the cache.")),
       ready_queue(r->Gauge("sluice_ready_queue_depth",
-                           "Runs accepted and waiting for a free worker slot.")),
+                           "Step instances whose upstreams are done, waiting for a free slot or "
+                           "budget (all runs).")),
+      runs_queued(r->Gauge("sluice_runs_queued", "Runs accepted and waiting for a free worker slot.")),
       runs_active(r->Gauge("sluice_runs_active", "Runs executing now.")),
+      runs_deleted(r->Counter("sluice_runs_deleted_total",
+                              "Finished runs deleted by a history limit, by pipeline.")),
       scheduler_lag(r->Gauge("sluice_scheduler_lag_seconds",
                              "Seconds between a cron time and the launch of its run, by pipeline "
                              "(latest launch).")),

@@ -82,8 +82,10 @@ struct ServerMetrics {
   MetricFamily* runs_failed;       // counter {pipeline} (Failed, Error, Cancelled)
   MetricFamily* step_duration;     // histogram seconds {pipeline, step, operator}
   MetricFamily* cache_hits;        // counter {pipeline}
-  MetricFamily* ready_queue;       // gauge: runs waiting for a worker slot
+  MetricFamily* ready_queue;       // gauge: step instances ready, waiting for a slot (all runs)
+  MetricFamily* runs_queued;       // gauge: runs waiting for a worker slot
   MetricFamily* runs_active;       // gauge: runs executing now
+  MetricFamily* runs_deleted;      // counter {pipeline}: finished runs deleted by retention
   MetricFamily* scheduler_lag;     // gauge seconds {pipeline}: launch time - cron time
   MetricFamily* scheduled_runs;    // counter {pipeline, outcome}
   MetricFamily* pipelines_loaded;  // gauge {status: ok|error}

@@ -4,11 +4,14 @@
 #include <cerrno>
 #include <unistd.h>
 
+#include <cstdio>
+#include <memory>
 #include <random>
 
 #include <date/date.h>
 
 #include "engine/server/metrics.h"
+#include "engine/server/retention.h"
 
 namespace sluice::server {
 namespace {
@@ -22,6 +25,27 @@ std::string HostName() {
 bool ProcessAlive(int pid) {
   if (pid <= 0) return false;
   return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+// Live step metrics: durations and cache hits as each instance ends, and the
+// run's ready-but-waiting instances added into the ready-queue gauge (all
+// runs share it; `waiting` holds this run's part).
+void ObserveSteps(ServerMetrics* metrics, const std::string& pipeline,
+                  std::shared_ptr<int> waiting, StepObserver* observer) {
+  observer->on_step_finished = [metrics, pipeline](const StepRecord& step, const StepSpec& spec) {
+    if (step.phase == NodePhase::kCached) {
+      metrics->cache_hits->Inc({{"pipeline", pipeline}});
+      return;
+    }
+    if (!step.started_at || !step.finished_at) return;  // never started: skipped, omitted
+    metrics->step_duration->Observe(
+        {{"pipeline", pipeline}, {"step", step.step}, {"operator", spec.type}},
+        std::chrono::duration<double>(*step.finished_at - *step.started_at).count());
+  };
+  observer->on_ready_waiting = [metrics, waiting](int n) {
+    metrics->ready_queue->Inc({}, n - *waiting);
+    *waiting = n;
+  };
 }
 
 }  // namespace
@@ -86,7 +110,8 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   job.options.run_id = run_id;
   job.options.params = *bound;
   job.options.parallelism = options_.parallelism;
-  job.options.default_executor = options_.default_executor;
+  job.options.default_executor = request.executor.empty() ? options_.default_executor : request.executor;
+  job.options.operator_commands = options_.operator_commands;
   job.options.state_dir = options_.state_dir;
   job.options.resume_run_id = request.resume_run_id;
   job.options.rerun_from = request.rerun_from;
@@ -95,7 +120,7 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   job.queued.pipeline_file = spec->file;
   job.queued.pipeline_digest = spec->file_digest;
   job.queued.params = *bound;
-  job.queued.executor = options_.default_executor.empty() ? spec->executor : options_.default_executor;
+  job.queued.executor = !job.options.default_executor.empty() ? job.options.default_executor : spec->executor;
   job.queued.phase = RunPhase::kPending;
   job.queued.message = "queued (" + request.trigger + ")";
   job.queued.resumed_from = request.resume_run_id;
@@ -107,7 +132,7 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   run_pipeline_[run_id] = spec->name;
   if (request.trigger == "cron") scheduled_.insert(run_id);
   queue_.push_back(std::move(job));
-  if (metrics_) metrics_->ready_queue->Set({}, static_cast<double>(queue_.size()));
+  if (metrics_) metrics_->runs_queued->Set({}, static_cast<double>(queue_.size()));
   work_cv_.notify_one();
   return run_id;
 }
@@ -140,7 +165,7 @@ Status RunManager::Cancel(const std::string& run_id, std::string* how) {
       queue_.erase(it);
       run_pipeline_.erase(run_id);
       scheduled_.erase(run_id);
-      if (metrics_) metrics_->ready_queue->Set({}, static_cast<double>(queue_.size()));
+      if (metrics_) metrics_->runs_queued->Set({}, static_cast<double>(queue_.size()));
       rec.phase = RunPhase::kCancelled;
       rec.message = "cancelled while queued";
       rec.finished_at = std::chrono::system_clock::now();
@@ -186,7 +211,7 @@ void RunManager::Worker() {
       if (stopping_) return;
       job = std::move(queue_.front());
       queue_.pop_front();
-      if (metrics_) metrics_->ready_queue->Set({}, static_cast<double>(queue_.size()));
+      if (metrics_) metrics_->runs_queued->Set({}, static_cast<double>(queue_.size()));
     }
     Execute(std::move(job));
   }
@@ -194,9 +219,12 @@ void RunManager::Worker() {
 
 void RunManager::Execute(Job job) {
   const std::string pipeline = job.spec->name;
+  // This run's share of the ready-queue gauge, given back when it ends.
+  auto waiting = std::make_shared<int>(0);
   if (metrics_) {
     metrics_->runs_started->Inc({{"pipeline", pipeline}});
     metrics_->runs_active->Inc({}, 1);
+    ObserveSteps(metrics_, pipeline, waiting, &job.options.observer);
   }
   std::unique_ptr<RunHandle> handle = factory_(job.spec, job.options);
   bool cancel_now = false;
@@ -212,20 +240,14 @@ void RunManager::Execute(Job job) {
     running_.erase(job.run_id);
   }
 
+  if (metrics_ && *waiting != 0) {  // the run ended early (an error)
+    metrics_->ready_queue->Inc({}, -*waiting);
+    *waiting = 0;
+  }
+
   RunPhase phase = RunPhase::kError;
   if (summary) {
     phase = summary->run.phase;
-    if (metrics_) {
-      for (const StepRecord& step : summary->steps) {
-        const StepSpec* s = job.spec->FindStep(step.step);
-        std::string op = s ? s->type : "container";
-        if (step.phase == NodePhase::kCached) metrics_->cache_hits->Inc({{"pipeline", pipeline}});
-        if (step.started_at && step.finished_at && step.phase != NodePhase::kCached)
-          metrics_->step_duration->Observe(
-              {{"pipeline", pipeline}, {"step", step.step}, {"operator", op}},
-              std::chrono::duration<double>(*step.finished_at - *step.started_at).count());
-      }
-    }
   } else {
     // The run could not run at all: make that visible in the store.
     RunRecord rec = job.queued;
@@ -258,10 +280,52 @@ void RunManager::Execute(Job job) {
     if (phase == RunPhase::kSucceeded) metrics_->runs_succeeded->Inc({{"pipeline", pipeline}});
     else metrics_->runs_failed->Inc({{"pipeline", pipeline}});
   }
+  Prune(*job.spec);
   std::lock_guard lock(mu_);
   run_pipeline_.erase(job.run_id);
   scheduled_.erase(job.run_id);
   idle_cv_.notify_all();
+}
+
+void RunManager::Prune(const PipelineSpec& spec) {
+  std::vector<HistoryPolicy> policies;
+  if (auto p = ScheduleHistoryPolicy(spec)) policies.push_back(*p);
+  if (options_.history_limit > 0) {
+    HistoryPolicy all;
+    all.pipeline = spec.name;
+    all.keep_succeeded = all.keep_failed = options_.history_limit;
+    policies.push_back(all);
+  }
+  for (const HistoryPolicy& policy : policies) {
+    auto pruned = PruneHistory(store_, options_.state_dir, policy);
+    if (!pruned) {
+      std::fprintf(stderr, "sluice serve: %s\n", pruned.error().ToString().c_str());
+      continue;
+    }
+    for (const std::string& id : pruned->deleted)
+      std::fprintf(stderr, "sluice serve: deleted run %s (history limit of %s)\n", id.c_str(),
+                   spec.name.c_str());
+    if (metrics_ && !pruned->deleted.empty())
+      metrics_->runs_deleted->Inc({{"pipeline", spec.name}}, static_cast<double>(pruned->deleted.size()));
+  }
+}
+
+void RunManager::CloseLostAttempts(const PipelineSpec& spec, const RunRecord& run) {
+  auto executions = store_->ListExecutions(run.id);
+  if (!executions) return;
+  for (ExecutionRecord e : *executions) {
+    if (e.finished_at || e.outcome != "Running") continue;
+    auto step = store_->GetStep(run.id, e.instance);
+    const StepSpec* s = step ? spec.FindStep(step->step) : nullptr;
+    std::string executor = s && !s->executor.empty() ? s->executor : run.executor;
+    if (executor.empty()) executor = spec.executor;
+    if (executor == "kubernetes") continue;  // adopted by the executor on resume
+    e.outcome = TaskOutcomeName(TaskOutcome::kError);
+    e.message = "lost: the sluice process driving it (pid " + std::to_string(run.pid) +
+                ") died; the step runs again as attempt " + std::to_string(e.attempt + 1);
+    e.finished_at = std::chrono::system_clock::now();
+    (void)store_->FinishExecution(e, {}, {});
+  }
 }
 
 std::vector<std::string> RunManager::ResumeInterrupted() {
@@ -280,12 +344,14 @@ std::vector<std::string> RunManager::ResumeInterrupted() {
     SpecPtr spec = loaded.spec ? std::make_shared<const PipelineSpec>(std::move(*loaded.spec))
                                : registry_->Find(run.pipeline);
     if (!spec) continue;
+    CloseLostAttempts(*spec, run);
     SubmitRequest req;
     req.pipeline = run.pipeline;
     req.spec = spec;
     req.typed_params = run.params;
     req.resume_run_id = run.id;
     req.trigger = "resume";
+    req.executor = run.executor;
     auto id = Submit(std::move(req));
     if (id) resumed.push_back(*id);
   }

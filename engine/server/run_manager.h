@@ -56,6 +56,7 @@ struct SubmitRequest {
   std::string resume_run_id;                  // resume (same run id) / rerun (new run) this run
   std::vector<std::string> rerun_from;        // with resume_run_id: these steps and downstream
   std::string trigger = "api";                // api | cron | webhook | resume | backfill
+  std::string executor;                       // "" = the server's default (a resume: the run's)
   SpecPtr spec;                               // null = the registry's current version
 };
 
@@ -64,6 +65,13 @@ struct RunManagerOptions {
   std::string state_dir;         // store root, passed to the Runner
   std::string default_executor;  // "" = the pipeline's
   int parallelism = 0;           // per run; 0 = number of CPUs
+  // Programs of the built-in operators by step type (RunOptions::
+  // operator_commands), e.g. deploy -> {sluice-serving, deploy}.
+  std::map<std::string, std::vector<std::string>> operator_commands;
+  // Retention, applied to a pipeline's runs each time one of its runs ends
+  // here (engine/server/retention.h): its schedule's historyLimit over its
+  // scheduled runs, and this limit (0 = none) over all its runs.
+  int history_limit = 0;
 };
 
 class RunManager : public ScheduleTarget {
@@ -94,7 +102,11 @@ class RunManager : public ScheduleTarget {
 
   // Resumes runs the store says are Running on this host but whose driving
   // process is gone (a crashed or restarted server, a killed CLI): each
-  // continues under its own id. Returns their ids.
+  // continues under its own id, on the executor it ran with. Attempts of
+  // local steps that were in flight died with that process: each is closed
+  // as a system error ("Error", "lost: ...") and the step runs again as its
+  // next attempt. Kubernetes attempts are left open: the executor adopts
+  // their objects. Returns the resumed ids.
   std::vector<std::string> ResumeInterrupted();
 
   // Blocks until nothing is queued or running, up to `timeout`; for tests
@@ -120,6 +132,10 @@ class RunManager : public ScheduleTarget {
 
   void Worker();
   void Execute(Job job);
+  // ResumeInterrupted: records the local attempts `run` had in flight as lost.
+  void CloseLostAttempts(const PipelineSpec& spec, const RunRecord& run);
+  // Deletes the runs of `spec`'s pipeline beyond its retention limits.
+  void Prune(const PipelineSpec& spec);
   std::string NewRunId(const std::string& pipeline);
 
   RunManagerOptions options_;

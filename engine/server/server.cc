@@ -129,6 +129,8 @@ Status Server::Start() {
   run_options.state_dir = options_.state_dir;
   run_options.default_executor = options_.executor;
   run_options.parallelism = options_.run_parallelism;
+  run_options.history_limit = config_.history_limit;
+  run_options.operator_commands = options_.operator_commands;
   RunFactory factory = factory_ ? factory_ : RunnerFactory(store_.get(), artifacts_.get(), executors_);
   runs_ = std::make_unique<RunManager>(run_options, store_.get(), registry_.get(), factory,
                                        metrics_.get());
@@ -367,7 +369,7 @@ void Routes::Install(httplib::Server& http) {
     res.set_content("ok\n", "text/plain");
   });
   http.Get("/metrics", [s](const httplib::Request&, httplib::Response& res) {
-    s->metrics_->ready_queue->Set({}, static_cast<double>(s->runs_->QueuedRuns().size()));
+    s->metrics_->runs_queued->Set({}, static_cast<double>(s->runs_->QueuedRuns().size()));
     res.set_content(s->metrics_registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
   http.Get("/api/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,6 +38,10 @@ struct ServerOptions {
   bool run_scheduler = true;         // false: nothing calls Tick() (tests drive it)
   bool watch = true;                 // mtime scan every reloadInterval
   bool resume_interrupted = true;    // resume runs whose process died, at Start()
+  // Programs of the built-in deploy / traffic-validation operators, by step
+  // type (RunOptions::operator_commands); `sluice serve` finds sluice-serving
+  // as `sluice run` does. Empty: such steps cannot run.
+  std::map<std::string, std::vector<std::string>> operator_commands;
 };
 
 class Server {

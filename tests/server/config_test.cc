@@ -21,6 +21,7 @@ webhooks:
     tokenSha256: )" + HashToken("gl") + R"(
 metrics:
   requireAuth: true
+historyLimit: 25
 )",
                                   "server.yaml");
   ASSERT_TRUE(config.has_value()) << config.error().ToString();
@@ -33,6 +34,7 @@ metrics:
   EXPECT_EQ(config->github_secret, "hook-secret");
   EXPECT_EQ(config->gitlab_token_sha256, HashToken("gl"));
   EXPECT_TRUE(config->metrics_require_auth);
+  EXPECT_EQ(config->history_limit, 25);
 }
 
 TEST(ServerConfigTest, JsonIsAccepted) {
@@ -46,7 +48,9 @@ TEST(ServerConfigTest, JsonIsAccepted) {
 TEST(ServerConfigTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(ParseServerConfig("tokenz: []\n", "s.yaml").error().message(),
             "s.yaml:1:1: unknown key 'tokenz' in the server config (expected one of: listen, "
-            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics)");
+            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit)");
+  EXPECT_EQ(ParseServerConfig("historyLimit: -1\n", "s.yaml").error().message(),
+            "s.yaml:1:15: historyLimit must be 0 (keep every run) or more");
   EXPECT_EQ(ParseServerConfig("tokens:\n  - name: ci\n    sha256: plaintext-token\n", "s.yaml")
                 .error()
                 .message(),

@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <chrono>
+#include <thread>
+#include <vector>
+
 #include "engine/server/config.h"
 #include "engine/server/server.h"
 #include "executors/local/local_executor.h"
@@ -10,6 +14,42 @@
 
 namespace sluice::server {
 namespace {
+
+// A server over `root`/pipelines and `root`/state with the real Runner and
+// local executor, token "tok", no scheduler thread.
+struct RealServer {
+  explicit RealServer(const std::string& root, int run_parallelism = 0) {
+    testing::WriteFile(root + "/server.yaml",
+                       "tokens:\n  - name: t\n    sha256: " + HashToken("tok") + "\n");
+    EXPECT_TRUE(RegisterLocalExecutor(executors).ok());
+    ServerOptions o;
+    o.pipelines_dir = root + "/pipelines";
+    o.state_dir = root + "/state";
+    o.listen = "127.0.0.1:0";
+    o.config_path = root + "/server.yaml";
+    o.run_scheduler = false;
+    o.watch = false;
+    o.run_parallelism = run_parallelism;
+    server = std::make_unique<Server>(o, &executors);
+    Status st = server->Start();
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    client = std::make_unique<httplib::Client>("127.0.0.1", server->port());
+  }
+  // POSTs a run of `pipeline`; its id, or "" (with a test failure).
+  std::string Trigger(const std::string& pipeline, const std::string& body = "{}") {
+    auto res = client->Post(("/api/v1/pipelines/" + pipeline + "/runs").c_str(), auth, body,
+                            "application/json");
+    EXPECT_TRUE(res);
+    if (!res) return "";
+    EXPECT_EQ(res->status, 201) << res->body;
+    return Json::parse(res->body).value("run_id", "");
+  }
+
+  ExecutorRegistry executors;
+  std::unique_ptr<Server> server;
+  std::unique_ptr<httplib::Client> client;
+  httplib::Headers auth = {{"Authorization", "Bearer tok"}};
+};
 
 TEST(ServerRunnerTest, RunsAPipelineWithRealProcessesAndServesItsLogs) {
   std::string root = testing::MakeTempDir("runner");
@@ -28,26 +68,11 @@ steps:
     depends: [greet]
     command: [sh, -c, "echo done"]
 )");
-  testing::WriteFile(root + "/server.yaml",
-                     "tokens:\n  - name: t\n    sha256: " + HashToken("tok") + "\n");
-  ExecutorRegistry executors;
-  ASSERT_TRUE(RegisterLocalExecutor(executors).ok());
-  ServerOptions o;
-  o.pipelines_dir = root + "/pipelines";
-  o.state_dir = root + "/state";
-  o.listen = "127.0.0.1:0";
-  o.config_path = root + "/server.yaml";
-  o.run_scheduler = false;
-  o.watch = false;
-  Server server(o, &executors);
-  ASSERT_TRUE(server.Start().ok());
-  httplib::Client c("127.0.0.1", server.port());
-  httplib::Headers auth = {{"Authorization", "Bearer tok"}};
-  auto res = c.Post("/api/v1/pipelines/hello/runs", auth, R"({"params": {"who": "sluice"}})",
-                    "application/json");
-  ASSERT_TRUE(res);
-  ASSERT_EQ(res->status, 201) << res->body;
-  std::string id = Json::parse(res->body)["run_id"];
+  RealServer real(root);
+  Server& server = *real.server;
+  httplib::Client& c = *real.client;
+  httplib::Headers auth = real.auth;
+  std::string id = real.Trigger("hello", R"({"params": {"who": "sluice"}})");
   ASSERT_TRUE(server.runs()->WaitIdle(std::chrono::seconds(60)));
   auto run = c.Get(("/api/v1/runs/" + id).c_str(), auth);
   ASSERT_TRUE(run);
@@ -59,7 +84,83 @@ steps:
   EXPECT_NE(log->body.find("hello sluice\n"), std::string::npos) << log->body;
   EXPECT_NE(server.MetricsText().find("sluice_runs_succeeded_total{pipeline=\"hello\"} 1\n"),
             std::string::npos);
-  server.Stop();
+  real.server.reset();
+  std::filesystem::remove_all(root);
+}
+
+// Polls the server's /metrics text until it contains every line, up to 30 s.
+bool WaitForMetricLines(Server& server, const std::vector<std::string>& lines) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (true) {
+    std::string text = server.MetricsText();
+    bool all = true;
+    for (const auto& line : lines) all = all && text.find(line + "\n") != std::string::npos;
+    if (all) return true;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "metrics never showed the expected lines:\n" << text;
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// Step durations and cache hits are recorded as steps end, while the run
+// goes on; the ready queue counts step instances that wait for a slot.
+TEST(ServerRunnerTest, StepMetricsAreLiveAndTheReadyQueueCountsWaitingSteps) {
+  std::string root = testing::MakeTempDir("live");
+  testing::WriteFile(root + "/pipelines/live.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: live
+steps:
+  - name: quick
+    command: [sh, -c, "echo 1 > v.txt"]
+    outputs:
+      params:
+        - {name: v, path: v.txt}
+  - name: gate
+    depends: [quick]
+    command: [sh, -c, "while [ ! -e )" + root + R"(/go ]; do sleep 0.01; done"]
+  - name: waiting
+    depends: [quick]
+    command: [echo, waited]
+)");
+  RealServer real(root, /*run_parallelism=*/1);  // gate runs, waiting waits for the slot
+  Server& server = *real.server;
+  std::string id = real.Trigger("live");
+  ASSERT_TRUE(WaitForMetricLines(
+      server, {"sluice_step_duration_seconds_count{pipeline=\"live\",step=\"quick\",operator=\"container\"} 1",
+               "sluice_ready_queue_depth 1"}));
+  // All of that while the run is still going.
+  EXPECT_EQ(server.store()->GetRun(id).value().phase, RunPhase::kRunning);
+  std::string during = server.MetricsText();
+  EXPECT_EQ(during.find("sluice_runs_succeeded_total{pipeline=\"live\"}"), std::string::npos);
+  EXPECT_EQ(during.find("step=\"gate\""), std::string::npos);
+
+  testing::WriteFile(root + "/go", "");
+  ASSERT_TRUE(server.runs()->WaitIdle(std::chrono::seconds(60)));
+  std::string after = server.MetricsText();
+  for (const char* line : {
+           "sluice_ready_queue_depth 0\n",
+           "sluice_runs_succeeded_total{pipeline=\"live\"} 1\n",
+           "sluice_step_duration_seconds_count{pipeline=\"live\",step=\"gate\",operator=\"container\"} 1\n",
+           "sluice_step_duration_seconds_count{pipeline=\"live\",step=\"waiting\",operator=\"container\"} 1\n",
+       })
+    EXPECT_NE(after.find(line), std::string::npos) << line << after;
+  EXPECT_EQ(after.find("sluice_cache_hits_total{"), std::string::npos) << after;
+
+  // Again: quick is a cache hit (counted, no duration); the others run.
+  ASSERT_FALSE(real.Trigger("live").empty());
+  ASSERT_TRUE(server.runs()->WaitIdle(std::chrono::seconds(60)));
+  after = server.MetricsText();
+  for (const char* line : {
+           "sluice_cache_hits_total{pipeline=\"live\"} 1\n",
+           "sluice_step_duration_seconds_count{pipeline=\"live\",step=\"quick\",operator=\"container\"} 1\n",
+           "sluice_step_duration_seconds_count{pipeline=\"live\",step=\"gate\",operator=\"container\"} 2\n",
+           "sluice_ready_queue_depth 0\n",
+       })
+    EXPECT_NE(after.find(line), std::string::npos) << line << after;
+  real.server.reset();
   std::filesystem::remove_all(root);
 }
 

@@ -115,6 +115,8 @@ class FakeRunHandle : public RunHandle {
           st.exit_code = 0;
         }
         (void)store_->PutStep(st);
+        // Like the Runner: the observer hears of each step as it ends.
+        if (options_.observer.on_step_finished) options_.observer.on_step_finished(st, step);
         summary.steps.push_back(st);
       }
     run.phase = cancelled_ ? RunPhase::kCancelled : failed ? RunPhase::kFailed : RunPhase::kSucceeded;
