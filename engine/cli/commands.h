@@ -52,6 +52,11 @@ int Run(const RunCommandOptions& options);
 int Resume(const RunCommandOptions& options);
 int Rerun(const RunCommandOptions& options);
 
+// The sluice-serving program that runs deploy / traffic-validation steps:
+// next to this sluice binary, in the build tree it was built in, or on PATH;
+// "" when there is none (run_command.cc; `sluice serve` uses it too).
+std::string FindServingBinary();
+
 struct StatusOptions {
   std::string run;
   std::string store;

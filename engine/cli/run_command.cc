@@ -265,6 +265,8 @@ class SignalWatcher {
   std::atomic<ExecutorRegistry*> executors_{nullptr};
 };
 
+}  // namespace
+
 // The deploy / traffic-validation operators' program: next to this sluice
 // binary (an install), in the build tree it was built in, or on PATH.
 std::string FindServingBinary() {
@@ -289,6 +291,8 @@ std::string FindServingBinary() {
     if (::access(c.c_str(), X_OK) == 0) return c.string();
   return "";
 }
+
+namespace {
 
 // Turns a stored, typed param value back into `-p` text for BindParams.
 std::string ParamText(const Json& value) {

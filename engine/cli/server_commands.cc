@@ -1,15 +1,21 @@
-// `sluice serve`, `sluice submit` and `sluice backfill`: thin wrappers over
-// sluice_server (engine/server/, docs/server.md, docs/ci.md).
+// `sluice serve`, `submit`, `backfill`, `runs delete` and `gc`: thin wrappers
+// over sluice_server (engine/server/, docs/server.md, docs/ci.md, docs/cli.md).
 #include "engine/cli/server_commands.h"
 
+#include <cstdlib>
 #include <iostream>
 
+#include "dsl/quantity.h"
+#include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/runner.h"
 #include "engine/server/backfill.h"
 #include "engine/server/client.h"
 #include "engine/server/server.h"
 #include "executors/local/local_executor.h"
+#ifdef SLUICE_CLI_KUBERNETES
+#include "executors/kubernetes/kubernetes_executor.h"
+#endif
 
 namespace sluice::cli {
 namespace {
@@ -34,6 +40,9 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   serve_->add_option("--max-runs", serve_options_.max_concurrent_runs, "Runs at once (default: the config's)");
   serve_->add_option("-j,--parallelism", serve_options_.run_parallelism, "Steps at once per run");
   serve_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+  serve_->add_option("--kubeconfig", serve_kubeconfig_, "Kubeconfig for the Kubernetes executor (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
+  serve_->add_option("--context", serve_context_, "Kubeconfig context (default: current-context)");
+  serve_->add_option("--namespace", serve_namespace_, "Namespace for Kubernetes steps (default: the context's)");
 
   submit_ = app->add_subcommand("submit", "Trigger a run on a sluice server (for CI jobs)");
   submit_->add_option("PIPELINE", submit_options_.pipeline, "Pipeline name (metadata.name)")->required();
@@ -55,6 +64,97 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   backfill_->add_flag("--dry-run", backfill_options_.dry_run, "List the times and run ids only");
   backfill_->add_option("--output", backfill_options_.output, "text or json")->check(CLI::IsMember({"text", "json"}));
   backfill_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+
+  CLI::App* runs = nullptr;
+  for (CLI::App* sub : app->get_subcommands([](CLI::App* a) { return a->get_name() == "runs"; }))
+    runs = sub;
+  if (runs != nullptr) {
+    runs_delete_ = runs->add_subcommand("delete", "Delete finished runs: records, logs, step directories");
+    runs_delete_->add_option("RUN", delete_runs_, "Run ids (or unique prefixes)")->required();
+    runs_delete_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+  }
+  gc_ = app->add_subcommand("gc", "Remove stored artifact bytes that no run records any more");
+  gc_->add_flag("--dry-run", gc_options_.dry_run, "Only count what would be removed");
+  gc_->add_option("--grace", gc_grace_, "Keep bytes stored more recently than this (default 1h)");
+  gc_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+}
+
+Status ServerCommands::KubernetesRegistry(ExecutorRegistry* registry) {
+  // Asked for explicitly: a failure is an error. Otherwise the executor is
+  // there when a kubeconfig (or the in-cluster config) is, and runs that
+  // need it fail with the executor's message when it is not.
+  const bool asked = !serve_kubeconfig_.empty() || !serve_context_.empty() ||
+                     serve_options_.executor == "kubernetes";
+#ifdef SLUICE_CLI_KUBERNETES
+  KubernetesExecutorOptions k8s;  // as kubectl (and `sluice run`) read the config
+  k8s.kubeconfig.kubeconfig = serve_kubeconfig_;
+  k8s.kubeconfig.context = serve_context_;
+  k8s.kubeconfig.namespace_ = k8s.manifests.namespace_ = serve_namespace_;
+  if (const char* env = std::getenv("KUBECONFIG")) k8s.kubeconfig.kubeconfig_env = env;
+  if (const char* home = std::getenv("HOME")) k8s.kubeconfig.home = home;
+  if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) k8s.kubeconfig.service_host = host;
+  if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) k8s.kubeconfig.service_port = port;
+  Status st = RegisterKubernetesExecutor(*registry, k8s);
+  if (st.ok() || !asked) {
+    if (!st.ok())
+      std::cerr << "sluice serve: no Kubernetes executor (" << st.message()
+                << "); steps on Kubernetes will fail until a kubeconfig is given\n";
+    return Status::Ok();
+  }
+  return st.WithContext("kubernetes executor");
+#else
+  (void)registry;
+  return asked ? Status::FailedPrecondition("this sluice was built without the kubernetes executor")
+               : Status::Ok();
+#endif
+}
+
+int ServerCommands::DeleteRuns() {
+  auto store = OpenExisting(*store_);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  const std::string state_dir = ResolveStateDir(*store_);
+  int code = kExitOk;
+  for (const std::string& name : delete_runs_) {
+    auto run = FindRun(**store, name);
+    Status st = run ? server::DeleteRunAndFiles(store->get(), state_dir, run->id) : run.error();
+    if (!st.ok()) {
+      PrintError(st.message());
+      // Refused (not ended, still referenced): 1; unknown run: 2; store: 3.
+      if (code == kExitOk)
+        code = st.code() == StatusCode::kFailedPrecondition ? kExitFailed : ExitCodeFor(st);
+      continue;
+    }
+    std::cout << "deleted run " << run->id << "\n";
+  }
+  return code;
+}
+
+int ServerCommands::CollectGarbage() {
+  auto grace = dsl::ParseDuration(gc_grace_);
+  if (!grace) {
+    PrintError("--grace '" + gc_grace_ + "' is not a duration like 30m, 1h or 0s");
+    return kExitUsage;
+  }
+  gc_options_.grace = *grace;
+  auto store = OpenExisting(*store_);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto result = server::CollectGarbage(store->get(), ResolveStateDir(*store_), gc_options_);
+  if (!result) {
+    PrintError(result.error().message());
+    return result.error().code() == StatusCode::kFailedPrecondition ? kExitFailed
+                                                                     : ExitCodeFor(result.error());
+  }
+  std::cout << (gc_options_.dry_run ? "would remove " : "removed ") << result->removed
+            << " artifact" << (result->removed == 1 ? "" : "s") << " (" << result->removed_bytes
+            << " bytes) and " << result->temp_removed << " partial cop"
+            << (result->temp_removed == 1 ? "y" : "ies") << "; kept " << result->kept << "\n";
+  return kExitOk;
 }
 
 std::optional<int> ServerCommands::Dispatch() {
@@ -64,6 +164,14 @@ std::optional<int> ServerCommands::Dispatch() {
     if (Status st = LocalRegistry(&registry); !st.ok()) {
       PrintError(st.message());
       return kExitSystem;
+    }
+    if (Status st = KubernetesRegistry(&registry); !st.ok()) {
+      PrintError(st.message());
+      return kExitUsage;
+    }
+    if (auto serving = FindServingBinary(); !serving.empty()) {
+      serve_options_.operator_commands["deploy"] = {serving, "deploy"};
+      serve_options_.operator_commands["traffic-validation"] = {serving, "validate"};
     }
     return server::Serve(serve_options_, &registry);
   }
@@ -85,6 +193,8 @@ std::optional<int> ServerCommands::Dispatch() {
     }
     return server::BackfillCommand(backfill_options_, &registry, std::cout, std::cerr);
   }
+  if (runs_delete_ && *runs_delete_) return DeleteRuns();
+  if (*gc_) return CollectGarbage();
   return std::nullopt;
 }
 
