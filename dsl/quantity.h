@@ -1,24 +1,14 @@
 #pragma once
-// Parsing of the DSL's durations and resource quantities.
+// Parsing of the DSL's durations and resource quantities. They live in the
+// engine (engine/quantity.h), so the operators parse their configs the same
+// way; the dsl:: names are kept for the DSL and the CLI.
 
-#include <cstdint>
-#include <string_view>
-
-#include "engine/spec.h"
-#include "engine/status.h"
+#include "engine/quantity.h"
 
 namespace sluice::dsl {
 
-// "500ms", "30s", "10m", "1h", "1h30m", "1.5h", "2d", "0". Units: ms, s, m,
-// h, d. Errors: kInvalidArgument with a message that says how to write one.
-Result<Duration> ParseDuration(std::string_view text);
-
-// Kubernetes CPU quantity to millicores: "500m" -> 500, "0.5" -> 500,
-// "2" -> 2000. Must be a whole number of millicores and not negative.
-Result<int64_t> ParseCpu(std::string_view text);
-
-// Kubernetes memory quantity to bytes: "512Mi", "1Gi", "1G", "1500k",
-// "1048576". Binary suffixes Ki Mi Gi Ti Pi Ei, decimal k M G T P E.
-Result<int64_t> ParseMemory(std::string_view text);
+using ::sluice::ParseCpu;
+using ::sluice::ParseDuration;
+using ::sluice::ParseMemory;
 
 }  // namespace sluice::dsl

@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +15,7 @@
 
 #include "operators/serving/http_error.h"
 
+#include "engine/quantity.h"
 #include "engine/sha256.h"
 
 #define SLUICE_SERVING_TRY(expr)                          \
@@ -47,37 +47,10 @@ Result<Duration> ParseConfigDuration(const Json& value, const std::string& field
     return Duration(static_cast<int64_t>(std::llround(seconds * 1000)));
   }
   if (value.is_string()) {
-    // The DSL's duration syntax ("500ms", "30s", "10m", "1h30m", "1.5h", "2d").
-    // Operators do not link dsl/ (it sits above the engine), hence this reader.
-    const std::string text = value.get<std::string>();
-    auto bad = [&] {
-      return Error(Status::InvalidArgument(field + ": '" + text +
-                                           "' is not a duration; write e.g. 500ms, 30s, 10m, "
-                                           "1h30m"));
-    };
-    if (text == "0") return Duration(0);
-    double total_ms = 0;
-    size_t i = 0;
-    if (text.empty()) return bad();
-    while (i < text.size()) {
-      size_t start = i;
-      while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-      if (i == start) return bad();
-      double number = 0;
-      try {
-        number = std::stod(text.substr(start, i - start));
-      } catch (const std::exception&) {
-        return bad();
-      }
-      size_t unit_start = i;
-      while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
-      std::string unit = text.substr(unit_start, i - unit_start);
-      double scale = unit == "ms" ? 1 : unit == "s" ? 1e3 : unit == "m" ? 6e4
-                   : unit == "h" ? 3.6e6 : unit == "d" ? 8.64e7 : -1;
-      if (scale < 0) return bad();
-      total_ms += number * scale;
-    }
-    return Duration(static_cast<int64_t>(std::llround(total_ms)));
+    // The DSL's duration syntax, so a step's config reads like its timeout.
+    auto d = ParseDuration(value.get<std::string>());
+    if (!d) return Error(Status::InvalidArgument(field + ": " + d.error().message()));
+    return *d;
   }
   return Error(Status::InvalidArgument(field + ": want a duration like \"30s\" or a number of "
                                        "seconds"));

@@ -112,7 +112,9 @@ Status RecordDeployment(const ServingEnv& env, DeploymentRecord record);
 Status WaitReady(const std::string& url, const std::string& path, Duration timeout,
                  const ProcessId* process);
 
-// Parses "500ms", "30s", "10m", "1h30m" or a number of seconds.
+// A duration in a config: text as the DSL writes it ("500ms", "30s", "10m",
+// "1h30m"; engine/quantity.h's ParseDuration) or a JSON number of seconds.
+// kInvalidArgument names `field`.
 Result<Duration> ParseConfigDuration(const Json& value, const std::string& field);
 
 // Substitutes {{model}}, {{port}}, {{host}}, {{version}}, {{service}} (spaces

@@ -1,11 +1,11 @@
-#include "dsl/quantity.h"
+#include "engine/quantity.h"
 
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <string>
 
-namespace sluice::dsl {
+namespace sluice {
 namespace {
 
 // Reads "123" or "1.5" at s[i...]; advances i. False when there is no number.
@@ -140,4 +140,4 @@ Result<int64_t> ParseMemory(std::string_view text) {
   return static_cast<int64_t>(bytes);
 }
 
-}  // namespace sluice::dsl
+}  // namespace sluice
