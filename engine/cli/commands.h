@@ -104,11 +104,30 @@ struct CompileOptions {
   std::string service_account;
   std::string image;                  // image for steps without one
   bool keep_going = false;            // argo: DAG failFast false
+  std::vector<std::string> exclude_steps;  // steps left out on purpose
 };
 // Compiles a pipeline to Argo Workflows objects, or to the Kubernetes
 // objects of a run (the Kubernetes executor's dry run). 0 ok, 2 invalid
 // pipeline or a feature the target cannot express (each named with its
 // line), 3 I/O errors.
 int Compile(const CompileOptions& options);
+
+struct ImportRunOptions {
+  std::string workflow;            // the Workflow's name
+  std::string namespace_;          // "" = the kubeconfig context's
+  std::string kubeconfig;          // "" = $KUBECONFIG, ~/.kube/config
+  std::string context;             // "" = current-context
+  std::string from_file;           // read the Workflow from this JSON file instead
+  std::string store;               // --store
+  std::string run_id;              // "" = the Workflow's name
+  std::string file;                // the pipeline file, recorded with the run
+  std::string workspace_host_dir;  // where this host sees the workspace volume
+  std::string workspace_mount = "/sluice";  // where the pods saw it
+};
+// Reads a finished Argo Workflow compiled by `sluice compile --target argo`
+// into the store as a run (engine/compile/argo_import.h). 0 ok, 1 some
+// artifact could not be digested, 2 not a sluice Workflow / not finished /
+// already imported, 3 cluster or store errors.
+int ImportRun(const ImportRunOptions& options);
 
 }  // namespace sluice::cli

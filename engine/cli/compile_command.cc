@@ -30,6 +30,7 @@ int Compile(const CompileOptions& options) {
     argo.service_account = options.service_account;
     argo.default_image = options.image;
     argo.keep_going = options.keep_going;
+    argo.exclude_steps = options.exclude_steps;
     auto out = compile::CompileToArgo(spec, pipeline_dir, argo);
     if (!out.ok()) {
       for (const auto& e : out.errors) std::cerr << e.ToString() << "\n";
@@ -55,6 +56,7 @@ int Compile(const CompileOptions& options) {
     mo.executor.manifests.service_account = options.service_account;
     mo.executor.manifests.default_image = options.image;
     mo.pipeline_dir = options.source_dir;
+    mo.exclude_steps = options.exclude_steps;
     auto out = compile::CompileToManifests(spec, *params, mo);
     if (!out) {
       PrintError(out.error().message());

@@ -158,6 +158,31 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("--service-account", compile.service_account, "Service account of the pods");
   compile_cmd->add_option("--image", compile.image, "Image for steps that name none");
   compile_cmd->add_flag("--keep-going", compile.keep_going, "argo: run independent branches after a failure");
+  compile_cmd->add_option("--exclude-step", compile.exclude_steps,
+                          "Leave out step NAME (repeatable; e.g. deploy / traffic-validation steps); "
+                          "the output lists it in annotation sluice.dev/excluded-steps")
+      ->allow_extra_args(false);
+
+#ifdef SLUICE_CLI_KUBERNETES
+  // import-run
+  ImportRunOptions import_run;
+  auto* import_cmd = app.add_subcommand(
+      "import-run", "Read a finished Argo Workflow (from sluice compile --target argo) into the store as a run");
+  import_cmd->add_option("WORKFLOW", import_run.workflow, "Workflow name")->required();
+  import_cmd->add_option("--namespace", import_run.namespace_, "Namespace of the Workflow (default: the context's)");
+  import_cmd->add_option("--kubeconfig", import_run.kubeconfig, "Kubeconfig file");
+  import_cmd->add_option("--context", import_run.context, "Kubeconfig context (default: current-context)");
+  import_cmd->add_option("--from-file", import_run.from_file,
+                         "Read the Workflow from FILE (kubectl get workflow NAME -o json) instead of the cluster");
+  import_cmd->add_option("--store", import_run.store, kStoreHelp);
+  import_cmd->add_option("--run-id", import_run.run_id, "Id of the imported run (default: the Workflow's name)");
+  import_cmd->add_option("--file", import_run.file, "The pipeline file it was compiled from, recorded with the run");
+  import_cmd->add_option("--workspace-host-dir", import_run.workspace_host_dir,
+                         "Where this host sees the workspace volume: artifacts are digested into the store for lineage");
+  import_cmd->add_option("--workspace-mount", import_run.workspace_mount,
+                         "Where the pods mounted the workspace volume (default /sluice)");
+#endif
+
 
 #ifdef SLUICE_CLI_PROVENANCE
   // lineage, export, plan, reproduce, checkout, diff; run --openlineage.
@@ -186,6 +211,9 @@ int main(int argc, char** argv) {
   if (*lint_cmd) return Lint(lint);
   if (*graph_cmd) return Graph(graph);
   if (*compile_cmd) return Compile(compile);
+#ifdef SLUICE_CLI_KUBERNETES
+  if (*import_cmd) return ImportRun(import_run);
+#endif
 #ifdef SLUICE_CLI_SERVER
   if (auto code = server_commands.Dispatch()) return *code;
 #endif

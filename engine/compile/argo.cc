@@ -100,6 +100,24 @@ std::string MemoryQuantity(int64_t bytes) {
 // Bracket access for Argo expressions, safe for names with dashes.
 std::string TaskExpr(const std::string& step) { return "tasks['" + step + "']"; }
 
+bool HasOutputs(const StepSpec& step) {
+  return !step.output_artifacts.empty() || !step.output_params.empty() || step.metrics_file.has_value();
+}
+
+// The outputs of a template that publishes them from /tmp/sluice (see
+// kWrapperScript).
+Json OutputParameters(const StepSpec& step) {
+  Json outputs = Json::array();
+  for (const auto& p : step.output_params)
+    outputs.push_back({{"name", p.name}, {"valueFrom", {{"path", "/tmp/sluice/param-" + p.name}}}});
+  for (const auto& a : step.output_artifacts)
+    outputs.push_back({{"name", "sluice-artifact-" + a.name},
+                       {"valueFrom", {{"path", "/tmp/sluice/artifact-" + a.name}}}});
+  if (step.metrics_file)
+    outputs.push_back({{"name", "sluice-metrics"}, {"valueFrom", {{"path", "/tmp/sluice/metrics.json"}}}});
+  return outputs;
+}
+
 class Compiler {
  public:
   Compiler(const PipelineSpec& spec, const std::string& pipeline_dir, const ArgoOptions& options)
@@ -116,6 +134,7 @@ class Compiler {
     Json inputs = Json::array();          // template inputs.parameters
     std::map<std::string, std::string> arg_names;  // DAG-level value -> arg name
     bool item_dependent_any = false;
+    std::string input_args;  // "name=aN ..." for the sluice.dev/inputs annotation
   };
 
   void Fail(const SourceLocation& loc, std::string message) {
@@ -136,9 +155,19 @@ class Compiler {
 
   Json ContainerTemplate(const StepSpec& step, TaskBuild* b);
   Json ResourceTemplate(const StepSpec& step, TaskBuild* b);
+  // The working directory of a tfjob/pytorchjob step's pods on the workspace.
+  std::string ResourceWorkdir(const StepSpec& step) const {
+    return options_.workspace_mount + "/runs/{{workflow.name}}/" + step.name;
+  }
+  // For a tfjob/pytorchjob step with outputs: a container template that
+  // publishes the files its pods left in ResourceWorkdir().
+  Json OutputsTemplate(const StepSpec& step);
   void AddStep(const StepSpec& step, const PipelineGraph& graph, int node, Json* tasks);
   std::string MemoKey(const StepSpec& step, const TaskBuild& b);
   Json WorkflowSpec(const PipelineGraph& graph);
+  // Checks options_.exclude_steps against the graph (errors via Fail).
+  void CheckExcluded(const PipelineGraph& graph);
+  bool Excluded(const std::string& step) const { return excluded_.count(step) > 0; }
 
   const PipelineSpec& spec_;
   std::string pipeline_dir_;
@@ -147,6 +176,7 @@ class Compiler {
   Json templates_ = Json::array();
   std::set<std::string> image_pull_secrets_;
   std::set<std::string> foreach_steps_;
+  std::set<std::string> excluded_;
 };
 
 std::optional<std::string> Compiler::MapReference(const StepSpec& step,
@@ -343,8 +373,18 @@ std::string Compiler::MemoKey(const StepSpec& step, const TaskBuild& b) {
     code[file] = digest ? *digest : "missing";
   }
   fixed["code"] = code;
-  std::string key = "sluice-" + step.name + "-" + Sha256Hex(fixed.dump()).substr(0, 16);
-  for (const auto& in : b.inputs) key += "-{{inputs.parameters." + in["name"].get<std::string>() + "}}";
+  // Argo's cache keys must match ^[a-zA-Z0-9][-a-zA-Z0-9]*$, so run-time
+  // values (paths, numbers, JSON lists) enter as a digest computed by an
+  // Argo expression over the input parameters.
+  std::string name;
+  for (char c : step.name) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
+  std::string key = "sluice-" + name + "-" + Sha256Hex(fixed.dump()).substr(0, 16);
+  if (!b.inputs.empty()) {
+    std::string list;
+    for (const auto& in : b.inputs)
+      list += (list.empty() ? "" : ", ") + std::string("inputs.parameters['") + in["name"].get<std::string>() + "']";
+    key += "-{{=sprig.sha256sum(toJson([" + list + "]))}}";
+  }
   return key;
 }
 
@@ -382,6 +422,11 @@ Json Compiler::ContainerTemplate(const StepSpec& step, TaskBuild* b) {
     for (char c : name) upper += static_cast<char>(std::isalnum(static_cast<unsigned char>(c)) ? std::toupper(c) : '_');
     auto v = RenderInTemplate(step, tmpl, b);
     env.push_back({{"name", "SLUICE_INPUT_" + upper}, {"value", v ? *v : ""}});
+    const std::string prefix = "{{inputs.parameters.";
+    if (v && v->rfind(prefix, 0) == 0 && v->size() > prefix.size() + 2 &&
+        v->find("}}") == v->size() - 2)
+      b->input_args += (b->input_args.empty() ? "" : " ") + name + "=" +
+                       v->substr(prefix.size(), v->size() - prefix.size() - 2);
   }
   for (const auto& e : step.env) {
     if (e.secret) {
@@ -403,21 +448,33 @@ Json Compiler::ContainerTemplate(const StepSpec& step, TaskBuild* b) {
   if (!requests.empty()) container["resources"] = {{"requests", requests}, {"limits", limits}};
 
   Json tmpl = {{"name", step.name}, {"container", container}};
-  Json outputs = Json::array();
-  for (const auto& p : step.output_params)
-    outputs.push_back({{"name", p.name}, {"valueFrom", {{"path", "/tmp/sluice/param-" + p.name}}}});
-  for (const auto& a : step.output_artifacts)
-    outputs.push_back({{"name", "sluice-artifact-" + a.name},
-                       {"valueFrom", {{"path", "/tmp/sluice/artifact-" + a.name}}}});
-  if (step.metrics_file)
-    outputs.push_back({{"name", "sluice-metrics"}, {"valueFrom", {{"path", "/tmp/sluice/metrics.json"}}}});
-  if (!outputs.empty()) tmpl["outputs"] = {{"parameters", outputs}};
+  if (HasOutputs(step)) tmpl["outputs"] = {{"parameters", OutputParameters(step)}};
   return tmpl;
 }
 
+Json Compiler::OutputsTemplate(const StepSpec& step) {
+  Json container = {{"image", step.image.empty() ? options_.default_image : step.image},
+                    {"command", Json::array({"/bin/sh", "-c", kWrapperScript})},
+                    {"args", Json::array({"sluice-step", "true"})}};
+  std::string artifacts, params;
+  for (const auto& a : step.output_artifacts) artifacts += (artifacts.empty() ? "" : " ") + a.name + "=" + a.path;
+  for (const auto& p : step.output_params) params += (params.empty() ? "" : " ") + p.name + "=" + p.path;
+  container["env"] = Json::array(
+      {{{"name", "SLUICE_WORKDIR"}, {"value", ResourceWorkdir(step)}},
+       {{"name", "SLUICE_ARTIFACTS"}, {"value", artifacts}},
+       {{"name", "SLUICE_PARAMS"}, {"value", params}},
+       {{"name", "SLUICE_METRICS"}, {"value", step.metrics_file.value_or("")}},
+       {{"name", "SLUICE_RUN_ID"}, {"value", "{{workflow.name}}"}},
+       {{"name", "SLUICE_STEP"}, {"value", step.name}}});
+  container["volumeMounts"] = Json::array({{{"name", "workspace"}, {"mountPath", options_.workspace_mount}}});
+  return {{"name", step.name + "-outputs"},
+          {"container", container},
+          {"outputs", {{"parameters", OutputParameters(step)}}}};
+}
+
 Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
-  if (!step.output_artifacts.empty() || !step.output_params.empty() || step.metrics_file)
-    Fail(step.loc, "outputs of " + step.type + " step '" + step.name +
+  if (HasOutputs(step) && step.foreach)
+    Fail(step.loc, "outputs of foreach " + step.type + " step '" + step.name +
                        "' cannot be compiled to Argo: a resource template reads no files; write "
                        "results under the workspace and read them in a later container step");
   Task task;
@@ -444,7 +501,7 @@ Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
     auto v = RenderInTemplate(step, e.value, b);
     task.env[e.name] = v ? *v : "";
   }
-  task.workdir = options_.workspace_mount + "/runs/{{workflow.name}}/" + step.name;
+  task.workdir = ResourceWorkdir(step);
   operators::ManifestOptions mo;
   mo.namespace_ = options_.namespace_;
   mo.workspace_pvc = options_.workspace_pvc;
@@ -489,6 +546,13 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
                        {{"sluice.dev/pipeline", spec_.name},
                         {"sluice.dev/step", step.name},
                         {"sluice.dev/pipeline-digest", spec_.file_digest}}}};
+  // What `sluice import-run` needs to rebuild lineage: which input parameter
+  // holds each declared input, and the type of each output artifact.
+  if (!b.input_args.empty()) tmpl["metadata"]["annotations"]["sluice.dev/inputs"] = b.input_args;
+  std::string artifact_types;
+  for (const auto& a : step.output_artifacts)
+    artifact_types += (artifact_types.empty() ? "" : " ") + a.name + "=" + ArtifactTypeName(a.type);
+  if (!artifact_types.empty()) tmpl["metadata"]["annotations"]["sluice.dev/artifacts"] = artifact_types;
   const Json& k8s = step.config.contains("kubernetes") ? step.config["kubernetes"] : Json::object();
   if (k8s.contains("serviceAccountName")) tmpl["serviceAccountName"] = k8s["serviceAccountName"];
   if (k8s.contains("priorityClassName")) tmpl["priorityClassName"] = k8s["priorityClassName"];
@@ -543,9 +607,11 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   if (!depends.empty()) task["depends"] = depends;
 
   if (step.cache.enabled && step.inputs.empty() && step.type == "container") {
+    // Argo's schema requires configMap.key (its cache ignores it: entries
+    // are keys of the ConfigMap) and maxAge ("" = entries never expire).
     Json memo = {{"key", MemoKey(step, b)},
-                 {"cache", {{"configMap", {{"name", "sluice-memo-" + spec_.name}}}}}};
-    if (step.cache.max_age) memo["maxAge"] = DurationString(*step.cache.max_age);
+                 {"cache", {{"configMap", {{"name", "sluice-memo-" + spec_.name}, {"key", "sluice"}}}}},
+                 {"maxAge", step.cache.max_age ? DurationString(*step.cache.max_age) : ""}};
     tmpl["memoize"] = memo;
   }
 
@@ -580,7 +646,38 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
     }
   }
   if (!b.inputs.empty()) tmpl["inputs"] = {{"parameters", b.inputs}};
-  templates_.push_back(tmpl);
+  if (step.type != "container" && HasOutputs(step) && !step.foreach) {
+    // The CR's pods leave their outputs on the workspace; a container step
+    // after it publishes them. The step's template is a DAG of the two.
+    Json wrapper = {{"name", step.name}, {"metadata", tmpl["metadata"]}};
+    tmpl["name"] = step.name + "-job";
+    Json job = {{"name", "job"}, {"template", step.name + "-job"}};
+    if (!b.inputs.empty()) {
+      wrapper["inputs"] = {{"parameters", b.inputs}};
+      Json pass = Json::array();
+      for (const auto& in : b.inputs) {
+        std::string n = in["name"];
+        pass.push_back({{"name", n}, {"value", "{{inputs.parameters." + n + "}}"}});
+      }
+      job["arguments"] = {{"parameters", pass}};
+    }
+    Json collect = OutputsTemplate(step);
+    collect["metadata"] = tmpl["metadata"];
+    Json outs = Json::array();
+    for (const auto& p : collect["outputs"]["parameters"]) {
+      std::string n = p["name"];
+      outs.push_back({{"name", n}, {"valueFrom", {{"parameter", "{{tasks.outputs.outputs.parameters." + n + "}}"}}}});
+    }
+    wrapper["dag"] = {{"tasks", Json::array({job, {{"name", "outputs"},
+                                                   {"template", step.name + "-outputs"},
+                                                   {"depends", "job.Succeeded"}}})}};
+    wrapper["outputs"] = {{"parameters", outs}};
+    templates_.push_back(wrapper);
+    templates_.push_back(tmpl);
+    templates_.push_back(collect);
+  } else {
+    templates_.push_back(tmpl);
+  }
 
   if (!step.foreach || step.foreach->parallelism <= 0) {
     if (!b.args.empty()) task["arguments"] = {{"parameters", b.args}};
@@ -627,10 +724,31 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   tasks->push_back(task);
 }
 
+void Compiler::CheckExcluded(const PipelineGraph& graph) {
+  for (const auto& name : options_.exclude_steps) {
+    if (graph.Find(name) < 0) {
+      Fail({spec_.file, 0, 0}, "--exclude-step " + name + ": the pipeline has no step '" + name + "'");
+      continue;
+    }
+    excluded_.insert(name);
+  }
+  for (int node = 0; node < graph.size(); ++node) {
+    const StepSpec& step = graph.step(node);
+    if (Excluded(step.name)) continue;
+    for (int up : graph.Upstream(node)) {
+      const std::string& u = graph.step(up).name;
+      if (Excluded(u))
+        Fail(step.loc, "step '" + step.name + "' depends on excluded step '" + u +
+                           "': exclude it too (--exclude-step " + step.name + "), or keep '" + u + "'");
+    }
+  }
+}
+
 Json Compiler::WorkflowSpec(const PipelineGraph& graph) {
   Json main_tasks = Json::array(), exit_tasks = Json::array();
   for (int node : graph.TopologicalOrder()) {
     const StepSpec& step = graph.step(node);
+    if (Excluded(step.name)) continue;
     AddStep(step, graph, node, graph.IsFinally(node) ? &exit_tasks : &main_tasks);
   }
   Json dag = {{"tasks", main_tasks}};
@@ -669,12 +787,18 @@ ArgoOutput Compiler::Run() {
     Fail({spec_.file, 0, 0}, graph.error().message());
     return output_;
   }
+  CheckExcluded(*graph);
   Json wf_spec = WorkflowSpec(*graph);
   Json labels = {{"app.kubernetes.io/managed-by", "sluice"},
                  {"sluice.dev/pipeline", operators::LabelValue(spec_.name)}};
   for (const auto& [k, v] : spec_.labels) labels[k] = v;
   Json annotations = {{"sluice.dev/pipeline", spec_.name},
                       {"sluice.dev/pipeline-digest", spec_.file_digest}};
+  if (!excluded_.empty()) {
+    std::string names;
+    for (const auto& n : excluded_) names += (names.empty() ? "" : ",") + n;
+    annotations["sluice.dev/excluded-steps"] = names;
+  }
   auto metadata = [&](bool generate) {
     Json m = {{"labels", labels}, {"annotations", annotations}};
     if (generate) m["generateName"] = spec_.name + "-";

@@ -53,6 +53,12 @@ struct ArgoOptions {
   std::string service_account;  // default service account for the pods
   std::string default_image;    // for steps without an image
   bool keep_going = false;      // DAG failFast: false
+  // Steps left out on purpose (`--exclude-step`), e.g. deploy and
+  // traffic-validation steps, which need sluice's serving operator. Each
+  // must exist, no kept step may depend on one, and the Workflow names them
+  // in the annotation sluice.dev/excluded-steps, so nothing is dropped
+  // silently.
+  std::vector<std::string> exclude_steps;
 };
 
 // One reason the pipeline cannot be compiled, at its location.

@@ -1,5 +1,6 @@
 #include "engine/compile/manifests.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "engine/expr.h"
@@ -51,6 +52,27 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
   auto graph = PipelineGraph::Build(spec);
   if (!graph) return Error(graph.error());
   const Json base_scope = PlaceholderScope(spec, params, options);
+  auto excluded = [&](const std::string& name) {
+    return std::find(options.exclude_steps.begin(), options.exclude_steps.end(), name) !=
+           options.exclude_steps.end();
+  };
+  std::string excluded_list;
+  for (const auto& name : options.exclude_steps) {
+    if (graph->Find(name) < 0)
+      return Error(Status::InvalidArgument("--exclude-step " + name + ": the pipeline has no step '" +
+                                           name + "'"));
+    excluded_list += (excluded_list.empty() ? "" : ",") + name;
+  }
+  for (int node = 0; node < graph->size(); ++node) {
+    const StepSpec& step = graph->step(node);
+    if (excluded(step.name)) continue;
+    for (int up : graph->Upstream(node))
+      if (excluded(graph->step(up).name))
+        return Error(Status::InvalidArgument(
+            step.loc.ToString() + ": step '" + step.name + "' depends on excluded step '" +
+            graph->step(up).name + "': exclude it too (--exclude-step " + step.name + "), or keep '" +
+            graph->step(up).name + "'"));
+  }
   std::vector<Json> objects;
   // Main steps in topological order, then the finally steps.
   std::vector<int> order;
@@ -59,6 +81,7 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
       if (graph->IsFinally(node) == finally_pass) order.push_back(node);
   for (int node : order) {
     const StepSpec& step = graph->step(node);
+    if (excluded(step.name)) continue;
     std::string depends;
     for (int up : graph->Upstream(node)) depends += (depends.empty() ? "" : ",") + graph->step(up).name;
 
@@ -137,6 +160,7 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
         if (!depends.empty()) annotations["sluice.dev/depends-on"] = depends;
         if (step.when) annotations["sluice.dev/when"] = step.when->text;
         if (step.is_finally) annotations["sluice.dev/finally"] = "true";
+        if (!excluded_list.empty()) annotations["sluice.dev/excluded-steps"] = excluded_list;
         objects.push_back(std::move(m));
       }
     }

@@ -86,6 +86,92 @@ TEST(ArgoCompileTest, RejectsWhatArgoCannotExpress) {
             }));
 }
 
+constexpr const char* kThreeSteps = R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: three
+defaults:
+  image: busybox:1.36
+steps:
+  - name: train
+    command: [echo, train]
+  - name: deploy
+    type: deploy
+    depends: [train]
+    deploy: {service: s, model: m}
+  - name: smoke
+    depends: [deploy]
+    command: [echo, smoke]
+)yaml";
+
+PipelineSpec LoadString(const std::string& text) {
+  auto result = dsl::LoadPipelineString(text, "three.yaml");
+  EXPECT_TRUE(result.ok()) << dsl::FormatDiagnosticsText(result.diagnostics);
+  return result.ok() ? *result.spec : PipelineSpec{};
+}
+
+TEST(ArgoCompileTest, ExcludedStepsAreLeftOutAndNamed) {
+  PipelineSpec spec = LoadString(kThreeSteps);
+  ArgoOptions options;
+  options.exclude_steps = {"deploy", "smoke"};
+  auto out = CompileToArgo(spec, kData.string(), options);
+  ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
+  const Json& wf = out.objects.at(0);
+  EXPECT_EQ(wf["metadata"]["annotations"]["sluice.dev/excluded-steps"], "deploy,smoke");
+  std::vector<std::string> tasks;
+  for (const auto& t : wf["spec"]["templates"][0]["dag"]["tasks"]) tasks.push_back(t["name"]);
+  EXPECT_EQ(tasks, (std::vector<std::string>{"train"}));
+}
+
+TEST(ArgoCompileTest, ExcludingAStepOthersNeedIsAnError) {
+  PipelineSpec spec = LoadString(kThreeSteps);
+  ArgoOptions options;
+  options.exclude_steps = {"deploy", "nosuch"};
+  auto out = CompileToArgo(spec, kData.string(), options);
+  std::vector<std::string> messages;
+  for (const auto& e : out.errors) messages.push_back(e.ToString());
+  EXPECT_EQ(messages, (std::vector<std::string>{
+                          "three.yaml: error: --exclude-step nosuch: the pipeline has no step 'nosuch'",
+                          "three.yaml:14:5: error: step 'smoke' depends on excluded step 'deploy': exclude it "
+                          "too (--exclude-step smoke), or keep 'deploy'",
+                      }));
+}
+
+TEST(ArgoCompileTest, DeployStepIsRejectedWithItsLine) {
+  PipelineSpec spec = LoadString(kThreeSteps);
+  auto out = CompileToArgo(spec, kData.string(), {});
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(out.errors[0].ToString(),
+            "three.yaml:10:5: error: step 'deploy' of type deploy cannot be compiled to Argo yet: only "
+            "container, tfjob and pytorchjob steps are (deploy them with `sluice run --executor kubernetes`)");
+}
+
+// examples/distributed: the outputs of a tfjob/pytorchjob step are published
+// by a container step after the CR, inside a DAG template named after the step.
+TEST(ArgoCompileTest, OutputsOfTrainingJobsArePublishedAfterTheJob) {
+  const fs::path dir = fs::path(SLUICE_SOURCE_DIR) / "examples/distributed";
+  auto loaded = dsl::LoadPipelineString(Read(dir / "pipeline.yaml"), "pipeline.yaml");
+  ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
+  auto out = CompileToArgo(*loaded.spec, dir.string(), {});
+  ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
+  const Json& templates = out.objects.at(0)["spec"]["templates"];
+  std::vector<std::string> names;
+  for (const auto& t : templates) names.push_back(t["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"main", "torch-mean", "torch-mean-job", "torch-mean-outputs",
+                                             "tf-mean", "tf-mean-job", "tf-mean-outputs", "compare"}));
+  const Json& wrapper = templates[1];
+  EXPECT_EQ(wrapper["dag"]["tasks"].dump(),
+            R"([{"name":"job","template":"torch-mean-job"},)"
+            R"({"depends":"job.Succeeded","name":"outputs","template":"torch-mean-outputs"}])");
+  EXPECT_EQ(wrapper["outputs"].dump(),
+            R"({"parameters":[{"name":"sluice-metrics","valueFrom":)"
+            R"({"parameter":"{{tasks.outputs.outputs.parameters.sluice-metrics}}"}}]})");
+  EXPECT_EQ(templates[2]["resource"]["action"], "create");
+  const Json& env = templates[3]["container"]["env"];
+  EXPECT_EQ(env[0].dump(), R"({"name":"SLUICE_WORKDIR","value":"/sluice/runs/{{workflow.name}}/torch-mean"})");
+  EXPECT_EQ(env[3].dump(), R"({"name":"SLUICE_METRICS","value":"stats.json"})");
+}
+
 TEST(ManifestsCompileTest, ObjectsOfARunWithDependencyAnnotations) {
   PipelineSpec spec = Load("train.yaml");
   auto params = dsl::BindParams(spec, {{"mode", "slow"}});

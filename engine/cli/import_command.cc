@@ -1,0 +1,185 @@
+// `sluice import-run WORKFLOW`: a finished Argo Workflow (compiled by
+// `sluice compile --target argo`) into the store; see
+// engine/compile/argo_import.h for the mapping.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "engine/artifact_store.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/output.h"
+#include "engine/compile/argo_import.h"
+#include "engine/sha256.h"
+#include "engine/sqlite_store.h"
+#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/kubeconfig.h"
+
+namespace sluice::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const k8s::ResourceKind kWorkflowKind{"argoproj.io/v1alpha1", "Workflow", "workflows", true};
+
+// The workflow, from a file (tests, offline use) or from the cluster.
+Result<Json> FetchWorkflow(const ImportRunOptions& o, std::string* where) {
+  if (!o.from_file.empty()) {
+    std::ifstream in(o.from_file);
+    if (!in) return Error(Status::NotFound("cannot read " + o.from_file));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    Json wf = Json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+    if (wf.is_discarded())
+      return Error(Status::InvalidArgument(o.from_file + ": not JSON (write it with kubectl get workflow NAME -o json)"));
+    *where = o.from_file;
+    return wf;
+  }
+  k8s::KubeconfigOptions ko;
+  ko.kubeconfig = o.kubeconfig;
+  ko.context = o.context;
+  ko.namespace_ = o.namespace_;
+  if (const char* env = std::getenv("KUBECONFIG")) ko.kubeconfig_env = env;
+  if (const char* home = std::getenv("HOME")) ko.home = home;
+  if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) ko.service_host = host;
+  if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) ko.service_port = port;
+  auto config = k8s::LoadRestConfig(ko);
+  if (!config) return Error(config.error());
+  auto client = k8s::Client::Create(*config, k8s::ClientOptions{});
+  if (!client) return Error(client.error());
+  std::string ns = !o.namespace_.empty() ? o.namespace_ : config->namespace_;
+  if (ns.empty()) ns = "default";
+  *where = "workflow " + ns + "/" + o.workflow;
+  auto wf = (*client)->Get(kWorkflowKind, ns, o.workflow);
+  if (!wf && wf.error().code() == StatusCode::kNotFound)
+    return Error(Status::NotFound("no Argo Workflow " + o.workflow + " in namespace " + ns +
+                                  " (kubectl get workflows -n " + ns + " lists them; --namespace picks another)"));
+  return wf;
+}
+
+// Where this host sees a path of the workspace volume; "" when it cannot.
+std::string HostPath(const ImportRunOptions& o, const std::string& pod_path) {
+  if (o.workspace_host_dir.empty()) return "";
+  std::string mount = o.workspace_mount;
+  while (mount.size() > 1 && mount.back() == '/') mount.pop_back();
+  if (pod_path != mount && pod_path.rfind(mount + "/", 0) != 0) return "";
+  return (fs::path(o.workspace_host_dir) / pod_path.substr(std::min(pod_path.size(), mount.size() + 1)))
+      .string();
+}
+
+}  // namespace
+
+int ImportRun(const ImportRunOptions& options) {
+  std::string where;
+  auto wf = FetchWorkflow(options, &where);
+  if (!wf) {
+    PrintError(wf.error().message());
+    return ExitCodeFor(wf.error());
+  }
+  auto imported = compile::ImportArgoWorkflow(*wf);
+  if (!imported) {
+    PrintError(where + ": " + imported.error().message());
+    return ExitCodeFor(imported.error());
+  }
+  RunRecord& run = imported->run;
+  if (!options.run_id.empty()) run.id = options.run_id;
+  if (!options.file.empty()) {
+    std::ifstream in(options.file);
+    if (!in) {
+      PrintError("--file: cannot read " + options.file);
+      return kExitUsage;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    run.pipeline_yaml = ss.str();
+    run.pipeline_file = fs::absolute(options.file).lexically_normal().string();
+    std::string digest = Sha256Hex(run.pipeline_yaml);
+    if (!run.pipeline_digest.empty() && digest != run.pipeline_digest)
+      std::cerr << "sluice: warning: " << options.file << " (sha256:" << digest.substr(0, 12)
+                << ") is not the file the workflow was compiled from (sha256:"
+                << run.pipeline_digest.substr(0, 12) << ")\n";
+  }
+
+  const std::string state_dir = ResolveStateDir(options.store);
+  auto store = SqliteStore::Open(state_dir);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  if (auto existing = (*store)->GetRun(run.id); existing && existing->id == run.id) {
+    PrintError("run " + run.id + " is already in the store " + state_dir +
+               "; import it under another id with --run-id");
+    return kExitUsage;
+  }
+  FileArtifactStore artifacts(state_dir);
+  int digested = 0, missing = 0;
+  // Digests a pod path where this host sees the workspace; nullopt otherwise.
+  auto bind = [&](const compile::ImportedArtifact& a) -> std::optional<ArtifactBinding> {
+    std::string host = HostPath(options, a.path);
+    if (host.empty()) return std::nullopt;
+    auto record = artifacts.Put(host, a.type);
+    if (!record) {
+      ++missing;
+      std::cerr << "sluice: warning: artifact " << a.name << " at " << a.path << " (" << host
+                << "): " << record.error().message() << "\n";
+      return std::nullopt;
+    }
+    ++digested;
+    return ArtifactBinding{a.name, *record};
+  };
+
+  if (Status s = (*store)->CreateRun(run); !s.ok()) {
+    PrintError(s.message());
+    return ExitCodeFor(s);
+  }
+  std::map<std::string, StepRecord*> by_instance;
+  for (auto& step : imported->steps) {
+    step.run_id = run.id;
+    by_instance[step.instance] = &step;
+  }
+  for (auto& e : imported->executions) {
+    e.record.run_id = run.id;
+    std::vector<ArtifactBinding> inputs, outputs;
+    for (const auto& a : e.inputs)
+      if (auto b = bind(a)) inputs.push_back(*b);
+    for (const auto& a : e.outputs)
+      if (auto b = bind(a)) outputs.push_back(*b);
+    Json paths = Json::object();
+    for (const auto& a : e.outputs) paths[a.name] = a.path;
+    e.record.snapshot["output_artifact_paths"] = paths;
+    auto id = (*store)->StartExecution(e.record);
+    if (!id) {
+      PrintError(id.error().message());
+      return kExitSystem;
+    }
+    e.record.id = *id;
+    if (Status s = (*store)->FinishExecution(e.record, inputs, outputs); !s.ok()) {
+      PrintError(s.message());
+      return kExitSystem;
+    }
+    if (StepRecord* step = by_instance[e.record.instance]) {
+      step->inputs = inputs;
+      if (!outputs.empty()) step->outputs = outputs;
+    }
+  }
+  for (const auto& step : imported->steps) {
+    if (Status s = (*store)->PutStep(step); !s.ok()) {
+      PrintError(s.message());
+      return kExitSystem;
+    }
+  }
+  std::cout << "imported " << where << " as run " << run.id << " (" << RunPhaseName(run.phase) << ", "
+            << imported->steps.size() << " step instance" << (imported->steps.size() == 1 ? "" : "s")
+            << ", " << imported->executions.size() << " attempt"
+            << (imported->executions.size() == 1 ? "" : "s");
+  if (!options.workspace_host_dir.empty())
+    std::cout << ", " << digested << " artifact" << (digested == 1 ? "" : "s") << " digested";
+  std::cout << ")\n";
+  if (options.workspace_host_dir.empty())
+    std::cout << "artifacts not digested (no --workspace-host-dir): lineage shows steps and params only\n";
+  return missing > 0 ? kExitFailed : kExitOk;
+}
+
+}  // namespace sluice::cli
