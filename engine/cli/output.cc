@@ -24,6 +24,11 @@ void PrintError(const std::string& message) {
   std::cerr << "sluice: error: " << message << "\n";
 }
 
+int Fail(const Status& status) {
+  PrintError(status.message());
+  return ExitCodeFor(status);
+}
+
 std::string Table::ToString() const {
   std::vector<size_t> widths;
   for (const auto& row : rows_) {
@@ -186,6 +191,14 @@ Result<SqliteStorePtr> OpenExisting(const std::string& store_flag) {
   SqliteStoreOptions options;
   options.create_if_missing = false;
   return SqliteStore::Open(ResolveStateDir(store_flag), options);
+}
+
+Result<OpenedRun> OpenRun(const std::string& store_flag, const std::string& run_name) {
+  auto store = OpenExisting(store_flag);
+  if (!store) return Error(store.error());
+  auto run = FindRun(**store, run_name);
+  if (!run) return Error(run.error());
+  return OpenedRun{std::move(*store), std::move(*run)};
 }
 
 }  // namespace sluice::cli

@@ -26,6 +26,10 @@ int ExitCodeFor(const Status& status);
 // Prints "sluice: error: <message>" to stderr.
 void PrintError(const std::string& message);
 
+// Prints a failed Status as PrintError does and returns ExitCodeFor(status):
+// `if (!x) return Fail(x.error());`.
+int Fail(const Status& status);
+
 // A plain text table: left-aligned columns separated by two spaces, the
 // header row in upper case as given, no trailing spaces.
 class Table {
@@ -66,6 +70,16 @@ std::string ResolveStateDir(const std::string& store_flag);
 // Opens the store at a --store value for reading what is there: kNotFound
 // when no store exists yet (commands that inspect runs never create one).
 Result<SqliteStorePtr> OpenExisting(const std::string& store_flag);
+
+// An existing store and one run in it: where status, show, logs, checkout
+// and reproduce start.
+struct OpenedRun {
+  SqliteStorePtr store;
+  RunRecord run;
+};
+
+// OpenExisting(store_flag), then FindRun(run_name) in it. Errors as those two.
+Result<OpenedRun> OpenRun(const std::string& store_flag, const std::string& run_name);
 
 // `-p name=value` flags as a map (the last value of a name wins), for
 // dsl::BindParams. kInvalidArgument for a flag without '=' or a name.

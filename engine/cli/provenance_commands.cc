@@ -38,11 +38,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int Fail(const Status& s) {
-  PrintError(s.message());
-  return ExitCodeFor(s);
-}
-
 const Json& Field(const Json& obj, const char* key) {
   static const Json kNull;
   if (!obj.is_object()) return kNull;
@@ -310,11 +305,11 @@ Status CopyOut(const std::string& from, const fs::path& to) {
 int Checkout(const std::string& store_flag, const std::string& run_text, const std::string& instance,
              const std::string& dir) {
   const std::string state_dir = ResolveStateDir(store_flag);
-  auto store = OpenExisting(store_flag);
-  if (!store) return Fail(store.error());
-  auto run = (*store)->GetRun(run_text);
-  if (!run) return Fail(run.error());
-  auto execs = (*store)->ListExecutions(run->id);
+  auto opened = OpenRun(store_flag, run_text);
+  if (!opened) return Fail(opened.error());
+  Store* store = opened->store.get();
+  const RunRecord* run = &opened->run;
+  auto execs = store->ListExecutions(run->id);
   if (!execs) return Fail(execs.error());
   std::optional<ExecutionRecord> exec;
   for (const auto& e : FinalExecutions(*execs))
@@ -336,8 +331,8 @@ int Checkout(const std::string& store_flag, const std::string& run_text, const s
     return kExitSystem;
   }
   FileArtifactStore artifacts(state_dir);
-  auto in = (*store)->InputsOf(exec->id);
-  auto out = (*store)->OutputsOf(exec->id);
+  auto in = store->InputsOf(exec->id);
+  auto out = store->OutputsOf(exec->id);
   if (!in) return Fail(in.error());
   if (!out) return Fail(out.error());
   std::map<std::string, int> seen;
@@ -515,11 +510,11 @@ struct ReproStep {
 
 int Reproduce(const std::string& store_flag, const std::string& run_text, const std::string& new_id) {
   const std::string state_dir = ResolveStateDir(store_flag);
-  auto store = OpenExisting(store_flag);
-  if (!store) return Fail(store.error());
-  auto run = (*store)->GetRun(run_text);
-  if (!run) return Fail(run.error());
-  auto execs = (*store)->ListExecutions(run->id);
+  auto opened = OpenRun(store_flag, run_text);
+  if (!opened) return Fail(opened.error());
+  Store* store = opened->store.get();
+  const RunRecord* run = &opened->run;
+  auto execs = store->ListExecutions(run->id);
   if (!execs) return Fail(execs.error());
   FileArtifactStore artifacts(state_dir);
   const fs::path pipeline_dir = fs::path(run->pipeline_file).parent_path();
@@ -529,7 +524,7 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
   for (const auto& e : FinalExecutions(*execs)) {
     ReproStep rs;
     rs.original = e;
-    auto step = (*store)->GetStep(run->id, e.instance);
+    auto step = store->GetStep(run->id, e.instance);
     if (step) rs.step = *step;
     const Json& snap = e.snapshot;
     const Json& material = Field(snap, "cache_key_material");
@@ -575,7 +570,7 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
           return kExitUsage;
         }
       }
-      auto in = (*store)->InputsOf(e.id);
+      auto in = store->InputsOf(e.id);
       if (!in) return Fail(in.error());
       for (const auto& b : *in) {
         if (!artifacts.LocalPath(b.artifact.digest)) {
@@ -586,7 +581,7 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
       }
       rs.inputs = std::move(*in);
     }
-    auto out = (*store)->OutputsOf(e.id);
+    auto out = store->OutputsOf(e.id);
     if (!out) return Fail(out.error());
     rs.outputs = std::move(*out);
     steps.push_back(std::move(rs));
@@ -605,7 +600,7 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
     char host[256] = {0};
     if (gethostname(host, sizeof(host) - 1) == 0) repro.host = host;
   }
-  Status cs = (*store)->CreateRun(repro);
+  Status cs = store->CreateRun(repro);
   if (!cs.ok()) return Fail(cs);
   std::cout << "Reproducing run " << run->id << " as " << repro.id << "\n";
 
@@ -667,7 +662,7 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
     rec.cache_key = e.cache_key;
     rec.started_at = std::chrono::system_clock::now();
     rec.inputs = rs.inputs;
-    (void)(*store)->PutStep(rec);
+    (void)store->PutStep(rec);
 
     ExecutionRecord ex;
     ex.run_id = repro.id;
@@ -684,7 +679,7 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
     snap["reproduces"] = run->id + "/" + e.instance;
     snap.erase("cached_from");
     ex.snapshot = snap;
-    auto id = (*store)->StartExecution(ex);
+    auto id = store->StartExecution(ex);
     if (id) ex.id = *id;
 
     Status started = executor->Start(task);
@@ -759,13 +754,13 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
     ex.message = problem.empty() ? (differs.empty() ? "bit-identical to " : "differs from ") + run->id + "/" +
                                        e.instance
                                  : problem;
-    if (id) (void)(*store)->FinishExecution(ex, rs.inputs, outputs);
+    if (id) (void)store->FinishExecution(ex, rs.inputs, outputs);
     rec.phase = problem.empty() ? NodePhase::kSucceeded : NodePhase::kFailed;
     rec.exit_code = result->exit_code;
     rec.outputs = outputs;
     rec.finished_at = ex.finished_at;
     rec.message = ex.message;
-    (void)(*store)->PutStep(rec);
+    (void)store->PutStep(rec);
     if (!problem.empty()) {
       failed = true;
       table.AddRow({e.instance, "failed", problem});
@@ -783,7 +778,7 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
   repro.phase = failed ? RunPhase::kFailed : RunPhase::kSucceeded;
   repro.finished_at = std::chrono::system_clock::now();
   repro.message = "reproduction of " + run->id + (nondeterministic.empty() ? ": bit-identical" : ": outputs differ");
-  (void)(*store)->UpdateRun(repro);
+  (void)store->UpdateRun(repro);
   std::cout << table.ToString();
   if (failed) {
     std::cout << "Some steps failed to run again; see their logs.\n";

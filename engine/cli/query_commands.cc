@@ -57,17 +57,11 @@ std::string StepTable(const std::vector<StepRecord>& steps) {
 }  // namespace
 
 int ShowStatus(const StatusOptions& options) {
-  auto store = OpenExisting(options.store);
-  if (!store) {
-    PrintError(store.error().message());
-    return ExitCodeFor(store.error());
-  }
-  auto run = FindRun(**store, options.run);
-  if (!run) {
-    PrintError(run.error().message());
-    return ExitCodeFor(run.error());
-  }
-  auto steps = (*store)->ListSteps(run->id);
+  auto opened = OpenRun(options.store, options.run);
+  if (!opened) return Fail(opened.error());
+  Store* store = opened->store.get();
+  const RunRecord* run = &opened->run;
+  auto steps = store->ListSteps(run->id);
   if (!steps) {
     PrintError(steps.error().message());
     return kExitSystem;
@@ -83,18 +77,12 @@ int ShowStatus(const StatusOptions& options) {
 }
 
 int Show(const StatusOptions& options) {
-  auto store = OpenExisting(options.store);
-  if (!store) {
-    PrintError(store.error().message());
-    return ExitCodeFor(store.error());
-  }
-  auto run = FindRun(**store, options.run);
-  if (!run) {
-    PrintError(run.error().message());
-    return ExitCodeFor(run.error());
-  }
-  auto steps = (*store)->ListSteps(run->id);
-  auto executions = (*store)->ListExecutions(run->id);
+  auto opened = OpenRun(options.store, options.run);
+  if (!opened) return Fail(opened.error());
+  Store* store = opened->store.get();
+  const RunRecord* run = &opened->run;
+  auto steps = store->ListSteps(run->id);
+  auto executions = store->ListExecutions(run->id);
   if (!steps || !executions) {
     PrintError(!steps ? steps.error().message() : executions.error().message());
     return kExitSystem;
@@ -233,20 +221,14 @@ bool CopyNewBytes(const std::string& path, off_t* offset) {
 }  // namespace
 
 int Logs(const LogsOptions& options) {
-  auto store = OpenExisting(options.store);
-  if (!store) {
-    PrintError(store.error().message());
-    return ExitCodeFor(store.error());
-  }
-  auto run = FindRun(**store, options.run);
-  if (!run) {
-    PrintError(run.error().message());
-    return ExitCodeFor(run.error());
-  }
-  auto step = (*store)->GetStep(run->id, options.step);
+  auto opened = OpenRun(options.store, options.run);
+  if (!opened) return Fail(opened.error());
+  Store* store = opened->store.get();
+  const RunRecord* run = &opened->run;
+  auto step = store->GetStep(run->id, options.step);
   if (!step) {
     // A foreach step's name: say which instances there are.
-    auto steps = (*store)->ListSteps(run->id);
+    auto steps = store->ListSteps(run->id);
     std::vector<std::string> instances;
     if (steps) {
       for (const auto& s : *steps) {
@@ -264,7 +246,7 @@ int Logs(const LogsOptions& options) {
 
   std::string log_path = step->log_path;
   if (options.attempt > 0) {
-    auto executions = (*store)->ListExecutions(run->id);
+    auto executions = store->ListExecutions(run->id);
     if (!executions) {
       PrintError(executions.error().message());
       return kExitSystem;
@@ -299,12 +281,12 @@ int Logs(const LogsOptions& options) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    auto now = (*store)->GetStep(run->id, step->instance);
+    auto now = store->GetStep(run->id, step->instance);
     if (!now) {
       PrintError(now.error().message());
       return kExitSystem;
     }
-    auto run_now = (*store)->GetRun(run->id);
+    auto run_now = store->GetRun(run->id);
     if (options.attempt == 0 && now->log_path != log_path && !now->log_path.empty()) {
       if (!log_path.empty()) CopyNewBytes(log_path, &offset);
       log_path = now->log_path;

@@ -1,10 +1,7 @@
 // End-to-end tests of the `sluice` binary: real processes, real pipelines
 // written in YAML into a temporary directory, a real SQLite store.
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -16,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/sqlite_store.h"
+#include "tests/support/subprocess.h"
 
 #ifndef SLUICE_BIN
 #error "SLUICE_BIN must name the sluice binary"
@@ -28,73 +26,15 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+using testutil::Output;
+using testutil::ReadFile;
+
+// A sluice process started in the background in `cwd`.
+testutil::Subprocess Process(const std::vector<std::string>& args, const std::string& cwd) {
+  std::vector<std::string> argv = {SLUICE_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return testutil::Subprocess(std::move(argv), cwd);
 }
-
-struct Output {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// A sluice process started in the background, stdout/stderr to files.
-class Process {
- public:
-  Process(const std::vector<std::string>& args, const std::string& cwd) {
-    out_path_ = cwd + "/.out." + std::to_string(counter_++);
-    err_path_ = out_path_ + ".err";
-    std::vector<std::string> argv = {SLUICE_BIN};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-      ::execv(cargv[0], cargv.data());
-      ::_exit(127);
-    }
-  }
-
-  pid_t pid() const { return pid_; }
-  // What it has written to stdout so far.
-  std::string OutSoFar() const { return ReadFile(out_path_); }
-
-  // Waits up to `bound` for the process to exit; kills it after that.
-  Output Wait(std::chrono::seconds bound = std::chrono::seconds(120)) {
-    Output o;
-    auto deadline = Clock::now() + bound;
-    int status = 0;
-    for (;;) {
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) break;
-      if (Clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        ADD_FAILURE() << "sluice did not exit within the bound";
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    o.out = ReadFile(out_path_);
-    o.err = ReadFile(err_path_);
-    return o;
-  }
-
- private:
-  static inline int counter_ = 0;
-  pid_t pid_ = -1;
-  std::string out_path_, err_path_;
-};
 
 class CliTest : public ::testing::Test {
  protected:
@@ -459,7 +399,7 @@ steps:
     depends: [nap]
     command: ["true"]
 )yaml");
-  Process run({"run", "pipeline.yaml", "--run-id", "sleepy-1"}, dir_);
+  testutil::Subprocess run = Process({"run", "pipeline.yaml", "--run-id", "sleepy-1"}, dir_);
   // Wait (bounded) until the store says the step is running.
   auto deadline = Clock::now() + std::chrono::seconds(60);
   bool running = false;
@@ -496,9 +436,9 @@ steps:
   - name: talk
     command: [sh, -c, "echo one; while [ ! -f '{{ pipeline.dir }}/go' ]; do sleep 0.05; done; echo two"]
 )yaml");
-  Process run({"run", "pipeline.yaml", "--run-id", "talk-1"}, dir_);
+  testutil::Subprocess run = Process({"run", "pipeline.yaml", "--run-id", "talk-1"}, dir_);
   ASSERT_TRUE(WaitForPhase("talk-1", "talk", "Running"));
-  Process follow({"logs", "talk-1", "talk", "-f"}, dir_);
+  testutil::Subprocess follow = Process({"logs", "talk-1", "talk", "-f"}, dir_);
   auto deadline = Clock::now() + std::chrono::seconds(60);
   while (follow.OutSoFar() != "one\n" && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -573,7 +513,7 @@ steps:
     depends: [first]
     command: [sh, -c, "while [ ! -f '{{ pipeline.dir }}/go' ]; do sleep 0.05; done; echo went"]
 )yaml");
-  Process run({"run", "pipeline.yaml", "--run-id", "crashy-1"}, dir_);
+  testutil::Subprocess run = Process({"run", "pipeline.yaml", "--run-id", "crashy-1"}, dir_);
   ASSERT_TRUE(WaitForPhase("crashy-1", "wait", "Running"));
   ASSERT_EQ(::kill(run.pid(), SIGKILL), 0);
   EXPECT_EQ(run.Wait().exit_code, 128 + SIGKILL);

@@ -4,9 +4,6 @@
 // with the official openlineage-python client. Real processes, real
 // pipelines, a real SQLite store.
 
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -19,6 +16,7 @@
 
 #include "engine/sha256.h"
 #include "engine/sqlite_store.h"
+#include "tests/support/subprocess.h"
 
 #ifndef SLUICE_BIN
 #error "SLUICE_BIN must name the sluice binary"
@@ -33,56 +31,9 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Output {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs argv (argv[0] looked up on PATH unless absolute) in `cwd` to
-// completion, bounded; stdout and stderr go to files.
-Output RunProcess(std::vector<std::string> argv, const std::string& cwd) {
-  static int counter = 0;
-  const std::string out_path = cwd + "/.out." + std::to_string(counter++);
-  const std::string err_path = out_path + ".err";
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execvp(cargv[0], cargv.data());
-    ::_exit(127);
-  }
-  Output o;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  int status = 0;
-  for (;;) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << argv[0] << " did not exit within the bound";
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  o.out = ReadFile(out_path);
-  o.err = ReadFile(err_path);
-  return o;
-}
+using testutil::Output;
+using testutil::ReadFile;
+using testutil::RunProcess;
 
 // prepare reads a raw file (a declared input) and writes a dataset; train
 // turns it into a model with a seed; noise writes random bytes (a
