@@ -88,8 +88,10 @@ class RetentionTest : public ::testing::Test {
   std::vector<std::string> RunIds() {
     RunFilter all;
     all.limit = 0;
+    auto runs = store_->ListRuns(all);
+    EXPECT_TRUE(runs.has_value());
     std::vector<std::string> ids;
-    for (const RunRecord& r : store_->ListRuns(all).value()) ids.push_back(r.id);
+    for (const RunRecord& r : runs.value_or(std::vector<RunRecord>{})) ids.push_back(r.id);
     return ids;
   }
 
@@ -323,8 +325,10 @@ steps:
   }
   RunFilter all;
   all.limit = 0;
+  auto runs = server->store()->ListRuns(all);
+  ASSERT_TRUE(runs.has_value());
   std::vector<std::string> ids;
-  for (const RunRecord& r : server->store()->ListRuns(all).value()) ids.push_back(r.id);
+  for (const RunRecord& r : *runs) ids.push_back(r.id);
   EXPECT_EQ(ids, (std::vector<std::string>{"nightly-cron-20261125-040000", "nightly-cron-20261125-030000"}));
   EXPECT_NE(server->MetricsText().find("sluice_runs_deleted_total{pipeline=\"nightly\"} 2\n"),
             std::string::npos);
