@@ -267,6 +267,40 @@ class SignalWatcher {
 
 }  // namespace
 
+// Deploy and traffic-validation steps are controllers: their process
+// (sluice-serving) runs on this host and acts on the cluster itself. As a Job
+// it would find neither its binary nor the store in the pod. So where such a
+// step would run on Kubernetes, it runs here, with `executor: kubernetes` and
+// the run's namespace, kubeconfig and context in its config (unless the
+// config names them); a deploy's serving image defaults to the step's image.
+void RunOperatorsHere(PipelineSpec& spec, const RunCommandOptions& options,
+                      const std::map<std::string, std::vector<std::string>>& operators) {
+  for (auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (auto& step : *list) {
+      if (!operators.count(step.type) || !step.config.is_object()) continue;
+      const std::string& where = !step.executor.empty()    ? step.executor
+                                 : !options.executor.empty() ? options.executor
+                                                             : spec.executor;
+      if (where != "kubernetes") continue;
+      step.executor = "local";
+      if (!step.config.contains("executor")) step.config["executor"] = "kubernetes";
+      Json& k = step.config["kubernetes"];
+      if (k.is_null()) k = Json::object();
+      if (!k.is_object()) continue;
+      const std::string& ns = !options.namespace_.empty() ? options.namespace_ : spec.namespace_;
+      if (!ns.empty() && !k.contains("namespace")) k["namespace"] = ns;
+      if (!options.kubeconfig.empty() && !k.contains("kubeconfig")) k["kubeconfig"] = options.kubeconfig;
+      if (!options.context.empty() && !k.contains("context")) k["context"] = options.context;
+      // The serving image defaults to the step's image (e.g. from defaults:).
+      auto serve = step.config.find("serve");
+      if (step.type == "deploy" && serve != step.config.end() && serve->is_object() &&
+          !serve->contains("image") && !step.image.empty()) {
+        (*serve)["image"] = step.image;
+      }
+    }
+  }
+}
+
 // The deploy / traffic-validation operators' program: next to this sluice
 // binary (an install), in the build tree it was built in, or on PATH.
 std::string FindServingBinary() {
@@ -379,6 +413,7 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     run_options.operator_commands["deploy"] = {serving, "deploy"};
     run_options.operator_commands["traffic-validation"] = {serving, "validate"};
   }
+  RunOperatorsHere(prepared.spec, options, run_options.operator_commands);
   run_options.resume_run_id = resume_run_id;
   run_options.rerun_from = rerun_from;
   if (!options.cpus.empty()) {
