@@ -10,7 +10,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <system_error>
 #include <vector>
 
@@ -136,8 +138,12 @@ struct ManifestEntry {
   std::string line;
 };
 
+Result<std::string> HashFile(const std::string& path, FileDigestCache* cache) {
+  return cache ? cache->Digest(path) : Sha256File(path);
+}
+
 Status CollectManifest(const fs::path& root, const fs::path& dir, std::vector<ManifestEntry>* out,
-                       int64_t* size) {
+                       int64_t* size, FileDigestCache* cache) {
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const fs::path& p = it->path();
@@ -146,9 +152,9 @@ Status CollectManifest(const fs::path& root, const fs::path& dir, std::vector<Ma
     if (::lstat(p.c_str(), &st) != 0) return ErrnoStatus("cannot stat " + p.string(), errno);
     if (S_ISDIR(st.st_mode)) {
       out->push_back({rel, "d 755 - " + rel + "\n"});
-      SLUICE_RETURN_IF_ERROR(CollectManifest(root, p, out, size));
+      SLUICE_RETURN_IF_ERROR(CollectManifest(root, p, out, size, cache));
     } else if (S_ISREG(st.st_mode)) {
-      auto hex = Sha256File(p.string());
+      auto hex = HashFile(p.string(), cache);
       if (!hex) return hex.error();
       out->push_back({rel, std::string("f ") + ManifestMode(st.st_mode) + " " + *hex + " " + rel + "\n"});
       *size += st.st_size;
@@ -166,10 +172,10 @@ Status CollectManifest(const fs::path& root, const fs::path& dir, std::vector<Ma
   return Status::Ok();
 }
 
-Result<std::string> Manifest(const std::string& dir, int64_t* size) {
+Result<std::string> Manifest(const std::string& dir, int64_t* size, FileDigestCache* cache = nullptr) {
   std::vector<ManifestEntry> entries;
   *size = 0;
-  Status st = CollectManifest(dir, dir, &entries, size);
+  Status st = CollectManifest(dir, dir, &entries, size, cache);
   if (!st.ok()) return Error(st);
   std::sort(entries.begin(), entries.end(),
             [](const ManifestEntry& a, const ManifestEntry& b) { return a.rel < b.rel; });
@@ -178,35 +184,158 @@ Result<std::string> Manifest(const std::string& dir, int64_t* size) {
   return text;
 }
 
+int64_t Nanos(const struct timespec& t) { return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec; }
+
+std::string EntryFields(const std::string& path, uint64_t dev, uint64_t ino, int64_t size, int64_t mtime_ns,
+                        int64_t ctime_ns, const std::string& hex) {
+  return std::to_string(dev) + " " + std::to_string(ino) + " " + std::to_string(size) + " " +
+         std::to_string(mtime_ns) + " " + std::to_string(ctime_ns) + " " + hex + " " + path;
+}
+
+// "<check> <fields>\n", <check> the first 8 hex digits of SHA-256(fields).
+std::string EntryLine(const std::string& fields) { return Sha256Hex(fields).substr(0, 8) + " " + fields + "\n"; }
+
 }  // namespace
 
-FileArtifactStore::FileArtifactStore(std::string state_dir) {
+// ---------------------------------------------------------------------------
+// FileDigestCache
+
+FileDigestCache::FileDigestCache(std::string file, bool read_only, std::chrono::nanoseconds racy_margin)
+    : file_(std::move(file)), read_only_(read_only), racy_margin_(racy_margin) {}
+
+void FileDigestCache::LoadLocked() {
+  if (loaded_) return;
+  loaded_ = true;
+  if (file_.empty()) return;
+  std::ifstream in(file_, std::ios::binary);
+  if (!in) return;
+  std::string line;
+  size_t lines = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    // <check> <dev> <ino> <size> <mtime_ns> <ctime_ns> <hex> <path>
+    if (line.size() < 10 || line[8] != ' ') continue;
+    const std::string fields = line.substr(9);
+    if (Sha256Hex(fields).compare(0, 8, line, 0, 8) != 0) continue;  // torn or foreign
+    std::istringstream ss(fields);
+    Entry e;
+    if (!(ss >> e.dev >> e.ino >> e.size >> e.mtime_ns >> e.ctime_ns >> e.hex) || !IsHex64(e.hex)) continue;
+    if (ss.get() != ' ') continue;
+    std::string path;
+    std::getline(ss, path, '\0');
+    if (path.empty()) continue;
+    entries_[path] = std::move(e);
+  }
+  in.close();
+  // Mostly stale (files rewritten over and over): rewrite it, atomically.
+  if (!read_only_ && lines > 1000 && lines > 2 * entries_.size()) {
+    std::string text;
+    for (const auto& [path, e] : entries_)
+      text += EntryLine(EntryFields(path, e.dev, e.ino, e.size, e.mtime_ns, e.ctime_ns, e.hex));
+    const std::string tmp = file_ + ".tmp" + std::to_string(::getpid());
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out || ::rename(tmp.c_str(), file_.c_str()) != 0) ::unlink(tmp.c_str());
+  }
+}
+
+void FileDigestCache::AppendLocked(const std::string& path, const Entry& e) {
+  if (file_.empty() || read_only_ || path.find('\n') != std::string::npos) return;
+  const std::string line = EntryLine(EntryFields(path, e.dev, e.ino, e.size, e.mtime_ns, e.ctime_ns, e.hex));
+  int fd = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    std::error_code ec;
+    fs::create_directories(fs::path(file_).parent_path(), ec);
+    fd = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;  // a cache: without it files are just hashed again
+  }
+  // One write per line, so concurrent appenders never interleave within one.
+  (void)!::write(fd, line.data(), line.size());
+  ::close(fd);
+}
+
+Result<std::string> FileDigestCache::Digest(const std::string& path) {
+  const auto begin = std::chrono::system_clock::now();
+  struct stat before;
+  const bool have_before = ::stat(path.c_str(), &before) == 0 && S_ISREG(before.st_mode);
+  if (have_before) {
+    std::lock_guard<std::mutex> lock(mu_);
+    LoadLocked();
+    auto it = entries_.find(path);
+    if (it != entries_.end()) {
+      const Entry& e = it->second;
+      if (e.dev == static_cast<uint64_t>(before.st_dev) && e.ino == static_cast<uint64_t>(before.st_ino) &&
+          e.size == static_cast<int64_t>(before.st_size) && e.mtime_ns == Nanos(before.st_mtim) &&
+          e.ctime_ns == Nanos(before.st_ctim)) {
+        ++remembered_;
+        return e.hex;
+      }
+    }
+  }
+  auto hex = Sha256File(path);
+  if (!hex) return hex;
+  std::lock_guard<std::mutex> lock(mu_);
+  ++hashed_;
+  struct stat after;
+  if (!have_before || ::stat(path.c_str(), &after) != 0) return hex;
+  const int64_t limit_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>((begin - racy_margin_).time_since_epoch()).count();
+  const bool same = before.st_dev == after.st_dev && before.st_ino == after.st_ino &&
+                    before.st_size == after.st_size && Nanos(before.st_mtim) == Nanos(after.st_mtim) &&
+                    Nanos(before.st_ctim) == Nanos(after.st_ctim);
+  if (!same || Nanos(after.st_mtim) >= limit_ns || Nanos(after.st_ctim) >= limit_ns) return hex;  // racy
+  Entry e{static_cast<uint64_t>(after.st_dev), static_cast<uint64_t>(after.st_ino),
+          static_cast<int64_t>(after.st_size), Nanos(after.st_mtim), Nanos(after.st_ctim), *hex};
+  LoadLocked();
+  auto it = entries_.find(path);
+  if (it != entries_.end() && it->second.dev == e.dev && it->second.ino == e.ino && it->second.size == e.size &&
+      it->second.mtime_ns == e.mtime_ns && it->second.ctime_ns == e.ctime_ns && it->second.hex == e.hex)
+    return hex;
+  AppendLocked(path, e);
+  entries_[path] = std::move(e);
+  return hex;
+}
+
+// ---------------------------------------------------------------------------
+// FileArtifactStore
+
+namespace {
+std::string CasRoot(const std::string& state_dir) {
   std::error_code ec;
   fs::path abs = fs::absolute(state_dir, ec);
-  root_ = ((ec ? fs::path(state_dir) : abs) / "cas").string();
+  return ((ec ? fs::path(state_dir) : abs) / "cas").string();
 }
+}  // namespace
+
+FileArtifactStore::FileArtifactStore(std::string state_dir)
+    : root_(CasRoot(state_dir)), digests_(root_ + "/digests") {}
+
+Result<std::string> FileArtifactStore::FileDigest(const std::string& path) { return digests_.Digest(path); }
+
+Result<std::string> ArtifactStore::FileDigest(const std::string& path) { return Sha256File(path); }
 
 std::string FileArtifactStore::PathFor(const std::string& hex) const {
   return root_ + "/sha256/" + hex.substr(0, 2) + "/" + hex;
 }
 
-Result<std::string> FileArtifactStore::ManifestOf(const std::string& dir) {
+Result<std::string> FileArtifactStore::ManifestOf(const std::string& dir, FileDigestCache* cache) {
   int64_t size = 0;
-  return Manifest(dir, &size);
+  return Manifest(dir, &size, cache);
 }
 
-Result<std::string> FileArtifactStore::DigestOf(const std::string& path) {
+Result<std::string> FileArtifactStore::DigestOf(const std::string& path, FileDigestCache* cache) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return Error(ErrnoStatus("cannot read artifact " + path, errno));
   if (S_ISDIR(st.st_mode)) {
-    auto manifest = ManifestOf(path);
+    auto manifest = ManifestOf(path, cache);
     if (!manifest) return manifest;
     return "sha256:" + Sha256Hex(*manifest);
   }
   if (!S_ISREG(st.st_mode)) {
     return Error(Status::InvalidArgument(path + " is not a regular file or directory"));
   }
-  auto hex = Sha256File(path);
+  auto hex = HashFile(path, cache);
   if (!hex) return hex;
   return "sha256:" + *hex;
 }
@@ -232,11 +361,11 @@ Result<ArtifactRecord> FileArtifactStore::Put(const std::string& path, ArtifactT
   int64_t size = 0;
   std::string hex;
   if (is_dir) {
-    auto manifest = Manifest(path, &size);
+    auto manifest = Manifest(path, &size, &digests_);
     if (!manifest) return Error(manifest.error());
     hex = Sha256Hex(*manifest);
   } else {
-    auto h = Sha256File(path);
+    auto h = digests_.Digest(path);
     if (!h) return Error(h.error());
     hex = *h;
     size = st.st_size;

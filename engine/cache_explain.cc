@@ -81,7 +81,7 @@ void DiffObjects(const Json& before, const Json& after, const std::string& what,
   }
 }
 
-// Text of a scalar as it appears in a rendered command.
+// Text of a value as it appears in a rendered command.
 std::string ScalarText(const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
 // True when argv `a` becomes `b` by substituting the changed input digests
@@ -96,8 +96,8 @@ bool ArgvChangeExplained(const Json& a, const Json& b, std::pair<const Json&, co
     for (auto it = before.begin(); it != before.end(); ++it) {
       auto jt = after.find(it.key());
       if (jt == after.end() || *jt == it.value()) continue;
-      if (it.value().is_primitive() && jt->is_primitive())
-        subs.push_back({ScalarText(it.value()), ScalarText(*jt)});
+      // Lists and objects render in commands as compact JSON, as dump() writes.
+      subs.push_back({ScalarText(it.value()), ScalarText(*jt)});
     }
   };
   collect(inputs.first, inputs.second);
@@ -187,6 +187,15 @@ std::vector<std::string> ExplainKeyChange(const Json& before, const Json& after)
 }
 
 namespace {
+
+// Instances of a literal or range foreach (the Runner's expansion).
+size_t ForEachCount(const ForEachSpec& fe) {
+  if (fe.kind == ForEachSpec::Kind::kItems) return fe.items.size();
+  const int64_t step = fe.range_step == 0 ? 1 : fe.range_step;
+  const int64_t span = step > 0 ? fe.range_end - fe.range_start : fe.range_start - fe.range_end;
+  const int64_t stride = step > 0 ? step : -step;
+  return span <= 0 ? 0 : static_cast<size_t>((span + stride - 1) / stride);
+}
 
 // Newest-first index of successful executions per instance, loaded run by
 // run on demand (a 10,000-step plan reads each run once).
@@ -312,12 +321,15 @@ class OverlayStore : public Store {
   std::vector<ExecutionRecord> executions_;
 };
 
-// Hashes files in place instead of copying them into the store.
+// Hashes files in place instead of copying them into the store; uses the
+// store's digest cache without writing it.
 class PeekArtifactStore : public ArtifactStore {
  public:
-  explicit PeekArtifactStore(const std::string& state_dir) : real_(state_dir) {}
+  explicit PeekArtifactStore(const std::string& state_dir)
+      : real_(state_dir), digests_((fs::path(state_dir) / "cas" / "digests").string(), /*read_only=*/true) {}
+  Result<std::string> FileDigest(const std::string& path) override { return digests_.Digest(path); }
   Result<ArtifactRecord> Put(const std::string& path, ArtifactType type) override {
-    auto digest = FileArtifactStore::DigestOf(path);
+    auto digest = FileArtifactStore::DigestOf(path, &digests_);
     if (!digest) return Error(digest.error());
     ArtifactRecord rec;
     rec.digest = *digest;
@@ -332,6 +344,7 @@ class PeekArtifactStore : public ArtifactStore {
 
  private:
   FileArtifactStore real_;
+  FileDigestCache digests_;
 };
 
 // Starts nothing: every task "fails" at once, so its dependents are omitted.
@@ -489,8 +502,22 @@ Result<std::vector<StepPrediction>> PredictCache(const PipelineSpec& spec, const
         } else {
           std::string list;
           for (const auto& u : ups) list += (list.empty() ? "" : ", ") + u;
-          p.reasons.push_back("upstream " + list + (ups.size() == 1 ? " will run, so its outputs are unknown"
-                                                                    : " will run, so their outputs are unknown"));
+          std::string reason = "upstream " + list +
+                               (ups.size() == 1 ? " will run, so its outputs are unknown"
+                                                : " will run, so their outputs are unknown");
+          // A foreach step that never expanded: say what that means for its
+          // instances.
+          if (step && step->foreach && rec.index < 0) {
+            if (step->foreach->kind == ForEachSpec::Kind::kExpression) {
+              reason += ", and so are the foreach items (" + step->foreach->expression.text +
+                        "): how many instances will run is not known yet";
+            } else {
+              const size_t n = ForEachCount(*step->foreach);
+              reason += "; its " + std::to_string(n) + " foreach instance" + (n == 1 ? "" : "s") +
+                        " wait for it";
+            }
+          }
+          p.reasons.push_back(std::move(reason));
         }
       }
     }

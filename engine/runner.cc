@@ -189,11 +189,6 @@ class RunLoop {
     Executor* executor = nullptr;
     bool dirty = false;  // rec changed since it was last written
   };
-  // A finished execution whose store write waits for Flush().
-  struct PendingFinish {
-    ExecutionRecord exec;
-    std::vector<ArtifactBinding> inputs, outputs;
-  };
   // Per step (indexed like graph nodes).
   struct StepInfo {
     Executor* executor = nullptr;
@@ -230,9 +225,12 @@ class RunLoop {
   void Put(const StepRecord& rec);
   // Marks `inst`'s record for the next Flush().
   void MarkDirty(int inst);
-  // Writes what finished since the last call. The loop calls it after
-  // starting the next tasks, so store writes overlap with running steps.
+  // Writes what finished since the last call (executions and changed step
+  // records) in one Store::Write. The loop calls it after starting the next
+  // tasks, so store writes overlap with running steps; Schedule() also calls
+  // it every kFlushEvery cache hits, so a long all-cached pass shows progress.
   void Flush();
+  static constexpr size_t kFlushEvery = 1000;
   void Emit(RunEvent::Kind kind, const std::string& instance, NodePhase phase, int attempt,
             const std::string& message);
   // Tells opt_.observer that `inst` is terminal / how many instances wait.
@@ -266,7 +264,8 @@ class RunLoop {
   bool timed_out_ = false;
   Status store_error_;
   std::vector<int> dirty_;
-  std::vector<PendingFinish> pending_finishes_;
+  // Finished executions (cache hits with id 0) waiting for Flush().
+  std::vector<StoreBatch::Execution> pending_executions_;
   int ready_waiting_ = 0;  // last value given to observer.on_ready_waiting
 };
 
@@ -302,14 +301,17 @@ void RunLoop::MarkDirty(int inst) {
 }
 
 void RunLoop::Flush() {
-  for (auto& f : pending_finishes_) Record(r_.store_->FinishExecution(f.exec, f.inputs, f.outputs));
-  pending_finishes_.clear();
+  StoreBatch batch;
+  batch.executions = std::move(pending_executions_);
+  pending_executions_.clear();
+  batch.steps.reserve(dirty_.size());
   for (int i : dirty_) {
     if (!insts_[i].dirty) continue;
     insts_[i].dirty = false;
-    Put(insts_[i].rec);
+    batch.steps.push_back(insts_[i].rec);
   }
   dirty_.clear();
+  if (!batch.empty()) Record(r_.store_->Write(batch));
 }
 
 std::string RunLoop::Redact(std::string s) const {
@@ -559,7 +561,10 @@ const Result<std::pair<std::string, Json>>& RunLoop::CodeDigest(int step) {
   Json files = Json::object();
   for (const auto& f : spec.code) {
     fs::path p = fs::path(f).is_absolute() ? fs::path(f) : fs::path(pipeline_dir_) / f;
-    auto d = Sha256File(p.string());
+    // Through the artifact store's digest cache: a file whose stat shows it
+    // unchanged since it was last hashed (in this run or an earlier one) is
+    // not read again, so steps sharing a script cost one read.
+    auto d = r_.artifacts_->FileDigest(p.string());
     if (!d) {
       info.code = Error(Status(d.error().code(), AtLoc(spec.loc, "step '" + spec.name + "': code file '" + f +
                                                                       "' cannot be read at " + p.string() + ": " +
@@ -600,6 +605,11 @@ void RunLoop::HandleExpand(int step) {
       if (!v) {
         plan_->FailExpansion(step, AtLoc(fe.expression.loc, "step '" + spec.name + "': foreach: " + v.error().message()));
         return;
+      }
+      // An output parameter holding a JSON array (docs/dsl.md): its text.
+      if (v->is_string()) {
+        Json parsed = Json::parse(v->get<std::string>(), nullptr, /*allow_exceptions=*/false);
+        if (!parsed.is_discarded() && parsed.is_array()) *v = std::move(parsed);
       }
       if (!v->is_array()) {
         plan_->FailExpansion(step, AtLoc(fe.expression.loc, "step '" + spec.name + "': foreach must yield a list, got " +
@@ -729,19 +739,14 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   for (const auto& [k, v] : env)
     if (!env_snapshot.contains(k)) env_snapshot[k] = Redact(v);
 
-  // Working directory: fresh for every attempt.
-  fs::path base = fs::path(run_dir_) / "steps" / name;
-  std::error_code ec;
-  if (st.ever_started || fs::exists(base, ec)) fs::remove_all(base, ec);
-  fs::create_directories(base, ec);
-  if (ec) return fail("step '" + name + "': cannot create its working directory " + base.string() + ": " + ec.message());
+  // Working directory: fresh for every attempt, made only when the attempt
+  // really runs (after the cache lookup below).
+  const fs::path base = fs::path(run_dir_) / "steps" / name;
   fs::path workdir = base;
   if (spec.workdir) {
     auto w = expr::Render(spec.workdir->text, scope);
     if (!w) return fail(AtLoc(spec.workdir->loc, "step '" + name + "': workdir: " + w.error().message()));
     workdir = fs::path(*w).is_absolute() ? fs::path(*w) : base / *w;
-    fs::create_directories(workdir, ec);
-    if (ec) return fail("step '" + name + "': cannot create workdir " + workdir.string() + ": " + ec.message());
   }
   st.workdir = workdir.string();
   const std::string log_path =
@@ -840,11 +845,12 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     snapshot["python_version"] = python_version_;
   // The key's components, secrets redacted, so `sluice plan` can say which
   // one changed and `sluice reproduce` knows the declared outputs.
-  Json recorded_material = key_material;
-  for (auto& a : recorded_material["argv"]) a = Redact(a.get<std::string>());
-  for (auto& [k, v] : recorded_material["env"].items())
-    if (v.is_string()) v = Redact(v.get<std::string>());
-  snapshot["cache_key_material"] = std::move(recorded_material);
+  if (!secret_values_.empty()) {
+    for (auto& a : key_material["argv"]) a = Redact(a.get<std::string>());
+    for (auto& [k, v] : key_material["env"].items())
+      if (v.is_string()) v = Redact(v.get<std::string>());
+  }
+  snapshot["cache_key_material"] = std::move(key_material);  // the key is computed
 
   st.rec.cache_key = cache_key;
   st.rec.inputs = st.inputs;
@@ -884,16 +890,24 @@ bool RunLoop::StartInstance(int inst, int attempt) {
       ex_rec.finished_at = now;
       ex_rec.message = "outputs reused from " + st.rec.cached_from;
       snapshot["cached_from"] = st.rec.cached_from;
-      ex_rec.snapshot = snapshot;
-      auto id = r_.store_->StartExecution(ex_rec);
-      if (id) {
-        ex_rec.id = *id;
-        Record(r_.store_->FinishExecution(ex_rec, st.inputs, st.rec.outputs));
-      } else {
-        Record(id.error());
-      }
+      ex_rec.snapshot = std::move(snapshot);
+      // Recorded with the step's Cached record by the next Flush(), in one
+      // transaction with the other hits of this pass.
+      pending_executions_.push_back({std::move(ex_rec), st.inputs, st.rec.outputs});
       plan_->Finished(inst, AttemptResult::kCached, "outputs reused from " + st.rec.cached_from, now);
       return true;
+    }
+  }
+
+  {
+    std::error_code ec;
+    if (st.ever_started || fs::exists(base, ec)) fs::remove_all(base, ec);
+    fs::create_directories(base, ec);
+    if (ec)
+      return fail("step '" + name + "': cannot create its working directory " + base.string() + ": " + ec.message());
+    if (workdir != base) {
+      fs::create_directories(workdir, ec);
+      if (ec) return fail("step '" + name + "': cannot create workdir " + workdir.string() + ": " + ec.message());
     }
   }
 
@@ -936,6 +950,12 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   st.exec.started_at = now;
   st.exec.snapshot = std::move(snapshot);
 
+  // Cache hits of this pass are recorded first, so that execution ids keep
+  // the order in which steps finished (a no-op in an all-cached pass).
+  if (!pending_executions_.empty()) {
+    DrainChanges();
+    Flush();
+  }
   // Start first, record after: the step runs while the store writes.
   Status s = ex->Start(task);
   if (!s.ok()) {
@@ -943,13 +963,8 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     st.exec.outcome = TaskOutcomeName(TaskOutcome::kError);
     st.exec.message = msg;
     st.exec.finished_at = clock_->Now();
-    auto id = r_.store_->StartExecution(st.exec);
-    if (id) {
-      st.exec.id = *id;
-      Record(r_.store_->FinishExecution(st.exec, st.inputs, {}));
-    } else {
-      Record(id.error());
-    }
+    pending_executions_.push_back({std::move(st.exec), st.inputs, {}});
+    st.exec = ExecutionRecord{};
     FailInstance(inst, AttemptResult::kError, msg, /*retryable=*/true);
     return true;
   }
@@ -1056,7 +1071,7 @@ void RunLoop::HandleResult(const TaskResult& result) {
   st.exec.snapshot["outputs"] = std::move(outputs);
   st.exec.snapshot["exit_code"] = result.exit_code;
   if (result.signal) st.exec.snapshot["signal"] = result.signal;
-  pending_finishes_.push_back({std::move(st.exec), st.inputs, st.rec.outputs});
+  pending_executions_.push_back({std::move(st.exec), st.inputs, st.rec.outputs});
   st.exec = ExecutionRecord{};
   plan_->Finished(inst, ar, message, now);
 }
@@ -1124,6 +1139,7 @@ void RunLoop::Schedule() {
       }
     }
     DrainChanges();
+    if (pending_executions_.size() >= kFlushEvery) Flush();
     if (full) break;
   }
 }

@@ -32,6 +32,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/store.h"
@@ -89,6 +90,8 @@ class SqliteStore : public Store {
   Status FinishExecution(const ExecutionRecord& execution,
                          const std::vector<ArtifactBinding>& inputs,
                          const std::vector<ArtifactBinding>& outputs) override;
+  // One transaction for the whole batch (see Store::Write).
+  Status Write(const StoreBatch& batch) override;
   Result<std::vector<ExecutionRecord>> ListExecutions(const std::string& run_id) override;
   Result<StepRecord> FindCached(const std::string& cache_key,
                                 std::optional<TimePoint> not_before) override;
@@ -129,6 +132,19 @@ class SqliteStore : public Store {
   void Rollback();
   Status Error(const std::string& what) const;
   Status UpsertArtifactLocked(const ArtifactRecord& artifact);
+  // The bodies of StartExecution, FinishExecution and PutStep without the
+  // lock and the transaction, for Write() to share. `upserted` (may be
+  // null) holds the digests already upserted in this transaction, so that a
+  // batch records each artifact once.
+  Result<int64_t> InsertExecutionLocked(const ExecutionRecord& execution);
+  Status FinishExecutionLocked(const ExecutionRecord& execution, const std::vector<ArtifactBinding>& inputs,
+                               const std::vector<ArtifactBinding>& outputs,
+                               std::unordered_set<std::string>* upserted);
+  Status PutStepLocked(const StepRecord& step, std::unordered_set<std::string>* upserted);
+  Status InsertEventsLocked(int64_t execution_id, const std::vector<ArtifactBinding>& inputs,
+                            const std::vector<ArtifactBinding>& outputs,
+                            std::unordered_set<std::string>* upserted);
+  Status UpsertArtifactOnceLocked(const ArtifactRecord& artifact, std::unordered_set<std::string>* upserted);
   Result<int64_t> EnsureContextLocked(const std::string& type, const std::string& name,
                                       int64_t parent_id, TimePoint created_at);
   Status EnsurePipelineVersionLocked(const RunRecord& run, int64_t* version_id);

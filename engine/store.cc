@@ -44,4 +44,18 @@ bool IsTerminal(RunPhase phase) {
   return phase != RunPhase::kPending && phase != RunPhase::kRunning;
 }
 
+Status Store::Write(const StoreBatch& batch) {
+  for (const auto& e : batch.executions) {
+    ExecutionRecord record = e.record;
+    if (record.id == 0) {
+      auto id = StartExecution(record);
+      if (!id) return id.error();
+      record.id = *id;
+    }
+    SLUICE_RETURN_IF_ERROR(FinishExecution(record, e.inputs, e.outputs));
+  }
+  for (const auto& step : batch.steps) SLUICE_RETURN_IF_ERROR(PutStep(step));
+  return Status::Ok();
+}
+
 }  // namespace sluice

@@ -162,6 +162,25 @@ struct DeploymentRecord {
   Json details = Json::object();  // operator-specific: ports, pids, k8s object names
 };
 
+// Writes applied together (LevelDB's WriteBatch): the Runner collects what
+// happened in one scheduling pass (cache hits, finished attempts, step
+// state changes) and records it with one Store::Write, so a run of many
+// cached steps costs one transaction per pass instead of three per step.
+struct StoreBatch {
+  // An execution and its events. `record.id == 0`: a new, already finished
+  // execution (a cache hit) is inserted with its INPUT and OUTPUT events;
+  // otherwise the started execution `record.id` is finished, as
+  // Store::FinishExecution does.
+  struct Execution {
+    ExecutionRecord record;
+    std::vector<ArtifactBinding> inputs, outputs;
+  };
+  std::vector<Execution> executions;  // applied first, in order
+  std::vector<StepRecord> steps;      // then each as Store::PutStep, in order
+
+  bool empty() const { return executions.empty() && steps.empty(); }
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -186,6 +205,13 @@ class Store {
                                  const std::vector<ArtifactBinding>& inputs,
                                  const std::vector<ArtifactBinding>& outputs) = 0;
   virtual Result<std::vector<ExecutionRecord>> ListExecutions(const std::string& run_id) = 0;
+
+  // Applies `batch`. SqliteStore applies it in one transaction: all of it
+  // or, on error, none of it (a kill -9 meanwhile leaves none of it). The
+  // default applies it record by record through StartExecution,
+  // FinishExecution and PutStep, stopping at the first error, which it
+  // returns.
+  virtual Status Write(const StoreBatch& batch);
 
   // Cache: the latest successful step whose cache key matches and that
   // finished after `not_before`, or kNotFound.
@@ -239,6 +265,12 @@ class ArtifactStore {
 
   // Local path of a stored artifact; kNotFound when its bytes are gone.
   virtual Result<std::string> LocalPath(const std::string& digest) = 0;
+
+  // Hex SHA-256 of the bytes of the regular file at `path` (a step's code
+  // file). The default reads the file; FileArtifactStore skips files whose
+  // stat shows them unchanged since they were last hashed. Errors: kNotFound,
+  // kPermissionDenied, kInternal.
+  virtual Result<std::string> FileDigest(const std::string& path);
 };
 
 using ArtifactStorePtr = std::unique_ptr<ArtifactStore>;

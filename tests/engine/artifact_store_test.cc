@@ -2,9 +2,12 @@
 
 #include "engine/artifact_store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -191,6 +194,100 @@ TEST(FileArtifactStoreTest, RemovingTheStoreWorksDespiteReadOnlyFiles) {
   fs::remove_all(dir.path() + "/.sluice", ec);
   EXPECT_FALSE(ec) << ec.message();
   EXPECT_FALSE(fs::exists(dir.path() + "/.sluice"));
+}
+
+// The digest cache: an unchanged file is hashed once, even across
+// processes (the entries persist); any change of its stat makes it hashed
+// again. Margin 0 so that a file written just now counts as settled.
+TEST(FileDigestCacheTest, UnchangedFileIsReadOnceAcrossInstances) {
+  TempDir dir;
+  WriteFile(dir.path() + "/train.py", "hello\n");
+  const std::string cache_file = dir.path() + "/cas/digests";
+  {
+    FileDigestCache cache(cache_file, false, std::chrono::nanoseconds(0));
+    EXPECT_EQ(cache.Digest(dir.path() + "/train.py").value(), kHelloHex);
+    EXPECT_EQ(cache.Digest(dir.path() + "/train.py").value(), kHelloHex);
+    EXPECT_EQ(cache.hashed(), 1);
+    EXPECT_EQ(cache.remembered(), 1);
+  }
+  FileDigestCache again(cache_file, false, std::chrono::nanoseconds(0));
+  EXPECT_EQ(again.Digest(dir.path() + "/train.py").value(), kHelloHex);
+  EXPECT_EQ(again.hashed(), 0);
+  EXPECT_EQ(again.remembered(), 1);
+}
+
+TEST(FileDigestCacheTest, ReplacedFileWithSameSizeAndMtimeIsHashedAgain) {
+  TempDir dir;
+  const std::string path = dir.path() + "/data.csv";
+  WriteFile(path, "aaaa\n");
+  struct stat old_stat;
+  ASSERT_EQ(::stat(path.c_str(), &old_stat), 0);
+  FileDigestCache cache(dir.path() + "/digests", false, std::chrono::nanoseconds(0));
+  EXPECT_EQ(cache.Digest(path).value(), Sha256Hex("aaaa\n"));
+  // Same size, the old mtime put back: only the inode and ctime tell.
+  WriteFile(dir.path() + "/new.csv", "bbbb\n");
+  const struct timespec times[2] = {old_stat.st_atim, old_stat.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (dir.path() + "/new.csv").c_str(), times, 0), 0);
+  fs::rename(dir.path() + "/new.csv", path);
+  EXPECT_EQ(cache.Digest(path).value(), Sha256Hex("bbbb\n"));
+  EXPECT_EQ(cache.hashed(), 2);
+  EXPECT_EQ(cache.remembered(), 0);
+}
+
+TEST(FileDigestCacheTest, RacyFileIsNotRemembered) {
+  TempDir dir;
+  WriteFile(dir.path() + "/out.txt", "hello\n");  // written just now: within kRacyMargin
+  FileDigestCache cache(dir.path() + "/digests");
+  EXPECT_EQ(cache.Digest(dir.path() + "/out.txt").value(), kHelloHex);
+  EXPECT_EQ(cache.Digest(dir.path() + "/out.txt").value(), kHelloHex);
+  EXPECT_EQ(cache.hashed(), 2);
+  EXPECT_EQ(cache.remembered(), 0);
+  EXPECT_FALSE(fs::exists(dir.path() + "/digests"));
+}
+
+TEST(FileDigestCacheTest, TornAndForgedLinesAreIgnored) {
+  TempDir dir;
+  WriteFile(dir.path() + "/a.txt", "hello\n");
+  const std::string cache_file = dir.path() + "/digests";
+  {
+    FileDigestCache cache(cache_file, false, std::chrono::nanoseconds(0));
+    ASSERT_TRUE(cache.Digest(dir.path() + "/a.txt").has_value());
+  }
+  std::string good = ReadFile(cache_file);
+  ASSERT_EQ(std::count(good.begin(), good.end(), '\n'), 1) << good;
+  // A line claiming another digest for the same stat, with a wrong check,
+  // and a torn last line (a crash mid-append): both ignored.
+  std::string forged = good;
+  forged.replace(forged.find(kHelloHex), 64, std::string(64, '0'));
+  WriteFile(cache_file, good + forged + good.substr(0, good.size() / 2));
+  FileDigestCache cache(cache_file, false, std::chrono::nanoseconds(0));
+  EXPECT_EQ(cache.Digest(dir.path() + "/a.txt").value(), kHelloHex);
+  EXPECT_EQ(cache.remembered(), 1);
+  EXPECT_EQ(cache.hashed(), 0);
+}
+
+TEST(FileDigestCacheTest, ReadOnlyCacheNeverWritesItsFile) {
+  TempDir dir;
+  WriteFile(dir.path() + "/a.txt", "hello\n");
+  FileDigestCache cache(dir.path() + "/digests", /*read_only=*/true, std::chrono::nanoseconds(0));
+  EXPECT_EQ(cache.Digest(dir.path() + "/a.txt").value(), kHelloHex);
+  EXPECT_EQ(cache.Digest(dir.path() + "/a.txt").value(), kHelloHex);
+  EXPECT_EQ(cache.remembered(), 1);  // in memory
+  EXPECT_FALSE(fs::exists(dir.path() + "/digests"));
+}
+
+TEST(FileDigestCacheTest, PutOfAFileJustWrittenReadsItEachTime) {
+  TempDir dir;
+  WriteFile(dir.path() + "/work/raw.csv", "hello\n");
+  FileArtifactStore store(dir.path() + "/.sluice");
+  auto first = store.Put(dir.path() + "/work/raw.csv", ArtifactType::kDataset);
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  auto second = store.Put(dir.path() + "/work/raw.csv", ArtifactType::kDataset);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->digest, std::string("sha256:") + kHelloHex);
+  EXPECT_EQ(second->size, 6);
+  // Just written, so racy: both Puts read it (kRacyMargin keeps it honest).
+  EXPECT_EQ(store.digest_cache().hashed(), 2);
 }
 
 }  // namespace

@@ -484,6 +484,91 @@ TEST(SqliteStoreTest, FinishingAnUnknownExecutionIsNotFound) {
   EXPECT_EQ(store->FinishExecution(e, {}, {}).code(), StatusCode::kNotFound);
 }
 
+// A batch of cache hits as the Runner writes it: new executions (id 0) with
+// their events, a started execution finished, and the step records.
+StoreBatch CachedBatch(const std::string& run_id, int first, int count, int64_t started_id = 0) {
+  StoreBatch batch;
+  for (int i = first; i < first + count; ++i) {
+    const std::string instance = "s" + std::to_string(i);
+    ArtifactRecord out = MakeArtifact(std::string(58, 'e') + std::to_string(100000 + i), ArtifactType::kOther);
+    StoreBatch::Execution e;
+    e.record.run_id = run_id;
+    e.record.instance = instance;
+    e.record.outcome = "Cached";
+    e.record.cache_key = "key-" + std::to_string(i);
+    e.record.started_at = At(i);
+    e.record.finished_at = At(i);
+    e.record.snapshot = {{"i", i}, {"cached_from", "old/" + instance}};
+    e.outputs = {{"out", out}};
+    batch.executions.push_back(std::move(e));
+    StepRecord s = MakeStep(run_id, instance);
+    s.phase = NodePhase::kCached;
+    s.cached_from = "old/" + instance;
+    s.outputs = {{"out", out}};
+    batch.steps.push_back(std::move(s));
+  }
+  if (started_id != 0) {
+    StoreBatch::Execution done;
+    done.record.id = started_id;
+    done.record.run_id = run_id;
+    done.record.instance = "ran";
+    done.record.outcome = "Succeeded";
+    done.record.exit_code = 0;
+    done.record.started_at = At(1);
+    done.record.finished_at = At(2);
+    batch.executions.push_back(std::move(done));
+  }
+  return batch;
+}
+
+TEST(SqliteStoreTest, WriteRecordsABatchOfCacheHitsAndFinishes) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  ExecutionRecord running;
+  running.run_id = "r1";
+  running.instance = "ran";
+  running.started_at = At(1);
+  auto started = store->StartExecution(running);
+  ASSERT_TRUE(started.has_value());
+
+  ASSERT_TRUE(store->Write(CachedBatch("r1", 0, 3, *started)).ok());
+  auto steps = store->ListSteps("r1");
+  ASSERT_EQ(steps->size(), 3u);
+  for (const auto& s : *steps) {
+    EXPECT_EQ(s.phase, NodePhase::kCached);
+    EXPECT_EQ(s.cached_from, "old/" + s.instance);
+  }
+  auto executions = store->ListExecutions("r1");
+  ASSERT_EQ(executions->size(), 4u);
+  EXPECT_EQ((*executions)[0].instance, "ran");
+  EXPECT_EQ((*executions)[0].outcome, "Succeeded");
+  for (int i = 1; i <= 3; ++i) {
+    const ExecutionRecord& e = (*executions)[i];
+    EXPECT_EQ(e.outcome, "Cached");
+    EXPECT_EQ(e.snapshot["i"], i - 1);
+    auto outputs = store->OutputsOf(e.id);
+    ASSERT_EQ(outputs->size(), 1u);
+    EXPECT_EQ((*outputs)[0].name, "out");
+    EXPECT_EQ((*store->ProducersOf((*outputs)[0].artifact.digest)).size(), 1u);
+  }
+}
+
+TEST(SqliteStoreTest, AFailingWriteLeavesNoneOfItsBatch) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  // The last record finishes an execution that does not exist.
+  StoreBatch batch = CachedBatch("r1", 0, 3, /*started_id=*/999);
+  EXPECT_EQ(store->Write(batch).code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store->ListSteps("r1")->empty());
+  EXPECT_TRUE(store->ListExecutions("r1")->empty());
+  EXPECT_EQ(store->IntegrityCheck().value(), "ok");
+  // And the connection is usable afterwards.
+  EXPECT_TRUE(store->Write(CachedBatch("r1", 0, 3)).ok());
+  EXPECT_EQ(store->ListSteps("r1")->size(), 3u);
+}
+
 TEST(SqliteStoreTest, FindCachedReturnsTheLatestSuccessWithinMaxAge) {
   TempDir dir;
   auto store = OpenOrDie(dir.path());
@@ -680,6 +765,64 @@ TEST(SqliteStoreTest, KillNineDuringWritesLeavesAConsistentStore) {
     }
     // The store is writable again (a resumed run can continue).
     EXPECT_TRUE(store->CreateRun(MakeRun("after-crash")).ok());
+  }
+}
+
+// Writes a run of kBatchSteps cache hits per iteration, each as one
+// Store::Write, and reports each committed iteration on `report_fd`.
+constexpr int kBatchSteps = 50;
+[[noreturn]] void BatchWriterChild(const std::string& dir, int report_fd) {
+  auto store = SqliteStore::Open(dir);
+  if (!store) ::_exit(3);
+  for (int i = 0;; ++i) {
+    std::string run_id = "run-" + std::to_string(i);
+    if (!(*store)->CreateRun(MakeRun(run_id)).ok()) ::_exit(4);
+    StoreBatch batch = CachedBatch(run_id, 0, kBatchSteps);
+    for (auto& e : batch.executions) e.record.snapshot["pad"] = std::string(512, 'x');
+    if (!(*store)->Write(batch).ok()) ::_exit(5);
+    if (::write(report_fd, &i, sizeof i) != sizeof i) ::_exit(8);
+  }
+}
+
+// kill -9 while batches of cache hits are written: the store is sound, every
+// reported batch is there whole, and any run holds all of its batch or none
+// of it (never steps without their executions).
+TEST(SqliteStoreTest, KillNineDuringBatchWritesLeavesWholeBatches) {
+  std::mt19937 rng(std::random_device{}());
+  for (int round = 0; round < 5; ++round) {
+    TempDir dir;
+    { OpenOrDie(dir.path()); }
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      BatchWriterChild(dir.path(), fds[1]);
+    }
+    ::close(fds[1]);
+    const int kill_after = std::uniform_int_distribution<int>(1, 40)(rng);
+    int committed = -1;
+    for (int got = 0; got < kill_after; ++got) {
+      int i;
+      ASSERT_EQ(::read(fds[0], &i, sizeof i), static_cast<ssize_t>(sizeof i)) << "writer died early";
+      committed = i;
+    }
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+    ::close(fds[0]);
+
+    auto store = OpenOrDie(dir.path());
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->IntegrityCheck().value(), "ok");
+    for (int i = 0; i <= committed + 2; ++i) {
+      const std::string run_id = "run-" + std::to_string(i);
+      const size_t steps = store->ListSteps(run_id)->size();
+      const size_t executions = store->ListExecutions(run_id)->size();
+      if (i <= committed) EXPECT_EQ(steps, static_cast<size_t>(kBatchSteps)) << run_id;
+      EXPECT_TRUE(steps == 0 || steps == static_cast<size_t>(kBatchSteps)) << run_id << ": " << steps;
+      EXPECT_EQ(executions, steps) << run_id;
+    }
   }
 }
 
