@@ -157,18 +157,20 @@ TEST(ArgoCompileTest, OutputsOfTrainingJobsArePublishedAfterTheJob) {
   const Json& templates = out.objects.at(0)["spec"]["templates"];
   std::vector<std::string> names;
   for (const auto& t : templates) names.push_back(t["name"]);
-  EXPECT_EQ(names, (std::vector<std::string>{"main", "torch-mean", "torch-mean-job", "torch-mean-outputs",
-                                             "tf-mean", "tf-mean-job", "tf-mean-outputs", "compare"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"main", "tf-mean", "tf-mean-job", "tf-mean-outputs", "torch-mean",
+                                             "torch-mean-job", "torch-mean-outputs", "compare"}));
+  // The DAG passes its inputs (the feature param) on to the CR's template.
   const Json& wrapper = templates[1];
   EXPECT_EQ(wrapper["dag"]["tasks"].dump(),
-            R"([{"name":"job","template":"torch-mean-job"},)"
-            R"({"depends":"job.Succeeded","name":"outputs","template":"torch-mean-outputs"}])");
+            R"([{"arguments":{"parameters":[{"name":"a0","value":"{{inputs.parameters.a0}}"}]},)"
+            R"("name":"job","template":"tf-mean-job"},)"
+            R"({"depends":"job.Succeeded","name":"outputs","template":"tf-mean-outputs"}])");
   EXPECT_EQ(wrapper["outputs"].dump(),
             R"({"parameters":[{"name":"sluice-metrics","valueFrom":)"
             R"({"parameter":"{{tasks.outputs.outputs.parameters.sluice-metrics}}"}}]})");
   EXPECT_EQ(templates[2]["resource"]["action"], "create");
   const Json& env = templates[3]["container"]["env"];
-  EXPECT_EQ(env[0].dump(), R"({"name":"SLUICE_WORKDIR","value":"/sluice/runs/{{workflow.name}}/torch-mean"})");
+  EXPECT_EQ(env[0].dump(), R"({"name":"SLUICE_WORKDIR","value":"/sluice/runs/{{workflow.name}}/tf-mean"})");
   EXPECT_EQ(env[3].dump(), R"({"name":"SLUICE_METRICS","value":"stats.json"})");
 }
 
