@@ -44,6 +44,11 @@ struct RunCommandOptions {
   std::string kubeconfig;                 // --kubeconfig; "" = $KUBECONFIG, ~/.kube/config
   std::string context;                    // --context; "" = current-context
   std::string namespace_;                 // --namespace; "" = the pipeline's, then the context's
+  bool dry_run = false;                   // run --dry-run: print the Kubernetes objects, run nothing
+  // Artifacts between pods (docs/kubernetes.md): an RWX PersistentVolumeClaim
+  // mounted into every pod, seen by this host at workspace_host_dir.
+  std::string workspace_pvc;              // --workspace-pvc; "" = none
+  std::string workspace_host_dir;         // --workspace-host-dir; "" = the host does not see it
 };
 // Runs (or resumes / re-runs) a pipeline, printing live progress and a
 // summary table. 0 succeeded, 1 failed, 2 invalid pipeline/params,
@@ -56,6 +61,22 @@ int Rerun(const RunCommandOptions& options);
 // next to this sluice binary, in the build tree it was built in, or on PATH;
 // "" when there is none (run_command.cc; `sluice serve` uses it too).
 std::string FindServingBinary();
+
+struct CancelOptions {
+  std::string run;          // run id, unique prefix, or latest
+  std::string store;
+  std::string wait = "60s";  // how long to wait for the driving process to stop; "0s" = don't
+  // For a run whose driving process is gone, to delete its Kubernetes objects.
+  std::string kubeconfig;
+  std::string context;
+  std::string namespace_;
+};
+// Cancels a running run (docs/cli.md): signals the sluice process driving
+// it and waits for it to stop, or, when that process is gone, deletes the
+// run's Kubernetes objects and records it Cancelled. 0 done, 2 the run has
+// ended / is driven elsewhere, 3 the process did not stop in time or the
+// cluster could not be reached.
+int Cancel(const CancelOptions& options);
 
 struct StatusOptions {
   std::string run;

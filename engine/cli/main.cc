@@ -79,10 +79,16 @@ int main(int argc, char** argv) {
     cmd->add_option("--context", run.context, "Kubeconfig context (default: current-context)");
     cmd->add_option("--namespace", run.namespace_,
                     "Kubernetes namespace (default: the pipeline's, then the context's)");
+    cmd->add_option("--workspace-pvc", run.workspace_pvc,
+                    "Kubernetes: RWX PersistentVolumeClaim mounted into every pod at /sluice (artifacts between pods)");
+    cmd->add_option("--workspace-host-dir", run.workspace_host_dir,
+                    "Kubernetes: where this host sees the --workspace-pvc volume (put --store under it)");
   };
   auto* run_cmd = app.add_subcommand("run", "Run a pipeline, with live progress and a summary");
   run_cmd->add_option("FILE", run.file, "Pipeline file")->required();
   add_run_options(run_cmd);
+  run_cmd->add_flag("--dry-run", run.dry_run,
+                    "Print the Kubernetes objects the run would create (with --executor kubernetes); run nothing");
 
   auto* resume_cmd = app.add_subcommand(
       "resume", "Continue a failed or interrupted run: keep succeeded steps, run the rest");
@@ -99,6 +105,20 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   rerun_cmd->add_option("--file", run.file, "Pipeline file (default: the run's file)");
   add_run_options(rerun_cmd);
+
+  // cancel
+  CancelOptions cancel;
+  auto* cancel_cmd = app.add_subcommand(
+      "cancel", "Cancel a running run: stop its steps, delete its Kubernetes objects");
+  cancel_cmd->add_option("RUN", cancel.run, "Run id, unique prefix, or latest")->required();
+  cancel_cmd->add_option("--store", store, kStoreHelp);
+  cancel_cmd->add_option("--wait", cancel.wait,
+                         "How long to wait for the run's sluice process to stop (default 60s; 0s: do not wait)");
+  cancel_cmd->add_option("--kubeconfig", cancel.kubeconfig,
+                         "Kubeconfig file, to delete the objects of a run whose sluice process is gone");
+  cancel_cmd->add_option("--context", cancel.context, "Kubeconfig context (default: current-context)");
+  cancel_cmd->add_option("--namespace", cancel.namespace_,
+                         "Kubernetes namespace (default: the pipeline's, then the context's)");
 
   // status / show
   StatusOptions status;
@@ -183,7 +203,6 @@ int main(int argc, char** argv) {
                          "Where the pods mounted the workspace volume (default /sluice)");
 #endif
 
-
 #ifdef SLUICE_CLI_PROVENANCE
   // lineage, export, plan, reproduce, checkout, diff; run --openlineage.
   ProvenanceCommands provenance(&app, &store);
@@ -207,7 +226,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  run.store = status.store = logs.store = runs.store = store;
+  run.store = status.store = logs.store = runs.store = cancel.store = store;
   if (*lint_cmd) return Lint(lint);
   if (*graph_cmd) return Graph(graph);
   if (*compile_cmd) return Compile(compile);
@@ -226,6 +245,7 @@ int main(int argc, char** argv) {
   if (*run_cmd) return Run(run);
   if (*resume_cmd) return Resume(run);
   if (*rerun_cmd) return Rerun(run);
+  if (*cancel_cmd) return Cancel(cancel);
   if (*status_cmd) return ShowStatus(status);
   if (*show_cmd) return Show(status);
   if (*logs_cmd) return Logs(logs);

@@ -15,13 +15,18 @@
 // drained on the runner's thread before the "done" line, so a step's lines
 // always come before its result.
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -45,7 +50,12 @@
 #include "engine/sqlite_store.h"
 #include "executors/local/local_executor.h"
 #ifdef SLUICE_CLI_KUBERNETES
+#include "engine/compile/argo.h"
+#include "engine/compile/manifests.h"
+#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/kubeconfig.h"
 #include "executors/kubernetes/kubernetes_executor.h"
+#include "operators/kubernetes_manifests.h"
 #endif
 
 namespace sluice::cli {
@@ -267,6 +277,8 @@ class SignalWatcher {
 
 }  // namespace
 
+namespace {
+
 // Deploy and traffic-validation steps are controllers: their process
 // (sluice-serving) runs on this host and acts on the cluster itself. As a Job
 // it would find neither its binary nor the store in the pod. So where such a
@@ -300,6 +312,8 @@ void RunOperatorsHere(PipelineSpec& spec, const RunCommandOptions& options,
     }
   }
 }
+
+}  // namespace
 
 // The deploy / traffic-validation operators' program: next to this sluice
 // binary (an install), in the build tree it was built in, or on PATH.
@@ -368,6 +382,104 @@ std::optional<Prepared> Prepare(const std::string& file, const std::string& stor
   return Prepared{std::move(*loaded.spec), std::move(*params)};
 }
 
+// The executor a step runs on: its own `executor:`, else --executor, else
+// the pipeline's, else local (the Runner's rule).
+std::string ExecutorOf(const StepSpec& step, const RunCommandOptions& options,
+                       const PipelineSpec& spec) {
+  if (!step.executor.empty()) return step.executor;
+  if (!options.executor.empty()) return options.executor;
+  return spec.executor.empty() ? "local" : spec.executor;
+}
+
+// True when some step runs on Kubernetes.
+bool NeedsKubernetes(const RunCommandOptions& options, const PipelineSpec& spec) {
+  for (const auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (const auto& step : *list)
+      if (ExecutorOf(step, options, spec) == "kubernetes") return true;
+  }
+  return false;
+}
+
+#ifdef SLUICE_CLI_KUBERNETES
+// The Kubernetes executor's settings from the command line and the
+// environment, as kubectl reads them.
+KubernetesExecutorOptions KubernetesOptions(const RunCommandOptions& options,
+                                            const PipelineSpec& spec) {
+  KubernetesExecutorOptions k8s;
+  k8s.kubeconfig.kubeconfig = options.kubeconfig;
+  k8s.kubeconfig.context = options.context;
+  k8s.kubeconfig.namespace_ = options.namespace_;
+  if (const char* env = std::getenv("KUBECONFIG")) k8s.kubeconfig.kubeconfig_env = env;
+  if (const char* home = std::getenv("HOME")) k8s.kubeconfig.home = home;
+  if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) k8s.kubeconfig.service_host = host;
+  if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) k8s.kubeconfig.service_port = port;
+  k8s.manifests.namespace_ = !options.namespace_.empty() ? options.namespace_ : spec.namespace_;
+  k8s.manifests.workspace_pvc = options.workspace_pvc;
+  if (!options.workspace_host_dir.empty()) {
+    std::error_code ec;
+    std::string dir = fs::absolute(options.workspace_host_dir, ec).lexically_normal().string();
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    k8s.manifests.host_workspace_root = dir;
+  }
+  return k8s;
+}
+#endif
+
+// run --dry-run: the objects the Kubernetes executor would create, printed
+// as YAML by the code path of `sluice compile --target manifests`; runs
+// nothing, needs no cluster and no store.
+int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
+#ifdef SLUICE_CLI_KUBERNETES
+  const PipelineSpec& spec = prepared.spec;
+  if (!NeedsKubernetes(options, spec)) {
+    PrintError("--dry-run prints the Kubernetes objects a run would create, and no step of " +
+               options.file + " runs on Kubernetes; add --executor kubernetes");
+    return kExitUsage;
+  }
+  compile::ManifestsOptions mo;
+  mo.executor = KubernetesOptions(options, spec);
+  if (!options.run_id.empty()) mo.run_id = options.run_id;
+  std::error_code ec;
+  mo.pipeline_dir = fs::absolute(options.file, ec).parent_path().lexically_normal().string();
+  // Every step is compiled (a Kubernetes step's dependencies may run
+  // locally), and the objects of local steps are then left out; a local step
+  // needs no image, so it gets a placeholder one.
+  PipelineSpec all = spec;
+  for (auto* list : {&all.steps, &all.finally_steps}) {
+    for (auto& step : *list)
+      if (step.image.empty() && ExecutorOf(step, options, spec) != "kubernetes") step.image = "<local>";
+  }
+  auto objects = compile::CompileToManifests(all, prepared.params, mo);
+  if (!objects) {
+    PrintError(objects.error().message());
+    return ExitCodeFor(objects.error());
+  }
+  // Steps that run locally create no objects.
+  std::vector<Json> shown;
+  std::vector<std::string> local;
+  for (Json& object : *objects) {
+    std::string step = object["metadata"]["annotations"].value("sluice.dev/step", "");
+    const StepSpec* s = spec.FindStep(step);
+    if (s == nullptr || ExecutorOf(*s, options, spec) == "kubernetes") {
+      shown.push_back(std::move(object));
+    } else if (std::find(local.begin(), local.end(), step) == local.end()) {
+      local.push_back(step);
+    }
+  }
+  std::cout << compile::ToYaml(shown);
+  if (!local.empty()) {
+    std::string names;
+    for (const auto& n : local) names += (names.empty() ? "" : ", ") + n;
+    std::cerr << "sluice: dry run: " << local.size() << " step" << (local.size() == 1 ? "" : "s")
+              << " run locally and create no Kubernetes objects: " << names << "\n";
+  }
+  return kExitOk;
+#else
+  PrintError("this sluice was built without the kubernetes executor");
+  return kExitSystem;
+#endif
+}
+
 const char* EventWord(const RunEvent& e) {
   switch (e.phase) {
     case NodePhase::kSucceeded: return "done";
@@ -433,6 +545,20 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     run_options.memory_budget_bytes = *mem;
   }
   if (options.gpus >= 0) run_options.gpu_budget = options.gpus;
+  // The budgets are this machine's. When every step runs on Kubernetes the
+  // cluster's scheduler places the pods, so this host's CPUs, memory and
+  // GPUs must not hold a step back (a mixed pipeline keeps them for all its
+  // steps: the plan budgets a run, not an executor).
+  bool all_kubernetes = true;
+  for (const auto* list : {&prepared.spec.steps, &prepared.spec.finally_steps}) {
+    for (const auto& step : *list) all_kubernetes &= ExecutorOf(step, options, prepared.spec) == "kubernetes";
+  }
+  if (all_kubernetes) {
+    constexpr int64_t kUnbounded = int64_t{1} << 50;
+    if (options.cpus.empty()) run_options.cpu_budget_millis = kUnbounded;
+    if (options.memory.empty()) run_options.memory_budget_bytes = kUnbounded;
+    if (options.gpus < 0) run_options.gpu_budget = kUnbounded;
+  }
 
   FileArtifactStore artifacts(state_dir);
   ExecutorRegistry executors;
@@ -446,24 +572,20 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
 
   // The kubernetes executor connects to a cluster: set it up only when
   // something will run there.
-  bool needs_kubernetes = options.executor == "kubernetes" ||
-                          (options.executor.empty() && prepared.spec.executor == "kubernetes");
-  for (const auto* list : {&prepared.spec.steps, &prepared.spec.finally_steps}) {
-    for (const auto& step : *list) needs_kubernetes |= step.executor == "kubernetes";
-  }
-  if (needs_kubernetes) {
+  if (NeedsKubernetes(options, prepared.spec)) {
 #ifdef SLUICE_CLI_KUBERNETES
-    KubernetesExecutorOptions k8s;
-    k8s.kubeconfig.kubeconfig = options.kubeconfig;
-    k8s.kubeconfig.context = options.context;
-    k8s.kubeconfig.namespace_ = options.namespace_;
-    if (const char* env = std::getenv("KUBECONFIG")) k8s.kubeconfig.kubeconfig_env = env;
-    if (const char* home = std::getenv("HOME")) k8s.kubeconfig.home = home;
-    if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) k8s.kubeconfig.service_host = host;
-    if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) k8s.kubeconfig.service_port = port;
-    k8s.manifests.namespace_ =
-        !options.namespace_.empty() ? options.namespace_ : prepared.spec.namespace_;
-    Status kst = RegisterKubernetesExecutor(executors, k8s);
+    KubernetesExecutorOptions k8s = KubernetesOptions(options, prepared.spec);
+    const std::string& root = k8s.manifests.host_workspace_root;
+    if (!root.empty() && k8s.manifests.workspace_pvc.empty()) {
+      PrintError("--workspace-host-dir needs --workspace-pvc, the claim pods mount that directory from");
+      return kExitUsage;
+    }
+    if (!root.empty() && state_dir != root && state_dir.rfind(root + "/", 0) != 0) {
+      std::cerr << "sluice: warning: the store " << state_dir << " is not under --workspace-host-dir "
+                << root << ": pods will not see the steps' directories or inputs (use --store "
+                << root << "/.sluice)\n";
+    }
+    Status kst = RegisterKubernetesExecutor(executors, std::move(k8s));
     if (!kst.ok()) {
       PrintError("kubernetes executor: " + kst.message());
       return kExitSystem;
@@ -563,6 +685,7 @@ int Run(const RunCommandOptions& options) {
   int code = kExitOk;
   auto prepared = Prepare(options.file, "", *values, &code);
   if (!prepared) return code;
+  if (options.dry_run) return DryRun(options, *prepared);
   std::string state_dir = ResolveStateDir(options.store);
   auto store = OpenStore(state_dir, /*create=*/true);
   if (!store) {
@@ -616,7 +739,11 @@ int Continue(const RunCommandOptions& options, bool rerun) {
   }
   std::string run_id = rerun ? (options.run_id.empty() ? NewRunId(prepared->spec.name) : options.run_id)
                              : old->id;
-  return Execute(options, std::move(*prepared), state_dir, store->get(), run_id, old->id,
+  // The run goes on where it ran: `run --executor kubernetes` is resumed on
+  // Kubernetes (which adopts the objects still there) unless told otherwise.
+  RunCommandOptions continued = options;
+  if (continued.executor.empty()) continued.executor = old->executor;
+  return Execute(continued, std::move(*prepared), state_dir, store->get(), run_id, old->id,
                  rerun ? options.rerun_from : std::vector<std::string>{}, &signals);
 }
 
@@ -625,5 +752,210 @@ int Continue(const RunCommandOptions& options, bool rerun) {
 int Resume(const RunCommandOptions& options) { return Continue(options, /*rerun=*/false); }
 
 int Rerun(const RunCommandOptions& options) { return Continue(options, /*rerun=*/true); }
+
+
+// ---------------------------------------------------------------------------
+// sluice cancel RUN
+//
+// A run is driven by the one sluice process recorded with it (RunRecord::host
+// and ::pid). When that process is alive on this host, `cancel` sends it
+// SIGTERM, which it handles exactly like Ctrl-C (the Runner cancels: local
+// steps get SIGTERM then SIGKILL, Kubernetes objects are deleted with
+// Background propagation, phases are recorded Cancelled), and waits, bounded
+// by --wait, for that process to exit (a pidfd, no polling). When the process
+// is gone (kill -9, a crash, a reboot), nobody will ever finish the run:
+// `cancel` deletes the run's Kubernetes objects itself (by the run label)
+// and records the run and its unfinished steps Cancelled.
+
+namespace {
+
+std::string ThisHost() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
+// The arguments of process `pid` (empty when it is gone or unreadable).
+std::vector<std::string> ProcessArgs(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> args;
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\0', start);
+    if (end == std::string::npos) end = text.size();
+    args.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return args;
+}
+
+// Records the run and its unfinished steps Cancelled.
+Status RecordCancelled(Store& store, RunRecord run, const std::string& message) {
+  const TimePoint now = std::chrono::system_clock::now();
+  auto steps = store.ListSteps(run.id);
+  if (!steps) return steps.error();
+  for (StepRecord step : *steps) {
+    if (IsTerminal(step.phase)) continue;
+    step.phase = NodePhase::kCancelled;
+    step.message = message;
+    step.finished_at = now;
+    if (Status st = store.PutStep(step); !st.ok()) return st;
+  }
+  run.phase = RunPhase::kCancelled;
+  run.message = message;
+  run.finished_at = now;
+  run.pid = 0;
+  return store.UpdateRun(run);
+}
+
+#ifdef SLUICE_CLI_KUBERNETES
+// Deletes every Job, TFJob and PyTorchJob of the run (label sluice.dev/run)
+// in the namespaces its steps use; returns how many objects there were.
+Result<size_t> DeleteRunObjects(const CancelOptions& options, const RunRecord& run,
+                                const PipelineSpec& spec) {
+  RunCommandOptions ro;
+  ro.kubeconfig = options.kubeconfig;
+  ro.context = options.context;
+  ro.namespace_ = options.namespace_;
+  ro.executor = run.executor;
+  KubernetesExecutorOptions k8s = KubernetesOptions(ro, spec);
+  auto config = k8s::LoadRestConfig(k8s.kubeconfig);
+  if (!config) return Error(config.error());
+  auto client = k8s::Client::Create(*config);
+  if (!client) return Error(client.error());
+  std::vector<std::string> namespaces;
+  auto add = [&](const std::string& ns) {
+    if (!ns.empty() && std::find(namespaces.begin(), namespaces.end(), ns) == namespaces.end())
+      namespaces.push_back(ns);
+  };
+  add(!k8s.manifests.namespace_.empty() ? k8s.manifests.namespace_
+      : !config->namespace_.empty()     ? config->namespace_
+                                        : "default");
+  for (const auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (const auto& step : *list) {
+      const Json& k = step.config.contains("kubernetes") ? step.config["kubernetes"] : Json();
+      if (k.is_object() && k.contains("namespace") && k["namespace"].is_string())
+        add(k["namespace"].get<std::string>());
+    }
+  }
+  const std::string selector = operators::RunSelector(run.id);
+  size_t found = 0;
+  for (const auto& ns : namespaces) {
+    for (const auto* kind : {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind()}) {
+      auto list = (*client)->List(*kind, ns, selector);
+      if (!list && list.error().code() == StatusCode::kNotFound) continue;  // no such CRD
+      if (!list) return Error(list.error());
+      if (list->items.empty()) continue;
+      found += list->items.size();
+      Status st = (*client)->DeleteCollection(*kind, ns, selector, k8s::Propagation::kBackground);
+      if (!st.ok()) return Error(st);
+    }
+  }
+  return found;
+}
+#endif
+
+}  // namespace
+
+int Cancel(const CancelOptions& options) {
+  auto wait = dsl::ParseDuration(options.wait);
+  if (!wait) {
+    PrintError("--wait: " + wait.error().message());
+    return kExitUsage;
+  }
+  auto store = OpenExisting(options.store);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto run = FindRun(**store, options.run);
+  if (!run) {
+    PrintError(run.error().message());
+    return ExitCodeFor(run.error());
+  }
+  if (IsTerminal(run->phase)) {
+    PrintError("run " + run->id + " has already ended (" + RunPhaseName(run->phase) +
+               "); there is nothing to cancel");
+    return kExitUsage;
+  }
+  if (!run->host.empty() && run->host != ThisHost()) {
+    PrintError("run " + run->id + " is driven by sluice process " + std::to_string(run->pid) +
+               " on host '" + run->host + "'; run `sluice cancel` there");
+    return kExitUsage;
+  }
+
+  // The driving process, if it is alive and still a sluice (pids are reused).
+  std::vector<std::string> args = run->pid > 0 ? ProcessArgs(run->pid) : std::vector<std::string>{};
+  bool alive = !args.empty() && fs::path(args[0]).filename().string().rfind("sluice", 0) == 0 &&
+               run->pid != ::getpid();
+  if (alive) {
+    if (std::find(args.begin(), args.end(), "serve") != args.end()) {
+      PrintError("run " + run->id + " is driven by `sluice serve` (pid " + std::to_string(run->pid) +
+                 "); cancel it through the server: POST /api/v1/runs/" + run->id + "/cancel");
+      return kExitUsage;
+    }
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, run->pid, 0));
+    if (::kill(run->pid, SIGTERM) != 0) {
+      if (pidfd >= 0) ::close(pidfd);
+      PrintError("cannot signal sluice process " + std::to_string(run->pid) + " driving run " +
+                 run->id + ": " + std::strerror(errno));
+      return kExitSystem;
+    }
+    std::cout << "sluice: cancelling run " << run->id << ": asked sluice process " << run->pid
+              << " to stop (SIGTERM)\n"
+              << std::flush;
+    if (wait->count() == 0) {
+      if (pidfd >= 0) ::close(pidfd);
+      return kExitOk;
+    }
+    bool exited = false;
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      exited = ::poll(&p, 1, static_cast<int>(wait->count())) > 0;
+      ::close(pidfd);
+    }
+    if (!exited) {
+      PrintError("sluice process " + std::to_string(run->pid) + " has not stopped within " +
+                 options.wait + "; it goes on cancelling (sluice status " + run->id + ")");
+      return kExitSystem;
+    }
+    auto after = (*store)->GetRun(run->id);
+    if (!after) {
+      PrintError(after.error().message());
+      return kExitSystem;
+    }
+    std::cout << "run " << after->id << " " << RunPhaseName(after->phase) << "\n";
+    return kExitOk;
+  }
+
+  // Nobody drives the run any more: clean up here.
+  std::string how;
+#ifdef SLUICE_CLI_KUBERNETES
+  auto loaded = dsl::LoadPipelineString(run->pipeline_yaml, run->pipeline_file);
+  if (loaded.ok()) {
+    RunCommandOptions ro;
+    ro.executor = run->executor;
+    if (NeedsKubernetes(ro, *loaded.spec)) {
+      auto deleted = DeleteRunObjects(options, *run, *loaded.spec);
+      if (!deleted) {
+        PrintError("run " + run->id + ": cannot delete its Kubernetes objects: " +
+                   deleted.error().message() + "; the run is left as it was");
+        return kExitSystem;
+      }
+      how = "; deleted its " + std::to_string(*deleted) + " Kubernetes object" +
+            (*deleted == 1 ? "" : "s");
+    }
+  }
+#endif
+  std::string message = "cancelled by sluice cancel (the sluice process that drove it" +
+                        (run->pid > 0 ? ", pid " + std::to_string(run->pid) + "," : std::string()) +
+                        " was gone)";
+  if (Status st = RecordCancelled(**store, *run, message); !st.ok()) {
+    PrintError(st.message());
+    return kExitSystem;
+  }
+  std::cout << "run " << run->id << " Cancelled: its sluice process was gone" << how << "\n";
+  return kExitOk;
+}
 
 }  // namespace sluice::cli

@@ -1,0 +1,659 @@
+// End-to-end: real pipelines through the real `sluice` binary on the live
+// test cluster (tests/k8s: kube-apiserver, controller-manager, scheduler,
+// training-operator; kwok runs the pods, which run no code). Each test writes
+// a pipeline YAML, runs `sluice run --executor kubernetes` against a fresh
+// SQLite store, and checks the run through `sluice status/show --format
+// json` and the objects through the Kubernetes API.
+//
+// Registered with FIXTURES_REQUIRED k8s and LABELS k8s; skipped when the
+// cluster's kubeconfig is absent. Waits are on events (process exit through a
+// pidfd, watch events), each with a bound.
+//
+// kwok pod lifecycle (tests/k8s/config/kwok-stages.yaml.in), chosen per step
+// with kubernetes.podAnnotations: sluice.dev/kwok-fail ("true": the pod fails,
+// exit code sluice.dev/kwok-exit-code), sluice.dev/kwok-hold (stays Running),
+// sluice.dev/kwok-duration (Running time).
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/kubeconfig.h"
+#include "operators/kubernetes_manifests.h"
+#include "tests/executors/kubernetes/sluice_process.h"
+
+namespace sluice {
+using test_support::ReadText;
+using test_support::SluiceProcess;
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string StateDir() {
+  const char* s = std::getenv("SLUICE_K8S_STATE");
+  return s != nullptr && *s != '\0' ? s : "/tmp/sluice-k8s";
+}
+
+struct Outcome {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+class KubernetesCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    kubeconfig_ = StateDir() + "/kubeconfig";
+    if (!fs::exists(kubeconfig_)) {
+      GTEST_SKIP() << "no test cluster: " << kubeconfig_
+                   << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
+    }
+    std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::transform(test.begin(), test.end(), test.begin(), ::tolower);
+    run_id_ = "cli-" + std::to_string(::getpid()) + "-" + test.substr(0, 16);
+    dir_ = fs::temp_directory_path() / ("sluice-k8s-cli-" + run_id_);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    store_ = (dir_ / "store").string();
+    k8s::KubeconfigOptions ko;
+    ko.kubeconfig = kubeconfig_;
+    auto config = k8s::LoadRestConfig(ko);
+    ASSERT_TRUE(config) << config.error().ToString();
+    auto client = k8s::Client::Create(*config);
+    ASSERT_TRUE(client) << client.error().ToString();
+    client_ = std::move(*client);
+  }
+
+  void TearDown() override {
+    if (client_) {
+      for (const auto* kind : {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind()}) {
+        (void)client_->DeleteCollection(*kind, "default", operators::RunSelector(run_id_),
+                                        k8s::Propagation::kBackground);
+      }
+    }
+    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
+  }
+
+  std::string WritePipeline(const std::string& yaml) {
+    fs::path path = dir_ / "pipeline.yaml";
+    std::ofstream(path) << yaml;
+    return path.string();
+  }
+
+  // Starts `sluice --store S ARGS...`.
+  std::unique_ptr<SluiceProcess> Start(const std::vector<std::string>& args,
+                                       const std::map<std::string, std::string>& env = {}) {
+    std::vector<std::string> all = {"--store", store_};
+    all.insert(all.end(), args.begin(), args.end());
+    int n = ++processes_;
+    return std::make_unique<SluiceProcess>(all, dir_ / ("out" + std::to_string(n)),
+                                           dir_ / ("err" + std::to_string(n)), env);
+  }
+
+  // Runs `sluice --store S ARGS...` to its end (bounded).
+  Outcome Sluice(const std::vector<std::string>& args,
+                 const std::map<std::string, std::string>& env = {},
+                 std::chrono::milliseconds bound = std::chrono::minutes(4)) {
+    auto p = Start(args, env);
+    int code = p->Wait(bound);
+    EXPECT_NE(code, SluiceProcess::kRunning) << "sluice did not end within " << bound.count() << " ms";
+    return {code, p->out(), p->err()};
+  }
+
+  // `sluice run --executor kubernetes --kubeconfig K --run-id R FILE`.
+  Outcome RunOnCluster(const std::string& file, const std::vector<std::string>& extra = {},
+                       const std::map<std::string, std::string>& env = {}) {
+    std::vector<std::string> args = {"run", "-q", "--executor", "kubernetes", "--kubeconfig",
+                                     kubeconfig_, "--run-id", run_id_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(file);
+    return Sluice(args, env);
+  }
+
+  // `sluice status RUN --format json`, parsed.
+  Json Status() {
+    Outcome o = Sluice({"status", run_id_, "--format", "json"});
+    EXPECT_EQ(o.exit_code, 0) << o.err;
+    return Json::parse(o.out, nullptr, /*allow_exceptions=*/false);
+  }
+
+  // instance -> "Phase/attempts/exit_code" from `sluice status`.
+  std::map<std::string, std::string> StepPhases() {
+    std::map<std::string, std::string> out;
+    Json status = Status();
+    if (!status.contains("steps")) return out;
+    for (const auto& s : status["steps"]) {
+      out[s["instance"].get<std::string>()] = s["phase"].get<std::string>() + "/" +
+                                             std::to_string(s["attempts"].get<int>()) + "/" +
+                                             std::to_string(s["exit_code"].get<int>());
+    }
+    return out;
+  }
+
+  // The run's objects of `kind`, name -> "step/attempt".
+  std::map<std::string, std::string> Objects(const k8s::ResourceKind& kind) {
+    std::map<std::string, std::string> out;
+    auto list = client_->List(kind, "default", operators::RunSelector(run_id_));
+    EXPECT_TRUE(list) << list.error().ToString();
+    if (!list) return out;
+    for (const auto& item : list->items) {
+      const Json& labels = item["metadata"]["labels"];
+      out[item["metadata"]["name"].get<std::string>()] =
+          labels.value("sluice.dev/step", "?") + "/" + labels.value("sluice.dev/attempt", "?");
+    }
+    return out;
+  }
+
+  // Watches the run's objects of `kind` until `done(objects)` holds (name ->
+  // object, deleted ones removed) or `bound` passes. True when it held.
+  bool WaitForObjects(const k8s::ResourceKind& kind,
+                      const std::function<bool(const std::map<std::string, Json>&)>& done,
+                      std::chrono::milliseconds bound) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<std::string, Json> objects;
+    bool synced = false;
+    k8s::WatchHandlers callbacks;
+    callbacks.on_event = [&](const k8s::WatchEvent& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      std::string name = e.object["metadata"].value("name", "");
+      if (e.type == k8s::WatchEvent::Type::kDeleted) objects.erase(name);
+      else objects[name] = e.object;
+      cv.notify_all();
+    };
+    callbacks.on_synced = [&] {
+      std::lock_guard<std::mutex> lock(mu);
+      synced = true;
+      cv.notify_all();
+    };
+    auto watcher = client_->Watch(kind, "default", operators::RunSelector(run_id_), callbacks);
+    std::unique_lock<std::mutex> lock(mu);
+    bool ok = cv.wait_for(lock, bound, [&] { return synced && done(objects); });
+    lock.unlock();
+    watcher->Stop();
+    return ok;
+  }
+
+  std::string kubeconfig_;
+  std::string run_id_;
+  fs::path dir_;
+  std::string store_;
+  std::unique_ptr<k8s::Client> client_;
+  int processes_ = 0;
+};
+
+// Pods run no code on kwok; these make every step's pod small and quick.
+constexpr const char* kHeader = R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: k8s-cli
+defaults:
+  image: busybox:1.36
+  resources: {cpu: 100m, memory: 64Mi}
+)";
+
+TEST_F(KubernetesCliTest, DiamondOfJobsSucceeds) {
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: prepare
+    command: [sh, -c, "echo prepare"]
+  - name: left
+    depends: [prepare]
+    command: [sh, -c, "echo left"]
+  - name: right
+    depends: [prepare]
+    command: [sh, -c, "echo right"]
+  - name: join
+    depends: [left, right]
+    command: [sh, -c, "echo join"]
+)");
+  Outcome o = RunOnCluster(file);
+  ASSERT_EQ(o.exit_code, 0) << o.out << o.err;
+  EXPECT_NE(o.out.find("run " + run_id_ + " Succeeded"), std::string::npos) << o.out;
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"join", "Succeeded/1/0"},
+                                                              {"left", "Succeeded/1/0"},
+                                                              {"prepare", "Succeeded/1/0"},
+                                                              {"right", "Succeeded/1/0"}}));
+  auto jobs = Objects(k8s::JobKind());
+  EXPECT_EQ(jobs, (std::map<std::string, std::string>{
+                      {operators::ObjectName(run_id_, "join", 1), "join/1"},
+                      {operators::ObjectName(run_id_, "left", 1), "left/1"},
+                      {operators::ObjectName(run_id_, "prepare", 1), "prepare/1"},
+                      {operators::ObjectName(run_id_, "right", 1), "right/1"}}));
+  // The run is recorded as a Kubernetes run, each execution with its Job.
+  Json status = Status();
+  EXPECT_EQ(status["run"]["executor"], "kubernetes");
+  EXPECT_EQ(status["run"]["phase"], "Succeeded");
+  // The steps' logs were copied into the store when they ended: `sluice logs`
+  // needs no pod (kwok serves no pods/log, so the copy holds the reason).
+  Outcome logs = Sluice({"logs", run_id_, "join"});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_NE(logs.out.find("could not fetch the logs of pod default/" + operators::ObjectName(run_id_, "join", 1)),
+            std::string::npos)
+      << logs.out;
+}
+
+TEST_F(KubernetesCliTest, FailingPodIsRetriedThenTheRunFails) {
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: flaky
+    command: [sh, -c, "exit 3"]
+    retries: {limit: 1, backoff: 100ms}
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-fail: "true", sluice.dev/kwok-exit-code: "3"}
+  - name: after
+    depends: [flaky]
+    command: [sh, -c, "echo never"]
+  - name: independent
+    command: [sh, -c, "echo fine"]
+)");
+  Outcome o = RunOnCluster(file, {"--keep-going"});
+  EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
+  EXPECT_NE(o.out.find("run " + run_id_ + " Failed"), std::string::npos) << o.out;
+  auto phases = StepPhases();
+  EXPECT_EQ(phases["flaky"], "Failed/2/3");
+  EXPECT_EQ(phases["independent"], "Succeeded/1/0");
+  EXPECT_EQ(phases["after"].substr(0, phases["after"].find('/')), "Omitted") << phases["after"];
+  // Each sluice attempt was its own Job (backoffLimit 0): two for flaky.
+  auto jobs = Objects(k8s::JobKind());
+  EXPECT_EQ(jobs, (std::map<std::string, std::string>{
+                      {operators::ObjectName(run_id_, "flaky", 1), "flaky/1"},
+                      {operators::ObjectName(run_id_, "flaky", 2), "flaky/2"},
+                      {operators::ObjectName(run_id_, "independent", 1), "independent/1"}}));
+  // show --format json lists both attempts' executions as Failed, exit 3.
+  Outcome show = Sluice({"show", run_id_, "--format", "json"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  Json shown = Json::parse(show.out, nullptr, false);
+  std::vector<std::string> flaky;
+  for (const auto& e : shown["executions"]) {
+    if (e["instance"] == "flaky")
+      flaky.push_back(std::to_string(e["attempt"].get<int>()) + ":" + e["outcome"].get<std::string>() +
+                      ":" + std::to_string(e["exit_code"].get<int>()));
+  }
+  std::sort(flaky.begin(), flaky.end());
+  EXPECT_EQ(flaky, (std::vector<std::string>{"1:Failed:3", "2:Failed:3"}));
+}
+
+TEST_F(KubernetesCliTest, TimeoutDeletesTheJob) {
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: slow
+    command: [sleep, "3600"]
+    timeout: 2s
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-hold: "true"}
+)");
+  Outcome o = RunOnCluster(file);
+  EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
+  // A timeout is a system failure (phase Error); its execution says TimedOut.
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"slow", "Error/1/-1"}}));
+  Outcome show = Sluice({"show", run_id_, "--format", "json"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  Json shown = Json::parse(show.out, nullptr, false);
+  ASSERT_EQ(shown["executions"].size(), 1u) << show.out;
+  EXPECT_EQ(shown["executions"][0]["outcome"], "TimedOut") << show.out;
+  // The Job (and, by propagation, its pod) is deleted.
+  EXPECT_TRUE(WaitForObjects(
+      k8s::JobKind(), [](const std::map<std::string, Json>& jobs) { return jobs.empty(); },
+      std::chrono::seconds(30)))
+      << "the timed-out Job still exists";
+  EXPECT_TRUE(WaitForObjects(
+      k8s::PodKind(), [](const std::map<std::string, Json>& pods) { return pods.empty(); },
+      std::chrono::seconds(60)))
+      << "the timed-out Job's pod still exists";
+}
+
+TEST_F(KubernetesCliTest, TfJobAndPyTorchJobStepsSucceedThroughTheTrainingOperator) {
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: train-tf
+    type: tfjob
+    image: tensorflow/tensorflow:2.15.0
+    command: [python3, train.py]
+    tfjob:
+      replicas:
+        Chief: {replicas: 1}
+        Worker: {replicas: 2}
+  - name: train-pt
+    type: pytorchjob
+    image: pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime
+    command: [python3, train.py]
+    depends: [train-tf]
+    pytorchjob:
+      replicas:
+        Master: {replicas: 1}
+        Worker: {replicas: 1}
+)");
+  Outcome o = RunOnCluster(file);
+  ASSERT_EQ(o.exit_code, 0) << o.out << o.err;
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"train-pt", "Succeeded/1/0"},
+                                                              {"train-tf", "Succeeded/1/0"}}));
+  EXPECT_EQ(Objects(k8s::TFJobKind()),
+            (std::map<std::string, std::string>{
+                {operators::ObjectName(run_id_, "train-tf", 1, 48), "train-tf/1"}}));
+  EXPECT_EQ(Objects(k8s::PyTorchJobKind()),
+            (std::map<std::string, std::string>{
+                {operators::ObjectName(run_id_, "train-pt", 1, 48), "train-pt/1"}}));
+  EXPECT_TRUE(Objects(k8s::JobKind()).empty());
+}
+
+TEST_F(KubernetesCliTest, GpuStepLandsOnTheGpuNodeThroughItsToleration) {
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: train
+    image: nvidia/cuda:12.4.1-base-ubuntu22.04
+    command: [nvidia-smi]
+    resources:
+      gpu: 1
+      nodeSelector: {sluice.dev/accelerator: nvidia-gpu}
+)");
+  Outcome o = RunOnCluster(file);
+  ASSERT_EQ(o.exit_code, 0) << o.out << o.err;
+  auto pods = client_->List(k8s::PodKind(), "default",
+                            "job-name=" + operators::ObjectName(run_id_, "train", 1));
+  ASSERT_TRUE(pods) << pods.error().ToString();
+  ASSERT_EQ(pods->items.size(), 1u);
+  const Json& spec = pods->items[0]["spec"];
+  EXPECT_EQ(spec["nodeName"], "kwok-gpu-0");
+  bool tolerates = false;
+  for (const auto& t : spec["tolerations"]) tolerates |= t.value("key", "") == "nvidia.com/gpu";
+  EXPECT_TRUE(tolerates) << spec["tolerations"].dump();
+  EXPECT_EQ(spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "1");
+}
+
+TEST_F(KubernetesCliTest, KillDashNineThenResumeAdoptsTheJobs) {
+  // `slow` runs 6 s on kwok; sluice is killed while its Job is live.
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: prepare
+    command: [sh, -c, "echo prepare"]
+  - name: slow
+    depends: [prepare]
+    command: [sh, -c, "sleep 6"]
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-duration: "6s"}
+  - name: quick
+    depends: [prepare]
+    command: [sh, -c, "echo quick"]
+  - name: join
+    depends: [slow, quick]
+    command: [sh, -c, "echo join"]
+)");
+  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_,
+                    "--run-id", run_id_, file});
+  const std::string slow_job = operators::ObjectName(run_id_, "slow", 1);
+  const std::string quick_job = operators::ObjectName(run_id_, "quick", 1);
+  // Wait until `slow`'s Job exists and `quick`'s has completed.
+  ASSERT_TRUE(WaitForObjects(
+      k8s::JobKind(),
+      [&](const std::map<std::string, Json>& jobs) {
+        auto q = jobs.find(quick_job);
+        if (!jobs.count(slow_job) || q == jobs.end()) return false;
+        return q->second["status"].value("succeeded", 0) == 1;
+      },
+      std::chrono::minutes(2)))
+      << run->out() << run->err();
+  ASSERT_EQ(::kill(run->pid(), SIGKILL), 0);
+  EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
+  // The store still says Running; the executor is recorded with the run, so
+  // resume needs no --executor.
+  Outcome resumed = Sluice({"resume", run_id_, "-q", "--kubeconfig", kubeconfig_});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"join", "Succeeded/1/0"},
+                                                              {"prepare", "Succeeded/1/0"},
+                                                              {"quick", "Succeeded/1/0"},
+                                                              {"slow", "Succeeded/1/0"}}));
+  // Steps x attempts Job objects: the live Job was adopted, not duplicated,
+  // and the finished ones were not run again.
+  EXPECT_EQ(Objects(k8s::JobKind()), (std::map<std::string, std::string>{
+                                         {operators::ObjectName(run_id_, "join", 1), "join/1"},
+                                         {operators::ObjectName(run_id_, "prepare", 1), "prepare/1"},
+                                         {quick_job, "quick/1"},
+                                         {slow_job, "slow/1"}}));
+}
+
+// A step whose pod stays Running until it is deleted.
+constexpr const char* kHeldStep = R"(steps:
+  - name: held
+    command: [sleep, "3600"]
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-hold: "true"}
+)";
+
+TEST_F(KubernetesCliTest, CancelStopsTheRunAndDeletesItsObjects) {
+  std::string file = WritePipeline(std::string(kHeader) + kHeldStep);
+  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_,
+                    "--run-id", run_id_, file});
+  const std::string job = operators::ObjectName(run_id_, "held", 1);
+  ASSERT_TRUE(WaitForObjects(
+      k8s::JobKind(), [&](const std::map<std::string, Json>& jobs) { return jobs.count(job) == 1; },
+      std::chrono::minutes(2)))
+      << run->out() << run->err();
+  Outcome o = Sluice({"cancel", run_id_});
+  EXPECT_EQ(o.exit_code, 0) << o.out << o.err;
+  EXPECT_EQ(o.out, "sluice: cancelling run " + run_id_ + ": asked sluice process " +
+                       std::to_string(run->pid()) + " to stop (SIGTERM)\nrun " + run_id_ +
+                       " Cancelled\n");
+  EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 130) << run->out() << run->err();
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"held", "Cancelled/1/-1"}}));
+  EXPECT_TRUE(WaitForObjects(
+      k8s::JobKind(), [](const std::map<std::string, Json>& jobs) { return jobs.empty(); },
+      std::chrono::seconds(30)))
+      << "the cancelled run's Job still exists";
+  EXPECT_TRUE(WaitForObjects(
+      k8s::PodKind(), [](const std::map<std::string, Json>& pods) { return pods.empty(); },
+      std::chrono::seconds(60)))
+      << "the cancelled run's pod still exists";
+}
+
+TEST_F(KubernetesCliTest, CancelOfAKilledRunDeletesItsObjectsItself) {
+  std::string file = WritePipeline(std::string(kHeader) + kHeldStep);
+  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_,
+                    "--run-id", run_id_, file});
+  const std::string job = operators::ObjectName(run_id_, "held", 1);
+  ASSERT_TRUE(WaitForObjects(
+      k8s::JobKind(), [&](const std::map<std::string, Json>& jobs) { return jobs.count(job) == 1; },
+      std::chrono::minutes(2)))
+      << run->out() << run->err();
+  const int pid = run->pid();
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
+  Outcome o = Sluice({"cancel", run_id_, "--kubeconfig", kubeconfig_});
+  EXPECT_EQ(o.exit_code, 0) << o.out << o.err;
+  EXPECT_EQ(o.out, "run " + run_id_ +
+                       " Cancelled: its sluice process was gone; deleted its 1 Kubernetes object\n");
+  EXPECT_TRUE(WaitForObjects(
+      k8s::JobKind(), [](const std::map<std::string, Json>& jobs) { return jobs.empty(); },
+      std::chrono::seconds(30)));
+  Json status = Status();
+  EXPECT_EQ(status["run"]["phase"], "Cancelled");
+  EXPECT_EQ(status["run"]["message"], "cancelled by sluice cancel (the sluice process that drove it, pid " +
+                                          std::to_string(pid) + ", was gone)");
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"held", "Cancelled/1/-1"}}));
+  // A second cancel has nothing left to do.
+  o = Sluice({"cancel", run_id_});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_EQ(o.err, "sluice: error: run " + run_id_ + " has already ended (Cancelled); there is nothing to cancel\n");
+}
+
+TEST_F(KubernetesCliTest, SecretEnvBecomesASecretKeyRefWithoutAHostCopy) {
+  // No SLUICE_SECRET_DB_PASSWORD on the host: the pod reads the Secret.
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: connect
+    command: [sh, -c, "echo connecting"]
+    env:
+      DB_HOST: db.internal
+      DB_PASSWORD: {secret: {name: db, key: password}}
+)");
+  ASSERT_EQ(std::getenv("SLUICE_SECRET_DB_PASSWORD"), nullptr);
+  Outcome o = RunOnCluster(file);
+  ASSERT_EQ(o.exit_code, 0) << o.out << o.err;
+  auto job = client_->Get(k8s::JobKind(), "default", operators::ObjectName(run_id_, "connect", 1));
+  ASSERT_TRUE(job) << job.error().ToString();
+  Json env = Json::object();
+  for (const auto& e : (*job)["spec"]["template"]["spec"]["containers"][0]["env"])
+    env[e["name"].get<std::string>()] = e.contains("valueFrom") ? e["valueFrom"] : e["value"];
+  EXPECT_EQ(env["DB_PASSWORD"], Json::parse(R"({"secretKeyRef": {"name": "db", "key": "password"}})"));
+  EXPECT_EQ(env["DB_HOST"], "db.internal");
+}
+
+TEST_F(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineage) {
+  // An RWX claim bound to a PersistentVolume, as on a cluster with NFS/EFS.
+  // kwok ignores volumes and runs no code, so the test writes the step's
+  // output where the pod would, on the shared volume as this host sees it.
+  const std::string claim = "ws-" + std::to_string(::getpid());
+  const k8s::ResourceKind pv_kind{"v1", "PersistentVolume", "persistentvolumes", false};
+  Json pv = {{"apiVersion", "v1"},
+             {"kind", "PersistentVolume"},
+             {"metadata", {{"name", claim}}},
+             {"spec",
+              {{"capacity", {{"storage", "1Gi"}}},
+               {"accessModes", {"ReadWriteMany"}},
+               {"storageClassName", ""},
+               {"hostPath", {{"path", (dir_ / "ws").string()}}},
+               {"claimRef", {{"namespace", "default"}, {"name", claim}}}}}};
+  Json pvc = {{"apiVersion", "v1"},
+              {"kind", "PersistentVolumeClaim"},
+              {"metadata", {{"name", claim}}},
+              {"spec",
+               {{"accessModes", {"ReadWriteMany"}},
+                {"storageClassName", ""},
+                {"volumeName", claim},
+                {"resources", {{"requests", {{"storage", "1Gi"}}}}}}}};
+  ASSERT_TRUE(client_->Create(pv_kind, "", pv)) << "PersistentVolume";
+  ASSERT_TRUE(client_->Create(k8s::PersistentVolumeClaimKind(), "default", pvc)) << "claim";
+  struct Cleanup {
+    k8s::Client* c;
+    k8s::ResourceKind pv;
+    std::string name;
+    ~Cleanup() {
+      (void)c->Delete(k8s::PersistentVolumeClaimKind(), "default", name, k8s::Propagation::kBackground);
+      (void)c->Delete(pv, "", name, k8s::Propagation::kBackground);
+    }
+  } cleanup{client_.get(), pv_kind, claim};
+
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: produce
+    command: [sh, -c, "echo 42 > out.txt"]
+    outputs:
+      artifacts: [{name: result, path: out.txt, type: dataset}]
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-duration: "5s"}
+  - name: consume
+    command: [cat, "{{ inputs.result }}"]
+    inputs: {result: "{{ steps.produce.outputs.artifacts.result }}"}
+)");
+  const fs::path ws = dir_ / "ws";
+  const std::string store = (ws / ".sluice").string();
+  auto run = std::make_unique<SluiceProcess>(
+      std::vector<std::string>{"--store", store, "run", "-q", "--executor", "kubernetes",
+                               "--kubeconfig", kubeconfig_, "--run-id", run_id_,
+                               "--workspace-pvc", claim, "--workspace-host-dir", ws.string(), file},
+      dir_ / "run.out", dir_ / "run.err");
+  const std::string produce_job = operators::ObjectName(run_id_, "produce", 1);
+  Json produce;
+  ASSERT_TRUE(WaitForObjects(
+      k8s::JobKind(),
+      [&](const std::map<std::string, Json>& jobs) {
+        auto it = jobs.find(produce_job);
+        if (it == jobs.end()) return false;
+        produce = it->second;
+        return true;
+      },
+      std::chrono::minutes(2)))
+      << run->out() << run->err();
+  // The pod works in its step directory on the volume, under /sluice.
+  const Json& pod = produce["spec"]["template"]["spec"];
+  const std::string workdir = pod["containers"][0].value("workingDir", "");
+  const std::string prefix = "/sluice/.sluice/runs/" + run_id_ + "/steps/produce";
+  ASSERT_EQ(workdir.substr(0, prefix.size()), prefix) << produce.dump();
+  EXPECT_EQ(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], claim);
+  EXPECT_EQ(pod["containers"][0]["volumeMounts"][0]["mountPath"], "/sluice");
+  // "The container" writes its output; the host sees it on the volume.
+  std::ofstream(ws / workdir.substr(std::string("/sluice/").size()) / "out.txt") << "42\n";
+  ASSERT_EQ(run->Wait(std::chrono::minutes(3)), 0) << run->out() << run->err();
+
+  // The output is recorded with its content digest, and the consumer's Job
+  // reads that very artifact through the volume.
+  auto show = std::make_unique<SluiceProcess>(
+      std::vector<std::string>{"--store", store, "show", run_id_, "--format", "json"},
+      dir_ / "show.out", dir_ / "show.err");
+  ASSERT_EQ(show->Wait(std::chrono::minutes(1)), 0) << show->err();
+  Json shown = Json::parse(show->out(), nullptr, false);
+  // sha256("42\n")
+  const std::string digest = "084c799cd551dd1d8d5c5f9a5d593b2e931f5e36122ee5c793c1d08a19839cc0";
+  std::map<std::string, std::string> outputs, inputs;
+  for (const auto& step : shown["steps"]) {
+    for (const auto& o : step["outputs"]) outputs[step["instance"].get<std::string>() + "." +
+                                                  o["name"].get<std::string>()] = o.dump();
+    for (const auto& i : step["inputs"]) inputs[step["instance"].get<std::string>() + "." +
+                                                i["name"].get<std::string>()] = i.dump();
+  }
+  ASSERT_EQ(outputs.size(), 1u) << shown.dump(2);
+  EXPECT_NE(outputs["produce.result"].find(digest), std::string::npos) << outputs["produce.result"];
+  EXPECT_NE(inputs["consume.result"].find(digest), std::string::npos) << shown.dump(2);
+  auto consume = client_->Get(k8s::JobKind(), "default", operators::ObjectName(run_id_, "consume", 1));
+  ASSERT_TRUE(consume) << consume.error().ToString();
+  const Json& command = (*consume)["spec"]["template"]["spec"]["containers"][0]["command"];
+  ASSERT_EQ(command.size(), 2u) << command.dump();
+  const std::string input = command[1].get<std::string>();
+  EXPECT_EQ(input.substr(0, 16), "/sluice/.sluice/") << input;
+  EXPECT_NE(input.find(digest), std::string::npos) << input;
+  EXPECT_EQ(ReadText(ws / input.substr(8)), "42\n");
+}
+
+TEST_F(KubernetesCliTest, WrongKubeconfigGivesTheClearMessage) {
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: one
+    command: [sh, -c, "echo one"]
+)");
+  // A kubeconfig that does not exist.
+  std::string missing = (dir_ / "no-such-kubeconfig").string();
+  Outcome o = Sluice({"run", "-q", "--executor", "kubernetes", "--kubeconfig", missing, "--run-id",
+                      run_id_, file});
+  EXPECT_EQ(o.exit_code, 3) << o.out << o.err;
+  EXPECT_NE(o.err.find("sluice: error: kubernetes executor: "), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find(missing), std::string::npos) << o.err;
+
+  // The admin kubeconfig with the server moved to a closed port.
+  std::string text = ReadText(kubeconfig_);
+  size_t pos = text.find("https://127.0.0.1:");
+  ASSERT_NE(pos, std::string::npos);
+  size_t end = text.find_first_not_of("0123456789", pos + 18);
+  text.replace(pos, end - pos, "https://127.0.0.1:1");
+  std::string wrong = (dir_ / "wrong-kubeconfig").string();
+  std::ofstream(wrong) << text;
+  o = Sluice({"run", "-q", "--executor", "kubernetes", "--kubeconfig", wrong, "--run-id",
+              run_id_ + "-b", file});
+  EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
+  EXPECT_NE(o.out.find("cannot reach https://127.0.0.1:1: connection refused (is the cluster up? "
+                       "context \""),
+            std::string::npos)
+      << o.out << o.err;
+}
+
+TEST_F(KubernetesCliTest, MissingRbacPermissionGivesTheClearMessage) {
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: one
+    command: [sh, -c, "echo one"]
+)");
+  Outcome o = Sluice({"run", "-q", "--executor", "kubernetes", "--kubeconfig",
+                      StateDir() + "/kubeconfig-limited", "--run-id", run_id_, file});
+  EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
+  EXPECT_NE(o.out.find("forbidden: jobs.batch is forbidden: User \"sluice-limited\" cannot create "
+                       "resource \"jobs\" in API group \"batch\" in the namespace \"default\""),
+            std::string::npos)
+      << o.out << o.err;
+  EXPECT_NE(o.out.find("ask a cluster admin for an RBAC Role allowing it"), std::string::npos) << o.out;
+  auto phases = StepPhases();
+  EXPECT_EQ(phases["one"].substr(0, phases["one"].find('/')), "Error") << phases["one"];
+}
+
+}  // namespace
+}  // namespace sluice
