@@ -236,7 +236,14 @@ TEST_F(KubernetesCliTest, DiamondOfJobsSucceeds) {
   EXPECT_EQ(status["run"]["executor"], "kubernetes");
   EXPECT_EQ(status["run"]["phase"], "Succeeded");
   // The steps' logs were copied into the store when they ended: `sluice logs`
-  // needs no pod (kwok serves no pods/log, so the copy holds the reason).
+  // works after the Jobs and pods are gone (kwok serves no pods/log, so the
+  // copy holds the reason).
+  ASSERT_TRUE(client_->DeleteCollection(k8s::JobKind(), "default", operators::RunSelector(run_id_),
+                                        k8s::Propagation::kBackground)
+                  .ok());
+  EXPECT_TRUE(WaitForObjects(
+      k8s::PodKind(), [](const std::map<std::string, Json>& pods) { return pods.empty(); },
+      std::chrono::seconds(60)));
   Outcome logs = Sluice({"logs", run_id_, "join"});
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
   EXPECT_NE(logs.out.find("could not fetch the logs of pod default/" + operators::ObjectName(run_id_, "join", 1)),
@@ -401,8 +408,11 @@ TEST_F(KubernetesCliTest, KillDashNineThenResumeAdoptsTheJobs) {
       << run->out() << run->err();
   ASSERT_EQ(::kill(run->pid(), SIGKILL), 0);
   EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
-  // The store still says Running; the executor is recorded with the run, so
-  // resume needs no --executor.
+  // The store says `slow` runs its first attempt (the Job exists, so its
+  // record was written: the runner records right after the create is
+  // queued); resume must continue that attempt, not start a second one. The
+  // executor is recorded with the run, so resume needs no --executor.
+  EXPECT_EQ(StepPhases()["slow"], "Running/1/-1");
   Outcome resumed = Sluice({"resume", run_id_, "-q", "--kubeconfig", kubeconfig_});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
   EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"join", "Succeeded/1/0"},
