@@ -382,6 +382,10 @@ std::optional<Prepared> Prepare(const std::string& file, const std::string& stor
   return Prepared{std::move(*loaded.spec), std::move(*params)};
 }
 
+// Steps in flight at once when every step runs on Kubernetes and -j is not
+// given (the cluster's scheduler and quotas decide what actually runs).
+constexpr int kKubernetesParallelism = 256;
+
 // The executor a step runs on: its own `executor:`, else --executor, else
 // the pipeline's, else local (the Runner's rule).
 std::string ExecutorOf(const StepSpec& step, const RunCommandOptions& options,
@@ -558,6 +562,8 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     if (options.cpus.empty()) run_options.cpu_budget_millis = kUnbounded;
     if (options.memory.empty()) run_options.memory_budget_bytes = kUnbounded;
     if (options.gpus < 0) run_options.gpu_budget = kUnbounded;
+    // -j defaults to this host's CPUs, which says nothing about a cluster.
+    if (options.parallelism == 0) run_options.parallelism = kKubernetesParallelism;
   }
 
   FileArtifactStore artifacts(state_dir);

@@ -618,6 +618,32 @@ TEST_F(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineag
   EXPECT_EQ(ReadText(ws / input.substr(8)), "42\n");
 }
 
+TEST_F(KubernetesCliTest, FanOutIsNotLimitedByThisHostsCpus) {
+  // Eight steps, each running 5 s: without -j they are all in flight at once,
+  // whatever this machine's CPU count (-j defaults to it for local runs).
+  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  - name: shard
+    foreach: {range: {start: 0, end: 8}}
+    command: [sh, -c, "echo {{ item }}"]
+    resources: {cpu: 500m, memory: 256Mi}
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-duration: "5s"}
+)");
+  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_,
+                    "--run-id", run_id_, file});
+  EXPECT_TRUE(WaitForObjects(
+      k8s::JobKind(),
+      [](const std::map<std::string, Json>& jobs) {
+        size_t active = 0;
+        for (const auto& [name, job] : jobs) active += job["status"].value("succeeded", 0) == 0;
+        return active == 8;
+      },
+      std::chrono::minutes(2)))
+      << run->out() << run->err();
+  EXPECT_EQ(run->Wait(std::chrono::minutes(3)), 0) << run->out() << run->err();
+  EXPECT_EQ(Objects(k8s::JobKind()).size(), 8u);
+}
+
 TEST_F(KubernetesCliTest, WrongKubeconfigGivesTheClearMessage) {
   std::string file = WritePipeline(std::string(kHeader) + R"(steps:
   - name: one
