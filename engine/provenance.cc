@@ -125,4 +125,10 @@ std::string PythonVersion() {
 
 std::string SluiceVersion() { return SLUICE_VERSION; }
 
+std::string HostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
 }  // namespace sluice

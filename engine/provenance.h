@@ -30,6 +30,10 @@ std::string PythonVersion();
 // sluice's own version ("0.1.0").
 std::string SluiceVersion();
 
+// This machine's name (gethostname), or "" when it cannot be read. Runs
+// record it so that a second process can tell whether their driver is local.
+std::string HostName();
+
 // The result of running a program to completion.
 struct ProgramOutput {
   int exit_code = -1;  // -1 when killed by a signal

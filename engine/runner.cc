@@ -161,12 +161,6 @@ std::string NewRunId(const std::string& pipeline, TimePoint now) {
   return name + "-" + buf + "-" + hex;
 }
 
-std::string HostName() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
 }  // namespace
 
 // The state of one Run(): everything the loop needs, built from the Runner.

@@ -46,6 +46,7 @@
 #ifdef SLUICE_CLI_SERVER
 #include "engine/server/junit.h"
 #endif
+#include "engine/provenance.h"
 #include "engine/runner.h"
 #include "engine/sqlite_store.h"
 #include "executors/local/local_executor.h"
@@ -775,12 +776,6 @@ int Rerun(const RunCommandOptions& options) { return Continue(options, /*rerun=*
 
 namespace {
 
-std::string ThisHost() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
 // The arguments of process `pid` (empty when it is gone or unreadable).
 std::vector<std::string> ProcessArgs(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
@@ -869,22 +864,16 @@ int Cancel(const CancelOptions& options) {
     PrintError("--wait: " + wait.error().message());
     return kExitUsage;
   }
-  auto store = OpenExisting(options.store);
-  if (!store) {
-    PrintError(store.error().message());
-    return ExitCodeFor(store.error());
-  }
-  auto run = FindRun(**store, options.run);
-  if (!run) {
-    PrintError(run.error().message());
-    return ExitCodeFor(run.error());
-  }
+  auto opened = OpenRun(options.store, options.run);
+  if (!opened) return Fail(opened.error());
+  Store* store = opened->store.get();
+  const RunRecord* run = &opened->run;
   if (IsTerminal(run->phase)) {
     PrintError("run " + run->id + " has already ended (" + RunPhaseName(run->phase) +
                "); there is nothing to cancel");
     return kExitUsage;
   }
-  if (!run->host.empty() && run->host != ThisHost()) {
+  if (!run->host.empty() && run->host != HostName()) {
     PrintError("run " + run->id + " is driven by sluice process " + std::to_string(run->pid) +
                " on host '" + run->host + "'; run `sluice cancel` there");
     return kExitUsage;
@@ -925,7 +914,7 @@ int Cancel(const CancelOptions& options) {
                  options.wait + "; it goes on cancelling (sluice status " + run->id + ")");
       return kExitSystem;
     }
-    auto after = (*store)->GetRun(run->id);
+    auto after = store->GetRun(run->id);
     if (!after) {
       PrintError(after.error().message());
       return kExitSystem;
@@ -956,7 +945,7 @@ int Cancel(const CancelOptions& options) {
   std::string message = "cancelled by sluice cancel (the sluice process that drove it" +
                         (run->pid > 0 ? ", pid " + std::to_string(run->pid) + "," : std::string()) +
                         " was gone)";
-  if (Status st = RecordCancelled(**store, *run, message); !st.ok()) {
+  if (Status st = RecordCancelled(*store, *run, message); !st.ok()) {
     PrintError(st.message());
     return kExitSystem;
   }

@@ -10,17 +10,12 @@
 
 #include <date/date.h>
 
+#include "engine/provenance.h"
 #include "engine/server/metrics.h"
 #include "engine/server/retention.h"
 
 namespace sluice::server {
 namespace {
-
-std::string HostName() {
-  char buf[256] = {0};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
 
 bool ProcessAlive(int pid) {
   if (pid <= 0) return false;
