@@ -110,6 +110,9 @@ fi
 info "sluice compile --target argo, run by the workflow-controller"
 "$SLUICE" compile "$PIPELINE" --target argo --namespace "$NS" --source-dir "$SRC/examples/retrain" \
   --exclude-step deploy --exclude-step validate -o "$work/workflow.yaml"
+# Memoized entries of an earlier run name files in that run's workspace,
+# which is gone: start without any.
+kubectl delete configmap -n "$NS" sluice-memo-retrain --ignore-not-found >/dev/null
 wf=$(kubectl create -f "$work/workflow.yaml" -o jsonpath='{.metadata.name}')
 info "workflow $wf"
 deadline=$((SECONDS + WAIT_RUN))
