@@ -11,11 +11,14 @@
 //                                               emptied before each attempt
 //   runs/<run_id>/logs/<instance>.attempt<N>.log  stdout+stderr of attempt N
 //
-// Store writes per executed instance: PutStep when an attempt starts and
-// when the instance's phase changes (retry scheduled, terminal), one
-// StartExecution/FinishExecution pair per attempt. Instances that never
-// start (omitted, skipped) get one PutStep. Pending instances are not
-// written: a step missing from ListSteps() has not been considered yet.
+// Store writes: when an attempt starts, PutStep and StartExecution at once
+// (so a resumed run finds it). Everything else that happened in one
+// scheduling pass (finished attempts, cache hits as new Cached executions,
+// changed step records: retry scheduled, terminal, omitted, skipped) is
+// written together by one Store::Write, one transaction, after the pass's
+// tasks have started (and every 1000 cache hits, and before a task starts
+// if hits are waiting). Pending instances are not written: a step missing
+// from ListSteps() has not been considered yet.
 //
 // Each step's task gets env SLUICE_RUN_ID and SLUICE_INPUT_<NAME> (input
 // path, or a JSON list of paths for a fan-in), names upper-cased with '-'

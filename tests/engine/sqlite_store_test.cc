@@ -716,6 +716,33 @@ TEST(SqliteStoreTest, OneStoreIsSafeToShareBetweenThreads) {
   }
 }
 
+// Forks `child(dir, report_fd)`, a writer that reports each committed
+// iteration on report_fd, lets it report `kill_after` iterations, then kills
+// it with SIGKILL wherever it is. `*committed` is the last reported one.
+void KillWriterAfter(const std::string& dir, void (*child)(const std::string&, int), int kill_after,
+                     int* committed) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    child(dir, fds[1]);
+    ::_exit(9);
+  }
+  ::close(fds[1]);
+  for (int got = 0; got < kill_after; ++got) {
+    int i;
+    ASSERT_EQ(::read(fds[0], &i, sizeof i), static_cast<ssize_t>(sizeof i)) << "writer died early";
+    *committed = i;
+  }
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ::close(fds[0]);
+}
+
 // kill -9 at a random moment of a busy writer leaves a sound store that
 // holds everything committed before the kill.
 TEST(SqliteStoreTest, KillNineDuringWritesLeavesAConsistentStore) {
@@ -723,30 +750,10 @@ TEST(SqliteStoreTest, KillNineDuringWritesLeavesAConsistentStore) {
   for (int round = 0; round < 5; ++round) {
     TempDir dir;
     { OpenOrDie(dir.path()); }
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      WriterChild(dir.path(), fds[1]);
-    }
-    ::close(fds[1]);
     // Let it commit a random number of iterations, then kill it wherever it is.
-    const int kill_after = std::uniform_int_distribution<int>(1, 150)(rng);
     int committed = -1;
-    for (int got = 0; got < kill_after;) {
-      int i;
-      ssize_t n = ::read(fds[0], &i, sizeof i);
-      ASSERT_EQ(n, static_cast<ssize_t>(sizeof i)) << "writer died early";
-      committed = i;
-      ++got;
-    }
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFSIGNALED(status));
-    ::close(fds[0]);
+    ASSERT_NO_FATAL_FAILURE(KillWriterAfter(dir.path(), WriterChild,
+                                            std::uniform_int_distribution<int>(1, 150)(rng), &committed));
 
     auto store = OpenOrDie(dir.path());
     ASSERT_TRUE(store);
@@ -792,25 +799,9 @@ TEST(SqliteStoreTest, KillNineDuringBatchWritesLeavesWholeBatches) {
   for (int round = 0; round < 5; ++round) {
     TempDir dir;
     { OpenOrDie(dir.path()); }
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      BatchWriterChild(dir.path(), fds[1]);
-    }
-    ::close(fds[1]);
-    const int kill_after = std::uniform_int_distribution<int>(1, 40)(rng);
     int committed = -1;
-    for (int got = 0; got < kill_after; ++got) {
-      int i;
-      ASSERT_EQ(::read(fds[0], &i, sizeof i), static_cast<ssize_t>(sizeof i)) << "writer died early";
-      committed = i;
-    }
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
-    ::close(fds[0]);
+    ASSERT_NO_FATAL_FAILURE(KillWriterAfter(dir.path(), BatchWriterChild,
+                                            std::uniform_int_distribution<int>(1, 40)(rng), &committed));
 
     auto store = OpenOrDie(dir.path());
     ASSERT_TRUE(store);
