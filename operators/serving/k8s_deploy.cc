@@ -1,5 +1,6 @@
 #include "operators/serving/k8s_deploy.h"
 
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -75,6 +76,37 @@ void Observe(const Json& object, const std::string& name, RolloutState& s) {
 
 }  // namespace
 
+Status WaitRolledOut(k8s::Client& client, const k8s::ResourceKind& kind, const std::string& ns,
+                     const std::string& name, const std::string& service, Duration timeout) {
+  RolloutState state;
+  auto watcher = client.Watch(kind, ns, "sluice.dev/service=" + service,
+                              {[&](const k8s::WatchEvent& e) {
+                                 if (e.type == k8s::WatchEvent::Type::kAdded ||
+                                     e.type == k8s::WatchEvent::Type::kModified) {
+                                   Observe(e.object, name, state);
+                                 }
+                               },
+                               nullptr, nullptr});
+  bool finished;
+  std::string failure, last;
+  {
+    std::unique_lock<std::mutex> lock(state.mu);
+    finished = state.cv.wait_for(lock, timeout,
+                                 [&] { return state.done || !state.failure.empty(); });
+    failure = state.failure;
+    last = state.last;
+  }
+  watcher->Stop();
+  if (!failure.empty()) {
+    return Status::FailedPrecondition(kind.kind + " " + name + " " + failure);
+  }
+  if (!finished) {
+    return Status::DeadlineExceeded(kind.kind + " " + name + " not rolled out within " +
+                                    std::to_string(timeout.count()) + "ms (last: " + last + ")");
+  }
+  return Status::Ok();
+}
+
 Result<DeployResult> DeployKubernetes(const DeployConfig& input, k8s::Client& client,
                                       const ServingEnv& env) {
   DeployConfig config = input;
@@ -92,9 +124,38 @@ Result<DeployResult> DeployKubernetes(const DeployConfig& input, k8s::Client& cl
                      : config.model_digest.size() > 19 ? config.model_digest.substr(7, 12)
                                                        : "latest";
   }
+  const std::string ns = config.kubernetes["namespace"].get<std::string>();
+  // A canary needs a stable Deployment beside it. Without one, the model is
+  // deployed as stable at 100%, as locally. With one, its replica count now
+  // is kept on the canary, so a rollback restores exactly that.
+  std::string note;
+  std::optional<int64_t> stable_replicas;
+  std::string stable_digest;
+  const bool kserve = config.kubernetes.value("kserve", false);
+  if (config.mode == DeployMode::kCanary && !kserve) {
+    auto stable = client.Get(DeploymentKind(), ns, config.service + "-stable");
+    if (!stable && stable.error().code() != StatusCode::kNotFound) return Error(stable.error());
+    if (!stable) {
+      config.mode = DeployMode::kReplace;
+      note = "no stable deployment of " + config.service + " in namespace " + ns +
+             ": deployed as stable at 100%";
+    } else {
+      stable_replicas = (*stable)["spec"].value("replicas", int64_t{1});
+      stable_digest = (*stable)["metadata"]
+                          .value("annotations", Json::object())
+                          .value("sluice.dev/model-digest", "");
+    }
+  }
   auto objects = BuildKubernetesObjects(config);
   if (!objects) return Error(objects.error());
-  const std::string ns = config.kubernetes["namespace"].get<std::string>();
+  if (stable_replicas) {
+    for (auto& o : (*objects)["items"]) {
+      if (o["metadata"]["name"] == config.service + "-canary") {
+        o["metadata"]["annotations"]["sluice.dev/stable-replicas-before"] =
+            std::to_string(*stable_replicas);
+      }
+    }
+  }
 
   // Apply, remembering how to undo each step.
   struct Undo {
@@ -156,38 +217,16 @@ Result<DeployResult> DeployKubernetes(const DeployConfig& input, k8s::Client& cl
   }
 
   // Follow the rollout through a watch.
-  RolloutState state;
-  std::string selector = "sluice.dev/service=" + config.service;
-  auto watcher = client.Watch(*rollout_kind, ns, selector,
-                              {[&](const k8s::WatchEvent& e) {
-                                 if (e.type == k8s::WatchEvent::Type::kAdded ||
-                                     e.type == k8s::WatchEvent::Type::kModified) {
-                                   Observe(e.object, rollout_name, state);
-                                 }
-                               },
-                               nullptr, nullptr});
-  bool finished;
-  std::string failure, last;
-  {
-    std::unique_lock<std::mutex> lock(state.mu);
-    finished = state.cv.wait_for(lock, config.readiness_timeout,
-                                 [&] { return state.done || !state.failure.empty(); });
-    failure = state.failure;
-    last = state.last;
-  }
-  watcher->Stop();
   std::string who = "service " + config.service + " version " + config.version + " in namespace " + ns;
-  if (!finished || !failure.empty()) {
+  Status rolled = WaitRolledOut(client, *rollout_kind, ns, rollout_name, config.service,
+                                config.readiness_timeout);
+  if (!rolled.ok()) {
     restore();
-    std::string why = !failure.empty()
-                          ? failure
-                          : "not rolled out within " + std::to_string(config.readiness_timeout.count()) +
-                                "ms (last: " + last + ")";
-    return Error(Status(failure.empty() ? StatusCode::kDeadlineExceeded : StatusCode::kFailedPrecondition,
-                        who + ": " + rollout_kind->kind + " " + rollout_name + " " + why +
-                            ". The objects were put back as they were; the previous deployment "
-                            "keeps serving. See `kubectl -n " + ns + " describe " +
-                            rollout_kind->plural + " " + rollout_name + "`"));
+    return Error(Status(rolled.code(), who + ": " + rolled.message() +
+                                           ". The objects were put back as they were; the previous "
+                                           "deployment keeps serving. See `kubectl -n " + ns +
+                                           " describe " + rollout_kind->plural + " " + rollout_name +
+                                           "`"));
   }
 
   DeployResult result;
@@ -212,14 +251,319 @@ Result<DeployResult> DeployKubernetes(const DeployConfig& input, k8s::Client& cl
   record.run_id = config.run.run_id;
   record.instance = config.run.instance;
   record.execution_id = config.run.execution_id;
+  record.baseline_digest = stable_digest;
   record.details = {{"mode", result.mode}, {"objects", Json::array()}};
   for (const auto& o : (*objects)["items"]) {
     record.details["objects"].push_back(o["kind"].get<std::string>() + "/" +
                                         o["metadata"]["name"].get<std::string>());
   }
+  result.note = note;
   Status recorded = RecordDeployment(env, record);
-  if (!recorded.ok()) result.note = recorded.ToString();
+  if (!recorded.ok()) result.note += (result.note.empty() ? "" : "; ") + recorded.ToString();
   return result;
+}
+
+}  // namespace sluice::serving
+
+namespace sluice::serving {
+namespace {
+
+std::string Annotation(const Json& object, const std::string& key) {
+  return object.value("metadata", Json::object())
+      .value("annotations", Json::object())
+      .value(key, "");
+}
+
+std::string Label(const Json& object, const std::string& key) {
+  return object.value("metadata", Json::object()).value("labels", Json::object()).value(key, "");
+}
+
+int64_t Replicas(const Json& deployment) {
+  return deployment.value("spec", Json::object()).value("replicas", int64_t{1});
+}
+
+// A canary deployed by DeployKubernetes: Deployments <service>-stable and
+// <service>-canary under one Service, traffic split by replicas.
+class KubernetesRollout : public RolloutTarget {
+ public:
+  static Result<std::unique_ptr<KubernetesRollout>> Load(const ValidationConfig& config,
+                                                         k8s::Client& client,
+                                                         const ServingEnv& env) {
+    auto r = std::unique_ptr<KubernetesRollout>(new KubernetesRollout(config, client, env));
+    r->ns_ = config.kubernetes.value("namespace", "");
+    if (r->ns_.empty()) {
+      r->ns_ = client.config().namespace_.empty() ? "default" : client.config().namespace_;
+    }
+    if (config.kubernetes.contains("rollout_timeout")) {
+      auto t = ParseConfigDuration(config.kubernetes["rollout_timeout"],
+                                   "validation.kubernetes.rollout_timeout");
+      if (!t) return Error(t.error());
+      r->timeout_ = *t;
+    }
+    auto stable = client.Get(DeploymentKind(), r->ns_, r->StableName());
+    if (!stable) {
+      if (stable.error().code() != StatusCode::kNotFound) return Error(stable.error());
+      return Error(Status::NotFound("service " + config.service +
+                                    " is not deployed on Kubernetes (no Deployment " +
+                                    r->StableName() + " in namespace " + r->ns_ +
+                                    "); run a deploy step with executor: kubernetes first"));
+    }
+    auto canary = client.Get(DeploymentKind(), r->ns_, r->CanaryName());
+    if (!canary && canary.error().code() != StatusCode::kNotFound) return Error(canary.error());
+    if (config.shadow && config.baseline_endpoint.empty()) {
+      return Error(Status::InvalidArgument(
+          "validation.baseline_endpoint: required with shadow on Kubernetes: where the stable "
+          "model answers from here"));
+    }
+    r->stable_object_ = *stable;
+    r->total_ = Replicas(*stable);
+    if (canary) {
+      r->canary_object_ = *canary;
+      std::string total = Annotation(*canary, "sluice.dev/total-replicas");
+      std::string before = Annotation(*canary, "sluice.dev/stable-replicas-before");
+      r->total_ = total.empty() ? Replicas(*stable) + Replicas(*canary) : std::stoll(total);
+      r->stable_before_ = before.empty() ? r->total_ : std::stoll(before);
+    }
+    r->Refresh();
+    return r;
+  }
+
+  const RolloutBackend& stable() const override { return stable_; }
+  const std::optional<RolloutBackend>& candidate() const override { return candidate_; }
+
+  Status Shift(double share, int stage, const std::vector<double>& stages) override {
+    int64_t canary = CanaryReplicas(share);
+    // Replicas are the unit: a share that rounds to the split in place
+    // changes nothing (1 of 3 replicas serves 10% as well as 33%).
+    if (canary == Replicas(canary_object_) && total_ - canary == Replicas(stable_object_)) {
+      return Status::Ok();
+    }
+    SLUICE_RETURN_IF_ERROR(Scale(CanaryName(), canary, &canary_object_));
+    SLUICE_RETURN_IF_ERROR(Scale(StableName(), total_ - canary, &stable_object_));
+    Refresh();
+    DeploymentRecord r = Record("shift", *candidate_);
+    r.baseline_digest = stable_.model_digest;
+    r.traffic_percent = share;
+    r.details = {{"stage", stage},
+                 {"stages", stages},
+                 {"replicas", {{"canary", canary}, {"stable", total_ - canary}}}};
+    (void)RecordDeployment(env_, r);
+    return Status::Ok();
+  }
+
+  Status Promote() override {
+    // The canary's pod template, relabelled for the stable track (the
+    // stable Deployment's selector), at the total; then the canary goes.
+    Json tmpl = canary_object_["spec"]["template"];
+    tmpl["metadata"]["labels"]["sluice.dev/track"] = "stable";
+    Json labels = canary_object_["metadata"].value("labels", Json::object());
+    labels["sluice.dev/track"] = "stable";
+    Json annotations = {{"sluice.dev/model-digest", candidate_->model_digest}};
+    if (std::string run = Annotation(canary_object_, "sluice.dev/run"); !run.empty()) {
+      annotations["sluice.dev/run"] = run;
+    }
+    Json patch = {{"metadata", {{"labels", labels}, {"annotations", annotations}}},
+                  {"spec", {{"replicas", total_}, {"template", tmpl}}}};
+    auto patched = client_.MergePatch(DeploymentKind(), ns_, StableName(), patch);
+    if (!patched) return patched.error().WithContext("promoting " + Who());
+    SLUICE_RETURN_IF_ERROR(Wait(StableName()));
+    SLUICE_RETURN_IF_ERROR(DeleteCanary());
+    RolloutBackend replaced = stable_;
+    stable_object_ = *patched;
+    Refresh();
+    DeploymentRecord r = Record("promote", stable_);
+    r.traffic_percent = 100;
+    r.details = {{"replaced_version", replaced.version},
+                 {"replaced_digest", replaced.model_digest},
+                 {"replicas", total_}};
+    (void)RecordDeployment(env_, r);
+    return Status::Ok();
+  }
+
+  Status Rollback(const std::string& reason) override {
+    // Capacity first: the stable Deployment back to its size before the
+    // canary (its template was never changed), then the canary goes.
+    RolloutBackend rolled_back = *candidate_;
+    SLUICE_RETURN_IF_ERROR(Scale(StableName(), stable_before_, &stable_object_));
+    SLUICE_RETURN_IF_ERROR(DeleteCanary());
+    Refresh();
+    DeploymentRecord r = Record("rollback", stable_);
+    r.traffic_percent = stable_.traffic_percent;
+    r.details = {{"rolled_back_version", rolled_back.version},
+                 {"rolled_back_digest", rolled_back.model_digest},
+                 {"reason", reason},
+                 {"replicas", stable_before_}};
+    (void)RecordDeployment(env_, r);
+    return Status::Ok();
+  }
+
+  Json Describe() const override {
+    auto track = [](const Json& d) -> Json {
+      if (d.is_null()) return nullptr;
+      return {{"name", d["metadata"]["name"]},
+              {"replicas", Replicas(d)},
+              {"version", Label(d, "sluice.dev/version")},
+              {"model_digest", Annotation(d, "sluice.dev/model-digest")}};
+    };
+    return {{"executor", "kubernetes"},
+            {"namespace", ns_},
+            {"total_replicas", total_},
+            {"stable", track(stable_object_)},
+            {"canary", track(canary_object_)}};
+  }
+
+ private:
+  KubernetesRollout(const ValidationConfig& config, k8s::Client& client, const ServingEnv& env)
+      : config_(config), client_(client), env_(env) {}
+
+  std::string StableName() const { return config_.service + "-stable"; }
+  std::string CanaryName() const { return config_.service + "-canary"; }
+  std::string ServiceUrl(const std::string& name) const {
+    return "http://" + name + "." + ns_ + ".svc.cluster.local";
+  }
+  std::string Who() const { return "service " + config_.service + " in namespace " + ns_; }
+
+  int64_t CanaryReplicas(double share) const {
+    if (share >= 100) return total_;
+    int64_t n = std::llround(static_cast<double>(total_) * share / 100.0);
+    return std::clamp<int64_t>(n, 1, std::max<int64_t>(1, total_ - 1));
+  }
+
+  // The backends as the objects say: version and digest from labels and
+  // annotations, the share from the replica counts.
+  void Refresh() {
+    int64_t stable = Replicas(stable_object_);
+    int64_t canary = canary_object_.is_null() ? 0 : Replicas(canary_object_);
+    double sum = static_cast<double>(std::max<int64_t>(1, stable + canary));
+    stable_ = {Label(stable_object_, "sluice.dev/version"),
+               Annotation(stable_object_, "sluice.dev/model-digest"), config_.baseline_endpoint,
+               100.0 * static_cast<double>(stable) / sum};
+    if (canary_object_.is_null()) {
+      // No canary: the service itself is validated.
+      stable_.url = !config_.endpoint.empty() ? config_.endpoint : ServiceUrl(config_.service);
+      candidate_.reset();
+    } else {
+      candidate_ = RolloutBackend{
+          Label(canary_object_, "sluice.dev/version"),
+          Annotation(canary_object_, "sluice.dev/model-digest"),
+          !config_.endpoint.empty() ? config_.endpoint : ServiceUrl(CanaryName()),
+          100.0 * static_cast<double>(canary) / sum};
+    }
+  }
+
+  Status Wait(const std::string& name) {
+    Status s = WaitRolledOut(client_, DeploymentKind(), ns_, name, config_.service, timeout_);
+    if (!s.ok()) {
+      return Status(s.code(), Who() + ": " + s.message() + ". See `kubectl -n " + ns_ +
+                                  " describe deployments " + name + "`");
+    }
+    return Status::Ok();
+  }
+
+  Status Scale(const std::string& name, int64_t replicas, Json* object) {
+    auto patched =
+        client_.MergePatch(DeploymentKind(), ns_, name, {{"spec", {{"replicas", replicas}}}});
+    if (!patched) {
+      return patched.error().WithContext(Who() + ": scaling " + name + " to " +
+                                         std::to_string(replicas));
+    }
+    *object = *patched;
+    return Wait(name);
+  }
+
+  // The canary's Deployment and its Service.
+  Status DeleteCanary() {
+    for (const auto* kind : {&DeploymentKind(), &ServiceKind()}) {
+      Status s = client_.Delete(*kind, ns_, CanaryName(), k8s::Propagation::kBackground);
+      if (!s.ok() && s.code() != StatusCode::kNotFound) {
+        return s.WithContext(Who() + ": deleting " + kind->kind + " " + CanaryName());
+      }
+    }
+    canary_object_ = nullptr;
+    return Status::Ok();
+  }
+
+  DeploymentRecord Record(const std::string& action, const RolloutBackend& model) const {
+    DeploymentRecord r;
+    r.service = config_.service;
+    r.namespace_ = ns_;
+    r.executor = "kubernetes";
+    r.action = action;
+    r.version = model.version;
+    r.model_digest = model.model_digest;
+    r.endpoint = "http://" + config_.service + "." + ns_ + ".svc.cluster.local";
+    r.run_id = config_.run.run_id;
+    r.instance = config_.run.instance;
+    r.execution_id = config_.run.execution_id;
+    return r;
+  }
+
+  const ValidationConfig& config_;
+  k8s::Client& client_;
+  const ServingEnv& env_;
+  std::string ns_;
+  Duration timeout_ = std::chrono::minutes(5);
+  Json stable_object_;
+  Json canary_object_;  // null when there is no canary
+  int64_t total_ = 1;
+  int64_t stable_before_ = 1;
+  RolloutBackend stable_;
+  std::optional<RolloutBackend> candidate_;
+};
+
+}  // namespace
+
+Result<ValidationOutcome> ValidateKubernetes(const ValidationConfig& config, k8s::Client& client,
+                                             const ServingEnv& env) {
+  auto items = LoadRequestSetFor(config);
+  if (!items) return Error(items.error());
+  auto target = KubernetesRollout::Load(config, client, env);
+  if (!target) return Error(target.error());
+  return RunRollout(config, *items, **target);
+}
+
+Status UndeployKubernetes(const std::string& service, const std::string& ns,
+                          k8s::Client& client, const ServingEnv& env, const RunContext& run) {
+  SLUICE_RETURN_IF_ERROR(ValidateServiceName(service));
+  DeploymentRecord record;
+  record.service = service;
+  record.namespace_ = ns;
+  record.executor = "kubernetes";
+  record.action = "undeploy";
+  record.traffic_percent = 0;
+  record.run_id = run.run_id;
+  record.instance = run.instance;
+  record.execution_id = run.execution_id;
+  record.details = {{"deleted", Json::array()}};
+  auto stable = client.Get(DeploymentKind(), ns, service + "-stable");
+  if (stable) {
+    record.version = Label(*stable, "sluice.dev/version");
+    record.model_digest = Annotation(*stable, "sluice.dev/model-digest");
+  }
+  const std::vector<std::pair<const k8s::ResourceKind*, std::string>> objects = {
+      {&DeploymentKind(), service + "-canary"},
+      {&DeploymentKind(), service + "-stable"},
+      {&ServiceKind(), service + "-canary"},
+      {&ServiceKind(), service},
+      {&InferenceServiceKind(), service}};
+  for (const auto& [kind, name] : objects) {
+    // Delete succeeds on a missing object: ask first, to record what was there.
+    auto existing = client.Get(*kind, ns, name);
+    if (!existing) {
+      // No InferenceService API (KServe not installed) counts as none.
+      if (existing.error().code() == StatusCode::kNotFound || kind == &InferenceServiceKind()) continue;
+      return existing.error().WithContext("undeploying service " + service + " in namespace " + ns);
+    }
+    Status s = client.Delete(*kind, ns, name, k8s::Propagation::kBackground);
+    if (!s.ok()) return s.WithContext("undeploying service " + service + " in namespace " + ns);
+    record.details["deleted"].push_back(kind->kind + "/" + name);
+  }
+  if (record.details["deleted"].empty()) {
+    return Status::NotFound("service " + service + " is not deployed in namespace " + ns +
+                            " (no Deployment " + service + "-stable or -canary, no Service " +
+                            service + " or " + service + "-canary)");
+  }
+  return RecordDeployment(env, record);
 }
 
 }  // namespace sluice::serving

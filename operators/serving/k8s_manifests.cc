@@ -107,6 +107,9 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
     own = std::max(1, static_cast<int>(std::lround(replicas * c.traffic / 100.0)));
     own = std::min(own, std::max(1, replicas - 1));
   }
+  // The canary keeps the service's total, so shifts and promote can size both tracks.
+  Json object_annotations = annotations;
+  if (canary) object_annotations["sluice.dev/total-replicas"] = std::to_string(replicas);
   Json selector = Labels(c, track, "");
   selector.erase("app.kubernetes.io/managed-by");
   selector.erase("app.kubernetes.io/name");
@@ -117,7 +120,7 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
         {{"name", c.service + "-" + track},
          {"namespace", ns},
          {"labels", Labels(c, track, version)},
-         {"annotations", annotations}}},
+         {"annotations", object_annotations}}},
        {"spec",
         {{"replicas", own},
          {"selector", {{"matchLabels", selector}}},
@@ -135,13 +138,20 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
                        {"annotations", {{"sluice.dev/apply", "merge-patch"}}}}},
                      {"spec", {{"replicas", replicas - own}}}});
   }
-  items.push_back({{"apiVersion", "v1"},
-                   {"kind", "Service"},
-                   {"metadata",
-                    {{"name", c.service}, {"namespace", ns}, {"labels", Labels(c, "", "")}}},
-                   {"spec",
-                    {{"selector", {{"sluice.dev/service", c.service}}},
-                     {"ports", {{{"name", "http"}, {"port", 80}, {"targetPort", port}}}}}}});
+  auto service = [&](const std::string& name, const Json& select) {
+    return Json{{"apiVersion", "v1"},
+                {"kind", "Service"},
+                {"metadata", {{"name", name}, {"namespace", ns}, {"labels", Labels(c, "", "")}}},
+                {"spec",
+                 {{"selector", select},
+                  {"ports", {{{"name", "http"}, {"port", 80}, {"targetPort", port}}}}}}};
+  };
+  items.push_back(service(c.service, {{"sluice.dev/service", c.service}}));
+  if (canary) {
+    // The canary alone, so traffic validation can measure it apart from the mix.
+    items.push_back(service(c.service + "-canary",
+                            {{"sluice.dev/service", c.service}, {"sluice.dev/track", "canary"}}));
+  }
   return Json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}};
 }
 

@@ -12,7 +12,8 @@
 //   replace:        Deployment <service>-stable (replicas: total) + Service <service>
 //   canary:         Deployment <service>-canary (replicas: round(total * traffic%),
 //                   at least 1) + a merge patch scaling <service>-stable to the rest;
-//                   the Service selects both tracks, so traffic splits by replicas
+//                   the Service selects both tracks, so traffic splits by replicas;
+//                   Service <service>-canary selects the canary alone (validation)
 //   kserve: true:   InferenceService <service> (serving.kserve.io/v1beta1) with
 //                   canaryTrafficPercent in canary mode
 // Labels: app.kubernetes.io/name, app.kubernetes.io/managed-by=sluice,

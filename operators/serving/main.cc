@@ -108,6 +108,28 @@ Status Setup(const std::string& state_dir_flag, bool open_store, Context* ctx) {
   return Status::Ok();
 }
 
+#ifdef SLUICE_SERVING_HAVE_K8S
+// A cluster client from a `kubernetes:` config section (kubeconfig, context),
+// else as kubectl finds one.
+Result<std::unique_ptr<sluice::k8s::Client>> KubernetesClient(const Json& kubernetes) {
+  sluice::k8s::KubeconfigOptions kube;
+  kube.kubeconfig = kubernetes.value("kubeconfig", "");
+  kube.context = kubernetes.value("context", "");
+  auto rest = sluice::k8s::LoadRestConfig(kube);
+  if (!rest) return sluice::Error(rest.error());
+  return sluice::k8s::Client::Create(*rest);
+}
+#endif
+
+#ifndef SLUICE_SERVING_HAVE_K8S
+Status NoKubernetes(const std::string& what) {
+  return Status::FailedPrecondition("this sluice-serving was built without the Kubernetes client, "
+                                    "so it cannot " + what +
+                                    "; `sluice-serving manifests` prints the objects a deploy "
+                                    "would apply");
+}
+#endif
+
 int RunProxy(const std::string& service, const std::string& bind, int port, int admin_port,
              const std::string& token_file) {
   // Signals are taken by sigwait in this thread only.
@@ -161,6 +183,13 @@ int main(int argc, char** argv) {
   auto* undeploy = app.add_subcommand("undeploy", "stop a service's servers and proxy");
   undeploy->add_option("--service", service, "the service")->required();
   undeploy->add_option("--state-dir", state_dir, "default: $SLUICE_STATE_DIR");
+  std::string undeploy_executor = "local", undeploy_namespace, kubeconfig, kube_context;
+  undeploy->add_option("--executor", undeploy_executor, "local (default) or kubernetes")
+      ->check(CLI::IsMember({"local", "kubernetes"}));
+  undeploy->add_option("--namespace", undeploy_namespace,
+                       "Kubernetes namespace (default: the context's, else default)");
+  undeploy->add_option("--kubeconfig", kubeconfig, "default: $KUBECONFIG, ~/.kube/config");
+  undeploy->add_option("--context", kube_context, "default: the current context");
 
   auto* manifests = app.add_subcommand("manifests", "print the Kubernetes objects a deploy makes");
   manifests->add_option("--config", config_text, "the deploy config")->required();
@@ -218,7 +247,24 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*undeploy) {
-    Status s = serving::Undeploy(service, ctx.env);
+    Status s;
+    if (undeploy_executor == "kubernetes") {
+#ifdef SLUICE_SERVING_HAVE_K8S
+      auto client = KubernetesClient(Json{{"kubeconfig", kubeconfig}, {"context", kube_context}});
+      if (!client) return Fail("undeploy", client.error());
+      std::string ns = !undeploy_namespace.empty()         ? undeploy_namespace
+                       : !(*client)->config().namespace_.empty() ? (*client)->config().namespace_
+                                                                 : "default";
+      serving::RunContext run;
+      if (const char* id = std::getenv("SLUICE_RUN_ID")) run.run_id = id;
+      if (const char* instance = std::getenv("SLUICE_INSTANCE")) run.instance = instance;
+      s = serving::UndeployKubernetes(service, ns, **client, ctx.env, run);
+#else
+      return Fail("undeploy", NoKubernetes("undeploy from a cluster"));
+#endif
+    } else {
+      s = serving::Undeploy(service, ctx.env);
+    }
     if (!s.ok()) return Fail("undeploy", s);
     std::cerr << "sluice-serving undeploy: service " << service << " stopped\n";
     return 0;
@@ -229,18 +275,11 @@ int main(int argc, char** argv) {
     Result<serving::DeployResult> result;
     if (config->executor == "kubernetes") {
 #ifdef SLUICE_SERVING_HAVE_K8S
-      sluice::k8s::KubeconfigOptions kube;
-      kube.kubeconfig = config->kubernetes.value("kubeconfig", "");
-      kube.context = config->kubernetes.value("context", "");
-      auto rest = sluice::k8s::LoadRestConfig(kube);
-      if (!rest) return Fail("deploy", rest.error());
-      auto client = sluice::k8s::Client::Create(*rest);
+      auto client = KubernetesClient(config->kubernetes);
       if (!client) return Fail("deploy", client.error());
       result = serving::DeployKubernetes(*config, **client, ctx.env);
 #else
-      return Fail("deploy", Status::FailedPrecondition(
-                                "this sluice-serving was built without the Kubernetes client; "
-                                "`sluice-serving manifests` prints the objects it would apply"));
+      return Fail("deploy", NoKubernetes("deploy to a cluster"));
 #endif
     } else {
       result = serving::DeployLocal(*config, ctx.env);
@@ -258,7 +297,18 @@ int main(int argc, char** argv) {
   if (*validate) {
     auto config = serving::ParseValidationConfig(config_json);
     if (!config) return Fail("validate", config.error());
-    auto outcome = serving::ValidateRollout(*config, ctx.env);
+    Result<serving::ValidationOutcome> outcome;
+    if (config->executor == "kubernetes") {
+#ifdef SLUICE_SERVING_HAVE_K8S
+      auto client = KubernetesClient(config->kubernetes);
+      if (!client) return Fail("validate", client.error());
+      outcome = serving::ValidateKubernetes(*config, **client, ctx.env);
+#else
+      return Fail("validate", NoKubernetes("roll out on a cluster"));
+#endif
+    } else {
+      outcome = serving::ValidateRollout(*config, ctx.env);
+    }
     if (!outcome) return Fail("validate", outcome.error());
     Status written = serving::WriteValidationOutputs(*config, *outcome, out_dir);
     if (!written.ok()) return Fail("validate", written);

@@ -337,7 +337,18 @@ Result<ValidationConfig> ParseValidationConfig(const Json& input) {
     c.service = j.value("service", "");
     c.endpoint = j.value("endpoint", "");
     c.baseline_endpoint = j.value("baseline_endpoint", "");
-    if (c.service.empty() == c.endpoint.empty()) {
+    c.executor = j.value("executor", "local");
+    if (c.executor != "local" && c.executor != "kubernetes") {
+      return bad("executor", "'" + c.executor + "' is not local or kubernetes");
+    }
+    c.kubernetes = j.value("kubernetes", Json::object());
+    if (c.executor == "kubernetes") {
+      if (c.service.empty()) {
+        return bad("service", "required on Kubernetes: the deployed service whose Deployments "
+                              "are rolled out (endpoint, optional, says where its canary "
+                              "answers from here)");
+      }
+    } else if (c.service.empty() == c.endpoint.empty()) {
       return bad("service", "give exactly one of service (a deployed service, whose canary is "
                             "validated and rolled out) or endpoint (a URL to validate only)");
     }
@@ -404,7 +415,7 @@ Result<ValidationConfig> ParseValidationConfig(const Json& input) {
         last = v;
         c.stages.push_back(v);
       }
-      if (!c.endpoint.empty() && !c.stages.empty()) {
+      if (c.service.empty() && !c.stages.empty()) {
         return bad("stages", "a staged rollout needs a service, not a bare endpoint");
       }
     }
@@ -448,9 +459,99 @@ DeploymentRecord BaseRecord(const ValidationConfig& config, const ServiceState& 
   return r;
 }
 
+RolloutBackend Side(const BackendState& b) {
+  return {b.version, b.model_digest, b.url, b.traffic_percent};
+}
+
+// A service deployed locally: its canary proxy's weights, its state file and
+// its server processes. The caller holds the service's lock.
+class LocalRollout : public RolloutTarget {
+ public:
+  LocalRollout(const ValidationConfig& config, const ServingEnv& env, ServiceState state)
+      : config_(config), env_(env), state_(std::move(state)), before_(state_) {
+    stable_ = Side(*state_.stable);
+    if (state_.candidate) candidate_ = Side(*state_.candidate);
+  }
+
+  const RolloutBackend& stable() const override { return stable_; }
+  const std::optional<RolloutBackend>& candidate() const override { return candidate_; }
+
+  Status Shift(double share, int stage, const std::vector<double>& stages) override {
+    state_.candidate->traffic_percent = share;
+    state_.stable->traffic_percent = 100 - share;
+    SLUICE_RETURN_IF_ERROR(EnsureProxyAndApply(state_, env_, 0, "127.0.0.1"));
+    SLUICE_RETURN_IF_ERROR(SaveServiceState(env_.state_dir, state_));
+    candidate_->traffic_percent = share;
+    stable_.traffic_percent = 100 - share;
+    DeploymentRecord r = BaseRecord(config_, state_, "shift");
+    r.version = state_.candidate->version;
+    r.model_digest = state_.candidate->model_digest;
+    r.baseline_digest = state_.stable->model_digest;
+    r.traffic_percent = share;
+    r.details = {{"stage", stage}, {"stages", stages}};
+    (void)RecordDeployment(env_, r);
+    return Status::Ok();
+  }
+
+  Status Promote() override {
+    BackendState old_stable = *state_.stable;
+    ServiceState after = state_;
+    after.stable = *state_.candidate;
+    after.stable->traffic_percent = 100;
+    after.candidate.reset();
+    SLUICE_RETURN_IF_ERROR(EnsureProxyAndApply(after, env_, 0, "127.0.0.1"));
+    SLUICE_RETURN_IF_ERROR(SaveServiceState(env_.state_dir, after));
+    (void)StopProcess(old_stable.process, env_.stop_grace);
+    DeploymentRecord r = BaseRecord(config_, after, "promote");
+    r.version = after.stable->version;
+    r.model_digest = after.stable->model_digest;
+    r.traffic_percent = 100;
+    r.details = {{"replaced_version", old_stable.version},
+                 {"replaced_digest", old_stable.model_digest}};
+    (void)RecordDeployment(env_, r);
+    state_ = after;
+    stable_ = Side(*state_.stable);
+    candidate_.reset();
+    return Status::Ok();
+  }
+
+  Status Rollback(const std::string& reason) override {
+    // Exactly the deployment before the canary: the stable backend at 100%.
+    ServiceState after = before_;
+    BackendState candidate = *after.candidate;
+    after.candidate.reset();
+    after.stable->traffic_percent = 100;
+    SLUICE_RETURN_IF_ERROR(EnsureProxyAndApply(after, env_, 0, "127.0.0.1"));
+    SLUICE_RETURN_IF_ERROR(SaveServiceState(env_.state_dir, after));
+    (void)StopProcess(candidate.process, env_.stop_grace);
+    DeploymentRecord r = BaseRecord(config_, after, "rollback");
+    r.version = after.stable->version;
+    r.model_digest = after.stable->model_digest;
+    r.traffic_percent = 100;
+    r.details = {{"rolled_back_version", candidate.version},
+                 {"rolled_back_digest", candidate.model_digest},
+                 {"reason", reason}};
+    (void)RecordDeployment(env_, r);
+    state_ = after;
+    stable_ = Side(*state_.stable);
+    candidate_.reset();
+    return Status::Ok();
+  }
+
+  Json Describe() const override { return ToJson(state_); }
+
+ private:
+  const ValidationConfig& config_;
+  const ServingEnv& env_;
+  ServiceState state_;
+  const ServiceState before_;
+  RolloutBackend stable_;
+  std::optional<RolloutBackend> candidate_;
+};
+
 }  // namespace
 
-Result<ValidationOutcome> ValidateRollout(const ValidationConfig& config, const ServingEnv& env) {
+Result<std::vector<RequestItem>> LoadRequestSetFor(const ValidationConfig& config) {
   auto items = LoadRequestSet(config.requests);
   if (!items) return Error(items.error());
   bool labelled = std::any_of(items->begin(), items->end(),
@@ -459,11 +560,123 @@ Result<ValidationOutcome> ValidateRollout(const ValidationConfig& config, const 
     return Error(Status::InvalidArgument("validation.thresholds.min_accuracy: the request set " +
                                          config.requests + " has no labels"));
   }
+  return items;
+}
+
+Result<ValidationOutcome> RunRollout(const ValidationConfig& config,
+                                     const std::vector<RequestItem>& items,
+                                     RolloutTarget& target) {
   ValidationOutcome out;
   out.report["stages"] = Json::array();
+  const bool has_candidate = target.candidate().has_value();
+  const RolloutBackend validated = has_candidate ? *target.candidate() : target.stable();
+  const RolloutBackend stable_before = target.stable();
+  std::string baseline_url = config.shadow && has_candidate ? stable_before.url : "";
+  std::vector<double> stages = config.stages;
+  Thresholds thresholds = config.thresholds;
+  std::string note;
+  if (!has_candidate) {
+    // The first deploy of a service has no canary (a canary deploy with no
+    // stable model serves at 100%): validate what serves, nothing to roll.
+    note = "service " + config.service + " has no canary (first deployment?): validated the "
+           "stable version " + validated.version + " at 100%; nothing to roll out or back";
+    stages.clear();
+    if (thresholds.max_regression_vs_baseline) {
+      thresholds.max_regression_vs_baseline.reset();
+      note += "; max_regression_vs_baseline skipped (no baseline)";
+    }
+  }
+  if (stages.empty()) stages.push_back(validated.traffic_percent);
+  out.report["note"] = note;
+  out.report["service"] = config.service;
+  out.report["executor"] = config.executor;
+  out.report["candidate"] = {{"version", validated.version},
+                             {"model_digest", validated.model_digest},
+                             {"url", validated.url}};
+  out.report["before"] = target.Describe();
+
+  int stage_no = 0;
+  std::string failure;
+  for (double share : stages) {
+    ++stage_no;
+    if (has_candidate && share != target.candidate()->traffic_percent) {
+      SLUICE_SERVING_TRY(target.Shift(share, stage_no, stages));
+    }
+    std::string stage_name = "stage " + std::to_string(stage_no) + "/" +
+                             std::to_string(stages.size()) + " (" + Fmt("%g", share) + "% traffic)";
+    auto f = RunLoad(validated.url, baseline_url, items, config.load);
+    Json stage = {{"stage", stage_no}, {"traffic_percent", share}};
+    if (!f) {
+      failure = stage_name + ": " + f.error().message();
+      stage["error"] = f.error().message();
+      stage["passed"] = false;
+      out.report["stages"].push_back(stage);
+      out.metrics["stage" + std::to_string(stage_no) + "_passed"] = 0;
+      break;
+    }
+    Verdict v = Judge(*f, thresholds);
+    AddMetrics(*f, "", out.metrics);  // the latest stage's figures at the top level
+    AddMetrics(*f, "stage" + std::to_string(stage_no) + "_", out.metrics);
+    out.metrics["stage" + std::to_string(stage_no) + "_passed"] = v.passed ? 1 : 0;
+    stage["passed"] = v.passed;
+    stage["failures"] = v.failures;
+    stage["passes"] = v.passes;
+    stage["seconds"] = f->seconds;
+    out.report["stages"].push_back(stage);
+    if (!v.passed) {
+      failure = stage_name + ": " + Join(v.failures, "; ") +
+                (v.passes.empty() ? "" : " (passed: " + Join(v.passes, "; ") + ")");
+      break;
+    }
+    out.metrics["stages_passed"] = stage_no;
+  }
+  if (!out.metrics.contains("stages_passed")) out.metrics["stages_passed"] = 0;
+  out.metrics["stages"] = static_cast<int64_t>(stages.size());
+  out.passed = failure.empty();
+  out.metrics["passed"] = out.passed ? 1 : 0;
+
+  if (out.passed) {
+    if (has_candidate && config.promote) {
+      SLUICE_SERVING_TRY(target.Promote());
+      out.promoted = true;
+    }
+    out.message = "traffic validation of service " + config.service + " version " +
+                  validated.version + " passed " + std::to_string(stages.size()) + " stage(s)" +
+                  (out.promoted ? "; promoted to 100% (" + validated.model_digest + ")" : "") +
+                  (note.empty() ? "" : ". " + note);
+  } else {
+    std::string what = "traffic validation of service " + config.service + " version " +
+                       validated.version + " (" + validated.model_digest + ") failed at " + failure;
+    if (has_candidate && config.rollback) {
+      SLUICE_SERVING_TRY(target.Rollback(failure));
+      out.rolled_back = true;
+      what += ". Rolled back: service " + config.service + " serves version " +
+              target.stable().version + " (" + target.stable().model_digest + ") at " +
+              Fmt("%g", target.stable().traffic_percent) + "% again; the candidate was stopped";
+    } else if (has_candidate) {
+      what += ". rollback: false, so the candidate keeps its traffic share";
+    }
+    if (!note.empty()) what += ". " + note;
+    out.message = what;
+  }
+  out.metrics["promoted"] = out.promoted ? 1 : 0;
+  out.metrics["rolled_back"] = out.rolled_back ? 1 : 0;
+  out.metrics["traffic_percent"] = target.candidate() ? target.candidate()->traffic_percent
+                                                      : (out.rolled_back ? 0.0 : 100.0);
+  out.report["after"] = target.Describe();
+  out.report["message"] = out.message;
+  out.report["passed"] = out.passed;
+  return out;
+}
+
+Result<ValidationOutcome> ValidateRollout(const ValidationConfig& config, const ServingEnv& env) {
+  auto items = LoadRequestSetFor(config);
+  if (!items) return Error(items.error());
 
   // A bare endpoint: measure and judge, no rollout.
-  if (!config.endpoint.empty()) {
+  if (config.service.empty()) {
+    ValidationOutcome out;
+    out.report["stages"] = Json::array();
     std::string baseline = config.shadow ? config.baseline_endpoint : "";
     if (config.shadow && baseline.empty()) {
       return Error(Status::InvalidArgument("validation.baseline_endpoint: required with shadow "
@@ -498,144 +711,8 @@ Result<ValidationOutcome> ValidateRollout(const ValidationConfig& config, const 
                                   ServiceStatePath(env.state_dir, config.service) +
                                   "); run a deploy step for it first"));
   }
-  const ServiceState before = **loaded;
-  ServiceState state = before;
-  const bool has_candidate = state.candidate.has_value();
-  const BackendState target = has_candidate ? *state.candidate : *state.stable;
-  std::string baseline_url = config.shadow && has_candidate ? state.stable->url : "";
-  std::vector<double> stages = config.stages;
-  Thresholds thresholds = config.thresholds;
-  std::string note;
-  if (!has_candidate) {
-    // The first deploy of a service has no canary (a canary deploy with no
-    // stable model serves at 100%): validate what serves, nothing to roll.
-    note = "service " + config.service + " has no canary (first deployment?): validated the "
-           "stable version " + target.version + " at 100%; nothing to roll out or back";
-    stages.clear();
-    if (thresholds.max_regression_vs_baseline) {
-      thresholds.max_regression_vs_baseline.reset();
-      note += "; max_regression_vs_baseline skipped (no baseline)";
-    }
-  }
-  if (stages.empty()) stages.push_back(target.traffic_percent);
-  out.report["note"] = note;
-  out.report["service"] = config.service;
-  out.report["candidate"] = ToJson(target);
-  out.report["before"] = ToJson(before);
-
-  int stage_no = 0;
-  std::string failure;
-  for (double share : stages) {
-    ++stage_no;
-    if (has_candidate && share != state.candidate->traffic_percent) {
-      state.candidate->traffic_percent = share;
-      state.stable->traffic_percent = 100 - share;
-      SLUICE_SERVING_TRY(EnsureProxyAndApply(state, env, 0, "127.0.0.1"));
-      SLUICE_SERVING_TRY(SaveServiceState(env.state_dir, state));
-      DeploymentRecord r = BaseRecord(config, state, "shift");
-      r.version = state.candidate->version;
-      r.model_digest = state.candidate->model_digest;
-      r.baseline_digest = state.stable->model_digest;
-      r.traffic_percent = share;
-      r.details = {{"stage", stage_no}, {"stages", stages}};
-      (void)RecordDeployment(env, r);
-    }
-    std::string stage_name = "stage " + std::to_string(stage_no) + "/" +
-                             std::to_string(stages.size()) + " (" + Fmt("%g", share) + "% traffic)";
-    auto f = RunLoad(target.url, baseline_url, *items, config.load);
-    Json stage = {{"stage", stage_no}, {"traffic_percent", share}};
-    if (!f) {
-      failure = stage_name + ": " + f.error().message();
-      stage["error"] = f.error().message();
-      stage["passed"] = false;
-      out.report["stages"].push_back(stage);
-      out.metrics["stage" + std::to_string(stage_no) + "_passed"] = 0;
-      break;
-    }
-    Verdict v = Judge(*f, thresholds);
-    AddMetrics(*f, "", out.metrics);  // the latest stage's figures at the top level
-    AddMetrics(*f, "stage" + std::to_string(stage_no) + "_", out.metrics);
-    out.metrics["stage" + std::to_string(stage_no) + "_passed"] = v.passed ? 1 : 0;
-    stage["passed"] = v.passed;
-    stage["failures"] = v.failures;
-    stage["passes"] = v.passes;
-    stage["seconds"] = f->seconds;
-    out.report["stages"].push_back(stage);
-    if (!v.passed) {
-      failure = stage_name + ": " + Join(v.failures, "; ") +
-                (v.passes.empty() ? "" : " (passed: " + Join(v.passes, "; ") + ")");
-      break;
-    }
-    out.metrics["stages_passed"] = stage_no;
-  }
-  if (!out.metrics.contains("stages_passed")) out.metrics["stages_passed"] = 0;
-  out.metrics["stages"] = static_cast<int64_t>(stages.size());
-  out.passed = failure.empty();
-  out.metrics["passed"] = out.passed ? 1 : 0;
-
-  if (out.passed) {
-    if (has_candidate && config.promote) {
-      BackendState old_stable = *state.stable;
-      ServiceState after = state;
-      after.stable = *state.candidate;
-      after.stable->traffic_percent = 100;
-      after.candidate.reset();
-      SLUICE_SERVING_TRY(EnsureProxyAndApply(after, env, 0, "127.0.0.1"));
-      SLUICE_SERVING_TRY(SaveServiceState(env.state_dir, after));
-      (void)StopProcess(old_stable.process, env.stop_grace);
-      DeploymentRecord r = BaseRecord(config, after, "promote");
-      r.version = after.stable->version;
-      r.model_digest = after.stable->model_digest;
-      r.traffic_percent = 100;
-      r.details = {{"replaced_version", old_stable.version},
-                   {"replaced_digest", old_stable.model_digest}};
-      (void)RecordDeployment(env, r);
-      out.promoted = true;
-      state = after;
-    }
-    out.message = "traffic validation of service " + config.service + " version " +
-                  target.version + " passed " + std::to_string(stages.size()) + " stage(s)" +
-                  (out.promoted ? "; promoted to 100% (" + target.model_digest + ")" : "") +
-                  (note.empty() ? "" : ". " + note);
-  } else {
-    std::string what = "traffic validation of service " + config.service + " version " +
-                       target.version + " (" + target.model_digest + ") failed at " + failure;
-    if (has_candidate && config.rollback) {
-      // Exactly the deployment before the canary: the stable backend at 100%.
-      ServiceState after = before;
-      BackendState candidate = *after.candidate;
-      after.candidate.reset();
-      after.stable->traffic_percent = 100;
-      SLUICE_SERVING_TRY(EnsureProxyAndApply(after, env, 0, "127.0.0.1"));
-      SLUICE_SERVING_TRY(SaveServiceState(env.state_dir, after));
-      (void)StopProcess(candidate.process, env.stop_grace);
-      DeploymentRecord r = BaseRecord(config, after, "rollback");
-      r.version = after.stable->version;
-      r.model_digest = after.stable->model_digest;
-      r.traffic_percent = 100;
-      r.details = {{"rolled_back_version", candidate.version},
-                   {"rolled_back_digest", candidate.model_digest},
-                   {"reason", failure}};
-      (void)RecordDeployment(env, r);
-      out.rolled_back = true;
-      state = after;
-      what += ". Rolled back: service " + config.service + " serves version " +
-              after.stable->version + " (" + after.stable->model_digest + ") at 100% again; the "
-              "candidate was stopped";
-    } else if (has_candidate) {
-      what += ". rollback: false, so the candidate keeps its traffic share";
-    }
-    if (!note.empty()) what += ". " + note;
-    out.message = what;
-  }
-  out.metrics["promoted"] = out.promoted ? 1 : 0;
-  out.metrics["rolled_back"] = out.rolled_back ? 1 : 0;
-  out.metrics["traffic_percent"] =
-      state.candidate ? state.candidate->traffic_percent : (out.rolled_back ? 0.0 : 100.0);
-  out.report["after"] = ToJson(state);
-  out.report["message"] = out.message;
-  out.report["passed"] = out.passed;
-  return out;
+  LocalRollout target(config, env, **loaded);
+  return RunRollout(config, *items, target);
 }
 
 Status WriteValidationOutputs(const ValidationConfig& config, const ValidationOutcome& outcome,

@@ -92,7 +92,9 @@ void AddMetrics(const LoadFigures& figures, const std::string& prefix, Json& met
 // The `validation:` config, parsed. See docs/deploy.md.
 struct ValidationConfig {
   std::string service;           // the deployed service (its candidate is validated)
-  std::string endpoint;          // instead of a service: validate this URL only
+  std::string endpoint;          // instead of a service: validate this URL only; with
+                                 // executor kubernetes: where the candidate is reached
+                                 // (default: its Service <service>-canary's cluster URL)
   std::string baseline_endpoint; // with `endpoint`: the shadow baseline
   std::string requests;          // JSONL request set path
   bool shadow = false;           // also send to the baseline (the stable server)
@@ -104,6 +106,8 @@ struct ValidationConfig {
   std::string metrics_file = "metrics.json";
   std::string report_file = "validation.json";
   RunContext run;
+  std::string executor = "local";    // "local" | "kubernetes" (the service's Deployments)
+  Json kubernetes = Json::object();  // namespace, kubeconfig, context, rollout_timeout
 };
 
 // kInvalidArgument names the field ("validation.stages[1]: ...").
@@ -117,6 +121,51 @@ struct ValidationOutcome {
   Json metrics = Json::object();  // numbers only, for the step's metrics
   Json report = Json::object();   // everything: stages, verdicts, state
 };
+
+// One model of a service as a rollout sees it.
+struct RolloutBackend {
+  std::string version;
+  std::string model_digest;    // "sha256:..."
+  std::string url;             // where validation sends requests ("" = not reachable)
+  double traffic_percent = 0;  // its share now
+};
+
+// The deployment a staged rollout drives: the local canary proxy
+// (ValidateRollout) or the two Deployments on Kubernetes (k8s_deploy.h).
+// Each change is all-or-error and records itself (a DeploymentRecord with
+// action shift, promote or rollback).
+class RolloutTarget {
+ public:
+  virtual ~RolloutTarget() = default;
+  // The model serving before the rollout. Always present.
+  virtual const RolloutBackend& stable() const = 0;
+  // The canary being validated; nullopt when the service has none.
+  virtual const std::optional<RolloutBackend>& candidate() const = 0;
+  // Gives the candidate `share` percent (stage `stage` of `stages`, from 1),
+  // the stable model the rest; on Kubernetes rounded to whole replicas (no
+  // change, and no record, when the split in place is already that).
+  virtual Status Shift(double share, int stage, const std::vector<double>& stages) = 0;
+  // The candidate becomes the stable model at 100%; the old one is stopped.
+  virtual Status Promote() = 0;
+  // Exactly the deployment before the canary: the stable model with its
+  // previous share and spec; the candidate is stopped. `reason` is recorded.
+  virtual Status Rollback(const std::string& reason) = 0;
+  // The deployment now, for the report ("before" / "after").
+  virtual Json Describe() const = 0;
+};
+
+// The staged rollout of `target` (see the file comment), with the request
+// set already loaded: shift, measure the candidate at candidate()->url (and
+// the stable model at stable().url with shadow), judge, then promote or roll
+// back. A target without a candidate is validated as it stands, no rollout.
+// Errors are for changes to the target that fail; a failed validation is
+// passed=false.
+Result<ValidationOutcome> RunRollout(const ValidationConfig& config,
+                                     const std::vector<RequestItem>& items,
+                                     RolloutTarget& target);
+
+// LoadRequestSet, plus the check that min_accuracy has labels to judge.
+Result<std::vector<RequestItem>> LoadRequestSetFor(const ValidationConfig& config);
 
 // Validates and rolls out (see the file comment). A failed validation is not
 // an error: it returns passed=false after the rollback. Errors are for

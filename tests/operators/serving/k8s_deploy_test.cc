@@ -187,7 +187,8 @@ TEST_F(KubernetesDeployTest, ReplaceThenCanaryByReplicas) {
                                  "POST services/breast-cancer",
                                  "POST deployments/breast-cancer-canary",
                                  "PATCH deployments/breast-cancer-stable",
-                                 "PATCH services/breast-cancer"}));
+                                 "PATCH services/breast-cancer",
+                                 "POST services/breast-cancer-canary"}));
   auto records = store_->ListDeployments("breast-cancer", 10);
   ASSERT_TRUE(records.has_value());
   ASSERT_EQ(records->size(), 2u);
@@ -217,6 +218,53 @@ TEST_F(KubernetesDeployTest, RolloutThatNeverBecomesAvailableIsUndone) {
   auto records = store_->ListDeployments("breast-cancer", 10);
   ASSERT_TRUE(records.has_value());
   EXPECT_EQ(records->size(), 1u);
+}
+
+TEST_F(KubernetesDeployTest, FailedValidationScalesTheStableBackAndDeletesTheCanary) {
+  auto v1 = DeployKubernetes(K8sConfig("v1", DeployMode::kReplace), *client_, env_);
+  ASSERT_TRUE(v1.has_value()) << v1.error().ToString();
+  auto v2 = DeployKubernetes(K8sConfig("v2", DeployMode::kCanary), *client_, env_);
+  ASSERT_TRUE(v2.has_value()) << v2.error().ToString();
+  const Json stable_before = api_.Object("deployments", "breast-cancer-stable").value()["spec"];
+  EXPECT_EQ(api_.Object("deployments", "breast-cancer-canary")
+                .value()["metadata"]["annotations"]["sluice.dev/stable-replicas-before"],
+            "10");
+
+  // kwok serves nothing: a local server stands in for the canary.
+  auto bad = DeployLocal(Config("stand-in", Model("bad.json", R"({"answer": 0})"), "bad"), env_);
+  ASSERT_TRUE(bad.has_value()) << bad.error().ToString();
+  ValidationConfig v;
+  v.service = "breast-cancer";
+  v.executor = "kubernetes";
+  v.endpoint = bad->candidate_url;
+  v.requests = Model("requests.jsonl", "{\"input\": [1], \"label\": 1}\n");
+  v.stages = {10, 100};
+  v.thresholds.min_accuracy = 0.5;
+  v.kubernetes = {{"rollout_timeout", "10s"}};
+  auto outcome = ValidateKubernetes(v, *client_, env_);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().ToString();
+  EXPECT_TRUE(outcome->rolled_back);
+  EXPECT_EQ(outcome->message,
+            "traffic validation of service breast-cancer version v2 (" + v2->model_digest +
+                ") failed at stage 1/2 (10% traffic): accuracy 0.0000 (1 labelled) < "
+                "min_accuracy 0.5. Rolled back: service breast-cancer serves version v1 (" +
+                v1->model_digest + ") at 100% again; the candidate was stopped");
+  std::vector<std::string> requests = api_.requests();
+  ASSERT_GE(requests.size(), 3u);
+  EXPECT_EQ(std::vector<std::string>(requests.end() - 3, requests.end()),
+            (std::vector<std::string>{"PATCH deployments/breast-cancer-stable",
+                                      "DELETE deployments/breast-cancer-canary",
+                                      "DELETE services/breast-cancer-canary"}));
+  Json stable = api_.Object("deployments", "breast-cancer-stable").value();
+  EXPECT_EQ(stable["spec"]["replicas"], 10);
+  Json expected = stable_before;
+  expected["replicas"] = 10;
+  EXPECT_EQ(stable["spec"], expected);
+  auto records = store_->ListDeployments("breast-cancer", 1);
+  ASSERT_TRUE(records.has_value() && !records->empty());
+  EXPECT_EQ(records->front().action, "rollback");
+  EXPECT_EQ(records->front().model_digest, v1->model_digest);
+  EXPECT_EQ(records->front().executor, "kubernetes");
 }
 
 }  // namespace
