@@ -70,6 +70,11 @@ class Runner:
         meta, status = pod["metadata"], pod.get("status", {})
         if status.get("phase") != "Running" or meta.get("deletionTimestamp"):
             return
+        # Long-running workloads (a deploy step's Deployment) stay Running, as
+        # kwok leaves them everywhere else: only run-to-completion pods run here.
+        owners = {o.get("kind") for o in meta.get("ownerReferences", [])}
+        if owners & {"ReplicaSet", "StatefulSet", "DaemonSet", "ReplicationController"}:
+            return
         with self.lock:
             if meta["uid"] in self.started:
                 return
