@@ -195,6 +195,7 @@ class RunLoop {
 
   Status Prepare();
   Status SetUpResume();
+  Status SettleOpenExecutions();
   void Schedule();
   void HandleExpand(int step);
   // Starts attempt `attempt` of `inst`. Returns false when the executor is
@@ -246,6 +247,8 @@ class RunLoop {
   std::vector<Executor*> used_executors_;
   std::unordered_map<std::string, ArtifactRecord> path_to_artifact_;
   std::unordered_map<std::string, StepRecord> previous_;  // resume: instance -> record
+  std::set<std::string> adopted_;  // resume: instances whose Running attempt is adopted
+  std::unordered_map<std::string, ExecutionRecord> open_executions_;  // their open rows
   std::string rerun_of_;                                  // rerun: old run id
   std::set<int> rerun_steps_;                             // rerun: steps that must really run again
   RunRecord run_;
@@ -430,10 +433,34 @@ Status RunLoop::SetUpResume() {
                          steps_[step].executor->Name() == "kubernetes";
       seeds.push_back({rec.instance, kept ? rec.phase : NodePhase::kPending,
                        adopt ? rec.attempts - 1 : rec.attempts});
+      if (adopt) adopted_.insert(rec.instance);
     }
     previous_[rec.instance] = std::move(rec);
   }
   plan_->Seed(seeds);
+  if (rerun_of_.empty()) SLUICE_RETURN_IF_ERROR(SettleOpenExecutions());
+  return Status::Ok();
+}
+
+// Executions the dead sluice process left open ("Running", never finished).
+// An adopted attempt keeps its row: StartAttempt continues it rather than
+// recording the same attempt twice. Any other was lost with its process and
+// is closed as an Error, so that lineage shows what happened to it.
+Status RunLoop::SettleOpenExecutions() {
+  auto executions = r_.store_->ListExecutions(run_.id);
+  if (!executions) return executions.error().WithContext("resume");
+  for (ExecutionRecord& e : *executions) {
+    if (e.finished_at || e.outcome != "Running") continue;
+    if (adopted_.count(e.instance)) {
+      open_executions_[e.instance] = e;
+      continue;
+    }
+    e.outcome = TaskOutcomeName(TaskOutcome::kError);
+    e.message = "lost: the sluice process driving it (pid " + std::to_string(run_.pid) +
+                ") died; the step runs again as attempt " + std::to_string(e.attempt + 1);
+    e.finished_at = clock_->Now();
+    SLUICE_RETURN_IF_ERROR(r_.store_->FinishExecution(e, {}, {}));
+  }
   return Status::Ok();
 }
 
@@ -966,9 +993,17 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   tasks_[task.id] = inst;
   st.dirty = false;  // this write has the latest state
   Put(st.rec);
-  auto id = r_.store_->StartExecution(st.exec);
-  if (id) st.exec.id = *id;
-  else Record(id.error());
+  auto open = open_executions_.find(name);
+  if (open != open_executions_.end() && open->second.attempt == attempt) {
+    // Adopted on resume: the attempt's row from before the crash goes on.
+    st.exec.id = open->second.id;
+    st.exec.started_at = open->second.started_at;
+    open_executions_.erase(open);
+  } else {
+    auto id = r_.store_->StartExecution(st.exec);
+    if (id) st.exec.id = *id;
+    else Record(id.error());
+  }
   Emit(RunEvent::Kind::kStepStarted, name, NodePhase::kRunning, attempt, "");
   // A Cancel() that raced with Start() may have missed this task.
   if (r_.cancel_requested_.load()) ex->Cancel(task.id, opt_.cancel_grace);

@@ -305,24 +305,6 @@ void RunManager::Prune(const PipelineSpec& spec) {
   }
 }
 
-void RunManager::CloseLostAttempts(const PipelineSpec& spec, const RunRecord& run) {
-  auto executions = store_->ListExecutions(run.id);
-  if (!executions) return;
-  for (ExecutionRecord e : *executions) {
-    if (e.finished_at || e.outcome != "Running") continue;
-    auto step = store_->GetStep(run.id, e.instance);
-    const StepSpec* s = step ? spec.FindStep(step->step) : nullptr;
-    std::string executor = s && !s->executor.empty() ? s->executor : run.executor;
-    if (executor.empty()) executor = spec.executor;
-    if (executor == "kubernetes") continue;  // adopted by the executor on resume
-    e.outcome = TaskOutcomeName(TaskOutcome::kError);
-    e.message = "lost: the sluice process driving it (pid " + std::to_string(run.pid) +
-                ") died; the step runs again as attempt " + std::to_string(e.attempt + 1);
-    e.finished_at = std::chrono::system_clock::now();
-    (void)store_->FinishExecution(e, {}, {});
-  }
-}
-
 std::vector<std::string> RunManager::ResumeInterrupted() {
   std::vector<std::string> resumed;
   RunFilter filter;
@@ -339,7 +321,6 @@ std::vector<std::string> RunManager::ResumeInterrupted() {
     SpecPtr spec = loaded.spec ? std::make_shared<const PipelineSpec>(std::move(*loaded.spec))
                                : registry_->Find(run.pipeline);
     if (!spec) continue;
-    CloseLostAttempts(*spec, run);
     SubmitRequest req;
     req.pipeline = run.pipeline;
     req.spec = spec;

@@ -132,8 +132,6 @@ class RunManager : public ScheduleTarget {
 
   void Worker();
   void Execute(Job job);
-  // ResumeInterrupted: records the local attempts `run` had in flight as lost.
-  void CloseLostAttempts(const PipelineSpec& spec, const RunRecord& run);
   // Deletes the runs of `spec`'s pipeline beyond its retention limits.
   void Prune(const PipelineSpec& spec);
   std::string NewRunId(const std::string& pipeline);

@@ -593,6 +593,43 @@ TEST_F(RunnerTest, ResumeKeepsSucceededStepsAndContinuesAttempts) {
   EXPECT_EQ(executor_->started[3].attempt, 2);
 }
 
+TEST_F(RunnerTest, ResumeClosesTheAttemptALostProcessLeftRunning) {
+  Load(kTwo);
+  auto first = RunIt(Options());
+  ASSERT_TRUE(first);
+  // As a kill -9 during b leaves it: the step and its execution Running.
+  StepRecord b = store_.steps.at("run1").at("b");
+  b.phase = NodePhase::kRunning;
+  b.finished_at.reset();
+  ASSERT_TRUE(store_.PutStep(b).ok());
+  for (auto& e : store_.executions) {
+    if (e.instance != "b") continue;
+    e.outcome = "Running";
+    e.finished_at.reset();
+  }
+  RunRecord run = *store_.GetRun("run1");
+  run.phase = RunPhase::kRunning;
+  run.pid = 4242;
+  ASSERT_TRUE(store_.UpdateRun(run).ok());
+
+  RunOptions o = Options();
+  o.run_id = "";
+  o.resume_run_id = "run1";
+  o.no_cache = true;
+  auto s = RunIt(o);
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->run.phase, RunPhase::kSucceeded);
+  std::vector<std::string> b_rows;
+  for (const auto& e : store_.executions) {
+    if (e.instance != "b") continue;
+    b_rows.push_back(std::to_string(e.attempt) + " " + e.outcome + " " + e.message);
+    EXPECT_TRUE(e.finished_at.has_value());
+  }
+  EXPECT_EQ(b_rows, (std::vector<std::string>{
+                        "1 Error lost: the sluice process driving it (pid 4242) died; the step runs again as attempt 2",
+                        "2 Succeeded "}));
+}
+
 TEST_F(RunnerTest, ResumeAfterCancelExpandsTheForeachThatWasOmitted) {
   Load(kRetrain);
   executor_->on_run = [](const Task& t) { PlayRetrain(t, 0.95); };
