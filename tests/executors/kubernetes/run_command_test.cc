@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -291,13 +293,24 @@ kind: Pipeline
 metadata: {name: cancel-me}
 steps:
   - name: sleepy
-    command: [sh, -c, 'echo up > "$READY"; exec sleep 2']
+    command: [sh, -c, 'echo up > "$READY"; exec sleep 20']
     env: {READY: ")" + ready.string() + R"("}
 )");
   auto run = Start({"run", "-q", "--run-id", "k1", file});
   pollfd p{fd, POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, 60000), 1) << run->out() << run->err();
   ::close(fd);
+  // The step runs before the runner records it (start first, record after):
+  // kill only once the store shows it Running, as a crash mid-step finds it.
+  bool recorded = false;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       !recorded && std::chrono::steady_clock::now() < deadline;) {
+    Json st = Json::parse(Sluice({"status", "k1", "--format", "json"}).out, nullptr, false);
+    recorded = !st.is_discarded() && st["steps"].is_array() && !st["steps"].empty() &&
+               st["steps"][0]["phase"] == "Running";
+    if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(recorded) << "the store never showed step sleepy Running";
   const int pid = run->pid();
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   ASSERT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
