@@ -693,19 +693,31 @@ Watcher::Watcher(Client* client, ResourceKind kind, std::string ns, std::string 
       ns_(std::move(ns)),
       selector_(std::move(label_selector)),
       handlers_(std::move(handlers)) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    Run();
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    cv_.notify_all();
+  });
 }
 
 Watcher::~Watcher() { Stop(); }
 
 void Watcher::Stop() {
   stop_ = true;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (active_ != nullptr) active_->http->stop();
-  }
   cv_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  if (!thread_.joinable() || thread_.get_id() == std::this_thread::get_id()) return;
+  {
+    // A stream may be opening its socket just now, after an earlier stop()
+    // found none to shut, and would then wait for the server's next byte:
+    // keep shutting the active connection until the thread has returned.
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!finished_) {
+      if (active_ != nullptr) active_->http->stop();
+      cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return finished_; });
+    }
+  }
+  thread_.join();
 }
 
 void Watcher::Run() {

@@ -247,6 +247,7 @@ class Watcher {
   std::mutex mu_;
   std::condition_variable cv_;
   Client::Conn* active_ = nullptr;  // guarded by mu_, for Stop()
+  bool finished_ = false;            // guarded by mu_: Run() has returned
   std::thread thread_;
 };
 
