@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
@@ -26,6 +27,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -471,6 +473,15 @@ TEST_F(KubernetesCliTest, CancelOfAKilledRunDeletesItsObjectsItself) {
       k8s::JobKind(), [&](const std::map<std::string, Json>& jobs) { return jobs.count(job) == 1; },
       std::chrono::minutes(2)))
       << run->out() << run->err();
+  // The Job exists before the runner records the step (start first, record
+  // after): kill only once the store shows it Running.
+  bool recorded = false;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       !recorded && std::chrono::steady_clock::now() < deadline;) {
+    recorded = StepPhases()["held"].rfind("Running/", 0) == 0;
+    if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(recorded) << "the store never showed step held Running";
   const int pid = run->pid();
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
