@@ -475,13 +475,9 @@ TEST_F(KubernetesCliTest, CancelOfAKilledRunDeletesItsObjectsItself) {
       << run->out() << run->err();
   // The Job exists before the runner records the step (start first, record
   // after): kill only once the store shows it Running.
-  bool recorded = false;
-  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-       !recorded && std::chrono::steady_clock::now() < deadline;) {
-    recorded = StepPhases()["held"].rfind("Running/", 0) == 0;
-    if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_TRUE(recorded) << "the store never showed step held Running";
+  ASSERT_TRUE(test_support::WaitUntil([&] { return StepPhases()["held"].rfind("Running/", 0) == 0; },
+                                      std::chrono::seconds(60)))
+      << "the store never showed step held Running";
   const int pid = run->pid();
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);

@@ -302,15 +302,14 @@ steps:
   ::close(fd);
   // The step runs before the runner records it (start first, record after):
   // kill only once the store shows it Running, as a crash mid-step finds it.
-  bool recorded = false;
-  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-       !recorded && std::chrono::steady_clock::now() < deadline;) {
-    Json st = Json::parse(Sluice({"status", "k1", "--format", "json"}).out, nullptr, false);
-    recorded = !st.is_discarded() && st["steps"].is_array() && !st["steps"].empty() &&
+  ASSERT_TRUE(test_support::WaitUntil(
+      [&] {
+        Json st = Json::parse(Sluice({"status", "k1", "--format", "json"}).out, nullptr, false);
+        return !st.is_discarded() && st["steps"].is_array() && !st["steps"].empty() &&
                st["steps"][0]["phase"] == "Running";
-    if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_TRUE(recorded) << "the store never showed step sleepy Running";
+      },
+      std::chrono::seconds(60)))
+      << "the store never showed step sleepy Running";
   const int pid = run->pid();
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   ASSERT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);

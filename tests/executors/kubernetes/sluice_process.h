@@ -15,9 +15,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -101,5 +103,15 @@ class SluiceProcess {
   int pidfd_ = -1;
   int exit_code_ = kRunning;
 };
+
+// Checks `done` every 20 ms until it holds or `bound` passes, for state only
+// readable by asking (e.g. `sluice status`). Returns whether it held.
+inline bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds bound) {
+  for (auto deadline = std::chrono::steady_clock::now() + bound;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 }  // namespace sluice::test_support
