@@ -210,50 +210,44 @@ class Parser {
   const Token& Peek(size_t k = 0) const { return toks_[std::min(pos_ + k, toks_.size() - 1)]; }
   const Token& Next() { return toks_[std::min(pos_++, toks_.size() - 1)]; }
 
-  Result<NodePtr> ParseOr() {
-    auto lhs = ParseAnd();
+  // Builds a node of `kind` at `offset` that owns `kids`, in order.
+  static NodePtr MakeNode(NodeKind kind, size_t offset, std::vector<NodePtr> kids) {
+    auto n = std::make_unique<Node>();
+    n->kind = kind;
+    n->offset = offset;
+    n->kids = std::move(kids);
+    return n;
+  }
+
+  static std::vector<NodePtr> Kids(NodePtr a, NodePtr b = nullptr) {
+    std::vector<NodePtr> kids;
+    kids.push_back(std::move(a));
+    if (b) kids.push_back(std::move(b));
+    return kids;
+  }
+
+  // One left-associative level: operand (op operand)*, each op a `kind` node.
+  Result<NodePtr> ParseLeftAssoc(Tok op, NodeKind kind, Result<NodePtr> (Parser::*operand)()) {
+    auto lhs = (this->*operand)();
     if (!lhs) return lhs;
-    while (Peek().kind == Tok::kOr) {
+    while (Peek().kind == op) {
       size_t off = Next().offset;
-      auto rhs = ParseAnd();
+      auto rhs = (this->*operand)();
       if (!rhs) return rhs;
-      auto n = std::make_unique<Node>();
-      n->kind = NodeKind::kOr;
-      n->offset = off;
-      n->kids.push_back(std::move(*lhs));
-      n->kids.push_back(std::move(*rhs));
-      lhs = std::move(n);
+      lhs = MakeNode(kind, off, Kids(std::move(*lhs), std::move(*rhs)));
     }
     return lhs;
   }
 
-  Result<NodePtr> ParseAnd() {
-    auto lhs = ParseNot();
-    if (!lhs) return lhs;
-    while (Peek().kind == Tok::kAnd) {
-      size_t off = Next().offset;
-      auto rhs = ParseNot();
-      if (!rhs) return rhs;
-      auto n = std::make_unique<Node>();
-      n->kind = NodeKind::kAnd;
-      n->offset = off;
-      n->kids.push_back(std::move(*lhs));
-      n->kids.push_back(std::move(*rhs));
-      lhs = std::move(n);
-    }
-    return lhs;
-  }
+  Result<NodePtr> ParseOr() { return ParseLeftAssoc(Tok::kOr, NodeKind::kOr, &Parser::ParseAnd); }
+  Result<NodePtr> ParseAnd() { return ParseLeftAssoc(Tok::kAnd, NodeKind::kAnd, &Parser::ParseNot); }
 
   Result<NodePtr> ParseNot() {
     if (Peek().kind == Tok::kNot) {
       size_t off = Next().offset;
       auto operand = ParseNot();
       if (!operand) return operand;
-      auto n = std::make_unique<Node>();
-      n->kind = NodeKind::kNot;
-      n->offset = off;
-      n->kids.push_back(std::move(*operand));
-      return n;
+      return MakeNode(NodeKind::kNot, off, Kids(std::move(*operand)));
     }
     return ParseCompare();
   }
@@ -270,13 +264,10 @@ class Parser {
       if (is_not_in) Next();
       auto rhs = ParsePostfix();
       if (!rhs) return rhs;
-      auto n = std::make_unique<Node>();
-      n->kind = (is_in || is_not_in) ? NodeKind::kIn : NodeKind::kCompare;
+      NodePtr n = MakeNode((is_in || is_not_in) ? NodeKind::kIn : NodeKind::kCompare, off,
+                           Kids(std::move(*lhs), std::move(*rhs)));
       n->negate = is_not_in;
       n->op = k;
-      n->offset = off;
-      n->kids.push_back(std::move(*lhs));
-      n->kids.push_back(std::move(*rhs));
       Tok after = Peek().kind;
       if (after == Tok::kEq || after == Tok::kNe || after == Tok::kLt || after == Tok::kLe || after == Tok::kGt ||
           after == Tok::kGe)
@@ -301,11 +292,8 @@ class Parser {
         if (cur->kind == NodeKind::kName && f.kind != Tok::kNumber) {
           cur->path.push_back(f.text);
         } else {
-          auto n = std::make_unique<Node>();
-          n->kind = NodeKind::kField;
-          n->offset = f.offset;
+          NodePtr n = MakeNode(NodeKind::kField, f.offset, Kids(std::move(cur)));
           n->path.push_back(f.text);
-          n->kids.push_back(std::move(cur));
           cur = std::move(n);
         }
       } else if (Peek().kind == Tok::kLBracket) {
@@ -315,12 +303,7 @@ class Parser {
         if (Peek().kind != Tok::kRBracket)
           return Error(SyntaxError(Peek().offset, "expected ']', got " + TokName(Peek())));
         Next();
-        auto n = std::make_unique<Node>();
-        n->kind = NodeKind::kIndex;
-        n->offset = off;
-        n->kids.push_back(std::move(cur));
-        n->kids.push_back(std::move(*idx));
-        cur = std::move(n);
+        cur = MakeNode(NodeKind::kIndex, off, Kids(std::move(cur), std::move(*idx)));
       } else {
         break;
       }
