@@ -126,6 +126,7 @@ struct CompileOptions {
   std::string image;                  // image for steps without one
   bool keep_going = false;            // argo: DAG failFast false
   std::vector<std::string> exclude_steps;  // steps left out on purpose
+  std::string sluice_image;  // argo: image with sluice-serving, for traffic-validation steps
 };
 // Compiles a pipeline to Argo Workflows objects, or to the Kubernetes
 // objects of a run (the Kubernetes executor's dry run). 0 ok, 2 invalid

@@ -8,6 +8,9 @@
 #include "engine/cli/output.h"
 #include "engine/compile/argo.h"
 #include "engine/compile/manifests.h"
+#ifdef SLUICE_CLI_COMPILE_SERVING
+#include "engine/compile/serving_objects.h"
+#endif
 
 namespace sluice::cli {
 
@@ -31,6 +34,10 @@ int Compile(const CompileOptions& options) {
     argo.default_image = options.image;
     argo.keep_going = options.keep_going;
     argo.exclude_steps = options.exclude_steps;
+    argo.sluice_image = options.sluice_image;
+#ifdef SLUICE_CLI_COMPILE_SERVING
+    argo.serving = compile::OperatorServingObjects();
+#endif
     auto out = compile::CompileToArgo(spec, pipeline_dir, argo);
     if (!out.ok()) {
       for (const auto& e : out.errors) std::cerr << e.ToString() << "\n";

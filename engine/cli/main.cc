@@ -182,6 +182,9 @@ int main(int argc, char** argv) {
                           "Leave out step NAME (repeatable; e.g. deploy / traffic-validation steps); "
                           "the output lists it in annotation sluice.dev/excluded-steps")
       ->allow_extra_args(false);
+  compile_cmd->add_option("--sluice-image", compile.sluice_image,
+                          "argo: image with sluice-serving on its PATH, which runs the checks of "
+                          "traffic-validation steps");
 
 #ifdef SLUICE_CLI_KUBERNETES
   // import-run

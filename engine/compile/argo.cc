@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -12,6 +14,7 @@
 
 #include "engine/expr.h"
 #include "engine/graph.h"
+#include "engine/quantity.h"
 #include "engine/sha256.h"
 #include "operators/kubernetes_manifests.h"
 
@@ -118,6 +121,11 @@ Json OutputParameters(const StepSpec& step) {
   return outputs;
 }
 
+// YAML for a Json value; with quote_templates, every string holding "{{"
+// or a token is double-quoted (a resource manifest stays valid YAML both
+// before and after Argo substitutes it).
+void EmitJson(YAML::Emitter& em, const Json& j, bool quote_templates = false);
+
 class Compiler {
  public:
   Compiler(const PipelineSpec& spec, const std::string& pipeline_dir, const ArgoOptions& options)
@@ -169,6 +177,59 @@ class Compiler {
   void CheckExcluded(const PipelineGraph& graph);
   bool Excluded(const std::string& step) const { return excluded_.count(step) > 0; }
 
+  // --- deploy and traffic-validation steps (docs/compile.md) ---
+  // A run-time value inside an operator's config. The config goes through
+  // the serving operator's own code (ServingObjects) with a token in its
+  // place, a valid DNS label, and the token becomes the Argo reference in
+  // the text after: {{inputs.parameters.<prefix><text>}} for a parameter,
+  // `text` verbatim otherwise. A `raw` value (a number or a bool) loses the
+  // JSON quotes around its token.
+  struct TokenValue {
+    bool param = true;
+    bool raw = false;
+    std::string text;
+  };
+  std::string Token(const TokenValue& value);
+  // The config with every {{ }} template replaced by tokens, the values
+  // passed to the step's template as its input parameters (b).
+  std::optional<Json> TokenizeConfig(const StepSpec& step, const Json& config, TaskBuild* b);
+  // In a `manifest` (YAML), a raw value becomes an Argo expression,
+  // {{=asInt(inputs.parameters['x'])}}, which Argo's lint reads as a
+  // placeholder; elsewhere {{inputs.parameters.x}} without quotes.
+  std::string Detokenize(std::string text, const std::string& prefix, bool manifest = false) const;
+  // The namespace of the serving objects: --namespace, the pipeline's, else
+  // the Workflow's own.
+  std::string ServingNamespaceToken();
+  // What a validation step needs of the deploy step of its service.
+  struct DeployPlan {
+    std::string step;
+    Json service;  // deploy.service as written, to match validation.service
+    bool canary = false;
+    int64_t total = 0;        // replicas of the service (kubernetes.replicas)
+    double traffic = 0;       // the canary's first share
+    Json canary_deployment;   // with tokens (prefix "deploy-" in a validation)
+    std::string fetch_image;
+    Json args = Json::array();  // the deploy step's task arguments (a0...)
+  };
+  std::map<std::string, DeployPlan> deploy_plans_;
+  // The deploy step's template: a DAG (see the .cc). `b` gets its inputs.
+  Json DeployTemplate(const StepSpec& step, TaskBuild* b);
+  Json ValidationTemplate(const StepSpec& step, const PipelineGraph& graph, int node, TaskBuild* b);
+  // Adds `tmpl` to the templates and a task `task` running it to `tasks`:
+  // the template's inputs are the {{inputs.parameters.X}} its text uses,
+  // each passed by the task as value(X).
+  void AddSubTask(Json* tasks, Json tmpl, const std::string& task, const std::string& depends,
+                  const std::function<std::string(const std::string&)>& value,
+                  const std::string& when = "", bool continue_on_failed = false);
+  // A resource template `name` doing `action` with `object` (tokens
+  // detokenized with `prefix`).
+  Json ObjectTemplate(const std::string& name, const std::string& action, const Json& object,
+                      const std::string& prefix, const std::string& success,
+                      std::optional<Duration> deadline);
+  // The metadata of a template that is part of step `step`'s DAG.
+  Json PartMetadata(const StepSpec& step, const std::string& part) const;
+
+  std::map<std::string, TokenValue> tokens_;
   const PipelineSpec& spec_;
   std::string pipeline_dir_;
   const ArgoOptions& options_;
@@ -223,6 +284,10 @@ std::optional<std::string> Compiler::MapReference(const StepSpec& step,
       return reject("Argo's exit handler cannot read the outputs of the main DAG's tasks; "
                     "pass what the finally step needs through run.status or a parameter");
     if (path.size() == 3 && path[2] == "phase") return "{{tasks." + target + ".status}}";
+    if (path.size() >= 3 && path[2] == "outputs" && (up->type == "deploy" || up->type == "traffic-validation"))
+      return reject("under Argo, " + up->type + " step '" + target + "' is a DAG of Kubernetes objects and "
+                    "checks, not the sluice-serving process that writes these outputs; read them with "
+                    "`sluice run`, or from the cluster in a container step");
     if (path.size() == 5 && path[2] == "outputs") {
       if (path[3] == "params") return "{{tasks." + target + ".outputs.parameters." + path[4] + "}}";
       if (path[3] == "artifacts")
@@ -530,18 +595,572 @@ Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
             {"manifest", std::string(em.c_str()) + "\n"}}}};
 }
 
+// --- deploy and traffic-validation steps ---
+
+void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size()))
+    text.replace(pos, from.size(), to);
+}
+
+// An Argo resource successCondition for a Deployment rolled out at `n`
+// replicas (a number, or an Argo reference). Argo reads conditions as label
+// selectors over gjson paths, so a status condition inside a list (e.g.
+// Progressing/ProgressDeadlineExceeded) cannot be selected: the template's
+// activeDeadlineSeconds bounds the wait instead.
+std::string RolledOut(const std::string& n) {
+  if (n == "0") return "!status.availableReplicas";
+  return "status.replicas == " + n + ", status.updatedReplicas == " + n +
+         ", status.availableReplicas == " + n;
+}
+
+Json DeploymentRef(const std::string& name, const std::string& ns) {
+  return {{"apiVersion", "apps/v1"}, {"kind", "Deployment"}, {"metadata", {{"name", name}, {"namespace", ns}}}};
+}
+
+Json ServiceRef(const std::string& name, const std::string& ns) {
+  return {{"apiVersion", "v1"}, {"kind", "Service"}, {"metadata", {{"name", name}, {"namespace", ns}}}};
+}
+
+// The model task of a deploy step: checks that the model artifact is on the
+// workspace volume and publishes its digest, its path on the volume and its
+// file name, which the Deployment's init container fetches and checks, as
+// the Kubernetes executor's deploy does from the artifact store.
+constexpr const char* kModelScript =
+    "set -eu\n"
+    "m=\"$1\"; root=\"$2\"\n"
+    "case \"$m\" in \"$root\"/*) ;; *) echo \"sluice: model $m is not on the workspace volume ($root)\" >&2; exit 1;; esac\n"
+    "[ -e \"$m\" ] || { echo \"sluice: model $m does not exist\" >&2; exit 1; }\n"
+    "mkdir -p /tmp/sluice\n"
+    "printf '%s' \"${m#\"$root\"/}\" > /tmp/sluice/path\n"
+    "printf '%s' \"${m##*/}\" > /tmp/sluice/name\n"
+    "if [ -f \"$m\" ]; then d=$(sha256sum \"$m\"); else d=$(cd \"$m\" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum); fi\n"
+    "printf '%s' \"${d%% *}\" > /tmp/sluice/digest\n";
+
+std::string Compiler::Token(const TokenValue& value) {
+  for (const auto& [token, v] : tokens_)
+    if (v.param == value.param && v.raw == value.raw && v.text == value.text) return token;
+  std::string token = "sluicetok" + std::to_string(tokens_.size()) + "z";
+  tokens_[token] = value;
+  return token;
+}
+
+std::string Compiler::Detokenize(std::string text, const std::string& prefix, bool manifest) const {
+  // Longest tokens first: sluicetok1z is no prefix of sluicetok11z, but keep
+  // the order independent of that anyway.
+  for (auto it = tokens_.rbegin(); it != tokens_.rend(); ++it) {
+    const auto& [token, v] = *it;
+    std::string to = v.param ? "{{inputs.parameters." + prefix + v.text + "}}" : v.text;
+    if (v.raw) {
+      ReplaceAll(text, "\"" + token + "\"",
+                 manifest && v.param ? "{{=asInt(inputs.parameters['" + prefix + v.text + "'])}}" : to);
+    }
+    ReplaceAll(text, token, to);
+  }
+  return text;
+}
+
+std::optional<Json> Compiler::TokenizeConfig(const StepSpec& step, const Json& config, TaskBuild* b) {
+  if (config.is_object() || config.is_array()) {
+    Json out = config;
+    for (auto it = out.begin(); it != out.end(); ++it) {
+      auto v = TokenizeConfig(step, *it, b);
+      if (!v) return std::nullopt;
+      *it = std::move(*v);
+    }
+    return out;
+  }
+  if (!config.is_string()) return config;
+  const std::string& text = config.get_ref<const std::string&>();
+  if (text.find("{{") == std::string::npos) return config;
+  auto segments = Segments(text);
+  // One {{ params.x }} of a number or bool keeps its type, as the runner
+  // renders it.
+  bool raw = false;
+  if (segments.size() == 1 && segments[0].expression) {
+    auto refs = expr::References(segments[0].text, /*is_template=*/false);
+    if (refs && refs->size() == 1 && refs->front().path.size() == 2 && refs->front().path[0] == "params") {
+      const ParamSpec* p = spec_.FindParam(refs->front().path[1]);
+      raw = p != nullptr && (p->type == ParamType::kInt || p->type == ParamType::kNumber ||
+                             p->type == ParamType::kBool);
+    }
+  }
+  std::string out;
+  for (const Segment& seg : segments) {
+    if (!seg.expression) {
+      out += seg.text;
+      continue;
+    }
+    auto r = RenderInTemplate(step, Template{"{{ " + seg.text + " }}", step.loc}, b);
+    if (!r) return std::nullopt;
+    const std::string prefix = "{{inputs.parameters.";
+    if (r->rfind(prefix, 0) == 0) {
+      out += Token({true, raw, r->substr(prefix.size(), r->size() - prefix.size() - 2)});
+    } else if (r->find("{{") != std::string::npos) {
+      out += Token({false, false, *r});  // an Argo global such as {{workflow.name}}
+    } else {
+      out += *r;  // known at compile time
+    }
+  }
+  return Json(out);
+}
+
+std::string Compiler::ServingNamespaceToken() {
+  if (!options_.namespace_.empty()) return options_.namespace_;
+  if (!spec_.namespace_.empty()) return spec_.namespace_;
+  return Token({false, false, "{{workflow.namespace}}"});
+}
+
+Json Compiler::PartMetadata(const StepSpec& step, const std::string& part) const {
+  return {{"annotations", {{"sluice.dev/pipeline", spec_.name},
+                           {"sluice.dev/part-of", step.name},
+                           {"sluice.dev/part", part}}}};
+}
+
+Json Compiler::ObjectTemplate(const std::string& name, const std::string& action, const Json& object,
+                              const std::string& prefix, const std::string& success,
+                              std::optional<Duration> deadline) {
+  YAML::Emitter em;
+  EmitJson(em, object, /*quote_templates=*/true);
+  Json resource = {{"action", action}, {"manifest", Detokenize(em.c_str(), prefix, /*manifest=*/true) + "\n"}};
+  if (action == "patch") resource["mergeStrategy"] = "merge";
+  if (!success.empty()) resource["successCondition"] = Detokenize(success, prefix);
+  Json tmpl = {{"name", name}, {"resource", resource}};
+  if (deadline) tmpl["activeDeadlineSeconds"] = CeilSeconds(*deadline);
+  return tmpl;
+}
+
+void Compiler::AddSubTask(Json* tasks, Json tmpl, const std::string& task, const std::string& depends,
+                          const std::function<std::string(const std::string&)>& value,
+                          const std::string& when, bool continue_on_failed) {
+  static const std::regex kInput(R"(\{\{inputs\.parameters\.([-A-Za-z0-9_]+)\}\})");
+  std::string text = tmpl.dump();
+  std::set<std::string> names;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), kInput); it != std::sregex_iterator(); ++it)
+    names.insert((*it)[1].str());
+  Json t = {{"name", task}, {"template", tmpl["name"]}};
+  if (!depends.empty()) t["depends"] = depends;
+  if (!when.empty()) t["when"] = when;
+  if (continue_on_failed) t["continueOn"] = {{"failed", true}};
+  if (!names.empty()) {
+    Json inputs = Json::array(), args = Json::array();
+    for (const auto& n : names) {
+      inputs.push_back({{"name", n}});
+      args.push_back({{"name", n}, {"value", value(n)}});
+    }
+    tmpl["inputs"] = {{"parameters", inputs}};
+    t["arguments"] = {{"parameters", args}};
+  }
+  templates_.push_back(tmpl);
+  tasks->push_back(t);
+}
+
+// A deploy step is a DAG:
+//   model          container: the model's digest, path and name (kModelScript)
+//   probe          a DAG getting Deployment <service>-stable (canary mode):
+//                  its replicas, or "" when there is none
+//   canary mode, a stable Deployment found (when: replicas != ""):
+//     canary         apply Deployment <service>-canary, annotated with the
+//                    stable replicas before; wait for its rollout
+//     scale-stable   merge-patch <service>-stable to the rest of the replicas
+//     service-canary apply Service <service>-canary
+//     undo-*         when one of those fails: the stable Deployment back to
+//                    its replicas, the canary deleted (as the executor puts
+//                    its objects back)
+//   replace mode, or no stable Deployment (when: replicas == "": deployed as
+//   stable at 100%, as sluice does):
+//     stable         apply Deployment <service>-stable; wait for its rollout
+//   service        apply Service <service> (after either branch)
+// The objects are the serving operator's own (ServingObjects::build).
+Json Compiler::DeployTemplate(const StepSpec& step, TaskBuild* b) {
+  Json dag = {{"name", step.name}};
+  auto reject = [&](const std::string& why) {
+    Fail(step.loc, "deploy step '" + step.name + "' cannot be compiled to Argo: " + why);
+    return dag;
+  };
+  if (!options_.serving.available())
+    return reject("this sluice was built without the serving operator's manifests");
+  if (step.foreach) return reject("foreach: a deploy step deploys one service; use one step per service");
+  if (!step.config.is_object()) return reject("the deploy: section must be a map");
+  Json config = step.config;
+  const std::string prefix = "{{inputs.parameters.";
+  // The model artifact: its path on the workspace volume, checked and
+  // digested by the model task.
+  if (!config.contains("model") || !config["model"].is_string())
+    return reject("deploy.model: required: the model artifact, e.g. model: \"{{ steps.select.outputs.artifacts.best_model }}\"");
+  auto m = RenderInTemplate(step, Template{config["model"].get<std::string>(), step.loc}, b);
+  if (!m) return dag;
+  const std::string model_arg = *m;
+  auto tokenized = TokenizeConfig(step, config, b);
+  if (!tokenized) return dag;
+  config = *tokenized;
+  config["executor"] = "kubernetes";
+  Json& k = config["kubernetes"];
+  if (!k.is_object()) k = Json::object();
+  if (k.value("kserve", false))
+    return reject("kubernetes.kserve: an InferenceService is ready when its Ready status condition is "
+                  "True, which Argo's successCondition (a label selector over status paths) cannot "
+                  "select; deploy KServe with `sluice run --executor kubernetes`");
+  if (k.contains("artifacts_pvc") && k["artifacts_pvc"] != options_.workspace_pvc)
+    return reject("kubernetes.artifacts_pvc: under Argo the model artifact is a file on the workspace "
+                  "volume (--workspace-pvc " + options_.workspace_pvc + "), not in sluice's artifact store");
+  if (k.contains("model_path")) return reject("kubernetes.model_path: under Argo the model is the artifact the step names in model:");
+  const std::string ns = ServingNamespaceToken();
+  if (!k.contains("namespace")) k["namespace"] = ns;
+  k["artifacts_pvc"] = options_.workspace_pvc;
+  k["model_path"] = Token({true, false, "model-path"});
+  config["model"] = Token({true, false, "model-name"});
+  config["model_digest"] = "sha256:" + Token({true, false, "model-digest"});
+  if (!config.contains("version")) config["version"] = Token({false, false, "{{workflow.name}}"});
+  config["run"] = {{"id", Token({false, false, "{{workflow.name}}"})}, {"instance", step.name}};
+  Json& serve = config["serve"];
+  if (!serve.is_object()) serve = Json::object();
+  if (!serve.contains("image")) {
+    std::string image = step.image.empty() ? options_.default_image : step.image;
+    if (!image.empty()) serve["image"] = image;
+  }
+  if (model_arg.find("{{") == std::string::npos &&
+      model_arg.rfind(options_.workspace_mount + "/", 0) != 0)
+    return reject("model: '" + model_arg + "' is not on the workspace volume (" + options_.workspace_mount +
+                  "); name a step's output artifact, e.g. \"{{ steps.train.outputs.artifacts.model }}\"");
+  auto objects = options_.serving.build(config);
+  if (!objects) return reject(objects.error().message());
+  Json replace_config = config;
+  replace_config["mode"] = "replace";
+  auto replace_objects = options_.serving.build(replace_config);
+  if (!replace_objects) return reject(replace_objects.error().message());
+
+  Duration readiness = std::chrono::seconds(60);
+  if (config.contains("readiness") && config["readiness"].is_object() && config["readiness"].contains("timeout")) {
+    const Json& t = config["readiness"]["timeout"];
+    if (t.is_number()) readiness = std::chrono::milliseconds(static_cast<int64_t>(t.get<double>() * 1000));
+    else if (t.is_string())
+      if (auto d = ParseDuration(t.get<std::string>())) readiness = *d;
+  }
+  const std::string fetch_image = k.value("fetch_image", "busybox:1.36");
+  DeployPlan plan;
+  plan.step = step.name;
+  plan.service = step.config.value("service", Json());
+  plan.canary = step.config.value("mode", "replace") == "canary";
+  plan.total = k.value("replicas", 2);
+  plan.traffic = step.config.value("traffic", 10.0);
+  plan.fetch_image = fetch_image;
+
+  Json tasks = Json::array();
+  auto value = [&](const std::string& n) -> std::string {
+    if (n.rfind("model-", 0) == 0) return "{{tasks.model.outputs.parameters." + n.substr(6) + "}}";
+    if (n == "stable-before") return "{{tasks.probe.outputs.parameters.replicas}}";
+    return prefix + n + "}}";
+  };
+  // model
+  Json model = {{"name", step.name + "-model"},
+                {"metadata", PartMetadata(step, "model")},
+                {"container",
+                 {{"image", fetch_image},
+                  {"command", Json::array({"/bin/sh", "-c", kModelScript})},
+                  {"args", Json::array({"sluice-model", model_arg, options_.workspace_mount})},
+                  {"volumeMounts", Json::array({{{"name", "workspace"}, {"mountPath", options_.workspace_mount}}})}}},
+                {"outputs",
+                 {{"parameters",
+                   Json::array({{{"name", "digest"}, {"valueFrom", {{"path", "/tmp/sluice/digest"}}}},
+                                {{"name", "path"}, {"valueFrom", {{"path", "/tmp/sluice/path"}}}},
+                                {{"name", "name"}, {"valueFrom", {{"path", "/tmp/sluice/name"}}}}})}}}};
+  if (step.timeout) model["activeDeadlineSeconds"] = CeilSeconds(*step.timeout);
+  AddSubTask(&tasks, model, "model", "", value);
+
+  auto object_named = [](const Json& list, const std::string& kind, const std::string& suffix) -> Json {
+    for (const auto& o : list["items"]) {
+      std::string name = o["metadata"]["name"];
+      if (o["kind"] == kind && name.size() >= suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return o;
+    }
+    return Json();
+  };
+  auto add = [&](const std::string& part, const std::string& action, Json object, const std::string& success,
+                 std::optional<Duration> deadline, const std::string& depends, const std::string& when = "") {
+    Json t = ObjectTemplate(step.name + "-" + part, action, object, "", success, deadline);
+    t["metadata"] = PartMetadata(step, part);
+    AddSubTask(&tasks, t, part, depends, value, when);
+  };
+  const Json stable = object_named(*replace_objects, "Deployment", "-stable");
+  const Json service = object_named(*replace_objects, "Service", "");
+  std::string replace_depends = "model.Succeeded";
+  std::string service_depends = "stable.Succeeded";
+  std::string replace_when;
+  if (plan.canary) {
+    Json canary = object_named(*objects, "Deployment", "-canary");
+    Json stable_patch = object_named(*objects, "Deployment", "-stable");
+    Json canary_service = object_named(*objects, "Service", "-canary");
+    if (canary.is_null() || stable_patch.is_null() || canary_service.is_null())
+      return reject("the serving operator gave no canary Deployment and Service");
+    canary["metadata"]["annotations"]["sluice.dev/stable-replicas-before"] = Token({true, false, "stable-before"});
+    stable_patch["metadata"].erase("annotations");
+    std::string stable_name = stable_patch["metadata"]["name"];
+    // The probe: a `get` of the stable Deployment fails when there is none.
+    // It runs in a DAG of its own with continueOn (Argo allows continueOn
+    // only in a DAG without `depends`), so that failure is an answer, not a
+    // failed branch: the probe's output is its replicas, or "".
+    Json get = ObjectTemplate(step.name + "-probe-get", "get", DeploymentRef(stable_name, ns), "", "", std::nullopt);
+    get["metadata"] = PartMetadata(step, "probe-get");
+    get["outputs"] = {{"parameters", Json::array({{{"name", "replicas"},
+                                                   {"valueFrom", {{"jsonPath", "{.spec.replicas}"}}}}})}};
+    Json probe_tasks = Json::array();
+    auto own = [&](const std::string& n) { return prefix + n + "}}"; };
+    AddSubTask(&probe_tasks, get, "get", "", own, "", /*continue_on_failed=*/true);
+    Json probe = {{"name", step.name + "-probe"},
+                  {"metadata", PartMetadata(step, "probe")},
+                  {"dag", {{"tasks", probe_tasks}}},
+                  {"outputs", {{"parameters", Json::array({{{"name", "replicas"},
+                                                            {"valueFrom", {{"parameter", "{{tasks.get.outputs.parameters.replicas}}"},
+                                                                           {"default", ""}}}}})}}}};
+    AddSubTask(&tasks, probe, "probe", "", value);
+    const std::string found = "'{{tasks.probe.outputs.parameters.replicas}}' != ''";
+    add("canary", "apply", canary, RolledOut(std::to_string(canary["spec"].value("replicas", 1))), readiness,
+        "model.Succeeded && probe.Succeeded", found);
+    add("scale-stable", "patch", stable_patch, RolledOut(std::to_string(stable_patch["spec"].value("replicas", 1))),
+        readiness, "canary.Succeeded");
+    add("service-canary", "apply", canary_service, "", std::nullopt, "scale-stable.Succeeded");
+    // A failed canary rollout is put back, as the executor does: the
+    // stable Deployment at its replicas before, the canary deleted. The
+    // step still fails: `service` never runs.
+    const std::string failed = "canary.Failed || scale-stable.Failed || service-canary.Failed";
+    Json scale_back = DeploymentRef(stable_name, ns);
+    scale_back["spec"] = {{"replicas", Token({true, true, "stable-before"})}};
+    add("undo-stable", "patch", scale_back, "", std::nullopt, failed);
+    add("undo-canary", "delete", DeploymentRef(canary["metadata"]["name"], ns), "", std::nullopt,
+        "undo-stable.Succeeded || undo-stable.Failed");
+    add("undo-service-canary", "delete", ServiceRef(canary_service["metadata"]["name"], ns), "", std::nullopt,
+        "undo-canary.Succeeded || undo-canary.Failed");
+    replace_depends = "model.Succeeded && probe.Succeeded";
+    replace_when = "'{{tasks.probe.outputs.parameters.replicas}}' == ''";
+    service_depends = "service-canary.Succeeded || stable.Succeeded";
+    plan.canary_deployment = canary;
+  }
+  if (stable.is_null() || service.is_null()) return reject("the serving operator gave no Deployment and Service");
+  add("stable", "apply", stable, RolledOut(std::to_string(stable["spec"].value("replicas", 1))), readiness,
+      replace_depends, replace_when);
+  add("service", "apply", service, "", std::nullopt, service_depends);
+
+  // What a validation step reads of this deploy: the model and the stable
+  // replicas before the canary ("" when there was no stable Deployment).
+  Json outputs = Json::array();
+  for (const char* n : {"digest", "path", "name"})
+    outputs.push_back({{"name", std::string("sluice-model-") + n},
+                       {"valueFrom", {{"parameter", "{{tasks.model.outputs.parameters." + std::string(n) + "}}"}}}});
+  if (plan.canary)
+    outputs.push_back({{"name", "sluice-stable-replicas-before"},
+                       {"valueFrom", {{"parameter", "{{tasks.probe.outputs.parameters.replicas}}"}}}});
+  dag["dag"] = {{"tasks", tasks}};
+  dag["outputs"] = {{"parameters", outputs}};
+  plan.args = b->args;
+  deploy_plans_[step.name] = plan;
+  return dag;
+}
+
+// A traffic-validation step of a service deployed by a canary deploy step
+// of the same pipeline is the staged rollout as a DAG:
+//   shift-N        merge-patch <service>-canary / -stable to stage N's
+//                  replicas (CanaryReplicasAt), wait for both rollouts
+//   validate-N     container: `sluice-serving validate` measuring the canary's
+//                  Service and judging the thresholds; exit 1 fails the stage
+//   promote        the canary's pod template onto <service>-stable at the
+//                  total (PromotePatch), wait; then the canary's Deployment
+//                  and Service are deleted
+//   rollback-*     when a stage fails: <service>-stable back to its replicas
+//                  before the canary, the canary deleted; `rolled-back` then
+//                  fails the step, as sluice's exit 1
+// When the deploy found no stable Deployment (the service's first deploy,
+// served at 100%), `validate` checks the service as it stands: no rollout.
+Json Compiler::ValidationTemplate(const StepSpec& step, const PipelineGraph& graph, int node, TaskBuild* b) {
+  Json dag = {{"name", step.name}};
+  auto reject = [&](const std::string& why) {
+    Fail(step.loc, "traffic-validation step '" + step.name + "' cannot be compiled to Argo: " + why);
+    return dag;
+  };
+  if (!options_.serving.available())
+    return reject("this sluice was built without the serving operator's manifests");
+  if (options_.sluice_image.empty())
+    return reject("its checks run `sluice-serving validate` in a pod: name an image that has "
+                  "sluice-serving on its PATH with --sluice-image IMAGE");
+  if (step.foreach) return reject("foreach: a validation rolls out one service; use one step per service");
+  if (!step.config.is_object()) return reject("the validation: section must be a map");
+  const Json& section = step.config;
+  auto tokenized = TokenizeConfig(step, section, b);
+  if (!tokenized) return dag;
+  Json config = *tokenized;
+  const std::string ns = ServingNamespaceToken();
+  const std::string metrics_file = section.value("metrics", "metrics.json");
+  Json metrics_output = Json::array({{{"name", "sluice-metrics"}, {"valueFrom", {{"path", "/tmp/" + metrics_file}}}}});
+  Json run = {{"id", Token({false, false, "{{workflow.name}}"})}, {"instance", step.name}};
+  // One `sluice-serving validate` of a bare endpoint: measure and judge.
+  auto check = [&](const std::string& part, Json c) {
+    for (const char* key : {"service", "executor", "kubernetes", "stages", "promote", "rollback"}) c.erase(key);
+    c["run"] = run;
+    Json tmpl = {{"name", step.name + "-" + part},
+                 {"metadata", PartMetadata(step, part)},
+                 {"container",
+                  {{"image", options_.sluice_image},
+                   {"command", Json::array({"sluice-serving", "validate", "--config", Detokenize(c.dump(), ""),
+                                            "--out", "/tmp"})},
+                   {"env", Json::array({{{"name", "SLUICE_STATE_DIR"}, {"value", "/tmp"}}})}}},
+                 {"outputs", {{"parameters", metrics_output}}}};
+    if (step.timeout) tmpl["activeDeadlineSeconds"] = CeilSeconds(*step.timeout);
+    return tmpl;
+  };
+  Json tasks = Json::array();
+  auto own = [](const std::string& n) { return "{{inputs.parameters." + n + "}}"; };
+  if (!section.contains("service")) {
+    // A bare endpoint: validate only, as sluice does.
+    AddSubTask(&tasks, check("check", config), "check", "", own);
+    dag["dag"] = {{"tasks", tasks}};
+    return dag;
+  }
+  // The deploy step of this service, upstream of this step.
+  const DeployPlan* plan = nullptr;
+  for (int up : graph.UpstreamClosure({node})) {
+    auto it = deploy_plans_.find(graph.step(up).name);
+    if (up != node && it != deploy_plans_.end() && it->second.service == section["service"]) plan = &it->second;
+  }
+  if (plan == nullptr)
+    return reject("no deploy step upstream of it deploys service " + section["service"].dump() +
+                  ": the rollout's replica counts and its promote come from that step's deploy config; "
+                  "deploy the service earlier in the same pipeline, with depends");
+  if (section.value("shadow", false) && !section.contains("baseline_endpoint"))
+    return reject("shadow: on Kubernetes it needs baseline_endpoint, where the stable model answers "
+                  "(as `sluice run --executor kubernetes` does)");
+  const std::string service = config["service"].get<std::string>();
+  const std::string stable_name = service + "-stable", canary_name = service + "-canary";
+  Duration rollout = std::chrono::minutes(5);
+  if (section.contains("kubernetes") && section["kubernetes"].is_object() &&
+      section["kubernetes"].contains("rollout_timeout") && section["kubernetes"]["rollout_timeout"].is_string())
+    if (auto d = ParseDuration(section["kubernetes"]["rollout_timeout"].get<std::string>())) rollout = *d;
+
+  // Values from the deploy step: its own arguments (renamed deploy-aN), its
+  // model outputs and the stable replicas before the canary.
+  auto value = [&](const std::string& n) -> std::string {
+    if (n.rfind("deploy-", 0) == 0 || n == "stable-before") {
+      std::string outer;
+      if (n == "stable-before") outer = "{{tasks." + plan->step + ".outputs.parameters.sluice-stable-replicas-before}}";
+      else if (n.rfind("deploy-model-", 0) == 0)
+        outer = "{{tasks." + plan->step + ".outputs.parameters.sluice-model-" + n.substr(13) + "}}";
+      else
+        for (const auto& a : plan->args)
+          if ("deploy-" + a["name"].get<std::string>() == n) outer = a["value"];
+      bool known = false;
+      for (const auto& in : b->inputs) known |= in["name"] == n;
+      if (!known) {
+        b->inputs.push_back({{"name", n}});
+        b->args.push_back({{"name", n}, {"value", outer}});
+      }
+    }
+    return own(n);
+  };
+  const std::string before = value("stable-before");
+  // The service's first deploy (no stable Deployment before): as it stands.
+  Json as_is = config;
+  as_is["endpoint"] = "http://" + service + "." + ns + ".svc.cluster.local";
+  as_is.erase("shadow");
+  as_is.erase("baseline_endpoint");
+  if (as_is.contains("thresholds") && as_is["thresholds"].is_object()) as_is["thresholds"].erase("max_regression_vs_baseline");
+  if (!plan->canary) {
+    AddSubTask(&tasks, check("check", as_is), "check", "", value);
+    dag["dag"] = {{"tasks", tasks}};
+    return dag;
+  }
+  AddSubTask(&tasks, check("check", as_is), "check", "", value, "'" + before + "' == ''");
+
+  std::vector<double> stages;
+  if (section.contains("stages")) {
+    if (!section["stages"].is_array()) return reject("stages: a list of shares in percent");
+    for (const auto& s : section["stages"]) {
+      if (!s.is_number()) return reject("stages: " + s.dump() + " is not a literal number; the replica counts of each stage are fixed at compile time");
+      stages.push_back(s.get<double>());
+    }
+  }
+  if (stages.empty()) stages.push_back(plan->traffic);
+  Json stage_config = config;
+  if (!stage_config.contains("endpoint")) stage_config["endpoint"] = "http://" + canary_name + "." + ns + ".svc.cluster.local";
+  std::string previous, failed;
+  auto add = [&](const std::string& part, const std::string& action, const Json& object, const std::string& success,
+                 const std::string& depends, const std::string& when = "") {
+    Json t = ObjectTemplate(step.name + "-" + part, action, object, "", success, rollout);
+    t["metadata"] = PartMetadata(step, part);
+    AddSubTask(&tasks, t, part, depends, value, when);
+  };
+  int64_t current = std::max<int64_t>(1, options_.serving.canary_replicas(plan->total, plan->traffic));
+  for (size_t i = 0; i < stages.size(); ++i) {
+    std::string n = std::to_string(i + 1);
+    int64_t canary = options_.serving.canary_replicas(plan->total, stages[i]);
+    std::string when = previous.empty() ? "'" + before + "' != ''" : "";
+    if (canary != current || previous.empty()) {
+      // Canary first, then the stable Deployment (capacity before removal
+      // when growing the canary, as sluice's Shift does).
+      Json c = DeploymentRef(canary_name, ns);
+      c["spec"] = {{"replicas", canary}};
+      add("shift-" + n + "-canary", "patch", c, RolledOut(std::to_string(canary)), previous, when);
+      Json s = DeploymentRef(stable_name, ns);
+      s["spec"] = {{"replicas", plan->total - canary}};
+      add("shift-" + n + "-stable", "patch", s, RolledOut(std::to_string(plan->total - canary)),
+          "shift-" + n + "-canary.Succeeded");
+      previous = "shift-" + n + "-stable.Succeeded";
+      when.clear();
+      current = canary;
+    }
+    Json c = stage_config;
+    c["stages"] = Json::array({stages[i]});
+    AddSubTask(&tasks, check("validate-" + n, c), "validate-" + n, previous, value, when);
+    previous = "validate-" + n + ".Succeeded";
+    failed += (failed.empty() ? "" : " || ") + std::string("validate-") + n + ".Failed";
+  }
+  if (section.value("promote", true)) {
+    // The canary Deployment as the deploy step built it, with its values.
+    Json canary = plan->canary_deployment;
+    std::string canary_text = Detokenize(canary.dump(), "deploy-");
+    Json patch = options_.serving.promote_patch(Json::parse(canary_text), plan->total);
+    Json target = DeploymentRef(stable_name, ns);
+    target["metadata"]["labels"] = patch["metadata"]["labels"];
+    target["metadata"]["annotations"] = patch["metadata"]["annotations"];
+    target["spec"] = patch["spec"];
+    add("promote", "patch", target, RolledOut(std::to_string(plan->total)), previous);
+    add("promote-delete-canary", "delete", DeploymentRef(canary_name, ns), "", "promote.Succeeded");
+    add("promote-delete-service", "delete", ServiceRef(canary_name, ns), "", "promote-delete-canary.Succeeded");
+  }
+  if (section.value("rollback", true)) {
+    Json s = DeploymentRef(stable_name, ns);
+    s["spec"] = {{"replicas", Token({true, true, "stable-before"})}};
+    add("rollback", "patch", s, RolledOut(before), failed);
+    add("rollback-delete-canary", "delete", DeploymentRef(canary_name, ns), "", "rollback.Succeeded");
+    add("rollback-delete-service", "delete", ServiceRef(canary_name, ns), "", "rollback-delete-canary.Succeeded");
+    Json fail = {{"name", step.name + "-rolled-back"},
+                 {"metadata", PartMetadata(step, "rolled-back")},
+                 {"container",
+                  {{"image", plan->fetch_image},
+                   {"command", Json::array({"/bin/sh", "-c",
+                                            "echo \"sluice: traffic validation of service $1 failed; rolled back: "
+                                            "the stable Deployment serves at its replicas before the canary, the "
+                                            "canary was deleted\" >&2; exit 1",
+                                            "sluice-rolled-back", service})}}}};
+    fail["container"]["command"][4] = Detokenize(service, "");
+    AddSubTask(&tasks, fail, "rolled-back", "rollback-delete-service.Succeeded", value);
+  }
+  dag["dag"] = {{"tasks", tasks}};
+  return dag;
+}
+
 void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int node, Json* tasks) {
-  if (step.type != "container" && step.type != "tfjob" && step.type != "pytorchjob") {
-    Fail(step.loc, "step '" + step.name + "' of type " + step.type +
-                       " cannot be compiled to Argo yet: only container, tfjob and pytorchjob "
-                       "steps are (deploy them with `sluice run --executor kubernetes`)");
+  const bool serving = step.type == "deploy" || step.type == "traffic-validation";
+  if (step.type != "container" && step.type != "tfjob" && step.type != "pytorchjob" && !serving) {
+    Fail(step.loc, "step '" + step.name + "' of type " + step.type + " cannot be compiled to Argo");
     return;
   }
   if (step.priority != 0)
     Fail(step.loc, "step '" + step.name + "': priority orders sluice's ready queue and has no "
                        "Argo equivalent; use kubernetes.priorityClassName for pod priority");
   TaskBuild b;
-  Json tmpl = step.type == "container" ? ContainerTemplate(step, &b) : ResourceTemplate(step, &b);
+  Json tmpl = step.type == "container"            ? ContainerTemplate(step, &b)
+              : step.type == "deploy"             ? DeployTemplate(step, &b)
+              : step.type == "traffic-validation" ? ValidationTemplate(step, graph, node, &b)
+                                                  : ResourceTemplate(step, &b);
   tmpl["metadata"] = {{"annotations",
                        {{"sluice.dev/pipeline", spec_.name},
                         {"sluice.dev/step", step.name},
@@ -573,7 +1192,9 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
       tolerations.push_back({{"key", "nvidia.com/gpu"}, {"operator", "Exists"}, {"effect", "NoSchedule"}});
     if (!tolerations.empty()) tmpl["tolerations"] = tolerations;
   }
-  if (step.timeout) tmpl["activeDeadlineSeconds"] = CeilSeconds(*step.timeout);
+  // A deploy / validation step's DAG: its pods and resource templates carry
+  // the deadlines (Argo enforces activeDeadlineSeconds on pods only).
+  if (step.timeout && !serving) tmpl["activeDeadlineSeconds"] = CeilSeconds(*step.timeout);
   if (step.retries.limit > 0) {
     Json rs = {{"limit", std::to_string(step.retries.limit)},
                {"retryPolicy", step.retries.retry_on == RetryOn::kAlways      ? "Always"
@@ -646,7 +1267,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
     }
   }
   if (!b.inputs.empty()) tmpl["inputs"] = {{"parameters", b.inputs}};
-  if (step.type != "container" && HasOutputs(step) && !step.foreach) {
+  if (step.type != "container" && !serving && HasOutputs(step) && !step.foreach) {
     // The CR's pods leave their outputs on the workspace; a container step
     // after it publishes them. The step's template is a DAG of the two.
     Json wrapper = {{"name", step.name}, {"metadata", tmpl["metadata"]}};
@@ -852,22 +1473,24 @@ bool NeedsQuotes(const std::string& s) {
   return end != nullptr && *end == '\0';
 }
 
-void EmitJson(YAML::Emitter& em, const Json& j) {
+void EmitJson(YAML::Emitter& em, const Json& j, bool quote_templates) {
   if (j.is_object()) {
     em << YAML::BeginMap;
     for (auto it = j.begin(); it != j.end(); ++it) {
       em << YAML::Key << it.key() << YAML::Value;
-      EmitJson(em, it.value());
+      EmitJson(em, it.value(), quote_templates);
     }
     em << YAML::EndMap;
   } else if (j.is_array()) {
     em << YAML::BeginSeq;
-    for (const auto& v : j) EmitJson(em, v);
+    for (const auto& v : j) EmitJson(em, v, quote_templates);
     em << YAML::EndSeq;
   } else if (j.is_string()) {
     const std::string& s = j.get_ref<const std::string&>();
     if (s.find('\n') != std::string::npos) em << YAML::Literal << s;
-    else if (NeedsQuotes(s)) em << YAML::DoubleQuoted << s;
+    else if (NeedsQuotes(s) || (quote_templates && (s.find("{{") != std::string::npos ||
+                                                    s.find("sluicetok") != std::string::npos)))
+      em << YAML::DoubleQuoted << s;
     else em << s;
   } else if (j.is_boolean()) {
     em << j.get<bool>();

@@ -28,6 +28,16 @@
 //                                 status.conditions
 //   cache                      -> memoize (ConfigMap cache), for steps
 //                                 without input artifacts; see docs
+//   deploy                     -> a DAG of resource templates applying the
+//                                 serving operator's Deployment and Services
+//                                 (model fetched by an init container from
+//                                 the workspace volume), each waiting for
+//                                 its rollout
+//   traffic-validation         -> the staged rollout as a DAG: per stage a
+//                                 resource template scaling the two
+//                                 Deployments and a container running
+//                                 `sluice-serving validate` on the canary;
+//                                 promote, or roll back when a stage fails
 // What Argo cannot express is rejected with the feature and the line, never
 // dropped silently.
 //
@@ -35,6 +45,8 @@
 // (sluice.dev/step, sluice.dev/pipeline, sluice.dev/pipeline-digest) so that
 // `sluice import-run` can map a finished Workflow back to sluice's store.
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,6 +54,26 @@
 #include "engine/status.h"
 
 namespace sluice::compile {
+
+// The serving operator's Kubernetes objects, for deploy and
+// traffic-validation steps: operators/serving/k8s_manifests.h, the same code
+// the Kubernetes executor's deploy applies. engine/compile does not link
+// operators/serving (engine core <- operators); the caller passes them in,
+// e.g. OperatorServingObjects() from engine/compile/serving_objects.h (the
+// sluice CLI and the tests). Empty: deploy steps are rejected.
+struct ServingObjects {
+  // A deploy config (the step's `deploy:` section, executor kubernetes) ->
+  // a v1/List of the objects to apply (serving::BuildKubernetesObjects after
+  // serving::ParseDeployConfig). Errors name the config field.
+  std::function<Result<Json>(const Json& deploy_config)> build;
+  // The canary's replicas at share% of total (serving::CanaryReplicasAt).
+  std::function<int64_t(int64_t total, double share)> canary_replicas;
+  // The merge patch promoting a canary Deployment onto the stable one at
+  // total replicas (serving::PromotePatch).
+  std::function<Json(const Json& canary_deployment, int64_t total)> promote_patch;
+
+  bool available() const { return build && canary_replicas && promote_patch; }
+};
 
 struct ArgoOptions {
   std::string namespace_;                          // "" = none (kubectl's current)
@@ -59,6 +91,11 @@ struct ArgoOptions {
   // in the annotation sluice.dev/excluded-steps, so nothing is dropped
   // silently.
   std::vector<std::string> exclude_steps;
+  // An image with `sluice-serving` on its PATH: traffic-validation steps
+  // run its checks in a pod (`--sluice-image`). Required by them.
+  std::string sluice_image;
+  // Deploy and traffic-validation steps' objects (see ServingObjects).
+  ServingObjects serving;
 };
 
 // One reason the pipeline cannot be compiled, at its location.

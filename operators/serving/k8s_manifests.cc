@@ -1,5 +1,6 @@
 #include "operators/serving/k8s_manifests.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -153,6 +154,26 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
                             {{"sluice.dev/service", c.service}, {"sluice.dev/track", "canary"}}));
   }
   return Json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}};
+}
+
+int64_t CanaryReplicasAt(int64_t total, double share) {
+  if (share >= 100) return total;
+  int64_t n = std::llround(static_cast<double>(total) * share / 100.0);
+  return std::clamp<int64_t>(n, 1, std::max<int64_t>(1, total - 1));
+}
+
+Json PromotePatch(const Json& canary, int64_t total) {
+  Json tmpl = canary["spec"]["template"];
+  tmpl["metadata"]["labels"]["sluice.dev/track"] = "stable";
+  Json labels = canary["metadata"].value("labels", Json::object());
+  labels["sluice.dev/track"] = "stable";
+  const Json annotations = canary["metadata"].value("annotations", Json::object());
+  Json promoted = {{"sluice.dev/model-digest", annotations.value("sluice.dev/model-digest", "")}};
+  if (std::string run = annotations.value("sluice.dev/run", ""); !run.empty()) {
+    promoted["sluice.dev/run"] = run;
+  }
+  return {{"metadata", {{"labels", labels}, {"annotations", promoted}}},
+          {"spec", {{"replicas", total}, {"template", tmpl}}}};
 }
 
 }  // namespace sluice::serving

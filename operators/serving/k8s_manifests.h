@@ -37,4 +37,15 @@ namespace sluice::serving {
 // kInvalidArgument when the config lacks serve.image or a model digest.
 Result<Json> BuildKubernetesObjects(const DeployConfig& config);
 
+// The canary's replicas at `share` percent of `total` in a staged rollout on
+// Kubernetes: round(total x share%), at least 1 and at most total - 1; all of
+// them at 100%. (Used by `sluice compile --target argo` for the replica
+// counts of each stage.)
+int64_t CanaryReplicasAt(int64_t total, double share);
+
+// The merge patch that promotes a canary: the stable Deployment gets the
+// canary Deployment's pod template relabelled `sluice.dev/track: stable`, its
+// labels, its model digest (and run) annotations, at `total` replicas.
+Json PromotePatch(const Json& canary_deployment, int64_t total);
+
 }  // namespace sluice::serving

@@ -11,6 +11,9 @@
 
 #include "dsl/dsl.h"
 #include "engine/compile/manifests.h"
+#ifdef SLUICE_COMPILE_SERVING
+#include "engine/compile/serving_objects.h"
+#endif
 
 namespace sluice::compile {
 namespace {
@@ -137,14 +140,70 @@ TEST(ArgoCompileTest, ExcludingAStepOthersNeedIsAnError) {
                       }));
 }
 
-TEST(ArgoCompileTest, DeployStepIsRejectedWithItsLine) {
+TEST(ArgoCompileTest, DeployStepWithoutTheServingObjectsIsRejectedWithItsLine) {
   PipelineSpec spec = LoadString(kThreeSteps);
   auto out = CompileToArgo(spec, kData.string(), {});
   ASSERT_EQ(out.errors.size(), 1u);
   EXPECT_EQ(out.errors[0].ToString(),
-            "three.yaml:10:5: error: step 'deploy' of type deploy cannot be compiled to Argo yet: only "
-            "container, tfjob and pytorchjob steps are (deploy them with `sluice run --executor kubernetes`)");
+            "three.yaml:10:5: error: deploy step 'deploy' cannot be compiled to Argo: this sluice was built "
+            "without the serving operator's manifests");
 }
+
+#ifdef SLUICE_COMPILE_SERVING
+PipelineSpec LoadExample(const fs::path& file) {
+  auto loaded = dsl::LoadPipelineString(Read(file), file.filename().string());
+  EXPECT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
+  return loaded.ok() ? *loaded.spec : PipelineSpec{};
+}
+
+// The whole retrain example: the deploy step becomes the serving operator's
+// Deployment and Services as resource templates, the traffic-validation step
+// the staged rollout (shift, validate, promote or roll back).
+TEST(ArgoCompileTest, RetrainWithDeployAndStagedRolloutCompilesWhole) {
+  const fs::path dir = fs::path(SLUICE_SOURCE_DIR) / "examples/retrain";
+  PipelineSpec spec = LoadExample(dir / "pipeline.yaml");
+  ArgoOptions options;
+  options.namespace_ = "ml";
+  options.sluice_image = "ghcr.io/example/sluice:0.1.0";
+  options.serving = OperatorServingObjects();
+  auto out = CompileToArgo(spec, dir.string(), options);
+  ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
+  ASSERT_EQ(out.objects.size(), 1u);
+  const Json& wf = out.objects[0];
+  EXPECT_FALSE(wf["metadata"]["annotations"].contains("sluice.dev/excluded-steps"));
+  std::map<std::string, Json> templates;
+  for (const auto& t : wf["spec"]["templates"]) templates[t["name"]] = t;
+  auto task_names = [&](const std::string& tmpl) {
+    std::vector<std::string> names;
+    for (const auto& t : templates.at(tmpl)["dag"]["tasks"])
+      names.push_back(t["name"].get<std::string>() + (t.contains("depends") ? " <- " + t["depends"].get<std::string>() : ""));
+    return names;
+  };
+  EXPECT_EQ(task_names("deploy"),
+            (std::vector<std::string>{
+                "model", "probe", "canary <- model.Succeeded && probe.Succeeded", "scale-stable <- canary.Succeeded",
+                "service-canary <- scale-stable.Succeeded",
+                "undo-stable <- canary.Failed || scale-stable.Failed || service-canary.Failed",
+                "undo-canary <- undo-stable.Succeeded || undo-stable.Failed",
+                "undo-service-canary <- undo-canary.Succeeded || undo-canary.Failed",
+                "stable <- model.Succeeded && probe.Succeeded", "service <- service-canary.Succeeded || stable.Succeeded"}));
+  // 2 replicas: the canary has 1 at 10% and at 50% (no shift for stage 2,
+  // as sluice's Shift), 2 at 100%.
+  EXPECT_EQ(task_names("validate"),
+            (std::vector<std::string>{
+                "check", "shift-1-canary", "shift-1-stable <- shift-1-canary.Succeeded",
+                "validate-1 <- shift-1-stable.Succeeded", "validate-2 <- validate-1.Succeeded",
+                "shift-3-canary <- validate-2.Succeeded", "shift-3-stable <- shift-3-canary.Succeeded",
+                "validate-3 <- shift-3-stable.Succeeded", "promote <- validate-3.Succeeded",
+                "promote-delete-canary <- promote.Succeeded",
+                "promote-delete-service <- promote-delete-canary.Succeeded",
+                "rollback <- validate-1.Failed || validate-2.Failed || validate-3.Failed",
+                "rollback-delete-canary <- rollback.Succeeded",
+                "rollback-delete-service <- rollback-delete-canary.Succeeded",
+                "rolled-back <- rollback-delete-service.Succeeded"}));
+  ExpectGolden("retrain", ToYaml(out.objects));
+}
+#endif
 
 // examples/distributed: the outputs of a tfjob/pytorchjob step are published
 // by a container step after the CR, inside a DAG template named after the step.

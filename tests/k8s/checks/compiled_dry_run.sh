@@ -19,12 +19,13 @@ if [ -z "$(kubectl get crd workflows.argoproj.io -o jsonpath='{.spec.versions[0]
 fi
 new_namespace check-compile
 
-# Extra `sluice compile` arguments per pipeline. Deploy and
-# traffic-validation steps need sluice's serving operator and have no Argo
-# form (nor objects the Kubernetes executor creates): they are left out by
-# name, and the output records that (annotation sluice.dev/excluded-steps).
-# A step that depends on one makes the compile fail: such an example needs
-# its own entry here.
+# Extra `sluice compile --target manifests` arguments per pipeline. Deploy
+# and traffic-validation steps are controllers, not objects the Kubernetes
+# executor creates: for manifests they are left out by name, and the output
+# records that (annotation sluice.dev/excluded-steps). A step that depends on
+# one makes the compile fail: such an example needs its own entry here.
+# (--target argo compiles them whole: resource templates for the deploy, the
+# staged rollout with `sluice-serving validate` from --sluice-image.)
 compile_args() {
   python3 - "$SRC/$1" <<'PY'
 import sys, yaml
@@ -66,7 +67,7 @@ trap on_exit EXIT
 for f in "${inputs[@]}"; do
   base=$(echo "$f" | tr / _)
   # shellcheck disable=SC2046
-  "$SLUICE" compile "$SRC/$f" --target argo --namespace "$NS" $(compile_args "$f") \
+  "$SLUICE" compile "$SRC/$f" --target argo --namespace "$NS" --sluice-image registry.example/sluice:test \
     -o "$tmp/$base.argo.yaml" 2>"$tmp/err" || { cat "$tmp/err" >&2; fail "compile --target argo $f"; }
   dry_run "$f (argo)" "$tmp/$base.argo.yaml"
   # shellcheck disable=SC2046
@@ -74,6 +75,15 @@ for f in "${inputs[@]}"; do
     -o "$tmp/$base.manifests.yaml" 2>"$tmp/err" || { cat "$tmp/err" >&2; fail "compile --target manifests $f"; }
   dry_run "$f (manifests)" "$tmp/$base.manifests.yaml"
 done
+
+# The retrain example compiled whole: its deploy and validate steps are in
+# the Workflow (that passed the dry-run above), none left out.
+wf="$tmp/examples_retrain_pipeline.yaml.argo.yaml"
+! grep -q 'sluice.dev/excluded-steps' "$wf" || fail "retrain compiled to Argo left steps out"
+for t in deploy-canary deploy-stable deploy-service validate-validate-1 validate-promote validate-rollback; do
+  grep -q "template: $t\$" "$wf" || fail "retrain compiled to Argo has no template $t"
+done
+info "ok: retrain's deploy and staged rollout compiled to Argo resource and container templates"
 
 # The schema is really checked: a field Argo does not know is rejected.
 sed 's/^  entrypoint: main$/  entrypoint: main\n  entryPoint: typo/' \
