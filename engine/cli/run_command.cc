@@ -42,6 +42,7 @@
 #include "dsl/quantity.h"
 #include "engine/artifact_store.h"
 #include "engine/cli/commands.h"
+#include "engine/cli/kubernetes_options.h"
 #include "engine/cli/output.h"
 #ifdef SLUICE_CLI_SERVER
 #include "engine/server/junit.h"
@@ -387,46 +388,29 @@ std::optional<Prepared> Prepare(const std::string& file, const std::string& stor
 // given (the cluster's scheduler and quotas decide what actually runs).
 constexpr int kKubernetesParallelism = 256;
 
-// The executor a step runs on: its own `executor:`, else --executor, else
-// the pipeline's, else local (the Runner's rule).
+// The executor a step runs on (kubernetes_options.h).
 std::string ExecutorOf(const StepSpec& step, const RunCommandOptions& options,
                        const PipelineSpec& spec) {
-  if (!step.executor.empty()) return step.executor;
-  if (!options.executor.empty()) return options.executor;
-  return spec.executor.empty() ? "local" : spec.executor;
+  return cli::ExecutorOf(step, options.executor, spec);
 }
 
 // True when some step runs on Kubernetes.
 bool NeedsKubernetes(const RunCommandOptions& options, const PipelineSpec& spec) {
-  for (const auto* list : {&spec.steps, &spec.finally_steps}) {
-    for (const auto& step : *list)
-      if (ExecutorOf(step, options, spec) == "kubernetes") return true;
-  }
-  return false;
+  return cli::NeedsKubernetes(spec, options.executor);
 }
 
 #ifdef SLUICE_CLI_KUBERNETES
-// The Kubernetes executor's settings from the command line and the
-// environment, as kubectl reads them.
-KubernetesExecutorOptions KubernetesOptions(const RunCommandOptions& options,
-                                            const PipelineSpec& spec) {
-  KubernetesExecutorOptions k8s;
-  k8s.kubeconfig.kubeconfig = options.kubeconfig;
-  k8s.kubeconfig.context = options.context;
-  k8s.kubeconfig.namespace_ = options.namespace_;
-  if (const char* env = std::getenv("KUBECONFIG")) k8s.kubeconfig.kubeconfig_env = env;
-  if (const char* home = std::getenv("HOME")) k8s.kubeconfig.home = home;
-  if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) k8s.kubeconfig.service_host = host;
-  if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) k8s.kubeconfig.service_port = port;
-  k8s.manifests.namespace_ = !options.namespace_.empty() ? options.namespace_ : spec.namespace_;
-  k8s.manifests.workspace_pvc = options.workspace_pvc;
-  if (!options.workspace_host_dir.empty()) {
-    std::error_code ec;
-    std::string dir = fs::absolute(options.workspace_host_dir, ec).lexically_normal().string();
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    k8s.manifests.host_workspace_root = dir;
-  }
-  return k8s;
+// The Kubernetes executor's settings, as `sluice serve` builds them
+// (KubernetesOptionsFor).
+Result<KubernetesExecutorOptions> KubernetesOptions(const RunCommandOptions& options,
+                                                    const PipelineSpec& spec) {
+  KubernetesFlags flags;
+  flags.kubeconfig = options.kubeconfig;
+  flags.context = options.context;
+  flags.namespace_ = options.namespace_;
+  flags.workspace_pvc = options.workspace_pvc;
+  flags.workspace_host_dir = options.workspace_host_dir;
+  return KubernetesOptionsFor(flags, &spec);
 }
 #endif
 
@@ -441,8 +425,13 @@ int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
                options.file + " runs on Kubernetes; add --executor kubernetes");
     return kExitUsage;
   }
+  auto k8s = KubernetesOptions(options, spec);
+  if (!k8s) {
+    PrintError(k8s.error().message());
+    return kExitUsage;
+  }
   compile::ManifestsOptions mo;
-  mo.executor = KubernetesOptions(options, spec);
+  mo.executor = std::move(*k8s);
   if (!options.run_id.empty()) mo.run_id = options.run_id;
   std::error_code ec;
   mo.pipeline_dir = fs::absolute(options.file, ec).parent_path().lexically_normal().string();
@@ -581,18 +570,14 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   // something will run there.
   if (NeedsKubernetes(options, prepared.spec)) {
 #ifdef SLUICE_CLI_KUBERNETES
-    KubernetesExecutorOptions k8s = KubernetesOptions(options, prepared.spec);
-    const std::string& root = k8s.manifests.host_workspace_root;
-    if (!root.empty() && k8s.manifests.workspace_pvc.empty()) {
-      PrintError("--workspace-host-dir needs --workspace-pvc, the claim pods mount that directory from");
+    auto k8s = KubernetesOptions(options, prepared.spec);
+    if (!k8s) {
+      PrintError(k8s.error().message());
       return kExitUsage;
     }
-    if (!root.empty() && state_dir != root && state_dir.rfind(root + "/", 0) != 0) {
-      std::cerr << "sluice: warning: the store " << state_dir << " is not under --workspace-host-dir "
-                << root << ": pods will not see the steps' directories or inputs (use --store "
-                << root << "/.sluice)\n";
-    }
-    Status kst = RegisterKubernetesExecutor(executors, std::move(k8s));
+    if (std::string warning = WorkspaceWarning(*k8s, state_dir); !warning.empty())
+      std::cerr << "sluice: warning: " << warning << "\n";
+    Status kst = RegisterKubernetesExecutor(executors, std::move(*k8s));
     if (!kst.ok()) {
       PrintError("kubernetes executor: " + kst.message());
       return kExitSystem;
@@ -814,12 +799,13 @@ Status RecordCancelled(Store& store, RunRecord run, const std::string& message) 
 // in the namespaces its steps use; returns how many objects there were.
 Result<size_t> DeleteRunObjects(const CancelOptions& options, const RunRecord& run,
                                 const PipelineSpec& spec) {
-  RunCommandOptions ro;
-  ro.kubeconfig = options.kubeconfig;
-  ro.context = options.context;
-  ro.namespace_ = options.namespace_;
-  ro.executor = run.executor;
-  KubernetesExecutorOptions k8s = KubernetesOptions(ro, spec);
+  KubernetesFlags flags;
+  flags.kubeconfig = options.kubeconfig;
+  flags.context = options.context;
+  flags.namespace_ = options.namespace_;
+  auto built = KubernetesOptionsFor(flags, &spec);
+  if (!built) return Error(built.error());
+  const KubernetesExecutorOptions& k8s = *built;
   auto config = k8s::LoadRestConfig(k8s.kubeconfig);
   if (!config) return Error(config.error());
   auto client = k8s::Client::Create(*config);

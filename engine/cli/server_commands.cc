@@ -3,10 +3,12 @@
 #include "engine/cli/server_commands.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "dsl/quantity.h"
 #include "engine/cli/commands.h"
+#include "engine/cli/kubernetes_options.h"
 #include "engine/cli/output.h"
 #include "engine/runner.h"
 #include "engine/server/backfill.h"
@@ -20,11 +22,28 @@
 namespace sluice::cli {
 namespace {
 
-// The executors a server or a backfill can run steps on.
-Status LocalRegistry(ExecutorRegistry* registry) {
-  LocalExecutorOptions local;
-  local.parallelism = 0;  // the runner budgets slots itself
-  return RegisterLocalExecutor(*registry, local);
+// Each run's executors, for a server or a backfill: the local executor, and
+// the Kubernetes executor when a step of the run goes there, built for that
+// run's pipeline by KubernetesOptionsFor, as `sluice run` builds it.
+server::ExecutorsFactory RunExecutors(const KubernetesFlags& flags) {
+  return [flags](const PipelineSpec& spec,
+                 const std::string& executor) -> Result<std::unique_ptr<ExecutorRegistry>> {
+    auto registry = std::make_unique<ExecutorRegistry>();
+    LocalExecutorOptions local;
+    local.parallelism = 0;  // the runner budgets slots itself
+    if (Status st = RegisterLocalExecutor(*registry, local); !st.ok()) return Error(st);
+#ifdef SLUICE_CLI_KUBERNETES
+    if (NeedsKubernetes(spec, executor)) {
+      auto k8s = KubernetesOptionsFor(flags, &spec);
+      if (!k8s) return Error(k8s.error());
+      if (Status st = RegisterKubernetesExecutor(*registry, *k8s); !st.ok())
+        return Error(st.WithContext("kubernetes executor"));
+    }
+#else
+    (void)flags, (void)spec, (void)executor;
+#endif
+    return registry;
+  };
 }
 
 }  // namespace
@@ -40,9 +59,11 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   serve_->add_option("--max-runs", serve_options_.max_concurrent_runs, "Runs at once (default: the config's)");
   serve_->add_option("-j,--parallelism", serve_options_.run_parallelism, "Steps at once per run");
   serve_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
-  serve_->add_option("--kubeconfig", serve_kubeconfig_, "Kubeconfig for the Kubernetes executor (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
-  serve_->add_option("--context", serve_context_, "Kubeconfig context (default: current-context)");
-  serve_->add_option("--namespace", serve_namespace_, "Namespace for Kubernetes steps (default: the context's)");
+  serve_->add_option("--kubeconfig", serve_k8s_.kubeconfig, "Kubeconfig for the Kubernetes executor (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
+  serve_->add_option("--context", serve_k8s_.context, "Kubeconfig context (default: current-context)");
+  serve_->add_option("--namespace", serve_k8s_.namespace_, "Namespace for Kubernetes steps (default: the pipeline's, then the context's)");
+  serve_->add_option("--workspace-pvc", serve_k8s_.workspace_pvc, "ReadWriteMany claim mounted into every pod as the shared workspace");
+  serve_->add_option("--workspace-host-dir", serve_k8s_.workspace_host_dir, "Where this host sees the --workspace-pvc volume (the store must be under it)");
 
   submit_ = app->add_subcommand("submit", "Trigger a run on a sluice server (for CI jobs)");
   submit_->add_option("PIPELINE", submit_options_.pipeline, "Pipeline name (metadata.name)")->required();
@@ -79,31 +100,31 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   gc_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
 }
 
-Status ServerCommands::KubernetesRegistry(ExecutorRegistry* registry) {
+Status ServerCommands::CheckKubernetes() {
   // Asked for explicitly: a failure is an error. Otherwise the executor is
   // there when a kubeconfig (or the in-cluster config) is, and runs that
   // need it fail with the executor's message when it is not.
-  const bool asked = !serve_kubeconfig_.empty() || !serve_context_.empty() ||
+  const bool asked = !serve_k8s_.kubeconfig.empty() || !serve_k8s_.context.empty() ||
+                     !serve_k8s_.workspace_pvc.empty() || !serve_k8s_.workspace_host_dir.empty() ||
                      serve_options_.executor == "kubernetes";
 #ifdef SLUICE_CLI_KUBERNETES
-  KubernetesExecutorOptions k8s;  // as kubectl (and `sluice run`) read the config
-  k8s.kubeconfig.kubeconfig = serve_kubeconfig_;
-  k8s.kubeconfig.context = serve_context_;
-  k8s.kubeconfig.namespace_ = k8s.manifests.namespace_ = serve_namespace_;
-  if (const char* env = std::getenv("KUBECONFIG")) k8s.kubeconfig.kubeconfig_env = env;
-  if (const char* home = std::getenv("HOME")) k8s.kubeconfig.home = home;
-  if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) k8s.kubeconfig.service_host = host;
-  if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) k8s.kubeconfig.service_port = port;
-  Status st = RegisterKubernetesExecutor(*registry, k8s);
-  if (st.ok() || !asked) {
-    if (!st.ok())
-      std::cerr << "sluice serve: no Kubernetes executor (" << st.message()
-                << "); steps on Kubernetes will fail until a kubeconfig is given\n";
-    return Status::Ok();
+  // Each run builds its own executor (RunExecutors); this reads the same
+  // kubeconfig once, so that a bad one is reported at start.
+  auto k8s = KubernetesOptionsFor(serve_k8s_, nullptr);
+  if (!k8s) return k8s.error();
+  auto executor = NewKubernetesExecutor(*k8s);
+  if (!executor && asked) return executor.error().WithContext("kubernetes executor");
+  if (!executor) {
+    std::cerr << "sluice serve: no Kubernetes executor (" << executor.error().message()
+              << "); steps on Kubernetes will fail until a kubeconfig is given\n";
   }
-  return st.WithContext("kubernetes executor");
+  std::error_code ec;
+  std::string state_dir = std::filesystem::absolute(serve_options_.state_dir, ec).lexically_normal().string();
+  while (state_dir.size() > 1 && state_dir.back() == '/') state_dir.pop_back();
+  if (std::string warning = WorkspaceWarning(*k8s, state_dir); !warning.empty())
+    std::cerr << "sluice serve: warning: " << warning << "\n";
+  return Status::Ok();
 #else
-  (void)registry;
   return asked ? Status::FailedPrecondition("this sluice was built without the kubernetes executor")
                : Status::Ok();
 #endif
@@ -160,12 +181,7 @@ int ServerCommands::CollectGarbage() {
 std::optional<int> ServerCommands::Dispatch() {
   if (*serve_) {
     serve_options_.state_dir = store_->empty() ? ".sluice" : *store_;
-    ExecutorRegistry registry;
-    if (Status st = LocalRegistry(&registry); !st.ok()) {
-      PrintError(st.message());
-      return kExitSystem;
-    }
-    if (Status st = KubernetesRegistry(&registry); !st.ok()) {
+    if (Status st = CheckKubernetes(); !st.ok()) {
       PrintError(st.message());
       return kExitUsage;
     }
@@ -173,7 +189,7 @@ std::optional<int> ServerCommands::Dispatch() {
       serve_options_.operator_commands["deploy"] = {serving, "deploy"};
       serve_options_.operator_commands["traffic-validation"] = {serving, "validate"};
     }
-    return server::Serve(serve_options_, &registry);
+    return server::Serve(serve_options_, RunExecutors(serve_k8s_));
   }
   if (*submit_) {
     auto values = ParseParamFlags(submit_params_);
@@ -186,12 +202,8 @@ std::optional<int> ServerCommands::Dispatch() {
   }
   if (*backfill_) {
     backfill_options_.state_dir = store_->empty() ? ".sluice" : *store_;
-    ExecutorRegistry registry;
-    if (Status st = LocalRegistry(&registry); !st.ok()) {
-      PrintError(st.message());
-      return kExitSystem;
-    }
-    return server::BackfillCommand(backfill_options_, &registry, std::cout, std::cerr);
+    return server::BackfillCommand(backfill_options_, RunExecutors(KubernetesFlags{}), std::cout,
+                                   std::cerr);
   }
   if (runs_delete_ && *runs_delete_) return DeleteRuns();
   if (*gc_) return CollectGarbage();

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/cli/kubernetes_options.h"
 #include "engine/server/backfill.h"
 #include "engine/server/client.h"
 #include "engine/server/retention.h"
@@ -27,8 +28,8 @@ class ServerCommands {
   std::optional<int> Dispatch();
 
  private:
-  // serve: registers the Kubernetes executor (see the .cc).
-  Status KubernetesRegistry(ExecutorRegistry* registry);
+  // serve: checks the Kubernetes settings once at start (see the .cc).
+  Status CheckKubernetes();
   int DeleteRuns();
   int CollectGarbage();
 
@@ -42,7 +43,7 @@ class ServerCommands {
   server::GcOptions gc_options_;
   std::string gc_grace_ = "1h";
   server::ServerOptions serve_options_;
-  std::string serve_kubeconfig_, serve_context_, serve_namespace_;
+  KubernetesFlags serve_k8s_;  // --kubeconfig, --context, --namespace, --workspace-*
   server::SubmitOptions submit_options_;
   std::vector<std::string> submit_params_;
   server::BackfillCommandOptions backfill_options_;

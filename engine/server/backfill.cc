@@ -13,7 +13,7 @@
 
 namespace sluice::server {
 
-int BackfillCommand(const BackfillCommandOptions& o, ExecutorRegistry* executors,
+int BackfillCommand(const BackfillCommandOptions& o, ExecutorsFactory executors,
                     std::ostream& out, std::ostream& err) {
   dsl::LoadResult loaded = dsl::LoadPipelineFile(o.pipeline_file);
   if (!loaded.spec) {
@@ -45,7 +45,7 @@ int BackfillCommand(const BackfillCommandOptions& o, ExecutorRegistry* executors
     return 2;
   }
   FileArtifactStore artifacts(o.state_dir);
-  RunFactory factory = RunnerFactory(store->get(), &artifacts, executors);
+  RunFactory factory = RunnerFactory(store->get(), &artifacts, std::move(executors));
   if (!factory && !o.dry_run) {
     err << "sluice backfill: this build has no Runner\n";
     return 2;

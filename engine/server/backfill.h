@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/runner.h"
+#include "engine/server/run_manager.h"
 
 namespace sluice::server {
 
@@ -23,11 +24,12 @@ struct BackfillCommandOptions {
 // Loads and lints the file, plans the cron times in [from, to]
 // (PlanBackfill), skips those that already have a run (same deterministic
 // id as the scheduler's, so backfill never duplicates a scheduled run) and
-// runs the rest with at most `parallelism` Runners at once. Prints one line
+// runs the rest with at most `parallelism` Runners at once, each on its own
+// executors from `executors` (ExecutorsFactory, run_manager.h). Prints one line
 // per time (or one JSON array) to `out`, errors to `err`.
 // Exit code: 0 all succeeded (or skipped as existing), 1 some run failed,
 // 2 bad input (lint errors, bad dates, no schedule, too many times).
-int BackfillCommand(const BackfillCommandOptions& options, ExecutorRegistry* executors,
+int BackfillCommand(const BackfillCommandOptions& options, ExecutorsFactory executors,
                     std::ostream& out, std::ostream& err);
 
 }  // namespace sluice::server

@@ -42,10 +42,22 @@ class RunHandle {
 // Makes the handle for one run. `spec` stays alive while the handle lives.
 using RunFactory = std::function<std::unique_ptr<RunHandle>(SpecPtr spec, RunOptions options)>;
 
-// The real thing: a Runner over `store`, `artifacts` and `executors`
-// (borrowed; they must outlive every handle). Returns null when this build
-// has no Runner (engine/runner.cc absent); Submit then fails kUnavailable.
-RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorRegistry* executors);
+// Makes the executors of one run: `spec` is the version that runs and
+// `executor` the run's default executor ("" = the pipeline's). Each run gets
+// its own registry, as each `sluice run` process does: an executor's Wait()
+// returns any of its tasks, task ids are numbered per run, and a run's
+// Cancel() cancels every task of its executors. So the Kubernetes executor of
+// a run is built for that run's pipeline (its `namespace:`). Errors are the
+// executors' (e.g. no kubeconfig); the run is then recorded Error with them.
+using ExecutorsFactory = std::function<Result<std::unique_ptr<ExecutorRegistry>>(
+    const PipelineSpec& spec, const std::string& executor)>;
+
+// The real thing: a Runner over `store` and `artifacts` (borrowed; they must
+// outlive every handle), on executors from `executors`, made when the run
+// starts and destroyed when it ends. Returns null when this build has no
+// Runner (engine/runner.cc absent) or `executors` is empty; Submit then
+// fails kUnavailable.
+RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorsFactory executors);
 
 // A request to start a run.
 struct SubmitRequest {

@@ -3,6 +3,9 @@
 // empty and the server reports that it cannot start runs.
 #include "engine/server/run_manager.h"
 
+#include <mutex>
+#include <optional>
+
 namespace sluice::server {
 
 #if SLUICE_HAVE_RUNNER
@@ -10,27 +13,58 @@ namespace {
 
 class RunnerHandle : public RunHandle {
  public:
-  RunnerHandle(SpecPtr spec, Store* store, ArtifactStore* artifacts, ExecutorRegistry* executors,
+  RunnerHandle(SpecPtr spec, Store* store, ArtifactStore* artifacts, ExecutorsFactory* executors,
                RunOptions options)
-      : spec_(std::move(spec)), runner_(*spec_, store, artifacts, executors, std::move(options)) {}
-  Result<RunSummary> Run() override { return runner_.Run(); }
-  void Cancel() override { runner_.Cancel(); }
+      : spec_(std::move(spec)),
+        store_(store),
+        artifacts_(artifacts),
+        make_executors_(executors),
+        options_(std::move(options)) {}
+
+  // Makes this run's executors, then runs it. A Cancel() that came first
+  // cancels the Runner as soon as it exists.
+  Result<RunSummary> Run() override {
+    auto executors = (*make_executors_)(*spec_, options_.default_executor);
+    if (!executors) return Error(executors.error());
+    executors_ = std::move(*executors);
+    {
+      std::lock_guard lock(mu_);
+      runner_.emplace(*spec_, store_, artifacts_, executors_.get(), std::move(options_));
+      if (cancelled_) runner_->Cancel();
+    }
+    return runner_->Run();
+  }
+  void Cancel() override {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+    if (runner_) runner_->Cancel();
+  }
 
  private:
   SpecPtr spec_;  // the Runner borrows it
-  Runner runner_;
+  Store* store_;
+  ArtifactStore* artifacts_;
+  ExecutorsFactory* make_executors_;
+  RunOptions options_;
+  // Declared before runner_: the Runner borrows them and goes first.
+  std::unique_ptr<ExecutorRegistry> executors_;
+  std::mutex mu_;  // guards runner_'s creation against Cancel()
+  bool cancelled_ = false;
+  std::optional<Runner> runner_;
 };
 
 }  // namespace
 
-RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorRegistry* executors) {
+RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorsFactory executors) {
+  if (!executors) return nullptr;
+  auto shared = std::make_shared<ExecutorsFactory>(std::move(executors));
   return [=](SpecPtr spec, RunOptions options) -> std::unique_ptr<RunHandle> {
-    return std::make_unique<RunnerHandle>(std::move(spec), store, artifacts, executors,
+    return std::make_unique<RunnerHandle>(std::move(spec), store, artifacts, shared.get(),
                                           std::move(options));
   };
 }
 #else
-RunFactory RunnerFactory(Store*, ArtifactStore*, ExecutorRegistry*) { return nullptr; }
+RunFactory RunnerFactory(Store*, ArtifactStore*, ExecutorsFactory) { return nullptr; }
 #endif
 
 }  // namespace sluice::server

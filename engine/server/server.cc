@@ -86,8 +86,8 @@ bool Truthy(const std::string& v) { return v == "1" || v == "true" || v == "yes"
 
 }  // namespace
 
-Server::Server(ServerOptions options, ExecutorRegistry* executors, Clock* clock, RunFactory factory)
-    : options_(std::move(options)), executors_(executors), clock_(clock), factory_(std::move(factory)) {
+Server::Server(ServerOptions options, ExecutorsFactory executors, Clock* clock, RunFactory factory)
+    : options_(std::move(options)), executors_(std::move(executors)), clock_(clock), factory_(std::move(factory)) {
   if (clock_ == nullptr) {
     own_clock_ = std::make_unique<SystemClock>();
     clock_ = own_clock_.get();
@@ -751,14 +751,14 @@ void Server::InstallRoutes() {
   });
 }
 
-int Serve(const ServerOptions& options, ExecutorRegistry* executors) {
+int Serve(const ServerOptions& options, ExecutorsFactory executors) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // threads started below inherit the mask
   ::signal(SIGPIPE, SIG_IGN);
-  Server server(options, executors);
+  Server server(options, std::move(executors));
   Status st = server.Start();
   if (!st.ok()) {
     std::fprintf(stderr, "sluice serve: %s\n", st.message().c_str());

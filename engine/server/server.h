@@ -46,9 +46,10 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Borrows `executors` (for the Runner) and `clock` (null = the system
-  // clock); `factory` null = RunnerFactory (the real Runner).
-  Server(ServerOptions options, ExecutorRegistry* executors, Clock* clock = nullptr,
+  // `executors` makes each run's executors (see ExecutorsFactory in
+  // run_manager.h); borrows `clock` (null = the system clock); `factory`
+  // null = RunnerFactory (the real Runner) over `executors`.
+  Server(ServerOptions options, ExecutorsFactory executors, Clock* clock = nullptr,
          RunFactory factory = nullptr);
   ~Server();  // Stop()
 
@@ -88,7 +89,7 @@ class Server {
   void SyncSchedules();
 
   ServerOptions options_;
-  ExecutorRegistry* executors_;
+  ExecutorsFactory executors_;
   Clock* clock_;
   std::unique_ptr<Clock> own_clock_;
   RunFactory factory_;
@@ -118,7 +119,8 @@ class Server {
 
 // `sluice serve`: runs a Server until SIGTERM or SIGINT, logging to stderr.
 // Returns the process exit code: 0 after a clean stop, 2 for a bad
-// config/flag, 1 for other start failures.
-int Serve(const ServerOptions& options, ExecutorRegistry* executors);
+// config/flag, 1 for other start failures. `executors` makes each run's
+// executors, as for Server.
+int Serve(const ServerOptions& options, ExecutorsFactory executors);
 
 }  // namespace sluice::server

@@ -15,13 +15,22 @@
 namespace sluice::server {
 namespace {
 
+// Each run's executors: a local executor of its own, as `sluice serve`
+// makes them.
+ExecutorsFactory LocalExecutors() {
+  return [](const PipelineSpec&, const std::string&) -> Result<std::unique_ptr<ExecutorRegistry>> {
+    auto registry = std::make_unique<ExecutorRegistry>();
+    if (Status st = RegisterLocalExecutor(*registry); !st.ok()) return Error(st);
+    return registry;
+  };
+}
+
 // A server over `root`/pipelines and `root`/state with the real Runner and
 // local executor, token "tok", no scheduler thread.
 struct RealServer {
   explicit RealServer(const std::string& root, int run_parallelism = 0) {
     testing::WriteFile(root + "/server.yaml",
                        "tokens:\n  - name: t\n    sha256: " + HashToken("tok") + "\n");
-    EXPECT_TRUE(RegisterLocalExecutor(executors).ok());
     ServerOptions o;
     o.pipelines_dir = root + "/pipelines";
     o.state_dir = root + "/state";
@@ -30,7 +39,7 @@ struct RealServer {
     o.run_scheduler = false;
     o.watch = false;
     o.run_parallelism = run_parallelism;
-    server = std::make_unique<Server>(o, &executors);
+    server = std::make_unique<Server>(o, LocalExecutors());
     Status st = server->Start();
     EXPECT_TRUE(st.ok()) << st.ToString();
     client = std::make_unique<httplib::Client>("127.0.0.1", server->port());
@@ -45,7 +54,6 @@ struct RealServer {
     return Json::parse(res->body).value("run_id", "");
   }
 
-  ExecutorRegistry executors;
   std::unique_ptr<Server> server;
   std::unique_ptr<httplib::Client> client;
   httplib::Headers auth = {{"Authorization", "Bearer tok"}};
@@ -160,6 +168,65 @@ steps:
            "sluice_ready_queue_depth 0\n",
        })
     EXPECT_NE(after.find(line), std::string::npos) << line << after;
+  real.server.reset();
+  std::filesystem::remove_all(root);
+}
+
+// Checks `done` every 10 ms until it holds, up to 30 s.
+bool WaitFor(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// Runs at once do not share executors: each finds its own steps' results
+// (task ids are numbered per run), and cancelling one leaves the others.
+TEST(ServerRunnerTest, RunsAtOnceEachHaveTheirOwnExecutors) {
+  std::string root = testing::MakeTempDir("together");
+  testing::WriteFile(root + "/pipelines/pair.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: pair
+params:
+  tag: {type: string}
+steps:
+  - name: hold
+    command: [sh, -c, "touch )" + root + R"(/started-{{ params.tag }}; while [ ! -e )" + root + R"(/go ]; do sleep 0.01; done"]
+  - name: after
+    depends: [hold]
+    command: [echo, done]
+)");
+  RealServer real(root);
+  Server& server = *real.server;
+  std::string a = real.Trigger("pair", R"({"params": {"tag": "a"}})");
+  std::string b = real.Trigger("pair", R"({"params": {"tag": "b"}})");
+  std::string c = real.Trigger("pair", R"({"params": {"tag": "c"}})");
+  ASSERT_TRUE(WaitFor([&] {
+    for (const char* tag : {"a", "b", "c"})
+      if (!std::filesystem::exists(root + "/started-" + tag)) return false;
+    return true;
+  })) << "the three runs' first steps did not all start";
+  auto cancel = real.client->Post(("/api/v1/runs/" + b + "/cancel").c_str(), real.auth, "", "application/json");
+  ASSERT_TRUE(cancel);
+  EXPECT_EQ(cancel->status, 202) << cancel->body;
+  ASSERT_TRUE(WaitFor([&] {
+    auto run = server.store()->GetRun(b);
+    return run && IsTerminal(run->phase);
+  }));
+  testing::WriteFile(root + "/go", "");
+  ASSERT_TRUE(server.runs()->WaitIdle(std::chrono::seconds(60)));
+  for (const std::string& id : {a, c}) {
+    EXPECT_EQ(server.store()->GetRun(id).value().phase, RunPhase::kSucceeded) << id;
+    auto steps = server.store()->ListSteps(id);
+    ASSERT_TRUE(steps);
+    ASSERT_EQ(steps->size(), 2u);
+    for (const StepRecord& st : *steps)
+      EXPECT_EQ(st.phase, NodePhase::kSucceeded) << id << " " << st.instance << ": " << st.message;
+  }
+  EXPECT_EQ(server.store()->GetRun(b).value().phase, RunPhase::kCancelled);
   real.server.reset();
   std::filesystem::remove_all(root);
 }

@@ -1,0 +1,60 @@
+#include "engine/cli/kubernetes_options.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace sluice::cli {
+
+std::string ExecutorOf(const StepSpec& step, const std::string& default_executor,
+                       const PipelineSpec& spec) {
+  if (!step.executor.empty()) return step.executor;
+  if (!default_executor.empty()) return default_executor;
+  return spec.executor.empty() ? "local" : spec.executor;
+}
+
+bool NeedsKubernetes(const PipelineSpec& spec, const std::string& default_executor) {
+  for (const auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (const auto& step : *list)
+      if (ExecutorOf(step, default_executor, spec) == "kubernetes") return true;
+  }
+  return false;
+}
+
+#ifdef SLUICE_CLI_KUBERNETES
+Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& flags,
+                                                       const PipelineSpec* spec) {
+  KubernetesExecutorOptions k8s;
+  k8s.kubeconfig.kubeconfig = flags.kubeconfig;
+  k8s.kubeconfig.context = flags.context;
+  k8s.kubeconfig.namespace_ = flags.namespace_;
+  if (const char* env = std::getenv("KUBECONFIG")) k8s.kubeconfig.kubeconfig_env = env;
+  if (const char* home = std::getenv("HOME")) k8s.kubeconfig.home = home;
+  if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) k8s.kubeconfig.service_host = host;
+  if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) k8s.kubeconfig.service_port = port;
+  // A step's kubernetes.namespace wins over this (KubernetesExecutor::NamespaceFor).
+  k8s.manifests.namespace_ = !flags.namespace_.empty() ? flags.namespace_
+                             : spec != nullptr         ? spec->namespace_
+                                                       : "";
+  k8s.manifests.workspace_pvc = flags.workspace_pvc;
+  if (!flags.workspace_host_dir.empty()) {
+    if (flags.workspace_pvc.empty())
+      return Error(Status::InvalidArgument(
+          "--workspace-host-dir needs --workspace-pvc, the claim pods mount that directory from"));
+    std::error_code ec;
+    std::string dir =
+        std::filesystem::absolute(flags.workspace_host_dir, ec).lexically_normal().string();
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    k8s.manifests.host_workspace_root = dir;
+  }
+  return k8s;
+}
+
+std::string WorkspaceWarning(const KubernetesExecutorOptions& options, const std::string& state_dir) {
+  const std::string& root = options.manifests.host_workspace_root;
+  if (root.empty() || state_dir == root || state_dir.rfind(root + "/", 0) == 0) return "";
+  return "the store " + state_dir + " is not under --workspace-host-dir " + root +
+         ": pods will not see the steps' directories or inputs (use --store " + root + "/.sluice)";
+}
+#endif
+
+}  // namespace sluice::cli

@@ -1,0 +1,302 @@
+// End-to-end: `sluice serve` on the live test cluster (tests/k8s). Each test
+// starts the real binary as a server over a pipelines directory whose
+// pipeline says `executor: kubernetes` and `namespace:` (a namespace of the
+// test's own), drives it through the authenticated REST API, and checks the
+// Jobs through the Kubernetes API.
+//
+//   - a run triggered through the API creates its Jobs in the pipeline's
+//     namespace and succeeds;
+//   - kill -9 of the server while a Kubernetes step runs, then a restart: the
+//     in-flight (scheduled) run is resumed under its id, the step's Job is
+//     adopted (same object, attempt 1, no second Job), and the schedule
+//     neither launches that cron time again nor loses it.
+//
+// Registered with FIXTURES_REQUIRED k8s and LABELS k8s; skipped when the
+// cluster's kubeconfig is absent. Waits are on events (process exit through
+// a pidfd, watch events) or on API answers, each with a bound.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/kubeconfig.h"
+#include "operators/kubernetes_manifests.h"
+#include "tests/executors/kubernetes/sluice_process.h"
+
+namespace sluice {
+using test_support::ReadText;
+using test_support::SluiceProcess;
+using test_support::WaitUntil;
+namespace {
+
+namespace fs = std::filesystem;
+
+const k8s::ResourceKind kNamespaces{"v1", "Namespace", "namespaces", false};
+
+// The API token and its SHA-256 (`printf %s tok | sha256sum`), as the
+// server's config stores it.
+constexpr const char* kToken = "tok";
+constexpr const char* kTokenSha256 = "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62";
+
+std::string StateDir() {
+  const char* s = std::getenv("SLUICE_K8S_STATE");
+  return s != nullptr && *s != '\0' ? s : "/tmp/sluice-k8s";
+}
+
+class KubernetesServeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    kubeconfig_ = StateDir() + "/kubeconfig";
+    if (!fs::exists(kubeconfig_)) {
+      GTEST_SKIP() << "no test cluster: " << kubeconfig_
+                   << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
+    }
+    std::mt19937_64 random(std::random_device{}());
+    tag_ = std::to_string(::getpid()) + "-" + std::to_string(random() % 100000);
+    ns_ = "serve-" + tag_;
+    dir_ = fs::temp_directory_path() / ("sluice-k8s-serve-" + tag_);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "pipelines");
+    std::ofstream(dir_ / "server.yaml") << "tokens:\n  - name: test\n    sha256: " << kTokenSha256 << "\n";
+    k8s::KubeconfigOptions ko;
+    ko.kubeconfig = kubeconfig_;
+    auto config = k8s::LoadRestConfig(ko);
+    ASSERT_TRUE(config) << config.error().ToString();
+    auto client = k8s::Client::Create(*config);
+    ASSERT_TRUE(client) << client.error().ToString();
+    client_ = std::move(*client);
+    auto created = client_->Create(
+        kNamespaces, "", {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}});
+    ASSERT_TRUE(created) << created.error().ToString();
+  }
+
+  void TearDown() override {
+    server_.reset();  // SIGKILL if a test left it running
+    if (client_) (void)client_->Delete(kNamespaces, "", ns_, k8s::Propagation::kBackground);
+    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
+  }
+
+  // Writes pipelines/pipeline.yaml: `body` after a header that runs every
+  // step on Kubernetes in this test's namespace.
+  void WritePipeline(const std::string& name, const std::string& body) {
+    std::ofstream(dir_ / "pipelines" / "pipeline.yaml") << R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: )" << name << R"(
+executor: kubernetes
+namespace: )" << ns_ << R"(
+defaults:
+  image: busybox:1.36
+  resources: {cpu: 100m, memory: 64Mi}
+)" << body;
+  }
+
+  // Starts `sluice serve` on a free port with the test cluster's kubeconfig
+  // and waits (bounded) until it says where it listens.
+  void StartServer() {
+    int n = ++starts_;
+    server_ = std::make_unique<SluiceProcess>(
+        std::vector<std::string>{"serve", "--pipelines", (dir_ / "pipelines").string(), "--store",
+                                 (dir_ / "store").string(), "--listen", "127.0.0.1:0", "--config",
+                                 (dir_ / "server.yaml").string(), "--kubeconfig", kubeconfig_},
+        dir_ / ("serve" + std::to_string(n) + ".out"), dir_ / ("serve" + std::to_string(n) + ".err"));
+    const std::string marker = "listening on http://127.0.0.1:";
+    std::string port;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          std::string err = server_->err();
+          auto at = err.find(marker);
+          if (at == std::string::npos) return server_->Wait(std::chrono::milliseconds(0)) != SluiceProcess::kRunning;
+          auto end = err.find(' ', at + marker.size());
+          if (end == std::string::npos) return false;
+          port = err.substr(at + marker.size(), end - at - marker.size());
+          return true;
+        },
+        std::chrono::seconds(60)))
+        << "sluice serve did not start listening: " << server_->err();
+    ASSERT_FALSE(port.empty()) << "sluice serve exited: " << server_->err();
+    http_ = std::make_unique<httplib::Client>("127.0.0.1", std::stoi(port));
+    http_->set_read_timeout(30, 0);
+  }
+
+  // GET `path` with the token; the parsed body (null when it failed).
+  Json Get(const std::string& path) {
+    auto res = http_->Get(path.c_str(), {{"Authorization", std::string("Bearer ") + kToken}});
+    if (!res || res->status != 200) return Json();
+    return Json::parse(res->body, nullptr, false);
+  }
+
+  // GET /api/v1/runs/RUN until the run has ended, up to `bound`; its body.
+  Json WaitForRunEnd(const std::string& run_id, std::chrono::seconds bound) {
+    Json run;
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+          run = Get("/api/v1/runs/" + run_id);
+          if (!run.is_object() || !run.contains("run")) return false;
+          std::string phase = run["run"].value("phase", "");
+          return phase != "Pending" && phase != "Running" && !run.value("active", true);
+        },
+        bound))
+        << "run " << run_id << " did not end: " << run.dump();
+    return run;
+  }
+
+  // instance -> "Phase/attempts/exit_code" from the API's run body.
+  static std::map<std::string, std::string> StepPhases(const Json& run) {
+    std::map<std::string, std::string> out;
+    if (!run.contains("steps")) return out;
+    for (const auto& s : run["steps"])
+      out[s["instance"].get<std::string>()] = s["phase"].get<std::string>() + "/" +
+                                             std::to_string(s["attempts"].get<int>()) + "/" +
+                                             std::to_string(s["exit_code"].get<int>());
+    return out;
+  }
+
+  // The run's Jobs in namespace `ns`: name -> "step/attempt".
+  std::map<std::string, std::string> Jobs(const std::string& ns, const std::string& run_id) {
+    std::map<std::string, std::string> out;
+    auto list = client_->List(k8s::JobKind(), ns, operators::RunSelector(run_id));
+    EXPECT_TRUE(list) << list.error().ToString();
+    if (!list) return out;
+    for (const auto& item : list->items) {
+      const Json& labels = item["metadata"]["labels"];
+      out[item["metadata"]["name"].get<std::string>()] =
+          labels.value("sluice.dev/step", "?") + "/" + labels.value("sluice.dev/attempt", "?");
+    }
+    return out;
+  }
+
+  // SIGTERM, then a bounded wait for exit code 0.
+  void StopServer() {
+    ASSERT_EQ(::kill(server_->pid(), SIGTERM), 0);
+    EXPECT_EQ(server_->Wait(std::chrono::seconds(60)), 0) << server_->err();
+  }
+
+  std::string kubeconfig_;
+  std::string tag_;
+  std::string ns_;
+  fs::path dir_;
+  std::unique_ptr<k8s::Client> client_;
+  std::unique_ptr<SluiceProcess> server_;
+  std::unique_ptr<httplib::Client> http_;
+  int starts_ = 0;
+};
+
+TEST_F(KubernetesServeTest, ARunTriggeredThroughTheApiRunsItsJobsInThePipelinesNamespace) {
+  const std::string pipeline = "serve-" + tag_;
+  WritePipeline(pipeline, R"(steps:
+  - name: prepare
+    command: [sh, -c, "echo prepare"]
+  - name: train
+    depends: [prepare]
+    command: [sh, -c, "echo train"]
+)");
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  const std::string run_id = "api-" + tag_;
+  const std::string body = Json{{"run_id", run_id}}.dump();
+  const std::string path = "/api/v1/pipelines/" + pipeline + "/runs";
+  // Without the token: refused, and nothing runs.
+  auto refused = http_->Post(path.c_str(), body, "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401);
+  auto res = http_->Post(path.c_str(), {{"Authorization", std::string("Bearer ") + kToken}}, body,
+                         "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 201) << res->body;
+  EXPECT_EQ(Json::parse(res->body).value("run_id", ""), run_id);
+
+  Json run = WaitForRunEnd(run_id, std::chrono::minutes(3));
+  EXPECT_EQ(run["run"]["phase"], "Succeeded") << run.dump() << server_->err();
+  EXPECT_EQ(run["run"]["executor"], "kubernetes");
+  EXPECT_EQ(StepPhases(run), (std::map<std::string, std::string>{{"prepare", "Succeeded/1/0"},
+                                                                 {"train", "Succeeded/1/0"}}));
+  // One Job per step, in the pipeline's namespace; none in the context's.
+  EXPECT_EQ(Jobs(ns_, run_id), (std::map<std::string, std::string>{
+                                   {operators::ObjectName(run_id, "prepare", 1), "prepare/1"},
+                                   {operators::ObjectName(run_id, "train", 1), "train/1"}}));
+  EXPECT_EQ(Jobs("default", run_id), (std::map<std::string, std::string>{}));
+  StopServer();
+}
+
+TEST_F(KubernetesServeTest, KillDashNineWhileAStepRunsThenRestartAdoptsItsJob) {
+  // A yearly schedule whose state says 2025-12-31 was handled: at start the
+  // server catches up the newest missed time, 2026-01-01T00:00:00Z, at once,
+  // and no other time falls due while the test runs.
+  const std::string pipeline = "cron-" + tag_;
+  WritePipeline(pipeline, R"(schedule:
+  cron: "0 0 1 1 *"
+  catchup: latest
+steps:
+  - name: prepare
+    command: [sh, -c, "echo prepare"]
+  - name: slow
+    depends: [prepare]
+    command: [sh, -c, "sleep 8"]
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-duration: "8s"}
+)");
+  fs::create_directories(dir_ / "store" / "server");
+  std::ofstream(dir_ / "store" / "server" / "schedules.json")
+      << Json{{"version", 1}, {"last", {{pipeline, "2025-12-31T00:00:00Z"}}}, {"pending", Json::array()}}
+             .dump();
+  const std::string run_id = pipeline + "-cron-20260101-000000";
+  const std::string slow_job = operators::ObjectName(run_id, "slow", 1);
+
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  // Kill the server once the store shows `slow` Running and its Job exists.
+  std::string slow_uid;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        Json run = Get("/api/v1/runs/" + run_id);
+        if (StepPhases(run)["slow"] != "Running/1/-1") return false;
+        auto job = client_->Get(k8s::JobKind(), ns_, slow_job);
+        if (!job) return false;
+        slow_uid = (*job)["metadata"].value("uid", "");
+        return true;
+      },
+      std::chrono::minutes(2)))
+      << "the scheduled run's slow step never ran: " << server_->err();
+  ASSERT_EQ(::kill(server_->pid(), SIGKILL), 0);
+  ASSERT_EQ(server_->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
+  const std::string first_err = server_->err();
+
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  Json run = WaitForRunEnd(run_id, std::chrono::minutes(3));
+  EXPECT_EQ(run["run"]["phase"], "Succeeded") << run.dump() << first_err << server_->err();
+  // Resumed under its own id; `slow` continued its first attempt.
+  EXPECT_EQ(StepPhases(run), (std::map<std::string, std::string>{{"prepare", "Succeeded/1/0"},
+                                                                 {"slow", "Succeeded/1/0"}}));
+  // The same Job object (same uid) was adopted; no second Job was made.
+  auto job = client_->Get(k8s::JobKind(), ns_, slow_job);
+  ASSERT_TRUE(job) << job.error().ToString();
+  EXPECT_EQ((*job)["metadata"].value("uid", ""), slow_uid);
+  EXPECT_EQ(Jobs(ns_, run_id), (std::map<std::string, std::string>{
+                                   {operators::ObjectName(run_id, "prepare", 1), "prepare/1"},
+                                   {slow_job, "slow/1"}}));
+  // Exactly one run of the pipeline: the cron time was neither launched a
+  // second time after the restart nor lost; the schedule's state has it.
+  Json runs = Get("/api/v1/runs?pipeline=" + pipeline);
+  ASSERT_TRUE(runs.contains("runs")) << runs.dump();
+  std::vector<std::string> ids;
+  for (const auto& r : runs["runs"]) ids.push_back(r.value("id", ""));
+  EXPECT_EQ(ids, std::vector<std::string>{run_id});
+  Json schedules = Get("/api/v1/schedules");
+  ASSERT_TRUE(schedules.contains("schedules")) << schedules.dump();
+  ASSERT_EQ(schedules["schedules"].size(), 1u) << schedules.dump();
+  EXPECT_EQ(schedules["schedules"][0]["last_scheduled"], "2026-01-01T00:00:00Z");
+  StopServer();
+  EXPECT_EQ(Json::parse(ReadText(dir_ / "store" / "server" / "schedules.json"))["pending"], Json::array());
+}
+
+}  // namespace
+}  // namespace sluice
