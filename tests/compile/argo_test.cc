@@ -203,6 +203,66 @@ TEST(ArgoCompileTest, RetrainWithDeployAndStagedRolloutCompilesWhole) {
                 "rolled-back <- rollback-delete-service.Succeeded"}));
   ExpectGolden("retrain", ToYaml(out.objects));
 }
+
+constexpr const char* kServingSteps = R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: serving
+defaults:
+  image: busybox:1.36
+steps:
+  - name: train
+    command: [echo, train]
+    outputs:
+      artifacts: [{name: model, path: model.pkl, type: model}]
+  - name: ks
+    type: deploy
+    deploy:
+      service: ks
+      model: "{{ steps.train.outputs.artifacts.model }}"
+      kubernetes: {kserve: true}
+  - name: orphan
+    type: traffic-validation
+    validation:
+      service: elsewhere
+      requests: /data/requests.jsonl
+  - name: smoke
+    command: [echo, "{{ steps.ks.outputs.params.endpoint }}"]
+)yaml";
+
+TEST(ArgoCompileTest, ServingStepsArgoCannotRunAreRejectedWithTheirLines) {
+  auto loaded = dsl::LoadPipelineString(kServingSteps, "serving.yaml");
+  ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
+  ArgoOptions options;
+  options.serving = OperatorServingObjects();
+  auto messages = [&] {
+    std::vector<std::string> m;
+    for (const auto& e : CompileToArgo(*loaded.spec, kData.string(), options).errors) m.push_back(e.ToString());
+    return m;
+  };
+  const std::string kserve =
+      "serving.yaml:12:5: error: deploy step 'ks' cannot be compiled to Argo: kubernetes.kserve: an "
+      "InferenceService is ready when its Ready status condition is True, which Argo's successCondition (a "
+      "label selector over status paths) cannot select; deploy KServe with `sluice run --executor kubernetes`";
+  const std::string outputs =
+      "serving.yaml:24:22: error: cannot compile 'steps.ks.outputs.params.endpoint' to Argo: under Argo, deploy "
+      "step 'ks' is a DAG of Kubernetes objects and checks, not the sluice-serving process that writes these "
+      "outputs; read them with `sluice run`, or from the cluster in a container step";
+  EXPECT_EQ(messages(), (std::vector<std::string>{
+                            kserve,
+                            "serving.yaml:18:5: error: traffic-validation step 'orphan' cannot be compiled to "
+                            "Argo: its checks run `sluice-serving validate` in a pod: name an image that has "
+                            "sluice-serving on its PATH with --sluice-image IMAGE",
+                            outputs}));
+  options.sluice_image = "registry.example/sluice:test";
+  EXPECT_EQ(messages(), (std::vector<std::string>{
+                            kserve,
+                            "serving.yaml:18:5: error: traffic-validation step 'orphan' cannot be compiled to "
+                            "Argo: no deploy step upstream of it deploys service \"elsewhere\": the rollout's "
+                            "replica counts and its promote come from that step's deploy config; deploy the "
+                            "service earlier in the same pipeline, with depends",
+                            outputs}));
+}
 #endif
 
 // examples/distributed: the outputs of a tfjob/pytorchjob step are published
