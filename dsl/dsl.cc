@@ -14,6 +14,7 @@
 
 #include "dsl/quantity.h"
 #include "dsl/suggest.h"
+#include "dsl/yaml_cache.h"
 #include "dsl/yaml_tree.h"
 #include "engine/expr.h"
 
@@ -246,11 +247,13 @@ struct StepInfo {
 
 class Loader {
  public:
-  Loader(std::string_view text, std::string file, std::string dir)
-      : text_(text), file_(std::move(file)), dir_(std::move(dir)) {}
+  // `parse_cache`: parse through the cache of parsed files (yaml_cache.h).
+  Loader(std::string_view text, std::string file, std::string dir, bool parse_cache = false)
+      : text_(text), file_(std::move(file)), dir_(std::move(dir)), parse_cache_(parse_cache) {}
 
   LoadResult Run() {
-    doc_ = ParseYaml(text_);
+    const std::string digest = FileDigestHex(text_);
+    doc_ = parse_cache_ ? ParseYamlCached(text_, digest) : ParseYaml(text_);
     bool fatal = false;
     for (const auto& p : doc_.problems) {
       AddDiag({file_, p.line, p.column}, Severity::kError, p.message);
@@ -266,7 +269,7 @@ class Loader {
                                  [](const Diagnostic& d) { return d.severity == Severity::kError; });
     if (!has_error) {
       spec_.file = file_;
-      spec_.file_digest = FileDigestHex(text_);
+      spec_.file_digest = digest;
       result.spec = std::move(spec_);
     }
     result.diagnostics = std::move(diags_);
@@ -1690,6 +1693,7 @@ class Loader {
   std::string_view text_;
   std::string file_;
   std::string dir_;  // directory of the pipeline file; "" when loaded from memory
+  bool parse_cache_ = false;
   YamlDocument doc_;
   PipelineSpec spec_;
   StepSpec base_;  // defaults applied to every step
@@ -1720,7 +1724,7 @@ LoadResult LoadPipelineFile(const std::string& path) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
-  Loader loader(text, path, dir);
+  Loader loader(text, path, dir, /*parse_cache=*/true);
   return loader.Run();
 }
 

@@ -133,6 +133,34 @@ const char* JsonTypeName(const Json& v) {
   }
 }
 
+// Appends `s` as a JSON string, escaped exactly as nlohmann::json's dump()
+// escapes it (so that a key written here hashes like its Json material).
+void AppendJsonString(std::string* out, std::string_view s) {
+  static const char* kHex = "0123456789abcdef";
+  out->push_back('"');
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\b': out->append("\\b"); break;
+      case '\f': out->append("\\f"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 15]);
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
 std::string Ellipsize(const std::string& s, size_t n = 60) {
   return s.size() <= n ? s : s.substr(0, n) + "...";
 }
@@ -191,6 +219,9 @@ class RunLoop {
     Json items = Json::array();           // foreach items once expanded
     std::optional<Json> scope_cache;      // steps.<name> value once terminal
     std::optional<Result<std::pair<std::string, Json>>> code;  // digest + per-file digests
+    Json declared = Json::object();  // declared outputs, as the cache key holds them
+    std::string declared_json;       // declared.dump()
+    std::string config_json;         // the step's operator config, dumped
   };
 
   Status Prepare();
@@ -379,6 +410,13 @@ Status RunLoop::Prepare() {
     }
     if (!step.inputs.empty()) steps_[v].needs_scope = true;
     steps_[v].param_refs.assign(params.begin(), params.end());
+    // The parts of the cache key that are the same for every instance.
+    Json& declared = steps_[v].declared;
+    for (const auto& a : step.output_artifacts) declared["artifacts"][a.name] = a.path;
+    for (const auto& p : step.output_params) declared["params"][p.name] = p.path;
+    if (step.metrics_file) declared["metrics"] = *step.metrics_file;
+    steps_[v].declared_json = declared.dump();
+    steps_[v].config_json = step.config.dump();
   }
 
   for (const auto& p : spec_.params) {
@@ -788,17 +826,16 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   Json resources{{"cpu_millis", spec.resources.cpu_millis},
                  {"memory_bytes", spec.resources.memory_bytes},
                  {"gpu", spec.resources.gpu}};
-  Json declared = Json::object();
-  for (const auto& a : spec.output_artifacts) declared["artifacts"][a.name] = a.path;
-  for (const auto& p : spec.output_params) declared["params"][p.name] = p.path;
-  if (spec.metrics_file) declared["metrics"] = *spec.metrics_file;
-
-  Json key_env = Json::object();
+  // The cache key: the SHA-256 of the key material's JSON text, written
+  // here directly (the same bytes as the Json object's dump(), keys in
+  // order) instead of building a Json tree per instance; the tree is built
+  // only for a full snapshot (a step that runs).
+  std::vector<std::pair<std::string, std::string>> key_env;  // sorted, as env
   for (const auto& [k, v] : env) {
     if (k == "SLUICE_RUN_ID" || k.rfind("SLUICE_INPUT_", 0) == 0) continue;  // run-specific paths
     if (std::find(spec.cache.env_ignore.begin(), spec.cache.env_ignore.end(), k) != spec.cache.env_ignore.end())
       continue;
-    key_env[k] = std::find(secret_env.begin(), secret_env.end(), k) != secret_env.end() ? Json("<secret>") : Json(v);
+    key_env.emplace_back(k, std::find(secret_env.begin(), secret_env.end(), k) != secret_env.end() ? "<secret>" : v);
   }
   Json key_inputs = Json::object();
   for (auto it = input_digests.begin(); it != input_digests.end(); ++it) {
@@ -809,7 +846,8 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     key_inputs[it.key()] = it.value().is_null() ? inputs[it.key()] : it.value();
   }
   // argv with input paths replaced by their digests: paths differ per run.
-  Json key_argv = Json::array();
+  std::vector<std::string> key_argv;
+  key_argv.reserve(argv.size());
   for (const auto& a : argv) {
     std::string k = a;
     for (const auto& [iname, ivalue] : inputs.items()) {
@@ -824,54 +862,94 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     }
     key_argv.push_back(std::move(k));
   }
-  Json key_material{{"v", 1},
-                    {"operator", spec.type},
-                    {"argv", key_argv},
-                    {"env", key_env},
-                    {"image", spec.image},
-                    {"code", code->first},
-                    {"params", params},
-                    {"inputs", key_inputs},
-                    {"item", st.rec.item},
-                    {"workdir", spec.workdir ? spec.workdir->text : ""},
-                    {"outputs", declared},
-                    {"config", spec.config}};
-  const std::string cache_key = Sha256Hex(key_material.dump());
-
-  if (python_version_.empty() && !argv.empty() && argv[0].find("python") != std::string::npos)
-    python_version_ = PythonVersion();
-  Json snapshot{{"step", spec.name},
-                {"instance", name},
-                {"attempt", attempt},
-                {"operator", spec.type},
-                {"argv", redacted_argv},
-                {"env", env_snapshot},
-                {"workdir", st.workdir},
-                {"image", spec.image},
-                {"resources", resources},
-                {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
-                {"params", params},
-                {"item", st.rec.item},
-                {"inputs", input_digests},
-                {"code_digest", code->first},
-                {"code_files", code->second},
-                {"pipeline_file", run_.pipeline_file},
-                {"pipeline_digest", spec_.file_digest},
-                {"git_commit", run_.git_commit},
-                {"git_dirty", run_.git_dirty},
-                {"sluice_version", SLUICE_VERSION},
-                {"cache_key", cache_key},
-                {"log_path", log_path}};
-  if (!python_version_.empty() && !argv.empty() && argv[0].find("python") != std::string::npos)
-    snapshot["python_version"] = python_version_;
-  // The key's components, secrets redacted, so `sluice plan` can say which
-  // one changed and `sluice reproduce` knows the declared outputs.
-  if (!secret_values_.empty()) {
-    for (auto& a : key_material["argv"]) a = Redact(a.get<std::string>());
-    for (auto& [k, v] : key_material["env"].items())
-      if (v.is_string()) v = Redact(v.get<std::string>());
+  const std::string workdir_text = spec.workdir ? spec.workdir->text : "";
+  std::string material;
+  material.reserve(512);
+  material += "{\"argv\":[";
+  for (size_t i = 0; i < key_argv.size(); ++i) {
+    if (i) material += ',';
+    AppendJsonString(&material, key_argv[i]);
   }
-  snapshot["cache_key_material"] = std::move(key_material);  // the key is computed
+  material += "],\"code\":";
+  AppendJsonString(&material, code->first);
+  material += ",\"config\":" + info.config_json + ",\"env\":{";
+  for (size_t i = 0; i < key_env.size(); ++i) {
+    if (i) material += ',';
+    AppendJsonString(&material, key_env[i].first);
+    material += ':';
+    AppendJsonString(&material, key_env[i].second);
+  }
+  material += "},\"image\":";
+  AppendJsonString(&material, spec.image);
+  material += ",\"inputs\":" + key_inputs.dump() + ",\"item\":" + st.rec.item.dump() + ",\"operator\":";
+  AppendJsonString(&material, spec.type);
+  material += ",\"outputs\":" + info.declared_json + ",\"params\":" + params.dump() + ",\"v\":1,\"workdir\":";
+  AppendJsonString(&material, workdir_text);
+  material += '}';
+  const std::string cache_key = Sha256Hex(material);
+  // The same material as a Json object, for a full snapshot.
+  auto key_material_json = [&]() {
+    Json env_json = Json::object();
+    for (const auto& [k, v] : key_env) env_json[k] = v;
+    return Json{{"v", 1},
+                {"operator", spec.type},
+                {"argv", key_argv},
+                {"env", std::move(env_json)},
+                {"image", spec.image},
+                {"code", code->first},
+                {"params", params},
+                {"inputs", key_inputs},
+                {"item", st.rec.item},
+                {"workdir", workdir_text},
+                {"outputs", info.declared},
+                {"config", spec.config}};
+  };
+
+  const bool runs_python = !argv.empty() && argv[0].find("python") != std::string::npos;
+  if (python_version_.empty() && runs_python) python_version_ = PythonVersion();
+  // The snapshot. A cache hit that knows the execution it reuses records a
+  // light one (ExecutionRecord::snapshot_base): only the keys that can
+  // differ from that execution's. Equal cache keys mean equal operator,
+  // image, params, item, code digest (and so code files: the digest hashes
+  // each file's name and digest), key material and, unless
+  // cache.ignoreInputs leaves some out, input digests; the store merges the
+  // rest back in on every read.
+  auto make_snapshot = [&](bool light) {
+    Json snap{{"step", spec.name},
+              {"instance", name},
+              {"attempt", attempt},
+              {"argv", redacted_argv},
+              {"env", env_snapshot},
+              {"workdir", st.workdir},
+              {"resources", resources},
+              {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
+              {"pipeline_file", run_.pipeline_file},
+              {"pipeline_digest", spec_.file_digest},
+              {"git_commit", run_.git_commit},
+              {"git_dirty", run_.git_dirty},
+              {"sluice_version", SLUICE_VERSION},
+              {"log_path", log_path}};
+    if (!python_version_.empty() && runs_python) snap["python_version"] = python_version_;
+    if (!light || !spec.cache.ignore_inputs.empty()) snap["inputs"] = input_digests;
+    if (light) return snap;
+    snap["operator"] = spec.type;
+    snap["image"] = spec.image;
+    snap["params"] = params;
+    snap["item"] = st.rec.item;
+    snap["code_digest"] = code->first;
+    snap["code_files"] = code->second;
+    snap["cache_key"] = cache_key;
+    // The key's components, secrets redacted, so `sluice plan` can say which
+    // one changed and `sluice reproduce` knows the declared outputs.
+    Json key_material = key_material_json();
+    if (!secret_values_.empty()) {
+      for (auto& a : key_material["argv"]) a = Redact(a.get<std::string>());
+      for (auto& [k, v] : key_material["env"].items())
+        if (v.is_string()) v = Redact(v.get<std::string>());
+    }
+    snap["cache_key_material"] = std::move(key_material);  // the key is computed
+    return snap;
+  };
 
   st.rec.cache_key = cache_key;
   st.rec.inputs = st.inputs;
@@ -887,20 +965,28 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   if (spec.cache.enabled && !opt_.no_cache && has_outputs && !side_effects && !forced) {
     std::optional<TimePoint> not_before;
     if (spec.cache.max_age) not_before = now - *spec.cache.max_age;
-    auto hit = r_.store_->FindCached(cache_key, not_before);
+    auto hit = r_.store_->FindCacheHit(cache_key, not_before);
+    // Outputs whose bytes are gone cannot be reused.
+    std::vector<std::string> paths;
     bool usable = hit.has_value();
-    if (usable)
-      for (const auto& b : hit->outputs)
-        if (!r_.artifacts_->LocalPath(b.artifact.digest)) usable = false;
+    for (size_t i = 0; usable && i < hit->step.outputs.size(); ++i) {
+      auto path = r_.artifacts_->LocalPath(hit->step.outputs[i].artifact.digest);
+      if (path) paths.push_back(std::move(*path));
+      else usable = false;
+    }
     if (usable) {
-      st.rec.output_params = hit->output_params;
-      st.rec.metrics = hit->metrics;
-      st.rec.outputs = hit->outputs;
-      st.rec.cached_from = hit->cached_from.empty() ? hit->run_id + "/" + hit->instance : hit->cached_from;
-      st.rec.exit_code = hit->exit_code;
+      StepRecord& src = hit->step;
+      st.rec.output_params = std::move(src.output_params);
+      st.rec.metrics = std::move(src.metrics);
+      st.rec.outputs = std::move(src.outputs);
+      st.rec.cached_from = src.cached_from.empty() ? src.run_id + "/" + src.instance : src.cached_from;
+      st.rec.exit_code = src.exit_code;
       st.rec.attempts = attempt;
       if (!st.rec.started_at) st.rec.started_at = now;
-      RegisterArtifactPaths(inst);
+      for (size_t i = 0; i < st.rec.outputs.size(); ++i) {
+        st.artifact_paths[st.rec.outputs[i].name] = paths[i];
+        path_to_artifact_[paths[i]] = st.rec.outputs[i].artifact;
+      }
       ExecutionRecord ex_rec;
       ex_rec.run_id = run_.id;
       ex_rec.instance = name;
@@ -910,8 +996,9 @@ bool RunLoop::StartInstance(int inst, int attempt) {
       ex_rec.started_at = now;
       ex_rec.finished_at = now;
       ex_rec.message = "outputs reused from " + st.rec.cached_from;
-      snapshot["cached_from"] = st.rec.cached_from;
-      ex_rec.snapshot = std::move(snapshot);
+      ex_rec.snapshot = make_snapshot(/*light=*/hit->execution_id > 0);
+      ex_rec.snapshot["cached_from"] = st.rec.cached_from;
+      ex_rec.snapshot_base = hit->execution_id;
       // Recorded with the step's Cached record by the next Flush(), in one
       // transaction with the other hits of this pass.
       pending_executions_.push_back({std::move(ex_rec), st.inputs, st.rec.outputs});
@@ -919,6 +1006,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
       return true;
     }
   }
+  Json snapshot = make_snapshot(/*light=*/false);
 
   {
     std::error_code ec;

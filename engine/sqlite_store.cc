@@ -152,6 +152,18 @@ CREATE VIEW attributions AS
   FROM events ev JOIN executions e ON e.id = ev.execution_id JOIN runs r ON r.id = e.run_id
   WHERE ev.type = 'OUTPUT';
 )sql",
+    // 1 -> 2: light snapshots for cache hits. A hit's execution keeps only
+    // the snapshot keys that differ from the execution it reuses, named by
+    // snapshot_base (no foreign key: deleting a run would then scan every
+    // execution; DeleteRun already keeps a run whose outputs a cached step
+    // of another run reuses, which is the run the base execution is in).
+    // Also drops executions_by_cache_key: no query reads it (FindCached
+    // looks keys up in steps), and every execution paid a random-page
+    // insert into it.
+    R"sql(
+ALTER TABLE executions ADD COLUMN snapshot_base INTEGER;
+DROP INDEX IF EXISTS executions_by_cache_key;
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
@@ -310,7 +322,7 @@ StepRecord ReadStep(sqlite3_stmt* s) {
 
 #define SLUICE_EXECUTION_COLUMNS                                                      \
   "id, run_id, instance, attempt, outcome, exit_code, message, log_path, external_id, " \
-  "cache_key, started_at, finished_at, snapshot"
+  "cache_key, started_at, finished_at, snapshot, snapshot_base"
 
 ExecutionRecord ReadExecution(sqlite3_stmt* s) {
   ExecutionRecord e;
@@ -327,6 +339,7 @@ ExecutionRecord ReadExecution(sqlite3_stmt* s) {
   e.started_at = FromMillis(sqlite3_column_int64(s, 10));
   e.finished_at = ColumnTime(s, 11);
   e.snapshot = ParseJson(sqlite3_column_text(s, 12), Json::object());
+  e.snapshot_base = sqlite3_column_int64(s, 13);  // NULL reads as 0
   return e;
 }
 
@@ -574,7 +587,10 @@ Status SqliteStore::UpsertArtifactLocked(const ArtifactRecord& a) {
       "INSERT INTO artifacts(digest, uri, type, size, is_directory, properties, created_at) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
       "ON CONFLICT(digest) DO UPDATE SET uri = excluded.uri, "
-      "properties = json_patch(artifacts.properties, excluded.properties)",
+      "properties = json_patch(artifacts.properties, excluded.properties) "
+      // A cache hit names artifacts already recorded: leave their row (and
+      // its page) alone unless something changes.
+      "WHERE artifacts.uri <> excluded.uri OR excluded.properties <> '{}'",
       &st);
   if (!s) return st;
   StmtReset reset(s);
@@ -861,6 +877,50 @@ Result<StepRecord> SqliteStore::FindCached(const std::string& cache_key,
   return std::move(steps->front());
 }
 
+Result<CacheHit> SqliteStore::FindCacheHit(const std::string& cache_key,
+                                           std::optional<TimePoint> not_before) {
+  if (cache_key.empty()) return sluice::Error(Status::NotFound("empty cache key"));
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st;
+  // Only what a hit uses: not the step's inputs, which it records itself.
+  // The reused execution is the step's last attempt, the one that
+  // succeeded (nothing runs again in a run after its step succeeded): read
+  // from the index executions_by_run alone, not from the executions rows.
+  sqlite3_stmt* s = Prepare(
+      "SELECT run_id, instance, step, idx, exit_code, cached_from, started_at, finished_at, "
+      "output_params, metrics, outputs, "
+      "(SELECT e.id FROM executions e WHERE e.run_id = steps.run_id AND e.instance = steps.instance "
+      " ORDER BY e.attempt DESC, e.id DESC LIMIT 1) "
+      "FROM steps WHERE cache_key = ?1 AND phase = 'Succeeded' "
+      "AND cache_key <> '' AND (?2 IS NULL OR finished_at >= ?2) "
+      "ORDER BY finished_at DESC LIMIT 1",
+      &st);
+  if (!s) return sluice::Error(st);
+  StmtReset reset(s);
+  BindText(s, 1, cache_key);
+  BindTime(s, 2, not_before);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_DONE) return sluice::Error(Status::NotFound("no cached result for " + cache_key));
+  if (rc != SQLITE_ROW) return sluice::Error(Error("looking up cache key " + cache_key));
+  CacheHit hit;
+  StepRecord& r = hit.step;
+  r.run_id = ColumnText(s, 0);
+  r.instance = ColumnText(s, 1);
+  r.step = ColumnText(s, 2);
+  r.index = sqlite3_column_int(s, 3);
+  r.phase = NodePhase::kSucceeded;
+  r.exit_code = sqlite3_column_int(s, 4);
+  r.cache_key = cache_key;
+  r.cached_from = ColumnText(s, 5);
+  r.started_at = ColumnTime(s, 6);
+  r.finished_at = ColumnTime(s, 7);
+  r.output_params = ParseJson(sqlite3_column_text(s, 8), Json::object());
+  r.metrics = ParseJson(sqlite3_column_text(s, 9), Json::object());
+  r.outputs = BindingsFromJson(ParseJson(sqlite3_column_text(s, 10), Json::array()));
+  hit.execution_id = sqlite3_column_int64(s, 11);
+  return hit;
+}
+
 // ---------------------------------------------------------------------------
 // Executions
 
@@ -873,8 +933,8 @@ Result<int64_t> SqliteStore::InsertExecutionLocked(const ExecutionRecord& e) {
   Status st;
   sqlite3_stmt* s = Prepare(
       "INSERT INTO executions(run_id, instance, attempt, outcome, exit_code, message, log_path, "
-      "external_id, cache_key, started_at, finished_at, snapshot) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+      "external_id, cache_key, started_at, finished_at, snapshot, snapshot_base) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
       &st);
   if (!s) return sluice::Error(st);
   StmtReset reset(s);
@@ -890,6 +950,11 @@ Result<int64_t> SqliteStore::InsertExecutionLocked(const ExecutionRecord& e) {
   sqlite3_bind_int64(s, 10, ToMillis(e.started_at));
   BindTime(s, 11, e.finished_at);
   BindText(s, 12, DumpJson(e.snapshot));
+  if (e.snapshot_base > 0) {
+    sqlite3_bind_int64(s, 13, e.snapshot_base);
+  } else {
+    sqlite3_bind_null(s, 13);
+  }
   if (sqlite3_step(s) != SQLITE_DONE) {
     if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
       return sluice::Error(Status::NotFound("no run " + e.run_id + " for execution of " + e.instance));
@@ -1003,6 +1068,7 @@ Result<std::vector<ExecutionRecord>> SqliteStore::ListExecutions(const std::stri
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadExecution(s));
   if (rc != SQLITE_DONE) return sluice::Error(Error("listing executions of " + run_id));
+  SLUICE_RETURN_IF_ERROR_RESULT(ResolveSnapshotsLocked(&out));
   return out;
 }
 
@@ -1249,7 +1315,57 @@ Result<std::vector<ExecutionRecord>> SqliteStore::QueryExecutions(sqlite3_stmt* 
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadExecution(s));
   if (rc != SQLITE_DONE) return sluice::Error(Error("reading executions"));
+  SLUICE_RETURN_IF_ERROR_RESULT(ResolveSnapshotsLocked(&out));
   return out;
+}
+
+Status SqliteStore::ResolveSnapshotsLocked(std::vector<ExecutionRecord>* executions) {
+  std::unordered_map<int64_t, Json> bases;  // full snapshots by execution id
+  for (const auto& e : *executions)
+    if (e.snapshot_base == 0) bases.emplace(e.id, e.snapshot);
+  for (auto& e : *executions) {
+    if (e.snapshot_base <= 0) continue;
+    auto base = BaseSnapshotLocked(e.snapshot_base, &bases, 0);
+    if (!base) return base.error();
+    Json merged = **base;
+    if (!merged.is_object()) merged = Json::object();
+    for (auto it = e.snapshot.begin(); e.snapshot.is_object() && it != e.snapshot.end(); ++it)
+      merged[it.key()] = it.value();
+    e.snapshot = std::move(merged);
+  }
+  return Status::Ok();
+}
+
+Result<const Json*> SqliteStore::BaseSnapshotLocked(int64_t id, std::unordered_map<int64_t, Json>* bases,
+                                                    int depth) {
+  if (auto it = bases->find(id); it != bases->end()) return &it->second;
+  Status st;
+  sqlite3_stmt* s = Prepare("SELECT snapshot, snapshot_base FROM executions WHERE id = ?1", &st);
+  if (!s) return sluice::Error(st);
+  Json snapshot = Json::object();
+  int64_t next = 0;
+  {
+    StmtReset reset(s);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      snapshot = ParseJson(sqlite3_column_text(s, 0), Json::object());
+      next = sqlite3_column_int64(s, 1);
+    } else if (rc != SQLITE_DONE) {
+      return sluice::Error(Error("reading the snapshot of execution " + std::to_string(id)));
+    }
+    // A base that is gone (never, while DeleteRun keeps reused runs) leaves
+    // the light snapshot as it is.
+  }
+  // Hits reuse executions that ran, so a chain is one link; bounded anyway.
+  if (next > 0 && depth < 8) {
+    auto deeper = BaseSnapshotLocked(next, bases, depth + 1);
+    if (!deeper) return deeper;
+    Json merged = **deeper;
+    for (auto it = snapshot.begin(); it != snapshot.end(); ++it) merged[it.key()] = it.value();
+    snapshot = std::move(merged);
+  }
+  return &bases->emplace(id, std::move(snapshot)).first->second;
 }
 
 Result<ExecutionRecord> SqliteStore::GetExecution(int64_t execution_id) {

@@ -62,7 +62,7 @@ struct PipelineVersionRecord {
 class SqliteStore : public Store {
  public:
   // The newest schema version this build knows.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (and by default creates) `<state_dir>/sluice.db`, applying any
   // pending migrations. Errors: kNotFound (missing and !create_if_missing),
@@ -94,6 +94,9 @@ class SqliteStore : public Store {
   Status Write(const StoreBatch& batch) override;
   Result<std::vector<ExecutionRecord>> ListExecutions(const std::string& run_id) override;
   Result<StepRecord> FindCached(const std::string& cache_key,
+                                std::optional<TimePoint> not_before) override;
+  // One indexed lookup that reads only what a hit uses (no inputs or item).
+  Result<CacheHit> FindCacheHit(const std::string& cache_key,
                                 std::optional<TimePoint> not_before) override;
   Status DeleteRun(const std::string& run_id) override;
   Result<int64_t> RecordDeployment(const DeploymentRecord& record) override;
@@ -149,7 +152,14 @@ class SqliteStore : public Store {
                                       int64_t parent_id, TimePoint created_at);
   Status EnsurePipelineVersionLocked(const RunRecord& run, int64_t* version_id);
   Result<std::vector<StepRecord>> QuerySteps(sqlite3_stmt* stmt);
+  // Runs `stmt` to the end; light snapshots come back merged.
   Result<std::vector<ExecutionRecord>> QueryExecutions(sqlite3_stmt* stmt);
+  // Replaces each light snapshot (snapshot_base != 0) by the full one: its
+  // base's keys, then its own on top.
+  Status ResolveSnapshotsLocked(std::vector<ExecutionRecord>* executions);
+  // The full snapshot of execution `id`, from `bases` or read (and kept
+  // there); `depth` bounds a chain of light snapshots.
+  Result<const Json*> BaseSnapshotLocked(int64_t id, std::unordered_map<int64_t, Json>* bases, int depth);
   Result<std::vector<ArtifactBinding>> EventArtifacts(int64_t execution_id, const char* type);
 
   std::mutex mu_;

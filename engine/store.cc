@@ -58,4 +58,10 @@ Status Store::Write(const StoreBatch& batch) {
   return Status::Ok();
 }
 
+Result<CacheHit> Store::FindCacheHit(const std::string& cache_key, std::optional<TimePoint> not_before) {
+  auto step = FindCached(cache_key, not_before);
+  if (!step) return Error(step.error());
+  return CacheHit{std::move(*step), 0};
+}
+
 }  // namespace sluice

@@ -130,6 +130,19 @@ struct ExecutionRecord {
   TimePoint started_at{};
   std::optional<TimePoint> finished_at;
   Json snapshot = Json::object();  // see the file comment; secrets redacted
+  // A light snapshot (a cache hit's): when non-zero, `snapshot` holds only
+  // the keys that differ from the snapshot of execution `snapshot_base` (the
+  // execution whose outputs the hit reuses). A Store that keeps it so
+  // returns the merged, full snapshot from every read (base keys, then these
+  // on top), with snapshot_base still set; 0 = `snapshot` is complete.
+  int64_t snapshot_base = 0;
+};
+
+// A cache hit: the step record whose outputs are reused, and the id of its
+// execution (the one that produced them), or 0 when the store cannot tell.
+struct CacheHit {
+  StepRecord step;
+  int64_t execution_id = 0;
 };
 
 // Filters for ListRuns. Empty fields match everything.
@@ -217,6 +230,12 @@ class Store {
   // finished after `not_before`, or kNotFound.
   virtual Result<StepRecord> FindCached(const std::string& cache_key,
                                         std::optional<TimePoint> not_before) = 0;
+  // As FindCached, with the reused execution's id, so that a hit can record
+  // a light snapshot (ExecutionRecord::snapshot_base). The default calls
+  // FindCached and gives execution_id 0 (the hit then records a full
+  // snapshot).
+  virtual Result<CacheHit> FindCacheHit(const std::string& cache_key,
+                                        std::optional<TimePoint> not_before);
 
   // Lineage queries (issue 3), each one indexed lookup, so a walk over a
   // store of millions of executions touches only the nodes it returns.

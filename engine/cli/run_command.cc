@@ -485,14 +485,26 @@ const char* EventWord(const RunEvent& e) {
   }
 }
 
-std::string SummaryTable(const RunSummary& summary) {
+// The steps of a run, one row each; with `skip_cached` (-q) the Cached
+// steps are counted in one line after the table instead.
+std::string SummaryTable(const RunSummary& summary, bool skip_cached) {
   Table table({"STEP", "PHASE", "ATTEMPTS", "DURATION", "EXIT"});
+  size_t cached = 0;
   for (const auto& s : summary.steps) {
+    if (skip_cached && s.phase == NodePhase::kCached) {
+      ++cached;
+      continue;
+    }
     table.AddRow({s.instance, NodePhaseName(s.phase), std::to_string(s.attempts),
                   ElapsedText(s.started_at, s.finished_at),
                   s.exit_code >= 0 ? std::to_string(s.exit_code) : "-"});
   }
-  return table.ToString();
+  std::string out = cached == summary.steps.size() ? "" : table.ToString();
+  if (cached > 0) {
+    out += std::to_string(cached) + (cached == 1 ? " step" : " steps") +
+           " Cached (outputs reused; `sluice status " + summary.run.id + "` lists every step)\n";
+  }
+  return out;
 }
 
 int ExitCodeForRun(RunPhase phase) {
@@ -607,6 +619,9 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
         break;
       case RunEvent::Kind::kStepFinished: {
         tailer.Finished(e.instance);
+        // -q: a cache hit gets no line of its own (a re-run of an unchanged
+        // pipeline would print one per step); the summary counts them.
+        if (options.quiet && e.phase == NodePhase::kCached) break;
         std::string line = Prefix(EventWord(e)) + e.instance + "  " + NodePhaseName(e.phase);
         auto it = started.find(e.instance);
         if (it != started.end()) {
@@ -637,7 +652,7 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     return code == kExitOk ? kExitSystem : code;
   }
   std::lock_guard<std::mutex> lock(g_out_mu);
-  std::cout << "\n" << SummaryTable(*summary) << "\n";
+  std::cout << "\n" << SummaryTable(*summary, options.quiet) << "\n";
   std::cout << "run " << summary->run.id << " " << RunPhaseName(summary->run.phase) << " in "
             << ElapsedText(summary->run.started_at, summary->run.finished_at);
   if (!summary->run.message.empty()) std::cout << ": " << summary->run.message;

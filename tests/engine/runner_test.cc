@@ -15,6 +15,7 @@
 
 #include "engine/artifact_store.h"
 #include "engine/clock.h"
+#include "engine/sha256.h"
 #include "tests/engine/fake_store.h"
 #include "tests/engine/test_pipeline.h"
 
@@ -546,6 +547,59 @@ TEST_F(RunnerTest, SecondIdenticalRunIsCachedAndNoCacheRunsAgain) {
   ASSERT_TRUE(s3);
   EXPECT_EQ(executor_->started.size(), 14u);
   EXPECT_EQ(StepOf(*s3, "prepare").phase, NodePhase::kSucceeded);
+}
+
+constexpr std::string_view kAwkward = R"(
+apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: awkward}
+params:
+  note: {type: string, default: "say \"hi\"\n\ttab \u0001 é \\ back"}
+steps:
+  - name: a
+    command: [echo, "{{ params.note }}", "x\\y"]
+    env:
+      NOTE: "{{ params.note }}"
+      PLAIN: plain
+    workdir: sub
+    outputs:
+      params: [{name: p, path: p.txt}]
+  - name: b
+    foreach: [{k: "q\"1"}, {k: 2}]
+    inputs:
+      a: "{{ steps.a.outputs.params.p }}"
+    command: [cat, "{{ item.k }}"]
+    outputs:
+      metrics: m.json
+)";
+
+// The key is written without building a Json tree (runner.cc): it must be
+// the hash of the material the snapshot records, byte for byte, whatever
+// the strings hold, so that plan/diff explain it and earlier stores still
+// hit.
+TEST_F(RunnerTest, CacheKeyIsTheHashOfTheRecordedKeyMaterial) {
+  Load(kAwkward);
+  executor_->on_run = [](const Task& t) {
+    WriteFile(fs::path(t.workdir) / "p.txt", "v");
+    WriteFile(fs::path(t.workdir) / "m.json", R"({"n": 1})");
+  };
+  auto s = RunIt(Options());
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->run.phase, RunPhase::kSucceeded) << s->run.message;
+  ASSERT_EQ(store_.executions.size(), 3u);
+  for (const auto& e : store_.executions) {
+    const Json& material = e.snapshot["cache_key_material"];
+    EXPECT_EQ(e.cache_key, Sha256Hex(material.dump())) << material.dump();
+  }
+  EXPECT_EQ(store_.executions[0].snapshot["cache_key_material"]["env"]["NOTE"],
+            "say \"hi\"\n\ttab \x01 \xc3\xa9 \\ back");
+  EXPECT_EQ(store_.executions[2].snapshot["cache_key_material"]["item"], Json({{"k", 2}}));
+
+  RunOptions o = Options();
+  o.run_id = "run2";
+  auto again = RunIt(o);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(Phases(*again), "a=Cached#1 b[0]=Cached#1 b[1]=Cached#1");
 }
 
 TEST_F(RunnerTest, ChangedInputContentMissesTheCache) {

@@ -152,7 +152,7 @@ TEST(SqliteStoreTest, RefusesAStoreFromANewerSluice) {
   EXPECT_EQ(store.error().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(store.error().message(),
             "opening store " + dir.path() +
-                "/sluice.db: the store's schema version is 99 but this sluice knows up to 1; "
+                "/sluice.db: the store's schema version is 99 but this sluice knows up to 2; "
                 "use a newer sluice, or another --store");
 }
 
@@ -594,6 +594,151 @@ TEST(SqliteStoreTest, FindCachedReturnsTheLatestSuccessWithinMaxAge) {
   EXPECT_EQ(store->FindCached("K", At(5001)).error().code(), StatusCode::kNotFound);
   EXPECT_EQ(store->FindCached("other", std::nullopt).error().code(), StatusCode::kNotFound);
   EXPECT_EQ(store->FindCached("", std::nullopt).error().code(), StatusCode::kNotFound);
+}
+
+// The execution that ran `train` in run `run_id` (cache key K), finished
+// and recorded as the step's Succeeded record. Returns its id.
+int64_t RecordRanTrain(SqliteStore& store, const std::string& run_id, const ArtifactRecord& model) {
+  EXPECT_TRUE(store.CreateRun(MakeRun(run_id)).ok());
+  ExecutionRecord e;
+  e.run_id = run_id;
+  e.instance = "train";
+  e.cache_key = "K";
+  e.started_at = At(10);
+  e.snapshot = {{"step", "train"},
+                {"instance", "train"},
+                {"workdir", "/store/runs/" + run_id + "/steps/train"},
+                {"code_digest", "sha256:c0de"},
+                {"params", {{"seed", 1}}}};
+  auto id = store.StartExecution(e);
+  EXPECT_TRUE(id.has_value());
+  e.id = *id;
+  e.outcome = "Succeeded";
+  e.exit_code = 0;
+  e.finished_at = At(20);
+  e.snapshot["outputs"] = {{"model", model.digest}};
+  e.snapshot["exit_code"] = 0;
+  EXPECT_TRUE(store.FinishExecution(e, {}, {{"model", model}}).ok());
+  StepRecord step = MakeStep(run_id, "train");
+  step.cache_key = "K";
+  step.finished_at = At(20);
+  step.outputs = {{"model", model}};
+  step.output_params = {{"auc", "0.97"}};
+  EXPECT_TRUE(store.PutStep(step).ok());
+  return e.id;
+}
+
+// A batch of one cache hit of `train` in `run_id` with a light snapshot
+// on top of execution `base`.
+StoreBatch LightHit(const std::string& run_id, const Json& snapshot, int64_t base) {
+  StoreBatch batch;
+  StoreBatch::Execution hit;
+  hit.record.run_id = run_id;
+  hit.record.instance = "train";
+  hit.record.outcome = "Cached";
+  hit.record.cache_key = "K";
+  hit.record.started_at = At(30);
+  hit.record.finished_at = At(30);
+  hit.record.snapshot = snapshot;
+  hit.record.snapshot_base = base;
+  batch.executions.push_back(std::move(hit));
+  return batch;
+}
+
+TEST(SqliteStoreTest, FindCacheHitNamesTheExecutionThatProducedTheOutputs) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  const ArtifactRecord model = MakeArtifact(std::string(64, 'a'), ArtifactType::kModel);
+  const int64_t ran = RecordRanTrain(*store, "r1", model);
+
+  auto hit = store->FindCacheHit("K", std::nullopt);
+  ASSERT_TRUE(hit.has_value()) << hit.error().ToString();
+  EXPECT_EQ(hit->execution_id, ran);
+  EXPECT_EQ(hit->step.run_id, "r1");
+  EXPECT_EQ(hit->step.instance, "train");
+  EXPECT_EQ(hit->step.exit_code, 0);
+  EXPECT_EQ(hit->step.output_params, Json({{"auc", "0.97"}}));
+  ASSERT_EQ(hit->step.outputs.size(), 1u);
+  EXPECT_EQ(hit->step.outputs[0].name, "model");
+  EXPECT_EQ(hit->step.outputs[0].artifact.digest, model.digest);
+  EXPECT_EQ(hit->step.outputs[0].artifact.properties, Json({{"rows", 569}}));
+  EXPECT_EQ(store->FindCacheHit("K", At(21)).error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->FindCacheHit("other", std::nullopt).error().code(), StatusCode::kNotFound);
+}
+
+TEST(SqliteStoreTest, ALightSnapshotIsStoredAsWrittenAndReadBackMerged) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  const ArtifactRecord model = MakeArtifact(std::string(64, 'a'), ArtifactType::kModel);
+  const int64_t ran = RecordRanTrain(*store, "r1", model);
+  ASSERT_TRUE(store->CreateRun(MakeRun("r2")).ok());
+  StoreBatch batch = LightHit("r2", {{"workdir", "/store/runs/r2/steps/train"}, {"cached_from", "r1/train"}}, ran);
+  batch.executions[0].outputs = {{"model", model}};
+  const StoreBatch::Execution hit = batch.executions[0];
+  ASSERT_TRUE(store->Write(batch).ok());
+
+  const Json full = {{"step", "train"},
+                     {"instance", "train"},
+                     {"workdir", "/store/runs/r2/steps/train"},
+                     {"code_digest", "sha256:c0de"},
+                     {"params", {{"seed", 1}}},
+                     {"outputs", {{"model", model.digest}}},
+                     {"exit_code", 0},
+                     {"cached_from", "r1/train"}};
+  auto listed = store->ListExecutions("r2");
+  ASSERT_TRUE(listed.has_value());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].snapshot, full);
+  EXPECT_EQ((*listed)[0].snapshot_base, ran);
+  EXPECT_EQ(store->GetExecution((*listed)[0].id)->snapshot, full);
+  auto producers = store->ProducersOf(model.digest);
+  ASSERT_EQ(producers->size(), 2u);
+  EXPECT_EQ((*producers)[0].snapshot["workdir"], "/store/runs/r1/steps/train");
+  EXPECT_EQ((*producers)[1].snapshot, full);
+  // The base execution's own snapshot is untouched.
+  EXPECT_EQ(store->GetExecution(ran)->snapshot["workdir"], "/store/runs/r1/steps/train");
+  EXPECT_EQ(store->GetExecution(ran)->snapshot_base, 0);
+
+  // On disk the hit keeps only its own keys.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() + "/sluice.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT snapshot, snapshot_base FROM executions WHERE run_id = 'r2'", -1, &s,
+                               nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_EQ(Json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))), hit.record.snapshot);
+  EXPECT_EQ(sqlite3_column_int64(s, 1), ran);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
+TEST(SqliteStoreTest, MigratesAVersion1StoreKeepingItsRecords) {
+  TempDir dir;
+  const ArtifactRecord model = MakeArtifact(std::string(64, 'a'), ArtifactType::kModel);
+  int64_t ran = 0;
+  {
+    auto store = OpenOrDie(dir.path());
+    ran = RecordRanTrain(*store, "r1", model);
+  }
+  // What a version-1 store (before light snapshots) looks like.
+  ExecRaw(dir.path() + "/sluice.db",
+          "ALTER TABLE executions DROP COLUMN snapshot_base; PRAGMA user_version=1");
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->SchemaVersion().value(), 2);
+  EXPECT_EQ(store->IntegrityCheck().value(), "ok");
+  auto e = store->GetExecution(ran);
+  ASSERT_TRUE(e.has_value()) << e.error().ToString();
+  EXPECT_EQ(e->snapshot_base, 0);
+  EXPECT_EQ(e->snapshot["code_digest"], "sha256:c0de");
+  auto hit = store->FindCacheHit("K", std::nullopt);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->execution_id, ran);
+  // A light snapshot can be recorded on the migrated file.
+  ASSERT_TRUE(store->CreateRun(MakeRun("r2")).ok());
+  ASSERT_TRUE(store->Write(LightHit("r2", {{"cached_from", "r1/train"}}, ran)).ok());
+  EXPECT_EQ((*store->ListExecutions("r2"))[0].snapshot["code_digest"], "sha256:c0de");
 }
 
 TEST(SqliteStoreTest, DeploymentsAreListedNewestFirst) {
