@@ -24,8 +24,17 @@ namespace fs = std::filesystem;
 
 const k8s::ResourceKind kWorkflowKind{"argoproj.io/v1alpha1", "Workflow", "workflows", true};
 
-// The workflow, from a file (tests, offline use) or from the cluster.
-Result<Json> FetchWorkflow(const ImportRunOptions& o, std::string* where) {
+const k8s::ResourceKind kPodKind{"v1", "Pod", "pods", true};
+
+// The cluster the workflow was read from, kept to copy its pods' logs.
+struct Cluster {
+  std::unique_ptr<k8s::Client> client;
+  std::string ns;
+};
+
+// The workflow, from a file (tests, offline use) or from the cluster (then
+// `cluster` keeps the client).
+Result<Json> FetchWorkflow(const ImportRunOptions& o, std::string* where, Cluster* cluster) {
   if (!o.from_file.empty()) {
     std::ifstream in(o.from_file);
     if (!in) return Error(Status::NotFound("cannot read " + o.from_file));
@@ -56,7 +65,82 @@ Result<Json> FetchWorkflow(const ImportRunOptions& o, std::string* where) {
   if (!wf && wf.error().code() == StatusCode::kNotFound)
     return Error(Status::NotFound("no Argo Workflow " + o.workflow + " in namespace " + ns +
                                   " (kubectl get workflows -n " + ns + " lists them; --namespace picks another)"));
+  cluster->client = std::move(*client);
+  cluster->ns = ns;
   return wf;
+}
+
+// Pod nodes at or under `id` in the Workflow's status.nodes, in order.
+void PodNodes(const Json& nodes, const std::string& id, std::vector<std::string>* out) {
+  if (!nodes.contains(id)) return;
+  const Json& node = nodes[id];
+  if (node.value("type", "") == "Pod") {
+    out->push_back(id);
+    return;
+  }
+  for (const auto& c : node.value("children", Json::array()))
+    if (c.is_string()) PodNodes(nodes, c.get<std::string>(), out);
+}
+
+// Copies each attempt's pod logs (pods/log, container main) into the store's
+// log location, as the Kubernetes executor does for its own runs:
+// <state>/runs/<run>/logs/<instance>.attempt<N>.log. An attempt that is a DAG
+// (a training job's or a deploy's) gets the logs of every pod under it, each
+// under a "==> pod NAME <==" line. Pods that are gone are counted in *gone.
+void CopyPodLogs(Cluster& cluster, const Json& wf, const std::string& state_dir, const std::string& run_id,
+                 std::vector<compile::ImportedExecution>& executions, int* copied, int* gone) {
+  const std::string wf_name = wf["metadata"].value("name", "");
+  auto pods = cluster.client->List(kPodKind, cluster.ns, "workflows.argoproj.io/workflow=" + wf_name);
+  if (!pods) {
+    std::cerr << "sluice: warning: cannot list the pods of workflow " << wf_name << " to copy their logs: "
+              << pods.error().message() << "\n";
+    return;
+  }
+  std::map<std::string, std::string> pod_of_node;
+  for (const auto& p : pods->items) {
+    const Json meta = p.value("metadata", Json::object());
+    std::string node = meta.value("annotations", Json::object()).value("workflows.argoproj.io/node-id", "");
+    if (!node.empty()) pod_of_node[node] = meta.value("name", "");
+  }
+  const Json nodes = wf.value("status", Json::object()).value("nodes", Json::object());
+  const fs::path dir = fs::path(state_dir) / "runs" / run_id / "logs";
+  for (auto& e : executions) {
+    std::vector<std::string> pod_nodes;
+    PodNodes(nodes, e.record.snapshot.value("node", ""), &pod_nodes);
+    std::string text;
+    int found = 0;
+    for (const auto& n : pod_nodes) {
+      auto pod = pod_of_node.find(n);
+      if (pod == pod_of_node.end()) {
+        ++*gone;
+        continue;
+      }
+      auto log = cluster.client->GetText("/api/v1/namespaces/" + k8s::UrlEncode(cluster.ns) + "/pods/" +
+                                         k8s::UrlEncode(pod->second) + "/log?container=main");
+      if (!log) {
+        ++*gone;
+        std::cerr << "sluice: warning: logs of pod " << cluster.ns << "/" << pod->second << ": "
+                  << log.error().message() << "\n";
+        continue;
+      }
+      ++found;
+      if (pod_nodes.size() > 1) text += "==> pod " + pod->second + " <==\n";
+      text += *log;
+      if (!log->empty() && log->back() != '\n') text += "\n";
+    }
+    if (found == 0) continue;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    const std::string path = (dir / (e.record.instance + ".attempt" + std::to_string(e.record.attempt) + ".log")).string();
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) {
+      std::cerr << "sluice: warning: cannot write " << path << "\n";
+      continue;
+    }
+    e.record.log_path = path;
+    *copied += found;
+  }
 }
 
 // Where this host sees a path of the workspace volume; "" when it cannot.
@@ -73,7 +157,8 @@ std::string HostPath(const ImportRunOptions& o, const std::string& pod_path) {
 
 int ImportRun(const ImportRunOptions& options) {
   std::string where;
-  auto wf = FetchWorkflow(options, &where);
+  Cluster cluster;
+  auto wf = FetchWorkflow(options, &where, &cluster);
   if (!wf) {
     PrintError(wf.error().message());
     return ExitCodeFor(wf.error());
@@ -130,6 +215,9 @@ int ImportRun(const ImportRunOptions& options) {
     return ArtifactBinding{a.name, *record};
   };
 
+  int logs_copied = 0, logs_gone = 0;
+  if (cluster.client)
+    CopyPodLogs(cluster, *wf, state_dir, run.id, imported->executions, &logs_copied, &logs_gone);
   if (Status s = (*store)->CreateRun(run); !s.ok()) {
     PrintError(s.message());
     return ExitCodeFor(s);
@@ -160,6 +248,7 @@ int ImportRun(const ImportRunOptions& options) {
       return kExitSystem;
     }
     if (StepRecord* step = by_instance[e.record.instance]) {
+      step->log_path = e.record.log_path;  // the latest attempt's (executions come in attempt order)
       step->inputs = inputs;
       if (!outputs.empty()) step->outputs = outputs;
     }
@@ -176,6 +265,10 @@ int ImportRun(const ImportRunOptions& options) {
             << (imported->executions.size() == 1 ? "" : "s");
   if (!options.workspace_host_dir.empty())
     std::cout << ", " << digested << " artifact" << (digested == 1 ? "" : "s") << " digested";
+  if (cluster.client) {
+    std::cout << ", " << logs_copied << " pod log" << (logs_copied == 1 ? "" : "s") << " copied";
+    if (logs_gone > 0) std::cout << " (" << logs_gone << " pod" << (logs_gone == 1 ? "" : "s") << " gone)";
+  }
   std::cout << ")\n";
   if (options.workspace_host_dir.empty())
     std::cout << "artifacts not digested (no --workspace-host-dir): lineage shows steps and params only\n";
