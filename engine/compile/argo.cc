@@ -584,14 +584,34 @@ Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
   meta["labels"]["sluice.dev/attempt"] = "{{retries}}";
   meta["annotations"]["sluice.dev/run"] = "{{workflow.name}}";
   if (options_.namespace_.empty()) meta.erase("namespace");
+  // Argo reads success/failureCondition as label selectors over status
+  // paths (k8s.io/apimachinery labels.Parse): a path may not select an entry
+  // of status.conditions (`conditions.#(type=="Succeeded")` does not parse),
+  // so the conditions read the training-operator's per-replica counts. Every
+  // replica runs with restartPolicy Never and backoffLimit 0, so one failed
+  // pod fails the job: each `failed > 0` is a failure condition (Argo fails
+  // on any one of them). Success is the replica the operator's default
+  // success policy waits for: Chief (or Master), else every Worker.
+  const Json specs = (*manifest)["spec"].value(step.type == "tfjob" ? "tfReplicaSpecs" : "pytorchReplicaSpecs",
+                                               Json::object());
+  std::string success, failure;
+  for (const auto& [type, spec] : specs.items())
+    failure += (failure.empty() ? "" : ", ") + std::string("status.replicaStatuses.") + type + ".failed > 0";
+  for (const char* leader : {"Chief", "Master"})
+    if (success.empty() && specs.contains(leader))
+      success = std::string("status.replicaStatuses.") + leader + ".succeeded > 0";
+  if (success.empty()) {
+    int64_t workers = specs.contains("Worker") ? specs["Worker"].value("replicas", int64_t{1}) : 1;
+    success = "status.replicaStatuses.Worker.succeeded == " + std::to_string(workers);
+  }
   YAML::Emitter em;
   em << YAML::Load(manifest->dump());
   return {{"name", step.name},
           {"resource",
            {{"action", "create"},
             {"setOwnerReference", true},
-            {"successCondition", "status.conditions.#(type==\"Succeeded\").status == \"True\""},
-            {"failureCondition", "status.conditions.#(type==\"Failed\").status == \"True\""},
+            {"successCondition", success},
+            {"failureCondition", failure},
             {"manifest", std::string(em.c_str()) + "\n"}}}};
 }
 
