@@ -1022,7 +1022,9 @@ Json Compiler::ValidationTemplate(const StepSpec& step, const PipelineGraph& gra
                   {{"image", options_.sluice_image},
                    {"command", Json::array({"sluice-serving", "validate", "--config", Detokenize(c.dump(), ""),
                                             "--out", "/tmp"})},
-                   {"env", Json::array({{{"name", "SLUICE_STATE_DIR"}, {"value", "/tmp"}}})}}},
+                   {"env", Json::array({{{"name", "SLUICE_STATE_DIR"}, {"value", "/tmp"}}})},
+                   // The request set is an artifact on the workspace volume.
+                   {"volumeMounts", Json::array({{{"name", "workspace"}, {"mountPath", options_.workspace_mount}}})}}},
                  {"outputs", {{"parameters", metrics_output}}}};
     if (step.timeout) tmpl["activeDeadlineSeconds"] = CeilSeconds(*step.timeout);
     return tmpl;

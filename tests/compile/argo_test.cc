@@ -204,6 +204,28 @@ TEST(ArgoCompileTest, RetrainWithDeployAndStagedRolloutCompilesWhole) {
   ExpectGolden("retrain", ToYaml(out.objects));
 }
 
+// A replace deploy has no probe and no canary; a validation of a bare
+// endpoint is one check, with no rollout.
+TEST(ArgoCompileTest, ReplaceDeployAndEndpointValidation) {
+  PipelineSpec spec = Load("serve.yaml");
+  ArgoOptions options;
+  options.sluice_image = "ghcr.io/example/sluice:0.1.0";
+  options.serving = OperatorServingObjects();
+  auto out = CompileToArgo(spec, kData.string(), options);
+  ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
+  std::map<std::string, Json> templates;
+  for (const auto& t : out.objects.at(0)["spec"]["templates"]) templates[t["name"]] = t;
+  std::vector<std::string> deploy, smoke;
+  for (const auto& t : templates.at("deploy")["dag"]["tasks"]) deploy.push_back(t["name"]);
+  for (const auto& t : templates.at("smoke")["dag"]["tasks"]) smoke.push_back(t["name"]);
+  EXPECT_EQ(deploy, (std::vector<std::string>{"model", "stable", "service"}));
+  EXPECT_EQ(smoke, (std::vector<std::string>{"check"}));
+  EXPECT_EQ(templates.at("deploy-stable")["resource"]["successCondition"],
+            "status.replicas == 3, status.updatedReplicas == 3, status.availableReplicas == 3");
+  EXPECT_EQ(templates.at("deploy-stable")["activeDeadlineSeconds"], 120);
+  ExpectGolden("serve", ToYaml(out.objects));
+}
+
 constexpr const char* kServingSteps = R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata:
