@@ -85,6 +85,13 @@ for t in deploy-canary deploy-stable deploy-service validate-validate-1 validate
 done
 info "ok: retrain's deploy and staged rollout compiled to Argo resource and container templates"
 
+# With SLUICE_ARGO_LINT (a binary from tests/compile/argo_lint/build.sh):
+# Argo's own validation of every compiled Workflow, as the controller runs it
+# at submission, and its parse of every resource condition.
+if [ -n "${SLUICE_ARGO_LINT:-}" ]; then
+  "$SLUICE_ARGO_LINT" "$tmp"/*.argo.yaml || fail "Argo's validation rejected a compiled Workflow"
+fi
+
 # The schema is really checked: a field Argo does not know is rejected.
 sed 's/^  entrypoint: main$/  entrypoint: main\n  entryPoint: typo/' \
   "$tmp/examples_retrain_pipeline.yaml.argo.yaml" >"$tmp/typo.yaml"
