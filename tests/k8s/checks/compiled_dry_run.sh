@@ -84,6 +84,39 @@ for t in deploy-canary deploy-stable deploy-service validate-validate-1 validate
   grep -q "template: $t\$" "$wf" || fail "retrain compiled to Argo has no template $t"
 done
 info "ok: retrain's deploy and staged rollout compiled to Argo resource and container templates"
+# The objects those resource templates apply (the serving operator's
+# Deployment and Services), with run-time values filled in as Argo would,
+# pass the same strict dry-run.
+python3 - "$wf" "$NS" "$tmp/patches" >"$tmp/applied.yaml" <<'PY'
+import re, sys, yaml
+wf = yaml.safe_load(open(sys.argv[1]))
+values = {"a1": "breast-cancer", "model-digest": "0" * 64, "model-path": "runs/r/select/p/best/model.pkl",
+          "model-name": "model.pkl", "stable-before": "2"}
+values.update({"deploy-" + k: v for k, v in list(values.items())})  # a validation's copy of the deploy's
+def fill(text):
+    text = re.sub(r"\{\{=asInt\(inputs\.parameters\['([-\w]+)'\]\)\}\}", lambda m: values[m.group(1)], text)
+    text = re.sub(r"\{\{inputs\.parameters\.([-\w]+)\}\}", lambda m: values[m.group(1)], text)
+    return text.replace("{{workflow.name}}", "retrain-x7k2p").replace("{{workflow.namespace}}", sys.argv[2])
+import os
+os.makedirs(sys.argv[3], exist_ok=True)
+docs = []
+for t in wf["spec"]["templates"]:
+    r = t.get("resource")
+    if r and r["action"] == "apply" and t["name"].startswith("deploy-"):
+        docs.append(fill(r["manifest"]))
+    if r and r["action"] == "patch":
+        open(os.path.join(sys.argv[3], t["name"] + ".yaml"), "w").write(fill(r["manifest"]))
+print("---\n".join(docs))
+PY
+dry_run "retrain's deploy objects" "$tmp/applied.yaml"
+# Its merge patches (scale, shift, promote, rollback), on those objects made
+# for real: the API server checks each patched object.
+kubectl create -n "$NS" -f "$tmp/applied.yaml" >/dev/null || fail "cannot create retrain's deploy objects"
+for p in "$tmp"/patches/*.yaml; do
+  kubectl patch -n "$NS" -f "$p" --type merge --patch-file "$p" --dry-run=server -o name >/dev/null ||
+    fail "retrain's merge patch $(basename "$p" .yaml) was rejected"
+done
+info "ok: retrain's $(ls "$tmp"/patches | wc -l) merge patches (scale, shifts, promote, rollback) pass dryRun=All"
 
 # With SLUICE_ARGO_LINT (a binary from tests/compile/argo_lint/build.sh):
 # Argo's own validation of every compiled Workflow, as the controller runs it
