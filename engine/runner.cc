@@ -17,6 +17,7 @@
 
 #include "engine/expr.h"
 #include "engine/graph.h"
+#include "engine/json_text.h"
 #include "engine/plan.h"
 #include "engine/provenance.h"
 #include "engine/sha256.h"
@@ -131,34 +132,6 @@ const char* JsonTypeName(const Json& v) {
     case Json::value_t::object: return "object";
     default: return "number";
   }
-}
-
-// Appends `s` as a JSON string, escaped exactly as nlohmann::json's dump()
-// escapes it (so that a key written here hashes like its Json material).
-void AppendJsonString(std::string* out, std::string_view s) {
-  static const char* kHex = "0123456789abcdef";
-  out->push_back('"');
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (c < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 15]);
-        } else {
-          out->push_back(ch);
-        }
-    }
-  }
-  out->push_back('"');
 }
 
 std::string Ellipsize(const std::string& s, size_t n = 60) {
@@ -616,6 +589,10 @@ const Result<std::pair<std::string, Json>>& RunLoop::CodeDigest(int step) {
   StepInfo& info = steps_[step];
   if (info.code) return *info.code;
   const StepSpec& spec = graph_->step(step);
+  if (spec.code.empty()) {
+    info.code = std::make_pair(std::string(), Json::object());
+    return *info.code;
+  }
   Sha256 h;
   Json files = Json::object();
   for (const auto& f : spec.code) {

@@ -3,8 +3,12 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
+
+#include "engine/json_text.h"
 
 namespace sluice {
 
@@ -176,12 +180,21 @@ int64_t ToMillis(TimePoint t) {
 TimePoint FromMillis(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
 
 std::string DumpJson(const Json& j) {
+  // The values most columns hold (a step's item, params, metrics, inputs),
+  // without the serializer.
+  if (j.is_null()) return "null";
+  if (j.is_object() && j.empty()) return "{}";
+  if (j.is_array() && j.empty()) return "[]";
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 Json ParseJson(const unsigned char* text, const Json& fallback) {
   if (text == nullptr) return fallback;
-  Json j = Json::parse(reinterpret_cast<const char*>(text), nullptr, /*allow_exceptions=*/false);
+  const char* t = reinterpret_cast<const char*>(text);
+  if (std::strcmp(t, "{}") == 0) return Json::object();
+  if (std::strcmp(t, "[]") == 0) return Json::array();
+  if (std::strcmp(t, "null") == 0) return Json();
+  Json j = Json::parse(t, nullptr, /*allow_exceptions=*/false);
   return j.is_discarded() ? fallback : j;
 }
 
@@ -192,18 +205,27 @@ ArtifactType ParseArtifactType(const std::string& s) {
   return ArtifactType::kOther;
 }
 
-Json BindingsToJson(const std::vector<ArtifactBinding>& bindings) {
-  Json out = Json::array();
+// Artifact bindings as JSON text: [{digest, is_directory, name, properties,
+// size, type, uri}, ...] in the key order a dumped Json object has, written
+// directly (a step row per cache hit). BindingsFromJson reads it.
+std::string BindingsJsonText(const std::vector<ArtifactBinding>& bindings) {
+  std::string out = "[";
   for (const auto& b : bindings) {
-    out.push_back({{"name", b.name},
-                   {"digest", b.artifact.digest},
-                   {"uri", b.artifact.uri},
-                   {"type", ArtifactTypeName(b.artifact.type)},
-                   {"size", b.artifact.size},
-                   {"is_directory", b.artifact.is_directory},
-                   {"properties", b.artifact.properties}});
+    if (out.size() > 1) out += ',';
+    out += "{\"digest\":";
+    AppendJsonString(&out, b.artifact.digest);
+    out += ",\"is_directory\":";
+    out += b.artifact.is_directory ? "true" : "false";
+    out += ",\"name\":";
+    AppendJsonString(&out, b.name);
+    out += ",\"properties\":" + DumpJson(b.artifact.properties) + ",\"size\":" + std::to_string(b.artifact.size) +
+           ",\"type\":";
+    AppendJsonString(&out, ArtifactTypeName(b.artifact.type));
+    out += ",\"uri\":";
+    AppendJsonString(&out, b.artifact.uri);
+    out += '}';
   }
-  return out;
+  return out + "]";
 }
 
 std::vector<ArtifactBinding> BindingsFromJson(const Json& j) {
@@ -222,6 +244,68 @@ std::vector<ArtifactBinding> BindingsFromJson(const Json& j) {
     out.push_back(std::move(b));
   }
   return out;
+}
+
+// Reads what BindingsJsonText writes when no string needs escaping and no
+// artifact has properties (a cache lookup per hit reads one); false for
+// anything else, which BindingsFromJson then parses.
+class BindingsScanner {
+ public:
+  explicit BindingsScanner(std::string_view t) : t_(t) {}
+
+  bool Scan(std::vector<ArtifactBinding>* out) {
+    if (!Lit("[")) return false;
+    if (Lit("]")) return pos_ == t_.size();
+    while (true) {
+      ArtifactBinding b;
+      std::string type;
+      if (!Lit("{\"digest\":") || !Str(&b.artifact.digest) || !Lit(",\"is_directory\":")) return false;
+      if (Lit("true")) b.artifact.is_directory = true;
+      else if (!Lit("false")) return false;
+      if (!Lit(",\"name\":") || !Str(&b.name) || !Lit(",\"properties\":{},\"size\":") || !Int(&b.artifact.size) ||
+          !Lit(",\"type\":") || !Str(&type) || !Lit(",\"uri\":") || !Str(&b.artifact.uri) || !Lit("}"))
+        return false;
+      b.artifact.type = ParseArtifactType(type);
+      out->push_back(std::move(b));
+      if (Lit("]")) return pos_ == t_.size();
+      if (!Lit(",")) return false;
+    }
+  }
+
+ private:
+  bool Lit(std::string_view lit) {
+    if (t_.substr(pos_, lit.size()) != lit) return false;
+    pos_ += lit.size();
+    return true;
+  }
+  bool Str(std::string* out) {
+    if (!Lit("\"")) return false;
+    const size_t end = t_.find('"', pos_);
+    if (end == std::string_view::npos) return false;
+    std::string_view v = t_.substr(pos_, end - pos_);
+    if (v.find('\\') != std::string_view::npos) return false;
+    out->assign(v);
+    pos_ = end + 1;
+    return true;
+  }
+  bool Int(int64_t* out) {
+    const char* b = t_.data() + pos_;
+    auto [p, ec] = std::from_chars(b, t_.data() + t_.size(), *out);
+    if (ec != std::errc() || p == b) return false;
+    pos_ += static_cast<size_t>(p - b);
+    return true;
+  }
+
+  std::string_view t_;
+  size_t pos_ = 0;
+};
+
+std::vector<ArtifactBinding> BindingsFromText(const unsigned char* text) {
+  std::vector<ArtifactBinding> out;
+  if (text == nullptr) return out;
+  if (BindingsScanner(reinterpret_cast<const char*>(text)).Scan(&out)) return out;
+  out.clear();
+  return BindingsFromJson(ParseJson(text, Json::array()));
 }
 
 std::string ColumnText(sqlite3_stmt* s, int i) {
@@ -315,8 +399,8 @@ StepRecord ReadStep(sqlite3_stmt* s) {
   r.finished_at = ColumnTime(s, 13);
   r.output_params = ParseJson(sqlite3_column_text(s, 14), Json::object());
   r.metrics = ParseJson(sqlite3_column_text(s, 15), Json::object());
-  r.outputs = BindingsFromJson(ParseJson(sqlite3_column_text(s, 16), Json::array()));
-  r.inputs = BindingsFromJson(ParseJson(sqlite3_column_text(s, 17), Json::array()));
+  r.outputs = BindingsFromText(sqlite3_column_text(s, 16));
+  r.inputs = BindingsFromText(sqlite3_column_text(s, 17));
   return r;
 }
 
@@ -807,8 +891,8 @@ Status SqliteStore::PutStepLocked(const StepRecord& step, std::unordered_set<std
   BindTime(s, 14, step.finished_at);
   BindText(s, 15, DumpJson(step.output_params));
   BindText(s, 16, DumpJson(step.metrics));
-  BindText(s, 17, DumpJson(BindingsToJson(step.outputs)));
-  BindText(s, 18, DumpJson(BindingsToJson(step.inputs)));
+  BindText(s, 17, BindingsJsonText(step.outputs));
+  BindText(s, 18, BindingsJsonText(step.inputs));
   if (sqlite3_step(s) != SQLITE_DONE) {
     Status err = Error("recording step " + step.run_id + "/" + step.instance);
     if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -916,7 +1000,7 @@ Result<CacheHit> SqliteStore::FindCacheHit(const std::string& cache_key,
   r.finished_at = ColumnTime(s, 7);
   r.output_params = ParseJson(sqlite3_column_text(s, 8), Json::object());
   r.metrics = ParseJson(sqlite3_column_text(s, 9), Json::object());
-  r.outputs = BindingsFromJson(ParseJson(sqlite3_column_text(s, 10), Json::array()));
+  r.outputs = BindingsFromText(sqlite3_column_text(s, 10));
   hit.execution_id = sqlite3_column_int64(s, 11);
   return hit;
 }

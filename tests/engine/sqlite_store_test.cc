@@ -345,6 +345,36 @@ TEST(SqliteStoreTest, StepRoundTripsAndIsReplacedAsAWhole) {
   EXPECT_EQ(missing.error().message(), "run r1 has no step 'train[9]'");
 }
 
+TEST(SqliteStoreTest, ArtifactBindingsRoundTripWithAndWithoutEscapesOrProperties) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+  StepRecord step = MakeStep("r1", "train");
+  ArtifactRecord plain = MakeArtifact(std::string(64, 'b'), ArtifactType::kModel);
+  plain.properties = Json::object();
+  plain.is_directory = true;
+  ArtifactRecord quoted = MakeArtifact(std::string(64, 'c'), ArtifactType::kDataset);
+  quoted.properties = Json::object();
+  quoted.uri = "file:///store/cas/\"odd\"/c\xc3\xa9";
+  step.outputs = {{"model", plain}, {"we\"ird\\name", quoted}};
+  step.inputs = {{"data", MakeArtifact(std::string(64, 'd'), ArtifactType::kOther)}};
+  ASSERT_TRUE(store->PutStep(step).ok());
+  auto back = store->GetStep("r1", "train");
+  ASSERT_TRUE(back.has_value());
+  ASSERT_EQ(back->outputs.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back->outputs[i].name, step.outputs[i].name);
+    EXPECT_EQ(back->outputs[i].artifact.digest, step.outputs[i].artifact.digest);
+    EXPECT_EQ(back->outputs[i].artifact.uri, step.outputs[i].artifact.uri);
+    EXPECT_EQ(back->outputs[i].artifact.type, step.outputs[i].artifact.type);
+    EXPECT_EQ(back->outputs[i].artifact.size, 1234);
+    EXPECT_EQ(back->outputs[i].artifact.is_directory, i == 0);
+    EXPECT_EQ(back->outputs[i].artifact.properties, Json::object());
+  }
+  ASSERT_EQ(back->inputs.size(), 1u);
+  EXPECT_EQ(back->inputs[0].artifact.properties, Json({{"rows", 569}}));
+}
+
 TEST(SqliteStoreTest, StepOfAnUnknownRunIsNotFound) {
   TempDir dir;
   auto store = OpenOrDie(dir.path());
