@@ -15,9 +15,12 @@
 #
 # Compared: the container steps (prepare, train[0..2], requests, evaluate[0..2],
 # select, register, report). `deploy` (type deploy) and `validate` (type
-# traffic-validation) need sluice's serving operator and have no Argo form:
-# they are compiled out with --exclude-step (the Workflow records that in
-# annotation sluice.dev/excluded-steps); on sluice's side they run (the
+# traffic-validation) compile to resource templates and `sluice-serving
+# validate` pods (docs/compile.md), which need Argo's executor (argoexec) and a
+# sluice image in the pods: host_runner.py runs neither, so here they are
+# compiled out with --exclude-step (the Workflow records that in annotation
+# sluice.dev/excluded-steps; k8s_compiled_dry_run checks their whole form); on
+# sluice's side they run (the
 # example's deploy serves a local command, which cannot run on Kubernetes, so
 # it fails and validate is not run) under --keep-going, which leaves the
 # container steps unaffected.
