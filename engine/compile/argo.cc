@@ -1420,6 +1420,16 @@ Json Compiler::WorkflowSpec(const PipelineGraph& graph) {
   }
   spec["volumes"] = Json::array(
       {{{"name", "workspace"}, {"persistentVolumeClaim", {{"claimName", options_.workspace_pvc}}}}});
+  // A deploy or validation step's parts are templates named <step>-<part>;
+  // a step of that name would make two templates with one name.
+  std::set<std::string> names;
+  for (const auto& t : templates_) {
+    const std::string name = t.value("name", "");
+    if (!names.insert(name).second)
+      Fail({spec_.file, 0, 0}, "two Argo templates would be named '" + name + "' (a step of that name, and a "
+                               "part of a deploy or traffic-validation step, or a step's -fanout/-job/-outputs "
+                               "template): rename the step");
+  }
   spec["templates"] = templates_;
   return spec;
 }

@@ -252,6 +252,21 @@ steps:
     command: [echo, "{{ steps.ks.outputs.params.endpoint }}"]
 )yaml";
 
+TEST(ArgoCompileTest, AStepNamedLikeAPartOfADeployIsAnError) {
+  PipelineSpec spec = Load("serve.yaml");
+  spec.steps[0].name = "deploy-model";  // the deploy step's model check is template deploy-model
+  spec.steps[1].inputs["model"].text = "{{ steps.deploy-model.outputs.artifacts.model }}";
+  ArgoOptions options;
+  options.sluice_image = "ghcr.io/example/sluice:0.1.0";
+  options.serving = OperatorServingObjects();
+  auto out = CompileToArgo(spec, kData.string(), options);
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(out.errors[0].ToString(),
+            "serve.yaml: error: two Argo templates would be named 'deploy-model' (a step of that name, and a "
+            "part of a deploy or traffic-validation step, or a step's -fanout/-job/-outputs template): rename "
+            "the step");
+}
+
 TEST(ArgoCompileTest, ServingStepsArgoCannotRunAreRejectedWithTheirLines) {
   auto loaded = dsl::LoadPipelineString(kServingSteps, "serving.yaml");
   ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
