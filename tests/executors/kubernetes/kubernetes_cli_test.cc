@@ -34,19 +34,17 @@
 #include "executors/kubernetes/client.h"
 #include "executors/kubernetes/kubeconfig.h"
 #include "operators/kubernetes_manifests.h"
+#include "tests/executors/kubernetes/live_cluster.h"
 #include "tests/executors/kubernetes/sluice_process.h"
 
 namespace sluice {
+using test_support::ClusterClient;
 using test_support::ReadText;
+using test_support::RunObjects;
 using test_support::SluiceProcess;
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string StateDir() {
-  const char* s = std::getenv("SLUICE_K8S_STATE");
-  return s != nullptr && *s != '\0' ? s : "/tmp/sluice-k8s";
-}
 
 struct Outcome {
   int exit_code;
@@ -57,7 +55,7 @@ struct Outcome {
 class KubernetesCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    kubeconfig_ = StateDir() + "/kubeconfig";
+    kubeconfig_ = test_support::K8sStateDir() + "/kubeconfig";
     if (!fs::exists(kubeconfig_)) {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
                    << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
@@ -69,11 +67,7 @@ class KubernetesCliTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     store_ = (dir_ / "store").string();
-    k8s::KubeconfigOptions ko;
-    ko.kubeconfig = kubeconfig_;
-    auto config = k8s::LoadRestConfig(ko);
-    ASSERT_TRUE(config) << config.error().ToString();
-    auto client = k8s::Client::Create(*config);
+    auto client = ClusterClient(kubeconfig_);
     ASSERT_TRUE(client) << client.error().ToString();
     client_ = std::move(*client);
   }
@@ -146,16 +140,7 @@ class KubernetesCliTest : public ::testing::Test {
 
   // The run's objects of `kind`, name -> "step/attempt".
   std::map<std::string, std::string> Objects(const k8s::ResourceKind& kind) {
-    std::map<std::string, std::string> out;
-    auto list = client_->List(kind, "default", operators::RunSelector(run_id_));
-    EXPECT_TRUE(list) << list.error().ToString();
-    if (!list) return out;
-    for (const auto& item : list->items) {
-      const Json& labels = item["metadata"]["labels"];
-      out[item["metadata"]["name"].get<std::string>()] =
-          labels.value("sluice.dev/step", "?") + "/" + labels.value("sluice.dev/attempt", "?");
-    }
-    return out;
+    return RunObjects(*client_, kind, "default", run_id_);
   }
 
   // Watches the run's objects of `kind` until `done(objects)` holds (name ->
@@ -687,7 +672,7 @@ TEST_F(KubernetesCliTest, MissingRbacPermissionGivesTheClearMessage) {
     command: [sh, -c, "echo one"]
 )");
   Outcome o = Sluice({"run", "-q", "--executor", "kubernetes", "--kubeconfig",
-                      StateDir() + "/kubeconfig-limited", "--run-id", run_id_, file});
+                      test_support::K8sStateDir() + "/kubeconfig-limited", "--run-id", run_id_, file});
   EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
   EXPECT_NE(o.out.find("forbidden: jobs.batch is forbidden: User \"sluice-limited\" cannot create "
                        "resource \"jobs\" in API group \"batch\" in the namespace \"default\""),

@@ -19,21 +19,18 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/executors/kubernetes/live_cluster.h"
+
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string StateDir() {
-  const char* s = std::getenv("SLUICE_K8S_STATE");
-  return s != nullptr && *s != '\0' ? s : "/tmp/sluice-k8s";
-}
-
 class KubernetesExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    kubeconfig_ = StateDir() + "/kubeconfig";
+    kubeconfig_ = test_support::K8sStateDir() + "/kubeconfig";
     if (!fs::exists(kubeconfig_)) {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
                    << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
@@ -318,7 +315,7 @@ TEST_F(KubernetesExecutorTest, ExecCredentialPluginAuthenticates) {
 
 TEST_F(KubernetesExecutorTest, NoRbacPermissionGivesTheClearMessage) {
   KubernetesExecutorOptions limited = options_;
-  limited.kubeconfig.kubeconfig = StateDir() + "/kubeconfig-limited";
+  limited.kubeconfig.kubeconfig = test_support::K8sStateDir() + "/kubeconfig-limited";
   auto ex = NewKubernetesExecutor(limited);
   ASSERT_TRUE(ex) << ex.error().ToString();
   Status st = (*ex)->Start(MakeTask(1, "denied"));

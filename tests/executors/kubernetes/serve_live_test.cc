@@ -28,13 +28,14 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
-#include "executors/kubernetes/client.h"
-#include "executors/kubernetes/kubeconfig.h"
-#include "operators/kubernetes_manifests.h"
+#include "tests/executors/kubernetes/live_cluster.h"
 #include "tests/executors/kubernetes/sluice_process.h"
 
 namespace sluice {
+using test_support::ClusterClient;
+using test_support::K8sStateDir;
 using test_support::ReadText;
+using test_support::RunObjects;
 using test_support::SluiceProcess;
 using test_support::WaitUntil;
 namespace {
@@ -48,15 +49,10 @@ const k8s::ResourceKind kNamespaces{"v1", "Namespace", "namespaces", false};
 constexpr const char* kToken = "tok";
 constexpr const char* kTokenSha256 = "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62";
 
-std::string StateDir() {
-  const char* s = std::getenv("SLUICE_K8S_STATE");
-  return s != nullptr && *s != '\0' ? s : "/tmp/sluice-k8s";
-}
-
 class KubernetesServeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    kubeconfig_ = StateDir() + "/kubeconfig";
+    kubeconfig_ = K8sStateDir() + "/kubeconfig";
     if (!fs::exists(kubeconfig_)) {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
                    << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
@@ -68,11 +64,7 @@ class KubernetesServeTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "pipelines");
     std::ofstream(dir_ / "server.yaml") << "tokens:\n  - name: test\n    sha256: " << kTokenSha256 << "\n";
-    k8s::KubeconfigOptions ko;
-    ko.kubeconfig = kubeconfig_;
-    auto config = k8s::LoadRestConfig(ko);
-    ASSERT_TRUE(config) << config.error().ToString();
-    auto client = k8s::Client::Create(*config);
+    auto client = ClusterClient(kubeconfig_);
     ASSERT_TRUE(client) << client.error().ToString();
     client_ = std::move(*client);
     auto created = client_->Create(
@@ -164,16 +156,7 @@ defaults:
 
   // The run's Jobs in namespace `ns`: name -> "step/attempt".
   std::map<std::string, std::string> Jobs(const std::string& ns, const std::string& run_id) {
-    std::map<std::string, std::string> out;
-    auto list = client_->List(k8s::JobKind(), ns, operators::RunSelector(run_id));
-    EXPECT_TRUE(list) << list.error().ToString();
-    if (!list) return out;
-    for (const auto& item : list->items) {
-      const Json& labels = item["metadata"]["labels"];
-      out[item["metadata"]["name"].get<std::string>()] =
-          labels.value("sluice.dev/step", "?") + "/" + labels.value("sluice.dev/attempt", "?");
-    }
-    return out;
+    return RunObjects(*client_, k8s::JobKind(), ns, run_id);
   }
 
   // SIGTERM, then a bounded wait for exit code 0.

@@ -1,0 +1,53 @@
+#pragma once
+// Test helpers shared by the tests against the live test cluster
+// (tests/k8s/cluster): where its kubeconfigs are, an API client with the
+// admin kubeconfig, and a run's objects as its labels name them.
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/kubeconfig.h"
+#include "operators/kubernetes_manifests.h"
+
+namespace sluice::test_support {
+
+// The test cluster's state directory (kubeconfig, kubeconfig-limited):
+// $SLUICE_K8S_STATE, else /tmp/sluice-k8s, as tests/k8s/cluster uses.
+inline std::string K8sStateDir() {
+  const char* s = std::getenv("SLUICE_K8S_STATE");
+  return s != nullptr && *s != '\0' ? s : "/tmp/sluice-k8s";
+}
+
+// An API client that reads `kubeconfig`. Errors: LoadRestConfig's and
+// Client::Create's.
+inline Result<std::unique_ptr<k8s::Client>> ClusterClient(const std::string& kubeconfig) {
+  k8s::KubeconfigOptions options;
+  options.kubeconfig = kubeconfig;
+  auto config = k8s::LoadRestConfig(options);
+  if (!config) return Error(config.error());
+  return k8s::Client::Create(*config);
+}
+
+// The objects of `kind` in namespace `ns` labelled with run `run_id`:
+// name -> "step/attempt" (their sluice.dev/step and sluice.dev/attempt
+// labels). A failed list is a test failure and gives {}.
+inline std::map<std::string, std::string> RunObjects(k8s::Client& client, const k8s::ResourceKind& kind,
+                                                     const std::string& ns, const std::string& run_id) {
+  std::map<std::string, std::string> out;
+  auto list = client.List(kind, ns, operators::RunSelector(run_id));
+  EXPECT_TRUE(list) << list.error().ToString();
+  if (!list) return out;
+  for (const auto& item : list->items) {
+    const Json& labels = item["metadata"]["labels"];
+    out[item["metadata"]["name"].get<std::string>()] =
+        labels.value("sluice.dev/step", "?") + "/" + labels.value("sluice.dev/attempt", "?");
+  }
+  return out;
+}
+
+}  // namespace sluice::test_support
