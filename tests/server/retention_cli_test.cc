@@ -1,37 +1,26 @@
 // `sluice runs delete` and `sluice gc` end to end: the real binary (its path
 // is SLUICE_BINARY) on a real store made by `sluice run`.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdlib>
 #include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "server_test_util.h"
+#include "tests/support/subprocess.h"
 
 namespace sluice::server {
 namespace {
 
-struct Output {
-  int exit_code = -1;
-  std::string out, err;
-};
+using testutil::Output;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Runs `sluice ARGS` in `dir`, bounded to 120 s by timeout(1).
+// Runs `sluice ARGS` (words split at spaces) in `dir`, bounded to 120 s.
 Output Sluice(const std::string& dir, const std::string& args) {
-  const std::string out = dir + "/.out", err = dir + "/.err";
-  std::string cmd = "cd '" + dir + "' && timeout 120 '" SLUICE_BINARY "' " + args + " >'" + out +
-                    "' 2>'" + err + "'";
-  int status = std::system(cmd.c_str());
-  Output o;
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  o.out = ReadAll(out);
-  o.err = ReadAll(err);
-  return o;
+  std::vector<std::string> argv = {SLUICE_BINARY};
+  std::istringstream words(args);
+  for (std::string w; words >> w;) argv.push_back(w);
+  return testutil::RunProcess(argv, dir);
 }
 
 TEST(RetentionCliTest, RunsDeleteRefusesAReusedRunThenDeletesAndGcRemovesTheBytes) {
