@@ -45,4 +45,14 @@ inline void AppendJsonString(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
+// `j` as compact JSON text, as j.dump() writes it but with invalid UTF-8
+// replaced (error_handler_t::replace) instead of thrown; null, {} and []
+// (most optional columns and key parts) without the serializer.
+inline std::string JsonText(const Json& j) {
+  if (j.is_null()) return "null";
+  if (j.is_object() && j.empty()) return "{}";
+  if (j.is_array() && j.empty()) return "[]";
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 }  // namespace sluice

@@ -858,9 +858,9 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   }
   material += "},\"image\":";
   AppendJsonString(&material, spec.image);
-  material += ",\"inputs\":" + key_inputs.dump() + ",\"item\":" + st.rec.item.dump() + ",\"operator\":";
+  material += ",\"inputs\":" + JsonText(key_inputs) + ",\"item\":" + JsonText(st.rec.item) + ",\"operator\":";
   AppendJsonString(&material, spec.type);
-  material += ",\"outputs\":" + info.declared_json + ",\"params\":" + params.dump() + ",\"v\":1,\"workdir\":";
+  material += ",\"outputs\":" + info.declared_json + ",\"params\":" + JsonText(params) + ",\"v\":1,\"workdir\":";
   AppendJsonString(&material, workdir_text);
   material += '}';
   const std::string cache_key = Sha256Hex(material);
@@ -891,14 +891,15 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   // each file's name and digest), key material and, unless
   // cache.ignoreInputs leaves some out, input digests; the store merges the
   // rest back in on every read.
+  // Called once per instance: it takes the pieces it records.
   auto make_snapshot = [&](bool light) {
     Json snap{{"step", spec.name},
               {"instance", name},
               {"attempt", attempt},
-              {"argv", redacted_argv},
-              {"env", env_snapshot},
+              {"argv", std::move(redacted_argv)},
+              {"env", std::move(env_snapshot)},
               {"workdir", st.workdir},
-              {"resources", resources},
+              {"resources", std::move(resources)},
               {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
               {"pipeline_file", run_.pipeline_file},
               {"pipeline_digest", spec_.file_digest},
@@ -907,7 +908,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
               {"sluice_version", SLUICE_VERSION},
               {"log_path", log_path}};
     if (!python_version_.empty() && runs_python) snap["python_version"] = python_version_;
-    if (!light || !spec.cache.ignore_inputs.empty()) snap["inputs"] = input_digests;
+    if (!light || !spec.cache.ignore_inputs.empty()) snap["inputs"] = std::move(input_digests);
     if (light) return snap;
     snap["operator"] = spec.type;
     snap["image"] = spec.image;

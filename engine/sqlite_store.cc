@@ -179,14 +179,7 @@ int64_t ToMillis(TimePoint t) {
 
 TimePoint FromMillis(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
 
-std::string DumpJson(const Json& j) {
-  // The values most columns hold (a step's item, params, metrics, inputs),
-  // without the serializer.
-  if (j.is_null()) return "null";
-  if (j.is_object() && j.empty()) return "{}";
-  if (j.is_array() && j.empty()) return "[]";
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
+std::string DumpJson(const Json& j) { return JsonText(j); }
 
 Json ParseJson(const unsigned char* text, const Json& fallback) {
   if (text == nullptr) return fallback;

@@ -19,7 +19,9 @@
 //   contexts        pipeline / pipeline_version / run, parent links
 //   pipeline_versions  a version keyed by the file's digest, with its YAML text
 //   runs            one row per run (the run context's attributes)
-//   executions      one row per step attempt, with its snapshot and cache key
+//   executions      one row per step attempt, with its snapshot and cache key;
+//                   a cache hit's snapshot is light: only what differs from
+//                   the execution named by snapshot_base (merged on read)
 //   artifacts       content digest (PK), uri, type, size, properties
 //   events          execution <-> artifact, INPUT or OUTPUT, with the name
 //   steps           the current state of each step instance (fast status)
