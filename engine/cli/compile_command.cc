@@ -64,6 +64,9 @@ int Compile(const CompileOptions& options) {
     mo.executor.manifests.default_image = options.image;
     mo.pipeline_dir = options.source_dir;
     mo.exclude_steps = options.exclude_steps;
+#ifdef SLUICE_CLI_COMPILE_SERVING
+    mo.serving = compile::OperatorServingObjects();
+#endif
     auto out = compile::CompileToManifests(spec, *params, mo);
     if (!out) {
       PrintError(out.error().message());

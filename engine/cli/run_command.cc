@@ -54,6 +54,9 @@
 #ifdef SLUICE_CLI_KUBERNETES
 #include "engine/compile/argo.h"
 #include "engine/compile/manifests.h"
+#ifdef SLUICE_CLI_COMPILE_SERVING
+#include "engine/compile/serving_objects.h"
+#endif
 #include "executors/kubernetes/client.h"
 #include "executors/kubernetes/kubeconfig.h"
 #include "executors/kubernetes/kubernetes_executor.h"
@@ -433,6 +436,9 @@ int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
   compile::ManifestsOptions mo;
   mo.executor = std::move(*k8s);
   if (!options.run_id.empty()) mo.run_id = options.run_id;
+#ifdef SLUICE_CLI_COMPILE_SERVING
+  mo.serving = compile::OperatorServingObjects();  // deploy steps' Deployments and Services
+#endif
   std::error_code ec;
   mo.pipeline_dir = fs::absolute(options.file, ec).parent_path().lexically_normal().string();
   // Every step is compiled (a Kubernetes step's dependencies may run

@@ -5,6 +5,7 @@
 
 #include "engine/expr.h"
 #include "engine/graph.h"
+#include "operators/kubernetes_manifests.h"
 
 namespace sluice::compile {
 namespace {
@@ -37,6 +38,128 @@ Result<std::string> RenderOrPlaceholder(const Template& t, const Json& scope) {
   if (r) return *r;
   if (t.text.find(".outputs.metrics.") != std::string::npos) return Placeholder("metrics");
   return Error(Status::InvalidArgument(t.loc.ToString() + ": " + r.error().message()));
+}
+
+// A string of the config section: one {{ expression }} keeps its value's type
+// (as the runner's RenderConfig); a run-time value is a placeholder.
+Result<Json> RenderConfig(const Json& config, const Json& scope, const SourceLocation& loc) {
+  if (config.is_string()) {
+    const std::string& text = config.get_ref<const std::string&>();
+    if (text.find("{{") == std::string::npos) return config;
+    if (auto v = expr::RenderValue(text, scope)) return *v;
+    auto r = RenderOrPlaceholder(Template{text, loc}, scope);
+    if (!r) return Error(r.error());
+    return Json(*r);
+  }
+  if (config.is_array() || config.is_object()) {
+    Json out = config;
+    for (auto it = out.begin(); it != out.end(); ++it) {
+      auto v = RenderConfig(*it, scope, loc);
+      if (!v) return v;
+      *it = std::move(*v);
+    }
+    return out;
+  }
+  return config;
+}
+
+void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size()))
+    text.replace(pos, from.size(), to);
+}
+
+// "<x>" -> "x": the name inside a placeholder.
+std::string Unbracketed(const std::string& text) {
+  return text.size() > 2 && text.front() == '<' && text.back() == '>' ? text.substr(1, text.size() - 2) : text;
+}
+
+bool IsSha256(const std::string& digest) {
+  return digest.size() == 71 && digest.rfind("sha256:", 0) == 0 &&
+         std::all_of(digest.begin() + 7, digest.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+// The objects the Kubernetes executor's deploy applies for `step`, rendered
+// in `scope` (see manifests.h): the serving operator's own
+// (options.serving.build), less the merge patch of the live stable
+// Deployment, which a canary's annotation sluice.dev/scales-stable records.
+Result<std::vector<Json>> DeployObjects(const StepSpec& step, const Json& scope, const std::string& instance,
+                                        const ManifestsOptions& options) {
+  auto fail = [&](const std::string& why) {
+    return Error(Status::InvalidArgument(step.loc.ToString() + ": deploy step '" + step.name + "': " + why));
+  };
+  if (!options.serving.available())
+    return fail("this sluice was built without the serving operator's manifests; compile it with "
+                "operators/serving, or leave the step out with --exclude-step " + step.name);
+  if (step.foreach) return fail("foreach: a deploy step deploys one service; use one step per service");
+  if (!step.config.is_object()) return fail("the deploy: section must be a map");
+  auto rendered = RenderConfig(step.config, scope, step.loc);
+  if (!rendered) return Error(rendered.error());
+  Json config = std::move(*rendered);
+  // As `sluice run` hands a Kubernetes deploy to its controller
+  // (RunOperatorsHere): executor kubernetes, the run's namespace, the serving
+  // image from the step's image; the version is the run id.
+  const Json& service = config.value("service", Json());
+  if (service.is_string() && service.get<std::string>().find('<') != std::string::npos)
+    return fail("deploy.service: '" + service.get<std::string>() +
+                "' is known only at run time, and the Deployment and Service are named after it: write the "
+                "name, or take it from a param");
+  config["executor"] = "kubernetes";
+  Json& k = config["kubernetes"];
+  if (k.is_null()) k = Json::object();
+  if (!k.is_object()) return fail("deploy.kubernetes: must be a map");
+  if (!k.contains("namespace"))
+    k["namespace"] = options.executor.manifests.namespace_.empty() ? "default" : options.executor.manifests.namespace_;
+  Json& serve = config["serve"];
+  if (serve.is_null()) serve = Json::object();
+  if (serve.is_object() && !serve.contains("image")) {
+    const std::string& image = step.image.empty() ? options.executor.manifests.default_image : step.image;
+    if (!image.empty()) serve["image"] = image;
+  }
+  config["run"] = {{"id", options.run_id}, {"instance", instance}};
+  if (!config.contains("version")) config["version"] = options.run_id;
+  // The model's digest is known once the upstream step has run: a 64-char
+  // token through the builder, then the placeholder.
+  const std::string model = config.value("model", "");
+  std::string digest_text = config.value("model_digest", "");
+  std::string digest_placeholder;
+  if (!IsSha256(digest_text)) {
+    digest_placeholder = digest_text.empty() ? Placeholder(Unbracketed(model) + ".sha256")
+                         : digest_text.rfind("sha256:", 0) == 0 ? digest_text.substr(7)
+                                                                 : digest_text;
+    config["model_digest"] = "sha256:" + std::string(64, 'f').replace(0, 16, "sluicedigesttokn");
+  }
+  auto objects = options.serving.build(config);
+  if (!objects) return fail(objects.error().message());
+  std::vector<Json> out;
+  std::string scales_stable;
+  for (const Json& o : (*objects)["items"]) {
+    const Json& a = o["metadata"].value("annotations", Json::object());
+    if (a.value("sluice.dev/apply", "") == "merge-patch") {
+      scales_stable = o["metadata"].value("name", "") + "=" + o["spec"].value("replicas", Json(0)).dump();
+      continue;
+    }
+    out.push_back(o);
+  }
+  for (Json& o : out) {
+    if (!scales_stable.empty() && o["kind"] == "Deployment")
+      o["metadata"]["annotations"]["sluice.dev/scales-stable"] = scales_stable;
+    if (!digest_placeholder.empty()) {
+      const std::string token = config["model_digest"].get<std::string>().substr(7);
+      std::string text = o.dump();
+      ReplaceAll(text, "cas/sha256/" + token.substr(0, 2) + "/" + token,
+                 "cas/sha256/" + Placeholder(Unbracketed(digest_placeholder) + "[0:2]") + "/" + digest_placeholder);
+      ReplaceAll(text, token, digest_placeholder);
+      o = Json::parse(text);
+    }
+    // Label values must be valid ones ("<run.id>" is not), as the Jobs'.
+    for (const char* path : {"/metadata/labels", "/spec/selector/matchLabels", "/spec/template/metadata/labels"}) {
+      const Json::json_pointer ptr(path);
+      if (!o.contains(ptr) || !o[ptr].is_object()) continue;
+      for (auto& [key, value] : o[ptr].items())
+        if (value.is_string()) value = operators::LabelValue(value.get<std::string>());
+    }
+  }
+  return out;
 }
 
 std::string EnvName(const std::string& name) {
@@ -79,9 +202,15 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
   for (bool finally_pass : {false, true})
     for (int node : graph->TopologicalOrder())
       if (graph->IsFinally(node) == finally_pass) order.push_back(node);
+  // Traffic-validation steps run on the host, acting on a deploy's objects:
+  // no object of their own, named on every object instead.
+  std::string host_list;
+  for (int node : order)
+    if (graph->step(node).type == "traffic-validation" && !excluded(graph->step(node).name))
+      host_list += (host_list.empty() ? "" : ",") + graph->step(node).name;
   for (int node : order) {
     const StepSpec& step = graph->step(node);
-    if (excluded(step.name)) continue;
+    if (excluded(step.name) || step.type == "traffic-validation") continue;
     std::string depends;
     for (int up : graph->Upstream(node)) depends += (depends.empty() ? "" : ",") + graph->step(up).name;
 
@@ -153,14 +282,34 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
       }
       task.env["SLUICE_RUN_ID"] = options.run_id;
       task.env["SLUICE_STEP"] = instance;
-      auto manifests = KubernetesDryRun(task, options.executor);
-      if (!manifests) return Error(manifests.error().WithContext("step '" + instance + "'"));
+      Result<std::vector<Json>> manifests = std::vector<Json>();
+      if (step.type == "deploy") {
+        manifests = DeployObjects(step, scope, instance, options);
+        if (!manifests) return Error(manifests.error());
+        // The Jobs' identity: the same annotations and labels.
+        for (Json& m : *manifests) {
+          Json& labels = m["metadata"]["labels"];
+          labels["sluice.dev/pipeline"] = operators::LabelValue(spec.name);
+          labels["sluice.dev/run"] = operators::LabelValue(options.run_id);
+          labels["sluice.dev/step"] = operators::LabelValue(step.name);
+          Json& annotations = m["metadata"]["annotations"];
+          annotations["sluice.dev/instance"] = instance;
+          annotations["sluice.dev/pipeline"] = spec.name;
+          annotations["sluice.dev/run-id"] = options.run_id;
+          annotations["sluice.dev/step"] = step.name;
+        }
+      } else {
+        manifests = KubernetesDryRun(task, options.executor);
+        if (!manifests)
+          return Error(manifests.error().WithContext(step.loc.ToString() + ": step '" + instance + "'"));
+      }
       for (Json& m : *manifests) {
         Json& annotations = m["metadata"]["annotations"];
         if (!depends.empty()) annotations["sluice.dev/depends-on"] = depends;
         if (step.when) annotations["sluice.dev/when"] = step.when->text;
         if (step.is_finally) annotations["sluice.dev/finally"] = "true";
         if (!excluded_list.empty()) annotations["sluice.dev/excluded-steps"] = excluded_list;
+        if (!host_list.empty()) annotations["sluice.dev/host-steps"] = host_list;
         objects.push_back(std::move(m));
       }
     }

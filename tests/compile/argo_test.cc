@@ -349,5 +349,106 @@ TEST(ManifestsCompileTest, ObjectsOfARunWithDependencyAnnotations) {
   ExpectGolden("train.manifests", ToYaml(*objects));
 }
 
+TEST(ManifestsCompileTest, DeployStepWithoutTheServingObjectsIsRejectedWithItsLine) {
+  PipelineSpec spec = LoadString(kThreeSteps);
+  auto objects = CompileToManifests(spec, Json::object(), {});
+  ASSERT_FALSE(objects.has_value());
+  EXPECT_EQ(objects.error().message(),
+            "three.yaml:10:5: deploy step 'deploy': this sluice was built without the serving operator's "
+            "manifests; compile it with operators/serving, or leave the step out with --exclude-step deploy");
+}
+
+#ifdef SLUICE_COMPILE_SERVING
+ManifestsOptions ServingManifestsOptions() {
+  ManifestsOptions options;
+  options.run_id = "nightly-1";
+  options.pipeline_dir = "/sluice/src";
+  options.executor.manifests.namespace_ = "ml";
+  options.executor.manifests.workspace_pvc = "sluice-workspace";
+  options.serving = OperatorServingObjects();
+  return options;
+}
+
+// The whole retrain example as the Kubernetes executor would run it: the
+// Jobs, the canary deploy's Deployment and Services (the model's digest a
+// placeholder), and the traffic-validation step, which creates no object,
+// named on every object.
+TEST(ManifestsCompileTest, RetrainWithCanaryDeployAndHostSideValidation) {
+  const fs::path dir = fs::path(SLUICE_SOURCE_DIR) / "examples/retrain";
+  PipelineSpec spec = LoadExample(dir / "pipeline.yaml");
+  auto params = dsl::BindParams(spec, {});
+  ASSERT_TRUE(params.has_value()) << params.error().ToString();
+  auto objects = CompileToManifests(spec, *params, ServingManifestsOptions());
+  ASSERT_TRUE(objects.has_value()) << objects.error().ToString();
+  std::vector<std::string> names;
+  for (const auto& o : *objects) {
+    names.push_back(o["kind"].get<std::string>() + " " + o["metadata"]["annotations"]["sluice.dev/instance"].get<std::string>());
+    EXPECT_EQ(o["metadata"]["annotations"]["sluice.dev/host-steps"], "validate");
+    EXPECT_EQ(o["metadata"]["namespace"], "ml");
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "Job prepare", "Job requests", "Job train[0]", "Job train[1]", "Job train[2]",
+                       "Job evaluate[0]", "Job evaluate[1]", "Job evaluate[2]", "Job select", "Job register",
+                       "Deployment deploy", "Service deploy", "Service deploy", "Job report"}));
+  const Json& canary = objects->at(10);
+  EXPECT_EQ(canary["metadata"]["name"], "breast-cancer-canary");
+  EXPECT_EQ(canary["metadata"]["annotations"]["sluice.dev/depends-on"], "select,register");
+  EXPECT_EQ(canary["metadata"]["annotations"]["sluice.dev/scales-stable"], "breast-cancer-stable=1");
+  EXPECT_EQ(canary["metadata"]["annotations"]["sluice.dev/model-digest"],
+            "sha256:<steps.select.outputs.artifacts.best_model.sha256>");
+  ExpectGolden("retrain.manifests", ToYaml(*objects));
+}
+
+// A replace deploy: the stable Deployment at the config's replicas and its
+// Service; a run-time-free validation of a bare endpoint still creates no
+// object.
+TEST(ManifestsCompileTest, ReplaceDeploy) {
+  PipelineSpec spec = Load("serve.yaml");
+  auto params = dsl::BindParams(spec, {});
+  ASSERT_TRUE(params.has_value()) << params.error().ToString();
+  auto objects = CompileToManifests(spec, *params, ServingManifestsOptions());
+  ASSERT_TRUE(objects.has_value()) << objects.error().ToString();
+  std::vector<std::string> names;
+  for (const auto& o : *objects) names.push_back(o["kind"].get<std::string>() + " " + o["metadata"]["name"].get<std::string>());
+  ASSERT_EQ(names.size(), 3u);
+  EXPECT_EQ(names[1], "Deployment fraud-stable");
+  EXPECT_EQ(names[2], "Service fraud");
+  EXPECT_EQ(objects->at(1)["spec"]["replicas"], 3);
+  EXPECT_EQ(objects->at(1)["metadata"]["labels"]["sluice.dev/step"], "deploy");
+  ExpectGolden("serve.manifests", ToYaml(*objects));
+}
+
+TEST(ManifestsCompileTest, DeployStepsThatCannotBeBuiltAreRejectedWithTheirLines) {
+  auto compile = [](const std::string& deploy) {
+    PipelineSpec spec = LoadString(std::string(R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: bad-deploy
+defaults:
+  image: busybox:1.36
+steps:
+  - name: train
+    command: [echo, train]
+    outputs:
+      params: [{name: svc, path: svc.txt}]
+  - name: deploy
+    type: deploy
+)yaml") + deploy);
+    auto objects = CompileToManifests(spec, Json::object(), ServingManifestsOptions());
+    return objects ? std::string("ok") : objects.error().message();
+  };
+  EXPECT_EQ(compile("    foreach: [a, b]\n    deploy: {service: s, model: m}\n"),
+            "three.yaml:12:5: deploy step 'deploy': foreach: a deploy step deploys one service; use one "
+            "step per service");
+  EXPECT_EQ(compile("    deploy: {service: \"{{ steps.train.outputs.params.svc }}\", model: m}\n"),
+            "three.yaml:12:5: deploy step 'deploy': deploy.service: '<steps.train.outputs.params.svc>' is "
+            "known only at run time, and the Deployment and Service are named after it: write the name, or "
+            "take it from a param");
+  EXPECT_EQ(compile("    deploy: {service: s, model: m, serve: {image: \"\"}}\n"),
+            "three.yaml:12:5: deploy step 'deploy': deploy.serve.image: required on Kubernetes: the serving "
+            "image");
+}
+#endif
+
 }  // namespace
 }  // namespace sluice::compile
