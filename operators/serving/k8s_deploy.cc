@@ -1,6 +1,5 @@
 #include "operators/serving/k8s_deploy.h"
 
-#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -174,8 +173,13 @@ Result<DeployResult> DeployKubernetes(const DeployConfig& input, k8s::Client& cl
       }
     }
   };
-  std::string rollout_name;
-  const k8s::ResourceKind* rollout_kind = nullptr;
+  // The first Deployment (or the InferenceService) is the new model: it is
+  // followed to its rollout before anything else is applied, so a canary
+  // that never becomes available has not scaled the stable Deployment down
+  // and the previous deployment is left exactly as it was.
+  const std::string who =
+      "service " + config.service + " version " + config.version + " in namespace " + ns;
+  bool rolled_out = false;
   for (Json object : (*objects)["items"]) {
     auto kind = KindOf(object);
     if (!kind) return Error(kind.error());
@@ -209,24 +213,21 @@ Result<DeployResult> DeployKubernetes(const DeployConfig& input, k8s::Client& cl
                                                object["kind"].get<std::string>() + " " + ns + "/" +
                                                name));
     }
-    if (!patch_only && rollout_kind == nullptr &&
-        (object["kind"] == "Deployment" || object["kind"] == "InferenceService")) {
-      rollout_kind = *kind;
-      rollout_name = name;
+    if (patch_only || rolled_out ||
+        (object["kind"] != "Deployment" && object["kind"] != "InferenceService")) {
+      continue;
     }
-  }
-
-  // Follow the rollout through a watch.
-  std::string who = "service " + config.service + " version " + config.version + " in namespace " + ns;
-  Status rolled = WaitRolledOut(client, *rollout_kind, ns, rollout_name, config.service,
-                                config.readiness_timeout);
-  if (!rolled.ok()) {
-    restore();
-    return Error(Status(rolled.code(), who + ": " + rolled.message() +
-                                           ". The objects were put back as they were; the previous "
-                                           "deployment keeps serving. See `kubectl -n " + ns +
-                                           " describe " + rollout_kind->plural + " " + rollout_name +
-                                           "`"));
+    // Follow the rollout through a watch.
+    rolled_out = true;
+    Status rolled =
+        WaitRolledOut(client, **kind, ns, name, config.service, config.readiness_timeout);
+    if (!rolled.ok()) {
+      restore();
+      return Error(Status(rolled.code(), who + ": " + rolled.message() +
+                                             ". The objects were put back as they were; the "
+                                             "previous deployment keeps serving. See `kubectl -n " +
+                                             ns + " describe " + (*kind)->plural + " " + name + "`"));
+    }
   }
 
   DeployResult result;
@@ -332,7 +333,7 @@ class KubernetesRollout : public RolloutTarget {
   const std::optional<RolloutBackend>& candidate() const override { return candidate_; }
 
   Status Shift(double share, int stage, const std::vector<double>& stages) override {
-    int64_t canary = CanaryReplicas(share);
+    int64_t canary = CanaryReplicasAt(total_, share);
     // Replicas are the unit: a share that rounds to the split in place
     // changes nothing (1 of 3 replicas serves 10% as well as 33%).
     if (canary == Replicas(canary_object_) && total_ - canary == Replicas(stable_object_)) {
@@ -354,17 +355,8 @@ class KubernetesRollout : public RolloutTarget {
   Status Promote() override {
     // The canary's pod template, relabelled for the stable track (the
     // stable Deployment's selector), at the total; then the canary goes.
-    Json tmpl = canary_object_["spec"]["template"];
-    tmpl["metadata"]["labels"]["sluice.dev/track"] = "stable";
-    Json labels = canary_object_["metadata"].value("labels", Json::object());
-    labels["sluice.dev/track"] = "stable";
-    Json annotations = {{"sluice.dev/model-digest", candidate_->model_digest}};
-    if (std::string run = Annotation(canary_object_, "sluice.dev/run"); !run.empty()) {
-      annotations["sluice.dev/run"] = run;
-    }
-    Json patch = {{"metadata", {{"labels", labels}, {"annotations", annotations}}},
-                  {"spec", {{"replicas", total_}, {"template", tmpl}}}};
-    auto patched = client_.MergePatch(DeploymentKind(), ns_, StableName(), patch);
+    auto patched = client_.MergePatch(DeploymentKind(), ns_, StableName(),
+                                      PromotePatch(canary_object_, total_));
     if (!patched) return patched.error().WithContext("promoting " + Who());
     SLUICE_RETURN_IF_ERROR(Wait(StableName()));
     SLUICE_RETURN_IF_ERROR(DeleteCanary());
@@ -422,12 +414,6 @@ class KubernetesRollout : public RolloutTarget {
     return "http://" + name + "." + ns_ + ".svc.cluster.local";
   }
   std::string Who() const { return "service " + config_.service + " in namespace " + ns_; }
-
-  int64_t CanaryReplicas(double share) const {
-    if (share >= 100) return total_;
-    int64_t n = std::llround(static_cast<double>(total_) * share / 100.0);
-    return std::clamp<int64_t>(n, 1, std::max<int64_t>(1, total_ - 1));
-  }
 
   // The backends as the objects say: version and digest from labels and
   // annotations, the share from the replica counts.

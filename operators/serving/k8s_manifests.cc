@@ -103,11 +103,7 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
     return Json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}};
   }
 
-  int own = replicas;
-  if (canary) {
-    own = std::max(1, static_cast<int>(std::lround(replicas * c.traffic / 100.0)));
-    own = std::min(own, std::max(1, replicas - 1));
-  }
+  const int64_t own = canary ? CanaryReplicasAt(replicas, c.traffic) : replicas;
   // The canary keeps the service's total, so shifts and promote can size both tracks.
   Json object_annotations = annotations;
   if (canary) object_annotations["sluice.dev/total-replicas"] = std::to_string(replicas);

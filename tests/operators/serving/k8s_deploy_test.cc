@@ -213,8 +213,17 @@ TEST_F(KubernetesDeployTest, RolloutThatNeverBecomesAvailableIsUndone) {
             "availableReplicas 0/1). The objects were put back as they were; the previous "
             "deployment keeps serving. See `kubectl -n ml describe deployments "
             "breast-cancer-canary`");
+  // The canary is followed before anything else is applied: the stable
+  // Deployment was never scaled down, and the canary Service never made.
+  EXPECT_EQ(api_.requests(), (std::vector<std::string>{
+                                 "POST deployments/breast-cancer-stable",
+                                 "POST services/breast-cancer",
+                                 "POST deployments/breast-cancer-canary",
+                                 "DELETE deployments/breast-cancer-canary"}));
   EXPECT_FALSE(api_.Object("deployments", "breast-cancer-canary").has_value());
-  EXPECT_EQ(api_.Object("deployments", "breast-cancer-stable").value()["spec"]["replicas"], 10);
+  Json stable = api_.Object("deployments", "breast-cancer-stable").value();
+  EXPECT_EQ(stable["spec"]["replicas"], 10);
+  EXPECT_EQ(stable["metadata"]["generation"], 1);
   auto records = store_->ListDeployments("breast-cancer", 10);
   ASSERT_TRUE(records.has_value());
   EXPECT_EQ(records->size(), 1u);

@@ -266,6 +266,51 @@ TEST_F(KubernetesServingLiveTest, FailedValidationRestoresExactlyThePreviousDepl
   EXPECT_EQ(records->front().details["rolled_back_digest"], v2->model_digest);
 }
 
+// A server that never gets ready, on the cluster: the canary asks for more
+// CPU than any node has, so its pod is never scheduled and the Deployment
+// never becomes available. The deploy fails once readiness.timeout has passed
+// with the rollout's last status, deletes the canary, and the previous
+// Deployment was never touched: same generation, spec, model digest, all of
+// its replicas available; no canary Service, no record.
+TEST_F(KubernetesServingLiveTest, CanaryThatNeverBecomesAvailableFailsInTimeAndLeavesThePrevious) {
+  auto v1 = DeployKubernetes(K8sConfig("v1", DeployMode::kReplace, 3), *client_, env_);
+  ASSERT_TRUE(v1.has_value()) << v1.error().ToString();
+  const Json before = Get(kDeployments, "breast-cancer-stable");
+
+  DeployConfig c = K8sConfig("v2", DeployMode::kCanary, 3);
+  c.kubernetes["resources"] = {{"requests", {{"cpu", "64"}}}};  // the nodes have 8 and 16
+  c.readiness_timeout = std::chrono::seconds(5);
+  const auto started = std::chrono::steady_clock::now();
+  auto v2 = DeployKubernetes(c, *client_, env_);
+  const auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_FALSE(v2.has_value());
+  EXPECT_EQ(v2.error().code(), StatusCode::kDeadlineExceeded);
+  const std::string& message = v2.error().message();
+  const std::string head = "service breast-cancer version v2 in namespace " + ns_ +
+                           ": Deployment breast-cancer-canary not rolled out within 5000ms "
+                           "(last: ";
+  const std::string tail = "availableReplicas 0/1). The objects were put back as they were; the "
+                           "previous deployment keeps serving. See `kubectl -n " + ns_ +
+                           " describe deployments breast-cancer-canary`";
+  EXPECT_EQ(message.substr(0, head.size()), head) << message;
+  ASSERT_GE(message.size(), tail.size());
+  EXPECT_EQ(message.substr(message.size() - tail.size()), tail) << message;
+  // Bounded by the step's timeout: the wait itself, then a delete.
+  EXPECT_GE(took, std::chrono::seconds(5));
+  EXPECT_LT(took, std::chrono::seconds(35));
+
+  Json stable = Get(kDeployments, "breast-cancer-stable");
+  EXPECT_EQ(stable["metadata"]["generation"], before["metadata"]["generation"]);
+  EXPECT_EQ(stable["spec"], before["spec"]);
+  EXPECT_EQ(stable["metadata"]["annotations"], before["metadata"]["annotations"]);
+  EXPECT_EQ(stable["metadata"]["labels"]["sluice.dev/version"], "v1");
+  EXPECT_EQ(stable["status"]["availableReplicas"], 3);
+  Json canary = Get(kDeployments, "breast-cancer-canary");
+  EXPECT_TRUE(canary.is_null() || canary["metadata"].contains("deletionTimestamp"));
+  EXPECT_TRUE(Get(kServices, "breast-cancer-canary").is_null());
+  EXPECT_EQ(Actions(), std::vector<std::string>{"deploy@100"});
+}
+
 TEST_F(KubernetesServingLiveTest, UndeployDeletesTheObjectsAndIsRecorded) {
   auto v1 = DeployKubernetes(K8sConfig("v1", DeployMode::kReplace, 1), *client_, env_);
   ASSERT_TRUE(v1.has_value()) << v1.error().ToString();
