@@ -1,6 +1,7 @@
 #pragma once
-// The seam between `sluice compile --target argo` and the serving operator:
-// ServingObjects (engine/compile/argo.h) backed by
+// The seam between `sluice compile` (--target argo: ArgoOptions::serving;
+// --target manifests and `sluice run --dry-run`: ManifestsOptions::serving)
+// and the serving operator: ServingObjects (engine/compile/argo.h) backed by
 // operators/serving/k8s_manifests.h. A library of its own
 // (sluice_compile_serving), so that sluice_compile does not link
 // operators/serving; the sluice CLI and the compile tests link both.

@@ -5,7 +5,8 @@
 # cluster, whose Argo CRDs carry their full OpenAPI schema
 # (SLUICE_K8S_ARGO_CRDS=full, the default of `cluster up`): the API server
 # checks every field of the Workflows, WorkflowTemplates, CronWorkflows, Jobs,
-# TFJobs and PyTorchJobs, and rejects unknown ones.
+# TFJobs, PyTorchJobs, and the deploy steps' Deployments and Services, and
+# rejects unknown ones.
 #
 # Usage: compiled_dry_run.sh SLUICE_BINARY
 . "$(dirname "$0")/lib.sh"
@@ -19,22 +20,10 @@ if [ -z "$(kubectl get crd workflows.argoproj.io -o jsonpath='{.spec.versions[0]
 fi
 new_namespace check-compile
 
-# Extra `sluice compile --target manifests` arguments per pipeline. Deploy
-# and traffic-validation steps are controllers, not objects the Kubernetes
-# executor creates: for manifests they are left out by name, and the output
-# records that (annotation sluice.dev/excluded-steps). A step that depends on
-# one makes the compile fail: such an example needs its own entry here.
-# (--target argo compiles them whole: resource templates for the deploy, the
-# staged rollout with `sluice-serving validate` from --sluice-image.)
-compile_args() {
-  python3 - "$SRC/$1" <<'PY'
-import sys, yaml
-doc = yaml.safe_load(open(sys.argv[1]))
-for step in (doc.get("steps") or []) + (doc.get("finally") or []):
-    if step.get("type") in ("deploy", "traffic-validation"):
-        print("--exclude-step", step["name"])
-PY
-}
+# Deploy steps compile to the serving operator's Deployments and Services in
+# both targets; traffic-validation steps, controllers on the host, create no
+# object with --target manifests and are named in annotation
+# sluice.dev/host-steps (checked for retrain below).
 
 inputs=()
 while IFS= read -r f; do inputs+=("$f"); done < <(
@@ -70,8 +59,7 @@ for f in "${inputs[@]}"; do
   "$SLUICE" compile "$SRC/$f" --target argo --namespace "$NS" --sluice-image registry.example/sluice:test \
     -o "$tmp/$base.argo.yaml" 2>"$tmp/err" || { cat "$tmp/err" >&2; fail "compile --target argo $f"; }
   dry_run "$f (argo)" "$tmp/$base.argo.yaml"
-  # shellcheck disable=SC2046
-  "$SLUICE" compile "$SRC/$f" --target manifests --namespace "$NS" $(compile_args "$f") \
+  "$SLUICE" compile "$SRC/$f" --target manifests --namespace "$NS" \
     -o "$tmp/$base.manifests.yaml" 2>"$tmp/err" || { cat "$tmp/err" >&2; fail "compile --target manifests $f"; }
   dry_run "$f (manifests)" "$tmp/$base.manifests.yaml"
 done
@@ -84,6 +72,21 @@ for t in deploy-canary deploy-stable deploy-service validate-validate-1 validate
   grep -q "template: $t\$" "$wf" || fail "retrain compiled to Argo has no template $t"
 done
 info "ok: retrain's deploy and staged rollout compiled to Argo resource and container templates"
+# Retrain compiled to manifests: its deploy's canary Deployment and two
+# Services (which passed the dry-run above), the validation step named as a
+# host-side step, nothing excluded.
+mf="$tmp/examples_retrain_pipeline.yaml.manifests.yaml"
+! grep -q 'sluice.dev/excluded-steps' "$mf" || fail "retrain compiled to manifests left steps out"
+for o in "Deployment breast-cancer-canary" "Service breast-cancer" "Service breast-cancer-canary"; do
+  python3 - "$mf" "$o" <<'PY' || fail "retrain compiled to manifests has no $o"
+import sys, yaml
+kind, name = sys.argv[2].split()
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+sys.exit(0 if any(d["kind"] == kind and d["metadata"]["name"] == name for d in docs) else 1)
+PY
+done
+grep -q 'sluice.dev/host-steps: validate$' "$mf" || fail "retrain compiled to manifests does not name its host-side validate step"
+info "ok: retrain's deploy compiled to manifests (canary Deployment, 2 Services), validate named as a host-side step"
 # The objects those resource templates apply (the serving operator's
 # Deployment and Services), with run-time values filled in as Argo would,
 # pass the same strict dry-run.
