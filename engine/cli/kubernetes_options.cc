@@ -20,6 +20,56 @@ bool NeedsKubernetes(const PipelineSpec& spec, const std::string& default_execut
   return false;
 }
 
+namespace {
+
+// Part 1 of PrepareRunForKubernetes: operator steps bound for Kubernetes run
+// on this host as controllers of the cluster.
+void RunOperatorsHere(PipelineSpec& spec, const KubernetesFlags& flags, const RunOptions& options) {
+  for (auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (auto& step : *list) {
+      if (!options.operator_commands.count(step.type) || !step.config.is_object()) continue;
+      if (ExecutorOf(step, options.default_executor, spec) != "kubernetes") continue;
+      step.executor = "local";
+      if (!step.config.contains("executor")) step.config["executor"] = "kubernetes";
+      Json& k = step.config["kubernetes"];
+      if (k.is_null()) k = Json::object();
+      if (!k.is_object()) continue;
+      const std::string& ns = !flags.namespace_.empty() ? flags.namespace_ : spec.namespace_;
+      if (!ns.empty() && !k.contains("namespace")) k["namespace"] = ns;
+      if (!flags.kubeconfig.empty() && !k.contains("kubeconfig")) k["kubeconfig"] = flags.kubeconfig;
+      if (!flags.context.empty() && !k.contains("context")) k["context"] = flags.context;
+      // The serving image defaults to the step's image (e.g. from defaults:).
+      auto serve = step.config.find("serve");
+      if (step.type == "deploy" && serve != step.config.end() && serve->is_object() &&
+          !serve->contains("image") && !step.image.empty()) {
+        (*serve)["image"] = step.image;
+      }
+    }
+  }
+}
+
+// Part 2: a run whose steps all go to the cluster is not bounded by this
+// host's CPUs, memory, GPUs or CPU count (-j's default).
+void UnboundHostBudgets(const PipelineSpec& spec, const HostLimitFlags& given, RunOptions& options) {
+  for (const auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (const auto& step : *list)
+      if (ExecutorOf(step, options.default_executor, spec) != "kubernetes") return;
+  }
+  constexpr int64_t kUnbounded = int64_t{1} << 50;
+  if (!given.cpus) options.cpu_budget_millis = kUnbounded;
+  if (!given.memory) options.memory_budget_bytes = kUnbounded;
+  if (!given.gpus) options.gpu_budget = kUnbounded;
+  if (!given.parallelism) options.parallelism = kKubernetesParallelism;
+}
+
+}  // namespace
+
+void PrepareRunForKubernetes(PipelineSpec& spec, const KubernetesFlags& flags,
+                             const HostLimitFlags& given, RunOptions& options) {
+  RunOperatorsHere(spec, flags, options);  // first: such steps no longer run on Kubernetes
+  UnboundHostBudgets(spec, given, options);
+}
+
 #ifdef SLUICE_CLI_KUBERNETES
 Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& flags,
                                                        const PipelineSpec* spec) {

@@ -3,8 +3,11 @@
 // (resume, rerun) and `sluice serve`: from the same flags, from the
 // environment as kubectl reads it, and from the pipeline's `namespace:`.
 
+#include <map>
 #include <string>
+#include <vector>
 
+#include "engine/runner.h"
 #include "engine/spec.h"
 #include "engine/status.h"
 #ifdef SLUICE_CLI_KUBERNETES
@@ -30,6 +33,43 @@ std::string ExecutorOf(const StepSpec& step, const std::string& default_executor
 
 // True when some step of `spec` (finally steps included) runs on Kubernetes.
 bool NeedsKubernetes(const PipelineSpec& spec, const std::string& default_executor);
+
+// Steps in flight at once when every step runs on Kubernetes and -j is not
+// given (the cluster's scheduler and quotas decide what actually runs).
+inline constexpr int kKubernetesParallelism = 256;
+
+// Which of this host's limits the user set (--cpus, --memory, --gpus, -j):
+// PrepareRunForKubernetes keeps those as given.
+struct HostLimitFlags {
+  bool cpus = false;
+  bool memory = false;
+  bool gpus = false;
+  bool parallelism = false;
+};
+
+// Prepares a run of `spec` for where its steps run, the same way for
+// `sluice run` (resume, rerun) and every run of `sluice serve`. Call it once
+// `options` holds the run's default_executor, operator_commands, budgets and
+// parallelism; it changes `spec` and `options` in place (under serve the spec
+// is shared between runs: pass a copy). Two things:
+//  1. Deploy and traffic-validation steps (the types in
+//     options.operator_commands) are controllers: their process
+//     (sluice-serving) runs on this host and acts on the cluster itself; as a
+//     Job it would find neither its binary nor the store in the pod. So such
+//     a step that would run on Kubernetes runs here instead (executor
+//     "local"), with `executor: kubernetes` and the run's namespace
+//     (flags.namespace_, else the pipeline's), kubeconfig and context in its
+//     config unless the config names them; a deploy's `serve.image` defaults
+//     to the step's image.
+//  2. The budgets are this machine's. When (after 1.) every step runs on
+//     Kubernetes the cluster's scheduler places the pods, so this host's CPU,
+//     memory and GPU budgets become unbounded and parallelism becomes
+//     kKubernetesParallelism, except those in `given`. A mixed pipeline
+//     keeps the host's budgets for all its steps (the plan budgets a run,
+//     not an executor).
+// Never fails: a config that is not an object is left alone.
+void PrepareRunForKubernetes(PipelineSpec& spec, const KubernetesFlags& flags,
+                             const HostLimitFlags& given, RunOptions& options);
 
 #ifdef SLUICE_CLI_KUBERNETES
 // The executor's settings for a run of `spec` (null: no pipeline yet, e.g.

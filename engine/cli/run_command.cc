@@ -282,44 +282,6 @@ class SignalWatcher {
 
 }  // namespace
 
-namespace {
-
-// Deploy and traffic-validation steps are controllers: their process
-// (sluice-serving) runs on this host and acts on the cluster itself. As a Job
-// it would find neither its binary nor the store in the pod. So where such a
-// step would run on Kubernetes, it runs here, with `executor: kubernetes` and
-// the run's namespace, kubeconfig and context in its config (unless the
-// config names them); a deploy's serving image defaults to the step's image.
-void RunOperatorsHere(PipelineSpec& spec, const RunCommandOptions& options,
-                      const std::map<std::string, std::vector<std::string>>& operators) {
-  for (auto* list : {&spec.steps, &spec.finally_steps}) {
-    for (auto& step : *list) {
-      if (!operators.count(step.type) || !step.config.is_object()) continue;
-      const std::string& where = !step.executor.empty()    ? step.executor
-                                 : !options.executor.empty() ? options.executor
-                                                             : spec.executor;
-      if (where != "kubernetes") continue;
-      step.executor = "local";
-      if (!step.config.contains("executor")) step.config["executor"] = "kubernetes";
-      Json& k = step.config["kubernetes"];
-      if (k.is_null()) k = Json::object();
-      if (!k.is_object()) continue;
-      const std::string& ns = !options.namespace_.empty() ? options.namespace_ : spec.namespace_;
-      if (!ns.empty() && !k.contains("namespace")) k["namespace"] = ns;
-      if (!options.kubeconfig.empty() && !k.contains("kubeconfig")) k["kubeconfig"] = options.kubeconfig;
-      if (!options.context.empty() && !k.contains("context")) k["context"] = options.context;
-      // The serving image defaults to the step's image (e.g. from defaults:).
-      auto serve = step.config.find("serve");
-      if (step.type == "deploy" && serve != step.config.end() && serve->is_object() &&
-          !serve->contains("image") && !step.image.empty()) {
-        (*serve)["image"] = step.image;
-      }
-    }
-  }
-}
-
-}  // namespace
-
 // The deploy / traffic-validation operators' program: next to this sluice
 // binary (an install), in the build tree it was built in, or on PATH.
 std::string FindServingBinary() {
@@ -387,10 +349,6 @@ std::optional<Prepared> Prepare(const std::string& file, const std::string& stor
   return Prepared{std::move(*loaded.spec), std::move(*params)};
 }
 
-// Steps in flight at once when every step runs on Kubernetes and -j is not
-// given (the cluster's scheduler and quotas decide what actually runs).
-constexpr int kKubernetesParallelism = 256;
-
 // The executor a step runs on (kubernetes_options.h).
 std::string ExecutorOf(const StepSpec& step, const RunCommandOptions& options,
                        const PipelineSpec& spec) {
@@ -402,18 +360,23 @@ bool NeedsKubernetes(const RunCommandOptions& options, const PipelineSpec& spec)
   return cli::NeedsKubernetes(spec, options.executor);
 }
 
-#ifdef SLUICE_CLI_KUBERNETES
-// The Kubernetes executor's settings, as `sluice serve` builds them
-// (KubernetesOptionsFor).
-Result<KubernetesExecutorOptions> KubernetesOptions(const RunCommandOptions& options,
-                                                    const PipelineSpec& spec) {
+// The Kubernetes flags of `options`, as `sluice serve` has them.
+KubernetesFlags FlagsOf(const RunCommandOptions& options) {
   KubernetesFlags flags;
   flags.kubeconfig = options.kubeconfig;
   flags.context = options.context;
   flags.namespace_ = options.namespace_;
   flags.workspace_pvc = options.workspace_pvc;
   flags.workspace_host_dir = options.workspace_host_dir;
-  return KubernetesOptionsFor(flags, &spec);
+  return flags;
+}
+
+#ifdef SLUICE_CLI_KUBERNETES
+// The Kubernetes executor's settings, as `sluice serve` builds them
+// (KubernetesOptionsFor).
+Result<KubernetesExecutorOptions> KubernetesOptions(const RunCommandOptions& options,
+                                                    const PipelineSpec& spec) {
+  return KubernetesOptionsFor(FlagsOf(options), &spec);
 }
 #endif
 
@@ -537,7 +500,6 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     run_options.operator_commands["deploy"] = {serving, "deploy"};
     run_options.operator_commands["traffic-validation"] = {serving, "validate"};
   }
-  RunOperatorsHere(prepared.spec, options, run_options.operator_commands);
   run_options.resume_run_id = resume_run_id;
   run_options.rerun_from = rerun_from;
   if (!options.cpus.empty()) {
@@ -557,22 +519,15 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     run_options.memory_budget_bytes = *mem;
   }
   if (options.gpus >= 0) run_options.gpu_budget = options.gpus;
-  // The budgets are this machine's. When every step runs on Kubernetes the
-  // cluster's scheduler places the pods, so this host's CPUs, memory and
-  // GPUs must not hold a step back (a mixed pipeline keeps them for all its
-  // steps: the plan budgets a run, not an executor).
-  bool all_kubernetes = true;
-  for (const auto* list : {&prepared.spec.steps, &prepared.spec.finally_steps}) {
-    for (const auto& step : *list) all_kubernetes &= ExecutorOf(step, options, prepared.spec) == "kubernetes";
-  }
-  if (all_kubernetes) {
-    constexpr int64_t kUnbounded = int64_t{1} << 50;
-    if (options.cpus.empty()) run_options.cpu_budget_millis = kUnbounded;
-    if (options.memory.empty()) run_options.memory_budget_bytes = kUnbounded;
-    if (options.gpus < 0) run_options.gpu_budget = kUnbounded;
-    // -j defaults to this host's CPUs, which says nothing about a cluster.
-    if (options.parallelism == 0) run_options.parallelism = kKubernetesParallelism;
-  }
+  // Operator steps bound for the cluster run here as its controllers, and
+  // an all-Kubernetes run is not held back by this host's budgets; `sluice
+  // serve` prepares its runs the same way (kubernetes_options.h).
+  HostLimitFlags given;
+  given.cpus = !options.cpus.empty();
+  given.memory = !options.memory.empty();
+  given.gpus = options.gpus >= 0;
+  given.parallelism = options.parallelism != 0;
+  PrepareRunForKubernetes(prepared.spec, FlagsOf(options), given, run_options);
 
   FileArtifactStore artifacts(state_dir);
   ExecutorRegistry executors;

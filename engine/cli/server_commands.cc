@@ -189,6 +189,15 @@ std::optional<int> ServerCommands::Dispatch() {
       serve_options_.operator_commands["deploy"] = {serving, "deploy"};
       serve_options_.operator_commands["traffic-validation"] = {serving, "validate"};
     }
+    // Each run is prepared as `sluice run` prepares it: deploy and
+    // traffic-validation steps bound for the cluster run here as its
+    // controllers, an all-Kubernetes run is not bounded by this host's
+    // budgets (serve has no --cpus/--memory/--gpus; -j is kept when given).
+    HostLimitFlags given;
+    given.parallelism = serve_options_.run_parallelism > 0;
+    serve_options_.prepare_run = [flags = serve_k8s_, given](PipelineSpec& spec, RunOptions& options) {
+      PrepareRunForKubernetes(spec, flags, given, options);
+    };
     return server::Serve(serve_options_, RunExecutors(serve_k8s_));
   }
   if (*submit_) {

@@ -110,6 +110,11 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   job.options.state_dir = options_.state_dir;
   job.options.resume_run_id = request.resume_run_id;
   job.options.rerun_from = request.rerun_from;
+  if (options_.prepare) {
+    auto copy = std::make_shared<PipelineSpec>(*spec);  // others' runs share `spec`
+    options_.prepare(*copy, job.options);
+    job.spec = std::move(copy);
+  }
   job.queued.id = run_id;
   job.queued.pipeline = spec->name;
   job.queued.pipeline_file = spec->file;

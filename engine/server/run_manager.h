@@ -59,6 +59,10 @@ using ExecutorsFactory = std::function<Result<std::unique_ptr<ExecutorRegistry>>
 // fails kUnavailable.
 RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorsFactory executors);
 
+// Adjusts one run's own copy of its pipeline and its options before the run
+// is queued (RunManagerOptions::prepare).
+using RunPreparer = std::function<void(PipelineSpec& spec, RunOptions& options)>;
+
 // A request to start a run.
 struct SubmitRequest {
   std::string pipeline;                       // metadata.name
@@ -80,6 +84,12 @@ struct RunManagerOptions {
   // Programs of the built-in operators by step type (RunOptions::
   // operator_commands), e.g. deploy -> {sluice-serving, deploy}.
   std::map<std::string, std::vector<std::string>> operator_commands;
+  // Prepares each run before it is queued, as `sluice run` prepares its own
+  // (`sluice serve` passes cli::PrepareRunForKubernetes: deploy steps as
+  // host controllers, an all-Kubernetes run's budgets): called with a copy of
+  // the (shared) spec, which the run then uses, and the run's options, set
+  // but for the budgets. Empty = runs as loaded.
+  RunPreparer prepare;
   // Retention, applied to a pipeline's runs each time one of its runs ends
   // here (engine/server/retention.h): its schedule's historyLimit over its
   // scheduled runs, and this limit (0 = none) over all its runs.

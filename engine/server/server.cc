@@ -131,6 +131,7 @@ Status Server::Start() {
   run_options.parallelism = options_.run_parallelism;
   run_options.history_limit = config_.history_limit;
   run_options.operator_commands = options_.operator_commands;
+  run_options.prepare = options_.prepare_run;
   RunFactory factory = factory_ ? factory_ : RunnerFactory(store_.get(), artifacts_.get(), executors_);
   runs_ = std::make_unique<RunManager>(run_options, store_.get(), registry_.get(), factory,
                                        metrics_.get());

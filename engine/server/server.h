@@ -42,6 +42,9 @@ struct ServerOptions {
   // type (RunOptions::operator_commands); `sluice serve` finds sluice-serving
   // as `sluice run` does. Empty: such steps cannot run.
   std::map<std::string, std::vector<std::string>> operator_commands;
+  // Prepares each run as `sluice run` does (RunManagerOptions::prepare);
+  // empty = as loaded.
+  RunPreparer prepare_run;
 };
 
 class Server {

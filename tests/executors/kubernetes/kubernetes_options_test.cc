@@ -1,6 +1,8 @@
 // The Kubernetes executor's settings that `sluice run`, `cancel` and `serve`
 // build in one place (engine/cli/kubernetes_options.h): which namespace wins,
-// the workspace flags, and which steps need the executor. No cluster.
+// the workspace flags, which steps need the executor, and how a run is
+// prepared for it (operator steps as host controllers, an all-Kubernetes
+// run's budgets). No cluster.
 
 #include "engine/cli/kubernetes_options.h"
 
@@ -87,6 +89,156 @@ TEST(KubernetesOptionsTest, AStepRunsOnItsOwnExecutorThenTheDefaultThenThePipeli
   EXPECT_EQ(ExecutorOf(spec.steps[0], "local", spec), "local");
   EXPECT_TRUE(NeedsKubernetes(spec, ""));
   EXPECT_FALSE(NeedsKubernetes(spec, "local"));
+}
+
+// A deploy and a traffic-validation step in a pipeline that runs on the
+// cluster: they run here, as its controllers (docs/deploy.md).
+constexpr const char* kServing = R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: serve
+executor: kubernetes
+namespace: ml
+defaults:
+  image: registry.example/fraud-server:1.4
+steps:
+  - name: train
+    command: [python3, train.py]
+  - name: deploy
+    type: deploy
+    depends: [train]
+    deploy:
+      service: fraud
+      model: /models/fraud.pkl
+      serve:
+        command: [serve, --port, "${port}"]
+      kubernetes: {replicas: 3}
+  - name: smoke
+    type: traffic-validation
+    depends: [deploy]
+    validation:
+      endpoint: http://fraud.example.internal
+      requests: /sluice/shared/smoke.jsonl
+      kubernetes: {namespace: canary}
+)";
+
+// The operator programs `sluice run` and `sluice serve` register.
+RunOptions WithOperators() {
+  RunOptions options;
+  options.operator_commands["deploy"] = {"/usr/bin/sluice-serving", "deploy"};
+  options.operator_commands["traffic-validation"] = {"/usr/bin/sluice-serving", "validate"};
+  return options;
+}
+
+TEST(KubernetesOptionsTest, OperatorStepsBoundForTheClusterRunHereAsItsControllers) {
+  PipelineSpec spec = Load(kServing);
+  KubernetesFlags flags;
+  flags.kubeconfig = "/etc/sluice/kubeconfig";
+  flags.context = "prod";
+  RunOptions options = WithOperators();
+  PrepareRunForKubernetes(spec, flags, HostLimitFlags{}, options);
+
+  ASSERT_EQ(spec.steps.size(), 3u);
+  EXPECT_EQ(ExecutorOf(spec.steps[0], "", spec), "kubernetes");  // a plain step stays a pod
+  EXPECT_EQ(spec.steps[1].executor, "local");
+  EXPECT_EQ(spec.steps[1].config.dump(),
+            R"({"executor":"kubernetes",)"
+            R"("kubernetes":{"context":"prod","kubeconfig":"/etc/sluice/kubeconfig","namespace":"ml","replicas":3},)"
+            R"("model":"/models/fraud.pkl",)"
+            R"("serve":{"command":["serve","--port","${port}"],"image":"registry.example/fraud-server:1.4"},)"
+            R"("service":"fraud"})");
+  EXPECT_EQ(spec.steps[2].executor, "local");
+  // The step's own namespace wins over the pipeline's.
+  EXPECT_EQ(spec.steps[2].config.dump(),
+            R"({"endpoint":"http://fraud.example.internal","executor":"kubernetes",)"
+            R"("kubernetes":{"context":"prod","kubeconfig":"/etc/sluice/kubeconfig","namespace":"canary"},)"
+            R"("requests":"/sluice/shared/smoke.jsonl"})");
+  // Two steps now run here: the run keeps this host's budgets.
+  EXPECT_EQ(options.cpu_budget_millis, 0);
+  EXPECT_EQ(options.memory_budget_bytes, 0);
+  EXPECT_EQ(options.gpu_budget, 0);
+  EXPECT_EQ(options.parallelism, 0);
+
+  // --namespace wins over the pipeline's; --executor local keeps them local
+  // steps with their config as written.
+  PipelineSpec flagged = Load(kServing);
+  flags = KubernetesFlags{};
+  flags.namespace_ = "team-a";
+  RunOptions flagged_options = WithOperators();
+  PrepareRunForKubernetes(flagged, flags, HostLimitFlags{}, flagged_options);
+  EXPECT_EQ(flagged.steps[1].config["kubernetes"].dump(), R"({"namespace":"team-a","replicas":3})");
+  PipelineSpec local = Load(kServing);
+  RunOptions local_options = WithOperators();
+  local_options.default_executor = "local";
+  PrepareRunForKubernetes(local, KubernetesFlags{}, HostLimitFlags{}, local_options);
+  EXPECT_EQ(local.steps[1].executor, "");
+  EXPECT_FALSE(local.steps[1].config.contains("executor"));
+}
+
+TEST(KubernetesOptionsTest, WithoutTheOperatorProgramTheStepsAreLeftAsWritten) {
+  PipelineSpec spec = Load(kServing);
+  RunOptions options;  // no sluice-serving found
+  PrepareRunForKubernetes(spec, KubernetesFlags{}, HostLimitFlags{}, options);
+  EXPECT_EQ(spec.steps[1].executor, "");
+  EXPECT_FALSE(spec.steps[1].config.contains("executor"));
+}
+
+constexpr const char* kAllKubernetes = R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: train
+executor: kubernetes
+steps:
+  - name: prep
+    image: busybox:1.36
+    command: [echo, prep]
+finally:
+  - name: notify
+    image: busybox:1.36
+    command: [echo, done]
+)";
+
+TEST(KubernetesOptionsTest, AnAllKubernetesRunIsNotBoundedByThisHost) {
+  PipelineSpec spec = Load(kAllKubernetes);
+  RunOptions options;
+  PrepareRunForKubernetes(spec, KubernetesFlags{}, HostLimitFlags{}, options);
+  constexpr int64_t kUnbounded = int64_t{1} << 50;
+  EXPECT_EQ(options.cpu_budget_millis, kUnbounded);
+  EXPECT_EQ(options.memory_budget_bytes, kUnbounded);
+  EXPECT_EQ(options.gpu_budget, kUnbounded);
+  EXPECT_EQ(options.parallelism, kKubernetesParallelism);
+  EXPECT_EQ(kKubernetesParallelism, 256);
+}
+
+TEST(KubernetesOptionsTest, AnAllKubernetesRunKeepsTheLimitsTheUserGave) {
+  PipelineSpec spec = Load(kAllKubernetes);
+  RunOptions options;
+  options.cpu_budget_millis = 4000;  // --cpus 4
+  options.gpu_budget = 0;            // --gpus 0
+  options.parallelism = 8;           // -j 8
+  HostLimitFlags given;
+  given.cpus = true;
+  given.gpus = true;
+  given.parallelism = true;
+  PrepareRunForKubernetes(spec, KubernetesFlags{}, given, options);
+  EXPECT_EQ(options.cpu_budget_millis, 4000);
+  EXPECT_EQ(options.memory_budget_bytes, int64_t{1} << 50);
+  EXPECT_EQ(options.gpu_budget, 0);
+  EXPECT_EQ(options.parallelism, 8);
+}
+
+TEST(KubernetesOptionsTest, AMixedRunKeepsThisHostsBudgets) {
+  PipelineSpec spec = Load(kPipeline);  // `report` runs here
+  RunOptions options;
+  PrepareRunForKubernetes(spec, KubernetesFlags{}, HostLimitFlags{}, options);
+  EXPECT_EQ(options.cpu_budget_millis, 0);
+  EXPECT_EQ(options.memory_budget_bytes, 0);
+  EXPECT_EQ(options.gpu_budget, 0);
+  EXPECT_EQ(options.parallelism, 0);
+  // --executor kubernetes sends `report` there too.
+  options.default_executor = "kubernetes";
+  PrepareRunForKubernetes(spec, KubernetesFlags{}, HostLimitFlags{}, options);
+  EXPECT_EQ(options.parallelism, 0);  // report's own `executor: local` wins
 }
 
 }  // namespace
