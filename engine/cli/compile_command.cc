@@ -1,4 +1,5 @@
 // `sluice compile FILE --target argo|manifests`.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -73,6 +74,17 @@ int Compile(const CompileOptions& options) {
       return ExitCodeFor(out.error());
     }
     objects = std::move(*out);
+    // Named on every object too (sluice.dev/host-steps), and here, where a
+    // pipeline of nothing else would otherwise print nothing about them.
+    std::string host;
+    for (const auto* list : {&spec.steps, &spec.finally_steps})
+      for (const auto& step : *list)
+        if (step.type == "traffic-validation" &&
+            std::find(mo.exclude_steps.begin(), mo.exclude_steps.end(), step.name) == mo.exclude_steps.end())
+          host += (host.empty() ? "" : ", ") + step.name;
+    if (!host.empty())
+      std::cerr << "sluice: traffic-validation steps run on the host and create no Kubernetes objects: " << host
+                << "\n";
   }
 
   std::string text;

@@ -107,8 +107,14 @@ Result<std::vector<Json>> DeployObjects(const StepSpec& step, const Json& scope,
   Json& k = config["kubernetes"];
   if (k.is_null()) k = Json::object();
   if (!k.is_object()) return fail("deploy.kubernetes: must be a map");
-  if (!k.contains("namespace"))
-    k["namespace"] = options.executor.manifests.namespace_.empty() ? "default" : options.executor.manifests.namespace_;
+  if (!k.contains("namespace")) {
+    // The Jobs' namespace (KubernetesDryRun): the run's, else the kubeconfig
+    // context's, else "default"; a dry run needs no kubeconfig.
+    std::string ns = options.executor.manifests.namespace_;
+    if (ns.empty())
+      if (auto rest = k8s::LoadRestConfig(options.executor.kubeconfig)) ns = rest->namespace_;
+    k["namespace"] = ns.empty() ? "default" : ns;
+  }
   Json& serve = config["serve"];
   if (serve.is_null()) serve = Json::object();
   if (serve.is_object() && !serve.contains("image")) {
