@@ -62,6 +62,11 @@ int Rerun(const RunCommandOptions& options);
 // "" when there is none (run_command.cc; `sluice serve` uses it too).
 std::string FindServingBinary();
 
+// The programs of the operator step types (RunOptions::operator_commands):
+// deploy and traffic-validation through FindServingBinary(); empty when there
+// is none. `sluice run`, `serve` and `backfill` all use it.
+std::map<std::string, std::vector<std::string>> OperatorCommands();
+
 struct CancelOptions {
   std::string run;          // run id, unique prefix, or latest
   std::string store;

@@ -307,6 +307,15 @@ std::string FindServingBinary() {
   return "";
 }
 
+std::map<std::string, std::vector<std::string>> OperatorCommands() {
+  std::map<std::string, std::vector<std::string>> commands;
+  if (auto serving = FindServingBinary(); !serving.empty()) {
+    commands["deploy"] = {serving, "deploy"};
+    commands["traffic-validation"] = {serving, "validate"};
+  }
+  return commands;
+}
+
 namespace {
 
 // Turns a stored, typed param value back into `-p` text for BindParams.
@@ -496,10 +505,7 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   run_options.no_cache = options.no_cache;
   run_options.default_executor = options.executor;
   run_options.state_dir = state_dir;
-  if (auto serving = FindServingBinary(); !serving.empty()) {
-    run_options.operator_commands["deploy"] = {serving, "deploy"};
-    run_options.operator_commands["traffic-validation"] = {serving, "validate"};
-  }
+  run_options.operator_commands = OperatorCommands();
   run_options.resume_run_id = resume_run_id;
   run_options.rerun_from = rerun_from;
   if (!options.cpus.empty()) {

@@ -46,6 +46,18 @@ server::ExecutorsFactory RunExecutors(const KubernetesFlags& flags) {
   };
 }
 
+// Each run is prepared as `sluice run` prepares it: deploy and
+// traffic-validation steps bound for the cluster run here as its controllers,
+// an all-Kubernetes run is not bounded by this host's budgets (serve and
+// backfill have no --cpus/--memory/--gpus; -j is kept when given).
+server::RunPreparer RunPreparerFor(const KubernetesFlags& flags, bool parallelism_given) {
+  HostLimitFlags given;
+  given.parallelism = parallelism_given;
+  return [flags, given](PipelineSpec& spec, RunOptions& options) {
+    PrepareRunForKubernetes(spec, flags, given, options);
+  };
+}
+
 }  // namespace
 
 ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store) {
@@ -185,19 +197,8 @@ std::optional<int> ServerCommands::Dispatch() {
       PrintError(st.message());
       return kExitUsage;
     }
-    if (auto serving = FindServingBinary(); !serving.empty()) {
-      serve_options_.operator_commands["deploy"] = {serving, "deploy"};
-      serve_options_.operator_commands["traffic-validation"] = {serving, "validate"};
-    }
-    // Each run is prepared as `sluice run` prepares it: deploy and
-    // traffic-validation steps bound for the cluster run here as its
-    // controllers, an all-Kubernetes run is not bounded by this host's
-    // budgets (serve has no --cpus/--memory/--gpus; -j is kept when given).
-    HostLimitFlags given;
-    given.parallelism = serve_options_.run_parallelism > 0;
-    serve_options_.prepare_run = [flags = serve_k8s_, given](PipelineSpec& spec, RunOptions& options) {
-      PrepareRunForKubernetes(spec, flags, given, options);
-    };
+    serve_options_.operator_commands = OperatorCommands();
+    serve_options_.prepare_run = RunPreparerFor(serve_k8s_, serve_options_.run_parallelism > 0);
     return server::Serve(serve_options_, RunExecutors(serve_k8s_));
   }
   if (*submit_) {
@@ -211,6 +212,8 @@ std::optional<int> ServerCommands::Dispatch() {
   }
   if (*backfill_) {
     backfill_options_.state_dir = store_->empty() ? ".sluice" : *store_;
+    backfill_options_.operator_commands = OperatorCommands();
+    backfill_options_.prepare = RunPreparerFor(KubernetesFlags{}, false);
     return server::BackfillCommand(backfill_options_, RunExecutors(KubernetesFlags{}), std::cout,
                                    std::cerr);
   }

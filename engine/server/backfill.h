@@ -3,7 +3,9 @@
 // cron times of a pipeline's schedule, in this process, into the local store.
 
 #include <iosfwd>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "engine/runner.h"
 #include "engine/server/run_manager.h"
@@ -19,6 +21,11 @@ struct BackfillCommandOptions {
   std::string executor;       // "" = the pipeline's
   bool dry_run = false;       // list the times and run ids only
   std::string output = "text";  // text | json
+  // Programs of the operator step types (RunOptions::operator_commands).
+  std::map<std::string, std::vector<std::string>> operator_commands;
+  // Prepares each run's own copy of the pipeline and its options, as `sluice
+  // run` and `sluice serve` prepare theirs (RunPreparer). Empty = as loaded.
+  RunPreparer prepare;
 };
 
 // Loads and lints the file, plans the cron times in [from, to]
