@@ -44,6 +44,7 @@ struct KubernetesExecutor::Live {
   std::chrono::system_clock::time_point started_at;
   std::optional<SteadyClock::time_point> deadline;
   bool finishing = false;  // a Finish is queued or being handled
+  bool created = false;    // its create (or adoption) has returned
 };
 
 struct KubernetesExecutor::WatchEntry {
@@ -180,6 +181,9 @@ std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plura
 
 void KubernetesExecutor::QueueFinishLocked(Live& r, Finish f) {
   r.finishing = true;
+  // A delete sent before the create returns may find nothing; the create
+  // then deletes what it made (CreateOrAdopt).
+  if (f.delete_object && !r.created) delete_after_create_.insert(Key(r.kind.plural, r.ns, r.name));
   finish_queue_.push_back(std::move(f));
   finish_cv_.notify_one();
 }
@@ -236,7 +240,10 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKin
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = running_.find(id);
-    if (it == running_.end() || it->second->finishing) return Status::Ok();  // cancelled
+    if (it == running_.end() || it->second->finishing) {  // cancelled: nothing to create
+      delete_after_create_.erase(key);
+      return Status::Ok();
+    }
     task = it->second->task;
   }
   const std::string name = manifest["metadata"]["name"].get<std::string>();
@@ -244,6 +251,7 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKin
     std::lock_guard<std::mutex> lock(mu_);
     running_.erase(id);
     by_key_.erase(key);
+    delete_after_create_.erase(key);
   };
   k8s::ResourceKind rk = ToResourceKind(kind);
   if (options_.on_create_request) options_.on_create_request(id);
@@ -276,9 +284,11 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKin
   }
 
   // The object may already be finished (adopted), or its final event may
-  // have arrived before we registered it; or the task was cancelled while
-  // the create was in flight, and its delete came too early.
-  bool cancelled = false;
+  // have arrived before we registered it, or while the create was in flight
+  // (the watch then finished the task: its object stays); or the task was
+  // cancelled or timed out while the create was in flight, and its delete
+  // came too early: delete it now.
+  bool delete_now = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto seen = terminal_seen_.find(key);
@@ -286,9 +296,10 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKin
       object = seen->second;
       terminal_seen_.erase(seen);
     }
+    delete_now = delete_after_create_.erase(key) > 0;
     auto rit = running_.find(id);
-    cancelled = rit == running_.end() || rit->second->finishing;
-    if (!cancelled) {
+    if (rit != running_.end() && !rit->second->finishing) {
+      rit->second->created = true;
       operators::WorkloadState st = operators::InterpretStatus(task.operator_type, object);
       if (st.finished && st.outcome == TaskOutcome::kSucceeded) {
         SucceedLocked(*rit->second, st.message);
@@ -299,7 +310,7 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKin
       }
     }
   }
-  if (cancelled) client_->Delete(rk, ns, name, k8s::Propagation::kBackground);
+  if (delete_now) client_->Delete(rk, ns, name, k8s::Propagation::kBackground);
   return Status::Ok();
 }
 

@@ -171,6 +171,7 @@ class KubernetesExecutor : public Executor {
   std::map<TaskId, std::unique_ptr<Live>> running_;
   std::map<std::string, TaskId> by_key_;          // "plural/ns/name" -> task
   std::map<std::string, Json> terminal_seen_;     // finished objects seen before their task
+  std::set<std::string> delete_after_create_;     // cancelled/timed out while being created
   std::deque<TaskResult> done_;
   std::deque<Finish> finish_queue_;
   std::deque<Create> create_queue_;
