@@ -39,6 +39,7 @@
 
 namespace sluice {
 using test_support::ClusterClient;
+using test_support::LiveRunId;
 using test_support::ReadText;
 using test_support::RunObjects;
 using test_support::SluiceProcess;
@@ -60,9 +61,7 @@ class KubernetesCliTest : public ::testing::Test {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
                    << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
     }
-    std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::transform(test.begin(), test.end(), test.begin(), ::tolower);
-    run_id_ = "cli-" + std::to_string(::getpid()) + "-" + test.substr(0, 16);
+    run_id_ = LiveRunId("cli", 16);
     dir_ = fs::temp_directory_path() / ("sluice-k8s-cli-" + run_id_);
     fs::remove_all(dir_);
     fs::create_directories(dir_);
@@ -141,6 +140,12 @@ class KubernetesCliTest : public ::testing::Test {
   // The run's objects of `kind`, name -> "step/attempt".
   std::map<std::string, std::string> Objects(const k8s::ResourceKind& kind) {
     return RunObjects(*client_, kind, "default", run_id_);
+  }
+
+  // Waits (up to `bound`) until the run has no object of `kind` left.
+  bool WaitUntilNone(const k8s::ResourceKind& kind, std::chrono::milliseconds bound) {
+    return WaitForObjects(
+        kind, [](const std::map<std::string, Json>& objects) { return objects.empty(); }, bound);
   }
 
   // Watches the run's objects of `kind` until `done(objects)` holds (name ->
@@ -228,9 +233,7 @@ TEST_F(KubernetesCliTest, DiamondOfJobsSucceeds) {
   ASSERT_TRUE(client_->DeleteCollection(k8s::JobKind(), "default", operators::RunSelector(run_id_),
                                         k8s::Propagation::kBackground)
                   .ok());
-  EXPECT_TRUE(WaitForObjects(
-      k8s::PodKind(), [](const std::map<std::string, Json>& pods) { return pods.empty(); },
-      std::chrono::seconds(60)));
+  EXPECT_TRUE(WaitUntilNone(k8s::PodKind(), std::chrono::seconds(60)));
   Outcome logs = Sluice({"logs", run_id_, "join"});
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
   EXPECT_NE(logs.out.find("could not fetch the logs of pod default/" + operators::ObjectName(run_id_, "join", 1)),
@@ -296,13 +299,9 @@ TEST_F(KubernetesCliTest, TimeoutDeletesTheJob) {
   ASSERT_EQ(shown["executions"].size(), 1u) << show.out;
   EXPECT_EQ(shown["executions"][0]["outcome"], "TimedOut") << show.out;
   // The Job (and, by propagation, its pod) is deleted.
-  EXPECT_TRUE(WaitForObjects(
-      k8s::JobKind(), [](const std::map<std::string, Json>& jobs) { return jobs.empty(); },
-      std::chrono::seconds(30)))
+  EXPECT_TRUE(WaitUntilNone(k8s::JobKind(), std::chrono::seconds(30)))
       << "the timed-out Job still exists";
-  EXPECT_TRUE(WaitForObjects(
-      k8s::PodKind(), [](const std::map<std::string, Json>& pods) { return pods.empty(); },
-      std::chrono::seconds(60)))
+  EXPECT_TRUE(WaitUntilNone(k8s::PodKind(), std::chrono::seconds(60)))
       << "the timed-out Job's pod still exists";
 }
 
@@ -439,13 +438,9 @@ TEST_F(KubernetesCliTest, CancelStopsTheRunAndDeletesItsObjects) {
                        " Cancelled\n");
   EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 130) << run->out() << run->err();
   EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"held", "Cancelled/1/-1"}}));
-  EXPECT_TRUE(WaitForObjects(
-      k8s::JobKind(), [](const std::map<std::string, Json>& jobs) { return jobs.empty(); },
-      std::chrono::seconds(30)))
+  EXPECT_TRUE(WaitUntilNone(k8s::JobKind(), std::chrono::seconds(30)))
       << "the cancelled run's Job still exists";
-  EXPECT_TRUE(WaitForObjects(
-      k8s::PodKind(), [](const std::map<std::string, Json>& pods) { return pods.empty(); },
-      std::chrono::seconds(60)))
+  EXPECT_TRUE(WaitUntilNone(k8s::PodKind(), std::chrono::seconds(60)))
       << "the cancelled run's pod still exists";
 }
 
@@ -470,9 +465,7 @@ TEST_F(KubernetesCliTest, CancelOfAKilledRunDeletesItsObjectsItself) {
   EXPECT_EQ(o.exit_code, 0) << o.out << o.err;
   EXPECT_EQ(o.out, "run " + run_id_ +
                        " Cancelled: its sluice process was gone; deleted its 1 Kubernetes object\n");
-  EXPECT_TRUE(WaitForObjects(
-      k8s::JobKind(), [](const std::map<std::string, Json>& jobs) { return jobs.empty(); },
-      std::chrono::seconds(30)));
+  EXPECT_TRUE(WaitUntilNone(k8s::JobKind(), std::chrono::seconds(30)));
   Json status = Status();
   EXPECT_EQ(status["run"]["phase"], "Cancelled");
   EXPECT_EQ(status["run"]["message"], "cancelled by sluice cancel (the sluice process that drove it, pid " +

@@ -35,9 +35,7 @@ class KubernetesExecutorTest : public ::testing::Test {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
                    << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
     }
-    std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::transform(test.begin(), test.end(), test.begin(), ::tolower);
-    run_id_ = "it-" + std::to_string(::getpid()) + "-" + test.substr(0, 20);
+    run_id_ = test_support::LiveRunId("it", 20);
     dir_ = fs::temp_directory_path() / ("sluice-k8s-it-" + run_id_);
     fs::create_directories(dir_);
     options_.kubeconfig.kubeconfig = kubeconfig_;

@@ -3,6 +3,9 @@
 // (tests/k8s/cluster): where its kubeconfigs are, an API client with the
 // admin kubeconfig, and a run's objects as its labels name them.
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -21,6 +24,14 @@ namespace sluice::test_support {
 inline std::string K8sStateDir() {
   const char* s = std::getenv("SLUICE_K8S_STATE");
   return s != nullptr && *s != '\0' ? s : "/tmp/sluice-k8s";
+}
+
+// A run id for the current test, unique per process and usable in object
+// names: "<prefix>-<pid>-<the test's name, lower case, at most name_chars>".
+inline std::string LiveRunId(const std::string& prefix, size_t name_chars) {
+  std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::transform(test.begin(), test.end(), test.begin(), ::tolower);
+  return prefix + "-" + std::to_string(::getpid()) + "-" + test.substr(0, name_chars);
 }
 
 // An API client that reads `kubeconfig`. Errors: LoadRestConfig's and

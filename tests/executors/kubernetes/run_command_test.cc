@@ -177,6 +177,24 @@ class RunCommandTest : public ::testing::Test {
     return path.string();
   }
 
+  // Makes the FIFO `path`, through which a step says it is running, and
+  // opens its read end. The fd, or -1 (a test failure) when that fails.
+  static int OpenReadyFifo(const fs::path& path) {
+    EXPECT_EQ(::mkfifo(path.c_str(), 0600), 0) << path;
+    int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK);
+    EXPECT_GE(fd, 0) << path;
+    return fd;
+  }
+
+  // Waits up to 60 s for a step to write to the FIFO read by `fd`, then
+  // closes it. True when it wrote.
+  static bool WaitReady(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    bool ready = ::poll(&p, 1, 60000) == 1;
+    ::close(fd);
+    return ready;
+  }
+
   std::unique_ptr<SluiceProcess> Start(const std::vector<std::string>& args) {
     std::vector<std::string> all = {"--store", store_};
     all.insert(all.end(), args.begin(), args.end());
@@ -251,8 +269,7 @@ steps:
 TEST_F(RunCommandTest, CancelStopsARunDrivenByAnotherProcess) {
   // The step announces it runs by writing to a FIFO, then sleeps.
   fs::path ready = dir_ / "ready";
-  ASSERT_EQ(::mkfifo(ready.c_str(), 0600), 0);
-  int fd = ::open(ready.c_str(), O_RDONLY | O_NONBLOCK);
+  int fd = OpenReadyFifo(ready);
   ASSERT_GE(fd, 0);
   std::string file = WritePipeline(R"(apiVersion: sluice.dev/v1
 kind: Pipeline
@@ -266,9 +283,7 @@ steps:
     command: [echo, never]
 )");
   auto run = Start({"run", "-q", "--run-id", "c1", file});
-  pollfd p{fd, POLLIN, 0};
-  ASSERT_EQ(::poll(&p, 1, 60000), 1) << run->out() << run->err();
-  ::close(fd);
+  ASSERT_TRUE(WaitReady(fd)) << run->out() << run->err();
   Outcome o = Sluice({"cancel", "c1"});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(o.out, "sluice: cancelling run c1: asked sluice process " + std::to_string(run->pid()) +
@@ -284,9 +299,9 @@ steps:
 }
 
 TEST_F(RunCommandTest, CancelOfAKilledRunRecordsItCancelled) {
+  // The step announces it runs by writing to a FIFO, then sleeps.
   fs::path ready = dir_ / "ready";
-  ASSERT_EQ(::mkfifo(ready.c_str(), 0600), 0);
-  int fd = ::open(ready.c_str(), O_RDONLY | O_NONBLOCK);
+  int fd = OpenReadyFifo(ready);
   ASSERT_GE(fd, 0);
   std::string file = WritePipeline(R"(apiVersion: sluice.dev/v1
 kind: Pipeline
@@ -297,9 +312,7 @@ steps:
     env: {READY: ")" + ready.string() + R"("}
 )");
   auto run = Start({"run", "-q", "--run-id", "k1", file});
-  pollfd p{fd, POLLIN, 0};
-  ASSERT_EQ(::poll(&p, 1, 60000), 1) << run->out() << run->err();
-  ::close(fd);
+  ASSERT_TRUE(WaitReady(fd)) << run->out() << run->err();
   // The step runs before the runner records it (start first, record after):
   // kill only once the store shows it Running, as a crash mid-step finds it.
   ASSERT_TRUE(test_support::WaitUntil(
