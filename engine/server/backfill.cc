@@ -65,13 +65,7 @@ int BackfillCommand(const BackfillCommandOptions& o, ExecutorsFactory executors,
     ro.state_dir = o.state_dir;
     ro.default_executor = o.executor;
     ro.operator_commands = o.operator_commands;
-    SpecPtr run_spec = spec;
-    if (o.prepare) {
-      auto copy = std::make_shared<PipelineSpec>(*spec);  // the other times' runs share `spec`
-      o.prepare(*copy, ro);
-      run_spec = std::move(copy);
-    }
-    auto handle = factory(run_spec, ro);
+    auto handle = factory(PrepareRun(spec, o.prepare, ro), ro);
     auto summary = handle->Run();
     if (!summary) return Error(summary.error());
     return summary->run.phase;

@@ -45,6 +45,13 @@ void ObserveSteps(ServerMetrics* metrics, const std::string& pipeline,
 
 }  // namespace
 
+SpecPtr PrepareRun(const SpecPtr& spec, const RunPreparer& prepare, RunOptions& options) {
+  if (!prepare) return spec;
+  auto copy = std::make_shared<PipelineSpec>(*spec);
+  prepare(*copy, options);
+  return copy;
+}
+
 RunManager::RunManager(RunManagerOptions options, Store* store, PipelineRegistry* registry,
                        RunFactory factory, ServerMetrics* metrics)
     : options_(std::move(options)),
@@ -100,7 +107,6 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
 
   Job job;
   job.run_id = run_id;
-  job.spec = spec;
   job.trigger = request.trigger;
   job.options.run_id = run_id;
   job.options.params = *bound;
@@ -110,11 +116,7 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   job.options.state_dir = options_.state_dir;
   job.options.resume_run_id = request.resume_run_id;
   job.options.rerun_from = request.rerun_from;
-  if (options_.prepare) {
-    auto copy = std::make_shared<PipelineSpec>(*spec);  // others' runs share `spec`
-    options_.prepare(*copy, job.options);
-    job.spec = std::move(copy);
-  }
+  job.spec = PrepareRun(spec, options_.prepare, job.options);
   job.queued.id = run_id;
   job.queued.pipeline = spec->name;
   job.queued.pipeline_file = spec->file;

@@ -63,6 +63,10 @@ RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorsFactor
 // is queued (RunManagerOptions::prepare).
 using RunPreparer = std::function<void(PipelineSpec& spec, RunOptions& options)>;
 
+// The pipeline one run uses: `spec` when `prepare` is empty, else a copy of
+// it (other runs share `spec`) that `prepare` adjusted, with `options`.
+SpecPtr PrepareRun(const SpecPtr& spec, const RunPreparer& prepare, RunOptions& options);
+
 // A request to start a run.
 struct SubmitRequest {
   std::string pipeline;                       // metadata.name
