@@ -18,6 +18,7 @@
 #include "engine/expr.h"
 #include "engine/graph.h"
 #include "engine/json_text.h"
+#include "engine/store_writer.h"
 #include "engine/plan.h"
 #include "engine/provenance.h"
 #include "engine/sha256.h"
@@ -230,6 +231,10 @@ class RunLoop {
   // it every kFlushEvery cache hits, so a long all-cached pass shows progress.
   void Flush();
   static constexpr size_t kFlushEvery = 1000;
+  // Waits until the background writer (if any) has written every batch
+  // Flush gave it; every direct store write calls it first, so the store
+  // sees writes in the order the loop made them.
+  void SyncStore();
   void Emit(RunEvent::Kind kind, const std::string& instance, NodePhase phase, int attempt,
             const std::string& message);
   // Tells opt_.observer that `inst` is terminal / how many instances wait.
@@ -267,6 +272,9 @@ class RunLoop {
   std::vector<int> dirty_;
   // Finished executions (cache hits with id 0) waiting for Flush().
   std::vector<StoreBatch::Execution> pending_executions_;
+  // Writes Flush()'s batches on a thread of its own, where the store allows
+  // it (Store::ConcurrentWrites); null otherwise.
+  std::unique_ptr<StoreWriter> writer_;
   int ready_waiting_ = 0;  // last value given to observer.on_ready_waiting
 };
 
@@ -293,7 +301,14 @@ void RunLoop::Emit(RunEvent::Kind kind, const std::string& instance, NodePhase p
   opt_.on_event(e);
 }
 
-void RunLoop::Put(const StepRecord& rec) { Record(r_.store_->PutStep(rec)); }
+void RunLoop::Put(const StepRecord& rec) {
+  SyncStore();
+  Record(r_.store_->PutStep(rec));
+}
+
+void RunLoop::SyncStore() {
+  if (writer_) Record(writer_->Wait());
+}
 
 void RunLoop::MarkDirty(int inst) {
   if (insts_[inst].dirty) return;
@@ -305,14 +320,33 @@ void RunLoop::Flush() {
   StoreBatch batch;
   batch.executions = std::move(pending_executions_);
   pending_executions_.clear();
+  // A batch in which no step succeeded (a pass of cache hits, failures)
+  // goes to the background writer: cache lookups never look for what it
+  // holds. One with a success is written now, so that the next lookup can
+  // find it.
+  bool background = writer_ != nullptr;
+  for (int i : dirty_)
+    if (insts_[i].dirty && insts_[i].rec.phase == NodePhase::kSucceeded) background = false;
+  // Written here, the records move into the batch and back (Write is
+  // synchronous); the background writer gets copies.
+  std::vector<int> written;
+  written.reserve(dirty_.size());
   batch.steps.reserve(dirty_.size());
   for (int i : dirty_) {
     if (!insts_[i].dirty) continue;
     insts_[i].dirty = false;
-    batch.steps.push_back(insts_[i].rec);
+    batch.steps.push_back(background ? insts_[i].rec : std::move(insts_[i].rec));
+    written.push_back(i);
   }
   dirty_.clear();
-  if (!batch.empty()) Record(r_.store_->Write(batch));
+  if (batch.empty()) return;
+  if (background) {
+    writer_->Submit(std::move(batch));
+    return;
+  }
+  SyncStore();
+  Record(r_.store_->Write(batch));
+  for (size_t k = 0; k < written.size(); ++k) insts_[written[k]].rec = std::move(batch.steps[k]);
 }
 
 std::string RunLoop::Redact(std::string s) const {
@@ -750,7 +784,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   }
   std::vector<std::string> secret_env;
   std::map<std::string, SecretRef> secret_refs;  // so Kubernetes uses secretKeyRef, never the value
-  Json env_snapshot = Json::object();
+  std::map<std::string, std::string> env_snapshot;
   for (const auto& e : spec.env) {
     if (e.secret) {
       std::string var = "SLUICE_SECRET_" + EnvName(e.secret->name) + "_" + EnvName(e.secret->key);
@@ -798,21 +832,19 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     const ParamSpec* ps = spec_.FindParam(p);
     params[p] = ps && ps->secret ? Json("<redacted>") : opt_.params[p];
   }
-  Json redacted_argv = Json::array();
+  std::vector<std::string> redacted_argv;
+  redacted_argv.reserve(argv.size());
   for (const auto& a : argv) redacted_argv.push_back(Redact(a));
-  Json resources{{"cpu_millis", spec.resources.cpu_millis},
-                 {"memory_bytes", spec.resources.memory_bytes},
-                 {"gpu", spec.resources.gpu}};
   // The cache key: the SHA-256 of the key material's JSON text, written
   // here directly (the same bytes as the Json object's dump(), keys in
   // order) instead of building a Json tree per instance; the tree is built
   // only for a full snapshot (a step that runs).
-  std::vector<std::pair<std::string, std::string>> key_env;  // sorted, as env
+  std::map<std::string, std::string> key_env;
   for (const auto& [k, v] : env) {
     if (k == "SLUICE_RUN_ID" || k.rfind("SLUICE_INPUT_", 0) == 0) continue;  // run-specific paths
     if (std::find(spec.cache.env_ignore.begin(), spec.cache.env_ignore.end(), k) != spec.cache.env_ignore.end())
       continue;
-    key_env.emplace_back(k, std::find(secret_env.begin(), secret_env.end(), k) != secret_env.end() ? "<secret>" : v);
+    key_env.emplace(k, std::find(secret_env.begin(), secret_env.end(), k) != secret_env.end() ? "<secret>" : v);
   }
   Json key_inputs = Json::object();
   for (auto it = input_digests.begin(); it != input_digests.end(); ++it) {
@@ -840,47 +872,21 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     key_argv.push_back(std::move(k));
   }
   const std::string workdir_text = spec.workdir ? spec.workdir->text : "";
-  std::string material;
-  material.reserve(512);
-  material += "{\"argv\":[";
-  for (size_t i = 0; i < key_argv.size(); ++i) {
-    if (i) material += ',';
-    AppendJsonString(&material, key_argv[i]);
-  }
-  material += "],\"code\":";
-  AppendJsonString(&material, code->first);
-  material += ",\"config\":" + info.config_json + ",\"env\":{";
-  for (size_t i = 0; i < key_env.size(); ++i) {
-    if (i) material += ',';
-    AppendJsonString(&material, key_env[i].first);
-    material += ':';
-    AppendJsonString(&material, key_env[i].second);
-  }
-  material += "},\"image\":";
-  AppendJsonString(&material, spec.image);
-  material += ",\"inputs\":" + JsonText(key_inputs) + ",\"item\":" + JsonText(st.rec.item) + ",\"operator\":";
-  AppendJsonString(&material, spec.type);
-  material += ",\"outputs\":" + info.declared_json + ",\"params\":" + JsonText(params) + ",\"v\":1,\"workdir\":";
-  AppendJsonString(&material, workdir_text);
-  material += '}';
-  const std::string cache_key = Sha256Hex(material);
-  // The same material as a Json object, for a full snapshot.
-  auto key_material_json = [&]() {
-    Json env_json = Json::object();
-    for (const auto& [k, v] : key_env) env_json[k] = v;
-    return Json{{"v", 1},
-                {"operator", spec.type},
-                {"argv", key_argv},
-                {"env", std::move(env_json)},
-                {"image", spec.image},
-                {"code", code->first},
-                {"params", params},
-                {"inputs", key_inputs},
-                {"item", st.rec.item},
-                {"workdir", workdir_text},
-                {"outputs", info.declared},
-                {"config", spec.config}};
-  };
+  JsonObjectText material;
+  material.Strings("argv", key_argv)
+      .String("code", code->first)
+      .Raw("config", info.config_json)
+      .StringMap("env", key_env)
+      .String("image", spec.image)
+      .Value("inputs", key_inputs)
+      .Value("item", st.rec.item)
+      .String("operator", spec.type)
+      .Raw("outputs", info.declared_json)
+      .Value("params", params)
+      .Int("v", 1)
+      .String("workdir", workdir_text);
+  const std::string material_text = material.Finish();
+  const std::string cache_key = Sha256Hex(material_text);
 
   const bool runs_python = !argv.empty() && argv[0].find("python") != std::string::npos;
   if (python_version_.empty() && runs_python) python_version_ = PythonVersion();
@@ -891,15 +897,44 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   // each file's name and digest), key material and, unless
   // cache.ignoreInputs leaves some out, input digests; the store merges the
   // rest back in on every read.
+  // The light snapshot is written as JSON text (one per hit, so no tree);
+  // the full one, which a running step's execution keeps, as a Json object.
+  const bool python_recorded = !python_version_.empty() && runs_python;
+  const std::string resources_text = JsonObjectText()
+                                         .Int("cpu_millis", spec.resources.cpu_millis)
+                                         .Int("gpu", spec.resources.gpu)
+                                         .Int("memory_bytes", spec.resources.memory_bytes)
+                                         .Finish();
+  auto light_snapshot_text = [&](const std::string& cached_from) {
+    JsonObjectText t;
+    t.Strings("argv", redacted_argv)
+        .Int("attempt", attempt)
+        .String("cached_from", cached_from)
+        .StringMap("env", env_snapshot)
+        .String("git_commit", run_.git_commit)
+        .Bool("git_dirty", run_.git_dirty);
+    if (!spec.cache.ignore_inputs.empty()) t.Value("inputs", input_digests);
+    t.String("instance", name)
+        .String("log_path", log_path)
+        .String("pipeline_digest", spec_.file_digest)
+        .String("pipeline_file", run_.pipeline_file);
+    if (python_recorded) t.String("python_version", python_version_);
+    t.Raw("resources", resources_text)
+        .String("sluice_version", SLUICE_VERSION)
+        .String("step", spec.name)
+        .Raw("timeout_ms", spec.timeout ? std::to_string(spec.timeout->count()) : "null")
+        .String("workdir", st.workdir);
+    return t.Finish();
+  };
   // Called once per instance: it takes the pieces it records.
-  auto make_snapshot = [&](bool light) {
+  auto make_snapshot = [&]() {
     Json snap{{"step", spec.name},
               {"instance", name},
               {"attempt", attempt},
               {"argv", std::move(redacted_argv)},
               {"env", std::move(env_snapshot)},
               {"workdir", st.workdir},
-              {"resources", std::move(resources)},
+              {"resources", Json::parse(resources_text)},
               {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
               {"pipeline_file", run_.pipeline_file},
               {"pipeline_digest", spec_.file_digest},
@@ -907,9 +942,8 @@ bool RunLoop::StartInstance(int inst, int attempt) {
               {"git_dirty", run_.git_dirty},
               {"sluice_version", SLUICE_VERSION},
               {"log_path", log_path}};
-    if (!python_version_.empty() && runs_python) snap["python_version"] = python_version_;
-    if (!light || !spec.cache.ignore_inputs.empty()) snap["inputs"] = std::move(input_digests);
-    if (light) return snap;
+    if (python_recorded) snap["python_version"] = python_version_;
+    snap["inputs"] = std::move(input_digests);
     snap["operator"] = spec.type;
     snap["image"] = spec.image;
     snap["params"] = params;
@@ -919,7 +953,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     snap["cache_key"] = cache_key;
     // The key's components, secrets redacted, so `sluice plan` can say which
     // one changed and `sluice reproduce` knows the declared outputs.
-    Json key_material = key_material_json();
+    Json key_material = Json::parse(material_text);
     if (!secret_values_.empty()) {
       for (auto& a : key_material["argv"]) a = Redact(a.get<std::string>());
       for (auto& [k, v] : key_material["env"].items())
@@ -974,9 +1008,13 @@ bool RunLoop::StartInstance(int inst, int attempt) {
       ex_rec.started_at = now;
       ex_rec.finished_at = now;
       ex_rec.message = "outputs reused from " + st.rec.cached_from;
-      ex_rec.snapshot = make_snapshot(/*light=*/hit->execution_id > 0);
-      ex_rec.snapshot["cached_from"] = st.rec.cached_from;
-      ex_rec.snapshot_base = hit->execution_id;
+      if (hit->execution_id > 0) {
+        ex_rec.snapshot_text = light_snapshot_text(st.rec.cached_from);
+        ex_rec.snapshot_base = hit->execution_id;
+      } else {
+        ex_rec.snapshot = make_snapshot();
+        ex_rec.snapshot["cached_from"] = st.rec.cached_from;
+      }
       // Recorded with the step's Cached record by the next Flush(), in one
       // transaction with the other hits of this pass.
       pending_executions_.push_back({std::move(ex_rec), st.inputs, st.rec.outputs});
@@ -984,7 +1022,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
       return true;
     }
   }
-  Json snapshot = make_snapshot(/*light=*/false);
+  Json snapshot = make_snapshot();
 
   {
     std::error_code ec;
@@ -1273,6 +1311,7 @@ Result<RunSummary> RunLoop::Run() {
   po.gpu = opt_.gpu_budget;
   po.keep_going = opt_.keep_going;
   plan_ = std::make_unique<Plan>(*graph_, po);
+  if (r_.store_->ConcurrentWrites()) writer_ = std::make_unique<StoreWriter>(r_.store_);
 
   const TimePoint start = clock_->Now();
   if (Status s = SetUpResume(); !s.ok()) return Error(s);
@@ -1384,6 +1423,7 @@ Result<RunSummary> RunLoop::Run() {
                        : plan_->PhaseMessage();
   if (run_.phase == RunPhase::kSucceeded) run_.message.clear();
   run_.finished_at = clock_->Now();
+  SyncStore();
   Record(r_.store_->UpdateRun(run_));
   Emit(RunEvent::Kind::kRunFinished, "", NodePhase::kPending, 0,
        std::string(RunPhaseName(run_.phase)) + (run_.message.empty() ? "" : ": " + run_.message));
@@ -1394,7 +1434,7 @@ Result<RunSummary> RunLoop::Run() {
     for (int i : plan_->StepInstances(v)) {
       if (!plan_->IsReported(i)) continue;
       EnsureInst(i);
-      StepRecord rec = insts_[i].rec;
+      StepRecord rec = std::move(insts_[i].rec);  // the loop ends here
       rec.phase = plan_->InstancePhase(i);
       summary.steps.push_back(std::move(rec));
     }

@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <mutex>
 #include <filesystem>
 #include <system_error>
 
@@ -425,11 +426,14 @@ ExecutionRecord ReadExecution(sqlite3_stmt* s) {
 // ---------------------------------------------------------------------------
 // Open / migrate
 
-SqliteStore::SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+SqliteStore::SqliteStore(sqlite3* db, std::string path, Duration busy_timeout)
+    : db_(db), path_(std::move(path)), busy_timeout_(busy_timeout) {}
 
 SqliteStore::~SqliteStore() {
   for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
   sqlite3_close_v2(db_);
+  sqlite3_finalize(lookup_stmt_);
+  sqlite3_close_v2(lookup_db_);
 }
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_dir,
@@ -450,6 +454,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_
                                                       dir.string() + ": " + ec.message()));
     }
   }
+  // SQLite's memory statistics take a process-wide mutex on every
+  // allocation, which the cache lookups and the background writer
+  // (engine/store_writer.h) would then contend for; sluice reads none of
+  // them. Possible only before SQLite initializes (then a no-op).
+  static std::once_flag memstatus_off;
+  std::call_once(memstatus_off, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
               (options.create_if_missing ? SQLITE_OPEN_CREATE : 0);
@@ -461,7 +471,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_
   }
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, static_cast<int>(options.busy_timeout.count()));
-  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path, options.busy_timeout));
   // journal_mode must be set outside a transaction; it is persistent.
   // A 32 MiB page cache (SQLite's default is 2 MiB): a 10,000-step run's
   // cache lookups and writes then stay in memory instead of re-reading
@@ -954,31 +964,57 @@ Result<StepRecord> SqliteStore::FindCached(const std::string& cache_key,
   return std::move(steps->front());
 }
 
+// Selects only what a hit uses: not the step's inputs, which it records
+// itself. The reused execution is the step's last attempt, the one that
+// succeeded (nothing runs again in a run after its step succeeded): read
+// from the index executions_by_run alone, not from the executions rows.
+constexpr const char* kCacheHitSql =
+    "SELECT run_id, instance, step, idx, exit_code, cached_from, started_at, finished_at, "
+    "output_params, metrics, outputs, "
+    "(SELECT e.id FROM executions e WHERE e.run_id = steps.run_id AND e.instance = steps.instance "
+    " ORDER BY e.attempt DESC, e.id DESC LIMIT 1) "
+    "FROM steps WHERE cache_key = ?1 AND phase = 'Succeeded' "
+    "AND cache_key <> '' AND (?2 IS NULL OR finished_at >= ?2) "
+    "ORDER BY finished_at DESC LIMIT 1";
+
+Status SqliteStore::OpenLookupLocked() {
+  if (lookup_stmt_) return Status::Ok();
+  auto fail = [this](const std::string& what) {
+    std::string msg = what + " " + path_ + ": " + (lookup_db_ ? sqlite3_errmsg(lookup_db_) : "out of memory");
+    sqlite3_finalize(lookup_stmt_);
+    sqlite3_close_v2(lookup_db_);
+    lookup_stmt_ = nullptr;
+    lookup_db_ = nullptr;
+    return Status::Internal(msg);
+  };
+  if (sqlite3_open_v2(path_.c_str(), &lookup_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK)
+    return fail("opening a lookup connection to");
+  sqlite3_extended_result_codes(lookup_db_, 1);
+  sqlite3_busy_timeout(lookup_db_, static_cast<int>(busy_timeout_.count()));
+  if (sqlite3_exec(lookup_db_, "PRAGMA cache_size=-16384", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return fail("configuring the lookup connection to");
+  if (sqlite3_prepare_v3(lookup_db_, kCacheHitSql, -1, SQLITE_PREPARE_PERSISTENT, &lookup_stmt_, nullptr) !=
+      SQLITE_OK)
+    return fail("preparing the cache lookup on");
+  return Status::Ok();
+}
+
 Result<CacheHit> SqliteStore::FindCacheHit(const std::string& cache_key,
                                            std::optional<TimePoint> not_before) {
   if (cache_key.empty()) return sluice::Error(Status::NotFound("empty cache key"));
-  std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  // Only what a hit uses: not the step's inputs, which it records itself.
-  // The reused execution is the step's last attempt, the one that
-  // succeeded (nothing runs again in a run after its step succeeded): read
-  // from the index executions_by_run alone, not from the executions rows.
-  sqlite3_stmt* s = Prepare(
-      "SELECT run_id, instance, step, idx, exit_code, cached_from, started_at, finished_at, "
-      "output_params, metrics, outputs, "
-      "(SELECT e.id FROM executions e WHERE e.run_id = steps.run_id AND e.instance = steps.instance "
-      " ORDER BY e.attempt DESC, e.id DESC LIMIT 1) "
-      "FROM steps WHERE cache_key = ?1 AND phase = 'Succeeded' "
-      "AND cache_key <> '' AND (?2 IS NULL OR finished_at >= ?2) "
-      "ORDER BY finished_at DESC LIMIT 1",
-      &st);
-  if (!s) return sluice::Error(st);
+  std::lock_guard<std::mutex> lock(lookup_mu_);
+  SLUICE_RETURN_IF_ERROR_RESULT(OpenLookupLocked());
+  sqlite3_stmt* s = lookup_stmt_;
   StmtReset reset(s);
+  sqlite3_clear_bindings(s);
   BindText(s, 1, cache_key);
   BindTime(s, 2, not_before);
   int rc = sqlite3_step(s);
   if (rc == SQLITE_DONE) return sluice::Error(Status::NotFound("no cached result for " + cache_key));
-  if (rc != SQLITE_ROW) return sluice::Error(Error("looking up cache key " + cache_key));
+  if (rc != SQLITE_ROW) {
+    return sluice::Error(Status::Internal("looking up cache key " + cache_key + ": " + sqlite3_errmsg(lookup_db_)));
+  }
   CacheHit hit;
   StepRecord& r = hit.step;
   r.run_id = ColumnText(s, 0);
@@ -1026,7 +1062,7 @@ Result<int64_t> SqliteStore::InsertExecutionLocked(const ExecutionRecord& e) {
   BindText(s, 9, e.cache_key);
   sqlite3_bind_int64(s, 10, ToMillis(e.started_at));
   BindTime(s, 11, e.finished_at);
-  BindText(s, 12, DumpJson(e.snapshot));
+  BindText(s, 12, e.snapshot_text.empty() ? DumpJson(e.snapshot) : e.snapshot_text);
   if (e.snapshot_base > 0) {
     sqlite3_bind_int64(s, 13, e.snapshot_base);
   } else {
@@ -1073,7 +1109,7 @@ Status SqliteStore::FinishExecutionLocked(const ExecutionRecord& e, const std::v
     BindText(s, 6, e.external_id);
     BindText(s, 7, e.cache_key);
     BindTime(s, 8, e.finished_at ? e.finished_at : std::optional<TimePoint>(std::chrono::system_clock::now()));
-    BindText(s, 9, DumpJson(e.snapshot));
+    BindText(s, 9, e.snapshot_text.empty() ? DumpJson(e.snapshot) : e.snapshot_text);
     if (sqlite3_step(s) != SQLITE_DONE) return Error("finishing execution");
     if (sqlite3_changes(db_) == 0) return Status::NotFound("no execution " + std::to_string(e.id));
   }

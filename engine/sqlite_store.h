@@ -13,7 +13,9 @@
 // terminal) never block the writer and see committed state; writers take the
 // lock with BEGIN IMMEDIATE and wait up to `busy_timeout` for each other.
 // Within a process one connection is shared behind a mutex, with its
-// prepared statements cached.
+// prepared statements cached; cache lookups use a second connection of
+// their own, so a Write on another thread (engine/store_writer.h) never
+// holds them up.
 //
 // Schema (ML Metadata's shape, see docs/store.md):
 //   contexts        pipeline / pipeline_version / run, parent links
@@ -100,6 +102,7 @@ class SqliteStore : public Store {
   // One indexed lookup that reads only what a hit uses (no inputs or item).
   Result<CacheHit> FindCacheHit(const std::string& cache_key,
                                 std::optional<TimePoint> not_before) override;
+  bool ConcurrentWrites() const override { return true; }
   Status DeleteRun(const std::string& run_id) override;
   Result<int64_t> RecordDeployment(const DeploymentRecord& record) override;
   Result<std::vector<DeploymentRecord>> ListDeployments(const std::string& service,
@@ -125,7 +128,7 @@ class SqliteStore : public Store {
   Result<std::string> IntegrityCheck();
 
  private:
-  SqliteStore(sqlite3* db, std::string path);
+  SqliteStore(sqlite3* db, std::string path, Duration busy_timeout);
 
   Status Migrate();
   // A cached prepared statement for `sql` (reset, bindings cleared). The
@@ -168,6 +171,15 @@ class SqliteStore : public Store {
   sqlite3* db_;
   std::string path_;
   std::unordered_map<const char*, sqlite3_stmt*> statements_;  // keyed by the SQL literal
+  Duration busy_timeout_;
+
+  // The cache lookup's own connection and statement, opened on first use.
+  // WAL readers never wait for the writer, and a lookup sees every
+  // committed transaction.
+  std::mutex lookup_mu_;
+  sqlite3* lookup_db_ = nullptr;             // guarded by lookup_mu_
+  sqlite3_stmt* lookup_stmt_ = nullptr;      // guarded by lookup_mu_
+  Status OpenLookupLocked();
 };
 
 using SqliteStorePtr = std::unique_ptr<SqliteStore>;

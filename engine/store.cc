@@ -47,6 +47,11 @@ bool IsTerminal(RunPhase phase) {
 Status Store::Write(const StoreBatch& batch) {
   for (const auto& e : batch.executions) {
     ExecutionRecord record = e.record;
+    if (!record.snapshot_text.empty()) {
+      record.snapshot = Json::parse(record.snapshot_text, nullptr, /*allow_exceptions=*/false);
+      if (!record.snapshot.is_object()) return Status::InvalidArgument("execution snapshot text is not a JSON object");
+      record.snapshot_text.clear();
+    }
     if (record.id == 0) {
       auto id = StartExecution(record);
       if (!id) return id.error();

@@ -136,6 +136,10 @@ struct ExecutionRecord {
   // returns the merged, full snapshot from every read (base keys, then these
   // on top), with snapshot_base still set; 0 = `snapshot` is complete.
   int64_t snapshot_base = 0;
+  // When non-empty, the snapshot as JSON object text, which a Store records
+  // instead of `snapshot` (a cache hit's light snapshot, written directly
+  // on that hot path). Only writes take it; reads fill `snapshot`.
+  std::string snapshot_text;
 };
 
 // A cache hit: the step record whose outputs are reused, and the id of its
@@ -236,6 +240,11 @@ class Store {
   // snapshot).
   virtual Result<CacheHit> FindCacheHit(const std::string& cache_key,
                                         std::optional<TimePoint> not_before);
+
+  // Whether Write may run on another thread while the caller's thread calls
+  // FindCacheHit (and whether the Runner may so record a pass of cache hits
+  // in the background; engine/store_writer.h). False by default.
+  virtual bool ConcurrentWrites() const { return false; }
 
   // Lineage queries (issue 3), each one indexed lookup, so a walk over a
   // store of millions of executions touches only the nodes it returns.

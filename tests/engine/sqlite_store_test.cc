@@ -743,6 +743,57 @@ TEST(SqliteStoreTest, ALightSnapshotIsStoredAsWrittenAndReadBackMerged) {
   sqlite3_close(db);
 }
 
+TEST(SqliteStoreTest, ASnapshotGivenAsTextIsStoredAsWritten) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  const ArtifactRecord model = MakeArtifact(std::string(64, 'a'), ArtifactType::kModel);
+  const int64_t ran = RecordRanTrain(*store, "r1", model);
+  ASSERT_TRUE(store->CreateRun(MakeRun("r2")).ok());
+  StoreBatch batch = LightHit("r2", {}, ran);
+  batch.executions[0].record.snapshot = Json::object();
+  const std::string text = R"({"cached_from":"r1/train","workdir":"/store/runs/r2/steps/train"})";
+  batch.executions[0].record.snapshot_text = text;
+  ASSERT_TRUE(store->Write(batch).ok());
+
+  auto listed = store->ListExecutions("r2");
+  ASSERT_TRUE(listed.has_value());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].snapshot["workdir"], "/store/runs/r2/steps/train");
+  EXPECT_EQ((*listed)[0].snapshot["cached_from"], "r1/train");
+  EXPECT_EQ((*listed)[0].snapshot["code_digest"], "sha256:c0de");  // from the base
+  EXPECT_EQ((*listed)[0].snapshot_text, "");
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() + "/sluice.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT snapshot FROM executions WHERE run_id = 'r2'", -1, &s, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_EQ(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), text);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
+TEST(SqliteStoreTest, FindCacheHitSeesWhatIsCommittedAfterItsFirstLookup) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  // The first lookup opens the lookup connection and finds nothing.
+  EXPECT_EQ(store->FindCacheHit("K", std::nullopt).error().code(), StatusCode::kNotFound);
+  const ArtifactRecord model = MakeArtifact(std::string(64, 'a'), ArtifactType::kModel);
+  const int64_t ran = RecordRanTrain(*store, "r1", model);
+  auto hit = store->FindCacheHit("K", std::nullopt);
+  ASSERT_TRUE(hit.has_value()) << hit.error().ToString();
+  EXPECT_EQ(hit->execution_id, ran);
+
+  // Lookups while a write runs on another thread (as the Runner's
+  // StoreWriter does) are safe and see the committed state.
+  ASSERT_TRUE(store->CreateRun(MakeRun("r2")).ok());
+  std::thread writer([&] { EXPECT_TRUE(store->Write(CachedBatch("r2", 0, 200)).ok()); });
+  for (int i = 0; i < 50; ++i) EXPECT_TRUE(store->FindCacheHit("K", std::nullopt).has_value());
+  writer.join();
+  EXPECT_EQ(store->ListSteps("r2")->size(), 200u);
+}
+
 TEST(SqliteStoreTest, MigratesAVersion1StoreKeepingItsRecords) {
   TempDir dir;
   const ArtifactRecord model = MakeArtifact(std::string(64, 'a'), ArtifactType::kModel);
