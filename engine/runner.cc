@@ -811,16 +811,16 @@ bool RunLoop::StartInstance(int inst, int attempt) {
 
   // Working directory: fresh for every attempt, made only when the attempt
   // really runs (after the cache lookup below).
-  const fs::path base = fs::path(run_dir_) / "steps" / name;
-  fs::path workdir = base;
+  // (Plain strings: run_dir_ has no trailing '/', and a cache hit needs no
+  // fs::path.)
+  const std::string base_dir = run_dir_ + "/steps/" + name;
+  st.workdir = base_dir;
   if (spec.workdir) {
     auto w = expr::Render(spec.workdir->text, scope);
     if (!w) return fail(AtLoc(spec.workdir->loc, "step '" + name + "': workdir: " + w.error().message()));
-    workdir = fs::path(*w).is_absolute() ? fs::path(*w) : base / *w;
+    st.workdir = fs::path(*w).is_absolute() ? *w : (fs::path(base_dir) / *w).string();
   }
-  st.workdir = workdir.string();
-  const std::string log_path =
-      (fs::path(run_dir_) / "logs" / (name + ".attempt" + std::to_string(attempt) + ".log")).string();
+  const std::string log_path = run_dir_ + "/logs/" + name + ".attempt" + std::to_string(attempt) + ".log";
 
   const auto& code = CodeDigest(step);
   if (!code) return fail(code.error().message());
@@ -1025,6 +1025,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   Json snapshot = make_snapshot();
 
   {
+    const fs::path base(base_dir), workdir(st.workdir);
     std::error_code ec;
     if (st.ever_started || fs::exists(base, ec)) fs::remove_all(base, ec);
     fs::create_directories(base, ec);

@@ -471,6 +471,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_
   }
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, static_cast<int>(options.busy_timeout.count()));
+  // Closing does not checkpoint: the WAL's frames move into the database
+  // file at the automatic checkpoints of later commits (every 1,000 pages),
+  // not at exit, where copying a run's last frames and syncing the file
+  // took about as long as re-running 10,000 cached steps. The WAL stays
+  // valid on disk; a reader or writer opening the store uses it.
+  sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   std::unique_ptr<SqliteStore> store(new SqliteStore(db, path, options.busy_timeout));
   // journal_mode must be set outside a transaction; it is persistent.
   // A 32 MiB page cache (SQLite's default is 2 MiB): a 10,000-step run's
@@ -991,8 +997,13 @@ Status SqliteStore::OpenLookupLocked() {
       SQLITE_OK)
     return fail("opening a lookup connection to");
   sqlite3_extended_result_codes(lookup_db_, 1);
+  sqlite3_db_config(lookup_db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   sqlite3_busy_timeout(lookup_db_, static_cast<int>(busy_timeout_.count()));
-  if (sqlite3_exec(lookup_db_, "PRAGMA cache_size=-16384", nullptr, nullptr, nullptr) != SQLITE_OK)
+  // Reads through a memory map: a lookup re-reads pages after each commit
+  // of the writer (SQLite then drops the connection's page cache), and
+  // mapped pages cost no system call or copy.
+  if (sqlite3_exec(lookup_db_, "PRAGMA cache_size=-16384; PRAGMA mmap_size=1073741824", nullptr, nullptr,
+                   nullptr) != SQLITE_OK)
     return fail("configuring the lookup connection to");
   if (sqlite3_prepare_v3(lookup_db_, kCacheHitSql, -1, SQLITE_PREPARE_PERSISTENT, &lookup_stmt_, nullptr) !=
       SQLITE_OK)
