@@ -475,7 +475,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_
   // file at the automatic checkpoints of later commits (every 1,000 pages),
   // not at exit, where copying a run's last frames and syncing the file
   // took about as long as re-running 10,000 cached steps. The WAL stays
-  // valid on disk; a reader or writer opening the store uses it.
+  // valid on disk; a reader or writer opening the store uses it, and
+  // journal_size_limit (below) truncates it after a checkpoint.
   sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   std::unique_ptr<SqliteStore> store(new SqliteStore(db, path, options.busy_timeout));
   // journal_mode must be set outside a transaction; it is persistent.
@@ -483,7 +484,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_
   // cache lookups and writes then stay in memory instead of re-reading
   // pages with pread.
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-                             "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-32768"}) {
+                             "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-32768",
+                             "PRAGMA journal_size_limit=67108864"}) {
     Status st = store->Exec(pragma);
     if (!st.ok()) return sluice::Error(st.WithContext("opening store " + path));
   }
