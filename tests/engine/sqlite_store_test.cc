@@ -143,6 +143,25 @@ void ExecRaw(const std::string& db_path, const char* sql) {
   sqlite3_close(db);
 }
 
+// The first row `sql` yields, each column as text (NULL as ""); empty when
+// there is none. Reads the file past the store, as another tool would.
+std::vector<std::string> RowRaw(const std::string& db_path, const char* sql) {
+  std::vector<std::string> row;
+  sqlite3* db = nullptr;
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  if (s && sqlite3_step(s) == SQLITE_ROW) {
+    for (int i = 0; i < sqlite3_column_count(s); ++i) {
+      const unsigned char* t = sqlite3_column_text(s, i);
+      row.push_back(t ? reinterpret_cast<const char*>(t) : "");
+    }
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return row;
+}
+
 TEST(SqliteStoreTest, RefusesAStoreFromANewerSluice) {
   TempDir dir;
   { OpenOrDie(dir.path()); }
@@ -730,17 +749,10 @@ TEST(SqliteStoreTest, ALightSnapshotIsStoredAsWrittenAndReadBackMerged) {
   EXPECT_EQ(store->GetExecution(ran)->snapshot_base, 0);
 
   // On disk the hit keeps only its own keys.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir.path() + "/sluice.db").c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT snapshot, snapshot_base FROM executions WHERE run_id = 'r2'", -1, &s,
-                               nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_EQ(Json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))), hit.record.snapshot);
-  EXPECT_EQ(sqlite3_column_int64(s, 1), ran);
-  sqlite3_finalize(s);
-  sqlite3_close(db);
+  auto row = RowRaw(dir.path() + "/sluice.db", "SELECT snapshot, snapshot_base FROM executions WHERE run_id = 'r2'");
+  ASSERT_EQ(row.size(), 2u);
+  EXPECT_EQ(Json::parse(row[0]), hit.record.snapshot);
+  EXPECT_EQ(row[1], std::to_string(ran));
 }
 
 TEST(SqliteStoreTest, ASnapshotGivenAsTextIsStoredAsWritten) {
@@ -763,15 +775,8 @@ TEST(SqliteStoreTest, ASnapshotGivenAsTextIsStoredAsWritten) {
   EXPECT_EQ((*listed)[0].snapshot["code_digest"], "sha256:c0de");  // from the base
   EXPECT_EQ((*listed)[0].snapshot_text, "");
 
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir.path() + "/sluice.db").c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT snapshot FROM executions WHERE run_id = 'r2'", -1, &s, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_EQ(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), text);
-  sqlite3_finalize(s);
-  sqlite3_close(db);
+  EXPECT_EQ(RowRaw(dir.path() + "/sluice.db", "SELECT snapshot FROM executions WHERE run_id = 'r2'"),
+            std::vector<std::string>{text});
 }
 
 TEST(SqliteStoreTest, FindCacheHitSeesWhatIsCommittedAfterItsFirstLookup) {
