@@ -1020,8 +1020,7 @@ Result<CacheHit> SqliteStore::FindCacheHit(const std::string& cache_key,
   SLUICE_RETURN_IF_ERROR_RESULT(OpenLookupLocked());
   sqlite3_stmt* s = lookup_stmt_;
   StmtReset reset(s);
-  sqlite3_clear_bindings(s);
-  BindText(s, 1, cache_key);
+  BindText(s, 1, cache_key);  // both parameters, every time
   BindTime(s, 2, not_before);
   int rc = sqlite3_step(s);
   if (rc == SQLITE_DONE) return sluice::Error(Status::NotFound("no cached result for " + cache_key));
