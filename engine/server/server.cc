@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
+#include <thread>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -162,7 +165,16 @@ Status Server::Start() {
                                  "--listen");
     port_ = port;
   }
-  http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+  // httplib's stop() does nothing until the listen loop runs
+  // (is_running()), so a Stop() right after Start() could miss it and leave
+  // this thread listening forever (seen as a hung ApiTest). Start returns
+  // once the loop runs, or has already returned.
+  auto listen_returned = std::make_shared<std::atomic<bool>>(false);
+  http_thread_ = std::thread([this, listen_returned] {
+    http_->listen_after_bind();
+    listen_returned->store(true);
+  });
+  while (!http_->is_running() && !listen_returned->load()) std::this_thread::yield();
   started_ = true;
   if (options_.run_scheduler) scheduler_thread_ = std::thread([this] { SchedulerLoop(); });
   if (options_.watch) watch_thread_ = std::thread([this] { WatchLoop(); });
