@@ -182,6 +182,12 @@ TimePoint FromMillis(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms
 
 std::string DumpJson(const Json& j) { return JsonText(j); }
 
+// The text of an execution's snapshot column: the record's pre-written
+// text when it has one (ExecutionRecord::snapshot_text), else its Json.
+std::string SnapshotColumn(const ExecutionRecord& e) {
+  return e.snapshot_text.empty() ? DumpJson(e.snapshot) : e.snapshot_text;
+}
+
 Json ParseJson(const unsigned char* text, const Json& fallback) {
   if (text == nullptr) return fallback;
   const char* t = reinterpret_cast<const char*>(text);
@@ -552,9 +558,11 @@ Status SqliteStore::Migrate() {
 // ---------------------------------------------------------------------------
 // Low-level helpers (caller holds mu_)
 
-Status SqliteStore::Error(const std::string& what) const {
-  int code = sqlite3_extended_errcode(db_);
-  std::string msg = what + ": " + sqlite3_errmsg(db_);
+Status SqliteStore::Error(const std::string& what) const { return ErrorOn(db_, what); }
+
+Status SqliteStore::ErrorOn(sqlite3* db, const std::string& what) {
+  int code = sqlite3_extended_errcode(db);
+  std::string msg = what + ": " + sqlite3_errmsg(db);
   switch (code & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -1024,9 +1032,7 @@ Result<CacheHit> SqliteStore::FindCacheHit(const std::string& cache_key,
   BindTime(s, 2, not_before);
   int rc = sqlite3_step(s);
   if (rc == SQLITE_DONE) return sluice::Error(Status::NotFound("no cached result for " + cache_key));
-  if (rc != SQLITE_ROW) {
-    return sluice::Error(Status::Internal("looking up cache key " + cache_key + ": " + sqlite3_errmsg(lookup_db_)));
-  }
+  if (rc != SQLITE_ROW) return sluice::Error(ErrorOn(lookup_db_, "looking up cache key " + cache_key));
   CacheHit hit;
   StepRecord& r = hit.step;
   r.run_id = ColumnText(s, 0);
@@ -1074,7 +1080,7 @@ Result<int64_t> SqliteStore::InsertExecutionLocked(const ExecutionRecord& e) {
   BindText(s, 9, e.cache_key);
   sqlite3_bind_int64(s, 10, ToMillis(e.started_at));
   BindTime(s, 11, e.finished_at);
-  BindText(s, 12, e.snapshot_text.empty() ? DumpJson(e.snapshot) : e.snapshot_text);
+  BindText(s, 12, SnapshotColumn(e));
   if (e.snapshot_base > 0) {
     sqlite3_bind_int64(s, 13, e.snapshot_base);
   } else {
@@ -1121,7 +1127,7 @@ Status SqliteStore::FinishExecutionLocked(const ExecutionRecord& e, const std::v
     BindText(s, 6, e.external_id);
     BindText(s, 7, e.cache_key);
     BindTime(s, 8, e.finished_at ? e.finished_at : std::optional<TimePoint>(std::chrono::system_clock::now()));
-    BindText(s, 9, e.snapshot_text.empty() ? DumpJson(e.snapshot) : e.snapshot_text);
+    BindText(s, 9, SnapshotColumn(e));
     if (sqlite3_step(s) != SQLITE_DONE) return Error("finishing execution");
     if (sqlite3_changes(db_) == 0) return Status::NotFound("no execution " + std::to_string(e.id));
   }

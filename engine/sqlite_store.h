@@ -139,6 +139,8 @@ class SqliteStore : public Store {
   Status Commit();
   void Rollback();
   Status Error(const std::string& what) const;
+  // As Error, for any connection of the store's (the lookup connection too).
+  static Status ErrorOn(sqlite3* db, const std::string& what);
   Status UpsertArtifactLocked(const ArtifactRecord& artifact);
   // The bodies of StartExecution, FinishExecution and PutStep without the
   // lock and the transaction, for Write() to share. `upserted` (may be
