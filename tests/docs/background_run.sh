@@ -11,5 +11,8 @@ while IFS= read -t 60 -r line <&"${BACKGROUND_RUN[0]}"; do
     "["*"] start "*) started=1; break ;;
   esac
 done
-cat <&"${BACKGROUND_RUN[0]}" > background-run.log &   # keep reading its output
+# Keep reading its output (a background job does not inherit the
+# coprocess's descriptor: pass a copy).
+exec {run_out}<&"${BACKGROUND_RUN[0]}"
+cat <&"$run_out" > background-run.log &
 [ -n "$started" ]

@@ -252,6 +252,26 @@ def undeploy_services(work, build_dir):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 
 
+def stop_group(pgid):
+    """Stops what a block left running: SIGTERM to its process group (so a
+    sluice run or serve cancels its steps), SIGKILL after 10 s."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_block(block, args, work):
     """Runs one block in `work`; returns a list of failure messages (empty: passed)."""
     opts = block.options
@@ -292,25 +312,26 @@ def run_block(block, args, work):
                                          "kubeconfig")
     timeout = int(opts.get("timeout") or 180)
     started = time.monotonic()
-    proc = subprocess.Popen(["bash", "-c", "\n".join(script)], cwd=work, env=env,
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    # Output goes to a file, not a pipe: what a block leaves running in the
+    # background (a server) must not keep the block from ending.
+    out_path = os.path.join(work, ".doctest-output")
+    with open(out_path, "wb") as out_file:
+        proc = subprocess.Popen(["bash", "-c", "\n".join(script)], cwd=work, env=env,
+                                stdout=out_file, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
         timed_out = False
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
         timed_out = True
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        proc.kill()
+        proc.wait()
+        stop_group(proc.pid)
         undeploy_services(work, args.build)
         if stub:
             stub.shutdown()
-    out = out.decode("utf-8", "replace")
+    with open(out_path, "rb") as f:
+        out = f.read().decode("utf-8", "replace")
     elapsed = time.monotonic() - started
 
     outputs, codes, current = {}, {}, None
@@ -324,6 +345,9 @@ def run_block(block, args, work):
         elif current is not None:
             outputs[current].append(line)
 
+    if args.verbose:
+        for key, lines in outputs.items():
+            print(f"--- {block.key} command {key} (exit {codes.get(key)}):\n" + "\n".join(lines))
     failures = []
     if timed_out:
         failures.append(f"timed out after {timeout}s")
@@ -374,6 +398,7 @@ def main():
                         help="run only the blocks marked cluster, against the test cluster")
     parser.add_argument("--list", action="store_true", help="list the blocks and their options")
     parser.add_argument("--line", type=int, action="append", help="only the block at this line")
+    parser.add_argument("--verbose", action="store_true", help="print every command's output")
     parser.add_argument("files", nargs="+", help="Markdown files, relative to --source")
     args = parser.parse_args()
     args.build = os.path.abspath(args.build)

@@ -20,6 +20,9 @@ while IFS= read -t 60 -r line <&"${SERVE[0]}"; do
     *) echo "$line" ;;
   esac
 done
-cat <&"${SERVE[0]}" > serve.log &   # keep reading, so the server never blocks on its output
+# Keep reading, so the server never blocks on its output (a background job
+# does not inherit the coprocess's descriptor: pass a copy).
+exec {serve_out}<&"${SERVE[0]}"
+cat <&"$serve_out" > serve.log &
 [ -n "$SLUICE_SERVER" ]
 export SLUICE_SERVER
