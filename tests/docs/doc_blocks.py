@@ -351,6 +351,8 @@ def run_block(block, args, work):
     failures = []
     if timed_out:
         failures.append(f"timed out after {timeout}s")
+    if stub and not stub.bodies and not timed_out:
+        failures.append(f"nothing was POSTed to the stand-in for {opts['http-stub']}")
     if "setup" in codes and codes["setup"] != 0:
         failures.append(f"setup exited {codes['setup']}:\n" + "\n".join(outputs.get("setup", [])))
         return failures, elapsed
