@@ -12,6 +12,7 @@
 Usage: cli_conventions_test.py SLUICE_BINARY [unittest args, e.g. CompletionTest]
 """
 
+import hashlib
 import json
 import os
 import pty
@@ -38,6 +39,16 @@ steps:
     foreach: [a, b]
     inputs: {data: "{{ steps.make.outputs.artifacts.data }}"}
     command: [python3, -c, "import sys; print('item', sys.argv[1])", "{{ item }}"]
+"""
+
+
+NIGHTLY = """apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: nightly}
+schedule: {cron: "0 3 * * *"}
+steps:
+  - name: job
+    command: [python3, -c, "print(1)"]
 """
 
 
@@ -81,6 +92,38 @@ class OutputFormatTest(StoreWithRuns):
                 as_json = json.loads(self.sluice(*cmd, "-o", "json"))
                 self.assertTrue(as_json or as_json == [], "empty JSON")
                 self.assertEqual(yaml.safe_load(self.sluice(*cmd, "-o", "yaml")), as_json)
+
+    def test_backfill_json_parses(self):
+        with open(os.path.join(self.dir, "nightly.yaml"), "w") as f:
+            f.write(NIGHTLY)
+        planned = json.loads(self.sluice("backfill", "nightly.yaml", "--from", "2026-11-01", "--to", "2026-11-02",
+                                         "--dry-run", "-o", "json"))
+        self.assertEqual([p["run_id"] for p in planned], ["nightly-cron-20261101-030000", "nightly-cron-20261102-030000"])
+
+    def test_submit_json_parses(self):
+        token = "t" * 64
+        config = os.path.join(self.dir, "server.yaml")
+        with open(config, "w") as f:
+            f.write("tokens:\n  - name: test\n    sha256: %s\n" % hashlib.sha256(token.encode()).hexdigest())
+        pipelines = os.path.join(self.dir, "pipelines")
+        os.makedirs(pipelines, exist_ok=True)
+        shutil.copy(os.path.join(self.dir, "p.yaml"), pipelines)
+        server = subprocess.Popen([SLUICE, "serve", "--pipelines", pipelines, "--store", "served", "--listen",
+                                   "127.0.0.1:0", "--config", config], cwd=self.dir, stderr=subprocess.PIPE, text=True)
+        try:
+            url = None
+            for line in server.stderr:  # bounded by the test's CTest timeout
+                m = re.match(r"sluice serve: listening on (\S+)", line)
+                if m:
+                    url = m.group(1)
+                    break
+            self.assertIsNotNone(url, "the server did not start")
+            result = json.loads(self.sluice("submit", "conv", "--server", url, "--token", token, "--wait", "-o", "json"))
+            self.assertEqual(result["phase"], "Succeeded", result)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+            server.stderr.close()
 
     def test_output_and_format_are_aliases_of_o(self):
         for cmd in self.RECORD_COMMANDS:
