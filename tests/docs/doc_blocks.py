@@ -89,7 +89,8 @@ def parse_marker(text, where):
 
 def extract_blocks(source_dir, rel_path):
     """Every fenced block of a Markdown file, with its marker, and the runnable ones."""
-    lines = open(os.path.join(source_dir, rel_path), encoding="utf-8").read().split("\n")
+    with open(os.path.join(source_dir, rel_path), encoding="utf-8") as f:
+        lines = f.read().split("\n")
     blocks, problems = [], []
     i = 0
     while i < len(lines):
@@ -383,11 +384,12 @@ def run_block(block, args, work):
 def load_known_failures(path):
     known = {}
     if os.path.exists(path):
-        for raw in open(path, encoding="utf-8"):
-            raw = raw.strip()
-            if raw and not raw.startswith("#"):
-                key, _, reason = raw.partition(" ")
-                known[key] = reason.strip()
+        with open(path, encoding="utf-8") as f:
+            for raw in f:
+                raw = raw.strip()
+                if raw and not raw.startswith("#"):
+                    key, _, reason = raw.partition(" ")
+                    known[key] = reason.strip()
     return known
 
 
