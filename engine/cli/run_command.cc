@@ -105,7 +105,7 @@ std::string Clock() {
 std::mutex g_out_mu;
 
 // The live progress line of a run on a terminal, "7/13 done, 2 running,
-// 0 failed, 12s", kept as the last line: PrintLine erases it, prints its
+// 0 failed, 12s" (elapsed), kept as the last line: PrintLine erases it, prints its
 // line and draws it again, and a ticker redraws it twice a second so the
 // elapsed time moves. The total counts each step once until its foreach
 // instances are seen, then its instances. Guarded by g_out_mu.
@@ -133,12 +133,24 @@ class ProgressLine {
       if (per_step.count(name) == 0) ++total;
     return "\r" + std::to_string(done_.size()) + "/" + std::to_string(total) + " done, " +
            std::to_string(running_.size()) + " running, " + std::to_string(failed_.size()) +
-           " failed, " + ElapsedText(start_, std::nullopt) + "\x1b[K";
+           " failed, " + Elapsed() + "\x1b[K";
   }
   static constexpr const char* kErase = "\r\x1b[K";
 
  private:
   void Seen(const std::string& instance) { seen_.insert(instance); }
+
+  // Whole seconds ("12s", "3m05s"): a figure that changes once a second.
+  std::string Elapsed() const {
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - start_).count();
+    char buf[32];
+    if (secs < 60) {
+      std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(secs));
+    } else {
+      std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(secs / 60), static_cast<long long>(secs % 60));
+    }
+    return buf;
+  }
 
   TimePoint start_;
   std::set<std::string> planned_, seen_, running_, done_, failed_;
