@@ -460,6 +460,8 @@ def main():
             print(f"PASS  {block.key} ({elapsed:.1f}s)")
     if not args.work and not failed:
         shutil.rmtree(work_root, ignore_errors=True)
+    elif failed:
+        print(f"\nthe blocks' directories are kept in {work_root}")
     for f in failed:
         print("\n" + f)
     print(f"\n{counts['passed']} passed, {counts['xfail']} known failures, "

@@ -131,7 +131,8 @@ class RunTest(unittest.TestCase):
             f.write(textwrap.dedent(markdown))
         with open(os.path.join(src, "tests", "docs", "known_failures.txt"), "w") as f:
             f.write(known)
-        p = subprocess.run([sys.executable, RUNNER, "--source", src, "--build", BUILD, "x.md"],
+        p = subprocess.run([sys.executable, RUNNER, "--source", src, "--build", BUILD,
+                            "--work", os.path.join(src, "work"), "x.md"],
                            capture_output=True, text=True, timeout=120)
         return p.returncode, p.stdout
 
