@@ -48,6 +48,7 @@ LINT_ONLY = {
     "item_field_missing": "expression: a field the foreach items do not have",
     "item_in_foreach_itself": "expression: item used in its own foreach",
     "item_outside_foreach": "expression: item outside a foreach step",
+    "metrics_not_declared": "reference: metrics of a step that declares no metrics file",
     "run_unknown_field": "expression: an unknown field of run",
     "self_output_reference": "reference: a step that reads its own outputs",
     "unclosed_template": "expression syntax: {{ not closed",
