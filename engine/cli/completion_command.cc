@@ -108,7 +108,7 @@ std::vector<std::string> OptionValues(CLI::Option* opt) {
 bool IsPathOption(CLI::Option* opt) {
   for (const auto& l : opt->get_lnames()) {
     for (const char* p : {"store", "file", "kubeconfig", "junit", "config", "pipelines", "from-file",
-                          "workspace-host-dir", "to", "state-dir"})
+                          "workspace-host-dir", "state-dir"})
       if (l == p) return true;
   }
   return opt->get_lnames().empty() ? false : opt->get_lnames().front() == "output" && opt->get_type_size() > 0 &&
@@ -127,13 +127,18 @@ std::vector<std::string> RunIds(const std::string& store_flag) {
   return ids;
 }
 
-std::vector<std::string> StepInstances(const std::string& store_flag, const std::string& run_name) {
+// The step instances of a run ("train[1]"), or with `names` its step names
+// ("train"), in the store's order, each once.
+std::vector<std::string> RunSteps(const std::string& store_flag, const std::string& run_name, bool names) {
   std::vector<std::string> out;
   auto opened = OpenRun(store_flag, run_name);
   if (!opened) return out;
   auto steps = opened->store->ListSteps(opened->run.id);
   if (!steps) return out;
-  for (const auto& s : *steps) out.push_back(s.instance);
+  for (const auto& s : *steps) {
+    const std::string& v = names ? s.step : s.instance;
+    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+  }
   return out;
 }
 
@@ -185,6 +190,10 @@ std::vector<std::string> CompletionCandidates(CLI::App* app, const std::vector<s
   std::vector<std::string> candidates;
   if (pending != nullptr) {
     candidates = OptionValues(pending);
+    // rerun RUN --from STEP: the run's step names.
+    if (pending->get_lnames() == std::vector<std::string>{"from"} && cmd->get_name() == "rerun" &&
+        !positionals.empty())
+      candidates = RunSteps(store_flag, positionals.front(), /*names=*/true);
     if (candidates.empty() && IsPathOption(pending)) return {"__files__"};
   } else if (StartsWith(cur, "-")) {
     for (CLI::App* scope : {cmd, app}) {
@@ -218,7 +227,7 @@ std::vector<std::string> CompletionCandidates(CLI::App* app, const std::vector<s
       if (name == "RUN" || name == "RUN1" || name == "RUN2") {
         for (auto& id : RunIds(store_flag)) candidates.push_back(id);
       } else if (name == "STEP" && !positionals.empty()) {
-        for (auto& s : StepInstances(store_flag, positionals.back())) candidates.push_back(s);
+        for (auto& s : RunSteps(store_flag, positionals.back(), /*names=*/false)) candidates.push_back(s);
       } else if (name == "FILE" || name == "DIR" || name == "PIPELINE_FILE") {
         if (candidates.empty()) return {"__files__"};
       }

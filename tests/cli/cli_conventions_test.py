@@ -200,6 +200,7 @@ class CompletionTest(StoreWithRuns):
     def test_step_instances_of_the_run(self):
         self.assertEqual(self.complete("sluice logs r1 "), ["make", "use[0]", "use[1]"])
         self.assertEqual(self.complete("sluice logs r1 us"), ["use[0]", "use[1]"])
+        self.assertEqual(self.complete("sluice rerun r1 --from "), ["make", "use"])
 
     def test_files(self):
         self.assertEqual(self.complete("sluice lint p."), ["p.yaml"])
