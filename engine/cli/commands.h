@@ -11,7 +11,7 @@ namespace sluice::cli {
 
 struct LintOptions {
   std::vector<std::string> files;
-  std::string format = "text";  // text | json
+  std::string format = "text";  // -o: text | json | yaml
 };
 // Validates every file; prints all diagnostics. 0 clean, 1 errors.
 int Lint(const LintOptions& options);
@@ -86,7 +86,7 @@ int Cancel(const CancelOptions& options);
 struct StatusOptions {
   std::string run;
   std::string store;
-  std::string format = "text";  // text | json
+  std::string format = "text";  // -o: text | wide (status) | json | yaml | name
 };
 // The run's phase and a table of its steps.
 int ShowStatus(const StatusOptions& options);
@@ -109,7 +109,7 @@ struct RunsOptions {
   std::string status;  // run phase name, any case
   std::string since;   // duration ("1h", "2d")
   int limit = 50;
-  std::string format = "text";
+  std::string format = "text";  // -o: text | wide | json | yaml | name
 };
 // Lists runs, newest first.
 int Runs(const RunsOptions& options);

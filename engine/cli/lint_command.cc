@@ -19,6 +19,8 @@ int Lint(const LintOptions& options) {
   }
   if (options.format == "json") {
     std::cout << dsl::FormatDiagnosticsJson(all);
+  } else if (options.format == "yaml") {
+    PrintRecords(Json::parse(dsl::FormatDiagnosticsJson(all)), "yaml");
   } else {
     std::cout << dsl::FormatDiagnosticsText(all);
     if (errors > 0) {

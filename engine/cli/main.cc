@@ -9,6 +9,7 @@
 
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
+#include "engine/cli/tooling_commands.h"
 #ifdef SLUICE_CLI_SERVER
 #include "engine/cli/server_commands.h"
 #endif
@@ -43,8 +44,7 @@ int main(int argc, char** argv) {
   LintOptions lint;
   auto* lint_cmd = app.add_subcommand("lint", "Validate pipeline files; report every problem");
   lint_cmd->add_option("FILE", lint.files, "Pipeline files")->required();
-  lint_cmd->add_option("--format", lint.format, "Output format")
-      ->check(CLI::IsMember({"text", "json"}));
+  AddOutputOption(lint_cmd, &lint.format, {"text", "json", "yaml"});
 
   // graph
   GraphOptions graph;
@@ -125,14 +125,12 @@ int main(int argc, char** argv) {
   auto* status_cmd = app.add_subcommand("status", "Phase of a run and of each of its steps");
   status_cmd->add_option("RUN", status.run, "Run id, unique prefix, or latest")->required();
   status_cmd->add_option("--store", store, kStoreHelp);
-  status_cmd->add_option("--format", status.format, "Output format")
-      ->check(CLI::IsMember({"text", "json"}));
+  AddOutputOption(status_cmd, &status.format, {"text", "wide", "json", "yaml", "name"});
   auto* show_cmd = app.add_subcommand(
       "show", "A run in detail: params, steps, outputs, metrics, artifacts, cache hits");
   show_cmd->add_option("RUN", status.run, "Run id, unique prefix, or latest")->required();
   show_cmd->add_option("--store", store, kStoreHelp);
-  show_cmd->add_option("--format", status.format, "Output format")
-      ->check(CLI::IsMember({"text", "json"}));
+  AddOutputOption(show_cmd, &status.format, {"text", "json", "yaml", "name"});
 
   // logs
   LogsOptions logs;
@@ -153,8 +151,7 @@ int main(int argc, char** argv) {
   runs_cmd->add_option("--since", runs.since, "Only runs created within this duration, e.g. 2h or 7d");
   runs_cmd->add_option("--limit", runs.limit, "At most this many runs (default 50)")
       ->check(CLI::NonNegativeNumber);
-  runs_cmd->add_option("--format", runs.format, "Output format")
-      ->check(CLI::IsMember({"text", "json"}));
+  AddOutputOption(runs_cmd, &runs.format, {"text", "wide", "json", "yaml", "name"});
   runs_cmd->add_option("--store", store, kStoreHelp);
 
   // compile
@@ -216,6 +213,18 @@ int main(int argc, char** argv) {
   ServerCommands server_commands(&app, &store);
 #endif
 
+  // schema, completion.
+  ToolingCommands tooling(&app);
+
+  // `sluice __complete WORD...` (the completion scripts' callback): its
+  // words are a partial command line, never parsed as sluice's own options.
+  if (argc >= 2 && std::string(argv[1]) == "__complete") {
+    std::vector<std::string> words(argv + 2, argv + argc);
+    if (words.empty()) words.emplace_back();
+    for (const auto& candidate : CompletionCandidates(&app, words)) std::cout << candidate << "\n";
+    return kExitOk;
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -230,6 +239,7 @@ int main(int argc, char** argv) {
   }
 
   run.store = status.store = logs.store = runs.store = cancel.store = store;
+  if (auto code = tooling.Dispatch()) return *code;
   if (*lint_cmd) return Lint(lint);
   if (*graph_cmd) return Graph(graph);
   if (*compile_cmd) return Compile(compile);

@@ -4,6 +4,9 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <regex>
+
+#include <CLI/CLI.hpp>
 
 #include "engine/plan.h"
 
@@ -199,6 +202,80 @@ Result<OpenedRun> OpenRun(const std::string& store_flag, const std::string& run_
   auto run = FindRun(**store, run_name);
   if (!run) return Error(run.error());
   return OpenedRun{std::move(*store), std::move(*run)};
+}
+
+CLI::Option* AddOutputOption(CLI::App* cmd, std::string* format, const std::vector<std::string>& formats) {
+  std::string values;
+  for (const auto& f : formats) values += (values.empty() ? "" : "|") + f;
+  return cmd->add_option("-o,--output,--format", *format, "Output format: " + values + " (default " + formats.front() + ")")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember(formats));
+}
+
+namespace {
+
+// A string YAML would read back as the same string without quotes.
+bool PlainYamlSafe(const std::string& s) {
+  static const std::regex kPlain("[A-Za-z_/][A-Za-z0-9_./@+-]*( [A-Za-z0-9_./@+()-]+)*");
+  static const std::regex kReserved("(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|"
+                                    "on|On|ON|off|Off|OFF|null|Null|NULL|~)");
+  return std::regex_match(s, kPlain) && !std::regex_match(s, kReserved);
+}
+
+std::string YamlScalar(const Json& v) {
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    // A JSON string literal is a valid YAML double-quoted scalar.
+    return PlainYamlSafe(s) ? s : v.dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
+  if (v.is_object()) return "{}";  // only reached for empty containers
+  if (v.is_array()) return "[]";
+  return v.dump();
+}
+
+bool IsBlock(const Json& v) { return (v.is_object() || v.is_array()) && !v.empty(); }
+
+void EmitYaml(const Json& v, int indent, std::string* out) {
+  const std::string pad(indent, ' ');
+  if (v.is_object()) {
+    for (const auto& [key, item] : v.items()) {
+      *out += pad + YamlScalar(Json(key)) + ":";
+      if (IsBlock(item)) {
+        *out += "\n";
+        EmitYaml(item, item.is_array() ? indent : indent + 2, out);
+      } else {
+        *out += " " + YamlScalar(item) + "\n";
+      }
+    }
+    return;
+  }
+  for (const auto& item : v) {
+    if (!IsBlock(item)) {
+      *out += pad + "- " + YamlScalar(item) + "\n";
+      continue;
+    }
+    // The item's block at indent + 2, its first line's indent replaced by "- ".
+    std::string child;
+    EmitYaml(item, indent + 2, &child);
+    *out += pad + "- " + child.substr(indent + 2);
+  }
+}
+
+}  // namespace
+
+std::string ToYaml(const Json& value) {
+  if (!IsBlock(value)) return YamlScalar(value) + "\n";
+  std::string out;
+  EmitYaml(value, 0, &out);
+  return out;
+}
+
+void PrintRecords(const Json& value, const std::string& format) {
+  if (format == "yaml") {
+    std::cout << ToYaml(value);
+  } else {
+    std::cout << value.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+  }
 }
 
 }  // namespace sluice::cli

@@ -10,6 +10,11 @@
 #include "engine/sqlite_store.h"
 #include "engine/store.h"
 
+namespace CLI {
+class App;
+class Option;
+}  // namespace CLI
+
 namespace sluice::cli {
 
 // Exit codes, documented in docs/cli.md. CI scripts depend on them.
@@ -56,6 +61,21 @@ int64_t ElapsedMillis(const std::optional<TimePoint>& start, const std::optional
 Json RunToJson(const RunRecord& run);
 Json StepToJson(const StepRecord& step);
 Json BindingToJson(const ArtifactBinding& binding);
+
+// The one output flag of every command that prints records, as kubectl's:
+// `-o FORMAT`, with `--output` and `--format` as aliases. `formats` are the
+// values the command accepts (its default first; docs/cli.md): "text" (the
+// table), "wide" (the table with more columns), "json", "yaml", "name" (one
+// id per line), or a command's own ("dot"). The option is owned by `cmd`.
+CLI::Option* AddOutputOption(CLI::App* cmd, std::string* format, const std::vector<std::string>& formats);
+
+// `value` as YAML (block style, two-space indent, strings quoted where plain
+// YAML would read them as something else), ending with a newline.
+std::string ToYaml(const Json& value);
+
+// Prints `value` to stdout as `format` requests: "yaml" via ToYaml, anything
+// else as indented JSON. For the json and yaml forms of a command's records.
+void PrintRecords(const Json& value, const std::string& format);
 
 // "sha256:0123456789ab" (the first 12 hex digits).
 std::string ShortDigest(const std::string& digest);

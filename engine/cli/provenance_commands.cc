@@ -123,7 +123,7 @@ int Lineage(const std::string& store_flag, const std::string& target_text, const
   options.max_depth = max_depth;
   auto graph = QueryLineage(store->get(), target, options);
   if (!graph) return Fail(graph.error());
-  if (format == "json") {
+  if (format == "json" || format == "yaml") {
     Json j = RenderLineageJson(*graph);
     if (!deployed.empty()) {
       auto deps = (*store)->ListDeployments(deployed, 1);
@@ -135,7 +135,7 @@ int Lineage(const std::string& store_flag, const std::string& target_text, const
                            {"run_id", d.run_id},     {"instance", d.instance},    {"at", FormatIsoTime(d.at)}};
       }
     }
-    std::cout << j.dump(2) << "\n";
+    PrintRecords(j, format);
   } else if (format == "dot") {
     std::cout << RenderLineageDot(*graph);
   } else {
@@ -257,14 +257,14 @@ int Plan(const std::string& store_flag, const std::string& file, const std::vect
     if (!p) return Fail(p.error());
     predictions = std::move(*p);
   }
-  if (format == "json") {
+  if (format == "json" || format == "yaml") {
     Json arr = Json::array();
     for (const auto& p : predictions)
       arr.push_back({{"step", p.instance},
                      {"verdict", VerdictName(p.verdict)},
                      {"reuse_from", p.reuse_from},
                      {"reasons", p.reasons}});
-    std::cout << arr.dump(2) << "\n";
+    PrintRecords(arr, format);
     return kExitOk;
   }
   Table table({"STEP", "CACHE", "WHY"});
@@ -805,8 +805,7 @@ ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_
   lineage_->add_flag("--downstream", downstream_, "What was built from the target, instead of what produced it");
   lineage_->add_option("--deployed", deployed_,
                        "The model a service serves now (its newest deployment record), and what produced it");
-  lineage_->add_option("--format", format_, "Output format (default text)")
-      ->check(CLI::IsMember({"text", "json", "dot"}));
+  AddOutputOption(lineage_, &format_, {"text", "json", "yaml", "dot"});
   lineage_->add_option("--max-depth", max_depth_, "Artifact hops to follow (default 64)")
       ->check(CLI::PositiveNumber);
   lineage_->add_option("--store", *store_, kStoreHelp);
@@ -827,7 +826,7 @@ ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_
       ->type_name("NAME=VALUE");
   plan_->add_flag("--no-cache", no_cache_, "Predict a run with --no-cache");
   plan_->add_option("--executor", executor_, "Executor for steps that name none");
-  plan_->add_option("--format", format_, "Output format (default text)")->check(CLI::IsMember({"text", "json"}));
+  AddOutputOption(plan_, &format_, {"text", "json", "yaml"});
   plan_->add_option("--store", *store_, kStoreHelp);
 
   reproduce_ = app->add_subcommand(

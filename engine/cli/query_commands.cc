@@ -41,15 +41,27 @@ std::string RunHeader(const RunRecord& run) {
   return out;
 }
 
-std::string StepTable(const std::vector<StepRecord>& steps) {
-  Table table({"STEP", "PHASE", "ATTEMPTS", "DURATION", "EXIT", "MESSAGE"});
+// The step rows of status and show; `wide` adds when each step started and
+// finished and the run/step whose outputs a cache hit reused.
+std::string StepTable(const std::vector<StepRecord>& steps, bool wide = false) {
+  std::vector<std::string> header = {"STEP", "PHASE", "ATTEMPTS", "DURATION", "EXIT"};
+  if (wide) header.insert(header.end(), {"STARTED (UTC)", "FINISHED (UTC)", "REUSED FROM"});
+  header.push_back("MESSAGE");
+  Table table(header);
   for (const auto& s : steps) {
     std::string message = s.message;
     if (s.phase == NodePhase::kCached && !s.cached_from.empty() && message.empty()) {
       message = "outputs reused from " + s.cached_from;
     }
-    table.AddRow({s.instance, NodePhaseName(s.phase), std::to_string(s.attempts),
-                  ElapsedText(s.started_at, s.finished_at), ExitText(s), OneLine(message)});
+    std::vector<std::string> row = {s.instance, NodePhaseName(s.phase), std::to_string(s.attempts),
+                                    ElapsedText(s.started_at, s.finished_at), ExitText(s)};
+    if (wide) {
+      row.push_back(s.started_at ? FormatTime(*s.started_at) : "-");
+      row.push_back(s.finished_at ? FormatTime(*s.finished_at) : "-");
+      row.push_back(s.cached_from.empty() ? "-" : s.cached_from);
+    }
+    row.push_back(OneLine(message));
+    table.AddRow(std::move(row));
   }
   return table.ToString();
 }
@@ -66,13 +78,17 @@ int ShowStatus(const StatusOptions& options) {
     PrintError(steps.error().message());
     return kExitSystem;
   }
-  if (options.format == "json") {
+  if (options.format == "json" || options.format == "yaml") {
     Json out = {{"run", RunToJson(*run)}, {"steps", Json::array()}};
     for (const auto& s : *steps) out["steps"].push_back(StepToJson(s));
-    std::cout << out.dump(2) << "\n";
+    PrintRecords(out, options.format);
     return kExitOk;
   }
-  std::cout << RunHeader(*run) << "\n" << StepTable(*steps);
+  if (options.format == "name") {
+    for (const auto& s : *steps) std::cout << s.instance << "\n";
+    return kExitOk;
+  }
+  std::cout << RunHeader(*run) << "\n" << StepTable(*steps, options.format == "wide");
   return kExitOk;
 }
 
@@ -87,7 +103,11 @@ int Show(const StatusOptions& options) {
     PrintError(!steps ? steps.error().message() : executions.error().message());
     return kExitSystem;
   }
-  if (options.format == "json") {
+  if (options.format == "name") {
+    std::cout << run->id << "\n";
+    return kExitOk;
+  }
+  if (options.format == "json" || options.format == "yaml") {
     Json out = {{"run", RunToJson(*run)}, {"steps", Json::array()}, {"executions", Json::array()}};
     for (const auto& s : *steps) out["steps"].push_back(StepToJson(s));
     for (const auto& e : *executions) {
@@ -102,7 +122,7 @@ int Show(const StatusOptions& options) {
                                    {"started_at", FormatIsoTime(e.started_at)},
                                    {"finished_at", IsoTimeOrNull(e.finished_at)}});
     }
-    std::cout << out.dump(2) << "\n";
+    PrintRecords(out, options.format);
     return kExitOk;
   }
   std::cout << RunHeader(*run);
@@ -184,16 +204,27 @@ int Runs(const RunsOptions& options) {
     PrintError(runs.error().message());
     return kExitSystem;
   }
-  if (options.format == "json") {
+  if (options.format == "json" || options.format == "yaml") {
     Json out = Json::array();
     for (const auto& r : *runs) out.push_back(RunToJson(r));
-    std::cout << out.dump(2) << "\n";
+    PrintRecords(out, options.format);
     return kExitOk;
   }
-  Table table({"RUN", "PIPELINE", "PHASE", "CREATED (UTC)", "DURATION"});
+  if (options.format == "name") {
+    for (const auto& r : *runs) std::cout << r.id << "\n";
+    return kExitOk;
+  }
+  const bool wide = options.format == "wide";
+  std::vector<std::string> header = {"RUN", "PIPELINE", "PHASE", "CREATED (UTC)", "DURATION"};
+  if (wide) header.insert(header.end(), {"RESUMES", "FILE", "MESSAGE"});
+  Table table(header);
   for (const auto& r : *runs) {
-    table.AddRow({r.id, r.pipeline, RunPhaseName(r.phase), FormatTime(r.created_at),
-                  ElapsedText(r.started_at, r.finished_at)});
+    std::vector<std::string> row = {r.id, r.pipeline, RunPhaseName(r.phase), FormatTime(r.created_at),
+                                    ElapsedText(r.started_at, r.finished_at)};
+    if (wide) {
+      row.insert(row.end(), {r.resumed_from.empty() ? "-" : r.resumed_from, r.pipeline_file, OneLine(r.message)});
+    }
+    table.AddRow(std::move(row));
   }
   std::cout << table.ToString();
   return kExitOk;

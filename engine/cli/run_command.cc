@@ -34,6 +34,7 @@
 #include <iostream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -99,13 +100,126 @@ std::string Clock() {
   return buf;
 }
 
-// Serialises writes to stdout from the runner thread and the log tailer.
+// Serialises writes to stdout from the runner thread, the log tailer and
+// the progress line's ticker.
 std::mutex g_out_mu;
+
+// The live progress line of a run on a terminal, "7/13 done, 2 running,
+// 0 failed, 12s" (elapsed), kept as the last line: PrintLine erases it, prints its
+// line and draws it again, and a ticker redraws it twice a second so the
+// elapsed time moves. The total counts each step once until its foreach
+// instances are seen, then its instances. Guarded by g_out_mu.
+class ProgressLine {
+ public:
+  explicit ProgressLine(const PipelineSpec& spec) : start_(std::chrono::system_clock::now()) {
+    for (const auto& s : spec.steps) planned_.insert(s.name);
+    for (const auto& s : spec.finally_steps) planned_.insert(s.name);
+  }
+
+  void Started(const std::string& instance) { running_.insert(instance); Seen(instance); }
+  void Finished(const std::string& instance, NodePhase phase) {
+    Seen(instance);
+    running_.erase(instance);
+    done_.insert(instance);
+    if (phase == NodePhase::kFailed || phase == NodePhase::kError) failed_.insert(instance);
+  }
+
+  // "\r<text>\x1b[K": the line drawn over the previous one.
+  std::string Draw() const {
+    std::unordered_map<std::string, size_t> per_step;
+    for (const auto& i : seen_) ++per_step[i.substr(0, i.find('['))];
+    size_t total = seen_.size();
+    for (const auto& name : planned_)
+      if (per_step.count(name) == 0) ++total;
+    return "\r" + std::to_string(done_.size()) + "/" + std::to_string(total) + " done, " +
+           std::to_string(running_.size()) + " running, " + std::to_string(failed_.size()) +
+           " failed, " + Elapsed() + "\x1b[K";
+  }
+  static constexpr const char* kErase = "\r\x1b[K";
+
+ private:
+  void Seen(const std::string& instance) { seen_.insert(instance); }
+
+  // Whole seconds ("12s", "3m05s"): a figure that changes once a second.
+  std::string Elapsed() const {
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - start_).count();
+    char buf[32];
+    if (secs < 60) {
+      std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(secs));
+    } else {
+      std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(secs / 60), static_cast<long long>(secs % 60));
+    }
+    return buf;
+  }
+
+  TimePoint start_;
+  std::set<std::string> planned_, seen_, running_, done_, failed_;
+};
+
+ProgressLine* g_progress = nullptr;  // set while a run draws one; under g_out_mu
 
 void PrintLine(const std::string& line) {
   std::lock_guard<std::mutex> lock(g_out_mu);
-  std::cout << line << "\n" << std::flush;
+  if (g_progress != nullptr) {
+    std::cout << ProgressLine::kErase << line << "\n" << g_progress->Draw() << std::flush;
+  } else {
+    std::cout << line << "\n" << std::flush;
+  }
 }
+
+// Shows a ProgressLine while it lives, when stdout is a terminal; otherwise
+// does nothing (plain lines only, for logs and pipes).
+class ProgressTicker {
+ public:
+  explicit ProgressTicker(const PipelineSpec& spec) : line_(spec) {
+    const char* term = std::getenv("TERM");
+    if (::isatty(STDOUT_FILENO) != 1 || (term != nullptr && std::string(term) == "dumb")) return;
+    {
+      std::lock_guard<std::mutex> lock(g_out_mu);
+      g_progress = &line_;
+      std::cout << line_.Draw() << std::flush;
+    }
+    thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_; })) {
+        std::lock_guard<std::mutex> out(g_out_mu);
+        std::cout << line_.Draw() << std::flush;
+      }
+    });
+  }
+  ~ProgressTicker() { Stop(); }
+
+  // Step events, from the runner's thread.
+  void Started(const std::string& instance) {
+    std::lock_guard<std::mutex> lock(g_out_mu);
+    line_.Started(instance);
+  }
+  void Finished(const std::string& instance, NodePhase phase) {
+    std::lock_guard<std::mutex> lock(g_out_mu);
+    line_.Finished(instance, phase);
+  }
+
+  // Erases the line; later output is plain.
+  void Stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    std::lock_guard<std::mutex> lock(g_out_mu);
+    g_progress = nullptr;
+    std::cout << ProgressLine::kErase << std::flush;
+  }
+
+ private:
+  ProgressLine line_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 // Follows the log files of running steps and prints their lines.
 class LogTailer {
@@ -465,24 +579,14 @@ const char* EventWord(const RunEvent& e) {
 
 // The steps of a run, one row each; with `skip_cached` (-q) the Cached
 // steps are counted in one line after the table instead.
-std::string SummaryTable(const RunSummary& summary, bool skip_cached) {
+std::string SummaryTable(const RunSummary& summary) {
   Table table({"STEP", "PHASE", "ATTEMPTS", "DURATION", "EXIT"});
-  size_t cached = 0;
   for (const auto& s : summary.steps) {
-    if (skip_cached && s.phase == NodePhase::kCached) {
-      ++cached;
-      continue;
-    }
     table.AddRow({s.instance, NodePhaseName(s.phase), std::to_string(s.attempts),
                   ElapsedText(s.started_at, s.finished_at),
                   s.exit_code >= 0 ? std::to_string(s.exit_code) : "-"});
   }
-  std::string out = cached == summary.steps.size() ? "" : table.ToString();
-  if (cached > 0) {
-    out += std::to_string(cached) + (cached == 1 ? " step" : " steps") +
-           " Cached (outputs reused; `sluice status " + summary.run.id + "` lists every step)\n";
-  }
-  return out;
+  return table.ToString();
 }
 
 int ExitCodeForRun(RunPhase phase) {
@@ -568,27 +672,32 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   }
 
   LogTailer tailer(state_dir, run_id, !options.quiet);
+  ProgressTicker progress(prepared.spec);
   std::unordered_map<std::string, TimePoint> started;
+  // -q prints one line per run (its outcome), none per step.
   run_options.on_event = [&](const RunEvent& e) {
     switch (e.kind) {
       case RunEvent::Kind::kRunStarted:
         break;
       case RunEvent::Kind::kStepStarted:
         started[e.instance] = std::chrono::system_clock::now();
-        PrintLine(Prefix("start") + e.instance +
-                  (e.attempt > 1 ? " (attempt " + std::to_string(e.attempt) + ")" : ""));
+        progress.Started(e.instance);
+        if (!options.quiet) {
+          PrintLine(Prefix("start") + e.instance +
+                    (e.attempt > 1 ? " (attempt " + std::to_string(e.attempt) + ")" : ""));
+        }
         tailer.Started(e.instance, e.attempt);
         break;
       case RunEvent::Kind::kStepRetrying:
         tailer.Finished(e.instance);
+        if (options.quiet) break;
         PrintLine(Prefix("retry") + e.instance + " after attempt " +
                   std::to_string(e.attempt) + (e.message.empty() ? "" : ": " + e.message));
         break;
       case RunEvent::Kind::kStepFinished: {
         tailer.Finished(e.instance);
-        // -q: a cache hit gets no line of its own (a re-run of an unchanged
-        // pipeline would print one per step); the summary counts them.
-        if (options.quiet && e.phase == NodePhase::kCached) break;
+        progress.Finished(e.instance, e.phase);
+        if (options.quiet) break;
         std::string line = Prefix(EventWord(e)) + e.instance + "  " + NodePhaseName(e.phase);
         auto it = started.find(e.instance);
         if (it != started.end()) {
@@ -607,24 +716,27 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     }
   };
 
-  PrintLine("sluice: run " + run_id + " of " + prepared.spec.name + " (store " + state_dir + ")");
+  if (!options.quiet) {
+    PrintLine("sluice: run " + run_id + " of " + prepared.spec.name + " (store " + state_dir + ")");
+  }
   Runner runner(prepared.spec, store, &artifacts, &executors, std::move(run_options));
   signals->Attach(&runner, &executors);
   auto summary = runner.Run();
   signals->Detach();
   tailer.Stop();
+  progress.Stop();
   if (!summary) {
     PrintError(summary.error().message());
     int code = ExitCodeFor(summary.error());
     return code == kExitOk ? kExitSystem : code;
   }
   std::lock_guard<std::mutex> lock(g_out_mu);
-  std::cout << "\n" << SummaryTable(*summary, options.quiet) << "\n";
+  if (!options.quiet) std::cout << "\n" << SummaryTable(*summary) << "\n";
   std::cout << "run " << summary->run.id << " " << RunPhaseName(summary->run.phase) << " in "
             << ElapsedText(summary->run.started_at, summary->run.finished_at);
   if (!summary->run.message.empty()) std::cout << ": " << summary->run.message;
   std::cout << "\n";
-  if (summary->run.phase != RunPhase::kSucceeded) {
+  if (summary->run.phase != RunPhase::kSucceeded && !options.quiet) {
     std::cout << "(sluice status " << summary->run.id << " / sluice logs " << summary->run.id
               << " STEP)\n";
   }

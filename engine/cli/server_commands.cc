@@ -84,7 +84,7 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   submit_->add_option("-p,--param", submit_params_, "Parameter value NAME=VALUE")->allow_extra_args(false);
   submit_->add_flag("--wait", submit_options_.wait, "Wait for the run to end; the exit code is its outcome");
   submit_->add_flag("--logs", submit_options_.follow_logs, "With --wait: print step logs as steps finish");
-  submit_->add_option("--output", submit_options_.output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  AddOutputOption(submit_, &submit_options_.output, {"text", "json"});
   submit_->add_option("--junit", submit_options_.junit_path, "With --wait: write a JUnit XML report of the steps");
 
   backfill_ = app->add_subcommand("backfill", "Create the runs of a schedule's past times");
@@ -95,7 +95,7 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   backfill_->add_option("--max-runs", backfill_options_.max_runs, "Refuse more than this many times");
   backfill_->add_option("--executor", backfill_options_.executor, "Executor (default: the pipeline's)");
   backfill_->add_flag("--dry-run", backfill_options_.dry_run, "List the times and run ids only");
-  backfill_->add_option("--output", backfill_options_.output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  AddOutputOption(backfill_, &backfill_options_.output, {"text", "json"});
   backfill_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
 
   CLI::App* runs = nullptr;
