@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace sluice {
 namespace {
@@ -12,8 +13,9 @@ constexpr char kGrammar[] =
     "has no '..'";
 
 TEST(RunIdTest, AcceptsGeneratedAndUserIds) {
-  for (const std::string id : {"hello-20261125-010000-0a1f", "nightly-cron-20261125-010000", "a",
-                               "Run_1.v2", "0", std::string(128, 'x')})
+  for (const std::string& id : std::vector<std::string>{"hello-20261125-010000-0a1f",
+                                                        "nightly-cron-20261125-010000", "a", "Run_1.v2",
+                                                        "0", std::string(128, 'x')})
     EXPECT_TRUE(ValidateRunId(id).ok()) << id;
 }
 
@@ -25,8 +27,8 @@ TEST(RunIdTest, RejectsPathsControlBytesAndLongIds) {
   EXPECT_EQ(ValidateRunId(std::string(5000, 'a')).message(),
             "invalid run id '" + std::string(40, 'a') + "... (5000 characters)'" + kGrammar);
   EXPECT_EQ(ValidateRunId("").message(), std::string("invalid run id ''") + kGrammar);
-  for (const std::string id : {"a..b", ".hidden", "-x", "_x", "a b", "a\\b", "x\n", "caf\xc3\xa9",
-                               std::string(129, 'x')}) {
+  for (const std::string& id : std::vector<std::string>{"a..b", ".hidden", "-x", "_x", "a b", "a\\b",
+                                                        "x\n", "caf\xc3\xa9", std::string(129, 'x')}) {
     Status s = ValidateRunId(id);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << id;
   }

@@ -543,7 +543,7 @@ TEST_F(ApiTest, PipelineFileThatFailsToLoadIsListedAndKeepsItsSchedule) {
   Json schedules = GetJson("/api/v1/schedules")["schedules"];
   ASSERT_EQ(schedules.size(), 1u);
   EXPECT_EQ(schedules[0]["pipeline"], "nightly");
-  EXPECT_EQ(schedules[0]["cron"], "0 2 * * *");
+  EXPECT_EQ(schedules[0]["cron"], Json::array({"0 2 * * *"}));
 }
 
 }  // namespace
