@@ -76,11 +76,15 @@ class DeadlineStream : public httplib::Stream {
   bool is_readable() const override {
     return pos_ < len_ || WaitFor(sock_, POLLIN, TimeLeft());
   }
+  // Writable within the write timeout, and not closed by the client: a
+  // streaming handler (logs?follow=true) stops when its reader has gone.
   bool is_writable() const override {
     if (expired_) return false;
     pollfd p{sock_, POLLOUT, 0};
     int rc = ::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kWriteTimeout).count()));
-    return rc > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)) == 0;
+    if (rc <= 0 || (p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) return false;
+    char byte;
+    return ::recv(sock_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0;  // 0: the client closed
   }
   ssize_t read(char* ptr, size_t size) override {
     if (pos_ == len_) {
@@ -154,7 +158,8 @@ void Refuse(socket_t sock, const std::string& why) {
 
 }  // namespace
 
-HttpServer::HttpServer(const HttpLimits& limits) : limits_(limits) {
+HttpServer::HttpServer(const HttpLimits& limits, RefusalObserver on_refused)
+    : limits_(limits), on_refused_(std::move(on_refused)) {
   new_task_queue = [] { return new InlineTaskQueue; };
   set_payload_max_length(static_cast<size_t>(limits_.max_body_bytes));
 }
@@ -175,11 +180,6 @@ void HttpServer::StopAndWait() {
   idle_cv_.wait(lock, [&] { return open_.empty(); });
 }
 
-int64_t HttpServer::refused_connections() const {
-  std::lock_guard lock(mu_);
-  return refused_;
-}
-
 int HttpServer::open_connections() const {
   std::lock_guard lock(mu_);
   return static_cast<int>(open_.size());
@@ -188,26 +188,28 @@ int HttpServer::open_connections() const {
 bool HttpServer::process_and_close_socket(socket_t sock) {
   std::string ip = Address(sock, false, nullptr);
   std::string refusal;
+  const char* reason = nullptr;
   {
     std::lock_guard lock(mu_);
     if (stopping_) {
+      reason = "stopping";
       refusal = "the server is stopping";
     } else if (static_cast<int>(open_.size()) >= limits_.max_connections) {
+      reason = "total";
       refusal = "too many open connections (http.maxConnections " +
                 std::to_string(limits_.max_connections) + "); retry later";
     } else if (per_client_[ip] >= limits_.max_connections_per_client) {
+      reason = "client";
       refusal = "too many open connections from " + ip + " (http.maxConnectionsPerClient " +
                 std::to_string(limits_.max_connections_per_client) + "); retry later";
     } else {
       ++per_client_[ip];
       open_.insert(sock);
     }
-    if (!refusal.empty()) {
-      ++refused_;
-      if (per_client_[ip] == 0) per_client_.erase(ip);
-    }
+    if (!refusal.empty() && per_client_[ip] == 0) per_client_.erase(ip);
   }
   if (!refusal.empty()) {
+    if (on_refused_) on_refused_(reason);  // first: counted before the client hears it
     Refuse(sock, refusal);
     return false;
   }

@@ -38,6 +38,7 @@
 #include <httplib.h>
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -49,10 +50,14 @@ namespace sluice::server {
 
 class HttpServer : public httplib::Server {
  public:
-  // Applies `limits` (body size included). Install routes as on any
-  // httplib::Server, then bind (BindLoopbackOrAny / bind_to_port) and
-  // listen_after_bind().
-  explicit HttpServer(const HttpLimits& limits);
+  // Called on the accept thread for each refused connection, with why:
+  // "client", "total" or "stopping". Must not block.
+  using RefusalObserver = std::function<void(const char* reason)>;
+
+  // Applies `limits` (body size included); `on_refused` may be empty.
+  // Install routes as on any httplib::Server, then bind (bind_to_port /
+  // bind_to_any_port), RaiseBacklog() and listen_after_bind().
+  explicit HttpServer(const HttpLimits& limits, RefusalObserver on_refused = nullptr);
   // Stops and waits for every connection's thread (StopAndWait()).
   ~HttpServer() override;
 
@@ -64,9 +69,7 @@ class HttpServer : public httplib::Server {
   // those threads. Idempotent; call from any thread but a handler's.
   void StopAndWait();
 
-  // Connections refused so far because a cap was reached; for metrics.
-  int64_t refused_connections() const;
-  // Connections open now.
+  // Connections open now (admitted, not yet closed).
   int open_connections() const;
 
  private:
@@ -77,11 +80,11 @@ class HttpServer : public httplib::Server {
   void Release(socket_t sock, const std::string& ip);
 
   const HttpLimits limits_;
+  const RefusalObserver on_refused_;
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;
   std::map<std::string, int> per_client_;  // open connections by peer IP
   std::set<socket_t> open_;                // sockets of the admitted connections
-  int64_t refused_ = 0;
   bool stopping_ = false;
 };
 

@@ -177,7 +177,10 @@ Status Server::Start() {
       std::fprintf(stderr, "sluice serve: resuming interrupted run as %s\n", id.c_str());
   }
 
-  http_ = std::make_unique<HttpServer>(config_.http);
+  ServerMetrics* metrics = metrics_.get();
+  http_ = std::make_unique<HttpServer>(config_.http, [metrics](const char* reason) {
+    metrics->http_connections_refused->Inc({{"reason", reason}});
+  });
   InstallRoutes();
   if (port == 0) {
     port_ = http_->bind_to_any_port(host_);
@@ -409,6 +412,7 @@ void Routes::Install(httplib::Server& http) {
   });
   http.Get("/metrics", [s](const httplib::Request&, httplib::Response& res) {
     s->metrics_->runs_queued->Set({}, static_cast<double>(s->runs_->QueuedRuns().size()));
+    s->metrics_->http_connections_open->Set({}, s->http_->open_connections());
     res.set_content(s->metrics_registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
   http.Get("/api/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {

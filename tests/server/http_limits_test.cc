@@ -154,6 +154,8 @@ TEST_F(HttpLimitsTest, TricklingClientsDoNotDelayAnAuthenticatedClient) {
     }
   }
   EXPECT_EQ(refused, kAttackers - 32);
+  EXPECT_NE(server_->MetricsText().find("sluice_http_connections_refused_total{reason=\"client\"} 468\n"),
+            std::string::npos);
   for (int i = 0; i < kAttackers; ++i) {
     if (!answered[i]) continue;
     ::close(fds[i]);
