@@ -48,6 +48,10 @@
 
 namespace sluice::server {
 
+// An httplib::Server that admits, deadlines and caps connections as the file
+// comment says. Owned by Server; the accept loop runs on the thread that
+// calls listen_after_bind(), each admitted connection on a thread of its
+// own. All public methods are thread-safe.
 class HttpServer : public httplib::Server {
  public:
   // Called on the accept thread for each refused connection, with why:
