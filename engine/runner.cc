@@ -21,6 +21,7 @@
 #include "engine/store_writer.h"
 #include "engine/plan.h"
 #include "engine/provenance.h"
+#include "engine/run_id.h"
 #include "engine/sha256.h"
 
 #ifndef SLUICE_VERSION
@@ -1320,6 +1321,8 @@ Result<RunSummary> RunLoop::Run() {
   if (!same_run) {
     run_ = RunRecord{};
     run_.id = opt_.run_id.empty() ? NewRunId(spec_.name, start) : opt_.run_id;
+    // The id names the run's directory below: never a path out of the store.
+    if (Status s = ValidateRunId(run_.id); !s.ok()) return Error(s);
     run_.created_at = start;
     run_.resumed_from = rerun_of_;
   }

@@ -12,6 +12,7 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/compile/argo_import.h"
+#include "engine/run_id.h"
 #include "engine/sha256.h"
 #include "engine/sqlite_store.h"
 #include "executors/kubernetes/client.h"
@@ -170,6 +171,12 @@ int ImportRun(const ImportRunOptions& options) {
   }
   RunRecord& run = imported->run;
   if (!options.run_id.empty()) run.id = options.run_id;
+  // The id names <store>/runs/<id>/logs, where pod logs are copied.
+  if (Status s = ValidateRunId(run.id); !s.ok()) {
+    PrintError((options.run_id.empty() ? "the Workflow's name is not a run id: " : "--run-id: ") +
+               s.message() + (options.run_id.empty() ? "; import it under another id with --run-id" : ""));
+    return kExitUsage;
+  }
   if (!options.file.empty()) {
     std::ifstream in(options.file);
     if (!in) {

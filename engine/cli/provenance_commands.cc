@@ -28,6 +28,7 @@
 #include "engine/lineage.h"
 #include "engine/openlineage.h"
 #include "engine/provenance.h"
+#include "engine/run_id.h"
 #include "engine/sha256.h"
 #include "engine/sqlite_store.h"
 #include "executors/local/local_executor.h"
@@ -589,6 +590,11 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
 
   RunRecord repro = *run;
   repro.id = new_id.empty() ? NewReproId(run->id) : new_id;
+  if (Status s = ValidateRunId(repro.id); !s.ok()) {
+    PrintError(new_id.empty() ? s.message() + "; give the reproduction an id with --run-id"
+                              : "--run-id: " + s.message());
+    return kExitUsage;
+  }
   repro.resumed_from = run->id;
   repro.message = "reproduction of " + run->id;
   repro.phase = RunPhase::kRunning;

@@ -49,6 +49,7 @@
 #include "engine/server/junit.h"
 #endif
 #include "engine/provenance.h"
+#include "engine/run_id.h"
 #include "engine/runner.h"
 #include "engine/sqlite_store.h"
 #include "executors/local/local_executor.h"
@@ -761,8 +762,22 @@ Result<SqliteStorePtr> OpenStore(const std::string& state_dir, bool create) {
 
 }  // namespace
 
+namespace {
+
+// A --run-id names <store>/runs/<id>: checked before anything is loaded or
+// made. True when it is absent or valid; else prints why.
+bool RunIdFlagValid(const RunCommandOptions& options) {
+  if (options.run_id.empty()) return true;
+  Status s = ValidateRunId(options.run_id);
+  if (!s.ok()) PrintError("--run-id: " + s.message());
+  return s.ok();
+}
+
+}  // namespace
+
 int Run(const RunCommandOptions& options) {
   SignalWatcher signals;  // first: every later thread inherits the mask
+  if (!RunIdFlagValid(options)) return kExitUsage;
   auto values = ParseParamFlags(options.params);
   if (!values) {
     PrintError(values.error().message());
@@ -787,6 +802,7 @@ namespace {
 // resume and rerun: the old run's pipeline and params, with -p overrides.
 int Continue(const RunCommandOptions& options, bool rerun) {
   SignalWatcher signals;
+  if (!RunIdFlagValid(options)) return kExitUsage;
   std::string state_dir = ResolveStateDir(options.store);
   auto store = OpenStore(state_dir, /*create=*/false);
   if (!store) {

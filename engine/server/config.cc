@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <cctype>
+#include <utility>
 #include <fstream>
 #include <sstream>
 
@@ -35,7 +36,8 @@ bool IsHex64(const std::string& s) {
 std::optional<Duration> ParseSimpleDuration(const std::string& text) {
   size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0) return std::nullopt;
+  // At most 9 digits: parsed without overflow, and any unit stays in range.
+  if (i == 0 || i > 9) return std::nullopt;
   long long n = std::stoll(text.substr(0, i));
   std::string unit = text.substr(i);
   if (unit == "ms") return Duration(n);
@@ -61,13 +63,55 @@ Status CheckKeys(const std::string& file, const YAML::Node& map,
   return Status::Ok();
 }
 
+// The `http:` section. Every limit has a floor: a zero or negative one
+// would refuse every client, which is never what a config means.
+Status ParseHttpLimits(const std::string& file, const YAML::Node& h, HttpLimits* limits) {
+  if (!h.IsMap()) return Bad(file, h, "http must be a mapping of limits");
+  if (Status s = CheckKeys(file, h,
+                           {"requestTimeout", "idleTimeout", "maxRequestsPerConnection",
+                            "maxConnections", "maxConnectionsPerClient", "maxBodyBytes"},
+                           "http");
+      !s.ok())
+    return s;
+  for (auto [key, field] : {std::pair{"requestTimeout", &limits->request_timeout},
+                            std::pair{"idleTimeout", &limits->idle_timeout}}) {
+    YAML::Node n = h[key];
+    if (!n) continue;
+    auto d = ParseSimpleDuration(n.as<std::string>());
+    if (!d || d->count() < 100 || *d > std::chrono::hours(1))
+      return Bad(file, n, std::string("http.") + key + " '" + n.as<std::string>() +
+                              "' is not a duration from 100ms to 1h, like 500ms, 10s or 1m");
+    *field = *d;
+  }
+  for (auto [key, field] : {std::pair{"maxRequestsPerConnection", &limits->max_requests_per_connection},
+                            std::pair{"maxConnections", &limits->max_connections},
+                            std::pair{"maxConnectionsPerClient", &limits->max_connections_per_client}}) {
+    YAML::Node n = h[key];
+    if (!n) continue;
+    *field = n.as<int>();
+    if (*field < 1 || *field > 100000)
+      return Bad(file, n, std::string("http.") + key + " must be from 1 to 100000");
+  }
+  if (limits->max_connections_per_client > limits->max_connections)
+    return Bad(file, h["maxConnectionsPerClient"] ? h["maxConnectionsPerClient"] : h,
+               "http.maxConnectionsPerClient (" + std::to_string(limits->max_connections_per_client) +
+                   ") is more than http.maxConnections (" + std::to_string(limits->max_connections) +
+                   ")");
+  if (YAML::Node n = h["maxBodyBytes"]) {
+    limits->max_body_bytes = n.as<int64_t>();
+    if (limits->max_body_bytes < 1024 || limits->max_body_bytes > (int64_t{1} << 32))
+      return Bad(file, n, "http.maxBodyBytes must be from 1024 to 4294967296");
+  }
+  return Status::Ok();
+}
+
 Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) {
   ServerConfig config;
   if (!root || root.IsNull()) return config;
   if (!root.IsMap()) return Error(Bad(file, root, "the server config must be a mapping"));
   if (Status s = CheckKeys(file, root,
                            {"listen", "maxConcurrentRuns", "reloadInterval", "tokens", "webhooks",
-                            "metrics", "historyLimit"},
+                            "metrics", "historyLimit", "http"},
                            "the server config");
       !s.ok())
     return Error(s);
@@ -130,6 +174,9 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
                            "tokenSha256 must be 64 lower-case hex characters"));
       }
     }
+  }
+  if (auto h = root["http"]) {
+    if (Status s = ParseHttpLimits(file, h, &config.http); !s.ok()) return Error(s);
   }
   if (auto m = root["metrics"]) {
     if (Status s = CheckKeys(file, m, {"requireAuth"}, "metrics"); !s.ok()) return Error(s);

@@ -17,6 +17,13 @@
 //                                 # kept (every trigger); 0 = keep all (default)
 //   metrics:
 //     requireAuth: false          # /metrics open to scrapers by default
+//   http:                         # limits on HTTP clients (HttpLimits)
+//     requestTimeout: 10s         # a request's headers and body must arrive within
+//     idleTimeout: 5s             # a kept-alive connection idle this long is closed
+//     maxRequestsPerConnection: 100
+//     maxConnections: 256         # open connections, all clients together
+//     maxConnectionsPerClient: 32 # open connections from one IP address
+//     maxBodyBytes: 16777216      # largest request body
 //
 // The hash of a token: `printf %s TOKEN | sha256sum` (HashToken).
 
@@ -36,6 +43,22 @@ struct TokenEntry {
   std::string sha256_hex;  // 64 lower-case hex characters
 };
 
+// Limits on HTTP clients, enforced by HttpServer (engine/server/http_server.h).
+// The defaults suit a server that CI systems, a few browsers and Git hosts
+// call; docs/server.md ("Limits and threat model") explains each.
+struct HttpLimits {
+  // From the connection's accept (or the first byte of a kept-alive
+  // connection's next request) until the request's last body byte.
+  Duration request_timeout{10000};
+  // How long a kept-alive connection may wait for its next request.
+  Duration idle_timeout{5000};
+  int max_requests_per_connection = 100;
+  // Connections beyond these are answered 503 and closed at once.
+  int max_connections = 256;
+  int max_connections_per_client = 32;
+  int64_t max_body_bytes = 16 << 20;
+};
+
 struct ServerConfig {
   std::string listen;  // "" = keep the command line's / default
   int max_concurrent_runs = 4;
@@ -48,11 +71,12 @@ struct ServerConfig {
   // the newest N Succeeded and N other finished runs of its pipeline are
   // kept, older ones deleted. 0 = keep every run.
   int history_limit = 0;
+  HttpLimits http;
 };
 
 // Reads and validates the config at `path`. Errors (kInvalidArgument) say
 // "path:line:col: what" for YAML errors, unknown keys, malformed hashes and
-// durations; kNotFound when the file does not exist.
+// durations, and limits out of range; kNotFound when the file does not exist.
 Result<ServerConfig> LoadServerConfig(const std::string& path);
 
 // As LoadServerConfig, from text; `file_name` is used in messages.

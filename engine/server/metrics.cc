@@ -153,6 +153,12 @@ ServerMetrics::ServerMetrics(MetricsRegistry* r)
                                 "Cron times handled, by pipeline and outcome (launched, "
                                 "skipped_deadline, skipped_forbid, replaced, duplicate, error).")),
       pipelines_loaded(r->Gauge("sluice_pipelines", "Pipeline files loaded, by lint status.")),
-      http_requests(r->Counter("sluice_http_requests_total", "API requests, by status code.")) {}
+      http_requests(r->Counter("sluice_http_requests_total", "API requests, by status code.")),
+      http_connections_open(
+          r->Gauge("sluice_http_connections_open", "HTTP connections open now (admitted).")),
+      http_connections_refused(r->Counter(
+          "sluice_http_connections_refused_total",
+          "HTTP connections refused at accept: over http.maxConnectionsPerClient (client), "
+          "http.maxConnections (total), or while stopping.")) {}
 
 }  // namespace sluice::server

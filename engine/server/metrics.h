@@ -90,6 +90,8 @@ struct ServerMetrics {
   MetricFamily* scheduled_runs;    // counter {pipeline, outcome}
   MetricFamily* pipelines_loaded;  // gauge {status: ok|error}
   MetricFamily* http_requests;     // counter {code}
+  MetricFamily* http_connections_open;     // gauge: admitted connections open now
+  MetricFamily* http_connections_refused;  // counter {reason: client|total|stopping}
 };
 
 }  // namespace sluice::server

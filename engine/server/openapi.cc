@@ -139,6 +139,8 @@ Json Schemas() {
   Json webhook_result = {{"type", "object"}};
   webhook_result["properties"]["triggered"] = {{"type", "array"}, {"items", any_obj}};
   webhook_result["properties"]["changed"] = {{"type", "array"}, {"items", {{"type", "string"}}}};
+  webhook_result["properties"]["duplicate"] = {{"type", "boolean"}};  // a delivery seen before
+  webhook_result["properties"]["delivery"] = {{"type", "string"}};
   return {
       {"Error", {{"type", "object"},
                  {"properties", {{"error", {{"type", "object"},
@@ -152,7 +154,10 @@ Json Schemas() {
       {"RunRef", {{"type", "object"}, {"properties", {{"run_id", {{"type", "string"}}}, {"url", {{"type", "string"}}}}}}},
       {"Message", {{"type", "object"}, {"properties", {{"message", {{"type", "string"}}}}}}},
       {"TriggerRequest", {{"type", "object"},
-                          {"properties", {{"params", any_obj}, {"run_id", {{"type", "string"}}}}}}},
+                          {"properties", {{"params", any_obj},
+                                          {"run_id", {{"type", "string"},
+                                                      {"pattern", "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+                                                      {"description", "no '..' (engine/run_id.h)"}}}}}}},
       {"RerunRequest", {{"type", "object"},
                         {"required", {"from"}},
                         {"properties", {{"from", {{"type", "array"}, {"items", {{"type", "string"}}}}}}}}},

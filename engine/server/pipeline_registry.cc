@@ -6,17 +6,26 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 namespace sluice::server {
 namespace fs = std::filesystem;
 
 namespace {
 
+// Looks for a top-level `kind: Pipeline` line in the first 2000 lines and
+// first MiB of the file: a huge data file with a .yaml name is skipped
+// without reading it all.
 bool HasPipelineKind(const std::string& path) {
-  std::ifstream in(path);
+  constexpr std::streamsize kScanBytes = 1 << 20;
+  std::ifstream in(path, std::ios::binary);
+  std::string head(kScanBytes, '\0');
+  in.read(head.data(), kScanBytes);
+  head.resize(static_cast<size_t>(in.gcount()));
+  std::istringstream lines_in(head);
   std::string line;
   int lines = 0;
-  while (std::getline(in, line) && lines++ < 2000) {
+  while (std::getline(lines_in, line) && lines++ < 2000) {
     if (line.rfind("kind:", 0) != 0) continue;
     std::string value = line.substr(5);
     value.erase(0, value.find_first_not_of(" \t"));
@@ -31,6 +40,37 @@ bool PathSuffixMatches(const std::string& full, const std::string& suffix) {
   if (suffix.empty() || suffix.size() > full.size()) return false;
   if (full.compare(full.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
   return full.size() == suffix.size() || full[full.size() - suffix.size() - 1] == '/';
+}
+
+// A load that failed before the loader could say where: one error at 1:1.
+dsl::LoadResult LoadFailure(const std::string& path, const std::string& message) {
+  dsl::LoadResult result;
+  dsl::Diagnostic d;
+  d.loc.file = path;
+  d.loc.line = 1;
+  d.loc.column = 1;
+  d.message = message;
+  result.diagnostics.push_back(std::move(d));
+  return result;
+}
+
+// The load boundary: whatever a file holds, and whatever the loader does
+// with it short of crashing the process, the outcome is a LoadResult. Files
+// over the size limit are not parsed at all; an exception becomes an error
+// on the file.
+dsl::LoadResult LoadIsolated(const PipelineLoader& loader, const std::string& path, int64_t size) {
+  if (size > kMaxPipelineFileBytes)
+    return LoadFailure(path, "the file is " + std::to_string(size) +
+                                 " bytes; a pipeline file may have at most " +
+                                 std::to_string(kMaxPipelineFileBytes) +
+                                 " (split it, or move data out of it)");
+  try {
+    return loader(path);
+  } catch (const std::exception& e) {
+    return LoadFailure(path, std::string("the pipeline could not be loaded: ") + e.what());
+  } catch (...) {
+    return LoadFailure(path, "the pipeline could not be loaded (unknown error)");
+  }
 }
 
 }  // namespace
@@ -96,10 +136,20 @@ Result<ReloadReport> PipelineRegistry::Reload(bool force) {
   for (const std::string& path : to_load) {
     if (!HasPipelineKind(path)) {
       std::lock_guard lock(mu_);
+      auto known = files_.find(path);
+      if (known != files_.end() && known->second.file.spec) {
+        // Was a pipeline: an edit that lost the kind line (or replaced the
+        // file with garbage) is a failed load, and the last good version
+        // stays in service until the file is fixed or deleted.
+        loaded.emplace_back(path, LoadFailure(path, "no top-level 'kind: Pipeline' line any more; "
+                                                    "the last good version stays in service until "
+                                                    "the file is fixed or deleted"));
+        continue;
+      }
       files_.erase(path);  // not (or no longer) a pipeline
       continue;
     }
-    loaded.emplace_back(path, loader_(path));
+    loaded.emplace_back(path, LoadIsolated(loader_, path, seen[path].size));
   }
 
   std::lock_guard lock(mu_);

@@ -31,7 +31,13 @@ namespace sluice::server {
 using SpecPtr = std::shared_ptr<const PipelineSpec>;
 
 // Loads one file; dsl::LoadPipelineFile by default (tests may swap it).
+// The registry treats every file as untrusted: a file over
+// kMaxPipelineFileBytes is not loaded, and an exception from the loader is
+// reported as an error on the file (file:1:1), like any other load failure.
 using PipelineLoader = std::function<dsl::LoadResult(const std::string& path)>;
+
+// The largest pipeline file the registry loads (4 MiB).
+inline constexpr int64_t kMaxPipelineFileBytes = int64_t{4} << 20;
 
 // The default loader (dsl::LoadPipelineFile).
 PipelineLoader DefaultPipelineLoader();

@@ -11,6 +11,7 @@
 #include <date/date.h>
 
 #include "engine/provenance.h"
+#include "engine/run_id.h"
 #include "engine/server/metrics.h"
 #include "engine/server/retention.h"
 
@@ -77,6 +78,8 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   if (!factory_)
     return Error(Status::Unavailable(
         "this sluice build has no Runner (engine/runner.cc); it cannot start runs"));
+  if (!request.run_id.empty())
+    if (Status s = ValidateRunId(request.run_id); !s.ok()) return Error(s);
   SpecPtr spec = request.spec ? request.spec : registry_->Find(request.pipeline);
   if (!spec)
     return Error(Status::NotFound("no pipeline named '" + request.pipeline +

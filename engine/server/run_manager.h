@@ -109,7 +109,8 @@ class RunManager : public ScheduleTarget {
 
   // Queues a run and returns its id. Errors: kNotFound (no such pipeline, or
   // no good version), kInvalidArgument (params: dsl::BindParams' message),
-  // kAlreadyExists (run_id taken), kUnavailable (no Runner in this build, or
+  // kAlreadyExists (run_id taken), kInvalidArgument (run_id not a valid run
+  // id: engine/run_id.h), kUnavailable (no Runner in this build, or
   // shutting down).
   Result<std::string> Submit(SubmitRequest request);
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <memory>
 #include <thread>
@@ -19,7 +20,9 @@
 #include "engine/artifact_store.h"
 #include "engine/graph.h"
 #include "engine/lineage.h"
+#include "engine/json_text.h"
 #include "engine/server/api_json.h"
+#include "engine/server/http_server.h"
 #include "engine/server/openapi.h"
 #include "engine/server/ui_assets.h"
 #include "engine/server/webhook.h"
@@ -51,7 +54,9 @@ int HttpCode(StatusCode code) {
 
 void SendJson(httplib::Response& res, int code, const Json& body) {
   res.status = code;
-  res.set_content(body.dump(), "application/json");
+  // Pipeline files, diagnostics and logs are not always UTF-8: invalid bytes
+  // become U+FFFD rather than an exception.
+  res.set_content(JsonText(body), "application/json");
 }
 
 void SendError(httplib::Response& res, const Status& s) {
@@ -86,6 +91,25 @@ std::pair<std::string, int> SplitListen(const std::string& listen) {
 }
 
 bool Truthy(const std::string& v) { return v == "1" || v == "true" || v == "yes"; }
+
+constexpr char kGithubWebhookPath[] = "/api/v1/webhooks/github";
+constexpr char kGitlabWebhookPath[] = "/api/v1/webhooks/gitlab";
+
+// The largest log offset a client may ask for (1 PiB): far beyond any log,
+// and small enough that offset + bytes read cannot overflow.
+constexpr int64_t kMaxLogOffset = int64_t{1} << 50;
+
+// `?offset=` of the logs endpoint: decimal digits only, 0..kMaxLogOffset.
+Result<int64_t> ParseLogOffset(const std::string& text) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || text[0] == '-' || text[0] == '+' || ec != std::errc() ||
+      end != text.data() + text.size() || v > kMaxLogOffset)
+    return Error(Status::InvalidArgument("offset must be a byte offset from 0 to " +
+                                         std::to_string(kMaxLogOffset) + ", not '" +
+                                         text.substr(0, 40) + "'"));
+  return v;
+}
 
 }  // namespace
 
@@ -139,6 +163,10 @@ Status Server::Start() {
   runs_ = std::make_unique<RunManager>(run_options, store_.get(), registry_.get(), factory,
                                        metrics_.get());
   ::mkdir((options_.state_dir + "/server").c_str(), 0755);
+  deliveries_ = std::make_unique<DeliveryLog>(options_.state_dir + "/server/webhook-deliveries.log",
+                                              kDeliveryWindow, kDeliveryCapacity);
+  if (Status s = deliveries_->Open(clock_->Now()); !s.ok())
+    std::fprintf(stderr, "sluice serve: warning: %s\n", s.message().c_str());
   scheduler_ = std::make_unique<Scheduler>(clock_, runs_.get(),
                                            options_.state_dir + "/server/schedules.json",
                                            metrics_.get());
@@ -149,11 +177,10 @@ Status Server::Start() {
       std::fprintf(stderr, "sluice serve: resuming interrupted run as %s\n", id.c_str());
   }
 
-  http_ = std::make_unique<httplib::Server>();
-  http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
-  http_->set_keep_alive_timeout(5);
-  http_->set_read_timeout(30, 0);
-  http_->set_payload_max_length(16 << 20);
+  ServerMetrics* metrics = metrics_.get();
+  http_ = std::make_unique<HttpServer>(config_.http, [metrics](const char* reason) {
+    metrics->http_connections_refused->Inc({{"reason", reason}});
+  });
   InstallRoutes();
   if (port == 0) {
     port_ = http_->bind_to_any_port(host_);
@@ -165,6 +192,7 @@ Status Server::Start() {
                                  "--listen");
     port_ = port;
   }
+  http_->RaiseBacklog();
   // httplib's stop() does nothing until the listen loop runs
   // (is_running()), so a Stop() right after Start() could miss it and leave
   // this thread listening forever (seen as a hung ApiTest). Start returns
@@ -189,7 +217,7 @@ void Server::Stop() {
   }
   stop_cv_.notify_all();
   clock_->Wake();
-  if (http_) http_->stop();
+  if (http_) http_->StopAndWait();
   if (http_thread_.joinable()) http_thread_.join();
   if (scheduler_thread_.joinable()) scheduler_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
@@ -258,7 +286,7 @@ void Server::WatchLoop() {
     Json report = Reload(false);
     if (report.contains("loaded") && (!report["loaded"].empty() || !report["failed"].empty() ||
                                       !report["removed"].empty()))
-      std::fprintf(stderr, "sluice serve: reloaded pipelines: %s\n", report.dump().c_str());
+      std::fprintf(stderr, "sluice serve: reloaded pipelines: %s\n", JsonText(report).c_str());
   }
 }
 
@@ -356,12 +384,13 @@ class Routes {
 
 void Routes::Install(httplib::Server& http) {
   Server* s = s_;
-  // Authentication for everything under /api/v1 (webhooks check their own
-  // signatures) and, when configured, /metrics.
+  // Authentication for everything under /api (the two webhook routes check
+  // their own signatures; any other path, known or not, needs the token
+  // before it is even looked up) and, when configured, /metrics.
   http.set_pre_routing_handler([s](const httplib::Request& req, httplib::Response& res) {
     const std::string& path = req.path;
     bool api = path.rfind("/api/", 0) == 0;
-    bool webhook = path.rfind("/api/v1/webhooks/", 0) == 0;
+    bool webhook = req.method == "POST" && (path == kGithubWebhookPath || path == kGitlabWebhookPath);
     bool metrics = path == "/metrics";
     if ((api && !webhook) || (metrics && s->config_.metrics_require_auth)) {
       if (!s->auth_->Authenticate(req.get_header_value("Authorization"))) {
@@ -383,6 +412,7 @@ void Routes::Install(httplib::Server& http) {
   });
   http.Get("/metrics", [s](const httplib::Request&, httplib::Response& res) {
     s->metrics_->runs_queued->Set({}, static_cast<double>(s->runs_->QueuedRuns().size()));
+    s->metrics_->http_connections_open->Set({}, s->http_->open_connections());
     res.set_content(s->metrics_registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
   http.Get("/api/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {
@@ -465,7 +495,12 @@ void Routes::Install(httplib::Server& http) {
         return SendError(res, Status::InvalidArgument("'params' must be an object name -> value"));
       sub.typed_params = (*body)["params"];
     }
-    if (body->contains("run_id") && (*body)["run_id"].is_string()) sub.run_id = (*body)["run_id"];
+    if (body->contains("run_id")) {
+      // Checked (ValidateRunId) by Submit, the one door for every trigger.
+      if (!(*body)["run_id"].is_string())
+        return SendError(res, Status::InvalidArgument("'run_id' must be a string"));
+      sub.run_id = (*body)["run_id"];
+    }
     sub.trigger = "api";
     auto id = s->runs_->Submit(std::move(sub));
     if (!id) return SendError(res, id.error());
@@ -580,12 +615,19 @@ void Routes::Install(httplib::Server& http) {
     if (step->log_path.empty())
       return SendError(res, Status::NotFound("step " + instance + " has no log yet (phase " +
                                              NodePhaseName(step->phase) + ")"));
-    int64_t offset = req.has_param("offset") ? std::max<int64_t>(0, std::atoll(req.get_param_value("offset").c_str())) : 0;
+    int64_t offset = 0;
+    if (req.has_param("offset")) {
+      auto parsed = ParseLogOffset(req.get_param_value("offset"));
+      if (!parsed) return SendError(res, parsed.error());
+      offset = *parsed;
+    }
     bool follow = Truthy(req.get_param_value("follow"));
     std::string path = step->log_path;
     if (!follow) {
-      std::ifstream in(path, std::ios::binary);
+      std::ifstream in(path, std::ios::binary | std::ios::ate);
       if (!in) return SendError(res, Status::NotFound("log file " + path + " is gone"));
+      // Past the end: nothing to send, and the next offset is the end.
+      offset = std::min<int64_t>(offset, std::max<int64_t>(0, static_cast<int64_t>(in.tellg())));
       in.seekg(offset);
       std::stringstream ss;
       ss << in.rdbuf();
@@ -720,21 +762,43 @@ void Routes::Install(httplib::Server& http) {
     SendJson(res, 202, {{"source", source}, {"ref", event->ref}, {"after", event->after},
                         {"changed", event->changed}, {"triggered", triggered}});
   };
-  http.Post("/api/v1/webhooks/github", [s, trigger_push](const httplib::Request& req, httplib::Response& res) {
+  // A delivery already handled answers 200 and starts nothing. False when
+  // the request is answered (a duplicate, or a malformed id).
+  auto claim_delivery = [s](const std::string& source, const std::string& id,
+                            httplib::Response& res) {
+    if (id.empty()) return true;  // no id to recognise it by: handled as new
+    if (!IsDeliveryId(id)) {
+      SendError(res, Status::InvalidArgument("the delivery id header is not 1-128 printable ASCII "
+                                             "characters"));
+      return false;
+    }
+    TimePoint first;
+    if (s->deliveries_->Claim(source + ":" + id, s->clock_->Now(), &first)) return true;
+    SendJson(res, 200, {{"message", "duplicate delivery " + id + " (first received " + Iso(first) +
+                                        "); nothing triggered"},
+                        {"duplicate", true}, {"delivery", id}, {"triggered", Json::array()}});
+    return false;
+  };
+  http.Post(kGithubWebhookPath, [s, trigger_push, claim_delivery](const httplib::Request& req, httplib::Response& res) {
     if (!VerifyGithubSignature(s->config_.github_secret, req.body, req.get_header_value("X-Hub-Signature-256")))
       return SendUnauthorized(res, "X-Hub-Signature-256 is missing or does not match the configured webhooks.github secret");
     std::string type = req.get_header_value("X-GitHub-Event");
     if (type == "ping") return SendJson(res, 200, {{"message", "pong"}});
     if (!type.empty() && type != "push")
       return SendJson(res, 202, {{"message", "ignored event '" + type + "'; only push triggers pipelines"}, {"triggered", Json::array()}});
+    if (!claim_delivery("github", req.get_header_value("X-GitHub-Delivery"), res)) return;
     trigger_push(req.body, "github", res);
   });
-  http.Post("/api/v1/webhooks/gitlab", [s, trigger_push](const httplib::Request& req, httplib::Response& res) {
+  http.Post(kGitlabWebhookPath, [s, trigger_push, claim_delivery](const httplib::Request& req, httplib::Response& res) {
     if (!VerifyGitlabToken(s->config_.gitlab_token_sha256, req.get_header_value("X-Gitlab-Token")))
       return SendUnauthorized(res, "X-Gitlab-Token is missing or does not match webhooks.gitlab.tokenSha256");
     std::string type = req.get_header_value("X-Gitlab-Event");
     if (!type.empty() && type != "Push Hook")
       return SendJson(res, 202, {{"message", "ignored event '" + type + "'; only Push Hook triggers pipelines"}, {"triggered", Json::array()}});
+    // Idempotency-Key stays the same across GitLab's retries of one event.
+    std::string id = req.get_header_value("Idempotency-Key");
+    if (id.empty()) id = req.get_header_value("X-Gitlab-Event-UUID");
+    if (!claim_delivery("gitlab", id, res)) return;
     trigger_push(req.body, "gitlab", res);
   });
 
@@ -757,6 +821,13 @@ void Server::InstallRoutes() {
   auto routes = std::make_shared<Routes>(this);
   routes->Install(*http_);
   // The handlers capture a raw pointer to `routes`; keep it alive with the server.
+  // A handler that throws (a bug) answers a JSON 500 that names no
+  // internals; the connection and the server go on.
+  http_->set_exception_handler([](const httplib::Request& req, httplib::Response& res,
+                                  std::exception_ptr) {
+    SendError(res, Status::Internal("internal error while answering " + req.method + " " +
+                                    req.path + "; the server log may say more"));
+  });
   http_->set_error_handler([routes](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404 && res.body.empty() && req.path.rfind("/api/", 0) == 0)
       SendError(res, Status::NotFound("no route " + req.method + " " + req.path +

@@ -19,13 +19,12 @@
 #include "engine/server/pipeline_registry.h"
 #include "engine/server/run_manager.h"
 #include "engine/server/scheduler.h"
+#include "engine/server/webhook.h"
 #include "engine/store.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace sluice::server {
+
+class HttpServer;
 
 struct ServerOptions {
   std::string pipelines_dir = ".";   // searched recursively for pipeline files
@@ -46,6 +45,12 @@ struct ServerOptions {
   // empty = as loaded.
   RunPreparer prepare_run;
 };
+
+// How long, and how many, webhook deliveries are remembered to refuse a
+// second one (DeliveryLog): a week covers GitHub's redelivery of the last
+// three days; the cap bounds the memory and the file (about 60 bytes each).
+inline constexpr Duration kDeliveryWindow = std::chrono::hours(24 * 7);
+inline constexpr size_t kDeliveryCapacity = 50000;
 
 class Server {
  public:
@@ -105,7 +110,10 @@ class Server {
   std::unique_ptr<PipelineRegistry> registry_;
   std::unique_ptr<RunManager> runs_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<httplib::Server> http_;
+  // Webhook deliveries already handled, kept kDeliveryWindow (at most
+  // kDeliveryCapacity of them) in <state>/server/webhook-deliveries.log.
+  std::unique_ptr<DeliveryLog> deliveries_;
+  std::unique_ptr<HttpServer> http_;
   std::mutex reload_mu_;
   std::mutex spec_cache_mu_;
   std::map<std::string, SpecPtr> spec_cache_;  // by pipeline digest, for run graphs

@@ -304,6 +304,32 @@ TEST_F(CliTest, BadParamValueIsAUsageErrorAndNothingRuns) {
   EXPECT_FALSE(fs::exists(dir_ + "/.sluice"));  // nothing ran, no store was made
 }
 
+// A run id names <store>/runs/<id>: one that could climb out of the store
+// (or is not one path component) is a usage error, before anything runs.
+TEST_F(CliTest, RunIdThatIsNotAValidIdIsAUsageErrorAndNothingIsCreated) {
+  fs::create_directories(dir_ + "/work");
+  Write("work/pipeline.yaml", kTwoSteps);
+  Output run = Process({"run", "pipeline.yaml", "--run-id", "../../victim"}, dir_ + "/work").Wait();
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_EQ(run.err,
+            "sluice: error: --run-id: invalid run id '../../victim': a run id is 1-128 characters "
+            "from A-Z a-z 0-9 . _ -, starts with a letter or digit and has no '..'\n");
+  EXPECT_FALSE(fs::exists(dir_ + "/victim"));
+  EXPECT_FALSE(fs::exists(fs::path(dir_).parent_path() / "victim"));
+  EXPECT_FALSE(fs::exists(dir_ + "/work/.sluice"));  // nothing ran, no store was made
+  Output slash = Sluice({"run", "pipeline.yaml", "--run-id", "a/b"});
+  EXPECT_EQ(slash.exit_code, 2);
+  EXPECT_NE(slash.err.find("invalid run id 'a/b'"), std::string::npos) << slash.err;
+  Output long_id = Sluice({"run", "pipeline.yaml", "--run-id", std::string(5000, 'a')});
+  EXPECT_EQ(long_id.exit_code, 2);
+  EXPECT_NE(long_id.err.find("invalid run id '" + std::string(40, 'a') + "... (5000 characters)'"),
+            std::string::npos)
+      << long_id.err;
+  Output rerun = Sluice({"rerun", "nope", "--from", "a", "--run-id", "../x"});
+  EXPECT_EQ(rerun.exit_code, 2);
+  EXPECT_NE(rerun.err.find("--run-id: invalid run id '../x'"), std::string::npos) << rerun.err;
+}
+
 TEST_F(CliTest, InvalidPipelineIsNotRun) {
   Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline

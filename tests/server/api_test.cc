@@ -385,6 +385,167 @@ TEST_F(ApiTest, RestartResumesRunsWhoseProcessDied) {
   EXPECT_EQ(GetJson("/api/v1/runs?pipeline=hello")["runs"].size(), 1u);
 }
 
+// Hostile input: ids that name paths, replayed webhooks, bad offsets,
+// unloadable pipeline files.
+
+TEST_F(ApiTest, RunIdThatIsNotAValidIdIsRejectedAndNothingIsCreated) {
+  Json r = PostJson("/api/v1/pipelines/hello/runs", {{"run_id", "../../etc"}}, 400);
+  EXPECT_EQ(r["error"]["code"], "INVALID_ARGUMENT");
+  EXPECT_EQ(r["error"]["message"],
+            "invalid run id '../../etc': a run id is 1-128 characters from A-Z a-z 0-9 . _ -, "
+            "starts with a letter or digit and has no '..'");
+  for (const std::string& id : {std::string("a/b"), std::string("a\0b", 3), std::string(5000, 'a')})
+    EXPECT_EQ(PostJson("/api/v1/pipelines/hello/runs", {{"run_id", id}}, 400)["error"]["code"],
+              "INVALID_ARGUMENT")
+        << id.substr(0, 10);
+  EXPECT_EQ(PostJson("/api/v1/pipelines/hello/runs", {{"run_id", 7}}, 400)["error"]["message"],
+            "'run_id' must be a string");
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/etc"));
+  EXPECT_TRUE(GetJson("/api/v1/runs")["runs"].empty());
+  // A valid one is taken as given.
+  Json ok = PostJson("/api/v1/pipelines/hello/runs", {{"run_id", "release-1.2_rc3"}}, 201);
+  EXPECT_EQ(ok["run_id"], "release-1.2_rc3");
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+}
+
+TEST_F(ApiTest, UnknownPathsUnderApiNeedTheTokenWebhooksIncluded) {
+  for (const char* path : {"/api/v1/webhooks/bitbucket", "/api/v1/webhooks/", "/api/v1/webhooks/github/x"}) {
+    auto res = client_->Post(path, "{}", "application/json");
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 401) << path << ": " << res->body;
+  }
+  auto get = client_->Get("/api/v1/webhooks/github");  // the route is POST only
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 401);
+  auto known = client_->Post("/api/v1/webhooks/bitbucket", Auth(), "{}", "application/json");
+  ASSERT_TRUE(known);
+  EXPECT_EQ(known->status, 404);
+  EXPECT_EQ(Json::parse(known->body)["error"]["message"],
+            "no route POST /api/v1/webhooks/bitbucket; see /api/v1/openapi.json");
+}
+
+TEST_F(ApiTest, GithubDeliverySentTwiceTriggersOnceEvenAcrossARestart) {
+  const std::string body = R"({"ref":"refs/heads/main","after":"0123abc","commits":[
+    {"id":"0123abc","added":[],"modified":["pipelines/hello.yaml"],"removed":[]}]})";
+  httplib::Headers headers = {{"X-GitHub-Event", "push"},
+                              {"X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"},
+                              {"X-Hub-Signature-256", GithubSignature(kGithubSecret, body)}};
+  auto first = client_->Post("/api/v1/webhooks/github", headers, body, "application/json");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 202) << first->body;
+  EXPECT_EQ(Json::parse(first->body)["triggered"].size(), 1u);
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+
+  auto again = client_->Post("/api/v1/webhooks/github", headers, body, "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200) << again->body;
+  Json dup = Json::parse(again->body);
+  EXPECT_EQ(dup["duplicate"], true);
+  EXPECT_EQ(dup["delivery"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+  EXPECT_EQ(dup["triggered"], Json::array());
+  EXPECT_EQ(dup["message"].get<std::string>().rfind(
+                "duplicate delivery 72d3162e-cc78-11e3-81ab-4c9367dc0958 (first received ", 0),
+            0u)
+      << dup;
+
+  server_.reset();
+  StartServer(/*resume=*/false);
+  auto after_restart = client_->Post("/api/v1/webhooks/github", headers, body, "application/json");
+  ASSERT_TRUE(after_restart);
+  EXPECT_EQ(after_restart->status, 200) << after_restart->body;
+  EXPECT_EQ(Json::parse(after_restart->body)["duplicate"], true);
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(GetJson("/api/v1/runs?pipeline=hello")["runs"].size(), 1u);
+
+  // Another delivery of the same push is a new delivery.
+  headers.erase("X-GitHub-Delivery");
+  headers.emplace("X-GitHub-Delivery", "8e4a7b10-cc78-11e3-81ab-4c9367dc0958");
+  auto other = client_->Post("/api/v1/webhooks/github", headers, body, "application/json");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 202) << other->body;
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(GetJson("/api/v1/runs?pipeline=hello")["runs"].size(), 2u);
+}
+
+TEST_F(ApiTest, GitlabDeliverySentTwiceTriggersOnce) {
+  const std::string body = R"({"object_kind":"push","ref":"refs/heads/main","commits":[
+    {"id":"1","added":["pipelines/hello.yaml"],"modified":[]}]})";
+  httplib::Headers headers = {{"X-Gitlab-Event", "Push Hook"},
+                              {"X-Gitlab-Token", kGitlabToken},
+                              {"X-Gitlab-Event-UUID", "13792a34-cac6-4fda-95a8-c58e00a3954e"},
+                              {"Idempotency-Key", "f5e5f430-f57b-4e6e-9fac-d9128cd7232f"}};
+  auto first = client_->Post("/api/v1/webhooks/gitlab", headers, body, "application/json");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 202) << first->body;
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  // A retry keeps the Idempotency-Key (its event UUID may differ).
+  headers.erase("X-Gitlab-Event-UUID");
+  auto retry = client_->Post("/api/v1/webhooks/gitlab", headers, body, "application/json");
+  ASSERT_TRUE(retry);
+  EXPECT_EQ(retry->status, 200) << retry->body;
+  EXPECT_EQ(Json::parse(retry->body)["delivery"], "f5e5f430-f57b-4e6e-9fac-d9128cd7232f");
+  EXPECT_EQ(GetJson("/api/v1/runs?pipeline=hello")["runs"].size(), 1u);
+}
+
+TEST_F(ApiTest, LogOffsetMustBeAByteOffset) {
+  std::string id = Trigger();
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  const std::string logs = "/api/v1/runs/" + id + "/steps/a/logs";
+  for (const std::string bad : {"99999999999999999999999", "9223372036854775807", "1125899906842625",
+                                "-1", "+5", "abc", "12abc", "1e3", ""}) {
+    Json r = GetJson(logs + "?offset=" + bad, 400);
+    EXPECT_EQ(r["error"]["message"],
+              "offset must be a byte offset from 0 to 1125899906842624, not '" + bad + "'");
+  }
+  const std::string text = "hello from a\nparams {\"who\":\"world\"}\n";
+  for (const std::string past : {"1000", "1125899906842624"}) {
+    auto res = client_->Get((logs + "?offset=" + past).c_str(), Auth());
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(res->body, "");
+    EXPECT_EQ(res->get_header_value("X-Log-Size"), std::to_string(text.size()));
+  }
+  auto all = client_->Get((logs + "?offset=0").c_str(), Auth());
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->body, text);
+  EXPECT_EQ(all->get_header_value("X-Log-Size"), std::to_string(text.size()));
+}
+
+// A pipeline file with invalid UTF-8 is listed with its diagnostics (the
+// JSON stays valid: bad bytes become U+FFFD) and its last good version keeps
+// running and keeps its schedule.
+TEST_F(ApiTest, PipelineFileThatFailsToLoadIsListedAndKeepsItsSchedule) {
+  std::string text = kHello;
+  text.replace(text.find("name: hello"), 11, "name: nightly");
+  text.replace(text.find("steps:\n"), 7, "schedule:\n  cron: \"0 2 * * *\"\nsteps:\n");
+  WriteFile(root_ + "/repo/pipelines/nightly.yaml", text);
+  PostJson("/api/v1/reload", Json::object(), 200);
+  ASSERT_EQ(GetJson("/api/v1/schedules")["schedules"].size(), 1u);
+
+  WriteFile(root_ + "/repo/pipelines/nightly.yaml",
+            text + "  - name: \"c\xff\xfe\"\n    command: [echo, \"\xc3\x28\"]\n");
+  Json report = PostJson("/api/v1/reload", Json::object(), 200);
+  EXPECT_EQ(report["failed"].size(), 1u) << report;
+  auto res = client_->Get("/api/v1/pipelines", Auth());
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  Json list = Json::parse(res->body, nullptr, false);
+  ASSERT_FALSE(list.is_discarded()) << res->body;
+  ASSERT_EQ(list["pipelines"].size(), 2u);
+  const Json& p = list["pipelines"][1];
+  EXPECT_EQ(p["file"], root_ + "/repo/pipelines/nightly.yaml");
+  EXPECT_FALSE(p["ok"]);
+  EXPECT_TRUE(p["has_good_version"]);
+  ASSERT_FALSE(p["diagnostics"].empty());
+  EXPECT_EQ(p["diagnostics"][0]["text"].get<std::string>().rfind(root_ + "/repo/pipelines/nightly.yaml:", 0), 0u)
+      << p["diagnostics"];
+  EXPECT_GT(p["diagnostics"][0]["line"].get<int>(), 0);
+  Json schedules = GetJson("/api/v1/schedules")["schedules"];
+  ASSERT_EQ(schedules.size(), 1u);
+  EXPECT_EQ(schedules[0]["pipeline"], "nightly");
+  EXPECT_EQ(schedules[0]["cron"], Json::array({"0 2 * * *"}));
+}
+
 }  // namespace
 }  // namespace sluice::server
 

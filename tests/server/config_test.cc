@@ -48,7 +48,7 @@ TEST(ServerConfigTest, JsonIsAccepted) {
 TEST(ServerConfigTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(ParseServerConfig("tokenz: []\n", "s.yaml").error().message(),
             "s.yaml:1:1: unknown key 'tokenz' in the server config (expected one of: listen, "
-            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit)");
+            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit, http)");
   EXPECT_EQ(ParseServerConfig("historyLimit: -1\n", "s.yaml").error().message(),
             "s.yaml:1:15: historyLimit must be 0 (keep every run) or more");
   EXPECT_EQ(ParseServerConfig("tokens:\n  - name: ci\n    sha256: plaintext-token\n", "s.yaml")
@@ -63,6 +63,56 @@ TEST(ServerConfigTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(ParseServerConfig("tokens: [\n", "s.yaml").error().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(LoadServerConfig("/nonexistent/server.yaml").error().code(), StatusCode::kNotFound);
+}
+
+TEST(ServerConfigTest, HttpLimitsHaveDefaultsAndCanBeSet) {
+  auto defaults = ParseServerConfig("listen: 127.0.0.1:8080\n", "s.yaml");
+  ASSERT_TRUE(defaults.has_value());
+  EXPECT_EQ(defaults->http.request_timeout, Duration(10000));
+  EXPECT_EQ(defaults->http.idle_timeout, Duration(5000));
+  EXPECT_EQ(defaults->http.max_requests_per_connection, 100);
+  EXPECT_EQ(defaults->http.max_connections, 256);
+  EXPECT_EQ(defaults->http.max_connections_per_client, 32);
+  EXPECT_EQ(defaults->http.max_body_bytes, 16 << 20);
+  auto set = ParseServerConfig(R"(http:
+  requestTimeout: 30s
+  idleTimeout: 500ms
+  maxRequestsPerConnection: 10
+  maxConnections: 1000
+  maxConnectionsPerClient: 200
+  maxBodyBytes: 1048576
+)",
+                               "s.yaml");
+  ASSERT_TRUE(set.has_value()) << set.error().ToString();
+  EXPECT_EQ(set->http.request_timeout, Duration(30000));
+  EXPECT_EQ(set->http.idle_timeout, Duration(500));
+  EXPECT_EQ(set->http.max_requests_per_connection, 10);
+  EXPECT_EQ(set->http.max_connections, 1000);
+  EXPECT_EQ(set->http.max_connections_per_client, 200);
+  EXPECT_EQ(set->http.max_body_bytes, 1048576);
+}
+
+TEST(ServerConfigTest, HttpLimitsOutOfRangeSayWhichAndWhere) {
+  auto error = [](const std::string& text) {
+    auto c = ParseServerConfig(text, "s.yaml");
+    return c ? std::string("accepted") : c.error().message();
+  };
+  EXPECT_EQ(error("http:\n  requestTimeout: 0s\n"),
+            "s.yaml:2:19: http.requestTimeout '0s' is not a duration from 100ms to 1h, like 500ms, "
+            "10s or 1m");
+  EXPECT_EQ(error("http:\n  idleTimeout: 99999999999999999999s\n"),
+            "s.yaml:2:16: http.idleTimeout '99999999999999999999s' is not a duration from 100ms to "
+            "1h, like 500ms, 10s or 1m");
+  EXPECT_EQ(error("http:\n  maxConnections: 0\n"), "s.yaml:2:19: http.maxConnections must be from 1 to 100000");
+  EXPECT_EQ(error("http:\n  maxConnectionsPerClient: 300\n"),
+            "s.yaml:2:28: http.maxConnectionsPerClient (300) is more than http.maxConnections (256)");
+  EXPECT_EQ(error("http:\n  maxBodyBytes: 10\n"),
+            "s.yaml:2:17: http.maxBodyBytes must be from 1024 to 4294967296");
+  EXPECT_EQ(error("http:\n  deadline: 5s\n"),
+            "s.yaml:2:3: unknown key 'deadline' in http (expected one of: requestTimeout, idleTimeout, "
+            "maxRequestsPerConnection, maxConnections, maxConnectionsPerClient, maxBodyBytes)");
+  EXPECT_EQ(error("reloadInterval: 99999999999999999999s\n"),
+            "s.yaml:1:17: reloadInterval '99999999999999999999s' is not a duration like 500ms, 2s or 1m");
 }
 
 TEST(TokenAuthenticatorTest, AcceptsOnlyBearerTokensWhoseHashIsConfigured) {

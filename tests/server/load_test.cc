@@ -109,7 +109,11 @@ int main(int argc, char** argv) {
             (i ? "    depends: [s" + std::to_string(i - 1) + "]\n" : "");
   testing::WriteFile(dir + "/pipelines/load.yaml", yaml);
   const std::string token = "load-token";
-  testing::WriteFile(dir + "/server.yaml", "tokens:\n  - name: load\n    sha256: " + HashToken(token) + "\n");
+  // Every client connects from 127.0.0.1: one "client" to the per-client
+  // connection cap, which is raised to let all of them in.
+  testing::WriteFile(dir + "/server.yaml", "tokens:\n  - name: load\n    sha256: " + HashToken(token) +
+                                               "\nhttp:\n  maxConnections: 1024\n"
+                                               "  maxConnectionsPerClient: 1024\n");
   ServerOptions o;
   o.pipelines_dir = dir + "/pipelines";
   o.state_dir = dir + "/state";

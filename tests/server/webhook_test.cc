@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/server/config.h"
+#include "server_test_util.h"
 
 namespace sluice::server {
 namespace {
@@ -54,6 +55,47 @@ TEST(PushEventTest, RejectsNonPushBodies) {
   EXPECT_EQ(ParsePushEvent("not json").error().message(), "webhook body is not a JSON object");
   EXPECT_EQ(ParsePushEvent(R"({"zen": "ping"})").error().message(),
             "webhook body has no 'commits' list; only push events trigger pipelines");
+}
+
+TEST(DeliveryIdTest, AcceptsGuidsAndRejectsSpacesControlBytesAndLongIds) {
+  EXPECT_TRUE(IsDeliveryId("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+  EXPECT_FALSE(IsDeliveryId(""));
+  EXPECT_FALSE(IsDeliveryId("a b"));
+  EXPECT_FALSE(IsDeliveryId("a\nb"));
+  EXPECT_FALSE(IsDeliveryId("caf\xc3\xa9"));
+  EXPECT_FALSE(IsDeliveryId(std::string(129, 'a')));
+}
+
+// The window and the cap, across reopening the file (a restart).
+TEST(DeliveryLogTest, RemembersWithinTheWindowAcrossRestartsAndForgetsOldest) {
+  const std::string dir = testing::MakeTempDir("deliveries");
+  const std::string path = dir + "/deliveries.log";
+  const TimePoint t0 = TimePoint(std::chrono::hours(24 * 20000));
+  const auto hour = std::chrono::hours(1);
+  {
+    DeliveryLog log(path, hour, 3);
+    ASSERT_TRUE(log.Open(t0).ok());
+    EXPECT_TRUE(log.Claim("github:a", t0));
+    TimePoint first;
+    EXPECT_FALSE(log.Claim("github:a", t0 + std::chrono::minutes(1), &first));
+    EXPECT_EQ(first, t0);
+    EXPECT_TRUE(log.Claim("gitlab:a", t0));  // the source is part of the key
+  }
+  {
+    DeliveryLog restarted(path, hour, 3);
+    ASSERT_TRUE(restarted.Open(t0 + std::chrono::minutes(10)).ok());
+    EXPECT_FALSE(restarted.Claim("github:a", t0 + std::chrono::minutes(10)));
+  }
+  {
+    DeliveryLog later(path, hour, 3);
+    ASSERT_TRUE(later.Open(t0 + 2 * hour).ok());
+    EXPECT_TRUE(later.Claim("github:a", t0 + 2 * hour));  // past the window
+    for (const char* key : {"github:b", "github:c", "github:d"})
+      EXPECT_TRUE(later.Claim(key, t0 + 2 * hour));
+    EXPECT_TRUE(later.Claim("github:a", t0 + 2 * hour));  // over the cap: the oldest went
+    EXPECT_FALSE(later.Claim("github:d", t0 + 2 * hour));
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

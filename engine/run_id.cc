@@ -1,0 +1,46 @@
+#include "engine/run_id.h"
+
+#include <cstdio>
+#include <string>
+
+namespace sluice {
+namespace {
+
+bool IsAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// The id as it can be shown in a message: bytes outside printable ASCII as
+// \xNN, at most 40 characters of it.
+std::string Quoted(std::string_view id) {
+  constexpr size_t kShown = 40;
+  std::string out;
+  for (size_t i = 0; i < id.size() && i < kShown; ++i) {
+    unsigned char c = static_cast<unsigned char>(id[i]);
+    if (c < 0x20 || c >= 0x7f || c == '\\') {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (id.size() > kShown) out += "... (" + std::to_string(id.size()) + " characters)";
+  return "'" + out + "'";
+}
+
+}  // namespace
+
+Status ValidateRunId(std::string_view id) {
+  bool ok = !id.empty() && id.size() <= kMaxRunIdLength && IsAlnum(id[0]) &&
+            id.find("..") == std::string_view::npos;
+  for (size_t i = 1; ok && i < id.size(); ++i)
+    ok = IsAlnum(id[i]) || id[i] == '.' || id[i] == '_' || id[i] == '-';
+  if (ok) return Status::Ok();
+  return Status::InvalidArgument("invalid run id " + Quoted(id) + ": a run id is 1-" +
+                                 std::to_string(kMaxRunIdLength) +
+                                 " characters from A-Z a-z 0-9 . _ -, starts with a letter or "
+                                 "digit and has no '..'");
+}
+
+}  // namespace sluice
