@@ -809,10 +809,11 @@ TEST(SqliteStoreTest, MigratesAVersion1StoreKeepingItsRecords) {
   }
   // What a version-1 store (before light snapshots) looks like.
   ExecRaw(dir.path() + "/sluice.db",
-          "ALTER TABLE executions DROP COLUMN snapshot_base; PRAGMA user_version=1");
+          "ALTER TABLE executions DROP COLUMN snapshot_base; ALTER TABLE runs DROP COLUMN no_cache; "
+          "PRAGMA user_version=1");
   auto store = OpenOrDie(dir.path());
   ASSERT_TRUE(store);
-  EXPECT_EQ(store->SchemaVersion().value(), 2);
+  EXPECT_EQ(store->SchemaVersion().value(), SqliteStore::kSchemaVersion);
   EXPECT_EQ(store->IntegrityCheck().value(), "ok");
   auto e = store->GetExecution(ran);
   ASSERT_TRUE(e.has_value()) << e.error().ToString();
