@@ -933,12 +933,29 @@ class Loader {
     }
   }
 
+  // The items of a literal foreach list are values, not templates (docs/
+  // dsl.md): a "{{ ... }}" in one (or in a field of one) would reach the
+  // step as written, so it is an error that says what to write instead.
+  void RejectItemTemplate(const YamlNode& n, size_t index) {
+    if (n.IsScalar() && n.value.find("{{") != std::string::npos) {
+      Err(n, "foreach item " + std::to_string(index) + " holds a template ('" + n.value +
+                 "'); the items of a literal list are not rendered: write the value, or "
+                 "make the whole list one template, e.g. foreach: \"{{ params.models }}\"");
+      return;
+    }
+    for (size_t i = n.IsMap() ? 1 : 0; i < n.children.size(); i += n.IsMap() ? 2 : 1)
+      RejectItemTemplate(N(n.children[i]), index);
+  }
+
   void ParseForeach(StepSpec& s, const YamlNode& v) {
     ForEachSpec f;
     f.loc = Loc(v);
     if (v.IsSequence()) {
       f.kind = ForEachSpec::Kind::kItems;
-      for (uint32_t c : v.children) f.items.push_back(ToJson(N(c)));
+      for (uint32_t c : v.children) {
+        f.items.push_back(ToJson(N(c)));
+        RejectItemTemplate(N(c), f.items.size() - 1);
+      }
       if (f.items.empty()) Warn(v, "'foreach' over an empty list: the step will run no instances");
     } else if (v.IsMap()) {
       f.kind = ForEachSpec::Kind::kRange;

@@ -132,7 +132,7 @@ void Plan::Resolve(int step) {
   const StepSpec& spec = graph_.step(step);
   const bool is_finally = graph_.IsFinally(step);
   if (is_finally) {
-    if (cancelled_ == CancelMode::kUser) return OmitStep(step, phase_message_);
+    if (cancelled_ == CancelMode::kTerminate) return OmitStep(step, phase_message_);
   } else {
     if (cancelled_) return OmitStep(step, phase_message_);
     if (stopping_) return OmitStep(step, "not started: the run stopped after the first failure (" +
@@ -464,7 +464,7 @@ void Plan::Finished(int instance, AttemptResult result, const std::string& messa
       const int n = in.attempts - in.base_attempts;  // attempts made in this run
       const bool allowed = rp.retry_on == RetryOn::kAlways ||
                            (user ? rp.retry_on == RetryOn::kOnFailure : rp.retry_on == RetryOn::kOnError);
-      const bool may_start = !cancelled_ || (*cancelled_ == CancelMode::kTimeout && graph_.IsFinally(step));
+      const bool may_start = !cancelled_ || (*cancelled_ != CancelMode::kTerminate && graph_.IsFinally(step));
       if (retryable && may_start && allowed && n <= rp.limit) {
         Duration delay = RetryDelay(rp, n);
         in.state = State::kBackoff;
@@ -498,10 +498,13 @@ void Plan::Return(int instance) {
 
 void Plan::Cancel(CancelMode mode, const std::string& reason) {
   if (!initialized_) Init();
-  if (cancelled_ && (*cancelled_ == CancelMode::kUser || mode == CancelMode::kTimeout)) return;
+  // Terminate ends it all; a user's cancel overrides the timeout (the run
+  // ends Cancelled), not the other way round.
+  if (cancelled_ == CancelMode::kTerminate || cancelled_ == mode) return;
+  if (cancelled_ && mode == CancelMode::kTimeout) return;
   cancelled_ = mode;
   phase_message_ = reason;
-  const int limit = mode == CancelMode::kUser ? graph_.size() : graph_.num_main();
+  const int limit = mode == CancelMode::kTerminate ? graph_.size() : graph_.num_main();
   for (int v = 0; v < limit; ++v) {
     if (steps_[v].terminal) continue;
     OmitStep(v, reason);
@@ -527,7 +530,7 @@ std::vector<PlanChange> Plan::TakeChanges() {
 }
 
 RunPhase Plan::Phase() const {
-  if (cancelled_) return *cancelled_ == CancelMode::kUser ? RunPhase::kCancelled : RunPhase::kFailed;
+  if (cancelled_) return *cancelled_ == CancelMode::kTimeout ? RunPhase::kFailed : RunPhase::kCancelled;
   if (failed_[0] + failed_[1]) return RunPhase::kFailed;
   if (errors_[0] + errors_[1]) return RunPhase::kError;
   if (cancelled_count_[0] + cancelled_count_[1]) return RunPhase::kCancelled;
@@ -535,7 +538,7 @@ RunPhase Plan::Phase() const {
 }
 
 RunPhase Plan::MainPhase() const {
-  if (cancelled_) return *cancelled_ == CancelMode::kUser ? RunPhase::kCancelled : RunPhase::kFailed;
+  if (cancelled_) return *cancelled_ == CancelMode::kTimeout ? RunPhase::kFailed : RunPhase::kCancelled;
   if (failed_[0]) return RunPhase::kFailed;
   if (errors_[0]) return RunPhase::kError;
   if (cancelled_count_[0]) return RunPhase::kCancelled;

@@ -49,11 +49,14 @@
 //   - Finally steps start when every main step is terminal, whatever
 //     happened (upstream phases are not propagated to them), in their own
 //     dependency order among themselves.
-//   - Cancel(kUser): nothing starts any more; never-started instances
-//     (finally steps included) become Omitted, instances waiting for a retry
-//     become Cancelled, running ones become whatever their attempt reports
-//     (normally Cancelled, once the executor confirms). Cancel(kTimeout)
-//     does the same but still runs the finally steps.
+//   - Cancel(kUser): no main step starts any more; never-started main
+//     instances become Omitted, main instances waiting for a retry become
+//     Cancelled, running ones become whatever their attempt reports
+//     (normally Cancelled, once the executor confirms); the finally steps
+//     still run, once the main steps are terminal. Cancel(kTimeout) does the
+//     same (the run then ends Failed, not Cancelled). Cancel(kTerminate)
+//     stops the finally steps as well: they are Omitted (or Cancelled while
+//     waiting for a retry) unless they are running already.
 //   - Resume: Seed() before the first Ready() keeps instances that Succeeded
 //     or were Cached (phase unchanged, reported once as a change with
 //     kept=true); other seeded instances run again and continue counting
@@ -125,7 +128,9 @@ struct SeedInstance {
 
 class Plan {
  public:
-  enum class CancelMode { kUser, kTimeout };
+  // kUser: `sluice cancel`, the first Ctrl-C; kTimeout: the run's timeout;
+  // kTerminate: `sluice cancel --now`, a second Ctrl-C.
+  enum class CancelMode { kUser, kTimeout, kTerminate };
 
   // `graph` is borrowed and must outlive the plan.
   Plan(const PipelineGraph& graph, PlanOptions options);
@@ -170,7 +175,7 @@ class Plan {
   std::vector<PlanChange> TakeChanges();
 
   // Phase of the whole run so far (final when Done()): Cancelled after
-  // Cancel(kUser); Failed after Cancel(kTimeout) or when an instance Failed;
+  // Cancel(kUser or kTerminate); Failed after Cancel(kTimeout) or when an instance Failed;
   // else Error when one had a system error; else Cancelled if one was
   // cancelled; else Succeeded. MainPhase() looks only at the main steps:
   // it is `run.status` for finally steps.

@@ -65,9 +65,24 @@ Runner::Runner(const PipelineSpec& spec, Store* store, ArtifactStore* artifacts,
       clock_(options_.clock ? options_.clock : &system_clock_) {}
 
 void Runner::Cancel() {
+  std::lock_guard lock(cancel_mu_);
   if (cancel_requested_.exchange(true)) return;
+  // Before the first finally step starts, every task is a main step's. After
+  // it, the run loop cancels the main steps' tasks itself (CheckCancel).
+  if (!finally_started_) {
+    for (const auto& name : executors_->Names()) {
+      if (Executor* e = executors_->Find(name)) e->CancelAll(options_.cancel_grace);
+    }
+  }
+  clock_->Wake();
+}
+
+void Runner::Terminate(Duration grace) {
+  std::lock_guard lock(cancel_mu_);
+  terminate_requested_ = true;
+  cancel_requested_ = true;
   for (const auto& name : executors_->Names()) {
-    if (Executor* e = executors_->Find(name)) e->CancelAll(options_.cancel_grace);
+    if (Executor* e = executors_->Find(name)) e->CancelAll(grace);
   }
   clock_->Wake();
 }
@@ -268,6 +283,7 @@ class RunLoop {
   std::string python_version_;
   TaskId next_task_id_ = 1;
   bool cancelled_ = false;
+  bool terminated_ = false;  // cancelled without the finally steps
   bool timed_out_ = false;
   Status store_error_;
   std::vector<int> dirty_;
@@ -1083,6 +1099,11 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     DrainChanges();
     Flush();
   }
+  const bool is_finally = graph_->IsFinally(plan_->InstanceStep(inst));
+  if (is_finally) {
+    std::lock_guard lock(r_.cancel_mu_);
+    r_.finally_started_ = true;
+  }
   // Start first, record after: the step runs while the store writes.
   Status s = ex->Start(task);
   if (!s.ok()) {
@@ -1112,7 +1133,8 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   }
   Emit(RunEvent::Kind::kStepStarted, name, NodePhase::kRunning, attempt, "");
   // A Cancel() that raced with Start() may have missed this task.
-  if (r_.cancel_requested_.load()) ex->Cancel(task.id, opt_.cancel_grace);
+  if (r_.terminate_requested_.load() || (r_.cancel_requested_.load() && !is_finally))
+    ex->Cancel(task.id, opt_.cancel_grace);
   return true;
 }
 
@@ -1291,10 +1313,17 @@ std::optional<TaskResult> RunLoop::WaitAny(Duration timeout) {
 }
 
 void RunLoop::CheckCancel() {
-  if (!r_.cancel_requested_.load() || cancelled_) return;
+  if (!r_.cancel_requested_.load()) return;
+  const bool terminate = r_.terminate_requested_.load();
+  if (cancelled_ && (terminated_ || !terminate)) return;
   cancelled_ = true;
-  plan_->Cancel(Plan::CancelMode::kUser, "the run was cancelled");
-  for (Executor* e : used_executors_) e->CancelAll(opt_.cancel_grace);
+  terminated_ = terminate;
+  plan_->Cancel(terminate ? Plan::CancelMode::kTerminate : Plan::CancelMode::kUser,
+                "the run was cancelled");
+  // Finally steps that run already go on unless the run is terminated.
+  for (const auto& [id, inst] : tasks_)
+    if (terminate || !graph_->IsFinally(plan_->InstanceStep(inst)))
+      insts_[inst].executor->Cancel(id, opt_.cancel_grace);
   DrainChanges();
 }
 
@@ -1340,6 +1369,7 @@ Result<RunSummary> RunLoop::Run() {
   for (const auto& p : spec_.params)
     if (p.secret && run_.params.contains(p.name)) run_.params[p.name] = "<redacted>";
   run_.executor = opt_.default_executor.empty() ? spec_.executor : opt_.default_executor;
+  run_.no_cache = opt_.no_cache;
   run_.phase = RunPhase::kRunning;
   run_.message.clear();
   run_.started_at = start;

@@ -47,6 +47,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -141,13 +142,21 @@ class Runner {
   // failures to run at all (store unusable, unknown executor, ...).
   Result<RunSummary> Run();
 
-  // Thread- and signal-safe request to cancel: running steps get SIGTERM,
-  // then SIGKILL after options.cancel_grace, and are recorded Cancelled.
-  // Steps not started yet (finally steps included) are recorded Omitted.
-  // Call it from a signal-watching thread (not from inside a signal
-  // handler): it calls Executor::CancelAll and wakes the run loop. The run
-  // then ends with phase Cancelled.
+  // Thread-safe request to cancel (`sluice cancel`, the first Ctrl-C or
+  // SIGTERM, the server's cancel): running main steps get SIGTERM, then
+  // SIGKILL after options.cancel_grace, and are recorded Cancelled; main
+  // steps not started yet are recorded Omitted; the finally steps still run
+  // once the main steps have stopped, and see run.status == Cancelled. The
+  // run then ends with phase Cancelled. Call it from a signal-watching
+  // thread (not from inside a signal handler): it calls Executor::Cancel*
+  // and wakes the run loop.
   void Cancel();
+
+  // Cancel() without the finally steps (`sluice cancel --now`, a second
+  // Ctrl-C): every running step, finally steps included, gets SIGTERM, then
+  // SIGKILL after `grace`; steps not started yet are recorded Omitted. The
+  // run ends with phase Cancelled. Same threading rules as Cancel().
+  void Terminate(Duration grace);
 
  private:
   friend class RunLoop;
@@ -158,6 +167,12 @@ class Runner {
   ExecutorRegistry* executors_;
   RunOptions options_;
   std::atomic<bool> cancel_requested_{false};
+  std::atomic<bool> terminate_requested_{false};
+  // Orders Cancel() against the start of the first finally step: a cancel
+  // before it stops every task (all are main steps), one after it leaves
+  // the tasks to the run loop, which stops only main steps.
+  std::mutex cancel_mu_;
+  bool finally_started_ = false;  // guarded by cancel_mu_
   SystemClock system_clock_;
   Clock* clock_;
 };

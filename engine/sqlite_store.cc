@@ -169,6 +169,11 @@ CREATE VIEW attributions AS
 ALTER TABLE executions ADD COLUMN snapshot_base INTEGER;
 DROP INDEX IF EXISTS executions_by_cache_key;
 )sql",
+    // 2 -> 3: a run's cache setting (`run --no-cache`), which a resume of
+    // the run keeps.
+    R"sql(
+ALTER TABLE runs ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
@@ -352,7 +357,7 @@ class StmtReset {
 constexpr const char* kRunColumns =
     "id, pipeline, pipeline_file, pipeline_digest, git_commit, git_dirty, params, executor, "
     "phase, message, resumed_from, created_at, started_at, finished_at, host, pid, "
-    "(SELECT yaml FROM pipeline_versions v WHERE v.context_id = runs.version_id)";
+    "(SELECT yaml FROM pipeline_versions v WHERE v.context_id = runs.version_id), no_cache";
 
 RunRecord ReadRun(sqlite3_stmt* s) {
   RunRecord r;
@@ -373,6 +378,7 @@ RunRecord ReadRun(sqlite3_stmt* s) {
   r.host = ColumnText(s, 14);
   r.pid = sqlite3_column_int(s, 15);
   r.pipeline_yaml = ColumnText(s, 16);
+  r.no_cache = sqlite3_column_int(s, 17) != 0;
   return r;
 }
 
@@ -727,8 +733,8 @@ Status SqliteStore::CreateRun(const RunRecord& run) {
   sqlite3_stmt* s = Prepare(
       "INSERT INTO runs(id, context_id, version_id, pipeline, pipeline_file, pipeline_digest, "
       "git_commit, git_dirty, params, executor, phase, message, resumed_from, created_at, "
-      "started_at, finished_at, host, pid) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+      "started_at, finished_at, host, pid, no_cache) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
       &st);
   if (!s) return fail(st);
   StmtReset reset(s);
@@ -750,6 +756,7 @@ Status SqliteStore::CreateRun(const RunRecord& run) {
   BindTime(s, 16, run.finished_at);
   BindText(s, 17, run.host);
   sqlite3_bind_int(s, 18, run.pid);
+  sqlite3_bind_int(s, 19, run.no_cache ? 1 : 0);
   if (sqlite3_step(s) != SQLITE_DONE) {
     Status err = Error("creating run " + run.id);
     if (err.code() == StatusCode::kAlreadyExists) {
@@ -774,7 +781,8 @@ Status SqliteStore::UpdateRun(const RunRecord& run) {
   sqlite3_stmt* s = Prepare(
       "UPDATE runs SET version_id = ?2, pipeline_file = ?3, pipeline_digest = ?4, "
       "git_commit = ?5, git_dirty = ?6, params = ?7, executor = ?8, phase = ?9, message = ?10, "
-      "resumed_from = ?11, started_at = ?12, finished_at = ?13, host = ?14, pid = ?15 "
+      "resumed_from = ?11, started_at = ?12, finished_at = ?13, host = ?14, pid = ?15, "
+      "no_cache = ?16 "
       "WHERE id = ?1",
       &st);
   if (!s) return fail(st);
@@ -794,6 +802,7 @@ Status SqliteStore::UpdateRun(const RunRecord& run) {
   BindTime(s, 13, run.finished_at);
   BindText(s, 14, run.host);
   sqlite3_bind_int(s, 15, run.pid);
+  sqlite3_bind_int(s, 16, run.no_cache ? 1 : 0);
   if (sqlite3_step(s) != SQLITE_DONE) return fail(Error("updating run " + run.id));
   if (sqlite3_changes(db_) == 0) return fail(Status::NotFound("no run " + run.id));
   return Commit();

@@ -66,7 +66,7 @@ struct PipelineVersionRecord {
 class SqliteStore : public Store {
  public:
   // The newest schema version this build knows.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (and by default creates) `<state_dir>/sluice.db`, applying any
   // pending migrations. Errors: kNotFound (missing and !create_if_missing),

@@ -91,6 +91,7 @@ struct RunRecord {
   std::optional<TimePoint> finished_at;
   std::string host;
   int pid = 0;  // the sluice process driving it, while Running
+  bool no_cache = false;  // started with --no-cache: no step reuses earlier outputs
 };
 
 // The current state of one step instance within a run.

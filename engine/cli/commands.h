@@ -71,13 +71,15 @@ struct CancelOptions {
   std::string run;          // run id, unique prefix, or latest
   std::string store;
   std::string wait = "60s";  // how long to wait for the driving process to stop; "0s" = don't
+  bool now = false;          // --now: stop without running the finally steps
   // For a run whose driving process is gone, to delete its Kubernetes objects.
   std::string kubeconfig;
   std::string context;
   std::string namespace_;
 };
 // Cancels a running run (docs/cli.md): signals the sluice process driving
-// it and waits for it to stop, or, when that process is gone, deletes the
+// it (SIGTERM: its finally steps still run; SIGUSR2 with --now: they do not)
+// and waits for it to stop, or, when that process is gone, deletes the
 // run's Kubernetes objects and records it Cancelled. 0 done, 2 the run has
 // ended / is driven elsewhere, 3 the process did not stop in time or the
 // cluster could not be reached.

@@ -13,7 +13,18 @@
 #include "engine/compile/serving_objects.h"
 #endif
 
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.0.0"
+#endif
+
 namespace sluice::cli {
+namespace {
+
+// The published images of sluice (with sluice-serving on the PATH) are
+// named after the project's repository, github.com/sluice-dev/sluice.
+constexpr const char* kDefaultSluiceImage = "ghcr.io/sluice-dev/sluice:";
+
+}  // namespace
 
 int Compile(const CompileOptions& options) {
   auto loaded = dsl::LoadPipelineFile(options.file);
@@ -36,6 +47,18 @@ int Compile(const CompileOptions& options) {
     argo.keep_going = options.keep_going;
     argo.exclude_steps = options.exclude_steps;
     argo.sluice_image = options.sluice_image;
+    if (argo.sluice_image.empty()) {
+      // The image of this sluice version, published with each release.
+      argo.sluice_image = std::string(kDefaultSluiceImage) + SLUICE_VERSION;
+      const bool validates = std::any_of(spec.steps.begin(), spec.steps.end(), [&](const StepSpec& s) {
+        return s.type == "traffic-validation" &&
+               std::find(options.exclude_steps.begin(), options.exclude_steps.end(), s.name) ==
+                   options.exclude_steps.end();
+      });
+      if (validates)
+        std::cerr << "sluice: traffic-validation checks run in image " << argo.sluice_image
+                  << " (--sluice-image IMAGE to use another)\n";
+    }
 #ifdef SLUICE_CLI_COMPILE_SERVING
     argo.serving = compile::OperatorServingObjects();
 #endif

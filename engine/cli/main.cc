@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     cmd->add_flag("--wait", run.wait, "Wait for the run to end (what a local run always does; for CI scripts)");
     cmd->add_option("--kubeconfig", run.kubeconfig, "Kubeconfig file for the kubernetes executor");
     cmd->add_option("--context", run.context, "Kubeconfig context (default: current-context)");
-    cmd->add_option("--namespace", run.namespace_,
+    cmd->add_option("-n,--namespace", run.namespace_,
                     "Kubernetes namespace (default: the pipeline's, then the context's)");
     cmd->add_option("--workspace-pvc", run.workspace_pvc,
                     "Kubernetes: RWX PersistentVolumeClaim mounted into every pod at /sluice (artifacts between pods)");
@@ -114,10 +114,12 @@ int main(int argc, char** argv) {
   cancel_cmd->add_option("--store", store, kStoreHelp);
   cancel_cmd->add_option("--wait", cancel.wait,
                          "How long to wait for the run's sluice process to stop (default 60s; 0s: do not wait)");
+  cancel_cmd->add_flag("--now", cancel.now,
+                       "Stop at once: kill running steps and do not run the finally steps");
   cancel_cmd->add_option("--kubeconfig", cancel.kubeconfig,
                          "Kubeconfig file, to delete the objects of a run whose sluice process is gone");
   cancel_cmd->add_option("--context", cancel.context, "Kubeconfig context (default: current-context)");
-  cancel_cmd->add_option("--namespace", cancel.namespace_,
+  cancel_cmd->add_option("-n,--namespace", cancel.namespace_,
                          "Kubernetes namespace (default: the pipeline's, then the context's)");
 
   // status / show
@@ -167,7 +169,7 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("-o,--output", compile.output, "Write to FILE instead of stdout");
   compile_cmd->add_option("-p,--param", compile.params, "manifests: parameter value NAME=VALUE")
       ->allow_extra_args(false);
-  compile_cmd->add_option("--namespace", compile.namespace_, "Namespace of the objects");
+  compile_cmd->add_option("-n,--namespace", compile.namespace_, "Namespace of the objects");
   compile_cmd->add_option("--workspace-pvc", compile.workspace_pvc,
                           "RWX PersistentVolumeClaim shared by the steps' pods (default sluice-workspace)");
   compile_cmd->add_option("--source-dir", compile.source_dir,
@@ -181,7 +183,7 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   compile_cmd->add_option("--sluice-image", compile.sluice_image,
                           "argo: image with sluice-serving on its PATH, which runs the checks of "
-                          "traffic-validation steps");
+                          "traffic-validation steps (default ghcr.io/sluice-dev/sluice:" SLUICE_VERSION ")");
 
 #ifdef SLUICE_CLI_KUBERNETES
   // import-run
@@ -189,7 +191,7 @@ int main(int argc, char** argv) {
   auto* import_cmd = app.add_subcommand(
       "import-run", "Read a finished Argo Workflow (from sluice compile --target argo) into the store as a run");
   import_cmd->add_option("WORKFLOW", import_run.workflow, "Workflow name")->required();
-  import_cmd->add_option("--namespace", import_run.namespace_, "Namespace of the Workflow (default: the context's)");
+  import_cmd->add_option("-n,--namespace", import_run.namespace_, "Namespace of the Workflow (default: the context's)");
   import_cmd->add_option("--kubeconfig", import_run.kubeconfig, "Kubeconfig file");
   import_cmd->add_option("--context", import_run.context, "Kubeconfig context (default: current-context)");
   import_cmd->add_option("--from-file", import_run.from_file,

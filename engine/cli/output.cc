@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dsl/suggest.h"
 #include "engine/plan.h"
 
 namespace sluice::cli {
@@ -166,7 +167,17 @@ Result<RunRecord> FindRun(Store& store, const std::string& name) {
     if (runs->empty()) return Error(Status::NotFound("there are no runs in this store yet"));
     return std::move(runs->front());
   }
-  return store.GetRun(name);
+  auto run = store.GetRun(name);
+  if (run || run.error().code() != StatusCode::kNotFound) return run;
+  // A typo in a run id: name the closest of the recent runs.
+  RunFilter recent;
+  recent.limit = 1000;
+  std::vector<std::string> ids;
+  if (auto runs = store.ListRuns(recent))
+    for (const RunRecord& r : *runs) ids.push_back(r.id);
+  std::string hint = dsl::DidYouMean(name, ids);
+  if (hint.empty()) return run;
+  return Error(Status::NotFound(run.error().message() + hint));
 }
 
 std::string ResolveStateDir(const std::string& store_flag) {

@@ -81,7 +81,8 @@ void PrintRecords(const Json& value, const std::string& format);
 std::string ShortDigest(const std::string& digest);
 
 // The run named on the command line: an id, a unique id prefix, or
-// "latest" (the newest run). Errors as Store::GetRun.
+// "latest" (the newest run). Errors as Store::GetRun; an unknown id's
+// kNotFound names the closest recent run id ("did you mean").
 Result<RunRecord> FindRun(Store& store, const std::string& name);
 
 // The absolute path of a --store value ("" → ".sluice" in the cwd).

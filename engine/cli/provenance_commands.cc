@@ -115,7 +115,15 @@ int Lineage(const std::string& store_flag, const std::string& target_text, const
       PrintError("lineage needs an ARTIFACT (digest prefix or RUN/STEP/NAME), a RUN/STEP, a RUN, or --deployed SERVICE");
       return kExitUsage;
     }
-    auto t = ResolveLineageTarget(store->get(), target_text);
+    // `latest` (alone or as RUN in RUN/STEP[/NAME]) is the newest run, as
+    // in every command that takes a run.
+    std::string text = target_text;
+    if (text == "latest" || text.rfind("latest/", 0) == 0) {
+      auto latest = FindRun(**store, "latest");
+      if (!latest) return Fail(latest.error());
+      text = latest->id + text.substr(6);
+    }
+    auto t = ResolveLineageTarget(store->get(), text);
     if (!t) return Fail(t.error());
     target = *t;
   }
@@ -148,7 +156,7 @@ int Lineage(const std::string& store_flag, const std::string& target_text, const
 // ---------------------------------------------------------------- export
 
 Result<std::vector<Json>> EventsOf(Store* store, const std::string& run_text) {
-  auto run = store->GetRun(run_text);
+  auto run = FindRun(*store, run_text);
   if (!run) return Error(run.error());
   auto execs = store->ListExecutions(run->id);
   if (!execs) return Error(execs.error());
@@ -380,9 +388,9 @@ int Checkout(const std::string& store_flag, const std::string& run_text, const s
 int Diff(const std::string& store_flag, const std::string& a_text, const std::string& b_text) {
   auto store = OpenExisting(store_flag);
   if (!store) return Fail(store.error());
-  auto a = (*store)->GetRun(a_text);
+  auto a = FindRun(**store, a_text);
   if (!a) return Fail(a.error());
-  auto b = (*store)->GetRun(b_text);
+  auto b = FindRun(**store, b_text);
   if (!b) return Fail(b.error());
   std::ostringstream out;
   int differences = 0;
@@ -586,6 +594,16 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
     if (!out) return Fail(out.error());
     rs.outputs = std::move(*out);
     steps.push_back(std::move(rs));
+  }
+
+  // Nothing to compare is not a reproduction: say so, and exit 2 (as for any
+  // run that cannot be reproduced) before a new run is recorded.
+  if (std::all_of(steps.begin(), steps.end(), [](const ReproStep& rs) { return !rs.skip.empty(); })) {
+    std::string why;
+    for (const auto& rs : steps) why += "\n  " + rs.original.instance + ": " + rs.skip;
+    PrintError("cannot reproduce run " + run->id + ": nothing would be re-executed" +
+               (steps.empty() ? std::string(" (it recorded no step executions)") : ":" + why));
+    return kExitUsage;
   }
 
   RunRecord repro = *run;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "dsl/quantity.h"
+#include "dsl/suggest.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/sqlite_store.h"
@@ -270,9 +271,31 @@ int Logs(const LogsOptions& options) {
     if (!instances.empty()) {
       msg += "; it is a foreach step: name one of";
       for (const auto& i : instances) msg += " " + i;
+    } else if (steps) {
+      std::vector<std::string> names;
+      for (const auto& s : *steps) names.push_back(s.instance);
+      msg += dsl::DidYouMean(options.step, names);
     }
     PrintError(msg);
     return kExitUsage;
+  }
+
+  // A cache hit ran nothing: its log is the one of the attempt whose
+  // outputs it reused.
+  if (step->phase == NodePhase::kCached && !step->cached_from.empty() && options.attempt == 0) {
+    const std::string& from = step->cached_from;
+    const size_t slash = from.find('/');
+    auto source = slash == std::string::npos
+                      ? Result<StepRecord>(Error(Status::NotFound("no step")))
+                      : store->GetStep(from.substr(0, slash), from.substr(slash + 1));
+    if (source && !source->log_path.empty()) {
+      std::cerr << "sluice: step " << step->instance << " was Cached: the log of " << from
+                << ", whose outputs it reused\n";
+      off_t offset = 0;
+      if (!CopyNewBytes(source->log_path, &offset))
+        std::cerr << "sluice: the log of " << from << " is gone (" << source->log_path << ")\n";
+      return kExitOk;
+    }
   }
 
   std::string log_path = step->log_path;
@@ -293,7 +316,9 @@ int Logs(const LogsOptions& options) {
     }
   }
 
-  if (!options.follow) {
+  // An ended step, or a step of an ended run, has nothing more to follow.
+  const bool ended = IsTerminal(step->phase) || IsTerminal(run->phase);
+  if (!options.follow || ended) {
     off_t offset = 0;
     if (log_path.empty() || !CopyNewBytes(log_path, &offset)) {
       std::cerr << "sluice: step " << step->instance << " has no log yet (phase "

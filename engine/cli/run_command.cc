@@ -2,12 +2,14 @@
 // executors to a Runner, show live progress, and map the outcome to an exit
 // code.
 //
-// Signals: SIGINT and SIGTERM are blocked in every thread before any thread
-// starts, and one watcher thread takes them with sigwait(): the first asks
-// the Runner to cancel (SIGTERM to running steps, SIGKILL after the grace
-// period, phases recorded Cancelled), the second kills running steps at once,
-// a third exits without waiting. Step processes get a clean signal mask from
-// the local executor.
+// Signals: SIGINT, SIGTERM and SIGUSR2 are blocked in every thread before
+// any thread starts, and one watcher thread takes them with sigwait(): the
+// first SIGINT/SIGTERM asks the Runner to cancel (SIGTERM to running steps,
+// SIGKILL after the grace period, phases recorded Cancelled; the finally
+// steps still run), the second (or a SIGUSR2, from `sluice cancel --now`)
+// terminates the run: running steps, finally steps included, are killed at
+// once and finally steps not started are Omitted; a third exits without
+// waiting. Step processes get a clean signal mask from the local executor.
 //
 // Step logs: the local executor writes each attempt's output to a file; a
 // tailer thread polls the files of running steps every 100 ms and prints
@@ -41,8 +43,12 @@
 
 #include "dsl/dsl.h"
 #include "dsl/quantity.h"
+#include "dsl/suggest.h"
 #include "engine/artifact_store.h"
 #include "engine/cli/commands.h"
+#ifdef SLUICE_CLI_SERVING
+#include "operators/serving/service_state.h"
+#endif
 #include "engine/cli/kubernetes_options.h"
 #include "engine/cli/output.h"
 #ifdef SLUICE_CLI_SERVER
@@ -326,6 +332,7 @@ class SignalWatcher {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR2);  // `sluice cancel --now`
     sigaddset(&set_, SIGUSR1);  // our own "stop watching"
     pthread_sigmask(SIG_BLOCK, &set_, &old_);
     thread_ = std::thread([this] { Loop(); });
@@ -364,19 +371,17 @@ class SignalWatcher {
       if (state_ == kBefore) ::_exit(kExitCancelled);
       std::lock_guard<std::mutex> lock(handling_mu_);
       if (state_ == kDetached) continue;
-      int n = ++count_;
+      int n = sig == SIGUSR2 ? std::max(2, ++count_) : ++count_;
       if (n == 1) {
         std::cerr << "\nsluice: " << (sig == SIGINT ? "interrupted" : "terminated")
-                  << ": cancelling running steps (Ctrl-C again to kill them now)\n";
+                  << ": cancelling running steps; finally steps still run (Ctrl-C again to kill "
+                     "everything now)\n";
         if (Runner* r = runner_.load()) r->Cancel();
       } else if (n == 2) {
-        std::cerr << "sluice: killing running steps\n";
-        if (ExecutorRegistry* reg = executors_.load()) {
-          for (const auto& name : reg->Names()) {
-            if (Executor* e = reg->Find(name)) e->CancelAll(Duration(0));
-          }
-        }
-        if (Runner* r = runner_.load()) r->Cancel();
+        count_ = 2;
+        std::cerr << (sig == SIGUSR2 ? "\nsluice: cancelled with --now: " : "sluice: ")
+                  << "killing running steps; finally steps do not run\n";
+        if (Runner* r = runner_.load()) r->Terminate(Duration(0));
       } else {
         ::_exit(kExitCancelled);
       }
@@ -421,6 +426,52 @@ std::string FindServingBinary() {
     if (::access(c.c_str(), X_OK) == 0) return c.string();
   return "";
 }
+
+namespace {
+
+// The local services the run's deploy steps left serving (their model
+// servers and canary proxy keep running after the run: that is the point),
+// where each listens, and the command that stops it; "" when none.
+std::string LeftRunning(const PipelineSpec& spec, const RunSummary& summary,
+                        const std::string& state_dir, bool store_given) {
+#ifdef SLUICE_CLI_SERVING
+  std::set<std::string> services;
+  for (const StepRecord& step : summary.steps) {
+    const StepSpec* s = spec.FindStep(step.step);
+    if (s == nullptr || s->type != "deploy" || !step.output_params.is_object()) continue;
+    auto it = step.output_params.find("service");
+    if (it != step.output_params.end() && it->is_string()) services.insert(it->get<std::string>());
+  }
+  std::string program = FindServingBinary();
+  if (program.empty()) program = "sluice-serving";
+  std::error_code ec;
+  const std::filesystem::path cwd = std::filesystem::current_path(ec);
+  const std::filesystem::path relative = std::filesystem::path(program).lexically_relative(cwd);
+  if (!ec && !relative.empty() && *relative.begin() != "..") program = relative.string();
+  std::ostringstream out;
+  for (const std::string& service : services) {
+    auto state = serving::LoadServiceState(state_dir, service);
+    if (!state || !state->has_value() || !(*state)->proxy || !serving::IsAlive((*state)->proxy->process))
+      continue;  // a Kubernetes service, or stopped already
+    const serving::ServiceState& st = **state;
+    out << "left running: service " << service << " at " << st.proxy->Endpoint()
+        << " (canary proxy, pid " << st.proxy->process.pid << ")";
+    for (const auto* backend : {&st.stable, &st.candidate}) {
+      if (!*backend || !serving::IsAlive((*backend)->process)) continue;
+      out << "; model server " << (*backend)->name << " at " << (*backend)->url << " (pid "
+          << (*backend)->process.pid << ", " << (*backend)->traffic_percent << "% of the traffic)";
+    }
+    out << "\n  stop it: " << program << " undeploy --service " << service
+        << (store_given ? " --state-dir " + state_dir : std::string()) << "\n";
+  }
+  return out.str();
+#else
+  (void)spec, (void)summary, (void)state_dir, (void)store_given;
+  return "";
+#endif
+}
+
+}  // namespace
 
 std::map<std::string, std::vector<std::string>> OperatorCommands() {
   std::map<std::string, std::vector<std::string>> commands;
@@ -741,6 +792,7 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
     std::cout << "(sluice status " << summary->run.id << " / sluice logs " << summary->run.id
               << " STEP)\n";
   }
+  std::cout << LeftRunning(prepared.spec, *summary, state_dir, !options.store.empty());
   std::cout.flush();
 #ifdef SLUICE_CLI_SERVER
   if (!options.junit.empty()) {
@@ -834,7 +886,11 @@ int Continue(const RunCommandOptions& options, bool rerun) {
   if (rerun) {
     for (const auto& step : options.rerun_from) {
       if (!prepared->spec.FindStep(step)) {
-        PrintError("--from: pipeline " + prepared->spec.name + " has no step '" + step + "'");
+        std::vector<std::string> names;
+        for (const auto* list : {&prepared->spec.steps, &prepared->spec.finally_steps})
+          for (const StepSpec& s : *list) names.push_back(s.name);
+        PrintError("--from: pipeline " + prepared->spec.name + " has no step '" + step + "'" +
+                   dsl::DidYouMean(step, names));
         return kExitUsage;
       }
     }
@@ -845,6 +901,8 @@ int Continue(const RunCommandOptions& options, bool rerun) {
   // Kubernetes (which adopts the objects still there) unless told otherwise.
   RunCommandOptions continued = options;
   if (continued.executor.empty()) continued.executor = old->executor;
+  // A resume goes on as the run started: a --no-cache run takes no hits.
+  if (!rerun && old->no_cache) continued.no_cache = true;
   return Execute(continued, std::move(*prepared), state_dir, store->get(), run_id, old->id,
                  rerun ? options.rerun_from : std::vector<std::string>{}, &signals);
 }
@@ -986,14 +1044,16 @@ int Cancel(const CancelOptions& options) {
       return kExitUsage;
     }
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, run->pid, 0));
-    if (::kill(run->pid, SIGTERM) != 0) {
+    const int signal = options.now ? SIGUSR2 : SIGTERM;
+    if (::kill(run->pid, signal) != 0) {
       if (pidfd >= 0) ::close(pidfd);
       PrintError("cannot signal sluice process " + std::to_string(run->pid) + " driving run " +
                  run->id + ": " + std::strerror(errno));
       return kExitSystem;
     }
     std::cout << "sluice: cancelling run " << run->id << ": asked sluice process " << run->pid
-              << " to stop (SIGTERM)\n"
+              << (options.now ? " to stop now, without finally steps (SIGUSR2)\n"
+                              : " to stop (SIGTERM); its finally steps still run\n")
               << std::flush;
     if (wait->count() == 0) {
       if (pidfd >= 0) ::close(pidfd);

@@ -64,7 +64,7 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   serve_ = app->add_subcommand("serve", "Run pipelines on schedules and from the API, webhooks and web UI");
   serve_->add_option("--pipelines", serve_options_.pipelines_dir,
                      "Directory searched (recursively) for pipeline files, e.g. a Git checkout");
-  serve_->add_option("--listen", serve_options_.listen, "host:port to listen on (default 127.0.0.1:8080)");
+  serve_->add_option("--listen", serve_options_.listen, "host:port to listen on (default: the config's listen:, else 127.0.0.1:8080)");
   serve_->add_option("--config", serve_options_.config_path,
                      "Server config (tokens, webhooks); without one every API call is refused (401)");
   serve_->add_option("--executor", serve_options_.executor, "Executor for every run (default: each pipeline's)");
@@ -73,7 +73,7 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   serve_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
   serve_->add_option("--kubeconfig", serve_k8s_.kubeconfig, "Kubeconfig for the Kubernetes executor (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
   serve_->add_option("--context", serve_k8s_.context, "Kubeconfig context (default: current-context)");
-  serve_->add_option("--namespace", serve_k8s_.namespace_, "Namespace for Kubernetes steps (default: the pipeline's, then the context's)");
+  serve_->add_option("-n,--namespace", serve_k8s_.namespace_, "Namespace for Kubernetes steps (default: the pipeline's, then the context's)");
   serve_->add_option("--workspace-pvc", serve_k8s_.workspace_pvc, "ReadWriteMany claim mounted into every pod as the shared workspace");
   serve_->add_option("--workspace-host-dir", serve_k8s_.workspace_host_dir, "Where this host sees the --workspace-pvc volume (the store must be under it)");
 
@@ -86,6 +86,10 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   submit_->add_flag("--logs", submit_options_.follow_logs, "With --wait: print step logs as steps finish");
   AddOutputOption(submit_, &submit_options_.output, {"text", "json"});
   submit_->add_option("--junit", submit_options_.junit_path, "With --wait: write a JUnit XML report of the steps");
+  submit_->add_option("--timeout", submit_timeout_,
+                      "With --wait: give up waiting after this long, e.g. 2h (exit 124; the run goes on)");
+  submit_->add_flag("--cancel-on-timeout", submit_options_.cancel_on_timeout,
+                    "With --timeout: cancel the run when the timeout passes");
 
   backfill_ = app->add_subcommand("backfill", "Create the runs of a schedule's past times");
   backfill_->add_option("FILE", backfill_options_.pipeline_file, "Pipeline file (with a schedule)")->required();
@@ -208,6 +212,22 @@ std::optional<int> ServerCommands::Dispatch() {
       return kExitUsage;
     }
     submit_options_.params = std::move(*values);
+    if (!submit_timeout_.empty()) {
+      auto timeout = dsl::ParseDuration(submit_timeout_);
+      if (!timeout) {
+        PrintError("--timeout '" + submit_timeout_ + "' is not a duration like 30m, 2h or 90s");
+        return kExitUsage;
+      }
+      submit_options_.timeout = *timeout;
+    }
+    if (submit_options_.cancel_on_timeout && !submit_options_.timeout) {
+      PrintError("--cancel-on-timeout needs --timeout");
+      return kExitUsage;
+    }
+    if (submit_options_.timeout && !submit_options_.wait) {
+      PrintError("--timeout needs --wait");
+      return kExitUsage;
+    }
     return server::SubmitCommand(submit_options_, std::cout, std::cerr);
   }
   if (*backfill_) {

@@ -46,6 +46,7 @@ class ServerCommands {
   KubernetesFlags serve_k8s_;  // --kubeconfig, --context, --namespace, --workspace-*
   server::SubmitOptions submit_options_;
   std::vector<std::string> submit_params_;
+  std::string submit_timeout_;  // submit --timeout, as text ("2h"); "" = none
   server::BackfillCommandOptions backfill_options_;
 };
 

@@ -147,7 +147,17 @@ int SubmitCommand(const SubmitOptions& o, std::ostream& out, std::ostream& err) 
     last_phase = phase;
     if (IsTerminal(run->phase) && !g.body.value("active", false)) break;
     if (o.timeout && std::chrono::steady_clock::now() - start > *o.timeout) {
-      err << "sluice submit: --timeout passed; run " << run_id << " is still " << phase << "\n";
+      if (!o.cancel_on_timeout) {
+        err << "sluice submit: --timeout passed; run " << run_id << " is still " << phase
+            << " and goes on (--cancel-on-timeout cancels it)\n";
+      } else {
+        Reply c = api.Call("POST", "/api/v1/runs/" + UrlEncode(run_id) + "/cancel");
+        if (c.code == 202 || c.code == 200)
+          err << "sluice submit: --timeout passed; run " << run_id << " was " << phase
+              << "; cancellation requested\n";
+        else
+          (void)ExitFor(c, "cancelling run " + run_id, o, err);
+      }
       if (o.output == "json") out << SubmitResultJson(summary, o.server).dump() << "\n";
       return kSubmitTimedOut;
     }

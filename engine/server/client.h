@@ -12,7 +12,8 @@
 //   2    the server refused the request: unknown pipeline, bad params (4xx),
 //        or a missing/wrong token (401)
 //   3    the server could not be reached, or answered 5xx / garbage
-//   124  --timeout passed before the run ended (the run goes on)
+//   124  --timeout passed before the run ended (the run goes on, or is
+//        cancelled with --cancel-on-timeout)
 //   130  the run was Cancelled
 
 #include <iosfwd>
@@ -43,6 +44,7 @@ struct SubmitOptions {
   std::string junit_path;                     // with wait: write JUnit XML here
   Duration poll_interval{1000};
   std::optional<Duration> timeout;            // with wait
+  bool cancel_on_timeout = false;             // with timeout: cancel the run when it passes
   bool insecure_skip_verify = false;          // https without certificate checks (testing)
 };
 

@@ -119,6 +119,9 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   job.options.state_dir = options_.state_dir;
   job.options.resume_run_id = request.resume_run_id;
   job.options.rerun_from = request.rerun_from;
+  // A resume goes on as the run started: a --no-cache run takes no hits.
+  if (same_run)
+    if (auto old = store_->GetRun(run_id); old && old->id == run_id) job.options.no_cache = old->no_cache;
   job.spec = PrepareRun(spec, options_.prepare, job.options);
   job.queued.id = run_id;
   job.queued.pipeline = spec->name;
@@ -143,10 +146,21 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
 }
 
 std::optional<RunRecord> RunManager::Queued(const std::string& run_id) const {
-  std::lock_guard lock(mu_);
-  for (const Job& j : queue_)
-    if (j.run_id == run_id) return j.queued;
-  return std::nullopt;
+  std::optional<RunRecord> starting;
+  {
+    std::lock_guard lock(mu_);
+    for (const Job& j : queue_)
+      if (j.run_id == run_id) return j.queued;
+    auto it = starting_.find(run_id);
+    if (it == starting_.end()) return std::nullopt;
+    starting = it->second;
+  }
+  // Taken by a worker: the store's record, once the Runner has written it,
+  // is the one to show. A resume's run is in the store from the start (its
+  // earlier record), and shows as it was until the Runner updates it.
+  auto stored = store_->GetRun(run_id);
+  if (stored && stored->id == run_id) return std::nullopt;
+  return starting;
 }
 
 std::vector<RunRecord> RunManager::QueuedRuns() const {
@@ -216,6 +230,8 @@ void RunManager::Worker() {
       if (stopping_) return;
       job = std::move(queue_.front());
       queue_.pop_front();
+      if (job.options.resume_run_id.empty() || !job.options.rerun_from.empty())
+        starting_[job.run_id] = job.queued;
       if (metrics_) metrics_->runs_queued->Set({}, static_cast<double>(queue_.size()));
     }
     Execute(std::move(job));
@@ -284,6 +300,10 @@ void RunManager::Execute(Job job) {
     metrics_->runs_active->Inc({}, -1);
     if (phase == RunPhase::kSucceeded) metrics_->runs_succeeded->Inc({{"pipeline", pipeline}});
     else metrics_->runs_failed->Inc({{"pipeline", pipeline}});
+  }
+  {
+    std::lock_guard lock(mu_);
+    starting_.erase(job.run_id);  // the store holds the run now
   }
   Prune(*job.spec);
   std::lock_guard lock(mu_);

@@ -3,9 +3,10 @@
 // run, at most `max_concurrent` at once; the rest wait in a FIFO queue), and
 // is the scheduler's ScheduleTarget.
 //
-// A run is visible from the moment Submit() returns: while queued it is held
-// here (QueuedRun), then the Runner records it in the shared store, where the
-// CLI (`sluice runs`, `logs`) sees it as well.
+// A run is visible from the moment Submit() returns: while queued, and after a
+// worker takes it until the Runner has recorded it, it is held here
+// (Queued()); from then on it is in the shared store, where the CLI (`sluice
+// runs`, `logs`) sees it as well.
 
 #include <condition_variable>
 #include <deque>
@@ -120,7 +121,9 @@ class RunManager : public ScheduleTarget {
   // runs elsewhere.
   Status Cancel(const std::string& run_id, std::string* how = nullptr);
 
-  // The record of a queued run (phase Pending), not yet in the store.
+  // The record of a queued run (phase Pending) that is not in the store yet:
+  // one waiting in the queue, or one a worker has taken whose Runner has not
+  // recorded it yet. nullopt once the store has it.
   std::optional<RunRecord> Queued(const std::string& run_id) const;
   // All queued runs.
   std::vector<RunRecord> QueuedRuns() const;
@@ -173,6 +176,8 @@ class RunManager : public ScheduleTarget {
   std::condition_variable work_cv_;
   std::condition_variable idle_cv_;
   std::deque<Job> queue_;
+  // Runs taken from the queue that the store may not hold yet (Queued()).
+  std::map<std::string, RunRecord> starting_;
   std::map<std::string, RunHandle*> running_;            // run id -> handle
   std::map<std::string, std::string> run_pipeline_;      // active run id -> pipeline
   std::set<std::string> scheduled_;                      // active ids from the scheduler

@@ -8,7 +8,8 @@
 //   sluice-serving manifests --config FILE|JSON   (Kubernetes objects, dry run)
 //   sluice-serving proxy ...                      (internal: the canary proxy)
 //
-// State lives under $SLUICE_STATE_DIR (or --state-dir). Exit status: 0 done;
+// State lives in the sluice store: --state-dir, else $SLUICE_STATE_DIR (the
+// runner sets it), else .sluice in the current directory. Exit status: 0 done;
 // 1 the operation failed (a deploy that did not become ready, a validation
 // that failed and was rolled back); 2 bad usage or config.
 
@@ -89,11 +90,15 @@ struct Context {
 Status Setup(const std::string& state_dir_flag, bool open_store, Context* ctx) {
   std::string state_dir = state_dir_flag;
   if (state_dir.empty() && std::getenv("SLUICE_STATE_DIR")) state_dir = std::getenv("SLUICE_STATE_DIR");
-  if (state_dir.empty()) {
-    return Status::InvalidArgument(
-        "no state directory: set SLUICE_STATE_DIR (the runner sets it) or pass --state-dir");
+  // Otherwise the store every sluice command uses by default: .sluice here.
+  const bool defaulted = state_dir.empty();
+  if (defaulted) state_dir = ".sluice";
+  ctx->env.state_dir = std::filesystem::absolute(state_dir).lexically_normal().string();
+  if (defaulted && !std::filesystem::is_directory(ctx->env.state_dir)) {
+    return Status::InvalidArgument("no sluice store in " + ctx->env.state_dir +
+                                   ": run this where the pipeline ran, or pass --state-dir "
+                                   "(or set SLUICE_STATE_DIR)");
   }
-  ctx->env.state_dir = std::filesystem::absolute(state_dir).string();
   ctx->env.self_exe = SelfExe();
 #ifdef SLUICE_SERVING_HAVE_STORE
   if (open_store) {
@@ -161,6 +166,9 @@ int RunProxy(const std::string& service, const std::string& bind, int port, int 
 
 }  // namespace
 
+constexpr const char* kStateDirHelp =
+    "the sluice store (default: $SLUICE_STATE_DIR, else .sluice in the current directory)";
+
 int main(int argc, char** argv) {
   CLI::App app{"sluice-serving: deploy models and validate them on live traffic"};
   app.require_subcommand(1);
@@ -169,24 +177,24 @@ int main(int argc, char** argv) {
   auto* deploy = app.add_subcommand("deploy", "deploy a model (local or Kubernetes)");
   deploy->add_option("--config", config_text, "the deploy config: a JSON file or JSON text")->required();
   deploy->add_option("--out", out_dir, "where the output files go (default: .)");
-  deploy->add_option("--state-dir", state_dir, "default: $SLUICE_STATE_DIR");
+  deploy->add_option("--state-dir", state_dir, kStateDirHelp);
 
   auto* validate = app.add_subcommand("validate", "validate a canary and roll it out or back");
   validate->add_option("--config", config_text, "the validation config: a JSON file or JSON text")->required();
   validate->add_option("--out", out_dir, "where the metrics and report go (default: .)");
-  validate->add_option("--state-dir", state_dir, "default: $SLUICE_STATE_DIR");
+  validate->add_option("--state-dir", state_dir, kStateDirHelp);
 
   auto* status = app.add_subcommand("status", "print a service's state as JSON");
   status->add_option("--service", service, "the service")->required();
-  status->add_option("--state-dir", state_dir, "default: $SLUICE_STATE_DIR");
+  status->add_option("--state-dir", state_dir, kStateDirHelp);
 
   auto* undeploy = app.add_subcommand("undeploy", "stop a service's servers and proxy");
   undeploy->add_option("--service", service, "the service")->required();
-  undeploy->add_option("--state-dir", state_dir, "default: $SLUICE_STATE_DIR");
+  undeploy->add_option("--state-dir", state_dir, kStateDirHelp);
   std::string undeploy_executor = "local", undeploy_namespace, kubeconfig, kube_context;
   undeploy->add_option("--executor", undeploy_executor, "local (default) or kubernetes")
       ->check(CLI::IsMember({"local", "kubernetes"}));
-  undeploy->add_option("--namespace", undeploy_namespace,
+  undeploy->add_option("-n,--namespace", undeploy_namespace,
                        "Kubernetes namespace (default: the context's, else default)");
   undeploy->add_option("--kubeconfig", kubeconfig, "default: $KUBECONFIG, ~/.kube/config");
   undeploy->add_option("--context", kube_context, "default: the current context");

@@ -1,7 +1,9 @@
 // End-to-end tests of the `sluice` binary: real processes, real pipelines
 // written in YAML into a temporary directory, a real SQLite store.
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <filesystem>
@@ -559,6 +561,274 @@ steps:
   for (const auto& s : status["steps"]) {
     if (s["instance"] == "first") EXPECT_EQ(s["attempts"], 1);
   }
+}
+
+// Waits (bounded) until `process` has written `text` to stderr.
+bool WaitForStderr(testutil::Subprocess& process, const std::string& text) {
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {
+    if (process.ErrSoFar().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+// A main step that runs until the file `go` exists, and a finally step that
+// prints what it sees as run.status.
+constexpr char kWithFinally[] = R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: tidy
+steps:
+  - name: work
+    command: [sh, -c, "while [ ! -f '{{ pipeline.dir }}/go' ]; do sleep 0.05; done"]
+  - name: after
+    depends: [work]
+    command: ["true"]
+finally:
+  - name: report
+    command: [sh, -c, "echo run.status={{ run.status }}"]
+)yaml";
+
+// The first SIGTERM (what `sluice cancel` and CI runners send) stops the
+// steps; the finally steps still run and see run.status == Cancelled.
+TEST_F(CliTest, TermStopsTheStepsAndStillRunsFinallySteps) {
+  Write("pipeline.yaml", kWithFinally);
+  testutil::Subprocess run = Process({"run", "pipeline.yaml", "--run-id", "tidy-1"}, dir_);
+  ASSERT_TRUE(WaitForPhase("tidy-1", "work", "Running"));
+  ASSERT_EQ(::kill(run.pid(), SIGTERM), 0);
+  Output out = run.Wait(std::chrono::seconds(60));
+  EXPECT_EQ(out.exit_code, 130) << out.out << out.err;
+  EXPECT_EQ(out.err,
+            "\nsluice: terminated: cancelling running steps; finally steps still run (Ctrl-C again "
+            "to kill everything now)\n");
+  EXPECT_NE(out.out.find("[report] run.status=Cancelled\n"), std::string::npos) << out.out;
+  Json status = StatusJson("tidy-1");
+  EXPECT_EQ(status["run"]["phase"], "Cancelled");
+  EXPECT_EQ(Phases(status), (std::map<std::string, std::string>{
+                                {"work", "Cancelled"}, {"after", "Omitted"}, {"report", "Succeeded"}}));
+  Output log = Sluice({"logs", "tidy-1", "report"});
+  EXPECT_EQ(log.out, "run.status=Cancelled\n");
+}
+
+// A second Ctrl-C terminates: running steps are killed at once and the
+// finally steps do not run.
+TEST_F(CliTest, SecondInterruptTerminatesWithoutFinallySteps) {
+  Write("pipeline.yaml", std::string(kWithFinally).replace(
+                             std::string(kWithFinally).find("while"), 0, "trap '' TERM; "));
+  testutil::Subprocess run = Process({"run", "pipeline.yaml", "--run-id", "tidy-2"}, dir_);
+  ASSERT_TRUE(WaitForPhase("tidy-2", "work", "Running"));
+  ASSERT_EQ(::kill(run.pid(), SIGINT), 0);
+  ASSERT_TRUE(WaitForStderr(run, "finally steps still run"));
+  ASSERT_EQ(::kill(run.pid(), SIGINT), 0);  // `work` ignores SIGTERM: it still runs
+  Output out = run.Wait(std::chrono::seconds(60));
+  EXPECT_EQ(out.exit_code, 130) << out.out << out.err;
+  EXPECT_EQ(out.err,
+            "\nsluice: interrupted: cancelling running steps; finally steps still run (Ctrl-C again "
+            "to kill everything now)\nsluice: killing running steps; finally steps do not run\n");
+  Json status = StatusJson("tidy-2");
+  EXPECT_EQ(status["run"]["phase"], "Cancelled");
+  EXPECT_EQ(Phases(status), (std::map<std::string, std::string>{
+                                {"work", "Cancelled"}, {"after", "Omitted"}, {"report", "Omitted"}}));
+}
+
+// `sluice cancel` runs the finally steps; `sluice cancel --now` does not.
+TEST_F(CliTest, CancelRunsFinallyStepsAndCancelNowDoesNot) {
+  Write("pipeline.yaml", kWithFinally);
+  for (const std::string id : {"tidy-3", "tidy-4"}) {
+    const bool now = id == "tidy-4";
+    testutil::Subprocess run = Process({"run", "pipeline.yaml", "--run-id", id}, dir_);
+    ASSERT_TRUE(WaitForPhase(id, "work", "Running"));
+    std::vector<std::string> args = {"cancel", id};
+    if (now) args.push_back("--now");
+    Output cancel = Sluice(args);
+    EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+    EXPECT_EQ(cancel.out, "sluice: cancelling run " + id + ": asked sluice process " +
+                              std::to_string(run.pid()) +
+                              (now ? " to stop now, without finally steps (SIGUSR2)\n"
+                                   : " to stop (SIGTERM); its finally steps still run\n") +
+                              "run " + id + " Cancelled\n");
+    Output out = run.Wait(std::chrono::seconds(60));
+    EXPECT_EQ(out.exit_code, 130) << out.out << out.err;
+    Json status = StatusJson(id);
+    EXPECT_EQ(Phases(status)["report"], now ? "Omitted" : "Succeeded") << id;
+    EXPECT_EQ(Phases(status)["work"], "Cancelled") << id;
+  }
+}
+
+// A resume keeps the run's --no-cache: it takes no hits from older runs.
+TEST_F(CliTest, ResumeOfANoCacheRunTakesNoCacheHits) {
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: keep
+steps:
+  - name: first
+    command: [sh, -c, "echo one > one.txt"]
+    outputs:
+      params: [{name: one, path: one.txt}]
+  - name: second
+    depends: [first]
+    command: [sh, -c, "test -f '{{ pipeline.dir }}/ok' && echo two > two.txt"]
+    outputs:
+      params: [{name: two, path: two.txt}]
+)yaml");
+  Write("ok", "");
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "keep-1"}).exit_code, 0);
+  fs::remove(dir_ + "/ok");
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "keep-2", "--no-cache"}).exit_code, 1);
+  Write("ok", "");
+  Output resumed = Sluice({"resume", "keep-2"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  Json status = StatusJson("keep-2");
+  EXPECT_EQ(Phases(status),
+            (std::map<std::string, std::string>{{"first", "Succeeded"}, {"second", "Succeeded"}}));
+  for (const auto& s : status["steps"]) {
+    EXPECT_EQ(s["cached_from"], "") << s.dump();
+    if (s["instance"] == "second") EXPECT_EQ(s["attempts"], 2);
+  }
+}
+
+// `logs` of a cache hit prints the log of the attempt it reused, and says
+// so; -f on an ended step returns at once with the same.
+TEST_F(CliTest, LogsOfACachedStepPrintTheReusedLog) {
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: hit
+steps:
+  - name: make
+    command: [sh, -c, "echo made it; echo x > x.txt"]
+    outputs:
+      params: [{name: x, path: x.txt}]
+)yaml");
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "hit-1"}).exit_code, 0);
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "hit-2"}).exit_code, 0);
+  ASSERT_EQ(Phases(StatusJson("hit-2"))["make"], "Cached");
+  for (const bool follow : {false, true}) {
+    std::vector<std::string> args = {"logs", "hit-2", "make"};
+    if (follow) args.push_back("-f");
+    Output logs = Sluice(args);
+    EXPECT_EQ(logs.exit_code, 0) << logs.err;
+    EXPECT_EQ(logs.out, "made it\n");
+    EXPECT_EQ(logs.err, "sluice: step make was Cached: the log of hit-1/make, whose outputs it reused\n");
+  }
+  Output follow_ended = Sluice({"logs", "hit-1", "make", "-f"});
+  EXPECT_EQ(follow_ended.exit_code, 0);
+  EXPECT_EQ(follow_ended.out, "made it\n");
+}
+
+// Unknown step names and run ids get the closest one, as lint does for keys.
+TEST_F(CliTest, UnknownStepAndRunSuggestTheClosest) {
+  Write("pipeline.yaml", kTwoSteps);
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "demo-1"}).exit_code, 0);
+  Output step = Sluice({"logs", "demo-1", "hallo"});
+  EXPECT_EQ(step.exit_code, 2);
+  EXPECT_EQ(step.err, "sluice: error: run demo-1 has no step instance 'hallo'; did you mean 'hello'?\n");
+  Output run = Sluice({"status", "demo-2"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_EQ(run.err,
+            "sluice: error: no run 'demo-2' in this store (`sluice runs` lists them); did you mean "
+            "'demo-1'?\n");
+  Output from = Sluice({"rerun", "demo-1", "--from", "cuont"});
+  EXPECT_EQ(from.exit_code, 2);
+  EXPECT_EQ(from.err, "sluice: error: --from: pipeline demo has no step 'cuont'; did you mean 'count'?\n");
+}
+
+// lineage takes `latest` as every command that takes a run does.
+TEST_F(CliTest, LineageTakesLatest) {
+  Write("pipeline.yaml", kTwoSteps);
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "demo-1"}).exit_code, 0);
+  Output by_id = Sluice({"lineage", "demo-1"});
+  ASSERT_EQ(by_id.exit_code, 0) << by_id.err;
+  Output latest = Sluice({"lineage", "latest"});
+  EXPECT_EQ(latest.exit_code, 0) << latest.err;
+  EXPECT_EQ(latest.out, by_id.out);
+  Output step = Sluice({"lineage", "latest/count"});
+  EXPECT_EQ(step.exit_code, 0) << step.err;
+  EXPECT_EQ(step.out, Sluice({"lineage", "demo-1/count"}).out);
+}
+
+// reproduce of a run in which nothing can be re-executed says so, exit 2.
+TEST_F(CliTest, ReproduceWithNothingToReExecuteExitsTwo) {
+  Write("pipeline.yaml", kTwoSteps);  // steps without outputs: side effects only
+  ASSERT_EQ(Sluice({"run", "pipeline.yaml", "--run-id", "demo-1"}).exit_code, 0);
+  Output repro = Sluice({"reproduce", "demo-1"});
+  EXPECT_EQ(repro.exit_code, 2);
+  EXPECT_EQ(repro.out, "");
+  EXPECT_EQ(repro.err,
+            "sluice: error: cannot reproduce run demo-1: nothing would be re-executed:\n"
+            "  hello: declares no outputs (side effects only): not re-executed\n"
+            "  count: declares no outputs (side effects only): not re-executed\n");
+  EXPECT_EQ(Sluice({"runs", "--format", "json"}).out.find("repro"), std::string::npos);
+}
+
+// compile --target argo of the README's example needs no --sluice-image: the
+// image of this sluice version, named on stderr.
+TEST_F(CliTest, CompileArgoDefaultsTheSluiceImage) {
+  Output argo = Sluice({"compile", std::string(SLUICE_SOURCE_DIR) + "/examples/retrain/pipeline.yaml",
+                        "--target", "argo"});
+  EXPECT_EQ(argo.exit_code, 0) << argo.err;
+  const std::string image = std::string("ghcr.io/sluice-dev/sluice:") + SLUICE_VERSION;
+  EXPECT_EQ(argo.err, "sluice: traffic-validation checks run in image " + image +
+                          " (--sluice-image IMAGE to use another)\n");
+  EXPECT_NE(argo.out.find("image: " + image + "\n"), std::string::npos);
+  Output given = Sluice({"compile", std::string(SLUICE_SOURCE_DIR) + "/examples/retrain/pipeline.yaml",
+                         "--target", "argo", "--sluice-image", "registry.example/sluice:1"});
+  EXPECT_EQ(given.exit_code, 0) << given.err;
+  EXPECT_EQ(given.err, "");
+  EXPECT_EQ(given.out.find(image), std::string::npos);
+}
+
+// A free loopback port, as the OS picks one.
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// serve: --listen given wins, else the config's listen:, else the default.
+TEST_F(CliTest, ServeListensWhereTheConfigSaysUnlessTheFlagSaysOtherwise) {
+  fs::create_directories(dir_ + "/pipelines");
+  const int from_config = FreePort(), from_flag = FreePort();
+  ASSERT_NE(from_config, 0);
+  Write("server.yaml", "listen: 127.0.0.1:" + std::to_string(from_config) + "\n");
+  for (const bool flag : {false, true}) {
+    std::vector<std::string> args = {"serve", "--pipelines", "pipelines", "--config", "server.yaml"};
+    if (flag) {
+      args.push_back("--listen");
+      args.push_back("127.0.0.1:" + std::to_string(from_flag));
+    }
+    testutil::Subprocess serve = Process(args, dir_);
+    const std::string line = "sluice serve: listening on http://127.0.0.1:" +
+                             std::to_string(flag ? from_flag : from_config) + " ";
+    EXPECT_TRUE(WaitForStderr(serve, line)) << serve.ErrSoFar();
+    ASSERT_EQ(::kill(serve.pid(), SIGTERM), 0);
+    EXPECT_EQ(serve.Wait(std::chrono::seconds(60)).exit_code, 0);
+  }
+}
+
+// submit --timeout and --cancel-on-timeout: checked before anything is sent.
+TEST_F(CliTest, SubmitTimeoutFlagsAreChecked) {
+  Output bad = Sluice({"submit", "p", "--server", "http://127.0.0.1:1", "--wait", "--timeout", "soon"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.err, "sluice: error: --timeout 'soon' is not a duration like 30m, 2h or 90s\n");
+  Output alone = Sluice({"submit", "p", "--server", "http://127.0.0.1:1", "--wait", "--cancel-on-timeout"});
+  EXPECT_EQ(alone.exit_code, 2);
+  EXPECT_EQ(alone.err, "sluice: error: --cancel-on-timeout needs --timeout\n");
+  Output nowait = Sluice({"submit", "p", "--server", "http://127.0.0.1:1", "--timeout", "2h"});
+  EXPECT_EQ(nowait.exit_code, 2);
+  EXPECT_EQ(nowait.err, "sluice: error: --timeout needs --wait\n");
 }
 
 }  // namespace

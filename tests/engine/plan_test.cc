@@ -396,8 +396,7 @@ TEST(PlanTest, ReturnedInstanceRunsLaterWithTheSameAttempt) {
   EXPECT_EQ(h.plan().Attempts(ready[0].instance), 1);
 }
 
-TEST(PlanTest, CancelOmitsPendingCancelsBackoffAndWaitsForRunning) {
-  Harness h(R"(
+constexpr char kCancel[] = R"(
 apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata: {name: cancel}
@@ -409,21 +408,41 @@ steps:
   - {name: c, depends: [a], command: [/bin/true]}
 finally:
   - {name: report, command: [/bin/true]}
-)",
-            {.slots = 2});
+)";
+
+TEST(PlanTest, CancelOmitsPendingCancelsBackoffWaitsForRunningThenRunsFinally) {
+  Harness h(kCancel, {.slots = 2});
   EXPECT_EQ(h.Ready(), "a b");
   h.Finish("b", AttemptResult::kFailed, "exit code 1");
   h.Changes();
   h.plan().Cancel(Plan::CancelMode::kUser, "cancelled by SIGINT");
-  EXPECT_EQ(h.Changes(),
-            "b=Cancelled: cancelled by SIGINT | c=Omitted: cancelled by SIGINT | report=Omitted: cancelled by SIGINT");
+  EXPECT_EQ(h.Changes(), "b=Cancelled: cancelled by SIGINT | c=Omitted: cancelled by SIGINT");
   EXPECT_FALSE(h.plan().Done());
   EXPECT_EQ(h.Ready(20000), "");
   h.Finish("a", AttemptResult::kCancelled, "killed by SIGTERM");
   EXPECT_EQ(h.Changes(), "a=Cancelled: killed by SIGTERM");
+  EXPECT_EQ(h.Ready(), "report");
+  h.Finish("report", AttemptResult::kSucceeded);
   EXPECT_TRUE(h.plan().Done());
   EXPECT_EQ(h.plan().Phase(), RunPhase::kCancelled);
+  EXPECT_EQ(h.plan().MainPhase(), RunPhase::kCancelled);
   EXPECT_EQ(h.plan().PhaseMessage(), "cancelled by SIGINT");
+}
+
+TEST(PlanTest, TerminateOmitsFinallyStepsToo) {
+  Harness h(kCancel, {.slots = 2});
+  EXPECT_EQ(h.Ready(), "a b");
+  h.Finish("b", AttemptResult::kFailed, "exit code 1");
+  h.Changes();
+  h.plan().Cancel(Plan::CancelMode::kUser, "cancelled by SIGINT");
+  h.plan().Cancel(Plan::CancelMode::kTerminate, "cancelled by SIGINT");
+  EXPECT_EQ(h.Changes(),
+            "b=Cancelled: cancelled by SIGINT | c=Omitted: cancelled by SIGINT | report=Omitted: cancelled by SIGINT");
+  EXPECT_EQ(h.Ready(20000), "");
+  h.Finish("a", AttemptResult::kCancelled, "killed by SIGKILL");
+  EXPECT_EQ(h.Changes(), "a=Cancelled: killed by SIGKILL");
+  EXPECT_TRUE(h.plan().Done());
+  EXPECT_EQ(h.plan().Phase(), RunPhase::kCancelled);
 }
 
 TEST(PlanTest, RunTimeoutStillRunsFinallySteps) {

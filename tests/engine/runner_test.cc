@@ -485,7 +485,7 @@ finally:
   - {name: report, command: [report, "{{ run.status }}"]}
 )";
 
-TEST_F(RunnerTest, CancelStopsRunningStepsAndOmitsTheRest) {
+TEST_F(RunnerTest, CancelStopsRunningStepsOmitsTheRestAndRunsFinally) {
   Load(kTwo);
   executor_->on_start = [this](const Task& t) {
     if (t.instance == "a") runner_->Cancel();
@@ -493,11 +493,37 @@ TEST_F(RunnerTest, CancelStopsRunningStepsAndOmitsTheRest) {
   auto s = RunIt(Options());
   ASSERT_TRUE(s);
   EXPECT_EQ(s->run.phase, RunPhase::kCancelled);
-  EXPECT_EQ(Phases(*s), "a=Cancelled#1 b=Omitted#0 report=Omitted#0");
+  EXPECT_EQ(Phases(*s), "a=Cancelled#1 b=Omitted#0 report=Succeeded#1");
   EXPECT_EQ(StepOf(*s, "a").message, "killed by SIGTERM");
   EXPECT_EQ(StepOf(*s, "b").message, "the run was cancelled");
+  EXPECT_EQ(executor_->started[1].argv, (std::vector<std::string>{"report", "Cancelled"}));
   EXPECT_EQ(store_.executions[0].outcome, "Cancelled");
   EXPECT_EQ(store_.runs["run1"].phase, RunPhase::kCancelled);
+}
+
+TEST_F(RunnerTest, TerminateStopsEverythingWithoutFinally) {
+  Load(kTwo);
+  executor_->on_start = [this](const Task& t) {
+    if (t.instance == "a") runner_->Terminate(Duration(0));
+  };
+  auto s = RunIt(Options());
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->run.phase, RunPhase::kCancelled);
+  EXPECT_EQ(Phases(*s), "a=Cancelled#1 b=Omitted#0 report=Omitted#0");
+  EXPECT_EQ(StepOf(*s, "report").message, "the run was cancelled");
+  EXPECT_EQ(executor_->started.size(), 1u);
+}
+
+// A cancel while a finally step runs leaves it running to its end.
+TEST_F(RunnerTest, CancelWhileAFinallyStepRunsLetsItFinish) {
+  Load(kTwo);
+  executor_->on_start = [this](const Task& t) {
+    if (t.instance == "report") runner_->Cancel();
+  };
+  auto s = RunIt(Options());
+  ASSERT_TRUE(s);
+  EXPECT_EQ(Phases(*s), "a=Succeeded#1 b=Succeeded#1 report=Succeeded#1");
+  EXPECT_EQ(executor_->started[2].argv, (std::vector<std::string>{"report", "Succeeded"}));
 }
 
 TEST_F(RunnerTest, RunTimeoutCancelsStepsAndRunsFinally) {
@@ -692,7 +718,7 @@ TEST_F(RunnerTest, ResumeAfterCancelExpandsTheForeachThatWasOmitted) {
   };
   auto first = RunIt(Options());
   ASSERT_TRUE(first);
-  EXPECT_EQ(Phases(*first), "prepare=Cancelled#1 train=Omitted#0 select=Omitted#0 register=Omitted#0 report=Omitted#0");
+  EXPECT_EQ(Phases(*first), "prepare=Cancelled#1 train=Omitted#0 select=Omitted#0 register=Omitted#0 report=Succeeded#1");
 
   executor_->on_start = nullptr;
   RunOptions o = Options();
@@ -701,7 +727,7 @@ TEST_F(RunnerTest, ResumeAfterCancelExpandsTheForeachThatWasOmitted) {
   ASSERT_TRUE(s) << s.error().ToString();
   EXPECT_EQ(Phases(*s),
             "prepare=Succeeded#2 train[0]=Succeeded#1 train[1]=Succeeded#1 select=Succeeded#1 "
-            "register=Succeeded#1 report=Succeeded#1");
+            "register=Succeeded#1 report=Succeeded#2");  // report ran in the cancelled run too
   const StepRecord& head = store_.steps["run1"]["train"];
   EXPECT_EQ(head.phase, NodePhase::kSucceeded);
   EXPECT_EQ(head.message, "expanded on resume into 2 instances: train[0]..train[1]");

@@ -171,7 +171,7 @@ TEST(SqliteStoreTest, RefusesAStoreFromANewerSluice) {
   EXPECT_EQ(store.error().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(store.error().message(),
             "opening store " + dir.path() +
-                "/sluice.db: the store's schema version is 99 but this sluice knows up to 2; "
+                "/sluice.db: the store's schema version is 99 but this sluice knows up to 3; "
                 "use a newer sluice, or another --store");
 }
 
@@ -190,6 +190,7 @@ TEST(SqliteStoreTest, RunRoundTripsEveryField) {
   RunRecord run = MakeRun("retrain-20261125-153012-a1b2");
   run.message = "first";
   run.resumed_from = "retrain-0";
+  run.no_cache = true;
   ASSERT_TRUE(store->CreateRun(run).ok());
   auto got = store->GetRun(run.id);
   ASSERT_TRUE(got.has_value()) << got.error().ToString();
@@ -210,8 +211,10 @@ TEST(SqliteStoreTest, RunRoundTripsEveryField) {
   EXPECT_EQ(got->finished_at, std::nullopt);
   EXPECT_EQ(got->host, "ana-laptop");
   EXPECT_EQ(got->pid, 4242);
+  EXPECT_TRUE(got->no_cache);
 
   run.phase = RunPhase::kFailed;
+  run.no_cache = false;
   run.message = "step train[1] failed";
   run.finished_at = At(1764080009000);
   run.pid = 0;
@@ -222,6 +225,7 @@ TEST(SqliteStoreTest, RunRoundTripsEveryField) {
   EXPECT_EQ(got->message, "step train[1] failed");
   EXPECT_EQ(got->finished_at, run.finished_at);
   EXPECT_EQ(got->pid, 0);
+  EXPECT_FALSE(got->no_cache);
 }
 
 TEST(SqliteStoreTest, DuplicateRunIsAlreadyExists) {
@@ -809,10 +813,11 @@ TEST(SqliteStoreTest, MigratesAVersion1StoreKeepingItsRecords) {
   }
   // What a version-1 store (before light snapshots) looks like.
   ExecRaw(dir.path() + "/sluice.db",
-          "ALTER TABLE executions DROP COLUMN snapshot_base; PRAGMA user_version=1");
+          "ALTER TABLE executions DROP COLUMN snapshot_base; ALTER TABLE runs DROP COLUMN no_cache; "
+          "PRAGMA user_version=1");
   auto store = OpenOrDie(dir.path());
   ASSERT_TRUE(store);
-  EXPECT_EQ(store->SchemaVersion().value(), 2);
+  EXPECT_EQ(store->SchemaVersion().value(), SqliteStore::kSchemaVersion);
   EXPECT_EQ(store->IntegrityCheck().value(), "ok");
   auto e = store->GetExecution(ran);
   ASSERT_TRUE(e.has_value()) << e.error().ToString();

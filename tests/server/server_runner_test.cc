@@ -4,9 +4,11 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <sstream>
 #include <thread>
 #include <vector>
 
+#include "engine/server/client.h"
 #include "engine/server/config.h"
 #include "engine/server/server.h"
 #include "executors/local/local_executor.h"
@@ -227,6 +229,121 @@ steps:
       EXPECT_EQ(st.phase, NodePhase::kSucceeded) << id << " " << st.instance << ": " << st.message;
   }
   EXPECT_EQ(server.store()->GetRun(b).value().phase, RunPhase::kCancelled);
+  real.server.reset();
+  std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace sluice::server
+
+namespace sluice::server {
+namespace {
+
+// `sluice submit --wait` right after the 201: the run is visible (queued,
+// taken by a worker, or in the store) at every poll, so each submission ends
+// with the run's own outcome, never "no run".
+TEST(ServerRunnerTest, SubmitWaitReportsTheOutcomeOfEveryRunInARow) {
+  std::string root = testing::MakeTempDir("submitwait");
+  testing::WriteFile(root + "/pipelines/outcome.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: outcome
+params:
+  code: {type: int}
+steps:
+  - name: finish
+    command: [sh, -c, "exit {{ params.code }}"]
+)");
+  RealServer real(root);
+  SubmitOptions o;
+  o.server = real.server->url();
+  o.token = "tok";
+  o.pipeline = "outcome";
+  o.wait = true;
+  o.poll_interval = Duration(1);
+  for (int i = 0; i < 20; ++i) {
+    o.params = {{"code", i % 2 == 0 ? "0" : "1"}};
+    std::ostringstream out, err;
+    int code = SubmitCommand(o, out, err);
+    EXPECT_EQ(code, i % 2 == 0 ? kSubmitOk : kSubmitRunFailed) << "submission " << i << ": " << err.str();
+    std::string id = out.str().substr(out.str().rfind('\n', out.str().size() - 2) + 1);
+    EXPECT_EQ(id.substr(id.find(' ') + 1), i % 2 == 0 ? "Succeeded\n" : "Failed\n") << out.str();
+  }
+  real.server.reset();
+  std::filesystem::remove_all(root);
+}
+
+// --timeout: exit 124 while the run goes on; with --cancel-on-timeout the
+// run is cancelled. A run cancelled while submit waits exits 130.
+TEST(ServerRunnerTest, SubmitTimeoutLeavesTheRunOrCancelsItAndACancelledRunExits130) {
+  std::string root = testing::MakeTempDir("submittimeout");
+  testing::WriteFile(root + "/pipelines/hold.yaml", R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: hold
+steps:
+  - name: hold
+    command: [sh, -c, "while [ ! -e )" + root + R"(/go ]; do sleep 0.01; done"]
+)");
+  RealServer real(root);
+  Server& server = *real.server;
+  SubmitOptions o;
+  o.server = server.url();
+  o.token = "tok";
+  o.pipeline = "hold";
+  o.wait = true;
+  o.poll_interval = Duration(10);
+  o.timeout = Duration(300);
+
+  o.output = "json";  // what it saw: the run id and phase printed
+  std::ostringstream out, err;
+  ASSERT_EQ(SubmitCommand(o, out, err), kSubmitTimedOut) << err.str();
+  Json seen = Json::parse(out.str());
+  std::string goes_on = seen["run_id"];
+  EXPECT_EQ(err.str(), "sluice submit: --timeout passed; run " + goes_on + " is still " +
+                           seen["phase"].get<std::string>() +
+                           " and goes on (--cancel-on-timeout cancels it)\n");
+  EXPECT_TRUE(server.runs()->IsActive(goes_on));
+
+  o.cancel_on_timeout = true;
+  std::ostringstream out2, err2;
+  ASSERT_EQ(SubmitCommand(o, out2, err2), kSubmitTimedOut) << err2.str();
+  Json seen2 = Json::parse(out2.str());
+  std::string cancelled = seen2["run_id"];
+  EXPECT_EQ(err2.str(), "sluice submit: --timeout passed; run " + cancelled + " was " +
+                            seen2["phase"].get<std::string>() + "; cancellation requested\n");
+  ASSERT_TRUE(WaitFor([&] {
+    auto run = server.store()->GetRun(cancelled);
+    return run && run->id == cancelled && IsTerminal(run->phase) && !server.runs()->IsActive(cancelled);
+  }));
+  EXPECT_EQ(server.store()->GetRun(cancelled)->phase, RunPhase::kCancelled);
+
+  // Cancelled by someone else while this submit waits.
+  o.timeout.reset();
+  o.cancel_on_timeout = false;
+  o.output = "text";
+  std::ostringstream out3, err3;
+  std::thread canceller([&] {
+    std::string id;
+    ASSERT_TRUE(WaitFor([&] {
+      auto runs = server.store()->ListRuns(RunFilter{});
+      if (!runs) return false;
+      for (const RunRecord& r : *runs)
+        if (r.id != goes_on && r.id != cancelled && r.phase == RunPhase::kRunning) id = r.id;
+      return !id.empty();
+    }));
+    auto res = real.client->Post(("/api/v1/runs/" + id + "/cancel").c_str(), real.auth, "",
+                                 "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 202) << res->body;
+  });
+  EXPECT_EQ(SubmitCommand(o, out3, err3), kSubmitCancelled) << err3.str();
+  canceller.join();
+  EXPECT_NE(out3.str().find(" Cancelled\n"), std::string::npos) << out3.str();
+
+  testing::WriteFile(root + "/go", "");
+  ASSERT_TRUE(server.runs()->WaitIdle(std::chrono::seconds(60)));
+  EXPECT_EQ(server.store()->GetRun(goes_on)->phase, RunPhase::kSucceeded);
   real.server.reset();
   std::filesystem::remove_all(root);
 }

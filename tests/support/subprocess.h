@@ -136,6 +136,8 @@ class Subprocess {
 
   // What it has written to stdout so far.
   std::string OutSoFar() const { return ReadFile(out_path_); }
+  // What it has written to stderr so far.
+  std::string ErrSoFar() const { return ReadFile(err_path_); }
 
   // Waits up to `bound` for the process to exit; after that kills it with
   // SIGKILL and records a test failure.

@@ -434,7 +434,7 @@ TEST_F(KubernetesCliTest, CancelStopsTheRunAndDeletesItsObjects) {
   Outcome o = Sluice({"cancel", run_id_});
   EXPECT_EQ(o.exit_code, 0) << o.out << o.err;
   EXPECT_EQ(o.out, "sluice: cancelling run " + run_id_ + ": asked sluice process " +
-                       std::to_string(run->pid()) + " to stop (SIGTERM)\nrun " + run_id_ +
+                       std::to_string(run->pid()) + " to stop (SIGTERM); its finally steps still run\nrun " + run_id_ +
                        " Cancelled\n");
   EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 130) << run->out() << run->err();
   EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"held", "Cancelled/1/-1"}}));

@@ -287,7 +287,7 @@ steps:
   Outcome o = Sluice({"cancel", "c1"});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(o.out, "sluice: cancelling run c1: asked sluice process " + std::to_string(run->pid()) +
-                       " to stop (SIGTERM)\nrun c1 Cancelled\n");
+                       " to stop (SIGTERM); its finally steps still run\nrun c1 Cancelled\n");
   EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 130);
   Outcome status = Sluice({"status", "c1", "--format", "json"});
   ASSERT_EQ(status.exit_code, 0) << status.err;
