@@ -672,6 +672,14 @@ int Run(const RunCommandOptions& options) {
 
 namespace {
 
+// Whether the process that drives `run` is alive: its lock when the run has
+// one (robust against pid reuse), else whether its recorded pid exists.
+bool DriverAlive(const std::string& state_dir, const RunRecord& run) {
+  auto driven = IsRunDriven(state_dir, run.id);
+  if (driven && driven->has_value()) return **driven;
+  return run.pid > 0 && ::kill(run.pid, 0) == 0;
+}
+
 // resume and rerun: the old run's pipeline and params, with -p overrides.
 int Continue(const RunCommandOptions& options, bool rerun) {
   SignalWatcher signals;
@@ -686,7 +694,7 @@ int Continue(const RunCommandOptions& options, bool rerun) {
     PrintError(old.error().message());
     return ExitCodeFor(old.error());
   }
-  if (old->phase == RunPhase::kRunning && old->pid > 0 && ::kill(old->pid, 0) == 0 && !rerun) {
+  if (!rerun && old->phase == RunPhase::kRunning && DriverAlive(state_dir, *old)) {
     PrintError("run " + old->id + " is still running (pid " + std::to_string(old->pid) +
                "); stop it first or wait for it");
     return kExitUsage;
