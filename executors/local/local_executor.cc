@@ -459,6 +459,11 @@ Status LocalExecutor::Start(const Task& task) {
   // Each replica's supervisor files; an attempt some earlier sluice process
   // started (its names are deterministic: run, instance, attempt) is
   // adopted, never started a second time.
+  int log_fd = open(task.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    return Status::FailedPrecondition("cannot open log file '" + task.log_path +
+                                      "' for step '" + who + "': " + ErrnoText(errno));
+  }
   std::vector<local::AttemptFiles> files;
   std::vector<int> lock_fds;
   auto close_locks = [&] {
@@ -472,12 +477,14 @@ Status LocalExecutor::Start(const Task& task) {
     auto fd = OpenLockFile(files.back().lock);
     if (!fd) {
       close_locks();
+      close(log_fd);
       return Status::FailedPrecondition("cannot start '" + who + "': " + fd.error().message());
     }
     lock_fds.push_back(*fd);
     auto taken = TryLockExclusive(*fd);
     if (!taken) {
       close_locks();
+      close(log_fd);
       return Status::FailedPrecondition("cannot start '" + who + "': " + taken.error().message());
     }
     supervised.push_back(!*taken);
@@ -486,7 +493,7 @@ Status LocalExecutor::Start(const Task& task) {
   }
   if (started_before) {
     close_locks();
-    auto t = Adopt(task, who, *plan, files, supervised);
+    auto t = Adopt(task, who, *plan, files, supervised, log_fd);
     for (size_t i : gpus) gpu_busy_[i] = true;
     t->gpus = std::move(gpus);
     running_[task.id] = std::move(t);
@@ -494,6 +501,7 @@ Status LocalExecutor::Start(const Task& task) {
   }
   if (supervisor_.empty()) {
     close_locks();
+    close(log_fd);
     return Status::FailedPrecondition(
         "cannot start '" + who + "': sluice-supervise, which runs local steps, was not found "
         "(looked beside this program and on PATH; install it beside sluice)");
@@ -509,17 +517,11 @@ Status LocalExecutor::Start(const Task& task) {
     auto program = ResolveProgram(r.argv[0], env["PATH"], task.workdir);
     if (!program) {
       close_locks();
+      close(log_fd);
       return program.error();
     }
     programs.push_back(*program);
     envs.push_back(std::move(env));
-  }
-
-  int log_fd = open(task.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    close_locks();
-    return Status::FailedPrecondition("cannot open log file '" + task.log_path +
-                                      "' for step '" + who + "': " + ErrnoText(errno));
   }
 
   auto t = std::make_unique<RunningTask>();
@@ -617,7 +619,7 @@ Status LocalExecutor::Start(const Task& task) {
 
 std::unique_ptr<LocalExecutor::RunningTask> LocalExecutor::Adopt(
     const Task& task, const std::string& who, const local::TaskPlan& plan,
-    const std::vector<local::AttemptFiles>& files, const std::vector<bool>& supervised) {
+    const std::vector<local::AttemptFiles>& files, const std::vector<bool>& supervised, int log_fd) {
   auto t = std::make_unique<RunningTask>();
   t->id = task.id;
   t->instance = who;
@@ -625,7 +627,9 @@ std::unique_ptr<LocalExecutor::RunningTask> LocalExecutor::Adopt(
   t->success_set = plan.success_set;
   t->timeout = task.timeout;
   if (t->distributed) {
-    t->log_fd = open(task.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    t->log_fd = log_fd;
+  } else {
+    close(log_fd);
   }
   std::optional<int64_t> started_ns;
   for (size_t i = 0; i < plan.replicas.size(); ++i) {

@@ -141,11 +141,12 @@ class LocalExecutor : public Executor {
   struct Process;
   struct RunningTask;
 
-  // Builds the task of an attempt started by an earlier sluice process.
+  // Builds the task of an attempt started by an earlier sluice process;
+  // takes `log_fd` (the task's log, open for appending).
   std::unique_ptr<RunningTask> Adopt(const Task& task, const std::string& who,
                                      const local::TaskPlan& plan,
                                      const std::vector<local::AttemptFiles>& files,
-                                     const std::vector<bool>& supervised);
+                                     const std::vector<bool>& supervised, int log_fd);
   // Records how `p` ended once its supervisor is gone (from its status file,
   // `pf` = its pid file or null).
   void Finish(RunningTask& t, Process& p, const local::PidFile* pf);
