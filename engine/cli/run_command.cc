@@ -44,6 +44,7 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/kubernetes_options.h"
 #include "engine/cli/output.h"
+#include "engine/file_lock.h"
 #ifdef SLUICE_CLI_SERVER
 #include "engine/server/junit.h"
 #endif
