@@ -477,9 +477,8 @@ Status RunLoop::SetUpResume() {
       // as a Kubernetes object, or a local process under its supervisor,
       // with a deterministic name: start the same attempt again so the
       // executor adopts it (or its recorded result), not a duplicate.
-      const std::string executor = steps_[step].executor->Name();
       const bool adopt = rec.phase == NodePhase::kRunning && rec.attempts > 0 &&
-                         (executor == "kubernetes" || executor == "local");
+                         steps_[step].executor->AdoptsStartedAttempts();
       seeds.push_back({rec.instance, kept ? rec.phase : NodePhase::kPending,
                        adopt ? rec.attempts - 1 : rec.attempts});
       if (adopt) adopted_.insert(rec.instance);
@@ -829,7 +828,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   // kill -9): the executor adopts it, so its working directory is kept and
   // the cache is not asked.
   std::error_code log_ec;
-  const bool started_before = fs::exists(log_path, log_ec);
+  const bool started_before = ex->AdoptsStartedAttempts() && fs::exists(log_path, log_ec);
 
   const auto& code = CodeDigest(step);
   if (!code) return fail(code.error().message());

@@ -137,6 +137,9 @@ class LocalExecutor : public Executor {
   // Tasks started and not yet returned by Wait().
   size_t Running() const override;
 
+  // True: see "Adoption" in the header comment.
+  bool AdoptsStartedAttempts() const override { return true; }
+
  private:
   struct Process;
   struct RunningTask;
