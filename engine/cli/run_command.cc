@@ -52,6 +52,7 @@
 #include "engine/runner.h"
 #include "engine/sqlite_store.h"
 #include "executors/local/local_executor.h"
+#include "executors/local/supervisor.h"
 #ifdef SLUICE_CLI_KUBERNETES
 #include "engine/compile/argo.h"
 #include "engine/compile/manifests.h"
@@ -919,6 +920,17 @@ int Cancel(const CancelOptions& options) {
     }
   }
 #endif
+  // Local steps outlive their driver under their supervisors: stop them.
+  int stopped = 0;
+  if (auto steps = store->ListSteps(run->id)) {
+    for (const StepRecord& step : *steps) {
+      if (!IsTerminal(step.phase) && !step.log_path.empty())
+        stopped += local::SignalSupervisors(step.log_path, SIGTERM);
+    }
+  }
+  if (stopped > 0) {
+    how += "; stopped its " + std::to_string(stopped) + " local step process" + (stopped == 1 ? "" : "es");
+  }
   std::string message = "cancelled by sluice cancel (the sluice process that drove it" +
                         (run->pid > 0 ? ", pid " + std::to_string(run->pid) + "," : std::string()) +
                         " was gone)";

@@ -2,9 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -139,6 +142,39 @@ Status WriteFileAtomically(const std::string& path, const std::string& text) {
     close(dfd);
   }
   return Status::Ok();
+}
+
+int SignalSupervisors(const std::string& log_path, int sig) {
+  namespace fs = std::filesystem;
+  const fs::path single = AttemptFiles::For(log_path, "").pid;
+  const std::string dir = single.parent_path().string();
+  // <base>.pid, and <base>.<replica>.pid for each replica.
+  const std::string stem = single.filename().string();
+  const std::string prefix = stem.substr(0, stem.size() - 3);  // "<base>."
+  int signalled = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() < prefix.size() + 3 || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - 4, 4, ".pid") != 0) {
+      continue;
+    }
+    auto pf = ReadPidFile(it->path().string());
+    if (!pf || !IsAlive(pf->supervisor, pf->boot_id)) continue;
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
+    // Through a pidfd, checked again once open, so the signal cannot reach
+    // a process that took over the pid.
+    int fd = static_cast<int>(syscall(SYS_pidfd_open, pf->supervisor.pid, 0));
+    if (fd < 0) continue;
+    if (IsAlive(pf->supervisor, pf->boot_id) && syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) == 0) {
+      ++signalled;
+    }
+    close(fd);
+#else
+    if (kill(pf->supervisor.pid, sig) == 0) ++signalled;
+#endif
+  }
+  return signalled;
 }
 
 std::string FormatPidFile(const PidFile& f) {

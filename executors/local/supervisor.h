@@ -95,6 +95,12 @@ Status WriteFileAtomically(const std::string& path, const std::string& text);
 std::string FormatPidFile(const PidFile& f);
 std::string FormatStatusFile(const StatusFile& f);
 
+// Signals the live supervisors of one attempt (the one whose log is
+// `log_path`, every replica of it): SIGTERM or SIGINT is forwarded to the
+// step's process group, SIGUSR2 kills it. For `sluice cancel` of a run
+// whose driver is gone. Returns how many supervisors were signalled.
+int SignalSupervisors(const std::string& log_path, int sig);
+
 // Reads the files. NotFound when the file does not exist; Internal when it
 // exists but is not a complete file of that kind.
 Result<PidFile> ReadPidFile(const std::string& path);

@@ -2,8 +2,11 @@
 // steps that were running are adopted (waited for, or their recorded result
 // taken), never started a second time. Real processes, a real SQLite store.
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -62,6 +65,7 @@ std::vector<Mark> ReadMarks(const std::string& path) {
 }
 
 std::string PhaseOf(const Json& status, const std::string& instance) {
+  if (!status.is_object() || !status.contains("steps")) return "";
   for (const auto& s : status["steps"])
     if (s["instance"] == instance) return s["phase"];
   return "";
@@ -89,6 +93,13 @@ class AdoptTest : public ::testing::Test {
     Json j = Json::parse(o.out, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << o.out;
     return j;
+  }
+
+  // `status --format json`, or null while the run is not recorded yet.
+  Json StatusSoFar(const std::string& cwd, const std::string& run) {
+    Output o = Sluice({"status", run, "--format", "json"}, cwd).Wait();
+    if (o.exit_code != 0) return Json();
+    return Json::parse(o.out, nullptr, false);
   }
 
   // Waits (bounded) until `pred` holds, looking every 5ms.
@@ -245,7 +256,7 @@ steps:
   const pid_t driver = run.pid();
   // Both are recorded Running once sluice has started them.
   ASSERT_TRUE(WaitUntil([&] {
-    Json st = StatusJson(dir_, "gone-1");
+    Json st = StatusSoFar(dir_, "gone-1");
     return PhaseOf(st, "left") == "Running" && PhaseOf(st, "right") == "Running";
   }));
 
@@ -273,7 +284,7 @@ steps:
   // The other is adopted while it runs: once resume has taken the first
   // one's recorded result, it waits for the second.
   ASSERT_TRUE(WaitUntil([&] {
-    Json st = StatusJson(dir_, "gone-1");
+    Json st = StatusSoFar(dir_, "gone-1");
     return PhaseOf(st, "left") == "Succeeded";
   }));
   EXPECT_EQ(PhaseOf(StatusJson(dir_, "gone-1"), "right"), "Running");
@@ -289,6 +300,37 @@ steps:
   const std::string marks = ReadFile(dir_ + "/marks");  // each started once
   EXPECT_TRUE(marks == "left\nright\n" || marks == "right\nleft\n") << marks;
   EXPECT_EQ(ReadFile(logs + "right.attempt1.log"), "before\nafter adopted\n");
+}
+
+// `sluice cancel` of a run whose driver is gone stops the local steps that
+// still run under their supervisors.
+TEST_F(AdoptTest, CancelOfARunWithoutItsDriverStopsItsLocalSteps) {
+  std::ofstream(dir_ + "/pipeline.yaml") << R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: orphan
+steps:
+  - name: long
+    command: [sleep, "1000"]
+)yaml";
+  testutil::Subprocess run = Sluice({"run", "pipeline.yaml", "--run-id", "orphan-1"}, dir_);
+  ASSERT_TRUE(WaitUntil([&] { return PhaseOf(StatusSoFar(dir_, "orphan-1"), "long") == "Running"; }));
+  ::kill(run.pid(), SIGKILL);
+  EXPECT_EQ(run.Wait().exit_code, 128 + SIGKILL);
+  const std::string pid_text = ReadFile(dir_ + "/.sluice/runs/orphan-1/logs/long.attempt1.pid");
+  const size_t at = pid_text.find("\nstep ");
+  ASSERT_NE(at, std::string::npos) << pid_text;
+  const pid_t step = static_cast<pid_t>(std::stol(pid_text.substr(at + 6)));
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, step, 0));
+  ASSERT_GE(pidfd, 0) << "the step died with sluice";
+
+  Output cancel = Sluice({"cancel", "orphan-1"}, dir_).Wait();
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  EXPECT_EQ(cancel.out, "run orphan-1 Cancelled: its sluice process was gone; stopped its 1 local step process\n");
+  pollfd p{pidfd, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 120000), 1) << "the step still runs";
+  ::close(pidfd);
+  EXPECT_EQ(StatusJson(dir_, "orphan-1")["run"]["phase"], "Cancelled");
 }
 
 }  // namespace
