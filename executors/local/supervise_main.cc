@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
   pid_file.step.pid = child;
   pid_file.step.start_ticks = ProcessStartTicks(child).value_or(0);
   pid_file.started_ns = NowNs();
-  if (sluice::Status s = WriteFileAtomically(pid_path, FormatPidFile(pid_file)); !s.ok()) {
+  if (sluice::Status s = WriteFileAtomically(pid_path, FormatPidFile(pid_file), /*durable=*/false); !s.ok()) {
     kill(child, SIGKILL);
     int ignored;
     waitpid(child, &ignored, 0);

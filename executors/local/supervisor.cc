@@ -110,7 +110,7 @@ AttemptFiles AttemptFiles::For(const std::string& log_path, const std::string& r
   return AttemptFiles{base + ".lock", base + ".pid", base + ".status"};
 }
 
-Status WriteFileAtomically(const std::string& path, const std::string& text) {
+Status WriteFileAtomically(const std::string& path, const std::string& text, bool durable) {
   const std::string tmp = path + ".tmp";
   auto fail = [&](const std::string& what) {
     return Status::Internal("cannot " + what + " " + path + ": " + ErrnoText(errno));
@@ -128,13 +128,14 @@ Status WriteFileAtomically(const std::string& path, const std::string& text) {
     }
     done += static_cast<size_t>(n);
   }
-  if (fsync(fd) != 0) {
+  if (durable && fsync(fd) != 0) {
     Status s = fail("fsync");
     close(fd);
     return s;
   }
   close(fd);
   if (rename(tmp.c_str(), path.c_str()) != 0) return fail("rename onto");
+  if (!durable) return Status::Ok();
   std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
   int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {

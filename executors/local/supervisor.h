@@ -16,7 +16,11 @@
 //   <base>.pid     written (atomically) before the step's program starts:
 //                  the boot id, the supervisor's and the step's pid with
 //                  their start times, and the wall-clock start. Its absence
-//                  means the step never started.
+//                  means the step never started. Not fsync'ed: it only has
+//                  to outlive sluice, not the machine (after a restart the
+//                  boot id differs and the attempt is lost either way; a pid
+//                  file lost with the restart reads as "never started", and
+//                  nothing runs it any more).
 //   <base>.status  written (atomically: tmp + fsync + rename + fsync of the
 //                  directory) when the step has ended: its wait status, or
 //                  the errno of a failed exec.
@@ -85,10 +89,12 @@ struct StatusFile {
   int64_t finished_ns = 0;
 };
 
-// Writes `text` to `path` so that readers see either nothing or all of it,
-// also across a power loss: `path`.tmp, fsync, rename, fsync of the
-// directory. Errors: Internal with the path and errno text.
-Status WriteFileAtomically(const std::string& path, const std::string& text);
+// Writes `text` to `path` so that readers see either nothing or all of it
+// (`path`.tmp, then rename), whoever is killed when. `durable` adds an fsync
+// of the file before the rename and of the directory after it, so that the
+// file also survives a power loss. Errors: Internal with the path and errno
+// text.
+Status WriteFileAtomically(const std::string& path, const std::string& text, bool durable = true);
 
 // Text forms of the two files (a first line "sluice-supervise 1", then one
 // "key value" per line).
