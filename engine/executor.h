@@ -98,6 +98,13 @@ class Executor {
 
   // Number of tasks started and not yet returned by Wait().
   virtual size_t Running() const = 0;
+
+  // True when Start() of an attempt that an earlier sluice process already
+  // started (same run, instance and attempt) adopts it, or takes its
+  // recorded result, instead of starting a second copy. On resume the
+  // runner then continues such an attempt under its own number rather than
+  // closing it as lost and starting the next one.
+  virtual bool AdoptsStartedAttempts() const { return false; }
 };
 
 using ExecutorPtr = std::unique_ptr<Executor>;

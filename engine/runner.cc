@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "engine/expr.h"
+#include "engine/file_lock.h"
 #include "engine/graph.h"
 #include "engine/json_text.h"
 #include "engine/store_writer.h"
@@ -293,6 +294,7 @@ class RunLoop {
   // it (Store::ConcurrentWrites); null otherwise.
   std::unique_ptr<StoreWriter> writer_;
   int ready_waiting_ = 0;  // last value given to observer.on_ready_waiting
+  std::unique_ptr<RunDriverLock> driver_lock_;  // held while this loop drives the run
 };
 
 void RunLoop::ObserveFinished(int inst) {
@@ -489,10 +491,11 @@ Status RunLoop::SetUpResume() {
       seeds.push_back({rec.instance, NodePhase::kCached, 0});
     } else {
       // An attempt still Running when the last sluice process died lives on
-      // as a Kubernetes object with a deterministic name: start the same
-      // attempt again so the executor adopts that object, not a duplicate.
+      // as a Kubernetes object, or a local process under its supervisor,
+      // with a deterministic name: start the same attempt again so the
+      // executor adopts it (or its recorded result), not a duplicate.
       const bool adopt = rec.phase == NodePhase::kRunning && rec.attempts > 0 &&
-                         steps_[step].executor->Name() == "kubernetes";
+                         steps_[step].executor->AdoptsStartedAttempts();
       seeds.push_back({rec.instance, kept ? rec.phase : NodePhase::kPending,
                        adopt ? rec.attempts - 1 : rec.attempts});
       if (adopt) adopted_.insert(rec.instance);
@@ -838,6 +841,11 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     st.workdir = fs::path(*w).is_absolute() ? *w : (fs::path(base_dir) / *w).string();
   }
   const std::string log_path = run_dir_ + "/logs/" + name + ".attempt" + std::to_string(attempt) + ".log";
+  // This attempt was started by an earlier sluice process (resume after a
+  // kill -9): the executor adopts it, so its working directory is kept and
+  // the cache is not asked.
+  std::error_code log_ec;
+  const bool started_before = ex->AdoptsStartedAttempts() && fs::exists(log_path, log_ec);
 
   const auto& code = CodeDigest(step);
   if (!code) return fail(code.error().message());
@@ -991,7 +999,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   const bool side_effects = opt_.operator_commands.count(spec.type) > 0;
   // `rerun --from` asks for these steps to run again, not to be looked up.
   const bool forced = rerun_steps_.count(step) > 0;
-  if (spec.cache.enabled && !opt_.no_cache && has_outputs && !side_effects && !forced) {
+  if (spec.cache.enabled && !opt_.no_cache && has_outputs && !side_effects && !forced && !started_before) {
     std::optional<TimePoint> not_before;
     if (spec.cache.max_age) not_before = now - *spec.cache.max_age;
     auto hit = r_.store_->FindCacheHit(cache_key, not_before);
@@ -1044,7 +1052,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   {
     const fs::path base(base_dir), workdir(st.workdir);
     std::error_code ec;
-    if (st.ever_started || fs::exists(base, ec)) fs::remove_all(base, ec);
+    if (!started_before && (st.ever_started || fs::exists(base, ec))) fs::remove_all(base, ec);
     fs::create_directories(base, ec);
     if (ec)
       return fail("step '" + name + "': cannot create its working directory " + base.string() + ": " + ec.message());
@@ -1345,6 +1353,13 @@ Result<RunSummary> RunLoop::Run() {
   if (r_.store_->ConcurrentWrites()) writer_ = std::make_unique<StoreWriter>(r_.store_);
 
   const TimePoint start = clock_->Now();
+  // One process drives a run at a time: a second one would start the steps
+  // the first still runs.
+  if (!opt_.resume_run_id.empty() && opt_.rerun_from.empty()) {
+    auto lock = RunDriverLock::Acquire(opt_.state_dir, opt_.resume_run_id);
+    if (!lock) return Error(lock.error());
+    driver_lock_ = std::move(*lock);
+  }
   if (Status s = SetUpResume(); !s.ok()) return Error(s);
   const bool same_run = !opt_.resume_run_id.empty() && rerun_of_.empty();
   if (!same_run) {
@@ -1354,6 +1369,9 @@ Result<RunSummary> RunLoop::Run() {
     if (Status s = ValidateRunId(run_.id); !s.ok()) return Error(s);
     run_.created_at = start;
     run_.resumed_from = rerun_of_;
+    auto lock = RunDriverLock::Acquire(opt_.state_dir, run_.id);
+    if (!lock) return Error(lock.error());
+    driver_lock_ = std::move(*lock);
   }
   run_.pipeline = spec_.name;
   if (!spec_.file.empty()) {

@@ -4,6 +4,7 @@
 // terminal while a run is writing (WAL readers never block the writer).
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +16,8 @@
 #include "dsl/suggest.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
+#include "engine/file_lock.h"
+#include "engine/provenance.h"
 #include "engine/sqlite_store.h"
 
 namespace sluice::cli {
@@ -30,11 +33,32 @@ std::string OneLine(std::string s) {
   return s;
 }
 
-std::string RunHeader(const RunRecord& run) {
+// For a Running run whose driving sluice process is gone (kill -9, a crash,
+// a reboot), what `status` adds to its phase: nobody will finish the run
+// until it is resumed. "" otherwise, and for a run driven on another host.
+std::string DriverGoneNote(const std::string& state_dir, const RunRecord& run,
+                           const std::vector<StepRecord>& steps) {
+  if (run.phase != RunPhase::kRunning) return "";
+  if (!run.host.empty() && run.host != HostName()) return "";
+  auto driven = IsRunDriven(state_dir, run.id);
+  if (!driven) return "";
+  // Runs recorded without a lock file: their pid is all there is.
+  bool alive = driven->has_value() ? **driven : (run.pid > 0 && ::kill(run.pid, 0) == 0);
+  if (alive) return "";
+  size_t running = std::count_if(steps.begin(), steps.end(),
+                                 [](const StepRecord& s) { return s.phase == NodePhase::kRunning; });
+  std::string driver = run.pid > 0 ? "driver pid " + std::to_string(run.pid) : std::string("driver");
+  std::string what = running == 0 ? "continues it"
+                                  : "adopts its " + std::to_string(running) + " running step" +
+                                        (running == 1 ? "" : "s");
+  return " (" + driver + " gone; `sluice resume " + run.id + "` " + what + ")";
+}
+
+std::string RunHeader(const RunRecord& run, const std::string& phase_note = "") {
   std::string out;
   out += "Run:       " + run.id + "\n";
   out += "Pipeline:  " + run.pipeline + " (" + run.pipeline_file + ")\n";
-  out += std::string("Phase:     ") + RunPhaseName(run.phase) + "\n";
+  out += std::string("Phase:     ") + RunPhaseName(run.phase) + phase_note + "\n";
   if (!run.message.empty()) out += "Message:   " + OneLine(run.message) + "\n";
   out += "Created:   " + FormatTime(run.created_at) + " UTC\n";
   if (run.started_at) out += "Duration:  " + ElapsedText(run.started_at, run.finished_at) + "\n";
@@ -89,7 +113,7 @@ int ShowStatus(const StatusOptions& options) {
     for (const auto& s : *steps) std::cout << s.instance << "\n";
     return kExitOk;
   }
-  std::cout << RunHeader(*run) << "\n" << StepTable(*steps, options.format == "wide");
+  std::cout << RunHeader(*run, DriverGoneNote(ResolveStateDir(options.store), *run, *steps)) << "\n" << StepTable(*steps, options.format == "wide");
   return kExitOk;
 }
 
@@ -126,7 +150,7 @@ int Show(const StatusOptions& options) {
     PrintRecords(out, options.format);
     return kExitOk;
   }
-  std::cout << RunHeader(*run);
+  std::cout << RunHeader(*run, DriverGoneNote(ResolveStateDir(options.store), *run, *steps));
   if (!run->git_commit.empty()) {
     std::cout << "Git:       " << run->git_commit << (run->git_dirty ? " (dirty)" : "") << "\n";
   }

@@ -51,6 +51,7 @@
 #endif
 #include "engine/cli/kubernetes_options.h"
 #include "engine/cli/output.h"
+#include "engine/file_lock.h"
 #ifdef SLUICE_CLI_SERVER
 #include "engine/server/junit.h"
 #endif
@@ -59,6 +60,7 @@
 #include "engine/runner.h"
 #include "engine/sqlite_store.h"
 #include "executors/local/local_executor.h"
+#include "executors/local/supervisor.h"
 #ifdef SLUICE_CLI_KUBERNETES
 #include "engine/compile/argo.h"
 #include "engine/compile/manifests.h"
@@ -851,6 +853,14 @@ int Run(const RunCommandOptions& options) {
 
 namespace {
 
+// Whether the process that drives `run` is alive: its lock when the run has
+// one (robust against pid reuse), else whether its recorded pid exists.
+bool DriverAlive(const std::string& state_dir, const RunRecord& run) {
+  auto driven = IsRunDriven(state_dir, run.id);
+  if (driven && driven->has_value()) return **driven;
+  return run.pid > 0 && ::kill(run.pid, 0) == 0;
+}
+
 // resume and rerun: the old run's pipeline and params, with -p overrides.
 int Continue(const RunCommandOptions& options, bool rerun) {
   SignalWatcher signals;
@@ -866,7 +876,7 @@ int Continue(const RunCommandOptions& options, bool rerun) {
     PrintError(old.error().message());
     return ExitCodeFor(old.error());
   }
-  if (old->phase == RunPhase::kRunning && old->pid > 0 && ::kill(old->pid, 0) == 0 && !rerun) {
+  if (!rerun && old->phase == RunPhase::kRunning && DriverAlive(state_dir, *old)) {
     PrintError("run " + old->id + " is still running (pid " + std::to_string(old->pid) +
                "); stop it first or wait for it");
     return kExitUsage;
@@ -1098,6 +1108,17 @@ int Cancel(const CancelOptions& options) {
     }
   }
 #endif
+  // Local steps outlive their driver under their supervisors: stop them.
+  int stopped = 0;
+  if (auto steps = store->ListSteps(run->id)) {
+    for (const StepRecord& step : *steps) {
+      if (!IsTerminal(step.phase) && !step.log_path.empty())
+        stopped += local::SignalSupervisors(step.log_path, SIGTERM);
+    }
+  }
+  if (stopped > 0) {
+    how += "; stopped its " + std::to_string(stopped) + " local step process" + (stopped == 1 ? "" : "es");
+  }
   std::string message = "cancelled by sluice cancel (the sluice process that drove it" +
                         (run->pid > 0 ? ", pid " + std::to_string(run->pid) + "," : std::string()) +
                         " was gone)";

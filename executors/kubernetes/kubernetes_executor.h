@@ -96,6 +96,8 @@ class KubernetesExecutor : public Executor {
   KubernetesExecutor& operator=(const KubernetesExecutor&) = delete;
 
   std::string Name() const override { return "kubernetes"; }
+  // True: objects have deterministic names and are adopted (CreateOrAdopt).
+  bool AdoptsStartedAttempts() const override { return true; }
   bool CanRunMore() const override;
   // Errors: kInvalidArgument (no image, bad config), the API's errors
   // (forbidden, unreachable, CRD missing: "the cluster has no

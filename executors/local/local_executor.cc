@@ -16,9 +16,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "engine/file_lock.h"
+#include "executors/local/supervisor.h"
 #include "executors/local/training_job.h"
 
 extern char** environ;
@@ -153,12 +157,17 @@ class LoopbackPorts {
   std::vector<int> fds_;
 };
 
-// posix_spawn of `path` in its own process group. Returns the pid or errno.
-int Spawn(const std::string& path, const std::vector<std::string>& argv,
-          const std::map<std::string, std::string>& env, const std::string& workdir,
-          int log_fd, pid_t* pid) {
+// posix_spawn of the supervisor `supervisor`, in a session of its own, which
+// runs `program` with `argv` (see supervise_main.cc for the descriptors 3 and
+// 4). Returns the supervisor's pid or errno.
+int SpawnSupervised(const std::string& supervisor, const local::AttemptFiles& files,
+                    const std::string& program, const std::vector<std::string>& argv,
+                    const std::map<std::string, std::string>& env, const std::string& workdir,
+                    int log_fd, int ready_fd, int lock_fd, pid_t* pid) {
+  std::vector<std::string> args = {supervisor, files.pid, files.status, program};
+  args.insert(args.end(), argv.begin(), argv.end());
   std::vector<char*> c_argv;
-  for (const auto& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : args) c_argv.push_back(const_cast<char*>(a.c_str()));
   c_argv.push_back(nullptr);
   std::vector<std::string> env_strings;
   env_strings.reserve(env.size());
@@ -172,15 +181,18 @@ int Spawn(const std::string& path, const std::vector<std::string>& argv,
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, log_fd, STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, log_fd, STDERR_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, ready_fd, 3);
+  posix_spawn_file_actions_adddup2(&actions, lock_fd, 4);
   posix_spawn_file_actions_addchdir_np(&actions, workdir.c_str());
-  // Nothing of ours leaks into the task, whether or not it was O_CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+  // Nothing else of ours leaks into the task, whether or not it was O_CLOEXEC.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 5);
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+  // A session of its own: a kill of sluice, or a signal to sluice's process
+  // group (Ctrl-C in its terminal), does not reach the supervisor.
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
                                       POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
   sigset_t mask;
   sigemptyset(&mask);
   posix_spawnattr_setsigmask(&attr, &mask);
@@ -188,10 +200,95 @@ int Spawn(const std::string& path, const std::vector<std::string>& argv,
   sigfillset(&defaults);
   posix_spawnattr_setsigdefault(&attr, &defaults);
 
-  int rc = posix_spawn(pid, path.c_str(), &actions, &attr, c_argv.data(), c_env.data());
+  int rc = posix_spawn(pid, supervisor.c_str(), &actions, &attr, c_argv.data(), c_env.data());
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   return rc;
+}
+
+// Reads the supervisor's one-line report from `fd` until EOF, waiting up to
+// `timeout`; "" when it ended (or timed out) without one.
+std::string ReadReport(int fd, std::chrono::milliseconds timeout) {
+  std::string text;
+  const auto end = SteadyClock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - SteadyClock::now());
+    if (left.count() <= 0) return "";
+    pollfd p{fd, POLLIN, 0};
+    int n = poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return "";
+    char buf[256];
+    ssize_t r = read(fd, buf, sizeof(buf));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    text.append(buf, static_cast<size_t>(r));
+  }
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+// The sluice-supervise program: beside this program, then where the build
+// put it, then on PATH; "" when none is executable.
+std::string FindSupervisor() {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) candidates.push_back(self.parent_path() / "sluice-supervise");
+#ifdef SLUICE_SUPERVISE_BUILD_PATH
+  candidates.push_back(SLUICE_SUPERVISE_BUILD_PATH);
+#endif
+  std::string path = Getenv("PATH", "/usr/local/bin:/usr/bin:/bin");
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    if (end > start) candidates.push_back(fs::path(path.substr(start, end - start)) / "sluice-supervise");
+    start = end + 1;
+  }
+  for (const auto& c : candidates) {
+    if (access(c.c_str(), X_OK) == 0) return c.string();
+  }
+  return "";
+}
+
+// Sends `sig` to a process through its pidfd when there is one (safe against
+// pid reuse), else by pid.
+void SendSignal(pid_t pid, int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+  if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0) return;
+#endif
+  kill(pid, sig);
+}
+
+// Waits up to `timeout` for the process behind `pidfd` to end.
+bool WaitGone(int pidfd, std::chrono::milliseconds timeout) {
+  pollfd p{pidfd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&p, 1, static_cast<int>(timeout.count()));
+  } while (n < 0 && errno == EINTR);
+  return n > 0;
+}
+
+// When an attempt's supervisor is gone without a status file, its step may
+// still run (the supervisor alone was killed): stops the step's process
+// group, so that no second copy can ever run beside it. Returns " and its
+// step's process group was stopped" when there was one to stop.
+std::string StopOrphanedStep(const local::PidFile& pf) {
+  if (!local::IsAlive(pf.step, pf.boot_id)) return "";
+  int fd = PidfdOpen(pf.step.pid);
+  // Checked again with the pidfd open, so it names the same process.
+  if (fd >= 0 && !local::IsAlive(pf.step, pf.boot_id)) {
+    close(fd);
+    return "";
+  }
+  killpg(pf.step.pid, SIGKILL);
+  if (fd >= 0) {
+    WaitGone(fd, std::chrono::seconds(30));
+    close(fd);
+  }
+  return "; its step (pid " + std::to_string(pf.step.pid) + ") was still running and was killed";
 }
 
 void WriteLine(int fd, const std::string& line) {
@@ -212,12 +309,16 @@ std::vector<std::string> DefaultLocalEnvAllowlist() {
 }
 
 struct LocalExecutor::Process {
-  std::string name;  // "main", "worker-1"
-  pid_t pid = -1;    // also the process group id
-  int pidfd = -1;
+  std::string name;       // "main", "worker-1"
+  pid_t pid = -1;         // its sluice-supervise process
+  pid_t step_pid = -1;    // the step's main process, also its process group id
+  int pidfd = -1;         // of the supervisor
+  bool adopted = false;   // started by an earlier sluice process: not our child
+  local::AttemptFiles files;
   bool exited = false;
   bool accounted = false;  // looked at by Evaluate()
-  bool lost = false;       // reaped by someone else: status unknown
+  bool lost = false;       // how the step ended is unknown (or it never ran)
+  std::string lost_reason;
   int wait_status = 0;
 };
 
@@ -245,6 +346,7 @@ struct LocalExecutor::RunningTask {
 LocalExecutor::LocalExecutor(LocalExecutorOptions options)
     : options_(std::move(options)), gpu_busy_(options_.gpu_devices.size(), false) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  supervisor_ = options_.supervisor_path.empty() ? FindSupervisor() : options_.supervisor_path;
   // With SIGCHLD ignored the kernel reaps children itself and waitpid cannot
   // report their exit status.
   struct sigaction sa;
@@ -259,15 +361,26 @@ LocalExecutor::~LocalExecutor() {
   for (auto& [id, t] : running_) {
     for (auto& p : t->procs) {
       if (p.exited) continue;
-      killpg(p.pid, SIGKILL);
-      int status;
-      while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
+      Signal(p, SIGKILL);
+      if (p.adopted) {
+        if (p.pidfd >= 0) WaitGone(p.pidfd, std::chrono::seconds(10));
+      } else {
+        int status;
+        while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
+        }
       }
       if (p.pidfd >= 0) close(p.pidfd);
     }
     if (t->log_fd >= 0) close(t->log_fd);
   }
   if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void LocalExecutor::Signal(Process& p, int sig) {
+  // The supervisor forwards SIGTERM/SIGINT to the step's process group and
+  // turns SIGUSR2 into a SIGKILL of it; a SIGKILL of the supervisor itself
+  // would leave the step running and its status unrecorded.
+  SendSignal(p.pid, p.pidfd, sig == SIGKILL ? SIGUSR2 : sig);
 }
 
 std::string LocalExecutor::Name() const { return "local"; }
@@ -343,6 +456,57 @@ Status LocalExecutor::Start(const Task& task) {
     base["CUDA_VISIBLE_DEVICES"] = visible;
   }
 
+  // Each replica's supervisor files; an attempt some earlier sluice process
+  // started (its names are deterministic: run, instance, attempt) is
+  // adopted, never started a second time.
+  int log_fd = open(task.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    return Status::FailedPrecondition("cannot open log file '" + task.log_path +
+                                      "' for step '" + who + "': " + ErrnoText(errno));
+  }
+  std::vector<local::AttemptFiles> files;
+  std::vector<int> lock_fds;
+  auto close_locks = [&] {
+    for (int fd : lock_fds) close(fd);
+    lock_fds.clear();
+  };
+  bool started_before = false;
+  std::vector<bool> supervised;  // a supervisor of this replica is alive
+  for (const auto& r : plan->replicas) {
+    files.push_back(local::AttemptFiles::For(task.log_path, plan->distributed ? r.Name() : ""));
+    auto fd = OpenLockFile(files.back().lock);
+    if (!fd) {
+      close_locks();
+      close(log_fd);
+      return Status::FailedPrecondition("cannot start '" + who + "': " + fd.error().message());
+    }
+    lock_fds.push_back(*fd);
+    auto taken = TryLockExclusive(*fd);
+    if (!taken) {
+      close_locks();
+      close(log_fd);
+      return Status::FailedPrecondition("cannot start '" + who + "': " + taken.error().message());
+    }
+    supervised.push_back(!*taken);
+    struct stat pst;
+    if (!*taken || stat(files.back().pid.c_str(), &pst) == 0) started_before = true;
+  }
+  if (started_before) {
+    close_locks();
+    auto t = Adopt(task, who, *plan, files, supervised, log_fd);
+    for (size_t i : gpus) gpu_busy_[i] = true;
+    t->gpus = std::move(gpus);
+    running_[task.id] = std::move(t);
+    return Status::Ok();
+  }
+  if (supervisor_.empty()) {
+    close_locks();
+    close(log_fd);
+    return Status::FailedPrecondition(
+        "cannot start '" + who + "': sluice-supervise, which runs local steps, was not found "
+        "(looked beside this program and on PATH; install it beside sluice)");
+  }
+
   // Resolve every program before starting anything, so that a typo in one
   // replica's command starts nothing.
   std::vector<std::map<std::string, std::string>> envs;
@@ -351,15 +515,13 @@ Status LocalExecutor::Start(const Task& task) {
     std::map<std::string, std::string> env = base;
     for (const auto& [k, v] : r.env) env[k] = v;
     auto program = ResolveProgram(r.argv[0], env["PATH"], task.workdir);
-    if (!program) return program.error();
+    if (!program) {
+      close_locks();
+      close(log_fd);
+      return program.error();
+    }
     programs.push_back(*program);
     envs.push_back(std::move(env));
-  }
-
-  int log_fd = open(task.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    return Status::FailedPrecondition("cannot open log file '" + task.log_path +
-                                      "' for step '" + who + "': " + ErrnoText(errno));
   }
 
   auto t = std::make_unique<RunningTask>();
@@ -370,28 +532,60 @@ Status LocalExecutor::Start(const Task& task) {
   t->timeout = task.timeout;
   for (size_t i = 0; i < plan->replicas.size(); ++i) {
     const auto& r = plan->replicas[i];
-    pid_t pid = -1;
-    int rc = Spawn(programs[i], r.argv, envs[i], task.workdir, log_fd, &pid);
-    if (rc != 0) {
-      for (auto& p : t->procs) {
-        killpg(p.pid, SIGKILL);
-        int status;
-        while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        if (p.pidfd >= 0) close(p.pidfd);
-      }
-      close(log_fd);
-      std::string msg = "cannot start '" + r.argv[0] + "': " + ErrnoText(rc);
-      if (rc == ENOEXEC) msg += " (a script needs a '#!' line)";
-      if (rc == EAGAIN || rc == ENOMEM) return Status::Unavailable(msg);
-      if (rc == ENOENT) return Status::NotFound(msg + " (is it installed and on PATH?)");
-      return Status::FailedPrecondition(msg);
-    }
     Process p;
     p.name = r.Name();
-    p.pid = pid;
+    p.files = files[i];
+    std::string failure;  // why replica i did not start; "" when it did
+    int err = 0;          // its errno, when there is one
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) {
+      err = errno;
+      failure = "cannot create a pipe: " + ErrnoText(err);
+    } else {
+      int rc = SpawnSupervised(supervisor_, files[i], programs[i], r.argv, envs[i], task.workdir,
+                               log_fd, ready[1], lock_fds[i], &p.pid);
+      close(ready[1]);
+      if (rc != 0) {
+        err = rc;
+        failure = "cannot start " + supervisor_ + ": " + ErrnoText(rc);
+      } else {
+        std::string report = ReadReport(ready[0], std::chrono::seconds(60));
+        if (report.rfind("ok ", 0) == 0) {
+          p.step_pid = static_cast<pid_t>(std::atoi(report.c_str() + 3));
+        } else if (report.rfind("exec ", 0) == 0) {
+          err = std::atoi(report.c_str() + 5);
+          failure = "cannot start '" + r.argv[0] + "': " + ErrnoText(err);
+        } else {
+          failure = "cannot start '" + r.argv[0] + "': " +
+                    (report.rfind("error ", 0) == 0 ? report.substr(6)
+                                                     : "sluice-supervise ended without starting it");
+          if (report.empty()) kill(p.pid, SIGKILL);
+        }
+        if (!failure.empty()) {
+          int status;
+          while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
+          }
+        }
+      }
+      close(ready[0]);
+    }
+    if (!failure.empty()) {
+      for (auto& started : t->procs) {
+        Signal(started, SIGKILL);
+        int status;
+        while (waitpid(started.pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (started.pidfd >= 0) close(started.pidfd);
+      }
+      close(log_fd);
+      close_locks();
+      if (err == ENOEXEC) failure += " (a script needs a '#!' line)";
+      if (err == EAGAIN || err == ENOMEM) return Status::Unavailable(failure);
+      if (err == ENOENT) return Status::NotFound(failure + " (is it installed and on PATH?)");
+      return Status::FailedPrecondition(failure);
+    }
     if (have_pidfd_) {
-      p.pidfd = PidfdOpen(pid);
+      p.pidfd = PidfdOpen(p.pid);
       if (p.pidfd < 0) {
         spdlog::warn("local executor: pidfd_open failed ({}); polling waitpid instead",
                      ErrnoText(errno));
@@ -400,14 +594,16 @@ Status LocalExecutor::Start(const Task& task) {
         fcntl(p.pidfd, F_SETFD, FD_CLOEXEC);
       }
     }
-    if (t->distributed) WriteLine(log_fd, p.name + " started (pid " + std::to_string(pid) + ")");
+    if (t->distributed) WriteLine(log_fd, p.name + " started (pid " + std::to_string(p.step_pid) + ")");
     // The names only: values may be secrets.
     std::string names;
     for (const auto& [k, v] : r.env) names += (names.empty() ? "" : ",") + k;
-    spdlog::debug("local: task {} ({}) {} started, pid {}, argv[0] {}, task env names [{}]",
-                  task.id, who, p.name, pid, r.argv[0], names);
+    spdlog::debug("local: task {} ({}) {} started, pid {} (supervisor {}), argv[0] {}, task env names [{}]",
+                  task.id, who, p.name, p.step_pid, p.pid, r.argv[0], names);
     t->procs.push_back(std::move(p));
   }
+  // The supervisors hold the locks now.
+  close_locks();
   if (t->distributed) {
     t->log_fd = log_fd;
   } else {
@@ -421,6 +617,98 @@ Status LocalExecutor::Start(const Task& task) {
   return Status::Ok();
 }
 
+std::unique_ptr<LocalExecutor::RunningTask> LocalExecutor::Adopt(
+    const Task& task, const std::string& who, const local::TaskPlan& plan,
+    const std::vector<local::AttemptFiles>& files, const std::vector<bool>& supervised, int log_fd) {
+  auto t = std::make_unique<RunningTask>();
+  t->id = task.id;
+  t->instance = who;
+  t->distributed = plan.distributed;
+  t->success_set = plan.success_set;
+  t->timeout = task.timeout;
+  if (t->distributed) {
+    t->log_fd = log_fd;
+  } else {
+    close(log_fd);
+  }
+  std::optional<int64_t> started_ns;
+  for (size_t i = 0; i < plan.replicas.size(); ++i) {
+    Process p;
+    p.name = plan.replicas[i].Name();
+    p.files = files[i];
+    p.adopted = true;
+    auto pf = local::ReadPidFile(p.files.pid);
+    // A live supervisor writes its pid file first thing; give it a moment.
+    for (int k = 0; supervised[i] && !pf && k < 1000; ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      auto held = IsLockHeld(p.files.lock);
+      if (held && !*held) break;
+      pf = local::ReadPidFile(p.files.pid);
+    }
+    if (pf && (!started_ns || pf->started_ns < *started_ns)) started_ns = pf->started_ns;
+    if (pf) {
+      p.pid = pf->supervisor.pid;
+      p.step_pid = pf->step.pid;
+      p.pidfd = PidfdOpen(p.pid);
+      // Checked with the pidfd open, so that it names this very supervisor.
+      if (local::IsAlive(pf->supervisor, pf->boot_id)) {
+        if (p.pidfd >= 0) fcntl(p.pidfd, F_SETFD, FD_CLOEXEC);
+        spdlog::info("local: adopting {} {} attempt {} (pid {}, supervisor pid {})", who, p.name,
+                     task.attempt, p.step_pid, p.pid);
+        if (t->distributed) WriteLine(t->log_fd, p.name + " adopted (pid " + std::to_string(p.step_pid) + ")");
+        t->procs.push_back(std::move(p));
+        continue;
+      }
+      if (p.pidfd >= 0) close(p.pidfd);
+      p.pidfd = -1;
+    }
+    // The supervisor has ended: it left a status file, or nothing.
+    Finish(*t, p, pf ? &*pf : nullptr);
+    t->procs.push_back(std::move(p));
+  }
+  t->started_at = started_ns ? std::chrono::system_clock::time_point(std::chrono::duration_cast<
+                                   std::chrono::system_clock::duration>(std::chrono::nanoseconds(*started_ns)))
+                             : std::chrono::system_clock::now();
+  if (task.timeout) {
+    auto elapsed = std::chrono::system_clock::now() - t->started_at;
+    t->deadline = SteadyClock::now() + (*task.timeout - std::chrono::duration_cast<Duration>(elapsed));
+  }
+  // Anything already known (ended while no sluice process watched) is
+  // returned by the next Wait().
+  uint64_t one = 1;
+  ssize_t ignored = write(wake_fd_, &one, sizeof(one));
+  (void)ignored;
+  return t;
+}
+
+void LocalExecutor::Finish(RunningTask& t, Process& p, const local::PidFile* pf) {
+  p.exited = true;
+  if (p.pidfd >= 0) {
+    close(p.pidfd);
+    p.pidfd = -1;
+  }
+  auto status = local::ReadStatusFile(p.files.status);
+  if (status && status->exec_errno == 0) {
+    p.wait_status = status->wait_status;
+  } else if (status) {
+    p.lost = true;
+    p.lost_reason = "lost: it could not be started: " + ErrnoText(status->exec_errno);
+  } else {
+    p.lost = true;
+    if (!pf) {
+      p.lost_reason = "lost: it never started (the sluice process starting it died first)";
+    } else if (!pf->boot_id.empty() && pf->boot_id != local::BootId()) {
+      p.lost_reason = "lost: the machine restarted while it ran, so how it ended is unknown";
+    } else {
+      p.lost_reason = "lost: its supervisor (pid " + std::to_string(pf->supervisor.pid) +
+                      ") ended without recording how the step ended" + StopOrphanedStep(*pf);
+    }
+  }
+  if (t.distributed) {
+    WriteLine(t.log_fd, p.name + " " + (p.lost ? p.lost_reason : DescribeWaitStatus(p.wait_status)));
+  }
+}
+
 void LocalExecutor::BeginStop(RunningTask& t, TaskOutcome outcome, std::string message,
                               int sig, Duration grace) {
   if (!t.outcome) {
@@ -431,10 +719,7 @@ void LocalExecutor::BeginStop(RunningTask& t, TaskOutcome outcome, std::string m
   for (auto& p : t.procs) {
     if (p.exited) continue;
     any_alive = true;
-    if (killpg(p.pid, sig) != 0 && errno != ESRCH) {
-      spdlog::warn("local: cannot signal process group {} of {}: {}", p.pid, t.instance,
-                   ErrnoText(errno));
-    }
+    Signal(p, sig);
   }
   if (!any_alive) return;
   auto kill_at = SteadyClock::now() + grace;
@@ -444,35 +729,26 @@ void LocalExecutor::BeginStop(RunningTask& t, TaskOutcome outcome, std::string m
 
 void LocalExecutor::Reap(RunningTask& t, Process& p) {
   if (p.exited) return;
-  // Peek first (WNOWAIT): while the leader is an unreaped zombie its pid, and
-  // so its process group id, cannot be reused, which makes the killpg below
-  // safe. Whatever the process left running in its group goes with it.
-  siginfo_t info{};
-  int peek;
-  do {
-    peek = waitid(P_PID, static_cast<id_t>(p.pid), &info, WEXITED | WNOHANG | WNOWAIT);
-  } while (peek < 0 && errno == EINTR);
-  if (peek == 0 && info.si_pid == 0) return;  // still running
-  if (peek == 0) killpg(p.pid, SIGKILL);
-  int status = 0;
-  pid_t r;
-  do {
-    r = waitpid(p.pid, &status, WNOHANG);
-  } while (r < 0 && errno == EINTR);
-  if (r == 0) return;  // cannot happen after a successful peek
-  p.exited = true;
-  if (r < 0) {
-    p.lost = true;  // someone else reaped it (ECHILD)
+  if (p.adopted) {
+    // Not our child: its pidfd turned readable, or (without pidfds) it is
+    // gone from /proc.
+    if (p.pidfd >= 0) {
+      pollfd fd{p.pidfd, POLLIN, 0};
+      if (poll(&fd, 1, 0) <= 0) return;
+    } else {
+      auto pf = local::ReadPidFile(p.files.pid);
+      if (pf && local::IsAlive(pf->supervisor, pf->boot_id)) return;
+    }
   } else {
-    p.wait_status = status;
+    int status = 0;
+    pid_t r;
+    do {
+      r = waitpid(p.pid, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) return;  // still running
   }
-  if (p.pidfd >= 0) {
-    close(p.pidfd);
-    p.pidfd = -1;
-  }
-  if (t.distributed) {
-    WriteLine(t.log_fd, p.name + " " + (p.lost ? "was lost" : DescribeWaitStatus(status)));
-  }
+  auto pf = local::ReadPidFile(p.files.pid);
+  Finish(t, p, pf ? &*pf : nullptr);
 }
 
 std::optional<TaskResult> LocalExecutor::Evaluate(RunningTask& t) {
@@ -481,8 +757,7 @@ std::optional<TaskResult> LocalExecutor::Evaluate(RunningTask& t) {
     p.accounted = true;
     if (t.outcome) continue;
     if (p.lost || !Succeeded(p.wait_status)) {
-      std::string what = p.lost ? "was reaped by someone else; its exit status is unknown"
-                                : DescribeWaitStatus(p.wait_status);
+      std::string what = p.lost ? p.lost_reason : DescribeWaitStatus(p.wait_status);
       if (t.distributed) what = p.name + " " + what;
       if (!p.lost && WIFEXITED(p.wait_status)) t.exit_code = WEXITSTATUS(p.wait_status);
       if (!p.lost && WIFSIGNALED(p.wait_status)) t.signal = WTERMSIG(p.wait_status);
@@ -517,7 +792,7 @@ std::optional<TaskResult> LocalExecutor::Evaluate(RunningTask& t) {
   result.started_at = t.started_at;
   result.finished_at = std::chrono::system_clock::now();
   for (const auto& p : t.procs) {
-    result.external_id += (result.external_id.empty() ? "" : ",") + std::to_string(p.pid);
+    result.external_id += (result.external_id.empty() ? "" : ",") + std::to_string(p.step_pid);
   }
   if (t.log_fd >= 0) {
     close(t.log_fd);
@@ -538,7 +813,7 @@ void LocalExecutor::ServiceTimers() {
     }
     if (t->kill_at && !t->sigkill_sent && now >= *t->kill_at) {
       for (auto& p : t->procs) {
-        if (!p.exited) killpg(p.pid, SIGKILL);
+        if (!p.exited) Signal(p, SIGKILL);
       }
       t->sigkill_sent = true;
     }

@@ -1,9 +1,21 @@
 #pragma once
 // The local executor: runs each task as processes on this machine.
 //
-// Every process is started with posix_spawn, never through a shell, in its own
-// process group, in the task's working directory, with stdin from /dev/null and
-// stdout+stderr appended to the task's log file. The environment is a minimal
+// Every process is started through a sluice-supervise process (see
+// supervisor.h), never through a shell, in its own process group, in the
+// task's working directory, with stdin from /dev/null and stdout+stderr
+// appended to the task's log file. The supervisor runs in a session of its
+// own and outlives sluice: it records the process's pid before the program
+// starts and its exit status when it ends, in files beside the log
+// (<log without .log>.pid / .status / .lock).
+//
+// Adoption: Start() of an attempt that some earlier sluice process already
+// started (the same log path: run, instance and attempt) never starts it
+// again. A supervisor still alive is adopted (Wait() returns the result when
+// it ends); one that has ended gives its recorded result at once; one that
+// ended without a status file (killed, or the machine restarted) gives
+// kError with the reason, after killing the step's process group if it
+// still runs. Only an attempt that never started is started. The environment is a minimal
 // base plus an allow-list of the parent's variables plus Task::env:
 //   PATH, HOME, LANG, TMPDIR   from the parent (or a safe default)
 //   PYTHONUNBUFFERED=1
@@ -26,7 +38,9 @@
 //
 // When a task's main process exits, whatever it left behind in its process
 // group is killed (container semantics). Timeouts and Cancel() send SIGTERM to
-// every process group of the task, then SIGKILL after the grace period.
+// every process group of the task, then SIGKILL after the grace period (both
+// through the supervisors). A timeout counts from the recorded start, also
+// for an adopted attempt.
 //
 // tfjob and pytorchjob tasks start one process per replica with the
 // training-operator's environment contract; see training_job.h for the config
@@ -50,6 +64,12 @@
 
 namespace sluice {
 
+namespace local {
+struct AttemptFiles;
+struct PidFile;
+struct TaskPlan;
+}  // namespace local
+
 // The parent variables passed on by default. An entry ending in '*' matches a
 // prefix.
 std::vector<std::string> DefaultLocalEnvAllowlist();
@@ -69,6 +89,10 @@ struct LocalExecutorOptions {
   // CUDA_VISIBLE_DEVICES is left alone. The engine's gpu budget must not
   // exceed the number of ids; Start() fails with kUnavailable otherwise.
   std::vector<std::string> gpu_devices;
+  // The sluice-supervise program; "" = the one beside this program, else the
+  // one the build made, else on PATH. Start() fails with FailedPrecondition
+  // when there is none.
+  std::string supervisor_path;
 };
 
 class LocalExecutor : public Executor {
@@ -86,11 +110,13 @@ class LocalExecutor : public Executor {
   // True while fewer than options.parallelism tasks are running.
   bool CanRunMore() const override;
 
-  // Spawns the task's process(es). Errors (nothing is left running):
+  // Spawns the task's process(es), or adopts them when this attempt was
+  // started before (see the header comment). Errors (nothing is left running):
   //   NotFound            argv[0] not found ("cannot start 'pythn3': No such
   //                       file or directory (is it installed and on PATH?)").
   //   FailedPrecondition  the working directory is missing, the log file
-  //                       cannot be opened, the program is not executable.
+  //                       cannot be opened, the program is not executable,
+  //                       sluice-supervise is missing.
   //   InvalidArgument     empty command, duplicate task id, bad tfjob/pytorchjob
   //                       config, unknown operator type.
   //   Unavailable         the system is out of processes/memory (retry).
@@ -111,10 +137,24 @@ class LocalExecutor : public Executor {
   // Tasks started and not yet returned by Wait().
   size_t Running() const override;
 
+  // True: see "Adoption" in the header comment.
+  bool AdoptsStartedAttempts() const override { return true; }
+
  private:
   struct Process;
   struct RunningTask;
 
+  // Builds the task of an attempt started by an earlier sluice process;
+  // takes `log_fd` (the task's log, open for appending).
+  std::unique_ptr<RunningTask> Adopt(const Task& task, const std::string& who,
+                                     const local::TaskPlan& plan,
+                                     const std::vector<local::AttemptFiles>& files,
+                                     const std::vector<bool>& supervised, int log_fd);
+  // Records how `p` ended once its supervisor is gone (from its status file,
+  // `pf` = its pid file or null).
+  void Finish(RunningTask& t, Process& p, const local::PidFile* pf);
+  // Signals the step of `p` through its supervisor (SIGKILL as SIGUSR2).
+  void Signal(Process& p, int sig);
   void BeginStop(RunningTask& t, TaskOutcome outcome, std::string message, int sig,
                  Duration grace);
   void Reap(RunningTask& t, Process& p);
@@ -124,6 +164,7 @@ class LocalExecutor : public Executor {
 
   LocalExecutorOptions options_;
   std::vector<bool> gpu_busy_;  // parallel to options_.gpu_devices; guarded by mu_
+  std::string supervisor_;  // sluice-supervise; "" when not found
   bool have_pidfd_ = true;
   int wake_fd_ = -1;  // eventfd: Cancel() wakes a waiting Wait()
 

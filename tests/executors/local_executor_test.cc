@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,6 +26,8 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+
+#include "executors/local/supervisor.h"
 
 extern char** environ;
 
@@ -534,6 +537,96 @@ TEST_F(LocalExecutorTest, BadDistributedConfigStartsNothing) {
   Status st = executor_->Start(task);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(executor_->Running(), 0u);
+}
+
+// What a `kill -9` of sluice leaves behind: a process that started `task` on
+// a local executor of its own and ended without any cleanup.
+void StartInADyingProcess(const Task& task) {
+  pid_t child = fork();
+  if (child == 0) {
+    LocalExecutor doomed{LocalExecutorOptions()};
+    _exit(doomed.Start(task).ok() ? 0 : 1);
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "Start failed in the child";
+}
+
+TEST_F(LocalExecutorTest, AnAttemptStartedByAnEarlierProcessIsAdoptedNotStartedAgain) {
+  fs::path gate = MakeFifo("gate");
+  Task task = MakeTask(1, {"sh", "-c", "echo start >> marks; read line < gate; echo \"end $line\" >> marks; exit 4"});
+  StartInADyingProcess(task);
+  Executor();
+  ASSERT_TRUE(executor_->Start(task).ok());
+  EXPECT_EQ(executor_->Running(), 1u);
+  EXPECT_FALSE(executor_->Wait(milliseconds(10)).has_value());
+  std::ofstream(gate) << "go\n";  // opens once the step reads the FIFO
+  TaskResult r = WaitResult();
+  EXPECT_EQ(r.outcome, TaskOutcome::kFailed);
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_EQ(r.message, "exited with code 4");
+  EXPECT_EQ(ReadFile(dir_ / "marks"), "start\nend go\n");
+}
+
+TEST_F(LocalExecutorTest, AnAttemptThatEndedWhileNoSluiceWatchedGivesItsRecordedResult) {
+  Task task = MakeTask(1, {"sh", "-c", "echo ran >> marks"});
+  StartInADyingProcess(task);
+  // The supervisor writes the status file, then exits.
+  auto pid_file = local::ReadPidFile((dir_ / "step1.pid").string());
+  ASSERT_TRUE(pid_file.has_value()) << pid_file.error().ToString();
+  ASSERT_TRUE(ProcessEnds(pid_file->supervisor.pid));
+  Executor();
+  TaskResult r = RunToEnd(task);
+  EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.external_id, std::to_string(pid_file->step.pid));
+  EXPECT_EQ(ReadFile(dir_ / "marks"), "ran\n");
+}
+
+TEST_F(LocalExecutorTest, AStepWhoseSupervisorWasKilledIsStoppedAndReportedLost) {
+  Task task = MakeTask(1, {"sleep", "1000"});
+  StartInADyingProcess(task);
+  auto pid_file = local::ReadPidFile((dir_ / "step1.pid").string());
+  ASSERT_TRUE(pid_file.has_value()) << pid_file.error().ToString();
+  ASSERT_EQ(kill(pid_file->supervisor.pid, SIGKILL), 0);
+  ASSERT_TRUE(ProcessEnds(pid_file->supervisor.pid));
+  Executor();
+  TaskResult r = RunToEnd(task);
+  EXPECT_EQ(r.outcome, TaskOutcome::kError);
+  EXPECT_EQ(r.message, "lost: its supervisor (pid " + std::to_string(pid_file->supervisor.pid) +
+                           ") ended without recording how the step ended; its step (pid " +
+                           std::to_string(pid_file->step.pid) + ") was still running and was killed");
+  EXPECT_TRUE(ProcessEnds(pid_file->step.pid));
+}
+
+TEST_F(LocalExecutorTest, AnAttemptRunningWhenTheMachineRestartedIsLost) {
+  Task task = MakeTask(1, {"sh", "-c", "echo ran >> marks"});
+  local::PidFile before;
+  before.boot_id = "00000000-0000-4000-8000-000000000000";
+  before.supervisor = {1, 1};
+  before.step = {2, 2};
+  before.started_ns = 1;
+  ASSERT_TRUE(local::WriteFileAtomically((dir_ / "step1.pid").string(), local::FormatPidFile(before)).ok());
+  Executor();
+  TaskResult r = RunToEnd(task);
+  EXPECT_EQ(r.outcome, TaskOutcome::kError);
+  EXPECT_EQ(r.message, "lost: the machine restarted while it ran, so how it ended is unknown");
+  EXPECT_FALSE(fs::exists(dir_ / "marks"));
+}
+
+TEST_F(LocalExecutorTest, AnAdoptedAttemptStillTimesOut) {
+  Task task = MakeTask(1, {"sleep", "1000"});
+  StartInADyingProcess(task);
+  auto pid_file = local::ReadPidFile((dir_ / "step1.pid").string());
+  ASSERT_TRUE(pid_file.has_value());
+  // Its deadline counts from the start recorded in the pid file.
+  task.timeout = milliseconds(100);
+  Executor();
+  TaskResult r = RunToEnd(task);
+  EXPECT_EQ(r.outcome, TaskOutcome::kTimedOut);
+  EXPECT_EQ(r.signal, SIGTERM);
+  EXPECT_TRUE(ProcessEnds(pid_file->step.pid));
 }
 
 }  // namespace

@@ -1,0 +1,230 @@
+#include "executors/local/supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace sluice::local {
+
+namespace {
+
+std::string ErrnoText(int err) {
+  const char* d = strerrordesc_np(err);
+  return d ? d : "unknown error";
+}
+
+std::string ReadWhole(const std::string& path, bool* found) {
+  std::ifstream in(path, std::ios::binary);
+  *found = static_cast<bool>(in);
+  if (!in) return "";
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+constexpr const char* kMagic = "sluice-supervise 1";
+
+// The "key value" lines after the magic line; nullopt when the magic line
+// is missing or the file does not end with a newline (a torn write).
+std::optional<std::map<std::string, std::string>> ParseKeyValues(const std::string& text) {
+  if (text.empty() || text.back() != '\n') return std::nullopt;
+  std::istringstream in(text);
+  std::string line;
+  if (!std::getline(in, line) || line != kMagic) return std::nullopt;
+  std::map<std::string, std::string> out;
+  while (std::getline(in, line)) {
+    size_t sp = line.find(' ');
+    if (sp == std::string::npos) return std::nullopt;
+    out[line.substr(0, sp)] = line.substr(sp + 1);
+  }
+  return out;
+}
+
+template <typename T>
+bool ParseNumber(const std::string& s, T* out) {
+  std::istringstream in(s);
+  in >> *out;
+  return in && in.peek() == std::char_traits<char>::eof();
+}
+
+bool ParseIdentity(const std::string& s, ProcessIdentity* out) {
+  std::istringstream in(s);
+  int64_t pid = 0;
+  in >> pid >> out->start_ticks;
+  out->pid = static_cast<pid_t>(pid);
+  return in && pid > 0 && in.peek() == std::char_traits<char>::eof();
+}
+
+}  // namespace
+
+Result<uint64_t> ProcessStartTicks(pid_t pid) {
+  bool found = false;
+  std::string stat = ReadWhole("/proc/" + std::to_string(pid) + "/stat", &found);
+  if (!found || stat.empty()) return Error(Status::NotFound("no process " + std::to_string(pid)));
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
+  // the fields start after the last ')'.
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return Error(Status::Internal("cannot parse /proc/" + std::to_string(pid) + "/stat"));
+  std::istringstream in(stat.substr(close + 1));
+  std::string field;
+  // Field 3 is the state; the start time is field 22.
+  std::string state;
+  in >> state;
+  if (state == "Z" || state == "X") return Error(Status::NotFound("process " + std::to_string(pid) + " has ended"));
+  for (int i = 4; i < 22 && in >> field; ++i) {
+  }
+  uint64_t ticks = 0;
+  if (!(in >> ticks)) return Error(Status::Internal("cannot parse /proc/" + std::to_string(pid) + "/stat"));
+  return ticks;
+}
+
+std::string BootId() {
+  bool found = false;
+  std::string id = ReadWhole("/proc/sys/kernel/random/boot_id", &found);
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
+
+bool IsAlive(const ProcessIdentity& who, const std::string& boot_id) {
+  if (who.pid <= 0) return false;
+  if (!boot_id.empty()) {
+    std::string now = BootId();
+    if (!now.empty() && now != boot_id) return false;
+  }
+  auto ticks = ProcessStartTicks(who.pid);
+  return ticks && *ticks == who.start_ticks;
+}
+
+AttemptFiles AttemptFiles::For(const std::string& log_path, const std::string& replica) {
+  std::string base = log_path;
+  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".log") == 0) base.resize(base.size() - 4);
+  if (!replica.empty()) base += "." + replica;
+  return AttemptFiles{base + ".lock", base + ".pid", base + ".status"};
+}
+
+Status WriteFileAtomically(const std::string& path, const std::string& text, bool durable) {
+  const std::string tmp = path + ".tmp";
+  auto fail = [&](const std::string& what) {
+    return Status::Internal("cannot " + what + " " + path + ": " + ErrnoText(errno));
+  };
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return fail("create");
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      Status s = fail("write");
+      close(fd);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (durable && fsync(fd) != 0) {
+    Status s = fail("fsync");
+    close(fd);
+    return s;
+  }
+  close(fd);
+  if (rename(tmp.c_str(), path.c_str()) != 0) return fail("rename onto");
+  if (!durable) return Status::Ok();
+  std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
+  int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return Status::Ok();
+}
+
+int SignalSupervisors(const std::string& log_path, int sig) {
+  namespace fs = std::filesystem;
+  const fs::path single = AttemptFiles::For(log_path, "").pid;
+  const std::string dir = single.parent_path().string();
+  // <base>.pid, and <base>.<replica>.pid for each replica.
+  const std::string stem = single.filename().string();
+  const std::string prefix = stem.substr(0, stem.size() - 3);  // "<base>."
+  int signalled = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() < prefix.size() + 3 || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - 4, 4, ".pid") != 0) {
+      continue;
+    }
+    auto pf = ReadPidFile(it->path().string());
+    if (!pf || !IsAlive(pf->supervisor, pf->boot_id)) continue;
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
+    // Through a pidfd, checked again once open, so the signal cannot reach
+    // a process that took over the pid.
+    int fd = static_cast<int>(syscall(SYS_pidfd_open, pf->supervisor.pid, 0));
+    if (fd < 0) continue;
+    if (IsAlive(pf->supervisor, pf->boot_id) && syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) == 0) {
+      ++signalled;
+    }
+    close(fd);
+#else
+    if (kill(pf->supervisor.pid, sig) == 0) ++signalled;
+#endif
+  }
+  return signalled;
+}
+
+std::string FormatPidFile(const PidFile& f) {
+  std::ostringstream out;
+  out << kMagic << "\n"
+      << "boot_id " << f.boot_id << "\n"
+      << "supervisor " << f.supervisor.pid << " " << f.supervisor.start_ticks << "\n"
+      << "step " << f.step.pid << " " << f.step.start_ticks << "\n"
+      << "started_ns " << f.started_ns << "\n";
+  return out.str();
+}
+
+std::string FormatStatusFile(const StatusFile& f) {
+  std::ostringstream out;
+  out << kMagic << "\n"
+      << "wait_status " << f.wait_status << "\n"
+      << "exec_errno " << f.exec_errno << "\n"
+      << "finished_ns " << f.finished_ns << "\n";
+  return out.str();
+}
+
+Result<PidFile> ReadPidFile(const std::string& path) {
+  bool found = false;
+  std::string text = ReadWhole(path, &found);
+  if (!found) return Error(Status::NotFound(path + " does not exist"));
+  auto kv = ParseKeyValues(text);
+  PidFile f;
+  if (!kv || !kv->count("boot_id") || !kv->count("supervisor") || !kv->count("step") ||
+      !kv->count("started_ns") || !ParseIdentity(kv->at("supervisor"), &f.supervisor) ||
+      !ParseIdentity(kv->at("step"), &f.step) || !ParseNumber(kv->at("started_ns"), &f.started_ns)) {
+    return Error(Status::Internal(path + " is not a complete sluice-supervise pid file"));
+  }
+  f.boot_id = kv->at("boot_id");
+  return f;
+}
+
+Result<StatusFile> ReadStatusFile(const std::string& path) {
+  bool found = false;
+  std::string text = ReadWhole(path, &found);
+  if (!found) return Error(Status::NotFound(path + " does not exist"));
+  auto kv = ParseKeyValues(text);
+  StatusFile f;
+  if (!kv || !kv->count("wait_status") || !kv->count("exec_errno") || !kv->count("finished_ns") ||
+      !ParseNumber(kv->at("wait_status"), &f.wait_status) ||
+      !ParseNumber(kv->at("exec_errno"), &f.exec_errno) ||
+      !ParseNumber(kv->at("finished_ns"), &f.finished_ns)) {
+    return Error(Status::Internal(path + " is not a complete sluice-supervise status file"));
+  }
+  return f;
+}
+
+}  // namespace sluice::local

@@ -1,0 +1,283 @@
+// The sluice-supervise file protocol (pid file, status file, atomic writes),
+// the process identity check that guards against pid reuse, and the
+// sluice-supervise program itself, run as a real process.
+
+#include "executors/local/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/file_lock.h"
+#include "tests/support/subprocess.h"
+
+#ifndef SLUICE_SUPERVISE_BIN
+#error "SLUICE_SUPERVISE_BIN must name the sluice-supervise binary"
+#endif
+
+extern char** environ;
+
+namespace sluice::local {
+namespace {
+
+namespace fs = std::filesystem;
+using testutil::ReadFile;
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "sluice-supervise-XXXXXX").string();
+    dir_ = ::mkdtemp(tmpl.data());
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // A child that waits, as the step of a supervisor would; killed and reaped
+  // by the caller.
+  static pid_t SleepingChild() {
+    pid_t pid = fork();
+    if (pid == 0) {
+      ::pause();
+      _exit(0);
+    }
+    return pid;
+  }
+
+  // Runs sluice-supervise with `argv` after PID_FILE STATUS_FILE, its report
+  // pipe on fd 3 and a lock file on fd 4; returns its pid and fills `report`
+  // once the report's EOF came.
+  pid_t StartSupervisor(const std::vector<std::string>& step, std::string* report) {
+    const AttemptFiles files = AttemptFiles::For(dir_ + "/s.attempt1.log", "");
+    std::vector<std::string> args = {SLUICE_SUPERVISE_BIN, files.pid, files.status};
+    args.insert(args.end(), step.begin(), step.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int ready[2];
+    EXPECT_EQ(pipe2(ready, O_CLOEXEC), 0);
+    auto lock = OpenLockFile(files.lock);
+    EXPECT_TRUE(lock.has_value());
+    EXPECT_TRUE(TryLockExclusive(*lock).value());
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, (dir_ + "/s.attempt1.log").c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_adddup2(&fa, ready[1], 3);
+    posix_spawn_file_actions_adddup2(&fa, *lock, 4);
+    pid_t pid = -1;
+    EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(ready[1]);
+    close(*lock);
+    char buf[256];
+    ssize_t n;
+    report->clear();
+    while ((n = read(ready[0], buf, sizeof(buf))) > 0) report->append(buf, static_cast<size_t>(n));
+    close(ready[0]);
+    return pid;
+  }
+
+  static int WaitExit(pid_t pid) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(SupervisorTest, FilesAreNamedAfterTheAttemptsLog) {
+  AttemptFiles f = AttemptFiles::For("/s/runs/r/logs/train.attempt2.log", "");
+  EXPECT_EQ(f.lock, "/s/runs/r/logs/train.attempt2.lock");
+  EXPECT_EQ(f.pid, "/s/runs/r/logs/train.attempt2.pid");
+  EXPECT_EQ(f.status, "/s/runs/r/logs/train.attempt2.status");
+  EXPECT_EQ(AttemptFiles::For("/s/logs/t.attempt1.log", "worker-1").status,
+            "/s/logs/t.attempt1.worker-1.status");
+}
+
+TEST_F(SupervisorTest, StatusFileRoundTripsThroughAnAtomicWrite) {
+  const std::string path = dir_ + "/a.status";
+  StatusFile f;
+  f.wait_status = 3 << 8;  // exited with code 3
+  f.finished_ns = 1700000000123456789;
+  ASSERT_TRUE(WriteFileAtomically(path, FormatStatusFile(f)).ok());
+  EXPECT_EQ(ReadFile(path),
+            "sluice-supervise 1\nwait_status 768\nexec_errno 0\nfinished_ns 1700000000123456789\n");
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  auto back = ReadStatusFile(path);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_EQ(back->wait_status, 768);
+  EXPECT_EQ(back->exec_errno, 0);
+  EXPECT_EQ(back->finished_ns, 1700000000123456789);
+}
+
+TEST_F(SupervisorTest, PidFileRoundTrips) {
+  const std::string path = dir_ + "/a.pid";
+  PidFile f;
+  f.boot_id = "0b5e1d2c-0000-4000-8000-000000000001";
+  f.supervisor = {1234, 98765};
+  f.step = {1235, 98766};
+  f.started_ns = 42;
+  ASSERT_TRUE(WriteFileAtomically(path, FormatPidFile(f)).ok());
+  EXPECT_EQ(ReadFile(path),
+            "sluice-supervise 1\nboot_id 0b5e1d2c-0000-4000-8000-000000000001\n"
+            "supervisor 1234 98765\nstep 1235 98766\nstarted_ns 42\n");
+  auto back = ReadPidFile(path);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_EQ(back->boot_id, f.boot_id);
+  EXPECT_EQ(back->supervisor.pid, 1234);
+  EXPECT_EQ(back->supervisor.start_ticks, 98765u);
+  EXPECT_EQ(back->step.pid, 1235);
+  EXPECT_EQ(back->step.start_ticks, 98766u);
+  EXPECT_EQ(back->started_ns, 42);
+}
+
+TEST_F(SupervisorTest, MissingAndTornFilesAreReportedNotMisread) {
+  const std::string path = dir_ + "/a.status";
+  auto missing = ReadStatusFile(path);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), StatusCode::kNotFound);
+  // What a non-atomic writer could leave: the last line cut short.
+  std::ofstream(path) << "sluice-supervise 1\nwait_status 0\nexec_errno 0\nfinished_ns 17";
+  auto torn = ReadStatusFile(path);
+  ASSERT_FALSE(torn.has_value());
+  EXPECT_EQ(torn.error().message(), path + " is not a complete sluice-supervise status file");
+  std::ofstream(path) << "sluice-supervise 1\nwait_status 0\n";
+  EXPECT_FALSE(ReadStatusFile(path).has_value());
+}
+
+TEST_F(SupervisorTest, IdentityTellsAProcessFromALaterOneWithTheSamePid) {
+  pid_t child = SleepingChild();
+  ASSERT_GT(child, 0);
+  auto ticks = ProcessStartTicks(child);
+  ASSERT_TRUE(ticks.has_value()) << ticks.error().ToString();
+  const std::string boot = BootId();
+  ASSERT_FALSE(boot.empty());
+  EXPECT_TRUE(IsAlive({child, *ticks}, boot));
+  // The same pid with another start time is another process (pid reuse).
+  EXPECT_FALSE(IsAlive({child, *ticks + 1}, boot));
+  // The same pid and start time in another boot is another process too.
+  EXPECT_FALSE(IsAlive({child, *ticks}, "00000000-0000-0000-0000-000000000000"));
+  // Ended but not reaped yet (a zombie): not alive.
+  kill(child, SIGKILL);
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+  EXPECT_FALSE(IsAlive({child, *ticks}, boot));
+  EXPECT_EQ(ProcessStartTicks(child).error().code(), StatusCode::kNotFound);
+  WaitExit(child);
+  EXPECT_FALSE(IsAlive({child, *ticks}, boot));
+}
+
+TEST_F(SupervisorTest, StartTicksSurviveParenthesesAndSpacesInTheCommandName) {
+  // comm is "a) b (c" here; the fields after it must still be found.
+  pid_t child = fork();
+  if (child == 0) {
+    prctl(PR_SET_NAME, "a) b (c", 0, 0, 0);
+    ::pause();
+    _exit(0);
+  }
+  ASSERT_GT(child, 0);
+  // The name is set by the child itself: wait (bounded) until it shows.
+  std::string comm;
+  for (int i = 0; i < 500 && comm != "a) b (c\n"; ++i) {
+    comm = ReadFile("/proc/" + std::to_string(child) + "/comm");
+    if (comm != "a) b (c\n") std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(comm, "a) b (c\n");
+  auto ticks = ProcessStartTicks(child);
+  auto self = ProcessStartTicks(getpid());
+  ASSERT_TRUE(ticks.has_value()) << ticks.error().ToString();
+  ASSERT_TRUE(self.has_value());
+  EXPECT_GE(*ticks, *self);
+  kill(child, SIGKILL);
+  WaitExit(child);
+}
+
+TEST_F(SupervisorTest, RecordsThePidBeforeTheStepAndTheExitStatusAfter) {
+  const std::string marks = dir_ + "/marks";
+  std::string report;
+  pid_t sup = StartSupervisor(
+      {"/bin/sh", "sh", "-c", "cat " + dir_ + "/s.attempt1.pid > " + marks + "; exit 3"}, &report);
+  ASSERT_EQ(report.rfind("ok ", 0), 0u) << report;
+  int status = WaitExit(sup);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // The step itself saw its pid file complete.
+  auto pf = ReadPidFile(dir_ + "/s.attempt1.pid");
+  ASSERT_TRUE(pf.has_value()) << pf.error().ToString();
+  EXPECT_EQ(ReadFile(marks), FormatPidFile(*pf));
+  EXPECT_EQ(pf->supervisor.pid, sup);
+  EXPECT_EQ(std::to_string(pf->step.pid), report.substr(3, report.size() - 4));
+  EXPECT_EQ(pf->boot_id, BootId());
+  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
+  ASSERT_TRUE(st.has_value()) << st.error().ToString();
+  EXPECT_TRUE(WIFEXITED(st->wait_status));
+  EXPECT_EQ(WEXITSTATUS(st->wait_status), 3);
+  EXPECT_EQ(st->exec_errno, 0);
+  EXPECT_GE(st->finished_ns, pf->started_ns);
+  // Its lock went with it.
+  EXPECT_FALSE(IsLockHeld(dir_ + "/s.attempt1.lock").value());
+}
+
+TEST_F(SupervisorTest, HoldsTheLockWhileTheStepRunsAndForwardsSigterm) {
+  std::string report;
+  pid_t sup = StartSupervisor({"/bin/sleep", "sleep", "60"}, &report);
+  ASSERT_EQ(report.rfind("ok ", 0), 0u) << report;
+  EXPECT_TRUE(IsLockHeld(dir_ + "/s.attempt1.lock").value());
+  auto pf = ReadPidFile(dir_ + "/s.attempt1.pid");
+  ASSERT_TRUE(pf.has_value());
+  EXPECT_TRUE(IsAlive(pf->step, pf->boot_id));
+  // Its own session: a signal to the test's process group does not reach it.
+  EXPECT_EQ(getsid(sup), sup);
+  EXPECT_EQ(getpgid(pf->step.pid), pf->step.pid);
+  kill(sup, SIGTERM);
+  WaitExit(sup);
+  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFSIGNALED(st->wait_status));
+  EXPECT_EQ(WTERMSIG(st->wait_status), SIGTERM);
+  EXPECT_FALSE(IsLockHeld(dir_ + "/s.attempt1.lock").value());
+}
+
+TEST_F(SupervisorTest, Sigusr2KillsTheStepsWholeProcessGroup) {
+  std::string report;
+  // The shell ignores SIGTERM; only a SIGKILL ends it.
+  pid_t sup = StartSupervisor({"/bin/sh", "sh", "-c", "trap '' TERM; sleep 60 & wait"}, &report);
+  ASSERT_EQ(report.rfind("ok ", 0), 0u) << report;
+  kill(sup, SIGUSR2);
+  WaitExit(sup);
+  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFSIGNALED(st->wait_status));
+  EXPECT_EQ(WTERMSIG(st->wait_status), SIGKILL);
+}
+
+TEST_F(SupervisorTest, AProgramThatCannotBeExecutedIsReportedWithItsErrno) {
+  std::string report;
+  pid_t sup = StartSupervisor({dir_ + "/missing", "missing"}, &report);
+  EXPECT_EQ(report, "exec " + std::to_string(ENOENT) + "\n");
+  WaitExit(sup);
+  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->exec_errno, ENOENT);
+}
+
+}  // namespace
+}  // namespace sluice::local
