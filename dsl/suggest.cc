@@ -36,6 +36,8 @@ bool EqualIgnoringCase(std::string_view a, std::string_view b) {
 }  // namespace
 
 std::string ClosestMatch(std::string_view word, const std::vector<std::string>& candidates) {
+  // Typos are in short names; an edit distance is quadratic in the length.
+  if (word.size() > kMaxSuggestedLength) return "";
   for (const auto& c : candidates)
     if (EqualIgnoringCase(word, c) && word != c) return c;
   const size_t limit = std::max<size_t>(1, word.size() / 3);
