@@ -269,6 +269,9 @@ class Loader {
       if (a.loc.line != b.loc.line) return a.loc.line < b.loc.line;
       return a.loc.column < b.loc.column;
     });
+    if (stopped_)
+      diags_.push_back({{file_, 0, 0}, Severity::kError,
+                        "more than " + WithThousands(kMaxErrors) + " errors; fix these and lint again"});
     LoadResult result;
     bool has_error = std::any_of(diags_.begin(), diags_.end(),
                                  [](const Diagnostic& d) { return d.severity == Severity::kError; });
@@ -286,7 +289,15 @@ class Loader {
 
   SourceLocation Loc(const YamlNode& n) const { return {file_, n.line, n.column}; }
 
+  // Past kMaxErrors errors, diagnostics are dropped and `stopped_` ends the
+  // checks: a file with an error per step would otherwise cost a "did you
+  // mean" search over every step for each of them.
   void AddDiag(SourceLocation loc, Severity sev, std::string message) {
+    if (stopped_) return;
+    if (sev == Severity::kError && ++errors_ > kMaxErrors) {
+      stopped_ = true;
+      return;
+    }
     diags_.push_back({std::move(loc), sev, std::move(message)});
   }
   void Err(const YamlNode& n, std::string message) { AddDiag(Loc(n), Severity::kError, std::move(message)); }
@@ -627,6 +638,7 @@ class Loader {
   void ParseParams(const YamlNode& n) {
     if (!ExpectMap(n, "params")) return;
     for (size_t i = 0; i + 1 < n.children.size(); i += 2) {
+      if (stopped_) break;
       const YamlNode& key = N(n.children[i]);
       const YamlNode& val = N(n.children[i + 1]);
       if (!key.IsScalar()) continue;
@@ -761,6 +773,7 @@ class Loader {
     auto& out = is_finally ? spec_.finally_steps : spec_.steps;
     out.reserve(n.children.size());
     for (uint32_t c : n.children) {
+      if (stopped_) break;
       const YamlNode& sn = N(c);
       if (!sn.IsMap()) {
         Err(sn, std::string("each entry of '") + what + "' must be a step (a map with name and command), got " +
@@ -1438,6 +1451,7 @@ class Loader {
     // Names: unique across steps and finally.
     index_.reserve(all_.size());
     for (size_t i = 0; i < all_.size(); ++i) {
+      if (stopped_) break;
       const StepSpec& s = *all_[i];
       if (s.name.empty()) continue;
       auto [it, inserted] = index_.emplace(s.name, static_cast<int>(i));
@@ -1447,6 +1461,7 @@ class Loader {
     }
 
     for (size_t i = 0; i < all_.size(); ++i) {
+      if (stopped_) break;
       StepSpec& s = *all_[i];
       StepInfo& info = *infos[i];
       // Explicit dependencies.
@@ -1467,7 +1482,7 @@ class Loader {
       }
       // Templates: syntax, names, implicit dependencies.
       ForEachStepTemplate(s, [&](const Template& t, TemplateField field) {
-        if (field != TemplateField::kWhen && t.IsLiteral()) return;
+        if (stopped_ || (field != TemplateField::kWhen && t.IsLiteral())) return;
         bool is_template = IsTemplateField(t, field);
         if (field == TemplateField::kWhen && is_template && !IsSingleExpression(t.text)) {
           ErrAt(t.loc, "'when' must be one expression; put the whole condition inside a single {{ }}");
@@ -1485,6 +1500,7 @@ class Loader {
       });
     }
     for (size_t i = 0; i < all_.size(); ++i) {
+      if (stopped_) break;
       const StepSpec* sp = all_[i];
       const YamlNode* node = infos[i]->ignore_inputs_node;
       if (!node) continue;
@@ -1502,11 +1518,15 @@ class Loader {
     FindCycles(infos);
   }
 
-  Keys StepNames() const {
-    Keys out;
-    out.reserve(all_.size());
-    for (const auto* s : all_) out.push_back(s->name);
-    return out;
+  // Every step's name, in file order; built once, as all_ is complete
+  // before the first call.
+  const Keys& StepNames() {
+    if (step_names_.size() != all_.size()) {
+      step_names_.clear();
+      step_names_.reserve(all_.size());
+      for (const auto* s : all_) step_names_.push_back(s->name);
+    }
+    return step_names_;
   }
 
   // Adds the edge from step `from` (whose info is `info`) to step `to` once.
@@ -1814,6 +1834,7 @@ class Loader {
   std::vector<StepInfo> step_info_, finally_info_;
   std::vector<StepSpec*> all_;
   std::unordered_map<std::string, int> index_;
+  Keys step_names_;  // StepNames()
   std::vector<const YamlNode*> code_nodes_;
   std::vector<size_t> line_starts_;
   // (map, key) for each unknown key of a map that resembles `key`.
@@ -1826,6 +1847,8 @@ class Loader {
   std::unordered_map<std::string_view, const ParamSpec*> param_index_;  // built after ParseParams
   std::vector<size_t> edge_stamp_;  // per step: 1 + the step whose deps last received it
   std::vector<Diagnostic> diags_;
+  size_t errors_ = 0;     // errors reported so far
+  bool stopped_ = false;  // more than kMaxErrors errors: checking has stopped
 };
 
 }  // namespace

@@ -298,6 +298,17 @@ TEST(CountLimits, DefaultsCopiedIntoEveryStep) {
             "1,000,000 nodes in all; set the large parts in the steps that need them\n");
 }
 
+TEST(CountLimits, ErrorsStopAfterAThousand) {
+  // Each unknown step costs a "did you mean" search over all 20,000 names.
+  std::string steps;
+  for (size_t i = 0; i < kMaxSteps; ++i)
+    steps += "  - {name: s" + std::to_string(i) + ", command: [echo], depends: [x" + std::to_string(i) + "]}\n";
+  LoadResult r = LoadPipelineString(std::string(kHeader) + "steps:\n" + steps, "p.yaml");
+  ASSERT_EQ(r.diagnostics.size(), kMaxErrors + 1);
+  EXPECT_EQ(r.diagnostics[0].ToString(), "p.yaml:5:43: error: unknown step 'x0' in depends; did you mean 's0'?");
+  EXPECT_EQ(r.diagnostics.back().ToString(), "p.yaml: error: more than 1,000 errors; fix these and lint again");
+}
+
 TEST(CountLimits, ForeachRange) {
   EXPECT_EQ(Lint(StepWith("foreach", "{range: {start: -9007199254740993, end: 9223372036854775807}}")),
             "p.yaml:7:30: error: 'range.start' must be between -9007199254740992 and 9007199254740992 (2^53), got "
