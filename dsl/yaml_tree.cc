@@ -417,10 +417,20 @@ YamlDocument ParseYaml(std::string_view text) {
       void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
       void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
       void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-      void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-      void OnSequenceEnd() override {}
-      void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-      void OnMapEnd() override {}
+      // Nesting is bounded here too, so that yaml-cpp's recursion is.
+      size_t depth = 0;
+      void Open(const YAML::Mark& m) {
+        if (++depth > kMaxYamlDepth) throw LimitExceeded{m, TooDeepMessage()};
+      }
+      void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                           YAML::EmitterStyle::value) override {
+        Open(m);
+      }
+      void OnSequenceEnd() override { --depth; }
+      void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        Open(m);
+      }
+      void OnMapEnd() override { --depth; }
     } sink;
     if (parser.HandleNextDocument(sink) && sink.seen) {
       doc.problems.push_back({sink.first.line + 1, sink.first.column + 1,

@@ -156,6 +156,14 @@ TEST(YamlLimits, HundredThousandNestedFlowListsStopAtTheDepthLimit) {
   // Exactly at the limit is fine.
   d = ParseYaml(Repeat("[", 64) + Repeat("]", 64));
   EXPECT_TRUE(d.problems.empty());
+  // A second document is parsed only to report it, within the same limit.
+  d = ParseYaml("a: 1\n---\n" + Repeat("[", 100000) + Repeat("]", 100000));
+  ASSERT_EQ(d.problems.size(), 1u);
+  EXPECT_EQ(d.problems[0].line, 3);
+  EXPECT_EQ(d.problems[0].column, 65);
+  EXPECT_EQ(d.problems[0].message,
+            "maps and lists nest more than 64 levels deep (aliases count as the node they repeat); flatten the "
+            "structure");
 }
 
 TEST(YamlLimits, AliasInsideItsOwnNode) {
