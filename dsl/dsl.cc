@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 
+#include "dsl/limits.h"
 #include "dsl/quantity.h"
 #include "dsl/suggest.h"
 #include "dsl/yaml_cache.h"
@@ -55,7 +56,9 @@ std::string FormatDiagnosticsJson(const std::vector<Diagnostic>& diagnostics) {
                    {"severity", d.severity == Severity::kError ? "error" : "warning"},
                    {"message", d.message}});
   }
-  return arr.dump(2) + "\n";
+  // File names come from the command line and may be any bytes; replace
+  // what is not UTF-8 rather than throw.
+  return arr.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
 // ---------------------------------------------------------------------------
@@ -243,6 +246,8 @@ struct StepInfo {
   std::vector<int> deps;  // indices into Loader::all_
   bool foreach_written = false;                 // `foreach:` present, even if invalid
   const YamlNode* ignore_inputs_node = nullptr;  // the step's own cache.ignoreInputs
+  // `item.<field>...` -> what is wrong with it ("" when every item has the field).
+  std::unordered_map<std::string, std::string> item_field_errors;
 };
 
 class Loader {
@@ -264,6 +269,9 @@ class Loader {
       if (a.loc.line != b.loc.line) return a.loc.line < b.loc.line;
       return a.loc.column < b.loc.column;
     });
+    if (stopped_)
+      diags_.push_back({{file_, 0, 0}, Severity::kError,
+                        "more than " + WithThousands(kMaxErrors) + " errors; fix these and lint again"});
     LoadResult result;
     bool has_error = std::any_of(diags_.begin(), diags_.end(),
                                  [](const Diagnostic& d) { return d.severity == Severity::kError; });
@@ -281,7 +289,15 @@ class Loader {
 
   SourceLocation Loc(const YamlNode& n) const { return {file_, n.line, n.column}; }
 
+  // Past kMaxErrors errors, diagnostics are dropped and `stopped_` ends the
+  // checks: a file with an error per step would otherwise cost a "did you
+  // mean" search over every step for each of them.
   void AddDiag(SourceLocation loc, Severity sev, std::string message) {
+    if (stopped_) return;
+    if (sev == Severity::kError && ++errors_ > kMaxErrors) {
+      stopped_ = true;
+      return;
+    }
     diags_.push_back({std::move(loc), sev, std::move(message)});
   }
   void Err(const YamlNode& n, std::string message) { AddDiag(Loc(n), Severity::kError, std::move(message)); }
@@ -305,16 +321,17 @@ class Loader {
       const YamlNode& value = N(kids[i + 1]);
       if (!key.IsScalar()) continue;  // reported by the tree builder
       if (!Contains(allowed, key.value)) {
-        UnknownKey(key, allowed, where);
+        UnknownKey(map, key, allowed, where);
         continue;
       }
       fn(key.value, key, value);
     }
   }
 
-  void UnknownKey(const YamlNode& key, const Keys& allowed, const std::string& where) {
+  // `key` is a key of `map` that is not in `allowed`.
+  void UnknownKey(const YamlNode& map, const YamlNode& key, const Keys& allowed, const std::string& where) {
     std::string m = ClosestMatch(key.value, allowed);
-    if (!m.empty()) suggested_.emplace_back(&key, m);
+    if (!m.empty()) suggested_.emplace(&map, m);
     if (!m.empty())
       Err(key, "unknown key '" + key.value + "' in " + where + "; did you mean '" + m + "'?");
     else
@@ -324,12 +341,7 @@ class Loader {
   // True when an unknown key of `map` was taken for `key` ("did you mean"),
   // so that "missing key" is not reported as well.
   bool Suggested(const YamlNode& map, const std::string& key) const {
-    for (const auto& [k, m] : suggested_) {
-      if (m != key) continue;
-      for (size_t i = 0; i < map.children.size(); i += 2)
-        if (&N(map.children[i]) == k) return true;
-    }
-    return false;
+    return suggested_.count({&map, key}) > 0;
   }
 
   bool ExpectMap(const YamlNode& n, const std::string& what) {
@@ -479,6 +491,7 @@ class Loader {
       Err(root, "a pipeline file must be a map with apiVersion, kind, metadata and steps, got " + Describe(root));
       return;
     }
+    if (!WithinCountLimits(root)) return;
     std::unordered_map<std::string, const YamlNode*> top;
     Entries(root, kTopKeys, "the pipeline", [&](const std::string& k, const YamlNode&, const YamlNode& v) {
       top.emplace(k, &v);
@@ -509,6 +522,7 @@ class Loader {
     }
     if (auto* n = get("metadata")) ParseMetadata(*n);
     if (auto* n = get("params")) ParseParams(*n);
+    for (const auto& p : spec_.params) param_index_.emplace(p.name, &p);
     if (auto* n = get("defaults")) ParseDefaults(*n);
     if (auto* n = get("timeout")) {
       if (auto d = Dur(*n, "timeout")) {
@@ -529,6 +543,65 @@ class Loader {
     if (auto* n = get("finally")) ParseStepList(*n, true);
     if (auto* n = get("schedule")) ParseSchedule(*n);
     CheckSteps();
+  }
+
+  // The limits of dsl/limits.h on how many steps, params and env entries a
+  // file declares, and on `defaults`, which is copied into every step.
+  // Reports the first one exceeded, where it is exceeded; the rest of the
+  // file is then not validated.
+  bool WithinCountLimits(const YamlNode& root) {
+    const YamlNode* steps = nullptr;
+    const YamlNode* finally = nullptr;
+    const YamlNode* params = nullptr;
+    const YamlNode* defaults = nullptr;
+    for (size_t i = 0; i + 1 < root.children.size(); i += 2) {
+      const YamlNode& key = N(root.children[i]);
+      const YamlNode* value = &N(root.children[i + 1]);
+      if (!key.IsScalar()) continue;
+      if (key.value == "steps") steps = value;
+      else if (key.value == "finally") finally = value;
+      else if (key.value == "params") params = value;
+      else if (key.value == "defaults") defaults = value;
+    }
+    auto env_of = [&](const YamlNode& map) -> const YamlNode* {
+      for (size_t i = 0; i + 1 < map.children.size(); i += 2)
+        if (N(map.children[i]).IsScalar() && N(map.children[i]).value == "env") return &N(map.children[i + 1]);
+      return nullptr;
+    };
+    auto env_ok = [&](const YamlNode* env) {
+      if (!env || !env->IsMap() || env->children.size() / 2 <= kMaxEnvEntries) return true;
+      Err(N(env->children[2 * kMaxEnvEntries]), "more than " + std::to_string(kMaxEnvEntries) +
+                                                    " environment variables in one 'env'; pass the rest in a file");
+      return false;
+    };
+    size_t step_count = 0;
+    for (const YamlNode* list : {steps, finally}) {
+      if (!list || !list->IsSequence()) continue;
+      for (uint32_t c : list->children) {
+        if (++step_count > kMaxSteps) {
+          Err(N(c), "more than " + WithThousands(kMaxSteps) +
+                        " steps (steps and finally together); split the pipeline into several");
+          return false;
+        }
+        if (N(c).IsMap() && !env_ok(env_of(N(c)))) return false;
+      }
+    }
+    if (params && params->IsMap() && params->children.size() / 2 > kMaxParams) {
+      Err(N(params->children[2 * kMaxParams]),
+          "more than " + WithThousands(kMaxParams) + " params; pass structured settings as one list parameter");
+      return false;
+    }
+    if (defaults && defaults->IsMap()) {
+      if (!env_ok(env_of(*defaults))) return false;
+      const uint64_t size = ExpandedSize(doc_, static_cast<uint32_t>(defaults - doc_.nodes.data()));
+      if (step_count > 0 && size * step_count > kMaxYamlNodes) {
+        Err(*defaults, "'defaults' (" + WithThousands(size) + " YAML nodes) is copied into each of the " +
+                           WithThousands(step_count) + " steps, more than " + WithThousands(kMaxYamlNodes) +
+                           " nodes in all; set the large parts in the steps that need them");
+        return false;
+      }
+    }
+    return true;
   }
 
   void ParseMetadata(const YamlNode& n) {
@@ -565,6 +638,7 @@ class Loader {
   void ParseParams(const YamlNode& n) {
     if (!ExpectMap(n, "params")) return;
     for (size_t i = 0; i + 1 < n.children.size(); i += 2) {
+      if (stopped_) break;
       const YamlNode& key = N(n.children[i]);
       const YamlNode& val = N(n.children[i + 1]);
       if (!key.IsScalar()) continue;
@@ -628,6 +702,12 @@ class Loader {
     }
   }
 
+  // spec_.FindParam in O(1); params never change after ParseParams.
+  const ParamSpec* FindParam(const std::string& name) const {
+    auto it = param_index_.find(name);
+    return it == param_index_.end() ? nullptr : it->second;
+  }
+
   ParamType InferType(const YamlNode& n) {
     if (n.IsSequence()) return ParamType::kList;
     switch (ResolveScalar(n)) {
@@ -679,7 +759,7 @@ class Loader {
         if (Contains(kStepKeys, key.value))
           Err(key, "'" + key.value + "' cannot be set in defaults; defaults may set: " + JoinKeys(kDefaultKeys));
         else
-          UnknownKey(key, kDefaultKeys, "defaults");
+          UnknownKey(n, key, kDefaultKeys, "defaults");
         continue;
       }
       StepField(base_, key.value, N(kids[i + 1]), nullptr, "defaults");
@@ -693,6 +773,7 @@ class Loader {
     auto& out = is_finally ? spec_.finally_steps : spec_.steps;
     out.reserve(n.children.size());
     for (uint32_t c : n.children) {
+      if (stopped_) break;
       const YamlNode& sn = N(c);
       if (!sn.IsMap()) {
         Err(sn, std::string("each entry of '") + what + "' must be a step (a map with name and command), got " +
@@ -843,9 +924,10 @@ class Loader {
         return;
       }
       if (!ExpectSeq(v, "depends")) return;
+      std::unordered_set<std::string> listed;
       for (uint32_t c : v.children) {
         if (auto d = Str(N(c), "depends item")) {
-          if (std::find(s.depends.begin(), s.depends.end(), *d) != s.depends.end()) {
+          if (!listed.insert(*d).second) {
             Warn(N(c), "'" + *d + "' is listed twice in depends");
             continue;
           }
@@ -891,6 +973,9 @@ class Loader {
 
   void ParseEnv(StepSpec& s, const YamlNode& v) {
     if (!ExpectMap(v, "env")) return;
+    // A step's value overrides the default's; the index keeps that linear.
+    std::unordered_map<std::string, size_t> index;
+    for (size_t i = 0; i < s.env.size(); ++i) index.emplace(s.env[i].name, i);
     for (size_t i = 0; i + 1 < v.children.size(); i += 2) {
       const YamlNode& key = N(v.children[i]);
       const YamlNode& val = N(v.children[i + 1]);
@@ -927,9 +1012,9 @@ class Loader {
                      (val.IsNull() || IsYamlNull(val.value) ? "; write \"\" for an empty value" : ""));
         continue;
       }
-      auto it = std::find_if(s.env.begin(), s.env.end(), [&](const EnvVarSpec& x) { return x.name == e.name; });
-      if (it != s.env.end()) *it = std::move(e);  // a step's value overrides the default's
-      else s.env.push_back(std::move(e));
+      auto [it, inserted] = index.emplace(e.name, s.env.size());
+      if (inserted) s.env.push_back(std::move(e));
+      else s.env[it->second] = std::move(e);
     }
   }
 
@@ -960,21 +1045,37 @@ class Loader {
     } else if (v.IsMap()) {
       f.kind = ForEachSpec::Kind::kRange;
       bool has_range = false;
+      // Range bounds stay within +-2^53 (exact in any JSON reader), so that
+      // no arithmetic on them overflows, and a range has at most
+      // kMaxRangeInstances values.
+      auto bounded = [&](const YamlNode& x, const std::string& what, std::optional<int64_t> val) {
+        if (val && (*val > kMaxRangeValue || *val < -kMaxRangeValue)) {
+          Err(x, "'" + what + "' must be between -" + std::to_string(kMaxRangeValue) + " and " +
+                     std::to_string(kMaxRangeValue) + " (2^53), got " + std::to_string(*val));
+          return std::optional<int64_t>();
+        }
+        return val;
+      };
       Entries(v, kForeachKeys, "foreach", [&](const std::string&, const YamlNode&, const YamlNode& r) {
         has_range = true;
         if (r.IsScalar()) {
-          if (auto e = Int(r, "range")) f.range_end = *e;
+          if (auto e = bounded(r, "range", Int(r, "range"))) {
+            f.range_end = *e;
+            CheckRangeSize(f, r);
+          }
           return;
         }
         if (!ExpectMap(r, "range")) return;
         bool has_end = false;
+        bool bad = false;
         Entries(r, kRangeKeys, "range", [&](const std::string& rk, const YamlNode&, const YamlNode& x) {
-          auto val = Int(x, "range." + rk);
+          if (rk == "end") has_end = true;  // an invalid one is reported as such, not as missing
+          auto val = bounded(x, "range." + rk, Int(x, "range." + rk));
+          bad = bad || !val;
           if (!val) return;
           if (rk == "start") f.range_start = *val;
           else if (rk == "end") {
             f.range_end = *val;
-            has_end = true;
           } else {
             if (*val == 0) Err(x, "'range.step' cannot be 0");
             else f.range_step = *val;
@@ -984,8 +1085,11 @@ class Loader {
           Err(r, "'range' is missing 'end' (the range is [start, end))");
           return;
         }
+        if (bad) return;
         if ((f.range_step > 0 && f.range_start >= f.range_end) || (f.range_step < 0 && f.range_start <= f.range_end))
           Warn(v, "'foreach' range is empty: the step will run no instances");
+        else
+          CheckRangeSize(f, r);
       });
       if (!has_range)
         Err(v, "'foreach' as a map needs 'range', e.g. {range: {start: 0, end: 3}}");
@@ -998,6 +1102,18 @@ class Loader {
       return;
     }
     s.foreach = std::move(f);
+  }
+
+  // A range of more than kMaxRangeInstances values is an error at `r`.
+  // Bounds are within +-2^53, so the arithmetic cannot overflow.
+  void CheckRangeSize(const ForEachSpec& f, const YamlNode& r) {
+    const int64_t step = f.range_step == 0 ? 1 : f.range_step;
+    const int64_t span = step > 0 ? f.range_end - f.range_start : f.range_start - f.range_end;
+    const int64_t magnitude = step > 0 ? step : -step;
+    const int64_t count = span <= 0 ? 0 : (span + magnitude - 1) / magnitude;
+    if (count > static_cast<int64_t>(kMaxRangeInstances))
+      Err(r, "'foreach' range has " + WithThousands(static_cast<uint64_t>(count)) + " values; a range may have at most " +
+                 WithThousands(kMaxRangeInstances));
   }
 
   void ParseRetries(StepSpec& s, const YamlNode& v) {
@@ -1219,7 +1335,7 @@ class Loader {
         for (size_t i = 0; i + 1 < v.children.size(); i += 2) {
           const YamlNode& key = N(v.children[i]);
           if (!key.IsScalar()) continue;
-          if (!spec_.FindParam(key.value)) {
+          if (!FindParam(key.value)) {
             Err(key, "unknown parameter '" + key.value + "' in schedule.params" +
                          DidYouMean(key.value, ParamNames()));
             continue;
@@ -1323,7 +1439,7 @@ class Loader {
     static const Keys kScheduleFields = {"time", "date", "datetime", "year", "month",
                                          "day",  "hour", "minute",   "unix", "timezone"};
     for (const auto& r : *refs) {
-      if (r.path[0] == "params" && r.path.size() == 2 && spec_.FindParam(r.path[1])) continue;
+      if (r.path[0] == "params" && r.path.size() == 2 && FindParam(r.path[1])) continue;
       if (r.path[0] == "schedule" && r.path.size() == 2 && Contains(kScheduleFields, r.path[1])) continue;
       if (r.path[0] == "pipeline" && r.path.size() == 2 && r.path[1] == "name") continue;
       ErrAt(At(t, r.offset), "unknown name '" + r.ToString() +
@@ -1352,6 +1468,7 @@ class Loader {
     // Names: unique across steps and finally.
     index_.reserve(all_.size());
     for (size_t i = 0; i < all_.size(); ++i) {
+      if (stopped_) break;
       const StepSpec& s = *all_[i];
       if (s.name.empty()) continue;
       auto [it, inserted] = index_.emplace(s.name, static_cast<int>(i));
@@ -1361,6 +1478,7 @@ class Loader {
     }
 
     for (size_t i = 0; i < all_.size(); ++i) {
+      if (stopped_) break;
       StepSpec& s = *all_[i];
       StepInfo& info = *infos[i];
       // Explicit dependencies.
@@ -1377,11 +1495,11 @@ class Loader {
                          "'; finally steps run after all other steps");
           continue;
         }
-        AddEdge(info, it->second);
+        AddEdge(i, info, it->second);
       }
       // Templates: syntax, names, implicit dependencies.
       ForEachStepTemplate(s, [&](const Template& t, TemplateField field) {
-        if (field != TemplateField::kWhen && t.IsLiteral()) return;
+        if (stopped_ || (field != TemplateField::kWhen && t.IsLiteral())) return;
         bool is_template = IsTemplateField(t, field);
         if (field == TemplateField::kWhen && is_template && !IsSingleExpression(t.text)) {
           ErrAt(t.loc, "'when' must be one expression; put the whole condition inside a single {{ }}");
@@ -1394,11 +1512,12 @@ class Loader {
         auto refs = RefsOf(t, is_template);
         if (!refs) return;
         size_t before = diags_.size();
-        for (const auto& r : *refs) CheckReference(s, info, t, field, r);
+        for (const auto& r : *refs) CheckReference(i, s, info, t, field, r);
         if (field == TemplateField::kForeach && diags_.size() == before) CheckForeachSubject(t, *refs);
       });
     }
     for (size_t i = 0; i < all_.size(); ++i) {
+      if (stopped_) break;
       const StepSpec* sp = all_[i];
       const YamlNode* node = infos[i]->ignore_inputs_node;
       if (!node) continue;
@@ -1416,18 +1535,29 @@ class Loader {
     FindCycles(infos);
   }
 
-  Keys StepNames() const {
-    Keys out;
-    out.reserve(all_.size());
-    for (const auto* s : all_) out.push_back(s->name);
-    return out;
+  // Every step's name, in file order; built once, as all_ is complete
+  // before the first call.
+  const Keys& StepNames() {
+    if (step_names_.size() != all_.size()) {
+      step_names_.clear();
+      step_names_.reserve(all_.size());
+      for (const auto* s : all_) step_names_.push_back(s->name);
+    }
+    return step_names_;
   }
 
-  void AddEdge(StepInfo& info, int to) {
-    if (std::find(info.deps.begin(), info.deps.end(), to) == info.deps.end()) info.deps.push_back(to);
+  // Adds the edge from step `from` (whose info is `info`) to step `to` once.
+  // CheckSteps adds all of a step's edges before the next step's, so a stamp
+  // per target step tells whether `from` has it already.
+  void AddEdge(size_t from, StepInfo& info, int to) {
+    if (edge_stamp_.size() < all_.size()) edge_stamp_.assign(all_.size(), 0);
+    if (edge_stamp_[to] == from + 1) return;
+    edge_stamp_[to] = from + 1;
+    info.deps.push_back(to);
   }
 
-  void CheckReference(const StepSpec& s, StepInfo& info, const Template& t, TemplateField field,
+  // Checks reference `r` of template `t` of step `s` (all_[index]).
+  void CheckReference(size_t index, const StepSpec& s, StepInfo& info, const Template& t, TemplateField field,
                       const expr::Reference& r) {
     const auto& p = r.path;
     const std::string full = r.ToString();
@@ -1443,7 +1573,7 @@ class Loader {
         ErrAt(loc, "'params' needs a parameter name: params.<name>");
         return;
       }
-      const ParamSpec* param = spec_.FindParam(p[1]);
+      const ParamSpec* param = FindParam(p[1]);
       if (!param) {
         std::string m = ClosestMatch(p[1], ParamNames());
         ErrAt(loc, "unknown parameter '" + p[1] + "' in '" + full + "'" +
@@ -1481,7 +1611,7 @@ class Loader {
                        "'; finally steps run after all other steps");
         return;
       }
-      AddEdge(info, it->second);
+      AddEdge(index, info, it->second);
       if (p.size() < 3) {
         ErrAt(loc, "'" + full + "' needs more: steps." + p[1] + ".outputs.<artifacts|params|metrics>.<name> or "
                    "steps." + p[1] + ".phase");
@@ -1540,9 +1670,14 @@ class Loader {
         return;
       }
       if (root == "item_index" && p.size() > 1) ErrAt(loc, "'item_index' is a number; it has no field '" + p[1] + "'");
+      // Each field is checked against the items once per step (a step may
+      // name it in many templates over many items); every use reports it.
       if (root == "item" && p.size() > 1 && s.foreach && s.foreach->kind == ForEachSpec::Kind::kItems &&
-          !s.foreach->items.empty())
-        CheckItemField(s.foreach->items, p[1], full, loc);
+          !s.foreach->items.empty()) {
+        auto [it, inserted] = info.item_field_errors.try_emplace(full);
+        if (inserted) it->second = ItemFieldError(s.foreach->items, p[1], full);
+        if (!it->second.empty()) ErrAt(loc, it->second);
+      }
       return;
     }
     if (root == "inputs") {
@@ -1585,7 +1720,7 @@ class Loader {
       std::string fixed = hint;
       for (size_t i = 1; i < p.size(); ++i) fixed += "." + p[i];
       ErrAt(loc, "unknown name '" + full + "'; did you mean '" + fixed + "'?");
-    } else if (spec_.FindParam(root)) {
+    } else if (FindParam(root)) {
       ErrAt(loc, "unknown name '" + full + "'; did you mean 'params." + full + "'?");
     } else if (index_.count(root)) {
       ErrAt(loc, "unknown name '" + full + "'; did you mean 'steps." + full + "'?");
@@ -1596,24 +1731,23 @@ class Loader {
   }
 
   // `item.<field>` over a literal list: every item must be a map with it.
-  void CheckItemField(const std::vector<Json>& items, const std::string& field, const std::string& full,
-                      const SourceLocation& loc) {
+  // Returns the error for the first item that is not, or "".
+  std::string ItemFieldError(const std::vector<Json>& items, const std::string& field, const std::string& full) {
     for (size_t i = 0; i < items.size(); ++i) {
       const Json& it = items[i];
       if (!it.is_object()) {
-        ErrAt(loc, "'" + full + "': foreach item " + std::to_string(i) + " (" + it.dump() +
-                       ") is not a map, so it has no field '" + field + "'");
-        return;
+        return "'" + full + "': foreach item " + std::to_string(i) + " (" + it.dump() +
+               ") is not a map, so it has no field '" + field + "'";
       }
       if (!it.contains(field)) {
         Keys keys;
         for (auto kv = it.begin(); kv != it.end(); ++kv) keys.push_back(kv.key());
         std::string m = ClosestMatch(field, keys);
-        ErrAt(loc, "'" + full + "': foreach item " + std::to_string(i) + " has no field '" + field + "'" +
-                       (m.empty() ? "; it has: " + JoinKeys(keys) : "; did you mean 'item." + m + "'?"));
-        return;
+        return "'" + full + "': foreach item " + std::to_string(i) + " has no field '" + field + "'" +
+               (m.empty() ? "; it has: " + JoinKeys(keys) : "; did you mean 'item." + m + "'?");
       }
     }
+    return "";
   }
 
   // A foreach over exactly one name that can never be a list.
@@ -1717,10 +1851,21 @@ class Loader {
   std::vector<StepInfo> step_info_, finally_info_;
   std::vector<StepSpec*> all_;
   std::unordered_map<std::string, int> index_;
+  Keys step_names_;  // StepNames()
   std::vector<const YamlNode*> code_nodes_;
   std::vector<size_t> line_starts_;
-  std::vector<std::pair<const YamlNode*, std::string>> suggested_;  // unknown key -> the key it resembles
+  // (map, key) for each unknown key of a map that resembles `key`.
+  struct SuggestedHash {
+    size_t operator()(const std::pair<const YamlNode*, std::string>& p) const {
+      return std::hash<const void*>()(p.first) ^ std::hash<std::string>()(p.second);
+    }
+  };
+  std::unordered_set<std::pair<const YamlNode*, std::string>, SuggestedHash> suggested_;
+  std::unordered_map<std::string_view, const ParamSpec*> param_index_;  // built after ParseParams
+  std::vector<size_t> edge_stamp_;  // per step: 1 + the step whose deps last received it
   std::vector<Diagnostic> diags_;
+  size_t errors_ = 0;     // errors reported so far
+  bool stopped_ = false;  // more than kMaxErrors errors: checking has stopped
 };
 
 }  // namespace
@@ -1738,7 +1883,12 @@ LoadResult LoadPipelineFile(const std::string& path) {
                              std::string("cannot read the pipeline file: ") + std::strerror(errno)});
     return r;
   }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // One byte past the limit is enough to report it (CheckYamlText); a huge
+  // file is never read whole.
+  std::string text;
+  char chunk[64 * 1024];
+  while (text.size() <= kMaxFileBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+    text.append(chunk, static_cast<size_t>(in.gcount()));
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
   Loader loader(text, path, dir, /*parse_cache=*/true);

@@ -5,9 +5,12 @@
 
 namespace sluice::dsl {
 
-size_t EditDistance(std::string_view a, std::string_view b) {
+namespace {
+
+// The optimal-string-alignment distance over three caller-provided rows of
+// b.size() + 1 entries each.
+size_t Osa(std::string_view a, std::string_view b, size_t* prev2, size_t* prev, size_t* cur) {
   const size_t n = a.size(), m = b.size();
-  std::vector<size_t> prev2(m + 1), prev(m + 1), cur(m + 1);
   for (size_t j = 0; j <= m; ++j) prev[j] = j;
   for (size_t i = 1; i <= n; ++i) {
     cur[0] = i;
@@ -23,6 +26,20 @@ size_t EditDistance(std::string_view a, std::string_view b) {
   return prev[m];
 }
 
+}  // namespace
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  // Names are short: rows on the stack, no allocation per comparison (lint
+  // may compare one name against thousands of step names).
+  constexpr size_t kStackRow = 64;
+  if (b.size() < kStackRow) {
+    size_t rows[3][kStackRow + 1];
+    return Osa(a, b, rows[0], rows[1], rows[2]);
+  }
+  std::vector<size_t> prev2(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
+  return Osa(a, b, prev2.data(), prev.data(), cur.data());
+}
+
 namespace {
 
 bool EqualIgnoringCase(std::string_view a, std::string_view b) {
@@ -36,6 +53,8 @@ bool EqualIgnoringCase(std::string_view a, std::string_view b) {
 }  // namespace
 
 std::string ClosestMatch(std::string_view word, const std::vector<std::string>& candidates) {
+  // Typos are in short names; an edit distance is quadratic in the length.
+  if (word.size() > kMaxSuggestedLength) return "";
   for (const auto& c : candidates)
     if (EqualIgnoringCase(word, c) && word != c) return c;
   const size_t limit = std::max<size_t>(1, word.size() / 3);

@@ -136,9 +136,10 @@ std::string ParseCacheDir() {
 YamlDocument ParseYamlCached(std::string_view text, const std::string& digest_hex) {
   const std::string dir = text.size() >= kMinCachedBytes ? ParseCacheDir() : "";
   if (dir.empty()) return ParseYaml(text);
+  if (CheckYamlText(text)) return ParseYaml(text);  // reports the problem
   const fs::path entry = fs::path(dir) / (digest_hex + ".tree");
   if (auto bytes = ReadAll(entry)) {
-    if (auto doc = DecodeYamlDocument(*bytes)) return std::move(*doc);
+    if (auto doc = DecodeYamlDocument(*bytes); doc && WithinLimits(*doc)) return std::move(*doc);
   }
   YamlDocument doc = ParseYaml(text);
   if (!doc.problems.empty()) return doc;

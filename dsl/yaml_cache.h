@@ -8,8 +8,10 @@
 // faster than it loads), and only documents without problems. Entries live
 // in $SLUICE_PARSE_CACHE, else $XDG_CACHE_HOME/sluice/parse, else
 // ~/.cache/sluice/parse; SLUICE_PARSE_CACHE=off turns the cache off. A
-// damaged, truncated or foreign entry is a miss, never an error: the text is
-// parsed again and the entry rewritten. Entries are written to a temporary
+// damaged, truncated or foreign entry, or one outside the limits of
+// dsl/limits.h (WithinLimits), is a miss, never an error: the text is parsed
+// again and the entry rewritten. Text over the size limit or not UTF-8 is
+// never looked up. Entries are written to a temporary
 // file and renamed, so concurrent sluice processes never read half of one;
 // the directory keeps the newest kMaxEntries.
 

@@ -7,6 +7,7 @@
 // one silently). Internal to dsl/.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,7 +53,26 @@ struct YamlDocument {
 
 // Parses `text`. Never throws: yaml-cpp exceptions become fatal problems.
 // Reports duplicate keys, non-scalar keys and extra documents as problems.
+// Stops at the first limit of dsl/limits.h that the text exceeds (size,
+// UTF-8, nesting depth, nodes with aliases expanded, string length, an alias
+// inside the node it names), as one fatal problem at its location; a
+// document without problems is therefore finite, acyclic and within them.
 YamlDocument ParseYaml(std::string_view text);
+
+// The checks ParseYaml makes before parsing: the text is at most
+// kMaxFileBytes and well-formed UTF-8. Returns the fatal problem, located at
+// the first bad byte, or nullopt.
+std::optional<YamlProblem> CheckYamlText(std::string_view text);
+
+// True when `doc` (e.g. one read back from the parse cache) is what ParseYaml
+// can produce within the limits: child indices in range, no cycle, nesting
+// and expanded size within kMaxYamlDepth and kMaxYamlNodes, every value at
+// most kMaxScalarBytes of UTF-8.
+bool WithinLimits(const YamlDocument& doc);
+
+// The number of nodes under `node`, itself included, with aliases expanded.
+// `doc` must be WithinLimits.
+uint64_t ExpandedSize(const YamlDocument& doc, uint32_t node);
 
 // How a plain (unquoted) scalar resolves under the YAML 1.2 core schema.
 enum class PlainType { kString, kNull, kBool, kInt, kFloat };

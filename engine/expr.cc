@@ -7,6 +7,8 @@
 #include <memory>
 #include <optional>
 
+#include "engine/json_text.h"
+
 namespace sluice::expr {
 namespace {
 
@@ -182,8 +184,14 @@ struct Node {
   std::vector<std::string> path;   // kName: dotted path; kField: path[0] is the field; kCall: path[0] is the function
   Tok op = Tok::kEnd;              // kCompare
   bool negate = false;             // kIn: "not in"
-  std::vector<NodePtr> kids;
+  size_t height = 1;               // nodes on the longest path down from here, this one included
+  std::vector<NodePtr> kids;       // kAnd, kOr: two or more operands, evaluated in order
 };
+
+std::string TooDeep(size_t offset) {
+  return "col " + std::to_string(offset + 1) + ": the expression nests more than " +
+         std::to_string(kMaxExpressionDepth) + " levels deep; simplify it";
+}
 
 constexpr const char* kFunctions[] = {"len", "int", "float", "str", "join", "min", "max", "lower", "upper"};
 
@@ -197,6 +205,10 @@ class Parser {
  public:
   explicit Parser(std::vector<Token> tokens) : toks_(std::move(tokens)) {}
 
+  // Both the parser's recursion and the tree's height (which bounds the
+  // recursion of everything that walks it, the destructor included) stay
+  // within kMaxExpressionDepth: parentheses, lists, calls, indexes and `not`
+  // nest; a chain of && or || is one node.
   Result<NodePtr> ParseAll() {
     if (Peek().kind == Tok::kEnd) return Error(SyntaxError(Peek().offset, "empty expression"));
     auto n = ParseOr();
@@ -215,9 +227,34 @@ class Parser {
     auto n = std::make_unique<Node>();
     n->kind = kind;
     n->offset = offset;
-    n->kids = std::move(kids);
+    for (auto& k : kids) Adopt(*n, std::move(k));
     return n;
   }
+
+  // Appends `kid` to `parent`'s kids, keeping `parent.height`.
+  static void Adopt(Node& parent, NodePtr kid) {
+    parent.height = std::max(parent.height, kid->height + 1);
+    parent.kids.push_back(std::move(kid));
+  }
+
+  // An error when `n` is higher than the limit.
+  static Status CheckHeight(const Node& n) {
+    if (n.height > kMaxExpressionDepth) return Status::InvalidArgument(TooDeep(n.offset));
+    return Status::Ok();
+  }
+
+  // Counts one level of the parser's recursion while alive.
+  class Nest {
+   public:
+    explicit Nest(Parser* p) : p_(p) { ++p_->depth_; }
+    ~Nest() { --p_->depth_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+    bool too_deep() const { return p_->depth_ > kMaxExpressionDepth; }
+
+   private:
+    Parser* p_;
+  };
 
   static std::vector<NodePtr> Kids(NodePtr a, NodePtr b = nullptr) {
     std::vector<NodePtr> kids;
@@ -226,28 +263,40 @@ class Parser {
     return kids;
   }
 
-  // One left-associative level: operand (op operand)*, each op a `kind` node.
+  // One left-associative level: operand (op operand)*, all operands the
+  // kids of one `kind` node (at the first op), so a long chain stays flat.
   Result<NodePtr> ParseLeftAssoc(Tok op, NodeKind kind, Result<NodePtr> (Parser::*operand)()) {
     auto lhs = (this->*operand)();
     if (!lhs) return lhs;
+    if (Peek().kind != op) return lhs;
+    NodePtr chain = MakeNode(kind, Peek().offset, Kids(std::move(*lhs)));
     while (Peek().kind == op) {
-      size_t off = Next().offset;
+      Next();
       auto rhs = (this->*operand)();
       if (!rhs) return rhs;
-      lhs = MakeNode(kind, off, Kids(std::move(*lhs), std::move(*rhs)));
+      Adopt(*chain, std::move(*rhs));
     }
-    return lhs;
+    SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*chain));
+    return chain;
   }
 
-  Result<NodePtr> ParseOr() { return ParseLeftAssoc(Tok::kOr, NodeKind::kOr, &Parser::ParseAnd); }
+  Result<NodePtr> ParseOr() {
+    Nest nest(this);
+    if (nest.too_deep()) return Error(Status::InvalidArgument(TooDeep(Peek().offset)));
+    return ParseLeftAssoc(Tok::kOr, NodeKind::kOr, &Parser::ParseAnd);
+  }
   Result<NodePtr> ParseAnd() { return ParseLeftAssoc(Tok::kAnd, NodeKind::kAnd, &Parser::ParseNot); }
 
   Result<NodePtr> ParseNot() {
     if (Peek().kind == Tok::kNot) {
+      Nest nest(this);
+      if (nest.too_deep()) return Error(Status::InvalidArgument(TooDeep(Peek().offset)));
       size_t off = Next().offset;
       auto operand = ParseNot();
       if (!operand) return operand;
-      return MakeNode(NodeKind::kNot, off, Kids(std::move(*operand)));
+      NodePtr n = MakeNode(NodeKind::kNot, off, Kids(std::move(*operand)));
+      SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*n));
+      return n;
     }
     return ParseCompare();
   }
@@ -266,6 +315,7 @@ class Parser {
       if (!rhs) return rhs;
       NodePtr n = MakeNode((is_in || is_not_in) ? NodeKind::kIn : NodeKind::kCompare, off,
                            Kids(std::move(*lhs), std::move(*rhs)));
+      SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*n));
       n->negate = is_not_in;
       n->op = k;
       Tok after = Peek().kind;
@@ -295,6 +345,7 @@ class Parser {
           NodePtr n = MakeNode(NodeKind::kField, f.offset, Kids(std::move(cur)));
           n->path.push_back(f.text);
           cur = std::move(n);
+          SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*cur));
         }
       } else if (Peek().kind == Tok::kLBracket) {
         size_t off = Next().offset;
@@ -304,6 +355,7 @@ class Parser {
           return Error(SyntaxError(Peek().offset, "expected ']', got " + TokName(Peek())));
         Next();
         cur = MakeNode(NodeKind::kIndex, off, Kids(std::move(cur), std::move(*idx)));
+        SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*cur));
       } else {
         break;
       }
@@ -326,6 +378,8 @@ class Parser {
           double d = std::strtod(t.text.c_str(), &endp);
           if (endp != t.text.c_str() + t.text.size())
             return Error(SyntaxError(t.offset, "invalid number '" + t.text + "'"));
+          if (!std::isfinite(d))
+            return Error(SyntaxError(t.offset, "number '" + t.text + "' is out of range"));
           v = d;
         }
         n->literal = std::move(v);
@@ -355,13 +409,14 @@ class Parser {
         for (;;) {
           auto e = ParseOr();
           if (!e) return e;
-          n->kids.push_back(std::move(*e));
+          Adopt(*n, std::move(*e));
           if (Peek().kind == Tok::kComma) {
             Next();
             continue;
           }
           if (Peek().kind == Tok::kRBracket) {
             Next();
+            SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*n));
             return n;
           }
           return Error(SyntaxError(Peek().offset, "expected ',' or ']' in list, got " + TokName(Peek())));
@@ -396,13 +451,14 @@ class Parser {
           for (;;) {
             auto e = ParseOr();
             if (!e) return e;
-            n->kids.push_back(std::move(*e));
+            Adopt(*n, std::move(*e));
             if (Peek().kind == Tok::kComma) {
               Next();
               continue;
             }
             if (Peek().kind == Tok::kRParen) {
               Next();
+              SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*n));
               return n;
             }
             return Error(SyntaxError(Peek().offset, "expected ',' or ')' in call, got " + TokName(Peek())));
@@ -419,6 +475,7 @@ class Parser {
 
   std::vector<Token> toks_;
   size_t pos_ = 0;
+  size_t depth_ = 0;  // ParseOr and `not` calls in progress
 };
 
 Result<NodePtr> ParseRange(std::string_view text, size_t begin, size_t end) {
@@ -637,11 +694,14 @@ class Evaluator {
         if (base->is_array()) {
           if (!idx->is_number_integer())
             return Error(TypeError(n.offset, "a list index must be an integer, got " + TypeName(*idx)));
-          int64_t i = idx->get<int64_t>();
           int64_t size = static_cast<int64_t>(base->size());
+          // An unsigned index above INT64_MAX has no int64_t value; any
+          // int64_t plus a list's size cannot overflow.
+          bool in_range = !(idx->is_number_unsigned() && idx->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX));
+          int64_t i = in_range ? idx->get<int64_t>() : 0;
           if (i < 0) i += size;
-          if (i < 0 || i >= size)
-            return Error(TypeError(n.offset, "index " + idx->dump() + " is out of range (the list has " +
+          if (!in_range || i < 0 || i >= size)
+            return Error(TypeError(n.offset, "index " + JsonText(*idx) + " is out of range (the list has " +
                                                  std::to_string(size) + " items)"));
           return (*base)[static_cast<size_t>(i)];
         }
@@ -663,14 +723,14 @@ class Evaluator {
       }
       case NodeKind::kAnd:
       case NodeKind::kOr: {
-        auto l = Eval(*n.kids[0]);
-        if (!l) return l;
-        bool lt = IsTruthy(*l);
-        if (n.kind == NodeKind::kAnd && !lt) return Json(false);
-        if (n.kind == NodeKind::kOr && lt) return Json(true);
-        auto r = Eval(*n.kids[1]);
-        if (!r) return r;
-        return Json(IsTruthy(*r));
+        // Short-circuit: && stops at the first false operand, || at the first true one.
+        const bool stop_at = n.kind == NodeKind::kOr;
+        for (const auto& k : n.kids) {
+          auto v = Eval(*k);
+          if (!v) return v;
+          if (IsTruthy(*v) == stop_at) return Json(stop_at);
+        }
+        return Json(!stop_at);
       }
       case NodeKind::kIn: {
         auto l = Eval(*n.kids[0]);
@@ -704,8 +764,8 @@ class Evaluator {
         } else {
           auto x = AsNumber(*l), y = AsNumber(*r);
           if (!x || !y || (!l->is_number() && !r->is_number()))
-            return Error(TypeError(n.offset, "cannot order " + TypeName(*l) + " " + l->dump() + " and " +
-                                                 TypeName(*r) + " " + r->dump()));
+            return Error(TypeError(n.offset, "cannot order " + TypeName(*l) + " " + JsonText(*l) + " and " +
+                                                 TypeName(*r) + " " + JsonText(*r)));
           cmp = *x < *y ? -1 : (*x > *y ? 1 : 0);
         }
         switch (n.op) {
@@ -772,15 +832,23 @@ class Evaluator {
     }
     if (fn == "int" || fn == "float") {
       SLUICE_RETURN_IF_ERROR_RESULT(arity(1, 1));
+      if (fn == "int" && args[0].is_number_integer()) return args[0];
       auto d = AsNumber(args[0]);
-      if (!d) return Error(TypeError(n.offset, fn + "() cannot convert " + args[0].dump()));
-      if (fn == "int") return Json(static_cast<int64_t>(*d));
-      return Json(*d);
+      if (!d) return Error(TypeError(n.offset, fn + "() cannot convert " + JsonText(args[0])));
+      if (!std::isfinite(*d))
+        return Error(TypeError(n.offset, fn + "() cannot convert " + JsonText(args[0]) + ": not a finite number"));
+      if (fn == "float") return Json(*d);
+      // Casting a double outside int64_t's range is undefined: -2^63 is the
+      // least value, 2^63 the first one past the greatest.
+      if (!(*d >= -9223372036854775808.0 && *d < 9223372036854775808.0))
+        return Error(TypeError(n.offset, "int() cannot convert " + JsonText(args[0]) +
+                                             ": out of the 64-bit integer range"));
+      return Json(static_cast<int64_t>(*d));
     }
     if (fn == "str") {
       SLUICE_RETURN_IF_ERROR_RESULT(arity(1, 1));
       if (args[0].is_string()) return args[0];
-      return Json(args[0].dump());
+      return Json(JsonText(args[0]));
     }
     if (fn == "lower" || fn == "upper") {
       SLUICE_RETURN_IF_ERROR_RESULT(arity(1, 1));
@@ -803,7 +871,7 @@ class Evaluator {
       for (const auto& e : args[0]) {
         if (!first) out += sep;
         first = false;
-        out += e.is_string() ? e.get<std::string>() : e.dump();
+        out += e.is_string() ? e.get<std::string>() : JsonText(e);
       }
       return Json(out);
     }
@@ -821,7 +889,7 @@ class Evaluator {
       double best_v = 0;
       for (const auto& e : *list) {
         auto d = AsNumber(e);
-        if (!d) return Error(TypeError(n.offset, fn + "() needs numbers, got " + e.dump()));
+        if (!d) return Error(TypeError(n.offset, fn + "() needs numbers, got " + JsonText(e)));
         if (!best || (fn == "min" ? *d < best_v : *d > best_v)) {
           best = &e;
           best_v = *d;
@@ -857,7 +925,7 @@ namespace {
 
 std::string ToText(const Json& v) {
   if (v.is_string()) return v.get<std::string>();
-  return v.dump();
+  return JsonText(v);
 }
 
 }  // namespace

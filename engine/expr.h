@@ -27,6 +27,13 @@
 
 namespace sluice::expr {
 
+// How deep an expression may nest: parentheses, lists, calls, indexes, field
+// reads of computed values and `not` each add a level (a chain of && or ||
+// is one level). Deeper input is a syntax error ("col N: the expression
+// nests more than 64 levels deep; simplify it"), never deep recursion. Real
+// conditions nest a handful of levels.
+inline constexpr size_t kMaxExpressionDepth = 64;
+
 // A dotted name referenced by an expression, e.g. {"steps","train","outputs",
 // "params","auc"}. `offset` is the byte offset of the name's first character
 // inside the template/expression text (for error columns).

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "dsl/dsl.h"
+#include "dsl/limits.h"
 
 namespace sluice::dsl {
 namespace {
@@ -126,6 +127,37 @@ TEST_F(ParseCacheTest, SmallFilesAndFilesWithProblemsAreNotCached) {
   LoadResult r = LoadPipelineFile(bad);
   EXPECT_FALSE(r.ok());
   EXPECT_TRUE(Entries().empty());
+}
+
+TEST_F(ParseCacheTest, AnEntryOutsideTheLimitsIsAMiss) {
+  const std::string text = Pipeline(2000);
+  const std::string path = dir_ + "/pipeline.yaml";
+  std::ofstream(path) << text;
+  ASSERT_TRUE(LoadPipelineFile(path).ok());
+  auto entries = Entries();
+  ASSERT_EQ(entries.size(), 1u);
+  // A foreign entry whose root map holds itself: walking it would never end.
+  YamlDocument cyclic = ParseYaml("a: [1]\n");
+  ASSERT_TRUE(WithinLimits(cyclic));
+  cyclic.nodes[2].children.push_back(cyclic.root);
+  EXPECT_FALSE(WithinLimits(cyclic));
+  { std::ofstream(entries[0], std::ios::binary | std::ios::trunc) << EncodeYamlDocument(cyclic); }
+  LoadResult r = LoadPipelineFile(path);
+  ASSERT_TRUE(r.ok()) << FormatDiagnosticsText(r.diagnostics);
+  EXPECT_EQ(r.spec->steps.size(), 2000u);
+  // So are one that nests too deep and one with a string over the limit.
+  YamlDocument deep = ParseYaml(std::string(64, '[') + std::string(64, ']'));
+  ASSERT_TRUE(WithinLimits(deep));
+  deep.nodes.back().kind = YamlNode::Kind::kSequence;
+  deep.nodes.back().children.clear();
+  YamlNode extra;
+  extra.kind = YamlNode::Kind::kSequence;
+  deep.nodes.push_back(extra);
+  deep.nodes[deep.nodes.size() - 2].children.push_back(static_cast<uint32_t>(deep.nodes.size() - 1));
+  EXPECT_FALSE(WithinLimits(deep));
+  YamlDocument long_string = ParseYaml("a: b\n");
+  long_string.nodes[2].value.assign(kMaxScalarBytes + 1, 'x');
+  EXPECT_FALSE(WithinLimits(long_string));
 }
 
 TEST_F(ParseCacheTest, OffTurnsTheCacheOff) {
