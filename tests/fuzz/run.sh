@@ -3,22 +3,28 @@
 # tree and runs each: first its whole corpus once (-runs=0: the seeds and
 # every crash found before), then fuzzing for a bounded time.
 #   tests/fuzz/run.sh [--build DIR] [--seconds N] [TARGET...]
+#   tests/fuzz/run.sh [--build DIR] --unit
 # TARGET: lint expr kubeconfig cron webhook api_body (default: all of them).
 # DIR defaults to build/build-fuzz; N (seconds of fuzzing per target) to 20.
+# --unit instead builds the dsl and engine-core unit tests in that tree (so
+# with AddressSanitizer and UndefinedBehaviorSanitizer) and runs them.
 # New inputs go to DIR/corpus/TARGET (kept between runs), crashes to
-# DIR/artifacts/. Exit status: 0 clean; 1 a crash, leak, timeout, out-of-memory
-# or build failure (the input and the commands to reproduce and minimise it are
-# printed); 77 clang or libFuzzer's runtime is missing (CTest: skipped).
+# DIR/artifacts/. Exit status: 0 clean; 1 a crash, leak, timeout, out-of-memory,
+# failed unit test or build failure (for a crash, the input and the commands
+# to reproduce and minimise it are printed); 77 clang or libFuzzer's runtime
+# is missing (CTest: skipped).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$src/build/build-fuzz
 seconds=20
+unit=0
 targets=()
 while [ $# -gt 0 ]; do
   case $1 in
     --build) build=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --unit) unit=1; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -46,8 +52,14 @@ if [ ! -f "$build/build.ninja" ]; then
   command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   cmake -S "$src" -B "$build" -G Ninja -C "$src/tests/fuzz/cache.cmake" "${launcher[@]}" >/dev/null
 fi
+# The dsl and engine-core unit tests: the code the fuzz targets link, and
+# quick (seconds) under the sanitizers.
+unit_tests=(tests/dsl/sluice_dsl_tests tests/engine/graph_test tests/engine/plan_test
+            tests/engine/json_text_test tests/engine/sqlite_store_test
+            tests/engine/artifact_store_test)
+if [ "$unit" -eq 1 ]; then build_targets=("${unit_tests[@]##*/}"); else build_targets=("${targets[@]/#/fuzz_}"); fi
 mkdir -p "$build/logs"
-if ! ninja -C "$build" -j"$(nproc)" "${targets[@]/#/fuzz_}" >"$build/logs/build.log" 2>&1; then
+if ! ninja -C "$build" -j"$(nproc)" "${build_targets[@]}" >"$build/logs/build.log" 2>&1; then
   tail -60 "$build/logs/build.log"
   echo "fuzz: build failed"
   exit 1
@@ -57,6 +69,23 @@ echo "fuzz: built in $((SECONDS - start)) s"
 mkdir -p "$build/artifacts" "$build/logs"
 # Stacks for UB reports too; a leak is a failure like a crash.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+if [ "$unit" -eq 1 ]; then
+  failed=()
+  for t in "${unit_tests[@]}"; do
+    log=$build/logs/${t##*/}.log
+    if (cd "$build" && SLUICE_PARSE_CACHE=off "$build/$t" >"$log" 2>&1); then
+      echo "fuzz: $t (ASan+UBSan): $(grep -o '[0-9]* tests\? from [0-9]* test suites\? ran' "$log")"
+    else
+      failed+=("${t##*/}")
+      echo "fuzz: $t (ASan+UBSan) FAILED; the end of $log:"
+      tail -60 "$log"
+    fi
+  done
+  echo "fuzz: total $((SECONDS - start)) s"
+  [ ${#failed[@]} -eq 0 ] || { echo "fuzz: FAILED: ${failed[*]}"; exit 1; }
+  exit 0
+fi
 failed=()
 for t in "${targets[@]}"; do
   bin=$build/tests/fuzz/fuzz_$t
