@@ -4,6 +4,8 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "engine/spec.h"
 #include "engine/status.h"
@@ -13,8 +15,10 @@ namespace sluice::server {
 
 // "2026-11-25T15:30:12.345Z".
 std::string IsoTime(TimePoint t);
-// Parses IsoTime's output, RFC 3339 with an offset, or a bare date
-// ("2026-11-25", midnight UTC). nullopt when none fits.
+// Parses IsoTime's output: "YYYY-MM-DDTHH:MM:SS", optional fraction (kept to
+// the millisecond), then "Z" or an offset ("+02:00", "-0530"); or a bare date
+// ("2026-11-25", midnight UTC). nullopt for anything else, and for times
+// outside what a TimePoint holds (1678 to 2261).
 std::optional<TimePoint> ParseIsoTime(const std::string& text);
 
 // The API's run object (GET /api/v1/runs/{run} "run").
@@ -23,9 +27,39 @@ Json RunToJson(const RunRecord& run);
 Json StepToJson(const StepRecord& step);
 Json ArtifactToJson(const ArtifactRecord& artifact);
 
-// The inverse, for clients; missing fields keep their defaults.
-// kInvalidArgument when `j` is not an object or a phase is unknown.
+// The inverse, for clients; missing (or null) fields keep their defaults.
+// kInvalidArgument when `j` is not an object, a phase is unknown, or a field
+// has the wrong type ("run field 'pipeline' is not a string", "step field
+// 'index' is not an integer in the range of an int").
 Result<RunRecord> RunFromJson(const Json& j);
 Result<StepRecord> StepFromJson(const Json& j);
+
+// Request bodies, parsed apart from the HTTP server so they can be tested and
+// fuzzed on their own. Errors are kInvalidArgument with the text the API
+// returns to the client.
+
+// The deepest nesting of arrays and objects a request body may have (the
+// whole body counts as depth 1): deeper JSON is refused before anything
+// serialises it again, since nlohmann::json's dump() recurses per level.
+inline constexpr int kMaxBodyDepth = 64;
+
+// A request body as a JSON object; an empty body is {}. Errors: "request body
+// is not a JSON object", "request body nests deeper than 64 levels".
+Result<Json> ParseBodyObject(std::string_view body);
+
+// POST /api/v1/pipelines/{pipeline}/runs: {"params": {name: value, ...},
+// "run_id": "..."}, both optional.
+struct SubmitBody {
+  Json params;         // the "params" object; null when the body has none
+  std::string run_id;  // "" = let the server generate one
+};
+// Errors: those of ParseBodyObject, and "'params' must be an object name ->
+// value".
+Result<SubmitBody> ParseSubmitBody(std::string_view body);
+
+// POST /api/v1/runs/{run}/rerun: {"from": "step"} or {"from": ["a", "b"]}.
+// Returns the step names, in order. Errors: those of ParseBodyObject, and
+// "rerun needs 'from': a step name or a list of them".
+Result<std::vector<std::string>> ParseRerunBody(std::string_view body);
 
 }  // namespace sluice::server

@@ -100,7 +100,10 @@ Result<std::vector<bool>> ParseField(std::string_view field, const FieldDef& def
         hi = (part.find('/') != std::string_view::npos) ? def.max : *v;
       }
     }
-    for (int v = lo; v <= hi; v += step) set[v] = true;
+    for (int v = lo; v <= hi; v += step) {
+      set[v] = true;
+      if (hi - v < step) break;  // past `hi`; v + step could overflow an int
+    }
   }
   return set;
 }

@@ -69,15 +69,6 @@ void SendUnauthorized(httplib::Response& res, const std::string& message) {
   SendJson(res, 401, {{"error", {{"code", "UNAUTHENTICATED"}, {"message", message}}}});
 }
 
-// Parses a JSON request body; an empty body is {}.
-Result<Json> BodyJson(const httplib::Request& req) {
-  if (req.body.empty()) return Json::object();
-  Json j = Json::parse(req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return Error(Status::InvalidArgument("request body is not a JSON object"));
-  return j;
-}
-
 std::pair<std::string, int> SplitListen(const std::string& listen) {
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) return {listen, 8080};
@@ -486,21 +477,12 @@ void Routes::Install(httplib::Server& http) {
     SendJson(res, 200, out);
   });
   http.Post(R"(/api/v1/pipelines/([^/]+)/runs)", [s](const httplib::Request& req, httplib::Response& res) {
-    auto body = BodyJson(req);
+    auto body = ParseSubmitBody(req.body);
     if (!body) return SendError(res, body.error());
     SubmitRequest sub;
     sub.pipeline = req.matches[1];
-    if (body->contains("params")) {
-      if (!(*body)["params"].is_object())
-        return SendError(res, Status::InvalidArgument("'params' must be an object name -> value"));
-      sub.typed_params = (*body)["params"];
-    }
-    if (body->contains("run_id")) {
-      // Checked (ValidateRunId) by Submit, the one door for every trigger.
-      if (!(*body)["run_id"].is_string())
-        return SendError(res, Status::InvalidArgument("'run_id' must be a string"));
-      sub.run_id = (*body)["run_id"];
-    }
+    if (!body->params.is_null()) sub.typed_params = std::move(body->params);
+    sub.run_id = std::move(body->run_id);
     sub.trigger = "api";
     auto id = s->runs_->Submit(std::move(sub));
     if (!id) return SendError(res, id.error());
@@ -673,8 +655,11 @@ void Routes::Install(httplib::Server& http) {
   auto resume = [s, routes](const httplib::Request& req, httplib::Response& res, bool rerun) {
     auto run = routes->FindRun(req.matches[1]);
     if (!run) return SendError(res, run.error());
-    auto body = BodyJson(req);
-    if (!body) return SendError(res, body.error());
+    // A resume takes no fields, but its body must still be a JSON object.
+    Result<std::vector<std::string>> from = std::vector<std::string>();
+    if (rerun) from = ParseRerunBody(req.body);
+    else if (auto body = ParseBodyObject(req.body); !body) from = Error(body.error());
+    if (!from) return SendError(res, from.error());
     SubmitRequest sub;
     sub.pipeline = run->pipeline;
     sub.resume_run_id = run->id;
@@ -682,13 +667,7 @@ void Routes::Install(httplib::Server& http) {
     sub.trigger = rerun ? "rerun" : "resume";
     sub.spec = routes->SpecForRun(*run);
     if (rerun) {
-      const Json& from = body->value("from", Json::array());
-      if (from.is_string()) sub.rerun_from.push_back(from);
-      else if (from.is_array())
-        for (const auto& f : from)
-          if (f.is_string()) sub.rerun_from.push_back(f);
-      if (sub.rerun_from.empty())
-        return SendError(res, Status::InvalidArgument("rerun needs 'from': a step name or a list of them"));
+      sub.rerun_from = std::move(*from);
       if (sub.spec)
         for (const std::string& name : sub.rerun_from)
           if (!sub.spec->FindStep(name))

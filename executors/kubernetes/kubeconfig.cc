@@ -304,13 +304,19 @@ std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::str
     ++rest;
     while (*rest >= '0' && *rest <= '9') ++rest;
   }
+  auto two_digits = [](const char* p) {
+    return p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9';
+  };
   long offset = 0;
   if (*rest == 'Z' || *rest == 'z') {
     ++rest;
   } else if (*rest == '+' || *rest == '-') {
+    // Exactly "+hh:mm"; checking each character also keeps `rest` inside the
+    // string (the checks stop at its terminating NUL).
     int sign = *rest == '-' ? -1 : 1;
-    int hh = 0, mm = 0;
-    if (std::sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
+    if (!two_digits(rest + 1) || rest[3] != ':' || !two_digits(rest + 4)) return std::nullopt;
+    int hh = (rest[1] - '0') * 10 + (rest[2] - '0');
+    int mm = (rest[4] - '0') * 10 + (rest[5] - '0');
     offset = sign * (hh * 3600 + mm * 60);
     rest += 6;
   } else {
@@ -318,10 +324,18 @@ std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::str
   }
   if (*rest != '\0') return std::nullopt;
   time_t t = timegm(&tm) - offset;
-  // system_clock counts nanoseconds and ends in 2262; "never expires" dates
-  // such as 2999-01-01 are capped at 2100-01-01.
-  t = std::min<time_t>(t, 4102444800);
+  // system_clock counts nanoseconds in 64 bits (1678-2262): "never expires"
+  // dates such as 2999-01-01 are capped at 2100-01-01, and dates before 1970
+  // (long expired) are taken as 1970-01-01.
+  t = std::clamp<time_t>(t, 0, 4102444800);
   return std::chrono::system_clock::from_time_t(t);
+}
+
+// `key` of `doc` as a string; "" when absent or not a string (json::value
+// would throw on another type).
+std::string StringField(const Json& doc, const char* key) {
+  auto it = doc.find(key);
+  return it != doc.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 }  // namespace
@@ -507,11 +521,10 @@ Result<Credentials> ParseExecCredential(const std::string& json_text,
     return Error(Status::Unauthenticated(
         "the exec credential plugin did not print an ExecCredential JSON object"));
   }
-  std::string api = doc.value("apiVersion", "");
-  if (doc.value("kind", "") != "ExecCredential") {
-    return Error(Status::Unauthenticated(
-        "the exec credential plugin printed kind \"" + doc.value("kind", "") +
-        "\", want ExecCredential"));
+  std::string api = StringField(doc, "apiVersion");
+  if (std::string kind = StringField(doc, "kind"); kind != "ExecCredential") {
+    return Error(Status::Unauthenticated("the exec credential plugin printed kind \"" + kind +
+                                         "\", want ExecCredential"));
   }
   if (api != expected_api_version) {
     return Error(Status::Unauthenticated("the exec credential plugin printed apiVersion \"" + api +

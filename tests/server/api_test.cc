@@ -9,6 +9,7 @@
 
 #include <regex>
 
+#include "engine/server/api_json.h"
 #include "engine/server/client.h"
 #include "engine/server/config.h"
 #include "engine/server/openapi.h"
@@ -641,6 +642,76 @@ steps:
   EXPECT_EQ(run->params, (Json{{"day", "nightly-batch"}}));
   server.reset();
   std::filesystem::remove_all(root);
+}
+
+// Milliseconds since the epoch of ParseIsoTime(text), or -1 for nullopt.
+int64_t IsoMillis(const std::string& text) {
+  auto t = ParseIsoTime(text);
+  if (!t) return -1;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+}
+
+TEST(ApiJsonTest, ParseIsoTimeReadsWhatIsoTimeWritesAndRefusesTheRest) {
+  EXPECT_EQ(IsoMillis("2026-11-25T15:30:12.345Z"), 1795620612345);
+  EXPECT_EQ(IsoTime(*ParseIsoTime("2026-11-25T15:30:12.345Z")), "2026-11-25T15:30:12.345Z");
+  EXPECT_EQ(IsoMillis("2026-11-25T17:30:12.3456+02:00"), 1795620612345);
+  EXPECT_EQ(IsoMillis("2026-11-25T10:00:12.3-0530"), 1795620612300);
+  EXPECT_EQ(IsoMillis("2026-11-25"), 1795564800000);
+  // Malformed: no seconds, an offset cut short, trailing text, no such day.
+  for (const char* bad : {"2026-11-25T15:30:Z", "2026-11-25T15:30", "2026-11-25T15:30:12+1:00",
+                          "2026-11-25T15:30:12Z ", "2026-11-25T15:30:12", "2026-02-30",
+                          "2026-11-25T24:00:00Z", "2026-11-25T15:30:12.Z", "6-15-52T15:30:12",
+                          ""}) {
+    EXPECT_EQ(IsoMillis(bad), -1) << bad;
+  }
+  // A TimePoint counts nanoseconds in 64 bits: years 1678 to 2261.
+  EXPECT_EQ(IsoMillis("0002-11-25T15:30:12Z"), -1);
+  EXPECT_EQ(IsoMillis("9999-12-31"), -1);
+  EXPECT_EQ(IsoMillis("1678-01-01"), -9214560000000);
+}
+
+TEST(ApiJsonTest, RunAndStepFieldsOfTheWrongTypeAreErrors) {
+  EXPECT_EQ(RunFromJson(Json::parse(R"({"id": "r-1", "pipeline": {"lr": 4.1}})")).error().ToString(),
+            "INVALID_ARGUMENT: run field 'pipeline' is not a string");
+  EXPECT_EQ(RunFromJson(Json::parse(R"({"phase": 3})")).error().message(),
+            "run field 'phase' is not a string");
+  EXPECT_EQ(StepFromJson(Json::parse(R"({"index": 1e300})")).error().message(),
+            "step field 'index' is not an integer in the range of an int");
+  EXPECT_EQ(StepFromJson(Json::parse(R"({"exit_code": 4294967296})")).error().message(),
+            "step field 'exit_code' is not an integer in the range of an int");
+  auto step = StepFromJson(Json::parse(R"({"step": "train", "index": null, "attempts": 2,
+                                           "exit_code": -9, "phase": "Failed"})"));
+  ASSERT_TRUE(step) << step.error().ToString();
+  EXPECT_EQ(step->index, -1);
+  EXPECT_EQ(step->attempts, 2);
+  EXPECT_EQ(step->exit_code, -9);
+  EXPECT_EQ(step->phase, NodePhase::kFailed);
+}
+
+TEST(ApiJsonTest, RequestBodies) {
+  auto submit = ParseSubmitBody(R"({"params": {"lr": 0.5}, "run_id": "nightly-1"})");
+  ASSERT_TRUE(submit) << submit.error().ToString();
+  EXPECT_EQ(submit->params, Json::parse(R"({"lr": 0.5})"));
+  EXPECT_EQ(submit->run_id, "nightly-1");
+  EXPECT_TRUE(ParseSubmitBody("")->params.is_null());
+  EXPECT_EQ(ParseSubmitBody(R"({"params": [1]})").error().ToString(),
+            "INVALID_ARGUMENT: 'params' must be an object name -> value");
+  EXPECT_EQ(ParseSubmitBody("[]").error().message(), "request body is not a JSON object");
+  EXPECT_EQ(ParseRerunBody(R"({"from": ["train", 3, "eval"]})").value(),
+            (std::vector<std::string>{"train", "eval"}));
+  EXPECT_EQ(ParseRerunBody(R"({"from": "train"})").value(), std::vector<std::string>{"train"});
+  EXPECT_EQ(ParseRerunBody("{}").error().message(),
+            "rerun needs 'from': a step name or a list of them");
+  // Serialising JSON recurses once per level: a deeply nested body is
+  // refused at parse time instead of overflowing the stack when stored.
+  auto nested = [](int depth) {
+    return "{\"params\": {\"x\": " + std::string(depth - 2, '[') + std::string(depth - 2, ']') + "}}";
+  };
+  EXPECT_TRUE(ParseSubmitBody(nested(kMaxBodyDepth))) << "64 levels are allowed";
+  EXPECT_EQ(ParseSubmitBody(nested(kMaxBodyDepth + 1)).error().message(),
+            "request body nests deeper than 64 levels");
+  EXPECT_EQ(ParseSubmitBody(nested(1000000)).error().message(),
+            "request body nests deeper than 64 levels");
 }
 
 }  // namespace

@@ -133,5 +133,15 @@ TEST(CronTest, Errors) {
             "see /usr/share/zoneinfo)");
 }
 
+TEST(CronTest, StepLargerThanTheFieldFiresOnlyAtItsStart) {
+  // A step near INT_MAX must not overflow while the values are collected.
+  EXPECT_EQ(Firings("1/2147483647 * * * *", "UTC", "2026-11-25T10:00:00Z", 2),
+            (std::vector<std::string>{"2026-11-25T10:01:00Z", "2026-11-25T11:01:00Z"}));
+  EXPECT_EQ(Firings("0 0 * * 7/2147483647", "UTC", "2026-11-25T00:00:00Z", 1),
+            (std::vector<std::string>{"2026-11-29T00:00:00Z"}));
+  EXPECT_EQ(ParseError("*/2147483648 * * * *"),
+            "cron '*/2147483648 * * * *': minute field: step '2147483648' is not a positive number");
+}
+
 }  // namespace
 }  // namespace sluice

@@ -352,6 +352,39 @@ current-context: x
   EXPECT_EQ(std::chrono::system_clock::to_time_t(*cert->expiry), 1893549845);
 }
 
+TEST(ExecCredentialTest, MalformedOutputIsAnErrorNotACrash) {
+  const std::string v1 = "client.authentication.k8s.io/v1";
+  // Fields of the wrong JSON type.
+  EXPECT_EQ(ParseExecCredential(R"({"apiVersion": "client.authentication.k8s.io/v1",
+                                    "kind": {"a": 1}})", v1)
+                .error()
+                .ToString(),
+            "UNAUTHENTICATED: the exec credential plugin printed kind \"\", want ExecCredential");
+  EXPECT_EQ(ParseExecCredential(R"({"apiVersion": 1, "kind": "ExecCredential"})", v1)
+                .error()
+                .message(),
+            "the exec credential plugin printed apiVersion \"\", but the kubeconfig asked for "
+            "\"client.authentication.k8s.io/v1\"");
+  auto with_expiry = [&](const std::string& ts) {
+    return ParseExecCredential(R"({"apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential", "status": {"token": "t", "expirationTimestamp": ")" + ts + "\"}}",
+                               v1);
+  };
+  // An offset shorter than +hh:mm ends the text before the parser's fixed
+  // six characters would.
+  for (const std::string ts : {"2026-01-02T15:04:05+1:2", "2026-01-02T15:04:05+01:0",
+                               "2026-01-02T15:04:05-", "2026-01-02T15:04:05+0100"}) {
+    EXPECT_EQ(with_expiry(ts).error().message(),
+              "the exec credential plugin printed an unparsable expirationTimestamp \"" + ts +
+                  "\" (want RFC 3339, e.g. 2026-01-02T15:04:05Z)");
+  }
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(*with_expiry("2026-01-02T15:04:05-01:30")->expiry),
+            1767371645);
+  // Before 1678 a nanosecond system_clock overflows: such a date is long
+  // expired, taken as 1970-01-01.
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(*with_expiry("1000-01-02T15:04:05Z")->expiry), 0);
+}
+
 TEST(ClosestNameTest, Suggests) {
   EXPECT_EQ(ClosestName("kind-sluce", {"kind-sluice", "prod"}), "kind-sluice");
   EXPECT_EQ(ClosestName("zzz", {"kind-sluice", "prod"}), "");
