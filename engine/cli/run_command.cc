@@ -246,6 +246,11 @@ class SignalWatcher {
       if (sigwait(&set_, &sig) != 0) continue;
       if (sig == SIGUSR1 && done_) return;
       if (sig == SIGUSR1) continue;
+#ifdef SLUICE_CLI_KUBERNETES
+      // A credential plugin being waited for must not hold up the exit or
+      // the cancellation (which uses cached credentials).
+      k8s::InterruptExecPlugins();
+#endif
       if (state_ == kBefore) ::_exit(kExitCancelled);
       std::lock_guard<std::mutex> lock(handling_mu_);
       if (state_ == kDetached) continue;
@@ -699,6 +704,16 @@ int Continue(const RunCommandOptions& options, bool rerun) {
     return kExitUsage;
   }
   for (const auto& [name, value] : *overrides) values[name] = value;
+  // A secret param is recorded as "<redacted>", never its value: it must be
+  // given again, as it was the first time.
+  std::string missing;
+  for (const auto& [name, value] : old->params.items())
+    if (value == "<redacted>" && !overrides->count(name)) missing += " -p " + name + "=VALUE";
+  if (!missing.empty()) {
+    PrintError(std::string(rerun ? "rerun" : "resume") + ": run " + old->id +
+               " has secret parameters, which are not recorded; give them again:" + missing);
+    return kExitUsage;
+  }
   int code = kExitOk;
   std::string file = options.file.empty() ? old->pipeline_file : options.file;
   auto prepared = Prepare(file, old->pipeline_yaml, values, &code);
