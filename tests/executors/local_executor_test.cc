@@ -172,8 +172,13 @@ TEST_F(LocalExecutorTest, LogMasksAreReplacedInTheLog) {
 // open: the task is still reported once its own processes are gone.
 TEST_F(LocalExecutorTest, MaskedOutputHeldOpenByAnEscapedChildDoesNotHoldTheTask) {
   Executor();
+  // The task ends only once the child has left its group (it says so
+  // through a FIFO), so the group kill at the end cannot reach it.
+  const std::string fifo = MakeFifo("escaped").string();
   const std::string pidfile = (dir_ / "escaped.pid").string();
-  Task task = MakeTask(1, {"sh", "-c", "setsid sh -c 'echo $$ > " + pidfile + "; exec sleep 1000' & echo done"});
+  Task task = MakeTask(1, {"sh", "-c",
+                           "setsid sh -c 'echo $$ > " + fifo + "; exec sleep 1000' & read pid < " + fifo +
+                               "; echo $pid > " + pidfile + "; echo done"});
   task.log_masks = {"never-printed"};
   TaskResult r = RunToEnd(task);
   EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
