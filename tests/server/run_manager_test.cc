@@ -102,7 +102,7 @@ TEST(RunManagerTest, AServedRunsDeployStepIsPreparedAsAHostController) {
   std::filesystem::remove_all(root);
 }
 
-constexpr const char* kSecret = R"(apiVersion: sluice.dev/v1
+constexpr const char* kSecret = R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata:
   name: secret
@@ -112,7 +112,7 @@ params:
 steps:
   - name: use
     command: [python3, -c, "print(1)", "{{ params.tok }}"]
-)";
+)yaml";
 
 TEST(RunManagerTest, AQueuedRunShowsItsSecretParamsRedacted) {
   const std::string root = testing::MakeTempDir("run-manager-secret");
@@ -182,7 +182,8 @@ TEST(RunManagerTest, AnInterruptedRunWithASecretEndsWithTheReasonInsteadOfResumi
   run.phase = RunPhase::kRunning;
   run.host = HostName();
   run.pid = 0x7fffffff;
-  run.created_at = run.started_at = std::chrono::system_clock::now();
+  run.created_at = std::chrono::system_clock::now();
+  run.started_at = run.created_at;
   ASSERT_TRUE((*store)->CreateRun(run).ok());
   testing::FakeRunControl control;
   std::atomic<int> started{0};
