@@ -240,18 +240,23 @@ class SignalWatcher {
   }
 
  private:
+  // A kubeconfig credential plugin being waited for must not hold up the
+  // exit or the cancellation (which uses the credentials it already has).
+  static void StopExecPlugins() {
+#ifdef SLUICE_CLI_KUBERNETES
+    k8s::InterruptExecPlugins();
+#endif
+  }
   void Loop() {
     for (;;) {
       int sig = 0;
       if (sigwait(&set_, &sig) != 0) continue;
       if (sig == SIGUSR1 && done_) return;
       if (sig == SIGUSR1) continue;
-#ifdef SLUICE_CLI_KUBERNETES
-      // A credential plugin being waited for must not hold up the exit or
-      // the cancellation (which uses cached credentials).
-      k8s::InterruptExecPlugins();
-#endif
-      if (state_ == kBefore) ::_exit(kExitCancelled);
+      if (state_ == kBefore) {
+        StopExecPlugins();
+        ::_exit(kExitCancelled);
+      }
       std::lock_guard<std::mutex> lock(handling_mu_);
       if (state_ == kDetached) continue;
       int n = ++count_;
@@ -259,6 +264,9 @@ class SignalWatcher {
         std::cerr << "\nsluice: " << (sig == SIGINT ? "interrupted" : "terminated")
                   << ": cancelling running steps (Ctrl-C again to kill them now)\n";
         if (Runner* r = runner_.load()) r->Cancel();
+        // After Cancel(): a start that fails for it is then seen as part of
+        // the cancellation.
+        StopExecPlugins();
       } else if (n == 2) {
         std::cerr << "sluice: killing running steps\n";
         if (ExecutorRegistry* reg = executors_.load()) {

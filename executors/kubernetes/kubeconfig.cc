@@ -568,6 +568,9 @@ std::map<int, pid_t>& PluginWaiters() {
   static std::map<int, pid_t> waiters;
   return waiters;
 }
+// Set by InterruptExecPlugins(), under PluginWaitersMu(): the process is
+// shutting down and starts no plugin any more.
+bool g_plugins_interrupted = false;
 
 // Registers one plugin run with InterruptExecPlugins() until Done() or
 // destruction.
@@ -577,6 +580,11 @@ class PluginInterrupt {
     if (fd_ < 0) return;
     std::lock_guard<std::mutex> lock(PluginWaitersMu());
     PluginWaiters()[fd_] = 0;
+    if (g_plugins_interrupted) {
+      uint64_t one = 1;
+      ssize_t ignored = write(fd_, &one, sizeof one);
+      (void)ignored;
+    }
   }
   ~PluginInterrupt() {
     Done();
@@ -606,6 +614,7 @@ class PluginInterrupt {
 
 void InterruptExecPlugins() {
   std::lock_guard<std::mutex> lock(PluginWaitersMu());
+  g_plugins_interrupted = true;
   for (const auto& [fd, pgid] : PluginWaiters()) {
     // Killed here too, so that a process about to _exit leaves none behind.
     if (pgid > 0) killpg(pgid, SIGKILL);
@@ -729,6 +738,20 @@ Result<Credentials> CredentialSource::RunExecPlugin() {
   sigaddset(&defaults, SIGINT);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   PluginInterrupt interrupt;
+  {
+    // A process that is shutting down starts no plugin (cached credentials
+    // still work).
+    pollfd stopped{interrupt.fd(), POLLIN, 0};
+    if (poll(&stopped, 1, 0) == 1) {
+      posix_spawnattr_destroy(&attr);
+      posix_spawn_file_actions_destroy(&actions);
+      close(out_pipe[0]);
+      close(out_pipe[1]);
+      if (devnull >= 0) close(devnull);
+      return Error(Status::Cancelled("exec credential plugin \"" + x.command + "\" of user \"" + user_.name +
+                                     "\" was not started: sluice is shutting down"));
+    }
+  }
   pid_t pid = 0;
   // posix_spawnp searches $PATH when the command has no '/'; never a shell.
   int rc = posix_spawnp(&pid, x.command.c_str(), &actions, &attr, argv.data(), envp.data());

@@ -126,9 +126,10 @@ struct ExecPluginLimits {
 };
 
 // Stops every exec credential plugin running now (their process groups get
-// SIGKILL; the Get() waiting for each returns kCancelled at once). For a
-// process that is shutting down (SIGTERM, Ctrl-C). Thread-safe; later
-// plugin runs are not affected.
+// SIGKILL; the Get() waiting for each returns kCancelled at once), and every
+// one the process would start later (Get() returns kCancelled without
+// running it; cached credentials are still returned). For a process that is
+// shutting down (SIGTERM, Ctrl-C). Thread-safe; there is no undoing it.
 void InterruptExecPlugins();
 
 // Produces Credentials for a UserConfig: static ones as they are, tokenFile

@@ -450,6 +450,10 @@ TEST_F(KubeconfigTest, InterruptExecPluginsStopsAWaitingPluginAtOnce) {
   interrupter.join();
   EXPECT_EQ(got.error().ToString(), "CANCELLED: exec credential plugin \"" + plugin +
                                         "\" of user \"cloud\" was stopped: sluice is shutting down");
+  // Nor is a plugin started afterwards (the process is shutting down; this
+  // test is the last in this file to run a plugin).
+  EXPECT_EQ(creds.Get().error().ToString(), "CANCELLED: exec credential plugin \"" + plugin +
+                                                "\" of user \"cloud\" was not started: sluice is shutting down");
 }
 
 TEST(ClosestNameTest, Suggests) {

@@ -297,8 +297,10 @@ steps:
                     kubeconfig.string(), file});
   ASSERT_TRUE(WaitReady(fd)) << run->out() << run->err();
   ASSERT_EQ(::kill(run->pid(), SIGTERM), 0);
+  // Ended: 130 when the cancel is seen first, 1 when the step's failed
+  // start ("... was stopped: sluice is shutting down") ends the run first.
   int code = run->Wait(std::chrono::seconds(20));
-  EXPECT_EQ(code, 130) << run->out() << run->err();
+  EXPECT_TRUE(code == 130 || code == 1) << code << "\n" << run->out() << run->err();
   pid_t pid = 0;
   std::ifstream(pidfile) >> pid;
   ASSERT_GT(pid, 0);
