@@ -4,6 +4,8 @@
 #include "executors/kubernetes/kubeconfig.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -366,13 +368,15 @@ UserConfig ExecUser(const std::string& plugin) {
   return u;
 }
 
-// True when process `pid` has ended (gone, or a zombie nobody reaped yet).
-bool Ended(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  if (text.empty()) return true;
-  size_t paren = text.rfind(')');
-  return paren != std::string::npos && text.size() > paren + 2 && text[paren + 2] == 'Z';
+// True when process `pid` ends (or has ended) within a generous bound: a
+// pidfd becomes readable when it exits, whoever its parent is.
+bool Ends(pid_t pid) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return errno == ESRCH;
+  pollfd p{fd, POLLIN, 0};
+  int n = poll(&p, 1, 60000);
+  close(fd);
+  return n == 1;
 }
 
 pid_t ReadPid(const std::string& path) {
@@ -395,7 +399,7 @@ TEST_F(KubeconfigTest, ExecPluginThatHangsIsKilledWithItsGroupAtTheDeadline) {
                 "\" of user \"cloud\" did not finish within 300ms; it was stopped (its process group got SIGKILL)");
   pid_t pid = ReadPid(child);
   ASSERT_GT(pid, 0);
-  EXPECT_TRUE(Ended(pid));
+  EXPECT_TRUE(Ends(pid));
 }
 
 TEST_F(KubeconfigTest, ExecPluginWhoseChildHoldsStdoutIsNotWaitedFor) {
