@@ -43,6 +43,9 @@ struct Task {
   std::map<std::string, SecretRef> secret_refs;
   std::string workdir;                         // absolute; exists before Start()
   std::string log_path;                        // absolute; stdout+stderr go here
+  // Secret values (and values derived from them) that the log must not hold:
+  // an executor writes every occurrence as "***" (engine/secret_mask.h).
+  std::vector<std::string> log_masks;
   std::string image;
   Resources resources;
   std::optional<Duration> timeout;

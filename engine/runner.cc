@@ -1,5 +1,8 @@
 #include "engine/runner.h"
 
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +26,7 @@
 #include "engine/plan.h"
 #include "engine/provenance.h"
 #include "engine/run_id.h"
+#include "engine/secret_mask.h"
 #include "engine/sha256.h"
 
 #ifndef SLUICE_VERSION
@@ -199,6 +203,7 @@ class RunLoop {
     std::map<std::string, std::string> artifact_paths;  // output name -> local path
     ExecutionRecord exec;
     std::vector<ArtifactBinding> inputs;
+    Json item;  // the foreach item the templates see (rec.item is "<redacted>" for a secret one)
     Executor* executor = nullptr;
     bool dirty = false;  // rec changed since it was last written
   };
@@ -213,6 +218,11 @@ class RunLoop {
     Json declared = Json::object();  // declared outputs, as the cache key holds them
     std::string declared_json;       // declared.dump()
     std::string config_json;         // the step's operator config, dumped
+    // Templates of the step that read a secret (a secret param, or `item`
+    // of a foreach over one): their rendered values are secrets too.
+    std::set<std::string> secret_texts;
+    bool items_secret = false;  // foreach items come from a secret
+    bool config_secret = false;  // the operator config reads a secret
   };
 
   Status Prepare();
@@ -239,6 +249,20 @@ class RunLoop {
   void EnsureInst(int inst);
   void RegisterArtifactPaths(int inst);
   std::string Redact(std::string s) const;
+  // Adds `value` to the values masked in logs and records. A derived value
+  // (the result of an expression over a secret) shorter than
+  // kMinDerivedMask characters is not masked: "6" or "true" would mask
+  // most of a log and say little about the secret.
+  void AddSecretValue(const std::string& value, bool derived);
+  static constexpr size_t kMinDerivedMask = 4;
+  // When template `text` of `step` reads a secret: records its rendered
+  // value and the value of each of its `{{ }}` expressions as secrets and
+  // returns true.
+  bool Taint(int step, const std::string& text, const std::string& rendered, const Json& scope);
+  // "<secret:HEX>": an HMAC-SHA256 of `value` under the store's digest key
+  // (StateDir()/secret-digest.key, made on first use), for the cache key.
+  // The digest tells equal values apart without revealing them.
+  Result<std::string> SecretDigest(const std::string& value);
   void Put(const StepRecord& rec);
   // Marks `inst`'s record for the next Flush().
   void MarkDirty(int inst);
@@ -280,7 +304,9 @@ class RunLoop {
   RunRecord run_;
   std::string pipeline_dir_;
   std::string run_dir_;
-  std::vector<std::string> secret_values_;
+  std::vector<std::string> secret_values_;  // values to mask (engine/secret_mask.h)
+  std::set<std::string> secret_params_;     // names of the params declared secret
+  std::string digest_key_;                  // SecretDigest's key, once read
   std::string python_version_;
   TaskId next_task_id_ = 1;
   bool cancelled_ = false;
@@ -316,7 +342,7 @@ void RunLoop::Emit(RunEvent::Kind kind, const std::string& instance, NodePhase p
   e.instance = instance;
   e.phase = phase;
   e.attempt = attempt;
-  e.message = message;
+  e.message = Redact(message);
   opt_.on_event(e);
 }
 
@@ -369,14 +395,98 @@ void RunLoop::Flush() {
 }
 
 std::string RunLoop::Redact(std::string s) const {
-  for (const auto& secret : secret_values_) {
-    size_t pos = 0;
-    while ((pos = s.find(secret, pos)) != std::string::npos) {
-      s.replace(pos, secret.size(), "<redacted>");
-      pos += 10;
-    }
+  if (secret_values_.empty()) return s;
+  return MaskValues(s, secret_values_, kRedacted);
+}
+
+namespace {
+
+// Shorter base64 fragments of a secret are not masked (too common).
+constexpr size_t kMinBase64Form = 4;
+
+// Standard base64 (RFC 4648, padded).
+std::string Base64(std::string_view data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
+  out.resize(n < 0 ? 0 : static_cast<size_t>(n));
+  return out;
+}
+
+// The forms `value` takes inside base64 text: the whole encoding, and the
+// characters that depend on `value` alone when it starts 0, 1 or 2 bytes
+// into a longer encoded string (a "user:token" basic-auth header), as CI
+// systems mask them.
+std::vector<std::string> Base64Forms(const std::string& value) {
+  std::vector<std::string> out{Base64(value)};
+  for (size_t k = 0; k < 3; ++k) {
+    std::string enc = Base64(std::string(k, '\0') + value);
+    size_t first = (8 * k + 5) / 6, last = 8 * (k + value.size()) / 6;
+    if (last > first && last - first >= kMinBase64Form) out.push_back(enc.substr(first, last - first));
   }
-  return s;
+  return out;
+}
+
+}  // namespace
+
+void RunLoop::AddSecretValue(const std::string& value, bool derived) {
+  if (value.empty() || (derived && value.size() < kMinDerivedMask)) return;
+  if (std::find(secret_values_.begin(), secret_values_.end(), value) != secret_values_.end()) return;
+  secret_values_.push_back(value);
+  if (derived) return;
+  for (auto& b : Base64Forms(value))
+    if (std::find(secret_values_.begin(), secret_values_.end(), b) == secret_values_.end())
+      secret_values_.push_back(std::move(b));
+}
+
+bool RunLoop::Taint(int step, const std::string& text, const std::string& rendered, const Json& scope) {
+  if (!steps_[step].secret_texts.count(text)) return false;
+  AddSecretValue(rendered, /*derived=*/true);
+  for (size_t open = text.find("{{"); open != std::string::npos; open = text.find("{{", open + 2)) {
+    size_t close = text.find("}}", open + 2);
+    if (close == std::string::npos) break;
+    if (auto v = expr::Render(text.substr(open, close + 2 - open), scope)) AddSecretValue(*v, /*derived=*/true);
+  }
+  return true;
+}
+
+Result<std::string> RunLoop::SecretDigest(const std::string& value) {
+  if (digest_key_.empty()) {
+    const fs::path dir(opt_.state_dir.empty() ? ".sluice" : opt_.state_dir);
+    const fs::path path = dir / "secret-digest.key";
+    auto existing = ReadFile(path.string());
+    if (!existing || existing->size() < 32) {
+      // Made once per store: written to a temporary file, then linked into
+      // place, so two processes that race agree on one key.
+      std::random_device rd;
+      std::string key;
+      for (int i = 0; i < 32; ++i) key += static_cast<char>(rd() & 0xff);
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      const std::string tmp = path.string() + "." + std::to_string(getpid()) + ".tmp";
+      int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      bool written = fd >= 0 && ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size());
+      if (fd >= 0) ::close(fd);
+      if (written) (void)::link(tmp.c_str(), path.c_str());
+      ::unlink(tmp.c_str());
+      existing = ReadFile(path.string());
+      if (!existing || existing->size() < 32)
+        return Error(Status::FailedPrecondition("cannot create the secret digest key " + path.string() +
+                                                " (the cache key of a step that uses a secret needs it)"));
+    }
+    digest_key_ = *existing;
+  }
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), digest_key_.data(), static_cast<int>(digest_key_.size()),
+       reinterpret_cast<const unsigned char*>(value.data()), value.size(), mac, &len);
+  static const char* kHex = "0123456789abcdef";
+  std::string out = "<secret:";
+  for (unsigned int i = 0; i < 16 && i < len; ++i) {
+    out += kHex[mac[i] >> 4];
+    out += kHex[mac[i] & 15];
+  }
+  return out + ">";
 }
 
 Status RunLoop::Prepare() {
@@ -389,6 +499,35 @@ Status RunLoop::Prepare() {
   std::error_code ec;
   fs::path file = spec_.file.empty() ? fs::current_path(ec) / "pipeline.yaml" : fs::absolute(spec_.file, ec);
   pipeline_dir_ = file.parent_path().lexically_normal().string();
+
+  for (const auto& p : spec_.params) {
+    if (!p.secret) continue;
+    secret_params_.insert(p.name);
+    if (!opt_.params.contains(p.name)) continue;
+    const Json& v = opt_.params[p.name];
+    // A resumed run's record holds the placeholder, never the value: running
+    // with it would pass "<redacted>" to the step as if it were the secret.
+    if (v.is_string() && v.get<std::string>() == kRedacted)
+      return Status::FailedPrecondition("parameter '" + p.name +
+                                        "' is a secret, which is not recorded with a run; give its value again "
+                                        "(-p " + p.name + "=VALUE)");
+    AddSecretValue(v.is_string() ? v.get<std::string>() : v.dump(), /*derived=*/false);
+    if (v.is_array())
+      for (const auto& item : v) AddSecretValue(item.is_string() ? item.get<std::string>() : item.dump(), false);
+  }
+  // Whether a template reads a secret: a secret param, or `item` where the
+  // foreach list comes from one.
+  auto reads_secret = [&](const std::string& text, bool is_template, bool items_secret) {
+    if (secret_params_.empty()) return false;
+    if (is_template && text.find("{{") == std::string::npos) return false;
+    auto refs = expr::References(text, is_template);
+    if (!refs) return false;
+    for (const auto& ref : *refs) {
+      if (ref.path.size() >= 2 && ref.path[0] == "params" && secret_params_.count(ref.path[1])) return true;
+      if (items_secret && !ref.path.empty() && ref.path[0] == "item") return true;
+    }
+    return false;
+  };
 
   for (int v = 0; v < n; ++v) {
     const StepSpec& step = graph_->step(v);
@@ -425,6 +564,14 @@ Status RunLoop::Prepare() {
       };
       collect(step.config);
     }
+    StepInfo& info = steps_[v];
+    info.items_secret = step.foreach && step.foreach->kind == ForEachSpec::Kind::kExpression &&
+                        reads_secret(step.foreach->expression.text, true, false);
+    for (const auto& [text, is_template] : texts)
+      if (reads_secret(text, is_template, info.items_secret)) info.secret_texts.insert(text);
+    if (opt_.operator_commands.count(step.type))
+      for (const auto& [text, is_template] : texts)
+        if (info.secret_texts.count(text)) info.config_secret = true;
     std::set<std::string> params;
     for (const auto& [text, is_template] : texts) {
       if (is_template && text.find("{{") == std::string::npos) continue;
@@ -445,12 +592,6 @@ Status RunLoop::Prepare() {
     steps_[v].config_json = step.config.dump();
   }
 
-  for (const auto& p : spec_.params) {
-    if (!p.secret || !opt_.params.contains(p.name)) continue;
-    const Json& v = opt_.params[p.name];
-    std::string text = v.is_string() ? v.get<std::string>() : v.dump();
-    if (!text.empty()) secret_values_.push_back(text);
-  }
   python_version_ = "";
   return Status::Ok();
 }
@@ -540,7 +681,10 @@ void RunLoop::EnsureInst(int inst) {
   st.rec.index = plan_->InstanceIndex(inst);
   if (st.rec.index >= 0) {
     const Json& items = steps_[plan_->InstanceStep(inst)].items;
-    if (st.rec.index < static_cast<int>(items.size())) st.rec.item = items[st.rec.index];
+    if (st.rec.index < static_cast<int>(items.size())) {
+      st.item = items[st.rec.index];
+      st.rec.item = steps_[plan_->InstanceStep(inst)].items_secret ? Json(kRedacted) : st.item;
+    }
   }
   auto it = previous_.find(st.rec.instance);
   if (it != previous_.end() && rerun_of_.empty()) {
@@ -633,7 +777,7 @@ Json RunLoop::BuildScope(int step, int inst) {
   for (int u : graph_->Upstream(step)) steps[graph_->step(u).name] = StepScope(u);
   scope["steps"] = std::move(steps);
   if (inst >= 0 && plan_->InstanceIndex(inst) >= 0) {
-    scope["item"] = insts_[inst].rec.item;
+    scope["item"] = insts_[inst].item;
     scope["item_index"] = plan_->InstanceIndex(inst);
   }
   return scope;
@@ -710,6 +854,8 @@ void RunLoop::HandleExpand(int step) {
       break;
     }
   }
+  if (steps_[step].items_secret)
+    for (const auto& item : items) AddSecretValue(item.is_string() ? item.get<std::string>() : item.dump(), true);
   steps_[step].items = std::move(items);
   plan_->Expand(step, static_cast<int>(steps_[step].items.size()));
   if (static_cast<int>(insts_.size()) < plan_->num_instances()) insts_.resize(plan_->num_instances());
@@ -750,9 +896,12 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   Json inputs = Json::object();
   Json input_digests = Json::object();
   std::map<std::string, std::string> env;
+  std::set<std::string> secret_inputs;  // inputs whose value reads a secret
   for (const auto& [in_name, tmpl] : spec.inputs) {
     auto v = expr::RenderValue(tmpl.text, scope);
     if (!v) return fail(AtLoc(tmpl.loc, "step '" + name + "': input '" + in_name + "': " + v.error().message()));
+    if (Taint(step, tmpl.text, v->is_string() ? v->get<std::string>() : v->dump(), scope))
+      secret_inputs.insert(in_name);
     auto bind = [&](const Json& item) -> Json {
       if (!item.is_string()) return Json();
       const std::string path = item.get<std::string>();
@@ -781,14 +930,17 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   if (info.needs_scope) scope["inputs"] = inputs;
 
   std::vector<std::string> argv;
+  std::vector<bool> argv_secret;  // argv[i] reads a secret
   argv.reserve(spec.command.size());
   for (const auto& t : spec.command) {
     if (t.IsLiteral()) {
       argv.push_back(t.text);
+      argv_secret.push_back(false);
       continue;
     }
     auto s = expr::Render(t.text, scope);
     if (!s) return fail(AtLoc(t.loc, "step '" + name + "': command: " + s.error().message()));
+    argv_secret.push_back(Taint(step, t.text, *s, scope));
     argv.push_back(std::move(*s));
   }
   if (auto op = opt_.operator_commands.find(spec.type); op != opt_.operator_commands.end()) {
@@ -800,11 +952,17 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     argv.push_back(config->dump());
     argv.push_back("--out");
     argv.push_back(".");
+    argv_secret.assign(argv.size(), false);
+    if (info.config_secret) {
+      argv_secret[argv.size() - 3] = true;
+      AddSecretValue(argv[argv.size() - 3], /*derived=*/true);
+    }
     env["SLUICE_STATE_DIR"] = opt_.state_dir;
   }
   std::vector<std::string> secret_env;
   std::map<std::string, SecretRef> secret_refs;  // so Kubernetes uses secretKeyRef, never the value
   std::map<std::string, std::string> env_snapshot;
+  std::set<std::string> derived_env;  // env values rendered from a secret
   for (const auto& e : spec.env) {
     if (e.secret) {
       std::string var = "SLUICE_SECRET_" + EnvName(e.secret->name) + "_" + EnvName(e.secret->key);
@@ -816,6 +974,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
         return fail(AtLoc(e.loc, "step '" + name + "': env " + e.name + ": secret '" + e.secret->name + "' key '" +
                                      e.secret->key + "' is not set; export " + var + " before running"));
       env[e.name] = value;
+      AddSecretValue(value, /*derived=*/false);
       secret_env.push_back(e.name);
       secret_refs[e.name] = *e.secret;
       env_snapshot[e.name] = "<redacted>";
@@ -823,6 +982,10 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     }
     auto s = expr::Render(e.value.text, scope);
     if (!s) return fail(AtLoc(e.value.loc, "step '" + name + "': env " + e.name + ": " + s.error().message()));
+    if (Taint(step, e.value.text, *s, scope)) {
+      derived_env.insert(e.name);
+      env_snapshot[e.name] = kRedacted;
+    }
     env[e.name] = std::move(*s);
   }
   env["SLUICE_RUN_ID"] = run_.id;
@@ -835,9 +998,17 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   // fs::path.)
   const std::string base_dir = run_dir_ + "/steps/" + name;
   st.workdir = base_dir;
+  bool workdir_secret = false;
   if (spec.workdir) {
     auto w = expr::Render(spec.workdir->text, scope);
     if (!w) return fail(AtLoc(spec.workdir->loc, "step '" + name + "': workdir: " + w.error().message()));
+    // A relative workdir is a directory in the store: its name would hold
+    // the secret there.
+    workdir_secret = Taint(step, spec.workdir->text, *w, scope);
+    if (workdir_secret && !fs::path(*w).is_absolute())
+      return fail(AtLoc(spec.workdir->loc, "step '" + name +
+                                               "': workdir: a relative workdir that uses a secret would name a "
+                                               "directory in the store after it; use an absolute path"));
     st.workdir = fs::path(*w).is_absolute() ? *w : (fs::path(base_dir) / *w).string();
   }
   const std::string log_path = run_dir_ + "/logs/" + name + ".attempt" + std::to_string(attempt) + ".log";
@@ -847,19 +1018,36 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   std::error_code log_ec;
   const bool started_before = ex->AdoptsStartedAttempts() && fs::exists(log_path, log_ec);
 
+  const std::string workdir_record = workdir_secret ? std::string(kRedacted) : Redact(st.workdir);
+
   const auto& code = CodeDigest(step);
   if (!code) return fail(code.error().message());
 
   // Snapshot and cache key.
+  // A value that reads a secret is recorded as "<redacted>" and enters the
+  // cache key as its SecretDigest: a different secret is a different key,
+  // and neither the record nor the key reveals it.
+  auto digest = [&](const std::string& value) -> std::string {
+    auto d = SecretDigest(value);
+    if (!d) {
+      Record(d.error());
+      return std::string(kRedacted);
+    }
+    return *d;
+  };
   Json params = Json::object();
+  Json key_params = Json::object();
   for (const auto& p : info.param_refs) {
     if (!opt_.params.contains(p)) continue;
-    const ParamSpec* ps = spec_.FindParam(p);
-    params[p] = ps && ps->secret ? Json("<redacted>") : opt_.params[p];
+    const Json& v = opt_.params[p];
+    const bool secret = secret_params_.count(p) > 0;
+    params[p] = secret ? Json(kRedacted) : v;
+    key_params[p] = secret ? Json(digest(v.dump())) : v;
   }
   std::vector<std::string> redacted_argv;
   redacted_argv.reserve(argv.size());
-  for (const auto& a : argv) redacted_argv.push_back(Redact(a));
+  for (size_t i = 0; i < argv.size(); ++i)
+    redacted_argv.push_back(argv_secret[i] ? std::string(kRedacted) : Redact(argv[i]));
   // The cache key: the SHA-256 of the key material's JSON text, written
   // here directly (the same bytes as the Json object's dump(), keys in
   // order) instead of building a Json tree per instance; the tree is built
@@ -869,7 +1057,9 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     if (k == "SLUICE_RUN_ID" || k.rfind("SLUICE_INPUT_", 0) == 0) continue;  // run-specific paths
     if (std::find(spec.cache.env_ignore.begin(), spec.cache.env_ignore.end(), k) != spec.cache.env_ignore.end())
       continue;
-    key_env.emplace(k, std::find(secret_env.begin(), secret_env.end(), k) != secret_env.end() ? "<secret>" : v);
+    key_env.emplace(k, std::find(secret_env.begin(), secret_env.end(), k) != secret_env.end() ? "<secret>"
+                       : derived_env.count(k)                                                ? digest(v)
+                                                                                             : v);
   }
   Json key_inputs = Json::object();
   for (auto it = input_digests.begin(); it != input_digests.end(); ++it) {
@@ -877,13 +1067,19 @@ bool RunLoop::StartInstance(int inst, int attempt) {
         spec.cache.ignore_inputs.end())
       continue;
     // An input that is not a known artifact is hashed by its value.
-    key_inputs[it.key()] = it.value().is_null() ? inputs[it.key()] : it.value();
+    key_inputs[it.key()] = !it.value().is_null()             ? it.value()
+                           : secret_inputs.count(it.key())  ? Json(digest(inputs[it.key()].dump()))
+                                                            : inputs[it.key()];
   }
   // argv with input paths replaced by their digests: paths differ per run.
   std::vector<std::string> key_argv;
   key_argv.reserve(argv.size());
-  for (const auto& a : argv) {
-    std::string k = a;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (argv_secret[i]) {
+      key_argv.push_back(digest(argv[i]));
+      continue;
+    }
+    std::string k = argv[i];
     for (const auto& [iname, ivalue] : inputs.items()) {
       if (!ivalue.is_string()) continue;
       const std::string path = ivalue.get<std::string>();
@@ -904,10 +1100,10 @@ bool RunLoop::StartInstance(int inst, int attempt) {
       .StringMap("env", key_env)
       .String("image", spec.image)
       .Value("inputs", key_inputs)
-      .Value("item", st.rec.item)
+      .Value("item", info.items_secret ? Json(digest(st.item.dump())) : st.item)
       .String("operator", spec.type)
       .Raw("outputs", info.declared_json)
-      .Value("params", params)
+      .Value("params", key_params)
       .Int("v", 1)
       .String("workdir", workdir_text);
   const std::string material_text = material.Finish();
@@ -948,7 +1144,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
         .String("sluice_version", SLUICE_VERSION)
         .String("step", spec.name)
         .Raw("timeout_ms", spec.timeout ? std::to_string(spec.timeout->count()) : "null")
-        .String("workdir", st.workdir);
+        .String("workdir", workdir_record);
     return t.Finish();
   };
   // Called once per instance: it takes the pieces it records.
@@ -958,7 +1154,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
               {"attempt", attempt},
               {"argv", std::move(redacted_argv)},
               {"env", std::move(env_snapshot)},
-              {"workdir", st.workdir},
+              {"workdir", workdir_record},
               {"resources", Json::parse(resources_text)},
               {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
               {"pipeline_file", run_.pipeline_file},
@@ -1077,6 +1273,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   task.secret_refs = std::move(secret_refs);
   task.workdir = st.workdir;
   task.log_path = log_path;
+  task.log_masks = secret_values_;
   task.image = spec.image;
   task.resources = spec.resources;
   task.timeout = spec.timeout;
@@ -1115,7 +1312,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   // Start first, record after: the step runs while the store writes.
   Status s = ex->Start(task);
   if (!s.ok()) {
-    const std::string msg = "could not start: " + s.message();
+    const std::string msg = Redact("could not start: " + s.message());
     st.exec.outcome = TaskOutcomeName(TaskOutcome::kError);
     st.exec.message = msg;
     st.exec.finished_at = clock_->Now();
@@ -1228,7 +1425,7 @@ void RunLoop::HandleResult(const TaskResult& result) {
   if (ar == AttemptResult::kError && result.outcome == TaskOutcome::kSucceeded)
     st.exec.outcome = TaskOutcomeName(TaskOutcome::kError);
   st.exec.exit_code = result.exit_code;
-  st.exec.message = message;
+  st.exec.message = Redact(message);
   st.exec.external_id = result.external_id;
   st.exec.finished_at = now;
   Json outputs = Json::object();
@@ -1267,7 +1464,7 @@ void RunLoop::DrainChanges() {
       continue;
     }
     st.rec.phase = c.phase;
-    st.rec.message = c.message;
+    st.rec.message = Redact(c.message);
     if (c.retry_at) {
       MarkDirty(c.instance);
       Emit(RunEvent::Kind::kStepRetrying, st.rec.instance, c.phase, st.rec.attempts, c.message);
@@ -1383,9 +1580,7 @@ Result<RunSummary> RunLoop::Run() {
     run_.git_dirty = git.dirty;
   }
   run_.pipeline_digest = spec_.file_digest;
-  run_.params = opt_.params.is_object() ? opt_.params : Json::object();
-  for (const auto& p : spec_.params)
-    if (p.secret && run_.params.contains(p.name)) run_.params[p.name] = "<redacted>";
+  run_.params = RedactSecretParams(spec_, opt_.params.is_object() ? opt_.params : Json::object());
   run_.executor = opt_.default_executor.empty() ? spec_.executor : opt_.default_executor;
   run_.no_cache = opt_.no_cache;
   run_.phase = RunPhase::kRunning;
@@ -1421,6 +1616,14 @@ Result<RunSummary> RunLoop::Run() {
     Schedule();
     ObserveReady(plan_->ReadyWaiting());
     Flush();
+    // A store that cannot record the run (a full disk): start nothing more
+    // and stop what runs; the run ends Error with the cause (below).
+    if (!store_error_.ok() && !cancelled_) {
+      cancelled_ = true;
+      plan_->Cancel(Plan::CancelMode::kUser, "the store cannot record the run: " + store_error_.message());
+      for (Executor* e : used_executors_) e->CancelAll(opt_.cancel_grace);
+      DrainChanges();
+    }
     if (plan_->Done()) break;
 
     const TimePoint now = clock_->Now();
@@ -1472,10 +1675,17 @@ Result<RunSummary> RunLoop::Run() {
   }
   run_.phase = stuck ? RunPhase::kError : plan_->Phase();
   run_.message = stuck ? "internal error: the scheduler has nothing to run but the run is not done"
-                       : plan_->PhaseMessage();
+                       : Redact(plan_->PhaseMessage());
   if (run_.phase == RunPhase::kSucceeded) run_.message.clear();
   run_.finished_at = clock_->Now();
   SyncStore();
+  if (!store_error_.ok()) {
+    // Recorded if the store takes this one write (space freed, a transient
+    // error); otherwise Run() returns the error and the run stays Running
+    // in the store.
+    run_.phase = RunPhase::kError;
+    run_.message = Redact("the store could not record the run: " + store_error_.message());
+  }
   Record(r_.store_->UpdateRun(run_));
   Emit(RunEvent::Kind::kRunFinished, "", NodePhase::kPending, 0,
        std::string(RunPhaseName(run_.phase)) + (run_.message.empty() ? "" : ": " + run_.message));

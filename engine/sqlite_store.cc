@@ -459,6 +459,24 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_
         "no sluice store at " + dir.string() +
         " (run a pipeline there first, or point --store at an existing store)"));
   }
+  // An empty sluice.db is a valid, empty database to SQLite. Beside the
+  // runs/ or cas/ of an earlier store it is that store's database truncated
+  // or replaced: opening it would start a new store whose first `gc` deletes
+  // every artifact in cas/.
+  if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0 && !ec) {
+    std::string held;
+    for (const char* sub : {"runs", "cas"}) {
+      std::error_code ec2;
+      if (fs::is_directory(dir / sub, ec2) && !fs::is_empty(dir / sub, ec2))
+        held += std::string(held.empty() ? "" : " and ") + sub + "/";
+    }
+    if (!held.empty())
+      return sluice::Error(Status::FailedPrecondition(
+          "store " + path + " is empty (0 bytes), but " + dir.string() + " holds " + held +
+          " of an earlier store: its database was truncated or replaced. Restore sluice.db (with "
+          "sluice.db-wal, if there is one) from a backup; to start a new store instead, move " + held +
+          " out of " + dir.string() + " first"));
+  }
   if (options.create_if_missing) {
     fs::create_directories(dir, ec);
     if (ec) {

@@ -556,6 +556,11 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
                      " held a secret, which is not recorded");
           return kExitUsage;
         }
+      if (Text(Field(snap, "workdir")).find("<redacted>") != std::string::npos) {
+        PrintError("cannot reproduce run " + run->id + ": the workdir of step " + e.instance +
+                   " held a secret, which is not recorded");
+        return kExitUsage;
+      }
       const Json& env = Field(snap, "env");
       for (auto it = env.begin(); env.is_object() && it != env.end(); ++it)
         if (it.value().is_string() && it.value().get<std::string>().find("<redacted>") != std::string::npos) {

@@ -364,13 +364,23 @@ class SignalWatcher {
   }
 
  private:
+  // A kubeconfig credential plugin being waited for must not hold up the
+  // exit or the cancellation (which uses the credentials it already has).
+  static void StopExecPlugins() {
+#ifdef SLUICE_CLI_KUBERNETES
+    k8s::InterruptExecPlugins();
+#endif
+  }
   void Loop() {
     for (;;) {
       int sig = 0;
       if (sigwait(&set_, &sig) != 0) continue;
       if (sig == SIGUSR1 && done_) return;
       if (sig == SIGUSR1) continue;
-      if (state_ == kBefore) ::_exit(kExitCancelled);
+      if (state_ == kBefore) {
+        StopExecPlugins();
+        ::_exit(kExitCancelled);
+      }
       std::lock_guard<std::mutex> lock(handling_mu_);
       if (state_ == kDetached) continue;
       int n = sig == SIGUSR2 ? std::max(2, ++count_) : ++count_;
@@ -379,6 +389,9 @@ class SignalWatcher {
                   << ": cancelling running steps; finally steps still run (Ctrl-C again to kill "
                      "everything now)\n";
         if (Runner* r = runner_.load()) r->Cancel();
+        // After Cancel(): a start that fails for it is then seen as part of
+        // the cancellation.
+        StopExecPlugins();
       } else if (n == 2) {
         count_ = 2;
         std::cerr << (sig == SIGUSR2 ? "\nsluice: cancelled with --now: " : "sluice: ")
@@ -889,6 +902,16 @@ int Continue(const RunCommandOptions& options, bool rerun) {
     return kExitUsage;
   }
   for (const auto& [name, value] : *overrides) values[name] = value;
+  // A secret param is recorded as "<redacted>", never its value: it must be
+  // given again, as it was the first time.
+  std::string missing;
+  for (const auto& [name, value] : old->params.items())
+    if (value == "<redacted>" && !overrides->count(name)) missing += " -p " + name + "=VALUE";
+  if (!missing.empty()) {
+    PrintError(std::string(rerun ? "rerun" : "resume") + ": run " + old->id +
+               " has secret parameters, which are not recorded; give them again:" + missing);
+    return kExitUsage;
+  }
   int code = kExitOk;
   std::string file = options.file.empty() ? old->pipeline_file : options.file;
   auto prepared = Prepare(file, old->pipeline_yaml, values, &code);

@@ -12,6 +12,7 @@
 
 #include "engine/provenance.h"
 #include "engine/run_id.h"
+#include "engine/secret_mask.h"
 #include "engine/server/metrics.h"
 #include "engine/server/retention.h"
 
@@ -127,7 +128,7 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   job.queued.pipeline = spec->name;
   job.queued.pipeline_file = spec->file;
   job.queued.pipeline_digest = spec->file_digest;
-  job.queued.params = *bound;
+  job.queued.params = RedactSecretParams(*spec, *bound);
   job.queued.executor = !job.options.default_executor.empty() ? job.options.default_executor : spec->executor;
   job.queued.phase = RunPhase::kPending;
   job.queued.message = "queued (" + request.trigger + ")";
@@ -351,6 +352,23 @@ std::vector<std::string> RunManager::ResumeInterrupted() {
     SpecPtr spec = loaded.spec ? std::make_shared<const PipelineSpec>(std::move(*loaded.spec))
                                : registry_->Find(run.pipeline);
     if (!spec) continue;
+    // A secret param is recorded as "<redacted>": the server cannot give it
+    // back, and running with the placeholder would be wrong. The run ends
+    // with the reason instead of staying Running.
+    std::string secrets;
+    for (const auto& p : spec->params)
+      if (p.secret && run.params.contains(p.name) && run.params[p.name] == "<redacted>")
+        secrets += (secrets.empty() ? "" : ", ") + p.name;
+    if (!secrets.empty()) {
+      RunRecord failed = run;
+      failed.phase = RunPhase::kError;
+      failed.message = "the server restarted and cannot resume this run: its secret parameter(s) " + secrets +
+                       " are not recorded; resume it with `sluice resume " + run.id + " -p NAME=VALUE`";
+      failed.finished_at = std::chrono::system_clock::now();
+      if (Status s = store_->UpdateRun(failed); !s.ok())
+        std::fprintf(stderr, "sluice serve: %s\n", s.ToString().c_str());
+      continue;
+    }
     SubmitRequest req;
     req.pipeline = run.pipeline;
     req.spec = spec;

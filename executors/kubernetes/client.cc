@@ -250,7 +250,7 @@ bool LineSplitter::Feed(std::string_view data,
 Client::Client(RestConfig config, ClientOptions options)
     : config_(std::move(config)),
       options_(std::move(options)),
-      creds_(config_.user, config_.cluster),
+      creds_(config_.user, config_.cluster, options_.exec_plugin),
       limiter_(options_.qps, options_.burst) {}
 
 Client::~Client() = default;
@@ -448,11 +448,27 @@ Status Client::ConnectionError(const std::string& detail) const {
 Status Client::HttpError(const HttpResponse& r, const std::string& what) const {
   std::string message, reason;
   Json st = Json::parse(r.body, nullptr, false);
-  if (st.is_object()) {
-    message = st.value("message", "");
-    reason = st.value("reason", "");
+  auto text_field = [&](const char* key) {
+    return st.is_object() && st.contains(key) && st[key].is_string() ? st[key].get<std::string>() : std::string();
+  };
+  const bool is_status = text_field("kind") == "Status" || !text_field("message").empty() ||
+                         !text_field("reason").empty();
+  if (is_status) {
+    message = text_field("message");
+    reason = text_field("reason");
   }
-  if (message.empty()) message = r.body.substr(0, 300);
+  if (!is_status) {
+    // Not a Kubernetes API answer (a proxy, a web server, a wrong port):
+    // say what came back instead of an empty reason.
+    std::string snippet = r.body.substr(0, 200);
+    for (char& c : snippet)
+      if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    message = config_.cluster.server + " answered HTTP " + std::to_string(r.status) + " with " +
+              (snippet.empty() ? std::string("an empty body") : "\"" + snippet + (r.body.size() > 200 ? "..." : "") + "\"") +
+              ", not a Kubernetes Status; is it a Kubernetes API server? (" + Describe() + ", " + config_.source + ")";
+  } else if (message.empty()) {
+    message = "HTTP " + std::to_string(r.status) + (reason.empty() ? "" : " " + reason);
+  }
   std::string where = " (" + Describe() + ")";
   switch (r.status) {
     case 401:
@@ -542,9 +558,23 @@ Result<HttpResponse> Client::Do(const std::string& method, const std::string& pa
       req.headers.emplace("Content-Type", content_type);
     }
     Count(method);
+    const auto sent_at = std::chrono::steady_clock::now();
     httplib::Result res = conn->http->send(req);
     if (!res) {
       httplib::Error err = res.error();
+      if ((err == httplib::Error::SSLConnection || err == httplib::Error::ConnectionTimeout) &&
+          std::chrono::steady_clock::now() - sent_at >= options_.connect_timeout) {
+        // Connected (or not) and then silence for the whole connect
+        // timeout: a retry would wait as long again for the same silence.
+        const bool tls = err == httplib::Error::SSLConnection;
+        return Error(Status::Unavailable(
+            "cannot reach " + config_.cluster.server + ": " +
+            (tls ? "it accepted the connection but did not complete a TLS handshake"
+                 : "the connection was not established") +
+            " within " + std::to_string(options_.connect_timeout.count()) + "ms" +
+            (tls ? " (is it an HTTPS Kubernetes API server? " : " (is the cluster up? ") + Describe() + ", " +
+            config_.source + ")"));
+      }
       if (err == httplib::Error::SSLServerVerification) {
         auto* ssl = dynamic_cast<httplib::SSLClient*>(conn->http.get());
         long v = ssl ? ssl->get_openssl_verify_result() : 0;

@@ -76,8 +76,12 @@ struct ClientOptions {
   Duration initial_backoff{200};
   Duration max_backoff{10000};
   Duration max_retry_after{60000};  // a longer Retry-After is capped to this
+  // Bounds the TCP connect and, for https, the TLS handshake. A server that
+  // accepts the connection and then says nothing within it is not retried:
+  // the request fails after this long (plus nothing).
   Duration connect_timeout{10000};
   Duration request_timeout{30000};
+  ExecPluginLimits exec_plugin;  // deadline and output cap of users[].user.exec
   int watch_timeout_seconds = 300;  // server closes a watch after this; we resume
   std::string user_agent = "sluice/" SLUICE_VERSION;
 };

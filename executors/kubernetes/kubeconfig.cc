@@ -1,7 +1,11 @@
 #include "executors/kubernetes/kubeconfig.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -565,8 +569,76 @@ Result<Credentials> ParseExecCredential(const std::string& json_text,
   return c;
 }
 
-CredentialSource::CredentialSource(UserConfig user, ClusterConfig cluster)
-    : user_(std::move(user)), cluster_(std::move(cluster)) {}
+namespace {
+
+// The plugin runs waiting now (eventfd -> process group, 0 before it
+// started), for InterruptExecPlugins().
+std::mutex& PluginWaitersMu() {
+  static std::mutex mu;
+  return mu;
+}
+std::map<int, pid_t>& PluginWaiters() {
+  static std::map<int, pid_t> waiters;
+  return waiters;
+}
+// Set by InterruptExecPlugins(), under PluginWaitersMu(): the process is
+// shutting down and starts no plugin any more.
+bool g_plugins_interrupted = false;
+
+// Registers one plugin run with InterruptExecPlugins() until Done() or
+// destruction.
+class PluginInterrupt {
+ public:
+  PluginInterrupt() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (fd_ < 0) return;
+    std::lock_guard<std::mutex> lock(PluginWaitersMu());
+    PluginWaiters()[fd_] = 0;
+    if (g_plugins_interrupted) {
+      uint64_t one = 1;
+      ssize_t ignored = write(fd_, &one, sizeof one);
+      (void)ignored;
+    }
+  }
+  ~PluginInterrupt() {
+    Done();
+    if (fd_ >= 0) close(fd_);
+  }
+  PluginInterrupt(const PluginInterrupt&) = delete;
+  PluginInterrupt& operator=(const PluginInterrupt&) = delete;
+  int fd() const { return fd_; }
+  // The plugin's process group, once it runs.
+  void SetGroup(pid_t pgid) {
+    if (fd_ < 0) return;
+    std::lock_guard<std::mutex> lock(PluginWaitersMu());
+    PluginWaiters()[fd_] = pgid;
+  }
+  // Before the plugin is reaped: its group id may be reused afterwards.
+  void Done() {
+    if (fd_ < 0) return;
+    std::lock_guard<std::mutex> lock(PluginWaitersMu());
+    PluginWaiters().erase(fd_);
+  }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+void InterruptExecPlugins() {
+  std::lock_guard<std::mutex> lock(PluginWaitersMu());
+  g_plugins_interrupted = true;
+  for (const auto& [fd, pgid] : PluginWaiters()) {
+    // Killed here too, so that a process about to _exit leaves none behind.
+    if (pgid > 0) killpg(pgid, SIGKILL);
+    uint64_t one = 1;
+    ssize_t ignored = write(fd, &one, sizeof one);
+    (void)ignored;
+  }
+}
+
+CredentialSource::CredentialSource(UserConfig user, ClusterConfig cluster, ExecPluginLimits limits)
+    : user_(std::move(user)), cluster_(std::move(cluster)), limits_(limits) {}
 
 int CredentialSource::exec_runs() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -663,9 +735,40 @@ Result<Credentials> CredentialSource::RunExecPlugin() {
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull >= 0) posix_spawn_file_actions_adddup2(&actions, devnull, STDIN_FILENO);
+  // Its own process group, so that a deadline stops whatever it started;
+  // default signal handling and mask, whatever this thread blocks.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t mask;
+  sigemptyset(&mask);
+  posix_spawnattr_setsigmask(&attr, &mask);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGINT);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  PluginInterrupt interrupt;
+  {
+    // A process that is shutting down starts no plugin (cached credentials
+    // still work).
+    pollfd stopped{interrupt.fd(), POLLIN, 0};
+    if (poll(&stopped, 1, 0) == 1) {
+      posix_spawnattr_destroy(&attr);
+      posix_spawn_file_actions_destroy(&actions);
+      close(out_pipe[0]);
+      close(out_pipe[1]);
+      if (devnull >= 0) close(devnull);
+      return Error(Status::Cancelled("exec credential plugin \"" + x.command + "\" of user \"" + user_.name +
+                                     "\" was not started: sluice is shutting down"));
+    }
+  }
   pid_t pid = 0;
   // posix_spawnp searches $PATH when the command has no '/'; never a shell.
-  int rc = posix_spawnp(&pid, x.command.c_str(), &actions, nullptr, argv.data(), envp.data());
+  int rc = posix_spawnp(&pid, x.command.c_str(), &actions, &attr, argv.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   close(out_pipe[1]);
   if (devnull >= 0) close(devnull);
@@ -676,22 +779,78 @@ Result<Credentials> CredentialSource::RunExecPlugin() {
     if (!x.install_hint.empty()) msg += "\n" + x.install_hint;
     return Error(rc == ENOENT ? Status::NotFound(msg) : Status::Unauthenticated(msg));
   }
+  interrupt.SetGroup(pid);
+  const std::string who = "exec credential plugin \"" + x.command + "\" of user \"" + user_.name + "\"";
+  fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+  // The plugin's exit is seen through a pidfd; its stdout is read until it
+  // exits (a child it left running may hold the pipe open: what it has
+  // written by then is read, and no more is waited for).
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  const auto deadline = std::chrono::steady_clock::now() + limits_.timeout;
   std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(out_pipe[0], buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, static_cast<size_t>(n));
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else {
+  Status failure;
+  bool exited = false, eof = false;
+  auto drain = [&] {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(out_pipe[0], buf, sizeof buf);
+      if (n > 0) {
+        out.append(buf, static_cast<size_t>(n));
+        if (out.size() > limits_.max_output) return;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) eof = true;
+      return;
+    }
+  };
+  while (failure.ok() && !exited) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      failure = Status::DeadlineExceeded(
+          who + " did not finish within " +
+          (limits_.timeout.count() % 1000 == 0 ? std::to_string(limits_.timeout.count() / 1000) + "s"
+                                                : std::to_string(limits_.timeout.count()) + "ms") +
+          "; it was stopped (its process group got SIGKILL)");
       break;
     }
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+    pollfd fds[3] = {{out_pipe[0], static_cast<short>(eof ? 0 : POLLIN), 0},
+                     {pidfd, POLLIN, 0},
+                     {interrupt.fd(), POLLIN, 0}};
+    // Without a pidfd (an old kernel) the exit is polled for, every 10 ms.
+    int timeout_ms = static_cast<int>(std::min<int64_t>(left, pidfd < 0 ? 10 : 1 << 30));
+    int n = poll(fds, 3, timeout_ms);
+    if (n < 0 && errno != EINTR) {
+      failure = Status::Internal(std::string("poll: ") + std::strerror(errno));
+      break;
+    }
+    if (fds[2].revents) {
+      failure = Status::Cancelled(who + " was stopped: sluice is shutting down");
+      break;
+    }
+    if (!eof && fds[0].revents) drain();
+    if (out.size() > limits_.max_output) {
+      failure = Status::Unauthenticated(who + " printed more than " + std::to_string(limits_.max_output) +
+                                        " bytes; it was stopped (an ExecCredential is a small JSON document)");
+      break;
+    }
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
+      exited = true;
   }
-  close(out_pipe[0]);
   int wstatus = 0;
+  if (!failure.ok()) killpg(pid, SIGKILL);  // the group id stays ours until the leader is reaped
+  interrupt.Done();
   while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
   }
+  if (failure.ok() && !eof) drain();  // what it wrote before it exited
+  if (pidfd >= 0) close(pidfd);
+  close(out_pipe[0]);
+  if (failure.ok() && out.size() > limits_.max_output)
+    failure = Status::Unauthenticated(who + " printed more than " + std::to_string(limits_.max_output) +
+                                      " bytes (an ExecCredential is a small JSON document)");
+  if (!failure.ok()) return Error(failure);
   if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
     std::string how = WIFEXITED(wstatus) ? "exited with code " + std::to_string(WEXITSTATUS(wstatus))
                                          : "was killed by signal " + std::to_string(WTERMSIG(wstatus));

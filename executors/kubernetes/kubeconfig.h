@@ -117,20 +117,37 @@ struct Credentials {
   std::optional<std::chrono::system_clock::time_point> expiry;
 };
 
+// Bounds on one run of an exec credential plugin. A plugin that has not
+// exited `timeout` after it started, or that prints more than `max_output`
+// bytes, is stopped: its whole process group gets SIGKILL.
+struct ExecPluginLimits {
+  std::chrono::milliseconds timeout{30000};
+  size_t max_output = 1 << 20;
+};
+
+// Stops every exec credential plugin running now (their process groups get
+// SIGKILL; the Get() waiting for each returns kCancelled at once), and every
+// one the process would start later (Get() returns kCancelled without
+// running it; cached credentials are still returned). For a process that is
+// shutting down (SIGTERM, Ctrl-C). Thread-safe; there is no undoing it.
+void InterruptExecPlugins();
+
 // Produces Credentials for a UserConfig: static ones as they are, tokenFile
 // re-read when older than a minute, exec plugins run (argv, never a shell)
 // and their result cached until its expirationTimestamp. Thread-safe.
 class CredentialSource {
  public:
   // Copies `config`; `cluster` is sent to exec plugins that asked for
-  // provideClusterInfo.
-  CredentialSource(UserConfig user, ClusterConfig cluster);
+  // provideClusterInfo; `limits` bound each plugin run.
+  CredentialSource(UserConfig user, ClusterConfig cluster, ExecPluginLimits limits = {});
 
   // Current credentials. `refresh` forces an exec plugin to run again (after
   // a 401). Errors: kUnauthenticated when a plugin fails or prints garbage
-  // (its stderr is passed through to ours), kFailedPrecondition when a token
-  // file is unreadable, kNotFound when the plugin command is missing (with the
-  // installHint).
+  // (its stderr is passed through to ours), kDeadlineExceeded when it runs
+  // past limits.timeout, kUnauthenticated when it prints more than
+  // limits.max_output, kCancelled when InterruptExecPlugins() stopped it,
+  // kFailedPrecondition when a token file is unreadable, kNotFound when the
+  // plugin command is missing (with the installHint).
   Result<Credentials> Get(bool refresh = false);
 
   // Number of times an exec plugin has been run (for tests of the cache).
@@ -141,6 +158,7 @@ class CredentialSource {
 
   const UserConfig user_;
   const ClusterConfig cluster_;
+  const ExecPluginLimits limits_;
   mutable std::mutex mu_;
   std::optional<Credentials> cached_;
   std::chrono::steady_clock::time_point token_file_read_at_{};

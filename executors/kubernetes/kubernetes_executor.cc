@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/secret_mask.h"
+
 namespace sluice {
 namespace {
 
@@ -410,7 +412,7 @@ void KubernetesExecutor::FinisherLoop() {
       finish_queue_.pop_front();
     }
     if (f.logs_only) {
-      CopyLogs(f.kind, f.ns, f.name, f.log_path, nullptr);
+      CopyLogs(f.kind, f.ns, f.name, f.log_path, f.log_masks, nullptr);
     } else {
       Complete(std::move(f));
     }
@@ -425,6 +427,7 @@ Result<k8s::ObjectList> KubernetesExecutor::ListPods(const operators::WorkloadKi
 
 void KubernetesExecutor::CopyLogs(const operators::WorkloadKind& kind, const std::string& ns,
                                   const std::string& name, const std::string& log_path,
+                                  const std::vector<std::string>& log_masks,
                                   const Result<k8s::ObjectList>* listed) {
   if (!options_.fetch_logs || log_path.empty()) return;
   Result<k8s::ObjectList> own = listed ? Result<k8s::ObjectList>(k8s::ObjectList{}) : ListPods(kind, ns, name);
@@ -453,7 +456,7 @@ void KubernetesExecutor::CopyLogs(const operators::WorkloadKind& kind, const std
                                      k8s::UrlEncode(kind.container_name),
                                  /*max_retries=*/0);
     if (text) {
-      log << *text;
+      log << (log_masks.empty() ? *text : MaskValues(*text, log_masks, kLogMask));
       if (!text->empty() && text->back() != '\n') log << "\n";
     } else {
       log << "[sluice] could not fetch the logs of pod " << ns << "/" << pod_name << ": "
@@ -510,7 +513,7 @@ void KubernetesExecutor::Complete(Finish f) {
   } else if (result.outcome == TaskOutcome::kSucceeded) {
     result.exit_code = 0;
   }
-  CopyLogs(kind, ns, name, task.log_path, &pods);
+  CopyLogs(kind, ns, name, task.log_path, task.log_masks, &pods);
 
   result.finished_at = std::chrono::system_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
@@ -539,6 +542,7 @@ void KubernetesExecutor::SucceedLocked(Live& r, const std::string& message) {
     logs.ns = r.ns;
     logs.name = r.name;
     logs.log_path = r.task.log_path;
+    logs.log_masks = r.task.log_masks;
     finish_queue_.push_back(std::move(logs));
     finish_cv_.notify_one();
   }

@@ -127,6 +127,7 @@ class KubernetesExecutor : public Executor {
     bool logs_only = false;
     operators::WorkloadKind kind;  // logs_only: where the pods are
     std::string ns, name, log_path;
+    std::vector<std::string> log_masks;  // Task::log_masks
   };
   struct WatchEntry;
 
@@ -161,7 +162,7 @@ class KubernetesExecutor : public Executor {
   // pods itself when `listed` is null.
   void CopyLogs(const operators::WorkloadKind& kind, const std::string& ns,
                 const std::string& name, const std::string& log_path,
-                const Result<k8s::ObjectList>* listed);
+                const std::vector<std::string>& log_masks, const Result<k8s::ObjectList>* listed);
   void ReapIdleWatches();
 
   std::unique_ptr<k8s::Client> client_;

@@ -23,6 +23,7 @@
 
 #include "engine/file_lock.h"
 #include "executors/local/supervisor.h"
+#include "engine/secret_mask.h"
 #include "executors/local/training_job.h"
 
 extern char** environ;
@@ -326,7 +327,10 @@ struct LocalExecutor::RunningTask {
   TaskId id = 0;
   std::string instance;
   bool distributed = false;
-  int log_fd = -1;  // kept open for distributed tasks' "[sluice]" lines
+  int log_fd = -1;  // kept open for distributed tasks' "[sluice]" lines and masked output
+  int out_fd = -1;  // read end of the output pipe when the log is masked
+  std::unique_ptr<StreamMasker> masker;
+  std::optional<SteadyClock::time_point> drain_until;  // set once every process exited
   std::vector<size_t> gpus;  // indexes into options_.gpu_devices held by this task
   std::vector<Process> procs;
   std::vector<size_t> success_set;
@@ -372,6 +376,7 @@ LocalExecutor::~LocalExecutor() {
       if (p.pidfd >= 0) close(p.pidfd);
     }
     if (t->log_fd >= 0) close(t->log_fd);
+    if (t->out_fd >= 0) close(t->out_fd);
   }
   if (wake_fd_ >= 0) close(wake_fd_);
 }
@@ -524,6 +529,16 @@ Status LocalExecutor::Start(const Task& task) {
     envs.push_back(std::move(env));
   }
 
+  // Masked output goes through a pipe that Wait() copies to the log.
+  int out_pipe[2] = {-1, -1};
+  if (!task.log_masks.empty() && pipe2(out_pipe, O_CLOEXEC) != 0) {
+    const int err = errno;
+    close(log_fd);
+    close_locks();
+    return Status::Unavailable("cannot create the output pipe of step '" + who + "': " + ErrnoText(err));
+  }
+  const int child_out = out_pipe[1] >= 0 ? out_pipe[1] : log_fd;
+
   auto t = std::make_unique<RunningTask>();
   t->id = task.id;
   t->instance = who;
@@ -543,7 +558,7 @@ Status LocalExecutor::Start(const Task& task) {
       failure = "cannot create a pipe: " + ErrnoText(err);
     } else {
       int rc = SpawnSupervised(supervisor_, files[i], programs[i], r.argv, envs[i], task.workdir,
-                               log_fd, ready[1], lock_fds[i], &p.pid);
+                               child_out, ready[1], lock_fds[i], &p.pid);
       close(ready[1]);
       if (rc != 0) {
         err = rc;
@@ -577,6 +592,10 @@ Status LocalExecutor::Start(const Task& task) {
         }
         if (started.pidfd >= 0) close(started.pidfd);
       }
+      if (out_pipe[0] >= 0) {
+        close(out_pipe[0]);
+        close(out_pipe[1]);
+      }
       close(log_fd);
       close_locks();
       if (err == ENOEXEC) failure += " (a script needs a '#!' line)";
@@ -599,12 +618,18 @@ Status LocalExecutor::Start(const Task& task) {
     std::string names;
     for (const auto& [k, v] : r.env) names += (names.empty() ? "" : ",") + k;
     spdlog::debug("local: task {} ({}) {} started, pid {} (supervisor {}), argv[0] {}, task env names [{}]",
-                  task.id, who, p.name, p.step_pid, p.pid, r.argv[0], names);
+                  task.id, who, p.name, p.step_pid, p.pid, MaskValues(r.argv[0], task.log_masks, kLogMask), names);
     t->procs.push_back(std::move(p));
   }
   // The supervisors hold the locks now.
   close_locks();
-  if (t->distributed) {
+  if (out_pipe[0] >= 0) {
+    close(out_pipe[1]);  // the supervisors hold it now
+    fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+    t->out_fd = out_pipe[0];
+    t->masker = std::make_unique<StreamMasker>(task.log_masks, std::string(kLogMask));
+  }
+  if (t->distributed || t->out_fd >= 0) {
     t->log_fd = log_fd;
   } else {
     close(log_fd);
@@ -751,6 +776,38 @@ void LocalExecutor::Reap(RunningTask& t, Process& p) {
   Finish(t, p, pf ? &*pf : nullptr);
 }
 
+void LocalExecutor::Pump(RunningTask& t, bool final) {
+  if (t.out_fd < 0) return;
+  auto write_all = [&](const std::string& text) {
+    for (size_t done = 0; done < text.size();) {
+      ssize_t n = write(t.log_fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // a full disk loses log text, never the task
+      done += static_cast<size_t>(n);
+    }
+  };
+  char buf[65536];
+  bool eof = false;
+  // At most 1 MiB a call, so that a task that writes without pause cannot
+  // keep Wait() from its other tasks.
+  for (int chunks = 0; chunks < 16;) {
+    ssize_t n = read(t.out_fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) {
+      write_all(t.masker->Write(std::string_view(buf, static_cast<size_t>(n))));
+      ++chunks;
+      continue;
+    }
+    eof = n == 0;
+    break;  // EAGAIN: nothing more for now
+  }
+  if (eof || final) {
+    write_all(t.masker->Finish());
+    close(t.out_fd);
+    t.out_fd = -1;
+  }
+}
+
 std::optional<TaskResult> LocalExecutor::Evaluate(RunningTask& t) {
   for (auto& p : t.procs) {
     if (!p.exited || p.accounted) continue;
@@ -776,6 +833,14 @@ std::optional<TaskResult> LocalExecutor::Evaluate(RunningTask& t) {
   }
   if (!std::all_of(t.procs.begin(), t.procs.end(), [](const Process& p) { return p.exited; })) {
     return std::nullopt;
+  }
+  if (t.out_fd >= 0) {
+    // The rest of the output, up to the bound (a descendant that left the
+    // process group may hold the pipe open).
+    const auto now = SteadyClock::now();
+    if (!t.drain_until) t.drain_until = now + kPipeDrainBound;
+    Pump(t, /*final=*/now >= *t.drain_until);
+    if (t.out_fd >= 0) return std::nullopt;
   }
 
   TaskResult result;
@@ -840,6 +905,11 @@ std::optional<TaskResult> LocalExecutor::Wait(Duration timeout) {
     for (auto& [id, t] : running_) {
       if (!t->outcome && t->deadline) wake_at = std::min(wake_at, *t->deadline);
       if (t->kill_at && !t->sigkill_sent) wake_at = std::min(wake_at, *t->kill_at);
+      if (t->drain_until) wake_at = std::min(wake_at, *t->drain_until);
+      if (t->out_fd >= 0) {
+        fds.push_back({t->out_fd, POLLIN, 0});
+        owners.emplace_back(t.get(), nullptr);
+      }
       for (auto& p : t->procs) {
         if (p.exited || p.pidfd < 0) continue;
         fds.push_back({p.pidfd, POLLIN, 0});
@@ -866,7 +936,9 @@ std::optional<TaskResult> LocalExecutor::Wait(Duration timeout) {
         (void)ignored;
       }
       for (size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents != 0) Reap(*owners[i - 1].first, *owners[i - 1].second);
+        if (fds[i].revents == 0) continue;
+        if (owners[i - 1].second) Reap(*owners[i - 1].first, *owners[i - 1].second);
+        else Pump(*owners[i - 1].first, /*final=*/false);
       }
     }
     if (!have_pidfd_) {

@@ -50,7 +50,13 @@ class FakeStore : public Store {
     for (const auto& [id, r] : runs) out.push_back(r);
     return out;
   }
+  // Fault injection (a full disk): once put_log holds `fail_puts_after`
+  // lines, every PutStep returns `put_failure` and records nothing.
+  int fail_puts_after = -1;
+  Status put_failure;
+
   Status PutStep(const StepRecord& step) override {
+    if (fail_puts_after >= 0 && static_cast<int>(put_log.size()) >= fail_puts_after) return put_failure;
     put_log.push_back(step.instance + "=" + NodePhaseName(step.phase) + "#" + std::to_string(step.attempts));
     steps[step.run_id][step.instance] = step;
     return Status::Ok();

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -769,6 +770,85 @@ steps:
   EXPECT_EQ(s.error().message(),
             "pipeline.yaml:6:5: step 'a' uses executor 'kubernetes', which is not available here (available: local)");
   EXPECT_TRUE(store_.runs.empty());
+}
+
+// A store write that fails mid-run (SQLITE_FULL on a full disk, injected at
+// the store seam): nothing more starts, and the run ends Error with the
+// cause instead of staying Running.
+TEST_F(RunnerTest, AStoreThatCannotRecordEndsTheRunWithErrorAndTheCause) {
+  Load(R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: diskfull}
+steps:
+  - name: a
+    command: [python3, -c, "print(1)"]
+  - name: b
+    depends: [a]
+    command: [python3, -c, "print(2)"]
+  - name: c
+    depends: [b]
+    command: [python3, -c, "print(3)"]
+)yaml");
+  store_.fail_puts_after = 1;  // a's Running record, then nothing
+  store_.put_failure = Status::FailedPrecondition("recording step: database or disk is full");
+  auto r = RunIt(Options());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().ToString(),
+            "FAILED_PRECONDITION: recording run run1: recording step: database or disk is full");
+  EXPECT_EQ(store_.runs["run1"].phase, RunPhase::kError);
+  EXPECT_EQ(store_.runs["run1"].message, "the store could not record the run: recording step: database or disk is full");
+  std::string started;
+  for (const auto& t : executor_->started) started += (started.empty() ? "" : " ") + t.instance;
+  EXPECT_EQ(started.find("c"), std::string::npos) << started;
+  EXPECT_NE(events_.find("run Error: the store could not record the run: recording step: database or disk is full\n"),
+            std::string::npos)
+      << events_;
+}
+
+// A resumed run's record holds "<redacted>" for a secret: the runner never
+// passes the placeholder to a step as if it were the value.
+TEST_F(RunnerTest, ASecretParamHoldingThePlaceholderIsRefused) {
+  Load(R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: placeholder}
+params:
+  tok: {type: string, secret: true}
+steps:
+  - name: a
+    command: [python3, -c, "print(1)", "{{ params.tok }}"]
+)yaml");
+  RunOptions o = Options();
+  o.params["tok"] = "<redacted>";
+  auto r = RunIt(std::move(o));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().ToString(),
+            "FAILED_PRECONDITION: parameter 'tok' is a secret, which is not recorded with a run; give its value "
+            "again (-p tok=VALUE)");
+  EXPECT_TRUE(executor_->started.empty());
+  EXPECT_TRUE(store_.runs.empty());
+}
+
+// What the executor is told to mask in the log: the secret, its base64
+// forms, and each value derived from it; the argv it runs holds the values.
+TEST_F(RunnerTest, TheLogMasksHoldTheSecretAndItsDerivedValues) {
+  Load(R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: masks}
+params:
+  tok: {type: string, secret: true}
+steps:
+  - name: a
+    command: [python3, -c, "print(1)", "--auth={{ upper(params.tok) }}:{{ params.tok }}"]
+)yaml");
+  RunOptions o = Options();
+  o.params["tok"] = "abcdef";
+  ASSERT_TRUE(RunIt(std::move(o)).has_value());
+  ASSERT_EQ(executor_->started.size(), 1u);
+  const Task& t = executor_->started[0];
+  EXPECT_EQ(t.argv[3], "--auth=ABCDEF:abcdef");
+  std::set<std::string> masks(t.log_masks.begin(), t.log_masks.end());
+  EXPECT_EQ(masks, (std::set<std::string>{"abcdef", "YWJjZGVm", "FiY2RlZ", "hYmNkZW", "ABCDEF",
+                                          "--auth=ABCDEF:abcdef"}));
 }
 
 }  // namespace

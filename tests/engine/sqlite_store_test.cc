@@ -109,6 +109,25 @@ TEST(SqliteStoreTest, MigratesAnEmptyExistingFile) {
   EXPECT_EQ(store->SchemaVersion().value(), SqliteStore::kSchemaVersion);
 }
 
+TEST(SqliteStoreTest, RefusesAnEmptyDatabaseBesideAnEarlierStoresRunsAndArtifacts) {
+  TempDir dir;
+  fs::create_directories(dir.path() + "/runs/r1/logs");
+  fs::create_directories(dir.path() + "/cas/sha256/ab");
+  { std::ofstream(dir.path() + "/sluice.db"); }  // truncated to zero bytes
+  for (bool create : {true, false}) {
+    SqliteStoreOptions options;
+    options.create_if_missing = create;
+    auto store = SqliteStore::Open(dir.path(), options);
+    ASSERT_FALSE(store.has_value());
+    EXPECT_EQ(store.error().ToString(),
+              "FAILED_PRECONDITION: store " + dir.path() + "/sluice.db is empty (0 bytes), but " + dir.path() +
+                  " holds runs/ and cas/ of an earlier store: its database was truncated or replaced. Restore "
+                  "sluice.db (with sluice.db-wal, if there is one) from a backup; to start a new store instead, "
+                  "move runs/ and cas/ out of " + dir.path() + " first");
+  }
+  EXPECT_EQ(fs::file_size(dir.path() + "/sluice.db"), 0u);  // left as it was
+}
+
 TEST(SqliteStoreTest, ReopeningKeepsDataAndDoesNotMigrateAgain) {
   TempDir dir;
   {

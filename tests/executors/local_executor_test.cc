@@ -159,6 +159,39 @@ TEST_F(LocalExecutorTest, SuccessAppendsStdoutAndStderrToTheLog) {
   EXPECT_EQ(executor_->Running(), 0u);
 }
 
+// Secret values in the output are written as "***", a value split across
+// two writes and stderr included.
+TEST_F(LocalExecutorTest, LogMasksAreReplacedInTheLog) {
+  Executor();
+  Task task = MakeTask(1, {"sh", "-c", "printf 'token s3cr'; printf '3t-value\\n'; echo S3CR3T-VALUE >&2; echo plain"});
+  task.log_masks = {"s3cr3t-value", "S3CR3T-VALUE"};
+  WriteFile(task.log_path, "attempt 1\n");
+  TaskResult r = RunToEnd(task);
+  EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  EXPECT_EQ(ReadFile(task.log_path), "attempt 1\ntoken ***\n***\nplain\n");
+}
+
+// A descendant that left the task's process group keeps the output pipe
+// open: the task is still reported once its own processes are gone.
+TEST_F(LocalExecutorTest, MaskedOutputHeldOpenByAnEscapedChildDoesNotHoldTheTask) {
+  Executor();
+  // The task ends only once the child has left its group (it says so
+  // through a FIFO), so the group kill at the end cannot reach it.
+  const std::string fifo = MakeFifo("escaped").string();
+  const std::string pidfile = (dir_ / "escaped.pid").string();
+  Task task = MakeTask(1, {"sh", "-c",
+                           "setsid sh -c 'echo $$ > " + fifo + "; exec sleep 1000' & read pid < " + fifo +
+                               "; echo $pid > " + pidfile + "; echo done"});
+  task.log_masks = {"never-printed"};
+  TaskResult r = RunToEnd(task);
+  EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  EXPECT_EQ(ReadFile(task.log_path), "done\n");
+  std::ifstream in(pidfile);
+  pid_t escaped = 0;
+  in >> escaped;
+  if (escaped > 0) kill(escaped, SIGKILL);
+}
+
 TEST_F(LocalExecutorTest, NonZeroExitIsAFailureWithItsCode) {
   Executor();
   TaskResult r = RunToEnd(MakeTask(1, {"sh", "-c", "exit 3"}));

@@ -5,11 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
 
 #include "engine/cli/kubernetes_options.h"
+#include "engine/provenance.h"
+#include "engine/server/api_json.h"
 #include "engine/server/pipeline_registry.h"
 #include "engine/sqlite_store.h"
 #include "server_test_util.h"
@@ -95,6 +98,114 @@ TEST(RunManagerTest, AServedRunsDeployStepIsPreparedAsAHostController) {
   ASSERT_NE(loaded, nullptr);
   EXPECT_EQ(loaded->steps[1].executor, "");
   EXPECT_FALSE(loaded->steps[1].config.contains("executor"));
+  store->reset();
+  std::filesystem::remove_all(root);
+}
+
+constexpr const char* kSecret = R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: secret
+params:
+  tok: {type: string, secret: true}
+  size: {type: int, default: 3}
+steps:
+  - name: use
+    command: [python3, -c, "print(1)", "{{ params.tok }}"]
+)yaml";
+
+TEST(RunManagerTest, AQueuedRunShowsItsSecretParamsRedacted) {
+  const std::string root = testing::MakeTempDir("run-manager-secret");
+  testing::WriteFile(root + "/pipelines/secret.yaml", kSecret);
+  auto store = SqliteStore::Open(root + "/state");
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  PipelineRegistry registry(root + "/pipelines");
+  ASSERT_TRUE(registry.Reload(true).has_value());
+  testing::FakeRunControl control;
+  control.hold = true;  // the first run holds the only worker; the second stays queued
+  std::mutex mu;
+  std::vector<Json> ran_params;
+  RunFactory fake = testing::FakeFactory([&] { return store->get(); }, &control);
+  RunFactory factory = [&](SpecPtr spec, RunOptions options) {
+    {
+      std::lock_guard lock(mu);
+      ran_params.push_back(options.params);
+    }
+    return fake(std::move(spec), std::move(options));
+  };
+  RunManagerOptions options;
+  options.state_dir = root + "/state";
+  options.max_concurrent = 1;
+  {
+    RunManager runs(options, store->get(), &registry, factory, nullptr);
+    SubmitRequest first;
+    first.pipeline = "secret";
+    first.params = {{"tok", "first-s3cr3t"}};
+    ASSERT_TRUE(runs.Submit(first).has_value());
+    ASSERT_TRUE(control.WaitStarted(1));
+    SubmitRequest second;
+    second.pipeline = "secret";
+    second.typed_params = Json{{"tok", "second-s3cr3t"}};
+    auto id = runs.Submit(second);
+    ASSERT_TRUE(id.has_value()) << id.error().ToString();
+    auto queued = runs.Queued(*id);
+    ASSERT_TRUE(queued.has_value());
+    EXPECT_EQ(RunToJson(*queued)["params"].dump(), R"({"size":3,"tok":"<redacted>"})");
+    ASSERT_EQ(runs.QueuedRuns().size(), 1u);
+    EXPECT_EQ(RunToJson(runs.QueuedRuns()[0]).dump().find("s3cr3t"), std::string::npos);
+    control.Release();
+    ASSERT_TRUE(runs.WaitIdle(std::chrono::seconds(30)));
+  }
+  // The runs themselves were given the values.
+  std::lock_guard lock(mu);
+  ASSERT_EQ(ran_params.size(), 2u);
+  EXPECT_EQ(ran_params[0]["tok"], "first-s3cr3t");
+  EXPECT_EQ(ran_params[1]["tok"], "second-s3cr3t");
+  store->reset();
+  std::filesystem::remove_all(root);
+}
+
+TEST(RunManagerTest, AnInterruptedRunWithASecretEndsWithTheReasonInsteadOfResumingWithoutIt) {
+  const std::string root = testing::MakeTempDir("run-manager-resume-secret");
+  testing::WriteFile(root + "/pipelines/secret.yaml", kSecret);
+  auto store = SqliteStore::Open(root + "/state");
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  PipelineRegistry registry(root + "/pipelines");
+  ASSERT_TRUE(registry.Reload(true).has_value());
+  // A run whose driving process died (pid 0x7fffffff is never alive).
+  RunRecord run;
+  run.id = "secret-1";
+  run.pipeline = "secret";
+  run.pipeline_file = root + "/pipelines/secret.yaml";
+  run.pipeline_yaml = kSecret;
+  run.params = Json{{"size", 3}, {"tok", "<redacted>"}};
+  run.phase = RunPhase::kRunning;
+  run.host = HostName();
+  run.pid = 0x7fffffff;
+  run.created_at = std::chrono::system_clock::now();
+  run.started_at = run.created_at;
+  ASSERT_TRUE((*store)->CreateRun(run).ok());
+  testing::FakeRunControl control;
+  std::atomic<int> started{0};
+  RunFactory fake = testing::FakeFactory([&] { return store->get(); }, &control);
+  RunFactory factory = [&](SpecPtr spec, RunOptions options) {
+    ++started;
+    return fake(std::move(spec), std::move(options));
+  };
+  RunManagerOptions options;
+  options.state_dir = root + "/state";
+  {
+    RunManager runs(options, store->get(), &registry, factory, nullptr);
+    EXPECT_EQ(runs.ResumeInterrupted(), std::vector<std::string>{});
+    ASSERT_TRUE(runs.WaitIdle(std::chrono::seconds(30)));
+  }
+  EXPECT_EQ(started.load(), 0);
+  auto after = (*store)->GetRun("secret-1");
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->phase, RunPhase::kError);
+  EXPECT_EQ(after->message,
+            "the server restarted and cannot resume this run: its secret parameter(s) tok are not recorded; resume "
+            "it with `sluice resume secret-1 -p NAME=VALUE`");
   store->reset();
   std::filesystem::remove_all(root);
 }

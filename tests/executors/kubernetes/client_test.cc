@@ -183,6 +183,56 @@ TEST(ClientTest, ConnectionRefusedNamesTheServerAndContext) {
                 "kubeconfig /tmp/kc (--kubeconfig))");
 }
 
+TEST(ClientTest, ServerThatAcceptsButNeverSpeaksTlsFailsAfterTheConnectTimeout) {
+  // A loopback listener whose backlog completes the TCP handshake; nobody
+  // ever reads or writes, so the TLS handshake never finishes.
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string server = "https://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  RestConfig c = ConfigFor(0);
+  c.cluster.server = server;
+  // Retries allowed: the silence is not retried (each try would wait as long).
+  ClientOptions o = FastRetries(5);
+  o.connect_timeout = Duration(300);
+  auto client = Client::Create(c, o);
+  ASSERT_TRUE(client);
+  EXPECT_EQ((*client)->Get(PodKind(), "ns", "p").error().ToString(),
+            "UNAVAILABLE: cannot reach " + server +
+                ": it accepted the connection but did not complete a TLS handshake within 300ms (is it an "
+                "HTTPS Kubernetes API server? context \"test\", user \"admin\", kubeconfig /tmp/kc (--kubeconfig))");
+  EXPECT_EQ((*client)->RequestCounts().count("RETRY"), 0u);
+  close(fd);
+}
+
+TEST(ClientTest, NonKubernetesAnswerSaysWhatCameBack) {
+  FakeApiServer api;
+  api.server().Get("/api/v1/namespaces/ns/pods/p", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 404;
+    res.set_content("<html><body>\n<h1>Not Found</h1>\n</body></html>", "text/html");
+  });
+  api.server().Get("/api/v1/namespaces/ns/pods/empty", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 404;
+  });
+  const std::string server = "http://127.0.0.1:" + std::to_string(api.port());
+  auto client = Client::Create(ConfigFor(api.port()), FastRetries(0));
+  ASSERT_TRUE(client);
+  EXPECT_EQ((*client)->Get(PodKind(), "ns", "p").error().ToString(),
+            "NOT_FOUND: get pods ns/p: " + server +
+                " answered HTTP 404 with \"<html><body> <h1>Not Found</h1> </body></html>\", not a Kubernetes "
+                "Status; is it a Kubernetes API server? (context \"test\", user \"admin\", kubeconfig /tmp/kc "
+                "(--kubeconfig))");
+  EXPECT_EQ((*client)->Get(PodKind(), "ns", "empty").error().ToString(),
+            "NOT_FOUND: get pods ns/empty: " + server +
+                " answered HTTP 404 with an empty body, not a Kubernetes Status; is it a Kubernetes API server? "
+                "(context \"test\", user \"admin\", kubeconfig /tmp/kc (--kubeconfig))");
+}
+
 TEST(ClientTest, BadServerUrl) {
   RestConfig c = ConfigFor(1);
   c.cluster.server = "127.0.0.1:6443";

@@ -3,11 +3,17 @@
 
 #include "executors/kubernetes/kubeconfig.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -383,6 +389,108 @@ TEST(ExecCredentialTest, MalformedOutputIsAnErrorNotACrash) {
   // Before 1678 a nanosecond system_clock overflows: such a date is long
   // expired, taken as 1970-01-01.
   EXPECT_EQ(std::chrono::system_clock::to_time_t(*with_expiry("1000-01-02T15:04:05Z")->expiry), 0);
+}
+
+// A user whose exec plugin is `plugin`.
+UserConfig ExecUser(const std::string& plugin) {
+  UserConfig u;
+  u.name = "cloud";
+  u.exec = ExecConfig{};
+  u.exec->api_version = "client.authentication.k8s.io/v1";
+  u.exec->command = plugin;
+  return u;
+}
+
+// True when process `pid` ends (or has ended) within a generous bound: a
+// pidfd becomes readable when it exits, whoever its parent is.
+bool Ends(pid_t pid) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return errno == ESRCH;
+  pollfd p{fd, POLLIN, 0};
+  int n = poll(&p, 1, 60000);
+  close(fd);
+  return n == 1;
+}
+
+pid_t ReadPid(const std::string& path) {
+  std::ifstream in(path);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
+TEST_F(KubeconfigTest, ExecPluginThatHangsIsKilledWithItsGroupAtTheDeadline) {
+  // The plugin and a child of it both hang; both must be gone afterwards.
+  std::string child = (dir_ / "child.pid").string();
+  std::string plugin =
+      Write("bin/hang.sh", "#!/bin/sh\nsleep 1000 &\necho $! > " + child + "\nsleep 1000\n", /*exec=*/true);
+  ExecPluginLimits limits;
+  limits.timeout = std::chrono::milliseconds(300);
+  CredentialSource creds(ExecUser(plugin), ClusterConfig{}, limits);
+  EXPECT_EQ(creds.Get().error().ToString(),
+            "DEADLINE_EXCEEDED: exec credential plugin \"" + plugin +
+                "\" of user \"cloud\" did not finish within 300ms; it was stopped (its process group got SIGKILL)");
+  pid_t pid = ReadPid(child);
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(Ends(pid));
+}
+
+TEST_F(KubeconfigTest, ExecPluginWhoseChildHoldsStdoutIsNotWaitedFor) {
+  // It prints its credential and exits; a background child keeps its stdout
+  // open. The credential is used at once, long before the deadline.
+  std::string child = (dir_ / "child.pid").string();
+  std::string plugin = Write("bin/bg.sh",
+                             "#!/bin/sh\n"
+                             "echo '{\"apiVersion\": \"client.authentication.k8s.io/v1\", \"kind\": "
+                             "\"ExecCredential\", \"status\": {\"token\": \"bg-token\"}}'\n"
+                             "sleep 1000 &\necho $! > " + child + "\nexit 0\n",
+                             /*exec=*/true);
+  ExecPluginLimits limits;
+  limits.timeout = std::chrono::seconds(60);
+  CredentialSource creds(ExecUser(plugin), ClusterConfig{}, limits);
+  auto got = creds.Get();
+  ASSERT_TRUE(got) << got.error().ToString();
+  EXPECT_EQ(got->token, "bg-token");
+  pid_t pid = ReadPid(child);
+  ASSERT_GT(pid, 0);
+  ::kill(pid, SIGKILL);
+}
+
+TEST_F(KubeconfigTest, ExecPluginThatFloodsStdoutIsStoppedAtTheCap) {
+  std::string plugin = Write("bin/flood.sh", "#!/bin/sh\nexec yes 0123456789abcdef\n", /*exec=*/true);
+  ExecPluginLimits limits;
+  limits.max_output = 65536;
+  CredentialSource creds(ExecUser(plugin), ClusterConfig{}, limits);
+  EXPECT_EQ(creds.Get().error().ToString(),
+            "UNAUTHENTICATED: exec credential plugin \"" + plugin +
+                "\" of user \"cloud\" printed more than 65536 bytes; it was stopped (an ExecCredential is a "
+                "small JSON document)");
+}
+
+TEST_F(KubeconfigTest, InterruptExecPluginsStopsAWaitingPluginAtOnce) {
+  // The plugin opens a FIFO once it runs (the test's signal to interrupt),
+  // then hangs; the deadline is far away.
+  std::string fifo = (dir_ / "started").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string plugin = Write("bin/wait.sh", "#!/bin/sh\necho go > " + fifo + "\nexec sleep 1000\n", true);
+  ExecPluginLimits limits;
+  limits.timeout = std::chrono::seconds(600);
+  CredentialSource creds(ExecUser(plugin), ClusterConfig{}, limits);
+  std::thread interrupter([&] {
+    int fd = ::open(fifo.c_str(), O_RDONLY);  // returns once the plugin opened it
+    char buf[8];
+    (void)!::read(fd, buf, sizeof buf);
+    ::close(fd);
+    InterruptExecPlugins();
+  });
+  auto got = creds.Get();
+  interrupter.join();
+  EXPECT_EQ(got.error().ToString(), "CANCELLED: exec credential plugin \"" + plugin +
+                                        "\" of user \"cloud\" was stopped: sluice is shutting down");
+  // Nor is a plugin started afterwards (the process is shutting down; this
+  // test is the last in this file to run a plugin).
+  EXPECT_EQ(creds.Get().error().ToString(), "CANCELLED: exec credential plugin \"" + plugin +
+                                                "\" of user \"cloud\" was not started: sluice is shutting down");
 }
 
 TEST(ClosestNameTest, Suggests) {

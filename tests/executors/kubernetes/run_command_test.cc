@@ -266,6 +266,51 @@ steps:
                    "step of " + file + " runs on Kubernetes; add --executor kubernetes\n");
 }
 
+// SIGTERM while sluice waits for a kubeconfig exec credential plugin that
+// hangs: sluice ends at once, well before the plugin's 30 s deadline, and
+// takes the plugin with it.
+TEST_F(RunCommandTest, TermWhileAnExecPluginHangsEndsSluiceAndThePlugin) {
+  fs::path ready = dir_ / "ready";
+  int fd = OpenReadyFifo(ready);
+  ASSERT_GE(fd, 0);
+  const std::string pidfile = (dir_ / "plugin.pid").string();
+  fs::path plugin = dir_ / "hang-plugin.sh";
+  std::ofstream(plugin) << "#!/bin/sh\necho $$ > " << pidfile << "\necho up > " << ready.string()
+                        << "\nexec sleep 300\n";
+  fs::permissions(plugin, fs::perms::owner_all);
+  fs::path kubeconfig = dir_ / "kubeconfig";
+  std::ofstream(kubeconfig) << "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "
+                               "\"https://127.0.0.1:1\"}\nusers:\n- name: cloud\n  user:\n    exec:\n      "
+                               "apiVersion: client.authentication.k8s.io/v1\n      command: "
+                            << plugin.string()
+                            << "\ncontexts:\n- name: x\n  context: {cluster: c, user: cloud, namespace: ml}\n"
+                               "current-context: x\n";
+  std::string file = WritePipeline(R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: plugin-hang}
+steps:
+  - name: remote
+    image: busybox:1.36
+    command: [echo, hi]
+)");
+  auto run = Start({"run", "-q", "--run-id", "p1", "--executor", "kubernetes", "--kubeconfig",
+                    kubeconfig.string(), file});
+  ASSERT_TRUE(WaitReady(fd)) << run->out() << run->err();
+  ASSERT_EQ(::kill(run->pid(), SIGTERM), 0);
+  // Ended: 130 when the cancel is seen first, 1 when the step's failed
+  // start ("... was stopped: sluice is shutting down") ends the run first.
+  int code = run->Wait(std::chrono::seconds(20));
+  EXPECT_TRUE(code == 130 || code == 1) << code << "\n" << run->out() << run->err();
+  pid_t pid = 0;
+  std::ifstream(pidfile) >> pid;
+  ASSERT_GT(pid, 0);
+  // Gone, or a zombie its new parent has not reaped yet.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  EXPECT_TRUE(text.empty() || (paren != std::string::npos && text.substr(paren + 2, 1) == "Z")) << text;
+}
+
 TEST_F(RunCommandTest, CancelStopsARunDrivenByAnotherProcess) {
   // The step announces it runs by writing to a FIFO, then sleeps.
   fs::path ready = dir_ / "ready";
