@@ -159,13 +159,16 @@ class LoopbackPorts {
 };
 
 // posix_spawn of the supervisor `supervisor`, in a session of its own, which
-// runs `program` with `argv` (see supervise_main.cc for the descriptors 3 and
-// 4). Returns the supervisor's pid or errno.
+// runs `program` with `argv` (see supervise_main.cc for the descriptors 3, 4
+// and, when `masks_fd` >= 0, 5 with --masks). Returns the supervisor's pid or
+// errno.
 int SpawnSupervised(const std::string& supervisor, const local::AttemptFiles& files,
                     const std::string& program, const std::vector<std::string>& argv,
                     const std::map<std::string, std::string>& env, const std::string& workdir,
-                    int log_fd, int ready_fd, int lock_fd, pid_t* pid) {
-  std::vector<std::string> args = {supervisor, files.pid, files.status, program};
+                    int log_fd, int ready_fd, int lock_fd, int masks_fd, pid_t* pid) {
+  std::vector<std::string> args = {supervisor};
+  if (masks_fd >= 0) args.push_back("--masks");
+  args.insert(args.end(), {files.pid, files.status, program});
   args.insert(args.end(), argv.begin(), argv.end());
   std::vector<char*> c_argv;
   for (const auto& a : args) c_argv.push_back(const_cast<char*>(a.c_str()));
@@ -184,9 +187,10 @@ int SpawnSupervised(const std::string& supervisor, const local::AttemptFiles& fi
   posix_spawn_file_actions_adddup2(&actions, log_fd, STDERR_FILENO);
   posix_spawn_file_actions_adddup2(&actions, ready_fd, 3);
   posix_spawn_file_actions_adddup2(&actions, lock_fd, 4);
+  if (masks_fd >= 0) posix_spawn_file_actions_adddup2(&actions, masks_fd, 5);
   posix_spawn_file_actions_addchdir_np(&actions, workdir.c_str());
   // Nothing else of ours leaks into the task, whether or not it was O_CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 5);
+  posix_spawn_file_actions_addclosefrom_np(&actions, masks_fd >= 0 ? 6 : 5);
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -205,6 +209,19 @@ int SpawnSupervised(const std::string& supervisor, const local::AttemptFiles& fi
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   return rc;
+}
+
+// Hands the log masks to a supervisor started with --masks: writes them to
+// `fd` (our end of its descriptor 5) and closes it. A supervisor that died
+// meanwhile is seen by its report, not here.
+void SendMasks(int fd, const std::string& encoded) {
+  for (size_t done = 0; done < encoded.size();) {
+    ssize_t n = send(fd, encoded.data() + done, encoded.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  close(fd);
 }
 
 // Reads the supervisor's one-line report from `fd` until EOF, waiting up to
@@ -327,10 +344,7 @@ struct LocalExecutor::RunningTask {
   TaskId id = 0;
   std::string instance;
   bool distributed = false;
-  int log_fd = -1;  // kept open for distributed tasks' "[sluice]" lines and masked output
-  int out_fd = -1;  // read end of the output pipe when the log is masked
-  std::unique_ptr<StreamMasker> masker;
-  std::optional<SteadyClock::time_point> drain_until;  // set once every process exited
+  int log_fd = -1;  // kept open for distributed tasks' "[sluice]" lines
   std::vector<size_t> gpus;  // indexes into options_.gpu_devices held by this task
   std::vector<Process> procs;
   std::vector<size_t> success_set;
@@ -376,7 +390,6 @@ LocalExecutor::~LocalExecutor() {
       if (p.pidfd >= 0) close(p.pidfd);
     }
     if (t->log_fd >= 0) close(t->log_fd);
-    if (t->out_fd >= 0) close(t->out_fd);
   }
   if (wake_fd_ >= 0) close(wake_fd_);
 }
@@ -529,15 +542,8 @@ Status LocalExecutor::Start(const Task& task) {
     envs.push_back(std::move(env));
   }
 
-  // Masked output goes through a pipe that Wait() copies to the log.
-  int out_pipe[2] = {-1, -1};
-  if (!task.log_masks.empty() && pipe2(out_pipe, O_CLOEXEC) != 0) {
-    const int err = errno;
-    close(log_fd);
-    close_locks();
-    return Status::Unavailable("cannot create the output pipe of step '" + who + "': " + ErrnoText(err));
-  }
-  const int child_out = out_pipe[1] >= 0 ? out_pipe[1] : log_fd;
+  // Each supervisor masks the secret values in what its step writes.
+  const std::string encoded_masks = task.log_masks.empty() ? "" : local::EncodeLogMasks(task.log_masks);
 
   auto t = std::make_unique<RunningTask>();
   t->id = task.id;
@@ -553,13 +559,22 @@ Status LocalExecutor::Start(const Task& task) {
     std::string failure;  // why replica i did not start; "" when it did
     int err = 0;          // its errno, when there is one
     int ready[2];
-    if (pipe2(ready, O_CLOEXEC) != 0) {
+    // A socket pair, so that a supervisor gone early is an EPIPE of the
+    // send, not a SIGPIPE of sluice.
+    int masks[2] = {-1, -1};
+    if (pipe2(ready, O_CLOEXEC) != 0 ||
+        (!task.log_masks.empty() && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, masks) != 0)) {
       err = errno;
       failure = "cannot create a pipe: " + ErrnoText(err);
     } else {
       int rc = SpawnSupervised(supervisor_, files[i], programs[i], r.argv, envs[i], task.workdir,
-                               child_out, ready[1], lock_fds[i], &p.pid);
+                               log_fd, ready[1], lock_fds[i], masks[1], &p.pid);
       close(ready[1]);
+      if (masks[1] >= 0) close(masks[1]);
+      if (masks[0] >= 0) {
+        if (rc == 0) SendMasks(masks[0], encoded_masks);
+        else close(masks[0]);
+      }
       if (rc != 0) {
         err = rc;
         failure = "cannot start " + supervisor_ + ": " + ErrnoText(rc);
@@ -592,10 +607,6 @@ Status LocalExecutor::Start(const Task& task) {
         }
         if (started.pidfd >= 0) close(started.pidfd);
       }
-      if (out_pipe[0] >= 0) {
-        close(out_pipe[0]);
-        close(out_pipe[1]);
-      }
       close(log_fd);
       close_locks();
       if (err == ENOEXEC) failure += " (a script needs a '#!' line)";
@@ -623,13 +634,7 @@ Status LocalExecutor::Start(const Task& task) {
   }
   // The supervisors hold the locks now.
   close_locks();
-  if (out_pipe[0] >= 0) {
-    close(out_pipe[1]);  // the supervisors hold it now
-    fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
-    t->out_fd = out_pipe[0];
-    t->masker = std::make_unique<StreamMasker>(task.log_masks, std::string(kLogMask));
-  }
-  if (t->distributed || t->out_fd >= 0) {
+  if (t->distributed) {
     t->log_fd = log_fd;
   } else {
     close(log_fd);
@@ -776,38 +781,6 @@ void LocalExecutor::Reap(RunningTask& t, Process& p) {
   Finish(t, p, pf ? &*pf : nullptr);
 }
 
-void LocalExecutor::Pump(RunningTask& t, bool final) {
-  if (t.out_fd < 0) return;
-  auto write_all = [&](const std::string& text) {
-    for (size_t done = 0; done < text.size();) {
-      ssize_t n = write(t.log_fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;  // a full disk loses log text, never the task
-      done += static_cast<size_t>(n);
-    }
-  };
-  char buf[65536];
-  bool eof = false;
-  // At most 1 MiB a call, so that a task that writes without pause cannot
-  // keep Wait() from its other tasks.
-  for (int chunks = 0; chunks < 16;) {
-    ssize_t n = read(t.out_fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n > 0) {
-      write_all(t.masker->Write(std::string_view(buf, static_cast<size_t>(n))));
-      ++chunks;
-      continue;
-    }
-    eof = n == 0;
-    break;  // EAGAIN: nothing more for now
-  }
-  if (eof || final) {
-    write_all(t.masker->Finish());
-    close(t.out_fd);
-    t.out_fd = -1;
-  }
-}
-
 std::optional<TaskResult> LocalExecutor::Evaluate(RunningTask& t) {
   for (auto& p : t.procs) {
     if (!p.exited || p.accounted) continue;
@@ -833,14 +806,6 @@ std::optional<TaskResult> LocalExecutor::Evaluate(RunningTask& t) {
   }
   if (!std::all_of(t.procs.begin(), t.procs.end(), [](const Process& p) { return p.exited; })) {
     return std::nullopt;
-  }
-  if (t.out_fd >= 0) {
-    // The rest of the output, up to the bound (a descendant that left the
-    // process group may hold the pipe open).
-    const auto now = SteadyClock::now();
-    if (!t.drain_until) t.drain_until = now + kPipeDrainBound;
-    Pump(t, /*final=*/now >= *t.drain_until);
-    if (t.out_fd >= 0) return std::nullopt;
   }
 
   TaskResult result;
@@ -905,11 +870,6 @@ std::optional<TaskResult> LocalExecutor::Wait(Duration timeout) {
     for (auto& [id, t] : running_) {
       if (!t->outcome && t->deadline) wake_at = std::min(wake_at, *t->deadline);
       if (t->kill_at && !t->sigkill_sent) wake_at = std::min(wake_at, *t->kill_at);
-      if (t->drain_until) wake_at = std::min(wake_at, *t->drain_until);
-      if (t->out_fd >= 0) {
-        fds.push_back({t->out_fd, POLLIN, 0});
-        owners.emplace_back(t.get(), nullptr);
-      }
       for (auto& p : t->procs) {
         if (p.exited || p.pidfd < 0) continue;
         fds.push_back({p.pidfd, POLLIN, 0});
@@ -937,8 +897,7 @@ std::optional<TaskResult> LocalExecutor::Wait(Duration timeout) {
       }
       for (size_t i = 1; i < fds.size(); ++i) {
         if (fds[i].revents == 0) continue;
-        if (owners[i - 1].second) Reap(*owners[i - 1].first, *owners[i - 1].second);
-        else Pump(*owners[i - 1].first, /*final=*/false);
+        Reap(*owners[i - 1].first, *owners[i - 1].second);
       }
     }
     if (!have_pidfd_) {

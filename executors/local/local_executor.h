@@ -112,11 +112,10 @@ class LocalExecutor : public Executor {
 
   // Spawns the task's process(es), or adopts them when this attempt was
   // started before (see the header comment). When task.log_masks is
-  // non-empty, the output goes through a pipe that Wait() copies to the
-  // log with every mask replaced by "***" (a value split across reads
-  // included), and a task is reported once the pipe is drained (at most
-  // kPipeDrainBound after its processes exit, for a descendant that left
-  // the process group and holds the pipe). Errors (nothing is left running):
+  // non-empty, each process's supervisor writes its output to the log with
+  // every mask replaced by "***" (a value split across reads included; see
+  // supervisor.h), also while no sluice process runs. Errors (nothing is
+  // left running):
   //   NotFound            argv[0] not found ("cannot start 'pythn3': No such
   //                       file or directory (is it installed and on PATH?)").
   //   FailedPrecondition  the working directory is missing, the log file
@@ -126,9 +125,6 @@ class LocalExecutor : public Executor {
   //                       config, unknown operator type.
   //   Unavailable         the system is out of processes/memory (retry).
   Status Start(const Task& task) override;
-
-  // How long Wait() keeps reading a finished task's output pipe.
-  static constexpr Duration kPipeDrainBound = std::chrono::seconds(2);
 
   // Returns the next finished task, waiting up to `timeout`; nullopt when
   // none finished in time or nothing is running. Enforces timeouts and
@@ -166,9 +162,6 @@ class LocalExecutor : public Executor {
   void BeginStop(RunningTask& t, TaskOutcome outcome, std::string message, int sig,
                  Duration grace);
   void Reap(RunningTask& t, Process& p);
-  // Copies what the task's output pipe holds to its log, masked; at the end
-  // of the pipe (or when `final`), writes the held-back rest and closes it.
-  void Pump(RunningTask& t, bool final);
   std::optional<TaskResult> Evaluate(RunningTask& t);
   void ServiceTimers();
   std::map<std::string, std::string> BaseEnv(const Task& task) const;

@@ -2,31 +2,43 @@
 // process that started it (see executors/local/supervisor.h for the files it
 // writes and the signals it understands).
 //
-//   sluice-supervise PID_FILE STATUS_FILE PROGRAM ARGV0 [ARG...]
+//   sluice-supervise [--masks] PID_FILE STATUS_FILE PROGRAM ARGV0 [ARG...]
 //
 // started by the local executor in a new session, with the step's
 // environment, working directory, stdin (/dev/null) and stdout/stderr (the
-// step's log), and two descriptors:
+// step's log), and these descriptors:
 //   3  the write end of a pipe: one line, then EOF, once the step's program
 //      runs ("ok <pid>"), could not be executed ("exec <errno>") or the
 //      supervisor could not do its work ("error <text>");
 //   4  the attempt's lock file, locked by the executor; the supervisor holds
-//      the lock (shares the open file description) until it exits.
+//      the lock (shares the open file description) until it exits;
+//   5  with --masks only: the secret values to mask in the log
+//      (EncodeLogMasks), read to EOF before the step starts. They never
+//      travel in argv or the environment, which other users can read.
+// With --masks the step's stdout/stderr are a pipe that the supervisor copies
+// to the log with every value replaced by "***"; otherwise they are the log.
 // PROGRAM is executed as is (no PATH search, no shell) with ARGV0 ARG... as
 // its arguments. Exit status 0 once the status file is written, 1 when it
 // could not be, 2 for a usage error.
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "engine/secret_mask.h"
 #include "executors/local/supervisor.h"
 
 namespace {
@@ -37,9 +49,15 @@ using sluice::local::PidFile;
 using sluice::local::ProcessStartTicks;
 using sluice::local::StatusFile;
 using sluice::local::WriteFileAtomically;
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr int kReadyFd = 3;
 constexpr int kLockFd = 4;
+constexpr int kMasksFd = 5;
+
+// How long the masked output pipe is still read once the step's process
+// group is gone: a descendant that left the group may hold it open forever.
+constexpr auto kDrainBound = std::chrono::seconds(2);
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -53,6 +71,17 @@ void Ready(const std::string& line) {
   ssize_t ignored = write(kReadyFd, s.data(), s.size());
   (void)ignored;
   close(kReadyFd);
+}
+
+// Writes all of `text` to the log (stdout); a full disk loses log text,
+// never the step.
+void WriteLog(std::string_view text) {
+  for (size_t done = 0; done < text.size();) {
+    ssize_t n = write(STDOUT_FILENO, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
 }
 
 // The supervisor's own complaints go to the step's log, as "[sluice] ..." lines.
@@ -72,11 +101,72 @@ bool WriteStatus(const char* path, int wait_status, int exec_errno) {
   return s.ok();
 }
 
+// Reads descriptor `fd` to EOF and closes it.
+bool ReadAll(int fd, std::string* out) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      close(fd);
+      return false;
+    }
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return true;
+}
+
+// Copies the step's output pipe to the log, masked.
+class MaskedOutput {
+ public:
+  MaskedOutput(int fd, std::vector<std::string> masks)
+      : fd_(fd), masker_(std::move(masks), std::string(sluice::kLogMask)) {}
+  ~MaskedOutput() { Close(); }
+
+  int fd() const { return fd_; }
+
+  // Copies what can be read now, at most 1 MiB (so that a step that writes
+  // without pause cannot keep signals waiting); closes the pipe at EOF.
+  void Pump() {
+    char buf[65536];
+    for (int chunks = 0; chunks < 16;) {
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n > 0) {
+        ++chunks;
+        WriteLog(masker_.Write(std::string_view(buf, static_cast<size_t>(n))));
+        continue;
+      }
+      if (n == 0) Close();
+      return;  // EAGAIN: nothing more for now
+    }
+  }
+
+  // Writes what the masker held back and closes the pipe (idempotent).
+  void Close() {
+    if (fd_ < 0) return;
+    WriteLog(masker_.Finish());
+    close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+  sluice::StreamMasker masker_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  bool masked = argc > 1 && std::string_view(argv[1]) == "--masks";
+  if (masked) {
+    --argc;
+    ++argv;
+  }
   if (argc < 5) {
-    std::fprintf(stderr, "usage: sluice-supervise PID_FILE STATUS_FILE PROGRAM ARGV0 [ARG...]\n");
+    std::fprintf(stderr, "usage: sluice-supervise [--masks] PID_FILE STATUS_FILE PROGRAM ARGV0 [ARG...]\n");
     return 2;
   }
   const char* pid_path = argv[1];
@@ -90,12 +180,39 @@ int main(int argc, char** argv) {
   signal(SIGHUP, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
 
-  // Signals are taken synchronously with sigwaitinfo; blocked before the
-  // fork so that an early exit of the step is not missed.
+  // With masks, the step writes into a pipe the supervisor reads.
+  std::unique_ptr<MaskedOutput> output;
+  int out_pipe[2] = {-1, -1};
+  if (masked) {
+    std::string encoded;
+    if (!ReadAll(kMasksFd, &encoded)) {
+      Ready(std::string("error cannot read the log masks: ") + strerror(errno));
+      return 1;
+    }
+    auto masks = sluice::local::DecodeLogMasks(encoded);
+    if (!masks) {
+      Ready("error " + masks.error().message());
+      return 1;
+    }
+    if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+      Ready(std::string("error cannot create the output pipe: ") + strerror(errno));
+      return 1;
+    }
+    fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+    output = std::make_unique<MaskedOutput>(out_pipe[0], std::move(*masks));
+  }
+
+  // Signals are read from a signalfd; blocked before the fork so that an
+  // early exit of the step is not missed.
   sigset_t handled, previous;
   sigemptyset(&handled);
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGUSR2}) sigaddset(&handled, sig);
   sigprocmask(SIG_BLOCK, &handled, &previous);
+  int signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd < 0) {
+    Ready(std::string("error cannot create a signalfd: ") + strerror(errno));
+    return 1;
+  }
 
   int go[2], exec_error[2];
   if (pipe2(go, O_CLOEXEC) != 0 || pipe2(exec_error, O_CLOEXEC) != 0) {
@@ -114,6 +231,10 @@ int main(int argc, char** argv) {
     sigprocmask(SIG_SETMASK, &previous, nullptr);
     close(go[1]);
     close(exec_error[0]);
+    if (out_pipe[1] >= 0 &&
+        (dup2(out_pipe[1], STDOUT_FILENO) < 0 || dup2(out_pipe[1], STDERR_FILENO) < 0)) {
+      _exit(127);
+    }
     // The program starts only once its pid file is on disk.
     char c;
     ssize_t n;
@@ -130,6 +251,7 @@ int main(int argc, char** argv) {
   setpgid(child, child);  // also here: whichever runs first
   close(go[0]);
   close(exec_error[1]);
+  if (out_pipe[1] >= 0) close(out_pipe[1]);  // the step holds it now
 
   PidFile pid_file;
   pid_file.boot_id = sluice::local::BootId();
@@ -160,31 +282,64 @@ int main(int argc, char** argv) {
   if (exec_errno != 0) {
     while (waitpid(child, &wait_status, 0) < 0 && errno == EINTR) {
     }
+    output.reset();
     bool written = WriteStatus(status_path, wait_status, exec_errno);
     Ready("exec " + std::to_string(exec_errno));
     return written ? 0 : 1;
   }
   Ready("ok " + std::to_string(child));
 
+  // Until the step's main process has ended: output and signals. After it:
+  // the rest of the output, for at most kDrainBound.
+  bool reaped = false;
+  std::optional<SteadyClock::time_point> drain_until;
   for (;;) {
-    siginfo_t si;
-    int sig = sigwaitinfo(&handled, &si);
-    if (sig < 0) continue;
-    if (sig == SIGCHLD) {
-      // Peek first (WNOWAIT): until the step's main process is reaped its
-      // pid, and so its process group id, cannot be reused, which makes the
-      // killpg safe. Whatever it left running in its group goes with it.
-      siginfo_t info{};
-      if (waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-          info.si_pid != child) {
+    if (reaped && (!output || output->fd() < 0)) break;
+    int timeout_ms = -1;
+    if (drain_until) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*drain_until - SteadyClock::now());
+      if (left.count() <= 0) break;
+      timeout_ms = static_cast<int>(left.count());
+    }
+    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {output ? output->fd() : -1, POLLIN, 0}};
+    int ready = poll(fds, 2, timeout_ms);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    if (fds[1].revents != 0) output->Pump();
+    if (fds[0].revents == 0) continue;
+    signalfd_siginfo si;
+    while (read(signal_fd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+      const int sig = static_cast<int>(si.ssi_signo);
+      if (reaped) {
+        // The step's pid (and so its group id) may be reused now: nothing
+        // is signalled any more. A kill asks for no more draining.
+        if (sig == SIGUSR2) drain_until = SteadyClock::now();
         continue;
       }
-      killpg(child, SIGKILL);
-      while (waitpid(child, &wait_status, 0) < 0 && errno == EINTR) {
+      if (sig == SIGCHLD) {
+        // Peek first (WNOWAIT): until the step's main process is reaped its
+        // pid, and so its process group id, cannot be reused, which makes
+        // the killpg safe. Whatever it left running in its group goes with
+        // it.
+        siginfo_t info{};
+        if (waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+            info.si_pid != child) {
+          continue;
+        }
+        killpg(child, SIGKILL);
+        while (waitpid(child, &wait_status, 0) < 0 && errno == EINTR) {
+        }
+        reaped = true;
+        drain_until = SteadyClock::now() + kDrainBound;
+        continue;
       }
-      break;
+      killpg(child, sig == SIGUSR2 ? SIGKILL : sig);
     }
-    killpg(child, sig == SIGUSR2 ? SIGKILL : sig);
+  }
+  // Everything the step wrote is in the log before the status says it ended.
+  if (output) {
+    if (output->fd() >= 0) output->Pump();
+    output->Close();
   }
   return WriteStatus(status_path, wait_status, 0) ? 0 : 1;
 }

@@ -227,4 +227,28 @@ Result<StatusFile> ReadStatusFile(const std::string& path) {
   return f;
 }
 
+std::string EncodeLogMasks(const std::vector<std::string>& masks) {
+  std::string out;
+  for (const auto& m : masks) {
+    const uint32_t n = static_cast<uint32_t>(m.size());
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
+    out += m;
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> DecodeLogMasks(std::string_view encoded) {
+  std::vector<std::string> masks;
+  while (!encoded.empty()) {
+    if (encoded.size() < 4) return Error(Status::InvalidArgument("the log masks end inside a length"));
+    uint32_t n = 0;
+    for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(encoded[static_cast<size_t>(i)]);
+    encoded.remove_prefix(4);
+    if (encoded.size() < n) return Error(Status::InvalidArgument("the log masks end inside a value"));
+    masks.emplace_back(encoded.substr(0, n));
+    encoded.remove_prefix(n);
+  }
+  return masks;
+}
+
 }  // namespace sluice::local

@@ -27,7 +27,12 @@
 //
 // The step's stdout/stderr are the supervisor's own (the log file, opened
 // with O_APPEND by the executor), so the log keeps being written while no
-// sluice process is alive.
+// sluice process is alive. For a step with secret values to mask they are a
+// pipe instead, which the supervisor copies to the log with every value
+// replaced by "***" (the values reach it through an inherited descriptor,
+// never argv or the environment); the pipe is drained (for at most two
+// seconds after the step's process group is gone, as a descendant that left
+// the group may hold it open) before the status file is written.
 //
 // Signals the supervisor understands: SIGTERM and SIGINT are forwarded to the
 // step's process group; SIGUSR2 sends SIGKILL to the step's process group.
@@ -39,6 +44,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "engine/status.h"
 
@@ -106,6 +113,13 @@ std::string FormatStatusFile(const StatusFile& f);
 // step's process group, SIGUSR2 kills it. For `sluice cancel` of a run
 // whose driver is gone. Returns how many supervisors were signalled.
 int SignalSupervisors(const std::string& log_path, int sig);
+
+// The secret values a supervisor masks in the log, as the executor sends
+// them (on descriptor 5 with --masks): each value as a 4-byte big-endian
+// length, then its bytes.
+std::string EncodeLogMasks(const std::vector<std::string>& masks);
+// The inverse; InvalidArgument when `encoded` ends inside a value.
+Result<std::vector<std::string>> DecodeLogMasks(std::string_view encoded);
 
 // Reads the files. NotFound when the file does not exist; Internal when it
 // exists but is not a complete file of that kind.

@@ -602,6 +602,41 @@ TEST_F(LocalExecutorTest, AnAttemptStartedByAnEarlierProcessIsAdoptedNotStartedA
   EXPECT_EQ(ReadFile(dir_ / "marks"), "start\nend go\n");
 }
 
+// The supervisor masks the output itself: a masked step goes on writing to
+// its log, masked, while no sluice process runs, and is adopted with its
+// result.
+TEST_F(LocalExecutorTest, AMaskedStepKeepsItsMaskedLogWhileNoSluiceRunsAndIsAdopted) {
+  fs::path gate = MakeFifo("gate");
+  fs::path gate2 = MakeFifo("gate2");
+  fs::path written = MakeFifo("written");
+  Task task = MakeTask(1, {"sh", "-c",
+                           "echo 'before s3cr3t'; read line < gate; printf \"$line s3c\"; printf 'r3t\\n'; "
+                           "echo 'stderr s3cr3t' >&2; echo ok > written; read line < gate2; "
+                           "echo \"end $line s3cr3t\"; exit 3"});
+  task.log_masks = {"s3cr3t"};
+  WriteFile(task.log_path, "attempt 1\n");
+  StartInADyingProcess(task);
+  // No sluice process runs now: the step writes, and would die of SIGPIPE
+  // if its output went to a pipe that sluice read.
+  std::ofstream(gate) << "middle\n";
+  EXPECT_EQ(ReadFifoLine(written), "ok");
+  auto pid_file = local::ReadPidFile((dir_ / "step1.pid").string());
+  ASSERT_TRUE(pid_file.has_value()) << pid_file.error().ToString();
+  EXPECT_TRUE(local::IsAlive(pid_file->step, pid_file->boot_id));
+
+  Executor();
+  ASSERT_TRUE(executor_->Start(task).ok());
+  EXPECT_EQ(executor_->Running(), 1u);
+  EXPECT_FALSE(executor_->Wait(milliseconds(10)).has_value());
+  std::ofstream(gate2) << "adopted\n";
+  TaskResult r = WaitResult();
+  EXPECT_EQ(r.outcome, TaskOutcome::kFailed);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.message, "exited with code 3");
+  EXPECT_EQ(r.external_id, std::to_string(pid_file->step.pid));
+  EXPECT_EQ(ReadFile(task.log_path), "attempt 1\nbefore ***\nmiddle ***\nstderr ***\nend adopted ***\n");
+}
+
 TEST_F(LocalExecutorTest, AnAttemptThatEndedWhileNoSluiceWatchedGivesItsRecordedResult) {
   Task task = MakeTask(1, {"sh", "-c", "echo ran >> marks"});
   StartInADyingProcess(task);

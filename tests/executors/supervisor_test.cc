@@ -10,6 +10,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,11 +61,15 @@ class SupervisorTest : public ::testing::Test {
   }
 
   // Runs sluice-supervise with `argv` after PID_FILE STATUS_FILE, its report
-  // pipe on fd 3 and a lock file on fd 4; returns its pid and fills `report`
-  // once the report's EOF came.
-  pid_t StartSupervisor(const std::vector<std::string>& step, std::string* report) {
+  // pipe on fd 3 and a lock file on fd 4 (and, with `masks`, --masks and
+  // the masks on fd 5); returns its pid and fills `report` once the report's
+  // EOF came.
+  pid_t StartSupervisor(const std::vector<std::string>& step, std::string* report,
+                        const std::vector<std::string>* masks = nullptr) {
     const AttemptFiles files = AttemptFiles::For(dir_ + "/s.attempt1.log", "");
-    std::vector<std::string> args = {SLUICE_SUPERVISE_BIN, files.pid, files.status};
+    std::vector<std::string> args = {SLUICE_SUPERVISE_BIN};
+    if (masks) args.push_back("--masks");
+    args.insert(args.end(), {files.pid, files.status});
     args.insert(args.end(), step.begin(), step.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -81,11 +86,21 @@ class SupervisorTest : public ::testing::Test {
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_adddup2(&fa, ready[1], 3);
     posix_spawn_file_actions_adddup2(&fa, *lock, 4);
+    int masks_pipe[2] = {-1, -1};
+    if (masks) {
+      // Small enough to fit the pipe before the supervisor reads it.
+      EXPECT_EQ(pipe2(masks_pipe, O_CLOEXEC), 0);
+      const std::string encoded = EncodeLogMasks(*masks);
+      EXPECT_EQ(write(masks_pipe[1], encoded.data(), encoded.size()), static_cast<ssize_t>(encoded.size()));
+      close(masks_pipe[1]);
+      posix_spawn_file_actions_adddup2(&fa, masks_pipe[0], 5);
+    }
     pid_t pid = -1;
     EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     close(ready[1]);
     close(*lock);
+    if (masks_pipe[0] >= 0) close(masks_pipe[0]);
     char buf[256];
     ssize_t n;
     report->clear();
@@ -277,6 +292,60 @@ TEST_F(SupervisorTest, AProgramThatCannotBeExecutedIsReportedWithItsErrno) {
   auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
   ASSERT_TRUE(st.has_value());
   EXPECT_EQ(st->exec_errno, ENOENT);
+}
+
+TEST_F(SupervisorTest, LogMasksRoundTripThroughTheirEncoding) {
+  const std::vector<std::string> masks = {"s3cr3t", std::string("with\0nul", 8), "", "x"};
+  auto back = DecodeLogMasks(EncodeLogMasks(masks));
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_EQ(*back, masks);
+  EXPECT_EQ(DecodeLogMasks("").value(), std::vector<std::string>{});
+  std::string cut = EncodeLogMasks({"s3cr3t"});
+  EXPECT_EQ(DecodeLogMasks(cut.substr(0, 6)).error().ToString(),
+            Status::InvalidArgument("the log masks end inside a value").ToString());
+  EXPECT_EQ(DecodeLogMasks(cut.substr(0, 3)).error().ToString(),
+            Status::InvalidArgument("the log masks end inside a length").ToString());
+}
+
+// With --masks the supervisor copies the step's output to the log, each
+// value written as "***" (split across writes, stderr included), all of it
+// before the status file.
+TEST_F(SupervisorTest, MaskedOutputReachesTheLogMaskedBeforeTheStatus) {
+  const std::vector<std::string> masks = {"s3cr3t", "other"};
+  std::string report;
+  pid_t sup = StartSupervisor(
+      {"/bin/sh", "sh", "-c", "printf 'a s3c'; printf 'r3t b\\n'; echo other >&2; printf 's3cr3t'; exit 2"},
+      &report, &masks);
+  ASSERT_EQ(report.rfind("ok ", 0), 0u) << report;
+  int status = WaitExit(sup);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(ReadFile(dir_ + "/s.attempt1.log"), "a *** b\n***\n***");
+  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
+  ASSERT_TRUE(st.has_value()) << st.error().ToString();
+  EXPECT_TRUE(WIFEXITED(st->wait_status));
+  EXPECT_EQ(WEXITSTATUS(st->wait_status), 2);
+}
+
+// Masking does not keep the supervisor from its signals.
+TEST_F(SupervisorTest, AMaskingSupervisorStillForwardsSigterm) {
+  const std::vector<std::string> masks = {"s3cr3t"};
+  std::string report;
+  const std::string fifo = dir_ + "/echoed";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  pid_t sup = StartSupervisor({"/bin/sh", "sh", "-c", "echo s3cr3t; echo ok > " + fifo + "; exec sleep 60"},
+                              &report, &masks);
+  ASSERT_EQ(report.rfind("ok ", 0), 0u) << report;
+  std::string line;
+  std::ifstream in(fifo);
+  std::getline(in, line);  // the step has written its line
+  EXPECT_EQ(line, "ok");
+  kill(sup, SIGTERM);
+  WaitExit(sup);
+  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFSIGNALED(st->wait_status));
+  EXPECT_EQ(WTERMSIG(st->wait_status), SIGTERM);
+  EXPECT_EQ(ReadFile(dir_ + "/s.attempt1.log"), "***\n");
 }
 
 }  // namespace
