@@ -96,7 +96,7 @@ bool WriteStatus(const char* path, int wait_status, int exec_errno) {
   f.wait_status = wait_status;
   f.exec_errno = exec_errno;
   f.finished_ns = NowNs();
-  sluice::Status s = WriteFileAtomically(path, FormatStatusFile(f));
+  sluice::Status s = WriteFileAtomically(path, FormatStatusFile(f), /*durable=*/false);
   if (!s.ok()) Complain(s.message());
   return s.ok();
 }

@@ -21,9 +21,12 @@
 //                  boot id differs and the attempt is lost either way; a pid
 //                  file lost with the restart reads as "never started", and
 //                  nothing runs it any more).
-//   <base>.status  written (atomically: tmp + fsync + rename + fsync of the
-//                  directory) when the step has ended: its wait status, or
-//                  the errno of a failed exec.
+//   <base>.status  written (atomically: tmp + rename) when the step has
+//                  ended: its wait status, or the errno of a failed exec.
+//                  Not fsync'ed either (two journal commits a step): a
+//                  status file missing or torn after a machine crash reads
+//                  as "lost" (the boot id differs), as when the crash came
+//                  while the step ran.
 //
 // The step's stdout/stderr are the supervisor's own (the log file, opened
 // with O_APPEND by the executor), so the log keeps being written while no
