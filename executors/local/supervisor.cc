@@ -227,27 +227,46 @@ Result<StatusFile> ReadStatusFile(const std::string& path) {
   return f;
 }
 
+namespace {
+
+void AppendU32(std::string* out, uint32_t n) {
+  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>((n >> shift) & 0xff));
+}
+
+// Takes a 4-byte big-endian number off the front of `in`; false when it is
+// shorter.
+bool TakeU32(std::string_view* in, uint32_t* n) {
+  if (in->size() < 4) return false;
+  *n = 0;
+  for (size_t i = 0; i < 4; ++i) *n = (*n << 8) | static_cast<unsigned char>((*in)[i]);
+  in->remove_prefix(4);
+  return true;
+}
+
+}  // namespace
+
 std::string EncodeLogMasks(const std::vector<std::string>& masks) {
   std::string out;
+  AppendU32(&out, static_cast<uint32_t>(masks.size()));
   for (const auto& m : masks) {
-    const uint32_t n = static_cast<uint32_t>(m.size());
-    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
+    AppendU32(&out, static_cast<uint32_t>(m.size()));
     out += m;
   }
   return out;
 }
 
 Result<std::vector<std::string>> DecodeLogMasks(std::string_view encoded) {
+  uint32_t count = 0;
+  if (!TakeU32(&encoded, &count)) return Error(Status::InvalidArgument("the log masks end inside their count"));
   std::vector<std::string> masks;
-  while (!encoded.empty()) {
-    if (encoded.size() < 4) return Error(Status::InvalidArgument("the log masks end inside a length"));
+  for (uint32_t i = 0; i < count; ++i) {
     uint32_t n = 0;
-    for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(encoded[static_cast<size_t>(i)]);
-    encoded.remove_prefix(4);
+    if (!TakeU32(&encoded, &n)) return Error(Status::InvalidArgument("the log masks end inside a length"));
     if (encoded.size() < n) return Error(Status::InvalidArgument("the log masks end inside a value"));
     masks.emplace_back(encoded.substr(0, n));
     encoded.remove_prefix(n);
   }
+  if (!encoded.empty()) return Error(Status::InvalidArgument("the log masks have bytes after the last value"));
   return masks;
 }
 

@@ -118,10 +118,13 @@ std::string FormatStatusFile(const StatusFile& f);
 int SignalSupervisors(const std::string& log_path, int sig);
 
 // The secret values a supervisor masks in the log, as the executor sends
-// them (on descriptor 5 with --masks): each value as a 4-byte big-endian
-// length, then its bytes.
+// them (on descriptor 5 with --masks): their count, then each value as its
+// length and its bytes (counts and lengths 4-byte big-endian). The count
+// makes a transfer cut short (the executor died while sending) an error,
+// never a shorter list that would leave a secret unmasked.
 std::string EncodeLogMasks(const std::vector<std::string>& masks);
-// The inverse; InvalidArgument when `encoded` ends inside a value.
+// The inverse; InvalidArgument when `encoded` is cut short or has bytes
+// after the last value.
 Result<std::vector<std::string>> DecodeLogMasks(std::string_view encoded);
 
 // Reads the files. NotFound when the file does not exist; Internal when it

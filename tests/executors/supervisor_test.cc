@@ -299,12 +299,18 @@ TEST_F(SupervisorTest, LogMasksRoundTripThroughTheirEncoding) {
   auto back = DecodeLogMasks(EncodeLogMasks(masks));
   ASSERT_TRUE(back.has_value()) << back.error().ToString();
   EXPECT_EQ(*back, masks);
-  EXPECT_EQ(DecodeLogMasks("").value(), std::vector<std::string>{});
-  std::string cut = EncodeLogMasks({"s3cr3t"});
-  EXPECT_EQ(DecodeLogMasks(cut.substr(0, 6)).error().ToString(),
-            Status::InvalidArgument("the log masks end inside a value").ToString());
-  EXPECT_EQ(DecodeLogMasks(cut.substr(0, 3)).error().ToString(),
+  EXPECT_EQ(DecodeLogMasks(EncodeLogMasks({})).value(), std::vector<std::string>{});
+  // Cut short anywhere (the executor died while sending), or with more
+  // after the end: an error, never fewer values.
+  const std::string two = EncodeLogMasks({"s3cr3t", "other"});
+  EXPECT_EQ(DecodeLogMasks(two.substr(0, 2)).error().ToString(),
+            Status::InvalidArgument("the log masks end inside their count").ToString());
+  EXPECT_EQ(DecodeLogMasks(two.substr(0, 4 + 4 + 6)).error().ToString(),
             Status::InvalidArgument("the log masks end inside a length").ToString());
+  EXPECT_EQ(DecodeLogMasks(two.substr(0, 4 + 4 + 3)).error().ToString(),
+            Status::InvalidArgument("the log masks end inside a value").ToString());
+  EXPECT_EQ(DecodeLogMasks(two + "x").error().ToString(),
+            Status::InvalidArgument("the log masks have bytes after the last value").ToString());
 }
 
 // With --masks the supervisor copies the step's output to the log, each
