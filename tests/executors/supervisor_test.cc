@@ -109,6 +109,17 @@ class SupervisorTest : public ::testing::Test {
     return pid;
   }
 
+  // Sends `sig` to supervisor `sup`, waits for it to end and returns the
+  // signal that its status file says ended the step (-1 without a status
+  // file, 0 when the step was not killed by a signal).
+  int SignalAndReadTermSig(pid_t sup, int sig) {
+    kill(sup, sig);
+    WaitExit(sup);
+    auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
+    if (!st) return -1;
+    return WIFSIGNALED(st->wait_status) ? WTERMSIG(st->wait_status) : 0;
+  }
+
   static int WaitExit(pid_t pid) {
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -262,12 +273,7 @@ TEST_F(SupervisorTest, HoldsTheLockWhileTheStepRunsAndForwardsSigterm) {
   // Its own session: a signal to the test's process group does not reach it.
   EXPECT_EQ(getsid(sup), sup);
   EXPECT_EQ(getpgid(pf->step.pid), pf->step.pid);
-  kill(sup, SIGTERM);
-  WaitExit(sup);
-  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
-  ASSERT_TRUE(st.has_value());
-  EXPECT_TRUE(WIFSIGNALED(st->wait_status));
-  EXPECT_EQ(WTERMSIG(st->wait_status), SIGTERM);
+  EXPECT_EQ(SignalAndReadTermSig(sup, SIGTERM), SIGTERM);
   EXPECT_FALSE(IsLockHeld(dir_ + "/s.attempt1.lock").value());
 }
 
@@ -276,12 +282,7 @@ TEST_F(SupervisorTest, Sigusr2KillsTheStepsWholeProcessGroup) {
   // The shell ignores SIGTERM; only a SIGKILL ends it.
   pid_t sup = StartSupervisor({"/bin/sh", "sh", "-c", "trap '' TERM; sleep 60 & wait"}, &report);
   ASSERT_EQ(report.rfind("ok ", 0), 0u) << report;
-  kill(sup, SIGUSR2);
-  WaitExit(sup);
-  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
-  ASSERT_TRUE(st.has_value());
-  EXPECT_TRUE(WIFSIGNALED(st->wait_status));
-  EXPECT_EQ(WTERMSIG(st->wait_status), SIGKILL);
+  EXPECT_EQ(SignalAndReadTermSig(sup, SIGUSR2), SIGKILL);
 }
 
 TEST_F(SupervisorTest, AProgramThatCannotBeExecutedIsReportedWithItsErrno) {
@@ -345,12 +346,7 @@ TEST_F(SupervisorTest, AMaskingSupervisorStillForwardsSigterm) {
   std::ifstream in(fifo);
   std::getline(in, line);  // the step has written its line
   EXPECT_EQ(line, "ok");
-  kill(sup, SIGTERM);
-  WaitExit(sup);
-  auto st = ReadStatusFile(dir_ + "/s.attempt1.status");
-  ASSERT_TRUE(st.has_value());
-  EXPECT_TRUE(WIFSIGNALED(st->wait_status));
-  EXPECT_EQ(WTERMSIG(st->wait_status), SIGTERM);
+  EXPECT_EQ(SignalAndReadTermSig(sup, SIGTERM), SIGTERM);
   EXPECT_EQ(ReadFile(dir_ + "/s.attempt1.log"), "***\n");
 }
 
