@@ -13,4 +13,21 @@ const char* TaskOutcomeName(TaskOutcome outcome) {
   return "Error";
 }
 
+Status ExecutorRegistry::Register(const std::string& name, ExecutorPtr executor) {
+  if (executors_.count(name)) return Status::AlreadyExists("executor '" + name + "' is already registered");
+  executors_[name] = std::move(executor);
+  return Status::Ok();
+}
+
+Executor* ExecutorRegistry::Find(const std::string& name) const {
+  auto it = executors_.find(name);
+  return it == executors_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> ExecutorRegistry::Names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, e] : executors_) out.push_back(name);
+  return out;
+}
+
 }  // namespace sluice

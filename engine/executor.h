@@ -112,4 +112,17 @@ class Executor {
 
 using ExecutorPtr = std::unique_ptr<Executor>;
 
+// Executors by name ("local", "kubernetes"). Names register once.
+class ExecutorRegistry {
+ public:
+  // Fails with kAlreadyExists when `name` is taken.
+  Status Register(const std::string& name, ExecutorPtr executor);
+  // nullptr when unknown.
+  Executor* Find(const std::string& name) const;
+  std::vector<std::string> Names() const;
+
+ private:
+  std::map<std::string, ExecutorPtr> executors_;
+};
+
 }  // namespace sluice

@@ -2,7 +2,7 @@
 // The store: where runs, step attempts, artifacts and lineage are recorded.
 //
 // The default implementation is SQLite in WAL mode under `.sluice/`
-// (engine/sqlite_store.h); the interface lets a server database be added
+// (engine/store/sqlite_store.h); the interface lets a server database be added
 // later. Every write is durable when the call returns, so a `kill -9` of
 // sluice at any moment leaves a consistent store from which `sluice resume`
 // continues.
@@ -244,10 +244,10 @@ class Store {
 
   // Whether Write may run on another thread while the caller's thread calls
   // FindCacheHit (and whether the Runner may so record a pass of cache hits
-  // in the background; engine/store_writer.h). False by default.
+  // in the background; engine/store/store_writer.h). False by default.
   virtual bool ConcurrentWrites() const { return false; }
 
-  // Lineage queries (issue 3), each one indexed lookup, so a walk over a
+  // Lineage queries, each one indexed lookup, so a walk over a
   // store of millions of executions touches only the nodes it returns.
   // GetArtifact accepts a unique digest prefix ("sha256:ab12" or "ab12").
   virtual Result<ArtifactRecord> GetArtifact(const std::string& digest_or_prefix) = 0;
@@ -274,7 +274,7 @@ class Store {
     return Status::FailedPrecondition("this store cannot delete run " + run_id);
   }
 
-  // Deployments (issue 6). Append-only history; ListDeployments returns the
+  // Deployments. Append-only history; ListDeployments returns the
   // newest first, for one service or (service == "") all services.
   virtual Result<int64_t> RecordDeployment(const DeploymentRecord& record) = 0;
   virtual Result<std::vector<DeploymentRecord>> ListDeployments(const std::string& service,

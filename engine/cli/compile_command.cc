@@ -9,9 +9,7 @@
 #include "engine/cli/output.h"
 #include "engine/compile/argo.h"
 #include "engine/compile/manifests.h"
-#ifdef SLUICE_CLI_COMPILE_SERVING
 #include "engine/compile/serving_objects.h"
-#endif
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -59,9 +57,7 @@ int Compile(const CompileOptions& options) {
         std::cerr << "sluice: traffic-validation checks run in image " << argo.sluice_image
                   << " (--sluice-image IMAGE to use another)\n";
     }
-#ifdef SLUICE_CLI_COMPILE_SERVING
     argo.serving = compile::OperatorServingObjects();
-#endif
     auto out = compile::CompileToArgo(spec, pipeline_dir, argo);
     if (!out.ok()) {
       for (const auto& e : out.errors) std::cerr << e.ToString() << "\n";
@@ -88,9 +84,7 @@ int Compile(const CompileOptions& options) {
     mo.executor.manifests.default_image = options.image;
     mo.pipeline_dir = options.source_dir;
     mo.exclude_steps = options.exclude_steps;
-#ifdef SLUICE_CLI_COMPILE_SERVING
     mo.serving = compile::OperatorServingObjects();
-#endif
     auto out = compile::CompileToManifests(spec, *params, mo);
     if (!out) {
       PrintError(out.error().message());

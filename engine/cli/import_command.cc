@@ -8,15 +8,15 @@
 #include <optional>
 #include <sstream>
 
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/compile/argo_import.h"
 #include "engine/run_id.h"
 #include "engine/sha256.h"
-#include "engine/sqlite_store.h"
-#include "executors/kubernetes/client.h"
-#include "executors/kubernetes/kubeconfig.h"
+#include "engine/store/sqlite_store.h"
+#include "executors/kubernetes/api/client.h"
+#include "executors/kubernetes/api/kubeconfig.h"
 
 namespace sluice::cli {
 namespace {

@@ -70,7 +70,6 @@ void PrepareRunForKubernetes(PipelineSpec& spec, const KubernetesFlags& flags,
   UnboundHostBudgets(spec, given, options);
 }
 
-#ifdef SLUICE_CLI_KUBERNETES
 Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& flags,
                                                        const PipelineSpec* spec) {
   KubernetesExecutorOptions k8s;
@@ -105,6 +104,5 @@ std::string WorkspaceWarning(const KubernetesExecutorOptions& options, const std
   return "the store " + state_dir + " is not under --workspace-host-dir " + root +
          ": pods will not see the steps' directories or inputs (use --store " + root + "/.sluice)";
 }
-#endif
 
 }  // namespace sluice::cli

@@ -7,12 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 #include "engine/spec.h"
 #include "engine/status.h"
-#ifdef SLUICE_CLI_KUBERNETES
 #include "executors/kubernetes/kubernetes_executor.h"
-#endif
 
 namespace sluice::cli {
 
@@ -71,7 +69,6 @@ struct HostLimitFlags {
 void PrepareRunForKubernetes(PipelineSpec& spec, const KubernetesFlags& flags,
                              const HostLimitFlags& given, RunOptions& options);
 
-#ifdef SLUICE_CLI_KUBERNETES
 // The executor's settings for a run of `spec` (null: no pipeline yet, e.g.
 // `serve` checking its kubeconfig at start). A step's namespace is its
 // `kubernetes.namespace`, else --namespace, else the pipeline's
@@ -84,6 +81,5 @@ Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& fl
 // A warning when the pods cannot see the store at `state_dir` (the store is
 // not under --workspace-host-dir); "" when they can or there is no workspace.
 std::string WorkspaceWarning(const KubernetesExecutorOptions& options, const std::string& state_dir);
-#endif
 
 }  // namespace sluice::cli

@@ -10,12 +10,8 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/cli/tooling_commands.h"
-#ifdef SLUICE_CLI_SERVER
 #include "engine/cli/server_commands.h"
-#endif
-#ifdef SLUICE_CLI_PROVENANCE
 #include "engine/cli/provenance_commands.h"
-#endif
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -185,7 +181,6 @@ int main(int argc, char** argv) {
                           "argo: image with sluice-serving on its PATH, which runs the checks of "
                           "traffic-validation steps (default ghcr.io/sluice-dev/sluice:" SLUICE_VERSION ")");
 
-#ifdef SLUICE_CLI_KUBERNETES
   // import-run
   ImportRunOptions import_run;
   auto* import_cmd = app.add_subcommand(
@@ -203,17 +198,12 @@ int main(int argc, char** argv) {
                          "Where this host sees the workspace volume: artifacts are digested into the store for lineage");
   import_cmd->add_option("--workspace-mount", import_run.workspace_mount,
                          "Where the pods mounted the workspace volume (default /sluice)");
-#endif
 
-#ifdef SLUICE_CLI_PROVENANCE
   // lineage, export, plan, reproduce, checkout, diff; run --openlineage.
   ProvenanceCommands provenance(&app, &store);
-#endif
 
-#ifdef SLUICE_CLI_SERVER
   // serve, submit, backfill.
   ServerCommands server_commands(&app, &store);
-#endif
 
   // schema, completion.
   ToolingCommands tooling(&app);
@@ -245,18 +235,12 @@ int main(int argc, char** argv) {
   if (*lint_cmd) return Lint(lint);
   if (*graph_cmd) return Graph(graph);
   if (*compile_cmd) return Compile(compile);
-#ifdef SLUICE_CLI_KUBERNETES
   if (*import_cmd) return ImportRun(import_run);
-#endif
-#ifdef SLUICE_CLI_SERVER
   if (auto code = server_commands.Dispatch()) return *code;
-#endif
-#ifdef SLUICE_CLI_PROVENANCE
   if (auto code = provenance.Dispatch()) return *code;
   if (*run_cmd) return provenance.AfterRun(Run(run));
   if (*resume_cmd) return provenance.AfterRun(Resume(run));
   if (*rerun_cmd) return provenance.AfterRun(Rerun(run));
-#endif
   if (*run_cmd) return Run(run);
   if (*resume_cmd) return Resume(run);
   if (*rerun_cmd) return Rerun(run);

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 #include "engine/store.h"
 
 namespace CLI {

@@ -22,15 +22,15 @@
 #include <httplib.h>
 
 #include "dsl/dsl.h"
-#include "engine/artifact_store.h"
-#include "engine/cache_explain.h"
+#include "engine/store/artifact_store.h"
+#include "engine/run/cache_explain.h"
 #include "engine/cli/output.h"
-#include "engine/lineage.h"
-#include "engine/openlineage.h"
-#include "engine/provenance.h"
+#include "engine/store/lineage.h"
+#include "engine/store/openlineage.h"
+#include "engine/store/provenance.h"
 #include "engine/run_id.h"
 #include "engine/sha256.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 #include "executors/local/local_executor.h"
 
 namespace sluice::cli {

@@ -1,5 +1,5 @@
 #pragma once
-// The provenance subcommands of `sluice` (issue 3): lineage, export
+// The provenance subcommands of `sluice`: lineage, export
 // openlineage, plan, reproduce, checkout and diff, plus the `--openlineage`
 // option of run/resume/rerun. main.cc creates one ProvenanceCommands after
 // its own subcommands, and asks it to dispatch after parsing.

@@ -17,8 +17,8 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/file_lock.h"
-#include "engine/provenance.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/provenance.h"
+#include "engine/store/sqlite_store.h"
 
 namespace sluice::cli {
 

@@ -44,34 +44,26 @@
 #include "dsl/dsl.h"
 #include "dsl/quantity.h"
 #include "dsl/suggest.h"
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 #include "engine/cli/commands.h"
-#ifdef SLUICE_CLI_SERVING
 #include "operators/serving/service_state.h"
-#endif
 #include "engine/cli/kubernetes_options.h"
 #include "engine/cli/output.h"
 #include "engine/file_lock.h"
-#ifdef SLUICE_CLI_SERVER
 #include "engine/server/junit.h"
-#endif
-#include "engine/provenance.h"
+#include "engine/store/provenance.h"
 #include "engine/run_id.h"
-#include "engine/runner.h"
-#include "engine/sqlite_store.h"
+#include "engine/run/runner.h"
+#include "engine/store/sqlite_store.h"
 #include "executors/local/local_executor.h"
 #include "executors/local/supervisor.h"
-#ifdef SLUICE_CLI_KUBERNETES
 #include "engine/compile/argo.h"
 #include "engine/compile/manifests.h"
-#ifdef SLUICE_CLI_COMPILE_SERVING
 #include "engine/compile/serving_objects.h"
-#endif
-#include "executors/kubernetes/client.h"
-#include "executors/kubernetes/kubeconfig.h"
+#include "executors/kubernetes/api/client.h"
+#include "executors/kubernetes/api/kubeconfig.h"
 #include "executors/kubernetes/kubernetes_executor.h"
-#include "operators/kubernetes_manifests.h"
-#endif
+#include "operators/kubernetes/manifests.h"
 
 namespace sluice::cli {
 
@@ -233,7 +225,7 @@ class ProgressTicker {
 // Follows the log files of running steps and prints their lines.
 class LogTailer {
  public:
-  // Log files are at the layout engine/runner.h documents:
+  // Log files are at the layout engine/run/runner.h documents:
   // <state_dir>/runs/<run_id>/logs/<instance>.attempt<N>.log
   LogTailer(const std::string& state_dir, const std::string& run_id, bool enabled)
       : logs_dir_(state_dir + "/runs/" + run_id + "/logs/"), enabled_(enabled) {
@@ -367,9 +359,7 @@ class SignalWatcher {
   // A kubeconfig credential plugin being waited for must not hold up the
   // exit or the cancellation (which uses the credentials it already has).
   static void StopExecPlugins() {
-#ifdef SLUICE_CLI_KUBERNETES
     k8s::InterruptExecPlugins();
-#endif
   }
   void Loop() {
     for (;;) {
@@ -449,7 +439,6 @@ namespace {
 // where each listens, and the command that stops it; "" when none.
 std::string LeftRunning(const PipelineSpec& spec, const RunSummary& summary,
                         const std::string& state_dir, bool store_given) {
-#ifdef SLUICE_CLI_SERVING
   std::set<std::string> services;
   for (const StepRecord& step : summary.steps) {
     const StepSpec* s = spec.FindStep(step.step);
@@ -480,10 +469,6 @@ std::string LeftRunning(const PipelineSpec& spec, const RunSummary& summary,
         << (store_given ? " --state-dir " + state_dir : std::string()) << "\n";
   }
   return out.str();
-#else
-  (void)spec, (void)summary, (void)state_dir, (void)store_given;
-  return "";
-#endif
 }
 
 }  // namespace
@@ -561,20 +546,17 @@ KubernetesFlags FlagsOf(const RunCommandOptions& options) {
   return flags;
 }
 
-#ifdef SLUICE_CLI_KUBERNETES
 // The Kubernetes executor's settings, as `sluice serve` builds them
 // (KubernetesOptionsFor).
 Result<KubernetesExecutorOptions> KubernetesOptions(const RunCommandOptions& options,
                                                     const PipelineSpec& spec) {
   return KubernetesOptionsFor(FlagsOf(options), &spec);
 }
-#endif
 
 // run --dry-run: the objects the Kubernetes executor would create, printed
 // as YAML by the code path of `sluice compile --target manifests`; runs
 // nothing, needs no cluster and no store.
 int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
-#ifdef SLUICE_CLI_KUBERNETES
   const PipelineSpec& spec = prepared.spec;
   if (!NeedsKubernetes(options, spec)) {
     PrintError("--dry-run prints the Kubernetes objects a run would create, and no step of " +
@@ -589,9 +571,7 @@ int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
   compile::ManifestsOptions mo;
   mo.executor = std::move(*k8s);
   if (!options.run_id.empty()) mo.run_id = options.run_id;
-#ifdef SLUICE_CLI_COMPILE_SERVING
   mo.serving = compile::OperatorServingObjects();  // deploy steps' Deployments and Services
-#endif
   std::error_code ec;
   mo.pipeline_dir = fs::absolute(options.file, ec).parent_path().lexically_normal().string();
   // Every step is compiled (a Kubernetes step's dependencies may run
@@ -627,10 +607,6 @@ int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
               << " run locally and create no Kubernetes objects: " << names << "\n";
   }
   return kExitOk;
-#else
-  PrintError("this sluice was built without the kubernetes executor");
-  return kExitSystem;
-#endif
 }
 
 const char* EventWord(const RunEvent& e) {
@@ -719,7 +695,6 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   // The kubernetes executor connects to a cluster: set it up only when
   // something will run there.
   if (NeedsKubernetes(options, prepared.spec)) {
-#ifdef SLUICE_CLI_KUBERNETES
     auto k8s = KubernetesOptions(options, prepared.spec);
     if (!k8s) {
       PrintError(k8s.error().message());
@@ -732,10 +707,6 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
       PrintError("kubernetes executor: " + kst.message());
       return kExitSystem;
     }
-#else
-    PrintError("this sluice was built without the kubernetes executor");
-    return kExitSystem;
-#endif
   }
 
   LogTailer tailer(state_dir, run_id, !options.quiet);
@@ -809,7 +780,6 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   }
   std::cout << LeftRunning(prepared.spec, *summary, state_dir, !options.store.empty());
   std::cout.flush();
-#ifdef SLUICE_CLI_SERVER
   if (!options.junit.empty()) {
     // CI systems show the steps as test cases (docs/ci.md).
     if (Status st = server::WriteJunitXml(*summary, options.junit); !st.ok()) {
@@ -817,7 +787,6 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
       return kExitSystem;
     }
   }
-#endif
   return ExitCodeForRun(summary->run.phase);
 }
 
@@ -995,7 +964,6 @@ Status RecordCancelled(Store& store, RunRecord run, const std::string& message) 
   return store.UpdateRun(run);
 }
 
-#ifdef SLUICE_CLI_KUBERNETES
 // Deletes every Job, TFJob and PyTorchJob of the run (label sluice.dev/run)
 // in the namespaces its steps use; returns how many objects there were.
 Result<size_t> DeleteRunObjects(const CancelOptions& options, const RunRecord& run,
@@ -1041,7 +1009,6 @@ Result<size_t> DeleteRunObjects(const CancelOptions& options, const RunRecord& r
   }
   return found;
 }
-#endif
 
 }  // namespace
 
@@ -1114,7 +1081,6 @@ int Cancel(const CancelOptions& options) {
 
   // Nobody drives the run any more: clean up here.
   std::string how;
-#ifdef SLUICE_CLI_KUBERNETES
   auto loaded = dsl::LoadPipelineString(run->pipeline_yaml, run->pipeline_file);
   if (loaded.ok()) {
     RunCommandOptions ro;
@@ -1130,7 +1096,6 @@ int Cancel(const CancelOptions& options) {
             (*deleted == 1 ? "" : "s");
     }
   }
-#endif
   // Local steps outlive their driver under their supervisors: stop them.
   int stopped = 0;
   if (auto steps = store->ListSteps(run->id)) {

@@ -10,14 +10,12 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/kubernetes_options.h"
 #include "engine/cli/output.h"
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 #include "engine/server/backfill.h"
 #include "engine/server/client.h"
 #include "engine/server/server.h"
 #include "executors/local/local_executor.h"
-#ifdef SLUICE_CLI_KUBERNETES
 #include "executors/kubernetes/kubernetes_executor.h"
-#endif
 
 namespace sluice::cli {
 namespace {
@@ -32,16 +30,12 @@ server::ExecutorsFactory RunExecutors(const KubernetesFlags& flags) {
     LocalExecutorOptions local;
     local.parallelism = 0;  // the runner budgets slots itself
     if (Status st = RegisterLocalExecutor(*registry, local); !st.ok()) return Error(st);
-#ifdef SLUICE_CLI_KUBERNETES
     if (NeedsKubernetes(spec, executor)) {
       auto k8s = KubernetesOptionsFor(flags, &spec);
       if (!k8s) return Error(k8s.error());
       if (Status st = RegisterKubernetesExecutor(*registry, *k8s); !st.ok())
         return Error(st.WithContext("kubernetes executor"));
     }
-#else
-    (void)flags, (void)spec, (void)executor;
-#endif
     return registry;
   };
 }
@@ -123,7 +117,6 @@ Status ServerCommands::CheckKubernetes() {
   const bool asked = !serve_k8s_.kubeconfig.empty() || !serve_k8s_.context.empty() ||
                      !serve_k8s_.workspace_pvc.empty() || !serve_k8s_.workspace_host_dir.empty() ||
                      serve_options_.executor == "kubernetes";
-#ifdef SLUICE_CLI_KUBERNETES
   // Each run builds its own executor (RunExecutors); this reads the same
   // kubeconfig once, so that a bad one is reported at start.
   auto k8s = KubernetesOptionsFor(serve_k8s_, nullptr);
@@ -140,10 +133,6 @@ Status ServerCommands::CheckKubernetes() {
   if (std::string warning = WorkspaceWarning(*k8s, state_dir); !warning.empty())
     std::cerr << "sluice serve: warning: " << warning << "\n";
   return Status::Ok();
-#else
-  return asked ? Status::FailedPrecondition("this sluice was built without the kubernetes executor")
-               : Status::Ok();
-#endif
 }
 
 int ServerCommands::DeleteRuns() {

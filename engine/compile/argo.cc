@@ -16,7 +16,7 @@
 #include "engine/graph.h"
 #include "engine/quantity.h"
 #include "engine/sha256.h"
-#include "operators/kubernetes_manifests.h"
+#include "operators/kubernetes/manifests.h"
 
 namespace sluice::compile {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "engine/expr.h"
 #include "engine/graph.h"
-#include "operators/kubernetes_manifests.h"
+#include "operators/kubernetes/manifests.h"
 
 namespace sluice::compile {
 namespace {

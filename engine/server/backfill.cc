@@ -5,11 +5,11 @@
 #include <date/date.h>
 
 #include "dsl/dsl.h"
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 #include "engine/server/api_json.h"
 #include "engine/server/run_manager.h"
 #include "engine/server/scheduler.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 
 namespace sluice::server {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 #include "engine/server/run_manager.h"
 
 namespace sluice::server {

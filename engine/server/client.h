@@ -21,7 +21,7 @@
 #include <optional>
 #include <string>
 
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 #include "engine/spec.h"
 
 namespace sluice::server {

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 
 namespace sluice::server {
 

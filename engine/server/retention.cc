@@ -5,7 +5,7 @@
 #include <set>
 #include <system_error>
 
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 
 namespace sluice::server {
 namespace {

@@ -10,7 +10,7 @@
 
 #include <date/date.h>
 
-#include "engine/provenance.h"
+#include "engine/store/provenance.h"
 #include "engine/run_id.h"
 #include "engine/secret_mask.h"
 #include "engine/server/metrics.h"
@@ -78,7 +78,7 @@ std::string RunManager::NewRunId(const std::string& pipeline) {
 Result<std::string> RunManager::Submit(SubmitRequest request) {
   if (!factory_)
     return Error(Status::Unavailable(
-        "this sluice build has no Runner (engine/runner.cc); it cannot start runs"));
+        "this sluice build has no Runner (engine/run/runner.cc); it cannot start runs"));
   if (!request.run_id.empty())
     if (Status s = ValidateRunId(request.run_id); !s.ok()) return Error(s);
   SpecPtr spec = request.spec ? request.spec : registry_->Find(request.pipeline);

@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 #include "engine/server/pipeline_registry.h"
 #include "engine/server/scheduler.h"
 #include "engine/store.h"
@@ -55,9 +55,8 @@ using ExecutorsFactory = std::function<Result<std::unique_ptr<ExecutorRegistry>>
 
 // The real thing: a Runner over `store` and `artifacts` (borrowed; they must
 // outlive every handle), on executors from `executors`, made when the run
-// starts and destroyed when it ends. Returns null when this build has no
-// Runner (engine/runner.cc absent) or `executors` is empty; Submit then
-// fails kUnavailable.
+// starts and destroyed when it ends. Returns null when `executors` is empty;
+// Submit then fails kUnavailable.
 RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorsFactory executors);
 
 // Adjusts one run's own copy of its pipeline and its options before the run

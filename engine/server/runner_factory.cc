@@ -1,6 +1,4 @@
-// RunnerFactory: the RunHandle over the real Runner. Compiled only when this
-// tree has engine/runner.cc (SLUICE_HAVE_RUNNER); otherwise the factory is
-// empty and the server reports that it cannot start runs.
+// RunnerFactory: the RunHandle over the real Runner.
 #include "engine/server/run_manager.h"
 
 #include <mutex>
@@ -8,7 +6,6 @@
 
 namespace sluice::server {
 
-#if SLUICE_HAVE_RUNNER
 namespace {
 
 class RunnerHandle : public RunHandle {
@@ -63,8 +60,5 @@ RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorsFactor
                                           std::move(options));
   };
 }
-#else
-RunFactory RunnerFactory(Store*, ArtifactStore*, ExecutorsFactory) { return nullptr; }
-#endif
 
 }  // namespace sluice::server

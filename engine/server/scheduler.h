@@ -43,7 +43,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 #include "engine/clock.h"
 #include "engine/server/cron.h"
 #include "engine/spec.h"

@@ -17,16 +17,16 @@
 #include <httplib.h>
 
 #include "dsl/dsl.h"
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 #include "engine/graph.h"
-#include "engine/lineage.h"
+#include "engine/store/lineage.h"
 #include "engine/json_text.h"
 #include "engine/server/api_json.h"
 #include "engine/server/http_server.h"
 #include "engine/server/openapi.h"
 #include "engine/server/ui_assets.h"
 #include "engine/server/webhook.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 
 namespace sluice::server {
 namespace {

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "engine/clock.h"
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 #include "engine/server/config.h"
 #include "engine/server/metrics.h"
 #include "engine/server/pipeline_registry.h"

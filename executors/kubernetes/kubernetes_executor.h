@@ -1,6 +1,6 @@
 #pragma once
 // The Kubernetes executor: runs each task as one Kubernetes object (a Job, a
-// TFJob or a PyTorchJob; see operators/kubernetes_manifests.h) and learns how
+// TFJob or a PyTorchJob; see operators/kubernetes/manifests.h) and learns how
 // it ended from watch events, never by polling.
 //
 //   Start()   builds the manifest and creates it (one POST; asynchronous once
@@ -47,13 +47,12 @@
 
 #include "engine/executor.h"
 #include "engine/status.h"
-#include "executors/kubernetes/client.h"
-#include "executors/kubernetes/kubeconfig.h"
-#include "operators/kubernetes_manifests.h"
+#include "executors/kubernetes/api/client.h"
+#include "executors/kubernetes/api/kubeconfig.h"
+#include "operators/kubernetes/manifests.h"
 
 namespace sluice {
 
-class ExecutorRegistry;  // engine/runner.h
 
 struct KubernetesExecutorOptions {
   k8s::KubeconfigOptions kubeconfig;   // --kubeconfig, --context, --namespace
@@ -197,7 +196,7 @@ Result<std::vector<Json>> KubernetesDryRun(const Task& task,
                                            const KubernetesExecutorOptions& options);
 
 // Registers NewKubernetesExecutor(options) as "kubernetes". Defined in
-// register.cc (needs engine/runner's ExecutorRegistry).
+// register.cc.
 Status RegisterKubernetesExecutor(ExecutorRegistry& registry,
                                   const KubernetesExecutorOptions& options);
 

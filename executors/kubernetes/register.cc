@@ -1,4 +1,4 @@
-#include "engine/runner.h"
+#include "engine/executor.h"
 #include "executors/kubernetes/kubernetes_executor.h"
 
 namespace sluice {

@@ -24,7 +24,7 @@
 #include "engine/file_lock.h"
 #include "executors/local/supervisor.h"
 #include "engine/secret_mask.h"
-#include "executors/local/training_job.h"
+#include "operators/training/local_plan.h"
 
 extern char** environ;
 

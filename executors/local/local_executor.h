@@ -180,7 +180,6 @@ class LocalExecutor : public Executor {
 // A new local executor; the caller owns it.
 ExecutorPtr NewLocalExecutor(const LocalExecutorOptions& options);
 
-class ExecutorRegistry;  // engine/runner.h
 
 // Registers a new local executor as "local" in `registry` (the binary calls
 // this explicitly; there is no static registration). Fails with kAlreadyExists

@@ -1,5 +1,5 @@
 #include "executors/local/local_executor.h"
-#include "engine/runner.h"
+#include "engine/executor.h"
 
 namespace sluice {
 

@@ -15,7 +15,7 @@
 // replica count in canary mode).
 
 #include "engine/status.h"
-#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/api/client.h"
 #include "operators/serving/deploy.h"
 #include "operators/serving/validate.h"
 

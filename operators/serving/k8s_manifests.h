@@ -4,7 +4,7 @@
 //
 // The model is not baked into an image: an init container `fetch-model`
 // copies the artifact from the shared artifacts PersistentVolumeClaim (the
-// RWX workspace of issue 5, holding sluice's content-addressed store at
+// RWX workspace of the Kubernetes executor, holding sluice's content-addressed store at
 // cas/sha256/<hex[0:2]>/<hex>) into an emptyDir at /models, checking its
 // SHA-256 for a file; the serving container then reads /models/<name>.
 //

@@ -28,14 +28,10 @@
 #include "operators/serving/deploy.h"
 #include "operators/serving/k8s_manifests.h"
 #include "operators/serving/validate.h"
-#ifdef SLUICE_SERVING_HAVE_STORE
-#include "engine/sqlite_store.h"
-#endif
-#ifdef SLUICE_SERVING_HAVE_K8S
-#include "executors/kubernetes/client.h"
-#include "executors/kubernetes/kubeconfig.h"
+#include "engine/store/sqlite_store.h"
+#include "executors/kubernetes/api/client.h"
+#include "executors/kubernetes/api/kubeconfig.h"
 #include "operators/serving/k8s_deploy.h"
-#endif
 
 namespace {
 
@@ -82,9 +78,7 @@ std::string SelfExe() {
 
 struct Context {
   serving::ServingEnv env;
-#ifdef SLUICE_SERVING_HAVE_STORE
   std::unique_ptr<sluice::SqliteStore> store;
-#endif
 };
 
 Status Setup(const std::string& state_dir_flag, bool open_store, Context* ctx) {
@@ -100,20 +94,15 @@ Status Setup(const std::string& state_dir_flag, bool open_store, Context* ctx) {
                                    "(or set SLUICE_STATE_DIR)");
   }
   ctx->env.self_exe = SelfExe();
-#ifdef SLUICE_SERVING_HAVE_STORE
   if (open_store) {
     auto store = sluice::SqliteStore::Open(ctx->env.state_dir);
     if (!store) return store.error().WithContext("opening the store in " + ctx->env.state_dir);
     ctx->store = std::move(*store);
     ctx->env.store = ctx->store.get();
   }
-#else
-  (void)open_store;
-#endif
   return Status::Ok();
 }
 
-#ifdef SLUICE_SERVING_HAVE_K8S
 // A cluster client from a `kubernetes:` config section (kubeconfig, context),
 // else as kubectl finds one.
 Result<std::unique_ptr<sluice::k8s::Client>> KubernetesClient(const Json& kubernetes) {
@@ -124,16 +113,7 @@ Result<std::unique_ptr<sluice::k8s::Client>> KubernetesClient(const Json& kubern
   if (!rest) return sluice::Error(rest.error());
   return sluice::k8s::Client::Create(*rest);
 }
-#endif
 
-#ifndef SLUICE_SERVING_HAVE_K8S
-Status NoKubernetes(const std::string& what) {
-  return Status::FailedPrecondition("this sluice-serving was built without the Kubernetes client, "
-                                    "so it cannot " + what +
-                                    "; `sluice-serving manifests` prints the objects a deploy "
-                                    "would apply");
-}
-#endif
 
 int RunProxy(const std::string& service, const std::string& bind, int port, int admin_port,
              const std::string& token_file) {
@@ -257,7 +237,6 @@ int main(int argc, char** argv) {
   if (*undeploy) {
     Status s;
     if (undeploy_executor == "kubernetes") {
-#ifdef SLUICE_SERVING_HAVE_K8S
       auto client = KubernetesClient(Json{{"kubeconfig", kubeconfig}, {"context", kube_context}});
       if (!client) return Fail("undeploy", client.error());
       std::string ns = !undeploy_namespace.empty()         ? undeploy_namespace
@@ -267,9 +246,6 @@ int main(int argc, char** argv) {
       if (const char* id = std::getenv("SLUICE_RUN_ID")) run.run_id = id;
       if (const char* instance = std::getenv("SLUICE_INSTANCE")) run.instance = instance;
       s = serving::UndeployKubernetes(service, ns, **client, ctx.env, run);
-#else
-      return Fail("undeploy", NoKubernetes("undeploy from a cluster"));
-#endif
     } else {
       s = serving::Undeploy(service, ctx.env);
     }
@@ -282,13 +258,9 @@ int main(int argc, char** argv) {
     if (!config) return Fail("deploy", config.error());
     Result<serving::DeployResult> result;
     if (config->executor == "kubernetes") {
-#ifdef SLUICE_SERVING_HAVE_K8S
       auto client = KubernetesClient(config->kubernetes);
       if (!client) return Fail("deploy", client.error());
       result = serving::DeployKubernetes(*config, **client, ctx.env);
-#else
-      return Fail("deploy", NoKubernetes("deploy to a cluster"));
-#endif
     } else {
       result = serving::DeployLocal(*config, ctx.env);
     }
@@ -307,13 +279,9 @@ int main(int argc, char** argv) {
     if (!config) return Fail("validate", config.error());
     Result<serving::ValidationOutcome> outcome;
     if (config->executor == "kubernetes") {
-#ifdef SLUICE_SERVING_HAVE_K8S
       auto client = KubernetesClient(config->kubernetes);
       if (!client) return Fail("validate", client.error());
       outcome = serving::ValidateKubernetes(*config, **client, ctx.env);
-#else
-      return Fail("validate", NoKubernetes("roll out on a cluster"));
-#endif
     } else {
       outcome = serving::ValidateRollout(*config, ctx.env);
     }

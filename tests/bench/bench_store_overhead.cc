@@ -24,9 +24,9 @@
 #include <vector>
 
 #include "dsl/dsl.h"
-#include "engine/artifact_store.h"
-#include "engine/runner.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/artifact_store.h"
+#include "engine/run/runner.h"
+#include "engine/store/sqlite_store.h"
 #include "executors/local/local_executor.h"
 
 namespace sluice {

@@ -14,7 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 #include "tests/support/subprocess.h"
 
 #ifndef SLUICE_BIN

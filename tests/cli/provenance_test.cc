@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/sha256.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 #include "tests/support/subprocess.h"
 
 #ifndef SLUICE_BIN

@@ -1,6 +1,6 @@
 // FileArtifactStore on a real temporary directory.
 
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

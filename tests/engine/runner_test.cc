@@ -1,4 +1,4 @@
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 
 #include <unistd.h>
 
@@ -14,7 +14,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 #include "engine/clock.h"
 #include "engine/sha256.h"
 #include "tests/engine/fake_store.h"

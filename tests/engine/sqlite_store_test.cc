@@ -1,6 +1,6 @@
 // SqliteStore on real SQLite files in a temporary directory.
 
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 
 #include <signal.h>
 #include <sqlite3.h>

@@ -1,4 +1,4 @@
-#include "engine/store_writer.h"
+#include "engine/store/store_writer.h"
 
 #include <condition_variable>
 #include <mutex>

@@ -1,6 +1,6 @@
 // Replica planning for tfjob/pytorchjob tasks: the processes, their exact
 // environment contract and success rules, and config errors.
-#include "executors/local/training_job.h"
+#include "operators/training/local_plan.h"
 
 #include <gtest/gtest.h>
 

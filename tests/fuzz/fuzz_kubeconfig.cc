@@ -1,4 +1,4 @@
-// Fuzz target: kubeconfig files (executors/kubernetes/kubeconfig.h), loaded
+// Fuzz target: kubeconfig files (executors/kubernetes/api/kubeconfig.h), loaded
 // the way `--kubeconfig FILE` loads them, and the ExecCredential JSON an exec
 // plugin prints. Nothing here runs a plugin.
 
@@ -12,7 +12,7 @@
 #include <fstream>
 #include <string>
 
-#include "executors/kubernetes/kubeconfig.h"
+#include "executors/kubernetes/api/kubeconfig.h"
 
 namespace {
 

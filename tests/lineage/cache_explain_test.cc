@@ -1,7 +1,7 @@
-// `sluice plan` predictions (engine/cache_explain.h) for foreach steps, and
+// `sluice plan` predictions (engine/run/cache_explain.h) for foreach steps, and
 // the cache of a real run: pipelines in YAML, the real Runner and local
 // executor, a real SQLite store.
-#include "engine/cache_explain.h"
+#include "engine/run/cache_explain.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -10,9 +10,9 @@
 #include <fstream>
 
 #include "dsl/dsl.h"
-#include "engine/artifact_store.h"
-#include "engine/runner.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/artifact_store.h"
+#include "engine/run/runner.h"
+#include "engine/store/sqlite_store.h"
 #include "executors/local/local_executor.h"
 
 namespace sluice {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "engine/sha256.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 
 using namespace sluice;
 

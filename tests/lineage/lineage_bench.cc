@@ -11,8 +11,8 @@
 #include <cstring>
 #include <string>
 
-#include "engine/lineage.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/lineage.h"
+#include "engine/store/sqlite_store.h"
 
 namespace sluice {
 namespace {

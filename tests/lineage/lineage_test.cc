@@ -1,5 +1,5 @@
 // Lineage queries and OpenLineage events on a real SQLite store.
-#include "engine/lineage.h"
+#include "engine/store/lineage.h"
 
 #include <gtest/gtest.h>
 
@@ -7,8 +7,8 @@
 #include <regex>
 #include <set>
 
-#include "engine/openlineage.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/openlineage.h"
+#include "engine/store/sqlite_store.h"
 
 namespace sluice {
 namespace {

@@ -2,7 +2,7 @@
 // and of status interpretation. Set SLUICE_UPDATE_GOLDEN=1 to rewrite the
 // expected files (then review the diff).
 
-#include "operators/kubernetes_manifests.h"
+#include "operators/kubernetes/manifests.h"
 
 #include <cstdlib>
 #include <fstream>

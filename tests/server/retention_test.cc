@@ -9,13 +9,13 @@
 #include <filesystem>
 
 #include "dsl/dsl.h"
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 #include "engine/clock.h"
-#include "engine/lineage.h"
-#include "engine/runner.h"
+#include "engine/store/lineage.h"
+#include "engine/run/runner.h"
 #include "engine/server/retention.h"
 #include "engine/server/server.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 #include "executors/local/local_executor.h"
 #include "server_test_util.h"
 

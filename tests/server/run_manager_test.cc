@@ -11,10 +11,10 @@
 #include <mutex>
 
 #include "engine/cli/kubernetes_options.h"
-#include "engine/provenance.h"
+#include "engine/store/provenance.h"
 #include "engine/server/api_json.h"
 #include "engine/server/pipeline_registry.h"
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 #include "server_test_util.h"
 
 namespace sluice::server {

@@ -3,7 +3,7 @@
 // watches that resume from bookmarks and list again after 410 Gone.
 // The live API server is exercised by kubernetes_executor_test (label k8s).
 
-#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/api/client.h"
 
 #ifndef CPPHTTPLIB_OPENSSL_SUPPORT
 #define CPPHTTPLIB_OPENSSL_SUPPORT

@@ -1,7 +1,7 @@
 // kubeconfig loading: files, merging, contexts, every kind of credential
 // (including an exec plugin that is a real Python script), in-cluster config.
 
-#include "executors/kubernetes/kubeconfig.h"
+#include "executors/kubernetes/api/kubeconfig.h"
 
 #include <fcntl.h>
 #include <poll.h>

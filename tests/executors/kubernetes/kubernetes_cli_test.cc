@@ -31,9 +31,9 @@
 
 #include <gtest/gtest.h>
 
-#include "executors/kubernetes/client.h"
-#include "executors/kubernetes/kubeconfig.h"
-#include "operators/kubernetes_manifests.h"
+#include "executors/kubernetes/api/client.h"
+#include "executors/kubernetes/api/kubeconfig.h"
+#include "operators/kubernetes/manifests.h"
 #include "tests/executors/kubernetes/live_cluster.h"
 #include "tests/executors/kubernetes/sluice_process.h"
 

@@ -1,8 +1,8 @@
 // The token bucket, driven by a fake clock (no sleeps, no timing).
 
-#include "executors/kubernetes/rate_limiter.h"
+#include "executors/kubernetes/api/rate_limiter.h"
 
-#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/api/client.h"
 
 #include <gtest/gtest.h>
 

@@ -18,7 +18,7 @@
 
 #include <gtest/gtest.h>
 
-#include "executors/kubernetes/kubeconfig.h"
+#include "executors/kubernetes/api/kubeconfig.h"
 #include "operators/serving/k8s_deploy.h"
 #include "serving_test_util.h"
 

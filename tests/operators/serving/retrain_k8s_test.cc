@@ -25,8 +25,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "executors/kubernetes/client.h"
-#include "executors/kubernetes/kubeconfig.h"
+#include "executors/kubernetes/api/client.h"
+#include "executors/kubernetes/api/kubeconfig.h"
 #include "run_test_util.h"
 
 namespace sluice::serving {

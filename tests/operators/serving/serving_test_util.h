@@ -13,7 +13,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 #include "operators/serving/deploy.h"
 
 namespace sluice::serving::testing {

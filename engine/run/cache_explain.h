@@ -2,7 +2,7 @@
 // Cache explanations: why a step would (not) be a cache hit.
 //
 // There is one implementation of the cache key: the Runner's (see
-// engine/runner.h). Every execution snapshot records the key's components as
+// engine/run/runner.h). Every execution snapshot records the key's components as
 // `cache_key_material` (secrets redacted). `PredictCache` runs the real
 // Runner against a read-only overlay of the store, with an executor that
 // starts nothing: each step whose key has a usable cache entry is reported

@@ -118,19 +118,6 @@ struct RunSummary {
   std::vector<StepRecord> steps;
 };
 
-// Executors by name ("local", "kubernetes"). Names register once.
-class ExecutorRegistry {
- public:
-  // Fails with kAlreadyExists when `name` is taken.
-  Status Register(const std::string& name, ExecutorPtr executor);
-  // nullptr when unknown.
-  Executor* Find(const std::string& name) const;
-  std::vector<std::string> Names() const;
-
- private:
-  std::map<std::string, ExecutorPtr> executors_;
-};
-
 class Runner {
  public:
   // Borrows everything; all must outlive the Runner.

@@ -1,4 +1,4 @@
-#include "executors/kubernetes/rate_limiter.h"
+#include "executors/kubernetes/api/rate_limiter.h"
 
 #include <algorithm>
 #include <thread>

@@ -1,4 +1,4 @@
-#include "engine/lineage.h"
+#include "engine/store/lineage.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "executors/kubernetes/kubeconfig.h"
+#include "executors/kubernetes/api/kubeconfig.h"
 
 #include <fcntl.h>
 #include <poll.h>

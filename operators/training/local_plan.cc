@@ -1,4 +1,4 @@
-#include "executors/local/training_job.h"
+#include "operators/training/local_plan.h"
 
 #include <algorithm>
 #include <cctype>

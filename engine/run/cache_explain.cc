@@ -1,4 +1,4 @@
-#include "engine/cache_explain.h"
+#include "engine/run/cache_explain.h"
 
 #include <stdlib.h>
 
@@ -11,10 +11,10 @@
 #include <set>
 #include <unordered_map>
 
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 #include "engine/clock.h"
 #include "engine/graph.h"
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 
 namespace sluice {
 

@@ -1,4 +1,4 @@
-#include "executors/kubernetes/client.h"
+#include "executors/kubernetes/api/client.h"
 
 // Debian's libcpp-httplib is a compiled library built with OpenSSL, zlib and
 // brotli; its pkg-config flags define the same macros, and the class layout

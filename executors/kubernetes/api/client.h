@@ -38,8 +38,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/status.h"
-#include "executors/kubernetes/kubeconfig.h"
-#include "executors/kubernetes/rate_limiter.h"
+#include "executors/kubernetes/api/kubeconfig.h"
+#include "executors/kubernetes/api/rate_limiter.h"
 
 namespace sluice::k8s {
 

@@ -1,4 +1,4 @@
-#include "engine/sqlite_store.h"
+#include "engine/store/sqlite_store.h"
 
 #include <sqlite3.h>
 #include <unistd.h>
@@ -486,7 +486,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_
   }
   // SQLite's memory statistics take a process-wide mutex on every
   // allocation, which the cache lookups and the background writer
-  // (engine/store_writer.h) would then contend for; sluice reads none of
+  // (engine/store/store_writer.h) would then contend for; sluice reads none of
   // them. Possible only before SQLite initializes (then a no-op).
   static std::once_flag memstatus_off;
   std::call_once(memstatus_off, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });

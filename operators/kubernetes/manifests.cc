@@ -1,4 +1,4 @@
-#include "operators/kubernetes_manifests.h"
+#include "operators/kubernetes/manifests.h"
 
 #include <algorithm>
 #include <cctype>

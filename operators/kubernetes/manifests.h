@@ -39,7 +39,7 @@
 // ExtendedResourceToleration admission plugin does).
 //
 // tfjob / pytorchjob config: the same shape the local executor runs
-// (executors/local/training_job.h), so one YAML runs both ways:
+// (operators/training/local_plan.h), so one YAML runs both ways:
 //   tfjob:      {replicas: {Chief|Master|Worker|PS|Evaluator: {replicas, command, env,
 //                image, resources}}, successPolicy, runPolicy}
 //   pytorchjob: {replicas: {Master|Worker: {...}}, nprocPerNode, elasticPolicy, runPolicy}

@@ -1,4 +1,4 @@
-#include "engine/provenance.h"
+#include "engine/store/provenance.h"
 
 #include <fcntl.h>
 #include <sys/wait.h>

@@ -1,4 +1,4 @@
-#include "engine/runner.h"
+#include "engine/run/runner.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -22,9 +22,9 @@
 #include "engine/file_lock.h"
 #include "engine/graph.h"
 #include "engine/json_text.h"
-#include "engine/store_writer.h"
+#include "engine/store/store_writer.h"
 #include "engine/plan.h"
-#include "engine/provenance.h"
+#include "engine/store/provenance.h"
 #include "engine/run_id.h"
 #include "engine/secret_mask.h"
 #include "engine/sha256.h"
@@ -39,23 +39,6 @@ namespace sluice {
 
 // ---------------------------------------------------------------------------
 // ExecutorRegistry
-
-Status ExecutorRegistry::Register(const std::string& name, ExecutorPtr executor) {
-  if (executors_.count(name)) return Status::AlreadyExists("executor '" + name + "' is already registered");
-  executors_[name] = std::move(executor);
-  return Status::Ok();
-}
-
-Executor* ExecutorRegistry::Find(const std::string& name) const {
-  auto it = executors_.find(name);
-  return it == executors_.end() ? nullptr : it->second.get();
-}
-
-std::vector<std::string> ExecutorRegistry::Names() const {
-  std::vector<std::string> out;
-  for (const auto& [name, e] : executors_) out.push_back(name);
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // Runner

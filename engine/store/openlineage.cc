@@ -1,4 +1,4 @@
-#include "engine/openlineage.h"
+#include "engine/store/openlineage.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -14,7 +14,7 @@
 // lock with BEGIN IMMEDIATE and wait up to `busy_timeout` for each other.
 // Within a process one connection is shared behind a mutex, with its
 // prepared statements cached; cache lookups use a second connection of
-// their own, so a Write on another thread (engine/store_writer.h) never
+// their own, so a Write on another thread (engine/store/store_writer.h) never
 // holds them up.
 //
 // Schema (ML Metadata's shape, see docs/store.md):

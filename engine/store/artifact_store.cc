@@ -1,4 +1,4 @@
-#include "engine/artifact_store.h"
+#include "engine/store/artifact_store.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
