@@ -8,6 +8,8 @@
 #include <mutex>
 #include <filesystem>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 
 #include "engine/json_text.h"
 
@@ -323,36 +325,12 @@ std::optional<TimePoint> ColumnTime(sqlite3_stmt* s, int i) {
   return FromMillis(sqlite3_column_int64(s, i));
 }
 
-// Bind helpers: indexes are 1-based as in SQLite.
-void BindText(sqlite3_stmt* s, int i, const std::string& v) {
-  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-}
-void BindTime(sqlite3_stmt* s, int i, const std::optional<TimePoint>& t) {
-  if (t) {
-    sqlite3_bind_int64(s, i, ToMillis(*t));
-  } else {
-    sqlite3_bind_null(s, i);
-  }
-}
+// A row id bound as itself when set (> 0), as NULL otherwise.
+std::optional<int64_t> IdOrNull(int64_t id) { return id > 0 ? std::optional<int64_t>(id) : std::nullopt; }
 
 // Smallest string greater than every string that starts with `prefix`
 // (bytewise), for range scans. 0xff never occurs in UTF-8 text.
 std::string PrefixUpperBound(const std::string& prefix) { return prefix + "\xff"; }
-
-// Resets a statement when it goes out of scope, so it releases its read
-// snapshot and can be reused.
-class StmtReset {
- public:
-  explicit StmtReset(sqlite3_stmt* s) : s_(s) {}
-  ~StmtReset() {
-    if (s_) sqlite3_reset(s_);
-  }
-  StmtReset(const StmtReset&) = delete;
-  StmtReset& operator=(const StmtReset&) = delete;
-
- private:
-  sqlite3_stmt* s_;
-};
 
 constexpr const char* kRunColumns =
     "id, pipeline, pipeline_file, pipeline_digest, git_commit, git_dirty, params, executor, "
@@ -433,7 +411,129 @@ ExecutionRecord ReadExecution(sqlite3_stmt* s) {
   return e;
 }
 
+
+// An artifact from the columns digest, uri, type, size, is_directory,
+// properties, starting at column `first`.
+ArtifactRecord ReadArtifact(sqlite3_stmt* s, int first) {
+  ArtifactRecord a;
+  a.digest = ColumnText(s, first);
+  a.uri = ColumnText(s, first + 1);
+  a.type = ParseArtifactType(ColumnText(s, first + 2));
+  a.size = sqlite3_column_int64(s, first + 3);
+  a.is_directory = sqlite3_column_int(s, first + 4) != 0;
+  a.properties = ParseJson(sqlite3_column_text(s, first + 5), Json::object());
+  return a;
+}
+
+DeploymentRecord ReadDeployment(sqlite3_stmt* s) {
+  DeploymentRecord d;
+  d.id = sqlite3_column_int64(s, 0);
+  d.service = ColumnText(s, 1);
+  d.namespace_ = ColumnText(s, 2);
+  d.executor = ColumnText(s, 3);
+  d.action = ColumnText(s, 4);
+  d.version = ColumnText(s, 5);
+  d.model_digest = ColumnText(s, 6);
+  d.baseline_digest = ColumnText(s, 7);
+  d.traffic_percent = sqlite3_column_double(s, 8);
+  d.endpoint = ColumnText(s, 9);
+  d.run_id = ColumnText(s, 10);
+  d.instance = ColumnText(s, 11);
+  d.execution_id = sqlite3_column_int64(s, 12);
+  d.at = FromMillis(sqlite3_column_int64(s, 13));
+  d.details = ParseJson(sqlite3_column_text(s, 14), Json::object());
+  return d;
+}
+
 }  // namespace
+
+// ---------------------------------------------------------------------------
+// Statements and transactions
+
+class SqliteStore::Statement {
+ public:
+  explicit Statement(sqlite3_stmt* s) : s_(s) {}
+  Statement(Statement&& other) noexcept : s_(std::exchange(other.s_, nullptr)) {}
+  Statement& operator=(Statement&&) = delete;
+  // Resets the statement, so that it releases its read snapshot and can be
+  // reused.
+  ~Statement() {
+    if (s_) sqlite3_reset(s_);
+  }
+
+  // Binds `values` to the parameters ?1, ?2, ... in order (see BindAt).
+  template <class... V>
+  Statement& Bind(const V&... values) {
+    int i = 0;
+    (BindAt(++i, values), ...);
+    return *this;
+  }
+  // Binds parameter `i` (1-based, as in SQLite): a bool as 0/1, an integer,
+  // a double, a time as milliseconds since the epoch, an empty optional as
+  // NULL, anything else as text.
+  template <class V>
+  void BindAt(int i, const V& v) {
+    if constexpr (std::is_same_v<V, bool>) {
+      sqlite3_bind_int(s_, i, v ? 1 : 0);
+    } else if constexpr (std::is_integral_v<V>) {
+      sqlite3_bind_int64(s_, i, v);
+    } else if constexpr (std::is_floating_point_v<V>) {
+      sqlite3_bind_double(s_, i, v);
+    } else if constexpr (std::is_same_v<V, TimePoint>) {
+      sqlite3_bind_int64(s_, i, ToMillis(v));
+    } else if constexpr (requires { v.has_value(); }) {
+      if (v) {
+        BindAt(i, *v);
+      } else {
+        sqlite3_bind_null(s_, i);
+      }
+    } else {
+      std::string_view text(v);
+      sqlite3_bind_text(s_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    }
+  }
+
+  // One step: SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(s_); }
+  // One step of a write: true when it is done.
+  bool Done() { return Step() == SQLITE_DONE; }
+  // Steps to the end, collecting `read(stmt)` for each row. Errors as
+  // Error(what).
+  template <class Read>
+  auto Rows(Read&& read, const std::string& what)
+      -> Result<std::vector<std::invoke_result_t<Read&, sqlite3_stmt*>>> {
+    std::vector<std::invoke_result_t<Read&, sqlite3_stmt*>> out;
+    int rc;
+    while ((rc = Step()) == SQLITE_ROW) out.push_back(read(s_));
+    if (rc != SQLITE_DONE) return sluice::Error(Error(what));
+    return out;
+  }
+  // The statement, to read the current row's columns.
+  sqlite3_stmt* get() const { return s_; }
+  // The connection's last error, as SqliteStore::ErrorOn.
+  Status Error(const std::string& what) const { return ErrorOn(sqlite3_db_handle(s_), what); }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+template <class Body>
+Status SqliteStore::TransactionLocked(Body&& body) {
+  SLUICE_RETURN_IF_ERROR(Begin());
+  Status st = body();
+  if (!st.ok()) {
+    Rollback();
+    return st;
+  }
+  return Commit();
+}
+
+template <class Body>
+Status SqliteStore::Transaction(Body&& body) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return TransactionLocked(std::forward<Body>(body));
+}
+
 
 // ---------------------------------------------------------------------------
 // Open / migrate
@@ -527,56 +627,45 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_
 Status SqliteStore::Migrate() {
   std::lock_guard<std::mutex> lock(mu_);
   auto read_version = [this](int* version) -> Status {
-    Status st;
-    sqlite3_stmt* s = Prepare("PRAGMA user_version", &st);
-    if (!s) return st;
-    StmtReset reset(s);
-    if (sqlite3_step(s) != SQLITE_ROW) return Error("reading schema version");
-    *version = sqlite3_column_int(s, 0);
+    auto s = Prepare("PRAGMA user_version");
+    if (!s) return s.error();
+    if (s->Step() != SQLITE_ROW) return Error("reading schema version");
+    *version = sqlite3_column_int(s->get(), 0);
     return Status::Ok();
   };
   int version = 0;
   SLUICE_RETURN_IF_ERROR(read_version(&version));
   if (version == kMigrationCount) return Status::Ok();
   // Another process may be migrating too: take the write lock, then look again.
-  SLUICE_RETURN_IF_ERROR(Begin());
-  Status st = read_version(&version);
-  if (st.ok() && version > kMigrationCount) {
-    st = Status::FailedPrecondition(
-        "the store's schema version is " + std::to_string(version) + " but this sluice knows up to " +
-        std::to_string(kMigrationCount) + "; use a newer sluice, or another --store");
-  }
-  if (st.ok() && version == 0) {
-    // A brand-new file must be empty: refuse to take over someone else's database.
-    Status pst;
-    sqlite3_stmt* s = Prepare("SELECT count(*) FROM sqlite_master", &pst);
-    if (!s) {
-      st = pst;
-    } else {
-      StmtReset reset(s);
-      if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) != 0) {
-        st = Status::FailedPrecondition(
+  return TransactionLocked([&]() -> Status {
+    SLUICE_RETURN_IF_ERROR(read_version(&version));
+    if (version > kMigrationCount) {
+      return Status::FailedPrecondition(
+          "the store's schema version is " + std::to_string(version) + " but this sluice knows up to " +
+          std::to_string(kMigrationCount) + "; use a newer sluice, or another --store");
+    }
+    if (version == 0) {
+      // A brand-new file must be empty: refuse to take over someone else's database.
+      auto s = Prepare("SELECT count(*) FROM sqlite_master");
+      if (!s) return s.error();
+      if (s->Step() == SQLITE_ROW && sqlite3_column_int(s->get(), 0) != 0) {
+        return Status::FailedPrecondition(
             "the file is an SQLite database that is not a sluice store; point --store elsewhere");
       }
     }
-  }
-  for (int v = version; st.ok() && v < kMigrationCount; ++v) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, kMigrations[v], nullptr, nullptr, &err) != SQLITE_OK) {
-      st = Status::Internal("migration " + std::to_string(v) + " -> " + std::to_string(v + 1) +
-                            " failed: " + (err ? err : "unknown error"));
+    for (int v = version; v < kMigrationCount; ++v) {
+      char* err = nullptr;
+      if (sqlite3_exec(db_, kMigrations[v], nullptr, nullptr, &err) != SQLITE_OK) {
+        Status st = Status::Internal("migration " + std::to_string(v) + " -> " + std::to_string(v + 1) +
+                                     " failed: " + (err ? err : "unknown error"));
+        sqlite3_free(err);
+        return st;
+      }
+      sqlite3_free(err);
     }
-    sqlite3_free(err);
-  }
-  if (st.ok()) {
     std::string pragma = "PRAGMA user_version=" + std::to_string(kMigrationCount);
-    st = Exec(pragma.c_str());
-  }
-  if (!st.ok()) {
-    Rollback();
-    return st;
-  }
-  return Commit();
+    return Exec(pragma.c_str());
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -609,20 +698,20 @@ Status SqliteStore::ErrorOn(sqlite3* db, const std::string& what) {
   }
 }
 
-sqlite3_stmt* SqliteStore::Prepare(const char* sql, Status* status) {
+
+Result<SqliteStore::Statement> SqliteStore::Prepare(const char* sql) {
   auto it = statements_.find(sql);
   if (it != statements_.end()) {
     sqlite3_reset(it->second);
     sqlite3_clear_bindings(it->second);
-    return it->second;
+    return Statement(it->second);
   }
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
-    *status = Error(std::string("preparing ") + sql);
-    return nullptr;
+    return sluice::Error(Error(std::string("preparing ") + sql));
   }
   statements_.emplace(sql, stmt);
-  return stmt;
+  return Statement(stmt);
 }
 
 Status SqliteStore::Exec(const char* sql) {
@@ -635,23 +724,19 @@ Status SqliteStore::Exec(const char* sql) {
 }
 
 Status SqliteStore::Begin() {
-  Status st;
-  sqlite3_stmt* s = Prepare("BEGIN IMMEDIATE", &st);
-  if (!s) return st;
-  StmtReset reset(s);
-  if (sqlite3_step(s) != SQLITE_DONE) return Error("starting a write transaction");
+  auto s = Prepare("BEGIN IMMEDIATE");
+  if (!s) return s.error();
+  if (!s->Done()) return Error("starting a write transaction");
   return Status::Ok();
 }
 
 Status SqliteStore::Commit() {
-  Status st;
-  sqlite3_stmt* s = Prepare("COMMIT", &st);
+  auto s = Prepare("COMMIT");
   if (!s) {
     Rollback();
-    return st;
+    return s.error();
   }
-  StmtReset reset(s);
-  if (sqlite3_step(s) != SQLITE_DONE) {
+  if (!s->Done()) {
     Status err = Error("committing");
     Rollback();
     return err;
@@ -665,23 +750,13 @@ void SqliteStore::Rollback() {
 
 Result<int64_t> SqliteStore::EnsureContextLocked(const std::string& type, const std::string& name,
                                                  int64_t parent_id, TimePoint created_at) {
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "INSERT INTO contexts(type, name, parent_id, created_at) VALUES (?1, ?2, ?3, ?4) "
-      "ON CONFLICT(type, name) DO UPDATE SET type = excluded.type RETURNING id",
-      &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, type);
-  BindText(s, 2, name);
-  if (parent_id > 0) {
-    sqlite3_bind_int64(s, 3, parent_id);
-  } else {
-    sqlite3_bind_null(s, 3);
-  }
-  sqlite3_bind_int64(s, 4, ToMillis(created_at));
-  if (sqlite3_step(s) != SQLITE_ROW) return sluice::Error(Error("recording " + type + " " + name));
-  return sqlite3_column_int64(s, 0);
+      "ON CONFLICT(type, name) DO UPDATE SET type = excluded.type RETURNING id");
+  if (!s) return sluice::Error(s.error());
+  s->Bind(type, name, IdOrNull(parent_id), created_at);
+  if (s->Step() != SQLITE_ROW) return sluice::Error(Error("recording " + type + " " + name));
+  return sqlite3_column_int64(s->get(), 0);
 }
 
 Status SqliteStore::EnsurePipelineVersionLocked(const RunRecord& run, int64_t* version_id) {
@@ -690,45 +765,29 @@ Status SqliteStore::EnsurePipelineVersionLocked(const RunRecord& run, int64_t* v
   auto vid = EnsureContextLocked("pipeline_version", run.pipeline + "@" + run.pipeline_digest,
                                  *pipeline_id, run.created_at);
   if (!vid) return vid.error();
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "INSERT OR IGNORE INTO pipeline_versions(context_id, pipeline, digest, file, yaml, "
-      "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-      &st);
-  if (!s) return st;
-  StmtReset reset(s);
-  sqlite3_bind_int64(s, 1, *vid);
-  BindText(s, 2, run.pipeline);
-  BindText(s, 3, run.pipeline_digest);
-  BindText(s, 4, run.pipeline_file);
-  BindText(s, 5, run.pipeline_yaml);
-  sqlite3_bind_int64(s, 6, ToMillis(run.created_at));
-  if (sqlite3_step(s) != SQLITE_DONE) return Error("recording pipeline version");
+      "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!s) return s.error();
+  s->Bind(*vid, run.pipeline, run.pipeline_digest, run.pipeline_file, run.pipeline_yaml, run.created_at);
+  if (!s->Done()) return Error("recording pipeline version");
   *version_id = *vid;
   return Status::Ok();
 }
 
 Status SqliteStore::UpsertArtifactLocked(const ArtifactRecord& a) {
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "INSERT INTO artifacts(digest, uri, type, size, is_directory, properties, created_at) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
       "ON CONFLICT(digest) DO UPDATE SET uri = excluded.uri, "
       "properties = json_patch(artifacts.properties, excluded.properties) "
       // A cache hit names artifacts already recorded: leave their row (and
       // its page) alone unless something changes.
-      "WHERE artifacts.uri <> excluded.uri OR excluded.properties <> '{}'",
-      &st);
-  if (!s) return st;
-  StmtReset reset(s);
-  BindText(s, 1, a.digest);
-  BindText(s, 2, a.uri);
-  BindText(s, 3, ArtifactTypeName(a.type));
-  sqlite3_bind_int64(s, 4, a.size);
-  sqlite3_bind_int(s, 5, a.is_directory ? 1 : 0);
-  BindText(s, 6, DumpJson(a.properties.is_object() ? a.properties : Json::object()));
-  sqlite3_bind_int64(s, 7, ToMillis(std::chrono::system_clock::now()));
-  if (sqlite3_step(s) != SQLITE_DONE) return Error("recording artifact " + a.digest);
+      "WHERE artifacts.uri <> excluded.uri OR excluded.properties <> '{}'");
+  if (!s) return s.error();
+  s->Bind(a.digest, a.uri, ArtifactTypeName(a.type), a.size, a.is_directory,
+          DumpJson(a.properties.is_object() ? a.properties : Json::object()), std::chrono::system_clock::now());
+  if (!s->Done()) return Error("recording artifact " + a.digest);
   return Status::Ok();
 }
 
@@ -737,171 +796,107 @@ Status SqliteStore::UpsertArtifactLocked(const ArtifactRecord& a) {
 
 Status SqliteStore::CreateRun(const RunRecord& run) {
   if (run.id.empty()) return Status::InvalidArgument("a run needs an id");
-  std::lock_guard<std::mutex> lock(mu_);
-  SLUICE_RETURN_IF_ERROR(Begin());
-  auto fail = [this](Status st) {
-    Rollback();
-    return st;
-  };
-  int64_t version_id = 0;
-  Status st = EnsurePipelineVersionLocked(run, &version_id);
-  if (!st.ok()) return fail(st);
-  auto run_ctx = EnsureContextLocked("run", run.id, version_id, run.created_at);
-  if (!run_ctx) return fail(run_ctx.error());
-  sqlite3_stmt* s = Prepare(
-      "INSERT INTO runs(id, context_id, version_id, pipeline, pipeline_file, pipeline_digest, "
-      "git_commit, git_dirty, params, executor, phase, message, resumed_from, created_at, "
-      "started_at, finished_at, host, pid, no_cache) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-      &st);
-  if (!s) return fail(st);
-  StmtReset reset(s);
-  BindText(s, 1, run.id);
-  sqlite3_bind_int64(s, 2, *run_ctx);
-  sqlite3_bind_int64(s, 3, version_id);
-  BindText(s, 4, run.pipeline);
-  BindText(s, 5, run.pipeline_file);
-  BindText(s, 6, run.pipeline_digest);
-  BindText(s, 7, run.git_commit);
-  sqlite3_bind_int(s, 8, run.git_dirty ? 1 : 0);
-  BindText(s, 9, DumpJson(run.params));
-  BindText(s, 10, run.executor);
-  BindText(s, 11, RunPhaseName(run.phase));
-  BindText(s, 12, run.message);
-  BindText(s, 13, run.resumed_from);
-  sqlite3_bind_int64(s, 14, ToMillis(run.created_at));
-  BindTime(s, 15, run.started_at);
-  BindTime(s, 16, run.finished_at);
-  BindText(s, 17, run.host);
-  sqlite3_bind_int(s, 18, run.pid);
-  sqlite3_bind_int(s, 19, run.no_cache ? 1 : 0);
-  if (sqlite3_step(s) != SQLITE_DONE) {
-    Status err = Error("creating run " + run.id);
-    if (err.code() == StatusCode::kAlreadyExists) {
-      err = Status::AlreadyExists("run " + run.id + " already exists");
+  return Transaction([&]() -> Status {
+    int64_t version_id = 0;
+    SLUICE_RETURN_IF_ERROR(EnsurePipelineVersionLocked(run, &version_id));
+    auto run_ctx = EnsureContextLocked("run", run.id, version_id, run.created_at);
+    if (!run_ctx) return run_ctx.error();
+    auto s = Prepare(
+        "INSERT INTO runs(id, context_id, version_id, pipeline, pipeline_file, pipeline_digest, "
+        "git_commit, git_dirty, params, executor, phase, message, resumed_from, created_at, "
+        "started_at, finished_at, host, pid, no_cache) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
+    if (!s) return s.error();
+    s->Bind(run.id, *run_ctx, version_id, run.pipeline, run.pipeline_file, run.pipeline_digest, run.git_commit,
+            run.git_dirty, DumpJson(run.params), run.executor, RunPhaseName(run.phase), run.message,
+            run.resumed_from, run.created_at, run.started_at, run.finished_at, run.host, run.pid, run.no_cache);
+    if (!s->Done()) {
+      Status err = Error("creating run " + run.id);
+      if (err.code() == StatusCode::kAlreadyExists) {
+        err = Status::AlreadyExists("run " + run.id + " already exists");
+      }
+      return err;
     }
-    return fail(err);
-  }
-  return Commit();
+    return Status::Ok();
+  });
 }
 
 Status SqliteStore::UpdateRun(const RunRecord& run) {
-  std::lock_guard<std::mutex> lock(mu_);
-  SLUICE_RETURN_IF_ERROR(Begin());
-  auto fail = [this](Status st) {
-    Rollback();
-    return st;
-  };
-  // The file may have changed (resume after an edit): record that version too.
-  int64_t version_id = 0;
-  Status st = EnsurePipelineVersionLocked(run, &version_id);
-  if (!st.ok()) return fail(st);
-  sqlite3_stmt* s = Prepare(
-      "UPDATE runs SET version_id = ?2, pipeline_file = ?3, pipeline_digest = ?4, "
-      "git_commit = ?5, git_dirty = ?6, params = ?7, executor = ?8, phase = ?9, message = ?10, "
-      "resumed_from = ?11, started_at = ?12, finished_at = ?13, host = ?14, pid = ?15, "
-      "no_cache = ?16 "
-      "WHERE id = ?1",
-      &st);
-  if (!s) return fail(st);
-  StmtReset reset(s);
-  BindText(s, 1, run.id);
-  sqlite3_bind_int64(s, 2, version_id);
-  BindText(s, 3, run.pipeline_file);
-  BindText(s, 4, run.pipeline_digest);
-  BindText(s, 5, run.git_commit);
-  sqlite3_bind_int(s, 6, run.git_dirty ? 1 : 0);
-  BindText(s, 7, DumpJson(run.params));
-  BindText(s, 8, run.executor);
-  BindText(s, 9, RunPhaseName(run.phase));
-  BindText(s, 10, run.message);
-  BindText(s, 11, run.resumed_from);
-  BindTime(s, 12, run.started_at);
-  BindTime(s, 13, run.finished_at);
-  BindText(s, 14, run.host);
-  sqlite3_bind_int(s, 15, run.pid);
-  sqlite3_bind_int(s, 16, run.no_cache ? 1 : 0);
-  if (sqlite3_step(s) != SQLITE_DONE) return fail(Error("updating run " + run.id));
-  if (sqlite3_changes(db_) == 0) return fail(Status::NotFound("no run " + run.id));
-  return Commit();
+  return Transaction([&]() -> Status {
+    // The file may have changed (resume after an edit): record that version too.
+    int64_t version_id = 0;
+    SLUICE_RETURN_IF_ERROR(EnsurePipelineVersionLocked(run, &version_id));
+    auto s = Prepare(
+        "UPDATE runs SET version_id = ?2, pipeline_file = ?3, pipeline_digest = ?4, "
+        "git_commit = ?5, git_dirty = ?6, params = ?7, executor = ?8, phase = ?9, message = ?10, "
+        "resumed_from = ?11, started_at = ?12, finished_at = ?13, host = ?14, pid = ?15, "
+        "no_cache = ?16 "
+        "WHERE id = ?1");
+    if (!s) return s.error();
+    s->Bind(run.id, version_id, run.pipeline_file, run.pipeline_digest, run.git_commit, run.git_dirty,
+            DumpJson(run.params), run.executor, RunPhaseName(run.phase), run.message, run.resumed_from,
+            run.started_at, run.finished_at, run.host, run.pid, run.no_cache);
+    if (!s->Done()) return Error("updating run " + run.id);
+    if (sqlite3_changes(db_) == 0) return Status::NotFound("no run " + run.id);
+    return Status::Ok();
+  });
 }
 
 Result<RunRecord> SqliteStore::GetRun(const std::string& id_or_prefix) {
   if (id_or_prefix.empty()) return sluice::Error(Status::InvalidArgument("empty run id"));
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
   static const std::string kExact = std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?1";
-  sqlite3_stmt* s = Prepare(kExact.c_str(), &st);
-  if (!s) return sluice::Error(st);
   {
-    StmtReset reset(s);
-    BindText(s, 1, id_or_prefix);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) return ReadRun(s);
+    auto s = Prepare(kExact.c_str());
+    if (!s) return sluice::Error(s.error());
+    s->Bind(id_or_prefix);
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) return ReadRun(s->get());
     if (rc != SQLITE_DONE) return sluice::Error(Error("reading run " + id_or_prefix));
   }
   static const std::string kPrefix = std::string("SELECT ") + kRunColumns +
                                      " FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 6";
-  s = Prepare(kPrefix.c_str(), &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, id_or_prefix);
-  BindText(s, 2, PrefixUpperBound(id_or_prefix));
-  std::vector<RunRecord> matches;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) matches.push_back(ReadRun(s));
-  if (rc != SQLITE_DONE) return sluice::Error(Error("reading run " + id_or_prefix));
-  if (matches.empty()) {
+  auto s = Prepare(kPrefix.c_str());
+  if (!s) return sluice::Error(s.error());
+  auto matches = s->Bind(id_or_prefix, PrefixUpperBound(id_or_prefix)).Rows(ReadRun, "reading run " + id_or_prefix);
+  if (!matches) return sluice::Error(matches.error());
+  if (matches->empty()) {
     return sluice::Error(
         Status::NotFound("no run '" + id_or_prefix + "' in this store (`sluice runs` lists them)"));
   }
-  if (matches.size() > 1) {
+  if (matches->size() > 1) {
     std::string msg = "run id prefix '" + id_or_prefix + "' is ambiguous; it matches ";
-    for (size_t i = 0; i < matches.size() && i < 5; ++i) {
-      msg += (i ? ", " : "") + matches[i].id;
+    for (size_t i = 0; i < matches->size() && i < 5; ++i) {
+      msg += (i ? ", " : "") + (*matches)[i].id;
     }
-    if (matches.size() > 5) msg += ", ...";
+    if (matches->size() > 5) msg += ", ...";
     return sluice::Error(Status::InvalidArgument(msg + "; give more characters"));
   }
-  return std::move(matches[0]);
+  return std::move(matches->front());
 }
 
 Result<std::vector<RunRecord>> SqliteStore::ListRuns(const RunFilter& filter) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
   static const std::string kSql =
       std::string("SELECT ") + kRunColumns +
       " FROM runs WHERE (?1 = '' OR pipeline = ?1) AND (?2 = '' OR phase = ?2) "
       "AND (?3 IS NULL OR created_at >= ?3) ORDER BY created_at DESC, id DESC LIMIT ?4";
-  sqlite3_stmt* s = Prepare(kSql.c_str(), &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, filter.pipeline);
-  BindText(s, 2, filter.phase ? RunPhaseName(*filter.phase) : "");
-  BindTime(s, 3, filter.since);
-  sqlite3_bind_int(s, 4, filter.limit > 0 ? filter.limit : -1);
-  std::vector<RunRecord> out;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadRun(s));
-  if (rc != SQLITE_DONE) return sluice::Error(Error("listing runs"));
-  return out;
+  auto s = Prepare(kSql.c_str());
+  if (!s) return sluice::Error(s.error());
+  s->Bind(filter.pipeline, filter.phase ? RunPhaseName(*filter.phase) : "", filter.since,
+          filter.limit > 0 ? filter.limit : -1);
+  return s->Rows(ReadRun, "listing runs");
 }
 
 // ---------------------------------------------------------------------------
 // Steps
 
 Status SqliteStore::PutStep(const StepRecord& step) {
-  std::lock_guard<std::mutex> lock(mu_);
   bool has_artifacts = !step.outputs.empty() || !step.inputs.empty();
   // A single statement needs no explicit transaction; artifacts need one.
-  if (!has_artifacts) return PutStepLocked(step, nullptr);
-  SLUICE_RETURN_IF_ERROR(Begin());
-  Status st = PutStepLocked(step, nullptr);
-  if (!st.ok()) {
-    Rollback();
-    return st;
-  }
-  return Commit();
+  if (has_artifacts) return Transaction([&] { return PutStepLocked(step, nullptr); });
+  std::lock_guard<std::mutex> lock(mu_);
+  return PutStepLocked(step, nullptr);
 }
 
 Status SqliteStore::UpsertArtifactOnceLocked(const ArtifactRecord& artifact,
@@ -911,35 +906,18 @@ Status SqliteStore::UpsertArtifactOnceLocked(const ArtifactRecord& artifact,
 }
 
 Status SqliteStore::PutStepLocked(const StepRecord& step, std::unordered_set<std::string>* upserted) {
-  Status st;
   for (const auto* list : {&step.outputs, &step.inputs}) {
     for (const auto& b : *list) SLUICE_RETURN_IF_ERROR(UpsertArtifactOnceLocked(b.artifact, upserted));
   }
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "INSERT OR REPLACE INTO steps(" SLUICE_STEP_COLUMNS
-      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-      &st);
-  if (!s) return st;
-  StmtReset reset(s);
-  BindText(s, 1, step.run_id);
-  BindText(s, 2, step.instance);
-  BindText(s, 3, step.step);
-  sqlite3_bind_int(s, 4, step.index);
-  BindText(s, 5, DumpJson(step.item));
-  BindText(s, 6, NodePhaseName(step.phase));
-  sqlite3_bind_int(s, 7, step.attempts);
-  sqlite3_bind_int(s, 8, step.exit_code);
-  BindText(s, 9, step.message);
-  BindText(s, 10, step.log_path);
-  BindText(s, 11, step.cache_key);
-  BindText(s, 12, step.cached_from);
-  BindTime(s, 13, step.started_at);
-  BindTime(s, 14, step.finished_at);
-  BindText(s, 15, DumpJson(step.output_params));
-  BindText(s, 16, DumpJson(step.metrics));
-  BindText(s, 17, BindingsJsonText(step.outputs));
-  BindText(s, 18, BindingsJsonText(step.inputs));
-  if (sqlite3_step(s) != SQLITE_DONE) {
+      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
+  if (!s) return s.error();
+  s->Bind(step.run_id, step.instance, step.step, step.index, DumpJson(step.item), NodePhaseName(step.phase),
+          step.attempts, step.exit_code, step.message, step.log_path, step.cache_key, step.cached_from,
+          step.started_at, step.finished_at, DumpJson(step.output_params), DumpJson(step.metrics),
+          BindingsJsonText(step.outputs), BindingsJsonText(step.inputs));
+  if (!s->Done()) {
     Status err = Error("recording step " + step.run_id + "/" + step.instance);
     if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
       err = Status::NotFound("no run " + step.run_id + " for step " + step.instance);
@@ -949,38 +927,22 @@ Status SqliteStore::PutStepLocked(const StepRecord& step, std::unordered_set<std
   return Status::Ok();
 }
 
-Result<std::vector<StepRecord>> SqliteStore::QuerySteps(sqlite3_stmt* s) {
-  StmtReset reset(s);
-  std::vector<StepRecord> out;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadStep(s));
-  if (rc != SQLITE_DONE) return sluice::Error(Error("reading steps"));
-  return out;
-}
-
 Result<std::vector<StepRecord>> SqliteStore::ListSteps(const std::string& run_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
   // rowid order is not available (WITHOUT ROWID); order by start, then name,
   // with never-started steps last, which is the order a user reads a run in.
-  sqlite3_stmt* s = Prepare("SELECT " SLUICE_STEP_COLUMNS
-                            " FROM steps WHERE run_id = ?1 "
-                            "ORDER BY started_at IS NULL, started_at, step, idx, instance",
-                            &st);
-  if (!s) return sluice::Error(st);
-  BindText(s, 1, run_id);
-  return QuerySteps(s);
+  auto s = Prepare("SELECT " SLUICE_STEP_COLUMNS
+                   " FROM steps WHERE run_id = ?1 "
+                   "ORDER BY started_at IS NULL, started_at, step, idx, instance");
+  if (!s) return sluice::Error(s.error());
+  return s->Bind(run_id).Rows(ReadStep, "reading steps");
 }
 
 Result<StepRecord> SqliteStore::GetStep(const std::string& run_id, const std::string& instance) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare(
-      "SELECT " SLUICE_STEP_COLUMNS " FROM steps WHERE run_id = ?1 AND instance = ?2", &st);
-  if (!s) return sluice::Error(st);
-  BindText(s, 1, run_id);
-  BindText(s, 2, instance);
-  auto steps = QuerySteps(s);
+  auto s = Prepare("SELECT " SLUICE_STEP_COLUMNS " FROM steps WHERE run_id = ?1 AND instance = ?2");
+  if (!s) return sluice::Error(s.error());
+  auto steps = s->Bind(run_id, instance).Rows(ReadStep, "reading steps");
   if (!steps) return sluice::Error(steps.error());
   if (steps->empty()) {
     return sluice::Error(Status::NotFound("run " + run_id + " has no step '" + instance + "'"));
@@ -992,20 +954,17 @@ Result<StepRecord> SqliteStore::FindCached(const std::string& cache_key,
                                            std::optional<TimePoint> not_before) {
   if (cache_key.empty()) return sluice::Error(Status::NotFound("empty cache key"));
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare("SELECT " SLUICE_STEP_COLUMNS
-                            " FROM steps WHERE cache_key = ?1 AND phase = 'Succeeded' "
-                            "AND cache_key <> '' AND (?2 IS NULL OR finished_at >= ?2) "
-                            "ORDER BY finished_at DESC LIMIT 1",
-                            &st);
-  if (!s) return sluice::Error(st);
-  BindText(s, 1, cache_key);
-  BindTime(s, 2, not_before);
-  auto steps = QuerySteps(s);
+  auto s = Prepare("SELECT " SLUICE_STEP_COLUMNS
+                   " FROM steps WHERE cache_key = ?1 AND phase = 'Succeeded' "
+                   "AND cache_key <> '' AND (?2 IS NULL OR finished_at >= ?2) "
+                   "ORDER BY finished_at DESC LIMIT 1");
+  if (!s) return sluice::Error(s.error());
+  auto steps = s->Bind(cache_key, not_before).Rows(ReadStep, "reading steps");
   if (!steps) return sluice::Error(steps.error());
   if (steps->empty()) return sluice::Error(Status::NotFound("no cached result for " + cache_key));
   return std::move(steps->front());
 }
+
 
 // Selects only what a hit uses: not the step's inputs, which it records
 // itself. The reused execution is the step's last attempt, the one that
@@ -1053,13 +1012,12 @@ Result<CacheHit> SqliteStore::FindCacheHit(const std::string& cache_key,
   if (cache_key.empty()) return sluice::Error(Status::NotFound("empty cache key"));
   std::lock_guard<std::mutex> lock(lookup_mu_);
   SLUICE_RETURN_IF_ERROR_RESULT(OpenLookupLocked());
-  sqlite3_stmt* s = lookup_stmt_;
-  StmtReset reset(s);
-  BindText(s, 1, cache_key);  // both parameters, every time
-  BindTime(s, 2, not_before);
-  int rc = sqlite3_step(s);
+  Statement stmt(lookup_stmt_);
+  stmt.Bind(cache_key, not_before);  // both parameters, every time
+  int rc = stmt.Step();
   if (rc == SQLITE_DONE) return sluice::Error(Status::NotFound("no cached result for " + cache_key));
-  if (rc != SQLITE_ROW) return sluice::Error(ErrorOn(lookup_db_, "looking up cache key " + cache_key));
+  if (rc != SQLITE_ROW) return sluice::Error(stmt.Error("looking up cache key " + cache_key));
+  sqlite3_stmt* s = stmt.get();
   CacheHit hit;
   StepRecord& r = hit.step;
   r.run_id = ColumnText(s, 0);
@@ -1088,32 +1046,15 @@ Result<int64_t> SqliteStore::StartExecution(const ExecutionRecord& e) {
 }
 
 Result<int64_t> SqliteStore::InsertExecutionLocked(const ExecutionRecord& e) {
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "INSERT INTO executions(run_id, instance, attempt, outcome, exit_code, message, log_path, "
       "external_id, cache_key, started_at, finished_at, snapshot, snapshot_base) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-      &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, e.run_id);
-  BindText(s, 2, e.instance);
-  sqlite3_bind_int(s, 3, e.attempt);
-  BindText(s, 4, e.outcome.empty() ? "Running" : e.outcome);
-  sqlite3_bind_int(s, 5, e.exit_code);
-  BindText(s, 6, e.message);
-  BindText(s, 7, e.log_path);
-  BindText(s, 8, e.external_id);
-  BindText(s, 9, e.cache_key);
-  sqlite3_bind_int64(s, 10, ToMillis(e.started_at));
-  BindTime(s, 11, e.finished_at);
-  BindText(s, 12, SnapshotColumn(e));
-  if (e.snapshot_base > 0) {
-    sqlite3_bind_int64(s, 13, e.snapshot_base);
-  } else {
-    sqlite3_bind_null(s, 13);
-  }
-  if (sqlite3_step(s) != SQLITE_DONE) {
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+  if (!s) return sluice::Error(s.error());
+  s->Bind(e.run_id, e.instance, e.attempt, e.outcome.empty() ? "Running" : e.outcome, e.exit_code, e.message,
+          e.log_path, e.external_id, e.cache_key, e.started_at, e.finished_at, SnapshotColumn(e),
+          IdOrNull(e.snapshot_base));
+  if (!s->Done()) {
     if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
       return sluice::Error(Status::NotFound("no run " + e.run_id + " for execution of " + e.instance));
     }
@@ -1125,37 +1066,20 @@ Result<int64_t> SqliteStore::InsertExecutionLocked(const ExecutionRecord& e) {
 Status SqliteStore::FinishExecution(const ExecutionRecord& e,
                                     const std::vector<ArtifactBinding>& inputs,
                                     const std::vector<ArtifactBinding>& outputs) {
-  std::lock_guard<std::mutex> lock(mu_);
-  SLUICE_RETURN_IF_ERROR(Begin());
-  Status st = FinishExecutionLocked(e, inputs, outputs, nullptr);
-  if (!st.ok()) {
-    Rollback();
-    return st;
-  }
-  return Commit();
+  return Transaction([&] { return FinishExecutionLocked(e, inputs, outputs, nullptr); });
 }
 
 Status SqliteStore::FinishExecutionLocked(const ExecutionRecord& e, const std::vector<ArtifactBinding>& inputs,
                                           const std::vector<ArtifactBinding>& outputs,
                                           std::unordered_set<std::string>* upserted) {
-  Status st;
-  sqlite3_stmt* s = Prepare(
-      "UPDATE executions SET outcome = ?2, exit_code = ?3, message = ?4, log_path = ?5, "
-      "external_id = ?6, cache_key = ?7, finished_at = ?8, snapshot = ?9 WHERE id = ?1",
-      &st);
-  if (!s) return st;
   {
-    StmtReset reset(s);
-    sqlite3_bind_int64(s, 1, e.id);
-    BindText(s, 2, e.outcome);
-    sqlite3_bind_int(s, 3, e.exit_code);
-    BindText(s, 4, e.message);
-    BindText(s, 5, e.log_path);
-    BindText(s, 6, e.external_id);
-    BindText(s, 7, e.cache_key);
-    BindTime(s, 8, e.finished_at ? e.finished_at : std::optional<TimePoint>(std::chrono::system_clock::now()));
-    BindText(s, 9, SnapshotColumn(e));
-    if (sqlite3_step(s) != SQLITE_DONE) return Error("finishing execution");
+    auto s = Prepare(
+        "UPDATE executions SET outcome = ?2, exit_code = ?3, message = ?4, log_path = ?5, "
+        "external_id = ?6, cache_key = ?7, finished_at = ?8, snapshot = ?9 WHERE id = ?1");
+    if (!s) return s.error();
+    s->Bind(e.id, e.outcome, e.exit_code, e.message, e.log_path, e.external_id, e.cache_key,
+            e.finished_at ? *e.finished_at : std::chrono::system_clock::now(), SnapshotColumn(e));
+    if (!s->Done()) return Error("finishing execution");
     if (sqlite3_changes(db_) == 0) return Status::NotFound("no execution " + std::to_string(e.id));
   }
   return InsertEventsLocked(e.id, inputs, outputs, upserted);
@@ -1164,24 +1088,18 @@ Status SqliteStore::FinishExecutionLocked(const ExecutionRecord& e, const std::v
 Status SqliteStore::InsertEventsLocked(int64_t execution_id, const std::vector<ArtifactBinding>& inputs,
                                        const std::vector<ArtifactBinding>& outputs,
                                        std::unordered_set<std::string>* upserted) {
-  Status st;
   int64_t now = ToMillis(std::chrono::system_clock::now());
   for (const auto* list : {&inputs, &outputs}) {
     const char* type = list == &inputs ? "INPUT" : "OUTPUT";
     for (const auto& b : *list) {
       SLUICE_RETURN_IF_ERROR(UpsertArtifactOnceLocked(b.artifact, upserted));
-      sqlite3_stmt* ev = Prepare(
+      auto ev = Prepare(
           "INSERT OR IGNORE INTO events(execution_id, artifact, type, name, created_at) "
-          "VALUES (?1, ?2, ?3, ?4, ?5)",
-          &st);
-      if (!ev) return st;
-      StmtReset reset(ev);
-      sqlite3_bind_int64(ev, 1, execution_id);
-      BindText(ev, 2, b.artifact.digest);
-      BindText(ev, 3, type);
-      BindText(ev, 4, b.name);
-      sqlite3_bind_int64(ev, 5, now);
-      if (sqlite3_step(ev) != SQLITE_DONE) return Error("recording event " + b.name);
+          "VALUES (?1, ?2, ?3, ?4, ?5)");
+      if (!ev) return ev.error();
+      if (!ev->Bind(execution_id, b.artifact.digest, type, b.name, now).Done()) {
+        return Error("recording event " + b.name);
+      }
     }
   }
   return Status::Ok();
@@ -1189,9 +1107,7 @@ Status SqliteStore::InsertEventsLocked(int64_t execution_id, const std::vector<A
 
 Status SqliteStore::Write(const StoreBatch& batch) {
   if (batch.empty()) return Status::Ok();
-  std::lock_guard<std::mutex> lock(mu_);
-  SLUICE_RETURN_IF_ERROR(Begin());
-  auto apply = [&]() -> Status {
+  return Transaction([&]() -> Status {
     std::unordered_set<std::string> upserted;
     for (const auto& e : batch.executions) {
       if (e.record.id != 0) {
@@ -1204,29 +1120,16 @@ Status SqliteStore::Write(const StoreBatch& batch) {
     }
     for (const auto& step : batch.steps) SLUICE_RETURN_IF_ERROR(PutStepLocked(step, &upserted));
     return Status::Ok();
-  };
-  Status st = apply();
-  if (!st.ok()) {
-    Rollback();
-    return st;
-  }
-  return Commit();
+  });
 }
 
 Result<std::vector<ExecutionRecord>> SqliteStore::ListExecutions(const std::string& run_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare("SELECT " SLUICE_EXECUTION_COLUMNS
-                            " FROM executions WHERE run_id = ?1 ORDER BY id",
-                            &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, run_id);
-  std::vector<ExecutionRecord> out;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadExecution(s));
-  if (rc != SQLITE_DONE) return sluice::Error(Error("listing executions of " + run_id));
-  SLUICE_RETURN_IF_ERROR_RESULT(ResolveSnapshotsLocked(&out));
+  auto s = Prepare("SELECT " SLUICE_EXECUTION_COLUMNS " FROM executions WHERE run_id = ?1 ORDER BY id");
+  if (!s) return sluice::Error(s.error());
+  auto out = s->Bind(run_id).Rows(ReadExecution, "listing executions of " + run_id);
+  if (!out) return out;
+  SLUICE_RETURN_IF_ERROR_RESULT(ResolveSnapshotsLocked(&*out));
   return out;
 }
 
@@ -1235,121 +1138,102 @@ Result<std::vector<ExecutionRecord>> SqliteStore::ListExecutions(const std::stri
 
 Status SqliteStore::DeleteRun(const std::string& run_id) {
   if (run_id.empty()) return Status::InvalidArgument("empty run id");
-  std::lock_guard<std::mutex> lock(mu_);
-  SLUICE_RETURN_IF_ERROR(Begin());
-  auto fail = [this](Status st) {
-    Rollback();
-    return st;
-  };
-  Status st;
-  // Each query below runs to completion (or is reset) before the next.
-  auto rows = [&](const char* sql, const std::vector<std::string>& args,
-                  std::vector<std::vector<std::string>>* out) -> Status {
-    Status pst;
-    sqlite3_stmt* q = Prepare(sql, &pst);
-    if (!q) return pst;
-    StmtReset reset(q);
-    for (size_t i = 0; i < args.size(); ++i) BindText(q, static_cast<int>(i) + 1, args[i]);
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-      std::vector<std::string> row;
-      for (int c = 0; c < sqlite3_column_count(q); ++c) row.push_back(ColumnText(q, c));
-      if (out) out->push_back(std::move(row));
+  return Transaction([&]() -> Status {
+    using Rows = std::vector<std::vector<std::string>>;
+    // Runs `sql` with `args` to completion, each row's columns as text.
+    auto rows = [&](const char* sql, const std::vector<std::string>& args) -> Result<Rows> {
+      auto q = Prepare(sql);
+      if (!q) return sluice::Error(q.error());
+      for (size_t i = 0; i < args.size(); ++i) q->BindAt(static_cast<int>(i) + 1, args[i]);
+      auto read = [](sqlite3_stmt* s) {
+        std::vector<std::string> row;
+        for (int c = 0; c < sqlite3_column_count(s); ++c) row.push_back(ColumnText(s, c));
+        return row;
+      };
+      return q->Rows(read, std::string("deleting run ") + run_id);
+    };
+    auto joined = [](const Rows& list, size_t shown) {
+      std::string text;
+      for (size_t i = 0; i < list.size() && i < shown; ++i) text += (i ? ", " : "") + list[i][0];
+      if (list.size() > shown) text += ", ...";
+      return text;
+    };
+
+    auto run = rows("SELECT phase, context_id, host, pid FROM runs WHERE id = ?1", {run_id});
+    if (!run) return run.error();
+    if (run->empty()) {
+      return Status::NotFound("no run '" + run_id + "' in this store (`sluice runs` lists them)");
     }
-    if (rc != SQLITE_DONE) return Error(std::string("deleting run ") + run_id);
+    const std::vector<std::string>& r = run->front();
+    std::optional<RunPhase> phase = ParseRunPhase(r[0]);
+    if (!phase || !IsTerminal(*phase)) {
+      return Status::FailedPrecondition(
+          "run " + run_id + " is " + r[0] + " (process " + r[3] + " on host '" + r[2] +
+          "'); only finished runs are deleted: cancel it, or let it finish (an interrupted run "
+          "continues with `sluice resume " + run_id + "`)");
+    }
+    // Cached steps of other runs name this run in cached_from ("<run>/<instance>"):
+    // their outputs' lineage leads to its executions, and the cache finds them here.
+    auto reusers = rows("SELECT DISTINCT run_id FROM steps WHERE cached_from >= ?1 AND cached_from < ?2 "
+                        "AND run_id <> ?3 ORDER BY run_id LIMIT 4",
+                        {run_id + "/", run_id + "0", run_id});
+    if (!reusers) return reusers.error();
+    if (!reusers->empty()) {
+      return Status::FailedPrecondition(
+          "run " + run_id + " is kept: cached steps of run" + (reusers->size() > 1 ? "s " : " ") +
+          joined(*reusers, 3) + " reuse its outputs, and their lineage leads to it; delete " +
+          (reusers->size() > 1 ? "those runs" : "that run") + " first");
+    }
+    // What each service serves now (its newest record, unless undeployed):
+    // keep the run that deployed it and the runs that produced the model.
+    auto serving = rows("SELECT d.service FROM deployments d "
+                        "WHERE d.id = (SELECT d2.id FROM deployments d2 WHERE d2.service = d.service "
+                        "              ORDER BY d2.at DESC, d2.id DESC LIMIT 1) "
+                        "AND d.action <> 'undeploy' AND (d.run_id = ?1 OR EXISTS ("
+                        "  SELECT 1 FROM executions e JOIN events ev ON ev.execution_id = e.id "
+                        "  WHERE e.run_id = ?1 AND ev.type = 'OUTPUT' AND e.outcome <> 'Cached' "
+                        "  AND ev.artifact IN (d.model_digest, d.baseline_digest))) "
+                        "ORDER BY d.service",
+                        {run_id});
+    if (!serving) return serving.error();
+    if (!serving->empty()) {
+      return Status::FailedPrecondition(
+          "run " + run_id + " is kept: it deployed or produced what service" +
+          (serving->size() > 1 ? "s " : " ") + joined(*serving, 3) +
+          " serves now (`sluice lineage --deployed` follows it)");
+    }
+
+    auto digests = rows("SELECT DISTINCT ev.artifact FROM events ev JOIN executions e ON e.id = ev.execution_id "
+                        "WHERE e.run_id = ?1",
+                        {run_id});
+    if (!digests) return digests.error();
+    for (const char* sql : {
+             "DELETE FROM events WHERE execution_id IN (SELECT id FROM executions WHERE run_id = ?1)",
+             "DELETE FROM executions WHERE run_id = ?1",
+             "DELETE FROM steps WHERE run_id = ?1",
+             "DELETE FROM deployments WHERE run_id = ?1",
+             "DELETE FROM runs WHERE id = ?1",
+             "DELETE FROM contexts WHERE type = 'run' AND name = ?1",
+         }) {
+      if (auto done = rows(sql, {run_id}); !done) return done.error();
+    }
+    for (const auto& d : *digests) {
+      auto done = rows("DELETE FROM artifacts WHERE digest = ?1 "
+                       "AND NOT EXISTS (SELECT 1 FROM events WHERE artifact = ?1) "
+                       "AND NOT EXISTS (SELECT 1 FROM deployments WHERE model_digest = ?1 "
+                       "                OR baseline_digest = ?1)",
+                       {d[0]});
+      if (!done) return done.error();
+    }
     return Status::Ok();
-  };
-  auto joined = [](const std::vector<std::vector<std::string>>& list, size_t shown) {
-    std::string text;
-    for (size_t i = 0; i < list.size() && i < shown; ++i) text += (i ? ", " : "") + list[i][0];
-    if (list.size() > shown) text += ", ...";
-    return text;
-  };
-
-  std::vector<std::vector<std::string>> run;
-  st = rows("SELECT phase, context_id, host, pid FROM runs WHERE id = ?1", {run_id}, &run);
-  if (!st.ok()) return fail(st);
-  if (run.empty()) {
-    return fail(Status::NotFound("no run '" + run_id + "' in this store (`sluice runs` lists them)"));
-  }
-  std::optional<RunPhase> phase = ParseRunPhase(run[0][0]);
-  if (!phase || !IsTerminal(*phase)) {
-    return fail(Status::FailedPrecondition(
-        "run " + run_id + " is " + run[0][0] + " (process " + run[0][3] + " on host '" + run[0][2] +
-        "'); only finished runs are deleted: cancel it, or let it finish (an interrupted run "
-        "continues with `sluice resume " + run_id + "`)"));
-  }
-  // Cached steps of other runs name this run in cached_from ("<run>/<instance>"):
-  // their outputs' lineage leads to its executions, and the cache finds them here.
-  std::vector<std::vector<std::string>> reusers;
-  st = rows("SELECT DISTINCT run_id FROM steps WHERE cached_from >= ?1 AND cached_from < ?2 "
-            "AND run_id <> ?3 ORDER BY run_id LIMIT 4",
-            {run_id + "/", run_id + "0", run_id}, &reusers);
-  if (!st.ok()) return fail(st);
-  if (!reusers.empty()) {
-    return fail(Status::FailedPrecondition(
-        "run " + run_id + " is kept: cached steps of run" + (reusers.size() > 1 ? "s " : " ") +
-        joined(reusers, 3) + " reuse its outputs, and their lineage leads to it; delete " +
-        (reusers.size() > 1 ? "those runs" : "that run") + " first"));
-  }
-  // What each service serves now (its newest record, unless undeployed):
-  // keep the run that deployed it and the runs that produced the model.
-  std::vector<std::vector<std::string>> serving;
-  st = rows("SELECT d.service FROM deployments d "
-            "WHERE d.id = (SELECT d2.id FROM deployments d2 WHERE d2.service = d.service "
-            "              ORDER BY d2.at DESC, d2.id DESC LIMIT 1) "
-            "AND d.action <> 'undeploy' AND (d.run_id = ?1 OR EXISTS ("
-            "  SELECT 1 FROM executions e JOIN events ev ON ev.execution_id = e.id "
-            "  WHERE e.run_id = ?1 AND ev.type = 'OUTPUT' AND e.outcome <> 'Cached' "
-            "  AND ev.artifact IN (d.model_digest, d.baseline_digest))) "
-            "ORDER BY d.service",
-            {run_id}, &serving);
-  if (!st.ok()) return fail(st);
-  if (!serving.empty()) {
-    return fail(Status::FailedPrecondition(
-        "run " + run_id + " is kept: it deployed or produced what service" +
-        (serving.size() > 1 ? "s " : " ") + joined(serving, 3) +
-        " serves now (`sluice lineage --deployed` follows it)"));
-  }
-
-  std::vector<std::vector<std::string>> digests;
-  st = rows("SELECT DISTINCT ev.artifact FROM events ev JOIN executions e ON e.id = ev.execution_id "
-            "WHERE e.run_id = ?1",
-            {run_id}, &digests);
-  if (!st.ok()) return fail(st);
-  for (const char* sql : {
-           "DELETE FROM events WHERE execution_id IN (SELECT id FROM executions WHERE run_id = ?1)",
-           "DELETE FROM executions WHERE run_id = ?1",
-           "DELETE FROM steps WHERE run_id = ?1",
-           "DELETE FROM deployments WHERE run_id = ?1",
-           "DELETE FROM runs WHERE id = ?1",
-           "DELETE FROM contexts WHERE type = 'run' AND name = ?1",
-       }) {
-    st = rows(sql, {run_id}, nullptr);
-    if (!st.ok()) return fail(st);
-  }
-  for (const auto& d : digests) {
-    st = rows("DELETE FROM artifacts WHERE digest = ?1 "
-              "AND NOT EXISTS (SELECT 1 FROM events WHERE artifact = ?1) "
-              "AND NOT EXISTS (SELECT 1 FROM deployments WHERE model_digest = ?1 "
-              "                OR baseline_digest = ?1)",
-              {d[0]}, nullptr);
-    if (!st.ok()) return fail(st);
-  }
-  return Commit();
+  });
 }
 
 Result<std::vector<std::string>> SqliteStore::ArtifactDigests() {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare("SELECT digest FROM artifacts ORDER BY digest", &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  std::vector<std::string> out;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ColumnText(s, 0));
-  if (rc != SQLITE_DONE) return sluice::Error(Error("listing artifacts"));
-  return out;
+  auto s = Prepare("SELECT digest FROM artifacts ORDER BY digest");
+  if (!s) return sluice::Error(s.error());
+  return s->Rows([](sqlite3_stmt* row) { return ColumnText(row, 0); }, "listing artifacts");
 }
 
 // ---------------------------------------------------------------------------
@@ -1357,33 +1241,15 @@ Result<std::vector<std::string>> SqliteStore::ArtifactDigests() {
 
 Result<int64_t> SqliteStore::RecordDeployment(const DeploymentRecord& d) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "INSERT INTO deployments(service, namespace, executor, action, version, model_digest, "
       "baseline_digest, traffic_percent, endpoint, run_id, instance, execution_id, at, details) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-      &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, d.service);
-  BindText(s, 2, d.namespace_);
-  BindText(s, 3, d.executor);
-  BindText(s, 4, d.action);
-  BindText(s, 5, d.version);
-  BindText(s, 6, d.model_digest);
-  BindText(s, 7, d.baseline_digest);
-  sqlite3_bind_double(s, 8, d.traffic_percent);
-  BindText(s, 9, d.endpoint);
-  BindText(s, 10, d.run_id);
-  BindText(s, 11, d.instance);
-  if (d.execution_id > 0) {
-    sqlite3_bind_int64(s, 12, d.execution_id);
-  } else {
-    sqlite3_bind_null(s, 12);
-  }
-  sqlite3_bind_int64(s, 13, ToMillis(d.at == TimePoint{} ? std::chrono::system_clock::now() : d.at));
-  BindText(s, 14, DumpJson(d.details));
-  if (sqlite3_step(s) != SQLITE_DONE) {
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+  if (!s) return sluice::Error(s.error());
+  s->Bind(d.service, d.namespace_, d.executor, d.action, d.version, d.model_digest, d.baseline_digest,
+          d.traffic_percent, d.endpoint, d.run_id, d.instance, IdOrNull(d.execution_id),
+          d.at == TimePoint{} ? std::chrono::system_clock::now() : d.at, DumpJson(d.details));
+  if (!s->Done()) {
     return sluice::Error(Error("recording deployment of " + d.service));
   }
   return sqlite3_last_insert_rowid(db_);
@@ -1392,39 +1258,12 @@ Result<int64_t> SqliteStore::RecordDeployment(const DeploymentRecord& d) {
 Result<std::vector<DeploymentRecord>> SqliteStore::ListDeployments(const std::string& service,
                                                                    int limit) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "SELECT id, service, namespace, executor, action, version, model_digest, baseline_digest, "
       "traffic_percent, endpoint, run_id, instance, execution_id, at, details FROM deployments "
-      "WHERE (?1 = '' OR service = ?1) ORDER BY at DESC, id DESC LIMIT ?2",
-      &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, service);
-  sqlite3_bind_int(s, 2, limit > 0 ? limit : -1);
-  std::vector<DeploymentRecord> out;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    DeploymentRecord d;
-    d.id = sqlite3_column_int64(s, 0);
-    d.service = ColumnText(s, 1);
-    d.namespace_ = ColumnText(s, 2);
-    d.executor = ColumnText(s, 3);
-    d.action = ColumnText(s, 4);
-    d.version = ColumnText(s, 5);
-    d.model_digest = ColumnText(s, 6);
-    d.baseline_digest = ColumnText(s, 7);
-    d.traffic_percent = sqlite3_column_double(s, 8);
-    d.endpoint = ColumnText(s, 9);
-    d.run_id = ColumnText(s, 10);
-    d.instance = ColumnText(s, 11);
-    d.execution_id = sqlite3_column_int64(s, 12);
-    d.at = FromMillis(sqlite3_column_int64(s, 13));
-    d.details = ParseJson(sqlite3_column_text(s, 14), Json::object());
-    out.push_back(std::move(d));
-  }
-  if (rc != SQLITE_DONE) return sluice::Error(Error("listing deployments"));
-  return out;
+      "WHERE (?1 = '' OR service = ?1) ORDER BY at DESC, id DESC LIMIT ?2");
+  if (!s) return sluice::Error(s.error());
+  return s->Bind(service, limit > 0 ? limit : -1).Rows(ReadDeployment, "listing deployments");
 }
 
 // ---------------------------------------------------------------------------
@@ -1435,45 +1274,27 @@ Result<ArtifactRecord> SqliteStore::GetArtifact(const std::string& digest_or_pre
   if (prefix.rfind("sha256:", 0) != 0) prefix = "sha256:" + prefix;
   if (prefix.size() <= 7) return sluice::Error(Status::InvalidArgument("empty artifact digest"));
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "SELECT digest, uri, type, size, is_directory, properties FROM artifacts "
-      "WHERE digest >= ?1 AND digest < ?2 ORDER BY digest LIMIT 6",
-      &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, prefix);
-  BindText(s, 2, PrefixUpperBound(prefix));
-  std::vector<ArtifactRecord> matches;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    ArtifactRecord a;
-    a.digest = ColumnText(s, 0);
-    a.uri = ColumnText(s, 1);
-    a.type = ParseArtifactType(ColumnText(s, 2));
-    a.size = sqlite3_column_int64(s, 3);
-    a.is_directory = sqlite3_column_int(s, 4) != 0;
-    a.properties = ParseJson(sqlite3_column_text(s, 5), Json::object());
-    matches.push_back(std::move(a));
-  }
-  if (rc != SQLITE_DONE) return sluice::Error(Error("reading artifact"));
-  if (matches.empty()) {
+      "WHERE digest >= ?1 AND digest < ?2 ORDER BY digest LIMIT 6");
+  if (!s) return sluice::Error(s.error());
+  auto matches = s->Bind(prefix, PrefixUpperBound(prefix))
+                     .Rows([](sqlite3_stmt* row) { return ReadArtifact(row, 0); }, "reading artifact");
+  if (!matches) return sluice::Error(matches.error());
+  if (matches->empty()) {
     return sluice::Error(Status::NotFound("no artifact " + digest_or_prefix + " in this store"));
   }
-  if (matches.size() > 1 && matches[0].digest != prefix) {
+  if (matches->size() > 1 && matches->front().digest != prefix) {
     return sluice::Error(Status::InvalidArgument("artifact digest prefix '" + digest_or_prefix +
                                                  "' is ambiguous; give more characters"));
   }
-  return std::move(matches[0]);
+  return std::move(matches->front());
 }
 
-Result<std::vector<ExecutionRecord>> SqliteStore::QueryExecutions(sqlite3_stmt* s) {
-  StmtReset reset(s);
-  std::vector<ExecutionRecord> out;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadExecution(s));
-  if (rc != SQLITE_DONE) return sluice::Error(Error("reading executions"));
-  SLUICE_RETURN_IF_ERROR_RESULT(ResolveSnapshotsLocked(&out));
+Result<std::vector<ExecutionRecord>> SqliteStore::QueryExecutions(Statement& s) {
+  auto out = s.Rows(ReadExecution, "reading executions");
+  if (!out) return out;
+  SLUICE_RETURN_IF_ERROR_RESULT(ResolveSnapshotsLocked(&*out));
   return out;
 }
 
@@ -1497,18 +1318,15 @@ Status SqliteStore::ResolveSnapshotsLocked(std::vector<ExecutionRecord>* executi
 Result<const Json*> SqliteStore::BaseSnapshotLocked(int64_t id, std::unordered_map<int64_t, Json>* bases,
                                                     int depth) {
   if (auto it = bases->find(id); it != bases->end()) return &it->second;
-  Status st;
-  sqlite3_stmt* s = Prepare("SELECT snapshot, snapshot_base FROM executions WHERE id = ?1", &st);
-  if (!s) return sluice::Error(st);
   Json snapshot = Json::object();
   int64_t next = 0;
   {
-    StmtReset reset(s);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
+    auto s = Prepare("SELECT snapshot, snapshot_base FROM executions WHERE id = ?1");
+    if (!s) return sluice::Error(s.error());
+    int rc = s->Bind(id).Step();
     if (rc == SQLITE_ROW) {
-      snapshot = ParseJson(sqlite3_column_text(s, 0), Json::object());
-      next = sqlite3_column_int64(s, 1);
+      snapshot = ParseJson(sqlite3_column_text(s->get(), 0), Json::object());
+      next = sqlite3_column_int64(s->get(), 1);
     } else if (rc != SQLITE_DONE) {
       return sluice::Error(Error("reading the snapshot of execution " + std::to_string(id)));
     }
@@ -1528,12 +1346,9 @@ Result<const Json*> SqliteStore::BaseSnapshotLocked(int64_t id, std::unordered_m
 
 Result<ExecutionRecord> SqliteStore::GetExecution(int64_t execution_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s =
-      Prepare("SELECT " SLUICE_EXECUTION_COLUMNS " FROM executions WHERE id = ?1", &st);
-  if (!s) return sluice::Error(st);
-  sqlite3_bind_int64(s, 1, execution_id);
-  auto out = QueryExecutions(s);
+  auto s = Prepare("SELECT " SLUICE_EXECUTION_COLUMNS " FROM executions WHERE id = ?1");
+  if (!s) return sluice::Error(s.error());
+  auto out = QueryExecutions(s->Bind(execution_id));
   if (!out) return sluice::Error(out.error());
   if (out->empty()) {
     return sluice::Error(Status::NotFound("no execution " + std::to_string(execution_id)));
@@ -1543,56 +1358,32 @@ Result<ExecutionRecord> SqliteStore::GetExecution(int64_t execution_id) {
 
 Result<std::vector<ExecutionRecord>> SqliteStore::ProducersOf(const std::string& digest) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "SELECT " SLUICE_EXECUTION_COLUMNS " FROM executions WHERE id IN "
-      "(SELECT execution_id FROM events WHERE artifact = ?1 AND type = 'OUTPUT') ORDER BY id",
-      &st);
-  if (!s) return sluice::Error(st);
-  BindText(s, 1, digest);
-  return QueryExecutions(s);
+      "(SELECT execution_id FROM events WHERE artifact = ?1 AND type = 'OUTPUT') ORDER BY id");
+  if (!s) return sluice::Error(s.error());
+  return QueryExecutions(s->Bind(digest));
 }
 
 Result<std::vector<ExecutionRecord>> SqliteStore::ConsumersOf(const std::string& digest) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "SELECT " SLUICE_EXECUTION_COLUMNS " FROM executions WHERE id IN "
-      "(SELECT execution_id FROM events WHERE artifact = ?1 AND type = 'INPUT') ORDER BY id",
-      &st);
-  if (!s) return sluice::Error(st);
-  BindText(s, 1, digest);
-  return QueryExecutions(s);
+      "(SELECT execution_id FROM events WHERE artifact = ?1 AND type = 'INPUT') ORDER BY id");
+  if (!s) return sluice::Error(s.error());
+  return QueryExecutions(s->Bind(digest));
 }
 
 Result<std::vector<ArtifactBinding>> SqliteStore::EventArtifacts(int64_t execution_id,
                                                                  const char* type) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "SELECT ev.name, a.digest, a.uri, a.type, a.size, a.is_directory, a.properties "
       "FROM events ev JOIN artifacts a ON a.digest = ev.artifact "
-      "WHERE ev.execution_id = ?1 AND ev.type = ?2 ORDER BY ev.name, a.digest",
-      &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  sqlite3_bind_int64(s, 1, execution_id);
-  BindText(s, 2, type);
-  std::vector<ArtifactBinding> out;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    ArtifactBinding b;
-    b.name = ColumnText(s, 0);
-    b.artifact.digest = ColumnText(s, 1);
-    b.artifact.uri = ColumnText(s, 2);
-    b.artifact.type = ParseArtifactType(ColumnText(s, 3));
-    b.artifact.size = sqlite3_column_int64(s, 4);
-    b.artifact.is_directory = sqlite3_column_int(s, 5) != 0;
-    b.artifact.properties = ParseJson(sqlite3_column_text(s, 6), Json::object());
-    out.push_back(std::move(b));
-  }
-  if (rc != SQLITE_DONE) return sluice::Error(Error("reading events"));
-  return out;
+      "WHERE ev.execution_id = ?1 AND ev.type = ?2 ORDER BY ev.name, a.digest");
+  if (!s) return sluice::Error(s.error());
+  auto read = [](sqlite3_stmt* row) { return ArtifactBinding{ColumnText(row, 0), ReadArtifact(row, 1)}; };
+  return s->Bind(execution_id, type).Rows(read, "reading events");
 }
 
 Result<std::vector<ArtifactBinding>> SqliteStore::InputsOf(int64_t execution_id) {
@@ -1605,36 +1396,31 @@ Result<std::vector<ArtifactBinding>> SqliteStore::OutputsOf(int64_t execution_id
 
 Result<PipelineVersionRecord> SqliteStore::GetPipelineVersion(const std::string& digest) {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare(
+  auto s = Prepare(
       "SELECT pipeline, digest, yaml, file, created_at FROM pipeline_versions WHERE digest = ?1 "
-      "ORDER BY created_at DESC LIMIT 1",
-      &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  BindText(s, 1, digest);
-  int rc = sqlite3_step(s);
+      "ORDER BY created_at DESC LIMIT 1");
+  if (!s) return sluice::Error(s.error());
+  int rc = s->Bind(digest).Step();
   if (rc == SQLITE_DONE) {
     return sluice::Error(Status::NotFound("no pipeline version with digest " + digest));
   }
   if (rc != SQLITE_ROW) return sluice::Error(Error("reading pipeline version"));
+  sqlite3_stmt* row = s->get();
   PipelineVersionRecord v;
-  v.pipeline = ColumnText(s, 0);
-  v.digest = ColumnText(s, 1);
-  v.yaml = ColumnText(s, 2);
-  v.file = ColumnText(s, 3);
-  v.created_at = FromMillis(sqlite3_column_int64(s, 4));
+  v.pipeline = ColumnText(row, 0);
+  v.digest = ColumnText(row, 1);
+  v.yaml = ColumnText(row, 2);
+  v.file = ColumnText(row, 3);
+  v.created_at = FromMillis(sqlite3_column_int64(row, 4));
   return v;
 }
 
 Result<int> SqliteStore::SchemaVersion() {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st;
-  sqlite3_stmt* s = Prepare("PRAGMA user_version", &st);
-  if (!s) return sluice::Error(st);
-  StmtReset reset(s);
-  if (sqlite3_step(s) != SQLITE_ROW) return sluice::Error(Error("reading schema version"));
-  return sqlite3_column_int(s, 0);
+  auto s = Prepare("PRAGMA user_version");
+  if (!s) return sluice::Error(s.error());
+  if (s->Step() != SQLITE_ROW) return sluice::Error(Error("reading schema version"));
+  return sqlite3_column_int(s->get(), 0);
 }
 
 Result<std::string> SqliteStore::IntegrityCheck() {

@@ -130,14 +130,27 @@ class SqliteStore : public Store {
  private:
   SqliteStore(sqlite3* db, std::string path, Duration busy_timeout);
 
+  // A prepared statement in use: binds, steps, and resets when it goes out
+  // of scope (defined in sqlite_store.cc).
+  class Statement;
+
   Status Migrate();
-  // A cached prepared statement for `sql` (reset, bindings cleared). The
-  // caller holds mu_. nullptr and `*status` set on error.
-  sqlite3_stmt* Prepare(const char* sql, Status* status);
+  // The cached prepared statement for `sql` (reset, bindings cleared),
+  // prepared on first use; `sql` must be a literal (the cache's key). The
+  // caller holds mu_. Errors as Error("preparing <sql>").
+  Result<Statement> Prepare(const char* sql);
   Status Exec(const char* sql);
   Status Begin();
   Status Commit();
   void Rollback();
+  // Runs `body` (returning Status) in one write transaction: BEGIN
+  // IMMEDIATE, then COMMIT when it returns Ok, else ROLLBACK and its error.
+  // The caller holds mu_.
+  template <class Body>
+  Status TransactionLocked(Body&& body);
+  // TransactionLocked, holding mu_ for the call.
+  template <class Body>
+  Status Transaction(Body&& body);
   Status Error(const std::string& what) const;
   // As Error, for any connection of the store's (the lookup connection too).
   static Status ErrorOn(sqlite3* db, const std::string& what);
@@ -158,9 +171,8 @@ class SqliteStore : public Store {
   Result<int64_t> EnsureContextLocked(const std::string& type, const std::string& name,
                                       int64_t parent_id, TimePoint created_at);
   Status EnsurePipelineVersionLocked(const RunRecord& run, int64_t* version_id);
-  Result<std::vector<StepRecord>> QuerySteps(sqlite3_stmt* stmt);
   // Runs `stmt` to the end; light snapshots come back merged.
-  Result<std::vector<ExecutionRecord>> QueryExecutions(sqlite3_stmt* stmt);
+  Result<std::vector<ExecutionRecord>> QueryExecutions(Statement& stmt);
   // Replaces each light snapshot (snapshot_base != 0) by the full one: its
   // base's keys, then its own on top.
   Status ResolveSnapshotsLocked(std::vector<ExecutionRecord>* executions);
