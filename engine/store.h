@@ -2,7 +2,8 @@
 // The store: where runs, step attempts, artifacts and lineage are recorded.
 //
 // The default implementation is SQLite in WAL mode under `.sluice/`
-// (engine/store/sqlite_store.h); the interface lets a server database be added
+// (engine/store/sqlite_store.h), opened by OpenStore
+// (engine/store/open_store.h); the interface lets a server database be added
 // later. Every write is durable when the call returns, so a `kill -9` of
 // sluice at any moment leaves a consistent store from which `sluice resume`
 // continues.
@@ -258,6 +259,12 @@ class Store {
   // The artifacts an execution read / wrote, with their input/output names.
   virtual Result<std::vector<ArtifactBinding>> InputsOf(int64_t execution_id) = 0;
   virtual Result<std::vector<ArtifactBinding>> OutputsOf(int64_t execution_id) = 0;
+  // Every artifact digest recorded ("sha256:<hex>"), sorted: what `sluice
+  // gc` must keep in the artifact store (engine/server/retention.h). The
+  // default cannot list them (kFailedPrecondition), and gc then refuses.
+  virtual Result<std::vector<std::string>> ArtifactDigests() {
+    return Error(Status::FailedPrecondition("this store cannot list its artifacts"));
+  }
 
   // Deletes a finished run and what was recorded only for it, in one
   // transaction: its step records, executions and their events, deployment

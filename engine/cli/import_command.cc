@@ -14,7 +14,7 @@
 #include "engine/compile/argo_import.h"
 #include "engine/run_id.h"
 #include "engine/sha256.h"
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 #include "executors/kubernetes/api/client.h"
 #include "executors/kubernetes/api/kubeconfig.h"
 
@@ -195,7 +195,7 @@ int ImportRun(const ImportRunOptions& options) {
   }
 
   const std::string state_dir = ResolveStateDir(options.store);
-  auto store = SqliteStore::Open(state_dir);
+  auto store = OpenStore(state_dir);
   if (!store) {
     PrintError(store.error().message());
     return ExitCodeFor(store.error());

@@ -201,10 +201,10 @@ Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std
   return out;
 }
 
-Result<SqliteStorePtr> OpenExisting(const std::string& store_flag) {
-  SqliteStoreOptions options;
+Result<StorePtr> OpenExisting(const std::string& store_flag) {
+  StoreOptions options;
   options.create_if_missing = false;
-  return SqliteStore::Open(ResolveStateDir(store_flag), options);
+  return OpenStore(ResolveStateDir(store_flag), options);
 }
 
 Result<OpenedRun> OpenRun(const std::string& store_flag, const std::string& run_name) {

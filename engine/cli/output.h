@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 #include "engine/store.h"
 
 namespace CLI {
@@ -90,12 +90,12 @@ std::string ResolveStateDir(const std::string& store_flag);
 
 // Opens the store at a --store value for reading what is there: kNotFound
 // when no store exists yet (commands that inspect runs never create one).
-Result<SqliteStorePtr> OpenExisting(const std::string& store_flag);
+Result<StorePtr> OpenExisting(const std::string& store_flag);
 
 // An existing store and one run in it: where status, show, logs, checkout
 // and reproduce start.
 struct OpenedRun {
-  SqliteStorePtr store;
+  StorePtr store;
   RunRecord run;
 };
 

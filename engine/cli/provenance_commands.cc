@@ -30,7 +30,7 @@
 #include "engine/store/provenance.h"
 #include "engine/run_id.h"
 #include "engine/sha256.h"
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 #include "executors/local/local_executor.h"
 
 namespace sluice::cli {
@@ -241,14 +241,13 @@ int Plan(const std::string& store_flag, const std::string& file, const std::vect
   auto params = dsl::BindParams(*loaded.spec, *values);
   if (!params) return Fail(params.error());
   const std::string state_dir = ResolveStateDir(store_flag);
-  SqliteStoreOptions so;
+  StoreOptions so;
   so.create_if_missing = false;
-  auto store = SqliteStore::Open(state_dir, so);
+  auto store = OpenStore(state_dir, so);
   std::vector<StepPrediction> predictions;
   if (!store) {
     // No store yet: nothing can be a hit.
-    auto empty = SqliteStore::Open((fs::temp_directory_path() / ("sluice-plan-empty-" + std::to_string(getpid())))
-                                       .string());
+    auto empty = OpenStore((fs::temp_directory_path() / ("sluice-plan-empty-" + std::to_string(getpid()))).string());
     if (!empty) return Fail(empty.error());
     PredictOptions po;
     po.no_cache = no_cache;

@@ -18,7 +18,6 @@
 #include "engine/cli/output.h"
 #include "engine/file_lock.h"
 #include "engine/store/provenance.h"
-#include "engine/store/sqlite_store.h"
 
 namespace sluice::cli {
 

@@ -54,7 +54,7 @@
 #include "engine/store/provenance.h"
 #include "engine/run_id.h"
 #include "engine/run/runner.h"
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 #include "executors/local/local_executor.h"
 #include "executors/local/supervisor.h"
 #include "engine/compile/argo.h"
@@ -642,7 +642,7 @@ int ExitCodeForRun(RunPhase phase) {
 
 // What the three commands share once the spec, params and run ids are known.
 int Execute(const RunCommandOptions& options, Prepared prepared, const std::string& state_dir,
-            SqliteStore* store, const std::string& run_id, const std::string& resume_run_id,
+            Store* store, const std::string& run_id, const std::string& resume_run_id,
             const std::vector<std::string>& rerun_from, SignalWatcher* signals) {
   RunOptions run_options;
   run_options.run_id = run_id;
@@ -790,12 +790,6 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   return ExitCodeForRun(summary->run.phase);
 }
 
-Result<SqliteStorePtr> OpenStore(const std::string& state_dir, bool create) {
-  SqliteStoreOptions store_options;
-  store_options.create_if_missing = create;
-  return SqliteStore::Open(state_dir, store_options);
-}
-
 }  // namespace
 
 namespace {
@@ -824,7 +818,7 @@ int Run(const RunCommandOptions& options) {
   if (!prepared) return code;
   if (options.dry_run) return DryRun(options, *prepared);
   std::string state_dir = ResolveStateDir(options.store);
-  auto store = OpenStore(state_dir, /*create=*/true);
+  auto store = OpenStore(state_dir, {.create_if_missing = true});
   if (!store) {
     PrintError(store.error().message());
     return kExitSystem;
@@ -848,7 +842,7 @@ int Continue(const RunCommandOptions& options, bool rerun) {
   SignalWatcher signals;
   if (!RunIdFlagValid(options)) return kExitUsage;
   std::string state_dir = ResolveStateDir(options.store);
-  auto store = OpenStore(state_dir, /*create=*/false);
+  auto store = OpenStore(state_dir, {.create_if_missing = false});
   if (!store) {
     PrintError(store.error().message());
     return ExitCodeFor(store.error());

@@ -9,7 +9,7 @@
 #include "engine/server/api_json.h"
 #include "engine/server/run_manager.h"
 #include "engine/server/scheduler.h"
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 
 namespace sluice::server {
 
@@ -39,7 +39,7 @@ int BackfillCommand(const BackfillCommandOptions& o, ExecutorsFactory executors,
     err << "sluice backfill: " << planned.error().message() << "\n";
     return 2;
   }
-  auto store = SqliteStore::Open(o.state_dir);
+  auto store = OpenStore(o.state_dir);
   if (!store) {
     err << "sluice backfill: " << store.error().message() << "\n";
     return 2;

@@ -5,8 +5,6 @@
 #include <set>
 #include <system_error>
 
-#include "engine/store/sqlite_store.h"
-
 namespace sluice::server {
 namespace {
 
@@ -88,7 +86,7 @@ std::optional<HistoryPolicy> ScheduleHistoryPolicy(const PipelineSpec& spec) {
   return p;
 }
 
-Result<GcResult> CollectGarbage(SqliteStore* store, const std::string& state_dir,
+Result<GcResult> CollectGarbage(Store* store, const std::string& state_dir,
                                 const GcOptions& options) {
   for (RunPhase phase : {RunPhase::kPending, RunPhase::kRunning}) {
     RunFilter filter;

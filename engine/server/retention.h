@@ -22,10 +22,6 @@
 #include "engine/status.h"
 #include "engine/store.h"
 
-namespace sluice {
-class SqliteStore;
-}
-
 namespace sluice::server {
 
 // Deletes the run `run_id` (exact id) from `store`, then its directory under
@@ -81,7 +77,7 @@ struct GcResult {
 // artifact record of `store` names, and stale partial copies. Refuses
 // (kFailedPrecondition, naming them) while any run of the store is Pending
 // or Running: such a run may have stored bytes it has not recorded yet.
-Result<GcResult> CollectGarbage(SqliteStore* store, const std::string& state_dir,
+Result<GcResult> CollectGarbage(Store* store, const std::string& state_dir,
                                 const GcOptions& options);
 
 }  // namespace sluice::server

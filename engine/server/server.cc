@@ -26,7 +26,7 @@
 #include "engine/server/openapi.h"
 #include "engine/server/ui_assets.h"
 #include "engine/server/webhook.h"
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 
 namespace sluice::server {
 namespace {
@@ -134,7 +134,7 @@ Status Server::Start() {
     return Status::InvalidArgument("listen address '" + listen + "' is not host:port");
   host_ = host;
 
-  auto store = SqliteStore::Open(options_.state_dir);
+  auto store = OpenStore(options_.state_dir);
   if (!store) return store.error().WithContext("opening the store " + options_.state_dir);
   store_ = std::move(*store);
   artifacts_ = std::make_unique<FileArtifactStore>(options_.state_dir);

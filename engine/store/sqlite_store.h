@@ -40,19 +40,16 @@
 #include <vector>
 
 #include "engine/store.h"
+#include "engine/store/open_store.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace sluice {
 
-struct SqliteStoreOptions {
-  // Create `state_dir` and the database when missing. When false, a missing
-  // store is kNotFound (what `sluice status` wants).
-  bool create_if_missing = true;
-  // How long a write waits for another process's write lock.
-  Duration busy_timeout{10000};
-};
+// The options of OpenStore (engine/store/open_store.h), which opens a
+// SqliteStore.
+using SqliteStoreOptions = StoreOptions;
 
 // A pipeline version: the file's digest and its text.
 struct PipelineVersionRecord {
@@ -114,13 +111,11 @@ class SqliteStore : public Store {
   Result<std::vector<ExecutionRecord>> ConsumersOf(const std::string& digest) override;
   Result<std::vector<ArtifactBinding>> InputsOf(int64_t execution_id) override;
   Result<std::vector<ArtifactBinding>> OutputsOf(int64_t execution_id) override;
+  Result<std::vector<std::string>> ArtifactDigests() override;
 
   // A pipeline version by file digest; kNotFound.
   Result<PipelineVersionRecord> GetPipelineVersion(const std::string& digest);
 
-  // Every artifact digest recorded ("sha256:<hex>"), sorted: what `sluice
-  // gc` must keep in the artifact store.
-  Result<std::vector<std::string>> ArtifactDigests();
 
   // The schema version of the open file (PRAGMA user_version).
   Result<int> SchemaVersion();

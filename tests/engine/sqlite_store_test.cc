@@ -1,6 +1,8 @@
 // SqliteStore on real SQLite files in a temporary directory.
 
 #include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
+#include "tests/engine/fake_store.h"
 
 #include <signal.h>
 #include <sqlite3.h>
@@ -1096,6 +1098,46 @@ TEST(SqliteStoreTest, ReaderProcessSeesWhatAWriterProcessCommitted) {
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
   ::close(fds[0]);
+}
+
+// OpenStore gives callers the SQLite store behind the Store interface, with
+// the same errors and the same file as SqliteStore::Open.
+TEST(OpenStoreTest, OpensTheSqliteStoreBehindTheStoreInterface) {
+  TempDir dir;
+  const std::string state = dir.path() + "/.sluice";
+  StoreOptions existing;
+  existing.create_if_missing = false;
+  auto missing = OpenStore(state, existing);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().ToString(),
+            "NOT_FOUND: no sluice store at " + state +
+                " (run a pipeline there first, or point --store at an existing store)");
+  EXPECT_FALSE(fs::exists(state));
+
+  {
+    auto created = OpenStore(state);
+    ASSERT_TRUE(created.has_value()) << created.error().ToString();
+    Store& store = **created;
+    ASSERT_TRUE(store.CreateRun(MakeRun("r1")).ok());
+    StepRecord step = MakeStep("r1", "train");
+    step.outputs = {{"model", MakeArtifact("bb22", ArtifactType::kModel)},
+                    {"metrics", MakeArtifact("aa11", ArtifactType::kMetrics)}};
+    ASSERT_TRUE(store.PutStep(step).ok());
+  }
+  EXPECT_TRUE(fs::exists(state + "/sluice.db"));
+  auto reopened = OpenStore(state, existing);
+  ASSERT_TRUE(reopened.has_value()) << reopened.error().ToString();
+  EXPECT_EQ((*reopened)->GetRun("r1").value().pipeline, "retrain");
+  EXPECT_EQ((*reopened)->ArtifactDigests().value(), (std::vector<std::string>{"sha256:aa11", "sha256:bb22"}));
+}
+
+// A Store that keeps no artifact records cannot say which bytes `sluice gc`
+// must keep.
+TEST(StoreTest, ByDefaultAStoreCannotListItsArtifacts) {
+  testing::FakeStore store;
+  auto digests = store.ArtifactDigests();
+  ASSERT_FALSE(digests.has_value());
+  EXPECT_EQ(digests.error().ToString(), "FAILED_PRECONDITION: this store cannot list its artifacts");
 }
 
 }  // namespace
