@@ -28,7 +28,7 @@
 #include "operators/serving/deploy.h"
 #include "operators/serving/k8s_manifests.h"
 #include "operators/serving/validate.h"
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 #include "executors/kubernetes/api/client.h"
 #include "executors/kubernetes/api/kubeconfig.h"
 #include "operators/serving/k8s_deploy.h"
@@ -78,7 +78,7 @@ std::string SelfExe() {
 
 struct Context {
   serving::ServingEnv env;
-  std::unique_ptr<sluice::SqliteStore> store;
+  sluice::StorePtr store;  // env.store points here
 };
 
 Status Setup(const std::string& state_dir_flag, bool open_store, Context* ctx) {
@@ -95,7 +95,7 @@ Status Setup(const std::string& state_dir_flag, bool open_store, Context* ctx) {
   }
   ctx->env.self_exe = SelfExe();
   if (open_store) {
-    auto store = sluice::SqliteStore::Open(ctx->env.state_dir);
+    auto store = sluice::OpenStore(ctx->env.state_dir);
     if (!store) return store.error().WithContext("opening the store in " + ctx->env.state_dir);
     ctx->store = std::move(*store);
     ctx->env.store = ctx->store.get();
