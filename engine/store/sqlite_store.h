@@ -116,7 +116,6 @@ class SqliteStore : public Store {
   // A pipeline version by file digest; kNotFound.
   Result<PipelineVersionRecord> GetPipelineVersion(const std::string& digest);
 
-
   // The schema version of the open file (PRAGMA user_version).
   Result<int> SchemaVersion();
   // Runs `PRAGMA integrity_check`; "ok" when the file is sound.
