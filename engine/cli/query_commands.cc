@@ -18,6 +18,7 @@
 #include "engine/cli/output.h"
 #include "engine/file_lock.h"
 #include "engine/store/provenance.h"
+#include "engine/store/record_json.h"
 #include "engine/store/sqlite_store.h"
 
 namespace sluice::cli {
@@ -104,8 +105,8 @@ int ShowStatus(const StatusOptions& options) {
     return kExitSystem;
   }
   if (options.format == "json" || options.format == "yaml") {
-    Json out = {{"run", RunToJson(*run)}, {"steps", Json::array()}};
-    for (const auto& s : *steps) out["steps"].push_back(StepToJson(s));
+    Json out = {{"run", RunRecordJson(*run, RecordView::kCli)}, {"steps", Json::array()}};
+    for (const auto& s : *steps) out["steps"].push_back(StepRecordJson(s, RecordView::kCli));
     PrintRecords(out, options.format);
     return kExitOk;
   }
@@ -133,8 +134,8 @@ int Show(const StatusOptions& options) {
     return kExitOk;
   }
   if (options.format == "json" || options.format == "yaml") {
-    Json out = {{"run", RunToJson(*run)}, {"steps", Json::array()}, {"executions", Json::array()}};
-    for (const auto& s : *steps) out["steps"].push_back(StepToJson(s));
+    Json out = {{"run", RunRecordJson(*run, RecordView::kCli)}, {"steps", Json::array()}, {"executions", Json::array()}};
+    for (const auto& s : *steps) out["steps"].push_back(StepRecordJson(s, RecordView::kCli));
     for (const auto& e : *executions) {
       out["executions"].push_back({{"id", e.id},
                                    {"instance", e.instance},
@@ -231,7 +232,7 @@ int Runs(const RunsOptions& options) {
   }
   if (options.format == "json" || options.format == "yaml") {
     Json out = Json::array();
-    for (const auto& r : *runs) out.push_back(RunToJson(r));
+    for (const auto& r : *runs) out.push_back(RunRecordJson(r, RecordView::kCli));
     PrintRecords(out, options.format);
     return kExitOk;
   }
