@@ -35,7 +35,6 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
-#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -70,19 +69,6 @@ namespace sluice::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// "<pipeline>-YYYYMMDD-HHMMSS-<4 hex>".
-std::string NewRunId(const std::string& pipeline) {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-  char suffix[8];
-  std::snprintf(suffix, sizeof suffix, "%04x",
-                static_cast<unsigned>(std::random_device{}() & 0xffff));
-  return pipeline + "-" + stamp + "-" + suffix;
-}
 
 // "[15:30:12] done      " : the time and a word padded to one width.
 std::string Clock();
@@ -829,7 +815,7 @@ int Run(const RunCommandOptions& options) {
     PrintError(store.error().message());
     return kExitSystem;
   }
-  std::string run_id = options.run_id.empty() ? NewRunId(prepared->spec.name) : options.run_id;
+  std::string run_id = options.run_id.empty() ? NewRunId(prepared->spec.name, std::chrono::system_clock::now()) : options.run_id;
   return Execute(options, std::move(*prepared), state_dir, store->get(), run_id, "", {}, &signals);
 }
 
@@ -897,7 +883,7 @@ int Continue(const RunCommandOptions& options, bool rerun) {
       }
     }
   }
-  std::string run_id = rerun ? (options.run_id.empty() ? NewRunId(prepared->spec.name) : options.run_id)
+  std::string run_id = rerun ? (options.run_id.empty() ? NewRunId(prepared->spec.name, std::chrono::system_clock::now()) : options.run_id)
                              : old->id;
   // The run goes on where it ran: `run --executor kubernetes` is resumed on
   // Kubernetes (which adopts the objects still there) unless told otherwise.
