@@ -16,12 +16,16 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
+#include <CLI/CLI.hpp>
 #include <httplib.h>
 
 #include "dsl/dsl.h"
+#include "engine/cli/commands.h"
 #include "engine/store/artifact_store.h"
 #include "engine/run/cache_explain.h"
 #include "engine/cli/output.h"
@@ -823,7 +827,59 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
   return kExitFailed;
 }
 
-}  // namespace
+// The provenance subcommands' options and the --openlineage option of
+// run/resume/rerun, registered on the app by the constructor.
+class ProvenanceCommands {
+ public:
+  // Adds the subcommands to `app`, and `--openlineage` to the existing
+  // run/resume/rerun subcommands when present. Borrows `app` and `store`
+  // (main's --store value, read at dispatch); both must outlive this object.
+  ProvenanceCommands(CLI::App* app, std::string* store);
+
+  // After app.parse(): the exit code of the chosen provenance subcommand, or
+  // nullopt when another subcommand was chosen.
+  std::optional<int> DispatchChosen();
+
+  // Called before run/resume/rerun start: the time that AfterRun looks for
+  // runs this process finished after.
+  void MarkRunStart();
+
+  // After run/resume/rerun returned `exit_code`: exports the run this
+  // process drove as OpenLineage when --openlineage was given (a failure to
+  // export is reported, and turns an exit code 0 into 3). Returns the exit
+  // code to use.
+  int AfterRun(int exit_code);
+
+ private:
+  CLI::App* app_;
+  std::string* store_;
+  CLI::App* lineage_ = nullptr;
+  CLI::App* export_ = nullptr;
+  CLI::App* export_openlineage_ = nullptr;
+  CLI::App* plan_ = nullptr;
+  CLI::App* reproduce_ = nullptr;
+  CLI::App* checkout_ = nullptr;
+  CLI::App* diff_ = nullptr;
+
+  // Options.
+  std::string target_;
+  bool downstream_ = false;
+  std::string format_ = "text";
+  int max_depth_ = 64;
+  std::string deployed_;
+  std::vector<std::string> runs_;
+  std::string to_;
+  std::string file_;
+  std::vector<std::string> params_;
+  bool no_cache_ = false;
+  std::string executor_;
+  std::string run_;
+  std::string step_;
+  std::string dir_;
+  std::string run_id_;
+  std::string openlineage_;  // run/resume/rerun --openlineage
+  long long run_started_ms_ = 0;
+};
 
 ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_(app), store_(store) {
   constexpr const char* kStoreHelp = "Store directory (default: .sluice in the current directory)";
@@ -889,10 +945,7 @@ ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_
   }
 }
 
-std::optional<int> ProvenanceCommands::Dispatch() {
-  run_started_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
+std::optional<int> ProvenanceCommands::DispatchChosen() {
   if (*lineage_) return Lineage(*store_, target_, deployed_, downstream_, format_, max_depth_);
   if (*export_openlineage_) return ExportOpenLineage(*store_, runs_, to_);
   if (*plan_) return Plan(*store_, file_, params_, no_cache_, executor_, format_);
@@ -900,6 +953,12 @@ std::optional<int> ProvenanceCommands::Dispatch() {
   if (*checkout_) return Checkout(*store_, run_, step_, dir_);
   if (*diff_) return Diff(*store_, run_, step_);
   return std::nullopt;
+}
+
+void ProvenanceCommands::MarkRunStart() {
+  run_started_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
 }
 
 int ProvenanceCommands::AfterRun(int exit_code) {
@@ -939,6 +998,19 @@ int ProvenanceCommands::AfterRun(int exit_code) {
   std::cerr << "sluice: exported " << events->size() << " OpenLineage events of " << mine->id << " to "
             << openlineage_ << "\n";
   return exit_code;
+}
+
+}  // namespace
+
+Dispatch RegisterProvenanceCommands(CLI::App& app, std::string& store, Dispatch& run_commands) {
+  auto provenance = std::make_shared<ProvenanceCommands>(&app, &store);
+  run_commands = [provenance, run = std::move(run_commands)]() -> std::optional<int> {
+    provenance->MarkRunStart();
+    std::optional<int> code = run();
+    if (!code) return std::nullopt;
+    return provenance->AfterRun(*code);
+  };
+  return [provenance] { return provenance->DispatchChosen(); };
 }
 
 }  // namespace sluice::cli
