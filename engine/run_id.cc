@@ -1,6 +1,8 @@
 #include "engine/run_id.h"
 
 #include <cstdio>
+#include <ctime>
+#include <random>
 #include <string>
 
 namespace sluice {
@@ -41,6 +43,18 @@ Status ValidateRunId(std::string_view id) {
                                  std::to_string(kMaxRunIdLength) +
                                  " characters from A-Z a-z 0-9 . _ -, starts with a letter or "
                                  "digit and has no '..'");
+}
+
+std::string NewRunId(std::string_view pipeline, std::chrono::system_clock::time_point now) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%04x", static_cast<unsigned>(rng() & 0xffff));
+  return std::string(pipeline.empty() ? "run" : pipeline) + "-" + stamp + "-" + suffix;
 }
 
 }  // namespace sluice

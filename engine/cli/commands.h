@@ -1,13 +1,35 @@
 #pragma once
-// The `sluice` subcommands. main.cc parses the command line (CLI11) into
-// these option structs and calls the matching function, whose return value
-// is the process exit code (see output.h and docs/cli.md).
+// The `sluice` subcommands. Each command file registers its subcommands on
+// the CLI11 app with a Register...Commands function, which parses the
+// command line into these option structs; main.cc calls the Dispatch it
+// returned, which calls the matching function, whose return value is the
+// process exit code (see output.h and docs/cli.md).
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}  // namespace CLI
+
 namespace sluice::cli {
+
+// What every Register...Commands function (here, in provenance_commands.h,
+// server_commands.h and tooling_commands.h) returns to main.cc: called once
+// after app.parse(), it runs the group's chosen subcommand and returns its
+// exit code, or nullopt when the command line chose another group's. It owns
+// the option values that the group's options write into: keep it as long as
+// the app.
+using Dispatch = std::function<std::optional<int>()>;
+
+// The help of the global --store and of the --store of the commands that
+// read or write runs.
+inline constexpr char kStoreFlagHelp[] =
+    "Store directory (runs, logs, artifacts); default: .sluice in the current directory";
+
 
 struct LintOptions {
   std::vector<std::string> files;
@@ -22,6 +44,14 @@ struct GraphOptions {
 };
 // Prints the DAG of a valid pipeline. 2 when the pipeline is invalid.
 int Graph(const GraphOptions& options);
+
+// Registers lint and graph on `app`.
+Dispatch RegisterLintCommands(CLI::App& app);
+
+// Registers run, resume and rerun on `app`, which share RunCommandOptions.
+// `store` is main's --store value, which their --store options also set;
+// it is read at dispatch and must outlive the Dispatch.
+Dispatch RegisterRunCommands(CLI::App& app, std::string& store);
 
 struct RunCommandOptions {
   std::string file;                       // run: the pipeline file
@@ -85,6 +115,9 @@ struct CancelOptions {
 // cluster could not be reached.
 int Cancel(const CancelOptions& options);
 
+// Registers cancel on `app`; `store` as for RegisterRunCommands.
+Dispatch RegisterCancelCommand(CLI::App& app, std::string& store);
+
 struct StatusOptions {
   std::string run;
   std::string store;
@@ -116,6 +149,10 @@ struct RunsOptions {
 // Lists runs, newest first.
 int Runs(const RunsOptions& options);
 
+// Registers status, show, logs and runs on `app`; `store` as for
+// RegisterRunCommands.
+Dispatch RegisterQueryCommands(CLI::App& app, std::string& store);
+
 }  // namespace sluice::cli
 
 namespace sluice::cli {
@@ -141,6 +178,9 @@ struct CompileOptions {
 // line), 3 I/O errors.
 int Compile(const CompileOptions& options);
 
+// Registers compile on `app`.
+Dispatch RegisterCompileCommand(CLI::App& app);
+
 struct ImportRunOptions {
   std::string workflow;            // the Workflow's name
   std::string namespace_;          // "" = the kubeconfig context's
@@ -158,5 +198,9 @@ struct ImportRunOptions {
 // artifact could not be digested, 2 not a sluice Workflow / not finished /
 // already imported, 3 cluster or store errors.
 int ImportRun(const ImportRunOptions& options);
+
+// Registers import-run on `app`. Its --store is its own: the global --store
+// does not reach it.
+Dispatch RegisterImportCommand(CLI::App& app);
 
 }  // namespace sluice::cli

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "dsl/dsl.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
@@ -124,6 +126,41 @@ int Compile(const CompileOptions& options) {
   std::cerr << "sluice: wrote " << objects.size() << " object" << (objects.size() == 1 ? "" : "s") << " to "
             << options.output << "\n";
   return kExitOk;
+}
+
+Dispatch RegisterCompileCommand(CLI::App& app) {
+  auto compile = std::make_shared<CompileOptions>();
+  auto* compile_cmd = app.add_subcommand(
+      "compile", "Compile a pipeline to Argo Workflows, or to the Kubernetes objects of a run");
+  compile_cmd->add_option("FILE", compile->file, "Pipeline file")->required();
+  compile_cmd->add_option("--target", compile->target, "argo (Workflow / WorkflowTemplate + CronWorkflow) "
+                          "or manifests (Jobs, TFJobs, PyTorchJobs)")
+      ->check(CLI::IsMember({"argo", "manifests"}));
+  compile_cmd->add_option("--format", compile->format, "Output format (default yaml)")
+      ->check(CLI::IsMember({"yaml", "json"}));
+  compile_cmd->add_option("-o,--output", compile->output, "Write to FILE instead of stdout");
+  compile_cmd->add_option("-p,--param", compile->params, "manifests: parameter value NAME=VALUE")
+      ->allow_extra_args(false);
+  compile_cmd->add_option("-n,--namespace", compile->namespace_, "Namespace of the objects");
+  compile_cmd->add_option("--workspace-pvc", compile->workspace_pvc,
+                          "RWX PersistentVolumeClaim shared by the steps' pods (default sluice-workspace)");
+  compile_cmd->add_option("--source-dir", compile->source_dir,
+                          "Where pods see the pipeline's directory, {{ pipeline.dir }} (default /sluice/src)");
+  compile_cmd->add_option("--service-account", compile->service_account, "Service account of the pods");
+  compile_cmd->add_option("--image", compile->image, "Image for steps that name none");
+  compile_cmd->add_flag("--keep-going", compile->keep_going, "argo: run independent branches after a failure");
+  compile_cmd->add_option("--exclude-step", compile->exclude_steps,
+                          "Leave out step NAME (repeatable; e.g. deploy / traffic-validation steps); "
+                          "the output lists it in annotation sluice.dev/excluded-steps")
+      ->allow_extra_args(false);
+  compile_cmd->add_option("--sluice-image", compile->sluice_image,
+                          "argo: image with sluice-serving on its PATH, which runs the checks of "
+                          "traffic-validation steps (default ghcr.io/sluice-dev/sluice:" SLUICE_VERSION ")");
+
+  return [compile, compile_cmd]() -> std::optional<int> {
+    if (!*compile_cmd) return std::nullopt;
+    return Compile(*compile);
+  };
 }
 
 }  // namespace sluice::cli

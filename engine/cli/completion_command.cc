@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <memory>
 
 #include <CLI/CLI.hpp>
 
@@ -240,23 +241,23 @@ std::vector<std::string> CompletionCandidates(CLI::App* app, const std::vector<s
   return out;
 }
 
-ToolingCommands::ToolingCommands(CLI::App* app) : app_(app) {
-  schema_ = app->add_subcommand(
+Dispatch RegisterToolingCommands(CLI::App& app) {
+  auto* schema = app.add_subcommand(
       "schema", "Print the pipeline format's JSON Schema (for editors: yaml-language-server, VS Code)");
-  completion_ = app->add_subcommand("completion", "Print a shell completion script: source <(sluice completion bash)");
-  completion_->add_option("SHELL", shell_, "bash, zsh or fish")->required()->check(CLI::IsMember({"bash", "zsh", "fish"}));
-}
-
-std::optional<int> ToolingCommands::Dispatch() {
-  if (*schema_) {
-    std::cout << PipelineSchemaText();
-    return kExitOk;
-  }
-  if (*completion_) {
-    std::cout << *CompletionScript(shell_);
-    return kExitOk;
-  }
-  return std::nullopt;
+  auto* completion = app.add_subcommand("completion", "Print a shell completion script: source <(sluice completion bash)");
+  auto shell = std::make_shared<std::string>();
+  completion->add_option("SHELL", *shell, "bash, zsh or fish")->required()->check(CLI::IsMember({"bash", "zsh", "fish"}));
+  return [schema, completion, shell]() -> std::optional<int> {
+    if (*schema) {
+      std::cout << PipelineSchemaText();
+      return kExitOk;
+    }
+    if (*completion) {
+      std::cout << *CompletionScript(*shell);
+      return kExitOk;
+    }
+    return std::nullopt;
+  };
 }
 
 }  // namespace sluice::cli

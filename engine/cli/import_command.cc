@@ -8,6 +8,8 @@
 #include <optional>
 #include <sstream>
 
+#include <CLI/CLI.hpp>
+
 #include "engine/store/artifact_store.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
@@ -280,6 +282,30 @@ int ImportRun(const ImportRunOptions& options) {
   if (options.workspace_host_dir.empty())
     std::cout << "artifacts not digested (no --workspace-host-dir): lineage shows steps and params only\n";
   return missing > 0 ? kExitFailed : kExitOk;
+}
+
+Dispatch RegisterImportCommand(CLI::App& app) {
+  auto import_run = std::make_shared<ImportRunOptions>();
+  auto* import_cmd = app.add_subcommand(
+      "import-run", "Read a finished Argo Workflow (from sluice compile --target argo) into the store as a run");
+  import_cmd->add_option("WORKFLOW", import_run->workflow, "Workflow name")->required();
+  import_cmd->add_option("-n,--namespace", import_run->namespace_, "Namespace of the Workflow (default: the context's)");
+  import_cmd->add_option("--kubeconfig", import_run->kubeconfig, "Kubeconfig file");
+  import_cmd->add_option("--context", import_run->context, "Kubeconfig context (default: current-context)");
+  import_cmd->add_option("--from-file", import_run->from_file,
+                         "Read the Workflow from FILE (kubectl get workflow NAME -o json) instead of the cluster");
+  import_cmd->add_option("--store", import_run->store, kStoreFlagHelp);
+  import_cmd->add_option("--run-id", import_run->run_id, "Id of the imported run (default: the Workflow's name)");
+  import_cmd->add_option("--file", import_run->file, "The pipeline file it was compiled from, recorded with the run");
+  import_cmd->add_option("--workspace-host-dir", import_run->workspace_host_dir,
+                         "Where this host sees the workspace volume: artifacts are digested into the store for lineage");
+  import_cmd->add_option("--workspace-mount", import_run->workspace_mount,
+                         "Where the pods mounted the workspace volume (default /sluice)");
+
+  return [import_run, import_cmd]() -> std::optional<int> {
+    if (!*import_cmd) return std::nullopt;
+    return ImportRun(*import_run);
+  };
 }
 
 }  // namespace sluice::cli

@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+
 #include "dsl/dsl.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
@@ -44,6 +46,25 @@ int Graph(const GraphOptions& options) {
   }
   std::cout << (options.format == "mermaid" ? graph->ToMermaid() : graph->ToDot());
   return kExitOk;
+}
+
+Dispatch RegisterLintCommands(CLI::App& app) {
+  auto lint = std::make_shared<LintOptions>();
+  auto* lint_cmd = app.add_subcommand("lint", "Validate pipeline files; report every problem");
+  lint_cmd->add_option("FILE", lint->files, "Pipeline files")->required();
+  AddOutputOption(lint_cmd, &lint->format, {"text", "json", "yaml"});
+
+  auto graph = std::make_shared<GraphOptions>();
+  auto* graph_cmd = app.add_subcommand("graph", "Print a pipeline's DAG as Graphviz DOT or Mermaid");
+  graph_cmd->add_option("FILE", graph->file, "Pipeline file")->required();
+  graph_cmd->add_option("--format", graph->format, "Output format (default dot)")
+      ->check(CLI::IsMember({"dot", "mermaid"}));
+
+  return [lint, lint_cmd, graph, graph_cmd]() -> std::optional<int> {
+    if (*lint_cmd) return Lint(*lint);
+    if (*graph_cmd) return Graph(*graph);
+    return std::nullopt;
+  };
 }
 
 }  // namespace sluice::cli

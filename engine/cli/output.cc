@@ -104,60 +104,6 @@ std::string ShortDigest(const std::string& digest) {
   return digest.substr(0, std::min(keep, digest.size()));
 }
 
-Json BindingToJson(const ArtifactBinding& b) {
-  return {{"name", b.name},
-          {"digest", b.artifact.digest},
-          {"uri", b.artifact.uri},
-          {"type", ArtifactTypeName(b.artifact.type)},
-          {"size", b.artifact.size},
-          {"is_directory", b.artifact.is_directory}};
-}
-
-Json RunToJson(const RunRecord& run) {
-  return {{"id", run.id},
-          {"pipeline", run.pipeline},
-          {"pipeline_file", run.pipeline_file},
-          {"pipeline_digest", run.pipeline_digest},
-          {"git_commit", run.git_commit},
-          {"git_dirty", run.git_dirty},
-          {"params", run.params},
-          {"executor", run.executor},
-          {"phase", RunPhaseName(run.phase)},
-          {"message", run.message},
-          {"resumed_from", run.resumed_from},
-          {"created_at", FormatIsoTime(run.created_at)},
-          {"started_at", IsoTimeOrNull(run.started_at)},
-          {"finished_at", IsoTimeOrNull(run.finished_at)},
-          {"duration_ms", ElapsedMillis(run.started_at, run.finished_at)},
-          {"host", run.host},
-          {"pid", run.pid}};
-}
-
-Json StepToJson(const StepRecord& step) {
-  Json outputs = Json::array();
-  for (const auto& b : step.outputs) outputs.push_back(BindingToJson(b));
-  Json inputs = Json::array();
-  for (const auto& b : step.inputs) inputs.push_back(BindingToJson(b));
-  return {{"instance", step.instance},
-          {"step", step.step},
-          {"index", step.index},
-          {"item", step.item},
-          {"phase", NodePhaseName(step.phase)},
-          {"attempts", step.attempts},
-          {"exit_code", step.exit_code},
-          {"message", step.message},
-          {"log_path", step.log_path},
-          {"cache_key", step.cache_key},
-          {"cached_from", step.cached_from},
-          {"started_at", IsoTimeOrNull(step.started_at)},
-          {"finished_at", IsoTimeOrNull(step.finished_at)},
-          {"duration_ms", ElapsedMillis(step.started_at, step.finished_at)},
-          {"output_params", step.output_params},
-          {"metrics", step.metrics},
-          {"outputs", outputs},
-          {"inputs", inputs}};
-}
-
 Result<RunRecord> FindRun(Store& store, const std::string& name) {
   if (name == "latest") {
     RunFilter filter;

@@ -57,11 +57,6 @@ Json IsoTimeOrNull(const std::optional<TimePoint>& t);
 std::string ElapsedText(const std::optional<TimePoint>& start, const std::optional<TimePoint>& end);
 int64_t ElapsedMillis(const std::optional<TimePoint>& start, const std::optional<TimePoint>& end);
 
-// JSON views of store records (stable field names; docs/cli.md).
-Json RunToJson(const RunRecord& run);
-Json StepToJson(const StepRecord& step);
-Json BindingToJson(const ArtifactBinding& binding);
-
 // The one output flag of every command that prints records, as kubectl's:
 // `-o FORMAT`, with `--output` and `--format` as aliases. `formats` are the
 // values the command accepts (its default first; docs/cli.md): "text" (the

@@ -16,12 +16,16 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
+#include <CLI/CLI.hpp>
 #include <httplib.h>
 
 #include "dsl/dsl.h"
+#include "engine/cli/commands.h"
 #include "engine/store/artifact_store.h"
 #include "engine/run/cache_explain.h"
 #include "engine/cli/output.h"
@@ -516,6 +520,393 @@ struct ReproStep {
   std::string skip;  // why it is not re-executed, or ""
 };
 
+// The run being reproduced, its store and where its files are: what every
+// step of a reproduction reads.
+struct ReproSource {
+  Store* store;
+  const RunRecord* run;
+  std::string state_dir;
+  fs::path pipeline_dir;
+  FileArtifactStore* artifacts;
+};
+
+// Prints why the run cannot be reproduced; returns kExitUsage.
+int CannotReproduce(const RunRecord& run, const std::string& why) {
+  PrintError("cannot reproduce run " + run.id + ": " + why);
+  return kExitUsage;
+}
+
+// Why the final execution `e` is not re-executed, in *skip ("" when it is).
+// An exit code when the run cannot be reproduced at all.
+std::optional<int> SkipReason(const RunRecord& run, const ExecutionRecord& e, std::string* skip) {
+  const Json& snap = e.snapshot;
+  const Json& material = Field(snap, "cache_key_material");
+  const Json& declared = Field(material, "outputs");
+  if (e.outcome != "Succeeded" && e.outcome != "Cached") {
+    *skip = "did not succeed in " + run.id;
+  } else if (Field(snap, "operator").is_string() && snap["operator"] != "container") {
+    *skip = "operator " + Text(snap["operator"]) + " (side effects): not re-executed";
+  } else if (!material.is_object()) {
+    return CannotReproduce(run, "step " + e.instance +
+                                    " was recorded by an older sluice that did not keep its declared "
+                                    "outputs in the snapshot");
+  } else if (!declared.is_object() || declared.empty()) {
+    *skip = "declares no outputs (side effects only): not re-executed";
+  }
+  return std::nullopt;
+}
+
+// A step whose command, workdir or env held a secret cannot be re-executed:
+// the secret is not recorded.
+std::optional<int> CheckNoSecrets(const RunRecord& run, const ExecutionRecord& e) {
+  const Json& snap = e.snapshot;
+  for (const auto& a : Field(snap, "argv"))
+    if (a.is_string() && a.get<std::string>().find("<redacted>") != std::string::npos)
+      return CannotReproduce(run, "the command of step " + e.instance +
+                                      " held a secret, which is not recorded");
+  if (Text(Field(snap, "workdir")).find("<redacted>") != std::string::npos)
+    return CannotReproduce(run, "the workdir of step " + e.instance +
+                                    " held a secret, which is not recorded");
+  const Json& env = Field(snap, "env");
+  for (auto it = env.begin(); env.is_object() && it != env.end(); ++it)
+    if (it.value().is_string() && it.value().get<std::string>().find("<redacted>") != std::string::npos)
+      return CannotReproduce(run, "env " + it.key() + " of step " + e.instance +
+                                      " is a secret, which is not recorded");
+  return std::nullopt;
+}
+
+// Every code file the step's cache key digested must be as it was.
+std::optional<int> CheckCodeFiles(const ReproSource& src, const ExecutionRecord& e) {
+  const RunRecord& run = *src.run;
+  const Json& code_files = Field(e.snapshot, "code_files");
+  for (auto it = code_files.begin(); code_files.is_object() && it != code_files.end(); ++it) {
+    fs::path p = fs::path(it.key()).is_absolute() ? fs::path(it.key()) : src.pipeline_dir / it.key();
+    auto d = Sha256File(p.string());
+    const std::string now = d ? "sha256:" + *d : "";
+    if (now != Text(it.value()))
+      return CannotReproduce(
+          run, "code file " + it.key() + " of step " + e.instance +
+                   (d ? " changed since the run (recorded " + ShortDigest(Text(it.value())) + ", now " +
+                            ShortDigest(now) + ")"
+                      : " is gone (" + p.string() + ")") +
+                   (run.git_commit.empty() ? std::string("; restore it and try again")
+                                           : "; check out commit " + run.git_commit.substr(0, 12) +
+                                                 " (git checkout) and try again"));
+  }
+  return std::nullopt;
+}
+
+// Checks that the final execution `e` can be re-executed and gathers what
+// that needs into *rs. An exit code (the error printed) when the run cannot
+// be reproduced.
+std::optional<int> PrepareReproStep(const ReproSource& src, const ExecutionRecord& e, ReproStep* rs) {
+  rs->original = e;
+  auto step = src.store->GetStep(src.run->id, e.instance);
+  if (step) rs->step = *step;
+  if (auto code = SkipReason(*src.run, e, &rs->skip)) return code;
+  if (rs->skip.empty()) {
+    if (auto code = CheckNoSecrets(*src.run, e)) return code;
+    if (auto code = CheckCodeFiles(src, e)) return code;
+    auto in = src.store->InputsOf(e.id);
+    if (!in) return Fail(in.error());
+    for (const auto& b : *in)
+      if (!src.artifacts->LocalPath(b.artifact.digest))
+        return CannotReproduce(*src.run, "input '" + b.name + "' of step " + e.instance + " (" +
+                                             b.artifact.digest + ") is no longer in the artifact store " +
+                                             src.state_dir + "/cas");
+    rs->inputs = std::move(*in);
+  }
+  auto out = src.store->OutputsOf(e.id);
+  if (!out) return Fail(out.error());
+  rs->outputs = std::move(*out);
+  return std::nullopt;
+}
+
+// Records the reproduction's run (Running, linked to the original through
+// resumed_from) in *repro. An exit code when its id is invalid or the store
+// fails.
+std::optional<int> CreateReproRun(Store* store, const RunRecord& run, const std::string& new_id,
+                                  RunRecord* repro) {
+  *repro = run;
+  repro->id = new_id.empty() ? NewReproId(run.id) : new_id;
+  if (Status s = ValidateRunId(repro->id); !s.ok()) {
+    PrintError(new_id.empty() ? s.message() + "; give the reproduction an id with --run-id"
+                              : "--run-id: " + s.message());
+    return kExitUsage;
+  }
+  repro->resumed_from = run.id;
+  repro->message = "reproduction of " + run.id;
+  repro->phase = RunPhase::kRunning;
+  repro->created_at = std::chrono::system_clock::now();
+  repro->started_at = repro->created_at;
+  repro->finished_at.reset();
+  repro->pid = static_cast<int>(getpid());
+  {
+    char host[256] = {0};
+    if (gethostname(host, sizeof(host) - 1) == 0) repro->host = host;
+  }
+  Status cs = store->CreateRun(*repro);
+  if (!cs.ok()) return Fail(cs);
+  return std::nullopt;
+}
+
+// Where the original run's files were and where the reproduction's are:
+// paths in a recorded command, env and workdir move from one to the other.
+struct ReproPaths {
+  std::string old_prefix;  // <store>/runs/<original>/
+  std::string new_prefix;  // <store>/runs/<reproduction>/
+};
+
+// The task that re-executes `rs` as its snapshot recorded it, in the
+// reproduction's directories (created here).
+Task ReproTask(const ReproStep& rs, const RunRecord& run, const RunRecord& repro, const ReproPaths& paths,
+               TaskId id) {
+  const ExecutionRecord& e = rs.original;
+  const Json& snap = e.snapshot;
+  Task task;
+  task.id = id;
+  task.run_id = repro.id;
+  task.pipeline = run.pipeline;
+  task.step = Text(Field(snap, "step"));
+  task.instance = e.instance;
+  task.attempt = 1;
+  for (const auto& a : Field(snap, "argv")) {
+    std::string s = a.get<std::string>();
+    ReplaceAll(&s, paths.old_prefix, paths.new_prefix);
+    task.argv.push_back(std::move(s));
+  }
+  const Json& env = Field(snap, "env");
+  for (auto it = env.begin(); env.is_object() && it != env.end(); ++it) {
+    std::string v = Text(it.value());
+    ReplaceAll(&v, paths.old_prefix, paths.new_prefix);
+    task.env[it.key()] = v;
+  }
+  task.env["SLUICE_RUN_ID"] = repro.id;
+  task.workdir = Text(Field(snap, "workdir"));
+  ReplaceAll(&task.workdir, paths.old_prefix, paths.new_prefix);
+  std::error_code ec;
+  fs::create_directories(task.workdir, ec);
+  task.log_path = paths.new_prefix + "logs/" + e.instance + ".attempt1.log";
+  task.image = Field(snap, "image").is_string() ? snap["image"].get<std::string>() : "";
+  if (Field(snap, "timeout_ms").is_number_integer())
+    task.timeout = Duration(snap["timeout_ms"].get<int64_t>());
+  return task;
+}
+
+// The records of one re-executed step, kept up to date as it runs.
+struct ReproRecords {
+  StepRecord step;
+  ExecutionRecord execution;
+  bool execution_recorded = false;  // StartExecution gave it an id
+};
+
+// Records the step Running and starts its execution record, whose snapshot
+// is the original's with the new command, workdir and log.
+ReproRecords StartReproRecords(Store* store, const ReproStep& rs, const RunRecord& run,
+                               const RunRecord& repro, const Task& task) {
+  const ExecutionRecord& e = rs.original;
+  ReproRecords records;
+  StepRecord& rec = records.step;
+  rec.run_id = repro.id;
+  rec.instance = e.instance;
+  rec.step = task.step;
+  rec.index = rs.step.index;
+  rec.item = rs.step.item;
+  rec.phase = NodePhase::kRunning;
+  rec.attempts = 1;
+  rec.log_path = task.log_path;
+  rec.cache_key = e.cache_key;
+  rec.started_at = std::chrono::system_clock::now();
+  rec.inputs = rs.inputs;
+  (void)store->PutStep(rec);
+
+  ExecutionRecord& ex = records.execution;
+  ex.run_id = repro.id;
+  ex.instance = e.instance;
+  ex.attempt = 1;
+  ex.outcome = "Running";
+  ex.log_path = task.log_path;
+  ex.cache_key = e.cache_key;
+  ex.started_at = *rec.started_at;
+  Json snap = e.snapshot;
+  snap["argv"] = task.argv;
+  snap["workdir"] = task.workdir;
+  snap["log_path"] = task.log_path;
+  snap["attempt"] = 1;
+  snap["reproduces"] = run.id + "/" + e.instance;
+  snap.erase("cached_from");
+  ex.snapshot = snap;
+  auto id = store->StartExecution(ex);
+  if (id) ex.id = *id;
+  records.execution_recorded = id.has_value();
+  return records;
+}
+
+// Runs `task` to its end on `executor`; a task that cannot start is an
+// error result.
+TaskResult RunToEnd(Executor& executor, const Task& task) {
+  Status started = executor.Start(task);
+  if (!started.ok()) {
+    TaskResult r;
+    r.outcome = TaskOutcome::kError;
+    r.message = "could not start: " + started.message();
+    return r;
+  }
+  std::optional<TaskResult> result;
+  while (!(result = executor.Wait(std::chrono::seconds(1)))) {
+  }
+  return *result;
+}
+
+// What a step's re-execution produced, compared with the original.
+struct ReproComparison {
+  std::vector<ArtifactBinding> outputs;
+  std::vector<std::string> differs;  // what differs from the original, one entry per output
+  std::string problem;               // why the step failed to reproduce, or ""
+};
+
+// Stores the declared outputs of a re-executed step (artifacts, output
+// params, metrics; the last two also into *rec) and compares each with the
+// original's.
+ReproComparison CompareOutputs(FileArtifactStore& artifacts, const ReproStep& rs, const Task& task,
+                               StepRecord* rec) {
+  ReproComparison cmp;
+  const Json& declared = rs.original.snapshot["cache_key_material"]["outputs"];
+  std::map<std::string, std::string> before;
+  std::map<std::string, ArtifactType> types;
+  for (const auto& b : rs.outputs) {
+    before[b.name] = b.artifact.digest;
+    types[b.name] = b.artifact.type;
+  }
+  const Json& arts = Field(declared, "artifacts");
+  for (auto it = arts.begin(); arts.is_object() && it != arts.end(); ++it) {
+    fs::path p = fs::path(task.workdir) / Text(it.value());
+    auto put = artifacts.Put(p.string(), types.count(it.key()) ? types[it.key()] : ArtifactType::kOther);
+    if (!put) {
+      cmp.problem = "output " + it.key() + " at " + Text(it.value()) + ": " + put.error().message();
+      break;
+    }
+    cmp.outputs.push_back({it.key(), *put});
+    if (put->digest != before[it.key()])
+      cmp.differs.push_back(it.key() + " " + ShortDigest(before[it.key()]) + " → " + ShortDigest(put->digest));
+  }
+  const Json& oparams = Field(declared, "params");
+  for (auto it = oparams.begin(); cmp.problem.empty() && oparams.is_object() && it != oparams.end(); ++it) {
+    std::ifstream f(fs::path(task.workdir) / Text(it.value()), std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::string v = ss.str();
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.erase(v.begin());
+    rec->output_params[it.key()] = v;
+    if (Field(rs.step.output_params, it.key().c_str()) != Json(v))
+      cmp.differs.push_back("param " + it.key() + " " + Text(Field(rs.step.output_params, it.key().c_str())) +
+                            " → " + v);
+  }
+  if (cmp.problem.empty() && Field(declared, "metrics").is_string()) {
+    std::ifstream f(fs::path(task.workdir) / declared["metrics"].get<std::string>(), std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    Json m = Json::parse(ss.str(), nullptr, false);
+    if (m.is_object()) rec->metrics = m;
+    if (m != rs.step.metrics) cmp.differs.push_back("metrics " + rs.step.metrics.dump() + " → " + m.dump());
+  }
+  return cmp;
+}
+
+// Records how the step's re-execution ended: its execution and step records.
+void FinishReproRecords(Store* store, const RunRecord& run, const ReproStep& rs, const TaskResult& result,
+                        const ReproComparison& cmp, ReproRecords* records) {
+  ExecutionRecord& ex = records->execution;
+  Json out_digests = Json::object();
+  for (const auto& b : cmp.outputs) out_digests[b.name] = b.artifact.digest;
+  ex.snapshot["outputs"] = out_digests;
+  ex.snapshot["exit_code"] = result.exit_code;
+  ex.exit_code = result.exit_code;
+  ex.finished_at = std::chrono::system_clock::now();
+  ex.outcome = cmp.problem.empty() ? "Succeeded"
+                                   : TaskOutcomeName(result.outcome == TaskOutcome::kSucceeded
+                                                         ? TaskOutcome::kFailed
+                                                         : result.outcome);
+  ex.message = cmp.problem.empty() ? (cmp.differs.empty() ? "bit-identical to " : "differs from ") + run.id +
+                                         "/" + rs.original.instance
+                                   : cmp.problem;
+  if (records->execution_recorded) (void)store->FinishExecution(ex, rs.inputs, cmp.outputs);
+  StepRecord& rec = records->step;
+  rec.phase = cmp.problem.empty() ? NodePhase::kSucceeded : NodePhase::kFailed;
+  rec.exit_code = result.exit_code;
+  rec.outputs = cmp.outputs;
+  rec.finished_at = ex.finished_at;
+  rec.message = ex.message;
+  (void)store->PutStep(rec);
+}
+
+// The report of a reproduction: a row per step, and which steps failed or
+// produced different outputs.
+struct ReproReport {
+  Table table{{"STEP", "RESULT", "DETAIL"}};
+  std::vector<std::string> nondeterministic;
+  bool failed = false;
+};
+
+// Re-executes one prepared step in the reproduction and reports it.
+void ReproduceStep(const ReproSource& src, const RunRecord& repro, const ReproPaths& paths, Executor& executor,
+                   TaskId task_id, const ReproStep& rs, ReproReport* report) {
+  const ExecutionRecord& e = rs.original;
+  if (!rs.skip.empty()) {
+    report->table.AddRow({e.instance, "skipped", rs.skip});
+    return;
+  }
+  Task task = ReproTask(rs, *src.run, repro, paths, task_id);
+  ReproRecords records = StartReproRecords(src.store, rs, *src.run, repro, task);
+  TaskResult result = RunToEnd(executor, task);
+  ReproComparison cmp;
+  if (result.outcome == TaskOutcome::kSucceeded) {
+    cmp = CompareOutputs(*src.artifacts, rs, task, &records.step);
+  } else {
+    cmp.problem = std::string(TaskOutcomeName(result.outcome)) +
+                  (result.exit_code >= 0 ? " (exit " + std::to_string(result.exit_code) + ")" : "") +
+                  (result.message.empty() ? "" : ": " + result.message) + "; log: " + task.log_path;
+  }
+  FinishReproRecords(src.store, *src.run, rs, result, cmp, &records);
+  if (!cmp.problem.empty()) {
+    report->failed = true;
+    report->table.AddRow({e.instance, "failed", cmp.problem});
+  } else if (cmp.differs.empty()) {
+    std::string detail;
+    for (const auto& b : cmp.outputs)
+      detail += (detail.empty() ? "" : ", ") + b.name + " " + ShortDigest(b.artifact.digest);
+    report->table.AddRow({e.instance, "identical", detail});
+  } else {
+    report->nondeterministic.push_back(e.instance);
+    std::string detail;
+    for (const auto& d : cmp.differs) detail += (detail.empty() ? "" : "; ") + d;
+    report->table.AddRow({e.instance, "DIFFERS", detail});
+  }
+}
+
+// Records the reproduction's end and prints the report; the exit code.
+int FinishReproduction(Store* store, const RunRecord& run, const ReproReport& report, RunRecord* repro) {
+  repro->phase = report.failed ? RunPhase::kFailed : RunPhase::kSucceeded;
+  repro->finished_at = std::chrono::system_clock::now();
+  repro->message = "reproduction of " + run.id +
+                   (report.nondeterministic.empty() ? ": bit-identical" : ": outputs differ");
+  (void)store->UpdateRun(*repro);
+  std::cout << report.table.ToString();
+  if (report.failed) {
+    std::cout << "Some steps failed to run again; see their logs.\n";
+    return kExitFailed;
+  }
+  if (report.nondeterministic.empty()) {
+    std::cout << "All re-executed steps produced bit-identical outputs.\n";
+    return kExitOk;
+  }
+  std::string list;
+  for (const auto& n : report.nondeterministic) list += (list.empty() ? "" : ", ") + n;
+  std::cout << "Non-deterministic steps (outputs differ from " << run.id << "): " << list << "\n";
+  return kExitFailed;
+}
+
 int Reproduce(const std::string& store_flag, const std::string& run_text, const std::string& new_id) {
   const std::string state_dir = ResolveStateDir(store_flag);
   auto opened = OpenRun(store_flag, run_text);
@@ -525,78 +916,13 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
   auto execs = store->ListExecutions(run->id);
   if (!execs) return Fail(execs.error());
   FileArtifactStore artifacts(state_dir);
-  const fs::path pipeline_dir = fs::path(run->pipeline_file).parent_path();
+  const ReproSource src{store, run, state_dir, fs::path(run->pipeline_file).parent_path(), &artifacts};
 
   // Check everything first: nothing runs unless every step can.
   std::vector<ReproStep> steps;
   for (const auto& e : FinalExecutions(*execs)) {
     ReproStep rs;
-    rs.original = e;
-    auto step = store->GetStep(run->id, e.instance);
-    if (step) rs.step = *step;
-    const Json& snap = e.snapshot;
-    const Json& material = Field(snap, "cache_key_material");
-    const Json& declared = Field(material, "outputs");
-    if (e.outcome != "Succeeded" && e.outcome != "Cached") {
-      rs.skip = "did not succeed in " + run->id;
-    } else if (Field(snap, "operator").is_string() && snap["operator"] != "container") {
-      rs.skip = "operator " + Text(snap["operator"]) + " (side effects): not re-executed";
-    } else if (!material.is_object()) {
-      PrintError("cannot reproduce run " + run->id + ": step " + e.instance +
-                 " was recorded by an older sluice that did not keep its declared outputs in the snapshot");
-      return kExitUsage;
-    } else if (!declared.is_object() || declared.empty()) {
-      rs.skip = "declares no outputs (side effects only): not re-executed";
-    }
-    if (rs.skip.empty()) {
-      for (const auto& a : Field(snap, "argv"))
-        if (a.is_string() && a.get<std::string>().find("<redacted>") != std::string::npos) {
-          PrintError("cannot reproduce run " + run->id + ": the command of step " + e.instance +
-                     " held a secret, which is not recorded");
-          return kExitUsage;
-        }
-      if (Text(Field(snap, "workdir")).find("<redacted>") != std::string::npos) {
-        PrintError("cannot reproduce run " + run->id + ": the workdir of step " + e.instance +
-                   " held a secret, which is not recorded");
-        return kExitUsage;
-      }
-      const Json& env = Field(snap, "env");
-      for (auto it = env.begin(); env.is_object() && it != env.end(); ++it)
-        if (it.value().is_string() && it.value().get<std::string>().find("<redacted>") != std::string::npos) {
-          PrintError("cannot reproduce run " + run->id + ": env " + it.key() + " of step " + e.instance +
-                     " is a secret, which is not recorded");
-          return kExitUsage;
-        }
-      const Json& code_files = Field(snap, "code_files");
-      for (auto it = code_files.begin(); code_files.is_object() && it != code_files.end(); ++it) {
-        fs::path p = fs::path(it.key()).is_absolute() ? fs::path(it.key()) : pipeline_dir / it.key();
-        auto d = Sha256File(p.string());
-        const std::string now = d ? "sha256:" + *d : "";
-        if (now != Text(it.value())) {
-          PrintError("cannot reproduce run " + run->id + ": code file " + it.key() + " of step " + e.instance +
-                     (d ? " changed since the run (recorded " + ShortDigest(Text(it.value())) + ", now " +
-                              ShortDigest(now) + ")"
-                        : " is gone (" + p.string() + ")") +
-                     (run->git_commit.empty() ? std::string("; restore it and try again")
-                                              : "; check out commit " + run->git_commit.substr(0, 12) +
-                                                    " (git checkout) and try again"));
-          return kExitUsage;
-        }
-      }
-      auto in = store->InputsOf(e.id);
-      if (!in) return Fail(in.error());
-      for (const auto& b : *in) {
-        if (!artifacts.LocalPath(b.artifact.digest)) {
-          PrintError("cannot reproduce run " + run->id + ": input '" + b.name + "' of step " + e.instance + " (" +
-                     b.artifact.digest + ") is no longer in the artifact store " + state_dir + "/cas");
-          return kExitUsage;
-        }
-      }
-      rs.inputs = std::move(*in);
-    }
-    auto out = store->OutputsOf(e.id);
-    if (!out) return Fail(out.error());
-    rs.outputs = std::move(*out);
+    if (auto code = PrepareReproStep(src, e, &rs)) return *code;
     steps.push_back(std::move(rs));
   }
 
@@ -605,224 +931,85 @@ int Reproduce(const std::string& store_flag, const std::string& run_text, const 
   if (std::all_of(steps.begin(), steps.end(), [](const ReproStep& rs) { return !rs.skip.empty(); })) {
     std::string why;
     for (const auto& rs : steps) why += "\n  " + rs.original.instance + ": " + rs.skip;
-    PrintError("cannot reproduce run " + run->id + ": nothing would be re-executed" +
-               (steps.empty() ? std::string(" (it recorded no step executions)") : ":" + why));
-    return kExitUsage;
+    return CannotReproduce(*run, "nothing would be re-executed" +
+                                     (steps.empty() ? std::string(" (it recorded no step executions)")
+                                                    : ":" + why));
   }
 
-  RunRecord repro = *run;
-  repro.id = new_id.empty() ? NewReproId(run->id) : new_id;
-  if (Status s = ValidateRunId(repro.id); !s.ok()) {
-    PrintError(new_id.empty() ? s.message() + "; give the reproduction an id with --run-id"
-                              : "--run-id: " + s.message());
-    return kExitUsage;
-  }
-  repro.resumed_from = run->id;
-  repro.message = "reproduction of " + run->id;
-  repro.phase = RunPhase::kRunning;
-  repro.created_at = std::chrono::system_clock::now();
-  repro.started_at = repro.created_at;
-  repro.finished_at.reset();
-  repro.pid = static_cast<int>(getpid());
-  {
-    char host[256] = {0};
-    if (gethostname(host, sizeof(host) - 1) == 0) repro.host = host;
-  }
-  Status cs = store->CreateRun(repro);
-  if (!cs.ok()) return Fail(cs);
+  RunRecord repro;
+  if (auto code = CreateReproRun(store, *run, new_id, &repro)) return *code;
   std::cout << "Reproducing run " << run->id << " as " << repro.id << "\n";
 
   LocalExecutorOptions lo;
   lo.parallelism = 1;
   auto executor = NewLocalExecutor(lo);
-  const std::string old_prefix = (fs::path(state_dir) / "runs" / run->id).string() + "/";
-  const std::string new_prefix = (fs::path(state_dir) / "runs" / repro.id).string() + "/";
+  const ReproPaths paths{(fs::path(state_dir) / "runs" / run->id).string() + "/",
+                         (fs::path(state_dir) / "runs" / repro.id).string() + "/"};
   std::error_code ec;
-  fs::create_directories(new_prefix + "logs", ec);
+  fs::create_directories(paths.new_prefix + "logs", ec);
 
-  Table table({"STEP", "RESULT", "DETAIL"});
-  std::vector<std::string> nondeterministic;
-  bool failed = false;
+  ReproReport report;
   TaskId next_id = 1;
-  for (auto& rs : steps) {
-    const ExecutionRecord& e = rs.original;
-    if (!rs.skip.empty()) {
-      table.AddRow({e.instance, "skipped", rs.skip});
-      continue;
-    }
-    Json snap = e.snapshot;
-    Task task;
-    task.id = next_id++;
-    task.run_id = repro.id;
-    task.pipeline = run->pipeline;
-    task.step = Text(Field(snap, "step"));
-    task.instance = e.instance;
-    task.attempt = 1;
-    for (const auto& a : Field(snap, "argv")) {
-      std::string s = a.get<std::string>();
-      ReplaceAll(&s, old_prefix, new_prefix);
-      task.argv.push_back(std::move(s));
-    }
-    const Json& env = Field(snap, "env");
-    for (auto it = env.begin(); env.is_object() && it != env.end(); ++it) {
-      std::string v = Text(it.value());
-      ReplaceAll(&v, old_prefix, new_prefix);
-      task.env[it.key()] = v;
-    }
-    task.env["SLUICE_RUN_ID"] = repro.id;
-    task.workdir = Text(Field(snap, "workdir"));
-    ReplaceAll(&task.workdir, old_prefix, new_prefix);
-    fs::create_directories(task.workdir, ec);
-    task.log_path = new_prefix + "logs/" + e.instance + ".attempt1.log";
-    task.image = Field(snap, "image").is_string() ? snap["image"].get<std::string>() : "";
-    if (Field(snap, "timeout_ms").is_number_integer())
-      task.timeout = Duration(snap["timeout_ms"].get<int64_t>());
-
-    StepRecord rec;
-    rec.run_id = repro.id;
-    rec.instance = e.instance;
-    rec.step = task.step;
-    rec.index = rs.step.index;
-    rec.item = rs.step.item;
-    rec.phase = NodePhase::kRunning;
-    rec.attempts = 1;
-    rec.log_path = task.log_path;
-    rec.cache_key = e.cache_key;
-    rec.started_at = std::chrono::system_clock::now();
-    rec.inputs = rs.inputs;
-    (void)store->PutStep(rec);
-
-    ExecutionRecord ex;
-    ex.run_id = repro.id;
-    ex.instance = e.instance;
-    ex.attempt = 1;
-    ex.outcome = "Running";
-    ex.log_path = task.log_path;
-    ex.cache_key = e.cache_key;
-    ex.started_at = *rec.started_at;
-    snap["argv"] = task.argv;
-    snap["workdir"] = task.workdir;
-    snap["log_path"] = task.log_path;
-    snap["attempt"] = 1;
-    snap["reproduces"] = run->id + "/" + e.instance;
-    snap.erase("cached_from");
-    ex.snapshot = snap;
-    auto id = store->StartExecution(ex);
-    if (id) ex.id = *id;
-
-    Status started = executor->Start(task);
-    std::optional<TaskResult> result;
-    if (started.ok()) {
-      while (!(result = executor->Wait(std::chrono::seconds(1)))) {
-      }
-    } else {
-      TaskResult r;
-      r.outcome = TaskOutcome::kError;
-      r.message = "could not start: " + started.message();
-      result = r;
-    }
-    std::vector<ArtifactBinding> outputs;
-    std::vector<std::string> differs;
-    std::string problem;
-    if (result->outcome == TaskOutcome::kSucceeded) {
-      const Json& declared = snap["cache_key_material"]["outputs"];
-      std::map<std::string, std::string> before;
-      std::map<std::string, ArtifactType> types;
-      for (const auto& b : rs.outputs) {
-        before[b.name] = b.artifact.digest;
-        types[b.name] = b.artifact.type;
-      }
-      const Json& arts = Field(declared, "artifacts");
-      for (auto it = arts.begin(); arts.is_object() && it != arts.end(); ++it) {
-        fs::path p = fs::path(task.workdir) / Text(it.value());
-        auto put = artifacts.Put(p.string(), types.count(it.key()) ? types[it.key()] : ArtifactType::kOther);
-        if (!put) {
-          problem = "output " + it.key() + " at " + Text(it.value()) + ": " + put.error().message();
-          break;
-        }
-        outputs.push_back({it.key(), *put});
-        if (put->digest != before[it.key()])
-          differs.push_back(it.key() + " " + ShortDigest(before[it.key()]) + " → " + ShortDigest(put->digest));
-      }
-      const Json& oparams = Field(declared, "params");
-      for (auto it = oparams.begin(); problem.empty() && oparams.is_object() && it != oparams.end(); ++it) {
-        std::ifstream f(fs::path(task.workdir) / Text(it.value()), std::ios::binary);
-        std::stringstream ss;
-        ss << f.rdbuf();
-        std::string v = ss.str();
-        while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
-        while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.erase(v.begin());
-        rec.output_params[it.key()] = v;
-        if (Field(rs.step.output_params, it.key().c_str()) != Json(v))
-          differs.push_back("param " + it.key() + " " + Text(Field(rs.step.output_params, it.key().c_str())) +
-                            " → " + v);
-      }
-      if (problem.empty() && Field(declared, "metrics").is_string()) {
-        std::ifstream f(fs::path(task.workdir) / declared["metrics"].get<std::string>(), std::ios::binary);
-        std::stringstream ss;
-        ss << f.rdbuf();
-        Json m = Json::parse(ss.str(), nullptr, false);
-        if (m.is_object()) rec.metrics = m;
-        if (m != rs.step.metrics) differs.push_back("metrics " + rs.step.metrics.dump() + " → " + m.dump());
-      }
-    } else {
-      problem = std::string(TaskOutcomeName(result->outcome)) +
-                (result->exit_code >= 0 ? " (exit " + std::to_string(result->exit_code) + ")" : "") +
-                (result->message.empty() ? "" : ": " + result->message) + "; log: " + task.log_path;
-    }
-    Json out_digests = Json::object();
-    for (const auto& b : outputs) out_digests[b.name] = b.artifact.digest;
-    ex.snapshot["outputs"] = out_digests;
-    ex.snapshot["exit_code"] = result->exit_code;
-    ex.exit_code = result->exit_code;
-    ex.finished_at = std::chrono::system_clock::now();
-    ex.outcome = problem.empty() ? "Succeeded" : TaskOutcomeName(result->outcome == TaskOutcome::kSucceeded
-                                                                      ? TaskOutcome::kFailed
-                                                                      : result->outcome);
-    ex.message = problem.empty() ? (differs.empty() ? "bit-identical to " : "differs from ") + run->id + "/" +
-                                       e.instance
-                                 : problem;
-    if (id) (void)store->FinishExecution(ex, rs.inputs, outputs);
-    rec.phase = problem.empty() ? NodePhase::kSucceeded : NodePhase::kFailed;
-    rec.exit_code = result->exit_code;
-    rec.outputs = outputs;
-    rec.finished_at = ex.finished_at;
-    rec.message = ex.message;
-    (void)store->PutStep(rec);
-    if (!problem.empty()) {
-      failed = true;
-      table.AddRow({e.instance, "failed", problem});
-    } else if (differs.empty()) {
-      std::string detail;
-      for (const auto& b : outputs) detail += (detail.empty() ? "" : ", ") + b.name + " " + ShortDigest(b.artifact.digest);
-      table.AddRow({e.instance, "identical", detail});
-    } else {
-      nondeterministic.push_back(e.instance);
-      std::string detail;
-      for (const auto& d : differs) detail += (detail.empty() ? "" : "; ") + d;
-      table.AddRow({e.instance, "DIFFERS", detail});
-    }
+  for (const ReproStep& rs : steps) {
+    TaskId task_id = rs.skip.empty() ? next_id++ : 0;
+    ReproduceStep(src, repro, paths, *executor, task_id, rs, &report);
   }
-  repro.phase = failed ? RunPhase::kFailed : RunPhase::kSucceeded;
-  repro.finished_at = std::chrono::system_clock::now();
-  repro.message = "reproduction of " + run->id + (nondeterministic.empty() ? ": bit-identical" : ": outputs differ");
-  (void)store->UpdateRun(repro);
-  std::cout << table.ToString();
-  if (failed) {
-    std::cout << "Some steps failed to run again; see their logs.\n";
-    return kExitFailed;
-  }
-  if (nondeterministic.empty()) {
-    std::cout << "All re-executed steps produced bit-identical outputs.\n";
-    return kExitOk;
-  }
-  std::string list;
-  for (const auto& n : nondeterministic) list += (list.empty() ? "" : ", ") + n;
-  std::cout << "Non-deterministic steps (outputs differ from " << run->id << "): " << list << "\n";
-  return kExitFailed;
+  return FinishReproduction(store, *run, report, &repro);
 }
 
-}  // namespace
+// The provenance subcommands' options and the --openlineage option of
+// run/resume/rerun, registered on the app by the constructor.
+class ProvenanceCommands {
+ public:
+  // Adds the subcommands to `app`, and `--openlineage` to the existing
+  // run/resume/rerun subcommands when present. Borrows `app` and `store`
+  // (main's --store value, read at dispatch); both must outlive this object.
+  ProvenanceCommands(CLI::App* app, std::string* store);
+
+  // After app.parse(): the exit code of the chosen provenance subcommand, or
+  // nullopt when another subcommand was chosen.
+  std::optional<int> DispatchChosen();
+
+  // Called before run/resume/rerun start: the time that AfterRun looks for
+  // runs this process finished after.
+  void MarkRunStart();
+
+  // After run/resume/rerun returned `exit_code`: exports the run this
+  // process drove as OpenLineage when --openlineage was given (a failure to
+  // export is reported, and turns an exit code 0 into 3). Returns the exit
+  // code to use.
+  int AfterRun(int exit_code);
+
+ private:
+  CLI::App* app_;
+  std::string* store_;
+  CLI::App* lineage_ = nullptr;
+  CLI::App* export_ = nullptr;
+  CLI::App* export_openlineage_ = nullptr;
+  CLI::App* plan_ = nullptr;
+  CLI::App* reproduce_ = nullptr;
+  CLI::App* checkout_ = nullptr;
+  CLI::App* diff_ = nullptr;
+
+  // Options.
+  std::string target_;
+  bool downstream_ = false;
+  std::string format_ = "text";
+  int max_depth_ = 64;
+  std::string deployed_;
+  std::vector<std::string> runs_;
+  std::string to_;
+  std::string file_;
+  std::vector<std::string> params_;
+  bool no_cache_ = false;
+  std::string executor_;
+  std::string run_;
+  std::string step_;
+  std::string dir_;
+  std::string run_id_;
+  std::string openlineage_;  // run/resume/rerun --openlineage
+  long long run_started_ms_ = 0;
+};
 
 ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_(app), store_(store) {
   constexpr const char* kStoreHelp = "Store directory (default: .sluice in the current directory)";
@@ -888,10 +1075,7 @@ ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_
   }
 }
 
-std::optional<int> ProvenanceCommands::Dispatch() {
-  run_started_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
+std::optional<int> ProvenanceCommands::DispatchChosen() {
   if (*lineage_) return Lineage(*store_, target_, deployed_, downstream_, format_, max_depth_);
   if (*export_openlineage_) return ExportOpenLineage(*store_, runs_, to_);
   if (*plan_) return Plan(*store_, file_, params_, no_cache_, executor_, format_);
@@ -899,6 +1083,12 @@ std::optional<int> ProvenanceCommands::Dispatch() {
   if (*checkout_) return Checkout(*store_, run_, step_, dir_);
   if (*diff_) return Diff(*store_, run_, step_);
   return std::nullopt;
+}
+
+void ProvenanceCommands::MarkRunStart() {
+  run_started_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
 }
 
 int ProvenanceCommands::AfterRun(int exit_code) {
@@ -938,6 +1128,19 @@ int ProvenanceCommands::AfterRun(int exit_code) {
   std::cerr << "sluice: exported " << events->size() << " OpenLineage events of " << mine->id << " to "
             << openlineage_ << "\n";
   return exit_code;
+}
+
+}  // namespace
+
+Dispatch RegisterProvenanceCommands(CLI::App& app, std::string& store, Dispatch& run_commands) {
+  auto provenance = std::make_shared<ProvenanceCommands>(&app, &store);
+  run_commands = [provenance, run = std::move(run_commands)]() -> std::optional<int> {
+    provenance->MarkRunStart();
+    std::optional<int> code = run();
+    if (!code) return std::nullopt;
+    return provenance->AfterRun(*code);
+  };
+  return [provenance] { return provenance->DispatchChosen(); };
 }
 
 }  // namespace sluice::cli

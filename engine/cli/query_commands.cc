@@ -12,12 +12,15 @@
 #include <iostream>
 #include <thread>
 
+#include <CLI/CLI.hpp>
+
 #include "dsl/quantity.h"
 #include "dsl/suggest.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/file_lock.h"
 #include "engine/store/provenance.h"
+#include "engine/store/record_json.h"
 
 namespace sluice::cli {
 
@@ -103,8 +106,8 @@ int ShowStatus(const StatusOptions& options) {
     return kExitSystem;
   }
   if (options.format == "json" || options.format == "yaml") {
-    Json out = {{"run", RunToJson(*run)}, {"steps", Json::array()}};
-    for (const auto& s : *steps) out["steps"].push_back(StepToJson(s));
+    Json out = {{"run", RunRecordJson(*run, RecordView::kCli)}, {"steps", Json::array()}};
+    for (const auto& s : *steps) out["steps"].push_back(StepRecordJson(s, RecordView::kCli));
     PrintRecords(out, options.format);
     return kExitOk;
   }
@@ -132,8 +135,8 @@ int Show(const StatusOptions& options) {
     return kExitOk;
   }
   if (options.format == "json" || options.format == "yaml") {
-    Json out = {{"run", RunToJson(*run)}, {"steps", Json::array()}, {"executions", Json::array()}};
-    for (const auto& s : *steps) out["steps"].push_back(StepToJson(s));
+    Json out = {{"run", RunRecordJson(*run, RecordView::kCli)}, {"steps", Json::array()}, {"executions", Json::array()}};
+    for (const auto& s : *steps) out["steps"].push_back(StepRecordJson(s, RecordView::kCli));
     for (const auto& e : *executions) {
       out["executions"].push_back({{"id", e.id},
                                    {"instance", e.instance},
@@ -230,7 +233,7 @@ int Runs(const RunsOptions& options) {
   }
   if (options.format == "json" || options.format == "yaml") {
     Json out = Json::array();
-    for (const auto& r : *runs) out.push_back(RunToJson(r));
+    for (const auto& r : *runs) out.push_back(RunRecordJson(r, RecordView::kCli));
     PrintRecords(out, options.format);
     return kExitOk;
   }
@@ -385,6 +388,48 @@ int Logs(const LogsOptions& options) {
   }
   if (!log_path.empty()) CopyNewBytes(log_path, &offset);
   return kExitOk;
+}
+
+Dispatch RegisterQueryCommands(CLI::App& app, std::string& store) {
+  auto status = std::make_shared<StatusOptions>();
+  auto* status_cmd = app.add_subcommand("status", "Phase of a run and of each of its steps");
+  status_cmd->add_option("RUN", status->run, "Run id, unique prefix, or latest")->required();
+  status_cmd->add_option("--store", store, kStoreFlagHelp);
+  AddOutputOption(status_cmd, &status->format, {"text", "wide", "json", "yaml", "name"});
+  auto* show_cmd = app.add_subcommand(
+      "show", "A run in detail: params, steps, outputs, metrics, artifacts, cache hits");
+  show_cmd->add_option("RUN", status->run, "Run id, unique prefix, or latest")->required();
+  show_cmd->add_option("--store", store, kStoreFlagHelp);
+  AddOutputOption(show_cmd, &status->format, {"text", "json", "yaml", "name"});
+
+  auto logs = std::make_shared<LogsOptions>();
+  auto* logs_cmd = app.add_subcommand("logs", "Print a step's output (stdout and stderr)");
+  logs_cmd->add_option("RUN", logs->run, "Run id, unique prefix, or latest")->required();
+  logs_cmd->add_option("STEP", logs->step, "Step instance, e.g. prepare or train[1]")->required();
+  logs_cmd->add_flag("-f,--follow", logs->follow, "Keep printing until the step ends");
+  logs_cmd->add_option("--attempt", logs->attempt, "Attempt number (default: the latest)")
+      ->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--store", store, kStoreFlagHelp);
+
+  auto runs = std::make_shared<RunsOptions>();
+  auto* runs_cmd = app.add_subcommand("runs", "List runs, newest first");
+  runs_cmd->add_option("--pipeline", runs->pipeline, "Only runs of this pipeline (metadata.name)");
+  runs_cmd->add_option("--status", runs->status,
+                       "Only runs in this phase (Running, Succeeded, Failed, Error, Cancelled)");
+  runs_cmd->add_option("--since", runs->since, "Only runs created within this duration, e.g. 2h or 7d");
+  runs_cmd->add_option("--limit", runs->limit, "At most this many runs (default 50)")
+      ->check(CLI::NonNegativeNumber);
+  AddOutputOption(runs_cmd, &runs->format, {"text", "wide", "json", "yaml", "name"});
+  runs_cmd->add_option("--store", store, kStoreFlagHelp);
+
+  return [&store, status, status_cmd, show_cmd, logs, logs_cmd, runs, runs_cmd]() -> std::optional<int> {
+    status->store = logs->store = runs->store = store;
+    if (*status_cmd) return ShowStatus(*status);
+    if (*show_cmd) return Show(*status);
+    if (*logs_cmd) return Logs(*logs);
+    if (*runs_cmd) return Runs(*runs);
+    return std::nullopt;
+  };
 }
 
 }  // namespace sluice::cli

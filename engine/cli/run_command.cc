@@ -35,11 +35,12 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
-#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+
+#include <CLI/CLI.hpp>
 
 #include "dsl/dsl.h"
 #include "dsl/quantity.h"
@@ -70,19 +71,6 @@ namespace sluice::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// "<pipeline>-YYYYMMDD-HHMMSS-<4 hex>".
-std::string NewRunId(const std::string& pipeline) {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-  char suffix[8];
-  std::snprintf(suffix, sizeof suffix, "%04x",
-                static_cast<unsigned>(std::random_device{}() & 0xffff));
-  return pipeline + "-" + stamp + "-" + suffix;
-}
 
 // "[15:30:12] done      " : the time and a word padded to one width.
 std::string Clock();
@@ -823,7 +811,7 @@ int Run(const RunCommandOptions& options) {
     PrintError(store.error().message());
     return kExitSystem;
   }
-  std::string run_id = options.run_id.empty() ? NewRunId(prepared->spec.name) : options.run_id;
+  std::string run_id = options.run_id.empty() ? NewRunId(prepared->spec.name, std::chrono::system_clock::now()) : options.run_id;
   return Execute(options, std::move(*prepared), state_dir, store->get(), run_id, "", {}, &signals);
 }
 
@@ -891,7 +879,7 @@ int Continue(const RunCommandOptions& options, bool rerun) {
       }
     }
   }
-  std::string run_id = rerun ? (options.run_id.empty() ? NewRunId(prepared->spec.name) : options.run_id)
+  std::string run_id = rerun ? (options.run_id.empty() ? NewRunId(prepared->spec.name, std::chrono::system_clock::now()) : options.run_id)
                              : old->id;
   // The run goes on where it ran: `run --executor kubernetes` is resumed on
   // Kubernetes (which adopts the objects still there) unless told otherwise.
@@ -1110,6 +1098,97 @@ int Cancel(const CancelOptions& options) {
   }
   std::cout << "run " << run->id << " Cancelled: its sluice process was gone" << how << "\n";
   return kExitOk;
+}
+
+namespace {
+
+// The options that run, resume and rerun share.
+void AddRunOptions(CLI::App* cmd, RunCommandOptions& run, std::string& store) {
+  cmd->add_option("-p,--param", run.params, "Parameter value NAME=VALUE (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("NAME=VALUE");
+  cmd->add_option("-j,--parallelism", run.parallelism,
+                  "Steps run at once (default: number of CPUs)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--keep-going", run.keep_going,
+                "After a step fails, go on with the steps that do not depend on it");
+  cmd->add_option("--store", store, kStoreFlagHelp);
+  cmd->add_option("--executor", run.executor, "Executor for steps that name none (local, kubernetes)");
+  cmd->add_flag("--no-cache", run.no_cache, "Run every step; do not reuse earlier outputs");
+  cmd->add_option("--cpus", run.cpus, "CPU budget for local steps, e.g. 4 or 1500m (default: all)");
+  cmd->add_option("--memory", run.memory, "Memory budget for local steps, e.g. 8Gi (default: all)");
+  cmd->add_option("--gpus", run.gpus, "GPUs available to local steps (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("-q,--quiet", run.quiet, "Do not stream step output; progress and summary only");
+  cmd->add_option("--run-id", run.run_id, "Id for the new run (default: <pipeline>-<time>-<random>)");
+  cmd->add_option("--junit", run.junit, "Write the steps as a JUnit XML report to FILE (for CI)");
+  cmd->add_flag("--wait", run.wait, "Wait for the run to end (what a local run always does; for CI scripts)");
+  cmd->add_option("--kubeconfig", run.kubeconfig, "Kubeconfig file for the kubernetes executor");
+  cmd->add_option("--context", run.context, "Kubeconfig context (default: current-context)");
+  cmd->add_option("-n,--namespace", run.namespace_,
+                  "Kubernetes namespace (default: the pipeline's, then the context's)");
+  cmd->add_option("--workspace-pvc", run.workspace_pvc,
+                  "Kubernetes: RWX PersistentVolumeClaim mounted into every pod at /sluice (artifacts between pods)");
+  cmd->add_option("--workspace-host-dir", run.workspace_host_dir,
+                  "Kubernetes: where this host sees the --workspace-pvc volume (put --store under it)");
+}
+
+}  // namespace
+
+Dispatch RegisterRunCommands(CLI::App& app, std::string& store) {
+  auto run = std::make_shared<RunCommandOptions>();
+  auto* run_cmd = app.add_subcommand("run", "Run a pipeline, with live progress and a summary");
+  run_cmd->add_option("FILE", run->file, "Pipeline file")->required();
+  AddRunOptions(run_cmd, *run, store);
+  run_cmd->add_flag("--dry-run", run->dry_run,
+                    "Print the Kubernetes objects the run would create (with --executor kubernetes); run nothing");
+
+  auto* resume_cmd = app.add_subcommand(
+      "resume", "Continue a failed or interrupted run: keep succeeded steps, run the rest");
+  resume_cmd->add_option("RUN", run->resume_run, "Run id, unique prefix, or latest")->required();
+  resume_cmd->add_option("--file", run->file,
+                         "Pipeline file (default: the run's file; its edits are recorded)");
+  AddRunOptions(resume_cmd, *run, store);
+
+  auto* rerun_cmd = app.add_subcommand(
+      "rerun", "Run a step and everything downstream again, reusing the upstream outputs");
+  rerun_cmd->add_option("RUN", run->resume_run, "Run id, unique prefix, or latest")->required();
+  rerun_cmd->add_option("--from", run->rerun_from, "Step to run again (repeatable)")
+      ->required()
+      ->allow_extra_args(false);
+  rerun_cmd->add_option("--file", run->file, "Pipeline file (default: the run's file)");
+  AddRunOptions(rerun_cmd, *run, store);
+
+  return [run, &store, run_cmd, resume_cmd, rerun_cmd]() -> std::optional<int> {
+    run->store = store;
+    if (*run_cmd) return Run(*run);
+    if (*resume_cmd) return Resume(*run);
+    if (*rerun_cmd) return Rerun(*run);
+    return std::nullopt;
+  };
+}
+
+Dispatch RegisterCancelCommand(CLI::App& app, std::string& store) {
+  auto cancel = std::make_shared<CancelOptions>();
+  auto* cancel_cmd = app.add_subcommand(
+      "cancel", "Cancel a running run: stop its steps, delete its Kubernetes objects");
+  cancel_cmd->add_option("RUN", cancel->run, "Run id, unique prefix, or latest")->required();
+  cancel_cmd->add_option("--store", store, kStoreFlagHelp);
+  cancel_cmd->add_option("--wait", cancel->wait,
+                         "How long to wait for the run's sluice process to stop (default 60s; 0s: do not wait)");
+  cancel_cmd->add_flag("--now", cancel->now,
+                       "Stop at once: kill running steps and do not run the finally steps");
+  cancel_cmd->add_option("--kubeconfig", cancel->kubeconfig,
+                         "Kubeconfig file, to delete the objects of a run whose sluice process is gone");
+  cancel_cmd->add_option("--context", cancel->context, "Kubeconfig context (default: current-context)");
+  cancel_cmd->add_option("-n,--namespace", cancel->namespace_,
+                         "Kubernetes namespace (default: the pipeline's, then the context's)");
+
+  return [cancel, &store, cancel_cmd]() -> std::optional<int> {
+    if (!*cancel_cmd) return std::nullopt;
+    cancel->store = store;
+    return Cancel(*cancel);
+  };
 }
 
 }  // namespace sluice::cli

@@ -5,6 +5,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "dsl/quantity.h"
 #include "engine/cli/commands.h"
@@ -12,6 +17,7 @@
 #include "engine/cli/output.h"
 #include "engine/run/runner.h"
 #include "engine/server/backfill.h"
+#include "engine/server/retention.h"
 #include "engine/server/client.h"
 #include "engine/server/server.h"
 #include "executors/local/local_executor.h"
@@ -52,7 +58,40 @@ server::RunPreparer RunPreparerFor(const KubernetesFlags& flags, bool parallelis
   };
 }
 
-}  // namespace
+// The subcommands and their options, registered on the app by the constructor.
+class ServerCommands {
+ public:
+  // Adds the subcommands to `app` (`delete` under its `runs` subcommand,
+  // which must exist already). `store` (the global --store) is borrowed and
+  // read at Dispatch().
+  ServerCommands(CLI::App* app, std::string* store);
+
+  // After parsing: runs the chosen subcommand and returns its exit code, or
+  // nullopt when none of these was chosen.
+  std::optional<int> DispatchChosen();
+
+ private:
+  // serve: checks the Kubernetes settings once at start (see the .cc).
+  Status CheckKubernetes();
+  int DeleteRuns();
+  int CollectGarbage();
+
+  std::string* store_;
+  CLI::App* serve_ = nullptr;
+  CLI::App* submit_ = nullptr;
+  CLI::App* backfill_ = nullptr;
+  CLI::App* runs_delete_ = nullptr;  // under `runs`; null when main has no `runs`
+  CLI::App* gc_ = nullptr;
+  std::vector<std::string> delete_runs_;
+  server::GcOptions gc_options_;
+  std::string gc_grace_ = "1h";
+  server::ServerOptions serve_options_;
+  KubernetesFlags serve_k8s_;  // --kubeconfig, --context, --namespace, --workspace-*
+  server::SubmitOptions submit_options_;
+  std::vector<std::string> submit_params_;
+  std::string submit_timeout_;  // submit --timeout, as text ("2h"); "" = none
+  server::BackfillCommandOptions backfill_options_;
+};
 
 ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store) {
   serve_ = app->add_subcommand("serve", "Run pipelines on schedules and from the API, webhooks and web UI");
@@ -183,7 +222,7 @@ int ServerCommands::CollectGarbage() {
   return kExitOk;
 }
 
-std::optional<int> ServerCommands::Dispatch() {
+std::optional<int> ServerCommands::DispatchChosen() {
   if (*serve_) {
     serve_options_.state_dir = store_->empty() ? ".sluice" : *store_;
     if (Status st = CheckKubernetes(); !st.ok()) {
@@ -229,6 +268,13 @@ std::optional<int> ServerCommands::Dispatch() {
   if (runs_delete_ && *runs_delete_) return DeleteRuns();
   if (*gc_) return CollectGarbage();
   return std::nullopt;
+}
+
+}  // namespace
+
+Dispatch RegisterServerCommands(CLI::App& app, std::string& store) {
+  auto commands = std::make_shared<ServerCommands>(&app, &store);
+  return [commands] { return commands->DispatchChosen(); };
 }
 
 }  // namespace sluice::cli

@@ -10,9 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace CLI {
-class App;
-}  // namespace CLI
+#include "engine/cli/commands.h"
 
 namespace sluice::cli {
 
@@ -35,22 +33,9 @@ std::optional<std::string> CompletionScript(const std::string& shell);
 // unreadable store gives no run ids; never fails.
 std::vector<std::string> CompletionCandidates(CLI::App* app, const std::vector<std::string>& words);
 
-// Registers schema and completion on `app`, which this object borrows (it
-// must outlive it). `sluice __complete WORD...` is answered by main.cc before
-// parsing (CompletionCandidates), since its words are not sluice's options.
-class ToolingCommands {
- public:
-  explicit ToolingCommands(CLI::App* app);
-
-  // After app.parse(): the exit code of the chosen subcommand of these, or
-  // nullopt when another subcommand was chosen.
-  std::optional<int> Dispatch();
-
- private:
-  CLI::App* app_;
-  CLI::App* schema_ = nullptr;
-  CLI::App* completion_ = nullptr;
-  std::string shell_;
-};
+// Registers schema and completion on `app`. `sluice __complete WORD...` is
+// answered by main.cc before parsing (CompletionCandidates), since its words
+// are not sluice's options.
+Dispatch RegisterToolingCommands(CLI::App& app);
 
 }  // namespace sluice::cli

@@ -154,19 +154,6 @@ AttemptResult ToAttemptResult(TaskOutcome o) {
   return AttemptResult::kError;
 }
 
-std::string NewRunId(const std::string& pipeline, TimePoint now) {
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  std::random_device rd;
-  char hex[8];
-  std::snprintf(hex, sizeof hex, "%04x", static_cast<unsigned>(rd() & 0xffff));
-  std::string name = pipeline.empty() ? "run" : pipeline;
-  return name + "-" + buf + "-" + hex;
-}
-
 }  // namespace
 
 // The state of one Run(): everything the loop needs, built from the Runner.

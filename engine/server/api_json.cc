@@ -9,28 +9,12 @@
 namespace sluice::server {
 namespace {
 
-Json OptTime(const std::optional<TimePoint>& t) { return t ? Json(IsoTime(*t)) : Json(nullptr); }
-
 std::optional<TimePoint> GetTime(const Json& j, const char* key) {
   if (!j.contains(key) || !j[key].is_string()) return std::nullopt;
   return ParseIsoTime(j[key].get<std::string>());
 }
 
-Json BindingsJson(const std::vector<ArtifactBinding>& bindings) {
-  Json out = Json::array();
-  for (const auto& b : bindings) {
-    Json j = ArtifactToJson(b.artifact);
-    j["name"] = b.name;
-    out.push_back(j);
-  }
-  return out;
-}
-
 }  // namespace
-
-std::string IsoTime(TimePoint t) {
-  return date::format("%FT%TZ", std::chrono::floor<std::chrono::milliseconds>(t));
-}
 
 std::optional<TimePoint> ParseIsoTime(const std::string& s) {
   // Parsed by hand: date::parse rounds a missing %S field it never read and
@@ -93,38 +77,11 @@ std::optional<TimePoint> ParseIsoTime(const std::string& s) {
   return TimePoint(t);
 }
 
-Json ArtifactToJson(const ArtifactRecord& a) {
-  return {{"digest", a.digest}, {"uri", a.uri}, {"type", ArtifactTypeName(a.type)},
-          {"size", a.size}, {"is_directory", a.is_directory}, {"properties", a.properties}};
-}
+Json RunToJson(const RunRecord& run) { return RunRecordJson(run, RecordView::kApi); }
 
-Json RunToJson(const RunRecord& r) {
-  return {{"id", r.id}, {"pipeline", r.pipeline}, {"pipeline_file", r.pipeline_file},
-          {"pipeline_digest", r.pipeline_digest}, {"git_commit", r.git_commit},
-          {"git_dirty", r.git_dirty}, {"params", r.params}, {"executor", r.executor},
-          {"phase", RunPhaseName(r.phase)}, {"message", r.message},
-          {"resumed_from", r.resumed_from}, {"created_at", IsoTime(r.created_at)},
-          {"started_at", OptTime(r.started_at)}, {"finished_at", OptTime(r.finished_at)},
-          {"host", r.host}, {"pid", r.pid}};
-}
+Json StepToJson(const StepRecord& step) { return StepRecordJson(step, RecordView::kApi); }
 
-Json StepToJson(const StepRecord& s) {
-  Json j = {{"instance", s.instance}, {"step", s.step}, {"index", s.index}, {"item", s.item},
-            {"phase", NodePhaseName(s.phase)}, {"attempts", s.attempts},
-            {"exit_code", s.exit_code}, {"message", s.message}, {"cache_key", s.cache_key},
-            {"cached_from", s.cached_from}, {"started_at", OptTime(s.started_at)},
-            {"finished_at", OptTime(s.finished_at)}, {"output_params", s.output_params},
-            {"metrics", s.metrics}, {"outputs", BindingsJson(s.outputs)},
-            {"inputs", BindingsJson(s.inputs)}, {"has_log", !s.log_path.empty()},
-            {"log_path", s.log_path}};
-  if (s.started_at) {
-    TimePoint end = s.finished_at ? *s.finished_at : std::chrono::system_clock::now();
-    j["duration_seconds"] = std::chrono::duration<double>(end - *s.started_at).count();
-  } else {
-    j["duration_seconds"] = nullptr;
-  }
-  return j;
-}
+Json ArtifactToJson(const ArtifactRecord& artifact) { return ArtifactRecordJson(artifact); }
 
 namespace {
 

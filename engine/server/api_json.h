@@ -1,6 +1,7 @@
 #pragma once
-// The API's JSON shapes for runs and steps (server side) and their parsing
-// back into records (the `submit` client side), in one place.
+// The API's JSON shapes for runs and steps (server side; built by
+// engine/store/record_json.h) and their parsing back into records (the
+// `submit` client side).
 
 #include <optional>
 #include <string>
@@ -10,21 +11,23 @@
 #include "engine/spec.h"
 #include "engine/status.h"
 #include "engine/store.h"
+#include "engine/store/record_json.h"
 
 namespace sluice::server {
 
-// "2026-11-25T15:30:12.345Z".
-std::string IsoTime(TimePoint t);
 // Parses IsoTime's output: "YYYY-MM-DDTHH:MM:SS", optional fraction (kept to
 // the millisecond), then "Z" or an offset ("+02:00", "-0530"); or a bare date
 // ("2026-11-25", midnight UTC). nullopt for anything else, and for times
 // outside what a TimePoint holds (1678 to 2261).
 std::optional<TimePoint> ParseIsoTime(const std::string& text);
 
-// The API's run object (GET /api/v1/runs/{run} "run").
+// The API's run object (GET /api/v1/runs/{run} "run"): RunRecordJson's
+// RecordView::kApi.
 Json RunToJson(const RunRecord& run);
-// The API's step object. `now` closes the duration of a running step.
+// The API's step object: StepRecordJson's RecordView::kApi (a running step
+// is timed up to now).
 Json StepToJson(const StepRecord& step);
+// The API's artifact object: ArtifactRecordJson.
 Json ArtifactToJson(const ArtifactRecord& artifact);
 
 // The inverse, for clients; missing (or null) fields keep their defaults.

@@ -6,9 +6,7 @@
 
 #include <cstdio>
 #include <memory>
-#include <random>
 
-#include <date/date.h>
 
 #include "engine/store/provenance.h"
 #include "engine/run_id.h"
@@ -67,14 +65,6 @@ RunManager::RunManager(RunManagerOptions options, Store* store, PipelineRegistry
 
 RunManager::~RunManager() { Shutdown(); }
 
-std::string RunManager::NewRunId(const std::string& pipeline) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
-  char suffix[8];
-  std::snprintf(suffix, sizeof suffix, "%04x", static_cast<unsigned>(rng() & 0xffff));
-  return pipeline + "-" + date::format("%Y%m%d-%H%M%S", now) + "-" + suffix;
-}
-
 Result<std::string> RunManager::Submit(SubmitRequest request) {
   if (!factory_)
     return Error(Status::Unavailable(
@@ -98,7 +88,7 @@ Result<std::string> RunManager::Submit(SubmitRequest request) {
   // rerun is a new run (the Runner's semantics).
   const bool same_run = !request.resume_run_id.empty() && request.rerun_from.empty();
   std::string run_id = same_run                   ? request.resume_run_id
-                       : request.run_id.empty()   ? NewRunId(spec->name)
+                       : request.run_id.empty()   ? NewRunId(spec->name, std::chrono::system_clock::now())
                                                   : request.run_id;
   if (same_run && IsActive(run_id))
     return Error(Status::FailedPrecondition("run " + run_id + " is already running here"));

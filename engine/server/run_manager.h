@@ -163,7 +163,6 @@ class RunManager : public ScheduleTarget {
   void Execute(Job job);
   // Deletes the runs of `spec`'s pipeline beyond its retention limits.
   void Prune(const PipelineSpec& spec);
-  std::string NewRunId(const std::string& pipeline);
 
   RunManagerOptions options_;
   Store* store_;

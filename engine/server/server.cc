@@ -102,6 +102,18 @@ Result<int64_t> ParseLogOffset(const std::string& text) {
   return v;
 }
 
+// An embedded web UI file, or a plain 404.
+void ServeUiAsset(const std::string& path, httplib::Response& res) {
+  const EmbeddedAsset* a = FindUiAsset(path);
+  if (!a) {
+    res.status = 404;
+    res.set_content("not found\n", "text/plain");
+    return;
+  }
+  res.set_header("Cache-Control", "no-cache");
+  res.set_content(std::string(a->data), std::string(a->content_type).c_str());
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options, ExecutorsFactory executors, Clock* clock, RunFactory factory)
@@ -281,520 +293,615 @@ void Server::WatchLoop() {
   }
 }
 
-// The HTTP handlers, with access to the Server's internals.
+// The HTTP handlers, with access to the Server's internals: one method per
+// route, registered in order by Install.
 class Routes {
  public:
   explicit Routes(Server* s) : s_(s) {}
 
-  Result<RunRecord> FindRun(const std::string& id) {
-    if (auto q = s_->runs_->Queued(id)) return *q;
-    return s_->store_->GetRun(id);
-  }
-
-  SpecPtr SpecForRun(const RunRecord& run) {
-    if (!run.pipeline_digest.empty()) {
-      std::lock_guard lock(s_->spec_cache_mu_);
-      if (auto it = s_->spec_cache_.find(run.pipeline_digest); it != s_->spec_cache_.end())
-        return it->second;
-    }
-    SpecPtr spec;
-    if (!run.pipeline_yaml.empty()) {
-      dsl::LoadResult loaded = dsl::LoadPipelineString(run.pipeline_yaml, run.pipeline_file);
-      if (loaded.spec) spec = std::make_shared<const PipelineSpec>(std::move(*loaded.spec));
-    }
-    if (!spec) spec = s_->registry_->Find(run.pipeline);
-    if (spec && !run.pipeline_digest.empty()) {
-      std::lock_guard lock(s_->spec_cache_mu_);
-      if (s_->spec_cache_.size() > 256) s_->spec_cache_.clear();
-      s_->spec_cache_[run.pipeline_digest] = spec;
-    }
-    return spec;
-  }
-
-  // Nodes (step instances, or steps not started yet), edges and layers.
-  Json Graph(const RunRecord& run, const std::vector<StepRecord>& steps) {
-    SpecPtr spec = SpecForRun(run);
-    Json nodes = Json::array(), edges = Json::array();
-    std::map<std::string, std::vector<const StepRecord*>> by_step;
-    for (const StepRecord& st : steps) by_step[st.step].push_back(&st);
-    std::optional<PipelineGraph> graph;
-    if (spec) {
-      auto g = PipelineGraph::Build(*spec);
-      if (g) graph = std::move(*g);
-    }
-    if (!graph) {
-      for (const StepRecord& st : steps) {
-        Json n = StepJson(st);
-        n["id"] = st.instance;
-        n["layer"] = 0;
-        nodes.push_back(n);
-      }
-      return {{"nodes", nodes}, {"edges", edges}};
-    }
-    std::vector<int> layer(graph->size(), 0);
-    int max_main = 0;
-    for (int node : graph->TopologicalOrder()) {
-      for (int up : graph->Upstream(node)) layer[node] = std::max(layer[node], layer[up] + 1);
-      if (!graph->IsFinally(node)) max_main = std::max(max_main, layer[node]);
-    }
-    for (int node = graph->num_main(); node < graph->size(); ++node) layer[node] += max_main + 1;
-    std::vector<std::vector<std::string>> ids(graph->size());
-    for (int node = 0; node < graph->size(); ++node) {
-      const StepSpec& step = graph->step(node);
-      auto it = by_step.find(step.name);
-      if (it == by_step.end()) {
-        ids[node].push_back(step.name);
-        nodes.push_back({{"id", step.name}, {"instance", step.name}, {"step", step.name},
-                         {"phase", "Pending"}, {"layer", layer[node]}, {"type", step.type},
-                         {"finally", graph->IsFinally(node)}, {"has_log", false},
-                         {"attempts", 0}, {"duration_seconds", nullptr}});
-        continue;
-      }
-      for (const StepRecord* st : it->second) {
-        Json n = StepJson(*st);
-        n["id"] = st->instance;
-        n["layer"] = layer[node];
-        n["type"] = step.type;
-        n["finally"] = graph->IsFinally(node);
-        nodes.push_back(n);
-        ids[node].push_back(st->instance);
-      }
-    }
-    for (int node = 0; node < graph->size(); ++node)
-      for (int up : graph->Upstream(node))
-        for (const std::string& from : ids[up])
-          for (const std::string& to : ids[node]) edges.push_back({from, to});
-    return {{"nodes", nodes}, {"edges", edges}};
-  }
-
+  // Registers the authentication hooks and every route on `http`. The
+  // handlers borrow this object, which must outlive `http`.
   void Install(httplib::Server& http);
 
  private:
+  using Request = httplib::Request;
+  using Response = httplib::Response;
+  using Handler = void (Routes::*)(const Request&, Response&);
+
+  // A handler of `http` that calls `method` on this object.
+  httplib::Server::Handler Bind(Handler method) {
+    return [this, method](const Request& req, Response& res) { (this->*method)(req, res); };
+  }
+
+  Result<RunRecord> FindRun(const std::string& id);
+  SpecPtr SpecForRun(const RunRecord& run);
+  // Nodes (step instances, or steps not started yet), edges and layers.
+  Json Graph(const RunRecord& run, const std::vector<StepRecord>& steps);
+
+  // Authentication and request counting around every route.
+  httplib::Server::HandlerResponse Authenticate(const Request& req, Response& res);
+  void CountRequest(const Request& req, Response& res);
+
+  // Health, metrics, the API description.
+  void GetHealth(const Request& req, Response& res);
+  void GetMetrics(const Request& req, Response& res);
+  void GetOpenApi(const Request& req, Response& res);
+
+  // Pipelines and schedules.
+  void ListPipelines(const Request& req, Response& res);
+  void GetPipeline(const Request& req, Response& res);
+  Json ScheduleJson(const PipelineSpec& spec);
+  void SubmitRun(const Request& req, Response& res);
+  void GetPipelineMetrics(const Request& req, Response& res);
+  void PostReload(const Request& req, Response& res);
+  void ListSchedules(const Request& req, Response& res);
+
+  // Runs, their steps, logs and artifacts; lineage.
+  void ListRuns(const Request& req, Response& res);
+  void GetRun(const Request& req, Response& res);
+  void GetRunGraph(const Request& req, Response& res);
+  void ListRunSteps(const Request& req, Response& res);
+  void GetRunStep(const Request& req, Response& res);
+  void GetStepLogs(const Request& req, Response& res);
+  void CancelRun(const Request& req, Response& res);
+  void ResumeRun(const Request& req, Response& res);
+  void RerunRun(const Request& req, Response& res);
+  void ResumeOrRerun(const Request& req, Response& res, bool rerun);
+  void ListRunArtifacts(const Request& req, Response& res);
+  void GetLineage(const Request& req, Response& res);
+
+  // Webhooks.
+  void GithubWebhook(const Request& req, Response& res);
+  void GitlabWebhook(const Request& req, Response& res);
+  bool ClaimDelivery(const std::string& source, const std::string& id, Response& res);
+  void TriggerPush(const std::string& body, const std::string& source, Response& res);
+
+  // The web UI.
+  void GetUiIndex(const Request& req, Response& res);
+  void GetUiAsset(const Request& req, Response& res);
+
   Server* s_;
 };
 
 void Routes::Install(httplib::Server& http) {
-  Server* s = s_;
   // Authentication for everything under /api (the two webhook routes check
   // their own signatures; any other path, known or not, needs the token
   // before it is even looked up) and, when configured, /metrics.
-  http.set_pre_routing_handler([s](const httplib::Request& req, httplib::Response& res) {
-    const std::string& path = req.path;
-    bool api = path.rfind("/api/", 0) == 0;
-    bool webhook = req.method == "POST" && (path == kGithubWebhookPath || path == kGitlabWebhookPath);
-    bool metrics = path == "/metrics";
-    if ((api && !webhook) || (metrics && s->config_.metrics_require_auth)) {
-      if (!s->auth_->Authenticate(req.get_header_value("Authorization"))) {
-        s->metrics_->http_requests->Inc({{"code", "401"}});
-        SendUnauthorized(res, "a valid 'Authorization: Bearer <token>' header is required; "
-                              "tokens are configured (hashed) in the server config");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  http.set_post_routing_handler([s](const httplib::Request& req, httplib::Response& res) {
-    if (req.path.rfind("/api/", 0) == 0)
-      s->metrics_->http_requests->Inc({{"code", std::to_string(res.status)}});
-  });
+  http.set_pre_routing_handler(
+      [this](const Request& req, Response& res) { return Authenticate(req, res); });
+  http.set_post_routing_handler(Bind(&Routes::CountRequest));
 
-  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  http.Get("/metrics", [s](const httplib::Request&, httplib::Response& res) {
-    s->metrics_->runs_queued->Set({}, static_cast<double>(s->runs_->QueuedRuns().size()));
-    s->metrics_->http_connections_open->Set({}, s->http_->open_connections());
-    res.set_content(s->metrics_registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  http.Get("/api/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, OpenApiDocument());
-  });
+  http.Get("/healthz", Bind(&Routes::GetHealth));
+  http.Get("/metrics", Bind(&Routes::GetMetrics));
+  http.Get("/api/v1/openapi.json", Bind(&Routes::GetOpenApi));
 
-  // Pipelines.
-  http.Get("/api/v1/pipelines", [s](const httplib::Request&, httplib::Response& res) {
-    Json list = Json::array();
-    for (const PipelineFile& f : s->registry_->List()) {
-      Json diags = Json::array();
-      for (const auto& d : f.diagnostics)
-        diags.push_back({{"file", d.loc.file}, {"line", d.loc.line}, {"column", d.loc.column},
-                         {"severity", d.severity == dsl::Severity::kError ? "error" : "warning"},
-                         {"message", d.message}, {"text", d.ToString()}});
-      Json p = {{"file", f.path}, {"name", f.name}, {"ok", f.ok}, {"has_good_version", f.spec != nullptr},
-                {"digest", f.digest}, {"diagnostics", diags}, {"loaded_at", Iso(f.loaded_at)}};
-      if (f.spec) {
-        p["description"] = f.spec->description;
-        p["steps"] = f.spec->steps.size() + f.spec->finally_steps.size();
-        p["scheduled"] = f.spec->schedule.has_value();
-      }
-      list.push_back(p);
-    }
-    SendJson(res, 200, {{"pipelines", list}});
-  });
-  http.Get(R"(/api/v1/pipelines/([^/]+))", [s](const httplib::Request& req, httplib::Response& res) {
-    SpecPtr spec = s->registry_->Find(req.matches[1]);
-    if (!spec) return SendError(res, Status::NotFound("no pipeline named '" + std::string(req.matches[1]) + "'"));
-    Json params = Json::array();
-    for (const ParamSpec& p : spec->params)
-      params.push_back({{"name", p.name}, {"type", ParamTypeName(p.type)},
-                        {"default", p.default_value ? *p.default_value : Json(nullptr)},
-                        {"required", p.required}, {"description", p.description}});
-    Json steps = Json::array();
-    auto graph = PipelineGraph::Build(*spec);
-    for (const auto* list : {&spec->steps, &spec->finally_steps})
-      for (const StepSpec& st : *list) {
-        Json up = Json::array();
-        if (graph) {
-          int node = graph->Find(st.name);
-          for (int u : graph->Upstream(node)) up.push_back(graph->step(u).name);
-        }
-        steps.push_back({{"name", st.name}, {"type", st.type}, {"upstream", up},
-                         {"finally", st.is_finally}, {"foreach", st.foreach.has_value()}});
-      }
-    Json out = {{"name", spec->name}, {"description", spec->description}, {"file", spec->file},
-                {"digest", spec->file_digest}, {"params", params}, {"steps", steps},
-                {"executor", spec->executor}};
-    if (spec->schedule) {
-      const ScheduleSpec& sc = *spec->schedule;
-      Json next = Json::array();
-      if (auto crons = ParseSchedule(sc)) {
-        SysSeconds t = std::chrono::floor<std::chrono::seconds>(s->clock_->Now());
-        for (int i = 0; i < 5; ++i) {
-          std::optional<SysSeconds> n;
-          for (const auto& c : *crons)
-            if (auto x = c.Next(t); x && (!n || *x < *n)) n = x;
-          if (!n) break;
-          next.push_back(date::format("%FT%TZ", *n));
-          t = *n;
-        }
-      }
-      auto last = s->scheduler_->LastScheduled(spec->name);
-      out["schedule"] = {{"cron", sc.cron}, {"timezone", sc.timezone},
-                         {"concurrencyPolicy", sc.concurrency_policy}, {"catchup", sc.catchup},
-                         {"catchupLimit", sc.catchup_limit}, {"historyLimit", sc.history_limit},
-                         {"next", next},
-                         {"last_scheduled", last ? Json(date::format("%FT%TZ", *last)) : Json(nullptr)}};
-    }
-    SendJson(res, 200, out);
-  });
-  http.Post(R"(/api/v1/pipelines/([^/]+)/runs)", [s](const httplib::Request& req, httplib::Response& res) {
-    auto body = ParseSubmitBody(req.body);
-    if (!body) return SendError(res, body.error());
-    SubmitRequest sub;
-    sub.pipeline = req.matches[1];
-    if (!body->params.is_null()) sub.typed_params = std::move(body->params);
-    sub.run_id = std::move(body->run_id);
-    sub.trigger = "api";
-    auto id = s->runs_->Submit(std::move(sub));
-    if (!id) return SendError(res, id.error());
-    SendJson(res, 201, {{"run_id", *id}, {"url", "/api/v1/runs/" + *id}});
-  });
-  http.Get(R"(/api/v1/pipelines/([^/]+)/metrics)", [s](const httplib::Request& req, httplib::Response& res) {
-    RunFilter filter;
-    filter.pipeline = req.matches[1];
-    filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 200) : 20;
-    auto runs = s->store_->ListRuns(filter);
-    if (!runs) return SendError(res, runs.error());
-    Json out = Json::array();
-    std::set<std::string> names;
-    for (const RunRecord& r : *runs) {
-      auto steps = s->store_->ListSteps(r.id);
-      Json metrics = Json::object();
-      if (steps)
-        for (const StepRecord& st : *steps)
-          for (const auto& [k, v] : st.metrics.items()) {
-            metrics[st.instance + "." + k] = v;
-            names.insert(st.instance + "." + k);
-          }
-      out.push_back({{"run", r.id}, {"phase", RunPhaseName(r.phase)}, {"created_at", Iso(r.created_at)},
-                     {"params", r.params}, {"metrics", metrics}});
-    }
-    SendJson(res, 200, {{"pipeline", filter.pipeline}, {"metrics", Json(names)}, {"runs", out}});
-  });
-  http.Post("/api/v1/reload", [s](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, s->Reload(true));
-  });
-  http.Get("/api/v1/schedules", [s](const httplib::Request&, httplib::Response& res) {
-    Json out = Json::array();
-    for (const std::string& name : s->scheduler_->Pipelines()) {
-      SpecPtr spec = s->registry_->Find(name);
-      auto last = s->scheduler_->LastScheduled(name);
-      Json j = {{"pipeline", name},
-                {"last_scheduled", last ? Json(date::format("%FT%TZ", *last)) : Json(nullptr)},
-                {"active_runs", s->runs_->ActiveScheduledRuns(name)}};
-      if (spec && spec->schedule) {
-        j["cron"] = spec->schedule->cron;
-        j["timezone"] = spec->schedule->timezone;
-      }
-      out.push_back(j);
-    }
-    SendJson(res, 200, {{"schedules", out}});
-  });
+  http.Get("/api/v1/pipelines", Bind(&Routes::ListPipelines));
+  http.Get(R"(/api/v1/pipelines/([^/]+))", Bind(&Routes::GetPipeline));
+  http.Post(R"(/api/v1/pipelines/([^/]+)/runs)", Bind(&Routes::SubmitRun));
+  http.Get(R"(/api/v1/pipelines/([^/]+)/metrics)", Bind(&Routes::GetPipelineMetrics));
+  http.Post("/api/v1/reload", Bind(&Routes::PostReload));
+  http.Get("/api/v1/schedules", Bind(&Routes::ListSchedules));
 
-  // Runs.
-  http.Get("/api/v1/runs", [s](const httplib::Request& req, httplib::Response& res) {
-    RunFilter filter;
-    filter.pipeline = req.get_param_value("pipeline");
-    if (req.has_param("phase") && !req.get_param_value("phase").empty()) {
-      auto p = ParseRunPhase(req.get_param_value("phase"));
-      if (!p) return SendError(res, Status::InvalidArgument("unknown phase '" + req.get_param_value("phase") +
-                                                            "'; use Pending, Running, Succeeded, Failed, Error or Cancelled"));
-      filter.phase = p;
-    }
-    if (req.has_param("since") && !req.get_param_value("since").empty()) {
-      auto t = ParseTime(req.get_param_value("since"));
-      if (!t) return SendError(res, Status::InvalidArgument("since must be an RFC 3339 time or a date"));
-      filter.since = t;
-    }
-    filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 1000) : 50;
-    Json list = Json::array();
-    if (!filter.phase || *filter.phase == RunPhase::kPending)
-      for (const RunRecord& r : s->runs_->QueuedRuns())
-        if (filter.pipeline.empty() || r.pipeline == filter.pipeline) list.push_back(RunJson(r));
-    auto runs = s->store_->ListRuns(filter);
-    if (!runs) return SendError(res, runs.error());
-    for (const RunRecord& r : *runs) list.push_back(RunJson(r));
-    SendJson(res, 200, {{"runs", list}});
-  });
-  auto routes = this;
-  http.Get(R"(/api/v1/runs/([^/]+))", [s, routes](const httplib::Request& req, httplib::Response& res) {
-    auto run = routes->FindRun(req.matches[1]);
-    if (!run) return SendError(res, run.error());
-    Json steps = Json::array();
-    if (auto list = s->store_->ListSteps(run->id))
-      for (const StepRecord& st : *list) steps.push_back(StepJson(st));
-    SendJson(res, 200, {{"run", RunJson(*run)}, {"steps", steps}, {"active", s->runs_->IsActive(run->id)}});
-  });
-  http.Get(R"(/api/v1/runs/([^/]+)/graph)", [s, routes](const httplib::Request& req, httplib::Response& res) {
-    auto run = routes->FindRun(req.matches[1]);
-    if (!run) return SendError(res, run.error());
-    std::vector<StepRecord> steps;
-    if (auto list = s->store_->ListSteps(run->id)) steps = std::move(*list);
-    Json g = routes->Graph(*run, steps);
-    g["run"] = RunJson(*run);
-    SendJson(res, 200, g);
-  });
-  http.Get(R"(/api/v1/runs/([^/]+)/steps)", [s, routes](const httplib::Request& req, httplib::Response& res) {
-    auto run = routes->FindRun(req.matches[1]);
-    if (!run) return SendError(res, run.error());
-    Json steps = Json::array();
-    if (auto list = s->store_->ListSteps(run->id))
-      for (const StepRecord& st : *list) steps.push_back(StepJson(st));
-    SendJson(res, 200, {{"steps", steps}});
-  });
-  http.Get(R"(/api/v1/runs/([^/]+)/steps/([^/]+))", [s, routes](const httplib::Request& req, httplib::Response& res) {
-    auto run = routes->FindRun(req.matches[1]);
-    if (!run) return SendError(res, run.error());
-    auto step = s->store_->GetStep(run->id, req.matches[2]);
-    if (!step) return SendError(res, step.error());
-    SendJson(res, 200, StepJson(*step));
-  });
-  http.Get(R"(/api/v1/runs/([^/]+)/steps/([^/]+)/logs)", [s, routes](const httplib::Request& req, httplib::Response& res) {
-    auto run = routes->FindRun(req.matches[1]);
-    if (!run) return SendError(res, run.error());
-    std::string run_id = run->id, instance = req.matches[2];
-    auto step = s->store_->GetStep(run_id, instance);
-    if (!step) return SendError(res, step.error());
-    if (step->log_path.empty())
-      return SendError(res, Status::NotFound("step " + instance + " has no log yet (phase " +
-                                             NodePhaseName(step->phase) + ")"));
-    int64_t offset = 0;
-    if (req.has_param("offset")) {
-      auto parsed = ParseLogOffset(req.get_param_value("offset"));
-      if (!parsed) return SendError(res, parsed.error());
-      offset = *parsed;
-    }
-    bool follow = Truthy(req.get_param_value("follow"));
-    std::string path = step->log_path;
-    if (!follow) {
-      std::ifstream in(path, std::ios::binary | std::ios::ate);
-      if (!in) return SendError(res, Status::NotFound("log file " + path + " is gone"));
-      // Past the end: nothing to send, and the next offset is the end.
-      offset = std::min<int64_t>(offset, std::max<int64_t>(0, static_cast<int64_t>(in.tellg())));
-      in.seekg(offset);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      res.set_header("X-Log-Size", std::to_string(offset + static_cast<int64_t>(ss.str().size())));
-      res.set_content(ss.str(), "text/plain; charset=utf-8");
-      return;
-    }
-    Store* store = s->store_.get();
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(24);
-    res.set_chunked_content_provider(
-        "text/plain; charset=utf-8",
-        [store, run_id, instance, path, offset, deadline](size_t, httplib::DataSink& sink) mutable {
-          char buf[65536];
-          while (true) {
-            bool ended = false;
-            auto st = store->GetStep(run_id, instance);
-            if (!st || IsTerminal(st->phase)) ended = true;
-            std::ifstream in(path, std::ios::binary);
-            if (in) {
-              in.seekg(offset);
-              while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-                if (!sink.write(buf, static_cast<size_t>(in.gcount()))) return false;
-                offset += in.gcount();
-              }
-            }
-            if (ended || std::chrono::steady_clock::now() > deadline || !sink.is_writable()) {
-              sink.done();
-              return true;
-            }
-            // The step writes its log from another process: poll the file.
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));
-          }
-        });
-  });
-  http.Post(R"(/api/v1/runs/([^/]+)/cancel)", [s, routes](const httplib::Request& req, httplib::Response& res) {
-    auto run = routes->FindRun(req.matches[1]);
-    if (!run) return SendError(res, run.error());
-    std::string how;
-    Status st = s->runs_->Cancel(run->id, &how);
-    if (!st.ok()) return SendError(res, st);
-    SendJson(res, 202, {{"message", how}, {"run_id", run->id}});
-  });
-  auto resume = [s, routes](const httplib::Request& req, httplib::Response& res, bool rerun) {
-    auto run = routes->FindRun(req.matches[1]);
-    if (!run) return SendError(res, run.error());
-    // A resume takes no fields, but its body must still be a JSON object.
-    Result<std::vector<std::string>> from = std::vector<std::string>();
-    if (rerun) from = ParseRerunBody(req.body);
-    else if (auto body = ParseBodyObject(req.body); !body) from = Error(body.error());
-    if (!from) return SendError(res, from.error());
-    SubmitRequest sub;
-    sub.pipeline = run->pipeline;
-    sub.resume_run_id = run->id;
-    sub.typed_params = run->params;
-    sub.trigger = rerun ? "rerun" : "resume";
-    sub.spec = routes->SpecForRun(*run);
-    if (rerun) {
-      sub.rerun_from = std::move(*from);
-      if (sub.spec)
-        for (const std::string& name : sub.rerun_from)
-          if (!sub.spec->FindStep(name))
-            return SendError(res, Status::InvalidArgument("pipeline '" + run->pipeline + "' has no step '" + name + "'"));
-    } else if (s->runs_->IsActive(run->id) || run->phase == RunPhase::kRunning) {
-      return SendError(res, Status::FailedPrecondition("run " + run->id + " is still running; cancel it first"));
-    }
-    auto id = s->runs_->Submit(std::move(sub));
-    if (!id) return SendError(res, id.error());
-    SendJson(res, 201, {{"run_id", *id}, {"url", "/api/v1/runs/" + *id}, {"resumes", run->id}});
-  };
-  http.Post(R"(/api/v1/runs/([^/]+)/resume)", [resume](const httplib::Request& req, httplib::Response& res) { resume(req, res, false); });
-  http.Post(R"(/api/v1/runs/([^/]+)/rerun)", [resume](const httplib::Request& req, httplib::Response& res) { resume(req, res, true); });
-  http.Get(R"(/api/v1/runs/([^/]+)/artifacts)", [s, routes](const httplib::Request& req, httplib::Response& res) {
-    auto run = routes->FindRun(req.matches[1]);
-    if (!run) return SendError(res, run.error());
-    Json out = Json::array();
-    if (auto steps = s->store_->ListSteps(run->id))
-      for (const StepRecord& st : *steps) {
-        for (const auto& b : st.outputs) {
-          Json j = ArtifactJson(b.artifact);
-          j["name"] = b.name;
-          j["direction"] = "output";
-          j["instance"] = st.instance;
-          j["step"] = st.step;
-          j["ref"] = run->id + "/" + st.instance + "/" + b.name;
-          out.push_back(j);
-        }
-        for (const auto& b : st.inputs) {
-          Json j = ArtifactJson(b.artifact);
-          j["name"] = b.name;
-          j["direction"] = "input";
-          j["instance"] = st.instance;
-          j["step"] = st.step;
-          out.push_back(j);
-        }
-      }
-    SendJson(res, 200, {{"run", run->id}, {"artifacts", out}});
-  });
-  http.Get("/api/v1/lineage", [s](const httplib::Request& req, httplib::Response& res) {
-    std::string target_text = req.get_param_value("target");
-    if (target_text.empty())
-      return SendError(res, Status::InvalidArgument("give ?target= an artifact digest prefix, RUN/STEP/NAME, RUN/STEP or a run id"));
-    auto target = ResolveLineageTarget(s->store_.get(), target_text);
-    if (!target) return SendError(res, target.error());
-    LineageOptions opts;
-    opts.downstream = Truthy(req.get_param_value("downstream"));
-    if (req.has_param("depth")) opts.max_depth = std::clamp(std::atoi(req.get_param_value("depth").c_str()), 1, 64);
-    opts.max_nodes = 2000;
-    auto graph = QueryLineage(s->store_.get(), *target, opts);
-    if (!graph) return SendError(res, graph.error());
-    Json out = RenderLineageJson(*graph);
-    out["downstream"] = opts.downstream;
-    SendJson(res, 200, out);
-  });
+  http.Get("/api/v1/runs", Bind(&Routes::ListRuns));
+  http.Get(R"(/api/v1/runs/([^/]+))", Bind(&Routes::GetRun));
+  http.Get(R"(/api/v1/runs/([^/]+)/graph)", Bind(&Routes::GetRunGraph));
+  http.Get(R"(/api/v1/runs/([^/]+)/steps)", Bind(&Routes::ListRunSteps));
+  http.Get(R"(/api/v1/runs/([^/]+)/steps/([^/]+))", Bind(&Routes::GetRunStep));
+  http.Get(R"(/api/v1/runs/([^/]+)/steps/([^/]+)/logs)", Bind(&Routes::GetStepLogs));
+  http.Post(R"(/api/v1/runs/([^/]+)/cancel)", Bind(&Routes::CancelRun));
+  http.Post(R"(/api/v1/runs/([^/]+)/resume)", Bind(&Routes::ResumeRun));
+  http.Post(R"(/api/v1/runs/([^/]+)/rerun)", Bind(&Routes::RerunRun));
+  http.Get(R"(/api/v1/runs/([^/]+)/artifacts)", Bind(&Routes::ListRunArtifacts));
+  http.Get("/api/v1/lineage", Bind(&Routes::GetLineage));
 
-  // Webhooks.
-  auto trigger_push = [s](const std::string& body, const std::string& source, httplib::Response& res) {
-    auto event = ParsePushEvent(body);
-    if (!event) return SendError(res, event.error());
-    s->Reload(false);
-    Json triggered = Json::array();
-    for (const std::string& name : s->registry_->PipelinesTouchedBy(event->changed)) {
-      SubmitRequest sub;
-      sub.pipeline = name;
-      sub.trigger = "webhook";
-      auto id = s->runs_->Submit(std::move(sub));
-      triggered.push_back(id ? Json{{"pipeline", name}, {"run_id", *id}}
-                             : Json{{"pipeline", name}, {"error", id.error().message()}});
-    }
-    SendJson(res, 202, {{"source", source}, {"ref", event->ref}, {"after", event->after},
-                        {"changed", event->changed}, {"triggered", triggered}});
-  };
-  // A delivery already handled answers 200 and starts nothing. False when
-  // the request is answered (a duplicate, or a malformed id).
-  auto claim_delivery = [s](const std::string& source, const std::string& id,
-                            httplib::Response& res) {
-    if (id.empty()) return true;  // no id to recognise it by: handled as new
-    if (!IsDeliveryId(id)) {
-      SendError(res, Status::InvalidArgument("the delivery id header is not 1-128 printable ASCII "
-                                             "characters"));
-      return false;
-    }
-    TimePoint first;
-    if (s->deliveries_->Claim(source + ":" + id, s->clock_->Now(), &first)) return true;
-    SendJson(res, 200, {{"message", "duplicate delivery " + id + " (first received " + Iso(first) +
-                                        "); nothing triggered"},
-                        {"duplicate", true}, {"delivery", id}, {"triggered", Json::array()}});
-    return false;
-  };
-  http.Post(kGithubWebhookPath, [s, trigger_push, claim_delivery](const httplib::Request& req, httplib::Response& res) {
-    if (!VerifyGithubSignature(s->config_.github_secret, req.body, req.get_header_value("X-Hub-Signature-256")))
-      return SendUnauthorized(res, "X-Hub-Signature-256 is missing or does not match the configured webhooks.github secret");
-    std::string type = req.get_header_value("X-GitHub-Event");
-    if (type == "ping") return SendJson(res, 200, {{"message", "pong"}});
-    if (!type.empty() && type != "push")
-      return SendJson(res, 202, {{"message", "ignored event '" + type + "'; only push triggers pipelines"}, {"triggered", Json::array()}});
-    if (!claim_delivery("github", req.get_header_value("X-GitHub-Delivery"), res)) return;
-    trigger_push(req.body, "github", res);
-  });
-  http.Post(kGitlabWebhookPath, [s, trigger_push, claim_delivery](const httplib::Request& req, httplib::Response& res) {
-    if (!VerifyGitlabToken(s->config_.gitlab_token_sha256, req.get_header_value("X-Gitlab-Token")))
-      return SendUnauthorized(res, "X-Gitlab-Token is missing or does not match webhooks.gitlab.tokenSha256");
-    std::string type = req.get_header_value("X-Gitlab-Event");
-    if (!type.empty() && type != "Push Hook")
-      return SendJson(res, 202, {{"message", "ignored event '" + type + "'; only Push Hook triggers pipelines"}, {"triggered", Json::array()}});
-    // Idempotency-Key stays the same across GitLab's retries of one event.
-    std::string id = req.get_header_value("Idempotency-Key");
-    if (id.empty()) id = req.get_header_value("X-Gitlab-Event-UUID");
-    if (!claim_delivery("gitlab", id, res)) return;
-    trigger_push(req.body, "gitlab", res);
-  });
+  http.Post(kGithubWebhookPath, Bind(&Routes::GithubWebhook));
+  http.Post(kGitlabWebhookPath, Bind(&Routes::GitlabWebhook));
 
-  // The web UI.
-  auto serve_asset = [](const std::string& path, httplib::Response& res) {
-    const EmbeddedAsset* a = FindUiAsset(path);
-    if (!a) {
-      res.status = 404;
-      res.set_content("not found\n", "text/plain");
-      return;
-    }
-    res.set_header("Cache-Control", "no-cache");
-    res.set_content(std::string(a->data), std::string(a->content_type).c_str());
-  };
-  http.Get("/", [serve_asset](const httplib::Request&, httplib::Response& res) { serve_asset("index.html", res); });
-  http.Get(R"(/ui/(.+))", [serve_asset](const httplib::Request& req, httplib::Response& res) { serve_asset(req.matches[1], res); });
+  http.Get("/", Bind(&Routes::GetUiIndex));
+  http.Get(R"(/ui/(.+))", Bind(&Routes::GetUiAsset));
 }
+
+Result<RunRecord> Routes::FindRun(const std::string& id) {
+  if (auto q = s_->runs_->Queued(id)) return *q;
+  return s_->store_->GetRun(id);
+}
+
+SpecPtr Routes::SpecForRun(const RunRecord& run) {
+  if (!run.pipeline_digest.empty()) {
+    std::lock_guard lock(s_->spec_cache_mu_);
+    if (auto it = s_->spec_cache_.find(run.pipeline_digest); it != s_->spec_cache_.end())
+      return it->second;
+  }
+  SpecPtr spec;
+  if (!run.pipeline_yaml.empty()) {
+    dsl::LoadResult loaded = dsl::LoadPipelineString(run.pipeline_yaml, run.pipeline_file);
+    if (loaded.spec) spec = std::make_shared<const PipelineSpec>(std::move(*loaded.spec));
+  }
+  if (!spec) spec = s_->registry_->Find(run.pipeline);
+  if (spec && !run.pipeline_digest.empty()) {
+    std::lock_guard lock(s_->spec_cache_mu_);
+    if (s_->spec_cache_.size() > 256) s_->spec_cache_.clear();
+    s_->spec_cache_[run.pipeline_digest] = spec;
+  }
+  return spec;
+}
+
+Json Routes::Graph(const RunRecord& run, const std::vector<StepRecord>& steps) {
+  SpecPtr spec = SpecForRun(run);
+  Json nodes = Json::array(), edges = Json::array();
+  std::map<std::string, std::vector<const StepRecord*>> by_step;
+  for (const StepRecord& st : steps) by_step[st.step].push_back(&st);
+  std::optional<PipelineGraph> graph;
+  if (spec) {
+    auto g = PipelineGraph::Build(*spec);
+    if (g) graph = std::move(*g);
+  }
+  if (!graph) {
+    for (const StepRecord& st : steps) {
+      Json n = StepJson(st);
+      n["id"] = st.instance;
+      n["layer"] = 0;
+      nodes.push_back(n);
+    }
+    return {{"nodes", nodes}, {"edges", edges}};
+  }
+  std::vector<int> layer(graph->size(), 0);
+  int max_main = 0;
+  for (int node : graph->TopologicalOrder()) {
+    for (int up : graph->Upstream(node)) layer[node] = std::max(layer[node], layer[up] + 1);
+    if (!graph->IsFinally(node)) max_main = std::max(max_main, layer[node]);
+  }
+  for (int node = graph->num_main(); node < graph->size(); ++node) layer[node] += max_main + 1;
+  std::vector<std::vector<std::string>> ids(graph->size());
+  for (int node = 0; node < graph->size(); ++node) {
+    const StepSpec& step = graph->step(node);
+    auto it = by_step.find(step.name);
+    if (it == by_step.end()) {
+      ids[node].push_back(step.name);
+      nodes.push_back({{"id", step.name}, {"instance", step.name}, {"step", step.name},
+                       {"phase", "Pending"}, {"layer", layer[node]}, {"type", step.type},
+                       {"finally", graph->IsFinally(node)}, {"has_log", false},
+                       {"attempts", 0}, {"duration_seconds", nullptr}});
+      continue;
+    }
+    for (const StepRecord* st : it->second) {
+      Json n = StepJson(*st);
+      n["id"] = st->instance;
+      n["layer"] = layer[node];
+      n["type"] = step.type;
+      n["finally"] = graph->IsFinally(node);
+      nodes.push_back(n);
+      ids[node].push_back(st->instance);
+    }
+  }
+  for (int node = 0; node < graph->size(); ++node)
+    for (int up : graph->Upstream(node))
+      for (const std::string& from : ids[up])
+        for (const std::string& to : ids[node]) edges.push_back({from, to});
+  return {{"nodes", nodes}, {"edges", edges}};
+}
+
+httplib::Server::HandlerResponse Routes::Authenticate(const Request& req, Response& res) {
+  const std::string& path = req.path;
+  bool api = path.rfind("/api/", 0) == 0;
+  bool webhook = req.method == "POST" && (path == kGithubWebhookPath || path == kGitlabWebhookPath);
+  bool metrics = path == "/metrics";
+  if ((api && !webhook) || (metrics && s_->config_.metrics_require_auth)) {
+    if (!s_->auth_->Authenticate(req.get_header_value("Authorization"))) {
+      s_->metrics_->http_requests->Inc({{"code", "401"}});
+      SendUnauthorized(res, "a valid 'Authorization: Bearer <token>' header is required; "
+                            "tokens are configured (hashed) in the server config");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+  }
+  return httplib::Server::HandlerResponse::Unhandled;
+}
+
+void Routes::CountRequest(const Request& req, Response& res) {
+  if (req.path.rfind("/api/", 0) == 0)
+    s_->metrics_->http_requests->Inc({{"code", std::to_string(res.status)}});
+}
+
+void Routes::GetHealth(const Request&, Response& res) { res.set_content("ok\n", "text/plain"); }
+
+void Routes::GetMetrics(const Request&, Response& res) {
+  s_->metrics_->runs_queued->Set({}, static_cast<double>(s_->runs_->QueuedRuns().size()));
+  s_->metrics_->http_connections_open->Set({}, s_->http_->open_connections());
+  res.set_content(s_->metrics_registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+void Routes::GetOpenApi(const Request&, Response& res) { SendJson(res, 200, OpenApiDocument()); }
+
+void Routes::ListPipelines(const Request&, Response& res) {
+  Json list = Json::array();
+  for (const PipelineFile& f : s_->registry_->List()) {
+    Json diags = Json::array();
+    for (const auto& d : f.diagnostics)
+      diags.push_back({{"file", d.loc.file}, {"line", d.loc.line}, {"column", d.loc.column},
+                       {"severity", d.severity == dsl::Severity::kError ? "error" : "warning"},
+                       {"message", d.message}, {"text", d.ToString()}});
+    Json p = {{"file", f.path}, {"name", f.name}, {"ok", f.ok}, {"has_good_version", f.spec != nullptr},
+              {"digest", f.digest}, {"diagnostics", diags}, {"loaded_at", Iso(f.loaded_at)}};
+    if (f.spec) {
+      p["description"] = f.spec->description;
+      p["steps"] = f.spec->steps.size() + f.spec->finally_steps.size();
+      p["scheduled"] = f.spec->schedule.has_value();
+    }
+    list.push_back(p);
+  }
+  SendJson(res, 200, {{"pipelines", list}});
+}
+
+void Routes::GetPipeline(const Request& req, Response& res) {
+  SpecPtr spec = s_->registry_->Find(req.matches[1]);
+  if (!spec) return SendError(res, Status::NotFound("no pipeline named '" + std::string(req.matches[1]) + "'"));
+  Json params = Json::array();
+  for (const ParamSpec& p : spec->params)
+    params.push_back({{"name", p.name}, {"type", ParamTypeName(p.type)},
+                      {"default", p.default_value ? *p.default_value : Json(nullptr)},
+                      {"required", p.required}, {"description", p.description}});
+  Json steps = Json::array();
+  auto graph = PipelineGraph::Build(*spec);
+  for (const auto* list : {&spec->steps, &spec->finally_steps})
+    for (const StepSpec& st : *list) {
+      Json up = Json::array();
+      if (graph) {
+        int node = graph->Find(st.name);
+        for (int u : graph->Upstream(node)) up.push_back(graph->step(u).name);
+      }
+      steps.push_back({{"name", st.name}, {"type", st.type}, {"upstream", up},
+                       {"finally", st.is_finally}, {"foreach", st.foreach.has_value()}});
+    }
+  Json out = {{"name", spec->name}, {"description", spec->description}, {"file", spec->file},
+              {"digest", spec->file_digest}, {"params", params}, {"steps", steps},
+              {"executor", spec->executor}};
+  if (spec->schedule) out["schedule"] = ScheduleJson(*spec);
+  SendJson(res, 200, out);
+}
+
+// The pipeline's schedule with its next five times and the last one run.
+Json Routes::ScheduleJson(const PipelineSpec& spec) {
+  const ScheduleSpec& sc = *spec.schedule;
+  Json next = Json::array();
+  if (auto crons = ParseSchedule(sc)) {
+    SysSeconds t = std::chrono::floor<std::chrono::seconds>(s_->clock_->Now());
+    for (int i = 0; i < 5; ++i) {
+      std::optional<SysSeconds> n;
+      for (const auto& c : *crons)
+        if (auto x = c.Next(t); x && (!n || *x < *n)) n = x;
+      if (!n) break;
+      next.push_back(date::format("%FT%TZ", *n));
+      t = *n;
+    }
+  }
+  auto last = s_->scheduler_->LastScheduled(spec.name);
+  return {{"cron", sc.cron}, {"timezone", sc.timezone},
+          {"concurrencyPolicy", sc.concurrency_policy}, {"catchup", sc.catchup},
+          {"catchupLimit", sc.catchup_limit}, {"historyLimit", sc.history_limit},
+          {"next", next},
+          {"last_scheduled", last ? Json(date::format("%FT%TZ", *last)) : Json(nullptr)}};
+}
+
+void Routes::SubmitRun(const Request& req, Response& res) {
+  auto body = ParseSubmitBody(req.body);
+  if (!body) return SendError(res, body.error());
+  SubmitRequest sub;
+  sub.pipeline = req.matches[1];
+  if (!body->params.is_null()) sub.typed_params = std::move(body->params);
+  sub.run_id = std::move(body->run_id);
+  sub.trigger = "api";
+  auto id = s_->runs_->Submit(std::move(sub));
+  if (!id) return SendError(res, id.error());
+  SendJson(res, 201, {{"run_id", *id}, {"url", "/api/v1/runs/" + *id}});
+}
+
+void Routes::GetPipelineMetrics(const Request& req, Response& res) {
+  RunFilter filter;
+  filter.pipeline = req.matches[1];
+  filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 200) : 20;
+  auto runs = s_->store_->ListRuns(filter);
+  if (!runs) return SendError(res, runs.error());
+  Json out = Json::array();
+  std::set<std::string> names;
+  for (const RunRecord& r : *runs) {
+    auto steps = s_->store_->ListSteps(r.id);
+    Json metrics = Json::object();
+    if (steps)
+      for (const StepRecord& st : *steps)
+        for (const auto& [k, v] : st.metrics.items()) {
+          metrics[st.instance + "." + k] = v;
+          names.insert(st.instance + "." + k);
+        }
+    out.push_back({{"run", r.id}, {"phase", RunPhaseName(r.phase)}, {"created_at", Iso(r.created_at)},
+                   {"params", r.params}, {"metrics", metrics}});
+  }
+  SendJson(res, 200, {{"pipeline", filter.pipeline}, {"metrics", Json(names)}, {"runs", out}});
+}
+
+void Routes::PostReload(const Request&, Response& res) { SendJson(res, 200, s_->Reload(true)); }
+
+void Routes::ListSchedules(const Request&, Response& res) {
+  Json out = Json::array();
+  for (const std::string& name : s_->scheduler_->Pipelines()) {
+    SpecPtr spec = s_->registry_->Find(name);
+    auto last = s_->scheduler_->LastScheduled(name);
+    Json j = {{"pipeline", name},
+              {"last_scheduled", last ? Json(date::format("%FT%TZ", *last)) : Json(nullptr)},
+              {"active_runs", s_->runs_->ActiveScheduledRuns(name)}};
+    if (spec && spec->schedule) {
+      j["cron"] = spec->schedule->cron;
+      j["timezone"] = spec->schedule->timezone;
+    }
+    out.push_back(j);
+  }
+  SendJson(res, 200, {{"schedules", out}});
+}
+
+void Routes::ListRuns(const Request& req, Response& res) {
+  RunFilter filter;
+  filter.pipeline = req.get_param_value("pipeline");
+  if (req.has_param("phase") && !req.get_param_value("phase").empty()) {
+    auto p = ParseRunPhase(req.get_param_value("phase"));
+    if (!p) return SendError(res, Status::InvalidArgument("unknown phase '" + req.get_param_value("phase") +
+                                                          "'; use Pending, Running, Succeeded, Failed, Error or Cancelled"));
+    filter.phase = p;
+  }
+  if (req.has_param("since") && !req.get_param_value("since").empty()) {
+    auto t = ParseTime(req.get_param_value("since"));
+    if (!t) return SendError(res, Status::InvalidArgument("since must be an RFC 3339 time or a date"));
+    filter.since = t;
+  }
+  filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 1000) : 50;
+  Json list = Json::array();
+  if (!filter.phase || *filter.phase == RunPhase::kPending)
+    for (const RunRecord& r : s_->runs_->QueuedRuns())
+      if (filter.pipeline.empty() || r.pipeline == filter.pipeline) list.push_back(RunJson(r));
+  auto runs = s_->store_->ListRuns(filter);
+  if (!runs) return SendError(res, runs.error());
+  for (const RunRecord& r : *runs) list.push_back(RunJson(r));
+  SendJson(res, 200, {{"runs", list}});
+}
+
+void Routes::GetRun(const Request& req, Response& res) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  Json steps = Json::array();
+  if (auto list = s_->store_->ListSteps(run->id))
+    for (const StepRecord& st : *list) steps.push_back(StepJson(st));
+  SendJson(res, 200, {{"run", RunJson(*run)}, {"steps", steps}, {"active", s_->runs_->IsActive(run->id)}});
+}
+
+void Routes::GetRunGraph(const Request& req, Response& res) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  std::vector<StepRecord> steps;
+  if (auto list = s_->store_->ListSteps(run->id)) steps = std::move(*list);
+  Json g = Graph(*run, steps);
+  g["run"] = RunJson(*run);
+  SendJson(res, 200, g);
+}
+
+void Routes::ListRunSteps(const Request& req, Response& res) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  Json steps = Json::array();
+  if (auto list = s_->store_->ListSteps(run->id))
+    for (const StepRecord& st : *list) steps.push_back(StepJson(st));
+  SendJson(res, 200, {{"steps", steps}});
+}
+
+void Routes::GetRunStep(const Request& req, Response& res) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  auto step = s_->store_->GetStep(run->id, req.matches[2]);
+  if (!step) return SendError(res, step.error());
+  SendJson(res, 200, StepJson(*step));
+}
+
+void Routes::GetStepLogs(const Request& req, Response& res) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  std::string run_id = run->id, instance = req.matches[2];
+  auto step = s_->store_->GetStep(run_id, instance);
+  if (!step) return SendError(res, step.error());
+  if (step->log_path.empty())
+    return SendError(res, Status::NotFound("step " + instance + " has no log yet (phase " +
+                                           NodePhaseName(step->phase) + ")"));
+  int64_t offset = 0;
+  if (req.has_param("offset")) {
+    auto parsed = ParseLogOffset(req.get_param_value("offset"));
+    if (!parsed) return SendError(res, parsed.error());
+    offset = *parsed;
+  }
+  bool follow = Truthy(req.get_param_value("follow"));
+  std::string path = step->log_path;
+  if (!follow) {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) return SendError(res, Status::NotFound("log file " + path + " is gone"));
+    // Past the end: nothing to send, and the next offset is the end.
+    offset = std::min<int64_t>(offset, std::max<int64_t>(0, static_cast<int64_t>(in.tellg())));
+    in.seekg(offset);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    res.set_header("X-Log-Size", std::to_string(offset + static_cast<int64_t>(ss.str().size())));
+    res.set_content(ss.str(), "text/plain; charset=utf-8");
+    return;
+  }
+  Store* store = s_->store_.get();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(24);
+  res.set_chunked_content_provider(
+      "text/plain; charset=utf-8",
+      [store, run_id, instance, path, offset, deadline](size_t, httplib::DataSink& sink) mutable {
+        char buf[65536];
+        while (true) {
+          bool ended = false;
+          auto st = store->GetStep(run_id, instance);
+          if (!st || IsTerminal(st->phase)) ended = true;
+          std::ifstream in(path, std::ios::binary);
+          if (in) {
+            in.seekg(offset);
+            while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+              if (!sink.write(buf, static_cast<size_t>(in.gcount()))) return false;
+              offset += in.gcount();
+            }
+          }
+          if (ended || std::chrono::steady_clock::now() > deadline || !sink.is_writable()) {
+            sink.done();
+            return true;
+          }
+          // The step writes its log from another process: poll the file.
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+      });
+}
+
+void Routes::CancelRun(const Request& req, Response& res) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  std::string how;
+  Status st = s_->runs_->Cancel(run->id, &how);
+  if (!st.ok()) return SendError(res, st);
+  SendJson(res, 202, {{"message", how}, {"run_id", run->id}});
+}
+
+void Routes::ResumeRun(const Request& req, Response& res) { ResumeOrRerun(req, res, false); }
+
+void Routes::RerunRun(const Request& req, Response& res) { ResumeOrRerun(req, res, true); }
+
+void Routes::ResumeOrRerun(const Request& req, Response& res, bool rerun) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  // A resume takes no fields, but its body must still be a JSON object.
+  Result<std::vector<std::string>> from = std::vector<std::string>();
+  if (rerun) from = ParseRerunBody(req.body);
+  else if (auto body = ParseBodyObject(req.body); !body) from = Error(body.error());
+  if (!from) return SendError(res, from.error());
+  SubmitRequest sub;
+  sub.pipeline = run->pipeline;
+  sub.resume_run_id = run->id;
+  sub.typed_params = run->params;
+  sub.trigger = rerun ? "rerun" : "resume";
+  sub.spec = SpecForRun(*run);
+  if (rerun) {
+    sub.rerun_from = std::move(*from);
+    if (sub.spec)
+      for (const std::string& name : sub.rerun_from)
+        if (!sub.spec->FindStep(name))
+          return SendError(res, Status::InvalidArgument("pipeline '" + run->pipeline + "' has no step '" + name + "'"));
+  } else if (s_->runs_->IsActive(run->id) || run->phase == RunPhase::kRunning) {
+    return SendError(res, Status::FailedPrecondition("run " + run->id + " is still running; cancel it first"));
+  }
+  auto id = s_->runs_->Submit(std::move(sub));
+  if (!id) return SendError(res, id.error());
+  SendJson(res, 201, {{"run_id", *id}, {"url", "/api/v1/runs/" + *id}, {"resumes", run->id}});
+}
+
+void Routes::ListRunArtifacts(const Request& req, Response& res) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  Json out = Json::array();
+  if (auto steps = s_->store_->ListSteps(run->id))
+    for (const StepRecord& st : *steps) {
+      for (const auto& b : st.outputs) {
+        Json j = ArtifactJson(b.artifact);
+        j["name"] = b.name;
+        j["direction"] = "output";
+        j["instance"] = st.instance;
+        j["step"] = st.step;
+        j["ref"] = run->id + "/" + st.instance + "/" + b.name;
+        out.push_back(j);
+      }
+      for (const auto& b : st.inputs) {
+        Json j = ArtifactJson(b.artifact);
+        j["name"] = b.name;
+        j["direction"] = "input";
+        j["instance"] = st.instance;
+        j["step"] = st.step;
+        out.push_back(j);
+      }
+    }
+  SendJson(res, 200, {{"run", run->id}, {"artifacts", out}});
+}
+
+void Routes::GetLineage(const Request& req, Response& res) {
+  std::string target_text = req.get_param_value("target");
+  if (target_text.empty())
+    return SendError(res, Status::InvalidArgument("give ?target= an artifact digest prefix, RUN/STEP/NAME, RUN/STEP or a run id"));
+  auto target = ResolveLineageTarget(s_->store_.get(), target_text);
+  if (!target) return SendError(res, target.error());
+  LineageOptions opts;
+  opts.downstream = Truthy(req.get_param_value("downstream"));
+  if (req.has_param("depth")) opts.max_depth = std::clamp(std::atoi(req.get_param_value("depth").c_str()), 1, 64);
+  opts.max_nodes = 2000;
+  auto graph = QueryLineage(s_->store_.get(), *target, opts);
+  if (!graph) return SendError(res, graph.error());
+  Json out = RenderLineageJson(*graph);
+  out["downstream"] = opts.downstream;
+  SendJson(res, 200, out);
+}
+
+void Routes::GithubWebhook(const Request& req, Response& res) {
+  if (!VerifyGithubSignature(s_->config_.github_secret, req.body, req.get_header_value("X-Hub-Signature-256")))
+    return SendUnauthorized(res, "X-Hub-Signature-256 is missing or does not match the configured webhooks.github secret");
+  std::string type = req.get_header_value("X-GitHub-Event");
+  if (type == "ping") return SendJson(res, 200, {{"message", "pong"}});
+  if (!type.empty() && type != "push")
+    return SendJson(res, 202, {{"message", "ignored event '" + type + "'; only push triggers pipelines"}, {"triggered", Json::array()}});
+  if (!ClaimDelivery("github", req.get_header_value("X-GitHub-Delivery"), res)) return;
+  TriggerPush(req.body, "github", res);
+}
+
+void Routes::GitlabWebhook(const Request& req, Response& res) {
+  if (!VerifyGitlabToken(s_->config_.gitlab_token_sha256, req.get_header_value("X-Gitlab-Token")))
+    return SendUnauthorized(res, "X-Gitlab-Token is missing or does not match webhooks.gitlab.tokenSha256");
+  std::string type = req.get_header_value("X-Gitlab-Event");
+  if (!type.empty() && type != "Push Hook")
+    return SendJson(res, 202, {{"message", "ignored event '" + type + "'; only Push Hook triggers pipelines"}, {"triggered", Json::array()}});
+  // Idempotency-Key stays the same across GitLab's retries of one event.
+  std::string id = req.get_header_value("Idempotency-Key");
+  if (id.empty()) id = req.get_header_value("X-Gitlab-Event-UUID");
+  if (!ClaimDelivery("gitlab", id, res)) return;
+  TriggerPush(req.body, "gitlab", res);
+}
+
+// A delivery already handled answers 200 and starts nothing. False when
+// the request is answered (a duplicate, or a malformed id).
+bool Routes::ClaimDelivery(const std::string& source, const std::string& id, Response& res) {
+  if (id.empty()) return true;  // no id to recognise it by: handled as new
+  if (!IsDeliveryId(id)) {
+    SendError(res, Status::InvalidArgument("the delivery id header is not 1-128 printable ASCII "
+                                           "characters"));
+    return false;
+  }
+  TimePoint first;
+  if (s_->deliveries_->Claim(source + ":" + id, s_->clock_->Now(), &first)) return true;
+  SendJson(res, 200, {{"message", "duplicate delivery " + id + " (first received " + Iso(first) +
+                                      "); nothing triggered"},
+                      {"duplicate", true}, {"delivery", id}, {"triggered", Json::array()}});
+  return false;
+}
+
+// Submits a run of every pipeline whose files the push changed.
+void Routes::TriggerPush(const std::string& body, const std::string& source, Response& res) {
+  auto event = ParsePushEvent(body);
+  if (!event) return SendError(res, event.error());
+  s_->Reload(false);
+  Json triggered = Json::array();
+  for (const std::string& name : s_->registry_->PipelinesTouchedBy(event->changed)) {
+    SubmitRequest sub;
+    sub.pipeline = name;
+    sub.trigger = "webhook";
+    auto id = s_->runs_->Submit(std::move(sub));
+    triggered.push_back(id ? Json{{"pipeline", name}, {"run_id", *id}}
+                           : Json{{"pipeline", name}, {"error", id.error().message()}});
+  }
+  SendJson(res, 202, {{"source", source}, {"ref", event->ref}, {"after", event->after},
+                      {"changed", event->changed}, {"triggered", triggered}});
+}
+
+void Routes::GetUiIndex(const Request&, Response& res) { ServeUiAsset("index.html", res); }
+
+void Routes::GetUiAsset(const Request& req, Response& res) { ServeUiAsset(req.matches[1], res); }
 
 void Server::InstallRoutes() {
   auto routes = std::make_shared<Routes>(this);
