@@ -15,6 +15,7 @@
 #include "engine/expr.h"
 #include "engine/graph.h"
 #include "engine/quantity.h"
+#include "engine/run/task_builder.h"
 #include "engine/sha256.h"
 #include "operators/kubernetes/manifests.h"
 
@@ -542,30 +543,17 @@ Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
     Fail(step.loc, "outputs of foreach " + step.type + " step '" + step.name +
                        "' cannot be compiled to Argo: a resource template reads no files; write "
                        "results under the workspace and read them in a later container step");
-  Task task;
-  task.run_id = "argo";
-  task.pipeline = spec_.name;
-  task.step = step.name;
-  task.instance = step.name;
-  task.operator_type = step.type;
+  // A template Argo cannot resolve renders as "" (RenderInTemplate reports
+  // it); a secret env var is passed by reference (secretKeyRef).
+  TaskBuilder builder(step);
+  auto render = [&](const Template& t, const std::string&) -> Result<RenderedText> {
+    auto r = RenderInTemplate(step, t, b);
+    return RenderedText{r ? *r : ""};
+  };
+  (void)builder.RenderArgv(render);
+  (void)builder.RenderEnv(render, [](const EnvVarSpec&) -> Result<std::string> { return std::string(); });
+  Task task = std::move(builder).Build("argo", spec_.name, step.name, /*attempt=*/1);
   task.image = step.image.empty() ? options_.default_image : step.image;
-  task.resources = step.resources;
-  task.timeout = step.timeout;
-  task.config = step.config;
-  for (const auto& c : step.command) {
-    auto r = RenderInTemplate(step, c, b);
-    task.argv.push_back(r ? *r : "");
-  }
-  for (const auto& e : step.env) {
-    if (e.secret) {
-      task.env[e.name] = "";
-      task.secret_env.push_back(e.name);
-      task.secret_refs[e.name] = *e.secret;
-      continue;
-    }
-    auto v = RenderInTemplate(step, e.value, b);
-    task.env[e.name] = v ? *v : "";
-  }
   task.workdir = ResourceWorkdir(step);
   operators::ManifestOptions mo;
   mo.namespace_ = options_.namespace_;

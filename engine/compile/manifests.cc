@@ -5,6 +5,7 @@
 
 #include "engine/expr.h"
 #include "engine/graph.h"
+#include "engine/run/task_builder.h"
 #include "operators/kubernetes/manifests.h"
 
 namespace sluice::compile {
@@ -41,7 +42,7 @@ Result<std::string> RenderOrPlaceholder(const Template& t, const Json& scope) {
 }
 
 // A string of the config section: one {{ expression }} keeps its value's type
-// (as the runner's RenderConfig); a run-time value is a placeholder.
+// (as the run loop renders an operator program's config, engine/run/operator_programs.cc); a run-time value is a placeholder.
 Result<Json> RenderConfig(const Json& config, const Json& scope, const SourceLocation& loc) {
   if (config.is_string()) {
     const std::string& text = config.get_ref<const std::string&>();
@@ -168,12 +169,6 @@ Result<std::vector<Json>> DeployObjects(const StepSpec& step, const Json& scope,
   return out;
 }
 
-std::string EnvName(const std::string& name) {
-  std::string out;
-  for (char c : name) out += static_cast<char>(std::isalnum(static_cast<unsigned char>(c)) ? std::toupper(c) : '_');
-  return out;
-}
-
 }  // namespace
 
 Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Json& params,
@@ -251,43 +246,28 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
         scope["item_index"] = expand ? Json(static_cast<int64_t>(i)) : Json(Placeholder("item_index"));
         if (expand) instance += "[" + std::to_string(i) + "]";
       }
-      Task task;
-      task.run_id = options.run_id;
-      task.pipeline = spec.name;
-      task.step = step.name;
-      task.instance = instance;
-      task.attempt = 1;
-      task.operator_type = step.type;
-      task.image = step.image;
-      task.resources = step.resources;
-      task.timeout = step.timeout;
-      task.config = step.config;
-      Json inputs = Json::object();
-      for (const auto& [name, t] : step.inputs) {
+      // Run-time values render as placeholders; a secret env var is passed
+      // by reference (secretKeyRef), so it has no value here.
+      TaskBuilder builder(step);
+      auto inputs = builder.RenderInputs([&](const std::string&, const Template& t) -> Result<Json> {
         auto v = RenderOrPlaceholder(t, scope);
         if (!v) return Error(v.error());
-        inputs[name] = *v;
-        task.env["SLUICE_INPUT_" + EnvName(name)] = *v;
-      }
-      scope["inputs"] = inputs;
-      for (const auto& c : step.command) {
-        auto v = RenderOrPlaceholder(c, scope);
+        return Json(std::move(*v));
+      });
+      if (!inputs) return Error(inputs.error());
+      scope["inputs"] = std::move(*inputs);
+      auto render = [&](const Template& t, const std::string&) -> Result<RenderedText> {
+        auto v = RenderOrPlaceholder(t, scope);
         if (!v) return Error(v.error());
-        task.argv.push_back(*v);
-      }
-      for (const auto& e : step.env) {
-        if (e.secret) {
-          task.env[e.name] = "";
-          task.secret_env.push_back(e.name);
-          task.secret_refs[e.name] = *e.secret;
-          continue;
-        }
-        auto v = RenderOrPlaceholder(e.value, scope);
-        if (!v) return Error(v.error());
-        task.env[e.name] = *v;
-      }
-      task.env["SLUICE_RUN_ID"] = options.run_id;
-      task.env["SLUICE_STEP"] = instance;
+        return RenderedText{std::move(*v)};
+      };
+      if (Status s = builder.RenderArgv(render); !s.ok()) return Error(s);
+      if (Status s = builder.RenderEnv(render, [](const EnvVarSpec&) -> Result<std::string> { return std::string(); });
+          !s.ok())
+        return Error(s);
+      builder.task().env["SLUICE_RUN_ID"] = options.run_id;
+      builder.task().env["SLUICE_STEP"] = instance;
+      Task task = std::move(builder).Build(options.run_id, spec.name, instance, /*attempt=*/1);
       Result<std::vector<Json>> manifests = std::vector<Json>();
       if (step.type == "deploy") {
         manifests = DeployObjects(step, scope, instance, options);

@@ -1,11 +1,15 @@
 #pragma once
 // Cache explanations: why a step would (not) be a cache hit.
 //
-// There is one implementation of the cache key: the Runner's (see
-// engine/run/runner.h). Every execution snapshot records the key's components as
-// `cache_key_material` (secrets redacted). `PredictCache` runs the real
-// Runner against a read-only overlay of the store, with an executor that
-// starts nothing: each step whose key has a usable cache entry is reported
+// There is one implementation of the cache key: CacheKey
+// (engine/run/cache_key.h), which the run loop computes for every attempt.
+// Every execution snapshot records the key's components as
+// `cache_key_material` (secrets redacted). A key is computed from the
+// instance's resolved scope: upstream steps' outputs (from cache hits),
+// foreach items, `when`, input artifacts; resolving those is the run loop's
+// work, so `PredictCache` runs the real Runner against a read-only overlay
+// of the store, with an executor that starts nothing, rather than a second
+// copy of that logic: each step whose key has a usable cache entry is reported
 // as a hit (and from which run/step it would reuse outputs); every other
 // step is compared, component by component, with the most recent successful
 // execution of the same step instance of the same pipeline, and the

@@ -25,6 +25,9 @@
 #include "engine/store/store_writer.h"
 #include "engine/plan.h"
 #include "engine/store/provenance.h"
+#include "engine/run/cache_key.h"
+#include "engine/run/operator_programs.h"
+#include "engine/run/task_builder.h"
 #include "engine/run_id.h"
 #include "engine/secret_mask.h"
 #include "engine/sha256.h"
@@ -82,37 +85,6 @@ std::string AtLoc(const SourceLocation& loc, const std::string& message) {
   return where.empty() ? message : where + ": " + message;
 }
 
-// NAME for env variables: upper case, '-' and '.' as '_'.
-// Renders every string in an operator's config section: a string that is
-// one {{ expression }} keeps its value's type; `${...}` (the operator's own
-// placeholders) is left alone.
-Result<Json> RenderConfig(const Json& config, const Json& scope) {
-  if (config.is_string()) {
-    const std::string& text = config.get_ref<const std::string&>();
-    if (text.find("{{") == std::string::npos) return config;
-    return expr::RenderValue(text, scope);
-  }
-  if (config.is_array() || config.is_object()) {
-    Json out = config;
-    for (auto it = out.begin(); it != out.end(); ++it) {
-      auto v = RenderConfig(*it, scope);
-      if (!v) return v;
-      *it = std::move(*v);
-    }
-    return out;
-  }
-  return config;
-}
-
-std::string EnvName(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '-' || c == '.') out += '_';
-    else out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
-
 std::string Trim(const std::string& s) {
   size_t b = 0, e = s.size();
   while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
@@ -159,7 +131,9 @@ AttemptResult ToAttemptResult(TaskOutcome o) {
 // The state of one Run(): everything the loop needs, built from the Runner.
 class RunLoop {
  public:
-  explicit RunLoop(Runner& r) : r_(r), spec_(r.spec_), opt_(r.options_), clock_(r.clock_) {}
+  explicit RunLoop(Runner& r)
+      : r_(r), spec_(r.spec_), opt_(r.options_), clock_(r.clock_),
+        programs_(r.options_.operator_commands, r.options_.state_dir) {}
 
   Result<RunSummary> Run();
 
@@ -200,9 +174,64 @@ class RunLoop {
   Status SettleOpenExecutions();
   void Schedule();
   void HandleExpand(int step);
-  // Starts attempt `attempt` of `inst`. Returns false when the executor is
-  // full (the instance went back to the plan).
+  // One attempt of an instance on its way to start: what the steps of
+  // StartInstance hand on to each other.
+  struct Attempt {
+    Attempt(int inst, int step, int attempt, const StepSpec& spec, TimePoint now)
+        : inst(inst), step(step), attempt(attempt), spec(spec), now(now), builder(spec) {}
+    int inst;
+    int step;
+    int attempt;
+    const StepSpec& spec;
+    TimePoint now;
+    Json scope;             // what the templates see (null when they need none)
+    TaskBuilder builder;    // the Task, rendered
+    Json inputs = Json::object();         // input name -> rendered value
+    Json input_digests = Json::object();  // input name -> artifact digest(s), null for none
+    std::set<std::string> secret_inputs;  // inputs whose value reads a secret
+    std::map<std::string, std::string> env_snapshot;  // env as recorded (secrets redacted)
+    std::string base_dir;        // runs/<run>/steps/<instance>
+    std::string log_path;
+    std::string workdir_record;  // the workdir as recorded
+    bool started_before = false;  // an earlier sluice process started it (adopted)
+    const std::pair<std::string, Json>* code = nullptr;  // code digest and per-file digests
+    CacheKey key;
+    bool python_recorded = false;  // the snapshot records python_version_
+  };
+
+  // Starts attempt `attempt` of `inst`: evaluates `when`, renders the Task
+  // (RenderTask, ResolveWorkdir), computes its cache key, reuses a cache
+  // hit (TryCacheHit) or starts it (MakeWorkdir, Launch). Returns false when
+  // the executor is full (the instance went back to the plan).
   bool StartInstance(int inst, int attempt);
+  // The run loop's template rendering for `a`'s TaskBuilder: in a.scope,
+  // recording what reads a secret, errors as "FILE:L:C: step 'I': FIELD: why".
+  TaskBuilder::RenderText TemplateRenderer(const Attempt& a);
+  // Renders inputs (bound to the artifacts they are), argv (or an operator
+  // program's), env and SLUICE_RUN_ID into a.builder, and the env snapshot.
+  Status RenderTask(Attempt& a);
+  // The artifact input `in_name` of `inst` is when `value` is the path of
+  // one (recorded in the instance's inputs): its digest; null otherwise.
+  Json BindInput(int inst, const std::string& in_name, const Json& value);
+  // The instance's working directory and log path for this attempt.
+  Status ResolveWorkdir(Attempt& a);
+  // SecretDigest for the cache key; "<redacted>" (and the error recorded)
+  // when the digest key cannot be made.
+  std::string KeyDigest(const std::string& value);
+  CacheKey ComputeCacheKey(const Attempt& a);
+  // Whether the cache is asked for `a` at all.
+  bool LooksUpCache(const Attempt& a) const;
+  // Finishes `a` as Cached when the store has a usable hit for its key.
+  bool TryCacheHit(Attempt& a);
+  std::vector<std::string> RedactedArgv(const Attempt& a) const;
+  // The execution snapshot of a cache hit that reuses a recorded execution.
+  std::string LightSnapshotText(const Attempt& a, const std::string& cached_from) const;
+  // The full execution snapshot; takes what it records from `a` (call once).
+  Json FullSnapshot(Attempt& a);
+  // Empties and makes the attempt's working directory.
+  Status MakeWorkdir(const Attempt& a);
+  // Builds the Task, records the attempt as Running and starts it.
+  void Launch(Attempt& a, Json snapshot);
   void FailInstance(int inst, AttemptResult result, const std::string& message, bool retryable);
   void HandleResult(const TaskResult& result);
   // Collects declared outputs; a non-empty message means the step failed.
@@ -259,6 +288,7 @@ class RunLoop {
   const PipelineSpec& spec_;
   const RunOptions& opt_;
   Clock* clock_;
+  OperatorPrograms programs_;  // steps that run as an operator's own program
   std::unique_ptr<PipelineGraph> graph_;
   std::unique_ptr<Plan> plan_;
   std::vector<Inst> insts_;
@@ -527,19 +557,13 @@ Status RunLoop::Prepare() {
     if (step.foreach && step.foreach->kind == ForEachSpec::Kind::kExpression)
       texts.push_back({step.foreach->expression.text, true});
     if (step.workdir) texts.push_back({step.workdir->text, true});
-    if (opt_.operator_commands.count(step.type)) {
-      std::function<void(const Json&)> collect = [&](const Json& j) {
-        if (j.is_string()) texts.push_back({j.get<std::string>(), true});
-        else if (j.is_structured()) for (const auto& x : j) collect(x);
-      };
-      collect(step.config);
-    }
+    programs_.ForEachConfigString(step, [&](const std::string& text) { texts.push_back({text, true}); });
     StepInfo& info = steps_[v];
     info.items_secret = step.foreach && step.foreach->kind == ForEachSpec::Kind::kExpression &&
                         reads_secret(step.foreach->expression.text, true, false);
     for (const auto& [text, is_template] : texts)
       if (reads_secret(text, is_template, info.items_secret)) info.secret_texts.insert(text);
-    if (opt_.operator_commands.count(step.type))
+    if (programs_.Runs(step))
       for (const auto& [text, is_template] : texts)
         if (info.secret_texts.count(text)) info.config_secret = true;
     std::set<std::string> params;
@@ -554,11 +578,8 @@ Status RunLoop::Prepare() {
     if (!step.inputs.empty()) steps_[v].needs_scope = true;
     steps_[v].param_refs.assign(params.begin(), params.end());
     // The parts of the cache key that are the same for every instance.
-    Json& declared = steps_[v].declared;
-    for (const auto& a : step.output_artifacts) declared["artifacts"][a.name] = a.path;
-    for (const auto& p : step.output_params) declared["params"][p.name] = p.path;
-    if (step.metrics_file) declared["metrics"] = *step.metrics_file;
-    steps_[v].declared_json = declared.dump();
+    steps_[v].declared = CacheKey::DeclaredOutputs(step);
+    steps_[v].declared_json = steps_[v].declared.dump();
     steps_[v].config_json = step.config.dump();
   }
 
@@ -833,425 +854,389 @@ void RunLoop::HandleExpand(int step) {
 
 bool RunLoop::StartInstance(int inst, int attempt) {
   const int step = plan_->InstanceStep(inst);
-  const StepSpec& spec = graph_->step(step);
-  StepInfo& info = steps_[step];
-  Executor* ex = info.executor;
+  Executor* ex = steps_[step].executor;
   if (!ex->CanRunMore()) {
     plan_->Return(inst);
     return false;
   }
   EnsureInst(inst);
-  Inst& st = insts_[inst];
-  const std::string& name = st.rec.instance;
-  const TimePoint now = clock_->Now();
-  auto fail = [&](const std::string& message) {
-    FailInstance(inst, AttemptResult::kError, message, /*retryable=*/false);
+  Attempt a(inst, step, attempt, graph_->step(step), clock_->Now());
+  auto fail = [&](const Status& s) {
+    FailInstance(inst, AttemptResult::kError, s.message(), /*retryable=*/false);
     return true;
   };
-
-  Json scope;
-  if (info.needs_scope) scope = BuildScope(step, inst);
-
-  if (spec.when) {
-    auto ok = expr::EvaluateCondition(spec.when->text, scope);
-    if (!ok) return fail(AtLoc(spec.when->loc, "step '" + name + "': when: " + ok.error().message()));
+  if (steps_[step].needs_scope) a.scope = BuildScope(step, inst);
+  if (a.spec.when) {
+    const std::string& name = insts_[inst].rec.instance;
+    auto ok = expr::EvaluateCondition(a.spec.when->text, a.scope);
+    if (!ok)
+      return fail(Status::InvalidArgument(
+          AtLoc(a.spec.when->loc, "step '" + name + "': when: " + ok.error().message())));
     if (!*ok) {
-      plan_->Finished(inst, AttemptResult::kSkipped, "when condition is false: " + spec.when->text, now);
+      plan_->Finished(inst, AttemptResult::kSkipped, "when condition is false: " + a.spec.when->text, a.now);
       return true;
     }
   }
+  if (Status s = RenderTask(a); !s.ok()) return fail(s);
+  if (Status s = ResolveWorkdir(a); !s.ok()) return fail(s);
+  const auto& code = CodeDigest(step);
+  if (!code) return fail(code.error());
+  a.code = &*code;
+  a.key = ComputeCacheKey(a);
 
+  const std::vector<std::string>& argv = a.builder.task().argv;
+  const bool runs_python = !argv.empty() && argv[0].find("python") != std::string::npos;
+  if (python_version_.empty() && runs_python) python_version_ = PythonVersion();
+  a.python_recorded = !python_version_.empty() && runs_python;
+
+  Inst& st = insts_[inst];
+  st.rec.cache_key = a.key.key();
+  st.rec.inputs = st.inputs;
+  if (LooksUpCache(a) && TryCacheHit(a)) return true;
+  Json snapshot = FullSnapshot(a);
+  if (Status s = MakeWorkdir(a); !s.ok()) return fail(s);
+  Launch(a, std::move(snapshot));
+  return true;
+}
+
+TaskBuilder::RenderText RunLoop::TemplateRenderer(const Attempt& a) {
+  return [this, &a](const Template& t, const std::string& field) -> Result<RenderedText> {
+    if (t.IsLiteral()) return RenderedText{t.text, false};
+    auto s = expr::Render(t.text, a.scope);
+    if (!s)
+      return Error(Status::InvalidArgument(
+          AtLoc(t.loc, "step '" + insts_[a.inst].rec.instance + "': " + field + ": " + s.error().message())));
+    const bool secret = Taint(a.step, t.text, *s, a.scope);
+    return RenderedText{std::move(*s), secret};
+  };
+}
+
+Status RunLoop::RenderTask(Attempt& a) {
+  const StepInfo& info = steps_[a.step];
+  Inst& st = insts_[a.inst];
+  const std::string& name = st.rec.instance;
   // Inputs: paths (or lists of paths), with the artifacts they are.
   st.inputs.clear();
-  Json inputs = Json::object();
-  Json input_digests = Json::object();
-  std::map<std::string, std::string> env;
-  std::set<std::string> secret_inputs;  // inputs whose value reads a secret
-  for (const auto& [in_name, tmpl] : spec.inputs) {
-    auto v = expr::RenderValue(tmpl.text, scope);
-    if (!v) return fail(AtLoc(tmpl.loc, "step '" + name + "': input '" + in_name + "': " + v.error().message()));
-    if (Taint(step, tmpl.text, v->is_string() ? v->get<std::string>() : v->dump(), scope))
-      secret_inputs.insert(in_name);
-    auto bind = [&](const Json& item) -> Json {
-      if (!item.is_string()) return Json();
-      const std::string path = item.get<std::string>();
-      auto it = path_to_artifact_.find(path);
-      if (it == path_to_artifact_.end() && fs::path(path).is_absolute()) {
-        std::error_code ec;
-        if (fs::exists(path, ec)) {
-          auto rec = r_.artifacts_->Put(path, ArtifactType::kOther);
-          if (rec) it = path_to_artifact_.emplace(path, *rec).first;
-        }
-      }
-      if (it == path_to_artifact_.end()) return Json();
-      st.inputs.push_back({in_name, it->second});
-      return it->second.digest;
-    };
+  auto inputs = a.builder.RenderInputs([&](const std::string& in_name, const Template& tmpl) -> Result<Json> {
+    auto v = expr::RenderValue(tmpl.text, a.scope);
+    if (!v)
+      return Error(Status::InvalidArgument(
+          AtLoc(tmpl.loc, "step '" + name + "': input '" + in_name + "': " + v.error().message())));
+    if (Taint(a.step, tmpl.text, v->is_string() ? v->get<std::string>() : v->dump(), a.scope))
+      a.secret_inputs.insert(in_name);
     if (v->is_array()) {
       Json ds = Json::array();
-      for (const auto& item : *v) ds.push_back(bind(item));
-      input_digests[in_name] = std::move(ds);
+      for (const auto& item : *v) ds.push_back(BindInput(a.inst, in_name, item));
+      a.input_digests[in_name] = std::move(ds);
     } else {
-      input_digests[in_name] = bind(*v);
+      a.input_digests[in_name] = BindInput(a.inst, in_name, *v);
     }
-    env["SLUICE_INPUT_" + EnvName(in_name)] = v->is_string() ? v->get<std::string>() : v->dump();
-    inputs[in_name] = std::move(*v);
-  }
-  if (info.needs_scope) scope["inputs"] = inputs;
+    return std::move(*v);
+  });
+  if (!inputs) return inputs.error();
+  a.inputs = std::move(*inputs);
+  if (info.needs_scope) a.scope["inputs"] = a.inputs;
 
-  std::vector<std::string> argv;
-  std::vector<bool> argv_secret;  // argv[i] reads a secret
-  argv.reserve(spec.command.size());
-  for (const auto& t : spec.command) {
-    if (t.IsLiteral()) {
-      argv.push_back(t.text);
-      argv_secret.push_back(false);
-      continue;
-    }
-    auto s = expr::Render(t.text, scope);
-    if (!s) return fail(AtLoc(t.loc, "step '" + name + "': command: " + s.error().message()));
-    argv_secret.push_back(Taint(step, t.text, *s, scope));
-    argv.push_back(std::move(*s));
-  }
-  if (auto op = opt_.operator_commands.find(spec.type); op != opt_.operator_commands.end()) {
-    auto config = RenderConfig(spec.config, scope);
-    if (!config) return fail(AtLoc(spec.loc, "step '" + name + "': " + spec.type + " config: " + config.error().message()));
-    (*config)["run"] = {{"id", run_.id}, {"instance", name}};
-    argv = op->second;
-    argv.push_back("--config");
-    argv.push_back(config->dump());
-    argv.push_back("--out");
-    argv.push_back(".");
-    argv_secret.assign(argv.size(), false);
-    if (info.config_secret) {
-      argv_secret[argv.size() - 3] = true;
-      AddSecretValue(argv[argv.size() - 3], /*derived=*/true);
-    }
-    env["SLUICE_STATE_DIR"] = opt_.state_dir;
-  }
-  std::vector<std::string> secret_env;
-  std::map<std::string, SecretRef> secret_refs;  // so Kubernetes uses secretKeyRef, never the value
-  std::map<std::string, std::string> env_snapshot;
-  std::set<std::string> derived_env;  // env values rendered from a secret
-  for (const auto& e : spec.env) {
-    if (e.secret) {
-      std::string var = "SLUICE_SECRET_" + EnvName(e.secret->name) + "_" + EnvName(e.secret->key);
-      // The Kubernetes executor passes a secretKeyRef and never the value, so
-      // the host needs no copy of the secret.
-      const bool by_reference = ex->Name() == "kubernetes";
-      const char* value = by_reference ? "" : std::getenv(var.c_str());
-      if (!value)
-        return fail(AtLoc(e.loc, "step '" + name + "': env " + e.name + ": secret '" + e.secret->name + "' key '" +
-                                     e.secret->key + "' is not set; export " + var + " before running"));
-      env[e.name] = value;
-      AddSecretValue(value, /*derived=*/false);
-      secret_env.push_back(e.name);
-      secret_refs[e.name] = *e.secret;
-      env_snapshot[e.name] = "<redacted>";
-      continue;
-    }
-    auto s = expr::Render(e.value.text, scope);
-    if (!s) return fail(AtLoc(e.value.loc, "step '" + name + "': env " + e.name + ": " + s.error().message()));
-    if (Taint(step, e.value.text, *s, scope)) {
-      derived_env.insert(e.name);
-      env_snapshot[e.name] = kRedacted;
-    }
-    env[e.name] = std::move(*s);
-  }
-  env["SLUICE_RUN_ID"] = run_.id;
-  for (const auto& [k, v] : env)
-    if (!env_snapshot.contains(k)) env_snapshot[k] = Redact(v);
+  const TaskBuilder::RenderText render = TemplateRenderer(a);
+  SLUICE_RETURN_IF_ERROR(a.builder.RenderArgv(render));
+  SLUICE_RETURN_IF_ERROR(programs_.Apply(a.spec, a.scope, run_.id, name, info.config_secret,
+                                         [&](const std::string& v) { AddSecretValue(v, /*derived=*/true); },
+                                         &a.builder));
+  // The Kubernetes executor passes a secretKeyRef and never the value, so
+  // the host needs no copy of the secret.
+  const bool by_reference = info.executor->Name() == "kubernetes";
+  SLUICE_RETURN_IF_ERROR(a.builder.RenderEnv(render, [&](const EnvVarSpec& e) -> Result<std::string> {
+    std::string var = "SLUICE_SECRET_" + EnvVarName(e.secret->name) + "_" + EnvVarName(e.secret->key);
+    const char* value = by_reference ? "" : std::getenv(var.c_str());
+    if (!value)
+      return Error(Status::FailedPrecondition(
+          AtLoc(e.loc, "step '" + name + "': env " + e.name + ": secret '" + e.secret->name + "' key '" +
+                           e.secret->key + "' is not set; export " + var + " before running")));
+    AddSecretValue(value, /*derived=*/false);
+    return std::string(value);
+  }));
+  Task& task = a.builder.task();
+  task.env["SLUICE_RUN_ID"] = run_.id;
+  // Secret and secret-derived values are recorded as "<redacted>".
+  for (const auto& var : task.secret_env) a.env_snapshot[var] = kRedacted;
+  for (const auto& var : a.builder.derived_env()) a.env_snapshot[var] = kRedacted;
+  for (const auto& [k, v] : task.env)
+    if (!a.env_snapshot.contains(k)) a.env_snapshot[k] = Redact(v);
+  return Status::Ok();
+}
 
+Json RunLoop::BindInput(int inst, const std::string& in_name, const Json& value) {
+  if (!value.is_string()) return Json();
+  const std::string path = value.get<std::string>();
+  auto it = path_to_artifact_.find(path);
+  if (it == path_to_artifact_.end() && fs::path(path).is_absolute()) {
+    std::error_code ec;
+    if (fs::exists(path, ec)) {
+      auto rec = r_.artifacts_->Put(path, ArtifactType::kOther);
+      if (rec) it = path_to_artifact_.emplace(path, *rec).first;
+    }
+  }
+  if (it == path_to_artifact_.end()) return Json();
+  insts_[inst].inputs.push_back({in_name, it->second});
+  return it->second.digest;
+}
+
+Status RunLoop::ResolveWorkdir(Attempt& a) {
+  Inst& st = insts_[a.inst];
+  const std::string& name = st.rec.instance;
   // Working directory: fresh for every attempt, made only when the attempt
-  // really runs (after the cache lookup below).
+  // really runs (after the cache lookup, MakeWorkdir).
   // (Plain strings: run_dir_ has no trailing '/', and a cache hit needs no
   // fs::path.)
-  const std::string base_dir = run_dir_ + "/steps/" + name;
-  st.workdir = base_dir;
+  a.base_dir = run_dir_ + "/steps/" + name;
+  st.workdir = a.base_dir;
   bool workdir_secret = false;
-  if (spec.workdir) {
-    auto w = expr::Render(spec.workdir->text, scope);
-    if (!w) return fail(AtLoc(spec.workdir->loc, "step '" + name + "': workdir: " + w.error().message()));
+  auto w = a.builder.RenderWorkdir(TemplateRenderer(a));
+  if (!w) return w.error();
+  if (*w) {
+    const std::string& dir = (*w)->text;
     // A relative workdir is a directory in the store: its name would hold
     // the secret there.
-    workdir_secret = Taint(step, spec.workdir->text, *w, scope);
-    if (workdir_secret && !fs::path(*w).is_absolute())
-      return fail(AtLoc(spec.workdir->loc, "step '" + name +
-                                               "': workdir: a relative workdir that uses a secret would name a "
-                                               "directory in the store after it; use an absolute path"));
-    st.workdir = fs::path(*w).is_absolute() ? *w : (fs::path(base_dir) / *w).string();
+    workdir_secret = (*w)->secret;
+    if (workdir_secret && !fs::path(dir).is_absolute())
+      return Status::InvalidArgument(AtLoc(a.spec.workdir->loc, "step '" + name +
+                                                                    "': workdir: a relative workdir that uses a "
+                                                                    "secret would name a directory in the store "
+                                                                    "after it; use an absolute path"));
+    st.workdir = fs::path(dir).is_absolute() ? dir : (fs::path(a.base_dir) / dir).string();
   }
-  const std::string log_path = run_dir_ + "/logs/" + name + ".attempt" + std::to_string(attempt) + ".log";
+  a.log_path = run_dir_ + "/logs/" + name + ".attempt" + std::to_string(a.attempt) + ".log";
   // This attempt was started by an earlier sluice process (resume after a
   // kill -9): the executor adopts it, so its working directory is kept and
   // the cache is not asked.
   std::error_code log_ec;
-  const bool started_before = ex->AdoptsStartedAttempts() && fs::exists(log_path, log_ec);
+  a.started_before = steps_[a.step].executor->AdoptsStartedAttempts() && fs::exists(a.log_path, log_ec);
+  a.workdir_record = workdir_secret ? std::string(kRedacted) : Redact(st.workdir);
+  return Status::Ok();
+}
 
-  const std::string workdir_record = workdir_secret ? std::string(kRedacted) : Redact(st.workdir);
+std::string RunLoop::KeyDigest(const std::string& value) {
+  auto d = SecretDigest(value);
+  if (!d) {
+    Record(d.error());
+    return std::string(kRedacted);
+  }
+  return *d;
+}
 
-  const auto& code = CodeDigest(step);
-  if (!code) return fail(code.error().message());
+CacheKey RunLoop::ComputeCacheKey(const Attempt& a) {
+  const StepInfo& info = steps_[a.step];
+  const Task& task = a.builder.task();
+  const CacheKeyParts parts{.step = a.spec,
+                            .argv = task.argv,
+                            .argv_secret = a.builder.argv_secret(),
+                            .env = task.env,
+                            .secret_env = task.secret_env,
+                            .derived_env = a.builder.derived_env(),
+                            .inputs = a.inputs,
+                            .input_digests = a.input_digests,
+                            .secret_inputs = a.secret_inputs,
+                            .params = opt_.params,
+                            .param_refs = info.param_refs,
+                            .secret_params = secret_params_,
+                            .code_digest = a.code->first,
+                            .config_json = info.config_json,
+                            .declared_json = info.declared_json,
+                            .item = insts_[a.inst].item,
+                            .item_secret = info.items_secret};
+  return CacheKey::Compute(parts, [this](const std::string& v) { return KeyDigest(v); });
+}
 
-  // Snapshot and cache key.
-  // A value that reads a secret is recorded as "<redacted>" and enters the
-  // cache key as its SecretDigest: a different secret is a different key,
-  // and neither the record nor the key reveals it.
-  auto digest = [&](const std::string& value) -> std::string {
-    auto d = SecretDigest(value);
-    if (!d) {
-      Record(d.error());
-      return std::string(kRedacted);
-    }
-    return *d;
-  };
+// The snapshot. A cache hit that knows the execution it reuses records a
+// light one (ExecutionRecord::snapshot_base): only the keys that can differ
+// from that execution's. Equal cache keys mean equal operator, image,
+// params, item, code digest (and so code files: the digest hashes each
+// file's name and digest), key material and, unless cache.ignoreInputs
+// leaves some out, input digests; the store merges the rest back in on every
+// read. The light snapshot is written as JSON text (one per hit, so no
+// tree); the full one, which a running step's execution keeps, as a Json
+// object.
+namespace {
+
+std::string ResourcesText(const Resources& r) {
+  return JsonObjectText()
+      .Int("cpu_millis", r.cpu_millis)
+      .Int("gpu", r.gpu)
+      .Int("memory_bytes", r.memory_bytes)
+      .Finish();
+}
+
+}  // namespace
+
+std::vector<std::string> RunLoop::RedactedArgv(const Attempt& a) const {
+  const std::vector<std::string>& argv = a.builder.task().argv;
+  const std::vector<bool>& secret = a.builder.argv_secret();
+  std::vector<std::string> out;
+  out.reserve(argv.size());
+  for (size_t i = 0; i < argv.size(); ++i) out.push_back(secret[i] ? std::string(kRedacted) : Redact(argv[i]));
+  return out;
+}
+
+std::string RunLoop::LightSnapshotText(const Attempt& a, const std::string& cached_from) const {
+  const StepSpec& spec = a.spec;
+  JsonObjectText t;
+  t.Strings("argv", RedactedArgv(a))
+      .Int("attempt", a.attempt)
+      .String("cached_from", cached_from)
+      .StringMap("env", a.env_snapshot)
+      .String("git_commit", run_.git_commit)
+      .Bool("git_dirty", run_.git_dirty);
+  if (!spec.cache.ignore_inputs.empty()) t.Value("inputs", a.input_digests);
+  t.String("instance", insts_[a.inst].rec.instance)
+      .String("log_path", a.log_path)
+      .String("pipeline_digest", spec_.file_digest)
+      .String("pipeline_file", run_.pipeline_file);
+  if (a.python_recorded) t.String("python_version", python_version_);
+  t.Raw("resources", ResourcesText(spec.resources))
+      .String("sluice_version", SLUICE_VERSION)
+      .String("step", spec.name)
+      .Raw("timeout_ms", spec.timeout ? std::to_string(spec.timeout->count()) : "null")
+      .String("workdir", a.workdir_record);
+  return t.Finish();
+}
+
+// Called once per attempt: it takes the pieces it records.
+Json RunLoop::FullSnapshot(Attempt& a) {
+  const StepSpec& spec = a.spec;
+  const Inst& st = insts_[a.inst];
+  Json snap{{"step", spec.name},
+            {"instance", st.rec.instance},
+            {"attempt", a.attempt},
+            {"argv", RedactedArgv(a)},
+            {"env", std::move(a.env_snapshot)},
+            {"workdir", a.workdir_record},
+            {"resources", Json::parse(ResourcesText(spec.resources))},
+            {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
+            {"pipeline_file", run_.pipeline_file},
+            {"pipeline_digest", spec_.file_digest},
+            {"git_commit", run_.git_commit},
+            {"git_dirty", run_.git_dirty},
+            {"sluice_version", SLUICE_VERSION},
+            {"log_path", a.log_path}};
+  if (a.python_recorded) snap["python_version"] = python_version_;
+  snap["inputs"] = std::move(a.input_digests);
+  snap["operator"] = spec.type;
+  snap["image"] = spec.image;
   Json params = Json::object();
-  Json key_params = Json::object();
-  for (const auto& p : info.param_refs) {
-    if (!opt_.params.contains(p)) continue;
-    const Json& v = opt_.params[p];
-    const bool secret = secret_params_.count(p) > 0;
-    params[p] = secret ? Json(kRedacted) : v;
-    key_params[p] = secret ? Json(digest(v.dump())) : v;
+  for (const auto& p : steps_[a.step].param_refs)
+    if (opt_.params.contains(p)) params[p] = secret_params_.count(p) ? Json(kRedacted) : opt_.params[p];
+  snap["params"] = std::move(params);
+  snap["item"] = st.rec.item;
+  snap["code_digest"] = a.code->first;
+  snap["code_files"] = a.code->second;
+  snap["cache_key"] = a.key.key();
+  // The key's components, secrets redacted, so `sluice plan` can say which
+  // one changed and `sluice reproduce` knows the declared outputs.
+  Json key_material = Json::parse(a.key.material_text());
+  if (!secret_values_.empty()) {
+    for (auto& v : key_material["argv"]) v = Redact(v.get<std::string>());
+    for (auto& [k, v] : key_material["env"].items())
+      if (v.is_string()) v = Redact(v.get<std::string>());
   }
-  std::vector<std::string> redacted_argv;
-  redacted_argv.reserve(argv.size());
-  for (size_t i = 0; i < argv.size(); ++i)
-    redacted_argv.push_back(argv_secret[i] ? std::string(kRedacted) : Redact(argv[i]));
-  // The cache key: the SHA-256 of the key material's JSON text, written
-  // here directly (the same bytes as the Json object's dump(), keys in
-  // order) instead of building a Json tree per instance; the tree is built
-  // only for a full snapshot (a step that runs).
-  std::map<std::string, std::string> key_env;
-  for (const auto& [k, v] : env) {
-    if (k == "SLUICE_RUN_ID" || k.rfind("SLUICE_INPUT_", 0) == 0) continue;  // run-specific paths
-    if (std::find(spec.cache.env_ignore.begin(), spec.cache.env_ignore.end(), k) != spec.cache.env_ignore.end())
-      continue;
-    key_env.emplace(k, std::find(secret_env.begin(), secret_env.end(), k) != secret_env.end() ? "<secret>"
-                       : derived_env.count(k)                                                ? digest(v)
-                                                                                             : v);
-  }
-  Json key_inputs = Json::object();
-  for (auto it = input_digests.begin(); it != input_digests.end(); ++it) {
-    if (std::find(spec.cache.ignore_inputs.begin(), spec.cache.ignore_inputs.end(), it.key()) !=
-        spec.cache.ignore_inputs.end())
-      continue;
-    // An input that is not a known artifact is hashed by its value.
-    key_inputs[it.key()] = !it.value().is_null()             ? it.value()
-                           : secret_inputs.count(it.key())  ? Json(digest(inputs[it.key()].dump()))
-                                                            : inputs[it.key()];
-  }
-  // argv with input paths replaced by their digests: paths differ per run.
-  std::vector<std::string> key_argv;
-  key_argv.reserve(argv.size());
-  for (size_t i = 0; i < argv.size(); ++i) {
-    if (argv_secret[i]) {
-      key_argv.push_back(digest(argv[i]));
-      continue;
-    }
-    std::string k = argv[i];
-    for (const auto& [iname, ivalue] : inputs.items()) {
-      if (!ivalue.is_string()) continue;
-      const std::string path = ivalue.get<std::string>();
-      if (path.empty() || !input_digests[iname].is_string()) continue;
-      size_t pos = 0;
-      while ((pos = k.find(path, pos)) != std::string::npos) {
-        k.replace(pos, path.size(), input_digests[iname].get<std::string>());
-        pos += input_digests[iname].get<std::string>().size();
-      }
-    }
-    key_argv.push_back(std::move(k));
-  }
-  const std::string workdir_text = spec.workdir ? spec.workdir->text : "";
-  JsonObjectText material;
-  material.Strings("argv", key_argv)
-      .String("code", code->first)
-      .Raw("config", info.config_json)
-      .StringMap("env", key_env)
-      .String("image", spec.image)
-      .Value("inputs", key_inputs)
-      .Value("item", info.items_secret ? Json(digest(st.item.dump())) : st.item)
-      .String("operator", spec.type)
-      .Raw("outputs", info.declared_json)
-      .Value("params", key_params)
-      .Int("v", 1)
-      .String("workdir", workdir_text);
-  const std::string material_text = material.Finish();
-  const std::string cache_key = Sha256Hex(material_text);
+  snap["cache_key_material"] = std::move(key_material);  // the key is computed
+  return snap;
+}
 
-  const bool runs_python = !argv.empty() && argv[0].find("python") != std::string::npos;
-  if (python_version_.empty() && runs_python) python_version_ = PythonVersion();
-  // The snapshot. A cache hit that knows the execution it reuses records a
-  // light one (ExecutionRecord::snapshot_base): only the keys that can
-  // differ from that execution's. Equal cache keys mean equal operator,
-  // image, params, item, code digest (and so code files: the digest hashes
-  // each file's name and digest), key material and, unless
-  // cache.ignoreInputs leaves some out, input digests; the store merges the
-  // rest back in on every read.
-  // The light snapshot is written as JSON text (one per hit, so no tree);
-  // the full one, which a running step's execution keeps, as a Json object.
-  const bool python_recorded = !python_version_.empty() && runs_python;
-  const std::string resources_text = JsonObjectText()
-                                         .Int("cpu_millis", spec.resources.cpu_millis)
-                                         .Int("gpu", spec.resources.gpu)
-                                         .Int("memory_bytes", spec.resources.memory_bytes)
-                                         .Finish();
-  auto light_snapshot_text = [&](const std::string& cached_from) {
-    JsonObjectText t;
-    t.Strings("argv", redacted_argv)
-        .Int("attempt", attempt)
-        .String("cached_from", cached_from)
-        .StringMap("env", env_snapshot)
-        .String("git_commit", run_.git_commit)
-        .Bool("git_dirty", run_.git_dirty);
-    if (!spec.cache.ignore_inputs.empty()) t.Value("inputs", input_digests);
-    t.String("instance", name)
-        .String("log_path", log_path)
-        .String("pipeline_digest", spec_.file_digest)
-        .String("pipeline_file", run_.pipeline_file);
-    if (python_recorded) t.String("python_version", python_version_);
-    t.Raw("resources", resources_text)
-        .String("sluice_version", SLUICE_VERSION)
-        .String("step", spec.name)
-        .Raw("timeout_ms", spec.timeout ? std::to_string(spec.timeout->count()) : "null")
-        .String("workdir", workdir_record);
-    return t.Finish();
-  };
-  // Called once per instance: it takes the pieces it records.
-  auto make_snapshot = [&]() {
-    Json snap{{"step", spec.name},
-              {"instance", name},
-              {"attempt", attempt},
-              {"argv", std::move(redacted_argv)},
-              {"env", std::move(env_snapshot)},
-              {"workdir", workdir_record},
-              {"resources", Json::parse(resources_text)},
-              {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
-              {"pipeline_file", run_.pipeline_file},
-              {"pipeline_digest", spec_.file_digest},
-              {"git_commit", run_.git_commit},
-              {"git_dirty", run_.git_dirty},
-              {"sluice_version", SLUICE_VERSION},
-              {"log_path", log_path}};
-    if (python_recorded) snap["python_version"] = python_version_;
-    snap["inputs"] = std::move(input_digests);
-    snap["operator"] = spec.type;
-    snap["image"] = spec.image;
-    snap["params"] = params;
-    snap["item"] = st.rec.item;
-    snap["code_digest"] = code->first;
-    snap["code_files"] = code->second;
-    snap["cache_key"] = cache_key;
-    // The key's components, secrets redacted, so `sluice plan` can say which
-    // one changed and `sluice reproduce` knows the declared outputs.
-    Json key_material = Json::parse(material_text);
-    if (!secret_values_.empty()) {
-      for (auto& a : key_material["argv"]) a = Redact(a.get<std::string>());
-      for (auto& [k, v] : key_material["env"].items())
-        if (v.is_string()) v = Redact(v.get<std::string>());
-    }
-    snap["cache_key_material"] = std::move(key_material);  // the key is computed
-    return snap;
-  };
-
-  st.rec.cache_key = cache_key;
-  st.rec.inputs = st.inputs;
-
-  // Cache lookup. A step that declares no outputs runs for its side
-  // effects, so there is nothing to reuse: it is never a cache hit.
+bool RunLoop::LooksUpCache(const Attempt& a) const {
+  const StepSpec& spec = a.spec;
+  // A step that declares no outputs runs for its side effects, so there is
+  // nothing to reuse: it is never a cache hit.
   const bool has_outputs = !spec.output_artifacts.empty() || !spec.output_params.empty() || spec.metrics_file;
-  // Deploying and validating act on the world (a service's traffic): they
-  // always run.
-  const bool side_effects = opt_.operator_commands.count(spec.type) > 0;
   // `rerun --from` asks for these steps to run again, not to be looked up.
-  const bool forced = rerun_steps_.count(step) > 0;
-  if (spec.cache.enabled && !opt_.no_cache && has_outputs && !side_effects && !forced && !started_before) {
-    std::optional<TimePoint> not_before;
-    if (spec.cache.max_age) not_before = now - *spec.cache.max_age;
-    auto hit = r_.store_->FindCacheHit(cache_key, not_before);
-    // Outputs whose bytes are gone cannot be reused.
-    std::vector<std::string> paths;
-    bool usable = hit.has_value();
-    for (size_t i = 0; usable && i < hit->step.outputs.size(); ++i) {
-      auto path = r_.artifacts_->LocalPath(hit->step.outputs[i].artifact.digest);
-      if (path) paths.push_back(std::move(*path));
-      else usable = false;
-    }
-    if (usable) {
-      StepRecord& src = hit->step;
-      st.rec.output_params = std::move(src.output_params);
-      st.rec.metrics = std::move(src.metrics);
-      st.rec.outputs = std::move(src.outputs);
-      st.rec.cached_from = src.cached_from.empty() ? src.run_id + "/" + src.instance : src.cached_from;
-      st.rec.exit_code = src.exit_code;
-      st.rec.attempts = attempt;
-      if (!st.rec.started_at) st.rec.started_at = now;
-      for (size_t i = 0; i < st.rec.outputs.size(); ++i) {
-        st.artifact_paths[st.rec.outputs[i].name] = paths[i];
-        path_to_artifact_[paths[i]] = st.rec.outputs[i].artifact;
-      }
-      ExecutionRecord ex_rec;
-      ex_rec.run_id = run_.id;
-      ex_rec.instance = name;
-      ex_rec.attempt = attempt;
-      ex_rec.outcome = "Cached";
-      ex_rec.cache_key = cache_key;
-      ex_rec.started_at = now;
-      ex_rec.finished_at = now;
-      ex_rec.message = "outputs reused from " + st.rec.cached_from;
-      if (hit->execution_id > 0) {
-        ex_rec.snapshot_text = light_snapshot_text(st.rec.cached_from);
-        ex_rec.snapshot_base = hit->execution_id;
-      } else {
-        ex_rec.snapshot = make_snapshot();
-        ex_rec.snapshot["cached_from"] = st.rec.cached_from;
-      }
-      // Recorded with the step's Cached record by the next Flush(), in one
-      // transaction with the other hits of this pass.
-      pending_executions_.push_back({std::move(ex_rec), st.inputs, st.rec.outputs});
-      plan_->Finished(inst, AttemptResult::kCached, "outputs reused from " + st.rec.cached_from, now);
-      return true;
-    }
-  }
-  Json snapshot = make_snapshot();
+  const bool forced = rerun_steps_.count(a.step) > 0;
+  return spec.cache.enabled && !opt_.no_cache && has_outputs && !programs_.HasSideEffects(spec) && !forced &&
+         !a.started_before;
+}
 
-  {
-    const fs::path base(base_dir), workdir(st.workdir);
-    std::error_code ec;
-    if (!started_before && (st.ever_started || fs::exists(base, ec))) fs::remove_all(base, ec);
-    fs::create_directories(base, ec);
+bool RunLoop::TryCacheHit(Attempt& a) {
+  const StepSpec& spec = a.spec;
+  Inst& st = insts_[a.inst];
+  std::optional<TimePoint> not_before;
+  if (spec.cache.max_age) not_before = a.now - *spec.cache.max_age;
+  auto hit = r_.store_->FindCacheHit(a.key.key(), not_before);
+  // Outputs whose bytes are gone cannot be reused.
+  std::vector<std::string> paths;
+  bool usable = hit.has_value();
+  for (size_t i = 0; usable && i < hit->step.outputs.size(); ++i) {
+    auto path = r_.artifacts_->LocalPath(hit->step.outputs[i].artifact.digest);
+    if (path) paths.push_back(std::move(*path));
+    else usable = false;
+  }
+  if (!usable) return false;
+  StepRecord& src = hit->step;
+  st.rec.output_params = std::move(src.output_params);
+  st.rec.metrics = std::move(src.metrics);
+  st.rec.outputs = std::move(src.outputs);
+  st.rec.cached_from = src.cached_from.empty() ? src.run_id + "/" + src.instance : src.cached_from;
+  st.rec.exit_code = src.exit_code;
+  st.rec.attempts = a.attempt;
+  if (!st.rec.started_at) st.rec.started_at = a.now;
+  for (size_t i = 0; i < st.rec.outputs.size(); ++i) {
+    st.artifact_paths[st.rec.outputs[i].name] = paths[i];
+    path_to_artifact_[paths[i]] = st.rec.outputs[i].artifact;
+  }
+  ExecutionRecord ex_rec;
+  ex_rec.run_id = run_.id;
+  ex_rec.instance = st.rec.instance;
+  ex_rec.attempt = a.attempt;
+  ex_rec.outcome = "Cached";
+  ex_rec.cache_key = a.key.key();
+  ex_rec.started_at = a.now;
+  ex_rec.finished_at = a.now;
+  ex_rec.message = "outputs reused from " + st.rec.cached_from;
+  if (hit->execution_id > 0) {
+    ex_rec.snapshot_text = LightSnapshotText(a, st.rec.cached_from);
+    ex_rec.snapshot_base = hit->execution_id;
+  } else {
+    ex_rec.snapshot = FullSnapshot(a);
+    ex_rec.snapshot["cached_from"] = st.rec.cached_from;
+  }
+  // Recorded with the step's Cached record by the next Flush(), in one
+  // transaction with the other hits of this pass.
+  pending_executions_.push_back({std::move(ex_rec), st.inputs, st.rec.outputs});
+  plan_->Finished(a.inst, AttemptResult::kCached, "outputs reused from " + st.rec.cached_from, a.now);
+  return true;
+}
+
+Status RunLoop::MakeWorkdir(const Attempt& a) {
+  const Inst& st = insts_[a.inst];
+  const std::string& name = st.rec.instance;
+  const fs::path base(a.base_dir), workdir(st.workdir);
+  std::error_code ec;
+  if (!a.started_before && (st.ever_started || fs::exists(base, ec))) fs::remove_all(base, ec);
+  fs::create_directories(base, ec);
+  if (ec)
+    return Status::Internal("step '" + name + "': cannot create its working directory " + base.string() + ": " +
+                            ec.message());
+  if (workdir != base) {
+    fs::create_directories(workdir, ec);
     if (ec)
-      return fail("step '" + name + "': cannot create its working directory " + base.string() + ": " + ec.message());
-    if (workdir != base) {
-      fs::create_directories(workdir, ec);
-      if (ec) return fail("step '" + name + "': cannot create workdir " + workdir.string() + ": " + ec.message());
-    }
+      return Status::Internal("step '" + name + "': cannot create workdir " + workdir.string() + ": " + ec.message());
   }
+  return Status::Ok();
+}
 
-  Task task;
+void RunLoop::Launch(Attempt& a, Json snapshot) {
+  Inst& st = insts_[a.inst];
+  const std::string& name = st.rec.instance;
+  const TimePoint now = a.now;
+  const int attempt = a.attempt;
+  Executor* ex = steps_[a.step].executor;
+  Task task = std::move(a.builder).Build(run_.id, spec_.name, name, attempt);
   task.id = next_task_id_++;
-  task.run_id = run_.id;
-  task.pipeline = spec_.name;
-  task.step = spec.name;
-  task.instance = name;
-  task.attempt = attempt;
-  // A built-in operator with a program of its own runs as a plain process.
-  task.operator_type = side_effects ? "container" : spec.type;
-  task.argv = std::move(argv);
-  task.env = std::move(env);
-  task.secret_env = std::move(secret_env);
-  task.secret_refs = std::move(secret_refs);
+  task.operator_type = programs_.TaskOperatorType(a.spec);
   task.workdir = st.workdir;
-  task.log_path = log_path;
+  task.log_path = a.log_path;
   task.log_masks = secret_values_;
-  task.image = spec.image;
-  task.resources = spec.resources;
-  task.timeout = spec.timeout;
-  task.config = spec.config;
 
   st.rec.phase = NodePhase::kRunning;
   st.rec.attempts = attempt;
-  st.rec.log_path = log_path;
+  st.rec.log_path = a.log_path;
   st.rec.exit_code = -1;
   st.rec.message.clear();
   st.rec.finished_at.reset();
@@ -1263,8 +1248,8 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   st.exec.instance = name;
   st.exec.attempt = attempt;
   st.exec.outcome = "Running";
-  st.exec.log_path = log_path;
-  st.exec.cache_key = cache_key;
+  st.exec.log_path = a.log_path;
+  st.exec.cache_key = a.key.key();
   st.exec.started_at = now;
   st.exec.snapshot = std::move(snapshot);
 
@@ -1274,7 +1259,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     DrainChanges();
     Flush();
   }
-  const bool is_finally = graph_->IsFinally(plan_->InstanceStep(inst));
+  const bool is_finally = graph_->IsFinally(a.step);
   if (is_finally) {
     std::lock_guard lock(r_.cancel_mu_);
     r_.finally_started_ = true;
@@ -1288,11 +1273,11 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     st.exec.finished_at = clock_->Now();
     pending_executions_.push_back({std::move(st.exec), st.inputs, {}});
     st.exec = ExecutionRecord{};
-    FailInstance(inst, AttemptResult::kError, msg, /*retryable=*/true);
-    return true;
+    FailInstance(a.inst, AttemptResult::kError, msg, /*retryable=*/true);
+    return;
   }
   st.executor = ex;
-  tasks_[task.id] = inst;
+  tasks_[task.id] = a.inst;
   st.dirty = false;  // this write has the latest state
   Put(st.rec);
   auto open = open_executions_.find(name);
@@ -1310,7 +1295,6 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   // A Cancel() that raced with Start() may have missed this task.
   if (r_.terminate_requested_.load() || (r_.cancel_requested_.load() && !is_finally))
     ex->Cancel(task.id, opt_.cancel_grace);
-  return true;
 }
 
 std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {

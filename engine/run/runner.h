@@ -34,11 +34,12 @@
 // downstream of them run, every other instance that Succeeded there is
 // recorded as Cached with cached_from "<old run>/<instance>" and its outputs.
 //
-// Caching: every attempt gets a cache key, the hex SHA-256 of the operator
-// type, resolved argv, env (minus cache.envIgnore; secret values excluded),
-// image, code digest, the params the step references, the input artifacts'
-// content digests (minus cache.ignoreInputs), the foreach item and the
-// declared outputs. With cache enabled and !no_cache, a Store::FindCached hit
+// Caching: every attempt gets a cache key (CacheKey, engine/run/cache_key.h),
+// the hex SHA-256 of the operator type, resolved argv, env (minus
+// cache.envIgnore; secret values excluded), image, code digest, the params
+// the step references, the input artifacts' content digests (minus
+// cache.ignoreInputs), the foreach item and the declared outputs. The Task
+// itself is rendered by TaskBuilder (engine/run/task_builder.h). With cache enabled and !no_cache, a Store::FindCached hit
 // whose artifacts are still present makes the instance Cached. A step that
 // declares no outputs (artifacts, params or metrics) runs for its side
 // effects and is never a cache hit.

@@ -1,0 +1,69 @@
+#include "engine/run/operator_programs.h"
+
+#include "engine/expr.h"
+
+namespace sluice {
+namespace {
+
+// Renders every string in an operator's config section: a string that is
+// one {{ expression }} keeps its value's type; `${...}` (the operator's own
+// placeholders) is left alone.
+Result<Json> RenderConfig(const Json& config, const Json& scope) {
+  if (config.is_string()) {
+    const std::string& text = config.get_ref<const std::string&>();
+    if (text.find("{{") == std::string::npos) return config;
+    return expr::RenderValue(text, scope);
+  }
+  if (config.is_array() || config.is_object()) {
+    Json out = config;
+    for (auto it = out.begin(); it != out.end(); ++it) {
+      auto v = RenderConfig(*it, scope);
+      if (!v) return v;
+      *it = std::move(*v);
+    }
+    return out;
+  }
+  return config;
+}
+
+void CollectStrings(const Json& j, const std::function<void(const std::string&)>& fn) {
+  if (j.is_string()) fn(j.get<std::string>());
+  else if (j.is_structured())
+    for (const auto& x : j) CollectStrings(x, fn);
+}
+
+}  // namespace
+
+void OperatorPrograms::ForEachConfigString(const StepSpec& step,
+                                           const std::function<void(const std::string&)>& fn) const {
+  if (Runs(step)) CollectStrings(step.config, fn);
+}
+
+Status OperatorPrograms::Apply(const StepSpec& step, const Json& scope, const std::string& run_id,
+                               const std::string& instance, bool config_secret,
+                               const std::function<void(const std::string&)>& mask, TaskBuilder* builder) const {
+  auto op = commands_.find(step.type);
+  if (op == commands_.end()) return Status::Ok();
+  auto config = RenderConfig(step.config, scope);
+  if (!config) {
+    const std::string where = step.loc.ToString();
+    const std::string message = "step '" + instance + "': " + step.type + " config: " + config.error().message();
+    return Status::InvalidArgument(where.empty() ? message : where + ": " + message);
+  }
+  (*config)["run"] = {{"id", run_id}, {"instance", instance}};
+  std::vector<std::string> argv = op->second;
+  argv.push_back("--config");
+  argv.push_back(config->dump());
+  argv.push_back("--out");
+  argv.push_back(".");
+  std::vector<bool> argv_secret(argv.size(), false);
+  if (config_secret) {
+    argv_secret[argv.size() - 3] = true;
+    mask(argv[argv.size() - 3]);
+  }
+  builder->ReplaceArgv(std::move(argv), std::move(argv_secret));
+  builder->task().env["SLUICE_STATE_DIR"] = state_dir_;
+  return Status::Ok();
+}
+
+}  // namespace sluice
