@@ -113,11 +113,12 @@ const Keys kTopKeys = {"apiVersion", "kind",      "metadata", "params", "default
                        "executor",   "namespace", "schedule", "steps",  "finally"};
 const Keys kMetadataKeys = {"name", "description", "labels"};
 const Keys kParamKeys = {"type", "default", "required", "description", "secret"};
-const Keys kStepKeys = {"name",     "type",       "command",     "env",      "workdir",    "image",
-                        "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
-                        "foreach",  "parallelism", "retries",    "timeout",  "resources",  "priority",
-                        "cache",    "outputs",    "tfjob",       "pytorchjob", "deploy",   "validation",
-                        "kubernetes"};
+// The keys of a step other than its operator section (those come from the
+// operator registry) and `kubernetes`.
+const Keys kStepBaseKeys = {"name",     "type",       "command",     "env",      "workdir",    "image",
+                            "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
+                            "foreach",  "parallelism", "retries",    "timeout",  "resources",  "priority",
+                            "cache",    "outputs"};
 const Keys kDefaultKeys = {"image", "timeout", "retries", "resources", "executor", "cache", "env", "priority"};
 const Keys kRetryKeys = {"limit", "backoff", "factor", "maxBackoff", "retryOn"};
 const Keys kResourceKeys = {"cpu", "memory", "gpu", "nodeSelector", "tolerations"};
@@ -132,7 +133,6 @@ const Keys kRangeKeys = {"start", "end", "step"};
 const Keys kScheduleKeys = {"cron",     "timezone",     "concurrencyPolicy", "startingDeadline",
                             "catchup",  "catchupLimit", "historyLimit",      "params"};
 
-const Keys kStepTypes = {"container", "tfjob", "pytorchjob", "deploy", "traffic-validation"};
 const Keys kParamTypes = {"string", "int", "number", "bool", "list"};
 const Keys kArtifactTypes = {"dataset", "model", "metrics", "other"};
 const Keys kRetryOn = {"Always", "OnFailure", "OnError", "Failure", "Error"};
@@ -145,15 +145,6 @@ const Keys kRunFields = {"id", "name", "status"};
 const Keys kPipelineFields = {"name", "dir"};
 const Keys kStepRefFields = {"outputs", "phase"};
 const Keys kOutputKinds = {"artifacts", "params", "metrics"};
-
-// The operator section a type may carry, and the type a section needs.
-const char* SectionType(std::string_view key) {
-  if (key == "tfjob") return "tfjob";
-  if (key == "pytorchjob") return "pytorchjob";
-  if (key == "deploy") return "deploy";
-  if (key == "validation") return "traffic-validation";
-  return nullptr;
-}
 
 bool Contains(const Keys& keys, std::string_view k) {
   for (const auto& x : keys)
@@ -253,8 +244,16 @@ struct StepInfo {
 class Loader {
  public:
   // `parse_cache`: parse through the cache of parsed files (yaml_cache.h).
-  Loader(std::string_view text, std::string file, std::string dir, bool parse_cache = false)
-      : text_(text), file_(std::move(file)), dir_(std::move(dir)), parse_cache_(parse_cache) {}
+  Loader(std::string_view text, std::string file, std::string dir, const OperatorRegistry& operators,
+         bool parse_cache = false)
+      : text_(text), file_(std::move(file)), dir_(std::move(dir)), parse_cache_(parse_cache), ops_(operators) {
+    step_keys_ = kStepBaseKeys;
+    for (const Operator* op : ops_.All()) {
+      step_types_.emplace_back(op->Name());
+      if (!op->SectionKey().empty()) step_keys_.emplace_back(op->SectionKey());
+    }
+    step_keys_.push_back("kubernetes");
+  }
 
   LoadResult Run() {
     const std::string digest = FileDigestHex(text_);
@@ -756,7 +755,7 @@ class Loader {
       const YamlNode& key = N(kids[i]);
       if (!key.IsScalar()) continue;
       if (!Contains(kDefaultKeys, key.value)) {
-        if (Contains(kStepKeys, key.value))
+        if (Contains(step_keys_, key.value))
           Err(key, "'" + key.value + "' cannot be set in defaults; defaults may set: " + JoinKeys(kDefaultKeys));
         else
           UnknownKey(n, key, kDefaultKeys, "defaults");
@@ -819,7 +818,7 @@ class Loader {
     size_t errors_before_type = 0;
     bool type_ok = true;
     Json kubernetes;  // the step's `kubernetes:` section, kept beside its operator section
-    Entries(sn, kStepKeys, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
+    Entries(sn, step_keys_, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
       if (k == "name") return;
       if (k == "parallelism") {
         parallelism = &v;
@@ -831,7 +830,7 @@ class Loader {
         if (ExpectMap(v, k)) kubernetes = ToJson(v);
         return;
       }
-      if (SectionType(k)) {
+      if (ops_.FindBySection(k)) {
         if (section) {
           Err(key, "a step has at most one operator section; found '" + section_key + "' and '" + k + "'");
           return;
@@ -851,15 +850,18 @@ class Loader {
     });
     if (!kubernetes.is_null() && !s.config.contains("kubernetes")) s.config["kubernetes"] = std::move(kubernetes);
     if (!info.has_name && !Suggested(sn, "name")) Err(sn, "step is missing required key 'name'");
-    if (type_ok && s.type == "container" && !has_command && !Suggested(sn, "command"))
+    const Operator* op = ops_.Find(s.type);
+    if (type_ok && op && op->RequiresCommand() && !has_command && !Suggested(sn, "command"))
       Err(sn, where + " is missing required key 'command' (an argv list, e.g. [python3, train.py])");
     if (section && type_ok) {
-      const char* need = SectionType(section_key);
+      const std::string need(ops_.FindBySection(section_key)->Name());
       if (s.type != need)
         Err(*section, "the '" + section_key + "' section needs 'type: " + need + "'" +
                           (has_type ? " (this step has type '" + s.type + "')" : ""));
+      else if (section->IsMap() && op)
+        CheckOperatorConfig(*op, s, *section);
     }
-    AddOperatorOutputs(s, sn);
+    if (op) op->AddFixedOutputs(&s, Loc(sn));
     if (parallelism) {
       if (auto p = Int(*parallelism, "parallelism")) {
         if (*p < 0) Err(*parallelism, "'parallelism' must be 0 (unlimited) or more, got " + std::to_string(*p));
@@ -869,25 +871,32 @@ class Loader {
     }
   }
 
-  // The built-in operators write fixed outputs (docs/deploy.md); declaring
-  // them here lets later steps reference them, lint check them, and the
-  // runner collect them like any step's.
-  void AddOperatorOutputs(StepSpec& s, const YamlNode& sn) {
-    if (s.type == "deploy") {
-      for (const char* name : {"endpoint", "candidate_url", "version", "model_digest", "traffic_percent", "service"}) {
-        bool declared = false;
-        for (const auto& p : s.output_params) declared |= p.name == name;
-        if (!declared) s.output_params.push_back({name, name, Loc(sn)});
+  // The operator's own checks of its config section, each reported at the
+  // value it names (the section when it names none).
+  void CheckOperatorConfig(const Operator& op, const StepSpec& s, const YamlNode& section) {
+    for (const ConfigProblem& p : op.CheckConfig(s)) {
+      const YamlNode* at = &section;
+      for (const std::string& part : p.path) {
+        const YamlNode* next = nullptr;
+        if (at->IsMap()) {
+          for (size_t i = 0; i + 1 < at->children.size(); i += 2)
+            if (N(at->children[i]).IsScalar() && N(at->children[i]).value == part) next = &N(at->children[i + 1]);
+        } else if (at->IsSequence() && !part.empty() && part.size() < 10 &&
+                   std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+          size_t index = std::stoul(part);
+          if (index < at->children.size()) next = &N(at->children[index]);
+        }
+        if (next == nullptr) break;
+        at = next;
       }
-    } else if (s.type == "traffic-validation" && !s.metrics_file) {
-      s.metrics_file = "metrics.json";
+      Err(*at, p.message);
     }
   }
 
   // One field of a step, or of `defaults` when info is null.
   void StepField(StepSpec& s, const std::string& k, const YamlNode& v, StepInfo* info, const std::string& where) {
     if (k == "type") {
-      if (auto t = Enum(v, "step type", kStepTypes)) s.type = *t;
+      if (auto t = Enum(v, "step type", step_types_)) s.type = *t;
     } else if (k == "command") {
       if (v.IsScalar() && !IsYamlNull(v.value)) {
         Err(v, "'command' must be a list (argv), e.g. [python3, train.py], got a string; it is never run "
@@ -1863,6 +1872,9 @@ class Loader {
   std::unordered_set<std::pair<const YamlNode*, std::string>, SuggestedHash> suggested_;
   std::unordered_map<std::string_view, const ParamSpec*> param_index_;  // built after ParseParams
   std::vector<size_t> edge_stamp_;  // per step: 1 + the step whose deps last received it
+  const OperatorRegistry& ops_;
+  Keys step_keys_;   // kStepBaseKeys, the operators' section keys, kubernetes
+  Keys step_types_;  // the operators' names, in registration order
   std::vector<Diagnostic> diags_;
   size_t errors_ = 0;     // errors reported so far
   bool stopped_ = false;  // more than kMaxErrors errors: checking has stopped
@@ -1870,12 +1882,20 @@ class Loader {
 
 }  // namespace
 
-LoadResult LoadPipelineString(std::string_view text, const std::string& file_name) {
-  Loader loader(text, file_name, "");
+namespace {
+
+const OperatorRegistry& Operators(const LoadOptions& options) {
+  return options.operators ? *options.operators : OperatorRegistry::Global();
+}
+
+}  // namespace
+
+LoadResult LoadPipelineString(std::string_view text, const std::string& file_name, const LoadOptions& options) {
+  Loader loader(text, file_name, "", Operators(options));
   return loader.Run();
 }
 
-LoadResult LoadPipelineFile(const std::string& path) {
+LoadResult LoadPipelineFile(const std::string& path, const LoadOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult r;
@@ -1891,7 +1911,7 @@ LoadResult LoadPipelineFile(const std::string& path) {
     text.append(chunk, static_cast<size_t>(in.gcount()));
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
-  Loader loader(text, path, dir, /*parse_cache=*/true);
+  Loader loader(text, path, dir, Operators(options), /*parse_cache=*/true);
   return loader.Run();
 }
 

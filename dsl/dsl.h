@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/operator.h"
 #include "engine/spec.h"
 #include "engine/status.h"
 
@@ -39,14 +40,22 @@ struct LoadResult {
   size_t ErrorCount() const;
 };
 
+// How to load a pipeline.
+struct LoadOptions {
+  // The step types a pipeline may use, and their config checks; null means
+  // OperatorRegistry::Global(). Borrowed for the duration of the call.
+  const OperatorRegistry* operators = nullptr;
+};
+
 // Reads, parses and validates the pipeline at `path`. A file that cannot be
 // read is reported as a diagnostic on `path`, not as a crash. Fills
 // spec.file (as given) and spec.file_digest (sha256 of the bytes).
-LoadResult LoadPipelineFile(const std::string& path);
+LoadResult LoadPipelineFile(const std::string& path, const LoadOptions& options = {});
 
 // As LoadPipelineFile, on text already in memory; `file_name` is used in
 // diagnostics.
-LoadResult LoadPipelineString(std::string_view text, const std::string& file_name);
+LoadResult LoadPipelineString(std::string_view text, const std::string& file_name,
+                              const LoadOptions& options = {});
 
 // Text ("file:line:col: error: msg" per line) or JSON (an array of
 // {file, line, column, severity, message}) rendering of diagnostics.

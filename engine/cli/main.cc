@@ -14,6 +14,7 @@
 #include "engine/cli/provenance_commands.h"
 #include "engine/cli/server_commands.h"
 #include "engine/cli/tooling_commands.h"
+#include "operators/builtin.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -45,6 +46,11 @@ std::optional<int> Parse(CLI::App& app, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The step types this program knows, before anything reads a pipeline.
+  if (sluice::Status s = sluice::operators::RegisterBuiltinOperators(sluice::OperatorRegistry::Global()); !s.ok()) {
+    std::cerr << "sluice: " << s.message() << "\n";
+    return 1;
+  }
   CLI::App app{"sluice: ML pipelines on your machine, with lineage and caching", "sluice"};
   app.set_version_flag("--version", SLUICE_VERSION);
   app.require_subcommand(1);

@@ -17,7 +17,7 @@
 #include "engine/quantity.h"
 #include "engine/run/task_builder.h"
 #include "engine/sha256.h"
-#include "operators/kubernetes/manifests.h"
+#include "executors/kubernetes/api/objects.h"
 
 namespace sluice::compile {
 namespace {
@@ -163,7 +163,7 @@ class Compiler {
   std::optional<std::string> TranslateWhen(const StepSpec& step, const Template& when);
 
   Json ContainerTemplate(const StepSpec& step, TaskBuild* b);
-  Json ResourceTemplate(const StepSpec& step, TaskBuild* b);
+  Json ResourceTemplate(const StepSpec& step, const Operator* op, TaskBuild* b);
   // The working directory of a tfjob/pytorchjob step's pods on the workspace.
   std::string ResourceWorkdir(const StepSpec& step) const {
     return options_.workspace_mount + "/runs/{{workflow.name}}/" + step.name;
@@ -538,7 +538,7 @@ Json Compiler::OutputsTemplate(const StepSpec& step) {
           {"outputs", {{"parameters", OutputParameters(step)}}}};
 }
 
-Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
+Json Compiler::ResourceTemplate(const StepSpec& step, const Operator* op, TaskBuild* b) {
   if (HasOutputs(step) && step.foreach)
     Fail(step.loc, "outputs of foreach " + step.type + " step '" + step.name +
                        "' cannot be compiled to Argo: a resource template reads no files; write "
@@ -555,12 +555,12 @@ Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
   Task task = std::move(builder).Build("argo", spec_.name, step.name, /*attempt=*/1);
   task.image = step.image.empty() ? options_.default_image : step.image;
   task.workdir = ResourceWorkdir(step);
-  operators::ManifestOptions mo;
+  KubernetesObjectOptions mo;
   mo.namespace_ = options_.namespace_;
   mo.workspace_pvc = options_.workspace_pvc;
   mo.workspace_mount_path = options_.workspace_mount;
   mo.service_account = options_.service_account;
-  auto manifest = operators::BuildManifest(task, mo);
+  auto manifest = op->KubernetesObject(task, mo);
   if (!manifest) {
     Fail(step.loc, manifest.error().message());
     return Json::object();
@@ -573,25 +573,10 @@ Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
   meta["annotations"]["sluice.dev/run"] = "{{workflow.name}}";
   if (options_.namespace_.empty()) meta.erase("namespace");
   // Argo reads success/failureCondition as label selectors over status
-  // paths (k8s.io/apimachinery labels.Parse): a path may not select an entry
-  // of status.conditions (`conditions.#(type=="Succeeded")` does not parse),
-  // so the conditions read the training-operator's per-replica counts. Every
-  // replica runs with restartPolicy Never and backoffLimit 0, so one failed
-  // pod fails the job: each `failed > 0` is a failure condition (Argo fails
-  // on any one of them). Success is the replica the operator's default
-  // success policy waits for: Chief (or Master), else every Worker.
-  const Json specs = (*manifest)["spec"].value(step.type == "tfjob" ? "tfReplicaSpecs" : "pytorchReplicaSpecs",
-                                               Json::object());
-  std::string success, failure;
-  for (const auto& [type, spec] : specs.items())
-    failure += (failure.empty() ? "" : ", ") + std::string("status.replicaStatuses.") + type + ".failed > 0";
-  for (const char* leader : {"Chief", "Master"})
-    if (success.empty() && specs.contains(leader))
-      success = std::string("status.replicaStatuses.") + leader + ".succeeded > 0";
-  if (success.empty()) {
-    int64_t workers = specs.contains("Worker") ? specs["Worker"].value("replicas", int64_t{1}) : 1;
-    success = "status.replicaStatuses.Worker.succeeded == " + std::to_string(workers);
-  }
+  // paths; the operator says which.
+  const Operator::ArgoConditions conditions = op->ArgoResourceConditions(*manifest);
+  const std::string& success = conditions.success;
+  const std::string& failure = conditions.failure;
   YAML::Emitter em;
   em << YAML::Load(manifest->dump());
   return {{"name", step.name},
@@ -1158,8 +1143,15 @@ Json Compiler::ValidationTemplate(const StepSpec& step, const PipelineGraph& gra
 }
 
 void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int node, Json* tasks) {
-  const bool serving = step.type == "deploy" || step.type == "traffic-validation";
-  if (step.type != "container" && step.type != "tfjob" && step.type != "pytorchjob" && !serving) {
+  // A step runs as an Argo container template when its operator's object is
+  // a Job, as the operator's program in the sluice image (deploy,
+  // traffic-validation), or as a resource template over the operator's
+  // object.
+  const Operator* op = options_.operators ? options_.operators->Find(step.type)
+                                          : OperatorRegistry::Global().Find(step.type);
+  const bool serving = op && op->RunsOperatorProgram();
+  const bool container = op && !serving && op->Kind() && op->Kind()->kind == "Job";
+  if (!op || (serving && step.type != "deploy" && step.type != "traffic-validation") || (!serving && !op->Kind())) {
     Fail(step.loc, "step '" + step.name + "' of type " + step.type + " cannot be compiled to Argo");
     return;
   }
@@ -1167,10 +1159,10 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
     Fail(step.loc, "step '" + step.name + "': priority orders sluice's ready queue and has no "
                        "Argo equivalent; use kubernetes.priorityClassName for pod priority");
   TaskBuild b;
-  Json tmpl = step.type == "container"            ? ContainerTemplate(step, &b)
+  Json tmpl = container                          ? ContainerTemplate(step, &b)
               : step.type == "deploy"             ? DeployTemplate(step, &b)
               : step.type == "traffic-validation" ? ValidationTemplate(step, graph, node, &b)
-                                                  : ResourceTemplate(step, &b);
+                                                  : ResourceTemplate(step, op, &b);
   tmpl["metadata"] = {{"annotations",
                        {{"sluice.dev/pipeline", spec_.name},
                         {"sluice.dev/step", step.name},
@@ -1190,7 +1182,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   if (k8s.contains("imagePullSecrets") && k8s["imagePullSecrets"].is_array())
     for (const auto& s : k8s["imagePullSecrets"])
       if (s.is_string()) image_pull_secrets_.insert(s.get<std::string>());
-  if (step.type == "container") {
+  if (container) {
     if (!step.resources.node_selector.empty()) tmpl["nodeSelector"] = step.resources.node_selector;
     Json tolerations = Json::array();
     bool gpu_toleration = false;
@@ -1237,7 +1229,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   for (const auto& d : deps) depends += (depends.empty() ? "" : " && ") + d;
   if (!depends.empty()) task["depends"] = depends;
 
-  if (step.cache.enabled && step.inputs.empty() && step.type == "container") {
+  if (step.cache.enabled && step.inputs.empty() && container) {
     // Argo's schema requires configMap.key (its cache ignores it: entries
     // are keys of the ConfigMap) and maxAge ("" = entries never expire).
     Json memo = {{"key", MemoKey(step, b)},
@@ -1277,7 +1269,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
     }
   }
   if (!b.inputs.empty()) tmpl["inputs"] = {{"parameters", b.inputs}};
-  if (step.type != "container" && !serving && HasOutputs(step) && !step.foreach) {
+  if (!container && !serving && HasOutputs(step) && !step.foreach) {
     // The CR's pods leave their outputs on the workspace; a container step
     // after it publishes them. The step's template is a DAG of the two.
     Json wrapper = {{"name", step.name}, {"metadata", tmpl["metadata"]}};
@@ -1431,7 +1423,7 @@ ArgoOutput Compiler::Run() {
   CheckExcluded(*graph);
   Json wf_spec = WorkflowSpec(*graph);
   Json labels = {{"app.kubernetes.io/managed-by", "sluice"},
-                 {"sluice.dev/pipeline", operators::LabelValue(spec_.name)}};
+                 {"sluice.dev/pipeline", k8s::LabelValue(spec_.name)}};
   for (const auto& [k, v] : spec_.labels) labels[k] = v;
   Json annotations = {{"sluice.dev/pipeline", spec_.name},
                       {"sluice.dev/pipeline-digest", spec_.file_digest}};

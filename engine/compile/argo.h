@@ -50,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/operator.h"
 #include "engine/spec.h"
 #include "engine/status.h"
 
@@ -96,6 +97,8 @@ struct ArgoOptions {
   std::string sluice_image;
   // Deploy and traffic-validation steps' objects (see ServingObjects).
   ServingObjects serving;
+  // The step types; null = OperatorRegistry::Global().
+  const OperatorRegistry* operators = nullptr;
 };
 
 // One reason the pipeline cannot be compiled, at its location.

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/secret_mask.h"
+#include "executors/kubernetes/api/objects.h"
 
 namespace sluice {
 namespace {
@@ -13,7 +14,7 @@ namespace {
 using k8s::WatchEvent;
 using SteadyClock = std::chrono::steady_clock;
 
-k8s::ResourceKind ToResourceKind(const operators::WorkloadKind& w) {
+k8s::ResourceKind ToResourceKind(const KubernetesKind& w) {
   return k8s::ResourceKind{w.api_version, w.kind, w.plural, true};
 }
 
@@ -31,7 +32,7 @@ std::string Annotation(const Json& obj, const std::string& key) {
   return obj["metadata"]["annotations"].value(key, "");
 }
 
-Status MissingApi(const operators::WorkloadKind& kind, const Status& st) {
+Status MissingApi(const KubernetesKind& kind, const Status& st) {
   if (st.code() != StatusCode::kNotFound || kind.api_version == "batch/v1") return st;
   return Status::FailedPrecondition("the cluster has no " + kind.api_version + " " + kind.kind +
                                     " API (is the training-operator installed?): " + st.message());
@@ -41,7 +42,8 @@ Status MissingApi(const operators::WorkloadKind& kind, const Status& st) {
 
 struct KubernetesExecutor::Live {
   Task task;
-  operators::WorkloadKind kind;
+  const Operator* op = nullptr;  // the step type's, from the registry
+  KubernetesKind kind;
   std::string ns, name;
   std::chrono::system_clock::time_point started_at;
   std::optional<SteadyClock::time_point> deadline;
@@ -101,7 +103,7 @@ size_t KubernetesExecutor::Running() const {
   return running_.size() + done_.size();
 }
 
-void KubernetesExecutor::EnsureWatch(const operators::WorkloadKind& kind, const std::string& ns,
+void KubernetesExecutor::EnsureWatch(const KubernetesKind& kind, const std::string& ns,
                                      const std::string& run_id) {
   std::string key = kind.plural + "/" + ns + "/" + run_id;
   {
@@ -121,7 +123,7 @@ void KubernetesExecutor::EnsureWatch(const operators::WorkloadKind& kind, const 
   h.on_error = [key](const Status& st) {
     spdlog::warn("kubernetes watch {}: {}", key, st.message());
   };
-  entry->watcher = client_->Watch(ToResourceKind(kind), ns, operators::RunSelector(run_id), h);
+  entry->watcher = client_->Watch(ToResourceKind(kind), ns, k8s::RunSelector(run_id), h);
   std::lock_guard<std::mutex> lock(mu_);
   watches_.emplace(key, std::move(entry));
 }
@@ -150,8 +152,8 @@ std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plura
     // Not (yet) ours: remember finished objects, so a task adopting one
     // after a restart sees its result even if the event came first.
     if (ev.type != WatchEvent::Type::kDeleted) {
-      std::string op = plural == "jobs" ? "container" : plural == "tfjobs" ? "tfjob" : "pytorchjob";
-      if (operators::InterpretStatus(op, obj).finished) terminal_seen_[key] = obj;
+      const Operator* op = OperatorForResource(Operators(), plural);
+      if (op && op->ReadStatus(obj).finished) terminal_seen_[key] = obj;
     } else {
       terminal_seen_.erase(key);
     }
@@ -167,7 +169,7 @@ std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plura
                                     "its namespace)"});
     return r.task.id;
   }
-  operators::WorkloadState st = operators::InterpretStatus(r.task.operator_type, obj);
+  WorkloadState st = r.op->ReadStatus(obj);
   if (!st.finished) return std::nullopt;
   TaskId id = r.task.id;
   if (st.outcome == TaskOutcome::kSucceeded) {
@@ -191,17 +193,19 @@ void KubernetesExecutor::QueueFinishLocked(Live& r, Finish f) {
 }
 
 Status KubernetesExecutor::Start(const Task& task) {
-  auto kind = operators::KindForOperator(task.operator_type);
-  if (!kind) return kind.error().WithContext("step \"" + task.step + "\"");
-  operators::ManifestOptions mo = options_.manifests;
+  auto op = KubernetesOperator(Operators(), task.operator_type);
+  if (!op) return op.error().WithContext("step \"" + task.step + "\"");
+  const std::optional<KubernetesKind> kind = (*op)->Kind();
+  KubernetesObjectOptions mo = options_.manifests;
   mo.namespace_ = NamespaceFor(task);
-  auto manifest = operators::BuildManifest(task, mo);
+  auto manifest = (*op)->KubernetesObject(task, mo);
   if (!manifest) return manifest.error();
   std::string name = (*manifest)["metadata"]["name"].get<std::string>();
   std::string key = Key(kind->plural, mo.namespace_, name);
 
   auto r = std::make_unique<Live>();
   r->task = task;
+  r->op = *op;
   r->kind = *kind;
   r->ns = mo.namespace_;
   r->name = name;
@@ -235,7 +239,7 @@ Status KubernetesExecutor::Start(const Task& task) {
   return st;
 }
 
-Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKind& kind,
+Status KubernetesExecutor::CreateOrAdopt(TaskId id, const KubernetesKind& kind,
                                          const std::string& ns, const std::string& key,
                                          const Json& manifest) {
   Task task;
@@ -268,7 +272,7 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKin
       forget();
       return existing.error();
     }
-    if (Label(*existing, "sluice.dev/run") != operators::LabelValue(task.run_id) ||
+    if (Label(*existing, "sluice.dev/run") != k8s::LabelValue(task.run_id) ||
         Annotation(*existing, "sluice.dev/instance") != task.instance ||
         Label(*existing, "sluice.dev/attempt") != std::to_string(task.attempt)) {
       forget();
@@ -302,7 +306,7 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const operators::WorkloadKin
     auto rit = running_.find(id);
     if (rit != running_.end() && !rit->second->finishing) {
       rit->second->created = true;
-      operators::WorkloadState st = operators::InterpretStatus(task.operator_type, object);
+      WorkloadState st = rit->second->op->ReadStatus(object);
       if (st.finished && st.outcome == TaskOutcome::kSucceeded) {
         SucceedLocked(*rit->second, st.message);
       } else if (st.finished) {
@@ -419,13 +423,13 @@ void KubernetesExecutor::FinisherLoop() {
   }
 }
 
-Result<k8s::ObjectList> KubernetesExecutor::ListPods(const operators::WorkloadKind& kind,
+Result<k8s::ObjectList> KubernetesExecutor::ListPods(const KubernetesKind& kind,
                                                     const std::string& ns,
                                                     const std::string& name) {
   return client_->List(k8s::PodKind(), ns, kind.pod_name_label + "=" + name);
 }
 
-void KubernetesExecutor::CopyLogs(const operators::WorkloadKind& kind, const std::string& ns,
+void KubernetesExecutor::CopyLogs(const KubernetesKind& kind, const std::string& ns,
                                   const std::string& name, const std::string& log_path,
                                   const std::vector<std::string>& log_masks,
                                   const Result<k8s::ObjectList>* listed) {
@@ -467,7 +471,7 @@ void KubernetesExecutor::CopyLogs(const operators::WorkloadKind& kind, const std
 
 void KubernetesExecutor::Complete(Finish f) {
   Task task;
-  operators::WorkloadKind kind;
+  KubernetesKind kind;
   std::string ns, name;
   std::chrono::system_clock::time_point started_at;
   {
@@ -506,7 +510,7 @@ void KubernetesExecutor::Complete(Finish f) {
     if (result.outcome == TaskOutcome::kSucceeded) {
       result.exit_code = 0;
     } else {
-      operators::PodExit exit = operators::ExitFromPods(pods->items);
+      k8s::PodExit exit = k8s::ExitFromPods(pods->items);
       result.exit_code = exit.exit_code;
       if (!exit.description.empty()) result.message += " (" + exit.description + ")";
     }
@@ -584,14 +588,17 @@ Result<ExecutorPtr> NewKubernetesExecutor(const KubernetesExecutorOptions& optio
 
 Result<std::vector<Json>> KubernetesDryRun(const Task& task,
                                            const KubernetesExecutorOptions& options) {
-  operators::ManifestOptions mo = options.manifests;
+  const OperatorRegistry& registry = options.operators ? *options.operators : OperatorRegistry::Global();
+  auto op = KubernetesOperator(registry, task.operator_type);
+  if (!op) return Error(op.error().WithContext("step \"" + task.step + "\""));
+  KubernetesObjectOptions mo = options.manifests;
   if (mo.namespace_.empty()) {
     // The kubeconfig's namespace when there is one; a dry run must work
     // without a cluster, so a missing kubeconfig is not an error.
     auto config = k8s::LoadRestConfig(options.kubeconfig);
     mo.namespace_ = config ? config->namespace_ : "default";
   }
-  auto m = operators::BuildManifest(task, mo);
+  auto m = (*op)->KubernetesObject(task, mo);
   if (!m) return Error(m.error());
   return std::vector<Json>{std::move(*m)};
 }

@@ -1,7 +1,8 @@
 #pragma once
 // The Kubernetes executor: runs each task as one Kubernetes object (a Job, a
-// TFJob or a PyTorchJob; see operators/kubernetes/manifests.h) and learns how
-// it ended from watch events, never by polling.
+// TFJob or a PyTorchJob), built by its step type's Operator
+// (engine/operator.h), and learns how it ended from watch events, never by
+// polling.
 //
 //   Start()   builds the manifest and creates it (one POST; asynchronous once
 //             a create of that kind in that namespace has succeeded, see
@@ -47,9 +48,9 @@
 
 #include "engine/executor.h"
 #include "engine/status.h"
+#include "engine/operator.h"
 #include "executors/kubernetes/api/client.h"
 #include "executors/kubernetes/api/kubeconfig.h"
-#include "operators/kubernetes/manifests.h"
 
 namespace sluice {
 
@@ -58,7 +59,7 @@ struct KubernetesExecutorOptions {
   k8s::KubeconfigOptions kubeconfig;   // --kubeconfig, --context, --namespace
   k8s::ClientOptions client;           // qps/burst, retries
   // Namespace "" = the pipeline's, else the kubeconfig context's.
-  operators::ManifestOptions manifests;
+  KubernetesObjectOptions manifests;
   int max_in_flight = 0;               // tasks at once (CanRunMore); 0 = unlimited
   bool fetch_logs = true;              // copy pod logs into Task::log_path on completion
   // A task with a timeout that has not finished this long after its timeout
@@ -82,6 +83,9 @@ struct KubernetesExecutorOptions {
   std::function<void(TaskId, std::chrono::steady_clock::time_point at)> on_terminal_event;
   // Called just before a task's create request is sent (any thread).
   std::function<void(TaskId)> on_create_request;
+  // The step types, which build the objects and read their status; null =
+  // OperatorRegistry::Global(). Borrowed: it must outlive the executor.
+  const OperatorRegistry* operators = nullptr;
 };
 
 class KubernetesExecutor : public Executor {
@@ -111,6 +115,10 @@ class KubernetesExecutor : public Executor {
 
   // The namespace `task` runs in.
   std::string NamespaceFor(const Task& task) const;
+  // options.operators, else OperatorRegistry::Global().
+  const OperatorRegistry& Operators() const {
+    return options_.operators ? *options_.operators : OperatorRegistry::Global();
+  }
   k8s::Client* client() { return client_.get(); }
 
  private:
@@ -124,13 +132,13 @@ class KubernetesExecutor : public Executor {
     bool delete_object = false;
     int64_t grace_seconds = -1;
     bool logs_only = false;
-    operators::WorkloadKind kind;  // logs_only: where the pods are
+    KubernetesKind kind;  // logs_only: where the pods are
     std::string ns, name, log_path;
     std::vector<std::string> log_masks;  // Task::log_masks
   };
   struct WatchEntry;
 
-  void EnsureWatch(const operators::WorkloadKind& kind, const std::string& ns,
+  void EnsureWatch(const KubernetesKind& kind, const std::string& ns,
                    const std::string& run_id);
   void OnEvent(const std::string& kind, const k8s::WatchEvent& ev);
   // The body of OnEvent, with mu_ held; returns the task whose final status
@@ -142,24 +150,24 @@ class KubernetesExecutor : public Executor {
   // A create to send on a creator thread.
   struct Create {
     TaskId id = 0;
-    operators::WorkloadKind kind;
+    KubernetesKind kind;
     std::string ns, key;
     Json manifest;
   };
   // POSTs the manifest, adopting our own existing object; registers a
   // finished object's result. Errors as Start()'s.
-  Status CreateOrAdopt(TaskId id, const operators::WorkloadKind& kind, const std::string& ns,
+  Status CreateOrAdopt(TaskId id, const KubernetesKind& kind, const std::string& ns,
                        const std::string& key, const Json& manifest);
   void CreatorLoop();
   void FinisherLoop();
   void Complete(Finish f);
   // With mu_ held: returns a success at once and queues its log copy.
   void SucceedLocked(Live& r, const std::string& message);
-  Result<k8s::ObjectList> ListPods(const operators::WorkloadKind& kind, const std::string& ns,
+  Result<k8s::ObjectList> ListPods(const KubernetesKind& kind, const std::string& ns,
                                    const std::string& name);
   // Appends the pods' logs (or why there are none) to `log_path`; lists the
   // pods itself when `listed` is null.
-  void CopyLogs(const operators::WorkloadKind& kind, const std::string& ns,
+  void CopyLogs(const KubernetesKind& kind, const std::string& ns,
                 const std::string& name, const std::string& log_path,
                 const std::vector<std::string>& log_masks, const Result<k8s::ObjectList>* listed);
   void ReapIdleWatches();

@@ -24,7 +24,6 @@
 #include "engine/file_lock.h"
 #include "executors/local/supervisor.h"
 #include "engine/secret_mask.h"
-#include "operators/training/local_plan.h"
 
 extern char** environ;
 
@@ -438,6 +437,58 @@ std::map<std::string, std::string> LocalExecutor::BaseEnv(const Task& task) cons
   return env;
 }
 
+// Starts replica `r` of `task` under its own supervisor, which takes over
+// `lock_fd`, and waits for the supervisor's report that the step runs. Fills
+// p->pid and p->step_pid. Returns "" when it runs, else why it did not start
+// (with its errno in *err when there is one).
+std::string LocalExecutor::StartReplica(const Task& task, const LocalProcess& r, const std::string& program,
+                                        const std::map<std::string, std::string>& env, int log_fd, int lock_fd,
+                                        const std::string& encoded_masks, Process* p, int* err) {
+  std::string failure;
+  int ready[2];
+  // A socket pair, so that a supervisor gone early is an EPIPE of the
+  // send, not a SIGPIPE of sluice.
+  int masks[2] = {-1, -1};
+  if (pipe2(ready, O_CLOEXEC) != 0 ||
+      (!task.log_masks.empty() && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, masks) != 0)) {
+    *err = errno;
+    failure = "cannot create a pipe: " + ErrnoText(*err);
+  } else {
+    int rc = SpawnSupervised(supervisor_, p->files, program, r.argv, env, task.workdir,
+                             log_fd, ready[1], lock_fd, masks[1], &p->pid);
+    close(ready[1]);
+    if (masks[1] >= 0) close(masks[1]);
+    if (masks[0] >= 0) {
+      if (rc == 0) SendMasks(masks[0], encoded_masks);
+      else close(masks[0]);
+    }
+    if (rc != 0) {
+      *err = rc;
+      failure = "cannot start " + supervisor_ + ": " + ErrnoText(rc);
+    } else {
+      std::string report = ReadReport(ready[0], std::chrono::seconds(60));
+      if (report.rfind("ok ", 0) == 0) {
+        p->step_pid = static_cast<pid_t>(std::atoi(report.c_str() + 3));
+      } else if (report.rfind("exec ", 0) == 0) {
+        *err = std::atoi(report.c_str() + 5);
+        failure = "cannot start '" + r.argv[0] + "': " + ErrnoText(*err);
+      } else {
+        failure = "cannot start '" + r.argv[0] + "': " +
+                  (report.rfind("error ", 0) == 0 ? report.substr(6)
+                                                   : "sluice-supervise ended without starting it");
+        if (report.empty()) kill(p->pid, SIGKILL);
+      }
+      if (!failure.empty()) {
+        int status;
+        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+      }
+    }
+    close(ready[0]);
+  }
+  return failure;
+}
+
 Status LocalExecutor::Start(const Task& task) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string who = task.instance.empty() ? task.step : task.instance;
@@ -450,9 +501,12 @@ Status LocalExecutor::Start(const Task& task) {
                                       task.workdir + "' does not exist");
   }
 
-  Result<local::TaskPlan> plan = [&] {
+  Result<LocalPlan> plan = [&]() -> Result<LocalPlan> {
+    auto op = LocalOperator(options_.operators ? *options_.operators : OperatorRegistry::Global(),
+                            task.operator_type);
+    if (!op) return Error(op.error());
     LoopbackPorts ports;
-    return local::PlanTask(task, [&] { return ports.Next(); });
+    return (*op)->PlanLocal(task, [&] { return ports.Next(); });
   }();
   if (!plan) return plan.error();
 
@@ -556,49 +610,8 @@ Status LocalExecutor::Start(const Task& task) {
     Process p;
     p.name = r.Name();
     p.files = files[i];
-    std::string failure;  // why replica i did not start; "" when it did
-    int err = 0;          // its errno, when there is one
-    int ready[2];
-    // A socket pair, so that a supervisor gone early is an EPIPE of the
-    // send, not a SIGPIPE of sluice.
-    int masks[2] = {-1, -1};
-    if (pipe2(ready, O_CLOEXEC) != 0 ||
-        (!task.log_masks.empty() && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, masks) != 0)) {
-      err = errno;
-      failure = "cannot create a pipe: " + ErrnoText(err);
-    } else {
-      int rc = SpawnSupervised(supervisor_, files[i], programs[i], r.argv, envs[i], task.workdir,
-                               log_fd, ready[1], lock_fds[i], masks[1], &p.pid);
-      close(ready[1]);
-      if (masks[1] >= 0) close(masks[1]);
-      if (masks[0] >= 0) {
-        if (rc == 0) SendMasks(masks[0], encoded_masks);
-        else close(masks[0]);
-      }
-      if (rc != 0) {
-        err = rc;
-        failure = "cannot start " + supervisor_ + ": " + ErrnoText(rc);
-      } else {
-        std::string report = ReadReport(ready[0], std::chrono::seconds(60));
-        if (report.rfind("ok ", 0) == 0) {
-          p.step_pid = static_cast<pid_t>(std::atoi(report.c_str() + 3));
-        } else if (report.rfind("exec ", 0) == 0) {
-          err = std::atoi(report.c_str() + 5);
-          failure = "cannot start '" + r.argv[0] + "': " + ErrnoText(err);
-        } else {
-          failure = "cannot start '" + r.argv[0] + "': " +
-                    (report.rfind("error ", 0) == 0 ? report.substr(6)
-                                                     : "sluice-supervise ended without starting it");
-          if (report.empty()) kill(p.pid, SIGKILL);
-        }
-        if (!failure.empty()) {
-          int status;
-          while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
-          }
-        }
-      }
-      close(ready[0]);
-    }
+    int err = 0;  // the errno of a failed start, when there is one
+    std::string failure = StartReplica(task, r, programs[i], envs[i], log_fd, lock_fds[i], encoded_masks, &p, &err);
     if (!failure.empty()) {
       for (auto& started : t->procs) {
         Signal(started, SIGKILL);
@@ -648,7 +661,7 @@ Status LocalExecutor::Start(const Task& task) {
 }
 
 std::unique_ptr<LocalExecutor::RunningTask> LocalExecutor::Adopt(
-    const Task& task, const std::string& who, const local::TaskPlan& plan,
+    const Task& task, const std::string& who, const LocalPlan& plan,
     const std::vector<local::AttemptFiles>& files, const std::vector<bool>& supervised, int log_fd) {
   auto t = std::make_unique<RunningTask>();
   t->id = task.id;

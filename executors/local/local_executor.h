@@ -60,6 +60,7 @@
 #include <sys/types.h>
 
 #include "engine/executor.h"
+#include "engine/operator.h"
 #include "engine/status.h"
 
 namespace sluice {
@@ -93,6 +94,9 @@ struct LocalExecutorOptions {
   // one the build made, else on PATH. Start() fails with FailedPrecondition
   // when there is none.
   std::string supervisor_path;
+  // The step types and their local plans; null = OperatorRegistry::Global().
+  // Borrowed: it must outlive the executor.
+  const OperatorRegistry* operators = nullptr;
 };
 
 class LocalExecutor : public Executor {
@@ -150,8 +154,12 @@ class LocalExecutor : public Executor {
 
   // Builds the task of an attempt started by an earlier sluice process;
   // takes `log_fd` (the task's log, open for appending).
+  // Starts one replica under its supervisor; "" or why it did not start.
+  std::string StartReplica(const Task& task, const LocalProcess& r, const std::string& program,
+                           const std::map<std::string, std::string>& env, int log_fd, int lock_fd,
+                           const std::string& encoded_masks, Process* p, int* err);
   std::unique_ptr<RunningTask> Adopt(const Task& task, const std::string& who,
-                                     const local::TaskPlan& plan,
+                                     const LocalPlan& plan,
                                      const std::vector<local::AttemptFiles>& files,
                                      const std::vector<bool>& supervised, int log_fd);
   // Records how `p` ended once its supervisor is gone (from its status file,

@@ -1,50 +1,13 @@
 #include "operators/kubernetes/manifests.h"
 
+#include "executors/kubernetes/api/objects.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 
 namespace sluice::operators {
 namespace {
-
-constexpr char kLabelPipeline[] = "sluice.dev/pipeline";
-constexpr char kLabelRun[] = "sluice.dev/run";
-constexpr char kLabelStep[] = "sluice.dev/step";
-constexpr char kLabelAttempt[] = "sluice.dev/attempt";
-constexpr char kLabelQueue[] = "kueue.x-k8s.io/queue-name";
-
-// FNV-1a 64: stable across platforms and versions, enough to separate names.
-std::string ShortHash(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return std::string(buf, 8);
-}
-
-// Lower-case [a-z0-9-], runs of anything else collapsed to one '-', no '-' at
-// the ends.
-std::string DnsPart(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    char l = static_cast<char>(std::tolower(c));
-    if ((l >= 'a' && l <= 'z') || (l >= '0' && l <= '9')) {
-      out += l;
-    } else if (!out.empty() && out.back() != '-') {
-      out += '-';
-    }
-  }
-  while (!out.empty() && out.back() == '-') out.pop_back();
-  return out;
-}
-
-std::string TrimDashes(std::string s) {
-  while (!s.empty() && (s.back() == '-' || s.back() == '.' || s.back() == '_')) s.pop_back();
-  return s;
-}
 
 std::string Quantity(int64_t n, bool millis) {
   if (millis) {
@@ -58,6 +21,8 @@ std::string Quantity(int64_t n, bool millis) {
   if (n % kKi == 0) return std::to_string(n / kKi) + "Ki";
   return std::to_string(n);
 }
+
+}  // namespace
 
 Json ResourceRequirements(const Resources& r) {
   Json q = Json::object();
@@ -80,6 +45,8 @@ Json ReplicaResources(const Json& spec) {
   return Json{{"requests", q}, {"limits", q}};
 }
 
+namespace {
+
 std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
   if (from.empty()) return s;
   size_t pos = 0;
@@ -96,14 +63,7 @@ std::string ReplaceAll(std::string s, const std::string& from, const std::string
   return s;
 }
 
-// The effective per-task Kubernetes settings.
-struct PodSettings {
-  std::string namespace_;
-  std::string service_account, priority_class, queue;
-  std::vector<std::string> pull_secrets;
-  std::optional<int64_t> ttl;
-  Json pod_labels = Json::object(), pod_annotations = Json::object();
-};
+}  // namespace
 
 Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
   PodSettings s;
@@ -160,11 +120,13 @@ Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
   return s;
 }
 
+namespace {
+
 Json Labels(const Task& task, const PodSettings& s) {
-  Json l = {{kLabelPipeline, LabelValue(task.pipeline)},
-            {kLabelRun, LabelValue(task.run_id)},
-            {kLabelStep, LabelValue(task.step)},
-            {kLabelAttempt, std::to_string(task.attempt)},
+  Json l = {{k8s::kLabelPipeline, LabelValue(task.pipeline)},
+            {k8s::kLabelRun, LabelValue(task.run_id)},
+            {k8s::kLabelStep, LabelValue(task.step)},
+            {k8s::kLabelAttempt, std::to_string(task.attempt)},
             {"app.kubernetes.io/managed-by", "sluice"}};
   return l;
 }
@@ -175,6 +137,8 @@ Json Annotations(const Task& task) {
               {"sluice.dev/step", task.step},
               {"sluice.dev/instance", task.instance}};
 }
+
+}  // namespace
 
 // The main container (name, image, command, env, resources, workdir).
 Result<Json> Container(const Task& task, const ManifestOptions& o, const std::string& name,
@@ -270,7 +234,7 @@ Json PodTemplate(const Task& task, const ManifestOptions& o, const PodSettings& 
 Json Metadata(const Task& task, const ManifestOptions& o, const PodSettings& s,
               const WorkloadKind& kind) {
   Json labels = Labels(task, s);
-  if (!s.queue.empty()) labels[kLabelQueue] = s.queue;
+  if (!s.queue.empty()) labels[k8s::kLabelQueue] = s.queue;
   return Json{{"name", ObjectName(task.run_id, task.instance, task.attempt, kind.max_name_length)},
               {"namespace", s.namespace_},
               {"labels", labels},
@@ -294,142 +258,6 @@ Status NoImage(const Task& task) {
       "under `defaults:`");
 }
 
-Result<Json> BuildJob(const Task& task, const ManifestOptions& o, const WorkloadKind& kind) {
-  auto s = Settings(task, o);
-  if (!s) return Error(s.error());
-  std::string image = Image(task, o);
-  if (image.empty()) return Error(NoImage(task));
-  auto c = Container(task, o, kind.container_name, image, task.argv, {},
-                     ResourceRequirements(task.resources));
-  if (!c) return Error(c.error());
-  Json spec = {{"backoffLimit", 0}, {"template", PodTemplate(task, o, *s, std::move(*c))}};
-  if (auto d = DeadlineSeconds(task)) spec["activeDeadlineSeconds"] = *d;
-  if (s->ttl) spec["ttlSecondsAfterFinished"] = *s->ttl;
-  return Json{{"apiVersion", kind.api_version},
-              {"kind", kind.kind},
-              {"metadata", Metadata(task, o, *s, kind)},
-              {"spec", spec}};
-}
-
-// Canonical replica type names, matched case-insensitively as the local
-// executor does.
-std::optional<std::string> CanonicalReplica(const std::string& type, bool tf) {
-  std::string l = type;
-  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (tf) {
-    if (l == "chief") return "Chief";
-    if (l == "master") return "Master";
-    if (l == "worker") return "Worker";
-    if (l == "ps") return "PS";
-    if (l == "evaluator") return "Evaluator";
-    return std::nullopt;
-  }
-  if (l == "master") return "Master";
-  if (l == "worker") return "Worker";
-  return std::nullopt;
-}
-
-Result<Json> BuildTraining(const Task& task, const ManifestOptions& o, const WorkloadKind& kind) {
-  const bool tf = task.operator_type == "tfjob";
-  const std::string section = task.operator_type;
-  auto s = Settings(task, o);
-  if (!s) return Error(s.error());
-  auto bad = [&](const std::string& what) {
-    return Error(Status::InvalidArgument("step \"" + task.step + "\": " + section + ": " + what));
-  };
-  // Either the section itself or {"tfjob": {...}} (as the local executor).
-  const Json* cfg = &task.config;
-  if (task.config.is_object() && task.config.contains(section)) cfg = &task.config[section];
-  if (!cfg->is_object()) return bad("config must be a mapping");
-  const Json* replicas = nullptr;
-  for (const char* key : {"replicas", "tfReplicaSpecs", "pytorchReplicaSpecs"}) {
-    if (cfg->contains(key)) replicas = &(*cfg)[key];
-  }
-  if (replicas == nullptr || !replicas->is_object() || replicas->empty()) {
-    return bad(std::string("replicas is required, e.g. replicas: {") +
-               (tf ? "Chief: {replicas: 1}, Worker: {replicas: 2}" : "Master: {replicas: 1}, Worker: {replicas: 2}") +
-               "}");
-  }
-  std::string default_image = Image(task, o);
-  Json specs = Json::object();
-  for (const auto& [type, rs] : replicas->items()) {
-    auto canon = CanonicalReplica(type, tf);
-    if (!canon) {
-      return bad("replica type \"" + type + "\" is not one of " +
-                 (tf ? "Chief, Master, Worker, PS, Evaluator" : "Master, Worker"));
-    }
-    if (!rs.is_object()) return bad("replicas." + type + " must be a mapping");
-    int64_t count = 1;
-    if (rs.contains("replicas")) {
-      if (!rs["replicas"].is_number_integer() || rs["replicas"].get<int64_t>() < 0) {
-        return bad("replicas." + type + ".replicas must be an integer >= 0");
-      }
-      count = rs["replicas"].get<int64_t>();
-    }
-    std::vector<std::string> argv = task.argv;
-    if (rs.contains("command")) {
-      if (!rs["command"].is_array()) return bad("replicas." + type + ".command must be a list");
-      argv.clear();
-      for (const auto& a : rs["command"]) {
-        if (!a.is_string()) return bad("replicas." + type + ".command must be a list of strings");
-        argv.push_back(a.get<std::string>());
-      }
-    }
-    std::map<std::string, std::string> env;
-    if (rs.contains("env")) {
-      if (!rs["env"].is_object()) return bad("replicas." + type + ".env must be a mapping");
-      for (const auto& [k, v] : rs["env"].items()) {
-        env[k] = v.is_string() ? v.get<std::string>() : v.dump();
-      }
-    }
-    std::string image = rs.contains("image") && rs["image"].is_string()
-                            ? rs["image"].get<std::string>()
-                            : default_image;
-    if (image.empty()) return Error(NoImage(task));
-    Json resources = rs.contains("resources") && rs["resources"].is_object()
-                         ? ReplicaResources(rs["resources"])
-                         : ResourceRequirements(task.resources);
-    auto c = Container(task, o, kind.container_name, image, argv, env, resources);
-    if (!c) return Error(c.error());
-    Json tmpl = PodTemplate(task, o, *s, std::move(*c));
-    tmpl["metadata"]["labels"]["sluice.dev/replica-type"] = DnsPart(*canon);
-    specs[*canon] = {{"replicas", count}, {"restartPolicy", "Never"}, {"template", tmpl}};
-  }
-  Json run_policy = {{"backoffLimit", 0}, {"cleanPodPolicy", "None"}};
-  if (auto d = DeadlineSeconds(task)) run_policy["activeDeadlineSeconds"] = *d;
-  if (s->ttl) run_policy["ttlSecondsAfterFinished"] = *s->ttl;
-  if (cfg->contains("runPolicy")) {
-    if (!(*cfg)["runPolicy"].is_object()) return bad("runPolicy must be a mapping");
-    for (const auto& [k, v] : (*cfg)["runPolicy"].items()) run_policy[k] = v;
-  }
-  Json spec = {{"runPolicy", run_policy}, {tf ? "tfReplicaSpecs" : "pytorchReplicaSpecs", specs}};
-  if (tf) {
-    if (cfg->contains("successPolicy")) {
-      const Json& sp = (*cfg)["successPolicy"];
-      if (!sp.is_string() || (sp != "" && sp != "AllWorkers")) {
-        return bad("successPolicy must be \"\" or AllWorkers");
-      }
-      spec["successPolicy"] = sp;
-    }
-  } else {
-    if (cfg->contains("nprocPerNode")) {
-      const Json& n = (*cfg)["nprocPerNode"];
-      if (!n.is_string() && !n.is_number_integer()) {
-        return bad("nprocPerNode must be an integer or a string (auto, cpu, gpu)");
-      }
-      spec["nprocPerNode"] = n.is_string() ? n.get<std::string>() : std::to_string(n.get<int64_t>());
-    }
-    if (cfg->contains("elasticPolicy")) {
-      if (!(*cfg)["elasticPolicy"].is_object()) return bad("elasticPolicy must be a mapping");
-      spec["elasticPolicy"] = (*cfg)["elasticPolicy"];
-    }
-  }
-  return Json{{"apiVersion", kind.api_version},
-              {"kind", kind.kind},
-              {"metadata", Metadata(task, o, *s, kind)},
-              {"spec", spec}};
-}
-
 const Json* FindCondition(const Json& object, const std::string& type) {
   if (!object.contains("status") || !object["status"].is_object()) return nullptr;
   const Json& st = object["status"];
@@ -448,123 +276,22 @@ std::string ConditionText(const Json& c) {
   return reason + ": " + message;
 }
 
-}  // namespace
-
 Result<WorkloadKind> KindForOperator(const std::string& operator_type) {
-  if (operator_type == "container") {
-    return WorkloadKind{"batch/v1", "Job", "jobs", "job-name", "main", 63};
-  }
-  if (operator_type == "tfjob") {
-    return WorkloadKind{"kubeflow.org/v1", "TFJob", "tfjobs", "training.kubeflow.org/job-name",
-                        "tensorflow", 48};
-  }
-  if (operator_type == "pytorchjob") {
-    return WorkloadKind{"kubeflow.org/v1", "PyTorchJob", "pytorchjobs",
-                        "training.kubeflow.org/job-name", "pytorch", 48};
-  }
-  return Error(Status::InvalidArgument("step type \"" + operator_type +
-                                       "\" cannot run on Kubernetes (known: container, tfjob, "
-                                       "pytorchjob)"));
-}
-
-std::string ObjectName(const std::string& run_id, const std::string& instance, int attempt,
-                       size_t max_length) {
-  std::string run = DnsPart(run_id);
-  std::string inst = DnsPart(instance);
-  std::string suffix = "-a" + std::to_string(attempt);
-  std::string core = run + "-" + inst;
-  bool lossy = run != run_id || inst != instance || run.empty() || inst.empty();
-  // DNS-1035 (services of TFJob/PyTorchJob pods): start with a letter.
-  if (core.empty() || !(core[0] >= 'a' && core[0] <= 'z')) core = "s" + core;
-  if (!lossy && core.size() + suffix.size() <= max_length) return core + suffix;
-  std::string hash = "-" + ShortHash(run_id + "\n" + instance);
-  size_t room = max_length - suffix.size() - hash.size();
-  if (core.size() > room) core = core.substr(0, room);
-  core = TrimDashes(core);
-  return core + hash + suffix;
-}
-
-std::string LabelValue(const std::string& value) {
-  if (value.empty()) return value;
-  std::string out;
-  for (unsigned char c : value) {
-    out += (std::isalnum(c) || c == '-' || c == '_' || c == '.') ? static_cast<char>(c) : '-';
-  }
-  bool changed = out != value || out.size() > 63 || !std::isalnum(static_cast<unsigned char>(out.front())) ||
-                 !std::isalnum(static_cast<unsigned char>(out.back()));
-  if (!changed) return out;
-  std::string hash = ShortHash(value);
-  out = out.substr(0, std::min<size_t>(out.size(), 63 - hash.size() - 1));
-  while (!out.empty() && !std::isalnum(static_cast<unsigned char>(out.front()))) out.erase(0, 1);
-  out = TrimDashes(out);
-  return out.empty() ? hash : out + "-" + hash;
-}
-
-std::string RunSelector(const std::string& run_id) {
-  return std::string(kLabelRun) + "=" + LabelValue(run_id);
+  auto op = KubernetesOperator(OperatorRegistry::Global(), operator_type);
+  if (!op) return Error(op.error());
+  return *(*op)->Kind();
 }
 
 Result<Json> BuildManifest(const Task& task, const ManifestOptions& options) {
-  auto kind = KindForOperator(task.operator_type);
-  if (!kind) {
-    return Error(kind.error().WithContext("step \"" + task.step + "\""));
-  }
-  if (task.operator_type == "container") return BuildJob(task, options, *kind);
-  return BuildTraining(task, options, *kind);
+  auto op = KubernetesOperator(OperatorRegistry::Global(), task.operator_type);
+  if (!op) return Error(op.error().WithContext("step \"" + task.step + "\""));
+  return (*op)->KubernetesObject(task, options);
 }
 
 WorkloadState InterpretStatus(const std::string& operator_type, const Json& object) {
-  WorkloadState st;
-  if (operator_type == "container") {
-    if (const Json* c = FindCondition(object, "Complete")) {
-      st.finished = true;
-      st.outcome = TaskOutcome::kSucceeded;
-      st.message = ConditionText(*c);
-    } else if (const Json* c = FindCondition(object, "Failed")) {
-      st.finished = true;
-      st.outcome = c->value("reason", "") == "DeadlineExceeded" ? TaskOutcome::kTimedOut
-                                                                : TaskOutcome::kFailed;
-      st.message = "Job failed: " + ConditionText(*c);
-    }
-    return st;
-  }
-  if (const Json* c = FindCondition(object, "Succeeded")) {
-    st.finished = true;
-    st.outcome = TaskOutcome::kSucceeded;
-    st.message = ConditionText(*c);
-  } else if (const Json* c = FindCondition(object, "Failed")) {
-    st.finished = true;
-    std::string text = ConditionText(*c);
-    std::string lower = text;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char ch) { return std::tolower(ch); });
-    st.outcome = (c->value("reason", "").find("DeadlineExceeded") != std::string::npos ||
-                  lower.find("deadline") != std::string::npos)
-                     ? TaskOutcome::kTimedOut
-                     : TaskOutcome::kFailed;
-    st.message = object.value("kind", "object") + " failed: " + text;
-  }
-  return st;
-}
-
-PodExit ExitFromPods(const std::vector<Json>& pods) {
-  PodExit out;
-  for (const auto& pod : pods) {
-    if (!pod.contains("status") || !pod["status"].contains("containerStatuses")) continue;
-    for (const auto& cs : pod["status"]["containerStatuses"]) {
-      if (!cs.contains("state") || !cs["state"].contains("terminated")) continue;
-      const Json& t = cs["state"]["terminated"];
-      int code = t.value("exitCode", 0);
-      if (code == 0) continue;
-      out.exit_code = code;
-      out.description = "pod " + pod["metadata"].value("name", "") + " container " +
-                        cs.value("name", "") + ": exit " + std::to_string(code);
-      std::string reason = t.value("reason", "");
-      if (!reason.empty()) out.description += " (" + reason + ")";
-      return out;
-    }
-  }
-  return out;
+  const Operator* op = OperatorRegistry::Global().Find(operator_type);
+  if (op == nullptr || !op->Kind()) return {};
+  return op->ReadStatus(object);
 }
 
 }  // namespace sluice::operators

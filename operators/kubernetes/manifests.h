@@ -1,12 +1,11 @@
 #pragma once
-// Operators for Kubernetes: a resolved Task (engine/executor.h) becomes the
-// manifest of one Kubernetes object, and that object's status becomes a
-// TaskOutcome. Pure functions: no I/O, no clock; golden-file tested.
-//
-//   operator_type   object                      status read from
-//   container       batch/v1 Job                Complete / Failed conditions
-//   tfjob           kubeflow.org/v1 TFJob       Succeeded / Failed conditions
-//   pytorchjob      kubeflow.org/v1 PyTorchJob  Succeeded / Failed conditions
+// What every operator's Kubernetes object shares: names, labels, the pod
+// template and its main container, per-step `kubernetes:` settings, status
+// conditions and pod exit codes. Each operator builds its own object from
+// these (operators/container: a batch/v1 Job, read from its Complete / Failed
+// conditions; operators/training: a kubeflow.org/v1 TFJob or PyTorchJob, read
+// from Succeeded / Failed). Pure functions: no I/O, no clock; golden-file
+// tested.
 //
 // Every object gets:
 //   - a deterministic name from (run, instance, attempt): DNS-1123/1035 safe,
@@ -38,8 +37,8 @@
 // effect: NoSchedule} unless one for that key is given (what Kubernetes'
 // ExtendedResourceToleration admission plugin does).
 //
-// tfjob / pytorchjob config: the same shape the local executor runs
-// (operators/training/local_plan.h), so one YAML runs both ways:
+// tfjob / pytorchjob config (operators/training/training.h): the same shape
+// the local executor runs, so one YAML runs both ways:
 //   tfjob:      {replicas: {Chief|Master|Worker|PS|Evaluator: {replicas, command, env,
 //                image, resources}}, successPolicy, runPolicy}
 //   pytorchjob: {replicas: {Master|Worker: {...}}, nprocPerNode, elasticPolicy, runPolicy}
@@ -52,6 +51,7 @@
 // Task::secret_refs; a secret without a ref is an error. Values are never
 // written into a manifest.
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,81 +59,86 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/executor.h"
+#include "engine/operator.h"
 #include "engine/status.h"
+#include "executors/kubernetes/api/objects.h"
 
 namespace sluice::operators {
 
 using Json = nlohmann::json;
 
-// Where a kind of object lives in the API, and how its pods are labelled.
-struct WorkloadKind {
-  std::string api_version;      // "batch/v1"
-  std::string kind;             // "Job"
-  std::string plural;           // "jobs"
-  std::string pod_name_label;   // pods carry <pod_name_label>=<object name>
-  std::string container_name;   // the main container's name ("main", "tensorflow", "pytorch")
-  size_t max_name_length = 63;
-};
+// The engine's types under the names this header has always used.
+using WorkloadKind = KubernetesKind;
+using ManifestOptions = KubernetesObjectOptions;
 
-// The kind for an operator type; kInvalidArgument for a type with no
-// Kubernetes mapping (the message lists the known ones).
+// The kind for an operator type (OperatorRegistry::Global()'s operator);
+// kInvalidArgument for a type with no Kubernetes object (the message lists
+// the known ones).
 Result<WorkloadKind> KindForOperator(const std::string& operator_type);
 
-// Settings shared by all tasks of an executor (per-step `kubernetes:` config
-// overrides the per-task fields).
-struct ManifestOptions {
-  std::string namespace_;  // "" = "default"
-  std::string default_image;  // used when Task::image is empty
-  // Shared RWX PersistentVolumeClaim mounted into every pod at
-  // workspace_mount_path; "" mounts nothing.
-  std::string workspace_pvc;
-  std::string workspace_mount_path = "/sluice";
-  // When set, every occurrence of this host directory prefix in the task's
-  // workdir, argv and env values is rewritten to workspace_mount_path (the
-  // PVC is the same storage seen from the sluice host at this path).
-  std::string host_workspace_root;
-  std::optional<int64_t> ttl_seconds_after_finished = 86400;
-  std::string service_account;
-  std::string priority_class;
-  std::vector<std::string> image_pull_secrets;
-  std::string queue;  // Kueue LocalQueue name; "" = none
-};
+// The naming and label conventions (executors/kubernetes/api/objects.h),
+// under the names operators have always used.
+using k8s::DnsPart;
+using k8s::ExitFromPods;
+using k8s::LabelValue;
+using k8s::ObjectName;
+using k8s::PodExit;
+using k8s::RunSelector;
 
-// "s<run>-<instance>-<hash>-a<attempt>"-style deterministic object name; see
-// the header comment. Same inputs, same name, always.
-std::string ObjectName(const std::string& run_id, const std::string& instance, int attempt,
-                       size_t max_length = 63);
-
-// `value` as a valid label value (<= 63 chars of [A-Za-z0-9._-], alphanumeric
-// at both ends), with a hash suffix when it had to change; "" stays "".
-std::string LabelValue(const std::string& value);
-
-// The label selector matching every object (and pod) of a run.
-std::string RunSelector(const std::string& run_id);
-
-// The manifest for `task`. Errors (kInvalidArgument, naming the step): no
+// The manifest for `task`, built by the operator of task.operator_type in
+// OperatorRegistry::Global(). Errors (kInvalidArgument, naming the step): no
 // image, an unknown operator type, a malformed tfjob/pytorchjob config, a
 // secret env var without a Secret reference.
 Result<Json> BuildManifest(const Task& task, const ManifestOptions& options);
 
-// How far an object has got, read from its status.
-struct WorkloadState {
-  bool finished = false;
-  TaskOutcome outcome = TaskOutcome::kError;  // meaningful when finished
-  std::string message;                        // the condition's reason: message
-};
-
-// Reads Job conditions (Complete; Failed, with reason DeadlineExceeded ->
-// kTimedOut) or TFJob/PyTorchJob conditions (Succeeded; Failed) of `object`.
+// The state of `object`, read by the operator of `operator_type`; not
+// finished for an unknown type.
 WorkloadState InterpretStatus(const std::string& operator_type, const Json& object);
 
-// From the pods of a finished object: the first non-zero container exit code
-// (-1 when none), and a short description of the failing container
-// ("pod x container main: exit 1 (Error)").
-struct PodExit {
-  int exit_code = -1;
-  std::string description;
+// The pieces operators build their objects from.
+
+// Requests and limits for `r` ({} when nothing is requested).
+Json ResourceRequirements(const Resources& r);
+// A per-replica `resources:` override: sluice's {cpu, memory, gpu} or a
+// ResourceRequirements verbatim.
+Json ReplicaResources(const Json& spec);
+
+// The effective per-task settings: ManifestOptions overridden by the step's
+// `kubernetes:` config.
+struct PodSettings {
+  std::string namespace_;
+  std::string service_account, priority_class, queue;
+  std::vector<std::string> pull_secrets;
+  std::optional<int64_t> ttl;
+  Json pod_labels = Json::object(), pod_annotations = Json::object();
 };
-PodExit ExitFromPods(const std::vector<Json>& pods);
+// Errors (kInvalidArgument, naming the step): a malformed or unknown
+// `kubernetes:` setting.
+Result<PodSettings> Settings(const Task& task, const ManifestOptions& o);
+
+// The main container: `name`, `image`, `argv`, the task's env plus
+// `extra_env` (secrets as secretKeyRef), `resources`, the workdir and the
+// workspace mount. Errors: a secret env var without a Secret reference.
+Result<Json> Container(const Task& task, const ManifestOptions& o, const std::string& name,
+                       const std::string& image, const std::vector<std::string>& argv,
+                       const std::map<std::string, std::string>& extra_env,
+                       const Json& resources);
+// The pod template around `container`: labels, placement, service account,
+// pull secrets, the workspace volume.
+Json PodTemplate(const Task& task, const ManifestOptions& o, const PodSettings& s, Json container);
+// The object's metadata: deterministic name, namespace, labels, annotations.
+Json Metadata(const Task& task, const ManifestOptions& o, const PodSettings& s,
+              const WorkloadKind& kind);
+// activeDeadlineSeconds from the task's timeout, rounded up.
+std::optional<int64_t> DeadlineSeconds(const Task& task);
+// The task's image, else options.default_image.
+std::string Image(const Task& task, const ManifestOptions& o);
+// "step "x" has no image: ..."
+Status NoImage(const Task& task);
+
+// The condition of `type` whose status is "True"; nullptr when none.
+const Json* FindCondition(const Json& object, const std::string& type);
+// "reason: message" of a condition.
+std::string ConditionText(const Json& c);
 
 }  // namespace sluice::operators

@@ -38,21 +38,28 @@ const Json& Section(const Json& config, const std::string& op) {
 Result<std::vector<ReplicaGroup>> ReadGroups(const Task& task, const Json& section,
                                              const std::string& op,
                                              const std::vector<std::string>& order,
-                                             const std::vector<std::string>& display) {
+                                             const std::vector<std::string>& display,
+                                             std::vector<std::string>* error_path) {
+  auto at = [&](std::vector<std::string> path) {
+    if (error_path) *error_path = std::move(path);
+  };
   if (!section.is_object()) {
     return Error(Status::InvalidArgument(op + ": config must be a mapping with 'replicas'"));
   }
   const Json* replicas = nullptr;
+  std::string replicas_key = "replicas";
   for (const char* key : {"replicas", "tfReplicaSpecs", "pytorchReplicaSpecs"}) {
     auto it = section.find(key);
     if (it != section.end()) {
       replicas = &*it;
+      replicas_key = key;
       break;
     }
   }
   std::string all_types;
   for (const auto& d : display) all_types += (all_types.empty() ? "" : ", ") + d;
   if (replicas == nullptr || !replicas->is_object() || replicas->empty()) {
+    if (replicas != nullptr) at({replicas_key});
     return Error(Status::InvalidArgument(
         op + ": 'replicas' must map replica types (" + all_types +
         ") to {replicas: N}, e.g. replicas: {Worker: {replicas: 2}}"));
@@ -61,6 +68,7 @@ Result<std::vector<ReplicaGroup>> ReadGroups(const Task& task, const Json& secti
   for (auto it = replicas->begin(); it != replicas->end(); ++it) {
     std::string type = Lower(it.key());
     if (std::find(order.begin(), order.end(), type) == order.end()) {
+      at({replicas_key, it.key()});
       return Error(Status::InvalidArgument(op + ": unknown replica type '" + it.key() +
                                            "'; expected one of " + all_types));
     }
@@ -68,23 +76,28 @@ Result<std::vector<ReplicaGroup>> ReadGroups(const Task& task, const Json& secti
     ReplicaGroup g;
     g.type = type;
     g.argv = task.argv;
-    const Json& spec = it.value();
+    // `Worker: 2` is short for `Worker: {replicas: 2}`.
+    const Json spec = it.value().is_number_integer() ? Json{{"replicas", it.value()}} : it.value();
     if (!spec.is_object()) {
+      at({replicas_key, it.key()});
       return Error(Status::InvalidArgument(where + " must be a mapping, e.g. {replicas: 1}"));
     }
     if (auto r = spec.find("replicas"); r != spec.end()) {
       if (!r->is_number_integer() || r->get<int64_t>() < 0 || r->get<int64_t>() > 1024) {
+        at({replicas_key, it.key(), "replicas"});
         return Error(Status::InvalidArgument(where + ".replicas must be an integer from 0 to 1024"));
       }
       g.replicas = r->get<int>();
     }
     if (auto c = spec.find("command"); c != spec.end()) {
       if (!c->is_array() || c->empty()) {
+        at({replicas_key, it.key(), "command"});
         return Error(Status::InvalidArgument(where + ".command must be a non-empty list of strings"));
       }
       g.argv.clear();
       for (const auto& a : *c) {
         if (!a.is_string()) {
+          at({replicas_key, it.key(), "command"});
           return Error(Status::InvalidArgument(where + ".command must be a list of strings"));
         }
         g.argv.push_back(a.get<std::string>());
@@ -92,16 +105,19 @@ Result<std::vector<ReplicaGroup>> ReadGroups(const Task& task, const Json& secti
     }
     if (auto e = spec.find("env"); e != spec.end()) {
       if (!e->is_object()) {
+        at({replicas_key, it.key(), "env"});
         return Error(Status::InvalidArgument(where + ".env must be a mapping of names to strings"));
       }
       for (auto ev = e->begin(); ev != e->end(); ++ev) {
         if (!ev.value().is_string()) {
+          at({replicas_key, it.key(), "env", ev.key()});
           return Error(Status::InvalidArgument(where + ".env." + ev.key() + " must be a string"));
         }
         g.env[ev.key()] = ev.value().get<std::string>();
       }
     }
     if (g.replicas > 0 && g.argv.empty()) {
+      at({replicas_key, it.key()});
       return Error(Status::InvalidArgument(where + " has no command: set the step's command or " +
                                            where + ".command"));
     }
@@ -115,12 +131,14 @@ Result<std::vector<ReplicaGroup>> ReadGroups(const Task& task, const Json& secti
   for (const auto& g : groups) {
     if (std::count_if(groups.begin(), groups.end(),
                       [&](const ReplicaGroup& o) { return o.type == g.type; }) > 1) {
+      at({replicas_key});
       return Error(Status::InvalidArgument(op + ": replica type '" + g.type +
                                            "' is given twice (names are case-insensitive)"));
     }
     total += g.replicas;
   }
   if (total == 0) {
+    at({replicas_key});
     return Error(Status::InvalidArgument(op + ": all replica counts are 0; nothing would run"));
   }
   return groups;
@@ -145,15 +163,21 @@ ReplicaLaunch NewLaunch(const Task& task, const ReplicaGroup& g, int index) {
   return r;
 }
 
-Result<TaskPlan> PlanTfJob(const Task& task, const PortAllocator& ports) {
+}  // namespace
+
+Result<TaskPlan> PlanTfJob(const Task& task, const PortAllocator& ports, std::vector<std::string>* error_path) {
+  auto at = [&](std::vector<std::string> path) {
+    if (error_path) *error_path = std::move(path);
+  };
   const Json& section = Section(task.config, "tfjob");
   auto groups = ReadGroups(task, section, "tfjob",
                            {"chief", "master", "worker", "ps", "evaluator"},
-                           {"Chief", "Master", "Worker", "PS", "Evaluator"});
+                           {"Chief", "Master", "Worker", "PS", "Evaluator"}, error_path);
   if (!groups) return Error(groups.error());
   std::string success_policy;
   if (auto it = section.find("successPolicy"); it != section.end()) {
     if (!it->is_string() || (*it != "" && *it != "AllWorkers")) {
+      at({"successPolicy"});
       return Error(Status::InvalidArgument(
           "tfjob.successPolicy must be \"\" (chief, else worker 0) or \"AllWorkers\""));
     }
@@ -161,6 +185,7 @@ Result<TaskPlan> PlanTfJob(const Task& task, const PortAllocator& ports) {
   }
   if (Count(*groups, "chief") + Count(*groups, "master") > 1 ||
       (Count(*groups, "chief") > 0 && Count(*groups, "master") > 0)) {
+    at({"replicas"});
     return Error(Status::InvalidArgument("tfjob: at most one Chief (or Master) replica is allowed"));
   }
 
@@ -203,6 +228,7 @@ Result<TaskPlan> PlanTfJob(const Task& task, const PortAllocator& ports) {
     if (defines_success) plan.success_set.push_back(i);
   }
   if (plan.success_set.empty()) {
+    at({"replicas"});
     return Error(Status::InvalidArgument(
         "tfjob: needs a Chief, a Master or at least one Worker; it succeeds when the Chief "
         "(or worker 0) succeeds"));
@@ -210,11 +236,16 @@ Result<TaskPlan> PlanTfJob(const Task& task, const PortAllocator& ports) {
   return plan;
 }
 
-Result<TaskPlan> PlanPyTorchJob(const Task& task, const PortAllocator& ports) {
+Result<TaskPlan> PlanPyTorchJob(const Task& task, const PortAllocator& ports,
+                                std::vector<std::string>* error_path) {
+  auto at = [&](std::vector<std::string> path) {
+    if (error_path) *error_path = std::move(path);
+  };
   const Json& section = Section(task.config, "pytorchjob");
-  auto groups = ReadGroups(task, section, "pytorchjob", {"master", "worker"}, {"Master", "Worker"});
+  auto groups = ReadGroups(task, section, "pytorchjob", {"master", "worker"}, {"Master", "Worker"}, error_path);
   if (!groups) return Error(groups.error());
   if (Count(*groups, "master") > 1) {
+    at({"replicas"});
     return Error(Status::InvalidArgument("pytorchjob: at most one Master replica is allowed"));
   }
   std::string nproc = "1";
@@ -232,6 +263,7 @@ Result<TaskPlan> PlanPyTorchJob(const Task& task, const PortAllocator& ports) {
         nproc_int = 1;
       }
     } else {
+      at({"nprocPerNode"});
       return Error(Status::InvalidArgument(
           "pytorchjob.nprocPerNode must be a positive integer or a string such as \"auto\""));
     }
@@ -266,36 +298,10 @@ Result<TaskPlan> PlanPyTorchJob(const Task& task, const PortAllocator& ports) {
   return plan;
 }
 
-}  // namespace
-
-std::string ReplicaLaunch::Name() const {
-  if (type == "main") return type;
-  return type + "-" + std::to_string(index);
-}
-
 Result<TaskPlan> PlanTask(const Task& task, const PortAllocator& ports) {
-  try {
-    if (task.operator_type == "container" || task.operator_type.empty()) {
-      if (task.argv.empty() || task.argv[0].empty()) {
-        return Error(Status::InvalidArgument("the step has no command; set 'command: [program, args...]'"));
-      }
-      TaskPlan plan;
-      ReplicaLaunch r;
-      r.type = "main";
-      r.argv = task.argv;
-      r.env = task.env;
-      plan.replicas.push_back(std::move(r));
-      plan.success_set.push_back(0);
-      return plan;
-    }
-    if (task.operator_type == "tfjob") return PlanTfJob(task, ports);
-    if (task.operator_type == "pytorchjob") return PlanPyTorchJob(task, ports);
-  } catch (const nlohmann::json::exception& e) {
-    return Error(Status::InvalidArgument(task.operator_type + ": malformed config: " + e.what()));
-  }
-  return Error(Status::InvalidArgument("the local executor cannot run steps of type '" +
-                                       task.operator_type +
-                                       "'; it runs container, tfjob and pytorchjob steps"));
+  auto op = LocalOperator(OperatorRegistry::Global(), task.operator_type);
+  if (!op) return Error(op.error());
+  return (*op)->PlanLocal(task, ports);
 }
 
 }  // namespace sluice::local

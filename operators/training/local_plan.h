@@ -56,34 +56,28 @@
 #include <vector>
 
 #include "engine/executor.h"
+#include "engine/operator.h"
 #include "engine/status.h"
 
 namespace sluice::local {
 
-// One process to start for a task.
-struct ReplicaLaunch {
-  std::string type;  // lower-case: "main" for container tasks, else "chief", "worker", ...
-  int index = 0;
-  std::vector<std::string> argv;           // never empty
-  std::map<std::string, std::string> env;  // task env plus the replica's contract
+// The engine's types under the names this header has always used.
+using ReplicaLaunch = LocalProcess;
+using TaskPlan = LocalPlan;
+using PortAllocator = sluice::PortAllocator;
 
-  // "worker-1"; "main" for a container task's only process.
-  std::string Name() const;
-};
+// The tfjob replicas of `task` (the training operator's local plan). Errors:
+// kInvalidArgument naming the key; `error_path` (when not null) is set to the
+// offending value's path below the config section.
+Result<TaskPlan> PlanTfJob(const Task& task, const PortAllocator& ports,
+                           std::vector<std::string>* error_path = nullptr);
+// The pytorchjob replicas of `task`; errors as PlanTfJob.
+Result<TaskPlan> PlanPyTorchJob(const Task& task, const PortAllocator& ports,
+                                std::vector<std::string>* error_path = nullptr);
 
-// What to start for a task, and when it has succeeded.
-struct TaskPlan {
-  std::vector<ReplicaLaunch> replicas;
-  // Indexes into `replicas` that must all exit 0 for the task to succeed.
-  std::vector<size_t> success_set;
-  bool distributed = false;  // true for tfjob/pytorchjob
-};
-
-// Returns a free TCP port on the loopback interface, or an error.
-using PortAllocator = std::function<Result<int>()>;
-
-// Plans `task`: one replica for "container", the replicas of the config for
-// "tfjob" / "pytorchjob". Ports come from `ports`. Errors: InvalidArgument for
+// Plans `task` with the operator of task.operator_type in
+// OperatorRegistry::Global(): one replica for "container", the replicas of
+// the config for "tfjob" / "pytorchjob". Ports come from `ports`. Errors: InvalidArgument for
 // an unknown operator type, a malformed config or an empty command (the message
 // names the offending key); whatever `ports` returns.
 Result<TaskPlan> PlanTask(const Task& task, const PortAllocator& ports);

@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 
+#include "executors/kubernetes/api/objects.h"
 #include "executors/kubernetes/kubernetes_executor.h"
 
 namespace {
@@ -189,7 +190,7 @@ int main(int argc, char** argv) {
               Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 0.99), latencies_ms.size());
 
   executor->client()->DeleteCollection(sluice::k8s::JobKind(), ns,
-                                       sluice::operators::RunSelector(run_id),
+                                       sluice::k8s::RunSelector(run_id),
                                        sluice::k8s::Propagation::kBackground);
   std::filesystem::remove_all(dir);
   return 0;

@@ -1,0 +1,48 @@
+#include "operators/container/container.h"
+
+#include "operators/kubernetes/manifests.h"
+
+namespace sluice::operators {
+
+Result<LocalPlan> ContainerOperator::PlanLocal(const Task& task, const PortAllocator&) const {
+  if (task.argv.empty() || task.argv[0].empty())
+    return Error(Status::InvalidArgument("the step has no command; set 'command: [program, args...]'"));
+  return SingleProcessPlan(task);
+}
+
+std::optional<KubernetesKind> ContainerOperator::Kind() const {
+  return KubernetesKind{"batch/v1", "Job", "jobs", "job-name", "main", 63};
+}
+
+Result<Json> ContainerOperator::KubernetesObject(const Task& task, const KubernetesObjectOptions& o) const {
+  const KubernetesKind kind = *Kind();
+  auto s = Settings(task, o);
+  if (!s) return Error(s.error());
+  std::string image = Image(task, o);
+  if (image.empty()) return Error(NoImage(task));
+  auto c = Container(task, o, kind.container_name, image, task.argv, {}, ResourceRequirements(task.resources));
+  if (!c) return Error(c.error());
+  Json spec = {{"backoffLimit", 0}, {"template", PodTemplate(task, o, *s, std::move(*c))}};
+  if (auto d = DeadlineSeconds(task)) spec["activeDeadlineSeconds"] = *d;
+  if (s->ttl) spec["ttlSecondsAfterFinished"] = *s->ttl;
+  return Json{{"apiVersion", kind.api_version},
+              {"kind", kind.kind},
+              {"metadata", Metadata(task, o, *s, kind)},
+              {"spec", spec}};
+}
+
+WorkloadState ContainerOperator::ReadStatus(const Json& object) const {
+  WorkloadState st;
+  if (const Json* c = FindCondition(object, "Complete")) {
+    st.finished = true;
+    st.outcome = TaskOutcome::kSucceeded;
+    st.message = ConditionText(*c);
+  } else if (const Json* c = FindCondition(object, "Failed")) {
+    st.finished = true;
+    st.outcome = c->value("reason", "") == "DeadlineExceeded" ? TaskOutcome::kTimedOut : TaskOutcome::kFailed;
+    st.message = "Job failed: " + ConditionText(*c);
+  }
+  return st;
+}
+
+}  // namespace sluice::operators
