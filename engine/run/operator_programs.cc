@@ -42,8 +42,8 @@ void OperatorPrograms::ForEachConfigString(const StepSpec& step,
 Status OperatorPrograms::Apply(const StepSpec& step, const Json& scope, const std::string& run_id,
                                const std::string& instance, bool config_secret,
                                const std::function<void(const std::string&)>& mask, TaskBuilder* builder) const {
+  if (!Runs(step)) return Status::Ok();
   auto op = commands_.find(step.type);
-  if (op == commands_.end()) return Status::Ok();
   auto config = RenderConfig(step.config, scope);
   if (!config) {
     const std::string where = step.loc.ToString();

@@ -1,19 +1,22 @@
 #pragma once
-// OperatorPrograms: the built-in operators that run as a program of their
-// own (RunOptions::operator_commands, e.g. deploy and traffic-validation
-// running sluice-serving). Everything the run loop does differently for such
-// a step is decided here:
+// OperatorPrograms: the step types whose operator runs a program of its own
+// (Operator::RunsOperatorProgram(), e.g. deploy and traffic-validation
+// running sluice-serving; RunOptions::operator_commands names the program).
+// Everything the run loop does differently for such a step is decided here:
 //   - its operator config section's strings are templates (Prepare),
 //   - its argv is the program + ["--config", <the config rendered as JSON>,
 //     "--out", "."] with env SLUICE_STATE_DIR (docs/deploy.md),
-//   - it acts on the world, so it always runs: never a cache hit,
-//   - the executor starts it as a plain process (operator type "container").
+//   - a step whose operator is not Cacheable() acts on the world, so it
+//     always runs: never a cache hit,
+//   - the executor starts it as a container task (operator type
+//     "container"), the way Argo and KFP run their built-in steps.
 
 #include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "engine/operator.h"
 #include "engine/run/task_builder.h"
 #include "engine/spec.h"
 #include "engine/status.h"
@@ -22,24 +25,31 @@ namespace sluice {
 
 class OperatorPrograms {
  public:
-  // Borrows `commands` (step type -> program argv prefix), which must outlive
-  // this object; `state_dir` is the store root the programs are given.
-  OperatorPrograms(const std::map<std::string, std::vector<std::string>>& commands, std::string state_dir)
-      : commands_(commands), state_dir_(std::move(state_dir)) {}
+  // Borrows `operators` and `commands` (step type -> program argv prefix),
+  // which must outlive this object; `state_dir` is the store root the
+  // programs are given.
+  OperatorPrograms(const OperatorRegistry& operators,
+                   const std::map<std::string, std::vector<std::string>>& commands, std::string state_dir)
+      : operators_(operators), commands_(commands), state_dir_(std::move(state_dir)) {}
 
-  // True when `step` runs as a program of its own.
-  bool Runs(const StepSpec& step) const { return commands_.count(step.type) > 0; }
-
-  // Deploying and validating act on the world (a service's traffic): such a
-  // step always runs, it is never looked up in the cache.
-  bool HasSideEffects(const StepSpec& step) const { return Runs(step); }
-
-  // The operator type the executor sees: a built-in operator with a program
-  // of its own runs as a plain process.
-  std::string TaskOperatorType(const StepSpec& step) const {
-    const bool side_effects = HasSideEffects(step);
-    return side_effects ? "container" : step.type;
+  // True when `step`'s operator runs a program of its own and this run was
+  // given the program.
+  bool Runs(const StepSpec& step) const {
+    const Operator* op = operators_.Find(step.type);
+    return op && op->RunsOperatorProgram() && commands_.count(step.type) > 0;
   }
+
+  // A step whose operator is not cacheable acts on the world (deploying,
+  // validating a service's traffic): it always runs, it is never looked up
+  // in the cache.
+  bool HasSideEffects(const StepSpec& step) const {
+    const Operator* op = operators_.Find(step.type);
+    return op && !op->Cacheable();
+  }
+
+  // The operator type the executor sees: a step that runs its operator's
+  // program is a container task.
+  std::string TaskOperatorType(const StepSpec& step) const { return Runs(step) ? "container" : step.type; }
 
   // Calls `fn` with every string of the step's config section (the
   // templates a program's step renders); nothing for other steps.
@@ -55,6 +65,7 @@ class OperatorPrograms {
                bool config_secret, const std::function<void(const std::string&)>& mask, TaskBuilder* builder) const;
 
  private:
+  const OperatorRegistry& operators_;
   const std::map<std::string, std::vector<std::string>>& commands_;
   std::string state_dir_;
 };

@@ -55,6 +55,7 @@
 
 #include "engine/clock.h"
 #include "engine/executor.h"
+#include "engine/operator.h"
 #include "engine/spec.h"
 #include "engine/status.h"
 #include "engine/store.h"
@@ -103,6 +104,8 @@ struct RunOptions {
   // argv is this prefix + ["--config", <its rendered config section as
   // JSON>, "--out", "."], with SLUICE_STATE_DIR set (docs/deploy.md).
   std::map<std::string, std::vector<std::string>> operator_commands;
+  // The step types; null = OperatorRegistry::Global(). Borrowed.
+  const OperatorRegistry* operators = nullptr;
   Duration cancel_grace{5000};         // SIGTERM → SIGKILL
   // Resume/rerun: the run to continue and the instances to run again
   // (everything else that succeeded there is kept).
