@@ -1142,6 +1142,21 @@ Json Compiler::ValidationTemplate(const StepSpec& step, const PipelineGraph& gra
   return dag;
 }
 
+// Argo's retryStrategy for `retries` (limit > 0).
+Json RetryStrategy(const RetryPolicy& retries) {
+  Json rs = {{"limit", std::to_string(retries.limit)},
+             {"retryPolicy", retries.retry_on == RetryOn::kAlways      ? "Always"
+                             : retries.retry_on == RetryOn::kOnFailure ? "OnFailure"
+                                                                       : "OnError"}};
+  if (retries.backoff.count() > 0) {
+    std::ostringstream factor;
+    factor << retries.factor;
+    rs["backoff"] = {{"duration", DurationString(retries.backoff)}, {"factor", factor.str()}};
+    if (retries.max_backoff) rs["backoff"]["cap"] = DurationString(*retries.max_backoff);
+  }
+  return rs;
+}
+
 void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int node, Json* tasks) {
   // A step runs as an Argo container template when its operator's object is
   // a Job, as the operator's program in the sluice image (deploy,
@@ -1197,19 +1212,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   // A deploy / validation step's DAG: its pods and resource templates carry
   // the deadlines (Argo enforces activeDeadlineSeconds on pods only).
   if (step.timeout && !serving) tmpl["activeDeadlineSeconds"] = CeilSeconds(*step.timeout);
-  if (step.retries.limit > 0) {
-    Json rs = {{"limit", std::to_string(step.retries.limit)},
-               {"retryPolicy", step.retries.retry_on == RetryOn::kAlways      ? "Always"
-                               : step.retries.retry_on == RetryOn::kOnFailure ? "OnFailure"
-                                                                              : "OnError"}};
-    if (step.retries.backoff.count() > 0) {
-      std::ostringstream factor;
-      factor << step.retries.factor;
-      rs["backoff"] = {{"duration", DurationString(step.retries.backoff)}, {"factor", factor.str()}};
-      if (step.retries.max_backoff) rs["backoff"]["cap"] = DurationString(*step.retries.max_backoff);
-    }
-    tmpl["retryStrategy"] = rs;
-  }
+  if (step.retries.limit > 0) tmpl["retryStrategy"] = RetryStrategy(step.retries);
 
   Json task = {{"name", step.name}, {"template", step.name}};
   if (step.when) {

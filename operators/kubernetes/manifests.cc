@@ -1,10 +1,10 @@
 #include "operators/kubernetes/manifests.h"
 
-#include "executors/kubernetes/api/objects.h"
-
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+
+#include "executors/kubernetes/api/objects.h"
 
 namespace sluice::operators {
 namespace {
