@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "engine/json_text.h"
+#include "engine/text.h"
 
 namespace sluice::expr {
 namespace {
@@ -537,13 +538,6 @@ Result<std::vector<Segment>> FindSegments(std::string_view text) {
     i = j + 2;
   }
   return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
 }
 
 // True when `text` is exactly one {{ }} segment, surrounding blanks allowed.

@@ -28,10 +28,6 @@ Json BindingsJson(const std::vector<ArtifactBinding>& bindings) {
 
 }  // namespace
 
-std::string IsoTime(TimePoint t) {
-  return date::format("%FT%TZ", std::chrono::floor<std::chrono::milliseconds>(t));
-}
-
 std::optional<TimePoint> ParseIsoTime(const std::string& s) {
   // Parsed by hand: date::parse rounds a missing %S field it never read and
   // negates an unset %z offset (undefined behaviour on malformed text).

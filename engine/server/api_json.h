@@ -10,12 +10,11 @@
 #include "engine/spec.h"
 #include "engine/status.h"
 #include "engine/store.h"
+#include "engine/time_format.h"
 
 namespace sluice::server {
 
-// "2026-11-25T15:30:12.345Z".
-std::string IsoTime(TimePoint t);
-// Parses IsoTime's output: "YYYY-MM-DDTHH:MM:SS", optional fraction (kept to
+// Parses IsoTime's output (engine/time_format.h): "YYYY-MM-DDTHH:MM:SS", optional fraction (kept to
 // the millisecond), then "Z" or an offset ("+02:00", "-0530"); or a bare date
 // ("2026-11-25", midnight UTC). nullopt for anything else, and for times
 // outside what a TimePoint holds (1678 to 2261).

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "engine/sha256.h"
+#include "engine/time_format.h"
 
 namespace sluice {
 namespace {
@@ -17,18 +18,6 @@ constexpr const char* kErrorFacetUrl =
     "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet";
 constexpr const char* kJobTypeFacetUrl =
     "https://openlineage.io/spec/facets/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet";
-
-std::string IsoTime(TimePoint t) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
 
 Json Dataset(const ArtifactBinding& b, const OpenLineageOptions& options) {
   Json facets = Json::object();
