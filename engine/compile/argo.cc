@@ -1,4 +1,5 @@
 #include "engine/compile/argo.h"
+#include "engine/compile/manifests.h"
 
 #include <algorithm>
 #include <cctype>
@@ -550,16 +551,15 @@ Json Compiler::ResourceTemplate(const StepSpec& step, TaskBuild* b) {
     auto r = RenderInTemplate(step, c, b);
     task.argv.push_back(r ? *r : "");
   }
-  for (const auto& e : step.env) {
-    if (e.secret) {
-      task.env[e.name] = "";
-      task.secret_env.push_back(e.name);
-      task.secret_refs[e.name] = *e.secret;
-      continue;
-    }
-    auto v = RenderInTemplate(step, e.value, b);
-    task.env[e.name] = v ? *v : "";
-  }
+  // A template that cannot be rendered is reported by RenderInTemplate and
+  // left empty here.
+  (void)SetCompiledEnv(
+      step,
+      [&](const Template& t) -> Result<std::string> {
+        auto v = RenderInTemplate(step, t, b);
+        return v ? *v : "";
+      },
+      &task);
   task.workdir = ResourceWorkdir(step);
   operators::ManifestOptions mo;
   mo.namespace_ = options_.namespace_;

@@ -176,6 +176,22 @@ std::string EnvName(const std::string& name) {
 
 }  // namespace
 
+Status SetCompiledEnv(const StepSpec& step, const std::function<Result<std::string>(const Template&)>& render,
+                      Task* task) {
+  for (const auto& e : step.env) {
+    if (e.secret) {
+      task->env[e.name] = "";
+      task->secret_env.push_back(e.name);
+      task->secret_refs[e.name] = *e.secret;
+      continue;
+    }
+    auto v = render(e.value);
+    if (!v) return v.error();
+    task->env[e.name] = std::move(*v);
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Json& params,
                                              const ManifestsOptions& options) {
   auto graph = PipelineGraph::Build(spec);
@@ -275,17 +291,8 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
         if (!v) return Error(v.error());
         task.argv.push_back(*v);
       }
-      for (const auto& e : step.env) {
-        if (e.secret) {
-          task.env[e.name] = "";
-          task.secret_env.push_back(e.name);
-          task.secret_refs[e.name] = *e.secret;
-          continue;
-        }
-        auto v = RenderOrPlaceholder(e.value, scope);
-        if (!v) return Error(v.error());
-        task.env[e.name] = *v;
-      }
+      SLUICE_RETURN_IF_ERROR_RESULT(
+          SetCompiledEnv(step, [&](const Template& t) { return RenderOrPlaceholder(t, scope); }, &task));
       task.env["SLUICE_RUN_ID"] = options.run_id;
       task.env["SLUICE_STEP"] = instance;
       Result<std::vector<Json>> manifests = std::vector<Json>();

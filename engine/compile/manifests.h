@@ -33,10 +33,12 @@
 // runs on the host and acts on the deploy's objects): every object names them
 // in annotation sluice.dev/host-steps, so none is dropped silently.
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "engine/compile/argo.h"
+#include "engine/executor.h"
 #include "engine/spec.h"
 #include "engine/status.h"
 #include "executors/kubernetes/kubernetes_executor.h"
@@ -65,5 +67,12 @@ struct ManifestsOptions {
 // foreach), or the executor's manifest errors.
 Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Json& params,
                                              const ManifestsOptions& options);
+
+// Sets `task->env` from `step.env` for a compiled object (a manifest, an
+// Argo template): a secret variable gets "" and its reference (the object
+// names the Secret, never the value); the others what `render` makes of
+// their value. Returns render's first error.
+Status SetCompiledEnv(const StepSpec& step, const std::function<Result<std::string>(const Template&)>& render,
+                      Task* task);
 
 }  // namespace sluice::compile
