@@ -1,5 +1,7 @@
 #include "engine/text.h"
 
+#include <string.h>
+
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -18,6 +20,20 @@ std::string_view TrimRight(std::string_view s, std::string_view chars) {
 
 std::string_view Trim(std::string_view s, std::string_view chars) {
   return TrimRight(TrimLeft(s, chars), chars);
+}
+
+std::string Join(const std::vector<std::string>& parts, std::string_view separator) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) out += separator;
+    out += parts[i];
+  }
+  return out;
+}
+
+std::string ErrnoText(int err) {
+  const char* d = strerrordesc_np(err);
+  return d ? d : "unknown error";
 }
 
 std::string UrlEncode(std::string_view s) {

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice {
 
@@ -21,6 +22,14 @@ std::string_view TrimRight(std::string_view s, std::string_view chars = kAsciiSp
 
 // `s` without leading and trailing characters from `chars`; points into `s`.
 std::string_view Trim(std::string_view s, std::string_view chars = kAsciiSpace);
+
+// `parts` with `separator` between each two: Join({"a", "b"}, ", ") is "a, b".
+std::string Join(const std::vector<std::string>& parts, std::string_view separator);
+
+// The description of errno value `err` ("No such file or directory"), without
+// the "Unknown error N" of strerror for a value that has none: then "unknown
+// error". Thread-safe.
+std::string ErrnoText(int err);
 
 // Percent-encodes every byte of `s` but the unreserved characters of
 // RFC 3986 (A-Z a-z 0-9 - _ . ~), with upper-case hex: "a b/c" -> "a%20b%2Fc".

@@ -21,6 +21,7 @@
 
 #include "engine/file_lock.h"
 #include "engine/process.h"
+#include "engine/text.h"
 #include "executors/local/supervisor.h"
 #include "engine/secret_mask.h"
 #include "operators/training/local_plan.h"
@@ -30,8 +31,6 @@ namespace sluice {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-std::string ErrnoText(int err) { return std::string(strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error"); }
 
 // "500ms", "30s", "1h30m".
 std::string FormatDuration(Duration d) {

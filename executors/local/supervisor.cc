@@ -12,15 +12,11 @@
 #include <sstream>
 
 #include "engine/process.h"
+#include "engine/text.h"
 
 namespace sluice::local {
 
 namespace {
-
-std::string ErrnoText(int err) {
-  const char* d = strerrordesc_np(err);
-  return d ? d : "unknown error";
-}
 
 std::string ReadWhole(const std::string& path, bool* found) {
   std::ifstream in(path, std::ios::binary);

@@ -12,6 +12,7 @@
 
 #include <httplib.h>
 
+#include "engine/text.h"
 #include "operators/serving/http_error.h"
 
 namespace sluice::serving {
@@ -430,12 +431,6 @@ Result<ValidationConfig> ParseValidationConfig(const Json& input) {
 }
 
 namespace {
-
-std::string Join(const std::vector<std::string>& lines, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < lines.size(); ++i) out += (i ? sep : "") + lines[i];
-  return out;
-}
 
 DeploymentRecord BaseRecord(const ValidationConfig& config, const ServiceState& state,
                             const std::string& action) {

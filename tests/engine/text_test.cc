@@ -1,5 +1,6 @@
 #include "engine/text.h"
 
+#include <cerrno>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -36,6 +37,19 @@ TEST(TrimTest, ResultViewsTheInput) {
   std::string_view t = Trim(text);
   EXPECT_EQ(t.data(), text.data() + 2);
   EXPECT_EQ(t.size(), 5u);
+}
+
+TEST(JoinTest, SeparatorOnlyBetweenParts) {
+  EXPECT_EQ(Join({"a", "b", "c"}, ", "), "a, b, c");
+  EXPECT_EQ(Join({"only"}, "\n"), "only");
+  EXPECT_EQ(Join({}, ", "), "");
+  EXPECT_EQ(Join({"", ""}, "-"), "-");
+}
+
+TEST(ErrnoTextTest, DescribesErrnoValues) {
+  EXPECT_EQ(ErrnoText(ENOENT), "No such file or directory");
+  EXPECT_EQ(ErrnoText(EACCES), "Permission denied");
+  EXPECT_EQ(ErrnoText(100000), "unknown error");
 }
 
 TEST(UrlEncodeTest, KeepsUnreservedAndEncodesTheRestInUpperCaseHex) {

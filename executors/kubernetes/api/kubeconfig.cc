@@ -140,12 +140,6 @@ std::vector<std::string> Keys(const std::map<std::string, Entry>& m) {
   return out;
 }
 
-std::string Join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
-
 Status MissingName(const std::string& what, const std::string& name,
                    const std::map<std::string, Entry>& defined, const std::string& files) {
   std::string msg = what + " \"" + name + "\" is not defined in " + files;
