@@ -18,6 +18,7 @@
 #include "dsl/yaml_cache.h"
 #include "dsl/yaml_tree.h"
 #include "engine/expr.h"
+#include "engine/text.h"
 
 namespace sluice::dsl {
 
@@ -1459,10 +1460,7 @@ class Loader {
 
   // True when `text` is one {{ }} with nothing around it.
   static bool IsSingleExpression(std::string_view text) {
-    size_t b = text.find_first_not_of(" \t\r\n");
-    size_t e = text.find_last_not_of(" \t\r\n");
-    if (b == std::string_view::npos) return false;
-    std::string_view t = text.substr(b, e - b + 1);
+    std::string_view t = Trim(text, " \t\r\n");
     if (!t.starts_with("{{") || !t.ends_with("}}")) return false;
     return t.find("{{", 2) == std::string_view::npos;
   }
@@ -1765,8 +1763,7 @@ class Loader {
     std::string_view text = t.text;
     size_t b = text.find("{{") + 2, e = text.rfind("}}");
     std::string_view inner = text.substr(b, e - b);
-    while (!inner.empty() && std::isspace(static_cast<unsigned char>(inner.front()))) inner.remove_prefix(1);
-    while (!inner.empty() && std::isspace(static_cast<unsigned char>(inner.back()))) inner.remove_suffix(1);
+    inner = Trim(inner);
     const auto& p = refs[0].path;
     if (inner != refs[0].ToString()) return;
     std::string why;
@@ -1956,8 +1953,7 @@ std::optional<Json> ParseTyped(ParamType type, const std::string& text) {
       while (true) {
         size_t comma = text.find(',', start);
         std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        size_t pb = part.find_first_not_of(" \t"), pe = part.find_last_not_of(" \t");
-        out.push_back(pb == std::string::npos ? std::string() : part.substr(pb, pe - pb + 1));
+        out.push_back(std::string(Trim(part, " \t")));
         if (comma == std::string::npos) break;
         start = comma + 1;
       }

@@ -7,41 +7,6 @@ namespace sluice::dsl {
 
 namespace {
 
-// The optimal-string-alignment distance over three caller-provided rows of
-// b.size() + 1 entries each.
-size_t Osa(std::string_view a, std::string_view b, size_t* prev2, size_t* prev, size_t* cur) {
-  const size_t n = a.size(), m = b.size();
-  for (size_t j = 0; j <= m; ++j) prev[j] = j;
-  for (size_t i = 1; i <= n; ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= m; ++j) {
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        cur[j] = std::min(cur[j], prev2[j - 2] + 1);
-    }
-    std::swap(prev2, prev);
-    std::swap(prev, cur);
-  }
-  return prev[m];
-}
-
-}  // namespace
-
-size_t EditDistance(std::string_view a, std::string_view b) {
-  // Names are short: rows on the stack, no allocation per comparison (lint
-  // may compare one name against thousands of step names).
-  constexpr size_t kStackRow = 64;
-  if (b.size() < kStackRow) {
-    size_t rows[3][kStackRow + 1];
-    return Osa(a, b, rows[0], rows[1], rows[2]);
-  }
-  std::vector<size_t> prev2(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
-  return Osa(a, b, prev2.data(), prev.data(), cur.data());
-}
-
-namespace {
-
 bool EqualIgnoringCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)

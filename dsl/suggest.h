@@ -5,11 +5,9 @@
 #include <string_view>
 #include <vector>
 
-namespace sluice::dsl {
+#include "engine/text.h"  // EditDistance
 
-// Optimal-string-alignment distance (Levenshtein plus adjacent
-// transpositions, so "retires" is one edit from "retries").
-size_t EditDistance(std::string_view a, std::string_view b);
+namespace sluice::dsl {
 
 // Words longer than this get no suggestion (a name this long is no typo).
 inline constexpr size_t kMaxSuggestedLength = 256;

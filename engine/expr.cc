@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "engine/json_text.h"
+#include "engine/text.h"
 
 namespace sluice::expr {
 namespace {
@@ -363,6 +364,31 @@ class Parser {
     return cur;
   }
 
+  // The comma-separated items of a list or a call, up to `close` (the
+  // opening token is already read), as the children of `n`. `expected` names
+  // what may follow an item, for the error.
+  Result<NodePtr> ParseItems(NodePtr n, Tok close, const char* expected) {
+    if (Peek().kind == close) {
+      Next();
+      return n;
+    }
+    for (;;) {
+      auto e = ParseOr();
+      if (!e) return e;
+      Adopt(*n, std::move(*e));
+      if (Peek().kind == Tok::kComma) {
+        Next();
+        continue;
+      }
+      if (Peek().kind == close) {
+        Next();
+        SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*n));
+        return n;
+      }
+      return Error(SyntaxError(Peek().offset, std::string("expected ") + expected + ", got " + TokName(Peek())));
+    }
+  }
+
   Result<NodePtr> ParsePrimary() {
     const Token& t = Peek();
     auto n = std::make_unique<Node>();
@@ -402,25 +428,7 @@ class Parser {
       case Tok::kLBracket: {
         Next();
         n->kind = NodeKind::kList;
-        if (Peek().kind == Tok::kRBracket) {
-          Next();
-          return n;
-        }
-        for (;;) {
-          auto e = ParseOr();
-          if (!e) return e;
-          Adopt(*n, std::move(*e));
-          if (Peek().kind == Tok::kComma) {
-            Next();
-            continue;
-          }
-          if (Peek().kind == Tok::kRBracket) {
-            Next();
-            SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*n));
-            return n;
-          }
-          return Error(SyntaxError(Peek().offset, "expected ',' or ']' in list, got " + TokName(Peek())));
-        }
+        return ParseItems(std::move(n), Tok::kRBracket, "',' or ']' in list");
       }
       case Tok::kIdent: {
         Next();
@@ -444,25 +452,7 @@ class Parser {
           Next();
           n->kind = NodeKind::kCall;
           n->path.push_back(t.text);
-          if (Peek().kind == Tok::kRParen) {
-            Next();
-            return n;
-          }
-          for (;;) {
-            auto e = ParseOr();
-            if (!e) return e;
-            Adopt(*n, std::move(*e));
-            if (Peek().kind == Tok::kComma) {
-              Next();
-              continue;
-            }
-            if (Peek().kind == Tok::kRParen) {
-              Next();
-              SLUICE_RETURN_IF_ERROR_RESULT(CheckHeight(*n));
-              return n;
-            }
-            return Error(SyntaxError(Peek().offset, "expected ',' or ')' in call, got " + TokName(Peek())));
-          }
+          return ParseItems(std::move(n), Tok::kRParen, "',' or ')' in call");
         }
         n->kind = NodeKind::kName;
         n->path.push_back(t.text);
@@ -537,13 +527,6 @@ Result<std::vector<Segment>> FindSegments(std::string_view text) {
     i = j + 2;
   }
   return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
 }
 
 // True when `text` is exactly one {{ }} segment, surrounding blanks allowed.

@@ -8,13 +8,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/text.h"
+
 namespace sluice {
 
 namespace {
 
 Status Failed(const std::string& what, const std::string& path) {
-  const char* d = strerrordesc_np(errno);
-  return Status::Internal("cannot " + what + " " + path + ": " + (d ? d : "unknown error"));
+  return Status::Internal("cannot " + what + " " + path + ": " + ErrnoText(errno));
 }
 
 struct flock WholeFile(short type) {

@@ -17,6 +17,7 @@
 #include "engine/run_id.h"
 #include "engine/sha256.h"
 #include "engine/store/open_store.h"
+#include "engine/text.h"
 #include "executors/kubernetes/api/client.h"
 #include "executors/kubernetes/api/kubeconfig.h"
 
@@ -118,8 +119,8 @@ void CopyPodLogs(Cluster& cluster, const Json& wf, const std::string& state_dir,
         ++*gone;
         continue;
       }
-      auto log = cluster.client->GetText("/api/v1/namespaces/" + k8s::UrlEncode(cluster.ns) + "/pods/" +
-                                         k8s::UrlEncode(pod->second) + "/log?container=main");
+      auto log = cluster.client->GetText("/api/v1/namespaces/" + UrlEncode(cluster.ns) + "/pods/" +
+                                         UrlEncode(pod->second) + "/log?container=main");
       if (!log) {
         ++*gone;
         std::cerr << "sluice: warning: logs of pod " << cluster.ns << "/" << pod->second << ": "

@@ -10,6 +10,7 @@
 
 #include "dsl/suggest.h"
 #include "engine/plan.h"
+#include "engine/time_format.h"
 
 namespace sluice::cli {
 
@@ -70,16 +71,7 @@ std::string FormatTime(TimePoint t) {
   return buf;
 }
 
-std::string FormatIsoTime(TimePoint t) {
-  std::tm tm = UtcTm(t);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
-  if (ms < 0) ms += 1000;
-  char frac[8];
-  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms));
-  return std::string(buf) + frac;
-}
+std::string FormatIsoTime(TimePoint t) { return IsoTime(t); }
 
 Json IsoTimeOrNull(const std::optional<TimePoint>& t) {
   return t ? Json(FormatIsoTime(*t)) : Json(nullptr);

@@ -20,7 +20,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,6 +50,7 @@
 #include "engine/cli/kubernetes_options.h"
 #include "engine/cli/output.h"
 #include "engine/file_lock.h"
+#include "engine/process.h"
 #include "engine/server/junit.h"
 #include "engine/store/provenance.h"
 #include "engine/run_id.h"
@@ -1025,7 +1025,7 @@ int Cancel(const CancelOptions& options) {
                  "); cancel it through the server: POST /api/v1/runs/" + run->id + "/cancel");
       return kExitUsage;
     }
-    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, run->pid, 0));
+    int pidfd = PidfdOpen(run->pid);
     const int signal = options.now ? SIGUSR2 : SIGTERM;
     if (::kill(run->pid, signal) != 0) {
       if (pidfd >= 0) ::close(pidfd);
@@ -1043,8 +1043,7 @@ int Cancel(const CancelOptions& options) {
     }
     bool exited = false;
     if (pidfd >= 0) {
-      pollfd p{pidfd, POLLIN, 0};
-      exited = ::poll(&p, 1, static_cast<int>(wait->count())) > 0;
+      exited = WaitForPidfd(pidfd, *wait);
       ::close(pidfd);
     }
     if (!exited) {

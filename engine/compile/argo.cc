@@ -1,4 +1,5 @@
 #include "engine/compile/argo.h"
+#include "engine/compile/manifests.h"
 
 #include <algorithm>
 #include <cctype>
@@ -17,6 +18,7 @@
 #include "engine/quantity.h"
 #include "engine/run/task_builder.h"
 #include "engine/sha256.h"
+#include "engine/text.h"
 #include "executors/kubernetes/api/objects.h"
 
 namespace sluice::compile {
@@ -46,13 +48,6 @@ constexpr const char* kWrapperScript =
     "fi\n"
     "exit \"$rc\"\n";
 
-std::string Trim(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return std::string(s.substr(b, e - b));
-}
-
 struct Segment {
   bool expression = false;
   std::string text;
@@ -74,7 +69,7 @@ std::vector<Segment> Segments(const std::string& text) {
       break;
     }
     if (open > pos) out.push_back({false, text.substr(pos, open - pos)});
-    out.push_back({true, Trim(std::string_view(text).substr(open + 2, close - open - 2))});
+    out.push_back({true, std::string(Trim(std::string_view(text).substr(open + 2, close - open - 2)))});
     pos = close + 2;
   }
   return out;
@@ -352,10 +347,10 @@ std::optional<std::string> Compiler::RenderInTemplate(const StepSpec& step, cons
 }
 
 std::optional<std::string> Compiler::TranslateWhen(const StepSpec& step, const Template& when) {
-  std::string text = Trim(when.text);
+  std::string text(Trim(when.text));
   if (text.rfind("{{", 0) == 0 && text.size() >= 4 && text.compare(text.size() - 2, 2, "}}") == 0 &&
       text.find("{{", 2) == std::string::npos)
-    text = Trim(std::string_view(text).substr(2, text.size() - 4));
+    text = std::string(Trim(std::string_view(text).substr(2, text.size() - 4)));
   auto refs = expr::References(text, /*is_template=*/false);
   if (!refs) {
     Fail(when.loc, "cannot compile `when` to Argo: " + refs.error().message());

@@ -33,10 +33,12 @@
 // runs on the host and acts on the deploy's objects): every object names them
 // in annotation sluice.dev/host-steps, so none is dropped silently.
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "engine/compile/argo.h"
+#include "engine/executor.h"
 #include "engine/spec.h"
 #include "engine/status.h"
 #include "executors/kubernetes/kubernetes_executor.h"

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "engine/base64.h"
 #include "engine/expr.h"
 #include "engine/file_lock.h"
 #include "engine/graph.h"
@@ -31,6 +32,7 @@
 #include "engine/run_id.h"
 #include "engine/secret_mask.h"
 #include "engine/sha256.h"
+#include "engine/text.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -83,13 +85,6 @@ namespace {
 std::string AtLoc(const SourceLocation& loc, const std::string& message) {
   std::string where = loc.ToString();
   return where.empty() ? message : where + ": " + message;
-}
-
-std::string Trim(const std::string& s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
 }
 
 std::optional<std::string> ReadFile(const std::string& path) {
@@ -405,23 +400,14 @@ namespace {
 // Shorter base64 fragments of a secret are not masked (too common).
 constexpr size_t kMinBase64Form = 4;
 
-// Standard base64 (RFC 4648, padded).
-std::string Base64(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
-  out.resize(n < 0 ? 0 : static_cast<size_t>(n));
-  return out;
-}
-
 // The forms `value` takes inside base64 text: the whole encoding, and the
 // characters that depend on `value` alone when it starts 0, 1 or 2 bytes
 // into a longer encoded string (a "user:token" basic-auth header), as CI
 // systems mask them.
 std::vector<std::string> Base64Forms(const std::string& value) {
-  std::vector<std::string> out{Base64(value)};
+  std::vector<std::string> out{Base64Encode(value)};
   for (size_t k = 0; k < 3; ++k) {
-    std::string enc = Base64(std::string(k, '\0') + value);
+    std::string enc = Base64Encode(std::string(k, '\0') + value);
     size_t first = (8 * k + 5) / 6, last = 8 * (k + value.size()) / 6;
     if (last > first && last - first >= kMinBase64Form) out.push_back(enc.substr(first, last - first));
   }
@@ -1328,7 +1314,7 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
       return "step '" + name + "' declared output parameter '" + p.name + "' at " + p.path +
              ", but the file does not exist after the step succeeded";
     }
-    st.rec.output_params[p.name] = Trim(*text);
+    st.rec.output_params[p.name] = std::string(Trim(*text));
   }
   if (spec.metrics_file) {
     fs::path path = fs::path(st.workdir) / *spec.metrics_file;
@@ -1343,7 +1329,7 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
       *result = AttemptResult::kFailed;
       return "step '" + name + "': metrics file " + *spec.metrics_file +
              " must hold a JSON object of numbers, like {\"accuracy\": 0.93}; got " +
-             (m.is_discarded() ? "invalid JSON: " + Ellipsize(Trim(*text)) : std::string(JsonTypeName(m)));
+             (m.is_discarded() ? "invalid JSON: " + Ellipsize(std::string(Trim(*text))) : std::string(JsonTypeName(m)));
     }
     for (auto it = m.begin(); it != m.end(); ++it) {
       if (!it.value().is_number()) {

@@ -15,7 +15,7 @@
 
 namespace sluice::server {
 
-// Parses IsoTime's output: "YYYY-MM-DDTHH:MM:SS", optional fraction (kept to
+// Parses IsoTime's output (engine/time_format.h): "YYYY-MM-DDTHH:MM:SS", optional fraction (kept to
 // the millisecond), then "Z" or an offset ("+02:00", "-0530"); or a bare date
 // ("2026-11-25", midnight UTC). nullopt for anything else, and for times
 // outside what a TimePoint holds (1678 to 2261).

@@ -8,23 +8,10 @@
 
 #include "engine/server/api_json.h"
 #include "engine/server/junit.h"
+#include "engine/text.h"
 
 namespace sluice::server {
 namespace {
-
-std::string UrlEncode(const std::string& s) {
-  std::string out;
-  const char* hex = "0123456789ABCDEF";
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-    else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 struct Reply {
   int code = 0;  // 0 = no reply

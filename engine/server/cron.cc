@@ -8,6 +8,8 @@
 #include <date/date.h>
 #include <date/tz.h>
 
+#include "engine/text.h"
+
 namespace sluice {
 namespace {
 
@@ -134,9 +136,7 @@ Result<CronSchedule> CronSchedule::Parse(std::string_view expression, std::strin
         "' (use an IANA name such as UTC or Europe/Amsterdam; see /usr/share/zoneinfo)"));
   }
 
-  std::string_view text = expression;
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  std::string_view text = Trim(expression);
   if (!text.empty() && text.front() == '@') {
     std::string_view expanded = ExpandMacro(text);
     if (expanded == text)

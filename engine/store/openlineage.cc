@@ -5,6 +5,7 @@
 
 #include "engine/sha256.h"
 #include "engine/store/record_json.h"
+#include "engine/time_format.h"
 
 namespace sluice {
 namespace {

@@ -9,6 +9,9 @@
 #include <filesystem>
 #include <mutex>
 
+#include "engine/process.h"
+#include "engine/text.h"
+
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
 #endif
@@ -17,56 +20,30 @@ namespace sluice {
 
 namespace {
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && s[i] == ' ') ++i;
-  return s.substr(i);
-}
+// A program's one-line answer: without its line end and trailing blanks, and
+// without leading blanks.
+std::string_view Answer(std::string_view s) { return TrimLeft(TrimRight(s, "\n\r "), " "); }
 
 }  // namespace
 
 Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const std::string& cwd) {
   if (argv.empty()) return Error(Status::InvalidArgument("empty argv"));
-  // Everything the child touches is prepared before fork(): after it only
-  // async-signal-safe calls are allowed (this process may have threads).
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   int out_pipe[2];
-  int err_pipe[2];  // reports an exec failure: CLOEXEC, so it closes on success
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) return Error(Status::Internal(std::strerror(errno)));
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    ::close(out_pipe[0]);
-    ::close(out_pipe[1]);
-    return Error(Status::Internal(std::strerror(errno)));
-  }
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int err = errno;
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) ::close(fd);
-    return Error(Status::Internal(std::string("fork: ") + std::strerror(err)));
-  }
-  if (pid == 0) {
-    int devnull = ::open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      ::dup2(devnull, 0);
-      ::dup2(devnull, 2);
-    }
-    ::dup2(out_pipe[1], 1);
-    int err = 0;
-    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
-      err = errno;
-    } else {
-      ::execvp(args[0], args.data());
-      err = errno;
-    }
-    ssize_t ignored = ::write(err_pipe[1], &err, sizeof err);
-    (void)ignored;
-    ::_exit(127);
-  }
+  SpawnOptions spawn;
+  spawn.program = argv[0];
+  spawn.search_path = true;
+  spawn.argv = argv;
+  spawn.workdir = cwd;
+  spawn.dev_null = {{0, O_RDWR}, {2, O_RDWR}};
+  spawn.dup = {{1, out_pipe[1]}};
+  pid_t pid = 0;
+  int spawn_errno = SpawnProcess(spawn, &pid);
   ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
+  if (spawn_errno != 0) {
+    ::close(out_pipe[0]);
+    return Error(Status::NotFound("cannot run " + argv[0] + ": " + std::strerror(spawn_errno)));
+  }
   ProgramOutput result;
   char buf[4096];
   for (;;) {
@@ -78,17 +55,8 @@ Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const std
     }
   }
   ::close(out_pipe[0]);
-  int exec_errno = 0;
-  ssize_t got;
-  do {
-    got = ::read(err_pipe[0], &exec_errno, sizeof exec_errno);
-  } while (got < 0 && errno == EINTR);
-  ::close(err_pipe[0]);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (got == static_cast<ssize_t>(sizeof exec_errno)) {
-    return Error(Status::NotFound("cannot run " + argv[0] + ": " + std::strerror(exec_errno)));
   }
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
@@ -101,13 +69,13 @@ GitState GitStateOf(const std::string& file) {
   if (ec) return state;
   std::string dir = abs.parent_path().string();
   auto top = RunProgram({"git", "-C", dir, "rev-parse", "--is-inside-work-tree"});
-  if (!top || top->exit_code != 0 || Trim(top->out) != "true") return state;
+  if (!top || top->exit_code != 0 || Answer(top->out) != "true") return state;
   state.in_repo = true;
   auto head = RunProgram({"git", "-C", dir, "rev-parse", "--verify", "--quiet", "HEAD"});
-  if (head && head->exit_code == 0) state.commit = Trim(head->out);
+  if (head && head->exit_code == 0) state.commit = Answer(head->out);
   auto status = RunProgram({"git", "-C", dir, "status", "--porcelain", "--", abs.string()});
   // Untracked, modified or staged: anything listed differs from HEAD.
-  state.dirty = !status || status->exit_code != 0 || !Trim(status->out).empty();
+  state.dirty = !status || status->exit_code != 0 || !Answer(status->out).empty();
   if (state.commit.empty()) state.dirty = true;
   return state;
 }
@@ -118,7 +86,7 @@ std::string PythonVersion() {
   std::call_once(once, [] {
     auto out = RunProgram({"python3", "-c",
                            "import sys; print('.'.join(map(str, sys.version_info[:3])))"});
-    if (out && out->exit_code == 0) version = Trim(out->out);
+    if (out && out->exit_code == 0) version = Answer(out->out);
   });
   return version;
 }

@@ -42,7 +42,8 @@ struct ProgramOutput {
 
 // Runs argv[0] (looked up on PATH) with `argv`, in `cwd` when not empty,
 // with stdin from /dev/null, and collects stdout. kNotFound when the program
-// cannot be started; kInternal on fork/pipe failures. Blocks until it exits.
+// cannot be started (or the process not created); kInternal when no pipe
+// can be made. Blocks until it exits.
 Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const std::string& cwd = "");
 
 }  // namespace sluice

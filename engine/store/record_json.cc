@@ -37,18 +37,6 @@ Json BindingsJson(const std::vector<ArtifactBinding>& bindings, RecordView view)
 
 }  // namespace
 
-std::string IsoTime(TimePoint t) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
-
 Json RunRecordJson(const RunRecord& run, RecordView view) {
   Json j = {{"id", run.id},
             {"pipeline", run.pipeline},

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "engine/time_format.h"
 #include "engine/spec.h"
 #include "engine/store.h"
 
@@ -17,12 +18,8 @@ namespace sluice {
 //   kApi: runs carry no duration; steps carry "duration_seconds" (a number,
 //         null before the start) and "has_log"; artifact bindings carry
 //         "properties".
-// Times are IsoTime strings, or null when unset, in both.
+// Times are IsoTime strings (engine/time_format.h), or null when unset, in both.
 enum class RecordView { kCli, kApi };
-
-// "2026-11-25T15:30:12.345Z": a time in UTC, to the millisecond, as every
-// record's JSON and the OpenLineage events spell it.
-std::string IsoTime(TimePoint t);
 
 // The run: id, pipeline, pipeline_file, pipeline_digest, git_commit,
 // git_dirty, params, executor, phase, message, resumed_from, created_at,

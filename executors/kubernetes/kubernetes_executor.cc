@@ -7,6 +7,7 @@
 
 #include "engine/secret_mask.h"
 #include "executors/kubernetes/api/objects.h"
+#include "engine/text.h"
 
 namespace sluice {
 namespace {
@@ -455,9 +456,9 @@ void KubernetesExecutor::CopyLogs(const KubernetesKind& kind, const std::string&
   for (const Json* pod : sorted) {
     std::string pod_name = (*pod)["metadata"].value("name", "");
     if (sorted.size() > 1) log << "==> pod " << pod_name << " <==\n";
-    auto text = client_->GetText("/api/v1/namespaces/" + k8s::UrlEncode(ns) + "/pods/" +
-                                     k8s::UrlEncode(pod_name) + "/log?container=" +
-                                     k8s::UrlEncode(kind.container_name),
+    auto text = client_->GetText("/api/v1/namespaces/" + UrlEncode(ns) + "/pods/" +
+                                     UrlEncode(pod_name) + "/log?container=" +
+                                     UrlEncode(kind.container_name),
                                  /*max_retries=*/0);
     if (text) {
       log << (log_masks.empty() ? *text : MaskValues(*text, log_masks, kLogMask));

@@ -5,12 +5,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,18 +20,16 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/file_lock.h"
+#include "engine/process.h"
+#include "engine/text.h"
 #include "executors/local/supervisor.h"
 #include "engine/secret_mask.h"
-
-extern char** environ;
 
 namespace sluice {
 
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-std::string ErrnoText(int err) { return std::string(strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error"); }
 
 // "500ms", "30s", "1h30m".
 std::string FormatDuration(Duration d) {
@@ -60,15 +56,6 @@ std::string DescribeWaitStatus(int status) {
 }
 
 bool Succeeded(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
-
-int PidfdOpen(pid_t pid) {
-#ifdef SYS_pidfd_open
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-#else
-  errno = ENOSYS;
-  return -1;
-#endif
-}
 
 bool MatchesAllowlist(std::string_view name, const std::vector<std::string>& allow) {
   for (const auto& a : allow) {
@@ -165,49 +152,25 @@ int SpawnSupervised(const std::string& supervisor, const local::AttemptFiles& fi
                     const std::string& program, const std::vector<std::string>& argv,
                     const std::map<std::string, std::string>& env, const std::string& workdir,
                     int log_fd, int ready_fd, int lock_fd, int masks_fd, pid_t* pid) {
-  std::vector<std::string> args = {supervisor};
-  if (masks_fd >= 0) args.push_back("--masks");
-  args.insert(args.end(), {files.pid, files.status, program});
-  args.insert(args.end(), argv.begin(), argv.end());
-  std::vector<char*> c_argv;
-  for (const auto& a : args) c_argv.push_back(const_cast<char*>(a.c_str()));
-  c_argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  env_strings.reserve(env.size());
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> c_env;
-  for (auto& e : env_strings) c_env.push_back(e.data());
-  c_env.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, STDERR_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, ready_fd, 3);
-  posix_spawn_file_actions_adddup2(&actions, lock_fd, 4);
-  if (masks_fd >= 0) posix_spawn_file_actions_adddup2(&actions, masks_fd, 5);
-  posix_spawn_file_actions_addchdir_np(&actions, workdir.c_str());
+  SpawnOptions spawn;
+  spawn.program = supervisor;
+  spawn.argv = {supervisor};
+  if (masks_fd >= 0) spawn.argv.push_back("--masks");
+  spawn.argv.insert(spawn.argv.end(), {files.pid, files.status, program});
+  spawn.argv.insert(spawn.argv.end(), argv.begin(), argv.end());
+  spawn.env = env;
+  spawn.workdir = workdir;
+  spawn.dev_null = {{STDIN_FILENO, O_RDONLY}};
+  spawn.dup = {{STDOUT_FILENO, log_fd}, {STDERR_FILENO, log_fd}, {3, ready_fd}, {4, lock_fd}};
+  if (masks_fd >= 0) spawn.dup.push_back({5, masks_fd});
   // Nothing else of ours leaks into the task, whether or not it was O_CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&actions, masks_fd >= 0 ? 6 : 5);
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
+  spawn.close_from = masks_fd >= 0 ? 6 : 5;
   // A session of its own: a kill of sluice, or a signal to sluice's process
   // group (Ctrl-C in its terminal), does not reach the supervisor.
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
-  sigset_t mask;
-  sigemptyset(&mask);
-  posix_spawnattr_setsigmask(&attr, &mask);
-  sigset_t defaults;
-  sigfillset(&defaults);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-
-  int rc = posix_spawn(pid, supervisor.c_str(), &actions, &attr, c_argv.data(), c_env.data());
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc;
+  spawn.group = SpawnOptions::Group::kNewSession;
+  spawn.clear_signal_mask = true;
+  spawn.all_signals_default = true;
+  return SpawnProcess(spawn, pid);
 }
 
 // Hands the log masks to a supervisor started with --masks: writes them to
@@ -272,20 +235,8 @@ std::string FindSupervisor() {
 // Sends `sig` to a process through its pidfd when there is one (safe against
 // pid reuse), else by pid.
 void SendSignal(pid_t pid, int pidfd, int sig) {
-#ifdef SYS_pidfd_send_signal
-  if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0) return;
-#endif
+  if (pidfd >= 0 && PidfdSendSignal(pidfd, sig) == 0) return;
   kill(pid, sig);
-}
-
-// Waits up to `timeout` for the process behind `pidfd` to end.
-bool WaitGone(int pidfd, std::chrono::milliseconds timeout) {
-  pollfd p{pidfd, POLLIN, 0};
-  int n;
-  do {
-    n = poll(&p, 1, static_cast<int>(timeout.count()));
-  } while (n < 0 && errno == EINTR);
-  return n > 0;
 }
 
 // When an attempt's supervisor is gone without a status file, its step may
@@ -302,7 +253,7 @@ std::string StopOrphanedStep(const local::PidFile& pf) {
   }
   killpg(pf.step.pid, SIGKILL);
   if (fd >= 0) {
-    WaitGone(fd, std::chrono::seconds(30));
+    WaitForPidfd(fd, std::chrono::seconds(30));
     close(fd);
   }
   return "; its step (pid " + std::to_string(pf.step.pid) + ") was still running and was killed";
@@ -380,7 +331,7 @@ LocalExecutor::~LocalExecutor() {
       if (p.exited) continue;
       Signal(p, SIGKILL);
       if (p.adopted) {
-        if (p.pidfd >= 0) WaitGone(p.pidfd, std::chrono::seconds(10));
+        if (p.pidfd >= 0) WaitForPidfd(p.pidfd, std::chrono::seconds(10));
       } else {
         int status;
         while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
@@ -414,15 +365,9 @@ size_t LocalExecutor::Running() const {
 
 std::map<std::string, std::string> LocalExecutor::BaseEnv(const Task& task) const {
   std::map<std::string, std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    size_t eq = entry.find('=');
-    if (eq == std::string_view::npos) continue;
-    std::string_view name = entry.substr(0, eq);
-    if (name.substr(0, 14) == "SLUICE_SECRET_") continue;  // only via Task::env
-    if (MatchesAllowlist(name, options_.env_allowlist)) {
-      env[std::string(name)] = std::string(entry.substr(eq + 1));
-    }
+  for (auto& [name, value] : CurrentEnvironment()) {
+    if (name.starts_with("SLUICE_SECRET_")) continue;  // only via Task::env
+    if (MatchesAllowlist(name, options_.env_allowlist)) env[name] = value;
   }
   env["PATH"] = Getenv("PATH", "/usr/local/bin:/usr/bin:/bin");
   env["HOME"] = Getenv("HOME", "/");

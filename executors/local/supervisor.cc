@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,14 +11,12 @@
 #include <map>
 #include <sstream>
 
+#include "engine/process.h"
+#include "engine/text.h"
+
 namespace sluice::local {
 
 namespace {
-
-std::string ErrnoText(int err) {
-  const char* d = strerrordesc_np(err);
-  return d ? d : "unknown error";
-}
 
 std::string ReadWhole(const std::string& path, bool* found) {
   std::ifstream in(path, std::ios::binary);
@@ -162,18 +159,12 @@ int SignalSupervisors(const std::string& log_path, int sig) {
     }
     auto pf = ReadPidFile(it->path().string());
     if (!pf || !IsAlive(pf->supervisor, pf->boot_id)) continue;
-#if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
     // Through a pidfd, checked again once open, so the signal cannot reach
     // a process that took over the pid.
-    int fd = static_cast<int>(syscall(SYS_pidfd_open, pf->supervisor.pid, 0));
+    int fd = PidfdOpen(pf->supervisor.pid);
     if (fd < 0) continue;
-    if (IsAlive(pf->supervisor, pf->boot_id) && syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) == 0) {
-      ++signalled;
-    }
+    if (IsAlive(pf->supervisor, pf->boot_id) && PidfdSendSignal(fd, sig) == 0) ++signalled;
     close(fd);
-#else
-    if (kill(pf->supervisor.pid, sig) == 0) ++signalled;
-#endif
   }
   return signalled;
 }

@@ -18,12 +18,6 @@
 #include "engine/quantity.h"
 #include "engine/sha256.h"
 
-#define SLUICE_SERVING_TRY(expr)                          \
-  do {                                                    \
-    ::sluice::Status _serving_st = (expr);                \
-    if (!_serving_st.ok()) return ::sluice::Error(_serving_st); \
-  } while (0)
-
 namespace sluice::serving {
 namespace fs = std::filesystem;
 
@@ -86,7 +80,7 @@ Result<DeployConfig> ParseDeployConfig(const Json& input) {
       return bad("service", "required: the service name, e.g. service: breast-cancer");
     }
     c.service = j["service"].get<std::string>();
-    SLUICE_SERVING_TRY(ValidateServiceName(c.service).WithContext("deploy.service"));
+    SLUICE_RETURN_IF_ERROR_RESULT(ValidateServiceName(c.service).WithContext("deploy.service"));
     c.executor = j.value("executor", "local");
     if (c.executor != "local" && c.executor != "kubernetes") {
       return bad("executor", "'" + c.executor + "' is not local or kubernetes");
@@ -422,7 +416,7 @@ Result<DeployResult> DeployLocal(const DeployConfig& config, const ServingEnv& e
     return Error(applied.WithContext(who + ": routing traffic to the new server failed; it was "
                                             "stopped and " + previous));
   }
-  SLUICE_SERVING_TRY(SaveServiceState(env.state_dir, after));
+  SLUICE_RETURN_IF_ERROR_RESULT(SaveServiceState(env.state_dir, after));
   for (const auto& old : to_stop) {
     Status s = StopProcess(old.process, env.stop_grace);
     if (!s.ok()) result.note += (result.note.empty() ? "" : "; ") + s.message();

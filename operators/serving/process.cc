@@ -21,19 +21,10 @@
 #include <sstream>
 #include <thread>
 
-extern char** environ;
+#include "engine/process.h"
 
 namespace sluice::serving {
 namespace {
-
-int PidfdOpen(int pid) {
-#ifdef SYS_pidfd_open
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-#else
-  errno = ENOSYS;
-  return -1;
-#endif
-}
 
 // Reads /proc/<pid>/stat; returns the state letter and start time.
 bool ReadStat(int pid, char* state, int64_t* start_time) {
@@ -69,30 +60,13 @@ std::optional<int64_t> ProcessStartTime(int pid) {
 
 Result<ProcessId> SpawnDetached(const SpawnOptions& options) {
   if (options.argv.empty()) return Error(Status::InvalidArgument("empty command"));
+  std::map<std::string, std::string> env = CurrentEnvironment();
+  for (const auto& [k, v] : options.env) env[k] = v;
 
-  // Everything the child needs is built before fork: only async-signal-safe
-  // calls happen between fork and exec.
-  std::map<std::string, std::string> env_map;
-  for (char** e = environ; e && *e; ++e) {
-    std::string kv(*e);
-    size_t eq = kv.find('=');
-    if (eq != std::string::npos) env_map[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : options.env) env_map[k] = v;
-  std::vector<std::string> env_strings;
-  for (const auto& [k, v] : env_map) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_copy = options.argv;
-  std::vector<char*> argv;
-  for (auto& s : argv_copy) argv.push_back(s.data());
-  argv.push_back(nullptr);
-
-  // The program is resolved in the parent so a missing one is a clear error.
+  // The program is resolved here so a missing one is a clear error.
   std::string program = options.argv[0];
   if (program.find('/') == std::string::npos) {
-    std::string path = env_map.count("PATH") ? env_map["PATH"] : "/usr/local/bin:/usr/bin:/bin";
+    std::string path = env.count("PATH") ? env["PATH"] : "/usr/local/bin:/usr/bin:/bin";
     std::string found;
     std::istringstream dirs(path);
     std::string dir;
@@ -119,68 +93,25 @@ Result<ProcessId> SpawnDetached(const SpawnOptions& options) {
     return Error(Status::FailedPrecondition("cannot open log file " + options.log_path + ": " +
                                             std::strerror(errno)));
   }
-  int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  int err_pipe[2];
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close(log_fd);
-    if (null_fd >= 0) close(null_fd);
-    return Error(Status::Unavailable(std::string("pipe: ") + std::strerror(errno)));
-  }
-  const char* workdir = options.workdir.empty() ? nullptr : options.workdir.c_str();
-
-  pid_t pid = fork();
-  if (pid < 0) {
-    int e = errno;
-    close(log_fd);
-    close(null_fd);
-    close(err_pipe[0]);
-    close(err_pipe[1]);
-    return Error(Status::Unavailable(std::string("fork: ") + std::strerror(e)));
-  }
-  if (pid == 0) {
-    setsid();
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
-    dup2(null_fd, 0);
-    dup2(log_fd, 1);
-    dup2(log_fd, 2);
-    // Mark every other inherited descriptor close-on-exec; the error pipe
-    // already is, so it closes exactly when exec succeeds.
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) != 0)
-#endif
-    {
-      long max_fd = sysconf(_SC_OPEN_MAX);
-      if (max_fd < 0 || max_fd > 65536) max_fd = 65536;
-      for (int fd = 3; fd < max_fd; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
-    int code = 0;
-    if (workdir != nullptr && chdir(workdir) != 0) {
-      code = errno;
-    } else {
-      execve(program.c_str(), argv.data(), envp.data());
-      code = errno;
-    }
-    ssize_t ignored = write(err_pipe[1], &code, sizeof(code));
-    (void)ignored;
-    _exit(127);
-  }
-  close(err_pipe[1]);
+  sluice::SpawnOptions spawn;
+  spawn.program = program;
+  spawn.argv = options.argv;
+  spawn.env = std::move(env);
+  spawn.workdir = options.workdir;
+  spawn.dev_null = {{0, O_RDONLY}};
+  spawn.dup = {{1, log_fd}, {2, log_fd}};
+  spawn.close_from = 3;  // no descriptor of ours keeps a step's log pipe open
+  spawn.group = sluice::SpawnOptions::Group::kNewSession;
+  spawn.clear_signal_mask = true;
+  spawn.default_signals = {SIGPIPE};
+  pid_t pid = 0;
+  int spawn_errno = SpawnProcess(spawn, &pid);
   close(log_fd);
-  close(null_fd);
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = read(err_pipe[0], &child_errno, sizeof(child_errno));
-  } while (n < 0 && errno == EINTR);
-  close(err_pipe[0]);
-  if (n == sizeof(child_errno)) {
-    waitpid(pid, nullptr, 0);
-    return Error(Status::FailedPrecondition("cannot start '" + options.argv[0] + "'" +
-                                            (workdir ? " in " + options.workdir : std::string()) +
-                                            ": " + std::strerror(child_errno)));
+  if (spawn_errno != 0) {
+    return Error(Status::FailedPrecondition(
+        "cannot start '" + options.argv[0] + "'" +
+        (options.workdir.empty() ? std::string() : " in " + options.workdir) + ": " +
+        std::strerror(spawn_errno)));
   }
   ProcessId id;
   id.pid = pid;
@@ -214,20 +145,7 @@ bool WaitForExit(const ProcessId& id, Duration timeout) {
   if (!IsAlive(id)) return true;
   int fd = PidfdOpen(id.pid);
   if (fd >= 0) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    bool exited = false;
-    while (true) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() < 0) left = std::chrono::milliseconds(0);
-      struct pollfd p = {fd, POLLIN, 0};
-      int r = poll(&p, 1, static_cast<int>(left.count()));
-      if (r > 0) {
-        exited = true;
-        break;
-      }
-      if (r == 0 || errno != EINTR) break;
-    }
+    bool exited = WaitForPidfd(fd, timeout);
     close(fd);
     return exited || !IsAlive(id);
   }

@@ -35,7 +35,7 @@ struct SpawnOptions {
 // Starts `options.argv` detached (new session, own process group whose id is
 // its pid). Returns once exec has succeeded. Errors: kInvalidArgument (empty
 // argv), kNotFound (program not found, with the name), kFailedPrecondition
-// (log file or workdir unusable), kUnavailable (fork failed).
+// (log file or workdir unusable, or the process could not be created).
 Result<ProcessId> SpawnDetached(const SpawnOptions& options);
 
 // True when `id` names a live (not zombie) process with the recorded start time.

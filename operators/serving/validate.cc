@@ -12,13 +12,8 @@
 
 #include <httplib.h>
 
+#include "engine/text.h"
 #include "operators/serving/http_error.h"
-
-#define SLUICE_SERVING_TRY(expr)                          \
-  do {                                                    \
-    ::sluice::Status _serving_st = (expr);                \
-    if (!_serving_st.ok()) return ::sluice::Error(_serving_st); \
-  } while (0)
 
 namespace sluice::serving {
 namespace fs = std::filesystem;
@@ -150,11 +145,9 @@ Result<std::vector<RequestItem>> LoadRequestSet(const std::string& path) {
 
 Result<LoadFigures> RunLoad(const std::string& candidate_url, const std::string& baseline_url,
                             const std::vector<RequestItem>& items, const LoadOptions& options) {
-  SLUICE_SERVING_TRY(Probe(candidate_url, options.connect_timeout)
-                             .WithContext("the candidate"));
+  SLUICE_RETURN_IF_ERROR_RESULT(Probe(candidate_url, options.connect_timeout).WithContext("the candidate"));
   if (!baseline_url.empty()) {
-    SLUICE_SERVING_TRY(Probe(baseline_url, options.connect_timeout)
-                               .WithContext("the baseline"));
+    SLUICE_RETURN_IF_ERROR_RESULT(Probe(baseline_url, options.connect_timeout).WithContext("the baseline"));
   }
   int64_t total = options.max_requests > 0 ? options.max_requests
                                            : static_cast<int64_t>(items.size());
@@ -353,7 +346,7 @@ Result<ValidationConfig> ParseValidationConfig(const Json& input) {
                             "validated and rolled out) or endpoint (a URL to validate only)");
     }
     if (!c.service.empty()) {
-      SLUICE_SERVING_TRY(ValidateServiceName(c.service).WithContext("validation.service"));
+      SLUICE_RETURN_IF_ERROR_RESULT(ValidateServiceName(c.service).WithContext("validation.service"));
     }
     if (!j.contains("requests") || !j["requests"].is_string()) {
       return bad("requests", "required: the JSONL request set, e.g. requests: \"{{ steps."
@@ -368,9 +361,9 @@ Result<ValidationConfig> ParseValidationConfig(const Json& input) {
       *out = *d;
       return Status::Ok();
     };
-    SLUICE_SERVING_TRY(duration("duration", &c.load.duration));
-    SLUICE_SERVING_TRY(duration("request_timeout", &c.load.request_timeout));
-    SLUICE_SERVING_TRY(duration("connect_timeout", &c.load.connect_timeout));
+    SLUICE_RETURN_IF_ERROR_RESULT(duration("duration", &c.load.duration));
+    SLUICE_RETURN_IF_ERROR_RESULT(duration("request_timeout", &c.load.request_timeout));
+    SLUICE_RETURN_IF_ERROR_RESULT(duration("connect_timeout", &c.load.connect_timeout));
     c.load.concurrency = j.value("concurrency", 4);
     if (c.load.concurrency < 1 || c.load.concurrency > 256) {
       return bad("concurrency", "must be between 1 and 256");
@@ -439,12 +432,6 @@ Result<ValidationConfig> ParseValidationConfig(const Json& input) {
 
 namespace {
 
-std::string Join(const std::vector<std::string>& lines, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < lines.size(); ++i) out += (i ? sep : "") + lines[i];
-  return out;
-}
-
 DeploymentRecord BaseRecord(const ValidationConfig& config, const ServiceState& state,
                             const std::string& action) {
   DeploymentRecord r;
@@ -497,40 +484,37 @@ class LocalRollout : public RolloutTarget {
     BackendState old_stable = *state_.stable;
     ServiceState after = state_;
     after.stable = *state_.candidate;
-    after.stable->traffic_percent = 100;
-    after.candidate.reset();
-    SLUICE_RETURN_IF_ERROR(EnsureProxyAndApply(after, env_, 0, "127.0.0.1"));
-    SLUICE_RETURN_IF_ERROR(SaveServiceState(env_.state_dir, after));
-    (void)StopProcess(old_stable.process, env_.stop_grace);
-    DeploymentRecord r = BaseRecord(config_, after, "promote");
-    r.version = after.stable->version;
-    r.model_digest = after.stable->model_digest;
-    r.traffic_percent = 100;
-    r.details = {{"replaced_version", old_stable.version},
-                 {"replaced_digest", old_stable.model_digest}};
-    (void)RecordDeployment(env_, r);
-    state_ = after;
-    stable_ = Side(*state_.stable);
-    candidate_.reset();
-    return Status::Ok();
+    return Settle(std::move(after), old_stable.process, "promote",
+                  {{"replaced_version", old_stable.version}, {"replaced_digest", old_stable.model_digest}});
   }
 
   Status Rollback(const std::string& reason) override {
     // Exactly the deployment before the canary: the stable backend at 100%.
     ServiceState after = before_;
     BackendState candidate = *after.candidate;
-    after.candidate.reset();
+    return Settle(std::move(after), candidate.process, "rollback",
+                  {{"rolled_back_version", candidate.version},
+                   {"rolled_back_digest", candidate.model_digest},
+                   {"reason", reason}});
+  }
+
+  Json Describe() const override { return ToJson(state_); }
+
+ private:
+  // Ends the rollout in `after`, whose stable backend takes all traffic and
+  // which has no candidate: applies and saves it, stops `retired` (the
+  // backend left out) and records `action` with `details`.
+  Status Settle(ServiceState after, const ProcessId& retired, const std::string& action, Json details) {
     after.stable->traffic_percent = 100;
+    after.candidate.reset();
     SLUICE_RETURN_IF_ERROR(EnsureProxyAndApply(after, env_, 0, "127.0.0.1"));
     SLUICE_RETURN_IF_ERROR(SaveServiceState(env_.state_dir, after));
-    (void)StopProcess(candidate.process, env_.stop_grace);
-    DeploymentRecord r = BaseRecord(config_, after, "rollback");
+    (void)StopProcess(retired, env_.stop_grace);
+    DeploymentRecord r = BaseRecord(config_, after, action);
     r.version = after.stable->version;
     r.model_digest = after.stable->model_digest;
     r.traffic_percent = 100;
-    r.details = {{"rolled_back_version", candidate.version},
-                 {"rolled_back_digest", candidate.model_digest},
-                 {"reason", reason}};
+    r.details = std::move(details);
     (void)RecordDeployment(env_, r);
     state_ = after;
     stable_ = Side(*state_.stable);
@@ -538,9 +522,6 @@ class LocalRollout : public RolloutTarget {
     return Status::Ok();
   }
 
-  Json Describe() const override { return ToJson(state_); }
-
- private:
   const ValidationConfig& config_;
   const ServingEnv& env_;
   ServiceState state_;
@@ -600,7 +581,7 @@ Result<ValidationOutcome> RunRollout(const ValidationConfig& config,
   for (double share : stages) {
     ++stage_no;
     if (has_candidate && share != target.candidate()->traffic_percent) {
-      SLUICE_SERVING_TRY(target.Shift(share, stage_no, stages));
+      SLUICE_RETURN_IF_ERROR_RESULT(target.Shift(share, stage_no, stages));
     }
     std::string stage_name = "stage " + std::to_string(stage_no) + "/" +
                              std::to_string(stages.size()) + " (" + Fmt("%g", share) + "% traffic)";
@@ -637,7 +618,7 @@ Result<ValidationOutcome> RunRollout(const ValidationConfig& config,
 
   if (out.passed) {
     if (has_candidate && config.promote) {
-      SLUICE_SERVING_TRY(target.Promote());
+      SLUICE_RETURN_IF_ERROR_RESULT(target.Promote());
       out.promoted = true;
     }
     out.message = "traffic validation of service " + config.service + " version " +
@@ -648,7 +629,7 @@ Result<ValidationOutcome> RunRollout(const ValidationConfig& config,
     std::string what = "traffic validation of service " + config.service + " version " +
                        validated.version + " (" + validated.model_digest + ") failed at " + failure;
     if (has_candidate && config.rollback) {
-      SLUICE_SERVING_TRY(target.Rollback(failure));
+      SLUICE_RETURN_IF_ERROR_RESULT(target.Rollback(failure));
       out.rolled_back = true;
       what += ". Rolled back: service " + config.service + " serves version " +
               target.stable().version + " (" + target.stable().model_digest + ") at " +

@@ -30,6 +30,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/text.h"
+
 namespace sluice::k8s {
 
 struct Client::Conn {
@@ -147,21 +149,6 @@ std::string ObjectPath(const ResourceKind& kind, const std::string& ns, const st
 }
 
 }  // namespace
-
-std::string UrlEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 std::string ResourceKind::GroupResource() const {
   size_t slash = api_version.find('/');

@@ -255,7 +255,4 @@ class Watcher {
   std::thread thread_;
 };
 
-// "%XX"-encodes a query parameter value.
-std::string UrlEncode(std::string_view s);
-
 }  // namespace sluice::k8s

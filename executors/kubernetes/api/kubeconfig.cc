@@ -3,9 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,7 +20,9 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
-extern char** environ;
+#include "engine/base64.h"
+#include "engine/process.h"
+#include "engine/text.h"
 
 namespace sluice::k8s {
 namespace {
@@ -45,28 +45,6 @@ Result<std::string> ReadFile(const std::string& path, const std::string& what) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-Result<std::string> Base64Decode(const std::string& in, const std::string& what) {
-  static const std::string kChars =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (char c : in) {
-    if (c == '=' || c == '\n' || c == '\r' || c == ' ') continue;
-    size_t pos = kChars.find(c);
-    if (pos == std::string::npos) {
-      return Error(Status::InvalidArgument(what + " is not valid base64 (unexpected character '" +
-                                           std::string(1, c) + "')"));
-    }
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
 }
 
 // Resolves `p` against the directory of the kubeconfig that named it.
@@ -159,12 +137,6 @@ bool Bool(const YAML::Node& node, const char* key) {
 std::vector<std::string> Keys(const std::map<std::string, Entry>& m) {
   std::vector<std::string> out;
   for (const auto& [k, v] : m) out.push_back(k);
-  return out;
-}
-
-std::string Join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
   return out;
 }
 
@@ -344,37 +316,11 @@ std::string StringField(const Json& doc, const char* key) {
 
 }  // namespace
 
-std::string Base64Encode(std::string_view in) {
-  static const char* kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16;
-    if (i + 1 < in.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
-    if (i + 2 < in.size()) n |= static_cast<unsigned char>(in[i + 2]);
-    out += kB64[(n >> 18) & 63];
-    out += kB64[(n >> 12) & 63];
-    out += i + 1 < in.size() ? kB64[(n >> 6) & 63] : '=';
-    out += i + 2 < in.size() ? kB64[n & 63] : '=';
-  }
-  return out;
-}
-
 std::string ClosestName(const std::string& name, const std::vector<std::string>& candidates) {
   std::string best;
   size_t best_d = std::string::npos;
   for (const auto& c : candidates) {
-    std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
-    for (size_t j = 0; j <= c.size(); ++j) prev[j] = j;
-    for (size_t i = 1; i <= name.size(); ++i) {
-      cur[0] = i;
-      for (size_t j = 1; j <= c.size(); ++j) {
-        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
-                           prev[j - 1] + (name[i - 1] == c[j - 1] ? 0 : 1)});
-      }
-      std::swap(prev, cur);
-    }
-    size_t d = prev[c.size()];
+    size_t d = EditDistance(name, c, EditOps::kLevenshtein);
     if (d < best_d) {
       best_d = d;
       best = c;
@@ -414,9 +360,7 @@ Result<RestConfig> LoadInClusterConfig(const KubeconfigOptions& options) {
   c.cluster.ca_source = options.service_account_dir + "/ca.crt";
   auto ns = ReadFile(options.service_account_dir + "/namespace", "service account namespace");
   c.namespace_ = ns ? *ns : "default";
-  while (!c.namespace_.empty() && std::isspace(static_cast<unsigned char>(c.namespace_.back()))) {
-    c.namespace_.pop_back();
-  }
+  c.namespace_.resize(TrimRight(c.namespace_).size());
   if (!options.namespace_.empty()) c.namespace_ = options.namespace_;
   return c;
 }
@@ -680,9 +624,7 @@ Result<Credentials> CredentialSource::Get(bool refresh) {
     }
     auto token = ReadFile(user_.token_file, "tokenFile of user \"" + user_.name + "\"");
     if (!token) return Error(token.error());
-    std::string t = *token;
-    while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
-    c.token = t;
+    c.token = std::string(TrimRight(*token));
     token_file_read_at_ = steady;
     cached_ = c;
   }
@@ -707,71 +649,40 @@ Result<Credentials> CredentialSource::RunExecPlugin() {
 
   // The environment: ours, then the kubeconfig's env (overriding), then
   // KUBERNETES_EXEC_INFO.
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string kv(*e);
-    size_t eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : x.env) env[k] = v;
-  env["KUBERNETES_EXEC_INFO"] = info.dump();
-  std::vector<std::string> env_strings;
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_strings{x.command};
-  argv_strings.insert(argv_strings.end(), x.args.begin(), x.args.end());
-  std::vector<char*> argv;
-  for (auto& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-
-  int out_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
-    return Error(Status::Internal(std::string("pipe: ") + std::strerror(errno)));
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (devnull >= 0) posix_spawn_file_actions_adddup2(&actions, devnull, STDIN_FILENO);
+  SpawnOptions spawn;
+  // Searched on $PATH when the command has no '/'; never a shell.
+  spawn.program = x.command;
+  spawn.search_path = true;
+  spawn.argv = {x.command};
+  spawn.argv.insert(spawn.argv.end(), x.args.begin(), x.args.end());
+  spawn.env = CurrentEnvironment();
+  for (const auto& [k, v] : x.env) (*spawn.env)[k] = v;
+  (*spawn.env)["KUBERNETES_EXEC_INFO"] = info.dump();
+  spawn.dev_null = {{STDIN_FILENO, O_RDONLY}};
   // Its own process group, so that a deadline stops whatever it started;
   // default signal handling and mask, whatever this thread blocks.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t mask;
-  sigemptyset(&mask);
-  posix_spawnattr_setsigmask(&attr, &mask);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGINT);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
+  spawn.group = SpawnOptions::Group::kNewGroup;
+  spawn.clear_signal_mask = true;
+  spawn.default_signals = {SIGPIPE, SIGTERM, SIGINT};
+
   PluginInterrupt interrupt;
   {
     // A process that is shutting down starts no plugin (cached credentials
     // still work).
     pollfd stopped{interrupt.fd(), POLLIN, 0};
     if (poll(&stopped, 1, 0) == 1) {
-      posix_spawnattr_destroy(&attr);
-      posix_spawn_file_actions_destroy(&actions);
-      close(out_pipe[0]);
-      close(out_pipe[1]);
-      if (devnull >= 0) close(devnull);
       return Error(Status::Cancelled("exec credential plugin \"" + x.command + "\" of user \"" + user_.name +
                                      "\" was not started: sluice is shutting down"));
     }
   }
+  int out_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    return Error(Status::Internal(std::string("pipe: ") + std::strerror(errno)));
+  }
+  spawn.dup = {{STDOUT_FILENO, out_pipe[1]}};
   pid_t pid = 0;
-  // posix_spawnp searches $PATH when the command has no '/'; never a shell.
-  int rc = posix_spawnp(&pid, x.command.c_str(), &actions, &attr, argv.data(), envp.data());
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
+  int rc = SpawnProcess(spawn, &pid);
   close(out_pipe[1]);
-  if (devnull >= 0) close(devnull);
   if (rc != 0) {
     close(out_pipe[0]);
     std::string msg = "exec credential plugin \"" + x.command + "\" of user \"" + user_.name +
@@ -785,7 +696,7 @@ Result<Credentials> CredentialSource::RunExecPlugin() {
   // The plugin's exit is seen through a pidfd; its stdout is read until it
   // exits (a child it left running may hold the pipe open: what it has
   // written by then is read, and no more is waited for).
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  int pidfd = PidfdOpen(pid);
   const auto deadline = std::chrono::steady_clock::now() + limits_.timeout;
   std::string out;
   Status failure;

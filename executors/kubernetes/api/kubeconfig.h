@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/base64.h"
 #include "engine/status.h"
 
 namespace sluice::k8s {
@@ -170,8 +171,8 @@ class CredentialSource {
 Result<Credentials> ParseExecCredential(const std::string& json_text,
                                         const std::string& expected_api_version);
 
-// Standard base64 (RFC 4648, with padding).
-std::string Base64Encode(std::string_view data);
+// Standard base64 (RFC 4648, with padding); the one in the engine core.
+using sluice::Base64Encode;
 
 // The closest of `candidates` to `name` by edit distance, "" when none is
 // close enough to suggest ("did you mean ...").

@@ -223,6 +223,29 @@ current-context: x
             "(KUBERNETES_SERVICE_HOST/PORT unset))");
 }
 
+TEST_F(KubeconfigTest, MalformedBase64DataIsRefused) {
+  const std::string good = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==";
+  auto load = [&](const std::string& data) {
+    std::string text = kBasic;
+    text.replace(text.find(good), good.size(), data);
+    std::string path = Write("config", text);
+    return std::make_pair(path, LoadRestConfig(Opts(path)));
+  };
+  auto [path, padded] = load("LS0tLS1CRUdJTiBDRVJU\n      SUZJQ0FURS0tLS0tCg==");
+  ASSERT_TRUE(padded) << padded.error().ToString();
+  EXPECT_EQ(padded->cluster.ca_pem, "-----BEGIN CERTIFICATE-----\n");
+
+  const std::string what = ": certificate-authority-data of cluster \"test\" is not valid base64 ";
+  auto [p1, glued] = load("Zg==Zm8=");
+  EXPECT_EQ(glued.error().ToString(), "INVALID_ARGUMENT: " + p1 + what + "('=' padding before the end)");
+  auto [p2, cut] = load("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg");
+  EXPECT_EQ(cut.error().ToString(), "INVALID_ARGUMENT: " + p2 + what +
+                                        "(38 characters, not a multiple of 4: the text is cut short or its '=' "
+                                        "padding is missing)");
+  auto [p3, url_safe] = load("AP_-");
+  EXPECT_EQ(url_safe.error().ToString(), "INVALID_ARGUMENT: " + p3 + what + "(unexpected character '_')");
+}
+
 TEST_F(KubeconfigTest, InCluster) {
   Write("sa/token", "sa-token\n");
   Write("sa/ca.crt", "SA CA");
