@@ -314,15 +314,28 @@ Status CopyOut(const std::string& from, const fs::path& to) {
   return Status::Ok();
 }
 
+// A recorded run and its executions (checkout, reproduce).
+struct RunExecutions {
+  OpenedRun opened;
+  std::vector<ExecutionRecord> execs;
+};
+
+Result<RunExecutions> OpenRunExecutions(const std::string& store_flag, const std::string& run_text) {
+  auto opened = OpenRun(store_flag, run_text);
+  if (!opened) return Error(opened.error());
+  auto execs = opened->store->ListExecutions(opened->run.id);
+  if (!execs) return Error(execs.error());
+  return RunExecutions{std::move(*opened), std::move(*execs)};
+}
+
 int Checkout(const std::string& store_flag, const std::string& run_text, const std::string& instance,
              const std::string& dir) {
   const std::string state_dir = ResolveStateDir(store_flag);
-  auto opened = OpenRun(store_flag, run_text);
-  if (!opened) return Fail(opened.error());
-  Store* store = opened->store.get();
-  const RunRecord* run = &opened->run;
-  auto execs = store->ListExecutions(run->id);
-  if (!execs) return Fail(execs.error());
+  auto loaded = OpenRunExecutions(store_flag, run_text);
+  if (!loaded) return Fail(loaded.error());
+  Store* store = loaded->opened.store.get();
+  const RunRecord* run = &loaded->opened.run;
+  const std::vector<ExecutionRecord>* execs = &loaded->execs;
   std::optional<ExecutionRecord> exec;
   for (const auto& e : FinalExecutions(*execs))
     if (e.instance == instance) exec = e;
@@ -471,20 +484,18 @@ int Diff(const std::string& store_flag, const std::string& a_text, const std::st
       if (oa[n] != ob[n])
         what.push_back("output " + n + ": " + (oa[n].empty() ? "(none)" : ShortDigest(oa[n])) + " → " +
                        (ob[n].empty() ? "(none)" : ShortDigest(ob[n])));
-    std::set<std::string> pkeys;
-    for (auto it = x.output_params.begin(); it != x.output_params.end(); ++it) pkeys.insert(it.key());
-    for (auto it = y.output_params.begin(); it != y.output_params.end(); ++it) pkeys.insert(it.key());
-    for (const auto& k : pkeys)
-      if (Field(x.output_params, k.c_str()) != Field(y.output_params, k.c_str()))
-        what.push_back("output param " + k + ": " + Text(Field(x.output_params, k.c_str())) + " → " +
-                       Text(Field(y.output_params, k.c_str())));
-    std::set<std::string> mkeys;
-    for (auto it = x.metrics.begin(); it != x.metrics.end(); ++it) mkeys.insert(it.key());
-    for (auto it = y.metrics.begin(); it != y.metrics.end(); ++it) mkeys.insert(it.key());
-    for (const auto& k : mkeys)
-      if (Field(x.metrics, k.c_str()) != Field(y.metrics, k.c_str()))
-        what.push_back("metric " + k + ": " + Text(Field(x.metrics, k.c_str())) + " → " +
-                       Text(Field(y.metrics, k.c_str())));
+    // Each key of two JSON objects whose values differ, in key order.
+    auto differing = [&](const std::string& label, const Json& before, const Json& after) {
+      std::set<std::string> keys;
+      for (auto it = before.begin(); it != before.end(); ++it) keys.insert(it.key());
+      for (auto it = after.begin(); it != after.end(); ++it) keys.insert(it.key());
+      for (const auto& k : keys)
+        if (Field(before, k.c_str()) != Field(after, k.c_str()))
+          what.push_back(label + " " + k + ": " + Text(Field(before, k.c_str())) + " → " +
+                         Text(Field(after, k.c_str())));
+    };
+    differing("output param", x.output_params, y.output_params);
+    differing("metric", x.metrics, y.metrics);
     for (const auto& w : what) line(inst + ": " + w);
   }
   std::cout << out.str();
@@ -909,12 +920,11 @@ int FinishReproduction(Store* store, const RunRecord& run, const ReproReport& re
 
 int Reproduce(const std::string& store_flag, const std::string& run_text, const std::string& new_id) {
   const std::string state_dir = ResolveStateDir(store_flag);
-  auto opened = OpenRun(store_flag, run_text);
-  if (!opened) return Fail(opened.error());
-  Store* store = opened->store.get();
-  const RunRecord* run = &opened->run;
-  auto execs = store->ListExecutions(run->id);
-  if (!execs) return Fail(execs.error());
+  auto loaded = OpenRunExecutions(store_flag, run_text);
+  if (!loaded) return Fail(loaded.error());
+  Store* store = loaded->opened.store.get();
+  const RunRecord* run = &loaded->opened.run;
+  const std::vector<ExecutionRecord>* execs = &loaded->execs;
   FileArtifactStore artifacts(state_dir);
   const ReproSource src{store, run, state_dir, fs::path(run->pipeline_file).parent_path(), &artifacts};
 
