@@ -275,7 +275,8 @@ Status S3Client::Attempt(Request& r, long* http_status, std::string* curl_error)
   std::string sigv4 = "aws:amz:" + options_.region + ":s3";
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, ("x-amz-content-sha256: " + r.payload_hex).c_str());
-  headers = curl_slist_append(headers, "Expect:");
+  // (No "Expect:" to turn off 100-continue: curl 7.88 signs the empty header
+  // and servers then reject the signature.)
   if (!r.kind.empty()) headers = curl_slist_append(headers, (std::string(kKindHeader) + ": " + r.kind).c_str());
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> header_list(headers, curl_slist_free_all);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());

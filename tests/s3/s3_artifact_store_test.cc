@@ -1,7 +1,7 @@
 // S3ArtifactStore against a real S3-compatible server: SeaweedFS, started by
 // the CTest fixture "s3" (tests/s3/CMakeLists.txt), which writes its endpoint
 // and generated credentials to SLUICE_TEST_S3_STATE/env. Each test works in
-// a bucket of its own.
+// a prefix of its own.
 
 #include "engine/store/s3_artifact_store.h"
 
@@ -80,10 +80,13 @@ class S3StoreTest : public ::testing::Test {
     options_.secret_key = env["SLUICE_TEST_S3_SECRET_KEY"];
     std::random_device rd;
     char name[32];
-    std::snprintf(name, sizeof name, "sluice-test-%08x", rd());
-    options_.bucket = name;
-    options_.prefix = "team/cache";
-    ASSERT_TRUE(S3Client(options_).CreateBucket().ok());
+    std::snprintf(name, sizeof name, "t-%08x", rd());
+    // One bucket for all tests (each bucket costs the server volumes), a
+    // prefix of its own for each.
+    options_.bucket = "sluice-test";
+    options_.prefix = std::string(name) + "/cache";
+    Status created = S3Client(options_).CreateBucket();
+    ASSERT_TRUE(created.ok()) << StatusCodeName(created.code()) << ": " << created.message();
   }
 
   void TearDown() override {
@@ -97,7 +100,7 @@ class S3StoreTest : public ::testing::Test {
   // A store on the test bucket caching under dir_/<name>.
   std::unique_ptr<S3ArtifactStore> Open(const std::string& name) {
     auto store = S3ArtifactStore::Open(options_, dir_ + "/" + name);
-    EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message());
+    EXPECT_TRUE(store.has_value()) << (store ? "" : store.error().message());
     return store ? std::move(*store) : nullptr;
   }
 
@@ -109,22 +112,22 @@ TEST_F(S3StoreTest, FileRoundTripThroughTheBucket) {
   WriteFile(dir_ + "/model.bin", "weights 0.1 0.2\n");
   auto a = Open("a");
   auto rec = a->Put(dir_ + "/model.bin", ArtifactType::kModel);
-  ASSERT_TRUE(rec.ok()) << rec.error().message();
+  ASSERT_TRUE(rec.has_value()) << rec.error().message();
   const std::string hex = Sha256Hex("weights 0.1 0.2\n");
   EXPECT_EQ(rec->digest, "sha256:" + hex);
-  EXPECT_EQ(rec->uri, "s3://" + options_.bucket + "/team/cache/cas/sha256/" + hex.substr(0, 2) + "/" + hex);
+  EXPECT_EQ(rec->uri, "s3://" + options_.bucket + "/" + options_.prefix + "/cas/sha256/" + hex.substr(0, 2) + "/" + hex);
   EXPECT_EQ(a->client().uploads(), 1);
 
   // Another machine: an empty local cache, the same bucket.
   auto b = Open("b");
   auto path = b->LocalPath(rec->digest);
-  ASSERT_TRUE(path.ok()) << path.error().message();
+  ASSERT_TRUE(path.has_value()) << path.error().message();
   EXPECT_EQ(*path, dir_ + "/b/cas/sha256/" + hex.substr(0, 2) + "/" + hex);
   EXPECT_EQ(ReadFile(*path), "weights 0.1 0.2\n");
   EXPECT_EQ(*Sha256File(*path), hex);
   EXPECT_EQ(b->downloads(), 1);
   // Now cached locally: no second download.
-  ASSERT_TRUE(b->LocalPath(rec->digest).ok());
+  ASSERT_TRUE(b->LocalPath(rec->digest).has_value());
   EXPECT_EQ(b->downloads(), 1);
 }
 
@@ -136,7 +139,7 @@ TEST_F(S3StoreTest, DirectoryRoundTripKeepsTreeModesAndLinks) {
   fs::create_symlink("weights.txt", dir_ + "/model/latest");
   auto a = Open("a");
   auto rec = a->Put(dir_ + "/model", ArtifactType::kModel);
-  ASSERT_TRUE(rec.ok()) << rec.error().message();
+  ASSERT_TRUE(rec.has_value()) << rec.error().message();
   EXPECT_TRUE(rec->is_directory);
   EXPECT_EQ(rec->digest, *FileArtifactStore::DigestOf(dir_ + "/model"));
   // Three files, one link text, one manifest.
@@ -144,7 +147,7 @@ TEST_F(S3StoreTest, DirectoryRoundTripKeepsTreeModesAndLinks) {
 
   auto b = Open("b");
   auto path = b->LocalPath(rec->digest);
-  ASSERT_TRUE(path.ok()) << path.error().message();
+  ASSERT_TRUE(path.has_value()) << path.error().message();
   EXPECT_EQ(*FileArtifactStore::DigestOf(*path), rec->digest);
   EXPECT_EQ(ReadFile(*path + "/sub/config.json"), "{}\n");
   EXPECT_EQ(fs::read_symlink(*path + "/latest"), "weights.txt");
@@ -156,19 +159,19 @@ TEST_F(S3StoreTest, PutOfADigestAlreadyInTheBucketUploadsNothing) {
   WriteFile(dir_ + "/data.csv", "a,b\n1,2\n");
   WriteFile(dir_ + "/tree/x.txt", "x\n");
   auto a = Open("a");
-  ASSERT_TRUE(a->Put(dir_ + "/data.csv", ArtifactType::kDataset).ok());
-  ASSERT_TRUE(a->Put(dir_ + "/tree", ArtifactType::kDataset).ok());
+  ASSERT_TRUE(a->Put(dir_ + "/data.csv", ArtifactType::kDataset).has_value());
+  ASSERT_TRUE(a->Put(dir_ + "/tree", ArtifactType::kDataset).has_value());
   EXPECT_EQ(a->client().uploads(), 3);
 
   auto b = Open("b");
   int64_t before = b->client().requests();
   auto file = b->Put(dir_ + "/data.csv", ArtifactType::kDataset);
   auto tree = b->Put(dir_ + "/tree", ArtifactType::kDataset);
-  ASSERT_TRUE(file.ok() && tree.ok());
+  ASSERT_TRUE(file.has_value() && tree.has_value());
   EXPECT_EQ(b->client().uploads(), 0);
   EXPECT_EQ(b->client().requests() - before, 2);  // one HEAD each
   // The same content again from the same store: HEAD only, no upload.
-  ASSERT_TRUE(a->Put(dir_ + "/data.csv", ArtifactType::kDataset).ok());
+  ASSERT_TRUE(a->Put(dir_ + "/data.csv", ArtifactType::kDataset).has_value());
   EXPECT_EQ(a->client().uploads(), 3);
 }
 
@@ -176,7 +179,7 @@ TEST_F(S3StoreTest, CorruptedObjectIsADigestMismatchNamingTheDigest) {
   WriteFile(dir_ + "/model.bin", "good bytes\n");
   auto a = Open("a");
   auto rec = a->Put(dir_ + "/model.bin", ArtifactType::kModel);
-  ASSERT_TRUE(rec.ok());
+  ASSERT_TRUE(rec.has_value());
   const std::string hex = rec->digest.substr(7);
   const std::string key = a->KeyFor(hex);
   // Someone overwrites the object through the S3 API.
@@ -184,7 +187,7 @@ TEST_F(S3StoreTest, CorruptedObjectIsADigestMismatchNamingTheDigest) {
 
   auto b = Open("b");
   auto path = b->LocalPath(rec->digest);
-  ASSERT_FALSE(path.ok());
+  ASSERT_FALSE(path.has_value());
   EXPECT_EQ(path.error().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(path.error().message(), "artifact " + rec->digest + " downloaded from s3://" + options_.bucket + "/" + key +
                                         " does not match its digest (the bytes hash to sha256:" +
@@ -197,7 +200,7 @@ TEST_F(S3StoreTest, MissingObjectIsNotFound) {
   auto a = Open("a");
   const std::string hex = Sha256Hex("never stored");
   auto path = a->LocalPath("sha256:" + hex);
-  ASSERT_FALSE(path.ok());
+  ASSERT_FALSE(path.has_value());
   EXPECT_EQ(path.error().code(), StatusCode::kNotFound);
   EXPECT_EQ(path.error().message(), "artifact sha256:" + hex + " is neither in the local store nor at s3://" +
                                         options_.bucket + "/" + a->KeyFor(hex) + " (its bytes were removed)");
@@ -207,7 +210,7 @@ TEST_F(S3StoreTest, WrongSecretKeyIsACredentialsError) {
   S3Options wrong = options_;
   wrong.secret_key = "not-the-secret-key";
   auto store = S3ArtifactStore::Open(wrong, dir_ + "/a");
-  ASSERT_FALSE(store.ok());
+  ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(store.error().message(),
             "the S3 endpoint " + options_.endpoint + " refused the credentials for HEAD s3://" + options_.bucket +
@@ -222,7 +225,7 @@ TEST_F(S3StoreTest, UnreachableEndpointNamesTheEndpointAfterBoundedRetries) {
   auto start = std::chrono::steady_clock::now();
   auto store = S3ArtifactStore::Open(gone, dir_ + "/a");
   auto took = std::chrono::steady_clock::now() - start;
-  ASSERT_FALSE(store.ok());
+  ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), StatusCode::kUnavailable);
   EXPECT_EQ(store.error().message(),
             "cannot reach the S3 endpoint " + gone.endpoint + ": Couldn't connect to server (after 4 attempts)");
@@ -246,24 +249,25 @@ TEST(S3Url, ParsesBucketAndPrefix) {
 // bucket; a run from a fresh store shares them; a store whose local cache is
 // gone gets them back from the bucket, all steps cache hits.
 TEST_F(S3StoreTest, SluiceRunKeepsArtifactsInTheBucket) {
-  WriteFile(dir_ + "/p/pipeline.yaml", R"(apiVersion: sluice.dev/v1
+  WriteFile(dir_ + "/p/pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
 kind: Pipeline
 metadata: {name: s3demo}
 steps:
   - name: make
-    command: [python3, -c, "import os; os.makedirs('data', exist_ok=True); open('data/rows.csv', 'w').write('a,b\n1,2\n')"]
+    command: [python3, -c, "import os; os.makedirs('data', exist_ok=True); open('data/rows.csv', 'w').write('a,b\\n1,2\\n')"]
     outputs: {artifacts: [{name: data, path: data}]}
   - name: count
     inputs: {data: "{{ steps.make.outputs.artifacts.data }}"}
     command: [python3, -c, "import sys; open('n.txt', 'w').write(str(len(open(sys.argv[1] + '/rows.csv').read().splitlines())))", "{{ inputs.data }}"]
     outputs: {artifacts: [{name: n, path: n.txt}]}
-)");
+)yaml");
   ::setenv("SLUICE_S3_ENDPOINT", options_.endpoint.c_str(), 1);
   ::setenv("AWS_ACCESS_KEY_ID", options_.access_key.c_str(), 1);
   ::setenv("AWS_SECRET_ACCESS_KEY", options_.secret_key.c_str(), 1);
-  const std::string url = "s3://" + options_.bucket + "/e2e";
+  const std::string e2e = options_.prefix + "/e2e";
+  const std::string url = "s3://" + options_.bucket + "/" + e2e;
   auto run = [&](const std::string& store) {
-    return RunProcess({SLUICE_BIN, "run", "pipeline.yaml", "-q", "--store", dir_ + "/" + store, "--artifacts", url},
+    return RunProcess({SLUICE_BIN, "run", "pipeline.yaml", "--store", dir_ + "/" + store, "--artifacts", url},
                       dir_ + "/p");
   };
   // What the steps write, as artifacts: the digests to expect.
@@ -271,23 +275,27 @@ steps:
   const std::string data = *FileArtifactStore::DigestOf(dir_ + "/expect/data");
   const std::string n = "sha256:" + Sha256Hex("2");
   S3Options bucket = options_;
-  bucket.prefix = "e2e";
+  bucket.prefix = e2e;
   auto remote = S3ArtifactStore::Open(bucket, dir_ + "/probe");
-  ASSERT_TRUE(remote.ok());
+  ASSERT_TRUE(remote.has_value());
 
   auto first = run("a");
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
   EXPECT_TRUE(*(*remote)->client().Exists((*remote)->KeyFor(data.substr(7))));
   EXPECT_TRUE(*(*remote)->client().Exists((*remote)->KeyFor(n.substr(7))));
 
+  // A fresh store shares the bytes, not the cache records: its steps run,
+  // and their outputs (same digests) are not uploaded again.
   auto second = run("b");
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_NE(second.out.find("] done      make  Succeeded"), std::string::npos) << second.out;
 
   // Store a loses its local bytes: the next run takes them from the bucket.
   fs::remove_all(dir_ + "/a/cas");
   auto third = run("a");
   ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
-  EXPECT_NE(third.out.find("2 cached"), std::string::npos) << third.out;
+  EXPECT_NE(third.out.find("] cached    make  Cached"), std::string::npos) << third.out;
+  EXPECT_NE(third.out.find("] cached    count  Cached"), std::string::npos) << third.out;
   const std::string local_n = dir_ + "/a/cas/sha256/" + n.substr(7, 2) + "/" + n.substr(7);
   EXPECT_EQ(ReadFile(local_n), "2");
   const std::string local_data = dir_ + "/a/cas/sha256/" + data.substr(7, 2) + "/" + data.substr(7);
