@@ -17,8 +17,10 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include "engine/sha256.h"
 #include "tests/support/subprocess.h"
@@ -231,6 +233,39 @@ TEST_F(S3StoreTest, UnreachableEndpointNamesTheEndpointAfterBoundedRetries) {
             "cannot reach the S3 endpoint " + gone.endpoint + ": Couldn't connect to server (after 4 attempts)");
   // 4 attempts with 0.2 + 0.4 + 0.8 s of backoff: bounded, generously.
   EXPECT_LT(took, std::chrono::seconds(60));
+}
+
+// Server errors are retried with backoff, a bounded number of times: a
+// local HTTP server stands in for an S3 endpoint that answers 503.
+TEST(S3Retry, ServerErrorsAreRetriedThenReported) {
+  httplib::Server server;
+  std::atomic<int> hits{0};
+  std::atomic<int> failures{1000};
+  server.Get(".*", [&](const httplib::Request&, httplib::Response& res) {
+    res.status = hits.fetch_add(1) < failures.load() ? 503 : 200;
+  });
+  // bind_to_any_port listens already: connections queue until the thread accepts.
+  int port = server.bind_to_any_port("127.0.0.1");
+  std::thread thread([&] { server.listen_after_bind(); });
+  S3Options o;
+  o.bucket = "bkt";
+  o.endpoint = "http://127.0.0.1:" + std::to_string(port);
+  o.access_key = "key";
+  o.secret_key = "secret";
+  o.first_backoff = std::chrono::milliseconds(10);
+  S3Client client(o);
+  Status st = client.CheckBucket();
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(st.message(), "the S3 endpoint " + o.endpoint + " answered HTTP 503 to HEAD s3://bkt (after 4 attempts)");
+  EXPECT_EQ(hits.load(), 4);
+  EXPECT_EQ(client.requests(), 4);
+  // Two failures, then an answer: the request succeeds on its third attempt.
+  hits = 0;
+  failures = 2;
+  EXPECT_TRUE(client.CheckBucket().ok());
+  EXPECT_EQ(hits.load(), 3);
+  server.stop();
+  thread.join();
 }
 
 TEST(S3Url, ParsesBucketAndPrefix) {
