@@ -315,6 +315,8 @@ Result<std::string> FileArtifactStore::FileDigest(const std::string& path) { ret
 
 Result<std::string> ArtifactStore::FileDigest(const std::string& path) { return Sha256File(path); }
 
+bool FileArtifactStore::IsHexDigest(const std::string& hex) { return IsHex64(hex); }
+
 std::string FileArtifactStore::PathFor(const std::string& hex) const {
   return root_ + "/sha256/" + hex.substr(0, 2) + "/" + hex;
 }

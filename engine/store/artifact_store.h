@@ -108,6 +108,10 @@ class FileArtifactStore : public ArtifactStore {
   // digest, kNotFound when the bytes are not here.
   Result<std::string> LocalPath(const std::string& digest) override;
 
+  // Whether `hex` is a SHA-256 digest in the store's spelling: 64 lower-case
+  // hex digits.
+  static bool IsHexDigest(const std::string& hex);
+
   // Where an artifact with this hex digest lives (whether or not present).
   std::string PathFor(const std::string& hex) const;
 

@@ -54,12 +54,6 @@ std::string ErrorCode(const std::string& body) {
   return body.substr(b + 6, e - b - 6);
 }
 
-bool IsHex64(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
 // One manifest line: "<kind> <mode> <sha256 or -> <relative path>".
 struct ManifestLine {
   char kind = 0;
@@ -85,7 +79,7 @@ Result<std::vector<ManifestLine>> ParseManifest(const std::string& text, const s
     fs::path rel(m.rel);
     bool escapes = rel.is_absolute() || m.rel.empty();
     for (const auto& part : rel) escapes = escapes || part == ".." || part == ".";
-    if (escapes || (m.kind != 'd' && !IsHex64(m.hex)) || (m.kind != 'd' && m.kind != 'f' && m.kind != 'l')) {
+    if (escapes || (m.kind != 'd' && !FileArtifactStore::IsHexDigest(m.hex)) || (m.kind != 'd' && m.kind != 'f' && m.kind != 'l')) {
       return Error(Status::FailedPrecondition("the manifest of directory artifact " + digest +
                                               " has an invalid entry: " + line));
     }

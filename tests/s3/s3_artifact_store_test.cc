@@ -6,9 +6,7 @@
 #include "engine/store/s3_artifact_store.h"
 
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -23,12 +21,14 @@
 #include <httplib.h>
 
 #include "engine/sha256.h"
+#include "tests/support/free_port.h"
 #include "tests/support/subprocess.h"
 
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
+using testutil::FreePort;
 using testutil::ReadFile;
 using testutil::RunProcess;
 
@@ -47,20 +47,6 @@ std::map<std::string, std::string> ServerEnv() {
     if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
   }
   return env;
-}
-
-// A loopback port nothing listens on: bound by the OS, then closed.
-int ClosedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 class S3StoreTest : public ::testing::Test {
@@ -223,7 +209,7 @@ TEST_F(S3StoreTest, WrongSecretKeyIsACredentialsError) {
 
 TEST_F(S3StoreTest, UnreachableEndpointNamesTheEndpointAfterBoundedRetries) {
   S3Options gone = options_;
-  gone.endpoint = "http://127.0.0.1:" + std::to_string(ClosedPort());
+  gone.endpoint = "http://127.0.0.1:" + std::to_string(FreePort());
   auto start = std::chrono::steady_clock::now();
   auto store = S3ArtifactStore::Open(gone, dir_ + "/a");
   auto took = std::chrono::steady_clock::now() - start;
@@ -337,7 +323,7 @@ steps:
   EXPECT_EQ(*FileArtifactStore::DigestOf(local_data), data);
 
   // A wrong endpoint fails before any step runs, naming it.
-  const std::string gone = "http://127.0.0.1:" + std::to_string(ClosedPort());
+  const std::string gone = "http://127.0.0.1:" + std::to_string(FreePort());
   auto refused = RunProcess({SLUICE_BIN, "run", "pipeline.yaml", "--store", dir_ + "/c", "--artifacts", url,
                              "--artifacts-endpoint", gone},
                             dir_ + "/p");
