@@ -58,7 +58,7 @@ class S3StoreTest : public ::testing::Test {
       std::string weed = bin.out.substr(0, bin.out.find('\n'));
       GTEST_SKIP() << "no S3 server: SeaweedFS's weed binary " << (fs::exists(weed) ? "exists at " : "is not built at ")
                    << weed << " but the s3 fixture did not start it (SLUICE_SKIP_S3=1?); "
-                   << "run `ctest -R s3_` to build and start it";
+                   << "`ctest --test-dir build -L s3` builds and starts it";
     }
     char tmpl[] = "/tmp/sluice-s3-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
