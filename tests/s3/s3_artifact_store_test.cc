@@ -322,6 +322,15 @@ steps:
   const std::string local_data = dir_ + "/a/cas/sha256/" + data.substr(7, 2) + "/" + data.substr(7);
   EXPECT_EQ(*FileArtifactStore::DigestOf(local_data), data);
 
+  // rerun takes the flag too: the kept step's bytes come from the bucket.
+  fs::remove_all(dir_ + "/a/cas");
+  auto rerun = RunProcess({SLUICE_BIN, "rerun", "latest", "--from", "count", "--store", dir_ + "/a", "--artifacts", url},
+                          dir_ + "/p");
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.out << rerun.err;
+  EXPECT_NE(rerun.out.find("] done      count  Succeeded"), std::string::npos) << rerun.out;
+  EXPECT_EQ(rerun.out.find("] start     make"), std::string::npos) << rerun.out;
+  EXPECT_EQ(*FileArtifactStore::DigestOf(local_data), data);
+
   // A wrong endpoint fails before any step runs, naming it.
   const std::string gone = "http://127.0.0.1:" + std::to_string(FreePort());
   auto refused = RunProcess({SLUICE_BIN, "run", "pipeline.yaml", "--store", dir_ + "/c", "--artifacts", url,
