@@ -79,7 +79,8 @@ Result<std::vector<ManifestLine>> ParseManifest(const std::string& text, const s
     fs::path rel(m.rel);
     bool escapes = rel.is_absolute() || m.rel.empty();
     for (const auto& part : rel) escapes = escapes || part == ".." || part == ".";
-    if (escapes || (m.kind != 'd' && !FileArtifactStore::IsHexDigest(m.hex)) || (m.kind != 'd' && m.kind != 'f' && m.kind != 'l')) {
+    const bool known_kind = m.kind == 'd' || m.kind == 'f' || m.kind == 'l';
+    if (escapes || !known_kind || (m.kind != 'd' && !FileArtifactStore::IsHexDigest(m.hex))) {
       return Error(Status::FailedPrecondition("the manifest of directory artifact " + digest +
                                               " has an invalid entry: " + line));
     }

@@ -80,7 +80,9 @@ class S3StoreTest : public ::testing::Test {
   void TearDown() override {
     if (!dir_.empty()) {
       std::error_code ec;
-      for (auto& e : fs::recursive_directory_iterator(dir_, ec)) fs::permissions(e.path(), fs::perms::owner_all, fs::perm_options::add, ec);
+      // Stored artifacts are read-only: make them removable first.
+      for (auto& e : fs::recursive_directory_iterator(dir_, ec))
+        fs::permissions(e.path(), fs::perms::owner_all, fs::perm_options::add, ec);
       fs::remove_all(dir_, ec);
     }
   }
