@@ -45,6 +45,7 @@
 #include "dsl/quantity.h"
 #include "dsl/suggest.h"
 #include "engine/store/artifact_store.h"
+#include "engine/store/s3_artifact_store.h"
 #include "engine/cli/commands.h"
 #include "operators/serving/service_state.h"
 #include "engine/cli/kubernetes_options.h"
@@ -670,7 +671,8 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   given.parallelism = options.parallelism != 0;
   PrepareRunForKubernetes(prepared.spec, FlagsOf(options), given, run_options);
 
-  FileArtifactStore artifacts(state_dir);
+  auto artifacts = OpenArtifactStore(options.artifacts, options.artifacts_endpoint, state_dir);
+  if (!artifacts) return Fail(artifacts.error());
   ExecutorRegistry executors;
   LocalExecutorOptions local;
   local.parallelism = 0;  // the runner budgets slots (-j) itself
@@ -745,7 +747,7 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   if (!options.quiet) {
     PrintLine("sluice: run " + run_id + " of " + prepared.spec.name + " (store " + state_dir + ")");
   }
-  Runner runner(prepared.spec, store, &artifacts, &executors, std::move(run_options));
+  Runner runner(prepared.spec, store, artifacts->get(), &executors, std::move(run_options));
   signals->Attach(&runner, &executors);
   auto summary = runner.Run();
   signals->Detach();
@@ -1130,6 +1132,10 @@ void AddRunOptions(CLI::App* cmd, RunCommandOptions& run, std::string& store) {
                   "Kubernetes: RWX PersistentVolumeClaim mounted into every pod at /sluice (artifacts between pods)");
   cmd->add_option("--workspace-host-dir", run.workspace_host_dir,
                   "Kubernetes: where this host sees the --workspace-pvc volume (put --store under it)");
+  cmd->add_option("--artifacts", run.artifacts,
+                  "Keep artifact bytes in an S3-compatible bucket, s3://BUCKET/PREFIX (default: the local store)");
+  cmd->add_option("--artifacts-endpoint", run.artifacts_endpoint,
+                  "S3 endpoint URL for --artifacts (default: $SLUICE_S3_ENDPOINT)");
 }
 
 }  // namespace

@@ -315,6 +315,8 @@ Result<std::string> FileArtifactStore::FileDigest(const std::string& path) { ret
 
 Result<std::string> ArtifactStore::FileDigest(const std::string& path) { return Sha256File(path); }
 
+bool FileArtifactStore::IsHexDigest(const std::string& hex) { return IsHex64(hex); }
+
 std::string FileArtifactStore::PathFor(const std::string& hex) const {
   return root_ + "/sha256/" + hex.substr(0, 2) + "/" + hex;
 }
@@ -375,9 +377,9 @@ Result<ArtifactRecord> FileArtifactStore::Put(const std::string& path, ArtifactT
 
   // Copy into a temporary name, hash what was copied (the source may change
   // under us: the stored bytes must match their name), then rename.
-  fs::create_directories(root_ + "/tmp", ec);
-  if (ec) return Error(Status::FailedPrecondition("cannot create " + root_ + "/tmp: " + ec.message()));
-  std::string tmp = TempName(root_);
+  auto tmp_path = NewTempPath();
+  if (!tmp_path) return Error(tmp_path.error());
+  const std::string& tmp = *tmp_path;
   if (is_dir) {
     auto copied = CopyTree(path, tmp);
     if (copied) {
@@ -399,21 +401,34 @@ Result<ArtifactRecord> FileArtifactStore::Put(const std::string& path, ArtifactT
     struct stat cst;
     if (::stat(tmp.c_str(), &cst) == 0) size = cst.st_size;
   }
+  SLUICE_RETURN_IF_ERROR_RESULT(Adopt(tmp, hex, is_dir));
+  return record(hex, size);
+}
+
+Result<std::string> FileArtifactStore::NewTempPath() {
+  std::error_code ec;
+  fs::create_directories(root_ + "/tmp", ec);
+  if (ec) return Error(Status::FailedPrecondition("cannot create " + root_ + "/tmp: " + ec.message()));
+  return TempName(root_);
+}
+
+Status FileArtifactStore::Adopt(const std::string& tmp, const std::string& hex, bool is_dir) {
+  std::error_code ec;
   std::string dest = PathFor(hex);
   fs::create_directories(fs::path(dest).parent_path(), ec);
   if (ec) {
     fs::remove_all(tmp, ec);
-    return Error(Status::FailedPrecondition("cannot create " + fs::path(dest).parent_path().string()));
+    return Status::FailedPrecondition("cannot create " + fs::path(dest).parent_path().string());
   }
   if (::rename(tmp.c_str(), dest.c_str()) != 0) {
     int err = errno;
     fs::remove_all(tmp, ec);
     // A concurrent Put of the same content won the race: same bytes, fine.
     if (!(is_dir && (err == EEXIST || err == ENOTEMPTY))) {
-      return Error(ErrnoStatus("cannot move artifact into " + dest, err));
+      return ErrnoStatus("cannot move artifact into " + dest, err);
     }
   }
-  return record(hex, size);
+  return Status::Ok();
 }
 
 Result<std::string> FileArtifactStore::LocalPath(const std::string& digest) {

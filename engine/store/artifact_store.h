@@ -108,6 +108,10 @@ class FileArtifactStore : public ArtifactStore {
   // digest, kNotFound when the bytes are not here.
   Result<std::string> LocalPath(const std::string& digest) override;
 
+  // Whether `hex` is a SHA-256 digest in the store's spelling: 64 lower-case
+  // hex digits.
+  static bool IsHexDigest(const std::string& hex);
+
   // Where an artifact with this hex digest lives (whether or not present).
   std::string PathFor(const std::string& hex) const;
 
@@ -120,6 +124,17 @@ class FileArtifactStore : public ArtifactStore {
 
   // The store's digest cache.
   FileDigestCache& digest_cache() { return digests_; }
+
+  // A fresh, unused path under `<state_dir>/cas/tmp/` (the directory is
+  // created) where bytes on their way into the store are written first.
+  // Errors: kFailedPrecondition when the directory cannot be created.
+  Result<std::string> NewTempPath();
+
+  // Moves `tmp` (a file or directory from NewTempPath() whose bytes hash to
+  // `hex`) to PathFor(hex); removes `tmp` on failure. A concurrent writer of
+  // the same directory winning the rename is success. Errors:
+  // kFailedPrecondition, kPermissionDenied (disk errors).
+  Status Adopt(const std::string& tmp, const std::string& hex, bool is_dir);
 
  private:
   std::string root_;  // <state_dir>/cas

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/store/sqlite_store.h"
+#include "tests/support/free_port.h"
 #include "tests/support/subprocess.h"
 
 #ifndef SLUICE_BIN
@@ -28,6 +29,7 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+using testutil::FreePort;
 using testutil::Output;
 using testutil::ReadFile;
 
@@ -778,23 +780,6 @@ TEST_F(CliTest, CompileArgoDefaultsTheSluiceImage) {
   EXPECT_EQ(given.exit_code, 0) << given.err;
   EXPECT_EQ(given.err, "");
   EXPECT_EQ(given.out.find(image), std::string::npos);
-}
-
-// A free loopback port, as the OS picks one.
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    return 0;
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // serve: --listen given wins, else the config's listen:, else the default.
