@@ -1879,16 +1879,9 @@ class Loader {
 
 }  // namespace
 
-namespace {
-
-const OperatorRegistry& Operators(const LoadOptions& options) {
-  return options.operators ? *options.operators : OperatorRegistry::Global();
-}
-
-}  // namespace
 
 LoadResult LoadPipelineString(std::string_view text, const std::string& file_name, const LoadOptions& options) {
-  Loader loader(text, file_name, "", Operators(options));
+  Loader loader(text, file_name, "", OperatorRegistry::OrGlobal(options.operators));
   return loader.Run();
 }
 
@@ -1908,7 +1901,7 @@ LoadResult LoadPipelineFile(const std::string& path, const LoadOptions& options)
     text.append(chunk, static_cast<size_t>(in.gcount()));
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
-  Loader loader(text, path, dir, Operators(options), /*parse_cache=*/true);
+  Loader loader(text, path, dir, OperatorRegistry::OrGlobal(options.operators), /*parse_cache=*/true);
   return loader.Run();
 }
 

@@ -9,17 +9,6 @@ std::string LocalProcess::Name() const {
   return type + "-" + std::to_string(index);
 }
 
-LocalPlan SingleProcessPlan(const Task& task) {
-  LocalPlan plan;
-  LocalProcess p;
-  p.type = "main";
-  p.argv = task.argv;
-  p.env = task.env;
-  plan.replicas.push_back(std::move(p));
-  plan.success_set.push_back(0);
-  return plan;
-}
-
 Result<LocalPlan> Operator::PlanLocal(const Task& task, const PortAllocator&) const {
   return Error(Status::FailedPrecondition("step type '" + std::string(Name()) +
                                           "' runs as a program of its own, not as its own task"));

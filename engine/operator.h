@@ -64,9 +64,6 @@ struct LocalPlan {
   bool distributed = false;  // several cooperating processes (tfjob/pytorchjob)
 };
 
-// The plan of a task that is one process: task.argv with task.env.
-LocalPlan SingleProcessPlan(const Task& task);
-
 // Returns a free TCP port on the loopback interface, or an error.
 using PortAllocator = std::function<Result<int>()>;
 
@@ -195,6 +192,12 @@ class OperatorRegistry {
   // (operators/builtin.h) before they read a pipeline; the loaders,
   // executors and compilers use it unless given another one.
   static OperatorRegistry& Global();
+  // `registry` when given, else Global(): the rule of every `operators`
+  // option (dsl LoadOptions, RunOptions, the executors' and compilers'
+  // options).
+  static const OperatorRegistry& OrGlobal(const OperatorRegistry* registry) {
+    return registry ? *registry : Global();
+  }
 
  private:
   std::vector<OperatorPtr> operators_;

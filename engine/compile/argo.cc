@@ -1157,8 +1157,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   // a Job, as the operator's program in the sluice image (deploy,
   // traffic-validation), or as a resource template over the operator's
   // object.
-  const Operator* op = options_.operators ? options_.operators->Find(step.type)
-                                          : OperatorRegistry::Global().Find(step.type);
+  const Operator* op = OperatorRegistry::OrGlobal(options_.operators).Find(step.type);
   const bool serving = op && op->RunsOperatorProgram();
   const bool container = op && !serving && op->Kind() && op->Kind()->kind == "Job";
   if (!op || (serving && step.type != "deploy" && step.type != "traffic-validation") || (!serving && !op->Kind())) {

@@ -128,7 +128,7 @@ class RunLoop {
  public:
   explicit RunLoop(Runner& r)
       : r_(r), spec_(r.spec_), opt_(r.options_), clock_(r.clock_),
-        programs_(r.options_.operators ? *r.options_.operators : OperatorRegistry::Global(),
+        programs_(OperatorRegistry::OrGlobal(r.options_.operators),
                   r.options_.operator_commands, r.options_.state_dir) {}
 
   Result<RunSummary> Run();

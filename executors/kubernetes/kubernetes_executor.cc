@@ -589,8 +589,7 @@ Result<ExecutorPtr> NewKubernetesExecutor(const KubernetesExecutorOptions& optio
 
 Result<std::vector<Json>> KubernetesDryRun(const Task& task,
                                            const KubernetesExecutorOptions& options) {
-  const OperatorRegistry& registry = options.operators ? *options.operators : OperatorRegistry::Global();
-  auto op = KubernetesOperator(registry, task.operator_type);
+  auto op = KubernetesOperator(OperatorRegistry::OrGlobal(options.operators), task.operator_type);
   if (!op) return Error(op.error().WithContext("step \"" + task.step + "\""));
   KubernetesObjectOptions mo = options.manifests;
   if (mo.namespace_.empty()) {

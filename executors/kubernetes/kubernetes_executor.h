@@ -116,9 +116,7 @@ class KubernetesExecutor : public Executor {
   // The namespace `task` runs in.
   std::string NamespaceFor(const Task& task) const;
   // options.operators, else OperatorRegistry::Global().
-  const OperatorRegistry& Operators() const {
-    return options_.operators ? *options_.operators : OperatorRegistry::Global();
-  }
+  const OperatorRegistry& Operators() const { return OperatorRegistry::OrGlobal(options_.operators); }
   k8s::Client* client() { return client_.get(); }
 
  private:

@@ -447,8 +447,7 @@ Status LocalExecutor::Start(const Task& task) {
   }
 
   Result<LocalPlan> plan = [&]() -> Result<LocalPlan> {
-    auto op = LocalOperator(options_.operators ? *options_.operators : OperatorRegistry::Global(),
-                            task.operator_type);
+    auto op = LocalOperator(OperatorRegistry::OrGlobal(options_.operators), task.operator_type);
     if (!op) return Error(op.error());
     LoopbackPorts ports;
     return (*op)->PlanLocal(task, [&] { return ports.Next(); });

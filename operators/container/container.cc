@@ -7,7 +7,14 @@ namespace sluice::operators {
 Result<LocalPlan> ContainerOperator::PlanLocal(const Task& task, const PortAllocator&) const {
   if (task.argv.empty() || task.argv[0].empty())
     return Error(Status::InvalidArgument("the step has no command; set 'command: [program, args...]'"));
-  return SingleProcessPlan(task);
+  LocalPlan plan;
+  LocalProcess p;
+  p.type = "main";
+  p.argv = task.argv;
+  p.env = task.env;
+  plan.replicas.push_back(std::move(p));
+  plan.success_set.push_back(0);
+  return plan;
 }
 
 std::optional<KubernetesKind> ContainerOperator::Kind() const {
