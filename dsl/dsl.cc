@@ -120,7 +120,10 @@ const Keys kStepBaseKeys = {"name",     "type",       "command",     "env",     
                             "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
                             "foreach",  "parallelism", "retries",    "timeout",  "resources",  "priority",
                             "cache",    "outputs"};
-const Keys kDefaultKeys = {"image", "timeout", "retries", "resources", "executor", "cache", "env", "priority"};
+const Keys kDefaultKeys = {"image", "timeout",  "retries", "resources", "executor",
+                           "cache", "env",      "priority", "kubernetes"};
+// What a container step becomes on Kubernetes (kubernetes.object).
+const Keys kKubernetesObjects = {"pod", "job"};
 const Keys kRetryKeys = {"limit", "backoff", "factor", "maxBackoff", "retryOn"};
 const Keys kResourceKeys = {"cpu", "memory", "gpu", "nodeSelector", "tolerations"};
 const Keys kCacheKeys = {"enabled", "maxAge", "ignoreInputs", "envIgnore"};
@@ -762,8 +765,23 @@ class Loader {
           UnknownKey(n, key, kDefaultKeys, "defaults");
         continue;
       }
+      if (key.value == "kubernetes") {
+        // Merged key by key into every step's own `kubernetes:` section.
+        if (ExpectMap(N(kids[i + 1]), "kubernetes")) default_kubernetes_ = KubernetesSection(N(kids[i + 1]));
+        continue;
+      }
       StepField(base_, key.value, N(kids[i + 1]), nullptr, "defaults");
     }
+  }
+
+  // A `kubernetes:` section as JSON. Its other settings are checked when the
+  // object is built; `object` is checked here, where its place is known.
+  Json KubernetesSection(const YamlNode& n) {
+    for (size_t i = 0; i + 1 < n.children.size(); i += 2) {
+      const YamlNode& key = N(n.children[i]);
+      if (key.IsScalar() && key.value == "object") Enum(N(n.children[i + 1]), "kubernetes.object", kKubernetesObjects);
+    }
+    return ToJson(n);
   }
 
   void ParseStepList(const YamlNode& n, bool is_finally) {
@@ -828,7 +846,7 @@ class Loader {
       if (k == "kubernetes") {
         // Kubernetes-only settings (serviceAccountName, priorityClassName,
         // imagePullSecrets, queue, ...): docs/kubernetes.md.
-        if (ExpectMap(v, k)) kubernetes = ToJson(v);
+        if (ExpectMap(v, k)) kubernetes = KubernetesSection(v);
         return;
       }
       if (ops_.FindBySection(k)) {
@@ -849,6 +867,11 @@ class Loader {
       StepField(s, k, v, &info, where);
       if (k == "type" && diags_.size() != errors_before_type) type_ok = false;
     });
+    if (default_kubernetes_.is_object()) {
+      Json merged = default_kubernetes_;
+      if (kubernetes.is_object()) merged.update(kubernetes);
+      kubernetes = std::move(merged);
+    }
     if (!kubernetes.is_null() && !s.config.contains("kubernetes")) s.config["kubernetes"] = std::move(kubernetes);
     if (!info.has_name && !Suggested(sn, "name")) Err(sn, "step is missing required key 'name'");
     const Operator* op = ops_.Find(s.type);
@@ -1854,6 +1877,7 @@ class Loader {
   YamlDocument doc_;
   PipelineSpec spec_;
   StepSpec base_;  // defaults applied to every step
+  Json default_kubernetes_;  // defaults.kubernetes, merged into each step's
   std::vector<StepInfo> step_info_, finally_info_;
   std::vector<StepSpec*> all_;
   std::unordered_map<std::string, int> index_;

@@ -96,6 +96,10 @@ struct KubernetesObjectOptions {
   std::string priority_class;
   std::vector<std::string> image_pull_secrets;
   std::string queue;  // Kueue LocalQueue name; "" = none
+  // What a `type: container` step becomes when its `kubernetes.object` does
+  // not say: "pod" (sluice creates and watches the Pod itself) or "job" (a
+  // batch/v1 Job; its controller creates the Pod). docs/kubernetes.md.
+  std::string object = "pod";
 };
 
 // How far a Kubernetes object has got, read from its status.

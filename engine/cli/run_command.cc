@@ -981,13 +981,15 @@ Result<size_t> DeleteRunObjects(const CancelOptions& options, const RunRecord& r
   const std::string selector = operators::RunSelector(run.id);
   size_t found = 0;
   for (const auto& ns : namespaces) {
-    for (const auto* kind : {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind()}) {
-      auto list = (*client)->List(*kind, ns, selector);
+    // Bare pods by their own label: a Job's pods go with their Job.
+    for (const auto* kind : {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind(), &k8s::PodKind()}) {
+      const std::string which = kind == &k8s::PodKind() ? k8s::BarePodSelector(run.id) : selector;
+      auto list = (*client)->List(*kind, ns, which);
       if (!list && list.error().code() == StatusCode::kNotFound) continue;  // no such CRD
       if (!list) return Error(list.error());
       if (list->items.empty()) continue;
       found += list->items.size();
-      Status st = (*client)->DeleteCollection(*kind, ns, selector, k8s::Propagation::kBackground);
+      Status st = (*client)->DeleteCollection(*kind, ns, which, k8s::Propagation::kBackground);
       if (!st.ok()) return Error(st);
     }
   }

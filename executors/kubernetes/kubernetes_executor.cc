@@ -33,6 +33,27 @@ std::string Annotation(const Json& obj, const std::string& key) {
   return obj["metadata"]["annotations"].value(key, "");
 }
 
+// What a bare Pod is to the executor: its own object, the container "main"
+// of the operator's kind (the pod a Job would have made).
+KubernetesKind BarePodKind(const KubernetesKind& operator_kind) {
+  return KubernetesKind{"v1", "Pod", "pods", "", operator_kind.container_name, 63};
+}
+
+bool IsBarePod(const KubernetesKind& kind) { return kind.plural == "pods"; }
+
+// The watch of a run's objects of `kind`: a pod watch sees only the pods
+// sluice created itself, not a Job's or a TFJob's of the same run.
+std::string WatchSelector(const KubernetesKind& kind, const std::string& run_id) {
+  return IsBarePod(kind) ? k8s::BarePodSelector(run_id) : k8s::RunSelector(run_id);
+}
+
+// A finished bare pod's phase, for pods seen before their task.
+bool PodFinished(const Json& pod) {
+  if (!pod.contains("status") || !pod["status"].is_object()) return false;
+  const std::string phase = pod["status"].value("phase", "");
+  return phase == "Succeeded" || phase == "Failed";
+}
+
 Status MissingApi(const KubernetesKind& kind, const Status& st) {
   if (st.code() != StatusCode::kNotFound || kind.api_version == "batch/v1") return st;
   return Status::FailedPrecondition("the cluster has no " + kind.api_version + " " + kind.kind +
@@ -124,7 +145,7 @@ void KubernetesExecutor::EnsureWatch(const KubernetesKind& kind, const std::stri
   h.on_error = [key](const Status& st) {
     spdlog::warn("kubernetes watch {}: {}", key, st.message());
   };
-  entry->watcher = client_->Watch(ToResourceKind(kind), ns, k8s::RunSelector(run_id), h);
+  entry->watcher = client_->Watch(ToResourceKind(kind), ns, WatchSelector(kind, run_id), h);
   std::lock_guard<std::mutex> lock(mu_);
   watches_.emplace(key, std::move(entry));
 }
@@ -154,7 +175,8 @@ std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plura
     // after a restart sees its result even if the event came first.
     if (ev.type != WatchEvent::Type::kDeleted) {
       const Operator* op = OperatorForResource(Operators(), plural);
-      if (op && op->ReadStatus(obj).finished) terminal_seen_[key] = obj;
+      bool finished = plural == "pods" ? PodFinished(obj) : op && op->ReadStatus(obj).finished;
+      if (finished) terminal_seen_[key] = obj;
     } else {
       terminal_seen_.erase(key);
     }
@@ -180,6 +202,7 @@ std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plura
   Finish f{id, st.outcome, st.message};
   // A timeout deletes the object (and its pods).
   f.delete_object = st.outcome == TaskOutcome::kTimedOut;
+  if (IsBarePod(r.kind)) f.pod = obj;  // its exit code is in this event
   QueueFinishLocked(r, std::move(f));
   return id;
 }
@@ -196,11 +219,12 @@ void KubernetesExecutor::QueueFinishLocked(Live& r, Finish f) {
 Status KubernetesExecutor::Start(const Task& task) {
   auto op = KubernetesOperator(Operators(), task.operator_type);
   if (!op) return op.error().WithContext("step \"" + task.step + "\"");
-  const std::optional<KubernetesKind> kind = (*op)->Kind();
+  std::optional<KubernetesKind> kind = (*op)->Kind();
   KubernetesObjectOptions mo = options_.manifests;
   mo.namespace_ = NamespaceFor(task);
   auto manifest = (*op)->KubernetesObject(task, mo);
   if (!manifest) return manifest.error();
+  if (manifest->value("kind", "") == "Pod") kind = BarePodKind(*kind);
   std::string name = (*manifest)["metadata"]["name"].get<std::string>();
   std::string key = Key(kind->plural, mo.namespace_, name);
 
@@ -236,6 +260,7 @@ Status KubernetesExecutor::Start(const Task& task) {
   if (st.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     created_ok_.insert(path);
+    if (IsBarePod(*kind)) QueueCleanupLocked(mo.namespace_);
   }
   return st;
 }
@@ -313,6 +338,7 @@ Status KubernetesExecutor::CreateOrAdopt(TaskId id, const KubernetesKind& kind,
       } else if (st.finished) {
         Finish f{id, st.outcome, st.message};
         f.delete_object = st.outcome == TaskOutcome::kTimedOut;
+        if (IsBarePod(kind)) f.pod = object;
         QueueFinishLocked(*rit->second, std::move(f));
       }
     }
@@ -416,27 +442,35 @@ void KubernetesExecutor::FinisherLoop() {
       f = std::move(finish_queue_.front());
       finish_queue_.pop_front();
     }
-    if (f.logs_only) {
-      CopyLogs(f.kind, f.ns, f.name, f.log_path, f.log_masks, nullptr);
+    if (f.cleanup) {
+      DeleteExpiredPods(f.ns);
+    } else if (f.logs_only) {
+      auto pods = PodsOf(f.kind, f.ns, f.name, f.pod);
+      CopyLogs(f.kind, f.ns, f.name, f.log_path, f.log_masks, pods);
     } else {
       Complete(std::move(f));
     }
   }
 }
 
-Result<k8s::ObjectList> KubernetesExecutor::ListPods(const KubernetesKind& kind,
-                                                    const std::string& ns,
-                                                    const std::string& name) {
+Result<k8s::ObjectList> KubernetesExecutor::PodsOf(const KubernetesKind& kind,
+                                                  const std::string& ns, const std::string& name,
+                                                  const std::optional<Json>& pod) {
+  // A bare pod is its own object: no list (its final state, when known, came
+  // with the watch event; the log needs only its name).
+  if (IsBarePod(kind)) {
+    k8s::ObjectList one;
+    one.items.push_back(pod ? *pod : Json{{"metadata", {{"name", name}}}});
+    return one;
+  }
   return client_->List(k8s::PodKind(), ns, kind.pod_name_label + "=" + name);
 }
 
 void KubernetesExecutor::CopyLogs(const KubernetesKind& kind, const std::string& ns,
                                   const std::string& name, const std::string& log_path,
                                   const std::vector<std::string>& log_masks,
-                                  const Result<k8s::ObjectList>* listed) {
+                                  const Result<k8s::ObjectList>& pods) {
   if (!options_.fetch_logs || log_path.empty()) return;
-  Result<k8s::ObjectList> own = listed ? Result<k8s::ObjectList>(k8s::ObjectList{}) : ListPods(kind, ns, name);
-  const Result<k8s::ObjectList>& pods = listed ? *listed : own;
   std::ofstream log(log_path, std::ios::app);
   if (!pods) {
     log << "[sluice] could not list the pods of " << kind.kind << " " << ns << "/" << name << ": "
@@ -506,7 +540,7 @@ void KubernetesExecutor::Complete(Finish f) {
 
   // A failure's exit code and log are read before the result is returned,
   // so the engine can show them at once.
-  auto pods = ListPods(kind, ns, name);
+  auto pods = PodsOf(kind, ns, name, f.pod);
   if (pods) {
     if (result.outcome == TaskOutcome::kSucceeded) {
       result.exit_code = 0;
@@ -518,7 +552,7 @@ void KubernetesExecutor::Complete(Finish f) {
   } else if (result.outcome == TaskOutcome::kSucceeded) {
     result.exit_code = 0;
   }
-  CopyLogs(kind, ns, name, task.log_path, task.log_masks, &pods);
+  CopyLogs(kind, ns, name, task.log_path, task.log_masks, pods);
 
   result.finished_at = std::chrono::system_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
@@ -556,6 +590,77 @@ void KubernetesExecutor::SucceedLocked(Live& r, const std::string& message) {
   running_.erase(id);  // destroys r
   done_.push_back(std::move(result));
   done_cv_.notify_all();
+}
+
+void KubernetesExecutor::QueueCleanupLocked(const std::string& ns) {
+  if (!cleaned_.insert(ns).second) return;
+  Finish f;
+  f.cleanup = true;
+  f.ns = ns;
+  finish_queue_.push_back(std::move(f));
+  finish_cv_.notify_one();
+}
+
+namespace {
+
+// When a finished bare pod may be deleted: its main containers' (else its
+// conditions') latest time plus its TTL annotation; nullopt without a TTL or
+// a time.
+std::optional<std::chrono::system_clock::time_point> ExpiresAt(const Json& pod) {
+  const std::string ttl = Annotation(pod, k8s::kAnnotationTtl);
+  if (ttl.empty() || ttl.find_first_not_of("0123456789") != std::string::npos || ttl.size() > 12) {
+    return std::nullopt;
+  }
+  std::optional<std::chrono::system_clock::time_point> last;
+  auto consider = [&](const Json& holder, const char* field) {
+    if (!holder.is_object() || !holder.contains(field) || !holder[field].is_string()) return;
+    auto t = k8s::ParseRfc3339(holder[field].get<std::string>());
+    if (t && (!last || *t > *last)) last = t;
+  };
+  const Json& status = pod["status"];
+  if (status.contains("containerStatuses")) {
+    for (const auto& cs : status["containerStatuses"]) {
+      if (cs.contains("state")) consider(cs["state"].value("terminated", Json::object()), "finishedAt");
+    }
+  }
+  if (!last && status.contains("conditions")) {
+    for (const auto& c : status["conditions"]) consider(c, "lastTransitionTime");
+  }
+  if (!last) return std::nullopt;
+  return *last + std::chrono::seconds(std::stoll(ttl));
+}
+
+}  // namespace
+
+void KubernetesExecutor::DeleteExpiredPods(const std::string& ns) {
+  auto pods = client_->List(k8s::PodKind(), ns, k8s::BarePodSelector(""));
+  if (!pods) {
+    spdlog::warn("could not list the finished pods in namespace {} to delete the expired ones: {}", ns,
+                 pods.error().message());
+    return;
+  }
+  std::set<std::string> active;  // run label values
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, r] : running_) active.insert(k8s::LabelValue(r->task.run_id));
+  }
+  // A run's pods go together, once the last of them has expired.
+  std::map<std::string, bool> expired;  // run label value -> all its pods expired
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& pod : pods->items) {
+    const std::string run = Label(pod, k8s::kLabelRun);
+    if (run.empty()) continue;
+    auto at = PodFinished(pod) ? ExpiresAt(pod) : std::nullopt;
+    bool done = at && *at <= now;
+    auto [it, fresh] = expired.emplace(run, done);
+    if (!fresh) it->second = it->second && done;
+  }
+  for (const auto& [run, all] : expired) {
+    if (!all || active.count(run)) continue;
+    const std::string selector = std::string(k8s::kLabelRun) + "=" + run + "," + k8s::kLabelObject + "=pod";
+    Status st = client_->DeleteCollection(k8s::PodKind(), ns, selector, k8s::Propagation::kBackground);
+    if (!st.ok()) spdlog::warn("could not delete the expired pods of run {} in {}: {}", run, ns, st.message());
+  }
 }
 
 void KubernetesExecutor::ReapIdleWatches() {

@@ -1,8 +1,8 @@
 #pragma once
-// The Kubernetes executor: runs each task as one Kubernetes object (a Job, a
-// TFJob or a PyTorchJob), built by its step type's Operator
-// (engine/operator.h), and learns how it ended from watch events, never by
-// polling.
+// The Kubernetes executor: runs each task as one Kubernetes object (a bare
+// Pod or a Job for a container step, a TFJob or a PyTorchJob), built by its
+// step type's Operator (engine/operator.h), and learns how it ended from
+// watch events, never by polling.
 //
 //   Start()   builds the manifest and creates it (one POST; asynchronous once
 //             a create of that kind in that namespace has succeeded, see
@@ -13,14 +13,19 @@
 //             after a kill -9 creates no duplicates and picks up results that
 //             finished meanwhile.
 //   watches   one list+watch per (kind, namespace, run), label-selected with
-//             sluice.dev/run, shared by all of the run's tasks; started on the
-//             first Start() of that run and closed after 10 idle minutes.
+//             sluice.dev/run (bare pods: and sluice.dev/object=pod), shared by
+//             all of the run's tasks; started on the first Start() of that
+//             run and closed after 10 idle minutes.
 //   Wait()    returns results as watch events (or timeouts) arrive. A success
 //             is returned as soon as its event arrives, and its pods' logs are
 //             copied into Task::log_path right after, in the background (so
 //             they outlive pod garbage collection; the destructor finishes
 //             pending copies). For any other outcome the failing container's
-//             exit code and the logs are read before the result is returned.
+//             exit code and the logs are read before the result is returned:
+//             a bare pod's exit code comes with its final watch event, a
+//             Job's from a list of its pods.
+//   cleanup   bare pods have no ttlSecondsAfterFinished: the first create of
+//             bare pods in a namespace queues DeleteExpiredPods() for it.
 //   timeouts  the object carries activeDeadlineSeconds; when the API reports
 //             DeadlineExceeded (or Task::timeout + deadline_grace passes
 //             without an answer), the object is deleted with Background
@@ -29,7 +34,9 @@
 //             and the result is kCancelled.
 //
 // Write requests per task: 1 (create); plus 1 delete on timeout/cancel.
-// Reads per task: 1 pod list + 1 log GET per pod on completion.
+// Reads per task: a bare pod 1 log GET; a Job or TFJob 1 pod list + 1 log
+// GET per pod, on completion. Per run and namespace with bare pods: 1 list,
+// plus 1 delete-collection per run whose pods expired.
 //
 // Thread-safety: as engine/executor.h: Start/Wait from one thread, Cancel and
 // CancelAll from any.
@@ -133,6 +140,8 @@ class KubernetesExecutor : public Executor {
     KubernetesKind kind;  // logs_only: where the pods are
     std::string ns, name, log_path;
     std::vector<std::string> log_masks;  // Task::log_masks
+    std::optional<Json> pod;  // a bare pod's final state, from its watch event
+    bool cleanup = false;     // delete the expired bare pods of namespace `ns`
   };
   struct WatchEntry;
 
@@ -161,13 +170,23 @@ class KubernetesExecutor : public Executor {
   void Complete(Finish f);
   // With mu_ held: returns a success at once and queues its log copy.
   void SucceedLocked(Live& r, const std::string& message);
-  Result<k8s::ObjectList> ListPods(const KubernetesKind& kind, const std::string& ns,
-                                   const std::string& name);
-  // Appends the pods' logs (or why there are none) to `log_path`; lists the
-  // pods itself when `listed` is null.
+  // The pods of object `name`: a Job's or a TFJob's by one LIST; a bare
+  // pod is its own, `pod` when its final state is known, else its name.
+  Result<k8s::ObjectList> PodsOf(const KubernetesKind& kind, const std::string& ns,
+                                 const std::string& name, const std::optional<Json>& pod);
+  // Appends the logs of `pods` (one GET of pods/log each), or why there are
+  // none, to `log_path`.
   void CopyLogs(const KubernetesKind& kind, const std::string& ns,
                 const std::string& name, const std::string& log_path,
-                const std::vector<std::string>& log_masks, const Result<k8s::ObjectList>* listed);
+                const std::vector<std::string>& log_masks, const Result<k8s::ObjectList>& pods);
+  // With mu_ held: queues DeleteExpiredPods(ns) once per namespace.
+  void QueueCleanupLocked(const std::string& ns);
+  // Bare pods have no TTL controller: deletes, with one DELETECOLLECTION per
+  // run, the bare pods of every run in `ns` that is not running here and
+  // whose pods have all finished more than their TTL ago (annotation
+  // sluice.dev/ttl-seconds-after-finished). One LIST of the namespace's bare
+  // pods. Failures are logged, never returned.
+  void DeleteExpiredPods(const std::string& ns);
   void ReapIdleWatches();
 
   std::unique_ptr<k8s::Client> client_;
@@ -185,6 +204,7 @@ class KubernetesExecutor : public Executor {
   std::deque<Create> create_queue_;
   std::condition_variable create_cv_;
   std::set<std::string> created_ok_;  // "plural/ns" that accepted a create
+  std::set<std::string> cleaned_;     // namespaces whose expired bare pods were queued for deletion
   std::map<std::string, std::unique_ptr<WatchEntry>> watches_;  // "plural/ns/run"
   bool shutting_down_ = false;
   std::vector<std::thread> finishers_;

@@ -29,7 +29,9 @@ Result<Json> ContainerOperator::KubernetesObject(const Task& task, const Kuberne
   if (image.empty()) return Error(NoImage(task));
   auto c = Container(task, o, kind.container_name, image, task.argv, {}, ResourceRequirements(task.resources));
   if (!c) return Error(c.error());
-  Json spec = {{"backoffLimit", 0}, {"template", PodTemplate(task, o, *s, std::move(*c))}};
+  Json pod_template = PodTemplate(task, o, *s, std::move(*c));
+  if (s->object == "pod") return BarePod(task, o, *s, std::move(pod_template));
+  Json spec = {{"backoffLimit", 0}, {"template", std::move(pod_template)}};
   if (auto d = DeadlineSeconds(task)) spec["activeDeadlineSeconds"] = *d;
   if (s->ttl) spec["ttlSecondsAfterFinished"] = *s->ttl;
   return Json{{"apiVersion", kind.api_version},
@@ -39,6 +41,7 @@ Result<Json> ContainerOperator::KubernetesObject(const Task& task, const Kuberne
 }
 
 WorkloadState ContainerOperator::ReadStatus(const Json& object) const {
+  if (IsPod(object)) return BarePodState(object, Kind()->container_name);
   WorkloadState st;
   if (const Json* c = FindCondition(object, "Complete")) {
     st.finished = true;

@@ -4,9 +4,15 @@
 // step's image. The step needs `command`; it has no config section.
 //
 //   local         one process: the task's argv and env
-//   Kubernetes    batch/v1 Job (backoffLimit 0, one pod, container "main")
-//   status        Complete -> Succeeded; Failed -> Failed, or TimedOut when
-//                 the reason is DeadlineExceeded
+//   Kubernetes    `kubernetes.object: pod` (default): a bare v1 Pod, the
+//                 same pod a Job would make (container "main"), created and
+//                 watched by sluice itself; `object: job`: a batch/v1 Job
+//                 (backoffLimit 0, one pod). Kind() stays the Job's: it is
+//                 what `sluice compile --target argo` and cleanup look for.
+//   status        Job: Complete -> Succeeded; Failed -> Failed, or TimedOut
+//                 when the reason is DeadlineExceeded. Pod: phase Succeeded
+//                 -> Succeeded; Failed -> Failed, or TimedOut for reason
+//                 DeadlineExceeded
 
 #include "engine/operator.h"
 

@@ -73,6 +73,7 @@ Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
   s.queue = o.queue;
   s.pull_secrets = o.image_pull_secrets;
   s.ttl = o.ttl_seconds_after_finished;
+  s.object = o.object.empty() ? "pod" : o.object;
   if (!task.config.is_object() || !task.config.contains("kubernetes")) return s;
   const Json& k = task.config["kubernetes"];
   auto bad = [&](const std::string& what) {
@@ -110,11 +111,14 @@ Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
         if (!lv.is_string()) return bad(key + "." + lk + " must be a string");
       }
       (key == "podLabels" ? s.pod_labels : s.pod_annotations) = v;
+    } else if (key == "object") {
+      if (!v.is_string() || (v != "pod" && v != "job")) return bad("object must be pod or job");
+      s.object = v.get<std::string>();
     } else {
       return bad(key + " is not a known setting (known: namespace, serviceAccountName, "
                        "priorityClassName, "
                        "imagePullSecrets, queue, ttlSecondsAfterFinished, podLabels, "
-                       "podAnnotations)");
+                       "podAnnotations, object)");
     }
   }
   return s;
@@ -239,6 +243,52 @@ Json Metadata(const Task& task, const ManifestOptions& o, const PodSettings& s,
               {"namespace", s.namespace_},
               {"labels", labels},
               {"annotations", Annotations(task)}};
+}
+
+Json BarePod(const Task& task, const ManifestOptions& o, const PodSettings& s, Json pod_template) {
+  static const WorkloadKind kPod{"v1", "Pod", "pods", "", "main", 63};
+  Json meta = Metadata(task, o, s, kPod);
+  Json& from = pod_template["metadata"];
+  if (from.contains("labels")) meta["labels"].update(from["labels"]);
+  meta["labels"][k8s::kLabelObject] = "pod";
+  if (from.contains("annotations")) meta["annotations"].update(from["annotations"]);
+  if (s.ttl) meta["annotations"][k8s::kAnnotationTtl] = std::to_string(*s.ttl);
+  Json spec = std::move(pod_template["spec"]);
+  if (auto d = DeadlineSeconds(task)) spec["activeDeadlineSeconds"] = *d;
+  return Json{{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", std::move(meta)}, {"spec", std::move(spec)}};
+}
+
+bool IsPod(const Json& object) {
+  if (object.value("kind", "") == "Pod") return true;
+  return object.contains("spec") && object["spec"].is_object() && object["spec"].contains("containers");
+}
+
+WorkloadState BarePodState(const Json& pod, const std::string& container_name) {
+  WorkloadState st;
+  if (!pod.contains("status") || !pod["status"].is_object()) return st;
+  const Json& status = pod["status"];
+  const std::string phase = status.value("phase", "");
+  if (phase == "Succeeded") {
+    st.finished = true;
+    st.outcome = TaskOutcome::kSucceeded;
+    st.message = "Pod succeeded";
+    return st;
+  }
+  if (phase != "Failed") return st;
+  st.finished = true;
+  const std::string reason = status.value("reason", "");
+  st.outcome = reason == "DeadlineExceeded" ? TaskOutcome::kTimedOut : TaskOutcome::kFailed;
+  std::string text = ConditionText(status);
+  if (text.empty() && status.contains("containerStatuses")) {
+    // A container's failure leaves the pod's own reason empty: say the
+    // container's (its exit code is added by the executor).
+    for (const auto& cs : status["containerStatuses"]) {
+      if (cs.value("name", "") != container_name || !cs.contains("state")) continue;
+      if (cs["state"].contains("terminated")) text = ConditionText(cs["state"]["terminated"]);
+    }
+  }
+  st.message = "Pod failed" + (text.empty() ? "" : ": " + text);
+  return st;
 }
 
 std::optional<int64_t> DeadlineSeconds(const Task& task) {

@@ -32,6 +32,7 @@
 //     ttlSecondsAfterFinished: 3600
 //     podLabels: {k: v}             # extra pod labels
 //     podAnnotations: {k: v}        # extra pod annotations
+//     object: pod                   # container steps: pod | job, else ManifestOptions::object
 // Placement comes from the task's Resources (nodeSelector, tolerations). A
 // GPU request adds the toleration {key: nvidia.com/gpu, operator: Exists,
 // effect: NoSchedule} unless one for that key is given (what Kubernetes'
@@ -111,6 +112,7 @@ struct PodSettings {
   std::vector<std::string> pull_secrets;
   std::optional<int64_t> ttl;
   Json pod_labels = Json::object(), pod_annotations = Json::object();
+  std::string object;  // "pod" | "job": what a container step becomes
 };
 // Errors (kInvalidArgument, naming the step): a malformed or unknown
 // `kubernetes:` setting.
@@ -135,6 +137,25 @@ std::optional<int64_t> DeadlineSeconds(const Task& task);
 std::string Image(const Task& task, const ManifestOptions& o);
 // "step "x" has no image: ..."
 Status NoImage(const Task& task);
+
+// A bare Pod (`kubernetes.object: pod`): the object that runs a container
+// step without a Job.
+//
+// The Pod is PodTemplate()'s metadata and spec, as a Job would carry them,
+// plus what the Job would have added or enforced: the object's name and
+// namespace, the queue label (Kueue's pod integration admits a pod that
+// carries kueue.x-k8s.io/queue-name through its scheduling gate), the
+// sluice annotations, activeDeadlineSeconds on the pod spec, the label
+// sluice.dev/object=pod (which the executor's watch and cleanup select on)
+// and the annotation sluice.dev/ttl-seconds-after-finished (pods have no
+// TTL controller: sluice deletes them itself; docs/kubernetes.md).
+Json BarePod(const Task& task, const ManifestOptions& o, const PodSettings& s, Json pod_template);
+// How far a bare Pod has got: Succeeded -> kSucceeded; Failed -> kTimedOut
+// when the pod's reason is DeadlineExceeded, else kFailed with the pod's
+// reason and the main container's terminated reason and message.
+WorkloadState BarePodState(const Json& pod, const std::string& container_name);
+// True when `object` is a Pod (kind Pod, or a pod spec's containers).
+bool IsPod(const Json& object);
 
 // The condition of `type` whose status is "True"; nullptr when none.
 const Json* FindCondition(const Json& object, const std::string& type);

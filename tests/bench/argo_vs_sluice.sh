@@ -18,6 +18,8 @@
 # Usage (cluster up --with-argo first):
 #   tests/bench/argo_vs_sluice.sh SLUICE_BINARY [OUT_DIR]
 # Environment: STEPS (1000), IN_FLIGHT (200), RUNS (2),
+#   OBJECT (pod: sluice creates each step's Pod itself, as Argo does; job: a
+#   batch/v1 Job per step, through kube-controller-manager's Job controller),
 #   SLUICE_K8S_STATE (/tmp/sluice-k8s).
 set -euo pipefail
 SLUICE=$(realpath "${1:?usage: $0 SLUICE_BINARY [OUT_DIR]}")
@@ -25,6 +27,7 @@ OUT=${2:-$(mktemp -d /tmp/sluice-argo-bench.XXXXXX)}
 STEPS=${STEPS:-1000}
 IN_FLIGHT=${IN_FLIGHT:-200}
 RUNS=${RUNS:-2}
+OBJECT=${OBJECT:-pod}
 STATE=${SLUICE_K8S_STATE:-/tmp/sluice-k8s}
 export KUBECONFIG=$STATE/kubeconfig
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +44,7 @@ metadata:
 defaults:
   image: busybox:1.36
   cache: {enabled: false}
+  kubernetes: {object: $OBJECT}
 steps:
   - name: work
     foreach: {range: {start: 0, end: $STEPS}}

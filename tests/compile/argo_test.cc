@@ -339,6 +339,7 @@ TEST(ManifestsCompileTest, ObjectsOfARunWithDependencyAnnotations) {
   options.pipeline_dir = "/sluice/src";
   options.executor.manifests.namespace_ = "ml";
   options.executor.manifests.workspace_pvc = "sluice-workspace";
+  options.executor.manifests.object = "job";
   auto objects = CompileToManifests(spec, *params, options);
   ASSERT_TRUE(objects.has_value()) << objects.error().ToString();
   std::vector<std::string> names;
@@ -347,6 +348,21 @@ TEST(ManifestsCompileTest, ObjectsOfARunWithDependencyAnnotations) {
   EXPECT_EQ(names, (std::vector<std::string>{"sweep[0]", "sweep[1]", "sweep[2]", "prep", "fit[0]", "fit[1]",
                                              "fit[2]", "pick", "ship", "notify"}));
   ExpectGolden("train.manifests", ToYaml(*objects));
+
+  // By default a container step is a bare Pod: the same pod, the same
+  // dependency annotations.
+  options.executor.manifests.object = "pod";
+  auto pods = CompileToManifests(spec, *params, options);
+  ASSERT_TRUE(pods.has_value()) << pods.error().ToString();
+  ASSERT_EQ(pods->size(), objects->size());
+  for (size_t i = 0; i < pods->size(); ++i) {
+    const Json& pod = pods->at(i);
+    const Json& job = objects->at(i);
+    EXPECT_EQ(pod["kind"], "Pod");
+    EXPECT_EQ(pod["metadata"]["annotations"].value("sluice.dev/depends-on", ""),
+              job["metadata"]["annotations"].value("sluice.dev/depends-on", ""));
+  }
+  ExpectGolden("train.manifests.pod", ToYaml(*pods));
 }
 
 TEST(ManifestsCompileTest, DeployStepWithoutTheServingObjectsIsRejectedWithItsLine) {
@@ -365,6 +381,7 @@ ManifestsOptions ServingManifestsOptions() {
   options.pipeline_dir = "/sluice/src";
   options.executor.manifests.namespace_ = "ml";
   options.executor.manifests.workspace_pvc = "sluice-workspace";
+  options.executor.manifests.object = "job";
   options.serving = OperatorServingObjects();
   return options;
 }

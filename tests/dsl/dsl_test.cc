@@ -397,5 +397,25 @@ steps:
             Json::parse(R"({"replicas": {"Worker": {"replicas": 2}}, "kubernetes": {"priorityClassName": "high"}})"));
 }
 
+// defaults.kubernetes is merged key by key into each step's section; the
+// step's own keys win.
+TEST(LoadPipeline, KubernetesDefaultsMergeIntoEachStep) {
+  PipelineSpec s = MustLoad(std::string(kHeader) + R"yaml(
+defaults:
+  kubernetes: {object: job, queue: team-a}
+steps:
+  - name: fit
+    image: trainer:1
+    command: [python3, fit.py]
+    kubernetes: {object: pod}
+  - name: report
+    image: trainer:1
+    command: [python3, report.py]
+)yaml");
+  ASSERT_EQ(s.steps.size(), 2u);
+  EXPECT_EQ(s.steps[0].config, Json::parse(R"({"kubernetes": {"object": "pod", "queue": "team-a"}})"));
+  EXPECT_EQ(s.steps[1].config, Json::parse(R"({"kubernetes": {"object": "job", "queue": "team-a"}})"));
+}
+
 }  // namespace
 }  // namespace sluice::dsl

@@ -50,12 +50,45 @@ Task BasicTask() {
 TEST(KubernetesManifestsTest, ContainerStepBecomesJob) {
   ManifestOptions o;
   o.namespace_ = "ml";
+  o.object = "job";
   auto m = BuildManifest(BasicTask(), o);
   ASSERT_TRUE(m) << m.error().ToString();
   ExpectGolden(*m, "job_basic.json");
 }
 
-TEST(KubernetesManifestsTest, JobWithEverything) {
+TEST(KubernetesManifestsTest, ContainerStepBecomesABarePodByDefault) {
+  ManifestOptions o;
+  o.namespace_ = "ml";
+  auto m = BuildManifest(BasicTask(), o);
+  ASSERT_TRUE(m) << m.error().ToString();
+  ExpectGolden(*m, "pod_basic.json");
+  // The Job's pod template, as the Job controller would have made the pod.
+  o.object = "job";
+  auto job = BuildManifest(BasicTask(), o);
+  ASSERT_TRUE(job) << job.error().ToString();
+  EXPECT_EQ((*m)["spec"]["containers"], (*job)["spec"]["template"]["spec"]["containers"]);
+}
+
+// The step's kubernetes.object wins over ManifestOptions::object.
+TEST(KubernetesManifestsTest, StepChoosesItsObject) {
+  Task t = BasicTask();
+  t.config = Json::parse(R"({"kubernetes": {"object": "job"}})");
+  auto m = BuildManifest(t, {});
+  ASSERT_TRUE(m) << m.error().ToString();
+  EXPECT_EQ((*m)["kind"], "Job");
+  t.config = Json::parse(R"({"kubernetes": {"object": "pod"}})");
+  ManifestOptions o;
+  o.object = "job";
+  m = BuildManifest(t, o);
+  ASSERT_TRUE(m) << m.error().ToString();
+  EXPECT_EQ((*m)["kind"], "Pod");
+  t.config = Json::parse(R"({"kubernetes": {"object": "deployment"}})");
+  EXPECT_EQ(BuildManifest(t, {}).error().message(),
+            "step \"prepare\": kubernetes.object must be pod or job");
+}
+
+// The task of JobWithEverything.
+Task FullTask() {
   Task t = BasicTask();
   t.step = "train";
   t.instance = "train[2]";
@@ -72,14 +105,33 @@ TEST(KubernetesManifestsTest, JobWithEverything) {
       "serviceAccountName": "trainer", "priorityClassName": "high",
       "imagePullSecrets": ["regcred"], "queue": "team-a", "ttlSecondsAfterFinished": 600,
       "podAnnotations": {"sluice.dev/kwok-fail": "true"}}})");
+  return t;
+}
+
+ManifestOptions FullOptions() {
   ManifestOptions o;
   o.namespace_ = "ml";
   o.workspace_pvc = "sluice-artifacts";
   o.workspace_mount_path = "/sluice";
   o.host_workspace_root = "/ws";
-  auto m = BuildManifest(t, o);
+  return o;
+}
+
+TEST(KubernetesManifestsTest, JobWithEverything) {
+  ManifestOptions o = FullOptions();
+  o.object = "job";
+  auto m = BuildManifest(FullTask(), o);
   ASSERT_TRUE(m) << m.error().ToString();
   ExpectGolden(*m, "job_full.json");
+  EXPECT_EQ(m->dump().find("hunter2"), std::string::npos) << "a secret value was inlined";
+}
+
+// The bare pod carries what the Job would have: the queue label (Kueue's pod
+// integration), the deadline on the pod spec, the TTL as an annotation.
+TEST(KubernetesManifestsTest, BarePodWithEverything) {
+  auto m = BuildManifest(FullTask(), FullOptions());
+  ASSERT_TRUE(m) << m.error().ToString();
+  ExpectGolden(*m, "pod_full.json");
   EXPECT_EQ(m->dump().find("hunter2"), std::string::npos) << "a secret value was inlined";
 }
 
@@ -173,7 +225,7 @@ TEST(KubernetesManifestsTest, ClearErrors) {
   EXPECT_EQ(BuildManifest(t, {}).error().message(),
             "step \"prepare\": kubernetes.serviceAcount is not a known setting (known: "
             "namespace, serviceAccountName, priorityClassName, imagePullSecrets, queue, "
-            "ttlSecondsAfterFinished, podLabels, podAnnotations)");
+            "ttlSecondsAfterFinished, podLabels, podAnnotations, object)");
 }
 
 TEST(KubernetesManifestsTest, JobStatus) {
@@ -208,6 +260,34 @@ TEST(KubernetesManifestsTest, JobStatus) {
       "container", job(R"([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
                            "message": "Job was active longer than specified deadline"}])"));
   EXPECT_EQ(timed_out.outcome, TaskOutcome::kTimedOut);
+}
+
+TEST(KubernetesManifestsTest, BarePodStatus) {
+  auto pod = [](const char* status) {
+    return Json::parse(std::string(R"({"kind": "Pod", "status": )") + status + "}");
+  };
+  EXPECT_FALSE(InterpretStatus("container", pod(R"({"phase": "Running"})")).finished);
+
+  WorkloadState ok = InterpretStatus("container", pod(R"({"phase": "Succeeded"})"));
+  EXPECT_TRUE(ok.finished);
+  EXPECT_EQ(ok.outcome, TaskOutcome::kSucceeded);
+
+  // A container's failure: the pod has no reason of its own.
+  WorkloadState failed = InterpretStatus("container", pod(R"({"phase": "Failed",
+      "containerStatuses": [{"name": "main", "state": {"terminated":
+          {"exitCode": 3, "reason": "Error", "message": "boom"}}}]})"));
+  EXPECT_TRUE(failed.finished);
+  EXPECT_EQ(failed.outcome, TaskOutcome::kFailed);
+  EXPECT_EQ(failed.message, "Pod failed: Error: boom");
+
+  // What the kubelet writes when activeDeadlineSeconds passes.
+  WorkloadState timed_out = InterpretStatus("container", pod(R"({"phase": "Failed",
+      "reason": "DeadlineExceeded",
+      "message": "Pod was active on the node longer than the specified deadline"})"));
+  EXPECT_EQ(timed_out.outcome, TaskOutcome::kTimedOut);
+  EXPECT_EQ(timed_out.message,
+            "Pod failed: DeadlineExceeded: Pod was active on the node longer than the specified "
+            "deadline");
 }
 
 TEST(KubernetesManifestsTest, TrainingJobStatus) {

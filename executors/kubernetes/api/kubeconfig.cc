@@ -272,6 +272,8 @@ void WarnInsecure(const RestConfig& config) {
   }
 }
 
+}  // namespace
+
 std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::string& s) {
   std::tm tm{};
   const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -306,6 +308,8 @@ std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::str
   t = std::clamp<time_t>(t, 0, 4102444800);
   return std::chrono::system_clock::from_time_t(t);
 }
+
+namespace {
 
 // `key` of `doc` as a string; "" when absent or not a string (json::value
 // would throw on another type).

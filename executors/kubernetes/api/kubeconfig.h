@@ -178,4 +178,9 @@ using sluice::Base64Encode;
 // close enough to suggest ("did you mean ...").
 std::string ClosestName(const std::string& name, const std::vector<std::string>& candidates);
 
+// An RFC 3339 time as the API server writes it ("2026-11-25T18:42:01Z",
+// fractional seconds and "+hh:mm" offsets accepted); nullopt when malformed.
+// Times past 2100 are capped there, times before 1970 taken as 1970.
+std::optional<std::chrono::system_clock::time_point> ParseRfc3339(const std::string& s);
+
 }  // namespace sluice::k8s

@@ -83,6 +83,12 @@ std::string RunSelector(const std::string& run_id) {
   return std::string(kLabelRun) + "=" + LabelValue(run_id);
 }
 
+std::string BarePodSelector(const std::string& run_id) {
+  std::string object = std::string(kLabelObject) + "=pod";
+  if (run_id.empty()) return "app.kubernetes.io/managed-by=sluice," + object;
+  return RunSelector(run_id) + "," + object;
+}
+
 PodExit ExitFromPods(const std::vector<Json>& pods) {
   PodExit out;
   for (const auto& pod : pods) {

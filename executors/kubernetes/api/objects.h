@@ -20,6 +20,12 @@ inline constexpr char kLabelRun[] = "sluice.dev/run";
 inline constexpr char kLabelStep[] = "sluice.dev/step";
 inline constexpr char kLabelAttempt[] = "sluice.dev/attempt";
 inline constexpr char kLabelQueue[] = "kueue.x-k8s.io/queue-name";
+// On the pods sluice creates itself (`kubernetes.object: pod`), "pod": what
+// the executor's pod watch and the cleanup of expired pods select.
+inline constexpr char kLabelObject[] = "sluice.dev/object";
+// On those pods: the step's ttlSecondsAfterFinished, in seconds (pods have no
+// TTL controller; sluice deletes them).
+inline constexpr char kAnnotationTtl[] = "sluice.dev/ttl-seconds-after-finished";
 
 // `s` lower-cased to [a-z0-9-], other runs collapsed to one '-', no '-' at
 // the ends (a DNS label part).
@@ -38,6 +44,9 @@ std::string LabelValue(const std::string& value);
 
 // The label selector matching every object (and pod) of a run.
 std::string RunSelector(const std::string& run_id);
+// The label selector matching the pods sluice created itself for a run
+// (RunSelector plus sluice.dev/object=pod); "" run_id: of every run.
+std::string BarePodSelector(const std::string& run_id);
 
 // From the pods of a finished object: the first non-zero container exit code
 // (-1 when none), and a short description of the failing container

@@ -1,4 +1,5 @@
-// Dispatches an N-step fan-out of Job steps through the KubernetesExecutor
+// Dispatches an N-step fan-out of container steps (bare Pods, or Jobs with
+// --object job) through the KubernetesExecutor
 // to a live cluster and reports (see docs/kubernetes.md, "Performance"):
 //   - steps per second (first create to last result);
 //   - sluice's API requests per step, by method (client counters), and the
@@ -8,8 +9,13 @@
 //     final status to the create request of the step started in its slot
 //     (p50, p99).
 //
+//   - the cost of cleaning up: the requests of deleting the run's objects
+//     afterwards (bare pods: what the next run's cleanup of expired pods
+//     sends, one list and one delete-collection for the run).
+//
 //   k8s_fanout_bench --kubeconfig /tmp/sluice-k8s/kubeconfig --steps 1000 --in-flight 100
-//                    [--qps 50 --burst 100] [--no-logs] [--namespace default]
+//                    [--object pod|job] [--qps 50 --burst 100] [--no-logs]
+//                    [--namespace default]
 
 #include <unistd.h>
 
@@ -66,7 +72,7 @@ double Percentile(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string kubeconfig, ns = "default";
+  std::string kubeconfig, ns = "default", object = "pod";
   int steps = 1000, in_flight = 100;
   double qps = 50;
   int burst = 100;
@@ -79,6 +85,7 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = std::atoi(next());
     else if (a == "--in-flight") in_flight = std::atoi(next());
     else if (a == "--namespace") ns = next();
+    else if (a == "--object") object = next();
     else if (a == "--qps") qps = std::atof(next());
     else if (a == "--burst") burst = std::atoi(next());
     else {
@@ -96,6 +103,7 @@ int main(int argc, char** argv) {
   options.kubeconfig.kubeconfig = kubeconfig;
   options.manifests.namespace_ = ns;
   options.manifests.ttl_seconds_after_finished = 600;
+  options.manifests.object = object;
   options.client.qps = qps;
   options.client.burst = burst;
   options.max_in_flight = in_flight;
@@ -177,8 +185,8 @@ int main(int argc, char** argv) {
   RequestTotals after = Scrape(executor->client());
   auto counts = executor->client()->RequestCounts();
 
-  std::printf("steps %d (failed %d), in flight %d, qps %.0f burst %d, logs %s\n", steps, failed,
-              in_flight, qps, burst, logs ? "fetched" : "not fetched");
+  std::printf("object %s, steps %d (failed %d), in flight %d, qps %.0f burst %d, logs %s\n",
+              object.c_str(), steps, failed, in_flight, qps, burst, logs ? "fetched" : "not fetched");
   std::printf("wall %.1f s, %.1f steps/s\n", seconds, steps / seconds);
   std::printf("sluice requests per step:");
   for (const auto& [method, n] : counts) {
@@ -189,9 +197,26 @@ int main(int argc, char** argv) {
   std::printf("completion -> successor create: p50 %.1f ms, p99 %.1f ms (n=%zu)\n",
               Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 0.99), latencies_ms.size());
 
-  executor->client()->DeleteCollection(sluice::k8s::JobKind(), ns,
-                                       sluice::k8s::RunSelector(run_id),
-                                       sluice::k8s::Propagation::kBackground);
+  // Cleanup, as sluice does it: Jobs go by their TTL controller (here one
+  // delete-collection stands in for it); bare pods by one list and one
+  // delete-collection per expired run (KubernetesExecutor::DeleteExpiredPods).
+  auto counts_cleanup = executor->client()->RequestCounts();
+  if (object == "pod") {
+    (void)executor->client()->List(sluice::k8s::PodKind(), ns, sluice::k8s::BarePodSelector(""));
+    executor->client()->DeleteCollection(sluice::k8s::PodKind(), ns,
+                                         sluice::k8s::BarePodSelector(run_id),
+                                         sluice::k8s::Propagation::kBackground);
+  } else {
+    executor->client()->DeleteCollection(sluice::k8s::JobKind(), ns,
+                                         sluice::k8s::RunSelector(run_id),
+                                         sluice::k8s::Propagation::kBackground);
+  }
+  std::printf("cleanup of the run's %d objects:", steps);
+  for (const auto& [method, n] : executor->client()->RequestCounts()) {
+    double d = n - counts_cleanup[method];
+    if (d > 0) std::printf(" %s %.0f", method.c_str(), d);
+  }
+  std::printf("\n");
   std::filesystem::remove_all(dir);
   return 0;
 }

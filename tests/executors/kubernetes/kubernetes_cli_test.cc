@@ -53,9 +53,13 @@ struct Outcome {
   std::string err;
 };
 
-class KubernetesCliTest : public ::testing::Test {
+// Each test runs twice: with the default object of a container step (a bare
+// Pod, test suffix /pod) and with `kubernetes.object: job` set in the
+// pipeline's defaults (/job).
+class KubernetesCliTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    object_ = GetParam();
     kubeconfig_ = test_support::K8sStateDir() + "/kubeconfig";
     if (!fs::exists(kubeconfig_)) {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
@@ -73,7 +77,7 @@ class KubernetesCliTest : public ::testing::Test {
 
   void TearDown() override {
     if (client_) {
-      for (const auto* kind : {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind()}) {
+      for (const auto* kind : {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind(), &k8s::PodKind()}) {
         (void)client_->DeleteCollection(*kind, "default", operators::RunSelector(run_id_),
                                         k8s::Propagation::kBackground);
       }
@@ -81,10 +85,32 @@ class KubernetesCliTest : public ::testing::Test {
     if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
   }
 
-  std::string WritePipeline(const std::string& yaml) {
-    fs::path path = dir_ / "pipeline.yaml";
-    std::ofstream(path) << yaml;
-    return path.string();
+  // Writes kHeader (with this test's object) + `steps`.
+  std::string WritePipeline(const std::string& steps);
+
+  // What a container step becomes in this test: PodKind() or JobKind().
+  const k8s::ResourceKind& Kind() const { return object_ == "pod" ? k8s::PodKind() : k8s::JobKind(); }
+
+  // The pod spec of a step's object (a Pod's spec, a Job's template's).
+  static const Json& PodSpec(const Json& object) {
+    return object["kind"] == "Job" || object["spec"].contains("template") ? object["spec"]["template"]["spec"]
+                                                                          : object["spec"];
+  }
+
+  // True when the step's object (Pod or Job) has succeeded.
+  static bool Succeeded(const Json& object) {
+    if (object["spec"].contains("template")) return object["status"].value("succeeded", 0) == 1;
+    return object["status"].value("phase", "") == "Succeeded";
+  }
+
+  // The pod that ran `step`'s first attempt (the bare pod, or the Job's).
+  Result<Json> PodOf(const std::string& step) {
+    const std::string name = operators::ObjectName(run_id_, step, 1);
+    if (object_ == "pod") return client_->Get(k8s::PodKind(), "default", name);
+    auto pods = client_->List(k8s::PodKind(), "default", "job-name=" + name);
+    if (!pods) return Error(pods.error());
+    if (pods->items.size() != 1) return Error(Status::NotFound(std::to_string(pods->items.size()) + " pods"));
+    return pods->items[0];
   }
 
   // Starts `sluice --store S ARGS...`.
@@ -178,6 +204,7 @@ class KubernetesCliTest : public ::testing::Test {
     return ok;
   }
 
+  std::string object_;  // "pod" | "job"
   std::string kubeconfig_;
   std::string run_id_;
   fs::path dir_;
@@ -185,6 +212,9 @@ class KubernetesCliTest : public ::testing::Test {
   std::unique_ptr<k8s::Client> client_;
   int processes_ = 0;
 };
+
+INSTANTIATE_TEST_SUITE_P(Object, KubernetesCliTest, ::testing::Values("pod", "job"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 // Pods run no code on kwok; these make every step's pod small and quick.
 constexpr const char* kHeader = R"(apiVersion: sluice.dev/v1
@@ -196,8 +226,15 @@ defaults:
   resources: {cpu: 100m, memory: 64Mi}
 )";
 
-TEST_F(KubernetesCliTest, DiamondOfJobsSucceeds) {
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+std::string KubernetesCliTest::WritePipeline(const std::string& steps) {
+  fs::path path = dir_ / "pipeline.yaml";
+  // The default object is a pod; `job` is chosen once, for every step.
+  std::ofstream(path) << kHeader << (object_ == "job" ? "  kubernetes: {object: job}\n" : "") << steps;
+  return path.string();
+}
+
+TEST_P(KubernetesCliTest, DiamondSucceeds) {
+  std::string file = WritePipeline(R"(steps:
   - name: prepare
     command: [sh, -c, "echo prepare"]
   - name: left
@@ -217,8 +254,8 @@ TEST_F(KubernetesCliTest, DiamondOfJobsSucceeds) {
                                                               {"left", "Succeeded/1/0"},
                                                               {"prepare", "Succeeded/1/0"},
                                                               {"right", "Succeeded/1/0"}}));
-  auto jobs = Objects(k8s::JobKind());
-  EXPECT_EQ(jobs, (std::map<std::string, std::string>{
+  auto objects = Objects(Kind());
+  EXPECT_EQ(objects, (std::map<std::string, std::string>{
                       {operators::ObjectName(run_id_, "join", 1), "join/1"},
                       {operators::ObjectName(run_id_, "left", 1), "left/1"},
                       {operators::ObjectName(run_id_, "prepare", 1), "prepare/1"},
@@ -230,7 +267,7 @@ TEST_F(KubernetesCliTest, DiamondOfJobsSucceeds) {
   // The steps' logs were copied into the store when they ended: `sluice logs`
   // works after the Jobs and pods are gone (kwok serves no pods/log, so the
   // copy holds the reason).
-  ASSERT_TRUE(client_->DeleteCollection(k8s::JobKind(), "default", operators::RunSelector(run_id_),
+  ASSERT_TRUE(client_->DeleteCollection(Kind(), "default", operators::RunSelector(run_id_),
                                         k8s::Propagation::kBackground)
                   .ok());
   EXPECT_TRUE(WaitUntilNone(k8s::PodKind(), std::chrono::seconds(60)));
@@ -241,8 +278,8 @@ TEST_F(KubernetesCliTest, DiamondOfJobsSucceeds) {
       << logs.out;
 }
 
-TEST_F(KubernetesCliTest, FailingPodIsRetriedThenTheRunFails) {
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+TEST_P(KubernetesCliTest, FailingPodIsRetriedThenTheRunFails) {
+  std::string file = WritePipeline(R"(steps:
   - name: flaky
     command: [sh, -c, "exit 3"]
     retries: {limit: 1, backoff: 100ms}
@@ -261,9 +298,8 @@ TEST_F(KubernetesCliTest, FailingPodIsRetriedThenTheRunFails) {
   EXPECT_EQ(phases["flaky"], "Failed/2/3");
   EXPECT_EQ(phases["independent"], "Succeeded/1/0");
   EXPECT_EQ(phases["after"].substr(0, phases["after"].find('/')), "Omitted") << phases["after"];
-  // Each sluice attempt was its own Job (backoffLimit 0): two for flaky.
-  auto jobs = Objects(k8s::JobKind());
-  EXPECT_EQ(jobs, (std::map<std::string, std::string>{
+  // Each sluice attempt was its own object (a Job: backoffLimit 0): two for flaky.
+  EXPECT_EQ(Objects(Kind()), (std::map<std::string, std::string>{
                       {operators::ObjectName(run_id_, "flaky", 1), "flaky/1"},
                       {operators::ObjectName(run_id_, "flaky", 2), "flaky/2"},
                       {operators::ObjectName(run_id_, "independent", 1), "independent/1"}}));
@@ -281,8 +317,10 @@ TEST_F(KubernetesCliTest, FailingPodIsRetriedThenTheRunFails) {
   EXPECT_EQ(flaky, (std::vector<std::string>{"1:Failed:3", "2:Failed:3"}));
 }
 
-TEST_F(KubernetesCliTest, TimeoutDeletesTheJob) {
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+// kwok does not enforce a bare pod's activeDeadlineSeconds (a kubelet
+// does): the pod is timed out by sluice's own backstop, timeout + 30 s.
+TEST_P(KubernetesCliTest, TimeoutDeletesTheObject) {
+  std::string file = WritePipeline(R"(steps:
   - name: slow
     command: [sleep, "3600"]
     timeout: 2s
@@ -298,15 +336,16 @@ TEST_F(KubernetesCliTest, TimeoutDeletesTheJob) {
   Json shown = Json::parse(show.out, nullptr, false);
   ASSERT_EQ(shown["executions"].size(), 1u) << show.out;
   EXPECT_EQ(shown["executions"][0]["outcome"], "TimedOut") << show.out;
-  // The Job (and, by propagation, its pod) is deleted.
-  EXPECT_TRUE(WaitUntilNone(k8s::JobKind(), std::chrono::seconds(30)))
-      << "the timed-out Job still exists";
+  // The object (and a Job's pod, by propagation) is deleted.
+  EXPECT_TRUE(WaitUntilNone(Kind(), std::chrono::seconds(30)))
+      << "the timed-out object still exists";
   EXPECT_TRUE(WaitUntilNone(k8s::PodKind(), std::chrono::seconds(60)))
-      << "the timed-out Job's pod still exists";
+      << "the timed-out step's pod still exists";
 }
 
-TEST_F(KubernetesCliTest, TfJobAndPyTorchJobStepsSucceedThroughTheTrainingOperator) {
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+TEST_P(KubernetesCliTest, TfJobAndPyTorchJobStepsSucceedThroughTheTrainingOperator) {
+  if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; training jobs are TFJob/PyTorchJob either way";
+  std::string file = WritePipeline(R"(steps:
   - name: train-tf
     type: tfjob
     image: tensorflow/tensorflow:2.15.0
@@ -338,8 +377,8 @@ TEST_F(KubernetesCliTest, TfJobAndPyTorchJobStepsSucceedThroughTheTrainingOperat
   EXPECT_TRUE(Objects(k8s::JobKind()).empty());
 }
 
-TEST_F(KubernetesCliTest, GpuStepLandsOnTheGpuNodeThroughItsToleration) {
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+TEST_P(KubernetesCliTest, GpuStepLandsOnTheGpuNodeThroughItsToleration) {
+  std::string file = WritePipeline(R"(steps:
   - name: train
     image: nvidia/cuda:12.4.1-base-ubuntu22.04
     command: [nvidia-smi]
@@ -349,11 +388,9 @@ TEST_F(KubernetesCliTest, GpuStepLandsOnTheGpuNodeThroughItsToleration) {
 )");
   Outcome o = RunOnCluster(file);
   ASSERT_EQ(o.exit_code, 0) << o.out << o.err;
-  auto pods = client_->List(k8s::PodKind(), "default",
-                            "job-name=" + operators::ObjectName(run_id_, "train", 1));
-  ASSERT_TRUE(pods) << pods.error().ToString();
-  ASSERT_EQ(pods->items.size(), 1u);
-  const Json& spec = pods->items[0]["spec"];
+  auto pod = PodOf("train");
+  ASSERT_TRUE(pod) << pod.error().ToString();
+  const Json& spec = (*pod)["spec"];
   EXPECT_EQ(spec["nodeName"], "kwok-gpu-0");
   bool tolerates = false;
   for (const auto& t : spec["tolerations"]) tolerates |= t.value("key", "") == "nvidia.com/gpu";
@@ -361,9 +398,9 @@ TEST_F(KubernetesCliTest, GpuStepLandsOnTheGpuNodeThroughItsToleration) {
   EXPECT_EQ(spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "1");
 }
 
-TEST_F(KubernetesCliTest, KillDashNineThenResumeAdoptsTheJobs) {
-  // `slow` runs 6 s on kwok; sluice is killed while its Job is live.
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+TEST_P(KubernetesCliTest, KillDashNineThenResumeAdoptsTheObjects) {
+  // `slow` runs 6 s on kwok; sluice is killed while its object is live.
+  std::string file = WritePipeline(R"(steps:
   - name: prepare
     command: [sh, -c, "echo prepare"]
   - name: slow
@@ -382,13 +419,13 @@ TEST_F(KubernetesCliTest, KillDashNineThenResumeAdoptsTheJobs) {
                     "--run-id", run_id_, file});
   const std::string slow_job = operators::ObjectName(run_id_, "slow", 1);
   const std::string quick_job = operators::ObjectName(run_id_, "quick", 1);
-  // Wait until `slow`'s Job exists and `quick`'s has completed.
+  // Wait until `slow`'s object exists and `quick`'s has completed.
   ASSERT_TRUE(WaitForObjects(
-      k8s::JobKind(),
-      [&](const std::map<std::string, Json>& jobs) {
-        auto q = jobs.find(quick_job);
-        if (!jobs.count(slow_job) || q == jobs.end()) return false;
-        return q->second["status"].value("succeeded", 0) == 1;
+      Kind(),
+      [&](const std::map<std::string, Json>& objects) {
+        auto q = objects.find(quick_job);
+        if (!objects.count(slow_job) || q == objects.end()) return false;
+        return Succeeded(q->second);
       },
       std::chrono::minutes(2)))
       << run->out() << run->err();
@@ -405,9 +442,9 @@ TEST_F(KubernetesCliTest, KillDashNineThenResumeAdoptsTheJobs) {
                                                               {"prepare", "Succeeded/1/0"},
                                                               {"quick", "Succeeded/1/0"},
                                                               {"slow", "Succeeded/1/0"}}));
-  // Steps x attempts Job objects: the live Job was adopted, not duplicated,
+  // Steps x attempts objects: the live one was adopted, not duplicated,
   // and the finished ones were not run again.
-  EXPECT_EQ(Objects(k8s::JobKind()), (std::map<std::string, std::string>{
+  EXPECT_EQ(Objects(Kind()), (std::map<std::string, std::string>{
                                          {operators::ObjectName(run_id_, "join", 1), "join/1"},
                                          {operators::ObjectName(run_id_, "prepare", 1), "prepare/1"},
                                          {quick_job, "quick/1"},
@@ -422,13 +459,13 @@ constexpr const char* kHeldStep = R"(steps:
       podAnnotations: {sluice.dev/kwok-hold: "true"}
 )";
 
-TEST_F(KubernetesCliTest, CancelStopsTheRunAndDeletesItsObjects) {
-  std::string file = WritePipeline(std::string(kHeader) + kHeldStep);
+TEST_P(KubernetesCliTest, CancelStopsTheRunAndDeletesItsObjects) {
+  std::string file = WritePipeline(kHeldStep);
   auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_,
                     "--run-id", run_id_, file});
   const std::string job = operators::ObjectName(run_id_, "held", 1);
   ASSERT_TRUE(WaitForObjects(
-      k8s::JobKind(), [&](const std::map<std::string, Json>& jobs) { return jobs.count(job) == 1; },
+      Kind(), [&](const std::map<std::string, Json>& objects) { return objects.count(job) == 1; },
       std::chrono::minutes(2)))
       << run->out() << run->err();
   Outcome o = Sluice({"cancel", run_id_});
@@ -438,19 +475,19 @@ TEST_F(KubernetesCliTest, CancelStopsTheRunAndDeletesItsObjects) {
                        " Cancelled\n");
   EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 130) << run->out() << run->err();
   EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"held", "Cancelled/1/-1"}}));
-  EXPECT_TRUE(WaitUntilNone(k8s::JobKind(), std::chrono::seconds(30)))
-      << "the cancelled run's Job still exists";
+  EXPECT_TRUE(WaitUntilNone(Kind(), std::chrono::seconds(30)))
+      << "the cancelled run's object still exists";
   EXPECT_TRUE(WaitUntilNone(k8s::PodKind(), std::chrono::seconds(60)))
       << "the cancelled run's pod still exists";
 }
 
-TEST_F(KubernetesCliTest, CancelOfAKilledRunDeletesItsObjectsItself) {
-  std::string file = WritePipeline(std::string(kHeader) + kHeldStep);
+TEST_P(KubernetesCliTest, CancelOfAKilledRunDeletesItsObjectsItself) {
+  std::string file = WritePipeline(kHeldStep);
   auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_,
                     "--run-id", run_id_, file});
   const std::string job = operators::ObjectName(run_id_, "held", 1);
   ASSERT_TRUE(WaitForObjects(
-      k8s::JobKind(), [&](const std::map<std::string, Json>& jobs) { return jobs.count(job) == 1; },
+      Kind(), [&](const std::map<std::string, Json>& objects) { return objects.count(job) == 1; },
       std::chrono::minutes(2)))
       << run->out() << run->err();
   // The Job exists before the runner records the step (start first, record
@@ -465,7 +502,7 @@ TEST_F(KubernetesCliTest, CancelOfAKilledRunDeletesItsObjectsItself) {
   EXPECT_EQ(o.exit_code, 0) << o.out << o.err;
   EXPECT_EQ(o.out, "run " + run_id_ +
                        " Cancelled: its sluice process was gone; deleted its 1 Kubernetes object\n");
-  EXPECT_TRUE(WaitUntilNone(k8s::JobKind(), std::chrono::seconds(30)));
+  EXPECT_TRUE(WaitUntilNone(Kind(), std::chrono::seconds(30)));
   Json status = Status();
   EXPECT_EQ(status["run"]["phase"], "Cancelled");
   EXPECT_EQ(status["run"]["message"], "cancelled by sluice cancel (the sluice process that drove it, pid " +
@@ -477,9 +514,9 @@ TEST_F(KubernetesCliTest, CancelOfAKilledRunDeletesItsObjectsItself) {
   EXPECT_EQ(o.err, "sluice: error: run " + run_id_ + " has already ended (Cancelled); there is nothing to cancel\n");
 }
 
-TEST_F(KubernetesCliTest, SecretEnvBecomesASecretKeyRefWithoutAHostCopy) {
+TEST_P(KubernetesCliTest, SecretEnvBecomesASecretKeyRefWithoutAHostCopy) {
   // No SLUICE_SECRET_DB_PASSWORD on the host: the pod reads the Secret.
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  std::string file = WritePipeline(R"(steps:
   - name: connect
     command: [sh, -c, "echo connecting"]
     env:
@@ -489,16 +526,16 @@ TEST_F(KubernetesCliTest, SecretEnvBecomesASecretKeyRefWithoutAHostCopy) {
   ASSERT_EQ(std::getenv("SLUICE_SECRET_DB_PASSWORD"), nullptr);
   Outcome o = RunOnCluster(file);
   ASSERT_EQ(o.exit_code, 0) << o.out << o.err;
-  auto job = client_->Get(k8s::JobKind(), "default", operators::ObjectName(run_id_, "connect", 1));
-  ASSERT_TRUE(job) << job.error().ToString();
+  auto object = client_->Get(Kind(), "default", operators::ObjectName(run_id_, "connect", 1));
+  ASSERT_TRUE(object) << object.error().ToString();
   Json env = Json::object();
-  for (const auto& e : (*job)["spec"]["template"]["spec"]["containers"][0]["env"])
+  for (const auto& e : PodSpec(*object)["containers"][0]["env"])
     env[e["name"].get<std::string>()] = e.contains("valueFrom") ? e["valueFrom"] : e["value"];
   EXPECT_EQ(env["DB_PASSWORD"], Json::parse(R"({"secretKeyRef": {"name": "db", "key": "password"}})"));
   EXPECT_EQ(env["DB_HOST"], "db.internal");
 }
 
-TEST_F(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineage) {
+TEST_P(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineage) {
   // An RWX claim bound to a PersistentVolume, as on a cluster with NFS/EFS.
   // kwok ignores volumes and runs no code, so the test writes the step's
   // output where the pod would, on the shared volume as this host sees it.
@@ -533,7 +570,7 @@ TEST_F(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineag
     }
   } cleanup{client_.get(), pv_kind, claim};
 
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  std::string file = WritePipeline(R"(steps:
   - name: produce
     command: [sh, -c, "echo 42 > out.txt"]
     outputs:
@@ -554,17 +591,17 @@ TEST_F(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineag
   const std::string produce_job = operators::ObjectName(run_id_, "produce", 1);
   Json produce;
   ASSERT_TRUE(WaitForObjects(
-      k8s::JobKind(),
-      [&](const std::map<std::string, Json>& jobs) {
-        auto it = jobs.find(produce_job);
-        if (it == jobs.end()) return false;
+      Kind(),
+      [&](const std::map<std::string, Json>& objects) {
+        auto it = objects.find(produce_job);
+        if (it == objects.end()) return false;
         produce = it->second;
         return true;
       },
       std::chrono::minutes(2)))
       << run->out() << run->err();
   // The pod works in its step directory on the volume, under /sluice.
-  const Json& pod = produce["spec"]["template"]["spec"];
+  const Json& pod = PodSpec(produce);
   const std::string workdir = pod["containers"][0].value("workingDir", "");
   const std::string prefix = "/sluice/.sluice/runs/" + run_id_ + "/steps/produce";
   ASSERT_EQ(workdir.substr(0, prefix.size()), prefix) << produce.dump();
@@ -593,9 +630,9 @@ TEST_F(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineag
   ASSERT_EQ(outputs.size(), 1u) << shown.dump(2);
   EXPECT_NE(outputs["produce.result"].find(digest), std::string::npos) << outputs["produce.result"];
   EXPECT_NE(inputs["consume.result"].find(digest), std::string::npos) << shown.dump(2);
-  auto consume = client_->Get(k8s::JobKind(), "default", operators::ObjectName(run_id_, "consume", 1));
+  auto consume = client_->Get(Kind(), "default", operators::ObjectName(run_id_, "consume", 1));
   ASSERT_TRUE(consume) << consume.error().ToString();
-  const Json& command = (*consume)["spec"]["template"]["spec"]["containers"][0]["command"];
+  const Json& command = PodSpec(*consume)["containers"][0]["command"];
   ASSERT_EQ(command.size(), 2u) << command.dump();
   const std::string input = command[1].get<std::string>();
   EXPECT_EQ(input.substr(0, 16), "/sluice/.sluice/") << input;
@@ -603,10 +640,10 @@ TEST_F(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineag
   EXPECT_EQ(ReadText(ws / input.substr(8)), "42\n");
 }
 
-TEST_F(KubernetesCliTest, FanOutIsNotLimitedByThisHostsCpus) {
+TEST_P(KubernetesCliTest, FanOutIsNotLimitedByThisHostsCpus) {
   // Eight steps, each running 5 s: without -j they are all in flight at once,
   // whatever this machine's CPU count (-j defaults to it for local runs).
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+  std::string file = WritePipeline(R"(steps:
   - name: shard
     foreach: {range: {start: 0, end: 8}}
     command: [sh, -c, "echo {{ item }}"]
@@ -617,20 +654,21 @@ TEST_F(KubernetesCliTest, FanOutIsNotLimitedByThisHostsCpus) {
   auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_,
                     "--run-id", run_id_, file});
   EXPECT_TRUE(WaitForObjects(
-      k8s::JobKind(),
-      [](const std::map<std::string, Json>& jobs) {
+      Kind(),
+      [](const std::map<std::string, Json>& objects) {
         size_t active = 0;
-        for (const auto& [name, job] : jobs) active += job["status"].value("succeeded", 0) == 0;
+        for (const auto& [name, object] : objects) active += !Succeeded(object);
         return active == 8;
       },
       std::chrono::minutes(2)))
       << run->out() << run->err();
   EXPECT_EQ(run->Wait(std::chrono::minutes(3)), 0) << run->out() << run->err();
-  EXPECT_EQ(Objects(k8s::JobKind()).size(), 8u);
+  EXPECT_EQ(Objects(Kind()).size(), 8u);
 }
 
-TEST_F(KubernetesCliTest, WrongKubeconfigGivesTheClearMessage) {
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+TEST_P(KubernetesCliTest, WrongKubeconfigGivesTheClearMessage) {
+  if (object_ == "job") GTEST_SKIP() << "nothing is created: the object makes no difference";
+  std::string file = WritePipeline(R"(steps:
   - name: one
     command: [sh, -c, "echo one"]
 )");
@@ -659,18 +697,20 @@ TEST_F(KubernetesCliTest, WrongKubeconfigGivesTheClearMessage) {
       << o.out << o.err;
 }
 
-TEST_F(KubernetesCliTest, MissingRbacPermissionGivesTheClearMessage) {
-  std::string file = WritePipeline(std::string(kHeader) + R"(steps:
+TEST_P(KubernetesCliTest, MissingRbacPermissionGivesTheClearMessage) {
+  std::string file = WritePipeline(R"(steps:
   - name: one
     command: [sh, -c, "echo one"]
 )");
   Outcome o = Sluice({"run", "-q", "--executor", "kubernetes", "--kubeconfig",
                       test_support::K8sStateDir() + "/kubeconfig-limited", "--run-id", run_id_, file});
   EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
-  EXPECT_NE(o.out.find("forbidden: jobs.batch is forbidden: User \"sluice-limited\" cannot create "
-                       "resource \"jobs\" in API group \"batch\" in the namespace \"default\""),
-            std::string::npos)
-      << o.out << o.err;
+  const std::string denied =
+      object_ == "pod" ? "forbidden: pods is forbidden: User \"sluice-limited\" cannot create resource "
+                         "\"pods\" in API group \"\" in the namespace \"default\""
+                       : "forbidden: jobs.batch is forbidden: User \"sluice-limited\" cannot create "
+                         "resource \"jobs\" in API group \"batch\" in the namespace \"default\"";
+  EXPECT_NE(o.out.find(denied), std::string::npos) << o.out << o.err;
   EXPECT_NE(o.out.find("ask a cluster admin for an RBAC Role allowing it"), std::string::npos) << o.out;
   auto phases = StepPhases();
   EXPECT_EQ(phases["one"].substr(0, phases["one"].find('/')), "Error") << phases["one"];

@@ -7,6 +7,9 @@
 // after a short delay; annotation sluice.dev/kwok-fail: "true" makes them fail
 // (exit code from sluice.dev/kwok-exit-code), sluice.dev/kwok-hold: "true"
 // keeps them Running.
+//
+// Each test runs with a container step's two objects: a bare Pod (the
+// default, test suffix /pod) and a Job (/job).
 
 #include "executors/kubernetes/kubernetes_executor.h"
 
@@ -27,9 +30,10 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-class KubernetesExecutorTest : public ::testing::Test {
+class KubernetesExecutorTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    object_ = GetParam();
     kubeconfig_ = test_support::K8sStateDir() + "/kubeconfig";
     if (!fs::exists(kubeconfig_)) {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
@@ -41,6 +45,7 @@ class KubernetesExecutorTest : public ::testing::Test {
     options_.kubeconfig.kubeconfig = kubeconfig_;
     options_.manifests.namespace_ = "default";
     options_.deadline_grace = Duration(20000);
+    options_.manifests.object = object_;
     auto ex = NewKubernetesExecutor(options_);
     ASSERT_TRUE(ex) << ex.error().ToString();
     executor_.reset(static_cast<KubernetesExecutor*>(ex->release()));
@@ -48,9 +53,10 @@ class KubernetesExecutorTest : public ::testing::Test {
 
   void TearDown() override {
     if (executor_) {
-      executor_->client()->DeleteCollection(k8s::JobKind(), "default",
-                                            operators::RunSelector(run_id_),
-                                            k8s::Propagation::kBackground);
+      for (const auto* kind : {&k8s::JobKind(), &k8s::PodKind()}) {
+        executor_->client()->DeleteCollection(*kind, "default", operators::RunSelector(run_id_),
+                                              k8s::Propagation::kBackground);
+      }
       executor_.reset();
     }
     if (!dir_.empty()) fs::remove_all(dir_);
@@ -80,13 +86,28 @@ class KubernetesExecutorTest : public ::testing::Test {
     return r.value_or(TaskResult{});
   }
 
-  size_t CountJobs() {
-    auto list = executor_->client()->List(k8s::JobKind(), "default",
-                                          operators::RunSelector(run_id_));
+  // What a container step becomes in this test: PodKind() or JobKind().
+  const k8s::ResourceKind& Kind() const { return object_ == "pod" ? k8s::PodKind() : k8s::JobKind(); }
+
+  // The run's objects of Kind().
+  size_t CountObjects() {
+    auto list = executor_->client()->List(Kind(), "default", operators::RunSelector(run_id_));
     EXPECT_TRUE(list) << list.error().ToString();
     return list ? list->items.size() : 0;
   }
 
+  // This executor's requests since `before`, by HTTP method, without zeros.
+  std::map<std::string, int64_t> RequestsSince(const std::map<std::string, int64_t>& before) {
+    std::map<std::string, int64_t> out;
+    for (const auto& [method, n] : executor_->client()->RequestCounts()) {
+      auto it = before.find(method);
+      int64_t d = n - (it == before.end() ? 0 : it->second);
+      if (d != 0) out[method] = d;
+    }
+    return out;
+  }
+
+  std::string object_;  // "pod" | "job"
   std::string kubeconfig_;
   std::string run_id_;
   fs::path dir_;
@@ -94,7 +115,10 @@ class KubernetesExecutorTest : public ::testing::Test {
   std::unique_ptr<KubernetesExecutor> executor_;
 };
 
-TEST_F(KubernetesExecutorTest, JobSucceedsAndIsLabelled) {
+INSTANTIATE_TEST_SUITE_P(Object, KubernetesExecutorTest, ::testing::Values("pod", "job"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+TEST_P(KubernetesExecutorTest, StepSucceedsAndIsLabelled) {
   Task t = MakeTask(1, "prepare");
   ASSERT_TRUE(executor_->Start(t).ok());
   EXPECT_EQ(executor_->Running(), 1u);
@@ -104,11 +128,17 @@ TEST_F(KubernetesExecutorTest, JobSucceedsAndIsLabelled) {
   EXPECT_EQ(r.exit_code, 0);
   std::string name = operators::ObjectName(run_id_, "prepare", 1);
   EXPECT_EQ(r.external_id, "default/" + name);
-  auto job = executor_->client()->Get(k8s::JobKind(), "default", name);
-  ASSERT_TRUE(job) << job.error().ToString();
-  EXPECT_EQ((*job)["metadata"]["labels"]["sluice.dev/step"], "prepare");
-  EXPECT_EQ((*job)["metadata"]["labels"]["sluice.dev/attempt"], "1");
-  EXPECT_EQ((*job)["spec"]["backoffLimit"], 0);
+  auto object = executor_->client()->Get(Kind(), "default", name);
+  ASSERT_TRUE(object) << object.error().ToString();
+  EXPECT_EQ((*object)["metadata"]["labels"]["sluice.dev/step"], "prepare");
+  EXPECT_EQ((*object)["metadata"]["labels"]["sluice.dev/attempt"], "1");
+  if (object_ == "job") {
+    EXPECT_EQ((*object)["spec"]["backoffLimit"], 0);
+  } else {
+    EXPECT_EQ((*object)["metadata"]["labels"]["sluice.dev/object"], "pod");
+    EXPECT_EQ((*object)["spec"]["restartPolicy"], "Never");
+    EXPECT_EQ((*object)["status"]["phase"], "Succeeded");
+  }
   EXPECT_EQ(executor_->Running(), 0u);
   // The log file holds the pod's log, or (kwok has no kubelet to serve
   // pods/log) the reason there is none. A success's log is copied in the
@@ -124,7 +154,7 @@ TEST_F(KubernetesExecutorTest, JobSucceedsAndIsLabelled) {
   RecordProperty("log", log.str());
 }
 
-TEST_F(KubernetesExecutorTest, DiamondOfJobs) {
+TEST_P(KubernetesExecutorTest, Diamond) {
   ASSERT_TRUE(executor_->Start(MakeTask(1, "a")).ok());
   TaskResult a = Next();
   ASSERT_EQ(a.outcome, TaskOutcome::kSucceeded) << a.message;
@@ -137,10 +167,10 @@ TEST_F(KubernetesExecutorTest, DiamondOfJobs) {
   EXPECT_EQ(first.id + second.id, 5u);
   ASSERT_TRUE(executor_->Start(MakeTask(4, "d")).ok());
   EXPECT_EQ(Next().outcome, TaskOutcome::kSucceeded);
-  EXPECT_EQ(CountJobs(), 4u);
+  EXPECT_EQ(CountObjects(), 4u);
 }
 
-TEST_F(KubernetesExecutorTest, AsyncCreateFailureComesBackFromWait) {
+TEST_P(KubernetesExecutorTest, AsyncCreateFailureComesBackFromWait) {
   // The first create in the namespace is synchronous and succeeds ...
   ASSERT_TRUE(executor_->Start(MakeTask(1, "good")).ok());
   // ... so the next Start() returns at once, and the API server's rejection
@@ -155,12 +185,13 @@ TEST_F(KubernetesExecutorTest, AsyncCreateFailureComesBackFromWait) {
   }
   EXPECT_EQ(results[1].outcome, TaskOutcome::kSucceeded) << results[1].message;
   EXPECT_EQ(results[2].outcome, TaskOutcome::kError);
-  EXPECT_EQ(results[2].message.rfind("the API server rejected create jobs.batch default/", 0), 0u)
-      << results[2].message;
+  const std::string rejected = object_ == "pod" ? "the API server rejected create pods default/"
+                                                : "the API server rejected create jobs.batch default/";
+  EXPECT_EQ(results[2].message.rfind(rejected, 0), 0u) << results[2].message;
   EXPECT_EQ(executor_->Running(), 0u);
 }
 
-TEST_F(KubernetesExecutorTest, FailingPodFailsTheTaskWithItsExitCode) {
+TEST_P(KubernetesExecutorTest, FailingPodFailsTheTaskWithItsExitCode) {
   Task t = MakeTask(1, "flaky");
   t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {
       "sluice.dev/kwok-fail": "true", "sluice.dev/kwok-exit-code": "3"}}})");
@@ -168,31 +199,39 @@ TEST_F(KubernetesExecutorTest, FailingPodFailsTheTaskWithItsExitCode) {
   TaskResult r = Next();
   EXPECT_EQ(r.outcome, TaskOutcome::kFailed) << r.message;
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_NE(r.message.find("Job failed: BackoffLimitExceeded"), std::string::npos) << r.message;
-  // sluice's retry is a new Job (attempt 2), never a pod restart.
+  if (object_ == "job") {
+    EXPECT_NE(r.message.find("Job failed: BackoffLimitExceeded"), std::string::npos) << r.message;
+  } else {
+    // From the pod's final watch event: no list, no extra read.
+    const std::string pod = operators::ObjectName(run_id_, "flaky", 1);
+    EXPECT_EQ(r.message, "Pod failed: Error: failed on request (annotation sluice.dev/kwok-fail) (pod " +
+                             pod + " container main: exit 3 (Error))");
+  }
+  // sluice's retry is a new object (attempt 2), never a pod restart.
   Task retry = t;
   retry.id = 2;
   retry.attempt = 2;
   ASSERT_TRUE(executor_->Start(retry).ok());
   EXPECT_EQ(Next().outcome, TaskOutcome::kFailed);
-  EXPECT_EQ(CountJobs(), 2u);
+  EXPECT_EQ(CountObjects(), 2u);
 }
 
-TEST_F(KubernetesExecutorTest, TimeoutDeletesTheJob) {
+// kwok does not enforce a bare pod's activeDeadlineSeconds (a kubelet
+// does): the pod is timed out by the executor's backstop, timeout + grace.
+TEST_P(KubernetesExecutorTest, TimeoutDeletesTheObject) {
   Task t = MakeTask(1, "slow");
   t.timeout = Duration(2000);
   t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {"sluice.dev/kwok-hold": "true"}}})");
   ASSERT_TRUE(executor_->Start(t).ok());
   TaskResult r = Next();
   EXPECT_EQ(r.outcome, TaskOutcome::kTimedOut) << r.message;
-  auto job = executor_->client()->Get(k8s::JobKind(), "default",
-                                      operators::ObjectName(run_id_, "slow", 1));
+  auto object = executor_->client()->Get(Kind(), "default", operators::ObjectName(run_id_, "slow", 1));
   // Deleted with Background propagation: gone, or going.
-  EXPECT_TRUE(!job || (*job)["metadata"].contains("deletionTimestamp"))
-      << "the Job still exists after its timeout";
+  EXPECT_TRUE(!object || (*object)["metadata"].contains("deletionTimestamp"))
+      << "the object still exists after its timeout";
 }
 
-TEST_F(KubernetesExecutorTest, CancelDeletesTheJob) {
+TEST_P(KubernetesExecutorTest, CancelDeletesTheObject) {
   Task t = MakeTask(1, "held");
   t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {"sluice.dev/kwok-hold": "true"}}})");
   ASSERT_TRUE(executor_->Start(t).ok());
@@ -200,26 +239,27 @@ TEST_F(KubernetesExecutorTest, CancelDeletesTheJob) {
   executor_->CancelAll(Duration(0));
   TaskResult r = Next();
   EXPECT_EQ(r.outcome, TaskOutcome::kCancelled) << r.message;
-  auto job = executor_->client()->Get(k8s::JobKind(), "default",
-                                      operators::ObjectName(run_id_, "held", 1));
-  EXPECT_TRUE(!job || (*job)["metadata"].contains("deletionTimestamp"));
+  auto object = executor_->client()->Get(Kind(), "default", operators::ObjectName(run_id_, "held", 1));
+  EXPECT_TRUE(!object || (*object)["metadata"].contains("deletionTimestamp"));
 }
 
-TEST_F(KubernetesExecutorTest, GpuStepLandsOnTheGpuNode) {
+TEST_P(KubernetesExecutorTest, GpuStepLandsOnTheGpuNode) {
   Task t = MakeTask(1, "gpu");
   t.resources.gpu = 1;
   t.resources.node_selector = {{"sluice.dev/accelerator", "nvidia-gpu"}};
   ASSERT_TRUE(executor_->Start(t).ok());
   TaskResult r = Next();
   EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  const std::string name = operators::ObjectName(run_id_, "gpu", 1);
   auto pods = executor_->client()->List(
-      k8s::PodKind(), "default", "job-name=" + operators::ObjectName(run_id_, "gpu", 1));
+      k8s::PodKind(), "default", object_ == "pod" ? operators::RunSelector(run_id_) : "job-name=" + name);
   ASSERT_TRUE(pods) << pods.error().ToString();
   ASSERT_EQ(pods->items.size(), 1u);
   EXPECT_EQ(pods->items[0]["spec"]["nodeName"], "kwok-gpu-0");
 }
 
-TEST_F(KubernetesExecutorTest, TfJobAndPyTorchJobSucceedThroughTheTrainingOperator) {
+TEST_P(KubernetesExecutorTest, TfJobAndPyTorchJobSucceedThroughTheTrainingOperator) {
+  if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's";
   Task tf = MakeTask(1, "tf");
   tf.operator_type = "tfjob";
   tf.config = Json::parse(R"({"tfjob": {"replicas": {"PS": {"replicas": 1},
@@ -240,11 +280,11 @@ TEST_F(KubernetesExecutorTest, TfJobAndPyTorchJobSucceedThroughTheTrainingOperat
   }
 }
 
-TEST_F(KubernetesExecutorTest, ResumeAfterACrashAdoptsTheJob) {
+TEST_P(KubernetesExecutorTest, ResumeAfterACrashAdoptsTheObject) {
   Task t = MakeTask(1, "long");
   t.config = Json::parse(R"({"kubernetes": {"podAnnotations": {"sluice.dev/kwok-duration": "3s"}}})");
   ASSERT_TRUE(executor_->Start(t).ok());
-  // "kill -9": the executor goes away with the Job still running.
+  // "kill -9": the executor goes away with the object still running.
   executor_.reset();
   auto ex = NewKubernetesExecutor(options_);
   ASSERT_TRUE(ex) << ex.error().ToString();
@@ -254,28 +294,29 @@ TEST_F(KubernetesExecutorTest, ResumeAfterACrashAdoptsTheJob) {
   TaskResult r = Next();
   EXPECT_EQ(r.id, 42u);
   EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
-  // Adopting a finished Job returns its result too, and creates nothing.
+  // Adopting a finished object returns its result too, and creates nothing.
   t.id = 43;
   ASSERT_TRUE(executor_->Start(t).ok());
   EXPECT_EQ(Next().outcome, TaskOutcome::kSucceeded);
-  EXPECT_EQ(CountJobs(), 1u);
+  EXPECT_EQ(CountObjects(), 1u);
 }
 
-TEST_F(KubernetesExecutorTest, ForeignObjectWithOurNameIsNotAdopted) {
+TEST_P(KubernetesExecutorTest, ForeignObjectWithOurNameIsNotAdopted) {
   Task t = MakeTask(1, "taken");
   auto m = KubernetesDryRun(t, options_);
   ASSERT_TRUE(m) << m.error().ToString();
   Json foreign = (*m)[0];
   foreign["metadata"]["annotations"]["sluice.dev/instance"] = "someone-else";
-  ASSERT_TRUE(executor_->client()->Create(k8s::JobKind(), "default", foreign));
+  ASSERT_TRUE(executor_->client()->Create(Kind(), "default", foreign));
   Status st = executor_->Start(t);
   EXPECT_EQ(st.code(), StatusCode::kAlreadyExists);
-  EXPECT_EQ(st.message(), "Job default/" + operators::ObjectName(run_id_, "taken", 1) +
+  EXPECT_EQ(st.message(), (object_ == "pod" ? "Pod" : "Job") + std::string(" default/") + operators::ObjectName(run_id_, "taken", 1) +
                               " exists but was not created by run " + run_id_ +
                               " for taken attempt 1; delete it or rename the run");
 }
 
-TEST_F(KubernetesExecutorTest, ExecCredentialPluginAuthenticates) {
+TEST_P(KubernetesExecutorTest, ExecCredentialPluginAuthenticates) {
+  if (object_ == "job") GTEST_SKIP() << "authentication does not depend on the object";
   // The admin's token, handed out by an exec plugin (a Python script)
   // instead of sitting in the kubeconfig, as with EKS/GKE/AKS.
   auto admin = k8s::LoadRestConfig(options_.kubeconfig);
@@ -311,22 +352,24 @@ TEST_F(KubernetesExecutorTest, ExecCredentialPluginAuthenticates) {
   EXPECT_EQ(r->outcome, TaskOutcome::kSucceeded) << r->message;
 }
 
-TEST_F(KubernetesExecutorTest, NoRbacPermissionGivesTheClearMessage) {
+TEST_P(KubernetesExecutorTest, NoRbacPermissionGivesTheClearMessage) {
   KubernetesExecutorOptions limited = options_;
   limited.kubeconfig.kubeconfig = test_support::K8sStateDir() + "/kubeconfig-limited";
   auto ex = NewKubernetesExecutor(limited);
   ASSERT_TRUE(ex) << ex.error().ToString();
   Status st = (*ex)->Start(MakeTask(1, "denied"));
   EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
-  EXPECT_EQ(st.message().rfind("forbidden: jobs.batch is forbidden: User \"sluice-limited\" cannot "
-                               "create resource \"jobs\" in API group \"batch\" in the namespace "
-                               "\"default\"",
-                               0),
-            0u)
-      << st.message();
+  const std::string denied =
+      object_ == "pod" ? "forbidden: pods is forbidden: User \"sluice-limited\" cannot create resource "
+                         "\"pods\" in API group \"\" in the namespace \"default\""
+                       : "forbidden: jobs.batch is forbidden: User \"sluice-limited\" cannot "
+                         "create resource \"jobs\" in API group \"batch\" in the namespace "
+                         "\"default\"";
+  EXPECT_EQ(st.message().rfind(denied, 0), 0u) << st.message();
 }
 
-TEST_F(KubernetesExecutorTest, UnreachableClusterGivesTheClearMessage) {
+TEST_P(KubernetesExecutorTest, UnreachableClusterGivesTheClearMessage) {
+  if (object_ == "job") GTEST_SKIP() << "nothing is created: the object makes no difference";
   // The admin kubeconfig with the server moved to a closed port.
   std::ifstream in(kubeconfig_);
   std::stringstream ss;
@@ -350,6 +393,33 @@ TEST_F(KubernetesExecutorTest, UnreachableClusterGivesTheClearMessage) {
                                0),
             0u)
       << st.message();
+}
+
+// sluice's own requests per step once the run's watch is up: a bare pod
+// costs its create and one read of its log (its result, exit code included,
+// comes with the watch event); a Job its create, a list of its pods and one
+// read of the log. Success or failure alike.
+TEST_P(KubernetesExecutorTest, RequestsPerStep) {
+  // The first step starts the run's watch (a list) and, for bare pods, the
+  // namespace's cleanup (a list); its log is read in the background. Either
+  // way 3 GETs, which must all have happened before counting starts.
+  ASSERT_TRUE(executor_->Start(MakeTask(1, "warm")).ok());
+  ASSERT_EQ(Next().outcome, TaskOutcome::kSucceeded);
+  const std::map<std::string, int64_t> zero;
+  ASSERT_TRUE(test_support::WaitUntil([&] { return RequestsSince(zero)["GET"] >= 3; }, std::chrono::seconds(60)));
+  auto before = executor_->client()->RequestCounts();
+  const int n = 3;
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(executor_->Start(MakeTask(10 + i, "s" + std::to_string(i))).ok());
+  Task failing = MakeTask(20, "failing");
+  failing.config = Json::parse(R"({"kubernetes": {"podAnnotations": {"sluice.dev/kwok-fail": "true"}}})");
+  ASSERT_TRUE(executor_->Start(failing).ok());
+  for (int i = 0; i < n + 1; ++i) Next();
+  const int64_t gets_per_step = object_ == "pod" ? 1 : 2;
+  // Successes' logs are read in the background: wait for them, bounded.
+  test_support::WaitUntil([&] { return RequestsSince(before)["GET"] >= (n + 1) * gets_per_step; },
+                          std::chrono::seconds(60));
+  EXPECT_EQ(RequestsSince(before),
+            (std::map<std::string, int64_t>{{"GET", (n + 1) * gets_per_step}, {"POST", n + 1}}));
 }
 
 }  // namespace

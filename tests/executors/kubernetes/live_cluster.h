@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
+#include <thread>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -59,6 +62,16 @@ inline std::map<std::string, std::string> RunObjects(k8s::Client& client, const 
         labels.value("sluice.dev/step", "?") + "/" + labels.value("sluice.dev/attempt", "?");
   }
   return out;
+}
+
+// Checks `done` every 20 ms until it holds or `bound` passes, for state only
+// readable by asking (e.g. `sluice status`). Returns whether it held.
+inline bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds bound) {
+  for (auto deadline = std::chrono::steady_clock::now() + bound;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 }  // namespace sluice::test_support

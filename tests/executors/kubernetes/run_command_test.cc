@@ -29,7 +29,8 @@ using test_support::ReadText;
 using test_support::SluiceProcess;
 
 // What `run --dry-run` prints for the pipeline of
-// DryRunPrintsTheManifestsOfTheKubernetesSteps: the Jobs of its two
+// DryRunPrintsTheManifestsOfTheKubernetesSteps (`object: job` in its
+// defaults): the Jobs of its two
 // Kubernetes steps in order, the secret as a secretKeyRef, the GPU as
 // nvidia.com/gpu with its toleration, the timeout as activeDeadlineSeconds,
 // run-time values as placeholders.
@@ -223,6 +224,8 @@ metadata:
 params:
   rows: {type: int, default: 10}
 namespace: ml
+defaults:
+  kubernetes: {object: job}
 steps:
   - name: prepare
     image: python:3.11
@@ -249,6 +252,66 @@ steps:
   EXPECT_EQ(o.out, kDryRunExpected);
   // Nothing ran: no store was created.
   EXPECT_FALSE(fs::exists(store_));
+}
+
+// By default a container step is a bare Pod: the Job's pod template with
+// the object's name, the queue label Kueue's pod integration reads, the
+// deadline on the pod spec and the TTL as an annotation.
+TEST_F(RunCommandTest, DryRunPrintsABarePodByDefault) {
+  std::string file = WritePipeline(R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: dry
+namespace: ml
+steps:
+  - name: train
+    image: python:3.11
+    command: [python3, train.py]
+    timeout: 90s
+    kubernetes: {queue: team-a}
+)");
+  Outcome o = Sluice({"run", "--dry-run", "--executor", "kubernetes", "--run-id", "r1", file});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(o.out, R"(apiVersion: v1
+kind: Pod
+metadata:
+  annotations:
+    sluice.dev/instance: train
+    sluice.dev/pipeline: dry
+    sluice.dev/run-id: r1
+    sluice.dev/step: train
+    sluice.dev/ttl-seconds-after-finished: "86400"
+  labels:
+    app.kubernetes.io/managed-by: sluice
+    kueue.x-k8s.io/queue-name: team-a
+    sluice.dev/attempt: "1"
+    sluice.dev/object: pod
+    sluice.dev/pipeline: dry
+    sluice.dev/run: r1
+    sluice.dev/step: train
+  name: r1-train-a1
+  namespace: ml
+spec:
+  activeDeadlineSeconds: 90
+  containers:
+    - command:
+        - python3
+        - train.py
+      env:
+        - name: SLUICE_ATTEMPT
+          value: "1"
+        - name: SLUICE_INSTANCE
+          value: train
+        - name: SLUICE_PIPELINE
+          value: dry
+        - name: SLUICE_RUN_ID
+          value: r1
+        - name: SLUICE_STEP
+          value: train
+      image: python:3.11
+      name: main
+  restartPolicy: Never
+)");
 }
 
 TEST_F(RunCommandTest, DryRunNeedsAKubernetesStep) {

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/executors/kubernetes/live_cluster.h"  // WaitUntil
 #include "tests/support/subprocess.h"
 
 namespace sluice::test_support {
@@ -42,15 +43,5 @@ class SluiceProcess : public testutil::Process {
   }
   std::filesystem::path out_, err_;
 };
-
-// Checks `done` every 20 ms until it holds or `bound` passes, for state only
-// readable by asking (e.g. `sluice status`). Returns whether it held.
-inline bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds bound) {
-  for (auto deadline = std::chrono::steady_clock::now() + bound;;) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
 
 }  // namespace sluice::test_support
