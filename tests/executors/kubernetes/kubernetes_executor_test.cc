@@ -422,5 +422,41 @@ TEST_P(KubernetesExecutorTest, RequestsPerStep) {
             (std::map<std::string, int64_t>{{"GET", (n + 1) * gets_per_step}, {"POST", n + 1}}));
 }
 
+// Bare pods have no TTL controller: the next run's first create in the
+// namespace deletes the pods of ended runs whose TTL has passed, and keeps
+// the others.
+TEST_P(KubernetesExecutorTest, ExpiredPodsAreDeletedByTheNextRun) {
+  if (object_ == "job") GTEST_SKIP() << "a Job is deleted by the cluster's TTL controller";
+  auto step_of_run = [&](TaskId id, const std::string& run, int ttl) {
+    Task t = MakeTask(id, "old");
+    t.run_id = run;
+    t.config = Json::parse(R"({"kubernetes": {"ttlSecondsAfterFinished": )" + std::to_string(ttl) + "}}");
+    return t;
+  };
+  const std::string expired = run_id_ + "-x", kept = run_id_ + "-k";
+  ASSERT_TRUE(executor_->Start(step_of_run(1, expired, 0)).ok());
+  ASSERT_TRUE(executor_->Start(step_of_run(2, kept, 3600)).ok());
+  EXPECT_EQ(Next().outcome, TaskOutcome::kSucceeded);
+  EXPECT_EQ(Next().outcome, TaskOutcome::kSucceeded);
+  auto pods_of = [&](const std::string& run) {
+    auto list = executor_->client()->List(k8s::PodKind(), "default", k8s::BarePodSelector(run));
+    EXPECT_TRUE(list) << list.error().ToString();
+    return list ? list->items.size() : 0;
+  };
+  EXPECT_EQ(pods_of(expired), 1u);
+  // The next run: a new sluice process.
+  executor_.reset();
+  auto ex = NewKubernetesExecutor(options_);
+  ASSERT_TRUE(ex) << ex.error().ToString();
+  executor_.reset(static_cast<KubernetesExecutor*>(ex->release()));
+  ASSERT_TRUE(executor_->Start(MakeTask(3, "next")).ok());
+  EXPECT_TRUE(test_support::WaitUntil([&] { return pods_of(expired) == 0; }, std::chrono::seconds(60)))
+      << "the expired run's pod was not deleted";
+  EXPECT_EQ(pods_of(kept), 1u);
+  EXPECT_EQ(Next().outcome, TaskOutcome::kSucceeded);
+  executor_->client()->DeleteCollection(k8s::PodKind(), "default", k8s::BarePodSelector(kept),
+                                        k8s::Propagation::kBackground);
+}
+
 }  // namespace
 }  // namespace sluice
