@@ -65,7 +65,7 @@ class KubernetesCliTest : public ::testing::TestWithParam<std::string> {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
                    << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
     }
-    run_id_ = LiveRunId("cli", 16);
+    run_id_ = LiveRunId("cli-" + object_, 16);
     dir_ = fs::temp_directory_path() / ("sluice-k8s-cli-" + run_id_);
     fs::remove_all(dir_);
     fs::create_directories(dir_);

@@ -39,7 +39,7 @@ class KubernetesExecutorTest : public ::testing::TestWithParam<std::string> {
       GTEST_SKIP() << "no test cluster: " << kubeconfig_
                    << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
     }
-    run_id_ = test_support::LiveRunId("it", 20);
+    run_id_ = test_support::LiveRunId("it-" + object_, 20);
     dir_ = fs::temp_directory_path() / ("sluice-k8s-it-" + run_id_);
     fs::create_directories(dir_);
     options_.kubeconfig.kubeconfig = kubeconfig_;

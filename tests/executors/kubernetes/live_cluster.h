@@ -30,9 +30,12 @@ inline std::string K8sStateDir() {
 }
 
 // A run id for the current test, unique per process and usable in object
-// names: "<prefix>-<pid>-<the test's name, lower case, at most name_chars>".
+// names: "<prefix>-<pid>-<the test's name, lower case, at most name_chars>"
+// (a parameterised test's name without its "/<param>": put the parameter in
+// the prefix).
 inline std::string LiveRunId(const std::string& prefix, size_t name_chars) {
   std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  test = test.substr(0, test.find('/'));
   std::transform(test.begin(), test.end(), test.begin(), ::tolower);
   return prefix + "-" + std::to_string(::getpid()) + "-" + test.substr(0, name_chars);
 }
