@@ -276,8 +276,13 @@ WorkloadState BarePodState(const Json& pod, const std::string& container_name) {
   }
   if (phase != "Failed") return st;
   st.finished = true;
+  // The pod's own reason means the cluster ended it (DeadlineExceeded; or
+  // Evicted, Preempting, NodeLost...: a system failure, kError, which
+  // `retryOn: Error` retries); without one, its container failed.
   const std::string reason = status.value("reason", "");
-  st.outcome = reason == "DeadlineExceeded" ? TaskOutcome::kTimedOut : TaskOutcome::kFailed;
+  st.outcome = reason == "DeadlineExceeded" ? TaskOutcome::kTimedOut
+               : reason.empty()             ? TaskOutcome::kFailed
+                                            : TaskOutcome::kError;
   std::string text = ConditionText(status);
   if (text.empty() && status.contains("containerStatuses")) {
     // A container's failure leaves the pod's own reason empty: say the

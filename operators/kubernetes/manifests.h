@@ -151,8 +151,10 @@ Status NoImage(const Task& task);
 // TTL controller: sluice deletes them itself; docs/kubernetes.md).
 Json BarePod(const Task& task, const ManifestOptions& o, const PodSettings& s, Json pod_template);
 // How far a bare Pod has got: Succeeded -> kSucceeded; Failed -> kTimedOut
-// when the pod's reason is DeadlineExceeded, else kFailed with the pod's
-// reason and the main container's terminated reason and message.
+// when the pod's reason is DeadlineExceeded, kError for any other reason of
+// the pod's own (Evicted, Preempting, ...: the cluster ended it), else
+// kFailed (its container failed), with the pod's reason or the main
+// container's terminated reason and message.
 WorkloadState BarePodState(const Json& pod, const std::string& container_name);
 // True when `object` is a Pod (kind Pod, or a pod spec's containers).
 bool IsPod(const Json& object);

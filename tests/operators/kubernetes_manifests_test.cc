@@ -288,6 +288,12 @@ TEST(KubernetesManifestsTest, BarePodStatus) {
   EXPECT_EQ(timed_out.message,
             "Pod failed: DeadlineExceeded: Pod was active on the node longer than the specified "
             "deadline");
+
+  // The cluster ended it: a system failure, not the step's.
+  WorkloadState evicted = InterpretStatus("container", pod(R"({"phase": "Failed", "reason": "Evicted",
+      "message": "The node was low on resource: memory."})"));
+  EXPECT_EQ(evicted.outcome, TaskOutcome::kError);
+  EXPECT_EQ(evicted.message, "Pod failed: Evicted: The node was low on resource: memory.");
 }
 
 TEST(KubernetesManifestsTest, TrainingJobStatus) {

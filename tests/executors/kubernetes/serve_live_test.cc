@@ -2,13 +2,13 @@
 // starts the real binary as a server over a pipelines directory whose
 // pipeline says `executor: kubernetes` and `namespace:` (a namespace of the
 // test's own), drives it through the authenticated REST API, and checks the
-// Jobs through the Kubernetes API.
+// steps' Pods (a container step's default object) through the Kubernetes API.
 //
-//   - a run triggered through the API creates its Jobs in the pipeline's
+//   - a run triggered through the API creates its Pods in the pipeline's
 //     namespace and succeeds;
 //   - kill -9 of the server while a Kubernetes step runs, then a restart: the
-//     in-flight (scheduled) run is resumed under its id, the step's Job is
-//     adopted (same object, attempt 1, no second Job), and the schedule
+//     in-flight (scheduled) run is resumed under its id, the step's Pod is
+//     adopted (same object, attempt 1, no second Pod), and the schedule
 //     neither launches that cron time again nor loses it.
 //
 // Registered with FIXTURES_REQUIRED k8s and LABELS k8s; skipped when the
@@ -154,9 +154,9 @@ defaults:
     return out;
   }
 
-  // The run's Jobs in namespace `ns`: name -> "step/attempt".
-  std::map<std::string, std::string> Jobs(const std::string& ns, const std::string& run_id) {
-    return RunObjects(*client_, k8s::JobKind(), ns, run_id);
+  // The run's Pods in namespace `ns`: name -> "step/attempt".
+  std::map<std::string, std::string> Pods(const std::string& ns, const std::string& run_id) {
+    return RunObjects(*client_, k8s::PodKind(), ns, run_id);
   }
 
   // SIGTERM, then a bounded wait for exit code 0.
@@ -175,7 +175,7 @@ defaults:
   int starts_ = 0;
 };
 
-TEST_F(KubernetesServeTest, ARunTriggeredThroughTheApiRunsItsJobsInThePipelinesNamespace) {
+TEST_F(KubernetesServeTest, ARunTriggeredThroughTheApiRunsItsPodsInThePipelinesNamespace) {
   const std::string pipeline = "serve-" + tag_;
   WritePipeline(pipeline, R"(steps:
   - name: prepare
@@ -203,15 +203,15 @@ TEST_F(KubernetesServeTest, ARunTriggeredThroughTheApiRunsItsJobsInThePipelinesN
   EXPECT_EQ(run["run"]["executor"], "kubernetes");
   EXPECT_EQ(StepPhases(run), (std::map<std::string, std::string>{{"prepare", "Succeeded/1/0"},
                                                                  {"train", "Succeeded/1/0"}}));
-  // One Job per step, in the pipeline's namespace; none in the context's.
-  EXPECT_EQ(Jobs(ns_, run_id), (std::map<std::string, std::string>{
+  // One Pod per step, in the pipeline's namespace; none in the context's.
+  EXPECT_EQ(Pods(ns_, run_id), (std::map<std::string, std::string>{
                                    {operators::ObjectName(run_id, "prepare", 1), "prepare/1"},
                                    {operators::ObjectName(run_id, "train", 1), "train/1"}}));
-  EXPECT_EQ(Jobs("default", run_id), (std::map<std::string, std::string>{}));
+  EXPECT_EQ(Pods("default", run_id), (std::map<std::string, std::string>{}));
   StopServer();
 }
 
-TEST_F(KubernetesServeTest, KillDashNineWhileAStepRunsThenRestartAdoptsItsJob) {
+TEST_F(KubernetesServeTest, KillDashNineWhileAStepRunsThenRestartAdoptsItsPod) {
   // A yearly schedule whose state says 2025-12-31 was handled: at start the
   // server catches up the newest missed time, 2026-01-01T00:00:00Z, at once,
   // and no other time falls due while the test runs.
@@ -233,18 +233,18 @@ steps:
       << Json{{"version", 1}, {"last", {{pipeline, "2025-12-31T00:00:00Z"}}}, {"pending", Json::array()}}
              .dump();
   const std::string run_id = pipeline + "-cron-20260101-000000";
-  const std::string slow_job = operators::ObjectName(run_id, "slow", 1);
+  const std::string slow_pod = operators::ObjectName(run_id, "slow", 1);
 
   ASSERT_NO_FATAL_FAILURE(StartServer());
-  // Kill the server once the store shows `slow` Running and its Job exists.
+  // Kill the server once the store shows `slow` Running and its Pod exists.
   std::string slow_uid;
   ASSERT_TRUE(WaitUntil(
       [&] {
         Json run = Get("/api/v1/runs/" + run_id);
         if (StepPhases(run)["slow"] != "Running/1/-1") return false;
-        auto job = client_->Get(k8s::JobKind(), ns_, slow_job);
-        if (!job) return false;
-        slow_uid = (*job)["metadata"].value("uid", "");
+        auto pod = client_->Get(k8s::PodKind(), ns_, slow_pod);
+        if (!pod) return false;
+        slow_uid = (*pod)["metadata"].value("uid", "");
         return true;
       },
       std::chrono::minutes(2)))
@@ -259,13 +259,13 @@ steps:
   // Resumed under its own id; `slow` continued its first attempt.
   EXPECT_EQ(StepPhases(run), (std::map<std::string, std::string>{{"prepare", "Succeeded/1/0"},
                                                                  {"slow", "Succeeded/1/0"}}));
-  // The same Job object (same uid) was adopted; no second Job was made.
-  auto job = client_->Get(k8s::JobKind(), ns_, slow_job);
-  ASSERT_TRUE(job) << job.error().ToString();
-  EXPECT_EQ((*job)["metadata"].value("uid", ""), slow_uid);
-  EXPECT_EQ(Jobs(ns_, run_id), (std::map<std::string, std::string>{
+  // The same Pod (same uid) was adopted; no second Pod was made.
+  auto pod = client_->Get(k8s::PodKind(), ns_, slow_pod);
+  ASSERT_TRUE(pod) << pod.error().ToString();
+  EXPECT_EQ((*pod)["metadata"].value("uid", ""), slow_uid);
+  EXPECT_EQ(Pods(ns_, run_id), (std::map<std::string, std::string>{
                                    {operators::ObjectName(run_id, "prepare", 1), "prepare/1"},
-                                   {slow_job, "slow/1"}}));
+                                   {slow_pod, "slow/1"}}));
   // Exactly one run of the pipeline: the cron time was neither launched a
   // second time after the restart nor lost; the schedule's state has it.
   Json runs = Get("/api/v1/runs?pipeline=" + pipeline);
