@@ -617,6 +617,7 @@ std::optional<std::chrono::system_clock::time_point> ExpiresAt(const Json& pod) 
     auto t = k8s::ParseRfc3339(holder[field].get<std::string>());
     if (t && (!last || *t > *last)) last = t;
   };
+  if (!pod.contains("status") || !pod["status"].is_object()) return std::nullopt;
   const Json& status = pod["status"];
   if (status.contains("containerStatuses")) {
     for (const auto& cs : status["containerStatuses"]) {
