@@ -83,6 +83,10 @@ struct KubernetesKind {
 struct KubernetesObjectOptions {
   std::string namespace_;     // "" = "default"
   std::string default_image;  // used when Task::image is empty
+  // What a `type: container` step becomes when its `kubernetes.object` does
+  // not say: "pod" (sluice creates and watches the Pod itself) or "job" (a
+  // batch/v1 Job; its controller creates the Pod). docs/kubernetes.md.
+  std::string object = "pod";
   // Shared RWX PersistentVolumeClaim mounted into every pod at
   // workspace_mount_path; "" mounts nothing.
   std::string workspace_pvc;
@@ -96,10 +100,6 @@ struct KubernetesObjectOptions {
   std::string priority_class;
   std::vector<std::string> image_pull_secrets;
   std::string queue;  // Kueue LocalQueue name; "" = none
-  // What a `type: container` step becomes when its `kubernetes.object` does
-  // not say: "pod" (sluice creates and watches the Pod itself) or "job" (a
-  // batch/v1 Job; its controller creates the Pod). docs/kubernetes.md.
-  std::string object = "pod";
 };
 
 // How far a Kubernetes object has got, read from its status.
