@@ -22,6 +22,19 @@ bool NeedsKubernetes(const PipelineSpec& spec, const std::string& default_execut
 
 namespace {
 
+// Where the store `state_dir` is on the workspace claim, relative to its
+// root ("." for the root itself); "" when the host does not see the claim
+// or the store is elsewhere.
+std::string StoreDirOnWorkspace(const KubernetesFlags& flags, const std::string& state_dir) {
+  if (flags.workspace_host_dir.empty() || state_dir.empty()) return "";
+  std::error_code ec;
+  const auto root = std::filesystem::absolute(flags.workspace_host_dir, ec).lexically_normal();
+  const auto store = std::filesystem::absolute(state_dir, ec).lexically_normal();
+  const std::string rel = store.lexically_relative(root).string();
+  if (rel.empty() || rel.starts_with("..")) return "";
+  return rel;
+}
+
 // Part 1 of PrepareRunForKubernetes: operator steps bound for Kubernetes run
 // on this host as controllers of the cluster.
 void RunOperatorsHere(PipelineSpec& spec, const KubernetesFlags& flags, const RunOptions& options) {
@@ -37,7 +50,17 @@ void RunOperatorsHere(PipelineSpec& spec, const KubernetesFlags& flags, const Ru
       const std::string& ns = !flags.namespace_.empty() ? flags.namespace_ : spec.namespace_;
       if (!ns.empty() && !k.contains("namespace")) k["namespace"] = ns;
       if (!flags.kubeconfig.empty() && !k.contains("kubeconfig")) k["kubeconfig"] = flags.kubeconfig;
+      // The program runs with a minimal environment: it gets this host's
+      // $KUBECONFIG from its config, so it finds the cluster the Jobs went to.
+      const char* kubeconfig_env = std::getenv("KUBECONFIG");
+      if (flags.kubeconfig.empty() && kubeconfig_env != nullptr && *kubeconfig_env != '\0' &&
+          !k.contains("kubeconfig") && !k.contains("kubeconfig_env"))
+        k["kubeconfig_env"] = kubeconfig_env;
       if (!flags.context.empty() && !k.contains("context")) k["context"] = flags.context;
+      // The model is on the workspace claim the steps used, where the store is.
+      if (!flags.workspace_pvc.empty() && !k.contains("artifacts_pvc")) k["artifacts_pvc"] = flags.workspace_pvc;
+      const std::string dir = StoreDirOnWorkspace(flags, options.state_dir);
+      if (!dir.empty() && !k.contains("artifacts_dir")) k["artifacts_dir"] = dir;
       // The serving image defaults to the step's image (e.g. from defaults:).
       auto serve = step.config.find("serve");
       if (step.type == "deploy" && serve != step.config.end() && serve->is_object() &&

@@ -35,8 +35,12 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
   int port = k.value("port", 8080);
   std::string pvc = k.value("artifacts_pvc", "sluice-artifacts");
   std::string fetch_image = k.value("fetch_image", "busybox:1.36");
+  // The store's place on the claim: its root unless the run said otherwise.
+  std::string store_dir = k.value("artifacts_dir", "");
+  if (!store_dir.empty() && store_dir != "." && store_dir.back() != '/') store_dir += "/";
+  if (store_dir == ".") store_dir.clear();
   std::string source = k.value("model_path", hex.empty() ? std::string()
-                                                         : "cas/sha256/" + hex.substr(0, 2) + "/" + hex);
+                                                         : store_dir + "cas/sha256/" + hex.substr(0, 2) + "/" + hex);
   std::string model_name = std::filesystem::path(c.model).filename().string();
   if (model_name.empty()) model_name = "model";
   std::string model_in_pod = "/models/" + model_name;
