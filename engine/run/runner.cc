@@ -1116,6 +1116,8 @@ Json RunLoop::FullSnapshot(Attempt& a) {
   snap["item"] = st.rec.item;
   snap["code_digest"] = a.code->first;
   snap["code_files"] = a.code->second;
+  if (!spec.component_file.empty())
+    snap["component"] = {{"file", spec.component_file}, {"digest", "sha256:" + spec.component_digest}};
   snap["cache_key"] = a.key.key();
   // The key's components, secrets redacted, so `sluice plan` can say which
   // one changed and `sluice reproduce` knows the declared outputs.
