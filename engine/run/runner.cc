@@ -32,6 +32,7 @@
 #include "engine/run_id.h"
 #include "engine/secret_mask.h"
 #include "engine/sha256.h"
+#include "engine/step_outputs.h"
 #include "engine/text.h"
 
 #ifndef SLUICE_VERSION
@@ -1296,8 +1297,7 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
     fs::path p = fs::path(st.workdir) / a.path;
     if (!fs::exists(p, ec)) {
       *result = AttemptResult::kFailed;
-      return "step '" + name + "' declared output artifact '" + a.name + "' at " + a.path +
-             ", but the file does not exist after the step succeeded";
+      return MissingArtifactMessage(name, a.name, a.path);
     }
     auto rec = r_.artifacts_->Put(p.string(), a.type);
     if (!rec) {
@@ -1307,38 +1307,20 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
     st.rec.outputs.push_back({a.name, *rec});
   }
   for (const auto& p : spec.output_params) {
-    fs::path path = fs::path(st.workdir) / p.path;
-    auto text = ReadFile(path.string());
-    if (!text || fs::is_directory(path, ec)) {
+    auto value = ReadOutputParam(name, st.workdir, p.name, p.path);
+    if (!value) {
       *result = AttemptResult::kFailed;
-      return "step '" + name + "' declared output parameter '" + p.name + "' at " + p.path +
-             ", but the file does not exist after the step succeeded";
+      return value.error().message();
     }
-    st.rec.output_params[p.name] = std::string(Trim(*text));
+    st.rec.output_params[p.name] = std::move(*value);
   }
   if (spec.metrics_file) {
-    fs::path path = fs::path(st.workdir) / *spec.metrics_file;
-    auto text = ReadFile(path.string());
-    if (!text || fs::is_directory(path, ec)) {
+    auto m = ReadMetricsFile(name, st.workdir, *spec.metrics_file);
+    if (!m) {
       *result = AttemptResult::kFailed;
-      return "step '" + name + "' declared a metrics file at " + *spec.metrics_file +
-             ", but the file does not exist after the step succeeded";
+      return m.error().message();
     }
-    Json m = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    if (m.is_discarded() || !m.is_object()) {
-      *result = AttemptResult::kFailed;
-      return "step '" + name + "': metrics file " + *spec.metrics_file +
-             " must hold a JSON object of numbers, like {\"accuracy\": 0.93}; got " +
-             (m.is_discarded() ? "invalid JSON: " + Ellipsize(std::string(Trim(*text))) : std::string(JsonTypeName(m)));
-    }
-    for (auto it = m.begin(); it != m.end(); ++it) {
-      if (!it.value().is_number()) {
-        *result = AttemptResult::kFailed;
-        return "step '" + name + "': metrics file " + *spec.metrics_file + ": '" + it.key() + "' is a " +
-               JsonTypeName(it.value()) + ", expected a number";
-      }
-    }
-    st.rec.metrics = std::move(m);
+    st.rec.metrics = std::move(*m);
   }
   RegisterArtifactPaths(inst);
   return "";

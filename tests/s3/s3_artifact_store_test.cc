@@ -22,6 +22,7 @@
 
 #include "engine/sha256.h"
 #include "tests/support/free_port.h"
+#include "tests/support/s3_server.h"
 #include "tests/support/subprocess.h"
 
 namespace sluice {
@@ -38,16 +39,7 @@ void WriteFile(const std::string& path, const std::string& text) {
 }
 
 // KEY=VALUE lines of the fixture's env file; empty when it does not exist.
-std::map<std::string, std::string> ServerEnv() {
-  std::map<std::string, std::string> env;
-  std::ifstream in(std::string(SLUICE_TEST_S3_STATE) + "/env");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto eq = line.find('=');
-    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return env;
-}
+std::map<std::string, std::string> ServerEnv() { return testutil::S3ServerEnv(SLUICE_TEST_S3_STATE); }
 
 class S3StoreTest : public ::testing::Test {
  protected:
