@@ -89,8 +89,9 @@ struct KubernetesObjectStorage {
   // The Secret whose keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY become
   // the launcher's credentials (secretKeyRef: never in a manifest).
   std::string credentials_secret = "sluice-s3";
-  // The image holding the launcher, and the launcher's path in it.
-  std::string launcher_image = "ghcr.io/sluice-dev/sluice:latest";
+  // The image holding the launcher (the CLI's default: the sluice image of
+  // its version), and the launcher's path in it.
+  std::string launcher_image;
   std::string launcher_path = "/usr/local/bin/sluice-launcher";
 };
 

@@ -33,6 +33,8 @@
 #include "engine/secret_mask.h"
 #include "engine/sha256.h"
 #include "engine/step_outputs.h"
+#include "engine/launch.h"
+#include "engine/run/launcher_files.h"
 #include "engine/text.h"
 
 #ifndef SLUICE_VERSION
@@ -111,6 +113,9 @@ std::string Ellipsize(const std::string& s, size_t n = 60) {
   return s.size() <= n ? s : s.substr(0, n) + "...";
 }
 
+// The largest launcher result read back.
+constexpr int64_t kMaxLaunchResultBytes = int64_t{16} << 20;
+
 AttemptResult ToAttemptResult(TaskOutcome o) {
   switch (o) {
     case TaskOutcome::kSucceeded: return AttemptResult::kSucceeded;
@@ -144,6 +149,8 @@ class RunLoop {
     std::map<std::string, std::string> artifact_paths;  // output name -> local path
     ExecutionRecord exec;
     std::vector<ArtifactBinding> inputs;
+    std::vector<std::string> input_paths;  // the path each of `inputs` was given as
+    std::string result_key;  // the launcher's result object; "" when the task runs with a shared filesystem
     Json item;  // the foreach item the templates see (rec.item is "<redacted>" for a secret one)
     Executor* executor = nullptr;
     bool dirty = false;  // rec changed since it was last written
@@ -244,6 +251,16 @@ class RunLoop {
   const Result<std::pair<std::string, Json>>& CodeDigest(int step);
   void EnsureInst(int inst);
   void RegisterArtifactPaths(int inst);
+  // Where artifact `digest` is on this host for a step: its local path, or
+  // (for launcher tasks) the cache path it would be fetched to.
+  Result<std::string> ArtifactPath(const std::string& digest);
+  bool UsesLauncher(const Executor* ex) const { return opt_.launcher_executors.count(ex->Name()) > 0; }
+  // Fills task->files for a launcher task; stores the code archive once.
+  Status FillTaskFiles(const Attempt& a, Task* task);
+  // Fetches a local task's inputs that only the object store has.
+  Status FetchInputs(int inst);
+  // CollectOutputs for a launcher task: from its result object.
+  std::string CollectLauncherOutputs(int inst, AttemptResult* result);
   std::string Redact(std::string s) const;
   // Adds `value` to the values masked in logs and records. A derived value
   // (the result of an expression over a secret) shorter than
@@ -305,6 +322,7 @@ class RunLoop {
   std::set<std::string> secret_params_;     // names of the params declared secret
   std::string digest_key_;                  // SecretDigest's key, once read
   std::string python_version_;
+  std::optional<Result<ArtifactRecord>> code_archive_;  // launcher tasks' code, stored once
   TaskId next_task_id_ = 1;
   bool cancelled_ = false;
   bool terminated_ = false;  // cancelled without the finally steps
@@ -675,11 +693,18 @@ void RunLoop::EnsureInst(int inst) {
 void RunLoop::RegisterArtifactPaths(int inst) {
   Inst& st = insts_[inst];
   for (const auto& b : st.rec.outputs) {
-    auto path = r_.artifacts_->LocalPath(b.artifact.digest);
+    auto path = ArtifactPath(b.artifact.digest);
     if (!path) continue;
     st.artifact_paths[b.name] = *path;
     path_to_artifact_[*path] = b.artifact;
   }
+}
+
+Result<std::string> RunLoop::ArtifactPath(const std::string& digest) {
+  if (opt_.launcher_executors.empty()) return r_.artifacts_->LocalPath(digest);
+  // A launcher task fetches it in its pod; a local step fetches it before
+  // it starts (FetchInputs).
+  return r_.artifacts_->CachePath(digest);
 }
 
 Json RunLoop::InstanceOutputsScope(int inst) {
@@ -905,6 +930,7 @@ Status RunLoop::RenderTask(Attempt& a) {
   const std::string& name = st.rec.instance;
   // Inputs: paths (or lists of paths), with the artifacts they are.
   st.inputs.clear();
+  st.input_paths.clear();
   auto inputs = a.builder.RenderInputs([&](const std::string& in_name, const Template& tmpl) -> Result<Json> {
     auto v = expr::RenderValue(tmpl.text, a.scope);
     if (!v)
@@ -966,6 +992,7 @@ Json RunLoop::BindInput(int inst, const std::string& in_name, const Json& value)
   }
   if (it == path_to_artifact_.end()) return Json();
   insts_[inst].inputs.push_back({in_name, it->second});
+  insts_[inst].input_paths.push_back(path);
   return it->second.digest;
 }
 
@@ -1151,7 +1178,12 @@ bool RunLoop::TryCacheHit(Attempt& a) {
   std::vector<std::string> paths;
   bool usable = hit.has_value();
   for (size_t i = 0; usable && i < hit->step.outputs.size(); ++i) {
-    auto path = r_.artifacts_->LocalPath(hit->step.outputs[i].artifact.digest);
+    const ArtifactRecord& out = hit->step.outputs[i].artifact;
+    // With launcher tasks the bytes need only be in the store (one HEAD),
+    // not on this host.
+    auto path = opt_.launcher_executors.empty()                          ? r_.artifacts_->LocalPath(out.digest)
+                : r_.artifacts_->Stat(out.digest, out.type, out.size) ? r_.artifacts_->CachePath(out.digest)
+                                                                          : Result<std::string>(Error(Status::NotFound("")));
     if (path) paths.push_back(std::move(*path));
     else usable = false;
   }
@@ -1221,6 +1253,14 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
   task.workdir = st.workdir;
   task.log_path = a.log_path;
   task.log_masks = secret_values_;
+  st.result_key.clear();
+  Status files = UsesLauncher(ex) ? FillTaskFiles(a, &task) : FetchInputs(a.inst);
+  if (!files.ok()) {
+    FailInstance(a.inst, AttemptResult::kError, Redact("step '" + name + "': " + files.message()), /*retryable=*/true);
+    return;
+  }
+  if (!task.files.code_digest.empty()) snapshot["code_archive"] = task.files.code_digest;
+  st.result_key = task.files.result_key;
 
   st.rec.phase = NodePhase::kRunning;
   st.rec.attempts = attempt;
@@ -1326,6 +1366,90 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
   return "";
 }
 
+Status RunLoop::FillTaskFiles(const Attempt& a, Task* task) {
+  const StepSpec& spec = a.spec;
+  const Inst& st = insts_[a.inst];
+  TaskFiles& f = task->files;
+  f.store_root = opt_.state_dir;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < st.inputs.size(); ++i) {
+    const ArtifactRecord& rec = st.inputs[i].artifact;
+    if (seen.insert(rec.digest).second) {
+      f.inputs.push_back({st.inputs[i].name, rec.digest, st.input_paths[i], rec.type});
+    }
+  }
+  // Artifacts named in the command or env by their store path, without an
+  // `inputs:` entry: fetched to that path too.
+  auto scan = [&](const std::string& text) {
+    for (const auto& digest : StorePathDigests(text, opt_.state_dir)) {
+      if (!seen.insert(digest).second) continue;
+      auto path = r_.artifacts_->CachePath(digest);
+      if (path) f.inputs.push_back({"", digest, *path, ArtifactType::kOther});
+    }
+  };
+  for (const auto& arg : task->argv) scan(arg);
+  for (const auto& [k, v] : task->env) scan(v);
+  for (const auto& o : spec.output_artifacts) f.outputs.push_back({o.name, "", o.path, o.type});
+  for (const auto& p : spec.output_params) f.params.push_back({p.name, p.path});
+  if (spec.metrics_file) f.metrics_file = *spec.metrics_file;
+  if (!code_archive_) {
+    code_archive_ = PackCode(r_.artifacts_, pipeline_dir_, opt_.state_dir, opt_.state_dir + "/tmp/code-" + run_.id);
+  }
+  if (!*code_archive_) return code_archive_->error();
+  f.code_digest = (*code_archive_)->digest;
+  f.code_dir = pipeline_dir_;
+  std::string instance;
+  for (char c : st.rec.instance) instance += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '_';
+  f.result_key = "results/" + run_.id + "/" + instance + "/attempt-" + std::to_string(a.attempt) + ".json";
+  return Status::Ok();
+}
+
+Status RunLoop::FetchInputs(int inst) {
+  if (opt_.launcher_executors.empty()) return Status::Ok();
+  for (const auto& in : insts_[inst].inputs) {
+    auto path = r_.artifacts_->LocalPath(in.artifact.digest);
+    if (!path) return path.error().WithContext("input '" + in.name + "'");
+  }
+  return Status::Ok();
+}
+
+std::string RunLoop::CollectLauncherOutputs(int inst, AttemptResult* result) {
+  const StepSpec& spec = graph_->step(plan_->InstanceStep(inst));
+  Inst& st = insts_[inst];
+  const std::string& name = st.rec.instance;
+  st.rec.outputs.clear();
+  st.rec.output_params = Json::object();
+  st.rec.metrics = Json::object();
+  auto text = r_.artifacts_->ReadObject(st.result_key, kMaxLaunchResultBytes);
+  auto launched = text ? LaunchResultFromJson(*text) : Error(text.error());
+  if (!launched) {
+    *result = AttemptResult::kError;
+    return "step '" + name + "': the launcher's result " + st.result_key + " cannot be read: " +
+           launched.error().message();
+  }
+  if (!launched->error.empty()) {
+    *result = AttemptResult::kFailed;
+    return launched->error;
+  }
+  for (const auto& a : spec.output_artifacts) {
+    auto out = launched->outputs.find(a.name);
+    if (out == launched->outputs.end()) {
+      *result = AttemptResult::kFailed;
+      return MissingArtifactMessage(name, a.name, a.path);
+    }
+    auto rec = r_.artifacts_->Stat(out->second.digest, a.type, out->second.size);
+    if (!rec) {
+      *result = AttemptResult::kError;
+      return "step '" + name + "': output artifact '" + a.name + "': " + rec.error().message();
+    }
+    st.rec.outputs.push_back({a.name, *rec});
+  }
+  st.rec.output_params = std::move(launched->params);
+  st.rec.metrics = std::move(launched->metrics);
+  RegisterArtifactPaths(inst);
+  return "";
+}
+
 void RunLoop::HandleResult(const TaskResult& result) {
   auto it = tasks_.find(result.id);
   if (it == tasks_.end()) return;
@@ -1336,10 +1460,17 @@ void RunLoop::HandleResult(const TaskResult& result) {
   AttemptResult ar = ToAttemptResult(result.outcome);
   std::string message = result.message;
   if (ar == AttemptResult::kSucceeded) {
-    std::string why = CollectOutputs(inst, &ar);
+    std::string why = st.result_key.empty() ? CollectOutputs(inst, &ar) : CollectLauncherOutputs(inst, &ar);
     if (!why.empty()) message = why;
   } else {
     st.rec.outputs.clear();
+    // The launcher says why a step that exited 0 failed (a declared output
+    // missing, an upload failing).
+    if (!st.result_key.empty()) {
+      auto text = r_.artifacts_->ReadObject(st.result_key, kMaxLaunchResultBytes);
+      auto launched = text ? LaunchResultFromJson(*text) : Error(text.error());
+      if (launched && !launched->error.empty()) message = launched->error;
+    }
   }
   st.rec.exit_code = result.exit_code;
   st.exec.outcome = ar == AttemptResult::kSucceeded ? TaskOutcomeName(TaskOutcome::kSucceeded)
