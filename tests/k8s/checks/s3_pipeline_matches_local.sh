@@ -60,6 +60,40 @@ python3 "$SRC/tests/k8s/host_runner.py" --namespace "$NS" --workspace "$work/no-
   --image-bin "/usr/local/bin=$(dirname "$LAUNCHER")" >"$work/runner.log" 2>&1 &
 runner_pid=$!
 
+# compare LOCAL_JSON CLUSTER_JSON CLUSTER_STORE STEP...: the steps' phases,
+# outputs (but where their bytes are), params and metrics are the same, and
+# no output of the cluster's steps was fetched to this host.
+compare() {
+  python3 - "$@" <<'PY'
+import json, os, sys
+def steps(path):
+    out = {}
+    for s in json.load(open(path))["steps"]:
+        # Where the bytes are differs (file:// here, s3:// there); what they are must not.
+        for o in s["outputs"]:
+            o.pop("uri")
+        out[s["instance"]] = s
+    return out
+local, cluster, store = steps(sys.argv[1]), steps(sys.argv[2]), sys.argv[3]
+ok = True
+for name in sys.argv[4:]:
+    l, c = local[name], cluster[name]
+    same = (l["phase"], l["outputs"], l["output_params"], l["metrics"]) == \
+           (c["phase"], c["outputs"], c["output_params"], c["metrics"])
+    print(f"{name:<12} {c['phase']:<10} {'same' if same else 'DIFFERENT'}")
+    if not same:
+        print("  local:  ", l["phase"], l["outputs"], l["output_params"], l["metrics"])
+        print("  cluster:", c["phase"], c["outputs"], c["output_params"], c["metrics"])
+        ok = False
+    for o in c["outputs"]:
+        hex = o["digest"].split(":")[1]
+        if os.path.exists(f"{store}/cas/sha256/{hex[:2]}/{hex}"):
+            print(f"  output {o['name']} of {name} was fetched to this host")
+            ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+
 # The pipeline: make -> train -> report, with the code in steps/.
 P=$work/pipeline
 mkdir -p "$P/steps"
@@ -135,35 +169,7 @@ fi
 # The same outputs, digest for digest, and the same params and metrics.
 "$SLUICE" status local --store "$work/local-store" --format json >"$work/local.json"
 "$SLUICE" status cluster --store "$work/cluster-store" --format json >"$work/cluster.json"
-python3 - "$work/local.json" "$work/cluster.json" "$work/cluster-store" <<'PY'
-import json, os, sys
-def steps(path):
-    out = {}
-    for s in json.load(open(path))["steps"]:
-        # Where the bytes are differs (file:// here, s3:// there); what they are must not.
-        for o in s["outputs"]:
-            o.pop("uri")
-        out[s["instance"]] = s
-    return out
-local, cluster = steps(sys.argv[1]), steps(sys.argv[2])
-ok = True
-for name in ("make", "train", "report"):
-    l, c = local[name], cluster[name]
-    same = (l["phase"], l["outputs"], l["output_params"], l["metrics"]) == \
-           (c["phase"], c["outputs"], c["output_params"], c["metrics"])
-    print(f"{name:<8} {c['phase']:<10} {'same' if same else 'DIFFERENT'}")
-    if not same:
-        print("  local:  ", l["phase"], l["outputs"], l["output_params"], l["metrics"])
-        print("  cluster:", c["phase"], c["outputs"], c["output_params"], c["metrics"])
-        ok = False
-    # Only the bucket has the cluster's outputs: none was fetched to this host.
-    for o in c["outputs"]:
-        hex = o["digest"].split(":")[1]
-        if os.path.exists(f"{sys.argv[3]}/cas/sha256/{hex[:2]}/{hex}"):
-            print(f"  output {o['name']} of {name} was fetched to this host")
-            ok = False
-sys.exit(0 if ok else 1)
-PY
+compare "$work/local.json" "$work/cluster.json" "$work/cluster-store" make train report || fail "the cluster run recorded other outputs"
 # The pods ran through the launcher: its init container ran in every pod.
 for step in make train report; do
   ls "$work"/logs/cluster-"$step"-a1-*.sluice-install.log >/dev/null 2>&1 ||
@@ -171,3 +177,35 @@ for step in make train report; do
 done
 
 info "all steps on the cluster recorded the local run's digests"
+
+# examples/retrain up to `register` (scikit-learn in the steps), the same
+# way: its deploy and traffic-validation steps act on a serving Deployment,
+# which no pod of this cluster runs, so they and the finally step are left
+# out of a copy of the pipeline.
+if ! python3 -c 'import sklearn' 2>/dev/null; then
+  info "python3 cannot import sklearn (pip install -r examples/requirements.txt): examples/retrain not run"
+  exit 0
+fi
+cp -r "$SRC/examples/retrain" "$work/retrain"
+python3 - "$work/retrain/pipeline.yaml" "$work/retrain/until-register.yaml" <<'PY'
+import sys, yaml
+p = yaml.safe_load(open(sys.argv[1]))
+p["steps"] = [s for s in p["steps"] if s.get("type", "container") == "container"]
+p.pop("finally", None)
+yaml.safe_dump(p, open(sys.argv[2], "w"), sort_keys=False)
+PY
+RETRAIN=$work/retrain/until-register.yaml
+info "examples/retrain until register: local"
+"$SLUICE" run "$RETRAIN" --store "$work/retrain-local" --run-id retrain-local -q >"$work/retrain-local.log" 2>&1 ||
+  { cat "$work/retrain-local.log" >&2; fail "local retrain failed"; }
+info "examples/retrain until register: --executor kubernetes --artifacts s3://$BUCKET/$PREFIX"
+timeout 900 "$SLUICE" run "$RETRAIN" --executor kubernetes --namespace "$NS" \
+  --artifacts "s3://$BUCKET/$PREFIX" --artifacts-endpoint "$SLUICE_TEST_S3_ENDPOINT" \
+  --launcher-image sluice-test/sluice:dev --store "$work/retrain-cluster" --run-id retrain-cluster -q \
+  >"$work/retrain-cluster.log" 2>&1 || { cat "$work/retrain-cluster.log" >&2; fail "cluster retrain failed"; }
+"$SLUICE" status retrain-local --store "$work/retrain-local" --format json >"$work/retrain-local.json"
+"$SLUICE" status retrain-cluster --store "$work/retrain-cluster" --format json >"$work/retrain-cluster.json"
+compare "$work/retrain-local.json" "$work/retrain-cluster.json" "$work/retrain-cluster" \
+  prepare 'train[0]' 'train[1]' 'train[2]' 'evaluate[0]' 'evaluate[1]' 'evaluate[2]' select register requests ||
+  fail "the cluster run of examples/retrain recorded other outputs"
+info "examples/retrain on the cluster recorded the local run's digests up to register"
