@@ -3,8 +3,9 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
+#include <iterator>
 
+#include "engine/json_text.h"
 #include "engine/text.h"
 
 namespace sluice {
@@ -18,24 +19,7 @@ std::optional<std::string> ReadRegular(const fs::path& path) {
   if (fs::is_directory(path, ec)) return std::nullopt;
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-const char* JsonTypeName(const Json& v) {
-  switch (v.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "bool";
-    case Json::value_t::string: return "string";
-    case Json::value_t::array: return "list";
-    case Json::value_t::object: return "object";
-    default: return "number";
-  }
-}
-
-std::string Ellipsize(const std::string& s, size_t n = 60) {
-  return s.size() <= n ? s : s.substr(0, n) + "...";
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 }  // namespace

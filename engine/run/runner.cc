@@ -98,20 +98,7 @@ std::optional<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
-const char* JsonTypeName(const Json& v) {
-  switch (v.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "bool";
-    case Json::value_t::string: return "string";
-    case Json::value_t::array: return "list";
-    case Json::value_t::object: return "object";
-    default: return "number";
-  }
-}
 
-std::string Ellipsize(const std::string& s, size_t n = 60) {
-  return s.size() <= n ? s : s.substr(0, n) + "...";
-}
 
 // The largest launcher result read back.
 constexpr int64_t kMaxLaunchResultBytes = int64_t{16} << 20;
@@ -257,8 +244,10 @@ class RunLoop {
   bool UsesLauncher(const Executor* ex) const { return opt_.launcher_executors.count(ex->Name()) > 0; }
   // Fills task->files for a launcher task; stores the code archive once.
   Status FillTaskFiles(const Attempt& a, Task* task);
-  // Fetches a local task's inputs that only the object store has.
-  Status FetchInputs(int inst);
+  // Fetches the inputs of a task that runs on this host (those it declares
+  // and those its argv and env name by their store path) when only the
+  // object store has them.
+  Status FetchInputs(int inst, const Task& task);
   // CollectOutputs for a launcher task: from its result object.
   std::string CollectLauncherOutputs(int inst, AttemptResult* result);
   std::string Redact(std::string s) const;
@@ -1254,7 +1243,7 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
   task.log_path = a.log_path;
   task.log_masks = secret_values_;
   st.result_key.clear();
-  Status files = UsesLauncher(ex) ? FillTaskFiles(a, &task) : FetchInputs(a.inst);
+  Status files = UsesLauncher(ex) ? FillTaskFiles(a, &task) : FetchInputs(a.inst, task);
   if (!files.ok()) {
     FailInstance(a.inst, AttemptResult::kError, Redact("step '" + name + "': " + files.message()), /*retryable=*/true);
     return;
@@ -1329,9 +1318,6 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
   const StepSpec& spec = graph_->step(plan_->InstanceStep(inst));
   Inst& st = insts_[inst];
   const std::string& name = st.rec.instance;
-  st.rec.outputs.clear();
-  st.rec.output_params = Json::object();
-  st.rec.metrics = Json::object();
   std::error_code ec;
   for (const auto& a : spec.output_artifacts) {
     fs::path p = fs::path(st.workdir) / a.path;
@@ -1404,12 +1390,21 @@ Status RunLoop::FillTaskFiles(const Attempt& a, Task* task) {
   return Status::Ok();
 }
 
-Status RunLoop::FetchInputs(int inst) {
+Status RunLoop::FetchInputs(int inst, const Task& task) {
   if (opt_.launcher_executors.empty()) return Status::Ok();
   for (const auto& in : insts_[inst].inputs) {
     auto path = r_.artifacts_->LocalPath(in.artifact.digest);
     if (!path) return path.error().WithContext("input '" + in.name + "'");
   }
+  auto fetch = [&](const std::string& text) -> Status {
+    for (const auto& digest : StorePathDigests(text, opt_.state_dir)) {
+      auto path = r_.artifacts_->LocalPath(digest);
+      if (!path) return path.error();
+    }
+    return Status::Ok();
+  };
+  for (const auto& arg : task.argv) SLUICE_RETURN_IF_ERROR(fetch(arg));
+  for (const auto& [k, v] : task.env) SLUICE_RETURN_IF_ERROR(fetch(v));
   return Status::Ok();
 }
 
@@ -1417,9 +1412,6 @@ std::string RunLoop::CollectLauncherOutputs(int inst, AttemptResult* result) {
   const StepSpec& spec = graph_->step(plan_->InstanceStep(inst));
   Inst& st = insts_[inst];
   const std::string& name = st.rec.instance;
-  st.rec.outputs.clear();
-  st.rec.output_params = Json::object();
-  st.rec.metrics = Json::object();
   auto text = r_.artifacts_->ReadObject(st.result_key, kMaxLaunchResultBytes);
   auto launched = text ? LaunchResultFromJson(*text) : Error(text.error());
   if (!launched) {
@@ -1460,6 +1452,9 @@ void RunLoop::HandleResult(const TaskResult& result) {
   AttemptResult ar = ToAttemptResult(result.outcome);
   std::string message = result.message;
   if (ar == AttemptResult::kSucceeded) {
+    st.rec.outputs.clear();
+    st.rec.output_params = Json::object();
+    st.rec.metrics = Json::object();
     std::string why = st.result_key.empty() ? CollectOutputs(inst, &ar) : CollectLauncherOutputs(inst, &ar);
     if (!why.empty()) message = why;
   } else {

@@ -9,7 +9,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -45,14 +44,7 @@ class LauncherTest : public ::testing::Test {
     char tmpl[] = "/tmp/sluice-launcher-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    options_.endpoint = env["SLUICE_TEST_S3_ENDPOINT"];
-    options_.access_key = env["SLUICE_TEST_S3_ACCESS_KEY"];
-    options_.secret_key = env["SLUICE_TEST_S3_SECRET_KEY"];
-    std::random_device rd;
-    char name[32];
-    std::snprintf(name, sizeof name, "l-%08x", rd());
-    options_.bucket = "sluice-test";
-    options_.prefix = name;
+    options_ = testutil::TestBucketOptions(env, "l");
     url_ = "s3://" + options_.bucket + "/" + options_.prefix;
     Status created = S3Client(options_).CreateBucket();
     ASSERT_TRUE(created.ok()) << created.message();
