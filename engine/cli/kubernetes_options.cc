@@ -107,6 +107,11 @@ Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& fl
                                                        : "";
   k8s.manifests.workspace_pvc = flags.workspace_pvc;
   if (flags.artifacts.rfind("s3://", 0) == 0) {
+    // Both would be mounted at /sluice in every pod.
+    if (!flags.workspace_pvc.empty())
+      return Error(Status::InvalidArgument(
+          "--artifacts " + flags.artifacts + " and --workspace-pvc are two ways to move files between pods; "
+          "give one"));
     KubernetesObjectStorage& os = k8s.manifests.object_storage;
     os.url = flags.artifacts;
     os.endpoint = flags.artifacts_endpoint;

@@ -89,7 +89,8 @@ Status CheckFilesCanMove(const PipelineSpec& spec, const KubernetesFlags& flags,
 // `namespace:`, else the kubeconfig context's, else "default".
 // --workspace-host-dir is made absolute. An s3:// --artifacts sets
 // manifests.object_storage (endpoint --artifacts-endpoint, else
-// $SLUICE_S3_ENDPOINT; region $SLUICE_S3_REGION). Errors: kInvalidArgument when
+// $SLUICE_S3_ENDPOINT; region $SLUICE_S3_REGION); it cannot be combined
+// with --workspace-pvc (kInvalidArgument). Errors: kInvalidArgument when
 // --workspace-host-dir is given without --workspace-pvc.
 Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& flags,
                                                        const PipelineSpec* spec);
