@@ -173,6 +173,32 @@ done
 
 info "all steps on the cluster recorded the local run's digests"
 
+# A declared output the step did not write fails it with the words of a
+# local run (the launcher's result says why).
+cat >"$P/broken.yaml" <<'YAML'
+apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: s3-broken
+defaults:
+  image: python:3.11-slim
+steps:
+  - name: forgets
+    command: [python3, -c, "print('no model written')"]
+    outputs:
+      artifacts:
+        - {name: model, path: model.pkl, type: model}
+YAML
+"$SLUICE" run "$P/broken.yaml" --store "$work/local-store" --run-id broken-local -q >/dev/null 2>&1 && fail "local broken run succeeded"
+timeout 300 "$SLUICE" run "$P/broken.yaml" --executor kubernetes --namespace "$NS" \
+  --artifacts "s3://$BUCKET/$PREFIX" --artifacts-endpoint "$SLUICE_TEST_S3_ENDPOINT" \
+  --launcher-image sluice-test/sluice:dev --store "$work/cluster-store" --run-id broken-cluster -q \
+  >"$work/broken.log" 2>&1 && fail "cluster broken run succeeded"
+why() { "$SLUICE" status "$1" --store "$2" --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["steps"][0]["message"])'; }
+expect "the missing output's message" "$(why broken-cluster "$work/cluster-store")" \
+  "step 'forgets' declared output artifact 'model' at model.pkl, but the file does not exist after the step succeeded"
+expect "the same message as locally" "$(why broken-cluster "$work/cluster-store")" "$(why broken-local "$work/local-store")"
+
 # examples/retrain up to `register` (scikit-learn in the steps), the same
 # way: its deploy and traffic-validation steps act on a serving Deployment,
 # which no pod of this cluster runs, so they and the finally step are left
