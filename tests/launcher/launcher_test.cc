@@ -4,6 +4,7 @@
 
 #include "engine/launcher/launcher.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -205,6 +206,31 @@ TEST_F(LauncherTest, CorruptedInputIsNamedAndTheStepDoesNotRun) {
                        " does not match its digest (the bytes hash to sha256:" + Sha256Hex(bad) +
                        "): the object was corrupted or replaced\n");
   EXPECT_FALSE(fs::exists(spec.workdir + "/ran"));
+}
+
+TEST_F(LauncherTest, SigtermReachesTheStep) {
+  LaunchSpec spec = Spec("serve", {"python3", "-c",
+                                   "import signal, sys, time\n"
+                                   "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n"
+                                   "open('ready', 'w').close()\n"
+                                   "time.sleep(120)\n"});
+  const std::string bin = dir_ + "/bin";
+  Process p({bin + "/ld.so", "--library-path", bin + "/lib", bin + "/sluice-launcher", "run"}, dir_ + "/.out",
+            dir_ + "/.err",
+            {dir_,
+             {{"SLUICE_LAUNCH", LaunchSpecToJson(spec).dump()},
+              {"AWS_ACCESS_KEY_ID", options_.access_key},
+              {"AWS_SECRET_ACCESS_KEY", options_.secret_key}}});
+  // The step says it has set its handler (bounded wait).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(spec.workdir + "/ready") && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_EQ(p.Wait(std::chrono::milliseconds(50)), Process::kRunning) << ReadFile(dir_ + "/.err");
+  }
+  ASSERT_TRUE(fs::exists(spec.workdir + "/ready"));
+  ::kill(p.pid(), SIGTERM);
+  EXPECT_EQ(p.Wait(std::chrono::seconds(60)), 7);
+  EXPECT_EQ(*host_->ReadObject("results/run-1/serve/attempt-1.json", 1 << 20),
+            "{\"exit_code\":7,\"metrics\":{},\"outputs\":{},\"params\":{}}");
 }
 
 TEST_F(LauncherTest, FetchCopiesOneArtifact) {
