@@ -307,6 +307,25 @@ class ArtifactStore {
   // stat shows them unchanged since they were last hashed. Errors: kNotFound,
   // kPermissionDenied, kInternal.
   virtual Result<std::string> FileDigest(const std::string& path);
+
+  // Where LocalPath() puts (or finds) `digest` on this machine, without
+  // fetching it: the path a step is given when the bytes go to a pod
+  // straight from the store. The default is LocalPath(). Errors:
+  // kInvalidArgument (malformed digest).
+  virtual Result<std::string> CachePath(const std::string& digest);
+
+  // The record of an artifact already in the store, checked without
+  // fetching it (one HEAD for a remote store); `type` and `size` are the
+  // caller's, `is_directory` the store's. Errors: kNotFound when it is not
+  // stored, kInvalidArgument (malformed digest), request errors. The
+  // default asks LocalPath().
+  virtual Result<ArtifactRecord> Stat(const std::string& digest, ArtifactType type, int64_t size);
+
+  // The bytes of the small object `name` (a name under the store's root,
+  // e.g. a launcher's result), at most `limit` bytes. The default has no
+  // such objects: kNotFound. Errors: kNotFound, kFailedPrecondition (larger
+  // than `limit`), request errors.
+  virtual Result<std::string> ReadObject(const std::string& name, int64_t limit);
 };
 
 using ArtifactStorePtr = std::unique_ptr<ArtifactStore>;

@@ -82,6 +82,9 @@ struct RunCommandOptions {
   // Artifact bytes in an S3-compatible bucket (engine/store/s3_artifact_store.h).
   std::string artifacts;                  // --artifacts s3://bucket/prefix; "" = the local store
   std::string artifacts_endpoint;         // --artifacts-endpoint; "" = $SLUICE_S3_ENDPOINT
+  // With --executor kubernetes and an s3:// --artifacts, steps run through
+  // sluice-launcher from this image (docs/kubernetes.md).
+  std::string launcher_image;             // --launcher-image; "" = ghcr.io/sluice-dev/sluice:<version>
 };
 // Runs (or resumes / re-runs) a pipeline, printing live progress and a
 // summary table. 0 succeeded, 1 failed, 2 invalid pipeline/params,

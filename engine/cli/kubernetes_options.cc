@@ -93,6 +93,27 @@ void PrepareRunForKubernetes(PipelineSpec& spec, const KubernetesFlags& flags,
   UnboundHostBudgets(spec, given, options);
 }
 
+Status CheckFilesCanMove(const PipelineSpec& spec, const KubernetesFlags& flags,
+                         const std::string& default_executor) {
+  if (flags.artifacts.rfind("s3://", 0) == 0 || !flags.workspace_pvc.empty()) return Status::Ok();
+  for (const auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (const auto& step : *list) {
+      if (ExecutorOf(step, default_executor, spec) != "kubernetes") continue;
+      std::string what;
+      if (!step.inputs.empty()) what = "input '" + step.inputs.begin()->first + "'";
+      else if (!step.output_artifacts.empty()) what = "output artifact '" + step.output_artifacts[0].name + "'";
+      else if (!step.output_params.empty()) what = "output parameter '" + step.output_params[0].name + "'";
+      else if (step.metrics_file) what = "metrics file " + *step.metrics_file;
+      if (what.empty()) continue;
+      return Status::InvalidArgument(
+          "step '" + step.name + "' runs on Kubernetes and passes files (its " + what +
+          "), which need a way between pods and this host: give --artifacts s3://BUCKET/PREFIX (object storage) "
+          "or --workspace-pvc CLAIM (a ReadWriteMany volume in every pod); see docs/kubernetes.md");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& flags,
                                                        const PipelineSpec* spec) {
   KubernetesExecutorOptions k8s;
@@ -108,6 +129,20 @@ Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& fl
                              : spec != nullptr         ? spec->namespace_
                                                        : "";
   k8s.manifests.workspace_pvc = flags.workspace_pvc;
+  if (flags.artifacts.rfind("s3://", 0) == 0) {
+    // Both would be mounted at /sluice in every pod.
+    if (!flags.workspace_pvc.empty())
+      return Error(Status::InvalidArgument(
+          "--artifacts " + flags.artifacts + " and --workspace-pvc are two ways to move files between pods; "
+          "give one"));
+    KubernetesObjectStorage& os = k8s.manifests.object_storage;
+    os.url = flags.artifacts;
+    os.endpoint = flags.artifacts_endpoint;
+    if (const char* e = std::getenv("SLUICE_S3_ENDPOINT"); os.endpoint.empty() && e) os.endpoint = e;
+    if (const char* r = std::getenv("SLUICE_S3_REGION")) os.region = r;
+    os.launcher_image = flags.launcher_image.empty() ? std::string("ghcr.io/sluice-dev/sluice:") + SLUICE_VERSION
+                                                     : flags.launcher_image;
+  }
   if (!flags.workspace_host_dir.empty()) {
     if (flags.workspace_pvc.empty())
       return Error(Status::InvalidArgument(

@@ -532,6 +532,9 @@ KubernetesFlags FlagsOf(const RunCommandOptions& options) {
   flags.namespace_ = options.namespace_;
   flags.workspace_pvc = options.workspace_pvc;
   flags.workspace_host_dir = options.workspace_host_dir;
+  flags.artifacts = options.artifacts;
+  flags.artifacts_endpoint = options.artifacts_endpoint;
+  flags.launcher_image = options.launcher_image;
   return flags;
 }
 
@@ -550,6 +553,10 @@ int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
   if (!NeedsKubernetes(options, spec)) {
     PrintError("--dry-run prints the Kubernetes objects a run would create, and no step of " +
                options.file + " runs on Kubernetes; add --executor kubernetes");
+    return kExitUsage;
+  }
+  if (Status st = CheckFilesCanMove(spec, FlagsOf(options), options.executor); !st.ok()) {
+    PrintError(st.message());
     return kExitUsage;
   }
   auto k8s = KubernetesOptions(options, spec);
@@ -685,11 +692,16 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   // The kubernetes executor connects to a cluster: set it up only when
   // something will run there.
   if (NeedsKubernetes(options, prepared.spec)) {
+    if (Status files = CheckFilesCanMove(prepared.spec, FlagsOf(options), options.executor); !files.ok()) {
+      PrintError(files.message());
+      return kExitUsage;
+    }
     auto k8s = KubernetesOptions(options, prepared.spec);
     if (!k8s) {
       PrintError(k8s.error().message());
       return kExitUsage;
     }
+    if (!k8s->manifests.object_storage.url.empty()) run_options.launcher_executors.insert("kubernetes");
     if (std::string warning = WorkspaceWarning(*k8s, state_dir); !warning.empty())
       std::cerr << "sluice: warning: " << warning << "\n";
     Status kst = RegisterKubernetesExecutor(executors, std::move(*k8s));
@@ -1134,6 +1146,9 @@ void AddRunOptions(CLI::App* cmd, RunCommandOptions& run, std::string& store) {
                   "Kubernetes: where this host sees the --workspace-pvc volume (put --store under it)");
   cmd->add_option("--artifacts", run.artifacts,
                   "Keep artifact bytes in an S3-compatible bucket, s3://BUCKET/PREFIX (default: the local store)");
+  cmd->add_option("--launcher-image", run.launcher_image,
+                  "Kubernetes with s3:// --artifacts: image holding /usr/local/bin/sluice-launcher (default: "
+                  "ghcr.io/sluice-dev/sluice:<version>)");
   cmd->add_option("--artifacts-endpoint", run.artifacts_endpoint,
                   "S3 endpoint URL for --artifacts (default: $SLUICE_S3_ENDPOINT)");
 }

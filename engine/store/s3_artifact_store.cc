@@ -528,6 +528,42 @@ Status S3ArtifactStore::UploadDirectory(const std::string& local, const std::str
   return client_.PutBytes(KeyFor(hex), *manifest, hex, "manifest");
 }
 
+Result<std::string> S3ArtifactStore::CachePath(const std::string& digest) { return cache_.CachePath(digest); }
+
+Result<ArtifactRecord> S3ArtifactStore::Stat(const std::string& digest, ArtifactType type, int64_t size) {
+  std::string hex = digest.rfind("sha256:", 0) == 0 ? digest.substr(7) : digest;
+  if (!FileArtifactStore::IsHexDigest(hex)) {
+    return Error(Status::InvalidArgument("'" + digest + "' is not a sha256 digest (expected sha256:<64 hex>)"));
+  }
+  std::string kind;
+  auto there = client_.Exists(KeyFor(hex), &kind);
+  if (!there) return Error(there.error());
+  if (!*there) return Error(Status::NotFound("artifact sha256:" + hex + " is not at " + client_.Url(KeyFor(hex))));
+  ArtifactRecord r;
+  r.digest = "sha256:" + hex;
+  r.uri = client_.Url(KeyFor(hex));
+  r.type = type;
+  r.size = size;
+  r.is_directory = kind == "manifest";
+  return r;
+}
+
+namespace {
+
+std::string ObjectKey(const S3Options& o, const std::string& name) {
+  return o.prefix.empty() ? name : o.prefix + "/" + name;
+}
+
+}  // namespace
+
+Result<std::string> S3ArtifactStore::ReadObject(const std::string& name, int64_t limit) {
+  return client_.GetBytes(ObjectKey(client_.options(), name), limit);
+}
+
+Status S3ArtifactStore::WriteObject(const std::string& name, const std::string& bytes) {
+  return client_.PutBytes(ObjectKey(client_.options(), name), bytes, Sha256Hex(bytes), "");
+}
+
 Result<std::string> S3ArtifactStore::LocalPath(const std::string& digest) {
   auto local = cache_.LocalPath(digest);
   if (local || local.error().code() != StatusCode::kNotFound) return local;

@@ -155,6 +155,19 @@ class S3ArtifactStore : public ArtifactStore {
   // Through the local cache's digest cache.
   Result<std::string> FileDigest(const std::string& path) override;
 
+  // The local cache's path for the digest (nothing is fetched).
+  Result<std::string> CachePath(const std::string& digest) override;
+
+  // One HEAD of the digest's object: its record (uri s3://bucket/key,
+  // is_directory from the object's kind) when the bucket has it.
+  Result<ArtifactRecord> Stat(const std::string& digest, ArtifactType type, int64_t size) override;
+
+  // GET of the object <prefix>/<name>, at most `limit` bytes.
+  Result<std::string> ReadObject(const std::string& name, int64_t limit) override;
+
+  // Stores `bytes` as the object <prefix>/<name> (a launcher's result).
+  Status WriteObject(const std::string& name, const std::string& bytes);
+
   // The object key of the artifact with this hex digest.
   std::string KeyFor(const std::string& hex) const;
 

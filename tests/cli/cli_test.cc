@@ -283,6 +283,37 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   EXPECT_EQ(missing.out.rfind("missing.yaml", 0), 0u) << missing.out;
 }
 
+TEST_F(CliTest, KubernetesRunThatPassesFilesNeedsAWayBetweenPods) {
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: handoff
+steps:
+  - name: make
+    image: python:3.11-slim
+    command: [python3, -c, "open('n.txt', 'w').write('3')"]
+    outputs:
+      params:
+        - {name: n, path: n.txt}
+  - name: use
+    image: python:3.11-slim
+    command: [echo, "{{ steps.make.outputs.params.n }}"]
+)yaml");
+  // Refused before the cluster is asked anything (no kubeconfig here).
+  Output run = Sluice({"run", "pipeline.yaml", "--executor", "kubernetes", "--kubeconfig", dir_ + "/none"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_EQ(run.err,
+            "sluice: error: step 'make' runs on Kubernetes and passes files (its output parameter 'n'), which need a "
+            "way between pods and this host: give --artifacts s3://BUCKET/PREFIX (object storage) or --workspace-pvc "
+            "CLAIM (a ReadWriteMany volume in every pod); see docs/kubernetes.md\n");
+  Output both = Sluice({"run", "pipeline.yaml", "--executor", "kubernetes", "--dry-run", "--artifacts",
+                        "s3://ml/team", "--workspace-pvc", "sluice-artifacts"});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_EQ(both.err,
+            "sluice: error: --artifacts s3://ml/team and --workspace-pvc are two ways to move files between pods; "
+            "give one\n");
+}
+
 TEST_F(CliTest, HelpWorksForEveryCommand) {
   for (const char* cmd : {"lint", "run", "status", "logs", "graph", "runs", "show", "resume", "rerun"}) {
     Output help = Sluice({cmd, "--help"});

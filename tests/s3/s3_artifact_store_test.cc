@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <random>
 #include <string>
 #include <thread>
 
@@ -22,6 +21,7 @@
 
 #include "engine/sha256.h"
 #include "tests/support/free_port.h"
+#include "tests/support/s3_server.h"
 #include "tests/support/subprocess.h"
 
 namespace sluice {
@@ -38,16 +38,7 @@ void WriteFile(const std::string& path, const std::string& text) {
 }
 
 // KEY=VALUE lines of the fixture's env file; empty when it does not exist.
-std::map<std::string, std::string> ServerEnv() {
-  std::map<std::string, std::string> env;
-  std::ifstream in(std::string(SLUICE_TEST_S3_STATE) + "/env");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto eq = line.find('=');
-    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return env;
-}
+std::map<std::string, std::string> ServerEnv() { return testutil::S3ServerEnv(SLUICE_TEST_S3_STATE); }
 
 class S3StoreTest : public ::testing::Test {
  protected:
@@ -63,16 +54,9 @@ class S3StoreTest : public ::testing::Test {
     char tmpl[] = "/tmp/sluice-s3-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    options_.endpoint = env["SLUICE_TEST_S3_ENDPOINT"];
-    options_.access_key = env["SLUICE_TEST_S3_ACCESS_KEY"];
-    options_.secret_key = env["SLUICE_TEST_S3_SECRET_KEY"];
-    std::random_device rd;
-    char name[32];
-    std::snprintf(name, sizeof name, "t-%08x", rd());
-    // One bucket for all tests (each bucket costs the server volumes), a
-    // prefix of its own for each.
-    options_.bucket = "sluice-test";
-    options_.prefix = std::string(name) + "/cache";
+    // One bucket for all tests, a prefix of its own for each.
+    options_ = testutil::TestBucketOptions(env, "t");
+    options_.prefix += "/cache";
     Status created = S3Client(options_).CreateBucket();
     ASSERT_TRUE(created.ok()) << StatusCodeName(created.code()) << ": " << created.message();
   }
