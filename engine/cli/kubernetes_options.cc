@@ -22,6 +22,13 @@ bool NeedsKubernetes(const PipelineSpec& spec, const std::string& default_execut
 
 namespace {
 
+// The image holding sluice-launcher: --launcher-image, else the sluice
+// image of this version.
+std::string LauncherImage(const KubernetesFlags& flags) {
+  return flags.launcher_image.empty() ? std::string("ghcr.io/sluice-dev/sluice:") + SLUICE_VERSION
+                                      : flags.launcher_image;
+}
+
 // Where the store `state_dir` is on the workspace claim, relative to its
 // root ("." for the root itself); "" when the host does not see the claim
 // or the store is elsewhere.
@@ -61,6 +68,14 @@ void RunOperatorsHere(PipelineSpec& spec, const KubernetesFlags& flags, const Ru
       if (!flags.workspace_pvc.empty() && !k.contains("artifacts_pvc")) k["artifacts_pvc"] = flags.workspace_pvc;
       const std::string dir = StoreDirOnWorkspace(flags, options.state_dir);
       if (!dir.empty() && !k.contains("artifacts_dir")) k["artifacts_dir"] = dir;
+      // With object storage the model comes from the bucket by digest,
+      // fetched by the launcher, as the steps' inputs are.
+      if (flags.artifacts.rfind("s3://", 0) == 0 && !k.contains("model_store")) {
+        Json store = {{"url", flags.artifacts}, {"credentials_secret", "sluice-s3"},
+                      {"image", LauncherImage(flags)}};
+        if (!flags.artifacts_endpoint.empty()) store["endpoint"] = flags.artifacts_endpoint;
+        k["model_store"] = std::move(store);
+      }
       // The serving image defaults to the step's image (e.g. from defaults:).
       auto serve = step.config.find("serve");
       if (step.type == "deploy" && serve != step.config.end() && serve->is_object() &&
@@ -140,8 +155,7 @@ Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& fl
     os.endpoint = flags.artifacts_endpoint;
     if (const char* e = std::getenv("SLUICE_S3_ENDPOINT"); os.endpoint.empty() && e) os.endpoint = e;
     if (const char* r = std::getenv("SLUICE_S3_REGION")) os.region = r;
-    os.launcher_image = flags.launcher_image.empty() ? std::string("ghcr.io/sluice-dev/sluice:") + SLUICE_VERSION
-                                                     : flags.launcher_image;
+    os.launcher_image = LauncherImage(flags);
   }
   if (!flags.workspace_host_dir.empty()) {
     if (flags.workspace_pvc.empty())

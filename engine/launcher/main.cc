@@ -8,7 +8,8 @@
 namespace {
 
 const char kUsage[] =
-    "usage: sluice-launcher install DIR\n"
+    "usage: sluice-launcher --version\n"
+    "       sluice-launcher install DIR\n"
     "       sluice-launcher run                  (the step in $SLUICE_LAUNCH)\n"
     "       sluice-launcher fetch DIGEST DEST    (store: $SLUICE_ARTIFACTS, $SLUICE_ARTIFACTS_ENDPOINT)\n";
 
@@ -26,6 +27,10 @@ int Fail(const sluice::Status& st) {
 
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd == "--version" && argc == 2) {
+    std::printf("sluice-launcher %s\n", SLUICE_VERSION);
+    return 0;
+  }
   if (cmd == "install" && argc == 3) {
     sluice::Status st = sluice::launcher::Install(argv[2]);
     return st.ok() ? 0 : Fail(st);

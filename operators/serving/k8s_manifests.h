@@ -26,7 +26,9 @@
 // artifacts_dir (where sluice's store is on the PVC, default its root),
 // model_path (path on the PVC; default <artifacts_dir>/cas/sha256/<hex[0:2]>/<hex>
 // from model_digest), kubeconfig, kubeconfig_env (a $KUBECONFIG list),
-// context,
+// context, model_store (object storage instead of the PVC: {url, endpoint,
+// region, credentials_secret, image, launcher_path}; the init container runs
+// `sluice-launcher fetch <model_digest> /models/<name>` in that image),
 // resources (a Kubernetes ResourceRequirements, verbatim), kserve (bool).
 
 #include "engine/spec.h"

@@ -153,6 +153,7 @@ constexpr const char* kStateDirHelp =
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice-serving: deploy models and validate them on live traffic"};
+  app.set_version_flag("--version", SLUICE_VERSION);
   app.require_subcommand(1);
   std::string config_text, out_dir = ".", state_dir, service;
 

@@ -81,6 +81,8 @@ for name in sys.argv[4:]:
         print("  cluster:", c["phase"], c["outputs"], c["output_params"], c["metrics"])
         ok = False
     for o in c["outputs"]:
+        if name in os.environ.get("FETCHED_BY_HOST_STEPS", "").split():
+            continue  # a step on this host (deploy) reads it
         hex = o["digest"].split(":")[1]
         if os.path.exists(f"{store}/cas/sha256/{hex[:2]}/{hex}"):
             print(f"  output {o['name']} of {name} was fetched to this host")
@@ -200,33 +202,51 @@ expect "the missing output's message" "$(why broken-cluster "$work/cluster-store
 expect "the same message as locally" "$(why broken-cluster "$work/cluster-store")" "$(why broken-local "$work/local-store")"
 
 # examples/retrain up to `register` (scikit-learn in the steps), the same
-# way: its deploy and traffic-validation steps act on a serving Deployment,
-# which no pod of this cluster runs, so they and the finally step are left
-# out of a copy of the pipeline.
+# way, and on the cluster also its `deploy`: the Deployment's init container
+# fetches the selected model from the bucket by digest. Traffic validation
+# needs a model server that answers, which no pod of this cluster runs, so it
+# and the finally step are left out of a copy of the pipeline.
 if ! python3 -c 'import sklearn' 2>/dev/null; then
   info "python3 cannot import sklearn (pip install -r examples/requirements.txt): examples/retrain not run"
   exit 0
 fi
 cp -r "$SRC/examples/retrain" "$work/retrain"
-python3 - "$work/retrain/pipeline.yaml" "$work/retrain/until-register.yaml" <<'PY'
+python3 - "$work/retrain/pipeline.yaml" "$work/retrain/until-register.yaml" "$work/retrain/until-deploy.yaml" <<'PY'
 import sys, yaml
 p = yaml.safe_load(open(sys.argv[1]))
-p["steps"] = [s for s in p["steps"] if s.get("type", "container") == "container"]
 p.pop("finally", None)
+steps = p["steps"]
+p["steps"] = [s for s in steps if s.get("type", "container") == "container"]
 yaml.safe_dump(p, open(sys.argv[2], "w"), sort_keys=False)
+p["steps"] = [s for s in steps if s.get("type", "container") in ("container", "deploy")]
+yaml.safe_dump(p, open(sys.argv[3], "w"), sort_keys=False)
 PY
 RETRAIN=$work/retrain/until-register.yaml
 info "examples/retrain until register: local"
 "$SLUICE" run "$RETRAIN" --store "$work/retrain-local" --run-id retrain-local -q >"$work/retrain-local.log" 2>&1 ||
   { cat "$work/retrain-local.log" >&2; fail "local retrain failed"; }
 info "examples/retrain until register: --executor kubernetes --artifacts s3://$BUCKET/$PREFIX"
-timeout 900 "$SLUICE" run "$RETRAIN" --executor kubernetes --namespace "$NS" \
+timeout 900 "$SLUICE" run "$work/retrain/until-deploy.yaml" --executor kubernetes --namespace "$NS" \
   --artifacts "s3://$BUCKET/$PREFIX" --artifacts-endpoint "$SLUICE_TEST_S3_ENDPOINT" \
   --launcher-image sluice-test/sluice:dev --store "$work/retrain-cluster" --run-id retrain-cluster -q \
   >"$work/retrain-cluster.log" 2>&1 || { cat "$work/retrain-cluster.log" >&2; fail "cluster retrain failed"; }
 "$SLUICE" status retrain-local --store "$work/retrain-local" --format json >"$work/retrain-local.json"
 "$SLUICE" status retrain-cluster --store "$work/retrain-cluster" --format json >"$work/retrain-cluster.json"
-compare "$work/retrain-local.json" "$work/retrain-cluster.json" "$work/retrain-cluster" \
+FETCHED_BY_HOST_STEPS=select compare "$work/retrain-local.json" "$work/retrain-cluster.json" "$work/retrain-cluster" \
   prepare 'train[0]' 'train[1]' 'train[2]' 'evaluate[0]' 'evaluate[1]' 'evaluate[2]' select register requests ||
   fail "the cluster run of examples/retrain recorded other outputs"
 info "examples/retrain on the cluster recorded the local run's digests up to register"
+model=$(python3 -c 'import json,sys
+for s in json.load(open(sys.argv[1]))["steps"]:
+    if s["instance"] == "select":
+        print([o["digest"] for o in s["outputs"] if o["name"] == "best_model"][0])
+    if s["instance"] == "deploy" and s["phase"] != "Succeeded":
+        sys.exit("deploy: " + s["phase"] + ": " + s.get("message", ""))' "$work/retrain-cluster.json") ||
+  fail "the deploy step did not succeed"
+fetch=$(kubectl get deployment breast-cancer-stable -n "$NS" -o jsonpath='{.spec.template.spec.initContainers[0].command}')
+expect "the model fetch of the deployed model" \
+  "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[:3])' "$fetch")" \
+  "['/usr/local/bin/sluice-launcher', 'fetch', '$model']"
+expect "the model fetch's volumes (no shared volume)" \
+  "$(kubectl get deployment breast-cancer-stable -n "$NS" -o jsonpath='{.spec.template.spec.volumes[*].name}')" model
+info "deploy on the cluster fetches the selected model from the bucket by digest"
