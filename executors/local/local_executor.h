@@ -32,9 +32,11 @@
 // argv[0] without a '/' is looked up in the PATH of the task's environment;
 // a relative path with a '/' is relative to the working directory.
 //
-// Completion is observed through pidfds (Linux >= 5.3), so Wait() returns as
-// soon as any process exits and never blocks on a particular child; without
-// pidfd support it falls back to polling waitpid(WNOHANG) every 10ms.
+// One supervisor serves all the steps this executor starts (it is started
+// with the first one); it reports each start and each end over a socket, so
+// Wait() returns as soon as any process has ended (and its status file is
+// written) and never blocks on a particular one. Attempts adopted from an
+// earlier sluice process are watched through their lock files, every 10ms.
 //
 // When a task's main process exits, whatever it left behind in its process
 // group is killed (container semantics). Timeouts and Cancel() send SIGTERM to
@@ -67,6 +69,7 @@ namespace sluice {
 
 namespace local {
 struct AttemptFiles;
+struct ControlMessage;
 struct PidFile;
 struct TaskPlan;
 }  // namespace local
@@ -162,14 +165,30 @@ class LocalExecutor : public Executor {
                                      const LocalPlan& plan,
                                      const std::vector<local::AttemptFiles>& files,
                                      const std::vector<bool>& supervised, int log_fd);
-  // Records how `p` ended once its supervisor is gone (from its status file,
-  // `pf` = its pid file or null).
-  void Finish(RunningTask& t, Process& p, const local::PidFile* pf);
-  // Signals the step of `p` through its supervisor (SIGKILL as SIGUSR2).
+  // Records how `p` ended: `wait_status` as the supervisor reported it, or
+  // else from its status file (`pf` = its pid file or null, to say why it
+  // was lost when there is none).
+  void Finish(RunningTask& t, Process& p, const local::PidFile* pf, std::optional<int> wait_status);
+  // Signals the step of `p` through its supervisor.
   void Signal(Process& p, int sig);
+  // Starts our supervisor unless it runs.
+  Status EnsureSupervisor();
+  // Closes our end of its socket and waits for it to exit (once its steps
+  // have ended).
+  void StopSupervisor();
+  // It died (or cannot be reached): its steps that have no status file are
+  // lost.
+  void SupervisorGone();
+  // Reads the supervisor's reports that are there and applies them; with
+  // `until_id` != 0, stops at the start report of that request and returns
+  // it in `*reply` (true). False when none is there (any more).
+  bool ReadSupervisor(uint64_t until_id, local::ControlMessage* reply);
+  // Applies one report.
+  void Dispatch(const local::ControlMessage& m);
   void BeginStop(RunningTask& t, TaskOutcome outcome, std::string message, int sig,
                  Duration grace);
-  void Reap(RunningTask& t, Process& p);
+  // Finishes `p`, adopted, once its lock is released.
+  void ReapAdopted(RunningTask& t, Process& p);
   std::optional<TaskResult> Evaluate(RunningTask& t);
   void ServiceTimers();
   std::map<std::string, std::string> BaseEnv(const Task& task) const;
@@ -177,8 +196,16 @@ class LocalExecutor : public Executor {
   LocalExecutorOptions options_;
   std::vector<bool> gpu_busy_;  // parallel to options_.gpu_devices; guarded by mu_
   std::string supervisor_;  // sluice-supervise; "" when not found
-  bool have_pidfd_ = true;
   int wake_fd_ = -1;  // eventfd: Cancel() wakes a waiting Wait()
+
+  // Our supervisor: its pid and our end of its socket (-1 before the first
+  // step, or once it is gone); guarded by mu_.
+  pid_t sup_pid_ = -1;
+  int sup_sock_ = -1;
+  uint64_t last_request_ = 0;
+  // Request id -> (task, replica index) of every process it runs for us.
+  std::map<uint64_t, std::pair<TaskId, size_t>> requests_;
+  RunningTask* starting_ = nullptr;  // the task Start() is starting
 
   mutable std::mutex mu_;
   std::map<TaskId, std::unique_ptr<RunningTask>> running_;  // guarded by mu_
