@@ -35,6 +35,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -156,7 +157,6 @@ struct Step {
   std::string status_path;
   int log_fd = -1;
   int lock_fd = -1;
-  int exec_error_fd = -1;  // until the exec is known to have happened (EOF) or failed
   std::unique_ptr<MaskedOutput> output;
   bool reaped = false;
   int wait_status = 0;
@@ -208,9 +208,10 @@ class Supervisor {
   void AddPollFds(std::vector<pollfd>* fds, std::optional<SteadyClock::time_point>* wake) {
     fds->push_back({signal_fd_, POLLIN, 0});
     for (auto& [pid, s] : steps_) {
-      if (s->exec_error_fd >= 0) fds->push_back({s->exec_error_fd, POLLIN, 0});
       if (s->output && s->output->fd() >= 0) fds->push_back({s->output->fd(), POLLIN, 0});
-      if (s->drain_until && (!*wake || *s->drain_until < **wake)) *wake = s->drain_until;
+      std::optional<SteadyClock::time_point> at = s->drain_until;
+      if (s->reaped && (!s->output || s->output->fd() < 0)) at = SteadyClock::now();  // to finish now
+      if (at && (!*wake || *at < **wake)) *wake = at;
     }
   }
 
@@ -224,7 +225,6 @@ class Supervisor {
         continue;
       }
       for (auto& [pid, s] : steps_) {
-        if (p.fd == s->exec_error_fd) ResolveExec(*s);
         if (s->output && p.fd == s->output->fd()) s->output->Pump();
       }
     }
@@ -233,7 +233,7 @@ class Supervisor {
     for (auto it = steps_.begin(); it != steps_.end();) {
       Step& s = *it->second;
       bool drained = !s.output || s.output->fd() < 0 || (s.drain_until && now >= *s.drain_until);
-      if (s.reaped && s.exec_error_fd < 0 && drained) {
+      if (s.reaped && drained) {
         Finish(s);
         it = steps_.erase(it);
       } else {
@@ -289,37 +289,12 @@ class Supervisor {
       if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid != pid) {
         continue;
       }
-      if (s->exec_error_fd >= 0) ResolveExec(*s);  // its report comes first
       killpg(pid, SIGKILL);
       while (waitpid(pid, &s->wait_status, 0) < 0 && errno == EINTR) {
       }
       s->reaped = true;
       if (s->output) s->drain_until = SteadyClock::now() + kDrainBound;
     }
-  }
-
-  // Reads the exec report of `s`: EOF means the program runs.
-  void ResolveExec(Step& s) {
-    int exec_errno = 0;
-    ssize_t n;
-    do {
-      n = read(s.exec_error_fd, &exec_errno, sizeof(exec_errno));
-    } while (n < 0 && errno == EINTR);
-    close(s.exec_error_fd);
-    s.exec_error_fd = -1;
-    if (n != static_cast<ssize_t>(sizeof(exec_errno))) {
-      report_({'O', s.id, s.pid, ""});
-      return;
-    }
-    // It could not be executed: the child exits at once.
-    s.exec_errno = exec_errno;
-    if (!s.reaped) {
-      while (waitpid(s.pid, &s.wait_status, 0) < 0 && errno == EINTR) {
-      }
-      s.reaped = true;
-    }
-    s.output.reset();
-    s.exec_failed = true;
   }
 
   // Writes the status file of an ended step, releases its lock and reports.
@@ -357,7 +332,102 @@ class Supervisor {
   std::map<pid_t, std::unique_ptr<Step>> steps_;  // by the step's pid
   bool all_written_ = true;
   std::optional<uint64_t> self_ticks_;  // this process's start time
+  std::string boot_id_;
 };
+
+// What the child of a step needs, all prepared before the clone: the child
+// shares our memory until it has executed the program, so it only makes
+// system calls and writes into these fields.
+struct ChildArgs {
+  const char* program;
+  char** argv;
+  char** envp;
+  const char* workdir;  // null: ours
+  int out_fd;           // its stdout/stderr; -1: ours
+  const char* pid_tmp;  // <pid file>.tmp
+  const char* pid_path;
+  const char* pid_head;  // the pid file up to its "step" line
+  size_t pid_head_len;
+  // Set by the child when it fails: which step failed and its errno.
+  volatile int failed_at = 0;  // 1: the pid file, 2: setting up or the exec
+  volatile int err = 0;
+};
+
+// Appends the decimal digits of `n` to `out` (no allocation: the child
+// cannot allocate).
+char* AppendDecimal(char* out, uint64_t n) {
+  char digits[24];
+  int k = 0;
+  do {
+    digits[k++] = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
+  while (k > 0) *out++ = digits[--k];
+  return out;
+}
+
+// The child's own start time (field 22 of /proc/self/stat), 0 if unreadable.
+uint64_t OwnStartTicks() {
+  char buf[1024];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  char* p = strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  // Fields 3.. follow ") "; skip to the 22nd.
+  for (int field = 2; field < 22 && *p != '\0'; ++p) {
+    if (*p == ' ') ++field;
+  }
+  uint64_t ticks = 0;
+  while (*p >= '0' && *p <= '9') ticks = ticks * 10 + static_cast<uint64_t>(*p++ - '0');
+  return ticks;
+}
+
+// The step's child: its own process group, default signals, stdin
+// /dev/null, its output; then its pid file (so that the program never runs
+// without one), then the program.
+int StepChild(void* arg) {
+  auto* a = static_cast<ChildArgs*>(arg);
+  auto fail = [a](int stage) {
+    a->err = errno;
+    a->failed_at = stage;
+    _exit(127);
+  };
+  setpgid(0, 0);
+  signal(SIGHUP, SIG_DFL);
+  signal(SIGPIPE, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  int null_fd = open("/dev/null", O_RDONLY);
+  if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0) fail(2);
+  if (a->out_fd >= 0 && (dup2(a->out_fd, STDOUT_FILENO) < 0 || dup2(a->out_fd, STDERR_FILENO) < 0)) fail(2);
+  if (a->workdir != nullptr && chdir(a->workdir) != 0) fail(2);
+  char text[512];
+  char* end = text;
+  end = AppendDecimal(end, static_cast<uint64_t>(getpid()));
+  *end++ = ' ';
+  end = AppendDecimal(end, OwnStartTicks());
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  memcpy(end, "\nstarted_ns ", 12);
+  end = AppendDecimal(end + 12, static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec));
+  *end++ = '\n';
+  int fd = open(a->pid_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(1);
+  if (write(fd, a->pid_head, a->pid_head_len) != static_cast<ssize_t>(a->pid_head_len) ||
+      write(fd, text, static_cast<size_t>(end - text)) != end - text) {
+    fail(1);
+  }
+  close(fd);
+  if (rename(a->pid_tmp, a->pid_path) != 0) fail(1);
+  execve(a->program, a->argv, a->envp);
+  fail(2);
+  return 127;
+}
 
 void Supervisor::Start(const StartRequest& r, int log_fd, int lock_fd, int inherited_out) {
   auto fail = [&](const std::string& why) {
@@ -380,85 +450,63 @@ void Supervisor::Start(const StartRequest& r, int log_fd, int lock_fd, int inher
     fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
     s->output = std::make_unique<MaskedOutput>(out_pipe[0], log_fd, std::move(*masks));
   }
-  // Everything the child needs is built before the fork.
   std::vector<char*> argv, envp;
   for (const auto& a : r.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   for (const auto& e : r.env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
-  char** env = inherited_out >= 0 ? environ : envp.data();
-  const int out_fd = out_pipe[1] >= 0 ? out_pipe[1] : (inherited_out >= 0 ? inherited_out : log_fd);
+  if (boot_id_.empty()) boot_id_ = sluice::local::BootId();
+  if (!self_ticks_) self_ticks_ = ProcessStartTicks(getpid()).value_or(0);
+  // The pid file as FormatPidFile writes it; the child adds its own pid,
+  // start time and the wall-clock start.
+  PidFile head;
+  head.boot_id = boot_id_;
+  head.supervisor = {getpid(), *self_ticks_};
+  std::string pid_head = FormatPidFile(head);
+  pid_head.resize(pid_head.find("\nstep ") + 6);
+  const std::string pid_tmp = r.pid_path + ".tmp";
 
-  int go[2], exec_error[2];
-  if (pipe2(go, O_CLOEXEC) != 0) return fail(std::string("cannot create a pipe: ") + strerror(errno));
-  if (pipe2(exec_error, O_CLOEXEC) != 0) {
-    close(go[0]);
-    close(go[1]);
-    return fail(std::string("cannot create a pipe: ") + strerror(errno));
-  }
-  pid_t child = fork();
-  if (child < 0) {
-    int err = errno;
-    for (int fd : {go[0], go[1], exec_error[0], exec_error[1], out_pipe[1]}) {
-      if (fd >= 0) close(fd);
-    }
-    s->output.reset();
-    return fail(std::string("cannot fork: ") + strerror(err));
-  }
-  if (child == 0) {
-    setpgid(0, 0);
-    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    auto die = [&](int err) {
-      ssize_t ignored = write(exec_error[1], &err, sizeof(err));
-      (void)ignored;
-      _exit(127);
-    };
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0) die(errno);
-    if (inherited_out < 0 || out_fd != inherited_out) {
-      if (dup2(out_fd, STDOUT_FILENO) < 0 || dup2(out_fd, STDERR_FILENO) < 0) die(errno);
-    }
-    if (!r.workdir.empty() && chdir(r.workdir.c_str()) != 0) die(errno);
-    // The program starts only once its pid file is on disk.
-    char c;
-    ssize_t n;
-    do {
-      n = read(go[0], &c, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1) _exit(127);
-    execve(r.program.c_str(), argv.data(), env);
-    die(errno);
-  }
-  setpgid(child, child);  // also here: whichever runs first
-  close(go[0]);
-  close(exec_error[1]);
+  ChildArgs args;
+  args.program = r.program.c_str();
+  args.argv = argv.data();
+  args.envp = inherited_out >= 0 ? environ : envp.data();
+  args.workdir = r.workdir.empty() ? nullptr : r.workdir.c_str();
+  args.out_fd = out_pipe[1] >= 0 ? out_pipe[1] : (inherited_out >= 0 ? -1 : log_fd);
+  args.pid_tmp = pid_tmp.c_str();
+  args.pid_path = r.pid_path.c_str();
+  args.pid_head = pid_head.data();
+  args.pid_head_len = pid_head.size();
+  // The child runs on a stack of its own, in our memory, while we wait
+  // (CLONE_VFORK): no copy of our pages, as posix_spawn does.
+  static std::vector<char> child_stack(256 * 1024);
+  pid_t child = clone(StepChild, child_stack.data() + child_stack.size(), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  int clone_errno = errno;
   if (out_pipe[1] >= 0) close(out_pipe[1]);  // the step holds it now
-  s->pid = child;
-  s->exec_error_fd = exec_error[0];
-
-  PidFile pid_file;
-  pid_file.boot_id = sluice::local::BootId();
-  pid_file.supervisor.pid = getpid();
-  pid_file.supervisor.start_ticks = self_ticks_ ? *self_ticks_ : ProcessStartTicks(getpid()).value_or(0);
-  self_ticks_ = pid_file.supervisor.start_ticks;
-  pid_file.step.pid = child;
-  pid_file.step.start_ticks = ProcessStartTicks(child).value_or(0);
-  pid_file.started_ns = NowNs();
-  if (sluice::Status st = WriteFileAtomically(r.pid_path, FormatPidFile(pid_file), /*durable=*/false); !st.ok()) {
-    kill(child, SIGKILL);
-    int ignored;
-    waitpid(child, &ignored, 0);
-    close(go[1]);
-    close(exec_error[0]);
+  if (child < 0) {
     s->output.reset();
-    return fail(st.message());
+    return fail(std::string("cannot start a process: ") + strerror(clone_errno));
   }
-  ssize_t wrote = write(go[1], "g", 1);
-  (void)wrote;
-  close(go[1]);
+  s->pid = child;
+  if (args.failed_at != 0) {
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (args.failed_at == 1) {
+      // The program never ran, and no pid file claims it did.
+      unlink(pid_tmp.c_str());
+      s->output.reset();
+      return fail("cannot write " + r.pid_path + ": " + strerror(args.err));
+    }
+    // It could not be executed: recorded like an ending, reported as 'X'.
+    s->wait_status = status;
+    s->reaped = true;
+    s->exec_failed = true;
+    s->exec_errno = args.err;
+    s->output.reset();
+    steps_[child] = std::move(s);
+    return;
+  }
+  report_({'O', r.id, child, ""});
   steps_[child] = std::move(s);
 }
 
