@@ -1,22 +1,25 @@
 #pragma once
 // The local executor: runs each task as processes on this machine.
 //
-// Every process is started through a sluice-supervise process (see
-// supervisor.h), never through a shell, in its own process group, in the
-// task's working directory, with stdin from /dev/null and stdout+stderr
-// appended to the task's log file. The supervisor runs in a session of its
-// own and outlives sluice: it records the process's pid before the program
-// starts and its exit status when it ends, in files beside the log
-// (<log without .log>.pid / .status / .lock).
+// Every process is started by sluice-supervise (see supervisor.h), one
+// supervisor for all the steps of this executor (of the run), never through
+// a shell, in its own process group, in the task's working directory, with
+// stdin from /dev/null and stdout+stderr appended to the task's log file.
+// The supervisor runs in a session of its own and outlives sluice: it
+// records each process's pid before the program starts and its exit status
+// when it ends, in files beside the log (<log without .log>.pid / .status /
+// .lock).
 //
 // Adoption: Start() of an attempt that some earlier sluice process already
 // started (the same log path: run, instance and attempt) never starts it
-// again. A supervisor still alive is adopted (Wait() returns the result when
-// it ends); one that has ended gives its recorded result at once; one that
-// ended without a status file (killed, or the machine restarted) gives
-// kError with the reason, after killing the step's process group if it
-// still runs. Only an attempt that never started is started. The environment is a minimal
-// base plus an allow-list of the parent's variables plus Task::env:
+// again. An attempt its supervisor still watches (it holds the lock) is
+// adopted (Wait() returns the result when it ends); one that has ended gives
+// its recorded result at once; one whose supervisor ended without a status
+// file (killed, or the machine restarted) gives kError with the reason,
+// after killing the step's process group if it still runs. Only an attempt
+// that never started is started.
+//
+// The environment is a minimal base plus an allow-list of the parent's variables plus Task::env:
 //   PATH, HOME, LANG, TMPDIR   from the parent (or a safe default)
 //   PYTHONUNBUFFERED=1
 //   parent variables named in LocalExecutorOptions::env_allowlist

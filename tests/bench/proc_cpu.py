@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a command and reports its wall time and whose CPU it was.
 
-    proc_cpu.py [--label L] -- COMMAND [ARG...]
+    proc_cpu.py [--label L] [--quiet] -- COMMAND [ARG...]
 
 Prints one line:
     L wall=<s> self=<s> supervisor=<s> rest=<s> peak_rss_mb=<MB>
@@ -12,7 +12,8 @@ child), and peak_rss_mb its own peak resident set. The process's own and its
 supervisors' CPU are read from /proc/PID/stat every 10 ms while they live
 (the last reading before each exits counts), so up to 10 ms of each is
 missed; the total (self + supervisor + rest) comes from wait4() and is exact.
-Exit status: the command's.
+With --quiet the command's stdout goes to /dev/null. Exit status: the
+command's.
 """
 import os
 import sys
@@ -56,11 +57,17 @@ def main():
     label = "run"
     if args[:1] == ["--label"]:
         label, args = args[1], args[2:]
+    quiet = False
+    if args[:1] == ["--quiet"]:
+        quiet, args = True, args[1:]
     if args[:1] == ["--"]:
         args = args[1:]
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:
+        if quiet:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
         os.execvp(args[0], args)
     own = 0.0
     sups = {}
