@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/signalfd.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,7 +65,6 @@ using sluice::local::PidFile;
 using sluice::local::ProcessStartTicks;
 using sluice::local::StartRequest;
 using sluice::local::StatusFile;
-using sluice::local::WriteFileAtomically;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr int kSocketFd = 3;  // --serve
@@ -307,11 +307,15 @@ class Supervisor {
     f.wait_status = s.wait_status;
     f.exec_errno = s.exec_errno;
     f.finished_ns = NowNs();
-    sluice::Status st = WriteFileAtomically(s.status_path, FormatStatusFile(f), /*durable=*/false);
-    if (!st.ok()) {
-      Complain(s.log_fd, st.message());
+    // Written in place with one write: nobody reads it before the lock is
+    // released below.
+    const std::string text = FormatStatusFile(f);
+    int fd = open(s.status_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+      Complain(s.log_fd, "cannot write " + s.status_path + ": " + strerror(errno));
       all_written_ = false;
     }
+    if (fd >= 0) close(fd);
     close(s.log_fd);
     close(s.lock_fd);  // the attempt is no longer watched
     if (s.exec_failed) {
@@ -344,7 +348,6 @@ struct ChildArgs {
   char** envp;
   const char* workdir;  // null: ours
   int out_fd;           // its stdout/stderr; -1: ours
-  const char* pid_tmp;  // <pid file>.tmp
   const char* pid_path;
   const char* pid_head;  // the pid file up to its "step" line
   size_t pid_head_len;
@@ -416,14 +419,13 @@ int StepChild(void* arg) {
   memcpy(end, "\nstarted_ns ", 12);
   end = AppendDecimal(end + 12, static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec));
   *end++ = '\n';
-  int fd = open(a->pid_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // One write: a reader sees an empty file or a partial one (incomplete, so
+  // "not started yet") only while the attempt's lock is held.
+  int fd = open(a->pid_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail(1);
-  if (write(fd, a->pid_head, a->pid_head_len) != static_cast<ssize_t>(a->pid_head_len) ||
-      write(fd, text, static_cast<size_t>(end - text)) != end - text) {
-    fail(1);
-  }
+  iovec parts[2] = {{const_cast<char*>(a->pid_head), a->pid_head_len}, {text, static_cast<size_t>(end - text)}};
+  if (writev(fd, parts, 2) != static_cast<ssize_t>(a->pid_head_len + static_cast<size_t>(end - text))) fail(1);
   close(fd);
-  if (rename(a->pid_tmp, a->pid_path) != 0) fail(1);
   execve(a->program, a->argv, a->envp);
   fail(2);
   return 127;
@@ -464,7 +466,6 @@ void Supervisor::Start(const StartRequest& r, int log_fd, int lock_fd, int inher
   head.supervisor = {getpid(), *self_ticks_};
   std::string pid_head = FormatPidFile(head);
   pid_head.resize(pid_head.find("\nstep ") + 6);
-  const std::string pid_tmp = r.pid_path + ".tmp";
 
   ChildArgs args;
   args.program = r.program.c_str();
@@ -472,7 +473,6 @@ void Supervisor::Start(const StartRequest& r, int log_fd, int lock_fd, int inher
   args.envp = inherited_out >= 0 ? environ : envp.data();
   args.workdir = r.workdir.empty() ? nullptr : r.workdir.c_str();
   args.out_fd = out_pipe[1] >= 0 ? out_pipe[1] : (inherited_out >= 0 ? -1 : log_fd);
-  args.pid_tmp = pid_tmp.c_str();
   args.pid_path = r.pid_path.c_str();
   args.pid_head = pid_head.data();
   args.pid_head_len = pid_head.size();
@@ -493,7 +493,7 @@ void Supervisor::Start(const StartRequest& r, int log_fd, int lock_fd, int inher
     }
     if (args.failed_at == 1) {
       // The program never ran, and no pid file claims it did.
-      unlink(pid_tmp.c_str());
+      unlink(r.pid_path.c_str());
       s->output.reset();
       return fail("cannot write " + r.pid_path + ": " + strerror(args.err));
     }

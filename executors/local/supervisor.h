@@ -26,16 +26,19 @@
 //                  its supervisor died (neither: the step is stopped and
 //                  reported lost). The kernel releases it however the
 //                  supervisor ends.
-//   <base>.pid     written (atomically) before the step's program starts:
-//                  the boot id, the supervisor's and the step's pid with
-//                  their start times, and the wall-clock start. Its absence
-//                  means the step never started. Not fsync'ed: it only has
+//   <base>.pid     written (by the step's own process, in one write) before
+//                  the step's program starts: the boot id, the supervisor's
+//                  and the step's pid with their start times, and the
+//                  wall-clock start. Its absence means the step never
+//                  started; while the lock is held it may be incomplete
+//                  (it is being written), which readers treat as absent. Not fsync'ed: it only has
 //                  to outlive sluice, not the machine (after a restart the
 //                  boot id differs and the attempt is lost either way; a pid
 //                  file lost with the restart reads as "never started", and
 //                  nothing runs it any more).
-//   <base>.status  written (atomically: tmp + rename) when the step has
-//                  ended: its wait status, or the errno of a failed exec.
+//   <base>.status  written (in one write, before the lock is released: no
+//                  reader looks at it while the lock is held) when the step
+//                  has ended: its wait status, or the errno of a failed exec.
 //                  Not fsync'ed either (two journal commits a step): a
 //                  status file missing or torn after a machine crash reads
 //                  as "lost" (the boot id differs), as when the crash came
