@@ -603,6 +603,10 @@ Status LocalExecutor::Start(const Task& task) {
       for (auto& started : t->procs) {
         Signal(started, SIGKILL);
         requests_.erase(started.request);
+        // A supervisor that died meanwhile left them running.
+        if (sup_sock_ < 0) {
+          if (auto pf = local::ReadPidFile(started.files.pid)) StopOrphanedStep(*pf);
+        }
       }
       requests_.erase(p.request);
       close(log_fd);
