@@ -1743,6 +1743,13 @@ Result<RunSummary> RunLoop::Run() {
 
   RunSummary summary;
   summary.run = run_;
+  // Sized once: grown by doubling, it would briefly hold room for almost
+  // twice the records (196,608 for a foreach of 100,000).
+  size_t reported = 0;
+  for (int v = 0; v < graph_->size(); ++v) {
+    for (int i : plan_->StepInstances(v)) reported += plan_->IsReported(i) ? 1 : 0;
+  }
+  summary.steps.reserve(reported);
   for (int v = 0; v < graph_->size(); ++v) {
     for (int i : plan_->StepInstances(v)) {
       if (!plan_->IsReported(i)) continue;
