@@ -81,7 +81,7 @@ struct RunCommandOptions {
   std::string workspace_host_dir;         // --workspace-host-dir; "" = the host does not see it
   // Artifact bytes in an S3-compatible bucket (engine/store/s3_artifact_store.h).
   std::string artifacts;                  // --artifacts s3://bucket/prefix; "" = the local store
-  std::string artifacts_endpoint;         // --artifacts-endpoint; "" = $SLUICE_S3_ENDPOINT
+  std::string artifacts_endpoint;         // --artifacts-endpoint; "" = the AWS settings' (aws_config.h)
 };
 // Runs (or resumes / re-runs) a pipeline, printing live progress and a
 // summary table. 0 succeeded, 1 failed, 2 invalid pipeline/params,

@@ -1135,7 +1135,7 @@ void AddRunOptions(CLI::App* cmd, RunCommandOptions& run, std::string& store) {
   cmd->add_option("--artifacts", run.artifacts,
                   "Keep artifact bytes in an S3-compatible bucket, s3://BUCKET/PREFIX (default: the local store)");
   cmd->add_option("--artifacts-endpoint", run.artifacts_endpoint,
-                  "S3 endpoint URL for --artifacts (default: $SLUICE_S3_ENDPOINT)");
+                  "S3 endpoint URL for --artifacts (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the AWS profile's endpoint_url, else AWS S3 in the region)");
 }
 
 }  // namespace

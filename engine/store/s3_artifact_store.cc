@@ -122,28 +122,37 @@ Status ParseS3Url(const std::string& url, S3Options* options) {
   return Status::Ok();
 }
 
-Result<S3Options> S3OptionsFromEnvironment(const std::string& url, const std::string& endpoint) {
+Result<S3Options> S3OptionsFrom(const std::string& url, const std::string& endpoint, const EnvLookup& env) {
   S3Options o;
   SLUICE_RETURN_IF_ERROR_RESULT(ParseS3Url(url, &o));
-  o.endpoint = endpoint.empty() ? Env("SLUICE_S3_ENDPOINT") : endpoint;
+  auto aws = ResolveAwsSettings(env);
+  if (!aws) return Error(aws.error());
+  o.region = aws->region;
+  o.endpoint = !endpoint.empty()       ? endpoint
+               : !aws->endpoint.empty() ? aws->endpoint
+                                        : "https://s3." + o.region + ".amazonaws.com";
   while (!o.endpoint.empty() && o.endpoint.back() == '/') o.endpoint.pop_back();
-  if (o.endpoint.empty()) {
-    return Error(Status::InvalidArgument(
-        "--artifacts " + url + ": no S3 endpoint; give --artifacts-endpoint URL or set SLUICE_S3_ENDPOINT "
-        "(e.g. https://s3.us-east-1.amazonaws.com)"));
-  }
   if (o.endpoint.rfind("https://", 0) != 0 && o.endpoint.rfind("http://", 0) != 0) {
-    return Error(Status::InvalidArgument("S3 endpoint '" + o.endpoint + "' is not an http:// or https:// URL"));
+    const std::string from = !endpoint.empty() ? "--artifacts-endpoint" : aws->endpoint_from;
+    return Error(Status::InvalidArgument("S3 endpoint '" + o.endpoint + "' (from " + from +
+                                         ") is not an http:// or https:// URL"));
   }
-  if (std::string region = Env("SLUICE_S3_REGION"); !region.empty()) o.region = region;
-  o.access_key = Env("AWS_ACCESS_KEY_ID");
-  o.secret_key = Env("AWS_SECRET_ACCESS_KEY");
+  o.access_key = aws->access_key;
+  o.secret_key = aws->secret_key;
+  o.session_token = aws->session_token;
+  o.credentials_from = aws->credentials_from;
+  o.ca_bundle = aws->ca_bundle;
   if (o.access_key.empty() || o.secret_key.empty()) {
-    return Error(Status::InvalidArgument("--artifacts " + url +
-                                         ": set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the S3 endpoint " +
-                                         o.endpoint));
+    return Error(Status::InvalidArgument(
+        "--artifacts " + url + ": no credentials for the S3 endpoint " + o.endpoint +
+        ": set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or aws_access_key_id and aws_secret_access_key "
+        "in the profile (AWS_PROFILE, default 'default') of ~/.aws/credentials"));
   }
   return o;
+}
+
+Result<S3Options> S3OptionsFromEnvironment(const std::string& url, const std::string& endpoint) {
+  return S3OptionsFrom(url, endpoint, [](const std::string& name) { return Env(name.c_str()); });
 }
 
 // ---------------------------------------------------------------------------
@@ -273,6 +282,9 @@ Status S3Client::Attempt(Request& r, long* http_status, std::string* curl_error)
   // (No "Expect:" to turn off 100-continue: curl 7.88 signs the empty header
   // and servers then reject the signature.)
   if (!r.kind.empty()) headers = curl_slist_append(headers, (std::string(kKindHeader) + ": " + r.kind).c_str());
+  // curl signs every header it is given: the token is covered by the signature.
+  if (!options_.session_token.empty())
+    headers = curl_slist_append(headers, ("x-amz-security-token: " + options_.session_token).c_str());
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> header_list(headers, curl_slist_free_all);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str());
@@ -280,6 +292,7 @@ Status S3Client::Attempt(Request& r, long* http_status, std::string* curl_error)
   curl_easy_setopt(c, CURLOPT_PASSWORD, options_.secret_key.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (!options_.ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_bundle.c_str());
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
@@ -354,9 +367,12 @@ Status S3Client::Perform(Request& r) {
   std::string code = ErrorCode(r.error_body);
   std::string detail = "HTTP " + std::to_string(status) + (code.empty() ? "" : " " + code);
   if (status == 403) {
+    const std::string& from = options_.credentials_from;
+    const std::string check = from.empty() || from == "environment"
+                                  ? "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                                  : "aws_access_key_id and aws_secret_access_key in " + from;
     return Status::PermissionDenied("the S3 endpoint " + options_.endpoint + " refused the credentials for " + what +
-                                    " (" + detail +
-                                    "): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and the bucket's policy");
+                                    " (" + detail + "): check " + check + " and the bucket's policy");
   }
   if (status == 404) return Status::NotFound(what + ": " + detail);
   if (status == 429 || status >= 500) {

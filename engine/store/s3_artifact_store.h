@@ -25,7 +25,9 @@
 // hashing, bounded memory), checks the digest and renames it into place.
 //
 // Requests are path-style (https://endpoint/bucket/key) and signed with AWS
-// Signature V4 by libcurl (CURLOPT_AWS_SIGV4). TLS peers are verified.
+// Signature V4 by libcurl (CURLOPT_AWS_SIGV4); temporary credentials' session
+// token goes in the signed x-amz-security-token header. TLS peers are
+// verified, against S3Options::ca_bundle when one is given.
 // Objects are uploaded with one streamed PUT each, so one object (one file)
 // is at most kMaxObjectBytes (S3's single-PUT limit); multipart upload is not
 // implemented. Connection failures, timeouts, HTTP 429 and 5xx are retried
@@ -46,6 +48,7 @@
 #include "engine/status.h"
 #include "engine/store.h"
 #include "engine/store/artifact_store.h"
+#include "engine/store/aws_config.h"
 
 namespace sluice {
 
@@ -57,6 +60,9 @@ struct S3Options {
   std::string region = "us-east-1";
   std::string access_key;  // secret material: never logged nor put in an error
   std::string secret_key;
+  std::string session_token;     // temporary credentials' token (secret); "" = none
+  std::string credentials_from;  // where the keys came from, for messages ("environment", "FILE [profile]")
+  std::string ca_bundle;         // PEM file of the CAs to trust; "" = the system's
   int max_attempts = 4;    // per request, retries included
   std::chrono::milliseconds first_backoff{200};  // doubled after each failed attempt
   long connect_timeout_s = 10;
@@ -68,11 +74,17 @@ struct S3Options {
 // and ".-_"). Errors: kInvalidArgument naming what is wrong with `url`.
 Status ParseS3Url(const std::string& url, S3Options* options);
 
-// Options for `url` ("s3://bucket/prefix") from the environment: endpoint
-// `endpoint` or else $SLUICE_S3_ENDPOINT, region $SLUICE_S3_REGION (default
-// us-east-1), credentials $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY.
-// Errors: kInvalidArgument (bad URL, no endpoint, no credentials).
+// Options for `url` ("s3://bucket/prefix") from the AWS SDKs' standard
+// settings (aws_config.h, ResolveAwsSettings) of this process's environment:
+// endpoint `endpoint` when not "", else the one the settings name, else the
+// AWS endpoint of the region, https://s3.<region>.amazonaws.com.
+// Errors: kInvalidArgument (bad URL or endpoint, a malformed AWS config
+// file, an unknown $AWS_PROFILE, no credentials).
 Result<S3Options> S3OptionsFromEnvironment(const std::string& url, const std::string& endpoint);
+
+// As S3OptionsFromEnvironment, with the environment looked up in `env`
+// (tests pass a map).
+Result<S3Options> S3OptionsFrom(const std::string& url, const std::string& endpoint, const EnvLookup& env);
 
 // A minimal S3 client: the object requests S3ArtifactStore needs, signed,
 // retried and with errors that name the endpoint (never the credentials).

@@ -209,6 +209,45 @@ TEST_F(S3StoreTest, WrongSecretKeyIsACredentialsError) {
   EXPECT_EQ(store.error().message().find(wrong.access_key), std::string::npos);
 }
 
+// The keys and endpoint of an AWS profile in the shared files, as `aws`
+// would read them, open the store; a profile with wrong keys is a
+// credentials error naming the file and the profile.
+TEST_F(S3StoreTest, ProfileFromTheSharedFilesOpensTheStore) {
+  WriteFile(dir_ + "/aws/credentials", "[default]\naws_access_key_id = nobody\naws_secret_access_key = nothing\n\n"
+                                       "[seaweed]\naws_access_key_id = " + options_.access_key +
+                                       "\naws_secret_access_key = " + options_.secret_key + "\n");
+  WriteFile(dir_ + "/aws/config", "[profile seaweed]\nregion = us-east-1\nendpoint_url = " + options_.endpoint + "\n");
+  std::map<std::string, std::string> env = {{"HOME", dir_},
+                                            {"AWS_SHARED_CREDENTIALS_FILE", dir_ + "/aws/credentials"},
+                                            {"AWS_CONFIG_FILE", dir_ + "/aws/config"},
+                                            {"AWS_PROFILE", "seaweed"}};
+  auto lookup = [&](const std::string& name) { return env.count(name) ? env[name] : std::string(); };
+  const std::string url = "s3://" + options_.bucket + "/" + options_.prefix;
+  auto options = S3OptionsFrom(url, "", lookup);
+  ASSERT_TRUE(options.has_value()) << options.error().message();
+  EXPECT_EQ(options->endpoint, options_.endpoint);
+  auto store = S3ArtifactStore::Open(*options, dir_ + "/a");
+  ASSERT_TRUE(store.has_value()) << store.error().message();
+  WriteFile(dir_ + "/model.bin", "profile bytes\n");
+  auto rec = (*store)->Put(dir_ + "/model.bin", ArtifactType::kModel);
+  ASSERT_TRUE(rec.has_value()) << rec.error().message();
+  EXPECT_EQ((*store)->client().uploads(), 1);
+
+  env["AWS_PROFILE"] = "default";
+  options = S3OptionsFrom(url, "", lookup);
+  ASSERT_TRUE(options.has_value()) << options.error().message();
+  // [default] has no endpoint_url: the flag's endpoint is given.
+  EXPECT_EQ(options->endpoint, "https://s3.us-east-1.amazonaws.com");
+  options = S3OptionsFrom(url, options_.endpoint, lookup);
+  auto refused = S3ArtifactStore::Open(*options, dir_ + "/b");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(refused.error().message(), "the S3 endpoint " + options_.endpoint + " refused the credentials for HEAD s3://" +
+                                           options_.bucket + " (HTTP 403): check aws_access_key_id and "
+                                           "aws_secret_access_key in " + dir_ + "/aws/credentials [default] and the "
+                                           "bucket's policy");
+}
+
 TEST_F(S3StoreTest, UnreachableEndpointNamesTheEndpointAfterBoundedRetries) {
   S3Options gone = options_;
   gone.endpoint = "http://127.0.0.1:" + std::to_string(FreePort());
