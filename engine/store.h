@@ -93,6 +93,10 @@ struct RunRecord {
   std::string host;
   int pid = 0;  // the sluice process driving it, while Running
   bool no_cache = false;  // started with --no-cache: no step reuses earlier outputs
+  // Where the run kept artifact bytes beyond the local store
+  // (ArtifactStore::Location(): "s3://bucket/prefix"); "" = the local store
+  // only. resume and rerun use it again.
+  std::string artifacts;
 };
 
 // The current state of one step instance within a run.
@@ -307,6 +311,11 @@ class ArtifactStore {
   // stat shows them unchanged since they were last hashed. Errors: kNotFound,
   // kPermissionDenied, kInternal.
   virtual Result<std::string> FileDigest(const std::string& path);
+
+  // Where the bytes are kept beyond the local store, as a URL a later
+  // command can open again ("s3://bucket/prefix"); "" for the local store
+  // alone (the default).
+  virtual std::string Location() const { return ""; }
 };
 
 using ArtifactStorePtr = std::unique_ptr<ArtifactStore>;

@@ -1524,6 +1524,7 @@ Result<RunSummary> RunLoop::Run() {
   run_.params = RedactSecretParams(spec_, opt_.params.is_object() ? opt_.params : Json::object());
   run_.executor = opt_.default_executor.empty() ? spec_.executor : opt_.default_executor;
   run_.no_cache = opt_.no_cache;
+  run_.artifacts = r_.artifacts_->Location();
   run_.phase = RunPhase::kRunning;
   run_.message.clear();
   run_.started_at = start;

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/s3_url.h"
 #include "engine/sha256.h"
 
 namespace sluice {
@@ -35,10 +36,6 @@ constexpr const char* kKindHeader = "x-amz-meta-sluice-kind";
 void GlobalInit() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-bool ValidPrefixChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' || c == '/';
 }
 
 std::string Env(const char* name) {
@@ -95,30 +92,10 @@ Result<std::vector<ManifestLine>> ParseManifest(const std::string& text, const s
 // Options
 
 Status ParseS3Url(const std::string& url, S3Options* options) {
-  const std::string scheme = "s3://";
-  if (url.rfind(scheme, 0) != 0) {
-    return Status::InvalidArgument("'" + url + "' is not an S3 URL (expected s3://bucket/prefix)");
-  }
-  std::string rest = url.substr(scheme.size());
-  auto slash = rest.find('/');
-  std::string bucket = rest.substr(0, slash);
-  std::string prefix = slash == std::string::npos ? "" : rest.substr(slash + 1);
-  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  bool bucket_ok = bucket.size() >= 3 && bucket.size() <= 63 &&
-                   std::all_of(bucket.begin(), bucket.end(), [](char c) {
-                     return std::islower(static_cast<unsigned char>(c)) ||
-                            std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.';
-                   });
-  if (!bucket_ok) {
-    return Status::InvalidArgument("'" + url + "': bucket name '" + bucket +
-                                   "' is not valid (3 to 63 lower-case letters, digits, '-' and '.')");
-  }
-  if (!std::all_of(prefix.begin(), prefix.end(), ValidPrefixChar) || prefix.find("//") != std::string::npos ||
-      (!prefix.empty() && prefix.front() == '/')) {
-    return Status::InvalidArgument("'" + url + "': the prefix may hold only letters, digits, '.', '-', '_' and single '/'");
-  }
-  options->bucket = bucket;
-  options->prefix = prefix;
+  auto loc = ParseS3Location(url);
+  if (!loc) return loc.error();
+  options->bucket = loc->bucket;
+  options->prefix = loc->prefix;
   return Status::Ok();
 }
 
@@ -496,6 +473,8 @@ std::string S3ArtifactStore::KeyFor(const std::string& hex) const {
 }
 
 Result<std::string> S3ArtifactStore::FileDigest(const std::string& path) { return cache_.FileDigest(path); }
+
+std::string S3ArtifactStore::Location() const { return client_.Url(client_.options().prefix); }
 
 Result<ArtifactRecord> S3ArtifactStore::Put(const std::string& path, ArtifactType type) {
   auto rec = cache_.Put(path, type);

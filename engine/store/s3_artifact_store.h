@@ -167,6 +167,9 @@ class S3ArtifactStore : public ArtifactStore {
   // Through the local cache's digest cache.
   Result<std::string> FileDigest(const std::string& path) override;
 
+  // "s3://bucket/prefix" (or "s3://bucket").
+  std::string Location() const override;
+
   // The object key of the artifact with this hex digest.
   std::string KeyFor(const std::string& hex) const;
 

@@ -382,5 +382,83 @@ steps:
                              ": Couldn't connect to server (after 4 attempts)\n");
 }
 
+// Where the store is chosen: the pipeline's `artifacts:` key without a
+// flag, --artifacts over it; the run remembers its store, and resume and
+// rerun use it without the flag and say so; backfill takes the key and the
+// flag too.
+TEST_F(S3StoreTest, PipelineKeyFlagAndTheRunsRecordChooseTheStore) {
+  const std::string key_url = "s3://" + options_.bucket + "/" + options_.prefix + "/from-key";
+  const std::string flag_url = "s3://" + options_.bucket + "/" + options_.prefix + "/from-flag";
+  WriteFile(dir_ + "/p/pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: s3key}
+artifacts: )yaml" + key_url + R"yaml(
+schedule: {cron: "0 6 * * *"}
+steps:
+  - name: make
+    command: [python3, -c, "open('n.txt', 'w').write('7')"]
+    outputs: {artifacts: [{name: n, path: n.txt}]}
+  - name: fail
+    depends: [make]
+    command: [python3, -c, "import os, sys; sys.exit(0 if os.path.exists(os.environ['FLAG']) else 1)"]
+    env: {FLAG: ")yaml" + dir_ + R"yaml(/ok"}
+)yaml");
+  ::setenv("AWS_ENDPOINT_URL", options_.endpoint.c_str(), 1);
+  ::setenv("AWS_ACCESS_KEY_ID", options_.access_key.c_str(), 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", options_.secret_key.c_str(), 1);
+  ::unsetenv("SLUICE_S3_ENDPOINT");
+  const std::string n = Sha256Hex("7");
+  S3Client client(options_);
+  auto in_bucket = [&](const std::string& prefix) {
+    auto there = client.Exists(prefix + "/cas/sha256/" + n.substr(0, 2) + "/" + n);
+    return there.has_value() && *there;
+  };
+  const std::string store = dir_ + "/store";
+  auto sluice = [&](std::vector<std::string> args, const std::string& in = "") {
+    args.insert(args.begin(), SLUICE_BIN);
+    args.insert(args.end(), {"--store", in.empty() ? store : in});
+    return RunProcess(args, dir_ + "/p");
+  };
+
+  // The pipeline's key, no flag: the header names the bucket; `fail` fails.
+  auto first = sluice({"run", "pipeline.yaml", "--run-id", "s3key-1"});
+  ASSERT_EQ(first.exit_code, 1) << first.out << first.err;
+  EXPECT_EQ(first.out.substr(0, first.out.find('\n')),
+            "sluice: run s3key-1 of s3key (store " + store + ", artifacts " + key_url + ")");
+  EXPECT_TRUE(in_bucket(options_.prefix + "/from-key"));
+  EXPECT_FALSE(in_bucket(options_.prefix + "/from-flag"));
+
+  // resume without the flag: the recorded store, said so.
+  WriteFile(dir_ + "/ok", "");
+  auto resumed = sluice({"resume", "s3key-1"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_EQ(resumed.out.substr(0, resumed.out.find("\nsluice: run")),
+            "sluice: artifacts in " + key_url + ", where run s3key-1 kept them (--artifacts to use another store)");
+  EXPECT_NE(resumed.out.find("sluice: run s3key-1 of s3key (store " + store + ", artifacts " + key_url + ")\n"),
+            std::string::npos)
+      << resumed.out;
+
+  // The flag beats the key, and the run records it: its rerun goes there.
+  auto flagged = sluice({"run", "pipeline.yaml", "--run-id", "s3key-2", "--no-cache", "--artifacts", flag_url});
+  ASSERT_EQ(flagged.exit_code, 0) << flagged.out << flagged.err;
+  EXPECT_EQ(flagged.out.substr(0, flagged.out.find('\n')),
+            "sluice: run s3key-2 of s3key (store " + store + ", artifacts " + flag_url + ")");
+  EXPECT_TRUE(in_bucket(options_.prefix + "/from-flag"));
+  auto rerun = sluice({"rerun", "s3key-2", "--from", "fail", "--run-id", "s3key-3"});
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.out << rerun.err;
+  EXPECT_EQ(rerun.out.substr(0, rerun.out.find('\n')),
+            "sluice: artifacts in " + flag_url + ", where run s3key-2 kept them (--artifacts to use another store)");
+
+  // backfill takes the flag too (a store of its own: a cache hit would
+  // upload nothing).
+  auto backfill = sluice({"backfill", "pipeline.yaml", "--from", "2026-11-01", "--to", "2026-11-01", "--artifacts",
+                          "s3://" + options_.bucket + "/" + options_.prefix + "/backfill"},
+                         dir_ + "/backfill-store");
+  ASSERT_EQ(backfill.exit_code, 0) << backfill.out << backfill.err;
+  EXPECT_EQ(backfill.out, "2026-11-01T06:00:00Z  s3key-cron-20261101-060000  Succeeded\n");
+  EXPECT_TRUE(in_bucket(options_.prefix + "/backfill"));
+  ::unsetenv("AWS_ENDPOINT_URL");
+}
+
 }  // namespace
 }  // namespace sluice
