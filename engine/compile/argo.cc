@@ -187,6 +187,11 @@ class Compiler {
   // publishes the files its pods left in ResourceWorkdir().
   Json OutputsTemplate(const StepSpec& step);
   void AddStep(const StepSpec& step, const PipelineGraph& graph, int node, Json* tasks);
+  // A foreach with a parallelism cap: `task` runs a DAG template of its own
+  // (<step>-fanout, with `parallelism`) whose one task fans out over `loop`;
+  // the values and artifacts that do not change per item pass through it.
+  void AddFanOutTask(const StepSpec& step, Json task, const TaskBuild& b, const std::string& loop_key, Json loop,
+                     const Json& tmpl, Json* tasks);
   std::string MemoKey(const StepSpec& step, const TaskBuild& b);
   Json WorkflowSpec(const PipelineGraph& graph);
   // Checks options_.exclude_steps against the graph (errors via Fail).
@@ -1397,7 +1402,11 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
     tasks->push_back(task);
     return;
   }
-  // A parallelism cap: the fan-out runs inside a DAG template of its own.
+  AddFanOutTask(step, std::move(task), b, loop_key, std::move(loop), tmpl, tasks);
+}
+
+void Compiler::AddFanOutTask(const StepSpec& step, Json task, const TaskBuild& b, const std::string& loop_key,
+                             Json loop, const Json& tmpl, Json* tasks) {
   Json inner = {{"name", step.name}, {"template", step.name}};
   Json outer_args = Json::array(), wrapper_inputs = Json::array(), inner_args = Json::array();
   for (const auto& a : b.args) {
