@@ -22,6 +22,7 @@
 
 #include "engine/s3_url.h"
 #include "engine/sha256.h"
+#include "engine/text.h"
 
 namespace sluice {
 
@@ -139,14 +140,16 @@ Result<S3Options> S3OptionsFromEnvironment(const std::string& url, const std::st
 // `in_fd` (streamed) or `in_bytes`; a 2xx answer's body goes to `out_fd`
 // (hashed into `out_hash`) or `out_bytes` (at most `out_limit` bytes).
 struct S3Client::Request {
-  std::string method;  // GET, PUT, HEAD
+  std::string method;  // GET, PUT, HEAD, POST, DELETE
   std::string key;     // "" = the bucket itself
+  std::string query;   // after '?', parameters in sorted order (SigV4's canonical form); "" = none
   std::string payload_hex = kEmptyHex;
   std::string kind;    // x-amz-meta-sluice-kind to send; "" = none
   int in_fd = -1;
+  int64_t in_start = 0;   // where in in_fd the body starts (a part of a file)
   const std::string* in_bytes = nullptr;
   int64_t in_size = 0;
-  int64_t in_offset = 0;  // progress in in_bytes
+  int64_t in_offset = 0;  // progress in the body
   int out_fd = -1;
   std::unique_ptr<Sha256> out_hash;
   std::string* out_bytes = nullptr;
@@ -155,6 +158,7 @@ struct S3Client::Request {
   Status write_error;
   // Filled from the answer.
   std::string got_kind;
+  std::string etag;
   std::string error_body;
   CURL* curl = nullptr;
 };
@@ -171,10 +175,16 @@ size_t ReadBody(char* buf, size_t size, size_t n, void* userdata) {
     r->in_offset += static_cast<int64_t>(k);
     return k;
   }
+  want = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(want), r->in_size - r->in_offset));
+  if (want == 0) return 0;
   for (;;) {
-    ssize_t got = ::read(r->in_fd, buf, want);
-    if (got >= 0) return static_cast<size_t>(got);
-    if (errno != EINTR) return CURL_READFUNC_ABORT;
+    ssize_t got = ::pread(r->in_fd, buf, want, r->in_start + r->in_offset);
+    if (got > 0) {
+      r->in_offset += got;
+      return static_cast<size_t>(got);
+    }
+    // A file that shrank under the upload: abort rather than send short.
+    if (got == 0 || errno != EINTR) return CURL_READFUNC_ABORT;
   }
 }
 
@@ -212,6 +222,12 @@ size_t WriteBody(char* data, size_t size, size_t n, void* userdata) {
 size_t ReadHeader(char* data, size_t size, size_t n, void* userdata) {
   auto* r = static_cast<S3Client::Request*>(userdata);
   std::string line(data, size * n);
+  if (line.size() > 5 && strncasecmp(line.c_str(), "etag:", 5) == 0) {
+    std::string v = line.substr(5);
+    v.erase(0, v.find_first_not_of(" \t"));
+    v.erase(v.find_last_not_of(" \t\r\n") + 1);
+    r->etag = v;
+  }
   const std::string name = std::string(kKindHeader) + ":";
   if (line.size() > name.size() && strncasecmp(line.c_str(), name.c_str(), name.size()) == 0) {
     std::string v = line.substr(name.size());
@@ -252,7 +268,8 @@ Status S3Client::Attempt(Request& r, long* http_status, std::string* curl_error)
   if (!curl) return Status::Internal("cannot start an HTTP request (curl_easy_init failed)");
   CURL* c = curl.get();
   r.curl = c;
-  std::string url = options_.endpoint + "/" + options_.bucket + (r.key.empty() ? "" : "/" + r.key);
+  std::string url = options_.endpoint + "/" + options_.bucket + (r.key.empty() ? "" : "/" + r.key) +
+                    (r.query.empty() ? "" : "?" + r.query);
   std::string sigv4 = "aws:amz:" + options_.region + ":s3";
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, ("x-amz-content-sha256: " + r.payload_hex).c_str());
@@ -279,6 +296,12 @@ Status S3Client::Attempt(Request& r, long* http_status, std::string* curl_error)
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
   if (r.method == "HEAD") {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (r.method == "POST" || r.method == "DELETE") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+    if (r.in_bytes) {
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, r.in_bytes->data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.in_bytes->size()));
+    }
   } else if (r.method == "PUT") {
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadBody);
@@ -306,9 +329,7 @@ static Status Rewind(S3Client::Request& r) {
   r.in_offset = 0;
   r.error_body.clear();
   r.got_kind.clear();
-  if (r.in_fd >= 0 && ::lseek(r.in_fd, 0, SEEK_SET) != 0) {
-    return Status::FailedPrecondition(std::string("cannot rewind an upload: ") + std::strerror(errno));
-  }
+  r.etag.clear();
   if (r.out_fd >= 0) {
     if (::ftruncate(r.out_fd, 0) != 0 || ::lseek(r.out_fd, 0, SEEK_SET) != 0) {
       return Status::FailedPrecondition(std::string("cannot rewind a download: ") + std::strerror(errno));
@@ -406,24 +427,131 @@ Status S3Client::PutBytes(const std::string& key, const std::string& bytes, cons
 Status S3Client::PutFile(const std::string& key, const std::string& path, int64_t size, const std::string& hex,
                          const std::string& kind) {
   if (size > S3ArtifactStore::kMaxObjectBytes) {
-    return Status::FailedPrecondition(path + " is " + std::to_string(size) +
-                                      " bytes; the S3 artifact store uploads a file in one PUT, at most " +
-                                      std::to_string(S3ArtifactStore::kMaxObjectBytes) +
-                                      " bytes (multipart upload is not implemented)");
+    return Status::FailedPrecondition(path + " is " + std::to_string(size) + " bytes; an S3 object is at most " +
+                                      std::to_string(S3ArtifactStore::kMaxObjectBytes) + " bytes (5 TiB)");
   }
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FailedPrecondition("cannot read " + path + ": " + std::strerror(errno));
-  Request r;
-  r.method = "PUT";
-  r.key = key;
-  r.payload_hex = hex;
-  r.kind = kind;
-  r.in_fd = fd;
-  r.in_size = size;
-  Status st = Perform(r);
+  Status st;
+  if (size > options_.part_bytes) {
+    st = PutMultipart(key, fd, size, kind);
+  } else {
+    Request r;
+    r.method = "PUT";
+    r.key = key;
+    r.payload_hex = hex;
+    r.kind = kind;
+    r.in_fd = fd;
+    r.in_size = size;
+    st = Perform(r);
+  }
   ::close(fd);
   if (st.ok()) uploads_.fetch_add(1);
   return st;
+}
+
+namespace {
+
+// The text of <Tag>...</Tag> in an S3 XML answer, or "".
+std::string XmlText(const std::string& body, const std::string& tag) {
+  auto b = body.find("<" + tag + ">");
+  auto e = body.find("</" + tag + ">");
+  if (b == std::string::npos || e == std::string::npos || e < b) return "";
+  return body.substr(b + tag.size() + 2, e - b - tag.size() - 2);
+}
+
+// SHA-256 hex of `len` bytes of `fd` from `start`, read in 1 MiB pieces.
+Result<std::string> HashRange(int fd, int64_t start, int64_t len) {
+  Sha256 hash;
+  std::vector<char> buf(1 << 20);
+  for (int64_t done = 0; done < len;) {
+    ssize_t got = ::pread(fd, buf.data(), static_cast<size_t>(std::min<int64_t>(len - done, buf.size())), start + done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return Error(Status::FailedPrecondition(std::string("cannot read an upload: ") +
+                                                          (got == 0 ? "the file shrank" : std::strerror(errno))));
+    hash.Update(buf.data(), static_cast<size_t>(got));
+    done += got;
+  }
+  return hash.HexDigest();
+}
+
+}  // namespace
+
+// Initiate, parts, complete; abort when anything fails, so the bucket keeps
+// no orphaned parts.
+Status S3Client::PutMultipart(const std::string& key, int fd, int64_t size, const std::string& kind) {
+  std::string answer;
+  Request init;
+  init.method = "POST";
+  init.key = key;
+  init.query = "uploads=";
+  init.kind = kind;
+  std::string empty;
+  init.in_bytes = &empty;
+  init.out_bytes = &answer;
+  init.out_limit = 1 << 16;
+  SLUICE_RETURN_IF_ERROR(Perform(init));
+  const std::string upload_id = XmlText(answer, "UploadId");
+  if (upload_id.empty()) {
+    return Status::FailedPrecondition("the S3 endpoint " + options_.endpoint + " started no multipart upload for " +
+                                      Url(key) + " (no UploadId in its answer)");
+  }
+  std::string parts_xml;
+  Status st = UploadParts(key, upload_id, fd, size, &parts_xml);
+  if (st.ok()) {
+    std::string body = "<CompleteMultipartUpload>" + parts_xml + "</CompleteMultipartUpload>";
+    Request done;
+    done.method = "POST";
+    done.key = key;
+    done.query = "uploadId=" + UrlEncode(upload_id);
+    done.payload_hex = Sha256Hex(body);
+    done.in_bytes = &body;
+    answer.clear();
+    done.out_bytes = &answer;
+    done.out_limit = 1 << 16;
+    st = Perform(done);
+    // S3 may answer 200 and then report a failure in the body.
+    if (st.ok() && answer.find("<Error>") != std::string::npos) {
+      st = Status::Unavailable("the S3 endpoint " + options_.endpoint + " could not complete the upload of " + Url(key) +
+                               ": " + XmlText(answer, "Code"));
+    }
+  }
+  if (!st.ok()) {
+    Request abort;
+    abort.method = "DELETE";
+    abort.key = key;
+    abort.query = "uploadId=" + UrlEncode(upload_id);
+    (void)Perform(abort);  // best effort: the upload's own error is the one to report
+  }
+  return st;
+}
+
+Status S3Client::UploadParts(const std::string& key, const std::string& upload_id, int fd, int64_t size,
+                             std::string* parts_xml) {
+  // At most kMaxParts parts: a file that would need more gets larger parts.
+  int64_t part = std::max(options_.part_bytes, S3ArtifactStore::kMinPartBytes);
+  part = std::max(part, (size + S3ArtifactStore::kMaxParts - 1) / S3ArtifactStore::kMaxParts);
+  int number = 1;
+  for (int64_t start = 0; start < size; start += part, ++number) {
+    const int64_t len = std::min(part, size - start);
+    auto hex = HashRange(fd, start, len);
+    if (!hex) return hex.error();
+    Request r;
+    r.method = "PUT";
+    r.key = key;
+    r.query = "partNumber=" + std::to_string(number) + "&uploadId=" + UrlEncode(upload_id);
+    r.payload_hex = *hex;
+    r.in_fd = fd;
+    r.in_start = start;
+    r.in_size = len;
+    SLUICE_RETURN_IF_ERROR(Perform(r));
+    if (r.etag.empty()) {
+      return Status::FailedPrecondition("the S3 endpoint " + options_.endpoint + " returned no ETag for part " +
+                                        std::to_string(number) + " of " + Url(key));
+    }
+    *parts_xml += "<Part><PartNumber>" + std::to_string(number) + "</PartNumber><ETag>" + r.etag + "</ETag></Part>";
+  }
+  return Status::Ok();
 }
 
 Result<std::string> S3Client::GetFile(const std::string& key, const std::string& path, std::string* kind) {

@@ -28,10 +28,10 @@
 // Signature V4 by libcurl (CURLOPT_AWS_SIGV4); temporary credentials' session
 // token goes in the signed x-amz-security-token header. TLS peers are
 // verified, against S3Options::ca_bundle when one is given.
-// Objects are uploaded with one streamed PUT each, so one object (one file)
-// is at most kMaxObjectBytes (S3's single-PUT limit); multipart upload is not
-// implemented. Connection failures, timeouts, HTTP 429 and 5xx are retried
-// max_attempts times with exponential backoff.
+// A file is uploaded with one streamed PUT, or in parts (multipart upload)
+// when larger than S3Options::part_bytes, up to S3's 5 TiB per object.
+// Connection failures, timeouts, HTTP 429 and 5xx are retried max_attempts
+// times with exponential backoff (each part on its own).
 //
 // Credentials are never logged, never part of an error message and never
 // recorded: an artifact's recorded URI is s3://bucket/key.
@@ -67,6 +67,10 @@ struct S3Options {
   std::chrono::milliseconds first_backoff{200};  // doubled after each failed attempt
   long connect_timeout_s = 10;
   long stall_timeout_s = 60;  // a transfer moving no byte for this long fails (and is retried)
+  // A file larger than this is uploaded in parts of this size (multipart
+  // upload; S3's smallest part is 5 MiB), each retried on its own; larger
+  // when the file would need more than kMaxParts parts.
+  int64_t part_bytes = int64_t{64} << 20;
 };
 
 // Fills options->bucket and options->prefix from "s3://bucket/prefix" (the
@@ -106,9 +110,12 @@ class S3Client {
   // not "", becomes x-amz-meta-sluice-kind.
   Status PutBytes(const std::string& key, const std::string& bytes, const std::string& hex,
                   const std::string& kind);
-  // Streamed PUT of the file at `path` (`size` bytes, SHA-256 `hex`).
-  // Errors: as CheckBucket, and kFailedPrecondition when the file is larger
-  // than S3ArtifactStore::kMaxObjectBytes or cannot be read.
+  // Streamed upload of the file at `path` (`size` bytes, SHA-256 `hex`):
+  // one PUT up to options().part_bytes, else a multipart upload whose parts
+  // are read from the file one at a time (memory stays bounded), each
+  // retried on its own; a failed multipart upload is aborted, so no parts
+  // are left behind. Errors: as CheckBucket, and kFailedPrecondition when the
+  // file is larger than S3ArtifactStore::kMaxObjectBytes or cannot be read.
   Status PutFile(const std::string& key, const std::string& path, int64_t size, const std::string& hex,
                  const std::string& kind);
   // Streamed GET of object `key` into the new file `path` (created 0600);
@@ -134,6 +141,8 @@ class S3Client {
  private:
   Status Perform(Request& r);
   Status Attempt(Request& r, long* http_status, std::string* curl_error);
+  Status PutMultipart(const std::string& key, int fd, int64_t size, const std::string& kind);
+  Status UploadParts(const std::string& key, const std::string& upload_id, int fd, int64_t size, std::string* parts_xml);
 
   S3Options options_;
   std::atomic<int64_t> requests_{0};
@@ -142,8 +151,11 @@ class S3Client {
 
 class S3ArtifactStore : public ArtifactStore {
  public:
-  // S3's limit for one PUT: larger files are refused with a clear error.
-  static constexpr int64_t kMaxObjectBytes = int64_t{5} << 30;
+  // S3's limits on one object: 5 TiB, in at most 10,000 parts (of at least
+  // 5 MiB but the last). Larger files are refused with a clear error.
+  static constexpr int64_t kMaxObjectBytes = int64_t{5} << 40;
+  static constexpr int64_t kMaxParts = 10000;
+  static constexpr int64_t kMinPartBytes = int64_t{5} << 20;
   // Largest directory manifest read into memory on download.
   static constexpr int64_t kMaxManifestBytes = int64_t{64} << 20;
 

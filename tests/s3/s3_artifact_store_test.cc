@@ -13,9 +13,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -293,6 +295,95 @@ TEST(S3Retry, ServerErrorsAreRetriedThenReported) {
   EXPECT_EQ(hits.load(), 3);
   server.stop();
   thread.join();
+}
+
+// A file larger than part_bytes goes up in parts: 12 MiB in 5 MiB parts is
+// three parts; another machine downloads it and its digest verifies.
+TEST_F(S3StoreTest, LargeFileGoesUpInPartsAndVerifiesOnDownload) {
+  const int64_t size = int64_t{12} << 20;
+  {
+    std::ofstream out(dir_ + "/big.bin", std::ios::binary);
+    std::mt19937_64 rng(7);
+    std::string chunk(1 << 20, '\0');
+    for (int64_t done = 0; done < size; done += static_cast<int64_t>(chunk.size())) {
+      for (auto& c : chunk) c = static_cast<char>(rng());
+      out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    }
+  }
+  options_.part_bytes = int64_t{5} << 20;
+  auto a = Open("a");
+  int64_t before = a->client().requests();
+  auto rec = a->Put(dir_ + "/big.bin", ArtifactType::kDataset);
+  ASSERT_TRUE(rec.has_value()) << rec.error().message();
+  EXPECT_EQ(rec->digest, "sha256:" + *Sha256File(dir_ + "/big.bin"));
+  EXPECT_EQ(a->client().uploads(), 1);
+  // HEAD, initiate, 3 parts, complete.
+  EXPECT_EQ(a->client().requests() - before, 6);
+  std::string kind;
+  ASSERT_TRUE(*a->client().Exists(a->KeyFor(rec->digest.substr(7)), &kind));
+  EXPECT_EQ(kind, "file");
+
+  auto b = Open("b");
+  auto path = b->LocalPath(rec->digest);
+  ASSERT_TRUE(path.has_value()) << path.error().message();
+  EXPECT_EQ(fs::file_size(*path), static_cast<uintmax_t>(size));
+  EXPECT_EQ("sha256:" + *Sha256File(*path), rec->digest);
+}
+
+// A part that keeps failing: the part is retried, then the upload is
+// aborted (no parts left in the bucket) and the error names the endpoint.
+// A local HTTP server stands in for the S3 endpoint.
+TEST(S3Multipart, FailedPartIsRetriedThenTheUploadIsAborted) {
+  httplib::Server server;
+  std::mutex mu;
+  std::vector<std::string> seen;
+  auto record = [&](const httplib::Request& req) {
+    std::lock_guard<std::mutex> lock(mu);
+    std::string q;
+    for (const auto& [k, v] : req.params) q += (q.empty() ? "" : "&") + k + "=" + v;
+    seen.push_back(req.method + " " + req.path + (q.empty() ? "" : "?" + q));
+  };
+  server.Post(".*", [&](const httplib::Request& req, httplib::Response& res) {
+    record(req);
+    res.set_content("<InitiateMultipartUploadResult><UploadId>up-1</UploadId></InitiateMultipartUploadResult>",
+                    "application/xml");
+  });
+  server.Put(".*", [&](const httplib::Request& req, httplib::Response& res) {
+    record(req);
+    const bool first_part = req.get_param_value("partNumber") == "1";
+    res.status = first_part ? 200 : 503;
+    if (first_part) res.set_header("ETag", "\"e1\"");
+  });
+  server.Delete(".*", [&](const httplib::Request& req, httplib::Response& res) {
+    record(req);
+    res.status = 204;
+  });
+  int port = server.bind_to_any_port("127.0.0.1");
+  std::thread thread([&] { server.listen_after_bind(); });
+  char tmpl[] = "/tmp/sluice-s3-mp-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string file = std::string(tmpl) + "/f.bin";
+  std::ofstream(file, std::ios::binary) << std::string((int64_t{5} << 20) + 10, 'x');
+  S3Options o;
+  o.bucket = "bkt";
+  o.endpoint = "http://127.0.0.1:" + std::to_string(port);
+  o.access_key = "key";
+  o.secret_key = "secret";
+  o.first_backoff = std::chrono::milliseconds(10);
+  o.part_bytes = int64_t{5} << 20;
+  S3Client client(o);
+  Status st = client.PutFile("k/f", file, (int64_t{5} << 20) + 10, Sha256Hex("unused"), "file");
+  server.stop();
+  thread.join();
+  fs::remove_all(tmpl);
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(st.message(), "the S3 endpoint " + o.endpoint + " answered HTTP 503 to PUT s3://bkt/k/f (after 4 attempts)");
+  EXPECT_EQ(seen, (std::vector<std::string>{"POST /bkt/k/f?uploads=", "PUT /bkt/k/f?partNumber=1&uploadId=up-1",
+                                            "PUT /bkt/k/f?partNumber=2&uploadId=up-1",
+                                            "PUT /bkt/k/f?partNumber=2&uploadId=up-1",
+                                            "PUT /bkt/k/f?partNumber=2&uploadId=up-1",
+                                            "PUT /bkt/k/f?partNumber=2&uploadId=up-1", "DELETE /bkt/k/f?uploadId=up-1"}));
+  EXPECT_EQ(client.uploads(), 0);
 }
 
 TEST(S3Url, ParsesBucketAndPrefix) {
