@@ -5,32 +5,34 @@
 # (/usr/bin/time), and the load average before and after. A benchmark, not a
 # test (docs/performance.md).
 #
-#   tests/bench/s3_transfer.sh BUILD_DIR SERVER_ENV [SIZE_MIB]
+#   tests/bench/s3_transfer.sh BUILD_DIR [SIZE_MIB]
 #
-# SERVER_ENV: the env file `tests/s3/seaweedfs up DIR` writes (DIR/env:
-# endpoint and keys). SIZE_MIB defaults to 1024. The bucket sluice-test is
-# used under a prefix of this run, removed at the end.
+# Starts a SeaweedFS of its own (tests/s3/seaweedfs, the tests' pinned
+# build) with room for two copies of the file, on free loopback ports, and
+# stops it at the end: the tests' server holds about 1 GiB. SIZE_MIB
+# defaults to 1024.
 set -euo pipefail
-build=${1:?usage: $0 BUILD_DIR SERVER_ENV [SIZE_MIB]}
-env_file=${2:?usage: $0 BUILD_DIR SERVER_ENV [SIZE_MIB]}
-size=${3:-1024}
+build=${1:?usage: $0 BUILD_DIR [SIZE_MIB]}
+size=${2:-1024}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d /tmp/sluice-s3-bench-XXXXXX)
+SLUICE_S3_VOLUMES=16 SLUICE_S3_VOLUME_MB=$(( (size * 3 / 16 / 64 + 1) * 64 )) "$here/../s3/seaweedfs" up "$work/weed"
 # shellcheck source=/dev/null
-. "$env_file"
+. "$work/weed/env"
 export AWS_ENDPOINT_URL=$SLUICE_TEST_S3_ENDPOINT AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=$SLUICE_TEST_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SLUICE_TEST_S3_SECRET_KEY
 bench=$build/tests/bench/bench_s3_transfer
 aws=$(command -v aws)
 [ -x "$bench" ] || { echo "no $bench: ninja -C $build bench_s3_transfer" >&2; exit 2; }
-work=$(mktemp -d /tmp/sluice-s3-bench-XXXXXX)
 prefix=bench-$(date +%s)-$$
 url=s3://sluice-test/$prefix
 cleanup() {
+  "$here/../s3/seaweedfs" down "$work/weed" || true
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"
-  "$aws" s3 rm --recursive --quiet "$url" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-"$aws" s3 mb s3://sluice-test >/dev/null 2>&1 || true
+"$aws" s3 mb s3://sluice-test >/dev/null
 head -c "${size}M" /dev/urandom >"$work/blob"
 
 # time_it LABEL CMD...: "LABEL: S s, R MiB/s, peak RSS M MiB" from /usr/bin/time.
