@@ -316,6 +316,21 @@ class ArtifactStore {
   // command can open again ("s3://bucket/prefix"); "" for the local store
   // alone (the default).
   virtual std::string Location() const { return ""; }
+
+  // The shared cache (engine/run/shared_cache.h): a succeeded step's cache
+  // entry, JSON text, kept under its cache `key` where other machines' stores
+  // find it. The default store shares nothing: Put keeps nothing and Get
+  // finds nothing (kNotFound). Get sets *where to a name of the entry for
+  // messages and records (e.g. "s3://bucket/prefix/cache/KEY.json").
+  virtual Status PutCacheEntry(const std::string& key, const std::string& json) {
+    (void)key;
+    (void)json;
+    return Status::Ok();
+  }
+  virtual Result<std::string> GetCacheEntry(const std::string& key, std::string* where) {
+    (void)where;
+    return tl::unexpected<Status>(Status::NotFound("no shared cache entry for " + key));
+  }
 };
 
 using ArtifactStorePtr = std::unique_ptr<ArtifactStore>;

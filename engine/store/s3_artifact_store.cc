@@ -604,6 +604,31 @@ Result<std::string> S3ArtifactStore::FileDigest(const std::string& path) { retur
 
 std::string S3ArtifactStore::Location() const { return client_.Url(client_.options().prefix); }
 
+namespace {
+
+// A cache key names an object: only the digests sluice makes are taken.
+bool IsCacheKey(const std::string& key) {
+  return !key.empty() && key.size() <= 128 &&
+         std::all_of(key.begin(), key.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+}  // namespace
+
+Status S3ArtifactStore::PutCacheEntry(const std::string& key, const std::string& json) {
+  if (!IsCacheKey(key)) return Status::InvalidArgument("'" + key + "' is not a cache key");
+  const std::string& prefix = client_.options().prefix;
+  return client_.PutBytes((prefix.empty() ? "" : prefix + "/") + "cache/" + key + ".json", json, Sha256Hex(json),
+                          "cache");
+}
+
+Result<std::string> S3ArtifactStore::GetCacheEntry(const std::string& key, std::string* where) {
+  if (!IsCacheKey(key)) return Error(Status::InvalidArgument("'" + key + "' is not a cache key"));
+  const std::string& prefix = client_.options().prefix;
+  const std::string object = (prefix.empty() ? "" : prefix + "/") + "cache/" + key + ".json";
+  if (where) *where = client_.Url(object);
+  return client_.GetBytes(object, kMaxCacheEntryBytes);
+}
+
 Result<ArtifactRecord> S3ArtifactStore::Put(const std::string& path, ArtifactType type) {
   auto rec = cache_.Put(path, type);
   if (!rec) return rec;

@@ -182,6 +182,13 @@ class S3ArtifactStore : public ArtifactStore {
   // "s3://bucket/prefix" (or "s3://bucket").
   std::string Location() const override;
 
+  // The shared cache: object <prefix>/cache/<key>.json. Errors: a `key` that
+  // is not a hex digest is kInvalidArgument; the S3Client request errors.
+  Status PutCacheEntry(const std::string& key, const std::string& json) override;
+  Result<std::string> GetCacheEntry(const std::string& key, std::string* where) override;
+  // Largest cache entry read.
+  static constexpr int64_t kMaxCacheEntryBytes = int64_t{1} << 20;
+
   // The object key of the artifact with this hex digest.
   std::string KeyFor(const std::string& hex) const;
 

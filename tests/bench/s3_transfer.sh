@@ -38,7 +38,11 @@ head -c "${size}M" /dev/urandom >"$work/blob"
 # time_it LABEL CMD...: "LABEL: S s, R MiB/s, peak RSS M MiB" from /usr/bin/time.
 time_it() {
   local label=$1; shift
-  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; exit 1; }
+  if ! /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1; then
+    echo "$label failed:" >&2
+    cat "$work/out" "$work/time" >&2
+    exit 1
+  fi
   read -r secs kib <"$work/time"
   awk -v l="$label" -v s="$secs" -v k="$kib" -v m="$size" \
     'BEGIN { printf "%-22s %7.2f s %7.0f MiB/s   peak RSS %6.1f MiB\n", l":", s, m / s, k / 1024 }'

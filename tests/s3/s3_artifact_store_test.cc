@@ -297,6 +297,52 @@ TEST(S3Retry, ServerErrorsAreRetriedThenReported) {
   thread.join();
 }
 
+// The shared cache: a step computed with one store ("CI") is a cache hit
+// in a fresh store ("a laptop") whose artifact store is the same bucket; the
+// hit names the entry it came from and the outputs' bytes come from the
+// bucket.
+TEST_F(S3StoreTest, StepComputedElsewhereIsACacheHitThroughTheBucket) {
+  WriteFile(dir_ + "/p/pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: shared}
+steps:
+  - name: make
+    command: [python3, -c, "open('n.txt', 'w').write('42'); open('v', 'w').write('7')"]
+    outputs:
+      artifacts: [{name: n, path: n.txt}]
+      params: [{name: v, path: v}]
+  - name: use
+    command: [python3, -c, "import sys; open('out', 'w').write(sys.argv[1])", "{{ steps.make.outputs.params.v }}"]
+    outputs: {artifacts: [{name: out, path: out}]}
+)yaml");
+  ::setenv("AWS_ENDPOINT_URL", options_.endpoint.c_str(), 1);
+  ::setenv("AWS_ACCESS_KEY_ID", options_.access_key.c_str(), 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", options_.secret_key.c_str(), 1);
+  const std::string url = "s3://" + options_.bucket + "/" + options_.prefix + "/shared";
+  auto run = [&](const std::string& store) {
+    return RunProcess({SLUICE_BIN, "run", "pipeline.yaml", "--store", dir_ + "/" + store, "--artifacts", url},
+                      dir_ + "/p");
+  };
+  auto ci = run("ci");
+  ASSERT_EQ(ci.exit_code, 0) << ci.out << ci.err;
+  EXPECT_NE(ci.out.find("] done      make  Succeeded"), std::string::npos) << ci.out;
+
+  auto laptop = run("laptop");
+  ::unsetenv("AWS_ENDPOINT_URL");
+  ASSERT_EQ(laptop.exit_code, 0) << laptop.out << laptop.err;
+  EXPECT_NE(laptop.out.find("] cached    make  Cached"), std::string::npos) << laptop.out;
+  EXPECT_NE(laptop.out.find("] cached    use  Cached"), std::string::npos) << laptop.out;
+  // Where the hit came from: the entry in the bucket.
+  auto status = RunProcess({SLUICE_BIN, "status", "latest", "--store", dir_ + "/laptop", "--format", "json"},
+                           dir_ + "/p");
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  const std::string entry_prefix = url + "/cache/";
+  EXPECT_NE(status.out.find("\"cached_from\": \"" + entry_prefix), std::string::npos) << status.out;
+  // The output's bytes came from the bucket into the laptop's store.
+  const std::string n = Sha256Hex("42");
+  EXPECT_EQ(ReadFile(dir_ + "/laptop/cas/sha256/" + n.substr(0, 2) + "/" + n), "42");
+}
+
 // A file larger than part_bytes goes up in parts: 12 MiB in 5 MiB parts is
 // three parts; another machine downloads it and its digest verifies.
 TEST_F(S3StoreTest, LargeFileGoesUpInPartsAndVerifiesOnDownload) {
@@ -437,11 +483,11 @@ steps:
   EXPECT_TRUE(*(*remote)->client().Exists((*remote)->KeyFor(data.substr(7))));
   EXPECT_TRUE(*(*remote)->client().Exists((*remote)->KeyFor(n.substr(7))));
 
-  // A fresh store shares the bytes, not the cache records: its steps run,
-  // and their outputs (same digests) are not uploaded again.
+  // A fresh store finds the steps in the bucket's shared cache: all hits.
   auto second = run("b");
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
-  EXPECT_NE(second.out.find("] done      make  Succeeded"), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("] cached    make  Cached  outputs reused from " + url + "/cache/"), std::string::npos)
+      << second.out;
 
   // Store a loses its local bytes: the next run takes them from the bucket.
   fs::remove_all(dir_ + "/a/cas");
