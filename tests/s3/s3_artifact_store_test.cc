@@ -327,6 +327,18 @@ steps:
   ASSERT_EQ(ci.exit_code, 0) << ci.out << ci.err;
   EXPECT_NE(ci.out.find("] done      make  Succeeded"), std::string::npos) << ci.out;
 
+  // plan on the laptop says where the hits would come from.
+  auto plan = RunProcess({SLUICE_BIN, "plan", "pipeline.yaml", "--store", dir_ + "/laptop", "--artifacts", url,
+                          "-o", "json"},
+                         dir_ + "/p");
+  ASSERT_EQ(plan.exit_code, 0) << plan.out << plan.err;
+  const Json predicted = Json::parse(plan.out);
+  ASSERT_EQ(predicted.size(), 2u) << plan.out;
+  for (const Json& step : predicted) {
+    EXPECT_EQ(step["verdict"], "hit") << plan.out;
+    EXPECT_EQ(step["reuse_from"].get<std::string>().rfind(url + "/cache/", 0), 0u) << plan.out;
+  }
+
   auto laptop = run("laptop");
   ::unsetenv("AWS_ENDPOINT_URL");
   ASSERT_EQ(laptop.exit_code, 0) << laptop.out << laptop.err;
