@@ -20,6 +20,7 @@
 #include "dsl/yaml_cache.h"
 #include "dsl/yaml_tree.h"
 #include "engine/expr.h"
+#include "engine/s3_url.h"
 #include "engine/text.h"
 
 namespace sluice::dsl {
@@ -113,7 +114,7 @@ namespace {
 using Keys = std::vector<std::string>;
 
 const Keys kTopKeys = {"apiVersion", "kind",      "metadata", "params", "defaults", "timeout",
-                       "executor",   "namespace", "schedule", "steps",  "finally"};
+                       "executor",   "namespace", "artifacts", "schedule", "steps", "finally"};
 const Keys kMetadataKeys = {"name", "description", "labels"};
 const Keys kParamKeys = {"type", "default", "required", "description", "secret"};
 // The keys of a step other than its operator section (those come from the
@@ -580,6 +581,12 @@ class Loader {
         if (!IsDnsLabel(*s))
           Err(*n, "invalid namespace '" + *s + "'; use lower-case letters, digits and '-' (at most 63)");
         spec_.namespace_ = *s;
+      }
+    }
+    if (auto* n = get("artifacts")) {
+      if (auto s = Str(*n, "artifacts")) {
+        if (auto loc = ParseS3Location(*s); !loc) Err(*n, "invalid artifact store: " + loc.error().message());
+        else spec_.artifacts = *s;
       }
     }
     if (auto* n = get("steps")) ParseStepList(*n, false);

@@ -218,6 +218,7 @@ struct PipelineSpec {
   std::optional<Duration> timeout;      // whole run
   std::string executor = "local";
   std::string namespace_;               // Kubernetes namespace ("" = kubeconfig's)
+  std::string artifacts;                // artifact store, "s3://bucket/prefix"; "" = the local store
   std::optional<ScheduleSpec> schedule;
 
   const StepSpec* FindStep(const std::string& name) const;

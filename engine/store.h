@@ -93,6 +93,10 @@ struct RunRecord {
   std::string host;
   int pid = 0;  // the sluice process driving it, while Running
   bool no_cache = false;  // started with --no-cache: no step reuses earlier outputs
+  // Where the run kept artifact bytes beyond the local store
+  // (ArtifactStore::Location(): "s3://bucket/prefix"); "" = the local store
+  // only. resume and rerun use it again.
+  std::string artifacts;
 };
 
 // The current state of one step instance within a run.
@@ -326,6 +330,25 @@ class ArtifactStore {
   // such objects: kNotFound. Errors: kNotFound, kFailedPrecondition (larger
   // than `limit`), request errors.
   virtual Result<std::string> ReadObject(const std::string& name, int64_t limit);
+  // Where the bytes are kept beyond the local store, as a URL a later
+  // command can open again ("s3://bucket/prefix"); "" for the local store
+  // alone (the default).
+  virtual std::string Location() const { return ""; }
+
+  // The shared cache (engine/run/shared_cache.h): a succeeded step's cache
+  // entry, JSON text, kept under its cache `key` where other machines' stores
+  // find it. The default store shares nothing: Put keeps nothing and Get
+  // finds nothing (kNotFound). Get sets *where to a name of the entry for
+  // messages and records (e.g. "s3://bucket/prefix/cache/KEY.json").
+  virtual Status PutCacheEntry(const std::string& key, const std::string& json) {
+    (void)key;
+    (void)json;
+    return Status::Ok();
+  }
+  virtual Result<std::string> GetCacheEntry(const std::string& key, std::string* where) {
+    (void)where;
+    return tl::unexpected<Status>(Status::NotFound("no shared cache entry for " + key));
+  }
 };
 
 using ArtifactStorePtr = std::unique_ptr<ArtifactStore>;

@@ -45,6 +45,7 @@
 #include "dsl/quantity.h"
 #include "dsl/suggest.h"
 #include "engine/store/artifact_store.h"
+#include "engine/store/artifact_stores.h"
 #include "engine/store/s3_artifact_store.h"
 #include "engine/cli/commands.h"
 #include "operators/serving/service_state.h"
@@ -686,7 +687,9 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   given.parallelism = options.parallelism != 0;
   PrepareRunForKubernetes(prepared.spec, FlagsOf(options), given, run_options);
 
-  auto artifacts = OpenArtifactStore(options.artifacts, options.artifacts_endpoint, state_dir);
+  const ArtifactStoreChoice choice =
+      ChooseArtifactStore({{options.artifacts, "--artifacts"}, {prepared.spec.artifacts, "the pipeline's artifacts:"}});
+  auto artifacts = OpenArtifactStore(choice.url, options.artifacts_endpoint, state_dir);
   if (!artifacts) return Fail(artifacts.error());
   ExecutorRegistry executors;
   LocalExecutorOptions local;
@@ -768,7 +771,8 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   };
 
   if (!options.quiet) {
-    PrintLine("sluice: run " + run_id + " of " + prepared.spec.name + " (store " + state_dir + ")");
+    PrintLine("sluice: run " + run_id + " of " + prepared.spec.name + " (store " + state_dir +
+              (choice.url.empty() ? "" : ", artifacts " + (*artifacts)->Location()) + ")");
   }
   Runner runner(prepared.spec, store, artifacts->get(), &executors, std::move(run_options));
   signals->Attach(&runner, &executors);
@@ -910,6 +914,14 @@ int Continue(const RunCommandOptions& options, bool rerun) {
   // Kubernetes (which adopts the objects still there) unless told otherwise.
   RunCommandOptions continued = options;
   if (continued.executor.empty()) continued.executor = old->executor;
+  // Its artifact bytes are where it kept them, unless told otherwise.
+  if (continued.artifacts.empty() && !old->artifacts.empty()) {
+    continued.artifacts = old->artifacts;
+    if (!options.quiet) {
+      PrintLine("sluice: artifacts in " + old->artifacts + ", where run " + old->id +
+                " kept them (--artifacts to use another store)");
+    }
+  }
   // A resume goes on as the run started: a --no-cache run takes no hits.
   if (!rerun && old->no_cache) continued.no_cache = true;
   return Execute(continued, std::move(*prepared), state_dir, store->get(), run_id, old->id,
@@ -1155,13 +1167,11 @@ void AddRunOptions(CLI::App* cmd, RunCommandOptions& run, std::string& store) {
                   "Kubernetes: RWX PersistentVolumeClaim mounted into every pod at /sluice (artifacts between pods)");
   cmd->add_option("--workspace-host-dir", run.workspace_host_dir,
                   "Kubernetes: where this host sees the --workspace-pvc volume (put --store under it)");
-  cmd->add_option("--artifacts", run.artifacts,
-                  "Keep artifact bytes in an S3-compatible bucket, s3://BUCKET/PREFIX (default: the local store)");
+  cmd->add_option("--artifacts", run.artifacts, kArtifactsFlagHelp);
+  cmd->add_option("--artifacts-endpoint", run.artifacts_endpoint, kArtifactsEndpointFlagHelp);
   cmd->add_option("--launcher-image", run.launcher_image,
                   "Kubernetes with s3:// --artifacts: image holding /usr/local/bin/sluice-launcher (default: "
                   "ghcr.io/sluice-dev/sluice:<version>)");
-  cmd->add_option("--artifacts-endpoint", run.artifacts_endpoint,
-                  "S3 endpoint URL for --artifacts (default: $SLUICE_S3_ENDPOINT)");
 }
 
 }  // namespace

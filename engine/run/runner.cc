@@ -28,6 +28,7 @@
 #include "engine/store/provenance.h"
 #include "engine/run/cache_key.h"
 #include "engine/run/operator_programs.h"
+#include "engine/run/shared_cache.h"
 #include "engine/run/task_builder.h"
 #include "engine/run_id.h"
 #include "engine/secret_mask.h"
@@ -1165,6 +1166,8 @@ bool RunLoop::TryCacheHit(Attempt& a) {
   std::optional<TimePoint> not_before;
   if (spec.cache.max_age) not_before = a.now - *spec.cache.max_age;
   auto hit = r_.store_->FindCacheHit(a.key.key(), not_before);
+  // Not computed here: maybe on another machine sharing the artifact store.
+  if (!hit && hit.error().code() == StatusCode::kNotFound) hit = FindSharedCacheHit(*r_.artifacts_, a.key.key(), not_before);
   // Outputs whose bytes are gone cannot be reused.
   std::vector<std::string> paths;
   bool usable = hit.has_value();
@@ -1484,6 +1487,11 @@ void RunLoop::HandleResult(const TaskResult& result) {
   st.exec.snapshot["outputs"] = std::move(outputs);
   st.exec.snapshot["exit_code"] = result.exit_code;
   if (result.signal) st.exec.snapshot["signal"] = result.signal;
+  // Shared with other machines when the artifact store is (best effort: the
+  // run does not depend on it).
+  if (ar == AttemptResult::kSucceeded && !st.exec.cache_key.empty() &&
+      (!st.rec.outputs.empty() || !st.rec.output_params.empty() || !st.rec.metrics.empty()))
+    (void)r_.artifacts_->PutCacheEntry(st.exec.cache_key, SharedCacheEntry(st.exec.cache_key, st.rec, now));
   pending_executions_.push_back({std::move(st.exec), st.inputs, st.rec.outputs});
   st.exec = ExecutionRecord{};
   plan_->Finished(inst, ar, message, now);
@@ -1634,6 +1642,7 @@ Result<RunSummary> RunLoop::Run() {
   run_.params = RedactSecretParams(spec_, opt_.params.is_object() ? opt_.params : Json::object());
   run_.executor = opt_.default_executor.empty() ? spec_.executor : opt_.default_executor;
   run_.no_cache = opt_.no_cache;
+  run_.artifacts = r_.artifacts_->Location();
   run_.phase = RunPhase::kRunning;
   run_.message.clear();
   run_.started_at = start;
