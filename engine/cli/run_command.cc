@@ -533,15 +533,16 @@ bool NeedsKubernetes(const RunCommandOptions& options, const PipelineSpec& spec)
   return cli::NeedsKubernetes(spec, options.executor);
 }
 
-// The Kubernetes flags of `options`, as `sluice serve` has them.
-KubernetesFlags FlagsOf(const RunCommandOptions& options) {
+// The Kubernetes flags of `options` for pipeline `spec`, as `sluice serve`
+// has them: the artifact store is --artifacts, else the pipeline's.
+KubernetesFlags FlagsOf(const RunCommandOptions& options, const PipelineSpec& spec) {
   KubernetesFlags flags;
   flags.kubeconfig = options.kubeconfig;
   flags.context = options.context;
   flags.namespace_ = options.namespace_;
   flags.workspace_pvc = options.workspace_pvc;
   flags.workspace_host_dir = options.workspace_host_dir;
-  flags.artifacts = options.artifacts;
+  flags.artifacts = !options.artifacts.empty() ? options.artifacts : spec.artifacts;
   flags.artifacts_endpoint = options.artifacts_endpoint;
   flags.launcher_image = options.launcher_image;
   return flags;
@@ -551,7 +552,7 @@ KubernetesFlags FlagsOf(const RunCommandOptions& options) {
 // (KubernetesOptionsFor).
 Result<KubernetesExecutorOptions> KubernetesOptions(const RunCommandOptions& options,
                                                     const PipelineSpec& spec) {
-  return KubernetesOptionsFor(FlagsOf(options), &spec);
+  return KubernetesOptionsFor(FlagsOf(options, spec), &spec);
 }
 
 // run --dry-run: the objects the Kubernetes executor would create, printed
@@ -564,7 +565,7 @@ int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
                options.file + " runs on Kubernetes; add --executor kubernetes");
     return kExitUsage;
   }
-  if (Status st = CheckFilesCanMove(spec, FlagsOf(options), options.executor); !st.ok()) {
+  if (Status st = CheckFilesCanMove(spec, FlagsOf(options, spec), options.executor); !st.ok()) {
     PrintError(st.message());
     return kExitUsage;
   }
@@ -685,7 +686,7 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   given.memory = !options.memory.empty();
   given.gpus = options.gpus >= 0;
   given.parallelism = options.parallelism != 0;
-  PrepareRunForKubernetes(prepared.spec, FlagsOf(options), given, run_options);
+  PrepareRunForKubernetes(prepared.spec, FlagsOf(options, prepared.spec), given, run_options);
 
   const ArtifactStoreChoice choice =
       ChooseArtifactStore({{options.artifacts, "--artifacts"}, {prepared.spec.artifacts, "the pipeline's artifacts:"}});
@@ -703,7 +704,7 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   // The kubernetes executor connects to a cluster: set it up only when
   // something will run there.
   if (NeedsKubernetes(options, prepared.spec)) {
-    if (Status files = CheckFilesCanMove(prepared.spec, FlagsOf(options), options.executor); !files.ok()) {
+    if (Status files = CheckFilesCanMove(prepared.spec, FlagsOf(options, prepared.spec), options.executor); !files.ok()) {
       PrintError(files.message());
       return kExitUsage;
     }
