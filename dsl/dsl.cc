@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
@@ -18,6 +20,7 @@
 #include "dsl/yaml_cache.h"
 #include "dsl/yaml_tree.h"
 #include "engine/expr.h"
+#include "engine/s3_url.h"
 #include "engine/text.h"
 
 namespace sluice::dsl {
@@ -111,7 +114,7 @@ namespace {
 using Keys = std::vector<std::string>;
 
 const Keys kTopKeys = {"apiVersion", "kind",      "metadata", "params", "defaults", "timeout",
-                       "executor",   "namespace", "schedule", "steps",  "finally"};
+                       "executor",   "namespace", "artifacts", "schedule", "steps", "finally"};
 const Keys kMetadataKeys = {"name", "description", "labels"};
 const Keys kParamKeys = {"type", "default", "required", "description", "secret"};
 // The keys of a step other than its operator section (those come from the
@@ -119,7 +122,19 @@ const Keys kParamKeys = {"type", "default", "required", "description", "secret"}
 const Keys kStepBaseKeys = {"name",     "type",       "command",     "env",      "workdir",    "image",
                             "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
                             "foreach",  "parallelism", "retries",    "timeout",  "resources",  "priority",
-                            "cache",    "outputs"};
+                            "cache",    "outputs",    "uses",        "with"};
+// A component file (`kind: Component`), its inputs, and its step body.
+const Keys kComponentKeys = {"apiVersion", "kind", "metadata", "inputs", "outputs", "step"};
+const Keys kComponentInputKeys = {"type", "default", "description"};
+const Keys kComponentInputTypes = {"string", "int", "number", "bool", "list", "artifact"};
+// What a component's step body may set (besides an operator section).
+const Keys kComponentStepKeys = {"type",      "command",   "env",      "workdir", "image", "executor", "code",
+                                 "retries",   "timeout",   "resources", "priority", "cache", "kubernetes"};
+// What a step that uses a component may set: where and when it runs, never
+// what it runs.
+const Keys kUsingStepKeys = {"name",     "uses",      "with",     "depends",  "when",     "ifUpstreamSkipped",
+                             "foreach",  "parallelism", "retries", "timeout",  "resources", "priority",
+                             "cache",    "executor",  "image",    "env",      "kubernetes"};
 const Keys kDefaultKeys = {"image", "timeout",  "retries", "resources", "executor",
                            "cache", "env",      "priority", "kubernetes"};
 // What a container step becomes on Kubernetes (kubernetes.object).
@@ -232,6 +247,35 @@ std::string FileDigestHex(std::string_view data) {
 // ---------------------------------------------------------------------------
 // The loader: YAML tree -> PipelineSpec plus diagnostics
 // ---------------------------------------------------------------------------
+
+// One input of a component: a typed parameter or an artifact.
+struct ComponentInput {
+  std::string name;
+  bool artifact = false;  // `type: artifact`: bound to another step's artifact
+  ParamType type = ParamType::kString;
+  std::optional<Json> default_value;
+  SourceLocation loc;  // of its name in the component file
+};
+
+// A component file, as the steps that use it see it.
+struct Component {
+  std::string file;    // as diagnostics name it
+  std::string uses;    // relative to the pipeline's directory, normalised
+  std::string digest;  // SHA-256 of its bytes
+  std::vector<ComponentInput> inputs;
+  StepSpec body;  // the pipeline's defaults, then the component's step and outputs
+
+  const ComponentInput* Find(const std::string& name) const {
+    for (const auto& in : inputs)
+      if (in.name == name) return &in;
+    return nullptr;
+  }
+  std::vector<std::string> InputNames() const {
+    std::vector<std::string> names;
+    for (const auto& in : inputs) names.push_back(in.name);
+    return names;
+  }
+};
 
 // Per-step facts the checks after parsing need, beside the StepSpec.
 struct StepInfo {
@@ -542,6 +586,12 @@ class Loader {
         spec_.namespace_ = *s;
       }
     }
+    if (auto* n = get("artifacts")) {
+      if (auto s = Str(*n, "artifacts")) {
+        if (auto loc = ParseS3Location(*s); !loc) Err(*n, "invalid artifact store: " + loc.error().message());
+        else spec_.artifacts = *s;
+      }
+    }
     if (auto* n = get("steps")) ParseStepList(*n, false);
     if (auto* n = get("finally")) ParseStepList(*n, true);
     if (auto* n = get("schedule")) ParseSchedule(*n);
@@ -798,18 +848,31 @@ class Loader {
                     Describe(sn));
         continue;
       }
-      StepSpec s = base_;
+      const YamlNode* uses = ValueOf(sn, "uses");
+      const Component* component = uses ? UseComponent(*uses) : nullptr;
+      StepSpec s = component ? component->body : base_;
       s.loc = Loc(sn);
       s.is_finally = is_finally;
       StepInfo info;
       info.node = &sn;
-      ParseStep(sn, s, info);
+      ParseStep(sn, s, info, uses);
+      if (component) BindComponentInputs(s, *component, ValueOf(sn, "with"), *uses);
       out.push_back(std::move(s));
       (is_finally ? finally_info_ : step_info_).push_back(std::move(info));
     }
   }
 
-  void ParseStep(const YamlNode& sn, StepSpec& s, StepInfo& info) {
+  // The value of `key` in map `n`; null when absent.
+  const YamlNode* ValueOf(const YamlNode& n, const std::string& key) const {
+    if (!n.IsMap()) return nullptr;
+    for (size_t i = 0; i + 1 < n.children.size(); i += 2)
+      if (N(n.children[i]).IsScalar() && N(n.children[i]).value == key) return &N(n.children[i + 1]);
+    return nullptr;
+  }
+
+  // `uses` is the step's `uses:` value when it has one: the step then sets
+  // only kUsingStepKeys, and its command comes from the component.
+  void ParseStep(const YamlNode& sn, StepSpec& s, StepInfo& info, const YamlNode* uses = nullptr) {
     // The name first, so that messages about other fields can name the step.
     for (size_t i = 0; i + 1 < sn.children.size(); i += 2) {
       const YamlNode& key = N(sn.children[i]);
@@ -838,7 +901,16 @@ class Loader {
     bool type_ok = true;
     Json kubernetes;  // the step's `kubernetes:` section, kept beside its operator section
     Entries(sn, step_keys_, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
-      if (k == "name") return;
+      if (k == "name" || k == "uses") return;
+      if (uses && !Contains(kUsingStepKeys, k)) {
+        Err(key, "'" + k + "' comes from the component; a step that uses one may set only: " +
+                     JoinKeys(kUsingStepKeys));
+        return;
+      }
+      if (k == "with") {
+        if (!uses) Err(key, "'with' binds the inputs of a component; add 'uses: path/to/component.yaml'");
+        return;
+      }
       if (k == "parallelism") {
         parallelism = &v;
         return;
@@ -875,7 +947,7 @@ class Loader {
     if (!kubernetes.is_null() && !s.config.contains("kubernetes")) s.config["kubernetes"] = std::move(kubernetes);
     if (!info.has_name && !Suggested(sn, "name")) Err(sn, "step is missing required key 'name'");
     const Operator* op = ops_.Find(s.type);
-    if (type_ok && op && op->RequiresCommand() && !has_command && !Suggested(sn, "command"))
+    if (type_ok && op && op->RequiresCommand() && !has_command && !uses && !Suggested(sn, "command"))
       Err(sn, where + " is missing required key 'command' (an argv list, e.g. [python3, train.py])");
     if (section && type_ok) {
       const std::string need(ops_.FindBySection(section_key)->Name());
@@ -893,6 +965,344 @@ class Loader {
         else s.foreach->parallelism = static_cast<int>(*p);
       }
     }
+  }
+
+  // -- components ------------------------------------------------------------
+
+ public:
+  // Parses this loader's text as a component file, its step body starting
+  // from `base` (the using pipeline's defaults); `rel_dir` is the
+  // component's directory relative to the pipeline's. Diagnostics go to
+  // `diags` (in this file's locations); nullopt when there were errors.
+  std::optional<Component> RunComponent(const StepSpec& base, const std::string& rel_dir,
+                                        std::vector<Diagnostic>* diags) {
+    component_mode_ = true;
+    Component c;
+    c.file = file_;
+    c.digest = FileDigestHex(text_);
+    c.body = base;
+    doc_ = parse_cache_ ? ParseYamlCached(text_, c.digest) : ParseYaml(text_);
+    bool fatal = false;
+    for (const auto& p : doc_.problems) {
+      AddDiag({file_, p.line, p.column}, Severity::kError, p.message);
+      fatal = fatal || p.fatal;
+    }
+    if (!fatal) ValidateComponent(c, rel_dir);
+    *diags = std::move(diags_);
+    if (std::any_of(diags->begin(), diags->end(), [](const Diagnostic& d) { return d.severity == Severity::kError; }))
+      return std::nullopt;
+    return c;
+  }
+
+ private:
+  void ValidateComponent(Component& c, const std::string& rel_dir) {
+    if (doc_.root == YamlDocument::kNoRoot || N(doc_.root).IsNull()) {
+      ErrAt({file_, 1, 1}, "the component file is empty; a component needs apiVersion, kind, inputs and step");
+      return;
+    }
+    const YamlNode& root = N(doc_.root);
+    if (!root.IsMap()) {
+      Err(root, "a component file must be a map with apiVersion, kind, metadata, inputs, outputs and step, got " +
+                    Describe(root));
+      return;
+    }
+    if (!WithinCountLimits(root)) return;
+    std::unordered_map<std::string, const YamlNode*> top;
+    Entries(root, kComponentKeys, "the component", [&](const std::string& k, const YamlNode&, const YamlNode& v) {
+      top.emplace(k, &v);
+    });
+    auto get = [&](const char* k) -> const YamlNode* {
+      auto it = top.find(k);
+      return it == top.end() ? nullptr : it->second;
+    };
+    for (const char* k : {"apiVersion", "kind", "step"})
+      if (!get(k) && !Suggested(root, k)) Err(root, std::string("missing required key '") + k + "' in the component");
+    if (auto* n = get("apiVersion"))
+      if (auto v = Str(*n, "apiVersion"); v && *v != "sluice.dev/v1")
+        Err(*n, "unsupported apiVersion '" + *v + "'; use 'sluice.dev/v1'");
+    if (auto* n = get("kind"))
+      if (auto v = Str(*n, "kind"); v && *v != "Component")
+        Err(*n, "unsupported kind '" + *v + "' in a component file; use 'Component'");
+    if (auto* n = get("metadata")) ParseMetadata(*n);
+    if (auto* n = get("inputs")) ParseComponentInputs(c, *n);
+    if (auto* n = get("step")) ParseComponentStep(c.body, *n);
+    if (auto* n = get("outputs")) ParseOutputs(c.body, *n);
+    CheckComponentTemplates(c);
+    CheckCodeFiles();
+    RewriteComponentPaths(c.body, rel_dir);
+  }
+
+  void ParseComponentInputs(Component& c, const YamlNode& n) {
+    if (!ExpectMap(n, "inputs")) return;
+    if (n.children.size() / 2 > kMaxParams) {
+      Err(n, "more than " + WithThousands(kMaxParams) + " inputs in one component");
+      return;
+    }
+    for (size_t i = 0; i + 1 < n.children.size(); i += 2) {
+      const YamlNode& key = N(n.children[i]);
+      const YamlNode& val = N(n.children[i + 1]);
+      if (!key.IsScalar()) continue;
+      ComponentInput in;
+      in.name = key.value;
+      in.loc = Loc(key);
+      if (!IsIdentifier(in.name))
+        Err(key, "invalid input name '" + in.name + "': use letters, digits and '_' (it is used as inputs." +
+                     in.name + ")");
+      if (c.Find(in.name)) Err(key, "duplicate input '" + in.name + "'");
+      if (!val.IsMap()) {
+        Err(val, "input '" + in.name + "' must be a map such as {type: number, default: 0.1} or {type: artifact}, got " +
+                     Describe(val));
+        continue;
+      }
+      const YamlNode* default_node = nullptr;
+      bool type_ok = true, has_type = false;
+      Entries(val, kComponentInputKeys, "input '" + in.name + "'",
+              [&](const std::string& k, const YamlNode&, const YamlNode& v) {
+                if (k == "default") default_node = &v;
+                if (k != "type") return;
+                has_type = true;
+                auto t = Enum(v, "input type", kComponentInputTypes);
+                if (!t) {
+                  type_ok = false;
+                  return;
+                }
+                in.artifact = *t == "artifact";
+                for (int ti = 0; ti < 5; ++ti)
+                  if (*t == ParamTypeName(static_cast<ParamType>(ti))) in.type = static_cast<ParamType>(ti);
+              });
+      if (!has_type && !Suggested(val, "type"))
+        Err(val, "input '" + in.name + "' needs a type: one of " + JoinKeys(kComponentInputTypes));
+      if (default_node && in.artifact) {
+        Err(*default_node, "artifact input '" + in.name + "' cannot have a default; the using step binds it");
+      } else if (default_node && default_node->IsNull()) {
+        Err(*default_node, "input '" + in.name + "' has an empty default; give a value or remove 'default'");
+      } else if (default_node && type_ok) {
+        if (auto d = TypedValue(*default_node, in.type, in.name)) in.default_value = *d;
+      }
+      c.inputs.push_back(std::move(in));
+    }
+  }
+
+  void ParseComponentStep(StepSpec& s, const YamlNode& n) {
+    if (!ExpectMap(n, "step")) return;
+    Keys allowed = kComponentStepKeys;
+    for (const Operator* op : ops_.All())
+      if (!op->SectionKey().empty()) allowed.emplace_back(op->SectionKey());
+    const YamlNode* section = nullptr;
+    std::string section_key;
+    Json kubernetes;
+    Entries(n, allowed, "the component's step", [&](const std::string& k, const YamlNode&, const YamlNode& v) {
+      if (k == "kubernetes") {
+        if (ExpectMap(v, k)) kubernetes = ToJson(v);
+      } else if (ops_.FindBySection(k)) {
+        section = &v;
+        section_key = k;
+        if (ExpectMap(v, k)) s.config = ToJson(v);
+      } else {
+        StepField(s, k, v, nullptr, "the component's step");
+      }
+    });
+    if (!kubernetes.is_null()) s.config["kubernetes"] = std::move(kubernetes);
+    s.loc = Loc(n);
+    const Operator* op = ops_.Find(s.type);
+    if (op && op->RequiresCommand() && s.command.empty() && !Suggested(n, "command"))
+      Err(n, "the component's step is missing required key 'command' (an argv list, e.g. [python3, train.py])");
+    if (section && op) {
+      const std::string need(ops_.FindBySection(section_key)->Name());
+      if (s.type != need) Err(*section, "the '" + section_key + "' section needs 'type: " + need + "'");
+      else if (section->IsMap()) CheckOperatorConfig(*op, s, *section);
+    }
+    if (op) op->AddFixedOutputs(&s, Loc(n));
+  }
+
+  // A component sees its inputs, pipeline.{name,dir}, component.dir and
+  // run.*, never the using pipeline's params or steps.
+  void CheckComponentTemplates(const Component& c) {
+    ForEachStepTemplate(c.body, [&](const Template& t, TemplateField field) {
+      if (stopped_ || t.IsLiteral()) return;
+      auto refs = RefsOf(t, IsTemplateField(t, field));
+      if (!refs) return;
+      for (const auto& r : *refs) {
+        const auto& p = r.path;
+        const std::string full = r.ToString();
+        const SourceLocation loc = At(t, r.offset);
+        if (p[0] == "inputs") {
+          if (p.size() == 2 && c.Find(p[1])) continue;
+          if (p.size() < 2) {
+            ErrAt(loc, "'inputs' needs an input name: inputs.<name>");
+            continue;
+          }
+          ErrAt(loc, "unknown input '" + p[1] + "' in '" + full + "'" +
+                         (c.inputs.empty() ? "; the component declares no inputs"
+                                           : DidYouMean(p[1], c.InputNames()) + "; declared inputs are: " +
+                                                 JoinKeys(c.InputNames())));
+        } else if (p[0] == "component") {
+          if (p.size() != 2 || p[1] != "dir") ErrAt(loc, "'" + full + "' is not a name; write component.dir");
+        } else if (p[0] == "pipeline" || p[0] == "run") {
+          continue;  // checked in the using pipeline
+        } else {
+          ErrAt(loc, "a component sees only its inputs: '" + full +
+                         "' cannot be used here; declare an input and bind it under 'with:' in the step that uses "
+                         "the component");
+        }
+      }
+    });
+  }
+
+  // {{ component.dir }} becomes the pipeline-relative {{ pipeline.dir }}/<rel_dir>,
+  // and code files become relative to the pipeline's directory.
+  void RewriteComponentPaths(StepSpec& s, const std::string& rel_dir) {
+    const std::string dir = rel_dir.empty() || rel_dir == "." ? "{{ pipeline.dir }}" : "{{ pipeline.dir }}/" + rel_dir;
+    auto rewrite = [&](Template& t) {
+      for (size_t at = t.text.find("{{"); at != std::string::npos; at = t.text.find("{{", at + 2)) {
+        size_t end = t.text.find("}}", at);
+        if (end == std::string::npos) break;
+        if (Trim(std::string_view(t.text).substr(at + 2, end - at - 2)) != "component.dir") continue;
+        t.text.replace(at, end + 2 - at, dir);
+      }
+      if (t.text.find("component.dir") != std::string::npos)
+        ErrAt(t.loc, "write {{ component.dir }} on its own, e.g. \"{{ component.dir }}/train.py\"");
+    };
+    for (auto& t : s.command) rewrite(t);
+    for (auto& e : s.env)
+      if (!e.secret) rewrite(e.value);
+    if (s.workdir) rewrite(*s.workdir);
+    for (auto& f : s.code)
+      if (std::filesystem::path(f).is_relative()) f = (std::filesystem::path(rel_dir) / f).lexically_normal().string();
+  }
+
+  // Reads and parses the component that `v` (a step's `uses:`) names, once
+  // per file; null when it cannot be used (the reasons are reported).
+  const Component* UseComponent(const YamlNode& v) {
+    auto uses = Str(v, "uses");
+    if (!uses) return nullptr;
+    if (uses->starts_with("git+")) {
+      Err(v, "components from git ('" + *uses + "') are not supported yet; add the component to this repository "
+                 "and use its path relative to the pipeline file");
+      return nullptr;
+    }
+    namespace fs = std::filesystem;
+    const fs::path shown = (fs::path(dir_.empty() ? "." : dir_) / *uses).lexically_normal();
+    auto found = components_.find(shown.string());
+    if (found != components_.end()) return found->second.get();
+    if (components_.size() >= kMaxComponents) {
+      Err(v, "more than " + WithThousands(kMaxComponents) + " component files in one pipeline");
+      return nullptr;
+    }
+    auto& slot = components_[shown.string()];
+    std::ifstream in(shown, std::ios::binary);
+    if (!in || fs::is_directory(shown)) {
+      Err(v, "cannot read component file '" + *uses + "' (looked for " + shown.string() +
+                 "): " + (in ? std::string("it is a directory") : std::string(std::strerror(errno))) +
+                 "; 'uses' paths are relative to the pipeline file");
+      return nullptr;
+    }
+    std::string text;
+    char chunk[64 * 1024];
+    while (text.size() <= kMaxFileBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+      text.append(chunk, static_cast<size_t>(in.gcount()));
+    std::error_code ec;
+    const fs::path abs_dir = fs::absolute(dir_.empty() ? "." : dir_, ec).lexically_normal();
+    const fs::path abs_file = fs::absolute(shown, ec).lexically_normal();
+    std::string rel_dir = abs_file.parent_path().lexically_relative(abs_dir).string();
+    Loader sub(text, shown.string(), shown.parent_path().string(), ops_, parse_cache_);
+    std::vector<Diagnostic> found_diags;
+    auto c = sub.RunComponent(base_, rel_dir, &found_diags);
+    for (auto& d : found_diags) AddDiag(std::move(d.loc), d.severity, std::move(d.message));
+    if (!c) {
+      Err(v, "component '" + *uses + "' has errors (reported above); fix them first");
+      return nullptr;
+    }
+    c->uses = abs_file.lexically_relative(abs_dir).string();
+    slot = std::make_unique<Component>(std::move(*c));
+    return slot.get();
+  }
+
+  // Binds the component's inputs to the step's `with:` values (or their
+  // defaults), checking each against its declared type, and records the
+  // component with the step.
+  void BindComponentInputs(StepSpec& s, const Component& c, const YamlNode* with, const YamlNode& uses) {
+    std::unordered_set<std::string> bound;
+    if (with && ExpectMap(*with, "with")) {
+      for (size_t i = 0; i + 1 < with->children.size(); i += 2) {
+        const YamlNode& key = N(with->children[i]);
+        const YamlNode& val = N(with->children[i + 1]);
+        if (!key.IsScalar()) continue;
+        const ComponentInput* in = c.Find(key.value);
+        if (!in) {
+          Err(key, "component " + c.file + " has no input '" + key.value + "'" +
+                       (c.inputs.empty() ? "; it declares no inputs"
+                                         : DidYouMean(key.value, c.InputNames()) + "; its inputs are: " +
+                                               JoinKeys(c.InputNames())));
+          continue;
+        }
+        bound.insert(key.value);
+        std::optional<Template> t;
+        if (val.IsSequence()) t = Template{ToJson(val).dump(), Loc(val)};
+        else t = Tmpl(val, "with." + key.value);
+        if (!t) continue;
+        CheckBinding(c, *in, val, *t);
+        s.inputs[key.value] = std::move(*t);
+      }
+    }
+    for (const auto& in : c.inputs) {
+      if (bound.count(in.name)) continue;
+      if (in.default_value) {
+        const Json& d = *in.default_value;
+        s.inputs[in.name] = Template{d.is_string() ? d.get<std::string>() : d.dump(), in.loc};
+      } else {
+        Err(with ? *with : uses, "component " + c.file + " needs input '" + in.name + "' (" + in.loc.ToString() +
+                                     "); bind it under 'with:'");
+        s.inputs[in.name] = Template{"", in.loc};  // reported once, here, not at each use
+      }
+    }
+    s.component_file = c.uses;
+    s.component_digest = c.digest;
+    if (std::find(s.code.begin(), s.code.end(), c.uses) == s.code.end()) s.code.push_back(c.uses);
+  }
+
+  // What `val` (bound as `t`) gives the input: "int", "number", "bool",
+  // "string", "list" or "an artifact"; "" when it cannot be known before the
+  // run (an item, an expression).
+  std::string BindingType(const YamlNode& val, const Template& t) {
+    if (val.IsSequence()) return "list";
+    if (t.IsLiteral()) {
+      switch (ResolveScalar(val)) {
+        case PlainType::kBool: return "bool";
+        case PlainType::kInt: return "int";
+        case PlainType::kFloat: return "number";
+        default: return "string";
+      }
+    }
+    if (!IsSingleExpression(t.text)) return "string";
+    auto refs = expr::References(t.text, true);
+    if (!refs || refs->size() != 1) return "";
+    const std::string_view inner = Trim(Trim(t.text, " \t\r\n").substr(2, Trim(t.text, " \t\r\n").size() - 4));
+    const auto& r = refs->front();
+    if (inner != r.ToString()) return "";
+    const auto& p = r.path;
+    if (p[0] == "params" && p.size() == 2) {
+      const ParamSpec* param = FindParam(p[1]);
+      return param ? ParamTypeName(param->type) : "";
+    }
+    if (p[0] == "steps" && p.size() == 5 && p[2] == "outputs") {
+      if (p[3] == "artifacts") return "an artifact";
+      if (p[3] == "params") return "string";
+      if (p[3] == "metrics") return "number";
+    }
+    return "";
+  }
+
+  void CheckBinding(const Component& c, const ComponentInput& in, const YamlNode& val, const Template& t) {
+    const std::string given = BindingType(val, t);
+    if (given.empty()) return;
+    const std::string expected = in.artifact ? "an artifact" : ParamTypeName(in.type);
+    bool ok = given == expected;
+    if (!in.artifact && in.type == ParamType::kNumber) ok = given == "int" || given == "number";
+    if (!in.artifact && in.type == ParamType::kString) ok = given != "an artifact" && given != "list";
+    if (!ok)
+      Err(val, "input '" + in.name + "' of component " + c.file + " (" + in.loc.ToString() + ") expects " + expected +
+                   ", got " + given);
   }
 
   // The operator's own checks of its config section, each reported at the
@@ -1818,7 +2228,7 @@ class Loader {
         std::error_code ec;
         if (!std::filesystem::exists(p, ec))
           Err(*item, "code file '" + item->value + "' not found (looked for " + p.lexically_normal().string() +
-                         "); code paths are relative to the pipeline file");
+                         "); code paths are relative to the " + (component_mode_ ? "component" : "pipeline") + " file");
       }
     }
   }
@@ -1884,6 +2294,9 @@ class Loader {
   Keys step_names_;  // StepNames()
   std::vector<const YamlNode*> code_nodes_;
   std::vector<size_t> line_starts_;
+  // Component files by path as shown; null for one that could not be used.
+  std::map<std::string, std::unique_ptr<Component>> components_;
+  bool component_mode_ = false;  // this loader reads a component file
   // (map, key) for each unknown key of a map that resembles `key`.
   struct SuggestedHash {
     size_t operator()(const std::pair<const YamlNode*, std::string>& p) const {

@@ -48,6 +48,10 @@ inline constexpr size_t kMaxEnvEntries = 1'000;
 inline constexpr size_t kMaxRangeInstances = 1'000'000;
 inline constexpr int64_t kMaxRangeValue = int64_t{1} << 53;
 
+// Distinct component files one pipeline may use (each is read and parsed
+// once, however many steps use it).
+inline constexpr size_t kMaxComponents = 256;
+
 // Errors reported for one file; checking stops after them. Far more than
 // anyone reads, few enough that "did you mean" searches stay cheap.
 inline constexpr size_t kMaxErrors = 1'000;

@@ -23,6 +23,42 @@ namespace sluice {
 
 using TaskId = uint64_t;
 
+// One artifact a task moves through object storage: an input (digest and
+// the host path the step reads it at) or a declared output (name, path
+// relative to the working directory, type).
+struct TaskArtifact {
+  std::string name;
+  std::string digest;  // "sha256:<hex>"; "" for an output
+  std::string path;
+  ArtifactType type = ArtifactType::kOther;
+};
+
+// A declared output parameter: its name and file, relative to the workdir.
+struct TaskParamFile {
+  std::string name;
+  std::string path;
+};
+
+// What a task run by the launcher in a pod (engine/launch.h) moves through
+// object storage, filled by the runner when its executor has no shared
+// filesystem with the host. Empty (remote() false) for every other task.
+struct TaskFiles {
+  std::vector<TaskArtifact> inputs;
+  std::vector<TaskArtifact> outputs;
+  std::vector<TaskParamFile> params;
+  std::string metrics_file;  // relative to the workdir; "" = none
+  // The code directory artifact and the host directory it was packed from
+  // (its `{{ pipeline.dir }}`).
+  std::string code_digest;
+  std::string code_dir;
+  // The host's artifact store root (the CAS paths steps are given live under
+  // it), mapped to the launcher's cache in the pod.
+  std::string store_root;
+  // The result object's name in the store (ArtifactStore::ReadObject).
+  std::string result_key;
+  bool remote() const { return !result_key.empty(); }
+};
+
 // One attempt of one step instance, fully resolved: no templates left.
 struct Task {
   TaskId id = 0;
@@ -50,6 +86,7 @@ struct Task {
   Resources resources;
   std::optional<Duration> timeout;
   Json config = Json::object();                // operator-specific (tfjob replicas, ...)
+  TaskFiles files;                             // object-storage transfers; see TaskFiles
 };
 
 // How an attempt ended.

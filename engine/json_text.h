@@ -13,6 +13,19 @@
 
 namespace sluice {
 
+// The name of `v`'s JSON type as error messages give it: "null", "bool",
+// "string", "list", "object" or "number".
+inline const char* JsonTypeName(const Json& v) {
+  switch (v.type()) {
+    case Json::value_t::null: return "null";
+    case Json::value_t::boolean: return "bool";
+    case Json::value_t::string: return "string";
+    case Json::value_t::array: return "list";
+    case Json::value_t::object: return "object";
+    default: return "number";
+  }
+}
+
 // Appends `s` as a JSON string: exactly the bytes nlohmann::json's dump()
 // writes for it (ensure_ascii off; invalid UTF-8 replaced by U+FFFD, as with
 // error_handler_t::replace), so text written here hashes and compares like

@@ -78,6 +78,23 @@ struct KubernetesKind {
   size_t max_name_length = 63;
 };
 
+// Object storage instead of a shared volume: a task whose Task::files are
+// set runs through sluice-launcher (engine/launch.h), placed into its pod by
+// an init container, which moves its inputs, code and outputs through the
+// bucket (docs/kubernetes.md).
+struct KubernetesObjectStorage {
+  std::string url;       // "s3://bucket/prefix"; "" = off
+  std::string endpoint;  // as the pods reach it; "" = the launcher's environment
+  std::string region;    // "" = the launcher's environment
+  // The Secret whose keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY become
+  // the launcher's credentials (secretKeyRef: never in a manifest).
+  std::string credentials_secret = "sluice-s3";
+  // The image holding the launcher (the CLI's default: the sluice image of
+  // its version), and the launcher's path in it.
+  std::string launcher_image;
+  std::string launcher_path = "/usr/local/bin/sluice-launcher";
+};
+
 // Settings shared by all objects of one executor or compile (a step's
 // `kubernetes:` config overrides the per-object fields; docs/kubernetes.md).
 struct KubernetesObjectOptions {
@@ -100,6 +117,7 @@ struct KubernetesObjectOptions {
   std::string priority_class;
   std::vector<std::string> image_pull_secrets;
   std::string queue;  // Kueue LocalQueue name; "" = none
+  KubernetesObjectStorage object_storage;
 };
 
 // How far a Kubernetes object has got, read from its status.

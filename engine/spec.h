@@ -154,6 +154,11 @@ struct StepSpec {
   std::string image;                // container image (Kubernetes)
   std::string executor;             // "" = pipeline default; "local" | "kubernetes"
   std::vector<std::string> code;    // files whose content forms the code digest
+  // The component this step uses (`uses:`), relative to the pipeline's
+  // directory, and the SHA-256 of its file; "" for a step written in full.
+  // The file is also one of `code`, so it is part of the cache key.
+  std::string component_file;
+  std::string component_digest;
 
   std::vector<std::string> depends;  // explicit dependencies (step names)
   std::vector<SourceLocation> depends_loc;
@@ -213,6 +218,7 @@ struct PipelineSpec {
   std::optional<Duration> timeout;      // whole run
   std::string executor = "local";
   std::string namespace_;               // Kubernetes namespace ("" = kubeconfig's)
+  std::string artifacts;                // artifact store, "s3://bucket/prefix"; "" = the local store
   std::optional<ScheduleSpec> schedule;
 
   const StepSpec* FindStep(const std::string& name) const;

@@ -93,6 +93,10 @@ struct RunRecord {
   std::string host;
   int pid = 0;  // the sluice process driving it, while Running
   bool no_cache = false;  // started with --no-cache: no step reuses earlier outputs
+  // Where the run kept artifact bytes beyond the local store
+  // (ArtifactStore::Location(): "s3://bucket/prefix"); "" = the local store
+  // only. resume and rerun use it again.
+  std::string artifacts;
 };
 
 // The current state of one step instance within a run.
@@ -307,6 +311,44 @@ class ArtifactStore {
   // stat shows them unchanged since they were last hashed. Errors: kNotFound,
   // kPermissionDenied, kInternal.
   virtual Result<std::string> FileDigest(const std::string& path);
+
+  // Where LocalPath() puts (or finds) `digest` on this machine, without
+  // fetching it: the path a step is given when the bytes go to a pod
+  // straight from the store. The default is LocalPath(). Errors:
+  // kInvalidArgument (malformed digest).
+  virtual Result<std::string> CachePath(const std::string& digest);
+
+  // The record of an artifact already in the store, checked without
+  // fetching it (one HEAD for a remote store); `type` and `size` are the
+  // caller's, `is_directory` the store's. Errors: kNotFound when it is not
+  // stored, kInvalidArgument (malformed digest), request errors. The
+  // default asks LocalPath().
+  virtual Result<ArtifactRecord> Stat(const std::string& digest, ArtifactType type, int64_t size);
+
+  // The bytes of the small object `name` (a name under the store's root,
+  // e.g. a launcher's result), at most `limit` bytes. The default has no
+  // such objects: kNotFound. Errors: kNotFound, kFailedPrecondition (larger
+  // than `limit`), request errors.
+  virtual Result<std::string> ReadObject(const std::string& name, int64_t limit);
+  // Where the bytes are kept beyond the local store, as a URL a later
+  // command can open again ("s3://bucket/prefix"); "" for the local store
+  // alone (the default).
+  virtual std::string Location() const { return ""; }
+
+  // The shared cache (engine/run/shared_cache.h): a succeeded step's cache
+  // entry, JSON text, kept under its cache `key` where other machines' stores
+  // find it. The default store shares nothing: Put keeps nothing and Get
+  // finds nothing (kNotFound). Get sets *where to a name of the entry for
+  // messages and records (e.g. "s3://bucket/prefix/cache/KEY.json").
+  virtual Status PutCacheEntry(const std::string& key, const std::string& json) {
+    (void)key;
+    (void)json;
+    return Status::Ok();
+  }
+  virtual Result<std::string> GetCacheEntry(const std::string& key, std::string* where) {
+    (void)where;
+    return tl::unexpected<Status>(Status::NotFound("no shared cache entry for " + key));
+  }
 };
 
 using ArtifactStorePtr = std::unique_ptr<ArtifactStore>;

@@ -10,6 +10,12 @@
 
 namespace sluice {
 
+// `s` when it has at most `n` characters, else its first `n` and "...": a
+// value quoted in an error message.
+inline std::string Ellipsize(const std::string& s, size_t n = 60) {
+  return s.size() <= n ? s : s.substr(0, n) + "...";
+}
+
 // The characters std::isspace accepts in the "C" locale.
 inline constexpr std::string_view kAsciiSpace = " \t\n\v\f\r";
 

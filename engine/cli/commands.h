@@ -30,6 +30,15 @@ using Dispatch = std::function<std::optional<int>()>;
 inline constexpr char kStoreFlagHelp[] =
     "Store directory (runs, logs, artifacts); default: .sluice in the current directory";
 
+// The help of --artifacts and --artifacts-endpoint (run, resume, rerun,
+// serve, backfill, compile).
+inline constexpr char kArtifactsFlagHelp[] =
+    "Keep artifact bytes in an S3-compatible bucket, s3://BUCKET/PREFIX (default: the pipeline's artifacts:, "
+    "else the local store)";
+inline constexpr char kArtifactsEndpointFlagHelp[] =
+    "S3 endpoint URL (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the AWS profile's endpoint_url, "
+    "else AWS S3 in the region)";
+
 
 struct LintOptions {
   std::vector<std::string> files;
@@ -81,7 +90,10 @@ struct RunCommandOptions {
   std::string workspace_host_dir;         // --workspace-host-dir; "" = the host does not see it
   // Artifact bytes in an S3-compatible bucket (engine/store/s3_artifact_store.h).
   std::string artifacts;                  // --artifacts s3://bucket/prefix; "" = the local store
-  std::string artifacts_endpoint;         // --artifacts-endpoint; "" = $SLUICE_S3_ENDPOINT
+  std::string artifacts_endpoint;         // --artifacts-endpoint; "" = the AWS settings' (aws_config.h)
+  // With --executor kubernetes and an s3:// --artifacts, steps run through
+  // sluice-launcher from this image (docs/kubernetes.md).
+  std::string launcher_image;             // --launcher-image; "" = ghcr.io/sluice-dev/sluice:<version>
 };
 // Runs (or resumes / re-runs) a pipeline, printing live progress and a
 // summary table. 0 succeeded, 1 failed, 2 invalid pipeline/params,
@@ -174,6 +186,9 @@ struct CompileOptions {
   bool keep_going = false;            // argo: DAG failFast false
   std::vector<std::string> exclude_steps;  // steps left out on purpose
   std::string sluice_image;  // argo: image with sluice-serving, for traffic-validation steps
+  std::string artifacts;           // argo: s3://bucket/prefix; "" = the pipeline's artifacts:, else the workspace
+  std::string artifacts_endpoint;  // argo: "" = the AWS settings' endpoint, else AWS S3 in the region
+  std::string artifacts_secret = "sluice-s3";  // argo: Secret with the pods' S3 keys
 };
 // Compiles a pipeline to Argo Workflows objects, or to the Kubernetes
 // objects of a run (the Kubernetes executor's dry run). 0 ok, 2 invalid

@@ -1,5 +1,6 @@
 // `sluice compile FILE --target argo|manifests`.
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,8 @@
 #include "engine/compile/argo.h"
 #include "engine/compile/manifests.h"
 #include "engine/compile/serving_objects.h"
+#include "engine/s3_url.h"
+#include "engine/store/aws_config.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -23,6 +26,42 @@ namespace {
 // The published images of sluice (with sluice-serving on the PATH) are
 // named after the project's repository, github.com/sluice-dev/sluice.
 constexpr const char* kDefaultSluiceImage = "ghcr.io/sluice-dev/sluice:";
+
+// Argo's form of the S3 location `url`: the endpoint as host[:port] with
+// `insecure` for plain HTTP, from --artifacts-endpoint or the AWS settings
+// (no credentials needed: the pods read theirs from a Secret).
+Result<compile::ArgoS3> ArgoS3For(const std::string& url, const CompileOptions& options) {
+  auto loc = ParseS3Location(url);
+  if (!loc) return Error(loc.error());
+  auto aws = ResolveAwsSettings([](const std::string& name) {
+    const char* v = std::getenv(name.c_str());
+    return std::string(v ? v : "");
+  });
+  if (!aws) return Error(aws.error());
+  compile::ArgoS3 s3;
+  s3.bucket = loc->bucket;
+  s3.prefix = loc->prefix;
+  s3.region = aws->region;
+  s3.secret = options.artifacts_secret;
+  std::string endpoint = !options.artifacts_endpoint.empty() ? options.artifacts_endpoint
+                         : !aws->endpoint.empty()            ? aws->endpoint
+                                                             : "https://s3." + aws->region + ".amazonaws.com";
+  if (endpoint.rfind("http://", 0) == 0) {
+    s3.insecure = true;
+    endpoint = endpoint.substr(7);
+  } else if (endpoint.rfind("https://", 0) == 0) {
+    endpoint = endpoint.substr(8);
+  } else {
+    return Error(Status::InvalidArgument("S3 endpoint '" + endpoint + "' is not an http:// or https:// URL"));
+  }
+  while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+  if (endpoint.empty() || endpoint.find('/') != std::string::npos) {
+    return Error(Status::InvalidArgument("S3 endpoint '" + endpoint +
+                                         "': Argo takes an endpoint without a path (host or host:port)"));
+  }
+  s3.endpoint = endpoint;
+  return s3;
+}
 
 }  // namespace
 
@@ -60,6 +99,14 @@ int Compile(const CompileOptions& options) {
                   << " (--sluice-image IMAGE to use another)\n";
     }
     argo.serving = compile::OperatorServingObjects();
+    if (std::string url = options.artifacts.empty() ? spec.artifacts : options.artifacts; !url.empty()) {
+      auto s3 = ArgoS3For(url, options);
+      if (!s3) {
+        PrintError("--artifacts: " + s3.error().message());
+        return kExitUsage;
+      }
+      argo.s3 = std::move(*s3);
+    }
     auto out = compile::CompileToArgo(spec, pipeline_dir, argo);
     if (!out.ok()) {
       for (const auto& e : out.errors) std::cerr << e.ToString() << "\n";
@@ -147,6 +194,13 @@ Dispatch RegisterCompileCommand(CLI::App& app) {
   compile_cmd->add_option("--source-dir", compile->source_dir,
                           "Where pods see the pipeline's directory, {{ pipeline.dir }} (default /sluice/src)");
   compile_cmd->add_option("--service-account", compile->service_account, "Service account of the pods");
+  compile_cmd->add_option("--artifacts", compile->artifacts,
+                          "argo: pass artifacts as Argo S3 artifacts in s3://BUCKET/PREFIX instead of on the "
+                          "workspace volume (default: the pipeline's artifacts:)");
+  compile_cmd->add_option("--artifacts-endpoint", compile->artifacts_endpoint, kArtifactsEndpointFlagHelp);
+  compile_cmd->add_option("--artifacts-secret", compile->artifacts_secret,
+                          "argo: Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the pods "
+                          "(default sluice-s3)");
   compile_cmd->add_option("--image", compile->image, "Image for steps that name none");
   compile_cmd->add_flag("--keep-going", compile->keep_going, "argo: run independent branches after a failure");
   compile_cmd->add_option("--exclude-step", compile->exclude_steps,

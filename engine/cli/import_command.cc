@@ -14,6 +14,7 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/compile/argo_import.h"
+#include "engine/compile/notebook.h"
 #include "engine/run_id.h"
 #include "engine/sha256.h"
 #include "engine/store/open_store.h"
@@ -285,7 +286,82 @@ int ImportRun(const ImportRunOptions& options) {
   return missing > 0 ? kExitFailed : kExitOk;
 }
 
+namespace {
+
+Dispatch RegisterImportRunCommand(CLI::App& app);
+
+struct ImportNotebookOptions {
+  std::string notebook;
+  std::string out_dir;
+  std::string name;
+  std::string image;
+  bool force = false;
+};
+
+// `sluice import notebook FILE.ipynb -o DIR`: the pipeline and its step
+// scripts (engine/compile/notebook.h), written into DIR.
+int ImportNotebookCommand(const ImportNotebookOptions& o) {
+  std::ifstream in(o.notebook, std::ios::binary);
+  if (!in) {
+    PrintError("cannot read " + o.notebook + ": " + ErrnoText(errno));
+    return kExitUsage;
+  }
+  std::string text;
+  char chunk[64 * 1024];
+  while (text.size() <= compile::kMaxNotebookBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+  auto imported = compile::ImportNotebook(text, o.notebook, {o.name, o.image});
+  if (!imported) {
+    PrintError(imported.error().message());
+    return ExitCodeFor(imported.error());
+  }
+  const fs::path dir(o.out_dir);
+  std::error_code ec;
+  if (!o.force && fs::exists(dir / "pipeline.yaml", ec)) {
+    PrintError((dir / "pipeline.yaml").string() + " exists; pass --force to replace it");
+    return kExitUsage;
+  }
+  for (const auto& [rel, content] : imported->files) {
+    const fs::path path = dir / rel;
+    fs::create_directories(path.parent_path(), ec);
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << content;
+    out.close();
+    if (ec || !out) {
+      PrintError("cannot write " + path.string() + (ec ? ": " + ec.message() : ""));
+      return kExitSystem;
+    }
+  }
+  std::cout << "wrote " << (dir / "pipeline.yaml").string() << " and " << imported->steps.size() << " step script"
+            << (imported->steps.size() == 1 ? "" : "s") << " (" << Join(imported->steps, ", ") << ")";
+  if (!imported->params.empty()) std::cout << "; params: " << Join(imported->params, ", ");
+  std::cout << "\nrun it: sluice run " << (dir / "pipeline.yaml").string() << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
 Dispatch RegisterImportCommand(CLI::App& app) {
+  auto notebook = std::make_shared<ImportNotebookOptions>();
+  auto* import_group = app.add_subcommand("import", "Turn something else into a sluice pipeline");
+  import_group->require_subcommand(1);
+  auto* notebook_cmd = import_group->add_subcommand(
+      "notebook", "A Jupyter notebook whose cells are tagged step:NAME, after:NAME, param, imports, metrics, skip");
+  notebook_cmd->add_option("NOTEBOOK", notebook->notebook, "The .ipynb file")->required();
+  notebook_cmd->add_option("-o,--output", notebook->out_dir, "Directory for pipeline.yaml and steps/")->required();
+  notebook_cmd->add_option("--name", notebook->name, "The pipeline's name (default: from the file name)");
+  notebook_cmd->add_option("--image", notebook->image, "The steps' image on Kubernetes (defaults.image)");
+  notebook_cmd->add_flag("--force", notebook->force, "Replace an existing pipeline.yaml and step scripts");
+  auto import_run_dispatch = RegisterImportRunCommand(app);
+  return [notebook, notebook_cmd, import_run_dispatch]() -> std::optional<int> {
+    if (*notebook_cmd) return ImportNotebookCommand(*notebook);
+    return import_run_dispatch();
+  };
+}
+
+namespace {
+
+Dispatch RegisterImportRunCommand(CLI::App& app) {
   auto import_run = std::make_shared<ImportRunOptions>();
   auto* import_cmd = app.add_subcommand(
       "import-run", "Read a finished Argo Workflow (from sluice compile --target argo) into the store as a run");
@@ -308,5 +384,7 @@ Dispatch RegisterImportCommand(CLI::App& app) {
     return ImportRun(*import_run);
   };
 }
+
+}  // namespace
 
 }  // namespace sluice::cli

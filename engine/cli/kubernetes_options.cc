@@ -22,6 +22,26 @@ bool NeedsKubernetes(const PipelineSpec& spec, const std::string& default_execut
 
 namespace {
 
+// The image holding sluice-launcher: --launcher-image, else the sluice
+// image of this version.
+std::string LauncherImage(const KubernetesFlags& flags) {
+  return flags.launcher_image.empty() ? std::string("ghcr.io/sluice-dev/sluice:") + SLUICE_VERSION
+                                      : flags.launcher_image;
+}
+
+// Where the store `state_dir` is on the workspace claim, relative to its
+// root ("." for the root itself); "" when the host does not see the claim
+// or the store is elsewhere.
+std::string StoreDirOnWorkspace(const KubernetesFlags& flags, const std::string& state_dir) {
+  if (flags.workspace_host_dir.empty() || state_dir.empty()) return "";
+  std::error_code ec;
+  const auto root = std::filesystem::absolute(flags.workspace_host_dir, ec).lexically_normal();
+  const auto store = std::filesystem::absolute(state_dir, ec).lexically_normal();
+  const std::string rel = store.lexically_relative(root).string();
+  if (rel.empty() || rel.starts_with("..")) return "";
+  return rel;
+}
+
 // Part 1 of PrepareRunForKubernetes: operator steps bound for Kubernetes run
 // on this host as controllers of the cluster.
 void RunOperatorsHere(PipelineSpec& spec, const KubernetesFlags& flags, const RunOptions& options) {
@@ -37,7 +57,25 @@ void RunOperatorsHere(PipelineSpec& spec, const KubernetesFlags& flags, const Ru
       const std::string& ns = !flags.namespace_.empty() ? flags.namespace_ : spec.namespace_;
       if (!ns.empty() && !k.contains("namespace")) k["namespace"] = ns;
       if (!flags.kubeconfig.empty() && !k.contains("kubeconfig")) k["kubeconfig"] = flags.kubeconfig;
+      // The program runs with a minimal environment: it gets this host's
+      // $KUBECONFIG from its config, so it finds the cluster the Jobs went to.
+      const char* kubeconfig_env = std::getenv("KUBECONFIG");
+      if (flags.kubeconfig.empty() && kubeconfig_env != nullptr && *kubeconfig_env != '\0' &&
+          !k.contains("kubeconfig") && !k.contains("kubeconfig_env"))
+        k["kubeconfig_env"] = kubeconfig_env;
       if (!flags.context.empty() && !k.contains("context")) k["context"] = flags.context;
+      // The model is on the workspace claim the steps used, where the store is.
+      if (!flags.workspace_pvc.empty() && !k.contains("artifacts_pvc")) k["artifacts_pvc"] = flags.workspace_pvc;
+      const std::string dir = StoreDirOnWorkspace(flags, options.state_dir);
+      if (!dir.empty() && !k.contains("artifacts_dir")) k["artifacts_dir"] = dir;
+      // With object storage the model comes from the bucket by digest,
+      // fetched by the launcher, as the steps' inputs are.
+      if (flags.artifacts.rfind("s3://", 0) == 0 && !k.contains("model_store")) {
+        Json store = {{"url", flags.artifacts}, {"credentials_secret", "sluice-s3"},
+                      {"image", LauncherImage(flags)}};
+        if (!flags.artifacts_endpoint.empty()) store["endpoint"] = flags.artifacts_endpoint;
+        k["model_store"] = std::move(store);
+      }
       // The serving image defaults to the step's image (e.g. from defaults:).
       auto serve = step.config.find("serve");
       if (step.type == "deploy" && serve != step.config.end() && serve->is_object() &&
@@ -70,6 +108,27 @@ void PrepareRunForKubernetes(PipelineSpec& spec, const KubernetesFlags& flags,
   UnboundHostBudgets(spec, given, options);
 }
 
+Status CheckFilesCanMove(const PipelineSpec& spec, const KubernetesFlags& flags,
+                         const std::string& default_executor) {
+  if (flags.artifacts.rfind("s3://", 0) == 0 || !flags.workspace_pvc.empty()) return Status::Ok();
+  for (const auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (const auto& step : *list) {
+      if (ExecutorOf(step, default_executor, spec) != "kubernetes") continue;
+      std::string what;
+      if (!step.inputs.empty()) what = "input '" + step.inputs.begin()->first + "'";
+      else if (!step.output_artifacts.empty()) what = "output artifact '" + step.output_artifacts[0].name + "'";
+      else if (!step.output_params.empty()) what = "output parameter '" + step.output_params[0].name + "'";
+      else if (step.metrics_file) what = "metrics file " + *step.metrics_file;
+      if (what.empty()) continue;
+      return Status::InvalidArgument(
+          "step '" + step.name + "' runs on Kubernetes and passes files (its " + what +
+          "), which need a way between pods and this host: give --artifacts s3://BUCKET/PREFIX (object storage) "
+          "or --workspace-pvc CLAIM (a ReadWriteMany volume in every pod); see docs/kubernetes.md");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& flags,
                                                        const PipelineSpec* spec) {
   KubernetesExecutorOptions k8s;
@@ -85,6 +144,19 @@ Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& fl
                              : spec != nullptr         ? spec->namespace_
                                                        : "";
   k8s.manifests.workspace_pvc = flags.workspace_pvc;
+  if (flags.artifacts.rfind("s3://", 0) == 0) {
+    // Both would be mounted at /sluice in every pod.
+    if (!flags.workspace_pvc.empty())
+      return Error(Status::InvalidArgument(
+          "--artifacts " + flags.artifacts + " and --workspace-pvc are two ways to move files between pods; "
+          "give one"));
+    KubernetesObjectStorage& os = k8s.manifests.object_storage;
+    os.url = flags.artifacts;
+    os.endpoint = flags.artifacts_endpoint;
+    if (const char* e = std::getenv("SLUICE_S3_ENDPOINT"); os.endpoint.empty() && e) os.endpoint = e;
+    if (const char* r = std::getenv("SLUICE_S3_REGION")) os.region = r;
+    os.launcher_image = LauncherImage(flags);
+  }
   if (!flags.workspace_host_dir.empty()) {
     if (flags.workspace_pvc.empty())
       return Error(Status::InvalidArgument(

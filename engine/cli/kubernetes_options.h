@@ -22,6 +22,11 @@ struct KubernetesFlags {
   std::string namespace_;          // --namespace; "" = the pipeline's, then the context's
   std::string workspace_pvc;       // --workspace-pvc; "" = none
   std::string workspace_host_dir;  // --workspace-host-dir; "" = the host does not see it
+  // Object storage between pods: an s3:// --artifacts makes every
+  // Kubernetes step run through sluice-launcher (launcher_pod.h).
+  std::string artifacts;           // --artifacts; "" or a local store = none
+  std::string artifacts_endpoint;  // --artifacts-endpoint; "" = $SLUICE_S3_ENDPOINT
+  std::string launcher_image;      // --launcher-image; "" = ghcr.io/sluice-dev/sluice:<version>
 };
 
 // The executor `step` runs on: its own `executor:`, else `default_executor`
@@ -69,11 +74,23 @@ struct HostLimitFlags {
 void PrepareRunForKubernetes(PipelineSpec& spec, const KubernetesFlags& flags,
                              const HostLimitFlags& given, RunOptions& options);
 
+// Refuses a run whose steps on Kubernetes pass files (declare inputs,
+// output artifacts, output params or a metrics file) when the flags give
+// them no way between pods: neither an s3:// --artifacts nor
+// --workspace-pvc. Checked before any object is created. Errors:
+// kInvalidArgument naming the first such step, what it passes and both
+// options (docs/kubernetes.md).
+Status CheckFilesCanMove(const PipelineSpec& spec, const KubernetesFlags& flags,
+                         const std::string& default_executor);
+
 // The executor's settings for a run of `spec` (null: no pipeline yet, e.g.
 // `serve` checking its kubeconfig at start). A step's namespace is its
 // `kubernetes.namespace`, else --namespace, else the pipeline's
 // `namespace:`, else the kubeconfig context's, else "default".
-// --workspace-host-dir is made absolute. Errors: kInvalidArgument when
+// --workspace-host-dir is made absolute. An s3:// --artifacts sets
+// manifests.object_storage (endpoint --artifacts-endpoint, else
+// $SLUICE_S3_ENDPOINT; region $SLUICE_S3_REGION); it cannot be combined
+// with --workspace-pvc (kInvalidArgument). Errors: kInvalidArgument when
 // --workspace-host-dir is given without --workspace-pvc.
 Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& flags,
                                                        const PipelineSpec* spec);

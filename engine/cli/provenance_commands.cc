@@ -32,6 +32,7 @@
 #include "engine/store/lineage.h"
 #include "engine/store/openlineage.h"
 #include "engine/store/provenance.h"
+#include "engine/store/s3_artifact_store.h"
 #include "engine/run_id.h"
 #include "engine/sha256.h"
 #include "engine/store/open_store.h"
@@ -232,7 +233,8 @@ int ExportOpenLineage(const std::string& store_flag, const std::vector<std::stri
 // ---------------------------------------------------------------- plan
 
 int Plan(const std::string& store_flag, const std::string& file, const std::vector<std::string>& param_flags,
-         bool no_cache, const std::string& executor, const std::string& format) {
+         bool no_cache, const std::string& executor, const std::string& format, const std::string& artifacts_flag,
+         const std::string& artifacts_endpoint) {
   auto values = ParseParamFlags(param_flags);
   if (!values) return Fail(values.error());
   auto loaded = dsl::LoadPipelineFile(file);
@@ -249,6 +251,13 @@ int Plan(const std::string& store_flag, const std::string& file, const std::vect
   so.create_if_missing = false;
   auto store = OpenStore(state_dir, so);
   std::vector<StepPrediction> predictions;
+  // The bucket a run would use: its shared cache counts too.
+  ArtifactStorePtr shared;
+  if (std::string url = artifacts_flag.empty() ? loaded.spec->artifacts : artifacts_flag; !url.empty()) {
+    auto opened = OpenArtifactStore(url, artifacts_endpoint, state_dir);
+    if (!opened) return Fail(opened.error());
+    shared = std::move(*opened);
+  }
   if (!store) {
     // No store yet: nothing can be a hit.
     auto empty = OpenStore((fs::temp_directory_path() / ("sluice-plan-empty-" + std::to_string(getpid()))).string());
@@ -256,6 +265,7 @@ int Plan(const std::string& store_flag, const std::string& file, const std::vect
     PredictOptions po;
     po.no_cache = no_cache;
     po.default_executor = executor;
+    po.shared = shared.get();
     auto p = PredictCache(*loaded.spec, *params, empty->get(), state_dir, po);
     std::error_code ec;
     fs::remove_all(fs::temp_directory_path() / ("sluice-plan-empty-" + std::to_string(getpid())), ec);
@@ -265,6 +275,7 @@ int Plan(const std::string& store_flag, const std::string& file, const std::vect
     PredictOptions po;
     po.no_cache = no_cache;
     po.default_executor = executor;
+    po.shared = shared.get();
     auto p = PredictCache(*loaded.spec, *params, store->get(), state_dir, po);
     if (!p) return Fail(p.error());
     predictions = std::move(*p);
@@ -1018,6 +1029,8 @@ class ProvenanceCommands {
   std::string dir_;
   std::string run_id_;
   std::string openlineage_;  // run/resume/rerun --openlineage
+  std::string artifacts_;           // plan --artifacts
+  std::string artifacts_endpoint_;  // plan --artifacts-endpoint
   long long run_started_ms_ = 0;
 };
 
@@ -1053,6 +1066,9 @@ ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_
   plan_->add_option("--executor", executor_, "Executor for steps that name none");
   AddOutputOption(plan_, &format_, {"text", "json", "yaml"});
   plan_->add_option("--store", *store_, kStoreHelp);
+  plan_->add_option("--artifacts", artifacts_, "Also look in the shared cache of this bucket, s3://BUCKET/PREFIX "
+                                               "(default: the pipeline's artifacts:)");
+  plan_->add_option("--artifacts-endpoint", artifacts_endpoint_, kArtifactsEndpointFlagHelp);
 
   reproduce_ = app->add_subcommand(
       "reproduce", "Re-execute every step of a run from its snapshots; report which outputs are bit-identical");
@@ -1088,7 +1104,7 @@ ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_
 std::optional<int> ProvenanceCommands::DispatchChosen() {
   if (*lineage_) return Lineage(*store_, target_, deployed_, downstream_, format_, max_depth_);
   if (*export_openlineage_) return ExportOpenLineage(*store_, runs_, to_);
-  if (*plan_) return Plan(*store_, file_, params_, no_cache_, executor_, format_);
+  if (*plan_) return Plan(*store_, file_, params_, no_cache_, executor_, format_, artifacts_, artifacts_endpoint_);
   if (*reproduce_) return Reproduce(*store_, run_, run_id_);
   if (*checkout_) return Checkout(*store_, run_, step_, dir_);
   if (*diff_) return Diff(*store_, run_, step_);

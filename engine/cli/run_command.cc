@@ -45,6 +45,7 @@
 #include "dsl/quantity.h"
 #include "dsl/suggest.h"
 #include "engine/store/artifact_store.h"
+#include "engine/store/artifact_stores.h"
 #include "engine/store/s3_artifact_store.h"
 #include "engine/cli/commands.h"
 #include "operators/serving/service_state.h"
@@ -106,29 +107,35 @@ class ProgressLine {
     for (const auto& s : spec.finally_steps) planned_.insert(s.name);
   }
 
-  void Started(const std::string& instance) { running_.insert(instance); Seen(instance); }
+  // An instance is seen once: when it first starts (a retry starts it
+  // again while it is still running), or when it finishes without having
+  // started (a cache hit). Only the running ones are kept by name, so a
+  // foreach of 100,000 items costs counters, not 100,000 names.
+  void Started(const std::string& instance) {
+    if (running_.insert(instance).second) Seen(instance);
+  }
   void Finished(const std::string& instance, NodePhase phase) {
-    Seen(instance);
-    running_.erase(instance);
-    done_.insert(instance);
-    if (phase == NodePhase::kFailed || phase == NodePhase::kError) failed_.insert(instance);
+    if (running_.erase(instance) == 0) Seen(instance);
+    ++done_;
+    if (phase == NodePhase::kFailed || phase == NodePhase::kError) ++failed_;
   }
 
   // "\r<text>\x1b[K": the line drawn over the previous one.
   std::string Draw() const {
-    std::unordered_map<std::string, size_t> per_step;
-    for (const auto& i : seen_) ++per_step[i.substr(0, i.find('['))];
-    size_t total = seen_.size();
+    size_t total = seen_;
     for (const auto& name : planned_)
-      if (per_step.count(name) == 0) ++total;
-    return "\r" + std::to_string(done_.size()) + "/" + std::to_string(total) + " done, " +
-           std::to_string(running_.size()) + " running, " + std::to_string(failed_.size()) +
+      if (seen_per_step_.count(name) == 0) ++total;
+    return "\r" + std::to_string(done_) + "/" + std::to_string(total) + " done, " +
+           std::to_string(running_.size()) + " running, " + std::to_string(failed_) +
            " failed, " + Elapsed() + "\x1b[K";
   }
   static constexpr const char* kErase = "\r\x1b[K";
 
  private:
-  void Seen(const std::string& instance) { seen_.insert(instance); }
+  void Seen(const std::string& instance) {
+    ++seen_;
+    ++seen_per_step_[instance.substr(0, instance.find('['))];
+  }
 
   // Whole seconds ("12s", "3m05s"): a figure that changes once a second.
   std::string Elapsed() const {
@@ -143,7 +150,9 @@ class ProgressLine {
   }
 
   TimePoint start_;
-  std::set<std::string> planned_, seen_, running_, done_, failed_;
+  std::set<std::string> planned_, running_;
+  std::map<std::string, size_t> seen_per_step_;  // step name -> instances seen
+  size_t seen_ = 0, done_ = 0, failed_ = 0;
 };
 
 ProgressLine* g_progress = nullptr;  // set while a run draws one; under g_out_mu
@@ -524,14 +533,18 @@ bool NeedsKubernetes(const RunCommandOptions& options, const PipelineSpec& spec)
   return cli::NeedsKubernetes(spec, options.executor);
 }
 
-// The Kubernetes flags of `options`, as `sluice serve` has them.
-KubernetesFlags FlagsOf(const RunCommandOptions& options) {
+// The Kubernetes flags of `options` for pipeline `spec`, as `sluice serve`
+// has them: the artifact store is --artifacts, else the pipeline's.
+KubernetesFlags FlagsOf(const RunCommandOptions& options, const PipelineSpec& spec) {
   KubernetesFlags flags;
   flags.kubeconfig = options.kubeconfig;
   flags.context = options.context;
   flags.namespace_ = options.namespace_;
   flags.workspace_pvc = options.workspace_pvc;
   flags.workspace_host_dir = options.workspace_host_dir;
+  flags.artifacts = !options.artifacts.empty() ? options.artifacts : spec.artifacts;
+  flags.artifacts_endpoint = options.artifacts_endpoint;
+  flags.launcher_image = options.launcher_image;
   return flags;
 }
 
@@ -539,7 +552,7 @@ KubernetesFlags FlagsOf(const RunCommandOptions& options) {
 // (KubernetesOptionsFor).
 Result<KubernetesExecutorOptions> KubernetesOptions(const RunCommandOptions& options,
                                                     const PipelineSpec& spec) {
-  return KubernetesOptionsFor(FlagsOf(options), &spec);
+  return KubernetesOptionsFor(FlagsOf(options, spec), &spec);
 }
 
 // run --dry-run: the objects the Kubernetes executor would create, printed
@@ -550,6 +563,10 @@ int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
   if (!NeedsKubernetes(options, spec)) {
     PrintError("--dry-run prints the Kubernetes objects a run would create, and no step of " +
                options.file + " runs on Kubernetes; add --executor kubernetes");
+    return kExitUsage;
+  }
+  if (Status st = CheckFilesCanMove(spec, FlagsOf(options, spec), options.executor); !st.ok()) {
+    PrintError(st.message());
     return kExitUsage;
   }
   auto k8s = KubernetesOptions(options, spec);
@@ -669,9 +686,11 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   given.memory = !options.memory.empty();
   given.gpus = options.gpus >= 0;
   given.parallelism = options.parallelism != 0;
-  PrepareRunForKubernetes(prepared.spec, FlagsOf(options), given, run_options);
+  PrepareRunForKubernetes(prepared.spec, FlagsOf(options, prepared.spec), given, run_options);
 
-  auto artifacts = OpenArtifactStore(options.artifacts, options.artifacts_endpoint, state_dir);
+  const ArtifactStoreChoice choice =
+      ChooseArtifactStore({{options.artifacts, "--artifacts"}, {prepared.spec.artifacts, "the pipeline's artifacts:"}});
+  auto artifacts = OpenArtifactStore(choice.url, options.artifacts_endpoint, state_dir);
   if (!artifacts) return Fail(artifacts.error());
   ExecutorRegistry executors;
   LocalExecutorOptions local;
@@ -685,11 +704,16 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   // The kubernetes executor connects to a cluster: set it up only when
   // something will run there.
   if (NeedsKubernetes(options, prepared.spec)) {
+    if (Status files = CheckFilesCanMove(prepared.spec, FlagsOf(options, prepared.spec), options.executor); !files.ok()) {
+      PrintError(files.message());
+      return kExitUsage;
+    }
     auto k8s = KubernetesOptions(options, prepared.spec);
     if (!k8s) {
       PrintError(k8s.error().message());
       return kExitUsage;
     }
+    if (!k8s->manifests.object_storage.url.empty()) run_options.launcher_executors.insert("kubernetes");
     if (std::string warning = WorkspaceWarning(*k8s, state_dir); !warning.empty())
       std::cerr << "sluice: warning: " << warning << "\n";
     Status kst = RegisterKubernetesExecutor(executors, std::move(*k8s));
@@ -725,12 +749,15 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
       case RunEvent::Kind::kStepFinished: {
         tailer.Finished(e.instance);
         progress.Finished(e.instance, e.phase);
+        // Dropped now: a run of 100,000 instances keeps no name it is done with.
+        std::optional<TimePoint> began;
+        if (auto it = started.find(e.instance); it != started.end()) {
+          began = it->second;
+          started.erase(it);
+        }
         if (options.quiet) break;
         std::string line = Prefix(EventWord(e)) + e.instance + "  " + NodePhaseName(e.phase);
-        auto it = started.find(e.instance);
-        if (it != started.end()) {
-          line += "  " + ElapsedText(it->second, std::chrono::system_clock::now());
-        }
+        if (began) line += "  " + ElapsedText(*began, std::chrono::system_clock::now());
         if (e.attempt > 1) line += "  attempt " + std::to_string(e.attempt);
         if (!e.message.empty() && e.phase != NodePhase::kSucceeded) line += "  " + e.message;
         PrintLine(line);
@@ -745,7 +772,8 @@ int Execute(const RunCommandOptions& options, Prepared prepared, const std::stri
   };
 
   if (!options.quiet) {
-    PrintLine("sluice: run " + run_id + " of " + prepared.spec.name + " (store " + state_dir + ")");
+    PrintLine("sluice: run " + run_id + " of " + prepared.spec.name + " (store " + state_dir +
+              (choice.url.empty() ? "" : ", artifacts " + (*artifacts)->Location()) + ")");
   }
   Runner runner(prepared.spec, store, artifacts->get(), &executors, std::move(run_options));
   signals->Attach(&runner, &executors);
@@ -887,6 +915,14 @@ int Continue(const RunCommandOptions& options, bool rerun) {
   // Kubernetes (which adopts the objects still there) unless told otherwise.
   RunCommandOptions continued = options;
   if (continued.executor.empty()) continued.executor = old->executor;
+  // Its artifact bytes are where it kept them, unless told otherwise.
+  if (continued.artifacts.empty() && !old->artifacts.empty()) {
+    continued.artifacts = old->artifacts;
+    if (!options.quiet) {
+      PrintLine("sluice: artifacts in " + old->artifacts + ", where run " + old->id +
+                " kept them (--artifacts to use another store)");
+    }
+  }
   // A resume goes on as the run started: a --no-cache run takes no hits.
   if (!rerun && old->no_cache) continued.no_cache = true;
   return Execute(continued, std::move(*prepared), state_dir, store->get(), run_id, old->id,
@@ -1134,10 +1170,11 @@ void AddRunOptions(CLI::App* cmd, RunCommandOptions& run, std::string& store) {
                   "Kubernetes: RWX PersistentVolumeClaim mounted into every pod at /sluice (artifacts between pods)");
   cmd->add_option("--workspace-host-dir", run.workspace_host_dir,
                   "Kubernetes: where this host sees the --workspace-pvc volume (put --store under it)");
-  cmd->add_option("--artifacts", run.artifacts,
-                  "Keep artifact bytes in an S3-compatible bucket, s3://BUCKET/PREFIX (default: the local store)");
-  cmd->add_option("--artifacts-endpoint", run.artifacts_endpoint,
-                  "S3 endpoint URL for --artifacts (default: $SLUICE_S3_ENDPOINT)");
+  cmd->add_option("--artifacts", run.artifacts, kArtifactsFlagHelp);
+  cmd->add_option("--artifacts-endpoint", run.artifacts_endpoint, kArtifactsEndpointFlagHelp);
+  cmd->add_option("--launcher-image", run.launcher_image,
+                  "Kubernetes with s3:// --artifacts: image holding /usr/local/bin/sluice-launcher (default: "
+                  "ghcr.io/sluice-dev/sluice:<version>)");
 }
 
 }  // namespace

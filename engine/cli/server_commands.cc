@@ -109,6 +109,10 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   serve_->add_option("-n,--namespace", serve_k8s_.namespace_, "Namespace for Kubernetes steps (default: the pipeline's, then the context's)");
   serve_->add_option("--workspace-pvc", serve_k8s_.workspace_pvc, "ReadWriteMany claim mounted into every pod as the shared workspace");
   serve_->add_option("--workspace-host-dir", serve_k8s_.workspace_host_dir, "Where this host sees the --workspace-pvc volume (the store must be under it)");
+  serve_->add_option("--artifacts", serve_options_.artifacts,
+                     "Keep every run's artifact bytes in an S3-compatible bucket, s3://BUCKET/PREFIX (default: the "
+                     "pipeline's artifacts:, else the config's, else the local store)");
+  serve_->add_option("--artifacts-endpoint", serve_options_.artifacts_endpoint, kArtifactsEndpointFlagHelp);
 
   submit_ = app->add_subcommand("submit", "Trigger a run on a sluice server (for CI jobs)");
   submit_->add_option("PIPELINE", submit_options_.pipeline, "Pipeline name (metadata.name)")->required();
@@ -134,6 +138,8 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   backfill_->add_flag("--dry-run", backfill_options_.dry_run, "List the times and run ids only");
   AddOutputOption(backfill_, &backfill_options_.output, {"text", "json"});
   backfill_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+  backfill_->add_option("--artifacts", backfill_options_.artifacts, kArtifactsFlagHelp);
+  backfill_->add_option("--artifacts-endpoint", backfill_options_.artifacts_endpoint, kArtifactsEndpointFlagHelp);
 
   CLI::App* runs = nullptr;
   for (CLI::App* sub : app->get_subcommands([](CLI::App* a) { return a->get_name() == "runs"; }))

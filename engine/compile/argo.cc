@@ -139,7 +139,27 @@ class Compiler {
     std::map<std::string, std::string> arg_names;  // DAG-level value -> arg name
     bool item_dependent_any = false;
     std::string input_args;  // "name=aN ..." for the sluice.dev/inputs annotation
+    // With options_.s3, for a container step: the upstream artifacts it
+    // reads, as template inputs.artifacts and task arguments.artifacts.
+    bool s3_inputs = false;
+    std::set<std::string> s3_seen;  // DAG-level values made input artifacts (or reported)
+    Json input_artifacts = Json::array();
+    Json arg_artifacts = Json::array();
   };
+
+  // Where a container step works and how it reaches its artifacts: the
+  // workspace volume, or with options_.s3 an emptyDir of its own.
+  static constexpr const char* kS3WorkDir = "/sluice/work";
+  static constexpr const char* kS3InputsDir = "/sluice/inputs";
+  // With options_.s3: when `dag` is one upstream output artifact
+  // ("{{tasks.X.outputs.parameters.sluice-artifact-Y}}"), makes it an input
+  // artifact of the step's template and returns the path the command sees;
+  // nullopt when `dag` is something else. Fails (and returns "") for a
+  // foreach step's artifacts, which Argo cannot gather.
+  std::optional<std::string> S3InputArtifact(const StepSpec& step, const std::string& dag, const SourceLocation& loc,
+                                             TaskBuild* b);
+  // The `s3:` of an output artifact of `step` (ArgoS3).
+  Json S3Location(const StepSpec& step, const std::string& artifact) const;
 
   void Fail(const SourceLocation& loc, std::string message) {
     output_.errors.push_back({loc, std::move(message)});
@@ -167,6 +187,11 @@ class Compiler {
   // publishes the files its pods left in ResourceWorkdir().
   Json OutputsTemplate(const StepSpec& step);
   void AddStep(const StepSpec& step, const PipelineGraph& graph, int node, Json* tasks);
+  // A foreach with a parallelism cap: `task` runs a DAG template of its own
+  // (<step>-fanout, with `parallelism`) whose one task fans out over `loop`;
+  // the values and artifacts that do not change per item pass through it.
+  void AddFanOutTask(const StepSpec& step, Json task, const TaskBuild& b, const std::string& loop_key, Json loop,
+                     const Json& tmpl, Json* tasks);
   std::string MemoKey(const StepSpec& step, const TaskBuild& b);
   Json WorkflowSpec(const PipelineGraph& graph);
   // Checks options_.exclude_steps against the graph (errors via Fail).
@@ -335,6 +360,10 @@ std::optional<std::string> Compiler::RenderInTemplate(const StepSpec& step, cons
       out += *dag;
       continue;
     }
+    if (auto path = S3InputArtifact(step, *dag, t.loc, b)) {
+      out += *path;
+      continue;
+    }
     auto [it, inserted] = b->arg_names.emplace(*dag, "a" + std::to_string(b->arg_names.size()));
     if (inserted) {
       b->args.push_back({{"name", it->second}, {"value", *dag}});
@@ -344,6 +373,53 @@ std::optional<std::string> Compiler::RenderInTemplate(const StepSpec& step, cons
     out += "{{inputs.parameters." + it->second + "}}";
   }
   return out;
+}
+
+std::optional<std::string> Compiler::S3InputArtifact(const StepSpec& step, const std::string& dag,
+                                                     const SourceLocation& loc, TaskBuild* b) {
+  const std::string head = "{{tasks.", mid = ".outputs.parameters.sluice-artifact-";
+  if (!options_.s3 || dag.rfind(head, 0) != 0 || dag.size() < 2 || dag.compare(dag.size() - 2, 2, "}}") != 0)
+    return std::nullopt;
+  const size_t m = dag.find(mid);
+  if (m == std::string::npos) return std::nullopt;
+  const std::string up = dag.substr(head.size(), m - head.size());
+  const std::string artifact = dag.substr(m + mid.size(), dag.size() - 2 - m - mid.size());
+  const std::string name = up + "-" + artifact;
+  const std::string path = std::string(kS3InputsDir) + "/" + up + "/" + artifact;
+  // Seen before in this step (in its inputs and its command): added, or
+  // reported, once.
+  if (!b->s3_seen.insert(dag).second) return path;
+  if (!b->s3_inputs) {
+    Fail(loc, "step '" + step.name + "' of type " + step.type + " reads artifact '" + artifact + "' of step '" + up +
+                  "': with S3 artifacts only container steps receive artifacts under Argo; compile without "
+                  "--artifacts (the workspace volume) or --exclude-step " + step.name);
+    return std::string();
+  }
+  if (const StepSpec* u = spec_.FindStep(up); u && u->foreach) {
+    Fail(loc, "step '" + step.name + "' reads artifact '" + artifact + "' of foreach step '" + up +
+                  "': Argo S3 artifacts cannot gather the outputs of a fan-out (argoproj/argo-workflows#861); "
+                  "compile without --artifacts (the workspace volume), or pass a parameter instead");
+    return std::string();
+  }
+  b->input_artifacts.push_back({{"name", name}, {"path", path}});
+  b->arg_artifacts.push_back({{"name", name}, {"from", "{{tasks." + up + ".outputs.artifacts." + artifact + "}}"}});
+  return path;
+}
+
+Json Compiler::S3Location(const StepSpec& step, const std::string& artifact) const {
+  const ArgoS3& s3 = *options_.s3;
+  // One key per pod: the instances of a foreach and the attempts of a
+  // retried step do not overwrite each other.
+  const std::string key = (s3.prefix.empty() ? "" : s3.prefix + "/") + "argo/{{workflow.name}}/" + step.name +
+                          "/{{pod.name}}/" + artifact + ".tgz";
+  Json loc = {{"endpoint", s3.endpoint},
+              {"bucket", s3.bucket},
+              {"key", key},
+              {"insecure", s3.insecure},
+              {"accessKeySecret", {{"name", s3.secret}, {"key", "AWS_ACCESS_KEY_ID"}}},
+              {"secretKeySecret", {{"name", s3.secret}, {"key", "AWS_SECRET_ACCESS_KEY"}}}};
+  if (!s3.region.empty()) loc["region"] = s3.region;
+  return loc;
 }
 
 std::optional<std::string> Compiler::TranslateWhen(const StepSpec& step, const Template& when) {
@@ -455,6 +531,7 @@ Json Compiler::ContainerTemplate(const StepSpec& step, TaskBuild* b) {
   if (container["image"].get<std::string>().empty())
     Fail(step.loc, "step '" + step.name + "' has no image: set `image:` (or defaults.image) to "
                    "compile it for Kubernetes");
+  b->s3_inputs = options_.s3.has_value();
   Json args = Json::array({"sluice-step"});
   for (const auto& c : step.command) {
     auto r = RenderInTemplate(step, c, b);
@@ -464,7 +541,9 @@ Json Compiler::ContainerTemplate(const StepSpec& step, TaskBuild* b) {
   container["args"] = args;
 
   Json env = Json::array();
-  std::string workdir = options_.workspace_mount + "/runs/{{workflow.name}}/" + step.name + "/{{pod.name}}";
+  const std::string mount = options_.s3 ? kS3WorkDir : options_.workspace_mount;
+  std::string workdir =
+      options_.s3 ? mount : options_.workspace_mount + "/runs/{{workflow.name}}/" + step.name + "/{{pod.name}}";
   if (step.workdir) {
     auto w = RenderInTemplate(step, *step.workdir, b);
     if (w) workdir += "/" + *w;
@@ -499,7 +578,7 @@ Json Compiler::ContainerTemplate(const StepSpec& step, TaskBuild* b) {
     env.push_back({{"name", e.name}, {"value", v ? *v : ""}});
   }
   container["env"] = env;
-  container["volumeMounts"] = Json::array({{{"name", "workspace"}, {"mountPath", options_.workspace_mount}}});
+  container["volumeMounts"] = Json::array({{{"name", "workspace"}, {"mountPath", mount}}});
 
   const Resources& r = step.resources;
   Json requests = Json::object(), limits = Json::object();
@@ -510,6 +589,14 @@ Json Compiler::ContainerTemplate(const StepSpec& step, TaskBuild* b) {
 
   Json tmpl = {{"name", step.name}, {"container", container}};
   if (HasOutputs(step)) tmpl["outputs"] = {{"parameters", OutputParameters(step)}};
+  if (options_.s3 && !step.output_artifacts.empty()) {
+    Json artifacts = Json::array();
+    for (const auto& a : step.output_artifacts) {
+      std::string path = a.path.rfind('/', 0) == 0 ? a.path : workdir + "/" + a.path;
+      artifacts.push_back({{"name", a.name}, {"path", path}, {"s3", S3Location(step, a.name)}});
+    }
+    tmpl["outputs"]["artifacts"] = artifacts;
+  }
   return tmpl;
 }
 
@@ -1167,6 +1254,13 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   if (step.priority != 0)
     Fail(step.loc, "step '" + step.name + "': priority orders sluice's ready queue and has no "
                        "Argo equivalent; use kubernetes.priorityClassName for pod priority");
+  if (options_.s3 && !container) {
+    // Their pods (or the serving operator's) work on the workspace volume.
+    Fail(step.loc, "step '" + step.name + "' of type " + step.type + " cannot be compiled with S3 artifacts: "
+                       "only container steps pass artifacts through S3 under Argo; compile without --artifacts "
+                       "(the workspace volume) or --exclude-step " + step.name);
+    return;
+  }
   TaskBuild b;
   Json tmpl = container                          ? ContainerTemplate(step, &b)
               : step.type == "deploy"             ? DeployTemplate(step, &b)
@@ -1226,7 +1320,8 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   for (const auto& d : deps) depends += (depends.empty() ? "" : " && ") + d;
   if (!depends.empty()) task["depends"] = depends;
 
-  if (step.cache.enabled && step.inputs.empty() && container) {
+  // An input artifact's path says nothing of its content: no memoization.
+  if (step.cache.enabled && step.inputs.empty() && container && b.input_artifacts.empty()) {
     // Argo's schema requires configMap.key (its cache ignores it: entries
     // are keys of the ConfigMap) and maxAge ("" = entries never expire).
     Json memo = {{"key", MemoKey(step, b)},
@@ -1266,6 +1361,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
     }
   }
   if (!b.inputs.empty()) tmpl["inputs"] = {{"parameters", b.inputs}};
+  if (!b.input_artifacts.empty()) tmpl["inputs"]["artifacts"] = b.input_artifacts;
   if (!container && !serving && HasOutputs(step) && !step.foreach) {
     // The CR's pods leave their outputs on the workspace; a container step
     // after it publishes them. The step's template is a DAG of the two.
@@ -1301,11 +1397,16 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
 
   if (!step.foreach || step.foreach->parallelism <= 0) {
     if (!b.args.empty()) task["arguments"] = {{"parameters", b.args}};
+    if (!b.arg_artifacts.empty()) task["arguments"]["artifacts"] = b.arg_artifacts;
     if (!loop_key.empty()) task[loop_key] = loop;
     tasks->push_back(task);
     return;
   }
-  // A parallelism cap: the fan-out runs inside a DAG template of its own.
+  AddFanOutTask(step, std::move(task), b, loop_key, std::move(loop), tmpl, tasks);
+}
+
+void Compiler::AddFanOutTask(const StepSpec& step, Json task, const TaskBuild& b, const std::string& loop_key,
+                             Json loop, const Json& tmpl, Json* tasks) {
   Json inner = {{"name", step.name}, {"template", step.name}};
   Json outer_args = Json::array(), wrapper_inputs = Json::array(), inner_args = Json::array();
   for (const auto& a : b.args) {
@@ -1324,11 +1425,23 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
     loop = "{{inputs.parameters.sluice-items}}";
   }
   if (!inner_args.empty()) inner["arguments"] = {{"parameters", inner_args}};
+  // Input artifacts pass through the wrapper's own inputs.
+  Json inner_artifacts = Json::array();
+  for (const auto& a : b.arg_artifacts) {
+    const std::string n = a["name"];
+    inner_artifacts.push_back({{"name", n}, {"from", "{{inputs.artifacts." + n + "}}"}});
+  }
+  if (!inner_artifacts.empty()) inner["arguments"]["artifacts"] = inner_artifacts;
   inner[loop_key] = loop;
   Json wrapper = {{"name", step.name + "-fanout"},
                   {"parallelism", step.foreach->parallelism},
                   {"dag", {{"tasks", Json::array({inner})}}}};
   if (!wrapper_inputs.empty()) wrapper["inputs"] = {{"parameters", wrapper_inputs}};
+  if (!b.arg_artifacts.empty()) {
+    Json names = Json::array();
+    for (const auto& a : b.arg_artifacts) names.push_back({{"name", a["name"]}});
+    wrapper["inputs"]["artifacts"] = names;
+  }
   if (tmpl.contains("outputs")) {
     Json outs = Json::array();
     for (const auto& p : tmpl["outputs"]["parameters"]) {
@@ -1341,6 +1454,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   templates_.push_back(wrapper);
   task["template"] = step.name + "-fanout";
   if (!outer_args.empty()) task["arguments"] = {{"parameters", outer_args}};
+  if (!b.arg_artifacts.empty()) task["arguments"]["artifacts"] = b.arg_artifacts;
   tasks->push_back(task);
 }
 
@@ -1395,8 +1509,10 @@ Json Compiler::WorkflowSpec(const PipelineGraph& graph) {
     for (const auto& s : image_pull_secrets_) secrets.push_back({{"name", s}});
     spec["imagePullSecrets"] = secrets;
   }
-  spec["volumes"] = Json::array(
-      {{{"name", "workspace"}, {"persistentVolumeClaim", {{"claimName", options_.workspace_pvc}}}}});
+  // With S3 artifacts each pod gets an empty working directory of its own.
+  spec["volumes"] = options_.s3 ? Json::array({{{"name", "workspace"}, {"emptyDir", Json::object()}}})
+                                : Json::array({{{"name", "workspace"},
+                                                {"persistentVolumeClaim", {{"claimName", options_.workspace_pvc}}}}});
   // A deploy or validation step's parts are templates named <step>-<part>;
   // a step of that name would make two templates with one name.
   std::set<std::string> names;

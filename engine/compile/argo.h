@@ -22,7 +22,10 @@
 //                                 (PVC); their paths travel as output
 //                                 parameters, so fan-in of artifacts from a
 //                                 foreach works (Argo's own artifacts cannot:
-//                                 argoproj/argo-workflows#861)
+//                                 argoproj/argo-workflows#861); or, with
+//                                 ArgoOptions::s3, Argo S3 artifacts (no
+//                                 shared volume; container steps only, no
+//                                 fan-in from a foreach)
 //   tfjob / pytorchjob         -> resource templates creating the CR, with
 //                                 success/failure conditions on
 //                                 status.conditions
@@ -47,6 +50,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,6 +80,24 @@ struct ServingObjects {
   bool available() const { return build && canary_replicas && promote_patch; }
 };
 
+// Artifacts through S3-compatible storage instead of the workspace volume
+// (`compile --artifacts s3://bucket/prefix`, or the pipeline's
+// `artifacts:`): each container step's declared outputs become Argo S3
+// output artifacts, and a step that reads one gets it as an input artifact
+// (`from: "{{tasks.X.outputs.artifacts.Y}}"`) at /sluice/inputs/X/Y, the
+// path its command is given. The pods share no volume: each works in an
+// emptyDir at /sluice/work. Credentials come from a Secret in the
+// Workflow's namespace.
+struct ArgoS3 {
+  std::string endpoint;   // host[:port], without scheme (Argo's form)
+  bool insecure = false;  // plain HTTP to the endpoint
+  std::string bucket;
+  std::string prefix;     // key prefix; "" = none
+  std::string region;     // "" = Argo's default
+  // Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+  std::string secret = "sluice-s3";
+};
+
 struct ArgoOptions {
   std::string namespace_;                          // "" = none (kubectl's current)
   std::string workspace_pvc = "sluice-workspace";  // RWX claim shared by all pods
@@ -99,6 +121,8 @@ struct ArgoOptions {
   ServingObjects serving;
   // The step types; null = OperatorRegistry::Global().
   const OperatorRegistry* operators = nullptr;
+  // Set: artifacts through S3 (see ArgoS3); unset: the workspace volume.
+  std::optional<ArgoS3> s3;
 };
 
 // One reason the pipeline cannot be compiled, at its location.

@@ -171,6 +171,28 @@ Result<std::vector<Json>> DeployObjects(const StepSpec& step, const Json& scope,
 
 }  // namespace
 
+namespace {
+
+// What a launcher pod would move, with placeholders for what is known only
+// at run time (digests, the store root): the pods `run --dry-run` shows with
+// object storage.
+void LauncherFiles(const StepSpec& step, const Json& inputs, const ManifestsOptions& options, Task* task) {
+  TaskFiles& f = task->files;
+  if (inputs.is_object()) {
+    for (const auto& [name, value] : inputs.items()) {
+      f.inputs.push_back({name, Placeholder("digest of input " + name), value.is_string() ? value.get<std::string>() : value.dump()});
+    }
+  }
+  for (const auto& o : step.output_artifacts) f.outputs.push_back({o.name, "", o.path, o.type});
+  for (const auto& p : step.output_params) f.params.push_back({p.name, p.path});
+  if (step.metrics_file) f.metrics_file = *step.metrics_file;
+  f.code_digest = Placeholder("code archive digest");
+  f.code_dir = options.pipeline_dir;
+  f.result_key = "results/" + options.run_id + "/" + task->instance + "/attempt-1.json";
+}
+
+}  // namespace
+
 Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Json& params,
                                              const ManifestsOptions& options) {
   auto graph = PipelineGraph::Build(spec);
@@ -268,6 +290,7 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
       builder.task().env["SLUICE_RUN_ID"] = options.run_id;
       builder.task().env["SLUICE_STEP"] = instance;
       Task task = std::move(builder).Build(options.run_id, spec.name, instance, /*attempt=*/1);
+      if (!options.executor.manifests.object_storage.url.empty()) LauncherFiles(step, scope["inputs"], options, &task);
       Result<std::vector<Json>> manifests = std::vector<Json>();
       if (step.type == "deploy") {
         manifests = DeployObjects(step, scope, instance, options);

@@ -323,10 +323,14 @@ class OverlayStore : public Store {
 
 // Hashes files in place instead of copying them into the store; uses the
 // store's digest cache without writing it.
+// With a shared store, its shared cache and its bytes answer what the local
+// store cannot.
 class PeekArtifactStore : public ArtifactStore {
  public:
-  explicit PeekArtifactStore(const std::string& state_dir)
-      : real_(state_dir), digests_((fs::path(state_dir) / "cas" / "digests").string(), /*read_only=*/true) {}
+  PeekArtifactStore(const std::string& state_dir, ArtifactStore* shared)
+      : real_(state_dir),
+        digests_((fs::path(state_dir) / "cas" / "digests").string(), /*read_only=*/true),
+        shared_(shared) {}
   Result<std::string> FileDigest(const std::string& path) override { return digests_.Digest(path); }
   Result<ArtifactRecord> Put(const std::string& path, ArtifactType type) override {
     auto digest = FileArtifactStore::DigestOf(path, &digests_);
@@ -340,11 +344,21 @@ class PeekArtifactStore : public ArtifactStore {
     if (!rec.is_directory) rec.size = static_cast<int64_t>(fs::file_size(path, ec));
     return rec;
   }
-  Result<std::string> LocalPath(const std::string& digest) override { return real_.LocalPath(digest); }
+  Result<std::string> LocalPath(const std::string& digest) override {
+    auto local = real_.LocalPath(digest);
+    if (local || !shared_ || local.error().code() != StatusCode::kNotFound) return local;
+    return shared_->LocalPath(digest);
+  }
+  std::string Location() const override { return shared_ ? shared_->Location() : ""; }
+  Result<std::string> GetCacheEntry(const std::string& key, std::string* where) override {
+    if (!shared_) return ArtifactStore::GetCacheEntry(key, where);
+    return shared_->GetCacheEntry(key, where);
+  }
 
  private:
   FileArtifactStore real_;
   FileDigestCache digests_;
+  ArtifactStore* shared_;
 };
 
 // Starts nothing: every task "fails" at once, so its dependents are omitted.
@@ -402,7 +416,7 @@ Result<std::vector<StepPrediction>> PredictCache(const PipelineSpec& spec, const
   } cleanup{scratch};
 
   OverlayStore overlay(store);
-  PeekArtifactStore artifacts(state_dir);
+  PeekArtifactStore artifacts(state_dir, options.shared);
   ExecutorRegistry executors;
   std::set<std::string> names{"local", "kubernetes"};
   if (!options.default_executor.empty()) names.insert(options.default_executor);

@@ -46,6 +46,11 @@ struct PredictOptions {
   bool no_cache = false;         // as `sluice run --no-cache`
   std::string default_executor;  // as `sluice run --executor`
   int history_runs = 50;         // newest runs of the pipeline searched for a previous execution
+  // An artifact store shared with other machines (e.g. the S3 store of the
+  // pipeline's `artifacts:`), borrowed: its shared cache is looked in as a
+  // run would, and the outputs of a hit found there are fetched from it into
+  // the local store to check them. Null: the local store only.
+  ArtifactStore* shared = nullptr;
 };
 
 // Predicts every step instance of a run of `spec` with bound `params`,

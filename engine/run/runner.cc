@@ -28,10 +28,14 @@
 #include "engine/store/provenance.h"
 #include "engine/run/cache_key.h"
 #include "engine/run/operator_programs.h"
+#include "engine/run/shared_cache.h"
 #include "engine/run/task_builder.h"
 #include "engine/run_id.h"
 #include "engine/secret_mask.h"
 #include "engine/sha256.h"
+#include "engine/step_outputs.h"
+#include "engine/launch.h"
+#include "engine/run/launcher_files.h"
 #include "engine/text.h"
 
 #ifndef SLUICE_VERSION
@@ -95,20 +99,10 @@ std::optional<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
-const char* JsonTypeName(const Json& v) {
-  switch (v.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "bool";
-    case Json::value_t::string: return "string";
-    case Json::value_t::array: return "list";
-    case Json::value_t::object: return "object";
-    default: return "number";
-  }
-}
 
-std::string Ellipsize(const std::string& s, size_t n = 60) {
-  return s.size() <= n ? s : s.substr(0, n) + "...";
-}
+
+// The largest launcher result read back.
+constexpr int64_t kMaxLaunchResultBytes = int64_t{16} << 20;
 
 AttemptResult ToAttemptResult(TaskOutcome o) {
   switch (o) {
@@ -143,6 +137,8 @@ class RunLoop {
     std::map<std::string, std::string> artifact_paths;  // output name -> local path
     ExecutionRecord exec;
     std::vector<ArtifactBinding> inputs;
+    std::vector<std::string> input_paths;  // the path each of `inputs` was given as
+    std::string result_key;  // the launcher's result object; "" when the task runs with a shared filesystem
     Json item;  // the foreach item the templates see (rec.item is "<redacted>" for a secret one)
     Executor* executor = nullptr;
     bool dirty = false;  // rec changed since it was last written
@@ -243,6 +239,18 @@ class RunLoop {
   const Result<std::pair<std::string, Json>>& CodeDigest(int step);
   void EnsureInst(int inst);
   void RegisterArtifactPaths(int inst);
+  // Where artifact `digest` is on this host for a step: its local path, or
+  // (for launcher tasks) the cache path it would be fetched to.
+  Result<std::string> ArtifactPath(const std::string& digest);
+  bool UsesLauncher(const Executor* ex) const { return opt_.launcher_executors.count(ex->Name()) > 0; }
+  // Fills task->files for a launcher task; stores the code archive once.
+  Status FillTaskFiles(const Attempt& a, Task* task);
+  // Fetches the inputs of a task that runs on this host (those it declares
+  // and those its argv and env name by their store path) when only the
+  // object store has them.
+  Status FetchInputs(int inst, const Task& task);
+  // CollectOutputs for a launcher task: from its result object.
+  std::string CollectLauncherOutputs(int inst, AttemptResult* result);
   std::string Redact(std::string s) const;
   // Adds `value` to the values masked in logs and records. A derived value
   // (the result of an expression over a secret) shorter than
@@ -304,6 +312,7 @@ class RunLoop {
   std::set<std::string> secret_params_;     // names of the params declared secret
   std::string digest_key_;                  // SecretDigest's key, once read
   std::string python_version_;
+  std::optional<Result<ArtifactRecord>> code_archive_;  // launcher tasks' code, stored once
   TaskId next_task_id_ = 1;
   bool cancelled_ = false;
   bool terminated_ = false;  // cancelled without the finally steps
@@ -674,11 +683,18 @@ void RunLoop::EnsureInst(int inst) {
 void RunLoop::RegisterArtifactPaths(int inst) {
   Inst& st = insts_[inst];
   for (const auto& b : st.rec.outputs) {
-    auto path = r_.artifacts_->LocalPath(b.artifact.digest);
+    auto path = ArtifactPath(b.artifact.digest);
     if (!path) continue;
     st.artifact_paths[b.name] = *path;
     path_to_artifact_[*path] = b.artifact;
   }
+}
+
+Result<std::string> RunLoop::ArtifactPath(const std::string& digest) {
+  if (opt_.launcher_executors.empty()) return r_.artifacts_->LocalPath(digest);
+  // A launcher task fetches it in its pod; a local step fetches it before
+  // it starts (FetchInputs).
+  return r_.artifacts_->CachePath(digest);
 }
 
 Json RunLoop::InstanceOutputsScope(int inst) {
@@ -904,6 +920,7 @@ Status RunLoop::RenderTask(Attempt& a) {
   const std::string& name = st.rec.instance;
   // Inputs: paths (or lists of paths), with the artifacts they are.
   st.inputs.clear();
+  st.input_paths.clear();
   auto inputs = a.builder.RenderInputs([&](const std::string& in_name, const Template& tmpl) -> Result<Json> {
     auto v = expr::RenderValue(tmpl.text, a.scope);
     if (!v)
@@ -965,6 +982,7 @@ Json RunLoop::BindInput(int inst, const std::string& in_name, const Json& value)
   }
   if (it == path_to_artifact_.end()) return Json();
   insts_[inst].inputs.push_back({in_name, it->second});
+  insts_[inst].input_paths.push_back(path);
   return it->second.digest;
 }
 
@@ -1116,6 +1134,8 @@ Json RunLoop::FullSnapshot(Attempt& a) {
   snap["item"] = st.rec.item;
   snap["code_digest"] = a.code->first;
   snap["code_files"] = a.code->second;
+  if (!spec.component_file.empty())
+    snap["component"] = {{"file", spec.component_file}, {"digest", "sha256:" + spec.component_digest}};
   snap["cache_key"] = a.key.key();
   // The key's components, secrets redacted, so `sluice plan` can say which
   // one changed and `sluice reproduce` knows the declared outputs.
@@ -1146,11 +1166,18 @@ bool RunLoop::TryCacheHit(Attempt& a) {
   std::optional<TimePoint> not_before;
   if (spec.cache.max_age) not_before = a.now - *spec.cache.max_age;
   auto hit = r_.store_->FindCacheHit(a.key.key(), not_before);
+  // Not computed here: maybe on another machine sharing the artifact store.
+  if (!hit && hit.error().code() == StatusCode::kNotFound) hit = FindSharedCacheHit(*r_.artifacts_, a.key.key(), not_before);
   // Outputs whose bytes are gone cannot be reused.
   std::vector<std::string> paths;
   bool usable = hit.has_value();
   for (size_t i = 0; usable && i < hit->step.outputs.size(); ++i) {
-    auto path = r_.artifacts_->LocalPath(hit->step.outputs[i].artifact.digest);
+    const ArtifactRecord& out = hit->step.outputs[i].artifact;
+    // With launcher tasks the bytes need only be in the store (one HEAD),
+    // not on this host.
+    auto path = opt_.launcher_executors.empty()                          ? r_.artifacts_->LocalPath(out.digest)
+                : r_.artifacts_->Stat(out.digest, out.type, out.size) ? r_.artifacts_->CachePath(out.digest)
+                                                                          : Result<std::string>(Error(Status::NotFound("")));
     if (path) paths.push_back(std::move(*path));
     else usable = false;
   }
@@ -1220,6 +1247,14 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
   task.workdir = st.workdir;
   task.log_path = a.log_path;
   task.log_masks = secret_values_;
+  st.result_key.clear();
+  Status files = UsesLauncher(ex) ? FillTaskFiles(a, &task) : FetchInputs(a.inst, task);
+  if (!files.ok()) {
+    FailInstance(a.inst, AttemptResult::kError, Redact("step '" + name + "': " + files.message()), /*retryable=*/true);
+    return;
+  }
+  if (!task.files.code_digest.empty()) snapshot["code_archive"] = task.files.code_digest;
+  st.result_key = task.files.result_key;
 
   st.rec.phase = NodePhase::kRunning;
   st.rec.attempts = attempt;
@@ -1288,16 +1323,12 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
   const StepSpec& spec = graph_->step(plan_->InstanceStep(inst));
   Inst& st = insts_[inst];
   const std::string& name = st.rec.instance;
-  st.rec.outputs.clear();
-  st.rec.output_params = Json::object();
-  st.rec.metrics = Json::object();
   std::error_code ec;
   for (const auto& a : spec.output_artifacts) {
     fs::path p = fs::path(st.workdir) / a.path;
     if (!fs::exists(p, ec)) {
       *result = AttemptResult::kFailed;
-      return "step '" + name + "' declared output artifact '" + a.name + "' at " + a.path +
-             ", but the file does not exist after the step succeeded";
+      return MissingArtifactMessage(name, a.name, a.path);
     }
     auto rec = r_.artifacts_->Put(p.string(), a.type);
     if (!rec) {
@@ -1307,39 +1338,111 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
     st.rec.outputs.push_back({a.name, *rec});
   }
   for (const auto& p : spec.output_params) {
-    fs::path path = fs::path(st.workdir) / p.path;
-    auto text = ReadFile(path.string());
-    if (!text || fs::is_directory(path, ec)) {
+    auto value = ReadOutputParam(name, st.workdir, p.name, p.path);
+    if (!value) {
       *result = AttemptResult::kFailed;
-      return "step '" + name + "' declared output parameter '" + p.name + "' at " + p.path +
-             ", but the file does not exist after the step succeeded";
+      return value.error().message();
     }
-    st.rec.output_params[p.name] = std::string(Trim(*text));
+    st.rec.output_params[p.name] = std::move(*value);
   }
   if (spec.metrics_file) {
-    fs::path path = fs::path(st.workdir) / *spec.metrics_file;
-    auto text = ReadFile(path.string());
-    if (!text || fs::is_directory(path, ec)) {
+    auto m = ReadMetricsFile(name, st.workdir, *spec.metrics_file);
+    if (!m) {
       *result = AttemptResult::kFailed;
-      return "step '" + name + "' declared a metrics file at " + *spec.metrics_file +
-             ", but the file does not exist after the step succeeded";
+      return m.error().message();
     }
-    Json m = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    if (m.is_discarded() || !m.is_object()) {
-      *result = AttemptResult::kFailed;
-      return "step '" + name + "': metrics file " + *spec.metrics_file +
-             " must hold a JSON object of numbers, like {\"accuracy\": 0.93}; got " +
-             (m.is_discarded() ? "invalid JSON: " + Ellipsize(std::string(Trim(*text))) : std::string(JsonTypeName(m)));
-    }
-    for (auto it = m.begin(); it != m.end(); ++it) {
-      if (!it.value().is_number()) {
-        *result = AttemptResult::kFailed;
-        return "step '" + name + "': metrics file " + *spec.metrics_file + ": '" + it.key() + "' is a " +
-               JsonTypeName(it.value()) + ", expected a number";
-      }
-    }
-    st.rec.metrics = std::move(m);
+    st.rec.metrics = std::move(*m);
   }
+  RegisterArtifactPaths(inst);
+  return "";
+}
+
+Status RunLoop::FillTaskFiles(const Attempt& a, Task* task) {
+  const StepSpec& spec = a.spec;
+  const Inst& st = insts_[a.inst];
+  TaskFiles& f = task->files;
+  f.store_root = opt_.state_dir;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < st.inputs.size(); ++i) {
+    const ArtifactRecord& rec = st.inputs[i].artifact;
+    if (seen.insert(rec.digest).second) {
+      f.inputs.push_back({st.inputs[i].name, rec.digest, st.input_paths[i], rec.type});
+    }
+  }
+  // Artifacts named in the command or env by their store path, without an
+  // `inputs:` entry: fetched to that path too.
+  auto scan = [&](const std::string& text) {
+    for (const auto& digest : StorePathDigests(text, opt_.state_dir)) {
+      if (!seen.insert(digest).second) continue;
+      auto path = r_.artifacts_->CachePath(digest);
+      if (path) f.inputs.push_back({"", digest, *path, ArtifactType::kOther});
+    }
+  };
+  for (const auto& arg : task->argv) scan(arg);
+  for (const auto& [k, v] : task->env) scan(v);
+  for (const auto& o : spec.output_artifacts) f.outputs.push_back({o.name, "", o.path, o.type});
+  for (const auto& p : spec.output_params) f.params.push_back({p.name, p.path});
+  if (spec.metrics_file) f.metrics_file = *spec.metrics_file;
+  if (!code_archive_) {
+    code_archive_ = PackCode(r_.artifacts_, pipeline_dir_, opt_.state_dir, opt_.state_dir + "/tmp/code-" + run_.id);
+  }
+  if (!*code_archive_) return code_archive_->error();
+  f.code_digest = (*code_archive_)->digest;
+  f.code_dir = pipeline_dir_;
+  std::string instance;
+  for (char c : st.rec.instance) instance += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '_';
+  f.result_key = "results/" + run_.id + "/" + instance + "/attempt-" + std::to_string(a.attempt) + ".json";
+  return Status::Ok();
+}
+
+Status RunLoop::FetchInputs(int inst, const Task& task) {
+  if (opt_.launcher_executors.empty()) return Status::Ok();
+  for (const auto& in : insts_[inst].inputs) {
+    auto path = r_.artifacts_->LocalPath(in.artifact.digest);
+    if (!path) return path.error().WithContext("input '" + in.name + "'");
+  }
+  auto fetch = [&](const std::string& text) -> Status {
+    for (const auto& digest : StorePathDigests(text, opt_.state_dir)) {
+      auto path = r_.artifacts_->LocalPath(digest);
+      if (!path) return path.error();
+    }
+    return Status::Ok();
+  };
+  for (const auto& arg : task.argv) SLUICE_RETURN_IF_ERROR(fetch(arg));
+  for (const auto& [k, v] : task.env) SLUICE_RETURN_IF_ERROR(fetch(v));
+  return Status::Ok();
+}
+
+std::string RunLoop::CollectLauncherOutputs(int inst, AttemptResult* result) {
+  const StepSpec& spec = graph_->step(plan_->InstanceStep(inst));
+  Inst& st = insts_[inst];
+  const std::string& name = st.rec.instance;
+  auto text = r_.artifacts_->ReadObject(st.result_key, kMaxLaunchResultBytes);
+  auto launched = text ? LaunchResultFromJson(*text) : Error(text.error());
+  if (!launched) {
+    *result = AttemptResult::kError;
+    return "step '" + name + "': the launcher's result " + st.result_key + " cannot be read: " +
+           launched.error().message();
+  }
+  if (!launched->error.empty()) {
+    *result = AttemptResult::kFailed;
+    return launched->error;
+  }
+  for (const auto& a : spec.output_artifacts) {
+    auto out = launched->outputs.find(a.name);
+    if (out == launched->outputs.end()) {
+      *result = AttemptResult::kFailed;
+      return MissingArtifactMessage(name, a.name, a.path);
+    }
+    auto rec = r_.artifacts_->Stat(out->second.digest, a.type, out->second.size);
+    if (!rec) {
+      *result = AttemptResult::kError;
+      return "step '" + name + "': output artifact '" + a.name + "': " + rec.error().message();
+    }
+    st.rec.outputs.push_back({a.name, *rec});
+  }
+  st.rec.output_params = std::move(launched->params);
+  st.rec.metrics = std::move(launched->metrics);
   RegisterArtifactPaths(inst);
   return "";
 }
@@ -1354,10 +1457,20 @@ void RunLoop::HandleResult(const TaskResult& result) {
   AttemptResult ar = ToAttemptResult(result.outcome);
   std::string message = result.message;
   if (ar == AttemptResult::kSucceeded) {
-    std::string why = CollectOutputs(inst, &ar);
+    st.rec.outputs.clear();
+    st.rec.output_params = Json::object();
+    st.rec.metrics = Json::object();
+    std::string why = st.result_key.empty() ? CollectOutputs(inst, &ar) : CollectLauncherOutputs(inst, &ar);
     if (!why.empty()) message = why;
   } else {
     st.rec.outputs.clear();
+    // The launcher says why a step that exited 0 failed (a declared output
+    // missing, an upload failing).
+    if (!st.result_key.empty()) {
+      auto text = r_.artifacts_->ReadObject(st.result_key, kMaxLaunchResultBytes);
+      auto launched = text ? LaunchResultFromJson(*text) : Error(text.error());
+      if (launched && !launched->error.empty()) message = launched->error;
+    }
   }
   st.rec.exit_code = result.exit_code;
   st.exec.outcome = ar == AttemptResult::kSucceeded ? TaskOutcomeName(TaskOutcome::kSucceeded)
@@ -1374,6 +1487,11 @@ void RunLoop::HandleResult(const TaskResult& result) {
   st.exec.snapshot["outputs"] = std::move(outputs);
   st.exec.snapshot["exit_code"] = result.exit_code;
   if (result.signal) st.exec.snapshot["signal"] = result.signal;
+  // Shared with other machines when the artifact store is (best effort: the
+  // run does not depend on it).
+  if (ar == AttemptResult::kSucceeded && !st.exec.cache_key.empty() &&
+      (!st.rec.outputs.empty() || !st.rec.output_params.empty() || !st.rec.metrics.empty()))
+    (void)r_.artifacts_->PutCacheEntry(st.exec.cache_key, SharedCacheEntry(st.exec.cache_key, st.rec, now));
   pending_executions_.push_back({std::move(st.exec), st.inputs, st.rec.outputs});
   st.exec = ExecutionRecord{};
   plan_->Finished(inst, ar, message, now);
@@ -1524,6 +1642,7 @@ Result<RunSummary> RunLoop::Run() {
   run_.params = RedactSecretParams(spec_, opt_.params.is_object() ? opt_.params : Json::object());
   run_.executor = opt_.default_executor.empty() ? spec_.executor : opt_.default_executor;
   run_.no_cache = opt_.no_cache;
+  run_.artifacts = r_.artifacts_->Location();
   run_.phase = RunPhase::kRunning;
   run_.message.clear();
   run_.started_at = start;
@@ -1633,6 +1752,13 @@ Result<RunSummary> RunLoop::Run() {
 
   RunSummary summary;
   summary.run = run_;
+  // Sized once: grown by doubling, it would briefly hold room for almost
+  // twice the records (196,608 for a foreach of 100,000).
+  size_t reported = 0;
+  for (int v = 0; v < graph_->size(); ++v) {
+    for (int i : plan_->StepInstances(v)) reported += plan_->IsReported(i) ? 1 : 0;
+  }
+  summary.steps.reserve(reported);
   for (int v = 0; v < graph_->size(); ++v) {
     for (int i : plan_->StepInstances(v)) {
       if (!plan_->IsReported(i)) continue;

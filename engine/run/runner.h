@@ -50,6 +50,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,16 @@ struct RunOptions {
   // argv is this prefix + ["--config", <its rendered config section as
   // JSON>, "--out", "."], with SLUICE_STATE_DIR set (docs/deploy.md).
   std::map<std::string, std::vector<std::string>> operator_commands;
+  // Executors (by name) whose tasks run through sluice-launcher in a pod
+  // with no filesystem shared with this host (engine/launch.h): each such
+  // task gets its inputs' digests, its declared outputs and the code
+  // directory artifact in Task::files, and its outputs are read from the
+  // launcher's result object in the artifact store instead of from the
+  // workdir. The pipeline's directory (without .git and the store) is stored
+  // once per run as that code artifact; its digest is the snapshot's
+  // `code_archive`. An output is fetched to this host only when a step that
+  // runs here needs it.
+  std::set<std::string> launcher_executors;
   // The step types; null = OperatorRegistry::Global(). Borrowed.
   const OperatorRegistry* operators = nullptr;
   Duration cancel_grace{5000};         // SIGTERM → SIGKILL

@@ -6,6 +6,8 @@
 
 #include "dsl/dsl.h"
 #include "engine/store/artifact_store.h"
+#include "engine/store/artifact_stores.h"
+#include "engine/store/s3_artifact_store.h"
 #include "engine/server/api_json.h"
 #include "engine/server/run_manager.h"
 #include "engine/server/scheduler.h"
@@ -44,8 +46,19 @@ int BackfillCommand(const BackfillCommandOptions& o, ExecutorsFactory executors,
     err << "sluice backfill: " << store.error().message() << "\n";
     return 2;
   }
-  FileArtifactStore artifacts(o.state_dir);
-  RunFactory factory = RunnerFactory(store->get(), &artifacts, std::move(executors));
+  ArtifactStorePtr artifacts;
+  if (!o.dry_run) {
+    auto opened = OpenArtifactStore(ChooseArtifactStore({{o.artifacts, "--artifacts"},
+                                                         {spec->artifacts, "the pipeline's artifacts:"}})
+                                        .url,
+                                    o.artifacts_endpoint, o.state_dir);
+    if (!opened) {
+      err << "sluice backfill: " << opened.error().message() << "\n";
+      return 2;
+    }
+    artifacts = std::move(*opened);
+  }
+  RunFactory factory = RunnerFactory(store->get(), artifacts.get(), std::move(executors));
   if (!factory && !o.dry_run) {
     err << "sluice backfill: this build has no Runner\n";
     return 2;

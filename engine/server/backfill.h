@@ -19,6 +19,8 @@ struct BackfillCommandOptions {
   int max_runs = 1000;
   std::string state_dir = ".sluice";
   std::string executor;       // "" = the pipeline's
+  std::string artifacts;           // --artifacts; "" = the pipeline's artifacts:, else the local store
+  std::string artifacts_endpoint;  // --artifacts-endpoint; "" = the AWS settings'
   bool dry_run = false;       // list the times and run ids only
   std::string output = "text";  // text | json
   // Programs of the operator step types (RunOptions::operator_commands).

@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "engine/s3_url.h"
 #include "engine/sha256.h"
 
 namespace sluice::server {
@@ -111,11 +112,16 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
   if (!root.IsMap()) return Error(Bad(file, root, "the server config must be a mapping"));
   if (Status s = CheckKeys(file, root,
                            {"listen", "maxConcurrentRuns", "reloadInterval", "tokens", "webhooks",
-                            "metrics", "historyLimit", "http"},
+                            "metrics", "historyLimit", "http", "artifacts"},
                            "the server config");
       !s.ok())
     return Error(s);
   if (auto n = root["listen"]) config.listen = n.as<std::string>();
+  if (auto n = root["artifacts"]) {
+    config.artifacts = n.as<std::string>();
+    if (auto loc = ParseS3Location(config.artifacts); !loc)
+      return Error(Bad(file, n, "invalid artifact store: " + loc.error().message()));
+  }
   if (auto n = root["maxConcurrentRuns"]) {
     config.max_concurrent_runs = n.as<int>();
     if (config.max_concurrent_runs < 1)

@@ -13,6 +13,8 @@
 //       secret: "..."             # or secretEnv: NAME (read from the environment)
 //     gitlab:
 //       tokenSha256: "..."        # SHA-256 hex of the X-Gitlab-Token value
+//   artifacts: s3://bucket/prefix # artifact store of runs whose pipeline names none;
+//                                 # `serve --artifacts` overrides it
 //   historyLimit: 100             # per pipeline: newest N succeeded + N failed runs
 //                                 # kept (every trigger); 0 = keep all (default)
 //   metrics:
@@ -71,6 +73,9 @@ struct ServerConfig {
   // the newest N Succeeded and N other finished runs of its pipeline are
   // kept, older ones deleted. 0 = keep every run.
   int history_limit = 0;
+  // Artifact store ("s3://bucket/prefix") for runs whose pipeline has no
+  // `artifacts:` and when `serve` has no --artifacts; "" = the local store.
+  std::string artifacts;
   HttpLimits http;
 };
 

@@ -53,10 +53,18 @@ using RunFactory = std::function<std::unique_ptr<RunHandle>(SpecPtr spec, RunOpt
 using ExecutorsFactory = std::function<Result<std::unique_ptr<ExecutorRegistry>>(
     const PipelineSpec& spec, const std::string& executor)>;
 
-// The real thing: a Runner over `store` and `artifacts` (borrowed; they must
-// outlive every handle), on executors from `executors`, made when the run
-// starts and destroyed when it ends. Returns null when `executors` is empty;
-// Submit then fails kUnavailable.
+// The artifact store of one run of `spec` (borrowed; it must outlive the
+// run). Errors (e.g. the pipeline's bucket cannot be reached) are the run's:
+// it is then recorded Error with them.
+using ArtifactStoreFor = std::function<Result<ArtifactStore*>(const PipelineSpec& spec)>;
+
+// The real thing: a Runner over `store` and the artifact store `artifacts`
+// picks for its pipeline (borrowed; they must outlive every handle), on
+// executors from `executors`, made when the run starts and destroyed when it
+// ends. Returns null when `executors` is empty; Submit then fails
+// kUnavailable.
+RunFactory RunnerFactory(Store* store, ArtifactStoreFor artifacts, ExecutorsFactory executors);
+// As above, every run with the same artifact store.
 RunFactory RunnerFactory(Store* store, ArtifactStore* artifacts, ExecutorsFactory executors);
 
 // Adjusts one run's own copy of its pipeline and its options before the run

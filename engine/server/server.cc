@@ -149,7 +149,12 @@ Status Server::Start() {
   auto store = OpenStore(options_.state_dir);
   if (!store) return store.error().WithContext("opening the store " + options_.state_dir);
   store_ = std::move(*store);
-  artifacts_ = std::make_unique<FileArtifactStore>(options_.state_dir);
+  artifacts_ = std::make_unique<ArtifactStores>(options_.state_dir, options_.artifacts_endpoint);
+  // The server-wide store is checked now: a wrong endpoint or wrong
+  // credentials stop the server from starting rather than fail every run.
+  if (std::string url = options_.artifacts.empty() ? config_.artifacts : options_.artifacts; !url.empty()) {
+    if (auto opened = artifacts_->Get(url); !opened) return opened.error();
+  }
   registry_ = std::make_unique<PipelineRegistry>(options_.pipelines_dir);
   if (auto r = registry_->Reload(true); !r) return r.error();
 
@@ -162,7 +167,13 @@ Status Server::Start() {
   run_options.history_limit = config_.history_limit;
   run_options.operator_commands = options_.operator_commands;
   run_options.prepare = options_.prepare_run;
-  RunFactory factory = factory_ ? factory_ : RunnerFactory(store_.get(), artifacts_.get(), executors_);
+  ArtifactStoreFor artifacts_for = [this](const PipelineSpec& spec) {
+    return artifacts_->Get(ChooseArtifactStore({{options_.artifacts, "--artifacts"},
+                                                {spec.artifacts, "the pipeline's artifacts:"},
+                                                {config_.artifacts, "the server config's artifacts:"}})
+                               .url);
+  };
+  RunFactory factory = factory_ ? factory_ : RunnerFactory(store_.get(), artifacts_for, executors_);
   runs_ = std::make_unique<RunManager>(run_options, store_.get(), registry_.get(), factory,
                                        metrics_.get());
   ::mkdir((options_.state_dir + "/server").c_str(), 0755);

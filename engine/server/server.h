@@ -21,6 +21,7 @@
 #include "engine/server/scheduler.h"
 #include "engine/server/webhook.h"
 #include "engine/store.h"
+#include "engine/store/artifact_stores.h"
 
 namespace sluice::server {
 
@@ -32,6 +33,10 @@ struct ServerOptions {
   std::string listen;  // host:port (port 0 picks a free one); "" = the config's, else 127.0.0.1:8080
   std::string config_path;           // "" = no config: no tokens, every API call is 401
   std::string executor;              // default executor override ("" = the pipeline's)
+  // Artifact store for every run (--artifacts "s3://bucket/prefix"); "" =
+  // the pipeline's `artifacts:`, else the config's, else the local store.
+  std::string artifacts;
+  std::string artifacts_endpoint;    // --artifacts-endpoint; "" = the AWS settings'
   int max_concurrent_runs = 0;       // 0 = the config's (default 4)
   int run_parallelism = 0;           // steps at once per run; 0 = number of CPUs
   bool run_scheduler = true;         // false: nothing calls Tick() (tests drive it)
@@ -106,7 +111,7 @@ class Server {
   MetricsRegistry metrics_registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<ArtifactStores> artifacts_;  // by URL: pipelines may name their own bucket
   std::unique_ptr<PipelineRegistry> registry_;
   std::unique_ptr<RunManager> runs_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -315,6 +315,25 @@ Result<std::string> FileArtifactStore::FileDigest(const std::string& path) { ret
 
 Result<std::string> ArtifactStore::FileDigest(const std::string& path) { return Sha256File(path); }
 
+Result<std::string> ArtifactStore::CachePath(const std::string& digest) { return LocalPath(digest); }
+
+Result<ArtifactRecord> ArtifactStore::Stat(const std::string& digest, ArtifactType type, int64_t size) {
+  auto path = LocalPath(digest);
+  if (!path) return Error(path.error());
+  std::error_code ec;
+  ArtifactRecord r;
+  r.digest = "sha256:" + digest.substr(digest.rfind(':') + 1);
+  r.uri = "file://" + *path;
+  r.type = type;
+  r.size = size;
+  r.is_directory = fs::is_directory(*path, ec);
+  return r;
+}
+
+Result<std::string> ArtifactStore::ReadObject(const std::string& name, int64_t) {
+  return Error(Status::NotFound("object " + name + ": this artifact store keeps no objects but artifacts"));
+}
+
 bool FileArtifactStore::IsHexDigest(const std::string& hex) { return IsHex64(hex); }
 
 std::string FileArtifactStore::PathFor(const std::string& hex) const {
@@ -444,6 +463,14 @@ Result<std::string> FileArtifactStore::LocalPath(const std::string& digest) {
                                   " (its bytes were removed)"));
   }
   return path;
+}
+
+Result<std::string> FileArtifactStore::CachePath(const std::string& digest) {
+  std::string hex = digest.rfind("sha256:", 0) == 0 ? digest.substr(7) : digest;
+  if (!IsHex64(hex)) {
+    return Error(Status::InvalidArgument("'" + digest + "' is not a sha256 digest (expected sha256:<64 hex>)"));
+  }
+  return PathFor(hex);
 }
 
 }  // namespace sluice

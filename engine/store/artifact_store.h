@@ -108,6 +108,9 @@ class FileArtifactStore : public ArtifactStore {
   // digest, kNotFound when the bytes are not here.
   Result<std::string> LocalPath(const std::string& digest) override;
 
+  // PathFor() the digest's hex.
+  Result<std::string> CachePath(const std::string& digest) override;
+
   // Whether `hex` is a SHA-256 digest in the store's spelling: 64 lower-case
   // hex digits.
   static bool IsHexDigest(const std::string& hex);

@@ -20,7 +20,9 @@
 #include <thread>
 #include <vector>
 
+#include "engine/s3_url.h"
 #include "engine/sha256.h"
+#include "engine/text.h"
 
 namespace sluice {
 
@@ -35,10 +37,6 @@ constexpr const char* kKindHeader = "x-amz-meta-sluice-kind";
 void GlobalInit() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-bool ValidPrefixChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' || c == '/';
 }
 
 std::string Env(const char* name) {
@@ -95,55 +93,44 @@ Result<std::vector<ManifestLine>> ParseManifest(const std::string& text, const s
 // Options
 
 Status ParseS3Url(const std::string& url, S3Options* options) {
-  const std::string scheme = "s3://";
-  if (url.rfind(scheme, 0) != 0) {
-    return Status::InvalidArgument("'" + url + "' is not an S3 URL (expected s3://bucket/prefix)");
-  }
-  std::string rest = url.substr(scheme.size());
-  auto slash = rest.find('/');
-  std::string bucket = rest.substr(0, slash);
-  std::string prefix = slash == std::string::npos ? "" : rest.substr(slash + 1);
-  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  bool bucket_ok = bucket.size() >= 3 && bucket.size() <= 63 &&
-                   std::all_of(bucket.begin(), bucket.end(), [](char c) {
-                     return std::islower(static_cast<unsigned char>(c)) ||
-                            std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.';
-                   });
-  if (!bucket_ok) {
-    return Status::InvalidArgument("'" + url + "': bucket name '" + bucket +
-                                   "' is not valid (3 to 63 lower-case letters, digits, '-' and '.')");
-  }
-  if (!std::all_of(prefix.begin(), prefix.end(), ValidPrefixChar) || prefix.find("//") != std::string::npos ||
-      (!prefix.empty() && prefix.front() == '/')) {
-    return Status::InvalidArgument("'" + url + "': the prefix may hold only letters, digits, '.', '-', '_' and single '/'");
-  }
-  options->bucket = bucket;
-  options->prefix = prefix;
+  auto loc = ParseS3Location(url);
+  if (!loc) return loc.error();
+  options->bucket = loc->bucket;
+  options->prefix = loc->prefix;
   return Status::Ok();
 }
 
-Result<S3Options> S3OptionsFromEnvironment(const std::string& url, const std::string& endpoint) {
+Result<S3Options> S3OptionsFrom(const std::string& url, const std::string& endpoint, const EnvLookup& env) {
   S3Options o;
   SLUICE_RETURN_IF_ERROR_RESULT(ParseS3Url(url, &o));
-  o.endpoint = endpoint.empty() ? Env("SLUICE_S3_ENDPOINT") : endpoint;
+  auto aws = ResolveAwsSettings(env);
+  if (!aws) return Error(aws.error());
+  o.region = aws->region;
+  o.endpoint = !endpoint.empty()       ? endpoint
+               : !aws->endpoint.empty() ? aws->endpoint
+                                        : "https://s3." + o.region + ".amazonaws.com";
   while (!o.endpoint.empty() && o.endpoint.back() == '/') o.endpoint.pop_back();
-  if (o.endpoint.empty()) {
-    return Error(Status::InvalidArgument(
-        "--artifacts " + url + ": no S3 endpoint; give --artifacts-endpoint URL or set SLUICE_S3_ENDPOINT "
-        "(e.g. https://s3.us-east-1.amazonaws.com)"));
-  }
   if (o.endpoint.rfind("https://", 0) != 0 && o.endpoint.rfind("http://", 0) != 0) {
-    return Error(Status::InvalidArgument("S3 endpoint '" + o.endpoint + "' is not an http:// or https:// URL"));
+    const std::string from = !endpoint.empty() ? "--artifacts-endpoint" : aws->endpoint_from;
+    return Error(Status::InvalidArgument("S3 endpoint '" + o.endpoint + "' (from " + from +
+                                         ") is not an http:// or https:// URL"));
   }
-  if (std::string region = Env("SLUICE_S3_REGION"); !region.empty()) o.region = region;
-  o.access_key = Env("AWS_ACCESS_KEY_ID");
-  o.secret_key = Env("AWS_SECRET_ACCESS_KEY");
+  o.access_key = aws->access_key;
+  o.secret_key = aws->secret_key;
+  o.session_token = aws->session_token;
+  o.credentials_from = aws->credentials_from;
+  o.ca_bundle = aws->ca_bundle;
   if (o.access_key.empty() || o.secret_key.empty()) {
-    return Error(Status::InvalidArgument("--artifacts " + url +
-                                         ": set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the S3 endpoint " +
-                                         o.endpoint));
+    return Error(Status::InvalidArgument(
+        "--artifacts " + url + ": no credentials for the S3 endpoint " + o.endpoint +
+        ": set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or aws_access_key_id and aws_secret_access_key "
+        "in the profile (AWS_PROFILE, default 'default') of ~/.aws/credentials"));
   }
   return o;
+}
+
+Result<S3Options> S3OptionsFromEnvironment(const std::string& url, const std::string& endpoint) {
+  return S3OptionsFrom(url, endpoint, [](const std::string& name) { return Env(name.c_str()); });
 }
 
 // ---------------------------------------------------------------------------
@@ -153,14 +140,16 @@ Result<S3Options> S3OptionsFromEnvironment(const std::string& url, const std::st
 // `in_fd` (streamed) or `in_bytes`; a 2xx answer's body goes to `out_fd`
 // (hashed into `out_hash`) or `out_bytes` (at most `out_limit` bytes).
 struct S3Client::Request {
-  std::string method;  // GET, PUT, HEAD
+  std::string method;  // GET, PUT, HEAD, POST, DELETE
   std::string key;     // "" = the bucket itself
+  std::string query;   // after '?', parameters in sorted order (SigV4's canonical form); "" = none
   std::string payload_hex = kEmptyHex;
   std::string kind;    // x-amz-meta-sluice-kind to send; "" = none
   int in_fd = -1;
+  int64_t in_start = 0;   // where in in_fd the body starts (a part of a file)
   const std::string* in_bytes = nullptr;
   int64_t in_size = 0;
-  int64_t in_offset = 0;  // progress in in_bytes
+  int64_t in_offset = 0;  // progress in the body
   int out_fd = -1;
   std::unique_ptr<Sha256> out_hash;
   std::string* out_bytes = nullptr;
@@ -169,6 +158,7 @@ struct S3Client::Request {
   Status write_error;
   // Filled from the answer.
   std::string got_kind;
+  std::string etag;
   std::string error_body;
   CURL* curl = nullptr;
 };
@@ -185,10 +175,16 @@ size_t ReadBody(char* buf, size_t size, size_t n, void* userdata) {
     r->in_offset += static_cast<int64_t>(k);
     return k;
   }
+  want = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(want), r->in_size - r->in_offset));
+  if (want == 0) return 0;
   for (;;) {
-    ssize_t got = ::read(r->in_fd, buf, want);
-    if (got >= 0) return static_cast<size_t>(got);
-    if (errno != EINTR) return CURL_READFUNC_ABORT;
+    ssize_t got = ::pread(r->in_fd, buf, want, r->in_start + r->in_offset);
+    if (got > 0) {
+      r->in_offset += got;
+      return static_cast<size_t>(got);
+    }
+    // A file that shrank under the upload: abort rather than send short.
+    if (got == 0 || errno != EINTR) return CURL_READFUNC_ABORT;
   }
 }
 
@@ -226,6 +222,12 @@ size_t WriteBody(char* data, size_t size, size_t n, void* userdata) {
 size_t ReadHeader(char* data, size_t size, size_t n, void* userdata) {
   auto* r = static_cast<S3Client::Request*>(userdata);
   std::string line(data, size * n);
+  if (line.size() > 5 && strncasecmp(line.c_str(), "etag:", 5) == 0) {
+    std::string v = line.substr(5);
+    v.erase(0, v.find_first_not_of(" \t"));
+    v.erase(v.find_last_not_of(" \t\r\n") + 1);
+    r->etag = v;
+  }
   const std::string name = std::string(kKindHeader) + ":";
   if (line.size() > name.size() && strncasecmp(line.c_str(), name.c_str(), name.size()) == 0) {
     std::string v = line.substr(name.size());
@@ -266,13 +268,17 @@ Status S3Client::Attempt(Request& r, long* http_status, std::string* curl_error)
   if (!curl) return Status::Internal("cannot start an HTTP request (curl_easy_init failed)");
   CURL* c = curl.get();
   r.curl = c;
-  std::string url = options_.endpoint + "/" + options_.bucket + (r.key.empty() ? "" : "/" + r.key);
+  std::string url = options_.endpoint + "/" + options_.bucket + (r.key.empty() ? "" : "/" + r.key) +
+                    (r.query.empty() ? "" : "?" + r.query);
   std::string sigv4 = "aws:amz:" + options_.region + ":s3";
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, ("x-amz-content-sha256: " + r.payload_hex).c_str());
   // (No "Expect:" to turn off 100-continue: curl 7.88 signs the empty header
   // and servers then reject the signature.)
   if (!r.kind.empty()) headers = curl_slist_append(headers, (std::string(kKindHeader) + ": " + r.kind).c_str());
+  // curl signs every header it is given: the token is covered by the signature.
+  if (!options_.session_token.empty())
+    headers = curl_slist_append(headers, ("x-amz-security-token: " + options_.session_token).c_str());
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> header_list(headers, curl_slist_free_all);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str());
@@ -280,6 +286,7 @@ Status S3Client::Attempt(Request& r, long* http_status, std::string* curl_error)
   curl_easy_setopt(c, CURLOPT_PASSWORD, options_.secret_key.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (!options_.ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_bundle.c_str());
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
@@ -289,6 +296,12 @@ Status S3Client::Attempt(Request& r, long* http_status, std::string* curl_error)
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
   if (r.method == "HEAD") {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (r.method == "POST" || r.method == "DELETE") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+    if (r.in_bytes) {
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, r.in_bytes->data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.in_bytes->size()));
+    }
   } else if (r.method == "PUT") {
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadBody);
@@ -316,9 +329,7 @@ static Status Rewind(S3Client::Request& r) {
   r.in_offset = 0;
   r.error_body.clear();
   r.got_kind.clear();
-  if (r.in_fd >= 0 && ::lseek(r.in_fd, 0, SEEK_SET) != 0) {
-    return Status::FailedPrecondition(std::string("cannot rewind an upload: ") + std::strerror(errno));
-  }
+  r.etag.clear();
   if (r.out_fd >= 0) {
     if (::ftruncate(r.out_fd, 0) != 0 || ::lseek(r.out_fd, 0, SEEK_SET) != 0) {
       return Status::FailedPrecondition(std::string("cannot rewind a download: ") + std::strerror(errno));
@@ -354,9 +365,12 @@ Status S3Client::Perform(Request& r) {
   std::string code = ErrorCode(r.error_body);
   std::string detail = "HTTP " + std::to_string(status) + (code.empty() ? "" : " " + code);
   if (status == 403) {
+    const std::string& from = options_.credentials_from;
+    const std::string check = from.empty() || from == "environment"
+                                  ? "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                                  : "aws_access_key_id and aws_secret_access_key in " + from;
     return Status::PermissionDenied("the S3 endpoint " + options_.endpoint + " refused the credentials for " + what +
-                                    " (" + detail +
-                                    "): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and the bucket's policy");
+                                    " (" + detail + "): check " + check + " and the bucket's policy");
   }
   if (status == 404) return Status::NotFound(what + ": " + detail);
   if (status == 429 || status >= 500) {
@@ -413,24 +427,131 @@ Status S3Client::PutBytes(const std::string& key, const std::string& bytes, cons
 Status S3Client::PutFile(const std::string& key, const std::string& path, int64_t size, const std::string& hex,
                          const std::string& kind) {
   if (size > S3ArtifactStore::kMaxObjectBytes) {
-    return Status::FailedPrecondition(path + " is " + std::to_string(size) +
-                                      " bytes; the S3 artifact store uploads a file in one PUT, at most " +
-                                      std::to_string(S3ArtifactStore::kMaxObjectBytes) +
-                                      " bytes (multipart upload is not implemented)");
+    return Status::FailedPrecondition(path + " is " + std::to_string(size) + " bytes; an S3 object is at most " +
+                                      std::to_string(S3ArtifactStore::kMaxObjectBytes) + " bytes (5 TiB)");
   }
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FailedPrecondition("cannot read " + path + ": " + std::strerror(errno));
-  Request r;
-  r.method = "PUT";
-  r.key = key;
-  r.payload_hex = hex;
-  r.kind = kind;
-  r.in_fd = fd;
-  r.in_size = size;
-  Status st = Perform(r);
+  Status st;
+  if (size > options_.part_bytes) {
+    st = PutMultipart(key, fd, size, kind);
+  } else {
+    Request r;
+    r.method = "PUT";
+    r.key = key;
+    r.payload_hex = hex;
+    r.kind = kind;
+    r.in_fd = fd;
+    r.in_size = size;
+    st = Perform(r);
+  }
   ::close(fd);
   if (st.ok()) uploads_.fetch_add(1);
   return st;
+}
+
+namespace {
+
+// The text of <Tag>...</Tag> in an S3 XML answer, or "".
+std::string XmlText(const std::string& body, const std::string& tag) {
+  auto b = body.find("<" + tag + ">");
+  auto e = body.find("</" + tag + ">");
+  if (b == std::string::npos || e == std::string::npos || e < b) return "";
+  return body.substr(b + tag.size() + 2, e - b - tag.size() - 2);
+}
+
+// SHA-256 hex of `len` bytes of `fd` from `start`, read in 1 MiB pieces.
+Result<std::string> HashRange(int fd, int64_t start, int64_t len) {
+  Sha256 hash;
+  std::vector<char> buf(1 << 20);
+  for (int64_t done = 0; done < len;) {
+    ssize_t got = ::pread(fd, buf.data(), static_cast<size_t>(std::min<int64_t>(len - done, buf.size())), start + done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return Error(Status::FailedPrecondition(std::string("cannot read an upload: ") +
+                                                          (got == 0 ? "the file shrank" : std::strerror(errno))));
+    hash.Update(buf.data(), static_cast<size_t>(got));
+    done += got;
+  }
+  return hash.HexDigest();
+}
+
+}  // namespace
+
+// Initiate, parts, complete; abort when anything fails, so the bucket keeps
+// no orphaned parts.
+Status S3Client::PutMultipart(const std::string& key, int fd, int64_t size, const std::string& kind) {
+  std::string answer;
+  Request init;
+  init.method = "POST";
+  init.key = key;
+  init.query = "uploads=";
+  init.kind = kind;
+  std::string empty;
+  init.in_bytes = &empty;
+  init.out_bytes = &answer;
+  init.out_limit = 1 << 16;
+  SLUICE_RETURN_IF_ERROR(Perform(init));
+  const std::string upload_id = XmlText(answer, "UploadId");
+  if (upload_id.empty()) {
+    return Status::FailedPrecondition("the S3 endpoint " + options_.endpoint + " started no multipart upload for " +
+                                      Url(key) + " (no UploadId in its answer)");
+  }
+  std::string parts_xml;
+  Status st = UploadParts(key, upload_id, fd, size, &parts_xml);
+  if (st.ok()) {
+    std::string body = "<CompleteMultipartUpload>" + parts_xml + "</CompleteMultipartUpload>";
+    Request done;
+    done.method = "POST";
+    done.key = key;
+    done.query = "uploadId=" + UrlEncode(upload_id);
+    done.payload_hex = Sha256Hex(body);
+    done.in_bytes = &body;
+    answer.clear();
+    done.out_bytes = &answer;
+    done.out_limit = 1 << 16;
+    st = Perform(done);
+    // S3 may answer 200 and then report a failure in the body.
+    if (st.ok() && answer.find("<Error>") != std::string::npos) {
+      st = Status::Unavailable("the S3 endpoint " + options_.endpoint + " could not complete the upload of " + Url(key) +
+                               ": " + XmlText(answer, "Code"));
+    }
+  }
+  if (!st.ok()) {
+    Request abort;
+    abort.method = "DELETE";
+    abort.key = key;
+    abort.query = "uploadId=" + UrlEncode(upload_id);
+    (void)Perform(abort);  // best effort: the upload's own error is the one to report
+  }
+  return st;
+}
+
+Status S3Client::UploadParts(const std::string& key, const std::string& upload_id, int fd, int64_t size,
+                             std::string* parts_xml) {
+  // At most kMaxParts parts: a file that would need more gets larger parts.
+  int64_t part = std::max(options_.part_bytes, S3ArtifactStore::kMinPartBytes);
+  part = std::max(part, (size + S3ArtifactStore::kMaxParts - 1) / S3ArtifactStore::kMaxParts);
+  int number = 1;
+  for (int64_t start = 0; start < size; start += part, ++number) {
+    const int64_t len = std::min(part, size - start);
+    auto hex = HashRange(fd, start, len);
+    if (!hex) return hex.error();
+    Request r;
+    r.method = "PUT";
+    r.key = key;
+    r.query = "partNumber=" + std::to_string(number) + "&uploadId=" + UrlEncode(upload_id);
+    r.payload_hex = *hex;
+    r.in_fd = fd;
+    r.in_start = start;
+    r.in_size = len;
+    SLUICE_RETURN_IF_ERROR(Perform(r));
+    if (r.etag.empty()) {
+      return Status::FailedPrecondition("the S3 endpoint " + options_.endpoint + " returned no ETag for part " +
+                                        std::to_string(number) + " of " + Url(key));
+    }
+    *parts_xml += "<Part><PartNumber>" + std::to_string(number) + "</PartNumber><ETag>" + r.etag + "</ETag></Part>";
+  }
+  return Status::Ok();
 }
 
 Result<std::string> S3Client::GetFile(const std::string& key, const std::string& path, std::string* kind) {
@@ -481,6 +602,33 @@ std::string S3ArtifactStore::KeyFor(const std::string& hex) const {
 
 Result<std::string> S3ArtifactStore::FileDigest(const std::string& path) { return cache_.FileDigest(path); }
 
+std::string S3ArtifactStore::Location() const { return client_.Url(client_.options().prefix); }
+
+namespace {
+
+// A cache key names an object: only the digests sluice makes are taken.
+bool IsCacheKey(const std::string& key) {
+  return !key.empty() && key.size() <= 128 &&
+         std::all_of(key.begin(), key.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+}  // namespace
+
+Status S3ArtifactStore::PutCacheEntry(const std::string& key, const std::string& json) {
+  if (!IsCacheKey(key)) return Status::InvalidArgument("'" + key + "' is not a cache key");
+  const std::string& prefix = client_.options().prefix;
+  return client_.PutBytes((prefix.empty() ? "" : prefix + "/") + "cache/" + key + ".json", json, Sha256Hex(json),
+                          "cache");
+}
+
+Result<std::string> S3ArtifactStore::GetCacheEntry(const std::string& key, std::string* where) {
+  if (!IsCacheKey(key)) return Error(Status::InvalidArgument("'" + key + "' is not a cache key"));
+  const std::string& prefix = client_.options().prefix;
+  const std::string object = (prefix.empty() ? "" : prefix + "/") + "cache/" + key + ".json";
+  if (where) *where = client_.Url(object);
+  return client_.GetBytes(object, kMaxCacheEntryBytes);
+}
+
 Result<ArtifactRecord> S3ArtifactStore::Put(const std::string& path, ArtifactType type) {
   auto rec = cache_.Put(path, type);
   if (!rec) return rec;
@@ -526,6 +674,42 @@ Status S3ArtifactStore::UploadDirectory(const std::string& local, const std::str
   }
   // Last: the manifest's presence says the whole directory is there.
   return client_.PutBytes(KeyFor(hex), *manifest, hex, "manifest");
+}
+
+Result<std::string> S3ArtifactStore::CachePath(const std::string& digest) { return cache_.CachePath(digest); }
+
+Result<ArtifactRecord> S3ArtifactStore::Stat(const std::string& digest, ArtifactType type, int64_t size) {
+  std::string hex = digest.rfind("sha256:", 0) == 0 ? digest.substr(7) : digest;
+  if (!FileArtifactStore::IsHexDigest(hex)) {
+    return Error(Status::InvalidArgument("'" + digest + "' is not a sha256 digest (expected sha256:<64 hex>)"));
+  }
+  std::string kind;
+  auto there = client_.Exists(KeyFor(hex), &kind);
+  if (!there) return Error(there.error());
+  if (!*there) return Error(Status::NotFound("artifact sha256:" + hex + " is not at " + client_.Url(KeyFor(hex))));
+  ArtifactRecord r;
+  r.digest = "sha256:" + hex;
+  r.uri = client_.Url(KeyFor(hex));
+  r.type = type;
+  r.size = size;
+  r.is_directory = kind == "manifest";
+  return r;
+}
+
+namespace {
+
+std::string ObjectKey(const S3Options& o, const std::string& name) {
+  return o.prefix.empty() ? name : o.prefix + "/" + name;
+}
+
+}  // namespace
+
+Result<std::string> S3ArtifactStore::ReadObject(const std::string& name, int64_t limit) {
+  return client_.GetBytes(ObjectKey(client_.options(), name), limit);
+}
+
+Status S3ArtifactStore::WriteObject(const std::string& name, const std::string& bytes) {
+  return client_.PutBytes(ObjectKey(client_.options(), name), bytes, Sha256Hex(bytes), "");
 }
 
 Result<std::string> S3ArtifactStore::LocalPath(const std::string& digest) {

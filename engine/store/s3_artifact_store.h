@@ -25,11 +25,13 @@
 // hashing, bounded memory), checks the digest and renames it into place.
 //
 // Requests are path-style (https://endpoint/bucket/key) and signed with AWS
-// Signature V4 by libcurl (CURLOPT_AWS_SIGV4). TLS peers are verified.
-// Objects are uploaded with one streamed PUT each, so one object (one file)
-// is at most kMaxObjectBytes (S3's single-PUT limit); multipart upload is not
-// implemented. Connection failures, timeouts, HTTP 429 and 5xx are retried
-// max_attempts times with exponential backoff.
+// Signature V4 by libcurl (CURLOPT_AWS_SIGV4); temporary credentials' session
+// token goes in the signed x-amz-security-token header. TLS peers are
+// verified, against S3Options::ca_bundle when one is given.
+// A file is uploaded with one streamed PUT, or in parts (multipart upload)
+// when larger than S3Options::part_bytes, up to S3's 5 TiB per object.
+// Connection failures, timeouts, HTTP 429 and 5xx are retried max_attempts
+// times with exponential backoff (each part on its own).
 //
 // Credentials are never logged, never part of an error message and never
 // recorded: an artifact's recorded URI is s3://bucket/key.
@@ -46,6 +48,7 @@
 #include "engine/status.h"
 #include "engine/store.h"
 #include "engine/store/artifact_store.h"
+#include "engine/store/aws_config.h"
 
 namespace sluice {
 
@@ -57,10 +60,17 @@ struct S3Options {
   std::string region = "us-east-1";
   std::string access_key;  // secret material: never logged nor put in an error
   std::string secret_key;
+  std::string session_token;     // temporary credentials' token (secret); "" = none
+  std::string credentials_from;  // where the keys came from, for messages ("environment", "FILE [profile]")
+  std::string ca_bundle;         // PEM file of the CAs to trust; "" = the system's
   int max_attempts = 4;    // per request, retries included
   std::chrono::milliseconds first_backoff{200};  // doubled after each failed attempt
   long connect_timeout_s = 10;
   long stall_timeout_s = 60;  // a transfer moving no byte for this long fails (and is retried)
+  // A file larger than this is uploaded in parts of this size (multipart
+  // upload; S3's smallest part is 5 MiB), each retried on its own; larger
+  // when the file would need more than kMaxParts parts.
+  int64_t part_bytes = int64_t{64} << 20;
 };
 
 // Fills options->bucket and options->prefix from "s3://bucket/prefix" (the
@@ -68,11 +78,17 @@ struct S3Options {
 // and ".-_"). Errors: kInvalidArgument naming what is wrong with `url`.
 Status ParseS3Url(const std::string& url, S3Options* options);
 
-// Options for `url` ("s3://bucket/prefix") from the environment: endpoint
-// `endpoint` or else $SLUICE_S3_ENDPOINT, region $SLUICE_S3_REGION (default
-// us-east-1), credentials $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY.
-// Errors: kInvalidArgument (bad URL, no endpoint, no credentials).
+// Options for `url` ("s3://bucket/prefix") from the AWS SDKs' standard
+// settings (aws_config.h, ResolveAwsSettings) of this process's environment:
+// endpoint `endpoint` when not "", else the one the settings name, else the
+// AWS endpoint of the region, https://s3.<region>.amazonaws.com.
+// Errors: kInvalidArgument (bad URL or endpoint, a malformed AWS config
+// file, an unknown $AWS_PROFILE, no credentials).
 Result<S3Options> S3OptionsFromEnvironment(const std::string& url, const std::string& endpoint);
+
+// As S3OptionsFromEnvironment, with the environment looked up in `env`
+// (tests pass a map).
+Result<S3Options> S3OptionsFrom(const std::string& url, const std::string& endpoint, const EnvLookup& env);
 
 // A minimal S3 client: the object requests S3ArtifactStore needs, signed,
 // retried and with errors that name the endpoint (never the credentials).
@@ -94,9 +110,12 @@ class S3Client {
   // not "", becomes x-amz-meta-sluice-kind.
   Status PutBytes(const std::string& key, const std::string& bytes, const std::string& hex,
                   const std::string& kind);
-  // Streamed PUT of the file at `path` (`size` bytes, SHA-256 `hex`).
-  // Errors: as CheckBucket, and kFailedPrecondition when the file is larger
-  // than S3ArtifactStore::kMaxObjectBytes or cannot be read.
+  // Streamed upload of the file at `path` (`size` bytes, SHA-256 `hex`):
+  // one PUT up to options().part_bytes, else a multipart upload whose parts
+  // are read from the file one at a time (memory stays bounded), each
+  // retried on its own; a failed multipart upload is aborted, so no parts
+  // are left behind. Errors: as CheckBucket, and kFailedPrecondition when the
+  // file is larger than S3ArtifactStore::kMaxObjectBytes or cannot be read.
   Status PutFile(const std::string& key, const std::string& path, int64_t size, const std::string& hex,
                  const std::string& kind);
   // Streamed GET of object `key` into the new file `path` (created 0600);
@@ -122,6 +141,8 @@ class S3Client {
  private:
   Status Perform(Request& r);
   Status Attempt(Request& r, long* http_status, std::string* curl_error);
+  Status PutMultipart(const std::string& key, int fd, int64_t size, const std::string& kind);
+  Status UploadParts(const std::string& key, const std::string& upload_id, int fd, int64_t size, std::string* parts_xml);
 
   S3Options options_;
   std::atomic<int64_t> requests_{0};
@@ -130,8 +151,11 @@ class S3Client {
 
 class S3ArtifactStore : public ArtifactStore {
  public:
-  // S3's limit for one PUT: larger files are refused with a clear error.
-  static constexpr int64_t kMaxObjectBytes = int64_t{5} << 30;
+  // S3's limits on one object: 5 TiB, in at most 10,000 parts (of at least
+  // 5 MiB but the last). Larger files are refused with a clear error.
+  static constexpr int64_t kMaxObjectBytes = int64_t{5} << 40;
+  static constexpr int64_t kMaxParts = 10000;
+  static constexpr int64_t kMinPartBytes = int64_t{5} << 20;
   // Largest directory manifest read into memory on download.
   static constexpr int64_t kMaxManifestBytes = int64_t{64} << 20;
 
@@ -154,6 +178,29 @@ class S3ArtifactStore : public ArtifactStore {
 
   // Through the local cache's digest cache.
   Result<std::string> FileDigest(const std::string& path) override;
+
+  // The local cache's path for the digest (nothing is fetched).
+  Result<std::string> CachePath(const std::string& digest) override;
+
+  // One HEAD of the digest's object: its record (uri s3://bucket/key,
+  // is_directory from the object's kind) when the bucket has it.
+  Result<ArtifactRecord> Stat(const std::string& digest, ArtifactType type, int64_t size) override;
+
+  // GET of the object <prefix>/<name>, at most `limit` bytes.
+  Result<std::string> ReadObject(const std::string& name, int64_t limit) override;
+
+  // Stores `bytes` as the object <prefix>/<name> (a launcher's result).
+  Status WriteObject(const std::string& name, const std::string& bytes);
+
+  // "s3://bucket/prefix" (or "s3://bucket").
+  std::string Location() const override;
+
+  // The shared cache: object <prefix>/cache/<key>.json. Errors: a `key` that
+  // is not a hex digest is kInvalidArgument; the S3Client request errors.
+  Status PutCacheEntry(const std::string& key, const std::string& json) override;
+  Result<std::string> GetCacheEntry(const std::string& key, std::string* where) override;
+  // Largest cache entry read.
+  static constexpr int64_t kMaxCacheEntryBytes = int64_t{1} << 20;
 
   // The object key of the artifact with this hex digest.
   std::string KeyFor(const std::string& hex) const;

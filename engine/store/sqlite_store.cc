@@ -176,6 +176,11 @@ DROP INDEX IF EXISTS executions_by_cache_key;
     R"sql(
 ALTER TABLE runs ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 3 -> 4: where a run kept its artifact bytes (an S3 URL; '' = the
+    // local store), which resume and rerun use again.
+    R"sql(
+ALTER TABLE runs ADD COLUMN artifacts TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
@@ -335,7 +340,7 @@ std::string PrefixUpperBound(const std::string& prefix) { return prefix + "\xff"
 constexpr const char* kRunColumns =
     "id, pipeline, pipeline_file, pipeline_digest, git_commit, git_dirty, params, executor, "
     "phase, message, resumed_from, created_at, started_at, finished_at, host, pid, "
-    "(SELECT yaml FROM pipeline_versions v WHERE v.context_id = runs.version_id), no_cache";
+    "(SELECT yaml FROM pipeline_versions v WHERE v.context_id = runs.version_id), no_cache, artifacts";
 
 RunRecord ReadRun(sqlite3_stmt* s) {
   RunRecord r;
@@ -357,6 +362,7 @@ RunRecord ReadRun(sqlite3_stmt* s) {
   r.pid = sqlite3_column_int(s, 15);
   r.pipeline_yaml = ColumnText(s, 16);
   r.no_cache = sqlite3_column_int(s, 17) != 0;
+  r.artifacts = ColumnText(s, 18);
   return r;
 }
 
@@ -804,12 +810,13 @@ Status SqliteStore::CreateRun(const RunRecord& run) {
     auto s = Prepare(
         "INSERT INTO runs(id, context_id, version_id, pipeline, pipeline_file, pipeline_digest, "
         "git_commit, git_dirty, params, executor, phase, message, resumed_from, created_at, "
-        "started_at, finished_at, host, pid, no_cache) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
+        "started_at, finished_at, host, pid, no_cache, artifacts) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)");
     if (!s) return s.error();
     s->Bind(run.id, *run_ctx, version_id, run.pipeline, run.pipeline_file, run.pipeline_digest, run.git_commit,
             run.git_dirty, DumpJson(run.params), run.executor, RunPhaseName(run.phase), run.message,
-            run.resumed_from, run.created_at, run.started_at, run.finished_at, run.host, run.pid, run.no_cache);
+            run.resumed_from, run.created_at, run.started_at, run.finished_at, run.host, run.pid, run.no_cache,
+            run.artifacts);
     if (!s->Done()) {
       Status err = Error("creating run " + run.id);
       if (err.code() == StatusCode::kAlreadyExists) {
@@ -830,12 +837,12 @@ Status SqliteStore::UpdateRun(const RunRecord& run) {
         "UPDATE runs SET version_id = ?2, pipeline_file = ?3, pipeline_digest = ?4, "
         "git_commit = ?5, git_dirty = ?6, params = ?7, executor = ?8, phase = ?9, message = ?10, "
         "resumed_from = ?11, started_at = ?12, finished_at = ?13, host = ?14, pid = ?15, "
-        "no_cache = ?16 "
+        "no_cache = ?16, artifacts = ?17 "
         "WHERE id = ?1");
     if (!s) return s.error();
     s->Bind(run.id, version_id, run.pipeline_file, run.pipeline_digest, run.git_commit, run.git_dirty,
             DumpJson(run.params), run.executor, RunPhaseName(run.phase), run.message, run.resumed_from,
-            run.started_at, run.finished_at, run.host, run.pid, run.no_cache);
+            run.started_at, run.finished_at, run.host, run.pid, run.no_cache, run.artifacts);
     if (!s->Done()) return Error("updating run " + run.id);
     if (sqlite3_changes(db_) == 0) return Status::NotFound("no run " + run.id);
     return Status::Ok();

@@ -63,7 +63,7 @@ struct PipelineVersionRecord {
 class SqliteStore : public Store {
  public:
   // The newest schema version this build knows.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (and by default creates) `<state_dir>/sluice.db`, applying any
   // pending migrations. Errors: kNotFound (missing and !create_if_missing),

@@ -144,70 +144,6 @@ class LoopbackPorts {
   std::vector<int> fds_;
 };
 
-// posix_spawn of the supervisor `supervisor`, in a session of its own, which
-// runs `program` with `argv` (see supervise_main.cc for the descriptors 3, 4
-// and, when `masks_fd` >= 0, 5 with --masks). Returns the supervisor's pid or
-// errno.
-int SpawnSupervised(const std::string& supervisor, const local::AttemptFiles& files,
-                    const std::string& program, const std::vector<std::string>& argv,
-                    const std::map<std::string, std::string>& env, const std::string& workdir,
-                    int log_fd, int ready_fd, int lock_fd, int masks_fd, pid_t* pid) {
-  SpawnOptions spawn;
-  spawn.program = supervisor;
-  spawn.argv = {supervisor};
-  if (masks_fd >= 0) spawn.argv.push_back("--masks");
-  spawn.argv.insert(spawn.argv.end(), {files.pid, files.status, program});
-  spawn.argv.insert(spawn.argv.end(), argv.begin(), argv.end());
-  spawn.env = env;
-  spawn.workdir = workdir;
-  spawn.dev_null = {{STDIN_FILENO, O_RDONLY}};
-  spawn.dup = {{STDOUT_FILENO, log_fd}, {STDERR_FILENO, log_fd}, {3, ready_fd}, {4, lock_fd}};
-  if (masks_fd >= 0) spawn.dup.push_back({5, masks_fd});
-  // Nothing else of ours leaks into the task, whether or not it was O_CLOEXEC.
-  spawn.close_from = masks_fd >= 0 ? 6 : 5;
-  // A session of its own: a kill of sluice, or a signal to sluice's process
-  // group (Ctrl-C in its terminal), does not reach the supervisor.
-  spawn.group = SpawnOptions::Group::kNewSession;
-  spawn.clear_signal_mask = true;
-  spawn.all_signals_default = true;
-  return SpawnProcess(spawn, pid);
-}
-
-// Hands the log masks to a supervisor started with --masks: writes them to
-// `fd` (our end of its descriptor 5) and closes it. A supervisor that died
-// meanwhile is seen by its report, not here.
-void SendMasks(int fd, const std::string& encoded) {
-  for (size_t done = 0; done < encoded.size();) {
-    ssize_t n = send(fd, encoded.data() + done, encoded.size() - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  close(fd);
-}
-
-// Reads the supervisor's one-line report from `fd` until EOF, waiting up to
-// `timeout`; "" when it ended (or timed out) without one.
-std::string ReadReport(int fd, std::chrono::milliseconds timeout) {
-  std::string text;
-  const auto end = SteadyClock::now() + timeout;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - SteadyClock::now());
-    if (left.count() <= 0) return "";
-    pollfd p{fd, POLLIN, 0};
-    int n = poll(&p, 1, static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return "";
-    char buf[256];
-    ssize_t r = read(fd, buf, sizeof(buf));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    text.append(buf, static_cast<size_t>(r));
-  }
-  if (!text.empty() && text.back() == '\n') text.pop_back();
-  return text;
-}
-
 // The sluice-supervise program: beside this program, then where the build
 // put it, then on PATH; "" when none is executable.
 std::string FindSupervisor() {
@@ -230,13 +166,6 @@ std::string FindSupervisor() {
     if (access(c.c_str(), X_OK) == 0) return c.string();
   }
   return "";
-}
-
-// Sends `sig` to a process through its pidfd when there is one (safe against
-// pid reuse), else by pid.
-void SendSignal(pid_t pid, int pidfd, int sig) {
-  if (pidfd >= 0 && PidfdSendSignal(pidfd, sig) == 0) return;
-  kill(pid, sig);
 }
 
 // When an attempt's supervisor is gone without a status file, its step may
@@ -278,10 +207,12 @@ std::vector<std::string> DefaultLocalEnvAllowlist() {
 
 struct LocalExecutor::Process {
   std::string name;       // "main", "worker-1"
-  pid_t pid = -1;         // its sluice-supervise process
+  uint64_t request = 0;   // its id in the requests to our supervisor
   pid_t step_pid = -1;    // the step's main process, also its process group id
-  int pidfd = -1;         // of the supervisor
-  bool adopted = false;   // started by an earlier sluice process: not our child
+  // Started by an earlier sluice process, under another supervisor: watched
+  // through its lock file and signalled through SignalStep.
+  bool adopted = false;
+  std::optional<local::PidFile> pid_file;  // adopted ones
   local::AttemptFiles files;
   bool exited = false;
   bool accounted = false;  // looked at by Evaluate()
@@ -328,27 +259,131 @@ LocalExecutor::~LocalExecutor() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [id, t] : running_) {
     for (auto& p : t->procs) {
-      if (p.exited) continue;
-      Signal(p, SIGKILL);
-      if (p.adopted) {
-        if (p.pidfd >= 0) WaitForPidfd(p.pidfd, std::chrono::seconds(10));
-      } else {
-        int status;
-        while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
-        }
+      if (!p.exited) Signal(p, SIGKILL);
+    }
+  }
+  // Ours end once their steps are killed; adopted ones release their lock
+  // once their status is written.
+  StopSupervisor();
+  for (auto& [id, t] : running_) {
+    for (auto& p : t->procs) {
+      if (p.exited || !p.adopted) continue;
+      for (int k = 0; k < 1000; ++k) {
+        auto held = IsLockHeld(p.files.lock);
+        if (!held || !*held) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
-      if (p.pidfd >= 0) close(p.pidfd);
     }
     if (t->log_fd >= 0) close(t->log_fd);
   }
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
+void LocalExecutor::StopSupervisor() {
+  if (sup_sock_ >= 0) close(sup_sock_);
+  sup_sock_ = -1;
+  if (sup_pid_ > 0) {
+    int status;
+    while (waitpid(sup_pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  sup_pid_ = -1;
+}
+
+Status LocalExecutor::EnsureSupervisor() {
+  if (sup_sock_ >= 0) return Status::Ok();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Status::Unavailable("cannot create a socket for sluice-supervise: " + ErrnoText(errno));
+  }
+  SpawnOptions spawn;
+  spawn.program = supervisor_;
+  spawn.argv = {supervisor_, "--serve"};
+  spawn.env = std::map<std::string, std::string>();  // each step brings its own
+  spawn.workdir = "/";
+  spawn.dev_null = {{STDIN_FILENO, O_RDONLY}, {STDOUT_FILENO, O_WRONLY}, {STDERR_FILENO, O_WRONLY}};
+  spawn.dup = {{3, sv[1]}};
+  spawn.close_from = 4;  // nothing else of ours reaches it or the steps
+  // A session of its own: a kill of sluice, or a signal to sluice's process
+  // group (Ctrl-C in its terminal), does not reach the supervisor.
+  spawn.group = SpawnOptions::Group::kNewSession;
+  spawn.clear_signal_mask = true;
+  spawn.all_signals_default = true;
+  int rc = SpawnProcess(spawn, &sup_pid_);
+  close(sv[1]);
+  if (rc != 0) {
+    close(sv[0]);
+    sup_pid_ = -1;
+    std::string what = "cannot start " + supervisor_ + ": " + ErrnoText(rc);
+    return (rc == EAGAIN || rc == ENOMEM) ? Status::Unavailable(what) : Status::FailedPrecondition(what);
+  }
+  sup_sock_ = sv[0];
+  return Status::Ok();
+}
+
+void LocalExecutor::SupervisorGone() {
+  StopSupervisor();
+  // What it recorded stands; the rest is lost.
+  for (auto& [id, t] : running_) {
+    for (auto& p : t->procs) {
+      if (p.exited || p.adopted) continue;
+      auto pf = local::ReadPidFile(p.files.pid);
+      Finish(*t, p, pf ? &*pf : nullptr, std::nullopt);
+    }
+  }
+}
+
+void LocalExecutor::Dispatch(const local::ControlMessage& m) {
+  auto it = requests_.find(m.id);
+  if (it == requests_.end()) return;
+  const TaskId id = it->second.first;
+  requests_.erase(it);
+  auto found = running_.find(id);
+  RunningTask* t = found != running_.end() ? found->second.get()
+                                           : (starting_ != nullptr && starting_->id == id ? starting_ : nullptr);
+  if (t == nullptr) return;
+  for (auto& p : t->procs) {
+    if (p.request != m.id || p.exited) continue;
+    if (m.kind == 'D') {
+      Finish(*t, p, nullptr, static_cast<int>(m.value));
+    } else {
+      auto pf = local::ReadPidFile(p.files.pid);
+      Finish(*t, p, pf ? &*pf : nullptr, std::nullopt);
+    }
+  }
+}
+
+bool LocalExecutor::ReadSupervisor(uint64_t until_id, local::ControlMessage* reply) {
+  std::string bytes;
+  std::vector<int> fds;
+  for (;;) {
+    int got = local::RecvMessage(sup_sock_, &bytes, &fds);
+    for (int fd : fds) close(fd);
+    if (got < 0 && errno == EAGAIN) return false;
+    if (got <= 0) {
+      SupervisorGone();
+      return false;
+    }
+    auto m = local::DecodeControlMessage(bytes);
+    if (!m) continue;
+    if (until_id != 0 && m->id == until_id && m->kind != 'D') {
+      *reply = *m;
+      return true;
+    }
+    Dispatch(*m);
+  }
+}
+
 void LocalExecutor::Signal(Process& p, int sig) {
-  // The supervisor forwards SIGTERM/SIGINT to the step's process group and
-  // turns SIGUSR2 into a SIGKILL of it; a SIGKILL of the supervisor itself
-  // would leave the step running and its status unrecorded.
-  SendSignal(p.pid, p.pidfd, sig == SIGKILL ? SIGUSR2 : sig);
+  if (p.exited) return;
+  if (p.adopted) {
+    // Its supervisor forwards the signal to the step's process group.
+    if (p.pid_file) local::SignalStep(*p.pid_file, sig);
+    return;
+  }
+  if (sup_sock_ < 0) return;
+  local::ControlMessage m{'K', p.request, sig, ""};
+  local::SendMessage(sup_sock_, local::EncodeControlMessage(m));
 }
 
 std::string LocalExecutor::Name() const { return "local"; }
@@ -382,56 +417,57 @@ std::map<std::string, std::string> LocalExecutor::BaseEnv(const Task& task) cons
   return env;
 }
 
-// Starts replica `r` of `task` under its own supervisor, which takes over
-// `lock_fd`, and waits for the supervisor's report that the step runs. Fills
-// p->pid and p->step_pid. Returns "" when it runs, else why it did not start
-// (with its errno in *err when there is one).
+// Asks the supervisor to start replica `r` of `task`, handing it `log_fd`
+// and `lock_fd` (our descriptors stay ours), and waits for its report that
+// the step runs. Fills p->request and p->step_pid. Returns "" when it runs,
+// else why it did not start (with its errno in *err when there is one).
 std::string LocalExecutor::StartReplica(const Task& task, const LocalProcess& r, const std::string& program,
                                         const std::map<std::string, std::string>& env, int log_fd, int lock_fd,
                                         const std::string& encoded_masks, Process* p, int* err) {
-  std::string failure;
-  int ready[2];
-  // A socket pair, so that a supervisor gone early is an EPIPE of the
-  // send, not a SIGPIPE of sluice.
-  int masks[2] = {-1, -1};
-  if (pipe2(ready, O_CLOEXEC) != 0 ||
-      (!task.log_masks.empty() && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, masks) != 0)) {
-    *err = errno;
-    failure = "cannot create a pipe: " + ErrnoText(*err);
-  } else {
-    int rc = SpawnSupervised(supervisor_, p->files, program, r.argv, env, task.workdir,
-                             log_fd, ready[1], lock_fd, masks[1], &p->pid);
-    close(ready[1]);
-    if (masks[1] >= 0) close(masks[1]);
-    if (masks[0] >= 0) {
-      if (rc == 0) SendMasks(masks[0], encoded_masks);
-      else close(masks[0]);
+  local::StartRequest req;
+  req.id = ++last_request_;
+  req.pid_path = p->files.pid;
+  req.status_path = p->files.status;
+  req.program = program;
+  req.workdir = task.workdir;
+  req.argv = r.argv;
+  req.env.reserve(env.size());
+  for (const auto& [k, v] : env) req.env.push_back(k + "=" + v);
+  req.masks = encoded_masks;
+  const std::string encoded = local::EncodeStartRequest(req);
+  // A supervisor that died since the last step is replaced, once.
+  for (int tries = 0;; ++tries) {
+    if (Status s = EnsureSupervisor(); !s.ok()) {
+      *err = s.code() == StatusCode::kUnavailable ? EAGAIN : 0;
+      return s.message();
     }
-    if (rc != 0) {
+    int rc = local::SendMessage(sup_sock_, encoded, {log_fd, lock_fd});
+    if (rc == 0) break;
+    SupervisorGone();
+    if (tries > 0 || (rc != EPIPE && rc != ECONNRESET)) {
       *err = rc;
-      failure = "cannot start " + supervisor_ + ": " + ErrnoText(rc);
-    } else {
-      std::string report = ReadReport(ready[0], std::chrono::seconds(60));
-      if (report.rfind("ok ", 0) == 0) {
-        p->step_pid = static_cast<pid_t>(std::atoi(report.c_str() + 3));
-      } else if (report.rfind("exec ", 0) == 0) {
-        *err = std::atoi(report.c_str() + 5);
-        failure = "cannot start '" + r.argv[0] + "': " + ErrnoText(*err);
-      } else {
-        failure = "cannot start '" + r.argv[0] + "': " +
-                  (report.rfind("error ", 0) == 0 ? report.substr(6)
-                                                   : "sluice-supervise ended without starting it");
-        if (report.empty()) kill(p->pid, SIGKILL);
-      }
-      if (!failure.empty()) {
-        int status;
-        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
-        }
-      }
+      return "cannot hand the step to sluice-supervise: " + ErrnoText(rc);
     }
-    close(ready[0]);
   }
-  return failure;
+  p->request = req.id;
+  local::ControlMessage reply;
+  const auto end = SteadyClock::now() + std::chrono::seconds(60);
+  while (!ReadSupervisor(req.id, &reply)) {
+    if (sup_sock_ < 0) return "cannot start '" + r.argv[0] + "': sluice-supervise ended without starting it";
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(end - SteadyClock::now()).count();
+    if (left <= 0) return "cannot start '" + r.argv[0] + "': sluice-supervise did not report within 60s";
+    pollfd pfd{sup_sock_, POLLIN, 0};
+    poll(&pfd, 1, static_cast<int>(left));
+  }
+  if (reply.kind == 'O') {
+    p->step_pid = static_cast<pid_t>(reply.value);
+    return "";
+  }
+  if (reply.kind == 'X') {
+    *err = static_cast<int>(reply.value);
+    return "cannot start '" + r.argv[0] + "': " + ErrnoText(*err);
+  }
+  return "cannot start '" + r.argv[0] + "': " + reply.text;
 }
 
 Status LocalExecutor::Start(const Task& task) {
@@ -549,6 +585,11 @@ Status LocalExecutor::Start(const Task& task) {
   t->distributed = plan->distributed;
   t->success_set = plan->success_set;
   t->timeout = task.timeout;
+  starting_ = t.get();  // its replicas may end while the next ones start
+  struct Unset {
+    RunningTask*& p;
+    ~Unset() { p = nullptr; }
+  } unset{starting_};
   for (size_t i = 0; i < plan->replicas.size(); ++i) {
     const auto& r = plan->replicas[i];
     Process p;
@@ -557,13 +598,17 @@ Status LocalExecutor::Start(const Task& task) {
     int err = 0;  // the errno of a failed start, when there is one
     std::string failure = StartReplica(task, r, programs[i], envs[i], log_fd, lock_fds[i], encoded_masks, &p, &err);
     if (!failure.empty()) {
+      // The replicas already started are killed; their ends are reported
+      // by the supervisor and dropped with the request ids.
       for (auto& started : t->procs) {
         Signal(started, SIGKILL);
-        int status;
-        while (waitpid(started.pid, &status, 0) < 0 && errno == EINTR) {
+        requests_.erase(started.request);
+        // A supervisor that died meanwhile left them running.
+        if (sup_sock_ < 0) {
+          if (auto pf = local::ReadPidFile(started.files.pid)) StopOrphanedStep(*pf);
         }
-        if (started.pidfd >= 0) close(started.pidfd);
       }
+      requests_.erase(p.request);
       close(log_fd);
       close_locks();
       if (err == ENOEXEC) failure += " (a script needs a '#!' line)";
@@ -571,22 +616,13 @@ Status LocalExecutor::Start(const Task& task) {
       if (err == ENOENT) return Status::NotFound(failure + " (is it installed and on PATH?)");
       return Status::FailedPrecondition(failure);
     }
-    if (have_pidfd_) {
-      p.pidfd = PidfdOpen(p.pid);
-      if (p.pidfd < 0) {
-        spdlog::warn("local executor: pidfd_open failed ({}); polling waitpid instead",
-                     ErrnoText(errno));
-        have_pidfd_ = false;
-      } else {
-        fcntl(p.pidfd, F_SETFD, FD_CLOEXEC);
-      }
-    }
+    requests_[p.request] = {task.id, i};
     if (t->distributed) WriteLine(log_fd, p.name + " started (pid " + std::to_string(p.step_pid) + ")");
     // The names only: values may be secrets.
     std::string names;
     for (const auto& [k, v] : r.env) names += (names.empty() ? "" : ",") + k;
     spdlog::debug("local: task {} ({}) {} started, pid {} (supervisor {}), argv[0] {}, task env names [{}]",
-                  task.id, who, p.name, p.step_pid, p.pid, MaskValues(r.argv[0], task.log_masks, kLogMask), names);
+                  task.id, who, p.name, p.step_pid, sup_pid_, MaskValues(r.argv[0], task.log_masks, kLogMask), names);
     t->procs.push_back(std::move(p));
   }
   // The supervisors hold the locks now.
@@ -634,23 +670,21 @@ std::unique_ptr<LocalExecutor::RunningTask> LocalExecutor::Adopt(
     }
     if (pf && (!started_ns || pf->started_ns < *started_ns)) started_ns = pf->started_ns;
     if (pf) {
-      p.pid = pf->supervisor.pid;
       p.step_pid = pf->step.pid;
-      p.pidfd = PidfdOpen(p.pid);
-      // Checked with the pidfd open, so that it names this very supervisor.
-      if (local::IsAlive(pf->supervisor, pf->boot_id)) {
-        if (p.pidfd >= 0) fcntl(p.pidfd, F_SETFD, FD_CLOEXEC);
-        spdlog::info("local: adopting {} {} attempt {} (pid {}, supervisor pid {})", who, p.name,
-                     task.attempt, p.step_pid, p.pid);
-        if (t->distributed) WriteLine(t->log_fd, p.name + " adopted (pid " + std::to_string(p.step_pid) + ")");
-        t->procs.push_back(std::move(p));
-        continue;
-      }
-      if (p.pidfd >= 0) close(p.pidfd);
-      p.pidfd = -1;
+      p.pid_file = *pf;
     }
-    // The supervisor has ended: it left a status file, or nothing.
-    Finish(*t, p, pf ? &*pf : nullptr);
+    // Its supervisor still watches it: it holds the lock until the status
+    // file is written (it may watch other steps after that).
+    auto held = IsLockHeld(p.files.lock);
+    if (pf && held && *held) {
+      spdlog::info("local: adopting {} {} attempt {} (pid {}, supervisor pid {})", who, p.name,
+                   task.attempt, p.step_pid, pf->supervisor.pid);
+      if (t->distributed) WriteLine(t->log_fd, p.name + " adopted (pid " + std::to_string(p.step_pid) + ")");
+      t->procs.push_back(std::move(p));
+      continue;
+    }
+    // It has ended: it left a status file, or nothing.
+    Finish(*t, p, pf ? &*pf : nullptr, std::nullopt);
     t->procs.push_back(std::move(p));
   }
   t->started_at = started_ns ? std::chrono::system_clock::time_point(std::chrono::duration_cast<
@@ -668,13 +702,11 @@ std::unique_ptr<LocalExecutor::RunningTask> LocalExecutor::Adopt(
   return t;
 }
 
-void LocalExecutor::Finish(RunningTask& t, Process& p, const local::PidFile* pf) {
+void LocalExecutor::Finish(RunningTask& t, Process& p, const local::PidFile* pf,
+                           std::optional<int> wait_status) {
   p.exited = true;
-  if (p.pidfd >= 0) {
-    close(p.pidfd);
-    p.pidfd = -1;
-  }
-  auto status = local::ReadStatusFile(p.files.status);
+  auto status = wait_status ? Result<local::StatusFile>(local::StatusFile{*wait_status, 0, 0})
+                            : local::ReadStatusFile(p.files.status);
   if (status && status->exec_errno == 0) {
     p.wait_status = status->wait_status;
   } else if (status) {
@@ -714,28 +746,12 @@ void LocalExecutor::BeginStop(RunningTask& t, TaskOutcome outcome, std::string m
   if (sig == SIGKILL) t.sigkill_sent = true;
 }
 
-void LocalExecutor::Reap(RunningTask& t, Process& p) {
-  if (p.exited) return;
-  if (p.adopted) {
-    // Not our child: its pidfd turned readable, or (without pidfds) it is
-    // gone from /proc.
-    if (p.pidfd >= 0) {
-      pollfd fd{p.pidfd, POLLIN, 0};
-      if (poll(&fd, 1, 0) <= 0) return;
-    } else {
-      auto pf = local::ReadPidFile(p.files.pid);
-      if (pf && local::IsAlive(pf->supervisor, pf->boot_id)) return;
-    }
-  } else {
-    int status = 0;
-    pid_t r;
-    do {
-      r = waitpid(p.pid, &status, WNOHANG);
-    } while (r < 0 && errno == EINTR);
-    if (r == 0) return;  // still running
-  }
-  auto pf = local::ReadPidFile(p.files.pid);
-  Finish(t, p, pf ? &*pf : nullptr);
+void LocalExecutor::ReapAdopted(RunningTask& t, Process& p) {
+  if (p.exited || !p.adopted) return;
+  // Released once the status is written, or when its supervisor died.
+  auto held = IsLockHeld(p.files.lock);
+  if (!held || *held) return;
+  Finish(t, p, p.pid_file ? &*p.pid_file : nullptr, std::nullopt);
 }
 
 std::optional<TaskResult> LocalExecutor::Evaluate(RunningTask& t) {
@@ -820,46 +836,40 @@ std::optional<TaskResult> LocalExecutor::Wait(Duration timeout) {
     if (running_.empty()) return std::nullopt;
     ServiceTimers();
 
-    std::vector<pollfd> fds;
-    std::vector<std::pair<RunningTask*, Process*>> owners;
-    fds.push_back({wake_fd_, POLLIN, 0});
     auto wake_at = end;
+    bool adopted = false;  // watched by polling their lock files
     for (auto& [id, t] : running_) {
       if (!t->outcome && t->deadline) wake_at = std::min(wake_at, *t->deadline);
       if (t->kill_at && !t->sigkill_sent) wake_at = std::min(wake_at, *t->kill_at);
-      for (auto& p : t->procs) {
-        if (p.exited || p.pidfd < 0) continue;
-        fds.push_back({p.pidfd, POLLIN, 0});
-        owners.emplace_back(t.get(), &p);
-      }
+      for (auto& p : t->procs) adopted = adopted || (p.adopted && !p.exited);
     }
     auto now = SteadyClock::now();
     int64_t ms = 0;
     if (wake_at > now) {
       ms = std::chrono::ceil<std::chrono::milliseconds>(wake_at - now).count();
     }
-    if (!have_pidfd_) ms = std::min<int64_t>(ms, 10);
+    if (adopted) ms = std::min<int64_t>(ms, 10);
     ms = std::min<int64_t>(ms, 1 << 30);
 
-    // Only this thread erases tasks or closes pidfds, so `owners` stays valid
-    // while Cancel() runs on another thread.
+    // Only Start() and Wait(), on the driving thread, read the supervisor's
+    // reports; Cancel() on another thread only sends.
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {sup_sock_, POLLIN, 0}};
+    const nfds_t nfds = sup_sock_ >= 0 ? 2 : 1;
     lock.unlock();
-    int n = poll(fds.data(), fds.size(), static_cast<int>(ms));
+    int n = poll(fds, nfds, static_cast<int>(ms));
     lock.lock();
-    if (n > 0) {
-      if (fds[0].revents != 0) {
-        uint64_t drained;
-        ssize_t ignored = read(wake_fd_, &drained, sizeof(drained));
-        (void)ignored;
-      }
-      for (size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents == 0) continue;
-        Reap(*owners[i - 1].first, *owners[i - 1].second);
-      }
+    if (n > 0 && fds[0].revents != 0) {
+      uint64_t drained;
+      ssize_t ignored = read(wake_fd_, &drained, sizeof(drained));
+      (void)ignored;
     }
-    if (!have_pidfd_) {
+    if (sup_sock_ >= 0) {
+      local::ControlMessage unused;
+      ReadSupervisor(0, &unused);
+    }
+    if (adopted) {
       for (auto& [id, t] : running_) {
-        for (auto& p : t->procs) Reap(*t, p);
+        for (auto& p : t->procs) ReapAdopted(*t, p);
       }
     }
     for (auto it = running_.begin(); it != running_.end();) {

@@ -1,22 +1,25 @@
 #pragma once
 // The local executor: runs each task as processes on this machine.
 //
-// Every process is started through a sluice-supervise process (see
-// supervisor.h), never through a shell, in its own process group, in the
-// task's working directory, with stdin from /dev/null and stdout+stderr
-// appended to the task's log file. The supervisor runs in a session of its
-// own and outlives sluice: it records the process's pid before the program
-// starts and its exit status when it ends, in files beside the log
-// (<log without .log>.pid / .status / .lock).
+// Every process is started by sluice-supervise (see supervisor.h), one
+// supervisor for all the steps of this executor (of the run), never through
+// a shell, in its own process group, in the task's working directory, with
+// stdin from /dev/null and stdout+stderr appended to the task's log file.
+// The supervisor runs in a session of its own and outlives sluice: it
+// records each process's pid before the program starts and its exit status
+// when it ends, in files beside the log (<log without .log>.pid / .status /
+// .lock).
 //
 // Adoption: Start() of an attempt that some earlier sluice process already
 // started (the same log path: run, instance and attempt) never starts it
-// again. A supervisor still alive is adopted (Wait() returns the result when
-// it ends); one that has ended gives its recorded result at once; one that
-// ended without a status file (killed, or the machine restarted) gives
-// kError with the reason, after killing the step's process group if it
-// still runs. Only an attempt that never started is started. The environment is a minimal
-// base plus an allow-list of the parent's variables plus Task::env:
+// again. An attempt its supervisor still watches (it holds the lock) is
+// adopted (Wait() returns the result when it ends); one that has ended gives
+// its recorded result at once; one whose supervisor ended without a status
+// file (killed, or the machine restarted) gives kError with the reason,
+// after killing the step's process group if it still runs. Only an attempt
+// that never started is started.
+//
+// The environment is a minimal base plus an allow-list of the parent's variables plus Task::env:
 //   PATH, HOME, LANG, TMPDIR   from the parent (or a safe default)
 //   PYTHONUNBUFFERED=1
 //   parent variables named in LocalExecutorOptions::env_allowlist
@@ -32,9 +35,11 @@
 // argv[0] without a '/' is looked up in the PATH of the task's environment;
 // a relative path with a '/' is relative to the working directory.
 //
-// Completion is observed through pidfds (Linux >= 5.3), so Wait() returns as
-// soon as any process exits and never blocks on a particular child; without
-// pidfd support it falls back to polling waitpid(WNOHANG) every 10ms.
+// One supervisor serves all the steps this executor starts (it is started
+// with the first one); it reports each start and each end over a socket, so
+// Wait() returns as soon as any process has ended (and its status file is
+// written) and never blocks on a particular one. Attempts adopted from an
+// earlier sluice process are watched through their lock files, every 10ms.
 //
 // When a task's main process exits, whatever it left behind in its process
 // group is killed (container semantics). Timeouts and Cancel() send SIGTERM to
@@ -67,6 +72,7 @@ namespace sluice {
 
 namespace local {
 struct AttemptFiles;
+struct ControlMessage;
 struct PidFile;
 struct TaskPlan;
 }  // namespace local
@@ -162,14 +168,30 @@ class LocalExecutor : public Executor {
                                      const LocalPlan& plan,
                                      const std::vector<local::AttemptFiles>& files,
                                      const std::vector<bool>& supervised, int log_fd);
-  // Records how `p` ended once its supervisor is gone (from its status file,
-  // `pf` = its pid file or null).
-  void Finish(RunningTask& t, Process& p, const local::PidFile* pf);
-  // Signals the step of `p` through its supervisor (SIGKILL as SIGUSR2).
+  // Records how `p` ended: `wait_status` as the supervisor reported it, or
+  // else from its status file (`pf` = its pid file or null, to say why it
+  // was lost when there is none).
+  void Finish(RunningTask& t, Process& p, const local::PidFile* pf, std::optional<int> wait_status);
+  // Signals the step of `p` through its supervisor.
   void Signal(Process& p, int sig);
+  // Starts our supervisor unless it runs.
+  Status EnsureSupervisor();
+  // Closes our end of its socket and waits for it to exit (once its steps
+  // have ended).
+  void StopSupervisor();
+  // It died (or cannot be reached): its steps that have no status file are
+  // lost.
+  void SupervisorGone();
+  // Reads the supervisor's reports that are there and applies them; with
+  // `until_id` != 0, stops at the start report of that request and returns
+  // it in `*reply` (true). False when none is there (any more).
+  bool ReadSupervisor(uint64_t until_id, local::ControlMessage* reply);
+  // Applies one report.
+  void Dispatch(const local::ControlMessage& m);
   void BeginStop(RunningTask& t, TaskOutcome outcome, std::string message, int sig,
                  Duration grace);
-  void Reap(RunningTask& t, Process& p);
+  // Finishes `p`, adopted, once its lock is released.
+  void ReapAdopted(RunningTask& t, Process& p);
   std::optional<TaskResult> Evaluate(RunningTask& t);
   void ServiceTimers();
   std::map<std::string, std::string> BaseEnv(const Task& task) const;
@@ -177,8 +199,16 @@ class LocalExecutor : public Executor {
   LocalExecutorOptions options_;
   std::vector<bool> gpu_busy_;  // parallel to options_.gpu_devices; guarded by mu_
   std::string supervisor_;  // sluice-supervise; "" when not found
-  bool have_pidfd_ = true;
   int wake_fd_ = -1;  // eventfd: Cancel() wakes a waiting Wait()
+
+  // Our supervisor: its pid and our end of its socket (-1 before the first
+  // step, or once it is gone); guarded by mu_.
+  pid_t sup_pid_ = -1;
+  int sup_sock_ = -1;
+  uint64_t last_request_ = 0;
+  // Request id -> (task, replica index) of every process it runs for us.
+  std::map<uint64_t, std::pair<TaskId, size_t>> requests_;
+  RunningTask* starting_ = nullptr;  // the task Start() is starting
 
   mutable std::mutex mu_;
   std::map<TaskId, std::unique_ptr<RunningTask>> running_;  // guarded by mu_

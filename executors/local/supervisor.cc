@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -157,16 +160,34 @@ int SignalSupervisors(const std::string& log_path, int sig) {
         name.compare(name.size() - 4, 4, ".pid") != 0) {
       continue;
     }
-    auto pf = ReadPidFile(it->path().string());
-    if (!pf || !IsAlive(pf->supervisor, pf->boot_id)) continue;
-    // Through a pidfd, checked again once open, so the signal cannot reach
-    // a process that took over the pid.
-    int fd = PidfdOpen(pf->supervisor.pid);
-    if (fd < 0) continue;
-    if (IsAlive(pf->supervisor, pf->boot_id) && PidfdSendSignal(fd, sig) == 0) ++signalled;
-    close(fd);
+    const std::string pid_path = it->path().string();
+    const std::string status_path = pid_path.substr(0, pid_path.size() - 4) + ".status";
+    if (fs::exists(status_path, ec)) continue;  // it has ended
+    auto pf = ReadPidFile(pid_path);
+    if (pf && SignalStep(*pf, sig == SIGUSR2 ? SIGKILL : sig)) ++signalled;
   }
   return signalled;
+}
+
+bool SignalStep(const PidFile& pf, int sig) {
+  if (!IsAlive(pf.supervisor, pf.boot_id)) return false;
+  // Through a pidfd, checked again once open, so the signal cannot reach
+  // a process that took over the pid.
+  int fd = PidfdOpen(pf.supervisor.pid);
+  if (fd < 0) return false;
+  bool sent = false;
+  if (IsAlive(pf.supervisor, pf.boot_id)) {
+    siginfo_t info{};
+    info.si_signo = SIGRTMIN + kStepSignalOffset;
+    info.si_code = SI_QUEUE;
+    info.si_pid = getpid();
+    info.si_uid = getuid();
+    info.si_value.sival_ptr = reinterpret_cast<void*>(
+        (static_cast<uint64_t>(sig) << 32) | static_cast<uint32_t>(pf.step.pid));
+    sent = syscall(SYS_pidfd_send_signal, fd, info.si_signo, &info, 0) == 0;
+  }
+  close(fd);
+  return sent;
 }
 
 std::string FormatPidFile(const PidFile& f) {
@@ -259,6 +280,183 @@ Result<std::vector<std::string>> DecodeLogMasks(std::string_view encoded) {
   }
   if (!encoded.empty()) return Error(Status::InvalidArgument("the log masks have bytes after the last value"));
   return masks;
+}
+
+namespace {
+
+constexpr size_t kInlineLimit = 64 * 1024;
+
+void AppendU64(std::string* out, uint64_t n) {
+  AppendU32(out, static_cast<uint32_t>(n >> 32));
+  AppendU32(out, static_cast<uint32_t>(n));
+}
+
+void AppendString(std::string* out, std::string_view s) {
+  AppendU32(out, static_cast<uint32_t>(s.size()));
+  out->append(s);
+}
+
+bool TakeU64(std::string_view* in, uint64_t* n) {
+  uint32_t hi = 0, lo = 0;
+  if (!TakeU32(in, &hi) || !TakeU32(in, &lo)) return false;
+  *n = (static_cast<uint64_t>(hi) << 32) | lo;
+  return true;
+}
+
+bool TakeString(std::string_view* in, std::string* s) {
+  uint32_t n = 0;
+  if (!TakeU32(in, &n) || in->size() < n) return false;
+  s->assign(in->substr(0, n));
+  in->remove_prefix(n);
+  return true;
+}
+
+bool TakeStrings(std::string_view* in, std::vector<std::string>* v) {
+  uint32_t n = 0;
+  if (!TakeU32(in, &n)) return false;
+  v->resize(n);
+  for (auto& s : *v) {
+    if (!TakeString(in, &s)) return false;
+  }
+  return true;
+}
+
+void AppendStrings(std::string* out, const std::vector<std::string>& v) {
+  AppendU32(out, static_cast<uint32_t>(v.size()));
+  for (const auto& s : v) AppendString(out, s);
+}
+
+}  // namespace
+
+std::string EncodeStartRequest(const StartRequest& r) {
+  std::string out = "S";
+  AppendU64(&out, r.id);
+  for (const std::string* s : {&r.pid_path, &r.status_path, &r.program, &r.workdir}) AppendString(&out, *s);
+  AppendStrings(&out, r.argv);
+  AppendStrings(&out, r.env);
+  AppendString(&out, r.masks);
+  return out;
+}
+
+Result<StartRequest> DecodeStartRequest(std::string_view in) {
+  StartRequest r;
+  if (in.empty() || in[0] != 'S') return Error(Status::InvalidArgument("not a start request"));
+  in.remove_prefix(1);
+  if (!TakeU64(&in, &r.id) || !TakeString(&in, &r.pid_path) || !TakeString(&in, &r.status_path) ||
+      !TakeString(&in, &r.program) || !TakeString(&in, &r.workdir) || !TakeStrings(&in, &r.argv) ||
+      !TakeStrings(&in, &r.env) || !TakeString(&in, &r.masks) || !in.empty() || r.argv.empty()) {
+    return Error(Status::InvalidArgument("a start request cut short or malformed"));
+  }
+  return r;
+}
+
+std::string EncodeControlMessage(const ControlMessage& m) {
+  std::string out(1, m.kind);
+  AppendU64(&out, m.id);
+  AppendU64(&out, static_cast<uint64_t>(m.value));
+  AppendString(&out, m.text);
+  return out;
+}
+
+Result<ControlMessage> DecodeControlMessage(std::string_view in) {
+  ControlMessage m;
+  if (in.empty() || std::string_view("KOXED").find(in[0]) == std::string_view::npos) {
+    return Error(Status::InvalidArgument("not a control message"));
+  }
+  m.kind = in[0];
+  in.remove_prefix(1);
+  uint64_t value = 0;
+  if (!TakeU64(&in, &m.id) || !TakeU64(&in, &value) || !TakeString(&in, &m.text) || !in.empty()) {
+    return Error(Status::InvalidArgument("a control message cut short"));
+  }
+  m.value = static_cast<int64_t>(value);
+  return m;
+}
+
+int SendMessage(int sock, std::string_view bytes, const std::vector<int>& fds) {
+  std::vector<int> attached = fds;
+  int memfd = -1;
+  const char kLarge = 'M';  // the message is in the last descriptor
+  if (bytes.size() > kInlineLimit) {
+    memfd = static_cast<int>(syscall(SYS_memfd_create, "sluice-request", MFD_CLOEXEC));
+    if (memfd < 0) return errno;
+    for (size_t done = 0; done < bytes.size();) {
+      ssize_t n = write(memfd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = errno;
+        close(memfd);
+        return err;
+      }
+      done += static_cast<size_t>(n);
+    }
+    attached.push_back(memfd);
+    bytes = std::string_view(&kLarge, 1);
+  }
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * attached.size()));
+  if (!attached.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * attached.size());
+    memcpy(CMSG_DATA(c), attached.data(), sizeof(int) * attached.size());
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  int err = n < 0 ? errno : 0;
+  if (memfd >= 0) close(memfd);
+  return err;
+}
+
+int RecvMessage(int sock, std::string* bytes, std::vector<int>* fds) {
+  fds->clear();
+  bytes->resize(kInlineLimit + 256);
+  iovec iov{bytes->data(), bytes->size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      fds->push_back(fd);
+    }
+  }
+  if (n == 0 && fds->empty()) return 0;
+  bytes->resize(static_cast<size_t>(n));
+  if (*bytes == "M" && !fds->empty()) {
+    // A large message: its bytes are in the last descriptor.
+    int memfd = fds->back();
+    fds->pop_back();
+    bytes->clear();
+    char buf[65536];
+    ssize_t r;
+    while ((r = pread(memfd, buf, sizeof buf, static_cast<off_t>(bytes->size()))) != 0) {
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) break;
+      bytes->append(buf, static_cast<size_t>(r));
+    }
+    close(memfd);
+  }
+  return 1;
 }
 
 }  // namespace sluice::local

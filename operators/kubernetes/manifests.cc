@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "executors/kubernetes/api/objects.h"
+#include "operators/kubernetes/launcher_pod.h"
 
 namespace sluice::operators {
 namespace {
@@ -44,26 +45,6 @@ Json ReplicaResources(const Json& spec) {
   if (q.empty()) return Json::object();
   return Json{{"requests", q}, {"limits", q}};
 }
-
-namespace {
-
-std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
-  if (from.empty()) return s;
-  size_t pos = 0;
-  while ((pos = s.find(from, pos)) != std::string::npos) {
-    size_t end = pos + from.size();
-    // Only whole path components: "/data/ws" must not match "/data/wsx".
-    if (end == s.size() || s[end] == '/') {
-      s.replace(pos, from.size(), to);
-      pos += to.size();
-    } else {
-      pos = end;
-    }
-  }
-  return s;
-}
-
-}  // namespace
 
 Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
   PodSettings s;
@@ -149,10 +130,8 @@ Result<Json> Container(const Task& task, const ManifestOptions& o, const std::st
                        const std::string& image, const std::vector<std::string>& argv,
                        const std::map<std::string, std::string>& extra_env,
                        const Json& resources) {
-  auto host = [&](const std::string& v) {
-    return o.host_workspace_root.empty() ? v
-                                         : ReplaceAll(v, o.host_workspace_root, o.workspace_mount_path);
-  };
+  const auto paths = PodPaths(task, o);
+  auto host = [&](const std::string& v) { return ToPodPath(paths, v); };
   Json c = {{"name", name}, {"image", image}};
   if (!argv.empty()) {
     Json cmd = Json::array();
@@ -199,6 +178,7 @@ Result<Json> Container(const Task& task, const ManifestOptions& o, const std::st
   if (!o.workspace_pvc.empty()) {
     c["volumeMounts"] = Json::array({{{"name", "sluice-workspace"}, {"mountPath", o.workspace_mount_path}}});
   }
+  if (UsesLauncher(task, o)) AddLauncher(task, o, paths, &c);
   return c;
 }
 
@@ -232,6 +212,7 @@ Json PodTemplate(const Task& task, const ManifestOptions& o, const PodSettings& 
     spec["volumes"] = Json::array(
         {{{"name", "sluice-workspace"}, {"persistentVolumeClaim", {{"claimName", o.workspace_pvc}}}}});
   }
+  if (UsesLauncher(task, o)) AddLauncherVolumes(o, &spec);
   return Json{{"metadata", meta}, {"spec", spec}};
 }
 

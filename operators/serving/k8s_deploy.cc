@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "engine/sha256.h"
+#include "engine/text.h"
 #include "operators/serving/k8s_manifests.h"
 
 namespace sluice::serving {
@@ -73,7 +74,78 @@ void Observe(const Json& object, const std::string& name, RolloutState& s) {
   s.cv.notify_all();
 }
 
+const k8s::ResourceKind& PodKind() {
+  static const k8s::ResourceKind kind{"v1", "Pod", "pods", true};
+  return kind;
+}
+
+// At most `limit` bytes of `text`, cut with "...".
+std::string Clip(const std::string& text, size_t limit = 300) {
+  return text.size() <= limit ? text : text.substr(0, limit) + "...";
+}
+
+// Why one container is not running: "waiting: ImagePullBackOff: ..." or
+// "exited 1: Error: ...", or "" when it runs (or has not been looked at).
+std::string ContainerTrouble(const Json& status) {
+  const Json state = status.value("state", Json::object());
+  std::string what;
+  if (state.contains("waiting")) {
+    const Json& w = state["waiting"];
+    std::string reason = w.value("reason", "");
+    if (reason == "PodInitializing" || reason == "ContainerCreating") return "";
+    what = "waiting: " + reason;
+    if (!w.value("message", "").empty()) what += ": " + w.value("message", "");
+  } else if (state.contains("terminated")) {
+    const Json& t = state["terminated"];
+    if (t.value("exitCode", 0) == 0) return "";
+    what = "exited " + std::to_string(t.value("exitCode", 0)) + ": " + t.value("reason", "");
+    if (!t.value("message", "").empty()) what += ": " + t.value("message", "");
+  } else {
+    return "";
+  }
+  if (status.value("restartCount", 0) > 0) what += " (restarts " + std::to_string(status.value("restartCount", 0)) + ")";
+  return "container " + status.value("name", "?") + " " + Clip(what);
+}
+
+// One pod's state in one line: its phase, an unmet condition (Unschedulable
+// and its message), and each init or main container that is not running.
+std::string PodTrouble(const Json& pod) {
+  const Json status = pod.value("status", Json::object());
+  std::vector<std::string> parts = {status.value("phase", "Unknown")};
+  for (const auto& c : status.value("conditions", Json::array())) {
+    if (c.value("status", "") != "False" || c.value("type", "") != "PodScheduled") continue;
+    parts.push_back("not scheduled: " + c.value("reason", "") + ": " + Clip(c.value("message", "")));
+  }
+  for (const char* key : {"initContainerStatuses", "containerStatuses"}) {
+    for (const auto& cs : status.value(key, Json::array())) {
+      std::string trouble = ContainerTrouble(cs);
+      if (!trouble.empty()) parts.push_back(std::move(trouble));
+    }
+  }
+  return "pod " + pod["metadata"].value("name", "?") + ": " + Join(parts, "; ");
+}
+
 }  // namespace
+
+std::string DescribeRolloutPods(k8s::Client& client, const std::string& ns, const Json& deployment) {
+  const Json labels = deployment.value("spec", Json::object())
+                          .value("template", Json::object())
+                          .value("metadata", Json::object())
+                          .value("labels", Json::object());
+  std::vector<std::string> selector;
+  for (auto it = labels.begin(); it != labels.end(); ++it)
+    if (it.value().is_string()) selector.push_back(it.key() + "=" + it.value().get<std::string>());
+  if (selector.empty()) return "";
+  auto pods = client.List(PodKind(), ns, Join(selector, ","));
+  if (!pods) return "its pods could not be listed: " + pods.error().message();
+  if (pods->items.empty()) return "no pod was created (see the ReplicaSet's events)";
+  constexpr size_t kMaxPods = 3;
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < pods->items.size() && i < kMaxPods; ++i) lines.push_back(PodTrouble(pods->items[i]));
+  if (pods->items.size() > kMaxPods)
+    lines.push_back("and " + std::to_string(pods->items.size() - kMaxPods) + " more pods");
+  return Join(lines, "; ");
+}
 
 Status WaitRolledOut(k8s::Client& client, const k8s::ResourceKind& kind, const std::string& ns,
                      const std::string& name, const std::string& service, Duration timeout) {
@@ -222,11 +294,12 @@ Result<DeployResult> DeployKubernetes(const DeployConfig& input, k8s::Client& cl
     Status rolled =
         WaitRolledOut(client, **kind, ns, name, config.service, config.readiness_timeout);
     if (!rolled.ok()) {
+      // Read before the objects are put back: a deleted canary's pods tell nothing.
+      std::string pods = object["kind"] == "Deployment" ? DescribeRolloutPods(client, ns, object) : "";
       restore();
-      return Error(Status(rolled.code(), who + ": " + rolled.message() +
+      return Error(Status(rolled.code(), who + ": " + rolled.message() + (pods.empty() ? "" : ". " + pods) +
                                              ". The objects were put back as they were; the "
-                                             "previous deployment keeps serving. See `kubectl -n " +
-                                             ns + " describe " + (*kind)->plural + " " + name + "`"));
+                                             "previous deployment keeps serving"));
     }
   }
 
@@ -440,8 +513,10 @@ class KubernetesRollout : public RolloutTarget {
   Status Wait(const std::string& name) {
     Status s = WaitRolledOut(client_, DeploymentKind(), ns_, name, config_.service, timeout_);
     if (!s.ok()) {
-      return Status(s.code(), Who() + ": " + s.message() + ". See `kubectl -n " + ns_ +
-                                  " describe deployments " + name + "`");
+      auto deployment = client_.Get(DeploymentKind(), ns_, name);
+      std::string pods = deployment ? DescribeRolloutPods(client_, ns_, *deployment) : "";
+      return Status(s.code(), Who() + ": " + s.message() + (pods.empty() ? "" : ". " + pods) +
+                                  ". See `kubectl -n " + ns_ + " describe deployments " + name + "`");
     }
     return Status::Ok();
   }

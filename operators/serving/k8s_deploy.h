@@ -29,6 +29,15 @@ namespace sluice::serving {
 Result<DeployResult> DeployKubernetes(const DeployConfig& config, k8s::Client& client,
                                       const ServingEnv& env);
 
+// One line per pod (at most 3) of `deployment`'s template labels: its phase,
+// why it is not scheduled, and each container that is waiting or exited
+// non-zero (reason and message), e.g.
+//   "pod web-5d9-x2: Pending; not scheduled: Unschedulable: 0/4 nodes are
+//    available: 4 Insufficient cpu."
+// For a failed rollout's error, read before the objects are removed. A
+// failure to list is described in the text, never returned.
+std::string DescribeRolloutPods(k8s::Client& client, const std::string& ns, const Json& deployment);
+
 // Waits, through a watch on the service's objects of `kind` (label
 // sluice.dev/service=<service>), until `name` is rolled out: a Deployment when
 // observedGeneration has caught up and updatedReplicas and availableReplicas

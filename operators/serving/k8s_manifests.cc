@@ -17,6 +17,26 @@ Json Labels(const DeployConfig& c, const std::string& track, const std::string& 
   return l;
 }
 
+// The init container that fetches the model by digest from object storage
+// with sluice-launcher (`store`: the `model_store` config), into the model
+// volume; the credentials come from the store's Secret, never the manifest.
+Json StoreFetchContainer(const Json& store, const std::string& digest, const std::string& model_in_pod) {
+  const std::string secret = store.value("credentials_secret", "sluice-s3");
+  auto from_secret = [&](const char* key) {
+    return Json{{"name", key}, {"valueFrom", {{"secretKeyRef", {{"name", secret}, {"key", key}}}}}};
+  };
+  Json env = Json::array({{{"name", "SLUICE_ARTIFACTS"}, {"value", store.value("url", "")}}});
+  if (store.contains("endpoint")) env.push_back({{"name", "SLUICE_ARTIFACTS_ENDPOINT"}, {"value", store["endpoint"]}});
+  if (store.contains("region")) env.push_back({{"name", "AWS_REGION"}, {"value", store["region"]}});
+  env.push_back(from_secret("AWS_ACCESS_KEY_ID"));
+  env.push_back(from_secret("AWS_SECRET_ACCESS_KEY"));
+  return {{"name", "fetch-model"},
+          {"image", store.value("image", "")},
+          {"command", {store.value("launcher_path", "/usr/local/bin/sluice-launcher"), "fetch", digest, model_in_pod}},
+          {"env", env},
+          {"volumeMounts", {{{"name", "model"}, {"mountPath", "/models"}}}}};
+}
+
 }  // namespace
 
 Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
@@ -25,6 +45,12 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
     return Error(Status::InvalidArgument("deploy.serve.image: required on Kubernetes"));
   }
   std::string hex = c.model_digest.rfind("sha256:", 0) == 0 ? c.model_digest.substr(7) : "";
+  const bool from_store = k.contains("model_store") && k["model_store"].is_object();
+  if (from_store && hex.size() != 64) {
+    return Error(Status::InvalidArgument(
+        "deploy.model_digest: required with object storage (\"sha256:<64 hex>\"): the init container "
+        "fetches the model from the bucket by digest"));
+  }
   if (hex.size() != 64 && !k.contains("model_path")) {
     return Error(Status::InvalidArgument(
         "deploy.model_digest: required on Kubernetes (\"sha256:<64 hex>\"): the init container "
@@ -35,8 +61,12 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
   int port = k.value("port", 8080);
   std::string pvc = k.value("artifacts_pvc", "sluice-artifacts");
   std::string fetch_image = k.value("fetch_image", "busybox:1.36");
+  // The store's place on the claim: its root unless the run said otherwise.
+  std::string store_dir = k.value("artifacts_dir", "");
+  if (!store_dir.empty() && store_dir != "." && store_dir.back() != '/') store_dir += "/";
+  if (store_dir == ".") store_dir.clear();
   std::string source = k.value("model_path", hex.empty() ? std::string()
-                                                         : "cas/sha256/" + hex.substr(0, 2) + "/" + hex);
+                                                         : store_dir + "cas/sha256/" + hex.substr(0, 2) + "/" + hex);
   std::string model_name = std::filesystem::path(c.model).filename().string();
   if (model_name.empty()) model_name = "model";
   std::string model_in_pod = "/models/" + model_name;
@@ -81,6 +111,10 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
   if (k.contains("resources")) server["resources"] = k["resources"];
   Json volumes = {{{"name", "artifacts"}, {"persistentVolumeClaim", {{"claimName", pvc}, {"readOnly", true}}}},
                   {{"name", "model"}, {"emptyDir", Json::object()}}};
+  if (from_store) {
+    init = StoreFetchContainer(k["model_store"], c.model_digest, model_in_pod);
+    volumes = {{{"name", "model"}, {"emptyDir", Json::object()}}};
+  }
   Json annotations = {{"sluice.dev/model-digest", c.model_digest}};
   if (!c.run.run_id.empty()) annotations["sluice.dev/run"] = c.run.run_id;
 

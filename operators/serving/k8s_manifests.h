@@ -23,7 +23,12 @@
 // The `kubernetes:` config section: namespace (default "default"), replicas
 // (total, default 2), port (container port, default 8080), artifacts_pvc
 // (default "sluice-artifacts"), fetch_image (default "busybox:1.36"),
-// model_path (path on the PVC; default derived from model_digest),
+// artifacts_dir (where sluice's store is on the PVC, default its root),
+// model_path (path on the PVC; default <artifacts_dir>/cas/sha256/<hex[0:2]>/<hex>
+// from model_digest), kubeconfig, kubeconfig_env (a $KUBECONFIG list),
+// context, model_store (object storage instead of the PVC: {url, endpoint,
+// region, credentials_secret, image, launcher_path}; the init container runs
+// `sluice-launcher fetch <model_digest> /models/<name>` in that image),
 // resources (a Kubernetes ResourceRequirements, verbatim), kserve (bool).
 
 #include "engine/spec.h"

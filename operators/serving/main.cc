@@ -103,11 +103,13 @@ Status Setup(const std::string& state_dir_flag, bool open_store, Context* ctx) {
   return Status::Ok();
 }
 
-// A cluster client from a `kubernetes:` config section (kubeconfig, context),
-// else as kubectl finds one.
+// A cluster client from a `kubernetes:` config section (kubeconfig,
+// kubeconfig_env, context), else as kubectl finds one.
 Result<std::unique_ptr<sluice::k8s::Client>> KubernetesClient(const Json& kubernetes) {
   sluice::k8s::KubeconfigOptions kube;
   kube.kubeconfig = kubernetes.value("kubeconfig", "");
+  // The $KUBECONFIG of the sluice run that started this program.
+  if (kubernetes.contains("kubeconfig_env")) kube.kubeconfig_env = kubernetes.value("kubeconfig_env", "");
   kube.context = kubernetes.value("context", "");
   auto rest = sluice::k8s::LoadRestConfig(kube);
   if (!rest) return sluice::Error(rest.error());
@@ -151,6 +153,7 @@ constexpr const char* kStateDirHelp =
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice-serving: deploy models and validate them on live traffic"};
+  app.set_version_flag("--version", SLUICE_VERSION);
   app.require_subcommand(1);
   std::string config_text, out_dir = ".", state_dir, service;
 

@@ -274,6 +274,55 @@ steps:
   EXPECT_EQ(diags[0]["severity"], "error");
 }
 
+// The pipeline's `artifacts:` key: linted with its location; the store it
+// names is opened (and its endpoint reached) before any step runs; compile
+// needs no credentials for it but a URL endpoint.
+TEST_F(CliTest, PipelineArtifactStoreIsLintedAndOpenedBeforeAnyStep) {
+  Write("bad.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: bad}
+artifacts: s3://Team/a
+steps:
+  - name: a
+    command: [echo, hi]
+)yaml");
+  Output lint = Sluice({"lint", "bad.yaml"});
+  EXPECT_EQ(lint.exit_code, 1);
+  EXPECT_EQ(lint.out,
+            "bad.yaml:4:12: error: invalid artifact store: 's3://Team/a': bucket name 'Team' is not valid (3 to 63 "
+            "lower-case letters, digits, '-' and '.')\n");
+
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: keyed}
+artifacts: s3://ml-artifacts/team-a
+steps:
+  - name: a
+    command: [python3, -c, "open('ran', 'w').write('')"]
+    outputs: {artifacts: [{name: ran, path: ran}]}
+)yaml");
+  ::setenv("AWS_ACCESS_KEY_ID", "AKIDTEST", 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+  const std::string gone = "http://127.0.0.1:" + std::to_string(testutil::FreePort());
+  Output run = Sluice({"run", "pipeline.yaml", "--artifacts-endpoint", gone});
+  ::unsetenv("AWS_ACCESS_KEY_ID");
+  ::unsetenv("AWS_SECRET_ACCESS_KEY");
+  EXPECT_EQ(run.exit_code, 3);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "sluice: error: cannot reach the S3 endpoint " + gone +
+                         ": Couldn't connect to server (after 4 attempts)\n");
+  EXPECT_FALSE(fs::exists(dir_ + "/ran"));
+
+  Output compiled = Sluice({"compile", "pipeline.yaml", "--artifacts-endpoint", "minio:9000"});
+  EXPECT_EQ(compiled.exit_code, 2);
+  EXPECT_EQ(compiled.err, "sluice: error: --artifacts: S3 endpoint 'minio:9000' is not an http:// or https:// URL\n");
+  compiled = Sluice({"compile", "pipeline.yaml", "--image", "python:3.11-slim", "--artifacts-endpoint",
+                     "https://minio.example:9000/"});
+  EXPECT_EQ(compiled.exit_code, 0) << compiled.err;
+  EXPECT_NE(compiled.out.find("        endpoint: minio.example:9000\n"), std::string::npos) << compiled.out;
+  EXPECT_NE(compiled.out.find("        insecure: false\n"), std::string::npos) << compiled.out;
+}
+
 TEST_F(CliTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Sluice({"lint"}).exit_code, 2);
   EXPECT_EQ(Sluice({"frobnicate"}).exit_code, 2);
@@ -281,6 +330,37 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   Output missing = Sluice({"lint", "missing.yaml"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_EQ(missing.out.rfind("missing.yaml", 0), 0u) << missing.out;
+}
+
+TEST_F(CliTest, KubernetesRunThatPassesFilesNeedsAWayBetweenPods) {
+  Write("pipeline.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: handoff
+steps:
+  - name: make
+    image: python:3.11-slim
+    command: [python3, -c, "open('n.txt', 'w').write('3')"]
+    outputs:
+      params:
+        - {name: n, path: n.txt}
+  - name: use
+    image: python:3.11-slim
+    command: [echo, "{{ steps.make.outputs.params.n }}"]
+)yaml");
+  // Refused before the cluster is asked anything (no kubeconfig here).
+  Output run = Sluice({"run", "pipeline.yaml", "--executor", "kubernetes", "--kubeconfig", dir_ + "/none"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_EQ(run.err,
+            "sluice: error: step 'make' runs on Kubernetes and passes files (its output parameter 'n'), which need a "
+            "way between pods and this host: give --artifacts s3://BUCKET/PREFIX (object storage) or --workspace-pvc "
+            "CLAIM (a ReadWriteMany volume in every pod); see docs/kubernetes.md\n");
+  Output both = Sluice({"run", "pipeline.yaml", "--executor", "kubernetes", "--dry-run", "--artifacts",
+                        "s3://ml/team", "--workspace-pvc", "sluice-artifacts"});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_EQ(both.err,
+            "sluice: error: --artifacts s3://ml/team and --workspace-pvc are two ways to move files between pods; "
+            "give one\n");
 }
 
 TEST_F(CliTest, HelpWorksForEveryCommand) {

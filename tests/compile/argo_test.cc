@@ -56,6 +56,44 @@ TEST(ArgoCompileTest, ContainerDagWithFanOutFanInWhenAndFinally) {
   ExpectGolden("train", ToYaml(out.objects));
 }
 
+// Artifacts through S3: output artifacts with an `s3:` location, input
+// artifacts `from` the upstream task at the path the command is given, a
+// fan-out's inputs passed through its wrapper, no workspace volume.
+ArgoOptions S3Options() {
+  ArgoOptions options;
+  options.s3 = ArgoS3{};
+  options.s3->endpoint = "minio.minio:9000";
+  options.s3->insecure = true;
+  options.s3->bucket = "ml-artifacts";
+  options.s3->prefix = "team-a";
+  options.s3->region = "us-east-1";
+  return options;
+}
+
+TEST(ArgoCompileTest, S3ArtifactsInsteadOfTheWorkspaceVolume) {
+  PipelineSpec spec = Load("s3.yaml");
+  EXPECT_EQ(spec.artifacts, "s3://ml-artifacts/team-a");
+  auto out = CompileToArgo(spec, kData.string(), S3Options());
+  ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
+  ASSERT_EQ(out.objects.size(), 1u);
+  ExpectGolden("s3", ToYaml(out.objects));
+}
+
+TEST(ArgoCompileTest, S3ArtifactsRefuseFanInAndNonContainerSteps) {
+  auto fan_in = CompileToArgo(Load("train.yaml"), kData.string(), S3Options());
+  ASSERT_EQ(fan_in.errors.size(), 1u);
+  EXPECT_EQ(fan_in.errors[0].ToString(),
+            "train.yaml:32:44: error: step 'pick' reads artifact 'model' of foreach step 'fit': Argo S3 artifacts "
+            "cannot gather the outputs of a fan-out (argoproj/argo-workflows#861); compile without --artifacts (the "
+            "workspace volume), or pass a parameter instead");
+  auto tfjob = CompileToArgo(Load("dist.yaml"), kData.string(), S3Options());
+  ASSERT_EQ(tfjob.errors.size(), 1u);
+  EXPECT_EQ(tfjob.errors[0].ToString(),
+            "dist.yaml:12:5: error: step 'tf' of type tfjob cannot be compiled with S3 artifacts: only container "
+            "steps pass artifacts through S3 under Argo; compile without --artifacts (the workspace volume) or "
+            "--exclude-step tf");
+}
+
 TEST(ArgoCompileTest, ScheduledTfJobBecomesTemplateAndCron) {
   PipelineSpec spec = Load("dist.yaml");
   ArgoOptions options;

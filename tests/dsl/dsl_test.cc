@@ -275,6 +275,18 @@ schedule:
   EXPECT_EQ(s.schedule->params.at("n").text, "4");
 }
 
+TEST(LoadPipeline, ArtifactStoreKey) {
+  PipelineSpec s = MustLoad(std::string(kHeader) + "artifacts: s3://ml-artifacts/team-a/\nsteps:\n  - name: a\n    command: [echo]\n");
+  EXPECT_EQ(s.artifacts, "s3://ml-artifacts/team-a/");
+  EXPECT_EQ(MustLoad(std::string(kHeader) + "steps:\n  - name: a\n    command: [echo]\n").artifacts, "");
+  LoadResult bad = LoadPipelineString(std::string(kHeader) + "artifacts: s3://ml_artifacts/a//b\nsteps:\n  - name: a\n    command: [echo]\n", "p.yaml");
+  EXPECT_EQ(FormatDiagnosticsText(bad.diagnostics),
+            "p.yaml:4:12: error: invalid artifact store: 's3://ml_artifacts/a//b': bucket name 'ml_artifacts' is not "
+            "valid (3 to 63 lower-case letters, digits, '-' and '.')\n");
+  bad = LoadPipelineString(std::string(kHeader) + "artifacts: {bucket: b}\nsteps:\n  - name: a\n    command: [echo]\n", "p.yaml");
+  EXPECT_EQ(FormatDiagnosticsText(bad.diagnostics), "p.yaml:4:12: error: 'artifacts' must be a string, got a map\n");
+}
+
 TEST(LoadPipeline, TemplateLocationsPointAtTheText) {
   PipelineSpec s = MustLoad(std::string(kHeader) + "steps:\n  - name: a\n    command: [echo, '{{ run.id }}', plain]\n");
   EXPECT_EQ(s.steps[0].loc.ToString(), "p.yaml:5:5");

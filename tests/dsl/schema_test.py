@@ -67,6 +67,13 @@ LINT_ONLY = {
     "alias_recursive": "limit: an alias inside the node it names",
     "foreach_range_too_large": "limit: values of a foreach range",
     "invalid_utf8": "encoding: the file is not UTF-8 (read here with the bad bytes replaced)",
+    # Components: what is wrong is in (or against) the other file.
+    "component_binding_type": "component: a binding against the component's declared input type",
+    "component_artifact_from_param": "component: a binding against the component's declared input type",
+    "component_missing_input": "component: an input the component declares is not bound",
+    "component_unknown_input": "component: a binding names no input of the component",
+    "component_file_missing": "component: the file 'uses' names does not exist",
+    "component_sees_params": "component: the component file's own template",
 }
 
 
@@ -110,12 +117,17 @@ class SchemaTest(unittest.TestCase):
         self.assertEqual(out.decode("utf-8"), self.schema_text)
 
     def test_examples_are_valid(self):
+        """Every example pipeline; component files (kind: Component) are
+        checked by lint through the pipelines that use them."""
         files = sorted(glob.glob(os.path.join(SOURCE, "examples", "**", "*.yaml"), recursive=True))
         self.assertGreater(len(files), 0)
         for path in files:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            if re.search(r"^kind: Component\s*$", text, re.M):
+                continue
             with self.subTest(path=os.path.relpath(path, SOURCE)):
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    self.assertEqual(schema_errors(self.validator, f.read()), [])
+                self.assertEqual(schema_errors(self.validator, text), [])
 
     def test_whole_pipelines_in_the_dsl_doc_are_valid(self):
         with open(os.path.join(SOURCE, "docs", "dsl.md"), encoding="utf-8") as f:

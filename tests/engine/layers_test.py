@@ -11,6 +11,7 @@ operators/) is checked against the folders its file may depend on:
   operators/                                the core, the api leaf, operators/kubernetes/ (shared
                                             pod code) and the operator's own folder
   executors/                                the core, the api leaf and the executor's own folder
+  engine/launcher                           the core, engine/store and itself
   engine/cli, engine/server, engine/compile the shells: anything
 
 A program's main (operators/serving/main.cc, executors/local/supervise_main.cc)
@@ -49,6 +50,9 @@ def allowed(src, header):
         return None if is_core(header) else "the engine core"
     if src.startswith("engine/store/"):
         return None if is_core(header) or header.startswith("engine/store/") else "engine/store"
+    if src.startswith("engine/launcher/"):
+        ok = is_core(header) or header.startswith(("engine/store/", "engine/launcher/"))
+        return None if ok else "engine/launcher"
     if src.startswith("engine/run/"):
         ok = is_core(header) or header.startswith(("engine/store/", "engine/run/"))
         return None if ok else "engine/run"
@@ -77,18 +81,20 @@ def self_test():
             "executors/local/x.cc": '#include "operators/training/local_plan.h"\n',
             "operators/serving/y.cc": '#include "executors/kubernetes/api/client.h"\n',
             "engine/cli/z.cc": '#include "executors/local/local_executor.h"\n',
+            "engine/launcher/w.cc": '#include "engine/store/sqlite_store.h"\n#include "engine/run/runner.h"\n',
         }
         for path, text in files.items():
             os.makedirs(os.path.join(root, os.path.dirname(path)), exist_ok=True)
             with open(os.path.join(root, path), "w") as f:
                 f.write(text)
         got = check(root)[0]
-    want = ["engine/plan.cc:2: the engine core includes dsl/dsl.h",
+    want = ["engine/launcher/w.cc:2: engine/launcher includes engine/run/runner.h",
+            "engine/plan.cc:2: the engine core includes dsl/dsl.h",
             "executors/local/x.cc:1: executors includes operators/training/local_plan.h"]
     if got != want:
         print("self test: expected", want, "got", got)
         return 1
-    print("self test: the check reports exactly the two wrong includes")
+    print("self test: the check reports exactly the three wrong includes")
     return 0
 
 

@@ -192,7 +192,8 @@ TEST(SqliteStoreTest, RefusesAStoreFromANewerSluice) {
   EXPECT_EQ(store.error().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(store.error().message(),
             "opening store " + dir.path() +
-                "/sluice.db: the store's schema version is 99 but this sluice knows up to 3; "
+                "/sluice.db: the store's schema version is 99 but this sluice knows up to " +
+                std::to_string(SqliteStore::kSchemaVersion) + "; "
                 "use a newer sluice, or another --store");
 }
 
@@ -212,6 +213,7 @@ TEST(SqliteStoreTest, RunRoundTripsEveryField) {
   run.message = "first";
   run.resumed_from = "retrain-0";
   run.no_cache = true;
+  run.artifacts = "s3://ml-artifacts/team-a";
   ASSERT_TRUE(store->CreateRun(run).ok());
   auto got = store->GetRun(run.id);
   ASSERT_TRUE(got.has_value()) << got.error().ToString();
@@ -233,9 +235,11 @@ TEST(SqliteStoreTest, RunRoundTripsEveryField) {
   EXPECT_EQ(got->host, "ana-laptop");
   EXPECT_EQ(got->pid, 4242);
   EXPECT_TRUE(got->no_cache);
+  EXPECT_EQ(got->artifacts, "s3://ml-artifacts/team-a");
 
   run.phase = RunPhase::kFailed;
   run.no_cache = false;
+  run.artifacts = "s3://ml-artifacts/team-b";
   run.message = "step train[1] failed";
   run.finished_at = At(1764080009000);
   run.pid = 0;
@@ -247,6 +251,7 @@ TEST(SqliteStoreTest, RunRoundTripsEveryField) {
   EXPECT_EQ(got->finished_at, run.finished_at);
   EXPECT_EQ(got->pid, 0);
   EXPECT_FALSE(got->no_cache);
+  EXPECT_EQ(got->artifacts, "s3://ml-artifacts/team-b");
 }
 
 TEST(SqliteStoreTest, DuplicateRunIsAlreadyExists) {
@@ -835,7 +840,7 @@ TEST(SqliteStoreTest, MigratesAVersion1StoreKeepingItsRecords) {
   // What a version-1 store (before light snapshots) looks like.
   ExecRaw(dir.path() + "/sluice.db",
           "ALTER TABLE executions DROP COLUMN snapshot_base; ALTER TABLE runs DROP COLUMN no_cache; "
-          "PRAGMA user_version=1");
+          "ALTER TABLE runs DROP COLUMN artifacts; PRAGMA user_version=1");
   auto store = OpenOrDie(dir.path());
   ASSERT_TRUE(store);
   EXPECT_EQ(store->SchemaVersion().value(), SqliteStore::kSchemaVersion);

@@ -574,17 +574,24 @@ TEST_F(LocalExecutorTest, BadDistributedConfigStartsNothing) {
 
 // What a `kill -9` of sluice leaves behind: a process that started `task` on
 // a local executor of its own and ended without any cleanup.
-void StartInADyingProcess(const Task& task) {
+void StartInADyingProcess(const std::vector<Task>& tasks) {
   pid_t child = fork();
   if (child == 0) {
-    LocalExecutor doomed{LocalExecutorOptions()};
-    _exit(doomed.Start(task).ok() ? 0 : 1);
+    LocalExecutorOptions options;
+    options.parallelism = 0;
+    LocalExecutor doomed{options};
+    for (const Task& task : tasks) {
+      if (!doomed.Start(task).ok()) _exit(1);
+    }
+    _exit(0);
   }
   ASSERT_GT(child, 0);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "Start failed in the child";
 }
+
+void StartInADyingProcess(const Task& task) { StartInADyingProcess(std::vector<Task>{task}); }
 
 TEST_F(LocalExecutorTest, AnAttemptStartedByAnEarlierProcessIsAdoptedNotStartedAgain) {
   fs::path gate = MakeFifo("gate");
@@ -695,6 +702,78 @@ TEST_F(LocalExecutorTest, AnAdoptedAttemptStillTimesOut) {
   EXPECT_EQ(r.outcome, TaskOutcome::kTimedOut);
   EXPECT_EQ(r.signal, SIGTERM);
   EXPECT_TRUE(ProcessEnds(pid_file->step.pid));
+}
+
+// One supervisor starts every step of an executor, and ends once the
+// executor is gone and its steps have ended.
+TEST_F(LocalExecutorTest, EveryStepOfAnExecutorRunsUnderOneSupervisor) {
+  Executor();
+  TaskResult first = RunToEnd(MakeTask(1, {"true"}));
+  TaskResult second = RunToEnd(MakeTask(2, {"true"}));
+  EXPECT_EQ(first.outcome, TaskOutcome::kSucceeded) << first.message;
+  EXPECT_EQ(second.outcome, TaskOutcome::kSucceeded) << second.message;
+  auto one = local::ReadPidFile((dir_ / "step1.pid").string());
+  auto two = local::ReadPidFile((dir_ / "step2.pid").string());
+  ASSERT_TRUE(one.has_value()) << one.error().ToString();
+  ASSERT_TRUE(two.has_value()) << two.error().ToString();
+  EXPECT_EQ(one->supervisor.pid, two->supervisor.pid);
+  EXPECT_EQ(one->supervisor.start_ticks, two->supervisor.start_ticks);
+  EXPECT_NE(one->step.pid, two->step.pid);
+  EXPECT_TRUE(local::IsAlive(one->supervisor, one->boot_id));
+  executor_.reset();
+  EXPECT_FALSE(local::IsAlive(one->supervisor, one->boot_id));
+}
+
+// sluice cancel of a run without its driver signals one step at a time,
+// although one supervisor runs them all.
+TEST_F(LocalExecutorTest, SignalSupervisorsStopsOnlyTheStepItNames) {
+  Task a = MakeTask(1, {"sleep", "1000"});
+  Task b = MakeTask(2, {"sleep", "1000"});
+  StartInADyingProcess({a, b});
+  auto pa = local::ReadPidFile((dir_ / "step1.pid").string());
+  auto pb = local::ReadPidFile((dir_ / "step2.pid").string());
+  ASSERT_TRUE(pa.has_value() && pb.has_value());
+  ASSERT_EQ(pa->supervisor.pid, pb->supervisor.pid);
+
+  EXPECT_EQ(local::SignalSupervisors(a.log_path, SIGTERM), 1);
+  ASSERT_TRUE(ProcessEnds(pa->step.pid));
+  // The end is recorded, and the other step still runs.
+  Executor();
+  TaskResult r = RunToEnd(a);
+  EXPECT_EQ(r.outcome, TaskOutcome::kFailed);
+  EXPECT_EQ(r.message, "killed by signal 15 (SIGTERM)");
+  EXPECT_TRUE(local::IsAlive(pb->step, pb->boot_id));
+  EXPECT_EQ(local::SignalSupervisors(a.log_path, SIGTERM), 0);  // it has ended
+
+  EXPECT_EQ(local::SignalSupervisors(b.log_path, SIGKILL), 1);
+  ASSERT_TRUE(ProcessEnds(pb->step.pid));
+  ASSERT_TRUE(ProcessEnds(pb->supervisor.pid));  // its last step has ended
+  r = RunToEnd(b);
+  EXPECT_EQ(r.outcome, TaskOutcome::kFailed);
+  EXPECT_EQ(r.message, "killed by signal 9 (SIGKILL)");
+}
+
+// A supervisor killed while it runs steps: those are lost (and stopped),
+// and the next step starts under a new one.
+TEST_F(LocalExecutorTest, ASupervisorKilledUnderARunLosesItsStepsAndIsReplaced) {
+  Executor();
+  ASSERT_TRUE(executor_->Start(MakeTask(1, {"sleep", "1000"})).ok());
+  auto pf = local::ReadPidFile((dir_ / "step1.pid").string());
+  ASSERT_TRUE(pf.has_value()) << pf.error().ToString();
+  ASSERT_EQ(kill(pf->supervisor.pid, SIGKILL), 0);
+  TaskResult r = WaitResult();
+  EXPECT_EQ(r.outcome, TaskOutcome::kError);
+  EXPECT_EQ(r.message, "lost: its supervisor (pid " + std::to_string(pf->supervisor.pid) +
+                           ") ended without recording how the step ended; its step (pid " +
+                           std::to_string(pf->step.pid) + ") was still running and was killed");
+  EXPECT_TRUE(ProcessEnds(pf->step.pid));
+
+  r = RunToEnd(MakeTask(2, {"sh", "-c", "echo again"}));
+  EXPECT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  EXPECT_EQ(ReadFile(dir_ / "step2.log"), "again\n");
+  auto next = local::ReadPidFile((dir_ / "step2.pid").string());
+  ASSERT_TRUE(next.has_value());
+  EXPECT_NE(next->supervisor.pid, pf->supervisor.pid);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -348,6 +349,55 @@ TEST_F(SupervisorTest, AMaskingSupervisorStillForwardsSigterm) {
   EXPECT_EQ(line, "ok");
   EXPECT_EQ(SignalAndReadTermSig(sup, SIGTERM), SIGTERM);
   EXPECT_EQ(ReadFile(dir_ + "/s.attempt1.log"), "***\n");
+}
+
+// A start request travels whole with its descriptors, also when it is too
+// large for one socket message (a long argv): then it goes in a memfd.
+TEST_F(SupervisorTest, StartRequestsTravelWholeWithTheirDescriptors) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  for (size_t arg_size : {size_t{10}, size_t{300000}}) {
+    StartRequest r;
+    r.id = 0x123456789aULL;
+    r.pid_path = "/s/logs/t.attempt1.pid";
+    r.status_path = "/s/logs/t.attempt1.status";
+    r.program = "/bin/echo";
+    r.workdir = "/s";
+    r.argv = {"echo", std::string(arg_size, 'x')};
+    r.env = {"PATH=/bin", "EMPTY="};
+    r.masks = EncodeLogMasks({"s3cr3t"});
+    int log_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    ASSERT_EQ(SendMessage(sv[0], EncodeStartRequest(r), {log_fd, log_fd}), 0);
+    close(log_fd);
+    std::string bytes;
+    std::vector<int> fds;
+    ASSERT_EQ(RecvMessage(sv[1], &bytes, &fds), 1);
+    EXPECT_EQ(fds.size(), 2u);
+    for (int fd : fds) close(fd);
+    auto back = DecodeStartRequest(bytes);
+    ASSERT_TRUE(back.has_value()) << back.error().ToString();
+    EXPECT_EQ(back->id, r.id);
+    EXPECT_EQ(back->pid_path, r.pid_path);
+    EXPECT_EQ(back->status_path, r.status_path);
+    EXPECT_EQ(back->program, r.program);
+    EXPECT_EQ(back->workdir, r.workdir);
+    EXPECT_EQ(back->argv, r.argv);
+    EXPECT_EQ(back->env, r.env);
+    EXPECT_EQ(back->masks, r.masks);
+  }
+  ASSERT_EQ(SendMessage(sv[0], EncodeControlMessage({'D', 7, 768, ""})), 0);
+  std::string bytes;
+  std::vector<int> fds;
+  ASSERT_EQ(RecvMessage(sv[1], &bytes, &fds), 1);
+  auto m = DecodeControlMessage(bytes);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->kind, 'D');
+  EXPECT_EQ(m->id, 7u);
+  EXPECT_EQ(m->value, 768);
+  EXPECT_EQ(DecodeStartRequest(bytes.substr(0, 5)).error().message(), "not a start request");
+  close(sv[0]);
+  EXPECT_EQ(RecvMessage(sv[1], &bytes, &fds), 0);  // the peer is gone
+  close(sv[1]);
 }
 
 }  // namespace

@@ -9,10 +9,20 @@ for each pod that reaches Running, runs its main container's command as a host
 process, then ends the pod the way a kubelet would: status.phase Succeeded or
 Failed, every container terminated, the main one with the process's exit code.
 
-The pod's workspace volume (mounted at --mount, default /sluice) is the host
-directory --workspace, and /tmp/sluice (where compiled Argo steps leave their
-output parameters) is a directory of the pod's own under --scratch, so paths
-in the command, env and workingDir are rewritten. For an Argo pod (label
+Like a kubelet it runs the pod's init containers first, in order, then the
+main container; a failing init container fails the pod. Every container's
+volumes become host directories and paths in its command, env and workingDir
+are rewritten to them: the workspace volume (mounted at --mount, default
+/sluice) is the host directory --workspace; each emptyDir volume is a
+directory of the pod's own under --scratch (shared by its containers, as in a
+pod); /tmp/sluice (where compiled Argo steps leave their output parameters)
+is a directory of the pod's own too. Env from a Secret (secretKeyRef) is read
+from the Secret, as a kubelet does. --image-bin PREFIX=DIR (repeatable) maps
+an image's absolute program paths under PREFIX to DIR on the host, so an init
+container from the sluice image runs the freshly built sluice-launcher. A
+container's termination message file (terminationMessagePath, default
+/dev/termination-log) is a file of the pod's own, and what the main container
+wrote there is reported as its terminated.message. For an Argo pod (label
 workflows.argoproj.io/workflow) it also does what Argo's `wait` container does:
 reads the template's output parameters (env ARGO_TEMPLATE) from their files
 and reports them in a WorkflowTaskResult named after the node, before the pod
@@ -22,8 +32,10 @@ It uses kubectl (KUBECONFIG from the environment) and a watch, never polling.
 It runs until killed; each pod's output goes to --logs/<pod>.log.
 
 Usage: host_runner.py --workspace DIR --scratch DIR --logs DIR [--namespace NS]
+                      [--image-bin PREFIX=DIR ...]
 """
 import argparse
+import base64
 import datetime
 import json
 import os
@@ -58,6 +70,7 @@ class Runner:
         self.scratch = os.path.abspath(args.scratch)
         self.logs = os.path.abspath(args.logs)
         self.mount = args.mount.rstrip("/")
+        self.image_bins = [tuple(m.split("=", 1)) for m in args.image_bin]
         self.started = set()
         self.lock = threading.Lock()
         self.mount_re = re.compile(r"(?<![\w./-])" + re.escape(self.mount) + r"(?=/|$|\s|\")")
@@ -92,33 +105,89 @@ class Runner:
             except Exception as e2:
                 log(f"pod {name}: could not end it: {e2}")
 
+    def mounts(self, pod, container, tmp_dir):
+        """(pod path, host path) of the container's volumes, longest first."""
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        pairs = []
+        for m in container.get("volumeMounts", []):
+            v = volumes.get(m["name"], {})
+            if "emptyDir" in v:
+                host = os.path.join(tmp_dir, "volumes", m["name"])
+                os.makedirs(host, exist_ok=True)
+                pairs.append((m["mountPath"].rstrip("/"), host))
+            elif m["mountPath"].rstrip("/") == self.mount:
+                pairs.append((self.mount, self.workspace))
+        if not any(p == self.mount for p, _ in pairs):
+            pairs.append((self.mount, self.workspace))
+        term = container.get("terminationMessagePath", "/dev/termination-log")
+        pairs.append((term, os.path.join(tmp_dir, container["name"] + ".termination-log")))
+        pairs.append(("/tmp/sluice", tmp_dir))
+        return sorted(pairs, key=lambda p: -len(p[0]))
+
+    @staticmethod
+    def rewrite_mounts(value, pairs):
+        for pod_path, host in pairs:
+            value = re.sub(r"(?<![\w./-])" + re.escape(pod_path) + r"(?=/|$|\s|\")", lambda _: host, value)
+        return value
+
+    def secret_value(self, ref, cache):
+        name = ref["name"]
+        if name not in cache:
+            cache[name] = json.loads(kubectl("get", "secret", name, "-n", self.ns, "-o", "json")).get("data", {})
+        return base64.b64decode(cache[name][ref["key"]]).decode()
+
+    def run_container(self, pod, container, tmp_dir, secrets, log_name):
+        """Runs one container's command on the host; returns (exit code, termination message)."""
+        name = pod["metadata"]["name"]
+        pairs = self.mounts(pod, container, tmp_dir)
+        argv = list(container.get("command", [])) + list(container.get("args", []))
+        if argv and argv[0].endswith("argoexec") and "--" in argv:
+            argv = argv[argv.index("--") + 1:]  # emissary: the template's own command follows "--"
+        for prefix, host_dir in self.image_bins:
+            if argv and argv[0].startswith(prefix.rstrip("/") + "/"):
+                argv[0] = host_dir.rstrip("/") + argv[0][len(prefix.rstrip("/")):]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
+        for e in container.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                env[e["name"]] = self.secret_value(ref, secrets)
+            elif "valueFrom" not in e:
+                env[e["name"]] = self.rewrite_mounts(e.get("value", ""), pairs)
+        argv = [self.rewrite_mounts(a, pairs) for a in argv]
+        cwd = self.rewrite_mounts(container.get("workingDir", ""), pairs) or tmp_dir
+        os.makedirs(cwd, exist_ok=True)
+        term = dict(pairs)[container.get("terminationMessagePath", "/dev/termination-log")]
+        log(f"pod {name}: running {container['name']} {argv[:3]}... in {cwd}")
+        with open(os.path.join(self.logs, log_name), "w") as out:
+            rc = subprocess.run(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                timeout=900).returncode
+        try:
+            with open(term) as f:
+                message = f.read(4096)
+        except OSError:
+            message = ""
+        return rc, message
+
     def run_pod_unsafe(self, pod):
         meta, spec = pod["metadata"], pod["spec"]
         name = meta["name"]
         containers = spec["containers"]
         main = next((c for c in containers if c["name"] == "main"), containers[0])
-        argv = list(main.get("command", [])) + list(main.get("args", []))
-        if argv and argv[0].endswith("argoexec") and "--" in argv:
-            argv = argv[argv.index("--") + 1:]  # emissary: the template's own command follows "--"
         tmp_dir = os.path.join(self.scratch, name)
         os.makedirs(tmp_dir, exist_ok=True)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
+        secrets = {}
         argo_template = None
         for c in containers + spec.get("initContainers", []):
             for e in c.get("env", []):
                 if e["name"] == "ARGO_TEMPLATE" and "value" in e:
                     argo_template = json.loads(e["value"])
-        for e in main.get("env", []):
-            if "valueFrom" not in e:
-                env[e["name"]] = self.rewrite(e.get("value", ""), tmp_dir)
-        argv = [self.rewrite(a, tmp_dir) for a in argv]
-        cwd = self.rewrite(main.get("workingDir", ""), tmp_dir) or tmp_dir
-        os.makedirs(cwd, exist_ok=True)
-        log(f"pod {name}: running {argv[:3]}... in {cwd}")
-        with open(os.path.join(self.logs, name + ".log"), "w") as out:
-            rc = subprocess.run(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                timeout=900).returncode
-        message = ""
+        for init in spec.get("initContainers", []):
+            rc, message = self.run_container(pod, init, tmp_dir, secrets, f"{name}.{init['name']}.log")
+            if rc != 0:
+                self.finish(pod, rc, f"init container {init['name']} exited {rc}")
+                log(f"pod {name}: init container {init['name']} exit {rc}")
+                return
+        rc, message = self.run_container(pod, main, tmp_dir, secrets, name + ".log")
         wf = meta.get("labels", {}).get("workflows.argoproj.io/workflow")
         if wf:
             rc, message = self.report_argo_outputs(pod, wf, argo_template or {}, tmp_dir, rc)
@@ -168,11 +237,14 @@ class Runner:
                     "started": False,
                     "state": {"terminated": {"exitCode": code,
                                              "reason": "Completed" if code == 0 else "Error",
-                                             "message": message if code else "",
+                                             "message": message,
                                              "startedAt": started, "finishedAt": t}}}
         containers = pod["spec"]["containers"]
         main = next((c for c in containers if c["name"] == "main"), containers[0])
         statuses = [terminated(c, rc if c is main else 0) for c in containers]
+        for st, c in zip(statuses, containers):
+            if c is not main:
+                st["state"]["terminated"]["message"] = ""
         patch = {"status": {
             "phase": "Succeeded" if rc == 0 else "Failed",
             "containerStatuses": statuses,
@@ -213,6 +285,8 @@ def main():
     ap.add_argument("--mount", default="/sluice", help="where pods mount the workspace")
     ap.add_argument("--scratch", required=True, help="host directory for each pod's /tmp/sluice")
     ap.add_argument("--logs", required=True, help="directory for the pods' output")
+    ap.add_argument("--image-bin", action="append", default=[], metavar="PREFIX=DIR",
+                    help="run an image's programs under PREFIX from host directory DIR")
     args = ap.parse_args()
     for d in (args.workspace, args.scratch, args.logs):
         os.makedirs(d, exist_ok=True)

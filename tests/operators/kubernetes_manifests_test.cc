@@ -135,6 +135,38 @@ TEST(KubernetesManifestsTest, JobWithEverything) {
   EXPECT_EQ(m->dump().find("hunter2"), std::string::npos) << "a secret value was inlined";
 }
 
+TEST(KubernetesManifestsTest, ObjectStorageRunsTheStepThroughTheLauncher) {
+  // Host paths: the store root /ws/.sluice, the step's workdir inside it,
+  // the pipeline's directory /ws (its code).
+  Task t = BasicTask();
+  t.argv = {"python3", "/ws/steps/train.py", "--data", "/ws/.sluice/cas/sha256/ab/ab12", "--out", "model"};
+  t.env["SLUICE_INPUT_DATA"] = "/ws/.sluice/cas/sha256/ab/ab12";
+  t.workdir = "/ws/.sluice/runs/r20261125-1530-ab12/steps/prepare";
+  t.files.inputs = {{"data", "sha256:ab12", "/ws/.sluice/cas/sha256/ab/ab12", ArtifactType::kDataset}};
+  t.files.outputs = {{"model", "", "model", ArtifactType::kModel}};
+  t.files.params = {{"rows", "model/rows.txt"}};
+  t.files.metrics_file = "metrics.json";
+  t.files.code_digest = "sha256:c0de";
+  t.files.code_dir = "/ws";
+  t.files.store_root = "/ws/.sluice";
+  t.files.result_key = "results/r20261125-1530-ab12/prepare/attempt-1.json";
+  ManifestOptions o;
+  o.namespace_ = "ml";
+  o.object_storage.url = "s3://ml-artifacts/team-a";
+  o.object_storage.endpoint = "https://s3.eu-west-1.amazonaws.com";
+  o.object_storage.region = "eu-west-1";
+  o.object_storage.launcher_image = "registry.example/sluice:1.0";
+  o.object = "job";
+  auto m = BuildManifest(t, o);
+  ASSERT_TRUE(m) << m.error().ToString();
+  ExpectGolden(*m, "job_object_storage.json");
+  // Without object storage the same task's Job is the plain one.
+  o.object_storage.url.clear();
+  auto plain = BuildManifest(t, o);
+  ASSERT_TRUE(plain) << plain.error().ToString();
+  EXPECT_FALSE((*plain)["spec"]["template"]["spec"].contains("initContainers"));
+}
+
 TEST(KubernetesManifestsTest, TfJobUsesTheLocalExecutorsConfigShape) {
   Task t = BasicTask();
   t.step = "train-tf";

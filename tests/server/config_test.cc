@@ -22,6 +22,7 @@ webhooks:
 metrics:
   requireAuth: true
 historyLimit: 25
+artifacts: s3://ml-artifacts/team-a
 )",
                                   "server.yaml");
   ASSERT_TRUE(config.has_value()) << config.error().ToString();
@@ -35,6 +36,18 @@ historyLimit: 25
   EXPECT_EQ(config->gitlab_token_sha256, HashToken("gl"));
   EXPECT_TRUE(config->metrics_require_auth);
   EXPECT_EQ(config->history_limit, 25);
+  EXPECT_EQ(config->artifacts, "s3://ml-artifacts/team-a");
+}
+
+TEST(ServerConfigTest, ArtifactStoreMustBeAnS3Url) {
+  auto config = ParseServerConfig("listen: 127.0.0.1:0\nartifacts: s3://ML/x\n", "server.yaml");
+  ASSERT_FALSE(config.has_value());
+  EXPECT_EQ(config.error().message(),
+            "server.yaml:2:12: invalid artifact store: 's3://ML/x': bucket name 'ML' is not valid (3 to 63 "
+            "lower-case letters, digits, '-' and '.')");
+  config = ParseServerConfig("artifacts: /data/bucket\n", "server.yaml");
+  EXPECT_EQ(config.error().message(),
+            "server.yaml:1:12: invalid artifact store: '/data/bucket' is not an S3 URL (expected s3://bucket/prefix)");
 }
 
 TEST(ServerConfigTest, JsonIsAccepted) {
@@ -48,7 +61,7 @@ TEST(ServerConfigTest, JsonIsAccepted) {
 TEST(ServerConfigTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(ParseServerConfig("tokenz: []\n", "s.yaml").error().message(),
             "s.yaml:1:1: unknown key 'tokenz' in the server config (expected one of: listen, "
-            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit, http)");
+            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit, http, artifacts)");
   EXPECT_EQ(ParseServerConfig("historyLimit: -1\n", "s.yaml").error().message(),
             "s.yaml:1:15: historyLimit must be 0 (keep every run) or more");
   EXPECT_EQ(ParseServerConfig("tokens:\n  - name: ci\n    sha256: plaintext-token\n", "s.yaml")

@@ -31,6 +31,7 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/sha256.h"
 #include "executors/kubernetes/api/client.h"
 #include "executors/kubernetes/api/kubeconfig.h"
 #include "operators/kubernetes/manifests.h"
@@ -202,6 +203,49 @@ class KubernetesCliTest : public ::testing::TestWithParam<std::string> {
     lock.unlock();
     watcher->Stop();
     return ok;
+  }
+
+  // Creates ReadWriteMany claim `name` in "default", bound to a hostPath
+  // PersistentVolume at `host_dir` (as on a cluster with NFS/EFS; the
+  // controller-manager binds it, so the scheduler places pods that mount it).
+  // The returned object deletes both; null (with a test failure) on error.
+  struct ClaimCleanup {
+    k8s::Client* client;
+    std::string name;
+    ~ClaimCleanup() {
+      (void)client->Delete(k8s::PersistentVolumeClaimKind(), "default", name, k8s::Propagation::kBackground);
+      (void)client->Delete(PersistentVolumeKind(), "", name, k8s::Propagation::kBackground);
+    }
+  };
+  static const k8s::ResourceKind& PersistentVolumeKind() {
+    static const k8s::ResourceKind kind{"v1", "PersistentVolume", "persistentvolumes", false};
+    return kind;
+  }
+  std::unique_ptr<ClaimCleanup> BindRwxClaim(const std::string& name, const fs::path& host_dir) {
+    Json pv = {{"apiVersion", "v1"},
+               {"kind", "PersistentVolume"},
+               {"metadata", {{"name", name}}},
+               {"spec",
+                {{"capacity", {{"storage", "1Gi"}}},
+                 {"accessModes", {"ReadWriteMany"}},
+                 {"storageClassName", ""},
+                 {"hostPath", {{"path", host_dir.string()}}},
+                 {"claimRef", {{"namespace", "default"}, {"name", name}}}}}};
+    Json pvc = {{"apiVersion", "v1"},
+                {"kind", "PersistentVolumeClaim"},
+                {"metadata", {{"name", name}}},
+                {"spec",
+                 {{"accessModes", {"ReadWriteMany"}},
+                  {"storageClassName", ""},
+                  {"volumeName", name},
+                  {"resources", {{"requests", {{"storage", "1Gi"}}}}}}}};
+    auto cleanup = std::make_unique<ClaimCleanup>(ClaimCleanup{client_.get(), name});
+    auto created_pv = client_->Create(PersistentVolumeKind(), "", pv);
+    EXPECT_TRUE(created_pv) << "PersistentVolume: " << created_pv.error().ToString();
+    auto created_pvc = client_->Create(k8s::PersistentVolumeClaimKind(), "default", pvc);
+    EXPECT_TRUE(created_pvc) << "claim: " << created_pvc.error().ToString();
+    if (!created_pv || !created_pvc) return nullptr;
+    return cleanup;
   }
 
   std::string object_;  // "pod" | "job"
@@ -536,39 +580,11 @@ TEST_P(KubernetesCliTest, SecretEnvBecomesASecretKeyRefWithoutAHostCopy) {
 }
 
 TEST_P(KubernetesCliTest, ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineage) {
-  // An RWX claim bound to a PersistentVolume, as on a cluster with NFS/EFS.
   // kwok ignores volumes and runs no code, so the test writes the step's
   // output where the pod would, on the shared volume as this host sees it.
   const std::string claim = "ws-" + std::to_string(::getpid());
-  const k8s::ResourceKind pv_kind{"v1", "PersistentVolume", "persistentvolumes", false};
-  Json pv = {{"apiVersion", "v1"},
-             {"kind", "PersistentVolume"},
-             {"metadata", {{"name", claim}}},
-             {"spec",
-              {{"capacity", {{"storage", "1Gi"}}},
-               {"accessModes", {"ReadWriteMany"}},
-               {"storageClassName", ""},
-               {"hostPath", {{"path", (dir_ / "ws").string()}}},
-               {"claimRef", {{"namespace", "default"}, {"name", claim}}}}}};
-  Json pvc = {{"apiVersion", "v1"},
-              {"kind", "PersistentVolumeClaim"},
-              {"metadata", {{"name", claim}}},
-              {"spec",
-               {{"accessModes", {"ReadWriteMany"}},
-                {"storageClassName", ""},
-                {"volumeName", claim},
-                {"resources", {{"requests", {{"storage", "1Gi"}}}}}}}};
-  ASSERT_TRUE(client_->Create(pv_kind, "", pv)) << "PersistentVolume";
-  ASSERT_TRUE(client_->Create(k8s::PersistentVolumeClaimKind(), "default", pvc)) << "claim";
-  struct Cleanup {
-    k8s::Client* c;
-    k8s::ResourceKind pv;
-    std::string name;
-    ~Cleanup() {
-      (void)c->Delete(k8s::PersistentVolumeClaimKind(), "default", name, k8s::Propagation::kBackground);
-      (void)c->Delete(pv, "", name, k8s::Propagation::kBackground);
-    }
-  } cleanup{client_.get(), pv_kind, claim};
+  auto cleanup = BindRwxClaim(claim, dir_ / "ws");
+  ASSERT_TRUE(cleanup);
 
   std::string file = WritePipeline(R"(steps:
   - name: produce
@@ -714,6 +730,83 @@ TEST_P(KubernetesCliTest, MissingRbacPermissionGivesTheClearMessage) {
   EXPECT_NE(o.out.find("ask a cluster admin for an RBAC Role allowing it"), std::string::npos) << o.out;
   auto phases = StepPhases();
   EXPECT_EQ(phases["one"].substr(0, phases["one"].find('/')), "Error") << phases["one"];
+}
+
+// The retrain example's shape on the RWX recipe: a step leaves a model on the
+// workspace claim, then a deploy step rolls it out. The deploy program runs on
+// this host with a minimal environment, yet finds the cluster through the
+// run's $KUBECONFIG (no --kubeconfig), and its model-fetch init container
+// mounts the run's --workspace-pvc claim at the store's place on it.
+TEST_P(KubernetesCliTest, DeployStepFindsTheClusterAndTheModelOnTheWorkspaceClaim) {
+  if (object_ == "job") GTEST_SKIP() << "the deploy step is the same either way; the object of the train step is "
+                                        "covered by ArtifactsMoveThroughTheRwxWorkspaceWithDigestsInLineage";
+  const std::string claim = "ws-deploy-" + std::to_string(::getpid());
+  auto cleanup = BindRwxClaim(claim, dir_ / "ws");
+  ASSERT_TRUE(cleanup);
+  const std::string service = "m-" + run_id_;
+  std::string file = WritePipeline(R"(steps:
+  - name: train
+    command: [sh, -c, "echo weights > model.pkl"]
+    outputs:
+      artifacts: [{name: model, path: model.pkl, type: model}]
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-duration: "5s"}
+  - name: deploy
+    type: deploy
+    inputs: {model: "{{ steps.train.outputs.artifacts.model }}"}
+    deploy:
+      service: )" + service + R"(
+      model: "{{ inputs.model }}"
+      mode: replace
+      serve:
+        command: [python3, /app/serve.py, --model, "${model}", --port, "${port}"]
+        image: python:3.11-slim
+      readiness: {path: /healthz, timeout: 90s}
+      kubernetes: {replicas: 1}
+)");
+  const fs::path ws = dir_ / "ws";
+  const std::string store = (ws / ".sluice").string();
+  auto run = std::make_unique<SluiceProcess>(
+      std::vector<std::string>{"--store", store, "run", "-q", "--executor", "kubernetes", "--run-id", run_id_,
+                               "--workspace-pvc", claim, "--workspace-host-dir", ws.string(), file},
+      dir_ / "run.out", dir_ / "run.err", std::map<std::string, std::string>{{"KUBECONFIG", kubeconfig_}});
+  const std::string train_job = operators::ObjectName(run_id_, "train", 1);
+  Json train;
+  ASSERT_TRUE(WaitForObjects(
+      Kind(),
+      [&](const std::map<std::string, Json>& objects) {
+        auto it = objects.find(train_job);
+        if (it == objects.end()) return false;
+        train = it->second;
+        return true;
+      },
+      std::chrono::minutes(2)))
+      << run->out() << run->err();
+  const std::string workdir = PodSpec(train)["containers"][0].value("workingDir", "");
+  std::ofstream(ws / workdir.substr(std::string("/sluice/").size()) / "model.pkl") << "weights\n";
+  const k8s::ResourceKind deployments{"apps/v1", "Deployment", "deployments", true};
+  const k8s::ResourceKind services{"v1", "Service", "services", true};
+  struct DeleteService {
+    k8s::Client* c;
+    std::string name;
+    k8s::ResourceKind deployments, services;
+    ~DeleteService() {
+      (void)c->Delete(deployments, "default", name + "-stable", k8s::Propagation::kBackground);
+      (void)c->Delete(services, "default", name, k8s::Propagation::kBackground);
+    }
+  } delete_service{client_.get(), service, deployments, services};
+  ASSERT_EQ(run->Wait(std::chrono::minutes(3)), 0) << run->out() << run->err();
+
+  auto deployment = client_->Get(deployments, "default", service + "-stable");
+  ASSERT_TRUE(deployment) << deployment.error().ToString();
+  const Json& pod = (*deployment)["spec"]["template"]["spec"];
+  EXPECT_EQ(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], claim) << pod.dump();
+  // The model's digest, at the store's place on the claim.
+  const std::string fetch = pod["initContainers"][0]["command"][2].get<std::string>();
+  const std::string digest = Sha256Hex("weights\n");
+  EXPECT_NE(fetch.find("cp -R /artifacts/.sluice/cas/sha256/" + digest.substr(0, 2) + "/" + digest + " "),
+            std::string::npos)
+      << fetch;
 }
 
 }  // namespace

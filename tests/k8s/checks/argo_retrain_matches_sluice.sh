@@ -54,12 +54,7 @@ mkdir -p "$H"
 runner_pid=
 on_exit() {
   local rc=$?
-  [ -n "$runner_pid" ] && kill "$runner_pid" 2>/dev/null
-  if [ $rc -ne 0 ] && [ $rc -ne $SKIP ]; then
-    echo "----- host runner log -----" >&2
-    tail -n 40 "$work/runner.log" >&2 || true
-    echo "(pod outputs in $work/logs; kept)" >&2
-  fi
+  stop_host_runner $rc
   kubectl delete pv "$PV" --wait=false >/dev/null 2>&1 || true
   [ $rc -eq 0 ] && rm -rf "$work"
   (exit $rc)

@@ -87,6 +87,14 @@ PY
 done
 grep -q 'sluice.dev/host-steps: validate$' "$mf" || fail "retrain compiled to manifests does not name its host-side validate step"
 info "ok: retrain's deploy compiled to manifests (canary Deployment, 2 Services), validate named as a host-side step"
+# tests/compile/testdata/s3.yaml (artifacts: s3://...) compiled to Argo S3
+# artifacts: no workspace claim, outputs with an s3 location, inputs from the
+# upstream task (all of which passed the dry-run above).
+s3wf="$tmp/tests_compile_testdata_s3.yaml.argo.yaml"
+! grep -q persistentVolumeClaim "$s3wf" || fail "s3.yaml compiled to Argo still mounts the workspace claim"
+grep -q 'from: "{{tasks.prep.outputs.artifacts.data}}"' "$s3wf" || fail "s3.yaml compiled to Argo has no input artifact from prep"
+grep -q 'accessKeySecret:' "$s3wf" || fail "s3.yaml compiled to Argo has no S3 output artifact"
+info "ok: s3.yaml compiled to Argo S3 artifacts, no workspace volume"
 # The objects those resource templates apply (the serving operator's
 # Deployment and Services), with run-time values filled in as Argo would,
 # pass the same strict dry-run.

@@ -72,3 +72,16 @@ require_argo_controller() {
     exit $SKIP
   fi
 }
+
+# stop_host_runner RC: stops tests/k8s/host_runner.py ($runner_pid, when
+# started) and, when the check failed (RC), shows the end of its log
+# ($work/runner.log); the pods' output stays in $work/logs.
+stop_host_runner() {
+  [ -n "${runner_pid:-}" ] && kill "$runner_pid" 2>/dev/null
+  if [ "$1" -ne 0 ] && [ "$1" -ne $SKIP ]; then
+    echo "----- host runner log -----" >&2
+    tail -n 40 "$work/runner.log" >&2 || true
+    echo "(pod outputs in $work/logs; kept)" >&2
+  fi
+  return 0
+}

@@ -289,9 +289,12 @@ TEST_F(KubernetesServingLiveTest, CanaryThatNeverBecomesAvailableFailsInTimeAndL
   const std::string head = "service breast-cancer version v2 in namespace " + ns_ +
                            ": Deployment breast-cancer-canary not rolled out within 5000ms "
                            "(last: ";
-  const std::string tail = "availableReplicas 0/1). The objects were put back as they were; the "
-                           "previous deployment keeps serving. See `kubectl -n " + ns_ +
-                           " describe deployments breast-cancer-canary`";
+  // Then why, read from the canary's pod before it was deleted.
+  const std::string why = "availableReplicas 0/1). pod breast-cancer-canary-";
+  EXPECT_NE(message.find(why), std::string::npos) << message;
+  EXPECT_NE(message.find(": Pending; not scheduled: Unschedulable: 0/"), std::string::npos) << message;
+  EXPECT_NE(message.find("Insufficient cpu"), std::string::npos) << message;
+  const std::string tail = ". The objects were put back as they were; the previous deployment keeps serving";
   EXPECT_EQ(message.substr(0, head.size()), head) << message;
   ASSERT_GE(message.size(), tail.size());
   EXPECT_EQ(message.substr(message.size() - tail.size()), tail) << message;

@@ -81,5 +81,33 @@ TEST(KubernetesManifestsTest, NeedsADigest) {
             "container fetches the model from the artifact store by digest");
 }
 
+// With object storage (`sluice run --artifacts s3://...` adds model_store),
+// the model comes from the bucket by digest through sluice-launcher, with
+// the credentials from the Secret: no artifacts volume.
+TEST(KubernetesManifestsTest, ObjectStorageFetchesTheModelWithTheLauncher) {
+  Json step = StepConfig("replace", false);
+  step["kubernetes"]["model_store"] = {{"url", "s3://models/team-a"},
+                                       {"endpoint", "https://s3.example.com"},
+                                       {"credentials_secret", "sluice-s3"},
+                                       {"image", "ghcr.io/sluice-dev/sluice:0.1.0"}};
+  Json objects = Build(step);
+  ExpectGolden(objects, "k8s_replace_object_storage");
+  const Json& pod = objects["items"][0]["spec"]["template"]["spec"];
+  EXPECT_EQ(pod["initContainers"][0]["command"],
+            Json({"/usr/local/bin/sluice-launcher", "fetch",
+                  "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "/models/model.pkl"}));
+  EXPECT_EQ(pod["volumes"], Json::parse(R"([{"name": "model", "emptyDir": {}}])"));
+  EXPECT_EQ(objects.dump().find("AWS_SECRET_ACCESS_KEY\",\"value\""), std::string::npos);
+
+  step.erase("model_digest");
+  auto config = ParseDeployConfig(step);
+  ASSERT_TRUE(config.has_value());
+  auto refused = BuildKubernetesObjects(*config);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().message(),
+            "deploy.model_digest: required with object storage (\"sha256:<64 hex>\"): the init container "
+            "fetches the model from the bucket by digest");
+}
+
 }  // namespace
 }  // namespace sluice::serving
