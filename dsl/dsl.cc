@@ -1093,7 +1093,7 @@ class Loader {
     Json kubernetes;
     Entries(n, allowed, "the component's step", [&](const std::string& k, const YamlNode&, const YamlNode& v) {
       if (k == "kubernetes") {
-        if (ExpectMap(v, k)) kubernetes = ToJson(v);
+        if (ExpectMap(v, k)) kubernetes = KubernetesSection(v);
       } else if (ops_.FindBySection(k)) {
         section = &v;
         section_key = k;
