@@ -565,10 +565,10 @@ int DryRun(const RunCommandOptions& options, const Prepared& prepared) {
                options.file + " runs on Kubernetes; add --executor kubernetes");
     return kExitUsage;
   }
-  if (Status st = CheckFilesCanMove(spec, FlagsOf(options, spec), options.executor); !st.ok()) {
-    PrintError(st.message());
-    return kExitUsage;
-  }
+  // The objects are printed all the same: a dry run shows what would be
+  // applied, and says that the run itself would be refused.
+  if (Status st = CheckFilesCanMove(spec, FlagsOf(options, spec), options.executor); !st.ok())
+    std::cerr << "sluice: warning: a run would be refused: " << st.message() << "\n";
   auto k8s = KubernetesOptions(options, spec);
   if (!k8s) {
     PrintError(k8s.error().message());
