@@ -248,7 +248,14 @@ steps:
   Outcome o = Sluice({"run", "--dry-run", "--executor", "kubernetes", "--run-id", "r1", "-p",
                       "rows=5", file});
   EXPECT_EQ(o.exit_code, 0) << o.err;
-  EXPECT_EQ(o.err, "sluice: dry run: 1 step run locally and create no Kubernetes objects: report\n");
+  // The objects are printed, and the run they describe would be refused:
+  // its steps pass a file with no way between pods.
+  EXPECT_EQ(o.err,
+            "sluice: warning: a run would be refused: step 'prepare' runs on Kubernetes and passes files (its "
+            "output artifact 'data'), which need a way between pods and this host: give --artifacts "
+            "s3://BUCKET/PREFIX (object storage) or --workspace-pvc CLAIM (a ReadWriteMany volume in every pod); "
+            "see docs/kubernetes.md\n"
+            "sluice: dry run: 1 step run locally and create no Kubernetes objects: report\n");
   EXPECT_EQ(o.out, kDryRunExpected);
   // Nothing ran: no store was created.
   EXPECT_FALSE(fs::exists(store_));

@@ -210,9 +210,8 @@ TEST_F(KubernetesDeployTest, RolloutThatNeverBecomesAvailableIsUndone) {
   EXPECT_EQ(v2.error().message(),
             "service breast-cancer version v2 in namespace ml: Deployment breast-cancer-canary "
             "not rolled out within 2000ms (last: observedGeneration 1/1, updatedReplicas 0/1, "
-            "availableReplicas 0/1). The objects were put back as they were; the previous "
-            "deployment keeps serving. See `kubectl -n ml describe deployments "
-            "breast-cancer-canary`");
+            "availableReplicas 0/1). no pod was created (see the ReplicaSet's events). The objects "
+            "were put back as they were; the previous deployment keeps serving");
   // The canary is followed before anything else is applied: the stable
   // Deployment was never scaled down, and the canary Service never made.
   EXPECT_EQ(api_.requests(), (std::vector<std::string>{
