@@ -217,6 +217,9 @@ int main(int argc, char** argv) {
     if (d > 0) std::printf(" %s %.0f", method.c_str(), d);
   }
   std::printf("\n");
-  std::filesystem::remove_all(dir);
+  std::fflush(stdout);
+  ex->reset();  // finishes the log copies still writing into `dir`
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
   return 0;
 }
