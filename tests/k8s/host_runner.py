@@ -181,14 +181,18 @@ class Runner:
             for e in c.get("env", []):
                 if e["name"] == "ARGO_TEMPLATE" and "value" in e:
                     argo_template = json.loads(e["value"])
+        wf = meta.get("labels", {}).get("workflows.argoproj.io/workflow")
         for init in spec.get("initContainers", []):
+            # Argo's `init` (argoexec: the emissary's setup and input
+            # artifacts) has nothing to do here: the workspace is the host's.
+            if wf and (init.get("command") or [""])[0].endswith("argoexec"):
+                continue
             rc, message = self.run_container(pod, init, tmp_dir, secrets, f"{name}.{init['name']}.log")
             if rc != 0:
                 self.finish(pod, rc, f"init container {init['name']} exited {rc}")
                 log(f"pod {name}: init container {init['name']} exit {rc}")
                 return
         rc, message = self.run_container(pod, main, tmp_dir, secrets, name + ".log")
-        wf = meta.get("labels", {}).get("workflows.argoproj.io/workflow")
         if wf:
             rc, message = self.report_argo_outputs(pod, wf, argo_template or {}, tmp_dir, rc)
         self.finish(pod, rc, message)

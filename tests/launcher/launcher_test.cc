@@ -114,7 +114,8 @@ TEST_F(LauncherTest, InstalledCopyBundlesItsLoaderAndLibraries) {
   Output o = Run({bin + "/ld.so", "--library-path", bin + "/lib", bin + "/sluice-launcher"}, {});
   EXPECT_EQ(o.exit_code, 2);
   EXPECT_EQ(o.err,
-            "usage: sluice-launcher install DIR\n"
+            "usage: sluice-launcher --version\n"
+            "       sluice-launcher install DIR\n"
             "       sluice-launcher run                  (the step in $SLUICE_LAUNCH)\n"
             "       sluice-launcher fetch DIGEST DEST    (store: $SLUICE_ARTIFACTS, $SLUICE_ARTIFACTS_ENDPOINT)\n");
 }

@@ -117,8 +117,12 @@ class RetrainOnKubernetesTest : public ::testing::Test {
   }
 
   Ran RunOnCluster() {
+    // The steps pass files: the claim is their way between pods (here every
+    // container step is a cache hit, and the deploy step's model fetch
+    // mounts it).
     return Sluice({"run", std::string(SLUICE_SOURCE_DIR) + "/examples/retrain/pipeline.yaml",
-                   "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--namespace", ns_},
+                   "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--namespace", ns_,
+                   "--workspace-pvc", "sluice-artifacts"},
                   std::chrono::seconds(600));
   }
 
