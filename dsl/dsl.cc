@@ -230,6 +230,17 @@ std::string Describe(const YamlNode& n) {
   return "'" + n.value + "'";
 }
 
+// At most the first kMaxFileBytes + 1 bytes of `in`: one byte past the
+// limit is enough to report it (CheckYamlText); a huge file is never read
+// whole. Pipeline and component files both come through here.
+std::string ReadUpToLimit(std::ifstream& in) {
+  std::string text;
+  char chunk[64 * 1024];
+  while (text.size() <= kMaxFileBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+  return text;
+}
+
 std::string FileDigestHex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -1197,10 +1208,7 @@ class Loader {
                  "; 'uses' paths are relative to the pipeline file");
       return nullptr;
     }
-    std::string text;
-    char chunk[64 * 1024];
-    while (text.size() <= kMaxFileBytes && in.read(chunk, sizeof chunk).gcount() > 0)
-      text.append(chunk, static_cast<size_t>(in.gcount()));
+    std::string text = ReadUpToLimit(in);
     std::error_code ec;
     const fs::path abs_dir = fs::absolute(dir_.empty() ? "." : dir_, ec).lexically_normal();
     const fs::path abs_file = fs::absolute(shown, ec).lexically_normal();
@@ -2330,12 +2338,7 @@ LoadResult LoadPipelineFile(const std::string& path, const LoadOptions& options)
                              std::string("cannot read the pipeline file: ") + std::strerror(errno)});
     return r;
   }
-  // One byte past the limit is enough to report it (CheckYamlText); a huge
-  // file is never read whole.
-  std::string text;
-  char chunk[64 * 1024];
-  while (text.size() <= kMaxFileBytes && in.read(chunk, sizeof chunk).gcount() > 0)
-    text.append(chunk, static_cast<size_t>(in.gcount()));
+  std::string text = ReadUpToLimit(in);
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
   Loader loader(text, path, dir, OperatorRegistry::OrGlobal(options.operators), /*parse_cache=*/true);

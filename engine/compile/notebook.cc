@@ -243,7 +243,7 @@ std::string StepScript(const NotebookStep& step, const std::vector<std::string>&
   py += "_PARAM_TYPES = " + types.dump() + "\n";
   py += "for _p in _args.param:\n    _k, _v = _p.split(\"=\", 1)\n";
   py += "    globals()[_k] = _v if _PARAM_TYPES.get(_k) == \"string\" else _json.loads(_v)\n";
-  py += "_carried = set(globals())\n\n";
+  py += "\n";
   for (const auto& c : imports) py += "# --- imports\n" + WithoutMagics(c) + "\n";
   for (const auto& c : step.code) py += "# --- cell\n" + WithoutMagics(c) + "\n";
   py += "# --- what this step passes on\n";
