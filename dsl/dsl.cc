@@ -20,6 +20,7 @@
 #include "dsl/yaml_cache.h"
 #include "dsl/yaml_tree.h"
 #include "engine/expr.h"
+#include "engine/git_source.h"
 #include "engine/s3_url.h"
 #include "engine/text.h"
 
@@ -273,6 +274,9 @@ struct ComponentInput {
 struct Component {
   std::string file;    // as diagnostics name it
   std::string uses;    // relative to the pipeline's directory, normalised
+  // What the step records: `uses`, or a git source with its ref resolved
+  // to the commit ("git+<url>@<commit>#<path>").
+  std::string source;
   std::string digest;  // SHA-256 of its bytes
   std::vector<ComponentInput> inputs;
   StepSpec body;  // the pipeline's defaults, then the component's step and outputs
@@ -1190,13 +1194,32 @@ class Loader {
   const Component* UseComponent(const YamlNode& v) {
     auto uses = Str(v, "uses");
     if (!uses) return nullptr;
-    if (uses->starts_with("git+")) {
-      Err(v, "components from git ('" + *uses + "') are not supported yet; add the component to this repository "
-                 "and use its path relative to the pipeline file");
-      return nullptr;
-    }
     namespace fs = std::filesystem;
-    const fs::path shown = (fs::path(dir_.empty() ? "." : dir_) / *uses).lexically_normal();
+    fs::path shown;
+    std::string pinned;  // a git source as recorded: its ref resolved to the commit
+    if (uses->starts_with("git+")) {
+      auto source = ParseGitSource(*uses);
+      if (!source) {
+        Err(v, "invalid component source " + source.error().message());
+        return nullptr;
+      }
+      auto& resolved = git_resolved_[*uses];
+      if (resolved.first.empty()) {
+        auto checkout = FetchGitSource(*source, DefaultGitCacheDir());
+        if (!checkout) {
+          Err(v, "cannot use component '" + *uses + "': " + checkout.error().message());
+          git_resolved_.erase(*uses);
+          return nullptr;
+        }
+        GitSource at_commit = *source;
+        at_commit.ref = checkout->commit;
+        resolved = {(fs::path(checkout->dir) / source->path).lexically_normal().string(), at_commit.ToString()};
+      }
+      shown = resolved.first;
+      pinned = resolved.second;
+    } else {
+      shown = (fs::path(dir_.empty() ? "." : dir_) / *uses).lexically_normal();
+    }
     auto found = components_.find(shown.string());
     if (found != components_.end()) return found->second.get();
     if (components_.size() >= kMaxComponents) {
@@ -1208,7 +1231,8 @@ class Loader {
     if (!in || fs::is_directory(shown)) {
       Err(v, "cannot read component file '" + *uses + "' (looked for " + shown.string() +
                  "): " + (in ? std::string("it is a directory") : std::string(std::strerror(errno))) +
-                 "; 'uses' paths are relative to the pipeline file");
+                 (pinned.empty() ? "; 'uses' paths are relative to the pipeline file"
+                                 : "; the path after '#' is relative to the repository's root"));
       return nullptr;
     }
     std::string text = ReadUpToLimit(in);
@@ -1225,6 +1249,7 @@ class Loader {
       return nullptr;
     }
     c->uses = abs_file.lexically_relative(abs_dir).string();
+    c->source = pinned.empty() ? c->uses : pinned;
     slot = std::make_unique<Component>(std::move(*c));
     return slot.get();
   }
@@ -1267,7 +1292,7 @@ class Loader {
         s.inputs[in.name] = Template{"", in.loc};  // reported once, here, not at each use
       }
     }
-    s.component_file = c.uses;
+    s.component_file = c.source;
     s.component_digest = c.digest;
     if (std::find(s.code.begin(), s.code.end(), c.uses) == s.code.end()) s.code.push_back(c.uses);
   }
@@ -2318,6 +2343,8 @@ class Loader {
   std::unordered_map<std::string_view, const ParamSpec*> param_index_;  // built after ParseParams
   std::vector<size_t> edge_stamp_;  // per step: 1 + the step whose deps last received it
   const OperatorRegistry& ops_;
+  // `uses: git+...` text -> {the file in the cache, the source at its commit}.
+  std::map<std::string, std::pair<std::string, std::string>> git_resolved_;
   Keys step_keys_;   // kStepBaseKeys, the operators' section keys, kubernetes
   Keys step_types_;  // the operators' names, in registration order
   std::vector<Diagnostic> diags_;

@@ -1,14 +1,17 @@
 #include "engine/process.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 
 extern char** environ;
 
@@ -94,6 +97,58 @@ bool WaitForPidfd(int pidfd, std::chrono::milliseconds timeout) {
     if (n > 0) return true;
     if (n == 0 || errno != EINTR) return false;
   }
+}
+
+Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const RunProgramOptions& options) {
+  if (argv.empty()) return Error(Status::InvalidArgument("empty argv"));
+  int out_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return Error(Status::Internal(std::strerror(errno)));
+  SpawnOptions spawn;
+  spawn.program = argv[0];
+  spawn.search_path = true;
+  spawn.argv = argv;
+  spawn.workdir = options.cwd;
+  if (!options.extra_env.empty()) {
+    auto env = CurrentEnvironment();
+    for (const auto& [k, v] : options.extra_env) env[k] = v;
+    spawn.env = std::move(env);
+  }
+  if (options.with_stderr) {
+    spawn.dev_null = {{0, O_RDWR}};
+    spawn.dup = {{1, out_pipe[1]}, {2, out_pipe[1]}};
+  } else {
+    spawn.dev_null = {{0, O_RDWR}, {2, O_RDWR}};
+    spawn.dup = {{1, out_pipe[1]}};
+  }
+  pid_t pid = 0;
+  int spawn_errno = SpawnProcess(spawn, &pid);
+  ::close(out_pipe[1]);
+  if (spawn_errno != 0) {
+    ::close(out_pipe[0]);
+    return Error(Status::NotFound("cannot run " + argv[0] + ": " + std::strerror(spawn_errno)));
+  }
+  ProgramOutput result;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(out_pipe[0], buf, sizeof buf);
+    if (n > 0) {
+      result.out.append(buf, static_cast<size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  ::close(out_pipe[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const std::string& cwd) {
+  RunProgramOptions options;
+  options.cwd = cwd;
+  return RunProgram(argv, options);
 }
 
 }  // namespace sluice

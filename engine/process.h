@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/status.h"
+
 namespace sluice {
 
 // This process's environment as a map (what `environ` holds).
@@ -67,5 +69,26 @@ int PidfdSendSignal(int pidfd, int sig);
 // Waits up to `timeout` for the process behind `pidfd` to exit (a poll,
 // resumed after signals for the time left). True when it exited.
 bool WaitForPidfd(int pidfd, std::chrono::milliseconds timeout);
+
+// The result of running a program to completion.
+struct ProgramOutput {
+  int exit_code = -1;  // -1 when killed by a signal
+  std::string out;     // its stdout (and its stderr with `with_stderr`)
+};
+
+// How RunProgram runs a program.
+struct RunProgramOptions {
+  std::string cwd;                               // "" = ours
+  bool with_stderr = false;                      // stderr into `out` too; else discarded
+  std::map<std::string, std::string> extra_env;  // set on top of our environment
+};
+
+// Runs argv[0] (looked up on PATH) with `argv` and stdin from /dev/null, and
+// collects its output. kNotFound when the program cannot be started (or the
+// process not created); kInternal when no pipe can be made. Blocks until it
+// exits.
+Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const RunProgramOptions& options);
+// The same in `cwd` (when not empty), with stdout only.
+Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const std::string& cwd = "");
 
 }  // namespace sluice

@@ -154,9 +154,11 @@ struct StepSpec {
   std::string image;                // container image (Kubernetes)
   std::string executor;             // "" = pipeline default; "local" | "kubernetes"
   std::vector<std::string> code;    // files whose content forms the code digest
-  // The component this step uses (`uses:`), relative to the pipeline's
-  // directory, and the SHA-256 of its file; "" for a step written in full.
-  // The file is also one of `code`, so it is part of the cache key.
+  // The component this step uses (`uses:`): its path relative to the
+  // pipeline's directory, or for a component from Git the source with its
+  // ref resolved ("git+<url>@<commit>#<path>"); and the SHA-256 of its
+  // file. "" for a step written in full. The file is also one of `code`, so
+  // it is part of the cache key.
   std::string component_file;
   std::string component_digest;
 

@@ -26,42 +26,6 @@ std::string_view Answer(std::string_view s) { return TrimLeft(TrimRight(s, "\n\r
 
 }  // namespace
 
-Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const std::string& cwd) {
-  if (argv.empty()) return Error(Status::InvalidArgument("empty argv"));
-  int out_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return Error(Status::Internal(std::strerror(errno)));
-  SpawnOptions spawn;
-  spawn.program = argv[0];
-  spawn.search_path = true;
-  spawn.argv = argv;
-  spawn.workdir = cwd;
-  spawn.dev_null = {{0, O_RDWR}, {2, O_RDWR}};
-  spawn.dup = {{1, out_pipe[1]}};
-  pid_t pid = 0;
-  int spawn_errno = SpawnProcess(spawn, &pid);
-  ::close(out_pipe[1]);
-  if (spawn_errno != 0) {
-    ::close(out_pipe[0]);
-    return Error(Status::NotFound("cannot run " + argv[0] + ": " + std::strerror(spawn_errno)));
-  }
-  ProgramOutput result;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(out_pipe[0], buf, sizeof buf);
-    if (n > 0) {
-      result.out.append(buf, static_cast<size_t>(n));
-    } else if (n == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  ::close(out_pipe[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
 GitState GitStateOf(const std::string& file) {
   GitState state;
   std::error_code ec;

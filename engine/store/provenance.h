@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/process.h"  // RunProgram, used with these
 #include "engine/status.h"
 
 namespace sluice {
@@ -33,17 +34,5 @@ std::string SluiceVersion();
 // This machine's name (gethostname), or "" when it cannot be read. Runs
 // record it so that a second process can tell whether their driver is local.
 std::string HostName();
-
-// The result of running a program to completion.
-struct ProgramOutput {
-  int exit_code = -1;  // -1 when killed by a signal
-  std::string out;     // its stdout (stderr is discarded)
-};
-
-// Runs argv[0] (looked up on PATH) with `argv`, in `cwd` when not empty,
-// with stdin from /dev/null, and collects stdout. kNotFound when the program
-// cannot be started (or the process not created); kInternal when no pipe
-// can be made. Blocks until it exits.
-Result<ProgramOutput> RunProgram(const std::vector<std::string>& argv, const std::string& cwd = "");
 
 }  // namespace sluice
