@@ -1,0 +1,50 @@
+#pragma once
+// How the SQL stores (SqliteStore, PgStore) write records into columns and
+// read them back: times as milliseconds since the epoch, JSON as text, and a
+// step's artifact bindings as JSON text written and scanned without a
+// parser on the cache-hit path. Pure: no I/O.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/spec.h"
+#include "engine/store.h"
+
+namespace sluice {
+
+// A time as milliseconds since the epoch, and back (the stores keep
+// millisecond precision).
+int64_t ToMillis(TimePoint t);
+TimePoint FromMillis(int64_t ms);
+
+// `j` as compact JSON text (engine/json_text.h).
+std::string DumpJson(const Json& j);
+
+// The text of an execution's snapshot column: the record's pre-written
+// text when it has one (ExecutionRecord::snapshot_text), else its Json.
+std::string SnapshotColumn(const ExecutionRecord& e);
+
+// JSON column text parsed; `fallback` for NULL (nullptr) or text that is not
+// JSON.
+Json ParseJson(const char* text, const Json& fallback);
+inline Json ParseJson(const unsigned char* text, const Json& fallback) {
+  return ParseJson(reinterpret_cast<const char*>(text), fallback);
+}
+
+// "dataset", "model", "metrics"; anything else is kOther.
+ArtifactType ParseArtifactType(const std::string& s);
+
+// Artifact bindings as JSON text: [{digest, is_directory, name, properties,
+// size, type, uri}, ...] in the key order a dumped Json object has, written
+// directly (a step row per cache hit). BindingsFromText reads it back.
+std::string BindingsJsonText(const std::vector<ArtifactBinding>& bindings);
+
+// The bindings BindingsJsonText wrote (or any JSON array of such objects);
+// empty for NULL (nullptr) or text that is not an array.
+std::vector<ArtifactBinding> BindingsFromText(const char* text);
+inline std::vector<ArtifactBinding> BindingsFromText(const unsigned char* text) {
+  return BindingsFromText(reinterpret_cast<const char*>(text));
+}
+
+}  // namespace sluice
