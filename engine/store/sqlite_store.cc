@@ -1173,49 +1173,18 @@ Result<std::vector<ExecutionRecord>> SqliteStore::QueryExecutions(Statement& s) 
 }
 
 Status SqliteStore::ResolveSnapshotsLocked(std::vector<ExecutionRecord>* executions) {
-  std::unordered_map<int64_t, Json> bases;  // full snapshots by execution id
-  for (const auto& e : *executions)
-    if (e.snapshot_base == 0) bases.emplace(e.id, e.snapshot);
-  for (auto& e : *executions) {
-    if (e.snapshot_base <= 0) continue;
-    auto base = BaseSnapshotLocked(e.snapshot_base, &bases, 0);
-    if (!base) return base.error();
-    Json merged = **base;
-    if (!merged.is_object()) merged = Json::object();
-    for (auto it = e.snapshot.begin(); e.snapshot.is_object() && it != e.snapshot.end(); ++it)
-      merged[it.key()] = it.value();
-    e.snapshot = std::move(merged);
-  }
-  return Status::Ok();
-}
-
-Result<const Json*> SqliteStore::BaseSnapshotLocked(int64_t id, std::unordered_map<int64_t, Json>* bases,
-                                                    int depth) {
-  if (auto it = bases->find(id); it != bases->end()) return &it->second;
-  Json snapshot = Json::object();
-  int64_t next = 0;
-  {
+  return ResolveLightSnapshots(executions, [this](int64_t id) -> Result<std::pair<Json, int64_t>> {
     auto s = Prepare("SELECT snapshot, snapshot_base FROM executions WHERE id = ?1");
     if (!s) return sluice::Error(s.error());
     int rc = s->Bind(id).Step();
-    if (rc == SQLITE_ROW) {
-      snapshot = ParseJson(sqlite3_column_text(s->get(), 0), Json::object());
-      next = sqlite3_column_int64(s->get(), 1);
-    } else if (rc != SQLITE_DONE) {
-      return sluice::Error(Error("reading the snapshot of execution " + std::to_string(id)));
-    }
+    if (rc == SQLITE_ROW)
+      return std::pair<Json, int64_t>(ParseJson(sqlite3_column_text(s->get(), 0), Json::object()),
+                                      sqlite3_column_int64(s->get(), 1));
+    if (rc != SQLITE_DONE) return sluice::Error(Error("reading the snapshot of execution " + std::to_string(id)));
     // A base that is gone (never, while DeleteRun keeps reused runs) leaves
     // the light snapshot as it is.
-  }
-  // Hits reuse executions that ran, so a chain is one link; bounded anyway.
-  if (next > 0 && depth < 8) {
-    auto deeper = BaseSnapshotLocked(next, bases, depth + 1);
-    if (!deeper) return deeper;
-    Json merged = **deeper;
-    for (auto it = snapshot.begin(); it != snapshot.end(); ++it) merged[it.key()] = it.value();
-    snapshot = std::move(merged);
-  }
-  return &bases->emplace(id, std::move(snapshot)).first->second;
+    return std::pair<Json, int64_t>(Json::object(), 0);
+  });
 }
 
 Result<ExecutionRecord> SqliteStore::GetExecution(int64_t execution_id) {

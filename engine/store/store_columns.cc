@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 
 #include "engine/json_text.h"
 
@@ -141,5 +142,47 @@ std::vector<ArtifactBinding> BindingsFromText(const char* text) {
   return BindingsFromJson(ParseJson(text, Json::array()));
 }
 
+
+namespace {
+
+// The full snapshot of execution `id`, from `bases` or read (and kept
+// there); `depth` bounds a chain of light snapshots.
+Result<const Json*> BaseSnapshot(int64_t id, std::unordered_map<int64_t, Json>* bases, int depth,
+                                 const std::function<Result<std::pair<Json, int64_t>>(int64_t)>& read_base) {
+  if (auto it = bases->find(id); it != bases->end()) return &it->second;
+  auto read = read_base(id);
+  if (!read) return Error(read.error());
+  Json snapshot = std::move(read->first);
+  if (!snapshot.is_object()) snapshot = Json::object();
+  // Hits reuse executions that ran, so a chain is one link; bounded anyway.
+  if (read->second > 0 && depth < 8) {
+    auto deeper = BaseSnapshot(read->second, bases, depth + 1, read_base);
+    if (!deeper) return deeper;
+    Json merged = **deeper;
+    for (auto it = snapshot.begin(); it != snapshot.end(); ++it) merged[it.key()] = it.value();
+    snapshot = std::move(merged);
+  }
+  return &bases->emplace(id, std::move(snapshot)).first->second;
+}
+
+}  // namespace
+
+Status ResolveLightSnapshots(std::vector<ExecutionRecord>* executions,
+                             const std::function<Result<std::pair<Json, int64_t>>(int64_t id)>& read_base) {
+  std::unordered_map<int64_t, Json> bases;  // full snapshots by execution id
+  for (const auto& e : *executions)
+    if (e.snapshot_base == 0) bases.emplace(e.id, e.snapshot);
+  for (auto& e : *executions) {
+    if (e.snapshot_base <= 0) continue;
+    auto base = BaseSnapshot(e.snapshot_base, &bases, 0, read_base);
+    if (!base) return base.error();
+    Json merged = **base;
+    if (!merged.is_object()) merged = Json::object();
+    for (auto it = e.snapshot.begin(); e.snapshot.is_object() && it != e.snapshot.end(); ++it)
+      merged[it.key()] = it.value();
+    e.snapshot = std::move(merged);
+  }
+  return Status::Ok();
+}
 
 }  // namespace sluice

@@ -5,6 +5,8 @@
 // parser on the cache-hit path. Pure: no I/O.
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -46,5 +48,13 @@ std::vector<ArtifactBinding> BindingsFromText(const char* text);
 inline std::vector<ArtifactBinding> BindingsFromText(const unsigned char* text) {
   return BindingsFromText(reinterpret_cast<const char*>(text));
 }
+
+// Replaces each light snapshot in `executions` (snapshot_base != 0) by the
+// full one: its base's keys, then its own on top. `read_base(id)` reads
+// execution `id`'s stored snapshot and snapshot_base (an empty object and 0
+// when it is gone); a chain of light snapshots is followed up to 8 links.
+// Errors: the first of read_base's.
+Status ResolveLightSnapshots(std::vector<ExecutionRecord>* executions,
+                             const std::function<Result<std::pair<Json, int64_t>>(int64_t id)>& read_base);
 
 }  // namespace sluice
