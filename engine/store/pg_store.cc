@@ -437,19 +437,6 @@ Status PgStore::ErrorFrom(PGresult* result, const std::string& what) {
 }
 
 Result<PgStore::Rows> PgStore::Query(const char* sql, const std::vector<Param>& params, const std::string& what) {
-  SLUICE_RETURN_IF_ERROR_RESULT(EnsureConnectedLocked());
-  auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
-    std::string name = "s" + std::to_string(prepared_.size());
-    PGresult* prep = PQprepare(conn_, name.c_str(), sql, 0, nullptr);
-    if (prep == nullptr || PQresultStatus(prep) != PGRES_COMMAND_OK) {
-      Status err = ErrorFrom(prep, what);
-      PQclear(prep);
-      return sluice::Error(err);
-    }
-    PQclear(prep);
-    it = prepared_.emplace(sql, std::move(name)).first;
-  }
   std::vector<const char*> values;
   std::vector<int> lengths;
   values.reserve(params.size());
@@ -458,15 +445,34 @@ Result<PgStore::Rows> PgStore::Query(const char* sql, const std::vector<Param>& 
     values.push_back(p ? p->c_str() : nullptr);
     lengths.push_back(p ? static_cast<int>(p->size()) : 0);
   }
-  PGresult* r = PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()), values.data(),
-                               lengths.data(), nullptr, 0);
-  ExecStatusType status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+  for (int attempt = 0;; ++attempt) {
+    SLUICE_RETURN_IF_ERROR_RESULT(EnsureConnectedLocked());
+    auto it = prepared_.find(sql);
+    PGresult* r = nullptr;
+    bool preparing = it == prepared_.end();
+    std::string name = preparing ? "s" + std::to_string(prepared_.size()) : it->second;
+    if (preparing) r = PQprepare(conn_, name.c_str(), sql, 0, nullptr);
+    if (!preparing || (r != nullptr && PQresultStatus(r) == PGRES_COMMAND_OK)) {
+      if (preparing) {
+        PQclear(r);
+        prepared_.emplace(sql, name);
+      }
+      r = PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()), values.data(), lengths.data(),
+                         nullptr, 0);
+    }
+    const ExecStatusType status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) return Rows(r);
+    // The session ended under us (the server restarted, an administrator
+    // terminated it): outside a transaction nothing was done, so reconnect
+    // and run the statement once more.
+    if (attempt == 0 && !in_transaction_ && PQstatus(conn_) == CONNECTION_BAD) {
+      PQclear(r);
+      continue;
+    }
     Status err = ErrorFrom(r, what);
     PQclear(r);
     return sluice::Error(err);
   }
-  return Rows(r);
 }
 
 Status PgStore::Exec(const char* sql, const std::string& what) {
@@ -483,7 +489,9 @@ Status PgStore::Transaction(Body&& body) {
   std::lock_guard<std::mutex> lock(mu_);
   SLUICE_RETURN_IF_ERROR(EnsureConnectedLocked());
   SLUICE_RETURN_IF_ERROR(Exec("BEGIN", "starting a transaction"));
+  in_transaction_ = true;
   Status st = body();
+  in_transaction_ = false;
   if (!st.ok()) {
     Exec("ROLLBACK", "rolling back");
     return st;

@@ -142,6 +142,7 @@ class PgStore : public Store {
   pg_conn* conn_;                                        // guarded by mu_
   std::unordered_map<const char*, std::string> prepared_;  // SQL literal -> statement name; guarded by mu_
   std::string last_sqlstate_;                            // of the last failed query; guarded by mu_
+  bool in_transaction_ = false;                          // inside Transaction's body; guarded by mu_
   const std::string url_;
   const std::string display_url_;
   const Duration busy_timeout_;
