@@ -249,7 +249,7 @@ int Plan(const std::string& store_flag, const std::string& file, const std::vect
   const std::string state_dir = ResolveStateDir(store_flag);
   StoreOptions so;
   so.create_if_missing = false;
-  auto store = OpenStore(state_dir, so);
+  auto store = OpenStore(StoreLocation(store_flag), so);
   std::vector<StepPrediction> predictions;
   // The bucket a run would use: its shared cache counts too.
   ArtifactStorePtr shared;

@@ -146,8 +146,10 @@ Status Server::Start() {
     return Status::InvalidArgument("listen address '" + listen + "' is not host:port");
   host_ = host;
 
-  auto store = OpenStore(options_.state_dir);
-  if (!store) return store.error().WithContext("opening the store " + options_.state_dir);
+  std::string location = options_.store.empty() ? config_.store : options_.store;
+  if (location.empty()) location = options_.state_dir;
+  auto store = OpenStore(location);
+  if (!store) return store.error().WithContext("opening the store " + MaskStoreUrl(location));
   store_ = std::move(*store);
   artifacts_ = std::make_unique<ArtifactStores>(options_.state_dir, options_.artifacts_endpoint);
   // The server-wide store is checked now: a wrong endpoint or wrong

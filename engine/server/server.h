@@ -29,7 +29,10 @@ class HttpServer;
 
 struct ServerOptions {
   std::string pipelines_dir = ".";   // searched recursively for pipeline files
-  std::string state_dir = ".sluice"; // the store root shared with the CLI
+  std::string state_dir = ".sluice"; // the store root shared with the CLI (its files)
+  // The store of records when it is not the SQLite file in state_dir: a
+  // postgres:// URL (--store); "" = the config's `store:`, else state_dir.
+  std::string store;
   std::string listen;  // host:port (port 0 picks a free one); "" = the config's, else 127.0.0.1:8080
   std::string config_path;           // "" = no config: no tokens, every API call is 401
   std::string executor;              // default executor override ("" = the pipeline's)
