@@ -1035,7 +1035,7 @@ class ProvenanceCommands {
 };
 
 ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_(app), store_(store) {
-  constexpr const char* kStoreHelp = "Store directory (default: .sluice in the current directory)";
+  constexpr const char* kStoreHelp = kStoreFlagHelp;
   lineage_ = app->add_subcommand(
       "lineage", "What produced an artifact, step or run (upstream), or what was built from it (--downstream)");
   lineage_->add_option("TARGET", target_,
