@@ -1,7 +1,7 @@
 # Sourced by the doc blocks that use a store on PostgreSQL (their marker:
 # setup=". \"$DOCTEST_DIR/postgres.sh\""): starts a PostgreSQL server as the
 # store tests do (tests/engine/postgres/postgres-server: Debian's
-# postgresql, a free loopback port), writes demo.yaml (a one-step pipeline)
+# postgresql, a free loopback port), copies demo.yaml (tests/docs/demo.yaml)
 # and exports SLUICE_STORE_URL, the postgres:// URL of its database. The
 # server runs in a session of its own (pg_ctl), so the harness's kill of the
 # block's process group does not reach it: a watchdog, in a session of its
@@ -13,12 +13,4 @@ setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3"
   _ $$ "$pg_server" "$pg_state" </dev/null >/dev/null 2>&1 &
 SLUICE_STORE_URL=$(sed -n 's/^SLUICE_TEST_POSTGRES_URL=//p' "$pg_state/env")
 export SLUICE_STORE_URL
-cat > demo.yaml <<'YAML'
-apiVersion: sluice.dev/v1
-kind: Pipeline
-metadata: {name: demo}
-steps:
-  - name: hello
-    command: [python3, -c, "open('greeting.txt', 'w').write('hello')"]
-    outputs: {artifacts: [{name: greeting, path: greeting.txt}]}
-YAML
+cp "$DOCTEST_DIR/demo.yaml" demo.yaml

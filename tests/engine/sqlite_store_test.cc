@@ -105,25 +105,6 @@ void ExecRaw(const std::string& db_path, const char* sql) {
   sqlite3_close(db);
 }
 
-// The first row `sql` yields, each column as text (NULL as ""); empty when
-// there is none. Reads the file past the store, as another tool would.
-std::vector<std::string> RowRaw(const std::string& db_path, const char* sql) {
-  std::vector<std::string> row;
-  sqlite3* db = nullptr;
-  sqlite3_stmt* s = nullptr;
-  EXPECT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
-  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-  if (s && sqlite3_step(s) == SQLITE_ROW) {
-    for (int i = 0; i < sqlite3_column_count(s); ++i) {
-      const unsigned char* t = sqlite3_column_text(s, i);
-      row.push_back(t ? reinterpret_cast<const char*>(t) : "");
-    }
-  }
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return row;
-}
-
 TEST(SqliteStoreTest, RefusesAStoreFromANewerSluice) {
   TempDir dir;
   { OpenOrDie(dir.path()); }

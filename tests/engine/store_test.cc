@@ -69,20 +69,7 @@ class StoreSuite : public ::testing::TestWithParam<Backend> {
   // text (NULL as ""), read past the store as another tool would.
   std::vector<std::string> Raw(const char* sql) {
     if (GetParam() == Backend::kPostgres) return testutil::PgRow(location_, sql);
-    std::vector<std::string> row;
-    sqlite3* db = nullptr;
-    sqlite3_stmt* s = nullptr;
-    EXPECT_EQ(sqlite3_open((location_ + "/sluice.db").c_str(), &db), SQLITE_OK);
-    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    if (s && sqlite3_step(s) == SQLITE_ROW) {
-      for (int i = 0; i < sqlite3_column_count(s); ++i) {
-        const unsigned char* t = sqlite3_column_text(s, i);
-        row.push_back(t ? reinterpret_cast<const char*>(t) : "");
-      }
-    }
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return row;
+    return RowRaw(location_ + "/sluice.db", sql);
   }
 
   // The SQLite file passes its integrity check. (A PostgreSQL server checks

@@ -1,12 +1,15 @@
 // Records and batches the store tests write (tests/engine/store_test.cc,
-// tests/engine/sqlite_store_test.cc), and a temporary directory.
+// tests/engine/sqlite_store_test.cc), a temporary directory, and a raw read
+// of an SQLite file.
 
 #pragma once
 
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -32,6 +35,25 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The first row `sql` yields, each column as text (NULL as ""); empty when
+// there is none. Reads the file past the store, as another tool would.
+inline std::vector<std::string> RowRaw(const std::string& db_path, const char* sql) {
+  std::vector<std::string> row;
+  sqlite3* db = nullptr;
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  if (s && sqlite3_step(s) == SQLITE_ROW) {
+    for (int i = 0; i < sqlite3_column_count(s); ++i) {
+      const unsigned char* t = sqlite3_column_text(s, i);
+      row.push_back(t ? reinterpret_cast<const char*>(t) : "");
+    }
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return row;
+}
 
 // A time with millisecond precision, as the store keeps it.
 inline TimePoint At(int64_t ms) { return TimePoint(milliseconds(ms)); }
