@@ -104,6 +104,9 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   serve_->add_option("--max-runs", serve_options_.max_concurrent_runs, "Runs at once (default: the config's)");
   serve_->add_option("-j,--parallelism", serve_options_.run_parallelism, "Steps at once per run");
   serve_->add_option("--store", *store, kStoreFlagHelp);
+  serve_->add_flag("--leader-election", serve_options_.leader_election,
+                   "Replicas sharing a postgres:// store: only the one holding the store's leader lock "
+                   "fires schedules and resumes interrupted runs");
   serve_->add_option("--kubeconfig", serve_k8s_.kubeconfig, "Kubeconfig for the Kubernetes executor (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
   serve_->add_option("--context", serve_k8s_.context, "Kubeconfig context (default: current-context)");
   serve_->add_option("-n,--namespace", serve_k8s_.namespace_, "Namespace for Kubernetes steps (default: the pipeline's, then the context's)");
