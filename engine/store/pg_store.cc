@@ -167,7 +167,7 @@ static_assert(kMigrationCount == PgStore::kSchemaVersion);
 
 // The key of the transaction-scoped advisory lock that serialises
 // migrations ("sluice" in ASCII).
-constexpr const char* kMigrationLockKey = "126943355122789";
+constexpr const char* kMigrationLockKey = "126909663503205";
 
 // A value as a text parameter: a bool as true/false, numbers in decimal, a
 // time as milliseconds since the epoch, an empty optional as NULL.
