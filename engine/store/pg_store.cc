@@ -914,31 +914,15 @@ Status PgStore::DeleteRunLocked(const std::string& run_id) {
   // delete of it waits and then finds it gone.
   auto run = Query("SELECT phase, context_id, host, pid FROM runs WHERE id = $1 FOR UPDATE", {P(run_id)}, what);
   if (!run) return run.error();
-  if (run->size() == 0) return Status::NotFound("no run '" + run_id + "' in this store (`sluice runs` lists them)");
-  auto joined = [](const Rows& list, int shown) {
-    std::string text;
-    for (int i = 0; i < list.size() && i < shown; ++i) text += (i ? ", " : "") + list.text(i, 0);
-    if (list.size() > shown) text += ", ...";
-    return text;
-  };
-  const std::string phase_name = run->text(0, 0);
-  std::optional<RunPhase> phase = ParseRunPhase(phase_name);
-  if (!phase || !IsTerminal(*phase)) {
-    return Status::FailedPrecondition("run " + run_id + " is " + phase_name + " (process " + run->text(0, 3) +
-                                      " on host '" + run->text(0, 2) +
-                                      "'); only finished runs are deleted: cancel it, or let it finish (an "
-                                      "interrupted run continues with `sluice resume " + run_id + "`)");
-  }
+  if (run->size() == 0) return DeleteRunNotFound(run_id);
+  auto firsts = [](const Rows& list) { return AllRows(list, [](const Rows& r, int i) { return r.text(i, 0); }); };
+  std::optional<RunPhase> phase = ParseRunPhase(run->text(0, 0));
+  if (!phase || !IsTerminal(*phase)) return DeleteRunNotEnded(run_id, run->text(0, 0), run->text(0, 3), run->text(0, 2));
   auto reusers = Query("SELECT DISTINCT run_id FROM steps WHERE cached_from >= $1 AND cached_from < $2 "
                        "AND run_id <> $3 ORDER BY run_id LIMIT 4",
                        {P(run_id + "/"), P(run_id + "0"), P(run_id)}, what);
   if (!reusers) return reusers.error();
-  if (reusers->size() > 0) {
-    const bool many = reusers->size() > 1;
-    return Status::FailedPrecondition("run " + run_id + " is kept: cached steps of run" + (many ? "s " : " ") +
-                                      joined(*reusers, 3) + " reuse its outputs, and their lineage leads to it; "
-                                      "delete " + (many ? "those runs" : "that run") + " first");
-  }
+  if (reusers->size() > 0) return DeleteRunReused(run_id, firsts(*reusers));
   auto serving = Query("SELECT d.service FROM deployments d "
                        "WHERE d.id = (SELECT d2.id FROM deployments d2 WHERE d2.service = d.service "
                        "              ORDER BY d2.at DESC, d2.id DESC LIMIT 1) "
@@ -949,11 +933,7 @@ Status PgStore::DeleteRunLocked(const std::string& run_id) {
                        "ORDER BY d.service",
                        {P(run_id)}, what);
   if (!serving) return serving.error();
-  if (serving->size() > 0) {
-    return Status::FailedPrecondition("run " + run_id + " is kept: it deployed or produced what service" +
-                                      (serving->size() > 1 ? "s " : " ") + joined(*serving, 3) +
-                                      " serves now (`sluice lineage --deployed` follows it)");
-  }
+  if (serving->size() > 0) return DeleteRunServing(run_id, firsts(*serving));
   auto digests = Query("SELECT DISTINCT ev.artifact FROM events ev JOIN executions e ON e.id = ev.execution_id "
                        "WHERE e.run_id = $1",
                        {P(run_id)}, what);

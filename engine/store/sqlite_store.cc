@@ -1026,38 +1026,25 @@ Status SqliteStore::DeleteRun(const std::string& run_id) {
       };
       return q->Rows(read, std::string("deleting run ") + run_id);
     };
-    auto joined = [](const Rows& list, size_t shown) {
-      std::string text;
-      for (size_t i = 0; i < list.size() && i < shown; ++i) text += (i ? ", " : "") + list[i][0];
-      if (list.size() > shown) text += ", ...";
-      return text;
+    auto firsts = [](const Rows& list) {
+      std::vector<std::string> out;
+      for (const auto& row : list) out.push_back(row[0]);
+      return out;
     };
 
     auto run = rows("SELECT phase, context_id, host, pid FROM runs WHERE id = ?1", {run_id});
     if (!run) return run.error();
-    if (run->empty()) {
-      return Status::NotFound("no run '" + run_id + "' in this store (`sluice runs` lists them)");
-    }
+    if (run->empty()) return DeleteRunNotFound(run_id);
     const std::vector<std::string>& r = run->front();
     std::optional<RunPhase> phase = ParseRunPhase(r[0]);
-    if (!phase || !IsTerminal(*phase)) {
-      return Status::FailedPrecondition(
-          "run " + run_id + " is " + r[0] + " (process " + r[3] + " on host '" + r[2] +
-          "'); only finished runs are deleted: cancel it, or let it finish (an interrupted run "
-          "continues with `sluice resume " + run_id + "`)");
-    }
+    if (!phase || !IsTerminal(*phase)) return DeleteRunNotEnded(run_id, r[0], r[3], r[2]);
     // Cached steps of other runs name this run in cached_from ("<run>/<instance>"):
     // their outputs' lineage leads to its executions, and the cache finds them here.
     auto reusers = rows("SELECT DISTINCT run_id FROM steps WHERE cached_from >= ?1 AND cached_from < ?2 "
                         "AND run_id <> ?3 ORDER BY run_id LIMIT 4",
                         {run_id + "/", run_id + "0", run_id});
     if (!reusers) return reusers.error();
-    if (!reusers->empty()) {
-      return Status::FailedPrecondition(
-          "run " + run_id + " is kept: cached steps of run" + (reusers->size() > 1 ? "s " : " ") +
-          joined(*reusers, 3) + " reuse its outputs, and their lineage leads to it; delete " +
-          (reusers->size() > 1 ? "those runs" : "that run") + " first");
-    }
+    if (!reusers->empty()) return DeleteRunReused(run_id, firsts(*reusers));
     // What each service serves now (its newest record, unless undeployed):
     // keep the run that deployed it and the runs that produced the model.
     auto serving = rows("SELECT d.service FROM deployments d "
@@ -1070,12 +1057,7 @@ Status SqliteStore::DeleteRun(const std::string& run_id) {
                         "ORDER BY d.service",
                         {run_id});
     if (!serving) return serving.error();
-    if (!serving->empty()) {
-      return Status::FailedPrecondition(
-          "run " + run_id + " is kept: it deployed or produced what service" +
-          (serving->size() > 1 ? "s " : " ") + joined(*serving, 3) +
-          " serves now (`sluice lineage --deployed` follows it)");
-    }
+    if (!serving->empty()) return DeleteRunServing(run_id, firsts(*serving));
 
     auto digests = rows("SELECT DISTINCT ev.artifact FROM events ev JOIN executions e ON e.id = ev.execution_id "
                         "WHERE e.run_id = ?1",

@@ -185,4 +185,40 @@ Status ResolveLightSnapshots(std::vector<ExecutionRecord>* executions,
   return Status::Ok();
 }
 
+namespace {
+
+// The first `shown` of `list`, comma-separated, then ", ..." if there are more.
+std::string Joined(const std::vector<std::string>& list, size_t shown) {
+  std::string text;
+  for (size_t i = 0; i < list.size() && i < shown; ++i) text += (i ? ", " : "") + list[i];
+  if (list.size() > shown) text += ", ...";
+  return text;
+}
+
+}  // namespace
+
+Status DeleteRunNotFound(const std::string& run_id) {
+  return Status::NotFound("no run '" + run_id + "' in this store (`sluice runs` lists them)");
+}
+
+Status DeleteRunNotEnded(const std::string& run_id, const std::string& phase, const std::string& pid,
+                         const std::string& host) {
+  return Status::FailedPrecondition("run " + run_id + " is " + phase + " (process " + pid + " on host '" + host +
+                                    "'); only finished runs are deleted: cancel it, or let it finish (an "
+                                    "interrupted run continues with `sluice resume " + run_id + "`)");
+}
+
+Status DeleteRunReused(const std::string& run_id, const std::vector<std::string>& reusers) {
+  const bool many = reusers.size() > 1;
+  return Status::FailedPrecondition("run " + run_id + " is kept: cached steps of run" + (many ? "s " : " ") +
+                                    Joined(reusers, 3) + " reuse its outputs, and their lineage leads to it; "
+                                    "delete " + (many ? "those runs" : "that run") + " first");
+}
+
+Status DeleteRunServing(const std::string& run_id, const std::vector<std::string>& services) {
+  return Status::FailedPrecondition("run " + run_id + " is kept: it deployed or produced what service" +
+                                    (services.size() > 1 ? "s " : " ") + Joined(services, 3) +
+                                    " serves now (`sluice lineage --deployed` follows it)");
+}
+
 }  // namespace sluice

@@ -49,6 +49,16 @@ inline std::vector<ArtifactBinding> BindingsFromText(const unsigned char* text) 
   return BindingsFromText(reinterpret_cast<const char*>(text));
 }
 
+// Store::DeleteRun's refusals, worded alike by every store. `phase`, `pid`
+// and `host` are the run's as recorded; `reusers` are ids of runs whose
+// cached steps reuse its outputs, `services` the services it deployed or
+// produced what they serve now (the first 3 of each are named).
+Status DeleteRunNotFound(const std::string& run_id);
+Status DeleteRunNotEnded(const std::string& run_id, const std::string& phase, const std::string& pid,
+                         const std::string& host);
+Status DeleteRunReused(const std::string& run_id, const std::vector<std::string>& reusers);
+Status DeleteRunServing(const std::string& run_id, const std::vector<std::string>& services);
+
 // Replaces each light snapshot in `executions` (snapshot_base != 0) by the
 // full one: its base's keys, then its own on top. `read_base(id)` reads
 // execution `id`'s stored snapshot and snapshot_base (an empty object and 0

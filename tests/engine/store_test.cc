@@ -623,6 +623,62 @@ TEST_P(StoreSuite, DeploymentsAreListedNewestFirst) {
   EXPECT_EQ(store->ListDeployments("", 0)->size(), 3u);
 }
 
+// DeleteRun keeps what other records need (an unfinished run, a run whose
+// outputs a cached step reuses, a run behind what a service serves) with the
+// same words on every store, and deletes the rest of a run's records.
+TEST_P(StoreSuite, DeleteRunKeepsWhatOthersNeedAndRemovesTheRest) {
+  auto store = Open();
+  const ArtifactRecord model = MakeArtifact(std::string(64, 'a'), ArtifactType::kModel);
+  RecordRanTrain(*store, "r1", model);
+  RunRecord r1 = MakeRun("r1");
+  r1.phase = RunPhase::kSucceeded;
+  r1.finished_at = At(1764080009000);
+  ASSERT_TRUE(store->UpdateRun(r1).ok());
+
+  EXPECT_EQ(store->DeleteRun("ghost").ToString(), "NOT_FOUND: no run 'ghost' in this store (`sluice runs` lists them)");
+  ASSERT_TRUE(store->CreateRun(MakeRun("r2")).ok());  // Running
+  EXPECT_EQ(store->DeleteRun("r2").ToString(),
+            "FAILED_PRECONDITION: run r2 is Running (process 4242 on host 'ana-laptop'); only finished runs are "
+            "deleted: cancel it, or let it finish (an interrupted run continues with `sluice resume r2`)");
+
+  StepRecord hit = MakeStep("r2", "train");
+  hit.phase = NodePhase::kCached;
+  hit.cached_from = "r1/train";
+  hit.outputs = {{"model", model}};
+  ASSERT_TRUE(store->PutStep(hit).ok());
+  EXPECT_EQ(store->DeleteRun("r1").ToString(),
+            "FAILED_PRECONDITION: run r1 is kept: cached steps of run r2 reuse its outputs, and their lineage "
+            "leads to it; delete that run first");
+  RunRecord r2 = MakeRun("r2");
+  r2.phase = RunPhase::kSucceeded;
+  r2.finished_at = At(1764080019000);
+  ASSERT_TRUE(store->UpdateRun(r2).ok());
+  ASSERT_TRUE(store->DeleteRun("r2").ok());
+
+  DeploymentRecord d;
+  d.service = "churn";
+  d.action = "deploy";
+  d.model_digest = model.digest;
+  d.run_id = "deploy-1";
+  d.at = At(1000);
+  ASSERT_TRUE(store->RecordDeployment(d).has_value());
+  EXPECT_EQ(store->DeleteRun("r1").ToString(),
+            "FAILED_PRECONDITION: run r1 is kept: it deployed or produced what service churn serves now "
+            "(`sluice lineage --deployed` follows it)");
+  d.action = "undeploy";
+  d.at = At(2000);
+  ASSERT_TRUE(store->RecordDeployment(d).has_value());
+
+  ASSERT_TRUE(store->DeleteRun("r1").ok());
+  EXPECT_EQ(store->GetRun("r1").error().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store->ListExecutions("r1")->empty());
+  EXPECT_TRUE(store->ListSteps("r1")->empty());
+  EXPECT_TRUE(store->ProducersOf(model.digest)->empty());
+  // The deployment history still names the model: its record stays.
+  EXPECT_EQ(store->ArtifactDigests().value(), std::vector<std::string>{model.digest});
+  EXPECT_EQ(store->ListDeployments("churn", 0)->size(), 2u);
+}
+
 // A second connection (as `sluice status` has) reads while the first writes.
 TEST_P(StoreSuite, ReaderConnectionSeesCommittedStateWhileAWriterRuns) {
   auto writer = Open();
