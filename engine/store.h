@@ -2,9 +2,9 @@
 // The store: where runs, step attempts, artifacts and lineage are recorded.
 //
 // The default implementation is SQLite in WAL mode under `.sluice/`
-// (engine/store/sqlite_store.h), opened by OpenStore
-// (engine/store/open_store.h); the interface lets a server database be added
-// later. Every write is durable when the call returns, so a `kill -9` of
+// (engine/store/sqlite_store.h); a team's server keeps the same records on
+// PostgreSQL (engine/store/pg_store.h). OpenStore (engine/store/open_store.h)
+// opens either. Every write is durable when the call returns, so a `kill -9` of
 // sluice at any moment leaves a consistent store from which `sluice resume`
 // continues.
 //

@@ -28,7 +28,8 @@ using Dispatch = std::function<std::optional<int>()>;
 // The help of the global --store and of the --store of the commands that
 // read or write runs.
 inline constexpr char kStoreFlagHelp[] =
-    "Store directory (runs, logs, artifacts); default: .sluice in the current directory";
+    "Store directory (runs, logs, artifacts), or a postgres:// URL (records on the server, files in .sluice); "
+    "default: .sluice in the current directory";
 
 // The help of --artifacts and --artifacts-endpoint (run, resume, rerun,
 // serve, backfill, compile).

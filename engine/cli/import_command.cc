@@ -199,7 +199,7 @@ int ImportRun(const ImportRunOptions& options) {
   }
 
   const std::string state_dir = ResolveStateDir(options.store);
-  auto store = OpenStore(state_dir);
+  auto store = OpenStore(StoreLocation(options.store));
   if (!store) {
     PrintError(store.error().message());
     return ExitCodeFor(store.error());

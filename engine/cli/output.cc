@@ -120,11 +120,15 @@ Result<RunRecord> FindRun(Store& store, const std::string& name) {
 
 std::string ResolveStateDir(const std::string& store_flag) {
   std::error_code ec;
-  std::filesystem::path p = store_flag.empty() ? ".sluice" : store_flag;
+  std::filesystem::path p = store_flag.empty() || IsPostgresUrl(store_flag) ? ".sluice" : store_flag;
   std::filesystem::path abs = std::filesystem::absolute(p, ec);
   std::string out = (ec ? p : abs).lexically_normal().string();
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   return out;
+}
+
+std::string StoreLocation(const std::string& store_flag) {
+  return IsPostgresUrl(store_flag) ? store_flag : ResolveStateDir(store_flag);
 }
 
 Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std::string>& flags) {
@@ -142,7 +146,7 @@ Result<std::map<std::string, std::string>> ParseParamFlags(const std::vector<std
 Result<StorePtr> OpenExisting(const std::string& store_flag) {
   StoreOptions options;
   options.create_if_missing = false;
-  return OpenStore(ResolveStateDir(store_flag), options);
+  return OpenStore(StoreLocation(store_flag), options);
 }
 
 Result<OpenedRun> OpenRun(const std::string& store_flag, const std::string& run_name) {

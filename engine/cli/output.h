@@ -80,8 +80,15 @@ std::string ShortDigest(const std::string& digest);
 // kNotFound names the closest recent run id ("did you mean").
 Result<RunRecord> FindRun(Store& store, const std::string& name);
 
-// The absolute path of a --store value ("" → ".sluice" in the cwd).
+// The directory of a store's files (logs, step directories, the local
+// artifact store): the absolute path of a --store value ("" → ".sluice" in
+// the cwd); for a PostgreSQL URL, whose records live on the server,
+// ".sluice" in the cwd.
 std::string ResolveStateDir(const std::string& store_flag);
+
+// What OpenStore opens for a --store value: a PostgreSQL URL as given, else
+// ResolveStateDir's directory.
+std::string StoreLocation(const std::string& store_flag);
 
 // Opens the store at a --store value for reading what is there: kNotFound
 // when no store exists yet (commands that inspect runs never create one).

@@ -249,7 +249,7 @@ int Plan(const std::string& store_flag, const std::string& file, const std::vect
   const std::string state_dir = ResolveStateDir(store_flag);
   StoreOptions so;
   so.create_if_missing = false;
-  auto store = OpenStore(state_dir, so);
+  auto store = OpenStore(StoreLocation(store_flag), so);
   std::vector<StepPrediction> predictions;
   // The bucket a run would use: its shared cache counts too.
   ArtifactStorePtr shared;
@@ -1035,7 +1035,7 @@ class ProvenanceCommands {
 };
 
 ProvenanceCommands::ProvenanceCommands(CLI::App* app, std::string* store) : app_(app), store_(store) {
-  constexpr const char* kStoreHelp = "Store directory (default: .sluice in the current directory)";
+  constexpr const char* kStoreHelp = kStoreFlagHelp;
   lineage_ = app->add_subcommand(
       "lineage", "What produced an artifact, step or run (upstream), or what was built from it (--downstream)");
   lineage_->add_option("TARGET", target_,

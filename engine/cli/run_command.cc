@@ -836,7 +836,7 @@ int Run(const RunCommandOptions& options) {
   if (!prepared) return code;
   if (options.dry_run) return DryRun(options, *prepared);
   std::string state_dir = ResolveStateDir(options.store);
-  auto store = OpenStore(state_dir, {.create_if_missing = true});
+  auto store = OpenStore(StoreLocation(options.store), {.create_if_missing = true});
   if (!store) {
     PrintError(store.error().message());
     return kExitSystem;
@@ -860,7 +860,7 @@ int Continue(const RunCommandOptions& options, bool rerun) {
   SignalWatcher signals;
   if (!RunIdFlagValid(options)) return kExitUsage;
   std::string state_dir = ResolveStateDir(options.store);
-  auto store = OpenStore(state_dir, {.create_if_missing = false});
+  auto store = OpenStore(StoreLocation(options.store), {.create_if_missing = false});
   if (!store) {
     PrintError(store.error().message());
     return ExitCodeFor(store.error());

@@ -103,7 +103,10 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   serve_->add_option("--executor", serve_options_.executor, "Executor for every run (default: each pipeline's)");
   serve_->add_option("--max-runs", serve_options_.max_concurrent_runs, "Runs at once (default: the config's)");
   serve_->add_option("-j,--parallelism", serve_options_.run_parallelism, "Steps at once per run");
-  serve_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+  serve_->add_option("--store", *store, kStoreFlagHelp);
+  serve_->add_flag("--leader-election", serve_options_.leader_election,
+                   "Replicas sharing a postgres:// store: only the one holding the store's leader lock "
+                   "fires schedules and resumes interrupted runs");
   serve_->add_option("--kubeconfig", serve_k8s_.kubeconfig, "Kubeconfig for the Kubernetes executor (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
   serve_->add_option("--context", serve_k8s_.context, "Kubeconfig context (default: current-context)");
   serve_->add_option("-n,--namespace", serve_k8s_.namespace_, "Namespace for Kubernetes steps (default: the pipeline's, then the context's)");
@@ -137,7 +140,7 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   backfill_->add_option("--executor", backfill_options_.executor, "Executor (default: the pipeline's)");
   backfill_->add_flag("--dry-run", backfill_options_.dry_run, "List the times and run ids only");
   AddOutputOption(backfill_, &backfill_options_.output, {"text", "json"});
-  backfill_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+  backfill_->add_option("--store", *store, kStoreFlagHelp);
   backfill_->add_option("--artifacts", backfill_options_.artifacts, kArtifactsFlagHelp);
   backfill_->add_option("--artifacts-endpoint", backfill_options_.artifacts_endpoint, kArtifactsEndpointFlagHelp);
 
@@ -147,12 +150,12 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   if (runs != nullptr) {
     runs_delete_ = runs->add_subcommand("delete", "Delete finished runs: records, logs, step directories");
     runs_delete_->add_option("RUN", delete_runs_, "Run ids (or unique prefixes)")->required();
-    runs_delete_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+    runs_delete_->add_option("--store", *store, kStoreFlagHelp);
   }
   gc_ = app->add_subcommand("gc", "Remove stored artifact bytes that no run records any more");
   gc_->add_flag("--dry-run", gc_options_.dry_run, "Only count what would be removed");
   gc_->add_option("--grace", gc_grace_, "Keep bytes stored more recently than this (default 1h)");
-  gc_->add_option("--store", *store, "Store directory (default: .sluice in the current directory)");
+  gc_->add_option("--store", *store, kStoreFlagHelp);
 }
 
 Status ServerCommands::CheckKubernetes() {
@@ -230,7 +233,8 @@ int ServerCommands::CollectGarbage() {
 
 std::optional<int> ServerCommands::DispatchChosen() {
   if (*serve_) {
-    serve_options_.state_dir = store_->empty() ? ".sluice" : *store_;
+    serve_options_.state_dir = store_->empty() || IsPostgresUrl(*store_) ? ".sluice" : *store_;
+    if (IsPostgresUrl(*store_)) serve_options_.store = *store_;
     if (Status st = CheckKubernetes(); !st.ok()) {
       PrintError(st.message());
       return kExitUsage;
@@ -265,7 +269,8 @@ std::optional<int> ServerCommands::DispatchChosen() {
     return server::SubmitCommand(submit_options_, std::cout, std::cerr);
   }
   if (*backfill_) {
-    backfill_options_.state_dir = store_->empty() ? ".sluice" : *store_;
+    backfill_options_.state_dir = store_->empty() || IsPostgresUrl(*store_) ? ".sluice" : *store_;
+    if (IsPostgresUrl(*store_)) backfill_options_.store = *store_;
     backfill_options_.operator_commands = OperatorCommands();
     backfill_options_.prepare = RunPreparerFor(KubernetesFlags{}, false);
     return server::BackfillCommand(backfill_options_, RunExecutors(KubernetesFlags{}), std::cout,

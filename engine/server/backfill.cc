@@ -41,7 +41,7 @@ int BackfillCommand(const BackfillCommandOptions& o, ExecutorsFactory executors,
     err << "sluice backfill: " << planned.error().message() << "\n";
     return 2;
   }
-  auto store = OpenStore(o.state_dir);
+  auto store = OpenStore(o.store.empty() ? o.state_dir : o.store);
   if (!store) {
     err << "sluice backfill: " << store.error().message() << "\n";
     return 2;

@@ -18,6 +18,7 @@ struct BackfillCommandOptions {
   int parallelism = 1;        // runs at once
   int max_runs = 1000;
   std::string state_dir = ".sluice";
+  std::string store;          // a postgres:// URL holding the records; "" = state_dir's SQLite store
   std::string executor;       // "" = the pipeline's
   std::string artifacts;           // --artifacts; "" = the pipeline's artifacts:, else the local store
   std::string artifacts_endpoint;  // --artifacts-endpoint; "" = the AWS settings'

@@ -11,6 +11,7 @@
 
 #include "engine/s3_url.h"
 #include "engine/sha256.h"
+#include "engine/store/open_store.h"
 
 namespace sluice::server {
 namespace {
@@ -112,7 +113,7 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
   if (!root.IsMap()) return Error(Bad(file, root, "the server config must be a mapping"));
   if (Status s = CheckKeys(file, root,
                            {"listen", "maxConcurrentRuns", "reloadInterval", "tokens", "webhooks",
-                            "metrics", "historyLimit", "http", "artifacts"},
+                            "metrics", "historyLimit", "http", "artifacts", "store"},
                            "the server config");
       !s.ok())
     return Error(s);
@@ -121,6 +122,12 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
     config.artifacts = n.as<std::string>();
     if (auto loc = ParseS3Location(config.artifacts); !loc)
       return Error(Bad(file, n, "invalid artifact store: " + loc.error().message()));
+  }
+  if (auto n = root["store"]) {
+    config.store = n.as<std::string>();
+    if (!IsPostgresUrl(config.store))
+      return Error(Bad(file, n, "store must be a postgres:// or postgresql:// URL (a store directory is "
+                                "given with serve --store)"));
   }
   if (auto n = root["maxConcurrentRuns"]) {
     config.max_concurrent_runs = n.as<int>();

@@ -15,6 +15,9 @@
 //       tokenSha256: "..."        # SHA-256 hex of the X-Gitlab-Token value
 //   artifacts: s3://bucket/prefix # artifact store of runs whose pipeline names none;
 //                                 # `serve --artifacts` overrides it
+//   store: postgres://sluice:PASSWORD@db:5432/sluice
+//                                 # the store's records on PostgreSQL (files stay in
+//                                 # the --store directory); `serve --store` overrides it
 //   historyLimit: 100             # per pipeline: newest N succeeded + N failed runs
 //                                 # kept (every trigger); 0 = keep all (default)
 //   metrics:
@@ -76,6 +79,9 @@ struct ServerConfig {
   // Artifact store ("s3://bucket/prefix") for runs whose pipeline has no
   // `artifacts:` and when `serve` has no --artifacts; "" = the local store.
   std::string artifacts;
+  // Store of records ("postgres://..."), used when `serve` has no --store; ""
+  // = the SQLite store in the state directory.
+  std::string store;
   HttpLimits http;
 };
 

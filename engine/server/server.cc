@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <charconv>
 #include <atomic>
 #include <memory>
@@ -146,8 +147,17 @@ Status Server::Start() {
     return Status::InvalidArgument("listen address '" + listen + "' is not host:port");
   host_ = host;
 
-  auto store = OpenStore(options_.state_dir);
-  if (!store) return store.error().WithContext("opening the store " + options_.state_dir);
+  std::string location = options_.store.empty() ? config_.store : options_.store;
+  if (location.empty()) location = options_.state_dir;
+  auto store = OpenStore(location);
+  if (!store) return store.error().WithContext("opening the store " + MaskStoreUrl(location));
+  if (options_.leader_election) {
+    if (!IsPostgresUrl(location))
+      return Status::InvalidArgument("--leader-election needs a postgres:// store (--store, or store: in the config)");
+    auto lock = PgLeaderLock::Connect(location);
+    if (!lock) return lock.error();
+    leader_ = std::move(*lock);
+  }
   store_ = std::move(*store);
   artifacts_ = std::make_unique<ArtifactStores>(options_.state_dir, options_.artifacts_endpoint);
   // The server-wide store is checked now: a wrong endpoint or wrong
@@ -176,7 +186,9 @@ Status Server::Start() {
   RunFactory factory = factory_ ? factory_ : RunnerFactory(store_.get(), artifacts_for, executors_);
   runs_ = std::make_unique<RunManager>(run_options, store_.get(), registry_.get(), factory,
                                        metrics_.get());
-  ::mkdir((options_.state_dir + "/server").c_str(), 0755);
+  // With a PostgreSQL store nothing has created the state directory yet.
+  std::error_code mkdir_error;
+  std::filesystem::create_directories(options_.state_dir + "/server", mkdir_error);
   deliveries_ = std::make_unique<DeliveryLog>(options_.state_dir + "/server/webhook-deliveries.log",
                                               kDeliveryWindow, kDeliveryCapacity);
   if (Status s = deliveries_->Open(clock_->Now()); !s.ok())
@@ -186,10 +198,7 @@ Status Server::Start() {
                                            metrics_.get());
   SyncSchedules();
   if (Status s = scheduler_->Open(); !s.ok()) return s;
-  if (options_.resume_interrupted) {
-    for (const std::string& id : runs_->ResumeInterrupted())
-      std::fprintf(stderr, "sluice serve: resuming interrupted run as %s\n", id.c_str());
-  }
+  Leads();  // without leader election: resumes interrupted runs now
 
   ServerMetrics* metrics = metrics_.get();
   http_ = std::make_unique<HttpServer>(config_.http, [metrics](const char* reason) {
@@ -271,11 +280,34 @@ Json Server::Reload(bool force) {
   return {{"loaded", report->loaded}, {"failed", report->failed}, {"removed", report->removed}};
 }
 
+bool Server::Leads() {
+  bool leads = true;
+  if (leader_) {
+    auto got = leader_->TryAcquire();
+    if (!got) std::fprintf(stderr, "sluice serve: leader lock: %s\n", got.error().message().c_str());
+    leads = got && *got;
+  }
+  if (leading_ == leads) return leads;
+  leading_ = leads;
+  if (leader_)
+    std::fprintf(stderr, leads ? "sluice serve: leading: this replica holds the store's leader lock\n"
+                               : "sluice serve: standing by: another replica holds the store's leader lock\n");
+  if (leads && options_.resume_interrupted) {
+    for (const std::string& id : runs_->ResumeInterrupted())
+      std::fprintf(stderr, "sluice serve: resuming interrupted run as %s\n", id.c_str());
+  }
+  return leads;
+}
+
 void Server::SchedulerLoop() {
   while (true) {
     {
       std::lock_guard lock(stop_mu_);
       if (stopped_) return;
+    }
+    if (!Leads()) {
+      clock_->SleepFor(options_.leader_retry);
+      continue;
     }
     for (const ScheduleDecision& d : scheduler_->Tick())
       std::fprintf(stderr, "sluice serve: schedule %s %s: %s %s %s\n", d.pipeline.c_str(),
@@ -288,6 +320,8 @@ void Server::SchedulerLoop() {
       auto until = std::chrono::duration_cast<Duration>(*next - clock_->Now());
       wait = std::clamp(until, Duration(50), wait);
     }
+    // A leader that lost its session notices within a retry period.
+    if (leader_) wait = std::min(wait, options_.leader_retry);
     clock_->SleepFor(wait);
   }
 }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +23,7 @@
 #include "engine/server/webhook.h"
 #include "engine/store.h"
 #include "engine/store/artifact_stores.h"
+#include "engine/store/pg_leader_lock.h"
 
 namespace sluice::server {
 
@@ -29,7 +31,10 @@ class HttpServer;
 
 struct ServerOptions {
   std::string pipelines_dir = ".";   // searched recursively for pipeline files
-  std::string state_dir = ".sluice"; // the store root shared with the CLI
+  std::string state_dir = ".sluice"; // the store root shared with the CLI (its files)
+  // The store of records when it is not the SQLite file in state_dir: a
+  // postgres:// URL (--store); "" = the config's `store:`, else state_dir.
+  std::string store;
   std::string listen;  // host:port (port 0 picks a free one); "" = the config's, else 127.0.0.1:8080
   std::string config_path;           // "" = no config: no tokens, every API call is 401
   std::string executor;              // default executor override ("" = the pipeline's)
@@ -42,6 +47,13 @@ struct ServerOptions {
   bool run_scheduler = true;         // false: nothing calls Tick() (tests drive it)
   bool watch = true;                 // mtime scan every reloadInterval
   bool resume_interrupted = true;    // resume runs whose process died, at Start()
+  // Replicas sharing a PostgreSQL store (--leader-election): only the one
+  // whose session holds the store's leader lock (PgLeaderLock) resumes
+  // interrupted runs and fires schedules; the others serve the API and ask
+  // for the lock every leader_retry, taking over (and resuming what the
+  // leader drove) once it is free. Needs a postgres:// store.
+  bool leader_election = false;
+  Duration leader_retry{2000};
   // Programs of the built-in deploy / traffic-validation operators, by step
   // type (RunOptions::operator_commands); `sluice serve` finds sluice-serving
   // as `sluice run` does. Empty: such steps cannot run.
@@ -100,6 +112,11 @@ class Server {
   void SchedulerLoop();
   void WatchLoop();
   void SyncSchedules();
+  // Whether this replica leads (always, without leader_election): asks the
+  // leader lock, says so on stderr when that changes, and resumes
+  // interrupted runs on becoming the leader. Start(), then the scheduler
+  // thread only.
+  bool Leads();
 
   ServerOptions options_;
   ExecutorsFactory executors_;
@@ -115,6 +132,8 @@ class Server {
   std::unique_ptr<PipelineRegistry> registry_;
   std::unique_ptr<RunManager> runs_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<PgLeaderLock> leader_;  // with leader_election
+  std::optional<bool> leading_;           // the last answer of Leads()
   // Webhook deliveries already handled, kept kDeliveryWindow (at most
   // kDeliveryCapacity of them) in <state>/server/webhook-deliveries.log.
   std::unique_ptr<DeliveryLog> deliveries_;

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "engine/json_text.h"
+#include "engine/store/store_columns.h"
 
 namespace sluice {
 
@@ -185,140 +186,6 @@ ALTER TABLE runs ADD COLUMN artifacts TEXT NOT NULL DEFAULT '';
 
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
 static_assert(kMigrationCount == SqliteStore::kSchemaVersion);
-
-int64_t ToMillis(TimePoint t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-TimePoint FromMillis(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
-
-std::string DumpJson(const Json& j) { return JsonText(j); }
-
-// The text of an execution's snapshot column: the record's pre-written
-// text when it has one (ExecutionRecord::snapshot_text), else its Json.
-std::string SnapshotColumn(const ExecutionRecord& e) {
-  return e.snapshot_text.empty() ? DumpJson(e.snapshot) : e.snapshot_text;
-}
-
-Json ParseJson(const unsigned char* text, const Json& fallback) {
-  if (text == nullptr) return fallback;
-  const char* t = reinterpret_cast<const char*>(text);
-  if (std::strcmp(t, "{}") == 0) return Json::object();
-  if (std::strcmp(t, "[]") == 0) return Json::array();
-  if (std::strcmp(t, "null") == 0) return Json();
-  Json j = Json::parse(t, nullptr, /*allow_exceptions=*/false);
-  return j.is_discarded() ? fallback : j;
-}
-
-ArtifactType ParseArtifactType(const std::string& s) {
-  if (s == "dataset") return ArtifactType::kDataset;
-  if (s == "model") return ArtifactType::kModel;
-  if (s == "metrics") return ArtifactType::kMetrics;
-  return ArtifactType::kOther;
-}
-
-// Artifact bindings as JSON text: [{digest, is_directory, name, properties,
-// size, type, uri}, ...] in the key order a dumped Json object has, written
-// directly (a step row per cache hit). BindingsFromJson reads it.
-std::string BindingsJsonText(const std::vector<ArtifactBinding>& bindings) {
-  std::string out = "[";
-  for (const auto& b : bindings) {
-    if (out.size() > 1) out += ',';
-    out += "{\"digest\":";
-    AppendJsonString(&out, b.artifact.digest);
-    out += ",\"is_directory\":";
-    out += b.artifact.is_directory ? "true" : "false";
-    out += ",\"name\":";
-    AppendJsonString(&out, b.name);
-    out += ",\"properties\":" + DumpJson(b.artifact.properties) + ",\"size\":" + std::to_string(b.artifact.size) +
-           ",\"type\":";
-    AppendJsonString(&out, ArtifactTypeName(b.artifact.type));
-    out += ",\"uri\":";
-    AppendJsonString(&out, b.artifact.uri);
-    out += '}';
-  }
-  return out + "]";
-}
-
-std::vector<ArtifactBinding> BindingsFromJson(const Json& j) {
-  std::vector<ArtifactBinding> out;
-  if (!j.is_array()) return out;
-  for (const auto& e : j) {
-    if (!e.is_object()) continue;
-    ArtifactBinding b;
-    b.name = e.value("name", "");
-    b.artifact.digest = e.value("digest", "");
-    b.artifact.uri = e.value("uri", "");
-    b.artifact.type = ParseArtifactType(e.value("type", "other"));
-    b.artifact.size = e.value("size", int64_t{0});
-    b.artifact.is_directory = e.value("is_directory", false);
-    b.artifact.properties = e.contains("properties") ? e["properties"] : Json::object();
-    out.push_back(std::move(b));
-  }
-  return out;
-}
-
-// Reads what BindingsJsonText writes when no string needs escaping and no
-// artifact has properties (a cache lookup per hit reads one); false for
-// anything else, which BindingsFromJson then parses.
-class BindingsScanner {
- public:
-  explicit BindingsScanner(std::string_view t) : t_(t) {}
-
-  bool Scan(std::vector<ArtifactBinding>* out) {
-    if (!Lit("[")) return false;
-    if (Lit("]")) return pos_ == t_.size();
-    while (true) {
-      ArtifactBinding b;
-      std::string type;
-      if (!Lit("{\"digest\":") || !Str(&b.artifact.digest) || !Lit(",\"is_directory\":")) return false;
-      if (Lit("true")) b.artifact.is_directory = true;
-      else if (!Lit("false")) return false;
-      if (!Lit(",\"name\":") || !Str(&b.name) || !Lit(",\"properties\":{},\"size\":") || !Int(&b.artifact.size) ||
-          !Lit(",\"type\":") || !Str(&type) || !Lit(",\"uri\":") || !Str(&b.artifact.uri) || !Lit("}"))
-        return false;
-      b.artifact.type = ParseArtifactType(type);
-      out->push_back(std::move(b));
-      if (Lit("]")) return pos_ == t_.size();
-      if (!Lit(",")) return false;
-    }
-  }
-
- private:
-  bool Lit(std::string_view lit) {
-    if (t_.substr(pos_, lit.size()) != lit) return false;
-    pos_ += lit.size();
-    return true;
-  }
-  bool Str(std::string* out) {
-    if (!Lit("\"")) return false;
-    const size_t end = t_.find('"', pos_);
-    if (end == std::string_view::npos) return false;
-    std::string_view v = t_.substr(pos_, end - pos_);
-    if (v.find('\\') != std::string_view::npos) return false;
-    out->assign(v);
-    pos_ = end + 1;
-    return true;
-  }
-  bool Int(int64_t* out) {
-    const char* b = t_.data() + pos_;
-    auto [p, ec] = std::from_chars(b, t_.data() + t_.size(), *out);
-    if (ec != std::errc() || p == b) return false;
-    pos_ += static_cast<size_t>(p - b);
-    return true;
-  }
-
-  std::string_view t_;
-  size_t pos_ = 0;
-};
-
-std::vector<ArtifactBinding> BindingsFromText(const unsigned char* text) {
-  std::vector<ArtifactBinding> out;
-  if (text == nullptr) return out;
-  if (BindingsScanner(reinterpret_cast<const char*>(text)).Scan(&out)) return out;
-  out.clear();
-  return BindingsFromJson(ParseJson(text, Json::array()));
-}
 
 std::string ColumnText(sqlite3_stmt* s, int i) {
   const unsigned char* t = sqlite3_column_text(s, i);
@@ -1159,38 +1026,25 @@ Status SqliteStore::DeleteRun(const std::string& run_id) {
       };
       return q->Rows(read, std::string("deleting run ") + run_id);
     };
-    auto joined = [](const Rows& list, size_t shown) {
-      std::string text;
-      for (size_t i = 0; i < list.size() && i < shown; ++i) text += (i ? ", " : "") + list[i][0];
-      if (list.size() > shown) text += ", ...";
-      return text;
+    auto firsts = [](const Rows& list) {
+      std::vector<std::string> out;
+      for (const auto& row : list) out.push_back(row[0]);
+      return out;
     };
 
     auto run = rows("SELECT phase, context_id, host, pid FROM runs WHERE id = ?1", {run_id});
     if (!run) return run.error();
-    if (run->empty()) {
-      return Status::NotFound("no run '" + run_id + "' in this store (`sluice runs` lists them)");
-    }
+    if (run->empty()) return DeleteRunNotFound(run_id);
     const std::vector<std::string>& r = run->front();
     std::optional<RunPhase> phase = ParseRunPhase(r[0]);
-    if (!phase || !IsTerminal(*phase)) {
-      return Status::FailedPrecondition(
-          "run " + run_id + " is " + r[0] + " (process " + r[3] + " on host '" + r[2] +
-          "'); only finished runs are deleted: cancel it, or let it finish (an interrupted run "
-          "continues with `sluice resume " + run_id + "`)");
-    }
+    if (!phase || !IsTerminal(*phase)) return DeleteRunNotEnded(run_id, r[0], r[3], r[2]);
     // Cached steps of other runs name this run in cached_from ("<run>/<instance>"):
     // their outputs' lineage leads to its executions, and the cache finds them here.
     auto reusers = rows("SELECT DISTINCT run_id FROM steps WHERE cached_from >= ?1 AND cached_from < ?2 "
                         "AND run_id <> ?3 ORDER BY run_id LIMIT 4",
                         {run_id + "/", run_id + "0", run_id});
     if (!reusers) return reusers.error();
-    if (!reusers->empty()) {
-      return Status::FailedPrecondition(
-          "run " + run_id + " is kept: cached steps of run" + (reusers->size() > 1 ? "s " : " ") +
-          joined(*reusers, 3) + " reuse its outputs, and their lineage leads to it; delete " +
-          (reusers->size() > 1 ? "those runs" : "that run") + " first");
-    }
+    if (!reusers->empty()) return DeleteRunReused(run_id, firsts(*reusers));
     // What each service serves now (its newest record, unless undeployed):
     // keep the run that deployed it and the runs that produced the model.
     auto serving = rows("SELECT d.service FROM deployments d "
@@ -1203,12 +1057,7 @@ Status SqliteStore::DeleteRun(const std::string& run_id) {
                         "ORDER BY d.service",
                         {run_id});
     if (!serving) return serving.error();
-    if (!serving->empty()) {
-      return Status::FailedPrecondition(
-          "run " + run_id + " is kept: it deployed or produced what service" +
-          (serving->size() > 1 ? "s " : " ") + joined(*serving, 3) +
-          " serves now (`sluice lineage --deployed` follows it)");
-    }
+    if (!serving->empty()) return DeleteRunServing(run_id, firsts(*serving));
 
     auto digests = rows("SELECT DISTINCT ev.artifact FROM events ev JOIN executions e ON e.id = ev.execution_id "
                         "WHERE e.run_id = ?1",
@@ -1306,49 +1155,18 @@ Result<std::vector<ExecutionRecord>> SqliteStore::QueryExecutions(Statement& s) 
 }
 
 Status SqliteStore::ResolveSnapshotsLocked(std::vector<ExecutionRecord>* executions) {
-  std::unordered_map<int64_t, Json> bases;  // full snapshots by execution id
-  for (const auto& e : *executions)
-    if (e.snapshot_base == 0) bases.emplace(e.id, e.snapshot);
-  for (auto& e : *executions) {
-    if (e.snapshot_base <= 0) continue;
-    auto base = BaseSnapshotLocked(e.snapshot_base, &bases, 0);
-    if (!base) return base.error();
-    Json merged = **base;
-    if (!merged.is_object()) merged = Json::object();
-    for (auto it = e.snapshot.begin(); e.snapshot.is_object() && it != e.snapshot.end(); ++it)
-      merged[it.key()] = it.value();
-    e.snapshot = std::move(merged);
-  }
-  return Status::Ok();
-}
-
-Result<const Json*> SqliteStore::BaseSnapshotLocked(int64_t id, std::unordered_map<int64_t, Json>* bases,
-                                                    int depth) {
-  if (auto it = bases->find(id); it != bases->end()) return &it->second;
-  Json snapshot = Json::object();
-  int64_t next = 0;
-  {
+  return ResolveLightSnapshots(executions, [this](int64_t id) -> Result<std::pair<Json, int64_t>> {
     auto s = Prepare("SELECT snapshot, snapshot_base FROM executions WHERE id = ?1");
     if (!s) return sluice::Error(s.error());
     int rc = s->Bind(id).Step();
-    if (rc == SQLITE_ROW) {
-      snapshot = ParseJson(sqlite3_column_text(s->get(), 0), Json::object());
-      next = sqlite3_column_int64(s->get(), 1);
-    } else if (rc != SQLITE_DONE) {
-      return sluice::Error(Error("reading the snapshot of execution " + std::to_string(id)));
-    }
+    if (rc == SQLITE_ROW)
+      return std::pair<Json, int64_t>(ParseJson(sqlite3_column_text(s->get(), 0), Json::object()),
+                                      sqlite3_column_int64(s->get(), 1));
+    if (rc != SQLITE_DONE) return sluice::Error(Error("reading the snapshot of execution " + std::to_string(id)));
     // A base that is gone (never, while DeleteRun keeps reused runs) leaves
     // the light snapshot as it is.
-  }
-  // Hits reuse executions that ran, so a chain is one link; bounded anyway.
-  if (next > 0 && depth < 8) {
-    auto deeper = BaseSnapshotLocked(next, bases, depth + 1);
-    if (!deeper) return deeper;
-    Json merged = **deeper;
-    for (auto it = snapshot.begin(); it != snapshot.end(); ++it) merged[it.key()] = it.value();
-    snapshot = std::move(merged);
-  }
-  return &bases->emplace(id, std::move(snapshot)).first->second;
+    return std::pair<Json, int64_t>(Json::object(), 0);
+  });
 }
 
 Result<ExecutionRecord> SqliteStore::GetExecution(int64_t execution_id) {

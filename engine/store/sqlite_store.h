@@ -170,9 +170,6 @@ class SqliteStore : public Store {
   // Replaces each light snapshot (snapshot_base != 0) by the full one: its
   // base's keys, then its own on top.
   Status ResolveSnapshotsLocked(std::vector<ExecutionRecord>* executions);
-  // The full snapshot of execution `id`, from `bases` or read (and kept
-  // there); `depth` bounds a chain of light snapshots.
-  Result<const Json*> BaseSnapshotLocked(int64_t id, std::unordered_map<int64_t, Json>* bases, int depth);
   Result<std::vector<ArtifactBinding>> EventArtifacts(int64_t execution_id, const char* type);
 
   std::mutex mu_;

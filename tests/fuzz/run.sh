@@ -55,7 +55,7 @@ fi
 # The dsl and engine-core unit tests: the code the fuzz targets link, and
 # quick (seconds) under the sanitizers.
 unit_tests=(tests/dsl/sluice_dsl_tests tests/engine/graph_test tests/engine/plan_test
-            tests/engine/json_text_test tests/engine/sqlite_store_test
+            tests/engine/json_text_test tests/engine/sqlite_store_test tests/engine/store_test
             tests/engine/artifact_store_test)
 if [ "$unit" -eq 1 ]; then build_targets=("${unit_tests[@]##*/}"); else build_targets=("${targets[@]/#/fuzz_}"); fi
 mkdir -p "$build/logs"

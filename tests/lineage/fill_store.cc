@@ -1,8 +1,10 @@
 // Fills a sluice store with many runs of a retrain-shaped pipeline, so that
 // lineage query times can be checked on a store of realistic size:
 //
-//   fill_store STATE_DIR [EXECUTIONS=1000000]
+//   fill_store STORE [EXECUTIONS=1000000]
 //
+// STORE is a state directory (SQLite) or a postgres:// URL (an empty
+// database), as --store takes.
 // Each run: prepare -> dataset; train[0..7] (dataset -> model); evaluate[0..7]
 // (model -> metrics); select (8 models -> best); register (best -> registry):
 // 19 executions. Every 10th run reads a new dataset; the others reuse the
@@ -15,7 +17,7 @@
 #include <vector>
 
 #include "engine/sha256.h"
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 
 using namespace sluice;
 
@@ -39,16 +41,16 @@ bool Check(const Status& st) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: fill_store STATE_DIR [EXECUTIONS]\n");
+    std::fprintf(stderr, "usage: fill_store STORE [EXECUTIONS]\n");
     return 2;
   }
   const long target = argc > 2 ? std::atol(argv[2]) : 1000000;
-  auto opened = SqliteStore::Open(argv[1]);
+  auto opened = OpenStore(argv[1]);
   if (!opened) {
     std::fprintf(stderr, "fill_store: %s\n", opened.error().ToString().c_str());
     return 1;
   }
-  SqliteStore* store = opened->get();
+  Store* store = opened->get();
   const auto t0 = std::chrono::steady_clock::now();
   const TimePoint base = std::chrono::system_clock::now() - std::chrono::hours(24 * 365);
   long executions = 0;
@@ -107,6 +109,6 @@ int main(int argc, char** argv) {
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("fill_store: wrote %ld executions in %.1f s (%.0f/s) to %s\n", executions, secs,
-              executions / secs, store->path().c_str());
+              executions / secs, MaskStoreUrl(argv[1]).c_str());
   return 0;
 }

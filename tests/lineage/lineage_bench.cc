@@ -3,6 +3,7 @@
 //   fill_store /tmp/big 1000000
 //   lineage_bench --store=/tmp/big
 //
+// --store takes a state directory (SQLite) or a postgres:// URL.
 // Measures an upstream query from the newest run's registered model (the
 // question "which data and code produced the model now serving"), and a
 // downstream query from a dataset.
@@ -12,7 +13,7 @@
 #include <string>
 
 #include "engine/store/lineage.h"
-#include "engine/store/sqlite_store.h"
+#include "engine/store/open_store.h"
 
 namespace sluice {
 namespace {
@@ -46,8 +47,8 @@ Result<LineageTarget> NewestOutput(Store* store, const std::string& instance,
   return Error(Status::NotFound("newest run has no " + instance + "/" + output));
 }
 
-std::unique_ptr<SqliteStore> OpenOrDie() {
-  auto store = SqliteStore::Open(g_store_dir, {.create_if_missing = false});
+StorePtr OpenOrDie() {
+  auto store = OpenStore(g_store_dir, {.create_if_missing = false});
   if (!store) {
     std::fprintf(stderr, "lineage_bench: %s\n", store.error().ToString().c_str());
     std::exit(2);
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::strncmp(argv[i], "--store=", 8) == 0) sluice::g_store_dir = argv[i] + 8;
   if (sluice::g_store_dir.empty()) {
-    std::fprintf(stderr, "usage: lineage_bench --store=DIR [benchmark flags]\n");
+    std::fprintf(stderr, "usage: lineage_bench --store=DIR|postgres://URL [benchmark flags]\n");
     return 2;
   }
   benchmark::Initialize(&argc, argv);

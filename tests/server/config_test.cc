@@ -50,6 +50,19 @@ TEST(ServerConfigTest, ArtifactStoreMustBeAnS3Url) {
             "server.yaml:1:12: invalid artifact store: '/data/bucket' is not an S3 URL (expected s3://bucket/prefix)");
 }
 
+TEST(ServerConfigTest, StoreIsAPostgresUrl) {
+  auto config = ParseServerConfig("store: postgres://sluice:pw@db.internal:5432/sluice\n", "server.yaml");
+  ASSERT_TRUE(config.has_value()) << config.error().ToString();
+  EXPECT_EQ(config->store, "postgres://sluice:pw@db.internal:5432/sluice");
+  EXPECT_EQ(ParseServerConfig("listen: 127.0.0.1:0\n", "server.yaml")->store, "");
+  // A directory is serve --store's; the message does not echo the value.
+  config = ParseServerConfig("store: /var/lib/sluice\n", "server.yaml");
+  ASSERT_FALSE(config.has_value());
+  EXPECT_EQ(config.error().message(),
+            "server.yaml:1:8: store must be a postgres:// or postgresql:// URL (a store directory is given with "
+            "serve --store)");
+}
+
 TEST(ServerConfigTest, JsonIsAccepted) {
   auto config = ParseServerConfig(R"({"tokens": [{"name": "a", "sha256": ")" + HashToken("x") +
                                       R"("}]})",
@@ -61,7 +74,7 @@ TEST(ServerConfigTest, JsonIsAccepted) {
 TEST(ServerConfigTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(ParseServerConfig("tokenz: []\n", "s.yaml").error().message(),
             "s.yaml:1:1: unknown key 'tokenz' in the server config (expected one of: listen, "
-            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit, http, artifacts)");
+            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit, http, artifacts, store)");
   EXPECT_EQ(ParseServerConfig("historyLimit: -1\n", "s.yaml").error().message(),
             "s.yaml:1:15: historyLimit must be 0 (keep every run) or more");
   EXPECT_EQ(ParseServerConfig("tokens:\n  - name: ci\n    sha256: plaintext-token\n", "s.yaml")
