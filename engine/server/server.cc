@@ -353,9 +353,11 @@ class Routes {
   // Authentication, authorization (RouteRules, engine/server/authz.h) and,
   // after every route, request counting and the audit log of writes.
   httplib::Server::HandlerResponse Authenticate(const Request& req, Response& res);
+  // Records in t_request the run (resolved to its full id) and pipeline
+  // that the path names, for the scope check and the audit log.
+  void ResolveTarget(const RouteMatch& route);
   // Refuses (404, as for what does not exist) a scoped identity's request
-  // for a pipeline or run outside its scope; records what the path names in
-  // t_request. False when it answered.
+  // for a pipeline or run outside its scope. False when it answered.
   bool CheckScope(const RouteMatch& route, Response& res);
   void AfterRequest(const Request& req, Response& res);
   void RecordAudit(const Response& res);
@@ -547,6 +549,7 @@ httplib::Server::HandlerResponse Routes::Authenticate(const Request& req, Respon
                                     "; see /api/v1/openapi.json"));
     return httplib::Server::HandlerResponse::Handled;
   }
+  ResolveTarget(*route);
   if (Status s = CheckRole(*t_request.identity, *route->rule); !s.ok()) {
     SendError(res, s);
     return httplib::Server::HandlerResponse::Handled;
@@ -555,19 +558,23 @@ httplib::Server::HandlerResponse Routes::Authenticate(const Request& req, Respon
                                  : httplib::Server::HandlerResponse::Handled;
 }
 
-bool Routes::CheckScope(const RouteMatch& route, Response& res) {
+void Routes::ResolveTarget(const RouteMatch& route) {
   t_request.pipeline = route.Param("pipeline");
   if (std::string run_text = route.Param("run"); !run_text.empty()) {
-    auto run = FindRun(run_text);
-    if (!run) return true;  // the handler answers for a run that does not exist
-    t_request.run_id = run->id;
-    t_request.pipeline = run->pipeline;
-    if (!CallerMaySee(run->pipeline)) {
-      // The same answer as for a run that does not exist: a scoped token
-      // learns nothing of other pipelines' runs.
-      SendError(res, Status::NotFound("no run '" + run_text + "' in this store (`sluice runs` lists them)"));
-      return false;
+    // A run that does not exist is the handler's to answer.
+    if (auto run = FindRun(run_text)) {
+      t_request.run_id = run->id;
+      t_request.pipeline = run->pipeline;
     }
+  }
+}
+
+bool Routes::CheckScope(const RouteMatch& route, Response& res) {
+  if (!t_request.run_id.empty() && !CallerMaySee(t_request.pipeline)) {
+    // The same answer as for a run that does not exist: a scoped token
+    // learns nothing of other pipelines' runs.
+    SendError(res, Status::NotFound("no run '" + route.Param("run") + "' in this store (`sluice runs` lists them)"));
+    return false;
   }
   if (!t_request.pipeline.empty() && !CallerMaySee(t_request.pipeline)) {
     SendError(res, Status::NotFound("no pipeline named '" + t_request.pipeline + "'"));
