@@ -257,6 +257,42 @@ int Runs(const RunsOptions& options) {
   return kExitOk;
 }
 
+int Audit(const AuditOptions& options) {
+  AuditFilter filter;
+  filter.limit = options.limit;
+  if (!options.since.empty()) {
+    auto d = dsl::ParseDuration(options.since);
+    if (!d) {
+      PrintError("--since: " + d.error().message());
+      return kExitUsage;
+    }
+    filter.since = std::chrono::system_clock::now() - *d;
+  }
+  auto store = OpenExisting(options.store);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto entries = (*store)->ListAudit(filter);
+  if (!entries) {
+    PrintError(entries.error().message());
+    return kExitSystem;
+  }
+  if (options.format == "json" || options.format == "yaml") {
+    Json out = Json::array();
+    for (const auto& e : *entries) out.push_back(AuditEntryJson(e));
+    PrintRecords(out, options.format);
+    return kExitOk;
+  }
+  Table table({"TIME (UTC)", "WHO", "ROLE", "REQUEST", "RUN", "PIPELINE", "CODE"});
+  for (const auto& e : *entries)
+    table.AddRow({FormatTime(e.at), e.who, e.role.empty() ? "-" : e.role, e.method + " " + e.route,
+                  e.run_id.empty() ? "-" : e.run_id, e.pipeline.empty() ? "-" : e.pipeline,
+                  std::to_string(e.code)});
+  std::cout << table.ToString();
+  return kExitOk;
+}
+
 namespace {
 
 // Copies bytes of `path` from `*offset` to stdout; returns false when the
@@ -422,8 +458,19 @@ Dispatch RegisterQueryCommands(CLI::App& app, std::string& store) {
   AddOutputOption(runs_cmd, &runs->format, {"text", "wide", "json", "yaml", "name"});
   runs_cmd->add_option("--store", store, kStoreFlagHelp);
 
-  return [&store, status, status_cmd, show_cmd, logs, logs_cmd, runs, runs_cmd]() -> std::optional<int> {
-    status->store = logs->store = runs->store = store;
+  auto audit = std::make_shared<AuditOptions>();
+  auto* audit_cmd = app.add_subcommand(
+      "audit", "The server's audit log: every write through its API (who, what, when, the answer), newest first");
+  audit_cmd->add_option("--since", audit->since, "Only entries within this duration, e.g. 2h or 7d");
+  audit_cmd->add_option("--limit", audit->limit, "At most this many entries (default 50; 0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  AddOutputOption(audit_cmd, &audit->format, {"text", "json", "yaml"});
+  audit_cmd->add_option("--store", store, kStoreFlagHelp);
+
+  return [&store, status, status_cmd, show_cmd, logs, logs_cmd, runs, runs_cmd, audit,
+          audit_cmd]() -> std::optional<int> {
+    status->store = logs->store = runs->store = audit->store = store;
+    if (*audit_cmd) return Audit(*audit);
     if (*status_cmd) return ShowStatus(*status);
     if (*show_cmd) return Show(*status);
     if (*logs_cmd) return Logs(*logs);
