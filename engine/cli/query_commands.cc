@@ -198,6 +198,23 @@ int Show(const StatusOptions& options) {
   return kExitOk;
 }
 
+namespace {
+
+// `--since DURATION` ("2h", "7d") as the time that long ago into `*since`;
+// "" leaves it unset. False, after printing why, when it is no duration.
+bool SinceFlag(const std::string& text, std::optional<TimePoint>* since) {
+  if (text.empty()) return true;
+  auto d = dsl::ParseDuration(text);
+  if (!d) {
+    PrintError("--since: " + d.error().message());
+    return false;
+  }
+  *since = std::chrono::system_clock::now() - *d;
+  return true;
+}
+
+}  // namespace
+
 int Runs(const RunsOptions& options) {
   RunFilter filter;
   filter.pipeline = options.pipeline;
@@ -213,14 +230,7 @@ int Runs(const RunsOptions& options) {
       return kExitUsage;
     }
   }
-  if (!options.since.empty()) {
-    auto d = dsl::ParseDuration(options.since);
-    if (!d) {
-      PrintError("--since: " + d.error().message());
-      return kExitUsage;
-    }
-    filter.since = std::chrono::system_clock::now() - *d;
-  }
+  if (!SinceFlag(options.since, &filter.since)) return kExitUsage;
   auto store = OpenExisting(options.store);
   if (!store) {
     PrintError(store.error().message());
@@ -260,14 +270,7 @@ int Runs(const RunsOptions& options) {
 int Audit(const AuditOptions& options) {
   AuditFilter filter;
   filter.limit = options.limit;
-  if (!options.since.empty()) {
-    auto d = dsl::ParseDuration(options.since);
-    if (!d) {
-      PrintError("--since: " + d.error().message());
-      return kExitUsage;
-    }
-    filter.since = std::chrono::system_clock::now() - *d;
-  }
+  if (!SinceFlag(options.since, &filter.since)) return kExitUsage;
   auto store = OpenExisting(options.store);
   if (!store) {
     PrintError(store.error().message());

@@ -587,6 +587,10 @@ void Routes::AfterRequest(const Request& req, Response& res) {
   if (req.path.rfind("/api/", 0) == 0)
     s_->metrics_->http_requests->Inc({{"code", std::to_string(res.status)}});
   RecordAudit(res);
+  // An answer that no pre-routing call began (httplib's own 400 for a
+  // malformed request, such as the unread body of a refused POST on a
+  // kept-alive connection) must not inherit this request's identity.
+  t_request = RequestContext();
 }
 
 // Every write answered to an identity (refusals included) or to a webhook

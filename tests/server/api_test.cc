@@ -868,6 +868,25 @@ TEST_F(ApiTest, AuditLogRecordsEveryWriteWithoutSecrets) {
   EXPECT_EQ(newest[0]["code"], 202);
 }
 
+// A refused POST's body is never read; on a kept-alive connection httplib
+// then answers it as a malformed request of its own. That answer is no
+// write of the refused identity's.
+TEST_F(ApiTest, RefusedWriteOnAKeptAliveConnectionIsRecordedOnce) {
+  httplib::Client keep("127.0.0.1", server_->port());
+  keep.set_keep_alive(true);
+  httplib::Headers viewer = {{"Authorization", std::string("Bearer ") + kViewerToken}};
+  auto refused = keep.Post("/api/v1/pipelines/hello/runs", viewer, R"({"params": {}})", "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 403);
+  auto next = keep.Get("/api/v1/runs", viewer);
+  ASSERT_TRUE(next);
+  auto entries = store_->ListAudit({});
+  ASSERT_TRUE(entries.has_value());
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ(entries->front().who, "dashboards");
+  EXPECT_EQ(entries->front().code, 403);
+}
+
 TEST(ServerScheduleTest, ScheduledRunsGetDeterministicIdsAndScheduleParams) {
   std::string root = MakeTempDir("sched");
   WriteFile(root + "/pipelines/nightly.yaml", R"(apiVersion: sluice.dev/v1
