@@ -27,9 +27,9 @@
 #include "engine/server/openapi.h"
 #include "engine/server/ui_assets.h"
 #include "engine/server/webhook.h"
+#include "engine/server/retention.h"
 #include "engine/store/open_store.h"
 #include "engine/store/record_json.h"
-#include "engine/server/retention.h"
 
 namespace sluice::server {
 namespace {
@@ -128,6 +128,22 @@ struct RequestContext {
   std::string pipeline;  // the pipeline the path names, or the run's
 };
 thread_local RequestContext t_request;
+
+// `?limit=` clamped to [1, max], or `fallback` when absent.
+int LimitParam(const httplib::Request& req, int fallback, int max) {
+  return req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, max)
+                                : fallback;
+}
+
+// `?since=` (an RFC 3339 time or a date) into `*since`; absent or empty
+// leaves it unset. Errors: kInvalidArgument.
+Status SinceParam(const httplib::Request& req, std::optional<TimePoint>* since) {
+  if (!req.has_param("since") || req.get_param_value("since").empty()) return Status::Ok();
+  auto t = ParseTime(req.get_param_value("since"));
+  if (!t) return Status::InvalidArgument("since must be an RFC 3339 time or a date");
+  *since = t;
+  return Status::Ok();
+}
 
 // Whether the caller of the request on this thread may see `pipeline`'s
 // runs: always, unless its identity is scoped to other pipelines.
@@ -728,7 +744,7 @@ void Routes::SubmitRun(const Request& req, Response& res) {
 void Routes::GetPipelineMetrics(const Request& req, Response& res) {
   RunFilter filter;
   filter.pipeline = req.matches[1];
-  filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 200) : 20;
+  filter.limit = LimitParam(req, 20, 200);
   auto runs = s_->store_->ListRuns(filter);
   if (!runs) return SendError(res, runs.error());
   Json out = Json::array();
@@ -777,12 +793,8 @@ void Routes::ListRuns(const Request& req, Response& res) {
                                                           "'; use Pending, Running, Succeeded, Failed, Error or Cancelled"));
     filter.phase = p;
   }
-  if (req.has_param("since") && !req.get_param_value("since").empty()) {
-    auto t = ParseTime(req.get_param_value("since"));
-    if (!t) return SendError(res, Status::InvalidArgument("since must be an RFC 3339 time or a date"));
-    filter.since = t;
-  }
-  filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 1000) : 50;
+  if (Status s = SinceParam(req, &filter.since); !s.ok()) return SendError(res, s);
+  filter.limit = LimitParam(req, 50, 1000);
   const size_t limit = static_cast<size_t>(filter.limit);
   // A scoped caller's runs are picked from all of them: the store filters
   // by one pipeline name, not by patterns.
@@ -1033,12 +1045,8 @@ bool Routes::FilterLineage(LineageGraph* graph) {
 
 void Routes::ListAudit(const Request& req, Response& res) {
   AuditFilter filter;
-  filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 10000) : 100;
-  if (req.has_param("since") && !req.get_param_value("since").empty()) {
-    auto t = ParseTime(req.get_param_value("since"));
-    if (!t) return SendError(res, Status::InvalidArgument("since must be an RFC 3339 time or a date"));
-    filter.since = t;
-  }
+  filter.limit = LimitParam(req, 100, 10000);
+  if (Status s = SinceParam(req, &filter.since); !s.ok()) return SendError(res, s);
   const size_t limit = static_cast<size_t>(filter.limit);
   if (t_request.identity && t_request.identity->scoped()) filter.limit = 0;
   auto entries = s_->store_->ListAudit(filter);

@@ -850,6 +850,12 @@ TEST_F(ApiTest, AuditLogRecordsEveryWriteWithoutSecrets) {
                      "trainer runner POST /api/v1/pipelines/{pipeline}/runs " + id + " hello 201",
                  }));
   EXPECT_EQ(store_->ListAudit({}).value().size(), 3u);
+  EXPECT_EQ(Json::parse(Send("get", "/api/v1/audit?since=2020-01-01T00:00:00Z&limit=2", kAdminToken)->body)["entries"].size(), 2u);
+  EXPECT_TRUE(Json::parse(Send("get", "/api/v1/audit?since=2999-01-01", kAdminToken)->body)["entries"].empty());
+  auto bad = Send("get", "/api/v1/audit?since=yesterday", kAdminToken);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(Json::parse(bad->body)["error"]["message"], "since must be an RFC 3339 time or a date");
   // A webhook's writes are recorded under its name, one per run started.
   const std::string push = R"({"ref":"refs/heads/main","after":"0123abc","commits":[
     {"id":"0123abc","added":[],"modified":["pipelines/hello.yaml"],"removed":[]}]})";
