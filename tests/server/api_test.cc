@@ -32,6 +32,7 @@ constexpr char kViewerToken[] = "viewer-token-1";
 constexpr char kRunnerToken[] = "runner-token-1";
 constexpr char kAdminToken[] = "admin-token-1";
 constexpr char kScopedToken[] = "scoped-token-1";
+constexpr char kScopedAdminToken[] = "scoped-admin-token-1";  // an admin of "retrain-*"
 constexpr char kGithubSecret[] = "gh-secret";
 constexpr char kGitlabToken[] = "gl-token";
 
@@ -67,6 +68,9 @@ class ApiTest : public ::testing::Test {
                                           "\n  - name: retrain-ci\n    role: runner\n    pipelines: "
                                           "[\"retrain-*\"]\n    sha256: " +
                                           HashToken(kScopedToken) +
+                                          "\n  - name: retrain-admin\n    role: admin\n    pipelines: "
+                                          "[\"retrain-*\"]\n    sha256: " +
+                                          HashToken(kScopedAdminToken) +
                                           "\nwebhooks:\n  github:\n    secret: " + kGithubSecret +
                                           "\n  gitlab:\n    tokenSha256: " + HashToken(kGitlabToken) +
                                           "\n");
@@ -807,6 +811,18 @@ TEST_F(ApiTest, ScopedTokenSeesAndActsOnlyOnItsPipelines) {
   ASSERT_TRUE(own);
   EXPECT_EQ(own->status, 201) << own->body;
   ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  // A scoped admin's audit log holds its pipelines' writes only.
+  auto audit = Send("get", "/api/v1/audit", kScopedAdminToken);
+  ASSERT_TRUE(audit);
+  ASSERT_EQ(audit->status, 200) << audit->body;
+  std::vector<std::string> log;
+  const Json seen = Json::parse(audit->body);
+  for (const Json& e : seen["entries"])
+    log.push_back(e["who"].get<std::string>() + " " + e["pipeline"].get<std::string>() + " " +
+                  std::to_string(e["code"].get<int>()));
+  EXPECT_EQ(log, (std::vector<std::string>{"retrain-ci retrain-fraud 201", "ci retrain-fraud 201"}));
+  // Left out: the submit of hello, and the scoped runner's two refusals there.
+  EXPECT_EQ(store_->ListAudit({}).value().size(), 5u);
   // An unscoped viewer sees both pipelines.
   auto all = Send("get", "/api/v1/pipelines", kViewerToken);
   ASSERT_TRUE(all);
