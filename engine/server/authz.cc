@@ -132,6 +132,8 @@ bool MatchPath(std::string_view pattern, std::string_view path, RouteMatch* matc
 }  // namespace
 
 std::optional<RouteMatch> FindRoute(std::string_view method, std::string_view path) {
+  // httplib answers HEAD with the GET handler, less the body: the same rule.
+  if (method == "HEAD") method = "GET";
   RouteMatch match;
   for (const RouteRule& rule : RouteRules())
     if (method == rule.method && MatchPath(rule.path, path, &match)) {

@@ -85,8 +85,8 @@ struct RouteMatch {
   std::string Param(std::string_view name) const;
 };
 
-// The rule of `method` (upper case) on the request path `path` (decoded, no
-// query), or nullopt when no rule matches.
+// The rule of `method` (upper case; HEAD is GET's) on the request path
+// `path` (decoded, no query), or nullopt when no rule matches.
 std::optional<RouteMatch> FindRoute(std::string_view method, std::string_view path);
 
 // Whether `identity` may call `rule`: OK, or kPermissionDenied saying which

@@ -890,6 +890,19 @@ TEST_F(ApiTest, AuditLogRecordsEveryWriteWithoutSecrets) {
   EXPECT_EQ(newest[0]["code"], 202);
 }
 
+// With metrics.requireAuth, /metrics (GET or HEAD) needs a token, of any role.
+TEST_F(ApiTest, MetricsCanRequireAToken) {
+  std::ifstream in(root_ + "/server.yaml");
+  std::string config((std::istreambuf_iterator<char>(in)), {});
+  WriteFile(root_ + "/server.yaml", config + "metrics:\n  requireAuth: true\n");
+  server_.reset();
+  StartServer(/*resume=*/false);
+  EXPECT_EQ(client_->Get("/metrics")->status, 401);
+  EXPECT_EQ(client_->Head("/metrics")->status, 401);
+  EXPECT_EQ(Send("get", "/metrics", kViewerToken)->status, 200);
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
+}
+
 // A refused POST's body is never read; on a kept-alive connection httplib
 // then answers it as a malformed request of its own. That answer is no
 // write of the refused identity's.
