@@ -848,6 +848,8 @@ TEST(SqliteStoreTest, MigratesAVersion1StoreKeepingItsRecords) {
   auto e = store->GetExecution(ran);
   ASSERT_TRUE(e.has_value()) << e.error().ToString();
   EXPECT_EQ(e->snapshot_base, 0);
+  // The audit log is new in version 5: there, and empty.
+  EXPECT_TRUE(store->ListAudit({}).value().empty());
   EXPECT_EQ(e->snapshot["code_digest"], "sha256:c0de");
   auto hit = store->FindCacheHit("K", std::nullopt);
   ASSERT_TRUE(hit.has_value());
