@@ -185,6 +185,27 @@ struct DeploymentRecord {
   Json details = Json::object();  // operator-specific: ports, pids, k8s object names
 };
 
+// One write made through the server's API (or a webhook), as the audit log
+// keeps it: who, what, when and the answer. Never a token value, a request
+// body or a parameter value; `route` is the route's pattern, not the path.
+struct AuditEntry {
+  int64_t id = 0;         // assigned by the store, increasing
+  TimePoint at{};         // when the answer was sent; {} = now
+  std::string who;        // the identity's name (a token's name), or "webhook:github"
+  std::string role;       // the identity's role then: "viewer", "runner", "admin", or ""
+  std::string method;     // "POST", "DELETE"
+  std::string route;      // e.g. "/api/v1/runs/{run}/cancel"
+  std::string run_id;     // the run it acted on or created, or ""
+  std::string pipeline;   // the pipeline of that run or route, or ""
+  int code = 0;           // the HTTP status answered
+};
+
+// Filters for ListAudit. Empty fields match everything.
+struct AuditFilter {
+  std::optional<TimePoint> since;  // entries at or after this time
+  int limit = 100;                 // newest N; 0 = all
+};
+
 // Writes applied together (LevelDB's WriteBatch): the Runner collects what
 // happened in one scheduling pass (cache hits, finished attempts, step
 // state changes) and records it with one Store::Write, so a run of many
@@ -283,6 +304,19 @@ class Store {
   // implementation cannot delete (kFailedPrecondition).
   virtual Status DeleteRun(const std::string& run_id) {
     return Status::FailedPrecondition("this store cannot delete run " + run_id);
+  }
+
+  // The audit log: append-only, never touched by DeleteRun. AppendAudit
+  // records one entry (its id and, when unset, its time are the store's);
+  // ListAudit returns entries newest first. The defaults keep no log
+  // (kFailedPrecondition).
+  virtual Status AppendAudit(const AuditEntry& entry) {
+    (void)entry;
+    return Status::FailedPrecondition("this store keeps no audit log");
+  }
+  virtual Result<std::vector<AuditEntry>> ListAudit(const AuditFilter& filter) {
+    (void)filter;
+    return Error(Status::FailedPrecondition("this store keeps no audit log"));
   }
 
   // Deployments. Append-only history; ListDeployments returns the

@@ -165,7 +165,18 @@ struct RunsOptions {
 // Lists runs, newest first.
 int Runs(const RunsOptions& options);
 
-// Registers status, show, logs and runs on `app`; `store` as for
+struct AuditOptions {
+  std::string store;
+  std::string since;   // duration ("1h", "2d"); "" = all
+  int limit = 50;      // newest N; 0 = all
+  std::string format = "text";  // -o: text | json | yaml
+};
+// Lists the server's audit log (writes through `sluice serve`'s API),
+// newest first. 0 ok, 2 bad flags, the store's exit code when it cannot be
+// opened.
+int Audit(const AuditOptions& options);
+
+// Registers status, show, logs, runs and audit on `app`; `store` as for
 // RegisterRunCommands.
 Dispatch RegisterQueryCommands(CLI::App& app, std::string& store);
 

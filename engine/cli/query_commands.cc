@@ -198,6 +198,23 @@ int Show(const StatusOptions& options) {
   return kExitOk;
 }
 
+namespace {
+
+// `--since DURATION` ("2h", "7d") as the time that long ago into `*since`;
+// "" leaves it unset. False, after printing why, when it is no duration.
+bool SinceFlag(const std::string& text, std::optional<TimePoint>* since) {
+  if (text.empty()) return true;
+  auto d = dsl::ParseDuration(text);
+  if (!d) {
+    PrintError("--since: " + d.error().message());
+    return false;
+  }
+  *since = std::chrono::system_clock::now() - *d;
+  return true;
+}
+
+}  // namespace
+
 int Runs(const RunsOptions& options) {
   RunFilter filter;
   filter.pipeline = options.pipeline;
@@ -213,14 +230,7 @@ int Runs(const RunsOptions& options) {
       return kExitUsage;
     }
   }
-  if (!options.since.empty()) {
-    auto d = dsl::ParseDuration(options.since);
-    if (!d) {
-      PrintError("--since: " + d.error().message());
-      return kExitUsage;
-    }
-    filter.since = std::chrono::system_clock::now() - *d;
-  }
+  if (!SinceFlag(options.since, &filter.since)) return kExitUsage;
   auto store = OpenExisting(options.store);
   if (!store) {
     PrintError(store.error().message());
@@ -253,6 +263,35 @@ int Runs(const RunsOptions& options) {
     }
     table.AddRow(std::move(row));
   }
+  std::cout << table.ToString();
+  return kExitOk;
+}
+
+int Audit(const AuditOptions& options) {
+  AuditFilter filter;
+  filter.limit = options.limit;
+  if (!SinceFlag(options.since, &filter.since)) return kExitUsage;
+  auto store = OpenExisting(options.store);
+  if (!store) {
+    PrintError(store.error().message());
+    return ExitCodeFor(store.error());
+  }
+  auto entries = (*store)->ListAudit(filter);
+  if (!entries) {
+    PrintError(entries.error().message());
+    return kExitSystem;
+  }
+  if (options.format == "json" || options.format == "yaml") {
+    Json out = Json::array();
+    for (const auto& e : *entries) out.push_back(AuditEntryJson(e));
+    PrintRecords(out, options.format);
+    return kExitOk;
+  }
+  Table table({"TIME (UTC)", "WHO", "ROLE", "REQUEST", "RUN", "PIPELINE", "CODE"});
+  for (const auto& e : *entries)
+    table.AddRow({FormatTime(e.at), e.who, e.role.empty() ? "-" : e.role, e.method + " " + e.route,
+                  e.run_id.empty() ? "-" : e.run_id, e.pipeline.empty() ? "-" : e.pipeline,
+                  std::to_string(e.code)});
   std::cout << table.ToString();
   return kExitOk;
 }
@@ -422,8 +461,19 @@ Dispatch RegisterQueryCommands(CLI::App& app, std::string& store) {
   AddOutputOption(runs_cmd, &runs->format, {"text", "wide", "json", "yaml", "name"});
   runs_cmd->add_option("--store", store, kStoreFlagHelp);
 
-  return [&store, status, status_cmd, show_cmd, logs, logs_cmd, runs, runs_cmd]() -> std::optional<int> {
-    status->store = logs->store = runs->store = store;
+  auto audit = std::make_shared<AuditOptions>();
+  auto* audit_cmd = app.add_subcommand(
+      "audit", "The server's audit log: every write through its API (who, what, when, the answer), newest first");
+  audit_cmd->add_option("--since", audit->since, "Only entries within this duration, e.g. 2h or 7d");
+  audit_cmd->add_option("--limit", audit->limit, "At most this many entries (default 50; 0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  AddOutputOption(audit_cmd, &audit->format, {"text", "json", "yaml"});
+  audit_cmd->add_option("--store", store, kStoreFlagHelp);
+
+  return [&store, status, status_cmd, show_cmd, logs, logs_cmd, runs, runs_cmd, audit,
+          audit_cmd]() -> std::optional<int> {
+    status->store = logs->store = runs->store = audit->store = store;
+    if (*audit_cmd) return Audit(*audit);
     if (*status_cmd) return ShowStatus(*status);
     if (*show_cmd) return Show(*status);
     if (*logs_cmd) return Logs(*logs);

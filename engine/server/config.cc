@@ -107,6 +107,42 @@ Status ParseHttpLimits(const std::string& file, const YAML::Node& h, HttpLimits*
   return Status::Ok();
 }
 
+// The `tokens:` list: name, hash, role and pipeline scope of each.
+Status ParseTokens(const std::string& file, const YAML::Node& tokens, std::vector<TokenEntry>* out) {
+  if (!tokens.IsSequence()) return Bad(file, tokens, "tokens must be a list of {name, sha256}");
+  for (const auto& t : tokens) {
+    if (!t.IsMap()) return Bad(file, t, "a token must be a mapping {name, sha256}");
+    if (Status s = CheckKeys(file, t, {"name", "sha256", "role", "pipelines"}, "a token"); !s.ok())
+      return s;
+    TokenEntry entry;
+    entry.name = t["name"] ? t["name"].as<std::string>() : "";
+    entry.sha256_hex = t["sha256"] ? t["sha256"].as<std::string>() : "";
+    if (!IsHex64(entry.sha256_hex))
+      return Bad(file, t["sha256"] ? t["sha256"] : t,
+                 "token sha256 must be 64 lower-case hex characters: the SHA-256 of the "
+                 "token (`printf %s TOKEN | sha256sum`), never the token itself");
+    if (YAML::Node r = t["role"]) {
+      auto role = ParseRole(r.as<std::string>());
+      if (!role)
+        return Bad(file, r, "unknown role '" + r.as<std::string>() +
+                                "' (expected one of: viewer, runner, admin)");
+      entry.role = *role;
+    }
+    if (YAML::Node p = t["pipelines"]) {
+      if (!p.IsSequence() || p.size() == 0)
+        return Bad(file, p, "pipelines must be a non-empty list of pipeline name patterns, like "
+                            "[\"retrain-*\"]; leave it out for every pipeline");
+      for (const auto& pattern : p) {
+        std::string text = pattern.as<std::string>();
+        if (Status s = CheckPipelinePattern(text); !s.ok()) return Bad(file, pattern, s.message());
+        entry.pipelines.push_back(text);
+      }
+    }
+    out->push_back(std::move(entry));
+  }
+  return Status::Ok();
+}
+
 Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) {
   ServerConfig config;
   if (!root || root.IsNull()) return config;
@@ -147,20 +183,7 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
     config.reload_interval = *d;
   }
   if (auto tokens = root["tokens"]) {
-    if (!tokens.IsSequence())
-      return Error(Bad(file, tokens, "tokens must be a list of {name, sha256}"));
-    for (const auto& t : tokens) {
-      if (!t.IsMap()) return Error(Bad(file, t, "a token must be a mapping {name, sha256}"));
-      if (Status s = CheckKeys(file, t, {"name", "sha256"}, "a token"); !s.ok()) return Error(s);
-      TokenEntry entry;
-      entry.name = t["name"] ? t["name"].as<std::string>() : "";
-      entry.sha256_hex = t["sha256"] ? t["sha256"].as<std::string>() : "";
-      if (!IsHex64(entry.sha256_hex))
-        return Error(Bad(file, t["sha256"] ? t["sha256"] : t,
-                         "token sha256 must be 64 lower-case hex characters: the SHA-256 of the "
-                         "token (`printf %s TOKEN | sha256sum`), never the token itself"));
-      config.tokens.push_back(std::move(entry));
-    }
+    if (Status s = ParseTokens(file, tokens, &config.tokens); !s.ok()) return Error(s);
   }
   if (auto hooks = root["webhooks"]) {
     if (Status s = CheckKeys(file, hooks, {"github", "gitlab"}, "webhooks"); !s.ok()) return Error(s);
@@ -232,15 +255,16 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 
 TokenAuthenticator::TokenAuthenticator(std::vector<TokenEntry> tokens) : tokens_(std::move(tokens)) {}
 
-std::optional<std::string> TokenAuthenticator::Authenticate(std::string_view header) const {
+std::optional<Identity> TokenAuthenticator::Authenticate(std::string_view header) const {
   constexpr std::string_view kPrefix = "Bearer ";
   if (header.size() <= kPrefix.size() || header.substr(0, kPrefix.size()) != kPrefix)
     return std::nullopt;
   std::string presented = HashToken(header.substr(kPrefix.size()));
-  std::optional<std::string> match;
+  const TokenEntry* match = nullptr;
   for (const TokenEntry& t : tokens_)
-    if (ConstantTimeEquals(presented, t.sha256_hex) && !match) match = t.name;
-  return match;
+    if (ConstantTimeEquals(presented, t.sha256_hex) && !match) match = &t;
+  if (!match) return std::nullopt;
+  return Identity{match->name, match->role, match->pipelines};
 }
 
 }  // namespace sluice::server

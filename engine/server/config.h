@@ -8,6 +8,8 @@
 //   tokens:                       # API bearer tokens, stored as SHA-256 hex
 //     - name: ci
 //       sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+//       role: runner              # viewer | runner | admin (default admin)
+//       pipelines: ["retrain-*"]  # optional: only runs of matching pipelines
 //   webhooks:
 //     github:
 //       secret: "..."             # or secretEnv: NAME (read from the environment)
@@ -37,15 +39,19 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/server/authz.h"
 #include "engine/spec.h"
 #include "engine/status.h"
 
 namespace sluice::server {
 
-// One API token: a name for audit logs and the SHA-256 hex of its value.
+// One API token: a name for audit logs, the SHA-256 hex of its value, and
+// what its holder may do (engine/server/authz.h).
 struct TokenEntry {
   std::string name;
   std::string sha256_hex;  // 64 lower-case hex characters
+  Role role = Role::kAdmin;  // the default keeps configs without `role:` as they were
+  std::vector<std::string> pipelines;  // name patterns; empty = every pipeline
 };
 
 // Limits on HTTP clients, enforced by HttpServer (engine/server/http_server.h).
@@ -87,7 +93,7 @@ struct ServerConfig {
 
 // Reads and validates the config at `path`. Errors (kInvalidArgument) say
 // "path:line:col: what" for YAML errors, unknown keys, malformed hashes and
-// durations, and limits out of range; kNotFound when the file does not exist.
+// durations, unknown roles, bad pipeline patterns and limits out of range; kNotFound when the file does not exist.
 Result<ServerConfig> LoadServerConfig(const std::string& path);
 
 // As LoadServerConfig, from text; `file_name` is used in messages.
@@ -102,10 +108,11 @@ class TokenAuthenticator {
  public:
   explicit TokenAuthenticator(std::vector<TokenEntry> tokens);
 
-  // The matching token's name, or nullopt. `header` is the whole
-  // Authorization header value. Every stored hash is compared, in constant
-  // time (CRYPTO_memcmp), whether or not an earlier one matched.
-  std::optional<std::string> Authenticate(std::string_view header) const;
+  // The matching token's identity (its name, role and pipelines), or
+  // nullopt. `header` is the whole Authorization header value. Every stored
+  // hash is compared, in constant time (CRYPTO_memcmp), whether or not an
+  // earlier one matched.
+  std::optional<Identity> Authenticate(std::string_view header) const;
 
  private:
   std::vector<TokenEntry> tokens_;

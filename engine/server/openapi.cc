@@ -1,7 +1,10 @@
 #include "engine/server/openapi.h"
 
+#include <cctype>
 #include <string>
 #include <vector>
+
+#include "engine/server/authz.h"
 
 namespace sluice::server {
 namespace {
@@ -59,6 +62,10 @@ std::vector<Op> Operations() {
        nullptr, "RunList", nullptr},
       {"get", "/api/v1/runs/{run}", "getRun", "runs", "A run with its steps", {run}, nullptr,
        "RunDetail", nullptr},
+      {"delete", "/api/v1/runs/{run}", "deleteRun", "runs",
+       "Delete a finished run: its records, logs and step directories (artifact bytes stay until "
+       "`sluice gc`)",
+       {run}, nullptr, "Message", nullptr},
       {"get", "/api/v1/runs/{run}/graph", "getRunGraph", "runs",
        "The run's DAG: step instances with phases, edges and topological layers", {run}, nullptr,
        "RunGraph", nullptr},
@@ -92,6 +99,11 @@ std::vector<Op> Operations() {
       {"get", "/api/v1/schedules", "listSchedules", "pipelines",
        "Scheduled pipelines: cron, last handled time and next time", {}, nullptr, "ScheduleList",
        nullptr},
+      {"get", "/api/v1/audit", "listAudit", "meta",
+       "The audit log of writes, newest first: who, what, when, the answer",
+       {{"since", "query", "string", "RFC 3339 time; entries at or after it"},
+        {"limit", "query", "integer", "At most this many (default 100, max 10000)"}},
+       nullptr, "AuditList", nullptr},
       {"post", "/api/v1/webhooks/github", "githubWebhook", "webhooks",
        "GitHub push event (X-Hub-Signature-256 HMAC)", {}, "PushEvent", "WebhookResult", "github"},
       {"post", "/api/v1/webhooks/gitlab", "gitlabWebhook", "webhooks",
@@ -171,6 +183,17 @@ Json Schemas() {
       {"ScheduleList", any_obj},
       {"PushEvent", any_obj},
       {"WebhookResult", webhook_result},
+      {"AuditEntry", {{"type", "object"},
+                      {"properties", {{"id", {{"type", "integer"}}},
+                                      {"at", {{"type", "string"}, {"format", "date-time"}}},
+                                      {"who", {{"type", "string"}}},
+                                      {"role", {{"type", "string"}}},
+                                      {"method", {{"type", "string"}}},
+                                      {"route", {{"type", "string"}}},
+                                      {"run_id", {{"type", "string"}}},
+                                      {"pipeline", {{"type", "string"}}},
+                                      {"code", {{"type", "integer"}}}}}}},
+      {"AuditList", {{"type", "object"}, {"properties", {{"entries", {{"type", "array"}, {"items", Ref("AuditEntry")}}}}}}},
   };
 }
 
@@ -203,6 +226,15 @@ Json OpenApiDocument() {
     if (op.security == nullptr || std::string(op.security) != "") {
       o["responses"]["401"] = {{"description", "Missing or invalid credentials"}, {"content", err}};
     }
+    // The least role that may call it (RouteRules, engine/server/authz.h).
+    std::string method = op.method;
+    for (char& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (const RouteRule& rule : RouteRules())
+      if (rule.method == method && std::string(rule.path) == op.path && rule.access == RouteAccess::kRole) {
+        o["x-sluice-role"] = RoleName(rule.min_role);
+        o["responses"]["403"] = {{"description", "The token's role is below " + std::string(RoleName(rule.min_role))},
+                                 {"content", err}};
+      }
     if (!op.params.empty())
       o["responses"]["404"] = {{"description", "Not found"}, {"content", err}};
     if (op.security != nullptr) {
@@ -218,7 +250,8 @@ Json OpenApiDocument() {
         {"version", SLUICE_VERSION},
         {"description",
          "Run, watch and schedule sluice pipelines. Every call needs `Authorization: Bearer "
-         "<token>` unless its `security` says otherwise; see docs/server.md."}}},
+         "<token>` unless its `security` says otherwise, from a token whose role is at least "
+         "the operation's `x-sluice-role` (viewer < runner < admin); see docs/server.md."}}},
       {"servers", {{{"url", "/"}}}},
       {"security", {{{"bearer", Json::array()}}}},
       {"paths", paths},

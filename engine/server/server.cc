@@ -23,11 +23,14 @@
 #include "engine/store/lineage.h"
 #include "engine/json_text.h"
 #include "engine/server/api_json.h"
+#include "engine/server/authz.h"
 #include "engine/server/http_server.h"
 #include "engine/server/openapi.h"
 #include "engine/server/ui_assets.h"
 #include "engine/server/webhook.h"
+#include "engine/server/retention.h"
 #include "engine/store/open_store.h"
+#include "engine/store/record_json.h"
 
 namespace sluice::server {
 namespace {
@@ -113,6 +116,40 @@ void ServeUiAsset(const std::string& path, httplib::Response& res) {
   }
   res.set_header("Cache-Control", "no-cache");
   res.set_content(std::string(a->data), std::string(a->content_type).c_str());
+}
+
+// What the pre-routing hook learned about the request being answered on this
+// thread, for the handler and the post-routing hook: HttpServer serves a
+// connection's requests one at a time on one thread, and httplib gives a
+// request no slot of its own for such data. Reset at each request.
+struct RequestContext {
+  std::optional<RouteMatch> route;   // nullopt: no rule (UI files, unknown paths)
+  std::optional<Identity> identity;  // who, for routes that need one
+  std::string run_id;    // the run the path names, resolved to its full id
+  std::string pipeline;  // the pipeline the path names, or the run's
+};
+thread_local RequestContext t_request;
+
+// `?limit=` clamped to [1, max], or `fallback` when absent.
+int LimitParam(const httplib::Request& req, int fallback, int max) {
+  return req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, max)
+                                : fallback;
+}
+
+// `?since=` (an RFC 3339 time or a date) into `*since`; absent or empty
+// leaves it unset. Errors: kInvalidArgument.
+Status SinceParam(const httplib::Request& req, std::optional<TimePoint>* since) {
+  if (!req.has_param("since") || req.get_param_value("since").empty()) return Status::Ok();
+  auto t = ParseTime(req.get_param_value("since"));
+  if (!t) return Status::InvalidArgument("since must be an RFC 3339 time or a date");
+  *since = t;
+  return Status::Ok();
+}
+
+// Whether the caller of the request on this thread may see `pipeline`'s
+// runs: always, unless its identity is scoped to other pipelines.
+bool CallerMaySee(const std::string& pipeline) {
+  return !t_request.identity || t_request.identity->MayAccessPipeline(pipeline);
 }
 
 }  // namespace
@@ -363,9 +400,17 @@ class Routes {
   // Nodes (step instances, or steps not started yet), edges and layers.
   Json Graph(const RunRecord& run, const std::vector<StepRecord>& steps);
 
-  // Authentication and request counting around every route.
+  // Authentication, authorization (RouteRules, engine/server/authz.h) and,
+  // after every route, request counting and the audit log of writes.
   httplib::Server::HandlerResponse Authenticate(const Request& req, Response& res);
-  void CountRequest(const Request& req, Response& res);
+  // Records in t_request the run (resolved to its full id) and pipeline
+  // that the path names, for the scope check and the audit log.
+  void ResolveTarget(const RouteMatch& route);
+  // Refuses (404, as for what does not exist) a scoped identity's request
+  // for a pipeline or run outside its scope. False when it answered.
+  bool CheckScope(const RouteMatch& route, Response& res);
+  void AfterRequest(const Request& req, Response& res);
+  void RecordAudit(const Response& res);
 
   // Health, metrics, the API description.
   void GetHealth(const Request& req, Response& res);
@@ -389,11 +434,16 @@ class Routes {
   void GetRunStep(const Request& req, Response& res);
   void GetStepLogs(const Request& req, Response& res);
   void CancelRun(const Request& req, Response& res);
+  void DeleteRun(const Request& req, Response& res);
   void ResumeRun(const Request& req, Response& res);
   void RerunRun(const Request& req, Response& res);
   void ResumeOrRerun(const Request& req, Response& res, bool rerun);
   void ListRunArtifacts(const Request& req, Response& res);
   void GetLineage(const Request& req, Response& res);
+  // Removes from `graph` the executions of runs the caller may not see (and
+  // what only they touched). False when nothing of the root is left.
+  bool FilterLineage(LineageGraph* graph);
+  void ListAudit(const Request& req, Response& res);
 
   // Webhooks.
   void GithubWebhook(const Request& req, Response& res);
@@ -411,10 +461,11 @@ class Routes {
 void Routes::Install(httplib::Server& http) {
   // Authentication for everything under /api (the two webhook routes check
   // their own signatures; any other path, known or not, needs the token
-  // before it is even looked up) and, when configured, /metrics.
+  // before it is even looked up) and, when configured, /metrics; then the
+  // route's rule decides.
   http.set_pre_routing_handler(
       [this](const Request& req, Response& res) { return Authenticate(req, res); });
-  http.set_post_routing_handler(Bind(&Routes::CountRequest));
+  http.set_post_routing_handler(Bind(&Routes::AfterRequest));
 
   http.Get("/healthz", Bind(&Routes::GetHealth));
   http.Get("/metrics", Bind(&Routes::GetMetrics));
@@ -429,6 +480,7 @@ void Routes::Install(httplib::Server& http) {
 
   http.Get("/api/v1/runs", Bind(&Routes::ListRuns));
   http.Get(R"(/api/v1/runs/([^/]+))", Bind(&Routes::GetRun));
+  http.Delete(R"(/api/v1/runs/([^/]+))", Bind(&Routes::DeleteRun));
   http.Get(R"(/api/v1/runs/([^/]+)/graph)", Bind(&Routes::GetRunGraph));
   http.Get(R"(/api/v1/runs/([^/]+)/steps)", Bind(&Routes::ListRunSteps));
   http.Get(R"(/api/v1/runs/([^/]+)/steps/([^/]+))", Bind(&Routes::GetRunStep));
@@ -438,6 +490,7 @@ void Routes::Install(httplib::Server& http) {
   http.Post(R"(/api/v1/runs/([^/]+)/rerun)", Bind(&Routes::RerunRun));
   http.Get(R"(/api/v1/runs/([^/]+)/artifacts)", Bind(&Routes::ListRunArtifacts));
   http.Get("/api/v1/lineage", Bind(&Routes::GetLineage));
+  http.Get("/api/v1/audit", Bind(&Routes::ListAudit));
 
   http.Post(kGithubWebhookPath, Bind(&Routes::GithubWebhook));
   http.Post(kGitlabWebhookPath, Bind(&Routes::GitlabWebhook));
@@ -527,24 +580,105 @@ Json Routes::Graph(const RunRecord& run, const std::vector<StepRecord>& steps) {
 }
 
 httplib::Server::HandlerResponse Routes::Authenticate(const Request& req, Response& res) {
-  const std::string& path = req.path;
-  bool api = path.rfind("/api/", 0) == 0;
-  bool webhook = req.method == "POST" && (path == kGithubWebhookPath || path == kGitlabWebhookPath);
-  bool metrics = path == "/metrics";
-  if ((api && !webhook) || (metrics && s_->config_.metrics_require_auth)) {
-    if (!s_->auth_->Authenticate(req.get_header_value("Authorization"))) {
-      s_->metrics_->http_requests->Inc({{"code", "401"}});
-      SendUnauthorized(res, "a valid 'Authorization: Bearer <token>' header is required; "
-                            "tokens are configured (hashed) in the server config");
-      return httplib::Server::HandlerResponse::Handled;
-    }
+  t_request = RequestContext();
+  t_request.route = FindRoute(req.method, req.path);
+  const RouteMatch* route = t_request.route ? &*t_request.route : nullptr;
+  bool api = req.path.rfind("/api/", 0) == 0;
+  RouteAccess access = route ? route->rule->access : api ? RouteAccess::kRole : RouteAccess::kOpen;
+  if (access == RouteAccess::kMetrics)
+    access = s_->config_.metrics_require_auth ? RouteAccess::kRole : RouteAccess::kOpen;
+  if (access != RouteAccess::kRole) return httplib::Server::HandlerResponse::Unhandled;
+  t_request.identity = s_->auth_->Authenticate(req.get_header_value("Authorization"));
+  if (!t_request.identity) {
+    SendUnauthorized(res, "a valid 'Authorization: Bearer <token>' header is required; "
+                          "tokens are configured (hashed) in the server config");
+    return httplib::Server::HandlerResponse::Handled;
   }
-  return httplib::Server::HandlerResponse::Unhandled;
+  if (!route) {
+    SendError(res, Status::NotFound("no route " + req.method + " " + req.path +
+                                    "; see /api/v1/openapi.json"));
+    return httplib::Server::HandlerResponse::Handled;
+  }
+  ResolveTarget(*route);
+  if (Status s = CheckRole(*t_request.identity, *route->rule); !s.ok()) {
+    SendError(res, s);
+    return httplib::Server::HandlerResponse::Handled;
+  }
+  return CheckScope(*route, res) ? httplib::Server::HandlerResponse::Unhandled
+                                 : httplib::Server::HandlerResponse::Handled;
 }
 
-void Routes::CountRequest(const Request& req, Response& res) {
+void Routes::ResolveTarget(const RouteMatch& route) {
+  t_request.pipeline = route.Param("pipeline");
+  if (std::string run_text = route.Param("run"); !run_text.empty()) {
+    // A run that does not exist is the handler's to answer.
+    if (auto run = FindRun(run_text)) {
+      t_request.run_id = run->id;
+      t_request.pipeline = run->pipeline;
+    }
+  }
+}
+
+bool Routes::CheckScope(const RouteMatch& route, Response& res) {
+  if (!t_request.run_id.empty() && !CallerMaySee(t_request.pipeline)) {
+    // The same answer as for a run that does not exist: a scoped token
+    // learns nothing of other pipelines' runs.
+    SendError(res, Status::NotFound("no run '" + route.Param("run") + "' in this store (`sluice runs` lists them)"));
+    return false;
+  }
+  if (!t_request.pipeline.empty() && !CallerMaySee(t_request.pipeline)) {
+    SendError(res, Status::NotFound("no pipeline named '" + t_request.pipeline + "'"));
+    return false;
+  }
+  return true;
+}
+
+void Routes::AfterRequest(const Request& req, Response& res) {
   if (req.path.rfind("/api/", 0) == 0)
     s_->metrics_->http_requests->Inc({{"code", std::to_string(res.status)}});
+  RecordAudit(res);
+  // An answer that no pre-routing call began (httplib's own 400 for a
+  // malformed request, such as the unread body of a refused POST on a
+  // kept-alive connection) must not inherit this request's identity.
+  t_request = RequestContext();
+}
+
+// Every write answered to an identity (refusals included) or to a webhook
+// whose signature held. A request without valid credentials is not recorded:
+// anyone can send those, and the log would be theirs to fill.
+void Routes::RecordAudit(const Response& res) {
+  const RequestContext& c = t_request;
+  if (!c.route || !c.route->rule->write()) return;
+  AuditEntry e;
+  e.method = c.route->rule->method;
+  e.route = c.route->rule->path;
+  e.code = res.status;
+  e.run_id = c.run_id;
+  e.pipeline = c.pipeline;
+  Json body = Json::parse(res.body, nullptr, false);
+  std::vector<AuditEntry> entries;
+  if (c.identity) {
+    e.who = c.identity->name;
+    e.role = RoleName(c.identity->role);
+    // A submitted run's id is known only from the answer.
+    if (e.run_id.empty() && body.is_object() && body.contains("run_id") && body["run_id"].is_string())
+      e.run_id = body["run_id"];
+    entries.push_back(e);
+  } else if (c.route->rule->access == RouteAccess::kSignature && res.status != 401) {
+    e.who = "webhook:" + std::string(e.route.substr(e.route.rfind('/') + 1));
+    // One entry per run the push started, or one for the delivery.
+    if (body.is_object() && body.contains("triggered") && body["triggered"].is_array())
+      for (const Json& t : body["triggered"]) {
+        AuditEntry run = e;
+        run.pipeline = t.value("pipeline", "");
+        run.run_id = t.value("run_id", "");
+        entries.push_back(run);
+      }
+    if (entries.empty()) entries.push_back(e);
+  }
+  for (const AuditEntry& entry : entries)
+    if (Status s = s_->store_->AppendAudit(entry); !s.ok())
+      std::fprintf(stderr, "sluice serve: audit log: %s\n", s.message().c_str());
 }
 
 void Routes::GetHealth(const Request&, Response& res) { res.set_content("ok\n", "text/plain"); }
@@ -560,6 +694,7 @@ void Routes::GetOpenApi(const Request&, Response& res) { SendJson(res, 200, Open
 void Routes::ListPipelines(const Request&, Response& res) {
   Json list = Json::array();
   for (const PipelineFile& f : s_->registry_->List()) {
+    if (!CallerMaySee(f.name)) continue;
     Json diags = Json::array();
     for (const auto& d : f.diagnostics)
       diags.push_back({{"file", d.loc.file}, {"line", d.loc.line}, {"column", d.loc.column},
@@ -643,7 +778,7 @@ void Routes::SubmitRun(const Request& req, Response& res) {
 void Routes::GetPipelineMetrics(const Request& req, Response& res) {
   RunFilter filter;
   filter.pipeline = req.matches[1];
-  filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 200) : 20;
+  filter.limit = LimitParam(req, 20, 200);
   auto runs = s_->store_->ListRuns(filter);
   if (!runs) return SendError(res, runs.error());
   Json out = Json::array();
@@ -668,6 +803,7 @@ void Routes::PostReload(const Request&, Response& res) { SendJson(res, 200, s_->
 void Routes::ListSchedules(const Request&, Response& res) {
   Json out = Json::array();
   for (const std::string& name : s_->scheduler_->Pipelines()) {
+    if (!CallerMaySee(name)) continue;
     SpecPtr spec = s_->registry_->Find(name);
     auto last = s_->scheduler_->LastScheduled(name);
     Json j = {{"pipeline", name},
@@ -691,19 +827,26 @@ void Routes::ListRuns(const Request& req, Response& res) {
                                                           "'; use Pending, Running, Succeeded, Failed, Error or Cancelled"));
     filter.phase = p;
   }
-  if (req.has_param("since") && !req.get_param_value("since").empty()) {
-    auto t = ParseTime(req.get_param_value("since"));
-    if (!t) return SendError(res, Status::InvalidArgument("since must be an RFC 3339 time or a date"));
-    filter.since = t;
-  }
-  filter.limit = req.has_param("limit") ? std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 1000) : 50;
+  if (Status s = SinceParam(req, &filter.since); !s.ok()) return SendError(res, s);
+  filter.limit = LimitParam(req, 50, 1000);
+  const size_t limit = static_cast<size_t>(filter.limit);
+  // A scoped caller's runs are picked from all of them: the store filters
+  // by one pipeline name, not by patterns.
+  if (t_request.identity && t_request.identity->scoped()) filter.limit = 0;
   Json list = Json::array();
   if (!filter.phase || *filter.phase == RunPhase::kPending)
     for (const RunRecord& r : s_->runs_->QueuedRuns())
-      if (filter.pipeline.empty() || r.pipeline == filter.pipeline) list.push_back(RunJson(r));
+      if ((filter.pipeline.empty() || r.pipeline == filter.pipeline) && CallerMaySee(r.pipeline))
+        list.push_back(RunJson(r));
   auto runs = s_->store_->ListRuns(filter);
   if (!runs) return SendError(res, runs.error());
-  for (const RunRecord& r : *runs) list.push_back(RunJson(r));
+  size_t taken = 0;
+  for (const RunRecord& r : *runs) {
+    if (taken == limit) break;
+    if (!CallerMaySee(r.pipeline)) continue;
+    list.push_back(RunJson(r));
+    ++taken;
+  }
   SendJson(res, 200, {{"runs", list}});
 }
 
@@ -809,6 +952,16 @@ void Routes::CancelRun(const Request& req, Response& res) {
   SendJson(res, 202, {{"message", how}, {"run_id", run->id}});
 }
 
+void Routes::DeleteRun(const Request& req, Response& res) {
+  auto run = FindRun(req.matches[1]);
+  if (!run) return SendError(res, run.error());
+  if (s_->runs_->IsActive(run->id) || !IsTerminal(run->phase))
+    return SendError(res, Status::FailedPrecondition("run " + run->id + " has not ended; cancel it first"));
+  if (Status st = DeleteRunAndFiles(s_->store_.get(), s_->options_.state_dir, run->id); !st.ok())
+    return SendError(res, st);
+  SendJson(res, 200, {{"message", "deleted run " + run->id}, {"run_id", run->id}});
+}
+
 void Routes::ResumeRun(const Request& req, Response& res) { ResumeOrRerun(req, res, false); }
 
 void Routes::RerunRun(const Request& req, Response& res) { ResumeOrRerun(req, res, true); }
@@ -880,9 +1033,68 @@ void Routes::GetLineage(const Request& req, Response& res) {
   opts.max_nodes = 2000;
   auto graph = QueryLineage(s_->store_.get(), *target, opts);
   if (!graph) return SendError(res, graph.error());
+  if (t_request.identity && t_request.identity->scoped() && !FilterLineage(&*graph))
+    return SendError(res, Status::NotFound("nothing matches '" + target_text + "' in the pipelines this token may see"));
   Json out = RenderLineageJson(*graph);
   out["downstream"] = opts.downstream;
   SendJson(res, 200, out);
+}
+
+bool Routes::FilterLineage(LineageGraph* graph) {
+  std::map<std::string, bool> visible;  // by run id
+  auto run_visible = [&](const std::string& run_id) {
+    auto it = visible.find(run_id);
+    if (it != visible.end()) return it->second;
+    auto run = s_->store_->GetRun(run_id);
+    return visible[run_id] = run.has_value() && CallerMaySee(run->pipeline);
+  };
+  const LineageTarget& root = graph->root;
+  bool root_touched = false, root_visible = false;
+  for (const auto& edge : graph->edges)
+    if (root.kind == LineageTarget::Kind::kArtifact && edge.digest == root.digest) {
+      root_touched = true;
+      auto it = graph->executions.find(edge.execution_id);
+      root_visible = root_visible || (it != graph->executions.end() && run_visible(it->second.execution.run_id));
+    }
+  if (root.kind == LineageTarget::Kind::kRun && !run_visible(root.run_id)) return false;
+  if (root.kind == LineageTarget::Kind::kExecution) {
+    auto it = graph->executions.find(root.execution_id);
+    if (it == graph->executions.end() || !run_visible(it->second.execution.run_id)) return false;
+  }
+  if (root_touched && !root_visible) return false;
+  for (auto it = graph->executions.begin(); it != graph->executions.end();)
+    it = run_visible(it->second.execution.run_id) ? std::next(it) : graph->executions.erase(it);
+  std::set<std::string> kept_digests = {root.digest};
+  std::vector<LineageGraph::Edge> edges;
+  for (const auto& edge : graph->edges)
+    if (graph->executions.count(edge.execution_id)) {
+      edges.push_back(edge);
+      kept_digests.insert(edge.digest);
+    }
+  graph->edges = std::move(edges);
+  for (auto it = graph->artifacts.begin(); it != graph->artifacts.end();)
+    it = kept_digests.count(it->first) ? std::next(it) : graph->artifacts.erase(it);
+  return true;
+}
+
+void Routes::ListAudit(const Request& req, Response& res) {
+  AuditFilter filter;
+  filter.limit = LimitParam(req, 100, 10000);
+  if (Status s = SinceParam(req, &filter.since); !s.ok()) return SendError(res, s);
+  const size_t limit = static_cast<size_t>(filter.limit);
+  if (t_request.identity && t_request.identity->scoped()) filter.limit = 0;
+  auto entries = s_->store_->ListAudit(filter);
+  if (!entries) return SendError(res, entries.error());
+  Json out = Json::array();
+  for (const AuditEntry& e : *entries) {
+    if (out.size() == limit) break;
+    // A scoped admin sees the entries of its pipelines only.
+    if (t_request.identity && t_request.identity->scoped() &&
+        (e.pipeline.empty() || !CallerMaySee(e.pipeline)))
+      continue;
+    out.push_back(AuditEntryJson(e));
+  }
+  SendJson(res, 200, {{"entries", out}});
 }
 
 void Routes::GithubWebhook(const Request& req, Response& res) {

@@ -97,4 +97,10 @@ Json ArtifactBindingJson(const ArtifactBinding& binding, RecordView view) {
   return j;
 }
 
+Json AuditEntryJson(const AuditEntry& e) {
+  return {{"id", e.id},         {"at", IsoTime(e.at)},         {"who", e.who},
+          {"role", e.role},     {"method", e.method},          {"route", e.route},
+          {"run_id", e.run_id}, {"pipeline", e.pipeline},      {"code", e.code}};
+}
+
 }  // namespace sluice

@@ -40,4 +40,8 @@ Json ArtifactRecordJson(const ArtifactRecord& artifact);
 // (without "properties" in kCli).
 Json ArtifactBindingJson(const ArtifactBinding& binding, RecordView view);
 
+// An audit log entry: id, at, who, role, method, route, run_id, pipeline,
+// code. The same in both views.
+Json AuditEntryJson(const AuditEntry& entry);
+
 }  // namespace sluice

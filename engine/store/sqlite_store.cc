@@ -182,6 +182,22 @@ ALTER TABLE runs ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
     R"sql(
 ALTER TABLE runs ADD COLUMN artifacts TEXT NOT NULL DEFAULT '';
 )sql",
+    // 4 -> 5: the server's audit log of writes. No foreign keys: an entry
+    // outlives the run it names (DeleteRun, retention).
+    R"sql(
+CREATE TABLE audit_log (
+  id        INTEGER PRIMARY KEY,
+  at        INTEGER NOT NULL,
+  who       TEXT NOT NULL,
+  role      TEXT NOT NULL,
+  method    TEXT NOT NULL,
+  route     TEXT NOT NULL,
+  run_id    TEXT NOT NULL,
+  pipeline  TEXT NOT NULL,
+  code      INTEGER NOT NULL
+);
+CREATE INDEX audit_log_by_at ON audit_log(at);
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
@@ -316,6 +332,20 @@ DeploymentRecord ReadDeployment(sqlite3_stmt* s) {
   d.at = FromMillis(sqlite3_column_int64(s, 13));
   d.details = ParseJson(sqlite3_column_text(s, 14), Json::object());
   return d;
+}
+
+AuditEntry ReadAudit(sqlite3_stmt* s) {
+  AuditEntry a;
+  a.id = sqlite3_column_int64(s, 0);
+  a.at = FromMillis(sqlite3_column_int64(s, 1));
+  a.who = ColumnText(s, 2);
+  a.role = ColumnText(s, 3);
+  a.method = ColumnText(s, 4);
+  a.route = ColumnText(s, 5);
+  a.run_id = ColumnText(s, 6);
+  a.pipeline = ColumnText(s, 7);
+  a.code = sqlite3_column_int(s, 8);
+  return a;
 }
 
 }  // namespace
@@ -1120,6 +1150,30 @@ Result<std::vector<DeploymentRecord>> SqliteStore::ListDeployments(const std::st
       "WHERE (?1 = '' OR service = ?1) ORDER BY at DESC, id DESC LIMIT ?2");
   if (!s) return sluice::Error(s.error());
   return s->Bind(service, limit > 0 ? limit : -1).Rows(ReadDeployment, "listing deployments");
+}
+
+// ---------------------------------------------------------------------------
+// Audit log
+
+Status SqliteStore::AppendAudit(const AuditEntry& a) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = Prepare(
+      "INSERT INTO audit_log(at, who, role, method, route, run_id, pipeline, code) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!s) return s.error();
+  s->Bind(a.at == TimePoint{} ? std::chrono::system_clock::now() : a.at, a.who, a.role, a.method,
+          a.route, a.run_id, a.pipeline, a.code);
+  if (!s->Done()) return Error("recording an audit entry of " + a.who);
+  return Status::Ok();
+}
+
+Result<std::vector<AuditEntry>> SqliteStore::ListAudit(const AuditFilter& filter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto s = Prepare(
+      "SELECT id, at, who, role, method, route, run_id, pipeline, code FROM audit_log "
+      "WHERE (?1 IS NULL OR at >= ?1) ORDER BY id DESC LIMIT ?2");
+  if (!s) return sluice::Error(s.error());
+  return s->Bind(filter.since, filter.limit > 0 ? filter.limit : -1).Rows(ReadAudit, "listing the audit log");
 }
 
 // ---------------------------------------------------------------------------

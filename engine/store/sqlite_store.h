@@ -28,6 +28,7 @@
 //   events          execution <-> artifact, INPUT or OUTPUT, with the name
 //   steps           the current state of each step instance (fast status)
 //   deployments     append-only history of what each service serves
+//   audit_log       append-only: every write through the server's API
 //   associations / attributions   views (context <-> execution / artifact)
 // The schema version is `PRAGMA user_version`; migrations run in one
 // transaction at open.
@@ -63,7 +64,7 @@ struct PipelineVersionRecord {
 class SqliteStore : public Store {
  public:
   // The newest schema version this build knows.
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens (and by default creates) `<state_dir>/sluice.db`, applying any
   // pending migrations. Errors: kNotFound (missing and !create_if_missing),
@@ -104,6 +105,8 @@ class SqliteStore : public Store {
   Result<int64_t> RecordDeployment(const DeploymentRecord& record) override;
   Result<std::vector<DeploymentRecord>> ListDeployments(const std::string& service,
                                                         int limit) override;
+  Status AppendAudit(const AuditEntry& entry) override;
+  Result<std::vector<AuditEntry>> ListAudit(const AuditFilter& filter) override;
 
   Result<ArtifactRecord> GetArtifact(const std::string& digest_or_prefix) override;
   Result<ExecutionRecord> GetExecution(int64_t execution_id) override;

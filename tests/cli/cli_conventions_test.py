@@ -82,6 +82,7 @@ class OutputFormatTest(StoreWithRuns):
         ("status", "latest"),
         ("show", "r1"),
         ("runs",),
+        ("audit",),
         ("plan", "p.yaml"),
         ("lineage", "r1/make/data"),
     ]

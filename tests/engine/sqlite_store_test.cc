@@ -156,7 +156,7 @@ TEST(SqliteStoreTest, MigratesAVersion1StoreKeepingItsRecords) {
   // What a version-1 store (before light snapshots) looks like.
   ExecRaw(dir.path() + "/sluice.db",
           "ALTER TABLE executions DROP COLUMN snapshot_base; ALTER TABLE runs DROP COLUMN no_cache; "
-          "ALTER TABLE runs DROP COLUMN artifacts; PRAGMA user_version=1");
+          "ALTER TABLE runs DROP COLUMN artifacts; DROP TABLE audit_log; PRAGMA user_version=1");
   auto store = OpenOrDie(dir.path());
   ASSERT_TRUE(store);
   EXPECT_EQ(store->SchemaVersion().value(), SqliteStore::kSchemaVersion);
@@ -164,6 +164,8 @@ TEST(SqliteStoreTest, MigratesAVersion1StoreKeepingItsRecords) {
   auto e = store->GetExecution(ran);
   ASSERT_TRUE(e.has_value()) << e.error().ToString();
   EXPECT_EQ(e->snapshot_base, 0);
+  // The audit log is new in version 5: there, and empty.
+  EXPECT_TRUE(store->ListAudit({}).value().empty());
   EXPECT_EQ(e->snapshot["code_digest"], "sha256:c0de");
   auto hit = store->FindCacheHit("K", std::nullopt);
   ASSERT_TRUE(hit.has_value());
@@ -212,6 +214,60 @@ TEST(StoreTest, ByDefaultAStoreCannotListItsArtifacts) {
   auto digests = store.ArtifactDigests();
   ASSERT_FALSE(digests.has_value());
   EXPECT_EQ(digests.error().ToString(), "FAILED_PRECONDITION: this store cannot list its artifacts");
+}
+
+// The audit log keeps what it is given, newest first, survives a reopen and
+// the deletion of the run it names; limit and since select from it.
+TEST(SqliteStoreTest, AuditLogAppendsAndListsNewestFirst) {
+  TempDir dir;
+  const TimePoint t0 = TimePoint(std::chrono::milliseconds(1796000000000));
+  {
+    auto store = OpenOrDie(dir.path());
+    ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
+    for (int i = 0; i < 3; ++i) {
+      AuditEntry e;
+      e.at = t0 + std::chrono::seconds(i);
+      e.who = i == 2 ? "ops" : "ci";
+      e.role = i == 2 ? "admin" : "runner";
+      e.method = i == 2 ? "DELETE" : "POST";
+      e.route = i == 0 ? "/api/v1/pipelines/{pipeline}/runs" : "/api/v1/runs/{run}/cancel";
+      e.run_id = "r1";
+      e.pipeline = "retrain";
+      e.code = i == 1 ? 409 : 201;
+      ASSERT_TRUE(store->AppendAudit(e).ok());
+    }
+    RunRecord ended = MakeRun("r1");
+    ended.phase = RunPhase::kSucceeded;
+    ended.finished_at = ended.created_at;
+    ASSERT_TRUE(store->UpdateRun(ended).ok());
+    ASSERT_TRUE(store->DeleteRun("r1").ok());
+  }
+  auto store = OpenOrDie(dir.path());
+  auto all = store->ListAudit({});
+  ASSERT_TRUE(all.has_value()) << all.error().ToString();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].who, "ops");
+  EXPECT_EQ((*all)[0].role, "admin");
+  EXPECT_EQ((*all)[0].method, "DELETE");
+  EXPECT_EQ((*all)[0].at, t0 + std::chrono::seconds(2));
+  EXPECT_EQ((*all)[1].code, 409);
+  EXPECT_EQ((*all)[1].route, "/api/v1/runs/{run}/cancel");
+  EXPECT_EQ((*all)[2].route, "/api/v1/pipelines/{pipeline}/runs");
+  EXPECT_EQ((*all)[2].run_id, "r1");
+  EXPECT_EQ((*all)[2].pipeline, "retrain");
+  EXPECT_LT((*all)[1].id, (*all)[0].id);
+  AuditFilter newest;
+  newest.limit = 1;
+  EXPECT_EQ(store->ListAudit(newest)->front().who, "ops");
+  AuditFilter since;
+  since.since = t0 + std::chrono::seconds(1);
+  EXPECT_EQ(store->ListAudit(since)->size(), 2u);
+}
+
+TEST(StoreTest, ByDefaultAStoreKeepsNoAuditLog) {
+  testing::FakeStore store;
+  EXPECT_EQ(store.AppendAudit({}).ToString(), "FAILED_PRECONDITION: this store keeps no audit log");
+  EXPECT_FALSE(store.ListAudit({}).has_value());
 }
 
 }  // namespace

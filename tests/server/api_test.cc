@@ -10,6 +10,7 @@
 #include <regex>
 
 #include "engine/server/api_json.h"
+#include "engine/server/authz.h"
 #include "engine/server/client.h"
 #include "engine/server/config.h"
 #include "engine/server/openapi.h"
@@ -25,7 +26,13 @@ using testing::FakeRunControl;
 using testing::MakeTempDir;
 using testing::WriteFile;
 
-constexpr char kToken[] = "test-token-123";
+constexpr char kToken[] = "test-token-123";  // "ci": no role given, so admin
+// One token per role, and a runner limited to pipelines "retrain-*".
+constexpr char kViewerToken[] = "viewer-token-1";
+constexpr char kRunnerToken[] = "runner-token-1";
+constexpr char kAdminToken[] = "admin-token-1";
+constexpr char kScopedToken[] = "scoped-token-1";
+constexpr char kScopedAdminToken[] = "scoped-admin-token-1";  // an admin of "retrain-*"
 constexpr char kGithubSecret[] = "gh-secret";
 constexpr char kGitlabToken[] = "gl-token";
 
@@ -52,6 +59,18 @@ class ApiTest : public ::testing::Test {
     WriteFile(root_ + "/repo/pipelines/hello.yaml", kHello);
     WriteFile(root_ + "/repo/pipelines/notes.yaml", "just: yaml\n");  // not a pipeline
     WriteFile(root_ + "/server.yaml", "tokens:\n  - name: ci\n    sha256: " + HashToken(kToken) +
+                                          "\n  - name: dashboards\n    role: viewer\n    sha256: " +
+                                          HashToken(kViewerToken) +
+                                          "\n  - name: trainer\n    role: runner\n    sha256: " +
+                                          HashToken(kRunnerToken) +
+                                          "\n  - name: platform\n    role: admin\n    sha256: " +
+                                          HashToken(kAdminToken) +
+                                          "\n  - name: retrain-ci\n    role: runner\n    pipelines: "
+                                          "[\"retrain-*\"]\n    sha256: " +
+                                          HashToken(kScopedToken) +
+                                          "\n  - name: retrain-admin\n    role: admin\n    pipelines: "
+                                          "[\"retrain-*\"]\n    sha256: " +
+                                          HashToken(kScopedAdminToken) +
                                           "\nwebhooks:\n  github:\n    secret: " + kGithubSecret +
                                           "\n  gitlab:\n    tokenSha256: " + HashToken(kGitlabToken) +
                                           "\n");
@@ -99,6 +118,24 @@ class ApiTest : public ::testing::Test {
     return Json::parse(res->body, nullptr, false);
   }
 
+  // `method` ("get", "post", "delete", as OpenAPI spells them) on `path`,
+  // with `token` as the bearer ("" = no Authorization header).
+  httplib::Result Send(const std::string& method, const std::string& path, const std::string& token,
+                       const std::string& body = "{}") {
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    if (method == "get") return client_->Get(path.c_str(), headers);
+    if (method == "delete") return client_->Delete(path.c_str(), headers);
+    return client_->Post(path.c_str(), headers, body, "application/json");
+  }
+
+  // Triggers a run of `pipeline` and waits until no run is active.
+  std::string TriggerAndWait(const std::string& pipeline = "hello") {
+    Json r = PostJson("/api/v1/pipelines/" + pipeline + "/runs", Json::object(), 201);
+    EXPECT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+    return r.value("run_id", "");
+  }
+
   std::string Trigger(const Json& params = Json::object()) {
     Json r = PostJson("/api/v1/pipelines/hello/runs", {{"params", params}}, 201);
     return r.value("run_id", "");
@@ -128,16 +165,16 @@ TEST_F(ApiTest, EveryRouteInTheOpenApiDocumentRejectsMissingAndWrongTokens) {
            {httplib::Headers{}, httplib::Headers{{"Authorization", "Bearer wrong"}},
             httplib::Headers{{"Authorization", std::string("Basic ") + kToken}},
             httplib::Headers{{"Authorization", "Bearer " + HashToken(kToken)}}}) {
-        auto res = method == "get" ? client_->Get(concrete.c_str(), headers)
-                                   : client_->Post(concrete.c_str(), headers, "{}", "application/json");
+        httplib::Result res = method == "get"      ? client_->Get(concrete.c_str(), headers)
+                              : method == "delete" ? client_->Delete(concrete.c_str(), headers)
+                                                   : client_->Post(concrete.c_str(), headers, "{}", "application/json");
         ASSERT_TRUE(res) << method << " " << concrete;
         EXPECT_EQ(res->status, 401) << method << " " << concrete << ": " << res->body;
         ++checked;
       }
       // With the right token the route exists (anything but 401/405).
       if (op.contains("security")) continue;  // webhooks: signature, not token
-      auto ok = method == "get" ? client_->Get(concrete.c_str(), Auth())
-                                : client_->Post(concrete.c_str(), Auth(), "{}", "application/json");
+      auto ok = Send(method, concrete, kToken);
       ASSERT_TRUE(ok);
       EXPECT_NE(ok->status, 401) << method << " " << concrete;
       EXPECT_NE(ok->status, 405) << method << " " << concrete;
@@ -597,6 +634,294 @@ namespace {
 // scheduler (on a fake clock) and the run manager, to a run in the store.
 // (The schedule.* scope of schedule params is tested in scheduler_test.cc;
 // the DSL's lint does not accept it in YAML yet.)
+// The role table, route by route: every operation of the OpenAPI document
+// has a rule (RouteRules) and every rule an operation; each operation is
+// called without a token (401), with each role's token (403 below the
+// route's role, its success code at or above it). A route added without a
+// rule, or without a request here, fails this test.
+TEST_F(ApiTest, EveryRouteIsAllowedOrRefusedByRole) {
+  // How to call each operation so that it succeeds; `prepare` makes what
+  // the call acts on, afresh for each call (a deleted or cancelled run
+  // cannot be deleted or cancelled twice), and returns the path.
+  struct Call {
+    std::function<std::string()> prepare;
+    std::string body = "{}";
+    int ok = 200;
+  };
+  auto fixed = [](std::string path) { return [path] { return path; }; };
+  std::string done = TriggerAndWait();
+  std::map<std::string, Call> calls = {
+      {"get /healthz", {fixed("/healthz")}},
+      {"get /metrics", {fixed("/metrics")}},
+      {"get /api/v1/openapi.json", {fixed("/api/v1/openapi.json")}},
+      {"get /api/v1/pipelines", {fixed("/api/v1/pipelines")}},
+      {"get /api/v1/pipelines/{pipeline}", {fixed("/api/v1/pipelines/hello")}},
+      {"post /api/v1/pipelines/{pipeline}/runs", {fixed("/api/v1/pipelines/hello/runs"), "{}", 201}},
+      {"get /api/v1/pipelines/{pipeline}/metrics", {fixed("/api/v1/pipelines/hello/metrics")}},
+      {"post /api/v1/reload", {fixed("/api/v1/reload")}},
+      {"get /api/v1/schedules", {fixed("/api/v1/schedules")}},
+      {"get /api/v1/runs", {fixed("/api/v1/runs")}},
+      {"get /api/v1/runs/{run}", {fixed("/api/v1/runs/" + done)}},
+      {"delete /api/v1/runs/{run}", {[this] { return "/api/v1/runs/" + TriggerAndWait(); }}},
+      {"get /api/v1/runs/{run}/graph", {fixed("/api/v1/runs/" + done + "/graph")}},
+      {"get /api/v1/runs/{run}/steps", {fixed("/api/v1/runs/" + done + "/steps")}},
+      {"get /api/v1/runs/{run}/steps/{instance}", {fixed("/api/v1/runs/" + done + "/steps/a")}},
+      {"get /api/v1/runs/{run}/steps/{instance}/logs", {fixed("/api/v1/runs/" + done + "/steps/a/logs")}},
+      {"post /api/v1/runs/{run}/cancel",
+       {[this] {
+          {
+            std::lock_guard lock(control_.mu);
+            control_.hold = true;
+          }
+          return "/api/v1/runs/" + Trigger() + "/cancel";
+        },
+        "{}", 202}},
+      {"post /api/v1/runs/{run}/resume", {fixed("/api/v1/runs/" + done + "/resume"), "{}", 201}},
+      {"post /api/v1/runs/{run}/rerun", {fixed("/api/v1/runs/" + done + "/rerun"), R"({"from": ["b"]})", 201}},
+      {"get /api/v1/runs/{run}/artifacts", {fixed("/api/v1/runs/" + done + "/artifacts")}},
+      {"get /api/v1/lineage", {fixed("/api/v1/lineage?target=" + done)}},
+      {"get /api/v1/audit", {fixed("/api/v1/audit")}},
+      {"post /api/v1/webhooks/github", {fixed("/api/v1/webhooks/github")}},
+      {"post /api/v1/webhooks/gitlab", {fixed("/api/v1/webhooks/gitlab")}},
+  };
+  const std::vector<std::pair<Role, std::string>> tokens = {
+      {Role::kViewer, kViewerToken}, {Role::kRunner, kRunnerToken}, {Role::kAdmin, kAdminToken}};
+  std::set<std::string> documented;
+  int allowed = 0, refused = 0;
+  const Json doc = OpenApiDocument();
+  for (const auto& [path, ops] : doc["paths"].items()) {
+    for (const auto& [method, op] : ops.items()) {
+      const std::string key = method + " " + path;
+      documented.insert(key);
+      std::string upper = method;
+      for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      const RouteRule* rule = nullptr;
+      for (const RouteRule& r : RouteRules())
+        if (upper == r.method && path == r.path) rule = &r;
+      if (rule == nullptr) {
+        ADD_FAILURE() << key << " has no rule in RouteRules (engine/server/authz.cc)";
+        continue;
+      }
+      auto call = calls.find(key);
+      if (call == calls.end()) {
+        ADD_FAILURE() << key << " has no request in this test";
+        continue;
+      }
+      if (rule->access == RouteAccess::kSignature) {
+        // No identity opens a webhook: only its signature does (the webhook tests).
+        for (const std::string& token : {std::string(), std::string(kAdminToken)}) {
+          auto res = Send(method, call->second.prepare(), token, call->second.body);
+          ASSERT_TRUE(res) << key;
+          EXPECT_EQ(res->status, 401) << key << " with token '" << token << "': " << res->body;
+        }
+        continue;
+      }
+      if (rule->access == RouteAccess::kRole) {
+        auto res = Send(method, call->second.prepare(), "", call->second.body);
+        ASSERT_TRUE(res) << key;
+        EXPECT_EQ(res->status, 401) << key << " without a token: " << res->body;
+        control_.Release();
+        ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+      }
+      EXPECT_EQ(op.value("x-sluice-role", ""), rule->access == RouteAccess::kRole ? RoleName(rule->min_role) : "")
+          << key;
+      for (const auto& [role, token] : tokens) {
+        auto res = Send(method, call->second.prepare(), token, call->second.body);
+        ASSERT_TRUE(res) << key;
+        bool may = rule->access != RouteAccess::kRole || role >= rule->min_role;
+        if (may) {
+          EXPECT_EQ(res->status, call->second.ok) << key << " as " << RoleName(role) << ": " << res->body;
+          ++allowed;
+        } else {
+          EXPECT_EQ(res->status, 403) << key << " as " << RoleName(role) << ": " << res->body;
+          EXPECT_EQ(Json::parse(res->body, nullptr, false)["error"]["code"], "PERMISSION_DENIED") << key;
+          ++refused;
+        }
+        control_.Release();
+        ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+      }
+    }
+  }
+  for (const RouteRule& r : RouteRules()) {
+    std::string lower = r.method;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    EXPECT_TRUE(documented.count(lower + " " + r.path)) << r.method << " " << r.path << " is not in the OpenAPI document";
+  }
+  EXPECT_EQ(documented.size(), calls.size());
+  EXPECT_EQ(allowed, 3 * 2 + 2 * 4 + 1 * 3 + 3 * 13);  // open, runner routes, admin routes, viewer routes
+  EXPECT_EQ(refused, 2 * 3 + 1 * 4);
+}
+
+TEST_F(ApiTest, RefusalSaysWhichRoleTheRouteNeeds) {
+  std::string id = TriggerAndWait();
+  auto res = Send("post", "/api/v1/runs/" + id + "/cancel", kViewerToken);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 403);
+  EXPECT_EQ(Json::parse(res->body)["error"]["message"],
+            "'dashboards' has the role viewer; POST /api/v1/runs/{run}/cancel needs runner or above");
+  res = Send("delete", "/api/v1/runs/" + id, kRunnerToken);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 403);
+  EXPECT_EQ(Json::parse(res->body)["error"]["message"],
+            "'trainer' has the role runner; DELETE /api/v1/runs/{run} needs admin or above");
+  // An unknown path is 401 without a token and 404 with any, never 403.
+  res = Send("get", "/api/v1/nothing-here", kViewerToken);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+}
+
+TEST_F(ApiTest, ScopedTokenSeesAndActsOnlyOnItsPipelines) {
+  WriteFile(root_ + "/repo/pipelines/retrain.yaml",
+            std::string(kHello).replace(std::string(kHello).find("name: hello"), 11, "name: retrain-fraud"));
+  server_->Reload(true);
+  std::string hello = TriggerAndWait("hello");
+  std::string retrain = TriggerAndWait("retrain-fraud");
+  auto get = [&](const std::string& path, int code) {
+    auto res = Send("get", path, kScopedToken);
+    EXPECT_TRUE(res) << path;
+    if (!res) return Json();
+    EXPECT_EQ(res->status, code) << path << ": " << res->body;
+    return Json::parse(res->body, nullptr, false);
+  };
+  Json pipelines = get("/api/v1/pipelines", 200)["pipelines"];
+  ASSERT_EQ(pipelines.size(), 1u);
+  EXPECT_EQ(pipelines[0]["name"], "retrain-fraud");
+  Json runs = get("/api/v1/runs", 200)["runs"];
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0]["id"], retrain);
+  EXPECT_TRUE(get("/api/v1/runs?pipeline=hello", 200)["runs"].empty());
+  get("/api/v1/runs/" + retrain, 200);
+  get("/api/v1/runs/" + retrain + "/steps/a/logs", 200);
+  // Another pipeline's run answers as a run that does not exist would.
+  EXPECT_EQ(get("/api/v1/runs/" + hello, 404)["error"]["message"],
+            "no run '" + hello + "' in this store (`sluice runs` lists them)");
+  EXPECT_EQ(get("/api/v1/runs/" + hello + "/steps/a/logs", 404)["error"]["message"],
+            "no run '" + hello + "' in this store (`sluice runs` lists them)");
+  EXPECT_EQ(get("/api/v1/pipelines/hello", 404)["error"]["message"], "no pipeline named 'hello'");
+  get("/api/v1/pipelines/hello/metrics", 404);
+  get("/api/v1/lineage?target=" + hello, 404);
+  get("/api/v1/lineage?target=" + retrain, 200);
+  auto submit = Send("post", "/api/v1/pipelines/hello/runs", kScopedToken);
+  ASSERT_TRUE(submit);
+  EXPECT_EQ(submit->status, 404);
+  auto cancel = Send("post", "/api/v1/runs/" + hello + "/cancel", kScopedToken);
+  ASSERT_TRUE(cancel);
+  EXPECT_EQ(cancel->status, 404);
+  auto own = Send("post", "/api/v1/pipelines/retrain-fraud/runs", kScopedToken);
+  ASSERT_TRUE(own);
+  EXPECT_EQ(own->status, 201) << own->body;
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  // A scoped admin's audit log holds its pipelines' writes only.
+  auto audit = Send("get", "/api/v1/audit", kScopedAdminToken);
+  ASSERT_TRUE(audit);
+  ASSERT_EQ(audit->status, 200) << audit->body;
+  std::vector<std::string> log;
+  const Json seen = Json::parse(audit->body);
+  for (const Json& e : seen["entries"])
+    log.push_back(e["who"].get<std::string>() + " " + e["pipeline"].get<std::string>() + " " +
+                  std::to_string(e["code"].get<int>()));
+  EXPECT_EQ(log, (std::vector<std::string>{"retrain-ci retrain-fraud 201", "ci retrain-fraud 201"}));
+  // Left out: the submit of hello, and the scoped runner's two refusals there.
+  EXPECT_EQ(store_->ListAudit({}).value().size(), 5u);
+  // An unscoped viewer sees both pipelines.
+  auto all = Send("get", "/api/v1/pipelines", kViewerToken);
+  ASSERT_TRUE(all);
+  EXPECT_EQ(Json::parse(all->body)["pipelines"].size(), 2u);
+}
+
+// Every write is in the audit log, refusals included, with the token's name
+// and never its value or a parameter's; reads and requests without valid
+// credentials are not.
+TEST_F(ApiTest, AuditLogRecordsEveryWriteWithoutSecrets) {
+  std::string with_secret = kHello;
+  with_secret.insert(with_secret.find("steps:"), "  api_key: {type: string, default: \"\", secret: true}\n");
+  WriteFile(root_ + "/repo/pipelines/hello.yaml", with_secret);
+  server_->Reload(true);
+  auto submit = Send("post", "/api/v1/pipelines/hello/runs", kRunnerToken,
+                     R"({"params": {"api_key": "s3cr3t-value"}})");
+  ASSERT_TRUE(submit);
+  ASSERT_EQ(submit->status, 201) << submit->body;
+  std::string id = Json::parse(submit->body)["run_id"];
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  ASSERT_EQ(Send("post", "/api/v1/runs/" + id + "/cancel", kViewerToken)->status, 403);
+  ASSERT_EQ(Send("get", "/api/v1/runs/" + id, kViewerToken)->status, 200);   // a read: not recorded
+  ASSERT_EQ(Send("post", "/api/v1/reload", "wrong-token")->status, 401);     // no identity: not recorded
+  ASSERT_EQ(Send("delete", "/api/v1/runs/" + id.substr(0, id.size() - 2), kAdminToken)->status, 200);
+  ASSERT_EQ(Send("get", "/api/v1/audit", kRunnerToken)->status, 403);
+  auto res = Send("get", "/api/v1/audit", kAdminToken);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  for (const char* secret : {"s3cr3t-value", kRunnerToken, kViewerToken, kAdminToken})
+    EXPECT_EQ(res->body.find(secret), std::string::npos) << secret;
+  Json entries = Json::parse(res->body)["entries"];
+  std::vector<std::string> got;
+  for (const Json& e : entries)
+    got.push_back(e["who"].get<std::string>() + " " + e["role"].get<std::string>() + " " +
+                  e["method"].get<std::string>() + " " + e["route"].get<std::string>() + " " +
+                  e["run_id"].get<std::string>() + " " + e["pipeline"].get<std::string>() + " " +
+                  std::to_string(e["code"].get<int>()));
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     "platform admin DELETE /api/v1/runs/{run} " + id + " hello 200",
+                     "dashboards viewer POST /api/v1/runs/{run}/cancel " + id + " hello 403",
+                     "trainer runner POST /api/v1/pipelines/{pipeline}/runs " + id + " hello 201",
+                 }));
+  EXPECT_EQ(store_->ListAudit({}).value().size(), 3u);
+  EXPECT_EQ(Json::parse(Send("get", "/api/v1/audit?since=2020-01-01T00:00:00Z&limit=2", kAdminToken)->body)["entries"].size(), 2u);
+  EXPECT_TRUE(Json::parse(Send("get", "/api/v1/audit?since=2999-01-01", kAdminToken)->body)["entries"].empty());
+  auto bad = Send("get", "/api/v1/audit?since=yesterday", kAdminToken);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(Json::parse(bad->body)["error"]["message"], "since must be an RFC 3339 time or a date");
+  // A webhook's writes are recorded under its name, one per run started.
+  const std::string push = R"({"ref":"refs/heads/main","after":"0123abc","commits":[
+    {"id":"0123abc","added":[],"modified":["pipelines/hello.yaml"],"removed":[]}]})";
+  httplib::Headers gh = {{"X-GitHub-Event", "push"},
+                         {"X-Hub-Signature-256", GithubSignature(kGithubSecret, push)}};
+  auto hook = client_->Post("/api/v1/webhooks/github", gh, push, "application/json");
+  ASSERT_TRUE(hook);
+  ASSERT_EQ(hook->status, 202) << hook->body;
+  ASSERT_TRUE(server_->runs()->WaitIdle(std::chrono::seconds(30)));
+  Json newest = Json::parse(Send("get", "/api/v1/audit?limit=1", kAdminToken)->body)["entries"];
+  ASSERT_EQ(newest.size(), 1u);
+  EXPECT_EQ(newest[0]["who"], "webhook:github");
+  EXPECT_EQ(newest[0]["route"], "/api/v1/webhooks/github");
+  EXPECT_EQ(newest[0]["pipeline"], "hello");
+  EXPECT_EQ(newest[0]["run_id"], Json::parse(hook->body)["triggered"][0]["run_id"]);
+  EXPECT_EQ(newest[0]["code"], 202);
+}
+
+// With metrics.requireAuth, /metrics (GET or HEAD) needs a token, of any role.
+TEST_F(ApiTest, MetricsCanRequireAToken) {
+  std::ifstream in(root_ + "/server.yaml");
+  std::string config((std::istreambuf_iterator<char>(in)), {});
+  WriteFile(root_ + "/server.yaml", config + "metrics:\n  requireAuth: true\n");
+  server_.reset();
+  StartServer(/*resume=*/false);
+  EXPECT_EQ(client_->Get("/metrics")->status, 401);
+  EXPECT_EQ(client_->Head("/metrics")->status, 401);
+  EXPECT_EQ(Send("get", "/metrics", kViewerToken)->status, 200);
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
+}
+
+// A refused POST's body is never read; on a kept-alive connection httplib
+// then answers it as a malformed request of its own. That answer is no
+// write of the refused identity's.
+TEST_F(ApiTest, RefusedWriteOnAKeptAliveConnectionIsRecordedOnce) {
+  httplib::Client keep("127.0.0.1", server_->port());
+  keep.set_keep_alive(true);
+  httplib::Headers viewer = {{"Authorization", std::string("Bearer ") + kViewerToken}};
+  auto refused = keep.Post("/api/v1/pipelines/hello/runs", viewer, R"({"params": {}})", "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 403);
+  auto next = keep.Get("/api/v1/runs", viewer);
+  ASSERT_TRUE(next);
+  auto entries = store_->ListAudit({});
+  ASSERT_TRUE(entries.has_value());
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ(entries->front().who, "dashboards");
+  EXPECT_EQ(entries->front().code, 403);
+}
+
 TEST(ServerScheduleTest, ScheduledRunsGetDeterministicIdsAndScheduleParams) {
   std::string root = MakeTempDir("sched");
   WriteFile(root + "/pipelines/nightly.yaml", R"(apiVersion: sluice.dev/v1

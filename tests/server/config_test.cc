@@ -141,22 +141,76 @@ TEST(ServerConfigTest, HttpLimitsOutOfRangeSayWhichAndWhere) {
             "s.yaml:1:17: reloadInterval '99999999999999999999s' is not a duration like 500ms, 2s or 1m");
 }
 
+TEST(ServerConfigTest, TokensCarryARoleAndPipelineScope) {
+  auto config = ParseServerConfig(R"(tokens:
+  - name: old-style
+    sha256: )" + HashToken("a") + R"(
+  - name: dashboards
+    sha256: )" + HashToken("b") + R"(
+    role: viewer
+  - name: retrain-ci
+    sha256: )" + HashToken("c") + R"(
+    role: runner
+    pipelines: ["retrain-*", "nightly-eval"]
+)",
+                                  "server.yaml");
+  ASSERT_TRUE(config.has_value()) << config.error().ToString();
+  ASSERT_EQ(config->tokens.size(), 3u);
+  EXPECT_EQ(config->tokens[0].role, Role::kAdmin);  // no role: admin, as before roles existed
+  EXPECT_TRUE(config->tokens[0].pipelines.empty());
+  EXPECT_EQ(config->tokens[1].role, Role::kViewer);
+  EXPECT_EQ(config->tokens[2].role, Role::kRunner);
+  EXPECT_EQ(config->tokens[2].pipelines, (std::vector<std::string>{"retrain-*", "nightly-eval"}));
+}
+
+TEST(ServerConfigTest, UnknownRolesAndBadPatternsSayWhere) {
+  const std::string head = "tokens:\n  - name: ci\n    sha256: " + HashToken("a") + "\n";
+  auto error = [&](const std::string& tail) {
+    auto c = ParseServerConfig(head + tail, "s.yaml");
+    return c ? std::string("(parsed)") : c.error().message();
+  };
+  EXPECT_EQ(error("    role: owner\n"),
+            "s.yaml:4:11: unknown role 'owner' (expected one of: viewer, runner, admin)");
+  EXPECT_EQ(error("    role: Admin\n"),
+            "s.yaml:4:11: unknown role 'Admin' (expected one of: viewer, runner, admin)");
+  EXPECT_EQ(error("    pipelines: [\"retrain-*\", \"Team/*\"]\n"),
+            "s.yaml:4:30: pipeline pattern 'Team/*' may hold only a-z, 0-9, '-' (pipeline names are "
+            "DNS labels) and the wildcards '*' and '?'");
+  EXPECT_EQ(error("    pipelines: retrain-*\n"),
+            "s.yaml:4:16: pipelines must be a non-empty list of pipeline name patterns, like "
+            "[\"retrain-*\"]; leave it out for every pipeline");
+  EXPECT_EQ(error("    pipelines: []\n"),
+            "s.yaml:4:16: pipelines must be a non-empty list of pipeline name patterns, like "
+            "[\"retrain-*\"]; leave it out for every pipeline");
+  EXPECT_EQ(error("    pipelines: [\"\"]\n"), "s.yaml:4:17: a pipeline pattern must be 1 to 63 characters");
+  EXPECT_EQ(error("    scopes: [a]\n"),
+            "s.yaml:4:5: unknown key 'scopes' in a token (expected one of: name, sha256, role, pipelines)");
+}
+
 TEST(TokenAuthenticatorTest, AcceptsOnlyBearerTokensWhoseHashIsConfigured) {
-  TokenAuthenticator auth({{"ci", HashToken("tok-1")}, {"ops", HashToken("tok-2")}});
-  EXPECT_EQ(auth.Authenticate("Bearer tok-1"), "ci");
-  EXPECT_EQ(auth.Authenticate("Bearer tok-2"), "ops");
-  EXPECT_EQ(auth.Authenticate("Bearer tok-3"), std::nullopt);
-  EXPECT_EQ(auth.Authenticate("tok-1"), std::nullopt);
-  EXPECT_EQ(auth.Authenticate("Basic dG9rLTE="), std::nullopt);
-  EXPECT_EQ(auth.Authenticate("Bearer "), std::nullopt);
-  EXPECT_EQ(auth.Authenticate(""), std::nullopt);
+  TokenAuthenticator auth({{"ci", HashToken("tok-1"), Role::kRunner, {"retrain-*"}},
+                           {"ops", HashToken("tok-2")}});
+  auto ci = auth.Authenticate("Bearer tok-1");
+  ASSERT_TRUE(ci.has_value());
+  EXPECT_EQ(ci->name, "ci");
+  EXPECT_EQ(ci->role, Role::kRunner);
+  EXPECT_EQ(ci->pipelines, std::vector<std::string>{"retrain-*"});
+  auto ops = auth.Authenticate("Bearer tok-2");
+  ASSERT_TRUE(ops.has_value());
+  EXPECT_EQ(ops->name, "ops");
+  EXPECT_EQ(ops->role, Role::kAdmin);
+  EXPECT_FALSE(auth.Authenticate("Bearer tok-3"));
+  EXPECT_FALSE(auth.Authenticate("tok-1"));
+  EXPECT_FALSE(auth.Authenticate("Basic dG9rLTE="));
+  EXPECT_FALSE(auth.Authenticate("Bearer "));
+  EXPECT_FALSE(auth.Authenticate(""));
   // The stored hash itself is not a token.
-  EXPECT_EQ(auth.Authenticate("Bearer " + HashToken("tok-1")), std::nullopt);
+  EXPECT_FALSE(auth.Authenticate("Bearer " + HashToken("tok-1")));
 }
 
 TEST(TokenAuthenticatorTest, NoTokensConfiguredMeansNobodyGetsIn) {
   TokenAuthenticator auth({});
-  EXPECT_EQ(auth.Authenticate("Bearer anything"), std::nullopt);
+  EXPECT_FALSE(auth.Authenticate("Bearer anything"));
 }
 
 }  // namespace
