@@ -44,7 +44,7 @@ namespace sluice {
 class PgStore : public Store {
  public:
   // The newest schema version this build knows.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Connects to `url` (postgres://user:password@host:port/db?options, or
   // libpq's key=value form) and applies any pending migrations.
@@ -85,6 +85,8 @@ class PgStore : public Store {
   Result<int64_t> RecordDeployment(const DeploymentRecord& record) override;
   Result<std::vector<DeploymentRecord>> ListDeployments(const std::string& service,
                                                         int limit) override;
+  Status AppendAudit(const AuditEntry& entry) override;
+  Result<std::vector<AuditEntry>> ListAudit(const AuditFilter& filter) override;
   Result<ArtifactRecord> GetArtifact(const std::string& digest_or_prefix) override;
   Result<ExecutionRecord> GetExecution(int64_t execution_id) override;
   Result<std::vector<ExecutionRecord>> ProducersOf(const std::string& digest) override;

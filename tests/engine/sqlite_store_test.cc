@@ -218,52 +218,6 @@ TEST(StoreTest, ByDefaultAStoreCannotListItsArtifacts) {
 
 // The audit log keeps what it is given, newest first, survives a reopen and
 // the deletion of the run it names; limit and since select from it.
-TEST(SqliteStoreTest, AuditLogAppendsAndListsNewestFirst) {
-  TempDir dir;
-  const TimePoint t0 = TimePoint(std::chrono::milliseconds(1796000000000));
-  {
-    auto store = OpenOrDie(dir.path());
-    ASSERT_TRUE(store->CreateRun(MakeRun("r1")).ok());
-    for (int i = 0; i < 3; ++i) {
-      AuditEntry e;
-      e.at = t0 + std::chrono::seconds(i);
-      e.who = i == 2 ? "ops" : "ci";
-      e.role = i == 2 ? "admin" : "runner";
-      e.method = i == 2 ? "DELETE" : "POST";
-      e.route = i == 0 ? "/api/v1/pipelines/{pipeline}/runs" : "/api/v1/runs/{run}/cancel";
-      e.run_id = "r1";
-      e.pipeline = "retrain";
-      e.code = i == 1 ? 409 : 201;
-      ASSERT_TRUE(store->AppendAudit(e).ok());
-    }
-    RunRecord ended = MakeRun("r1");
-    ended.phase = RunPhase::kSucceeded;
-    ended.finished_at = ended.created_at;
-    ASSERT_TRUE(store->UpdateRun(ended).ok());
-    ASSERT_TRUE(store->DeleteRun("r1").ok());
-  }
-  auto store = OpenOrDie(dir.path());
-  auto all = store->ListAudit({});
-  ASSERT_TRUE(all.has_value()) << all.error().ToString();
-  ASSERT_EQ(all->size(), 3u);
-  EXPECT_EQ((*all)[0].who, "ops");
-  EXPECT_EQ((*all)[0].role, "admin");
-  EXPECT_EQ((*all)[0].method, "DELETE");
-  EXPECT_EQ((*all)[0].at, t0 + std::chrono::seconds(2));
-  EXPECT_EQ((*all)[1].code, 409);
-  EXPECT_EQ((*all)[1].route, "/api/v1/runs/{run}/cancel");
-  EXPECT_EQ((*all)[2].route, "/api/v1/pipelines/{pipeline}/runs");
-  EXPECT_EQ((*all)[2].run_id, "r1");
-  EXPECT_EQ((*all)[2].pipeline, "retrain");
-  EXPECT_LT((*all)[1].id, (*all)[0].id);
-  AuditFilter newest;
-  newest.limit = 1;
-  EXPECT_EQ(store->ListAudit(newest)->front().who, "ops");
-  AuditFilter since;
-  since.since = t0 + std::chrono::seconds(1);
-  EXPECT_EQ(store->ListAudit(since)->size(), 2u);
-}
-
 TEST(StoreTest, ByDefaultAStoreKeepsNoAuditLog) {
   testing::FakeStore store;
   EXPECT_EQ(store.AppendAudit({}).ToString(), "FAILED_PRECONDITION: this store keeps no audit log");
