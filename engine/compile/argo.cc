@@ -175,6 +175,9 @@ class Compiler {
   // Renders a template for use inside the step's template: every expression
   // becomes {{inputs.parameters.aN}}, with aN passed by the task.
   std::optional<std::string> RenderInTemplate(const StepSpec& step, const Template& t, TaskBuild* b);
+  // Every string of an operator's config section through RenderInTemplate
+  // (one that cannot be resolved renders as "", reported there).
+  Json RenderConfigInTemplate(const StepSpec& step, const Json& config, TaskBuild* b);
   std::optional<std::string> TranslateWhen(const StepSpec& step, const Template& when);
 
   Json ContainerTemplate(const StepSpec& step, TaskBuild* b);
@@ -342,6 +345,19 @@ std::optional<std::string> Compiler::RenderDag(const StepSpec& step, const Templ
     if (!mapped) return std::nullopt;
     out += *mapped;
   }
+  return out;
+}
+
+Json Compiler::RenderConfigInTemplate(const StepSpec& step, const Json& config, TaskBuild* b) {
+  if (config.is_string()) {
+    const std::string& text = config.get_ref<const std::string&>();
+    if (text.find("{{") == std::string::npos) return config;
+    auto r = RenderInTemplate(step, Template{text, step.loc}, b);
+    return r ? Json(*r) : Json("");
+  }
+  Json out = config;
+  if (out.is_structured())
+    for (auto& v : out) v = RenderConfigInTemplate(step, v, b);
   return out;
 }
 
@@ -634,6 +650,7 @@ Json Compiler::ResourceTemplate(const StepSpec& step, const Operator* op, TaskBu
   };
   (void)builder.RenderArgv(render);
   (void)builder.RenderEnv(render, [](const EnvVarSpec&) -> Result<std::string> { return std::string(); });
+  if (op->RendersConfig()) builder.ReplaceConfig(RenderConfigInTemplate(step, step.config, b));
   Task task = std::move(builder).Build("argo", spec_.name, step.name, /*attempt=*/1);
   task.image = step.image.empty() ? options_.default_image : step.image;
   task.workdir = ResourceWorkdir(step);
