@@ -121,23 +121,23 @@ const Keys kParamKeys = {"type", "default", "required", "description", "secret"}
 // operator registry) and `kubernetes`.
 const Keys kStepBaseKeys = {"name",     "type",       "command",     "env",      "workdir",    "image",
                             "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
-                            "foreach",  "parallelism", "retries",    "timeout",  "resources",  "priority",
-                            "cache",    "outputs",    "uses",        "with",     "pendingTimeout"};
+                            "foreach",  "parallelism", "retries",    "timeout",  "pendingTimeout", "resources",
+                            "priority", "cache",      "outputs",     "uses",     "with"};
 // A component file (`kind: Component`), its inputs, and its step body.
 const Keys kComponentKeys = {"apiVersion", "kind", "metadata", "inputs", "outputs", "step"};
 const Keys kComponentInputKeys = {"type", "default", "description"};
 const Keys kComponentInputTypes = {"string", "int", "number", "bool", "list", "artifact"};
 // What a component's step body may set (besides an operator section).
 const Keys kComponentStepKeys = {"type",      "command",   "env",      "workdir", "image", "executor", "code",
-                                 "retries",   "timeout",   "resources", "priority", "cache", "kubernetes",
-                                 "pendingTimeout"};
+                                 "retries",   "timeout",   "pendingTimeout", "resources", "priority", "cache",
+                                 "kubernetes"};
 // What a step that uses a component may set: where and when it runs, never
 // what it runs.
 const Keys kUsingStepKeys = {"name",     "uses",      "with",     "depends",  "when",     "ifUpstreamSkipped",
-                             "foreach",  "parallelism", "retries", "timeout",  "resources", "priority",
-                             "cache",    "executor",  "image",    "env",      "kubernetes", "pendingTimeout"};
-const Keys kDefaultKeys = {"image", "timeout",  "retries", "resources", "executor",
-                           "cache", "env",      "priority", "kubernetes", "pendingTimeout"};
+                             "foreach",  "parallelism", "retries", "timeout",  "pendingTimeout", "resources",
+                             "priority", "cache",     "executor", "image",    "env",      "kubernetes"};
+const Keys kDefaultKeys = {"image", "timeout", "pendingTimeout", "retries",  "resources",
+                           "executor", "cache", "env",          "priority", "kubernetes"};
 // What a container step becomes on Kubernetes (kubernetes.object).
 const Keys kKubernetesObjects = {"pod", "job"};
 const Keys kRetryKeys = {"limit", "backoff", "factor", "maxBackoff", "retryOn"};

@@ -359,11 +359,27 @@ steps:
     EXPECT_TRUE(created) << created.error().ToString();
     return std::make_unique<NodeCleanup>(NodeCleanup{client_.get(), name});
   }
-  // A step bound to node `node` whatever its taints.
-  static std::string StepOnNode(const std::string& step, const std::string& node, const std::string& extra) {
-    return "steps:\n  - name: " + step + "\n    command: [sh, -c, \"echo " + step +
-           "\"]\n    resources:\n      nodeSelector: {kubernetes.io/hostname: " + node +
-           "}\n      tolerations: [{operator: Exists}]\n" + extra;
+  // `sluice run` of this test's pipeline `file` in the background.
+  std::unique_ptr<SluiceProcess> StartRun(const std::string& file) {
+    return Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
+  }
+  // A run of one step `step` (plus `extra` step keys) whose pod is bound to
+  // a fresh UnmanagedNode(): returned once the pod is bound.
+  struct OnNode {
+    std::unique_ptr<NodeCleanup> node;
+    std::unique_ptr<SluiceProcess> run;
+    std::string pod;
+  };
+  OnNode RunOnUnmanagedNode(const std::string& step, const std::string& extra = "") {
+    OnNode out;
+    const std::string node = "sluice-nokubelet-" + std::to_string(::getpid());
+    out.node = UnmanagedNode(node);
+    out.run = StartRun(WritePipeline("steps:\n  - name: " + step + "\n    command: [sh, -c, \"echo " + step +
+                                     "\"]\n    resources:\n      nodeSelector: {kubernetes.io/hostname: " + node +
+                                     "}\n      tolerations: [{operator: Exists}]\n" + extra));
+    out.pod = operators::ObjectName(run_id_, step, 1);
+    WaitForObject(k8s::PodKind(), out.pod, [](const Json& p) { return p["spec"].contains("nodeName"); });
+    return out;
   }
 
   std::string object_;  // "pod" | "job"
@@ -934,7 +950,7 @@ TEST_P(KubernetesCliTest, ResourceStepSucceedsWhenItsSuccessConditionHolds) {
   if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
   EnsureXgbCrd();
   std::string file = WriteXgbPipeline();
-  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
+  auto run = StartRun(file);
   const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
   Json object = WaitForObject(XgbKind(), name);
   // The manifest, its templates rendered (a lone {{ }} keeps its type), with
@@ -957,7 +973,7 @@ TEST_P(KubernetesCliTest, ResourceStepFailsWhenItsFailureConditionHolds) {
   if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
   EnsureXgbCrd();
   std::string file = WriteXgbPipeline();
-  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
+  auto run = StartRun(file);
   const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
   WaitForObject(XgbKind(), name);
   PatchStatus(XgbKind(), name, {{"replicaStatuses", {{"Master", {{"failed", 1}}}}}});
@@ -972,7 +988,7 @@ TEST_P(KubernetesCliTest, KillDashNineThenResumeAdoptsTheResource) {
   if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
   EnsureXgbCrd();
   std::string file = WriteXgbPipeline();
-  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
+  auto run = StartRun(file);
   const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
   WaitForObject(XgbKind(), name);
   ASSERT_EQ(::kill(run->pid(), SIGKILL), 0);
@@ -1021,12 +1037,9 @@ TEST_P(KubernetesCliTest, PendingTimeoutFailsAnUnschedulablePodWithItsReason) {
 
 TEST_P(KubernetesCliTest, ImagePullBackOffIsAnErrorAfterThePendingTimeout) {
   if (object_ == "job") GTEST_SKIP() << "the pod's own status is what matters; one object is enough";
-  const std::string node = "sluice-nokubelet-" + std::to_string(::getpid());
-  auto cleanup = UnmanagedNode(node);
-  std::string file = WritePipeline(StepOnNode("pull", node, "    pendingTimeout: 10s\n"));
-  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
-  const std::string pod = operators::ObjectName(run_id_, "pull", 1);
-  WaitForObject(k8s::PodKind(), pod, [](const Json& p) { return p["spec"].contains("nodeName"); });
+  OnNode r = RunOnUnmanagedNode("pull", "    pendingTimeout: 10s\n");
+  auto& run = r.run;
+  const std::string& pod = r.pod;
   // What a kubelet reports for an image it cannot pull.
   PatchStatus(k8s::PodKind(), pod,
               {{"phase", "Pending"},
@@ -1047,12 +1060,9 @@ TEST_P(KubernetesCliTest, ImagePullBackOffIsAnErrorAfterThePendingTimeout) {
 
 TEST_P(KubernetesCliTest, KubeletEvictionIsAnError) {
   if (object_ == "job") GTEST_SKIP() << "the pod's own status is what matters; one object is enough";
-  const std::string node = "sluice-nokubelet-" + std::to_string(::getpid());
-  auto cleanup = UnmanagedNode(node);
-  std::string file = WritePipeline(StepOnNode("evicted", node, ""));
-  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
-  const std::string pod = operators::ObjectName(run_id_, "evicted", 1);
-  WaitForObject(k8s::PodKind(), pod, [](const Json& p) { return p["spec"].contains("nodeName"); });
+  OnNode r = RunOnUnmanagedNode("evicted");
+  auto& run = r.run;
+  const std::string& pod = r.pod;
   // What a kubelet under memory pressure writes for the pod it evicts.
   PatchStatus(k8s::PodKind(), pod,
               {{"phase", "Failed"}, {"reason", "Evicted"}, {"message", "The node was low on resource: memory."}});
@@ -1070,7 +1080,7 @@ TEST_P(KubernetesCliTest, EvictionThroughTheApiIsAnErrorRetriedUnderRetryOnError
     kubernetes:
       podAnnotations: {sluice.dev/kwok-duration: "8s"}
 )");
-  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
+  auto run = StartRun(file);
   const std::string pod = operators::ObjectName(run_id_, "drained", 1);
   WaitForObject(k8s::PodKind(), pod, [](const Json& p) { return p["status"].value("phase", "") == "Running"; });
   // `kubectl drain` evicts through this API.
@@ -1107,7 +1117,7 @@ TEST_P(KubernetesCliTest, PreemptionIsAnError) {
     kubernetes:
       podAnnotations: {sluice.dev/kwok-hold: "true"}
 )");
-  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
+  auto run = StartRun(file);
   const std::string pod = operators::ObjectName(run_id_, "victim", 1);
   WaitForObject(k8s::PodKind(), pod, [](const Json& p) { return p["status"].value("phase", "") == "Running"; });
   // A pod of higher priority that fits only where the victim runs.
@@ -1133,15 +1143,11 @@ TEST_P(KubernetesCliTest, PreemptionIsAnError) {
 
 TEST_P(KubernetesCliTest, NodeLossIsAnError) {
   if (object_ == "job") GTEST_SKIP() << "the pod's own status is what matters; one object is enough";
-  const std::string node = "sluice-lost-" + std::to_string(::getpid());
-  auto cleanup = UnmanagedNode(node);
-  std::string file = WritePipeline(StepOnNode("stranded", node, ""));
-  auto run = Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
-  const std::string pod = operators::ObjectName(run_id_, "stranded", 1);
-  WaitForObject(k8s::PodKind(), pod, [](const Json& p) { return p["spec"].contains("nodeName"); });
+  OnNode r = RunOnUnmanagedNode("stranded");
+  auto& run = r.run;
   // The node goes away; the pod garbage collector ends its pods (after its
   // 40 s quarantine).
-  ASSERT_TRUE(client_->Delete(NodeKind(), "", node, k8s::Propagation::kBackground).ok());
+  ASSERT_TRUE(client_->Delete(NodeKind(), "", r.node->name, k8s::Propagation::kBackground).ok());
   EXPECT_EQ(run->Wait(std::chrono::minutes(3)), 1) << run->out() << run->err();
   EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"stranded", "Error/1/-1"}}));
   const std::string message = StepMessages()["stranded"];

@@ -373,7 +373,7 @@ spec:
 
   Outcome local = Sluice({"run", "-q", file});
   EXPECT_EQ(local.exit_code, 2) << local.out << local.err;
-  EXPECT_EQ(local.err, "sluice: error: " + file + ":9:5: step 'train': steps of type 'resource' run only on "
+  EXPECT_EQ(local.err, "sluice: error: " + file + ":8:5: step 'train': steps of type 'resource' run only on "
                        "Kubernetes: run with --executor kubernetes (or set executor: kubernetes on the step)\n");
 }
 
