@@ -340,7 +340,7 @@ steps:
   // but what the test writes, as if a kubelet had. Deleted by the returned
   // object.
   struct NodeCleanup {
-    k8s::Client* client;
+    k8s::Client* client = nullptr;
     std::string name;
     ~NodeCleanup() { (void)client->Delete(NodeKind(), "", name, k8s::Propagation::kBackground); }
   };
@@ -357,7 +357,11 @@ steps:
                    {"allocatable", {{"cpu", "4"}, {"memory", "8Gi"}, {"pods", "10"}}}}}};
     auto created = client_->Create(NodeKind(), "", node);
     EXPECT_TRUE(created) << created.error().ToString();
-    return std::make_unique<NodeCleanup>(NodeCleanup{client_.get(), name});
+    // Filled in place: a temporary NodeCleanup would delete the node at once.
+    auto cleanup = std::make_unique<NodeCleanup>();
+    cleanup->client = client_.get();
+    cleanup->name = name;
+    return cleanup;
   }
   // `sluice run` of this test's pipeline `file` in the background.
   std::unique_ptr<SluiceProcess> StartRun(const std::string& file) {
