@@ -326,6 +326,15 @@ TEST(KubernetesManifestsTest, BarePodStatus) {
       "message": "The node was low on resource: memory."})"));
   EXPECT_EQ(evicted.outcome, TaskOutcome::kError);
   EXPECT_EQ(evicted.message, "Pod failed: Evicted: The node was low on resource: memory.");
+
+  // The pod garbage collector's mark on a pod whose node is gone: no reason
+  // of the pod's own, a DisruptionTarget condition.
+  WorkloadState lost = InterpretStatus("container", pod(R"({"phase": "Failed", "conditions": [
+      {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
+       "message": "PodGC: node no longer exists"}]})"));
+  EXPECT_EQ(lost.outcome, TaskOutcome::kError);
+  EXPECT_EQ(lost.message, "Pod failed: DeletionByPodGC: PodGC: node no longer exists");
+  EXPECT_EQ(k8s::ClusterEnded(pod(R"({"phase": "Failed", "reason": "DeadlineExceeded"})")), "");
 }
 
 TEST(KubernetesManifestsTest, TrainingJobStatus) {
