@@ -140,6 +140,7 @@ const Keys kDefaultKeys = {"image", "timeout", "pendingTimeout", "retries",  "re
                            "executor", "cache", "env",          "priority", "kubernetes"};
 // What a container step becomes on Kubernetes (kubernetes.object).
 const Keys kKubernetesObjects = {"pod", "job"};
+const Keys kKubernetesLogs = {"all", "failed"};
 const Keys kRetryKeys = {"limit", "backoff", "factor", "maxBackoff", "retryOn"};
 const Keys kResourceKeys = {"cpu", "memory", "gpu", "nodeSelector", "tolerations"};
 const Keys kCacheKeys = {"enabled", "maxAge", "ignoreInputs", "envIgnore"};
@@ -837,11 +838,13 @@ class Loader {
   }
 
   // A `kubernetes:` section as JSON. Its other settings are checked when the
-  // object is built; `object` is checked here, where its place is known.
+  // object is built; `object` and `logs` are checked here, where their place
+  // is known.
   Json KubernetesSection(const YamlNode& n) {
     for (size_t i = 0; i + 1 < n.children.size(); i += 2) {
       const YamlNode& key = N(n.children[i]);
       if (key.IsScalar() && key.value == "object") Enum(N(n.children[i + 1]), "kubernetes.object", kKubernetesObjects);
+      if (key.IsScalar() && key.value == "logs") Enum(N(n.children[i + 1]), "kubernetes.logs", kKubernetesLogs);
     }
     return ToJson(n);
   }

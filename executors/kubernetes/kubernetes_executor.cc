@@ -42,6 +42,15 @@ KubernetesKind BarePodKind(const KubernetesKind& operator_kind) {
 
 bool IsBarePod(const KubernetesKind& kind) { return kind.plural == "pods"; }
 
+// `kubernetes.logs: failed` (step or defaults): a succeeded step's log stays
+// in its pod; only failures' logs are copied. The default, `all`, copies
+// every log.
+bool CopiesSuccessLog(const Task& task) {
+  if (!task.config.is_object() || !task.config.contains("kubernetes")) return true;
+  const Json& k = task.config["kubernetes"];
+  return !(k.is_object() && k.contains("logs") && k["logs"] == "failed");
+}
+
 // The watch of a run's objects of `kind`: a pod watch sees only the pods
 // sluice created itself, not a Job's or a TFJob's of the same run.
 std::string WatchSelector(const KubernetesKind& kind, const std::string& run_id) {
@@ -506,8 +515,10 @@ void KubernetesExecutor::FinisherLoop() {
     } else if (f.probe_pending) {
       ProbePending(f.id);
     } else if (f.logs_only) {
-      auto pods = PodsOf(f.kind, f.ns, f.name, f.pod);
-      CopyLogs(f.kind, f.ns, f.name, f.log_path, f.log_masks, pods);
+      // A success's log waits for an idle moment of the rate limiter, so
+      // copying it never delays a create.
+      auto pods = PodsOf(f.kind, f.ns, f.name, f.pod, k8s::Priority::kBackground);
+      CopyLogs(f.kind, f.ns, f.name, f.log_path, f.log_masks, pods, k8s::Priority::kBackground);
     } else {
       Complete(std::move(f));
     }
@@ -516,7 +527,8 @@ void KubernetesExecutor::FinisherLoop() {
 
 Result<k8s::ObjectList> KubernetesExecutor::PodsOf(const KubernetesKind& kind,
                                                   const std::string& ns, const std::string& name,
-                                                  const std::optional<Json>& pod) {
+                                                  const std::optional<Json>& pod,
+                                                  k8s::Priority priority) {
   // A bare pod is its own object: no list (its final state, when known, came
   // with the watch event; the log needs only its name).
   if (IsBarePod(kind)) {
@@ -527,13 +539,13 @@ Result<k8s::ObjectList> KubernetesExecutor::PodsOf(const KubernetesKind& kind,
   // An object of any kind (`type: resource`): its pods are its controller's
   // business, by labels sluice does not know.
   if (kind.pod_name_label.empty()) return k8s::ObjectList();
-  return client_->List(k8s::PodKind(), ns, kind.pod_name_label + "=" + name);
+  return client_->List(k8s::PodKind(), ns, kind.pod_name_label + "=" + name, priority);
 }
 
 void KubernetesExecutor::CopyLogs(const KubernetesKind& kind, const std::string& ns,
                                   const std::string& name, const std::string& log_path,
                                   const std::vector<std::string>& log_masks,
-                                  const Result<k8s::ObjectList>& pods) {
+                                  const Result<k8s::ObjectList>& pods, k8s::Priority priority) {
   if (!options_.fetch_logs || log_path.empty()) return;
   std::ofstream log(log_path, std::ios::app);
   if (!pods) {
@@ -562,7 +574,7 @@ void KubernetesExecutor::CopyLogs(const KubernetesKind& kind, const std::string&
     auto text = client_->GetText("/api/v1/namespaces/" + UrlEncode(ns) + "/pods/" +
                                      UrlEncode(pod_name) + "/log?container=" +
                                      UrlEncode(kind.container_name),
-                                 /*max_retries=*/0);
+                                 /*max_retries=*/0, priority);
     if (text) {
       log << (log_masks.empty() ? *text : MaskValues(*text, log_masks, kLogMask));
       if (!text->empty() && text->back() != '\n') log << "\n";
@@ -609,7 +621,7 @@ void KubernetesExecutor::Complete(Finish f) {
 
   // A failure's exit code and log are read before the result is returned,
   // so the engine can show them at once.
-  auto pods = PodsOf(kind, ns, name, f.pod);
+  auto pods = PodsOf(kind, ns, name, f.pod, k8s::Priority::kNormal);
   if (pods) {
     if (result.outcome == TaskOutcome::kSucceeded) {
       result.exit_code = 0;
@@ -633,7 +645,7 @@ void KubernetesExecutor::Complete(Finish f) {
   } else if (result.outcome == TaskOutcome::kSucceeded) {
     result.exit_code = 0;
   }
-  CopyLogs(kind, ns, name, task.log_path, task.log_masks, pods);
+  CopyLogs(kind, ns, name, task.log_path, task.log_masks, pods, k8s::Priority::kNormal);
 
   result.finished_at = std::chrono::system_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
@@ -664,7 +676,7 @@ void KubernetesExecutor::ProbePending(TaskId id) {
     if (pod) pods->items.push_back(std::move(*pod));
     else if (pod.error().code() != StatusCode::kNotFound) pods = Error(pod.error());
   } else {
-    pods = PodsOf(kind, ns, name, std::nullopt);
+    pods = PodsOf(kind, ns, name, std::nullopt, k8s::Priority::kNormal);
   }
   const auto now = std::chrono::system_clock::now();
   std::optional<std::chrono::system_clock::time_point> next;
@@ -713,7 +725,13 @@ void KubernetesExecutor::SucceedLocked(Live& r, const std::string& message) {
   result.started_at = r.started_at;
   result.finished_at = std::chrono::system_clock::now();
   result.external_id = r.ns + "/" + r.name;
-  if (options_.fetch_logs && !r.task.log_path.empty()) {
+  if (options_.fetch_logs && !r.task.log_path.empty() && !CopiesSuccessLog(r.task)) {
+    std::ofstream(r.task.log_path, std::ios::app)
+        << "[sluice] kubernetes.logs is failed: this step's log was not copied; while its pods "
+           "exist: kubectl logs -n "
+        << r.ns << " -c " << r.kind.container_name << " "
+        << (IsBarePod(r.kind) ? "pod/" + r.name : "-l " + r.kind.pod_name_label + "=" + r.name) << "\n";
+  } else if (options_.fetch_logs && !r.task.log_path.empty()) {
     Finish logs;
     logs.id = r.task.id;
     logs.logs_only = true;

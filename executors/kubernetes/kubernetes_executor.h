@@ -169,17 +169,20 @@ class KubernetesExecutor : public Executor {
   void CreatorLoop();
   void FinisherLoop();
   void Complete(Finish f);
-  // With mu_ held: returns a success at once and queues its log copy.
+  // With mu_ held: returns a success at once and queues its log copy (with
+  // `kubernetes.logs: failed`, writes where the log is instead).
   void SucceedLocked(Live& r, const std::string& message);
   // The pods of object `name`: a Job's or a TFJob's by one LIST; a bare
   // pod is its own, `pod` when its final state is known, else its name.
   Result<k8s::ObjectList> PodsOf(const KubernetesKind& kind, const std::string& ns,
-                                 const std::string& name, const std::optional<Json>& pod);
+                                 const std::string& name, const std::optional<Json>& pod,
+                                 k8s::Priority priority);
   // Appends the logs of `pods` (one GET of pods/log each), or why there are
   // none, to `log_path`.
   void CopyLogs(const KubernetesKind& kind, const std::string& ns,
                 const std::string& name, const std::string& log_path,
-                const std::vector<std::string>& log_masks, const Result<k8s::ObjectList>& pods);
+                const std::vector<std::string>& log_masks, const Result<k8s::ObjectList>& pods,
+                k8s::Priority priority);
   // With mu_ held: queues DeleteExpiredPods(ns) once per namespace.
   void QueueCleanupLocked(const std::string& ns);
   // Bare pods have no TTL controller: deletes, with one DELETECOLLECTION per

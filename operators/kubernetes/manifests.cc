@@ -95,11 +95,14 @@ Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
     } else if (key == "object") {
       if (!v.is_string() || (v != "pod" && v != "job")) return bad("object must be pod or job");
       s.object = v.get<std::string>();
+    } else if (key == "logs") {
+      // Read by the executor when the step ends; nothing in the object.
+      if (!v.is_string() || (v != "all" && v != "failed")) return bad("logs must be all or failed");
     } else {
       return bad(key + " is not a known setting (known: namespace, serviceAccountName, "
                        "priorityClassName, "
                        "imagePullSecrets, queue, ttlSecondsAfterFinished, podLabels, "
-                       "podAnnotations, object)");
+                       "podAnnotations, object, logs)");
     }
   }
   return s;

@@ -20,6 +20,8 @@
 # Environment: STEPS (1000), IN_FLIGHT (200), RUNS (2),
 #   OBJECT (pod: sluice creates each step's Pod itself, as Argo does; job: a
 #   batch/v1 Job per step, through kube-controller-manager's Job controller),
+#   LOGS (all: sluice copies every step's log, one more request per step;
+#   failed: only failures' logs, as Argo, which copies none),
 #   SLUICE_K8S_STATE (/tmp/sluice-k8s).
 set -euo pipefail
 SLUICE=$(realpath "${1:?usage: $0 SLUICE_BINARY [OUT_DIR]}")
@@ -28,6 +30,7 @@ STEPS=${STEPS:-1000}
 IN_FLIGHT=${IN_FLIGHT:-200}
 RUNS=${RUNS:-2}
 OBJECT=${OBJECT:-pod}
+LOGS=${LOGS:-all}
 STATE=${SLUICE_K8S_STATE:-/tmp/sluice-k8s}
 export KUBECONFIG=$STATE/kubeconfig
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -44,7 +47,7 @@ metadata:
 defaults:
   image: busybox:1.36
   cache: {enabled: false}
-  kubernetes: {object: $OBJECT}
+  kubernetes: {object: $OBJECT, logs: $LOGS}
 steps:
   - name: work
     foreach: {range: {start: 0, end: $STEPS}}

@@ -257,7 +257,7 @@ TEST(KubernetesManifestsTest, ClearErrors) {
   EXPECT_EQ(BuildManifest(t, {}).error().message(),
             "step \"prepare\": kubernetes.serviceAcount is not a known setting (known: "
             "namespace, serviceAccountName, priorityClassName, imagePullSecrets, queue, "
-            "ttlSecondsAfterFinished, podLabels, podAnnotations, object)");
+            "ttlSecondsAfterFinished, podLabels, podAnnotations, object, logs)");
 }
 
 TEST(KubernetesManifestsTest, JobStatus) {

@@ -519,13 +519,17 @@ std::map<std::string, int64_t> Client::RequestCounts() const {
 
 Result<HttpResponse> Client::Do(const std::string& method, const std::string& path,
                                 const std::string& body, const std::string& content_type,
-                                const std::string& what, int max_retries) {
+                                const std::string& what, int max_retries, Priority priority) {
   const int retries = max_retries < 0 ? options_.max_retries : max_retries;
   SigpipeGuard no_sigpipe;
   bool refresh = false;
   bool refreshed = false;
   for (int attempt = 0;; ++attempt) {
-    limiter_.Acquire();
+    if (priority == Priority::kBackground) {
+      limiter_.AcquireIdle();
+    } else {
+      limiter_.Acquire();
+    }
     auto headers = Headers(refresh);
     if (!headers) return Error(headers.error());
     refresh = false;
@@ -627,14 +631,15 @@ Result<Json> Client::Get(const ResourceKind& kind, const std::string& ns, const 
 }
 
 Result<ObjectList> Client::List(const ResourceKind& kind, const std::string& ns,
-                                const std::string& label_selector) {
+                                const std::string& label_selector, Priority priority) {
   ObjectList out;
   std::string cont;
   do {
     std::string path = kind.CollectionPath(ns) + "?limit=500";
     if (!label_selector.empty()) path += "&labelSelector=" + UrlEncode(label_selector);
     if (!cont.empty()) path += "&continue=" + UrlEncode(cont);
-    auto r = Do("GET", path, "", "", "list " + kind.GroupResource() + " in namespace " + ns);
+    auto r = Do("GET", path, "", "", "list " + kind.GroupResource() + " in namespace " + ns,
+                /*max_retries=*/-1, priority);
     if (!r) return Error(r.error());
     Json j = Json::parse(r->body, nullptr, false);
     if (!j.is_object()) return Error(Status::Internal("the API server sent invalid JSON"));
@@ -692,8 +697,9 @@ Status Client::DeleteCollection(const ResourceKind& kind, const std::string& ns,
   return Status::Ok();
 }
 
-Result<std::string> Client::GetText(const std::string& path_and_query, int max_retries) {
-  auto r = Do("GET", path_and_query, "", "", "get " + path_and_query, max_retries);
+Result<std::string> Client::GetText(const std::string& path_and_query, int max_retries,
+                                    Priority priority) {
+  auto r = Do("GET", path_and_query, "", "", "get " + path_and_query, max_retries, priority);
   if (!r) return Error(r.error());
   return std::move(r->body);
 }

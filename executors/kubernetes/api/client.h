@@ -69,6 +69,11 @@ const ResourceKind& PersistentVolumeClaimKind();
 // What happens to an object's dependents (a Job's pods) when it is deleted.
 enum class Propagation { kBackground, kForeground, kOrphan };
 
+// How a request shares the client's rate limit: kNormal requests queue in
+// order; kBackground ones (log copies of finished steps) wait until the
+// limiter is idle, so they never delay a create (TokenBucket::ReserveIdle).
+enum class Priority { kNormal, kBackground };
+
 struct ClientOptions {
   double qps = 50;   // sustained requests per second (client-go default: 5)
   int burst = 100;   // requests allowed at once after a quiet period (client-go: 10)
@@ -149,7 +154,8 @@ class Client {
   Result<Json> Get(const ResourceKind& kind, const std::string& ns, const std::string& name);
   // All pages of a list. `label_selector` may be "".
   Result<ObjectList> List(const ResourceKind& kind, const std::string& ns,
-                          const std::string& label_selector);
+                          const std::string& label_selector,
+                          Priority priority = Priority::kNormal);
   // POST; returns the created object. kAlreadyExists when the name is taken.
   Result<Json> Create(const ResourceKind& kind, const std::string& ns, const Json& object);
   // JSON merge patch (RFC 7386); returns the patched object.
@@ -164,7 +170,8 @@ class Client {
   // GET of a text resource, e.g. a pod's log
   // ("/api/v1/namespaces/ns/pods/p/log?container=main"). `max_retries` < 0
   // uses ClientOptions::max_retries.
-  Result<std::string> GetText(const std::string& path_and_query, int max_retries = -1);
+  Result<std::string> GetText(const std::string& path_and_query, int max_retries = -1,
+                              Priority priority = Priority::kNormal);
 
   // Starts a list+watch of `kind` objects in `ns` matching `label_selector`
   // on a new thread: it lists, delivers the items, then watches from the
@@ -179,7 +186,8 @@ class Client {
   // calls. `what` describes the request in errors ("create jobs.batch x").
   Result<HttpResponse> Do(const std::string& method, const std::string& path_and_query,
                           const std::string& body, const std::string& content_type,
-                          const std::string& what, int max_retries = -1);
+                          const std::string& what, int max_retries = -1,
+                          Priority priority = Priority::kNormal);
 
   const RestConfig& config() const { return config_; }
   const ClientOptions& options() const { return options_; }

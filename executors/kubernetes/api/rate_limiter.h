@@ -29,6 +29,16 @@ class TokenBucket {
   // Reserve(), then sleeps for the returned time.
   void Acquire();
 
+  // For background requests that must never delay the others: takes a token
+  // only while at least half the burst (and at least one token) is free, so
+  // nothing is queued and a burst of foreground requests still finds room.
+  // Returns zero when it took one, else how long until one could be taken
+  // (nothing is taken then; call again after waiting).
+  Clock::duration ReserveIdle();
+
+  // ReserveIdle() until it takes a token, sleeping in between.
+  void AcquireIdle();
+
   double qps() const { return qps_; }
   int burst() const { return burst_; }
 
@@ -39,6 +49,9 @@ class TokenBucket {
   std::mutex mu_;
   double tokens_;
   Clock::time_point last_;
+
+  // Adds the tokens earned since last_. Requires mu_.
+  void RefillLocked();
 };
 
 }  // namespace sluice::k8s

@@ -422,6 +422,42 @@ TEST_P(KubernetesExecutorTest, RequestsPerStep) {
             (std::map<std::string, int64_t>{{"GET", (n + 1) * gets_per_step}, {"POST", n + 1}}));
 }
 
+// `kubernetes.logs: failed`: a success costs its create only; its log file
+// says where the log is. A failure's log is still copied.
+TEST_P(KubernetesExecutorTest, LogsFailedLeavesSuccessLogsInThePod) {
+  ASSERT_TRUE(executor_->Start(MakeTask(1, "warm")).ok());
+  ASSERT_EQ(Next().outcome, TaskOutcome::kSucceeded);
+  const std::map<std::string, int64_t> zero;
+  ASSERT_TRUE(test_support::WaitUntil([&] { return RequestsSince(zero)["GET"] >= 3; }, std::chrono::seconds(60)));
+  auto before = executor_->client()->RequestCounts();
+  Task ok = MakeTask(2, "quiet");
+  ok.config = Json::parse(R"({"kubernetes": {"logs": "failed"}})");
+  ASSERT_TRUE(executor_->Start(ok).ok());
+  TaskResult r = Next();
+  ASSERT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
+  EXPECT_EQ(RequestsSince(before), (std::map<std::string, int64_t>{{"POST", 1}}));
+  std::ifstream in(ok.log_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string name = operators::ObjectName(run_id_, "quiet", 1);
+  const std::string where =
+      object_ == "pod" ? "pod/" + name : "-l job-name=" + name;
+  EXPECT_EQ(text.str(),
+            "[sluice] kubernetes.logs is failed: this step's log was not copied; while its pods "
+            "exist: kubectl logs -n default -c main " + where + "\n");
+
+  Task bad = MakeTask(3, "loud");
+  bad.config = Json::parse(
+      R"({"kubernetes": {"logs": "failed", "podAnnotations": {"sluice.dev/kwok-fail": "true"}}})");
+  ASSERT_TRUE(executor_->Start(bad).ok());
+  EXPECT_EQ(Next().outcome, TaskOutcome::kFailed);
+  EXPECT_TRUE(fs::exists(bad.log_path));
+  std::ifstream bad_in(bad.log_path);
+  std::string first;
+  std::getline(bad_in, first);
+  EXPECT_EQ(first.rfind("[sluice] kubernetes.logs", 0), std::string::npos) << first;
+}
+
 // Bare pods have no TTL controller: the next run's first create in the
 // namespace deletes the pods of ended runs whose TTL has passed, and keeps
 // the others.
