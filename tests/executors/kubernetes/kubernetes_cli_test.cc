@@ -995,6 +995,11 @@ TEST_P(KubernetesCliTest, KillDashNineThenResumeAdoptsTheResource) {
   auto run = StartRun(file);
   const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
   WaitForObject(XgbKind(), name);
+  // The object exists before the runner records the step: kill only once
+  // the store shows it Running.
+  ASSERT_TRUE(test_support::WaitUntil([&] { return StepPhases()["xgb"].rfind("Running/", 0) == 0; },
+                                      std::chrono::seconds(60)))
+      << "the store never showed step xgb Running";
   ASSERT_EQ(::kill(run->pid(), SIGKILL), 0);
   EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
   EXPECT_EQ(StepPhases()["xgb"], "Running/1/-1");
@@ -1005,6 +1010,29 @@ TEST_P(KubernetesCliTest, KillDashNineThenResumeAdoptsTheResource) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
   EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"xgb", "Succeeded/1/0"}}));
   EXPECT_EQ(Objects(XgbKind()), (std::map<std::string, std::string>{{name, "xgb/1"}}));
+}
+
+TEST_P(KubernetesCliTest, CancelOfAKilledRunDeletesItsResource) {
+  if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
+  EnsureXgbCrd();
+  std::string file = WriteXgbPipeline();
+  auto run = StartRun(file);
+  const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
+  WaitForObject(XgbKind(), name);
+  // The object exists before the runner records the step: kill only once
+  // the store shows it Running.
+  ASSERT_TRUE(test_support::WaitUntil([&] { return StepPhases()["xgb"].rfind("Running/", 0) == 0; },
+                                      std::chrono::seconds(60)))
+      << "the store never showed step xgb Running";
+  ASSERT_EQ(::kill(run->pid(), SIGKILL), 0);
+  EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
+  // No sluice process is left to ask: `cancel` deletes the run's objects of
+  // the kinds its steps name, XGBoostJob among them.
+  Outcome o = Sluice({"cancel", run_id_, "--kubeconfig", kubeconfig_});
+  EXPECT_EQ(o.exit_code, 0) << o.out << o.err;
+  EXPECT_EQ(o.out, "run " + run_id_ +
+                       " Cancelled: its sluice process was gone; deleted its 1 Kubernetes object\n");
+  EXPECT_TRUE(WaitUntilNone(XgbKind(), std::chrono::seconds(30))) << "the killed run's XGBoostJob still exists";
 }
 
 TEST_P(KubernetesCliTest, ResourceTimeoutDeletesTheObject) {
