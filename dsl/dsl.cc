@@ -122,22 +122,23 @@ const Keys kParamKeys = {"type", "default", "required", "description", "secret"}
 // operator registry) and `kubernetes`.
 const Keys kStepBaseKeys = {"name",     "type",       "command",     "env",      "workdir",    "image",
                             "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
-                            "foreach",  "parallelism", "retries",    "timeout",  "resources",  "priority",
-                            "cache",    "outputs",    "uses",        "with"};
+                            "foreach",  "parallelism", "retries",    "timeout",  "pendingTimeout", "resources",
+                            "priority", "cache",      "outputs",     "uses",     "with"};
 // A component file (`kind: Component`), its inputs, and its step body.
 const Keys kComponentKeys = {"apiVersion", "kind", "metadata", "inputs", "outputs", "step"};
 const Keys kComponentInputKeys = {"type", "default", "description"};
 const Keys kComponentInputTypes = {"string", "int", "number", "bool", "list", "artifact"};
 // What a component's step body may set (besides an operator section).
 const Keys kComponentStepKeys = {"type",      "command",   "env",      "workdir", "image", "executor", "code",
-                                 "retries",   "timeout",   "resources", "priority", "cache", "kubernetes"};
+                                 "retries",   "timeout",   "pendingTimeout", "resources", "priority", "cache",
+                                 "kubernetes"};
 // What a step that uses a component may set: where and when it runs, never
 // what it runs.
 const Keys kUsingStepKeys = {"name",     "uses",      "with",     "depends",  "when",     "ifUpstreamSkipped",
-                             "foreach",  "parallelism", "retries", "timeout",  "resources", "priority",
-                             "cache",    "executor",  "image",    "env",      "kubernetes"};
-const Keys kDefaultKeys = {"image", "timeout",  "retries", "resources", "executor",
-                           "cache", "env",      "priority", "kubernetes"};
+                             "foreach",  "parallelism", "retries", "timeout",  "pendingTimeout", "resources",
+                             "priority", "cache",     "executor", "image",    "env",      "kubernetes"};
+const Keys kDefaultKeys = {"image", "timeout", "pendingTimeout", "retries",  "resources",
+                           "executor", "cache", "env",          "priority", "kubernetes"};
 // What a container step becomes on Kubernetes (kubernetes.object).
 const Keys kKubernetesObjects = {"pod", "job"};
 const Keys kKubernetesLogs = {"all", "failed"};
@@ -974,6 +975,9 @@ class Loader {
                           (has_type ? " (this step has type '" + s.type + "')" : ""));
       else if (section->IsMap() && op)
         CheckOperatorConfig(*op, s, *section);
+    } else if (!section && type_ok && op && op->KubernetesOnly() && !uses) {
+      // Such a type has nothing to run without its section: say so here.
+      CheckOperatorConfig(*op, s, sn);
     }
     if (op) op->AddFixedOutputs(&s, Loc(sn));
     if (parallelism) {
@@ -1438,6 +1442,11 @@ class Loader {
       if (auto d = Dur(v, "timeout")) {
         if (d->count() <= 0) Err(v, "'timeout' must be longer than 0");
         else s.timeout = *d;
+      }
+    } else if (k == "pendingTimeout") {
+      if (auto d = Dur(v, "pendingTimeout")) {
+        if (d->count() <= 0) Err(v, "'pendingTimeout' must be longer than 0");
+        else s.pending_timeout = *d;
       }
     } else if (k == "resources") {
       ParseResources(s, v);

@@ -85,6 +85,9 @@ struct Task {
   std::string image;
   Resources resources;
   std::optional<Duration> timeout;
+  // Kubernetes: a pod Pending this long fails the attempt (kError, with the
+  // pod's reason and message); unset = no limit but `timeout`.
+  std::optional<Duration> pending_timeout;
   Json config = Json::object();                // operator-specific (tfjob replicas, ...)
   TaskFiles files;                             // object-storage transfers; see TaskFiles
 };

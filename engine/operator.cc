@@ -80,8 +80,12 @@ std::string Known(const OperatorRegistry& registry, Keep keep, bool with_and) {
 
 Result<const Operator*> LocalOperator(const OperatorRegistry& registry, std::string_view type) {
   const Operator* op = registry.Find(type.empty() ? std::string_view("container") : type);
-  auto runs_locally = [](const Operator& o) { return !o.RunsOperatorProgram(); };
+  auto runs_locally = [](const Operator& o) { return !o.RunsOperatorProgram() && !o.KubernetesOnly(); };
   if (op && runs_locally(*op)) return op;
+  if (op && op->KubernetesOnly())
+    return Error(Status::InvalidArgument("steps of type '" + std::string(type) +
+                                         "' run only on Kubernetes: run with --executor kubernetes (or set "
+                                         "executor: kubernetes on the step)"));
   return Error(Status::InvalidArgument("the local executor cannot run steps of type '" + std::string(type) +
                                        "'; it runs " + Known(registry, runs_locally, true) + " steps"));
 }
@@ -95,11 +99,14 @@ Result<const Operator*> KubernetesOperator(const OperatorRegistry& registry, std
 }
 
 const Operator* OperatorForResource(const OperatorRegistry& registry, std::string_view plural) {
+  const Operator* any_kind = nullptr;
   for (const Operator* op : registry.All()) {
     auto kind = op->Kind();
     if (kind && kind->plural == plural) return op;
+    if (kind && kind->plural.empty() && !any_kind) any_kind = op;
   }
-  return nullptr;
+  // A kind no type claims is one a type of any kind (`type: resource`) made.
+  return any_kind;
 }
 
 }  // namespace sluice

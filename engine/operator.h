@@ -68,12 +68,14 @@ struct LocalPlan {
 using PortAllocator = std::function<Result<int>()>;
 
 // Where a kind of Kubernetes object lives in the API, and how its pods are
-// labelled.
+// labelled. An empty `plural` from Operator::Kind() means the type runs
+// objects of any kind (`type: resource`): Operator::KindOf() reads each
+// object's own.
 struct KubernetesKind {
   std::string api_version;      // "batch/v1"
   std::string kind;             // "Job"
   std::string plural;           // "jobs"
-  std::string pod_name_label;   // pods carry <pod_name_label>=<object name>
+  std::string pod_name_label;   // pods carry <pod_name_label>=<object name>; "" = pods unknown
   std::string container_name;   // the main container's name ("main", "tensorflow", "pytorch")
   size_t max_name_length = 63;
 };
@@ -162,6 +164,17 @@ class Operator {
   // plan and no Kubernetes kind of its own.
   virtual bool RunsOperatorProgram() const { return false; }
 
+  // True when the strings of the step's config section are templates
+  // (`{{ params.x }}`), rendered in the run's scope for each attempt into
+  // Task::config (a `type: resource` manifest). Otherwise Task::config is
+  // the section as written.
+  virtual bool RendersConfig() const { return false; }
+
+  // True when a step of this type runs only on Kubernetes (its object is
+  // one only a cluster can run): LocalOperator() refuses it, and a run
+  // refuses such a step on the local executor before anything starts.
+  virtual bool KubernetesOnly() const { return false; }
+
   // The processes that run `task` on this machine, ports from `ports`.
   // Errors: kInvalidArgument for a malformed config or an empty command (the
   // message names the key); whatever `ports` returns.
@@ -176,6 +189,10 @@ class Operator {
   // a Secret reference.
   virtual Result<Json> KubernetesObject(const Task& task,
                                         const KubernetesObjectOptions& options) const;
+
+  // The kind of `object`, one that KubernetesObject() built: Kind() unless
+  // the type runs objects of any kind. nullopt when it has none.
+  virtual std::optional<KubernetesKind> KindOf(const Json& object) const { return Kind(); }
 
   // How far `object` (of Kind()) has got.
   virtual WorkloadState ReadStatus(const Json& object) const { return {}; }
@@ -228,7 +245,9 @@ class OperatorRegistry {
 // The operator that runs tasks of `type` on this machine ("" means
 // container): one that does not RunsOperatorProgram(). Otherwise
 // kInvalidArgument "the local executor cannot run steps of type 'x'; it runs
-// container, tfjob and pytorchjob steps".
+// container, tfjob and pytorchjob steps", or for a KubernetesOnly() type
+// "steps of type 'x' run only on Kubernetes: run with --executor kubernetes
+// (or set executor: kubernetes on the step)".
 Result<const Operator*> LocalOperator(const OperatorRegistry& registry, std::string_view type);
 
 // The operator that runs tasks of `type` on Kubernetes: one with a Kind().
@@ -237,7 +256,9 @@ Result<const Operator*> LocalOperator(const OperatorRegistry& registry, std::str
 Result<const Operator*> KubernetesOperator(const OperatorRegistry& registry, std::string_view type);
 
 // The operator whose objects are of the API resource `plural` ("jobs"), for
-// reading the status of an object before its task is known; nullptr when none.
+// reading the status of an object before its task is known; for a plural no
+// type claims, the type that runs objects of any kind (Kind()'s plural
+// empty); nullptr when there is none.
 const Operator* OperatorForResource(const OperatorRegistry& registry, std::string_view plural);
 
 }  // namespace sluice

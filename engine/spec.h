@@ -176,6 +176,10 @@ struct StepSpec {
 
   RetryPolicy retries;
   std::optional<Duration> timeout;
+  // Kubernetes: how long a pod of the step may stay Pending (unschedulable,
+  // its image not pulled) before the attempt fails as a system error with
+  // the pod's reason; unset = until the step's timeout.
+  std::optional<Duration> pending_timeout;
   Resources resources;
   int priority = 0;  // higher runs first among ready steps
   CacheSpec cache;

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "operators/container/container.h"
+#include "operators/resource/resource.h"
 #include "operators/serving/operator.h"
 #include "operators/training/training.h"
 
@@ -16,6 +17,7 @@ Status RegisterBuiltinOperators(OperatorRegistry& registry) {
   ops.push_back(std::make_unique<TrainingOperator>(TrainingOperator::Flavor::kPyTorch));
   ops.push_back(std::make_unique<serving::DeployOperator>());
   ops.push_back(std::make_unique<serving::ValidationOperator>());
+  ops.push_back(std::make_unique<ResourceOperator>());
   for (auto& op : ops)
     if (Status s = registry.Register(std::move(op)); !s.ok()) return s;
   return Status::Ok();

@@ -7,8 +7,8 @@
 
 namespace sluice::operators {
 
-// Registers container, tfjob, pytorchjob, deploy and traffic-validation, in
-// that order (the order lint messages list them in). Fails with
+// Registers container, tfjob, pytorchjob, deploy, traffic-validation and
+// resource, in that order (the order lint messages list them in). Fails with
 // kAlreadyExists when one is already there.
 Status RegisterBuiltinOperators(OperatorRegistry& registry);
 

@@ -1014,18 +1014,37 @@ Result<size_t> DeleteRunObjects(const CancelOptions& options, const RunRecord& r
         add(k["namespace"].get<std::string>());
     }
   }
+  // The kinds a run's objects can have: sluice's own, and each kind its
+  // steps of any kind (`type: resource`) name.
+  std::vector<k8s::ResourceKind> kinds = {k8s::JobKind(), k8s::TFJobKind(), k8s::PyTorchJobKind(), k8s::PodKind()};
+  for (const auto* list : {&spec.steps, &spec.finally_steps}) {
+    for (const auto& step : *list) {
+      const Operator* op = OperatorRegistry::Global().Find(step.type);
+      if (!op || !op->Kind() || !op->Kind()->plural.empty()) continue;
+      Task task;
+      task.run_id = run.id;
+      task.step = task.instance = step.name;
+      task.config = step.config;
+      auto object = op->KubernetesObject(task, {});
+      auto kind = object ? op->KindOf(*object) : std::nullopt;
+      if (!kind) continue;
+      k8s::ResourceKind rk{kind->api_version, kind->kind, kind->plural, true};
+      if (std::none_of(kinds.begin(), kinds.end(), [&](const k8s::ResourceKind& k) { return k.plural == rk.plural; }))
+        kinds.push_back(rk);
+    }
+  }
   const std::string selector = operators::RunSelector(run.id);
   size_t found = 0;
   for (const auto& ns : namespaces) {
     // Bare pods by their own label: a Job's pods go with their Job.
-    for (const auto* kind : {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind(), &k8s::PodKind()}) {
-      const std::string which = kind == &k8s::PodKind() ? k8s::BarePodSelector(run.id) : selector;
-      auto list = (*client)->List(*kind, ns, which);
+    for (const k8s::ResourceKind& kind : kinds) {
+      const std::string which = kind.plural == "pods" ? k8s::BarePodSelector(run.id) : selector;
+      auto list = (*client)->List(kind, ns, which);
       if (!list && list.error().code() == StatusCode::kNotFound) continue;  // no such CRD
       if (!list) return Error(list.error());
       if (list->items.empty()) continue;
       found += list->items.size();
-      Status st = (*client)->DeleteCollection(*kind, ns, which, k8s::Propagation::kBackground);
+      Status st = (*client)->DeleteCollection(kind, ns, which, k8s::Propagation::kBackground);
       if (!st.ok()) return Error(st);
     }
   }

@@ -175,6 +175,12 @@ class Compiler {
   // Renders a template for use inside the step's template: every expression
   // becomes {{inputs.parameters.aN}}, with aN passed by the task.
   std::optional<std::string> RenderInTemplate(const StepSpec& step, const Template& t, TaskBuild* b);
+  // Every string of an operator's config section through RenderInTemplate
+  // (one that cannot be resolved renders as "", reported there).
+  // A lone {{ params.x }} of a number or bool param becomes a marker, listed
+  // in `typed` with its Argo expression, to stand unquoted in the manifest.
+  Json RenderConfigInTemplate(const StepSpec& step, const Json& config, TaskBuild* b,
+                              std::vector<std::pair<std::string, std::string>>* typed);
   std::optional<std::string> TranslateWhen(const StepSpec& step, const Template& when);
 
   Json ContainerTemplate(const StepSpec& step, TaskBuild* b);
@@ -342,6 +348,32 @@ std::optional<std::string> Compiler::RenderDag(const StepSpec& step, const Templ
     if (!mapped) return std::nullopt;
     out += *mapped;
   }
+  return out;
+}
+
+Json Compiler::RenderConfigInTemplate(const StepSpec& step, const Json& config, TaskBuild* b,
+                                      std::vector<std::pair<std::string, std::string>>* typed) {
+  if (config.is_string()) {
+    const std::string& text = config.get_ref<const std::string&>();
+    if (text.find("{{") == std::string::npos) return config;
+    auto r = RenderInTemplate(step, Template{text, step.loc}, b);
+    if (!r) return Json("");
+    // A lone {{ params.x }} of a number or bool type is that value in sluice;
+    // Argo substitutes text, so it must stand unquoted in the manifest.
+    const auto segments = Segments(text);
+    if (segments.size() == 1 && segments[0].expression && segments[0].text.rfind("params.", 0) == 0) {
+      const ParamSpec* p = spec_.FindParam(segments[0].text.substr(7));
+      if (p && (p->type == ParamType::kInt || p->type == ParamType::kNumber || p->type == ParamType::kBool)) {
+        std::string marker = "sluice-typed-" + std::to_string(typed->size()) + "-value";
+        typed->emplace_back(marker, *r);
+        return Json(marker);
+      }
+    }
+    return Json(*r);
+  }
+  Json out = config;
+  if (out.is_structured())
+    for (auto& v : out) v = RenderConfigInTemplate(step, v, b, typed);
   return out;
 }
 
@@ -620,6 +652,11 @@ Json Compiler::OutputsTemplate(const StepSpec& step) {
           {"outputs", {{"parameters", OutputParameters(step)}}}};
 }
 
+void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size()))
+    text.replace(pos, from.size(), to);
+}
+
 Json Compiler::ResourceTemplate(const StepSpec& step, const Operator* op, TaskBuild* b) {
   if (HasOutputs(step) && step.foreach)
     Fail(step.loc, "outputs of foreach " + step.type + " step '" + step.name +
@@ -634,6 +671,8 @@ Json Compiler::ResourceTemplate(const StepSpec& step, const Operator* op, TaskBu
   };
   (void)builder.RenderArgv(render);
   (void)builder.RenderEnv(render, [](const EnvVarSpec&) -> Result<std::string> { return std::string(); });
+  std::vector<std::pair<std::string, std::string>> typed;  // marker -> Argo expression
+  if (op->RendersConfig()) builder.ReplaceConfig(RenderConfigInTemplate(step, step.config, b, &typed));
   Task task = std::move(builder).Build("argo", spec_.name, step.name, /*attempt=*/1);
   task.image = step.image.empty() ? options_.default_image : step.image;
   task.workdir = ResourceWorkdir(step);
@@ -661,21 +700,18 @@ Json Compiler::ResourceTemplate(const StepSpec& step, const Operator* op, TaskBu
   const std::string& failure = conditions.failure;
   YAML::Emitter em;
   em << YAML::Load(manifest->dump());
+  std::string text = std::string(em.c_str()) + "\n";
+  for (const auto& [marker, expression] : typed) ReplaceAll(text, marker, expression);
   return {{"name", step.name},
           {"resource",
            {{"action", "create"},
             {"setOwnerReference", true},
             {"successCondition", success},
             {"failureCondition", failure},
-            {"manifest", std::string(em.c_str()) + "\n"}}}};
+            {"manifest", text}}}};
 }
 
 // --- deploy and traffic-validation steps ---
-
-void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
-  for (size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size()))
-    text.replace(pos, from.size(), to);
-}
 
 // An Argo resource successCondition for a Deployment rolled out at `n`
 // replicas (a number, or an Argo reference). Argo reads conditions as label

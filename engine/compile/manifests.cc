@@ -289,6 +289,14 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
         return Error(s);
       builder.task().env["SLUICE_RUN_ID"] = options.run_id;
       builder.task().env["SLUICE_STEP"] = instance;
+      // A config section that is a template (a resource step's manifest)
+      // renders like the argv: run-time values as placeholders.
+      if (const Operator* op = OperatorRegistry::OrGlobal(options.executor.operators).Find(step.type);
+          op && op->RendersConfig()) {
+        auto config = RenderConfig(step.config, scope, step.loc);
+        if (!config) return Error(config.error());
+        builder.ReplaceConfig(std::move(*config));
+      }
       Task task = std::move(builder).Build(options.run_id, spec.name, instance, /*attempt=*/1);
       if (!options.executor.manifests.object_storage.url.empty()) LauncherFiles(step, scope["inputs"], options, &task);
       Result<std::vector<Json>> manifests = std::vector<Json>();

@@ -36,20 +36,29 @@ void CollectStrings(const Json& j, const std::function<void(const std::string&)>
 
 void OperatorPrograms::ForEachConfigString(const StepSpec& step,
                                            const std::function<void(const std::string&)>& fn) const {
-  if (Runs(step)) CollectStrings(step.config, fn);
+  if (RendersConfig(step)) CollectStrings(step.config, fn);
 }
 
 Status OperatorPrograms::Apply(const StepSpec& step, const Json& scope, const std::string& run_id,
                                const std::string& instance, bool config_secret,
                                const std::function<void(const std::string&)>& mask, TaskBuilder* builder) const {
-  if (!Runs(step)) return Status::Ok();
-  auto op = commands_.find(step.type);
+  if (!RendersConfig(step)) return Status::Ok();
+  const std::string where = step.loc.ToString();
+  auto at = [&](const std::string& message) { return where.empty() ? message : where + ": " + message; };
   auto config = RenderConfig(step.config, scope);
-  if (!config) {
-    const std::string where = step.loc.ToString();
-    const std::string message = "step '" + instance + "': " + step.type + " config: " + config.error().message();
-    return Status::InvalidArgument(where.empty() ? message : where + ": " + message);
+  if (!config)
+    return Status::InvalidArgument(at("step '" + instance + "': " + step.type + " config: " + config.error().message()));
+  if (!Runs(step)) {
+    // The rendered config becomes an object on the cluster, readable by
+    // anyone who can read the object: no secret may reach it.
+    if (config_secret)
+      return Status::InvalidArgument(at("step '" + instance + "': a " + step.type +
+                                        " config cannot read a secret; it would be stored in the object on the "
+                                        "cluster (pass it as a Secret the object references)"));
+    builder->ReplaceConfig(std::move(*config));
+    return Status::Ok();
   }
+  auto op = commands_.find(step.type);
   (*config)["run"] = {{"id", run_id}, {"instance", instance}};
   std::vector<std::string> argv = op->second;
   argv.push_back("--config");

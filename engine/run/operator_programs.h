@@ -10,6 +10,8 @@
 //     always runs: never a cache hit,
 //   - the executor starts it as a container task (operator type
 //     "container"), the way Argo and KFP run their built-in steps.
+// A step whose operator RendersConfig() (`type: resource`) shares the first
+// rule: its config section is rendered into Task::config.
 
 #include <functional>
 #include <map>
@@ -51,11 +53,19 @@ class OperatorPrograms {
   // program is a container task.
   std::string TaskOperatorType(const StepSpec& step) const { return Runs(step) ? "container" : step.type; }
 
+  // True when the step's config section is rendered per attempt: it runs
+  // as a program, or its operator RendersConfig().
+  bool RendersConfig(const StepSpec& step) const {
+    const Operator* op = operators_.Find(step.type);
+    return Runs(step) || (op && op->RendersConfig());
+  }
+
   // Calls `fn` with every string of the step's config section (the
-  // templates a program's step renders); nothing for other steps.
+  // templates a rendered config holds); nothing for other steps.
   void ForEachConfigString(const StepSpec& step, const std::function<void(const std::string&)>& fn) const;
 
-  // When `step` runs as a program: replaces the Task's argv with the
+  // When `step`'s operator RendersConfig(): replaces the Task's config with
+  // the section rendered in `scope`. When `step` runs as a program: replaces the Task's argv with the
   // program's (its config section rendered in `scope`, plus "run": {"id":
   // run_id, "instance": instance}) and sets env SLUICE_STATE_DIR. With
   // `config_secret` (the config reads a secret) the config argument is

@@ -540,6 +540,12 @@ Status RunLoop::Prepare() {
                                                           (known.empty() ? "none" : known) + ")"));
     }
     steps_[v].executor = e;
+    // A type that runs only on Kubernetes is refused here, before anything
+    // starts, rather than failing its attempts one by one.
+    const OperatorRegistry& operators = OperatorRegistry::OrGlobal(r_.options_.operators);
+    if (const Operator* op = operators.Find(step.type); op && op->KubernetesOnly() && e->Name() != "kubernetes")
+      return Status::InvalidArgument(
+          AtLoc(step.loc, "step '" + step.name + "': " + LocalOperator(operators, step.type).error().message()));
     if (std::find(used_executors_.begin(), used_executors_.end(), e) == used_executors_.end())
       used_executors_.push_back(e);
 
@@ -559,7 +565,7 @@ Status RunLoop::Prepare() {
                         reads_secret(step.foreach->expression.text, true, false);
     for (const auto& [text, is_template] : texts)
       if (reads_secret(text, is_template, info.items_secret)) info.secret_texts.insert(text);
-    if (programs_.Runs(step))
+    if (programs_.RendersConfig(step))
       for (const auto& [text, is_template] : texts)
         if (info.secret_texts.count(text)) info.config_secret = true;
     std::set<std::string> params;

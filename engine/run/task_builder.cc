@@ -72,7 +72,8 @@ Task TaskBuilder::Build(const std::string& run_id, const std::string& pipeline, 
   task_.image = step_.image;
   task_.resources = step_.resources;
   task_.timeout = step_.timeout;
-  task_.config = step_.config;
+  task_.pending_timeout = step_.pending_timeout;
+  task_.config = config_ ? std::move(*config_) : step_.config;
   return std::move(task_);
 }
 

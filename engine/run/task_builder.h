@@ -70,6 +70,10 @@ class TaskBuilder {
     argv_secret_ = std::move(secret);
   }
 
+  // Replaces the step's config section as written with `config` (rendered
+  // by the run loop for an operator that RendersConfig()).
+  void ReplaceConfig(Json config) { config_ = std::move(config); }
+
   // The step's workdir rendered, or nullopt when the step sets none.
   Result<std::optional<RenderedText>> RenderWorkdir(const RenderText& render) const;
 
@@ -90,6 +94,7 @@ class TaskBuilder {
   Task task_;
   std::vector<bool> argv_secret_;
   std::set<std::string> derived_env_;
+  std::optional<Json> config_;  // ReplaceConfig()'s; else the step's own
 };
 
 // NAME for an env variable: upper case, '-' and '.' as '_'.

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/plan.h"
 #include "engine/secret_mask.h"
 #include "executors/kubernetes/api/objects.h"
 #include "engine/text.h"
@@ -65,8 +66,40 @@ bool PodFinished(const Json& pod) {
 
 Status MissingApi(const KubernetesKind& kind, const Status& st) {
   if (st.code() != StatusCode::kNotFound || kind.api_version == "batch/v1") return st;
-  return Status::FailedPrecondition("the cluster has no " + kind.api_version + " " + kind.kind +
-                                    " API (is the training-operator installed?): " + st.message());
+  // A kind whose pods are not known is one a `type: resource` step names.
+  const std::string hint = kind.pod_name_label.empty()
+                               ? "is the CustomResourceDefinition of " + kind.kind + " (resource " + kind.plural +
+                                     ") installed?"
+                               : "is the training-operator installed?";
+  return Status::FailedPrecondition("the cluster has no " + kind.api_version + " " + kind.kind + " API (" + hint +
+                                    "): " + st.message());
+}
+
+// Why a pod that has not started is still waiting: a container's waiting
+// reason (ErrImagePull, ImagePullBackOff, CreateContainerConfigError...),
+// else its PodScheduled condition (Unschedulable: 0/3 nodes are available...).
+std::string PendingReason(const Json& pod) {
+  if (!pod.contains("status") || !pod["status"].is_object()) return "not scheduled yet";
+  const Json& status = pod["status"];
+  for (const char* list : {"initContainerStatuses", "containerStatuses"}) {
+    if (!status.contains(list) || !status[list].is_array()) continue;
+    for (const auto& cs : status[list]) {
+      if (!cs.contains("state") || !cs["state"].contains("waiting")) continue;
+      const Json& w = cs["state"]["waiting"];
+      const std::string reason = w.value("reason", "");
+      if (reason.empty() || reason == "ContainerCreating" || reason == "PodInitializing") continue;
+      const std::string message = w.value("message", "");
+      return "container " + cs.value("name", "") + ": " + reason + (message.empty() ? "" : ": " + message);
+    }
+  }
+  if (status.contains("conditions") && status["conditions"].is_array()) {
+    for (const auto& c : status["conditions"]) {
+      if (c.value("type", "") != "PodScheduled" || c.value("status", "") == "True") continue;
+      const std::string reason = c.value("reason", ""), message = c.value("message", "");
+      return (reason.empty() ? "not scheduled" : reason) + (message.empty() ? "" : ": " + message);
+    }
+  }
+  return "its containers have not started";
 }
 
 }  // namespace
@@ -78,6 +111,10 @@ struct KubernetesExecutor::Live {
   std::string ns, name;
   std::chrono::system_clock::time_point started_at;
   std::optional<SteadyClock::time_point> deadline;
+  // When to look whether its pods are still Pending (Task::pending_timeout);
+  // nullopt once they all started, or without a pending timeout.
+  std::optional<SteadyClock::time_point> pending_check;
+  bool probing = false;    // a pending check is queued or being made
   bool finishing = false;  // a Finish is queued or being handled
   bool created = false;    // its create (or adoption) has returned
 };
@@ -195,10 +232,14 @@ std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plura
   if (rit == running_.end() || rit->second->finishing) return std::nullopt;
   Live& r = *rit->second;
   if (ev.type == WatchEvent::Type::kDeleted) {
+    // A bare pod the cluster removed (evicted, preempted, its node lost)
+    // says why in its last state.
+    const std::string why = IsBarePod(r.kind) ? k8s::ClusterEnded(obj) : "";
     QueueFinishLocked(r, Finish{r.task.id, TaskOutcome::kError,
                                 r.kind.kind + " " + r.ns + "/" + r.name +
-                                    " was deleted before it finished (by someone else, or "
-                                    "its namespace)"});
+                                    (why.empty() ? " was deleted before it finished (by someone else, or "
+                                                   "its namespace)"
+                                                 : " was deleted by the cluster before it finished: " + why)});
     return r.task.id;
   }
   WorkloadState st = r.op->ReadStatus(obj);
@@ -228,12 +269,13 @@ void KubernetesExecutor::QueueFinishLocked(Live& r, Finish f) {
 Status KubernetesExecutor::Start(const Task& task) {
   auto op = KubernetesOperator(Operators(), task.operator_type);
   if (!op) return op.error().WithContext("step \"" + task.step + "\"");
-  std::optional<KubernetesKind> kind = (*op)->Kind();
   KubernetesObjectOptions mo = options_.manifests;
   mo.namespace_ = NamespaceFor(task);
   auto manifest = (*op)->KubernetesObject(task, mo);
   if (!manifest) return manifest.error();
-  if (manifest->value("kind", "") == "Pod") kind = BarePodKind(*kind);
+  std::optional<KubernetesKind> kind = (*op)->KindOf(*manifest);
+  const bool any_kind = (*op)->Kind() && (*op)->Kind()->plural.empty();
+  if (manifest->value("kind", "") == "Pod" && !any_kind) kind = BarePodKind(*kind);
   std::string name = (*manifest)["metadata"]["name"].get<std::string>();
   std::string key = Key(kind->plural, mo.namespace_, name);
 
@@ -245,8 +287,12 @@ Status KubernetesExecutor::Start(const Task& task) {
   r->name = name;
   r->started_at = std::chrono::system_clock::now();
   if (task.timeout) {
-    r->deadline = SteadyClock::now() + *task.timeout + options_.deadline_grace;
+    // An object of any kind has no activeDeadlineSeconds of its own: sluice's
+    // deadline is the only one, so it gets no grace.
+    r->deadline = SteadyClock::now() + *task.timeout + (any_kind ? Duration(0) : options_.deadline_grace);
   }
+  if (task.pending_timeout && (IsBarePod(*kind) || !kind->pod_name_label.empty()))
+    r->pending_check = SteadyClock::now() + *task.pending_timeout;
   const std::string path = kind->plural + "/" + mo.namespace_;
   bool async = false;
   {
@@ -408,6 +454,19 @@ std::optional<TaskResult> KubernetesExecutor::Wait(Duration timeout) {
         next = r->deadline;
       }
     }
+    for (auto& [id, r] : running_) {
+      if (r->finishing || r->probing || !r->pending_check) continue;
+      if (*r->pending_check <= now) {
+        r->probing = true;
+        Finish probe;
+        probe.id = id;
+        probe.probe_pending = true;
+        finish_queue_.push_back(std::move(probe));
+        finish_cv_.notify_one();
+      } else if (!next || *r->pending_check < *next) {
+        next = r->pending_check;
+      }
+    }
     if (now >= end) return std::nullopt;
     auto until = next ? std::min(end, *next) : end;
     done_cv_.wait_until(lock, until);
@@ -453,6 +512,8 @@ void KubernetesExecutor::FinisherLoop() {
     }
     if (f.cleanup) {
       DeleteExpiredPods(f.ns);
+    } else if (f.probe_pending) {
+      ProbePending(f.id);
     } else if (f.logs_only) {
       // A success's log waits for an idle moment of the rate limiter, so
       // copying it never delays a create.
@@ -475,6 +536,9 @@ Result<k8s::ObjectList> KubernetesExecutor::PodsOf(const KubernetesKind& kind,
     one.items.push_back(pod ? *pod : Json{{"metadata", {{"name", name}}}});
     return one;
   }
+  // An object of any kind (`type: resource`): its pods are its controller's
+  // business, by labels sluice does not know.
+  if (kind.pod_name_label.empty()) return k8s::ObjectList();
   return client_->List(k8s::PodKind(), ns, kind.pod_name_label + "=" + name, priority);
 }
 
@@ -487,6 +551,11 @@ void KubernetesExecutor::CopyLogs(const KubernetesKind& kind, const std::string&
   if (!pods) {
     log << "[sluice] could not list the pods of " << kind.kind << " " << ns << "/" << name << ": "
         << pods.error().message() << "\n";
+    return;
+  }
+  if (pods->items.empty() && kind.pod_name_label.empty()) {
+    log << "[sluice] " << kind.kind << " " << ns << "/" << name
+        << ": the pods of a resource step are its controller's; read their logs with kubectl logs\n";
     return;
   }
   if (pods->items.empty()) {
@@ -560,6 +629,18 @@ void KubernetesExecutor::Complete(Finish f) {
       k8s::PodExit exit = k8s::ExitFromPods(pods->items);
       result.exit_code = exit.exit_code;
       if (!exit.description.empty()) result.message += " (" + exit.description + ")";
+      // A Job or TFJob fails the same way whether its container failed or
+      // the cluster ended its pod; the pods tell which (a system error,
+      // retried under retryOn: Error).
+      if (result.outcome == TaskOutcome::kFailed) {
+        for (const auto& p : pods->items) {
+          const std::string why = k8s::ClusterEnded(p);
+          if (why.empty()) continue;
+          result.outcome = TaskOutcome::kError;
+          result.message += "; pod " + p["metadata"].value("name", "") + " was ended by the cluster: " + why;
+          break;
+        }
+      }
     }
   } else if (result.outcome == TaskOutcome::kSucceeded) {
     result.exit_code = 0;
@@ -572,6 +653,65 @@ void KubernetesExecutor::Complete(Finish f) {
   running_.erase(f.id);
   done_.push_back(std::move(result));
   done_cv_.notify_all();
+}
+
+void KubernetesExecutor::ProbePending(TaskId id) {
+  KubernetesKind kind;
+  std::string ns, name;
+  Duration limit{0};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = running_.find(id);
+    if (it == running_.end() || it->second->finishing) return;
+    kind = it->second->kind;
+    ns = it->second->ns;
+    name = it->second->name;
+    limit = *it->second->task.pending_timeout;
+  }
+  // The pods as they are now: a bare pod by one GET, a Job's or a TFJob's by
+  // one LIST.
+  Result<k8s::ObjectList> pods = k8s::ObjectList();
+  if (IsBarePod(kind)) {
+    auto pod = client_->Get(k8s::PodKind(), ns, name);
+    if (pod) pods->items.push_back(std::move(*pod));
+    else if (pod.error().code() != StatusCode::kNotFound) pods = Error(pod.error());
+  } else {
+    pods = PodsOf(kind, ns, name, std::nullopt, k8s::Priority::kNormal);
+  }
+  const auto now = std::chrono::system_clock::now();
+  std::optional<std::chrono::system_clock::time_point> next;
+  std::string stuck;
+  if (!pods || pods->items.empty()) {
+    next = now + limit;  // unreadable, or no pod yet (its controller has not made it): ask again later
+  } else {
+    for (const auto& pod : pods->items) {
+      const Json status = pod.value("status", Json::object());
+      const std::string phase = status.is_object() ? status.value("phase", "") : "";
+      if (!phase.empty() && phase != "Pending") continue;
+      auto created = k8s::ParseRfc3339(pod["metadata"].value("creationTimestamp", ""));
+      auto since = created.value_or(now);
+      if (now - since >= limit) {
+        stuck = "pod " + ns + "/" + pod["metadata"].value("name", "") + " was still Pending after " +
+                FormatDuration(limit) + " (pendingTimeout): " + PendingReason(pod);
+        break;
+      }
+      if (!next || since + limit < *next) next = since + limit;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = running_.find(id);
+  if (it == running_.end() || it->second->finishing) return;
+  Live& r = *it->second;
+  r.probing = false;
+  if (!stuck.empty()) {
+    Finish f{id, TaskOutcome::kError, stuck};
+    f.delete_object = true;
+    QueueFinishLocked(r, std::move(f));
+    return;
+  }
+  r.pending_check.reset();
+  if (next) r.pending_check = SteadyClock::now() + std::chrono::ceil<Duration>(*next - now);
+  done_cv_.notify_all();  // Wait() recomputes when to look next
 }
 
 void KubernetesExecutor::SucceedLocked(Live& r, const std::string& message) {

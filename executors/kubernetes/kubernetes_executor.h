@@ -142,6 +142,7 @@ class KubernetesExecutor : public Executor {
     std::vector<std::string> log_masks;  // Task::log_masks
     std::optional<Json> pod;  // a bare pod's final state, from its watch event
     bool cleanup = false;     // delete the expired bare pods of namespace `ns`
+    bool probe_pending = false;  // look whether task `id`'s pods are Pending too long
   };
   struct WatchEntry;
 
@@ -191,6 +192,11 @@ class KubernetesExecutor : public Executor {
   // pods. Failures are logged, never returned.
   void DeleteExpiredPods(const std::string& ns);
   void ReapIdleWatches();
+  // Task::pending_timeout: reads task `id`'s pods (one GET or LIST); a pod
+  // Pending longer than the timeout (since its creation) fails the task as
+  // kError with the pod's reason, and deletes its object; otherwise sets
+  // when to look again (never, once every pod has started).
+  void ProbePending(TaskId id);
 
   std::unique_ptr<k8s::Client> client_;
   const KubernetesExecutorOptions options_;

@@ -260,14 +260,16 @@ WorkloadState BarePodState(const Json& pod, const std::string& container_name) {
   }
   if (phase != "Failed") return st;
   st.finished = true;
-  // The pod's own reason means the cluster ended it (DeadlineExceeded; or
-  // Evicted, Preempting, NodeLost...: a system failure, kError, which
-  // `retryOn: Error` retries); without one, its container failed.
+  // The pod's own reason (Evicted, NodeLost...), or a DisruptionTarget
+  // condition, means the cluster ended it: a system failure, kError, which
+  // `retryOn: Error` retries; DeadlineExceeded is its timeout. Without
+  // either, its container failed.
   const std::string reason = status.value("reason", "");
+  const std::string ended = k8s::ClusterEnded(pod);
+  std::string text = ended.empty() ? ConditionText(status) : ended;
   st.outcome = reason == "DeadlineExceeded" ? TaskOutcome::kTimedOut
-               : reason.empty()             ? TaskOutcome::kFailed
+               : ended.empty()              ? TaskOutcome::kFailed
                                             : TaskOutcome::kError;
-  std::string text = ConditionText(status);
   if (text.empty() && status.contains("containerStatuses")) {
     // A container's failure leaves the pod's own reason empty: say the
     // container's (its exit code is added by the executor).

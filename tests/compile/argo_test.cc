@@ -368,6 +368,30 @@ TEST(ArgoCompileTest, OutputsOfTrainingJobsArePublishedAfterTheJob) {
   EXPECT_EQ(env[3].dump(), R"({"name":"SLUICE_METRICS","value":"stats.json"})");
 }
 
+// A resource step: Argo's own resource template over the manifest, its
+// conditions as written, its templates as Argo parameters; in the manifests,
+// the object with the params' values.
+TEST(ArgoCompileTest, ResourceStepBecomesAResourceTemplateWithItsConditions) {
+  PipelineSpec spec = Load("mpi.yaml");
+  auto out = CompileToArgo(spec, kData.string(), {});
+  ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
+  ExpectGolden("mpi", ToYaml(out.objects));
+
+  auto params = dsl::BindParams(spec, {{"workers", "4"}});
+  ASSERT_TRUE(params.has_value()) << params.error().ToString();
+  ManifestsOptions options;
+  options.run_id = "nightly-1";
+  options.executor.manifests.namespace_ = "ml";
+  auto objects = CompileToManifests(spec, *params, options);
+  ASSERT_TRUE(objects.has_value()) << objects.error().ToString();
+  ASSERT_EQ(objects->size(), 2u);
+  const Json& mpi = objects->at(1);
+  EXPECT_EQ(mpi["kind"], "MPIJob");
+  EXPECT_EQ(mpi["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"], 4);
+  EXPECT_EQ(mpi["metadata"]["annotations"]["sluice.dev/depends-on"], "prep");
+  ExpectGolden("mpi.manifests", ToYaml(*objects));
+}
+
 TEST(ManifestsCompileTest, ObjectsOfARunWithDependencyAnnotations) {
   PipelineSpec spec = Load("train.yaml");
   auto params = dsl::BindParams(spec, {{"mode", "slow"}});

@@ -114,7 +114,8 @@ TEST(OperatorRegistryInLint, NamesAndSectionKeysRegisterOnce) {
   OperatorRegistry registry;
   ASSERT_TRUE(operators::RegisterBuiltinOperators(registry).ok());
   EXPECT_EQ(registry.Names(),
-            (std::vector<std::string>{"container", "tfjob", "pytorchjob", "deploy", "traffic-validation"}));
+            (std::vector<std::string>{"container", "tfjob", "pytorchjob", "deploy", "traffic-validation",
+                                      "resource"}));
   EXPECT_EQ(registry.Register(std::make_unique<EchoOperator>()).ToString(), "OK");
   EXPECT_EQ(registry.Register(std::make_unique<EchoOperator>()).ToString(),
             "ALREADY_EXISTS: step type 'echo' is already registered");
@@ -131,10 +132,12 @@ TEST(OperatorRegistryInLint, TheExecutorsKnowWhichTypesTheyRun) {
             "INVALID_ARGUMENT: the local executor cannot run steps of type 'deploy'; it runs container, tfjob and "
             "pytorchjob steps");
   EXPECT_EQ(KubernetesOperator(registry, "nope").error().ToString(),
-            "INVALID_ARGUMENT: step type \"nope\" cannot run on Kubernetes (known: container, tfjob, pytorchjob)");
+            "INVALID_ARGUMENT: step type \"nope\" cannot run on Kubernetes (known: container, tfjob, pytorchjob, "
+            "resource)");
   EXPECT_EQ((*LocalOperator(registry, ""))->Name(), "container");
   EXPECT_EQ(OperatorForResource(registry, "pytorchjobs")->Name(), "pytorchjob");
-  EXPECT_EQ(OperatorForResource(registry, "deployments"), nullptr);
+  // A kind no type claims is one a resource step created.
+  EXPECT_EQ(OperatorForResource(registry, "mpijobs")->Name(), "resource");
 }
 
 }  // namespace

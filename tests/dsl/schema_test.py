@@ -49,6 +49,7 @@ LINT_ONLY = {
     "item_in_foreach_itself": "expression: item used in its own foreach",
     "item_outside_foreach": "expression: item outside a foreach step",
     "metrics_not_declared": "reference: metrics of a step that declares no metrics file",
+    "resource_condition_syntax": "expression: a successCondition / failureCondition that does not parse",
     "run_unknown_field": "expression: an unknown field of run",
     "self_output_reference": "reference: a step that reads its own outputs",
     "unclosed_template": "expression syntax: {{ not closed",

@@ -250,7 +250,7 @@ TEST(KubernetesManifestsTest, ClearErrors) {
   t.operator_type = "deploy";
   EXPECT_EQ(BuildManifest(t, {}).error().message(),
             "step \"prepare\": step type \"deploy\" cannot run on Kubernetes (known: container, "
-            "tfjob, pytorchjob)");
+            "tfjob, pytorchjob, resource)");
 
   t = BasicTask();
   t.config = Json::parse(R"({"kubernetes": {"serviceAcount": "x"}})");
@@ -326,6 +326,15 @@ TEST(KubernetesManifestsTest, BarePodStatus) {
       "message": "The node was low on resource: memory."})"));
   EXPECT_EQ(evicted.outcome, TaskOutcome::kError);
   EXPECT_EQ(evicted.message, "Pod failed: Evicted: The node was low on resource: memory.");
+
+  // The pod garbage collector's mark on a pod whose node is gone: no reason
+  // of the pod's own, a DisruptionTarget condition.
+  WorkloadState lost = InterpretStatus("container", pod(R"({"phase": "Failed", "conditions": [
+      {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
+       "message": "PodGC: node no longer exists"}]})"));
+  EXPECT_EQ(lost.outcome, TaskOutcome::kError);
+  EXPECT_EQ(lost.message, "Pod failed: DeletionByPodGC: PodGC: node no longer exists");
+  EXPECT_EQ(k8s::ClusterEnded(pod(R"({"phase": "Failed", "reason": "DeadlineExceeded"})")), "");
 }
 
 TEST(KubernetesManifestsTest, TrainingJobStatus) {

@@ -109,4 +109,21 @@ PodExit ExitFromPods(const std::vector<Json>& pods) {
   return out;
 }
 
+std::string ClusterEnded(const Json& pod) {
+  if (!pod.contains("status") || !pod["status"].is_object()) return "";
+  const Json& status = pod["status"];
+  auto text = [](const Json& holder, const std::string& fallback) {
+    const std::string reason = holder.value("reason", fallback), message = holder.value("message", "");
+    return reason + (message.empty() ? "" : ": " + message);
+  };
+  const std::string reason = status.value("reason", "");
+  if (reason == "DeadlineExceeded") return "";
+  if (!reason.empty()) return text(status, "");
+  if (status.contains("conditions") && status["conditions"].is_array())
+    for (const auto& c : status["conditions"])
+      if (c.is_object() && c.value("type", "") == "DisruptionTarget" && c.value("status", "") == "True")
+        return text(c, "DisruptionTarget");
+  return "";
+}
+
 }  // namespace sluice::k8s

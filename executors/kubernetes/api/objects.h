@@ -57,4 +57,10 @@ struct PodExit {
 };
 PodExit ExitFromPods(const std::vector<nlohmann::json>& pods);
 
+// When the cluster ended `pod` rather than its container (eviction,
+// preemption, node loss: a DisruptionTarget condition, or a reason of the
+// pod's own such as Evicted or NodeLost), "reason: message"; else "". The
+// pod's own deadline (reason DeadlineExceeded) is a timeout, not this.
+std::string ClusterEnded(const nlohmann::json& pod);
+
 }  // namespace sluice::k8s

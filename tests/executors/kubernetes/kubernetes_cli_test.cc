@@ -78,7 +78,8 @@ class KubernetesCliTest : public ::testing::TestWithParam<std::string> {
 
   void TearDown() override {
     if (client_) {
-      for (const auto* kind : {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind(), &k8s::PodKind()}) {
+      for (const auto* kind :
+           {&k8s::JobKind(), &k8s::TFJobKind(), &k8s::PyTorchJobKind(), &k8s::PodKind(), &XgbKind()}) {
         (void)client_->DeleteCollection(*kind, "default", operators::RunSelector(run_id_),
                                         k8s::Propagation::kBackground);
       }
@@ -246,6 +247,155 @@ class KubernetesCliTest : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(created_pvc) << "claim: " << created_pvc.error().ToString();
     if (!created_pv || !created_pvc) return nullptr;
     return cleanup;
+  }
+
+  // An XGBoostJob-shaped custom resource. The test cluster's training-operator
+  // runs only TFJob and PyTorchJob, so this CRD (kubeflow.org/v1 XGBoostJob,
+  // a schema that keeps every field, a status subresource) has no
+  // controller: the tests write its status as the XGBoost controller would.
+  static const k8s::ResourceKind& XgbKind() {
+    static const k8s::ResourceKind kind{"kubeflow.org/v1", "XGBoostJob", "xgboostjobs", true};
+    return kind;
+  }
+  // Creates the CRD unless it exists, and waits until its objects are served.
+  void EnsureXgbCrd() {
+    static const k8s::ResourceKind crd_kind{"apiextensions.k8s.io/v1", "CustomResourceDefinition",
+                                            "customresourcedefinitions", false};
+    Json crd = {{"apiVersion", "apiextensions.k8s.io/v1"},
+                {"kind", "CustomResourceDefinition"},
+                {"metadata", {{"name", "xgboostjobs.kubeflow.org"}}},
+                {"spec",
+                 {{"group", "kubeflow.org"},
+                  {"scope", "Namespaced"},
+                  {"names",
+                   {{"kind", "XGBoostJob"}, {"plural", "xgboostjobs"}, {"singular", "xgboostjob"},
+                    {"listKind", "XGBoostJobList"}}},
+                  {"versions",
+                   {{{"name", "v1"},
+                     {"served", true},
+                     {"storage", true},
+                     {"subresources", {{"status", Json::object()}}},
+                     {"schema",
+                      {{"openAPIV3Schema", {{"type", "object"}, {"x-kubernetes-preserve-unknown-fields", true}}}}}}}}}}};
+    auto created = client_->Create(crd_kind, "", crd);
+    ASSERT_TRUE(created || created.error().code() == StatusCode::kAlreadyExists) << created.error().ToString();
+    ASSERT_TRUE(test_support::WaitUntil([&] { return client_->List(XgbKind(), "default", "").has_value(); },
+                                        std::chrono::seconds(60)))
+        << "xgboostjobs are not served";
+  }
+  // Merges `status` into the status of `kind` object `name` (its status
+  // subresource), as the object's controller would.
+  void PatchStatus(const k8s::ResourceKind& kind, const std::string& name, const Json& status) {
+    auto r = client_->Do("PATCH", kind.CollectionPath("default") + "/" + name + "/status",
+                         Json{{"status", status}}.dump(), "application/merge-patch+json", "patch status of " + name);
+    ASSERT_TRUE(r) << r.error().ToString();
+  }
+  // The pipeline of a resource step `xgb` whose XGBoostJob finishes by its
+  // Master replica; `extra` is added to the step.
+  std::string WriteXgbPipeline(const std::string& extra = "") {
+    return WritePipeline(R"(params:
+  workers: {type: int, default: 2}
+steps:
+  - name: xgb
+    type: resource
+)" + extra + R"(    resource:
+      manifest:
+        apiVersion: kubeflow.org/v1
+        kind: XGBoostJob
+        metadata:
+          labels: {team: a}
+        spec:
+          xgbReplicaSpecs:
+            Master: {replicas: 1}
+            Worker: {replicas: "{{ params.workers }}"}
+      successCondition: status.replicaStatuses.Master.succeeded > 0
+      failureCondition: status.replicaStatuses.Master.failed > 0
+)");
+  }
+  // Waits until the run has an object of `kind` named `name`, and returns it.
+  Json WaitForObject(const k8s::ResourceKind& kind, const std::string& name,
+                     const std::function<bool(const Json&)>& ready = nullptr) {
+    Json got;
+    EXPECT_TRUE(WaitForObjects(
+        kind,
+        [&](const std::map<std::string, Json>& objects) {
+          auto it = objects.find(name);
+          if (it == objects.end() || (ready && !ready(it->second))) return false;
+          got = it->second;
+          return true;
+        },
+        std::chrono::minutes(2)))
+        << kind.kind << " " << name << " did not appear";
+    return got;
+  }
+  // instance -> its step's message in `sluice status`.
+  std::map<std::string, std::string> StepMessages() {
+    std::map<std::string, std::string> out;
+    Json status = Status();
+    if (status.contains("steps"))
+      for (const auto& s : status["steps"]) out[s["instance"].get<std::string>()] = s.value("message", "");
+    return out;
+  }
+  // A node no kubelet (and no kwok) runs: the pods bound to it get no status
+  // but what the test writes, as if a kubelet had. Deleted by the returned
+  // object.
+  struct NodeCleanup {
+    k8s::Client* client = nullptr;
+    std::string name;
+    ~NodeCleanup() { (void)client->Delete(NodeKind(), "", name, k8s::Propagation::kBackground); }
+  };
+  static const k8s::ResourceKind& NodeKind() {
+    static const k8s::ResourceKind kind{"v1", "Node", "nodes", false};
+    return kind;
+  }
+  std::unique_ptr<NodeCleanup> UnmanagedNode(const std::string& name) {
+    Json node = {{"apiVersion", "v1"},
+                 {"kind", "Node"},
+                 {"metadata", {{"name", name}, {"labels", {{"kubernetes.io/hostname", name}}}}},
+                 {"status",
+                  {{"capacity", {{"cpu", "4"}, {"memory", "8Gi"}, {"pods", "10"}}},
+                   {"allocatable", {{"cpu", "4"}, {"memory", "8Gi"}, {"pods", "10"}}}}}};
+    auto created = client_->Create(NodeKind(), "", node);
+    EXPECT_TRUE(created) << created.error().ToString();
+    // Filled in place: a temporary NodeCleanup would delete the node at once.
+    auto cleanup = std::make_unique<NodeCleanup>();
+    cleanup->client = client_.get();
+    cleanup->name = name;
+    return cleanup;
+  }
+  // `sluice run` of this test's pipeline `file` in the background.
+  std::unique_ptr<SluiceProcess> StartRun(const std::string& file) {
+    return Start({"run", "-q", "--executor", "kubernetes", "--kubeconfig", kubeconfig_, "--run-id", run_id_, file});
+  }
+  // A run of one step `step` (plus `extra` step keys) whose pod is bound to
+  // a fresh UnmanagedNode(): returned once the pod is bound.
+  struct OnNode {
+    std::unique_ptr<NodeCleanup> node;
+    std::unique_ptr<SluiceProcess> run;
+    std::string pod;
+  };
+  OnNode RunOnUnmanagedNode(const std::string& step, const std::string& extra = "") {
+    OnNode out;
+    const std::string node = "sluice-nokubelet-" + std::to_string(::getpid());
+    out.node = UnmanagedNode(node);
+    out.run = StartRun(WritePipeline("steps:\n  - name: " + step + "\n    command: [sh, -c, \"echo " + step +
+                                     "\"]\n    resources:\n      nodeSelector: {kubernetes.io/hostname: " + node +
+                                     "}\n      tolerations: [{operator: Exists}]\n" + extra));
+    // A bare pod has the object's name; a Job's pod is found by its label.
+    const std::string object = operators::ObjectName(run_id_, step, 1);
+    EXPECT_TRUE(WaitForObjects(
+        k8s::PodKind(),
+        [&](const std::map<std::string, Json>& pods) {
+          for (const auto& [name, p] : pods) {
+            const bool ours = object_ == "pod" ? name == object
+                                               : p["metadata"]["labels"].value("job-name", "") == object;
+            if (ours && p["spec"].contains("nodeName")) out.pod = name;
+          }
+          return !out.pod.empty();
+        },
+        std::chrono::minutes(2)))
+        << "the pod of " << object << " was not bound to " << node;
+    return out;
   }
 
   std::string object_;  // "pod" | "job"
@@ -807,6 +957,253 @@ TEST_P(KubernetesCliTest, DeployStepFindsTheClusterAndTheModelOnTheWorkspaceClai
   EXPECT_NE(fetch.find("cp -R /artifacts/.sluice/cas/sha256/" + digest.substr(0, 2) + "/" + digest + " "),
             std::string::npos)
       << fetch;
+}
+
+
+// --- type: resource ---------------------------------------------------------
+
+TEST_P(KubernetesCliTest, ResourceStepSucceedsWhenItsSuccessConditionHolds) {
+  if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
+  EnsureXgbCrd();
+  std::string file = WriteXgbPipeline();
+  auto run = StartRun(file);
+  const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
+  Json object = WaitForObject(XgbKind(), name);
+  // The manifest, its templates rendered (a lone {{ }} keeps its type), with
+  // sluice's identity merged into its own labels.
+  EXPECT_EQ(object["spec"]["xgbReplicaSpecs"]["Worker"]["replicas"], 2) << object.dump();
+  EXPECT_EQ(object["metadata"]["labels"]["team"], "a");
+  EXPECT_EQ(object["metadata"]["labels"]["sluice.dev/step"], "xgb");
+  EXPECT_EQ(object["metadata"]["annotations"]["sluice.dev/success-condition"],
+            "status.replicaStatuses.Master.succeeded > 0");
+  PatchStatus(XgbKind(), name, {{"replicaStatuses", {{"Master", {{"active", 1}}}}}});
+  PatchStatus(XgbKind(), name, {{"replicaStatuses", {{"Master", {{"active", 0}, {"succeeded", 1}}}}}});
+  EXPECT_EQ(run->Wait(std::chrono::minutes(2)), 0) << run->out() << run->err();
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"xgb", "Succeeded/1/0"}}));
+  EXPECT_EQ(StepMessages()["xgb"],
+            "XGBoostJob succeeded: successCondition 'status.replicaStatuses.Master.succeeded > 0' holds");
+  EXPECT_EQ(Objects(XgbKind()), (std::map<std::string, std::string>{{name, "xgb/1"}}));
+}
+
+TEST_P(KubernetesCliTest, ResourceStepFailsWhenItsFailureConditionHolds) {
+  if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
+  EnsureXgbCrd();
+  std::string file = WriteXgbPipeline();
+  auto run = StartRun(file);
+  const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
+  WaitForObject(XgbKind(), name);
+  PatchStatus(XgbKind(), name, {{"replicaStatuses", {{"Master", {{"failed", 1}}}}}});
+  EXPECT_EQ(run->Wait(std::chrono::minutes(2)), 1) << run->out() << run->err();
+  // The object said so: a user failure, not a system error.
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"xgb", "Failed/1/-1"}}));
+  EXPECT_EQ(StepMessages()["xgb"],
+            "XGBoostJob failed: failureCondition 'status.replicaStatuses.Master.failed > 0' holds");
+}
+
+TEST_P(KubernetesCliTest, KillDashNineThenResumeAdoptsTheResource) {
+  if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
+  EnsureXgbCrd();
+  std::string file = WriteXgbPipeline();
+  auto run = StartRun(file);
+  const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
+  WaitForObject(XgbKind(), name);
+  // The object exists before the runner records the step: kill only once
+  // the store shows it Running.
+  ASSERT_TRUE(test_support::WaitUntil([&] { return StepPhases()["xgb"].rfind("Running/", 0) == 0; },
+                                      std::chrono::seconds(60)))
+      << "the store never showed step xgb Running";
+  ASSERT_EQ(::kill(run->pid(), SIGKILL), 0);
+  EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
+  EXPECT_EQ(StepPhases()["xgb"], "Running/1/-1");
+  // The object finishes while no sluice watches it; resume adopts it and
+  // reads its result from the object alone.
+  PatchStatus(XgbKind(), name, {{"replicaStatuses", {{"Master", {{"succeeded", 1}}}}}});
+  Outcome resumed = Sluice({"resume", run_id_, "-q", "--kubeconfig", kubeconfig_});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"xgb", "Succeeded/1/0"}}));
+  EXPECT_EQ(Objects(XgbKind()), (std::map<std::string, std::string>{{name, "xgb/1"}}));
+}
+
+TEST_P(KubernetesCliTest, CancelOfAKilledRunDeletesItsResource) {
+  if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
+  EnsureXgbCrd();
+  std::string file = WriteXgbPipeline();
+  auto run = StartRun(file);
+  const std::string name = operators::ObjectName(run_id_, "xgb", 1, 48);
+  WaitForObject(XgbKind(), name);
+  // The object exists before the runner records the step: kill only once
+  // the store shows it Running.
+  ASSERT_TRUE(test_support::WaitUntil([&] { return StepPhases()["xgb"].rfind("Running/", 0) == 0; },
+                                      std::chrono::seconds(60)))
+      << "the store never showed step xgb Running";
+  ASSERT_EQ(::kill(run->pid(), SIGKILL), 0);
+  EXPECT_EQ(run->Wait(std::chrono::seconds(30)), 128 + SIGKILL);
+  // No sluice process is left to ask: `cancel` deletes the run's objects of
+  // the kinds its steps name, XGBoostJob among them.
+  Outcome o = Sluice({"cancel", run_id_, "--kubeconfig", kubeconfig_});
+  EXPECT_EQ(o.exit_code, 0) << o.out << o.err;
+  EXPECT_EQ(o.out, "run " + run_id_ +
+                       " Cancelled: its sluice process was gone; deleted its 1 Kubernetes object\n");
+  EXPECT_TRUE(WaitUntilNone(XgbKind(), std::chrono::seconds(30))) << "the killed run's XGBoostJob still exists";
+}
+
+TEST_P(KubernetesCliTest, ResourceTimeoutDeletesTheObject) {
+  if (object_ == "job") GTEST_SKIP() << "kubernetes.object is a container step's; a resource step is its manifest";
+  EnsureXgbCrd();
+  std::string file = WriteXgbPipeline("    timeout: 2s\n");
+  Outcome o = RunOnCluster(file);
+  EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"xgb", "Error/1/-1"}}));
+  EXPECT_TRUE(WaitUntilNone(XgbKind(), std::chrono::seconds(30))) << "the timed-out XGBoostJob still exists";
+}
+
+// --- why a pod failed -------------------------------------------------------
+
+TEST_P(KubernetesCliTest, PendingTimeoutFailsAnUnschedulablePodWithItsReason) {
+  std::string file = WritePipeline(R"(steps:
+  - name: nowhere
+    command: [sh, -c, "echo never"]
+    pendingTimeout: 2s
+    resources:
+      nodeSelector: {sluice.dev/pool: nowhere}
+)");
+  Outcome o = RunOnCluster(file);
+  EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
+  // A system error, with the scheduler's reason, long before any timeout.
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"nowhere", "Error/1/-1"}}));
+  const std::string message = StepMessages()["nowhere"];
+  EXPECT_EQ(message.rfind("pod default/", 0), 0u) << message;
+  EXPECT_NE(message.find(" was still Pending after 2s (pendingTimeout): Unschedulable: 0/"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("node(s) didn't match Pod's node affinity/selector"), std::string::npos) << message;
+  EXPECT_TRUE(WaitUntilNone(Kind(), std::chrono::seconds(30))) << "the pending step's object still exists";
+}
+
+TEST_P(KubernetesCliTest, ImagePullBackOffIsAnErrorAfterThePendingTimeout) {
+  if (object_ == "job") GTEST_SKIP() << "the pod's own status is what matters; one object is enough";
+  OnNode r = RunOnUnmanagedNode("pull", "    pendingTimeout: 10s\n");
+  auto& run = r.run;
+  const std::string& pod = r.pod;
+  // What a kubelet reports for an image it cannot pull.
+  PatchStatus(k8s::PodKind(), pod,
+              {{"phase", "Pending"},
+               {"containerStatuses",
+                {{{"name", "main"},
+                  {"image", "busybox:1.36"},
+                  {"imageID", ""},
+                  {"ready", false},
+                  {"restartCount", 0},
+                  {"state", {{"waiting", {{"reason", "ImagePullBackOff"},
+                                          {"message", "Back-off pulling image \"busybox:1.36\""}}}}}}}}});
+  EXPECT_EQ(run->Wait(std::chrono::minutes(2)), 1) << run->out() << run->err();
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"pull", "Error/1/-1"}}));
+  EXPECT_EQ(StepMessages()["pull"], "pod default/" + pod +
+                                        " was still Pending after 10s (pendingTimeout): container main: "
+                                        "ImagePullBackOff: Back-off pulling image \"busybox:1.36\"");
+}
+
+TEST_P(KubernetesCliTest, KubeletEvictionIsAnError) {
+  OnNode r = RunOnUnmanagedNode("evicted");
+  auto& run = r.run;
+  const std::string& pod = r.pod;
+  // What a kubelet under memory pressure writes for the pod it evicts.
+  PatchStatus(k8s::PodKind(), pod,
+              {{"phase", "Failed"}, {"reason", "Evicted"}, {"message", "The node was low on resource: memory."}});
+  EXPECT_EQ(run->Wait(std::chrono::minutes(2)), 1) << run->out() << run->err();
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"evicted", "Error/1/-1"}}));
+  const std::string message = StepMessages()["evicted"];
+  if (object_ == "pod") {
+    EXPECT_EQ(message, "Pod failed: Evicted: The node was low on resource: memory.");
+  } else {
+    // The Job fails as it would for a failed container; its pod tells.
+    EXPECT_EQ(message.rfind("Job failed: ", 0), 0u) << message;
+    EXPECT_NE(message.find("; pod " + pod + " was ended by the cluster: Evicted: The node was low on resource: memory."),
+              std::string::npos)
+        << message;
+  }
+}
+
+TEST_P(KubernetesCliTest, EvictionThroughTheApiIsAnErrorRetriedUnderRetryOnError) {
+  if (object_ == "job") GTEST_SKIP() << "a Job's evicted pod is counted by the Job controller first; bare pods here";
+  std::string file = WritePipeline(R"(steps:
+  - name: drained
+    command: [sh, -c, "sleep 8"]
+    retries: {limit: 1, backoff: 100ms, retryOn: Error}
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-duration: "8s"}
+)");
+  auto run = StartRun(file);
+  const std::string pod = operators::ObjectName(run_id_, "drained", 1);
+  WaitForObject(k8s::PodKind(), pod, [](const Json& p) { return p["status"].value("phase", "") == "Running"; });
+  // `kubectl drain` evicts through this API.
+  auto evicted = client_->Do("POST", "/api/v1/namespaces/default/pods/" + pod + "/eviction",
+                             Json{{"apiVersion", "policy/v1"}, {"kind", "Eviction"},
+                                  {"metadata", {{"name", pod}, {"namespace", "default"}}}}
+                                 .dump(),
+                             "application/json", "evict " + pod);
+  ASSERT_TRUE(evicted) << evicted.error().ToString();
+  EXPECT_EQ(run->Wait(std::chrono::minutes(2)), 0) << run->out() << run->err();
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"drained", "Succeeded/2/0"}}));
+  Outcome show = Sluice({"show", run_id_, "--format", "json"});
+  Json shown = Json::parse(show.out, nullptr, false);
+  ASSERT_EQ(shown["executions"].size(), 2u) << show.out;
+  EXPECT_EQ(shown["executions"][0]["outcome"], "Error") << show.out;
+  EXPECT_EQ(shown["executions"][0]["message"], "Pod default/" + pod +
+                                                   " was deleted by the cluster before it finished: "
+                                                   "EvictionByEvictionAPI: Eviction API: evicting")
+      << show.out;
+}
+
+TEST_P(KubernetesCliTest, PreemptionIsAnError) {
+  if (object_ == "job") GTEST_SKIP() << "a Job's preempted pod is replaced by the Job controller; bare pods here";
+  static const k8s::ResourceKind priority_kind{"scheduling.k8s.io/v1", "PriorityClass", "priorityclasses", false};
+  auto pc = client_->Create(priority_kind, "",
+                            {{"apiVersion", "scheduling.k8s.io/v1"}, {"kind", "PriorityClass"},
+                             {"metadata", {{"name", "sluice-test-preemptor"}}}, {"value", 1000000}});
+  ASSERT_TRUE(pc || pc.error().code() == StatusCode::kAlreadyExists) << pc.error().ToString();
+  // The victim takes most of kwok-cpu-1's 8 CPUs and stays Running.
+  std::string file = WritePipeline(R"(steps:
+  - name: victim
+    command: [sleep, "3600"]
+    resources: {cpu: "7", nodeSelector: {kubernetes.io/hostname: kwok-cpu-1}}
+    kubernetes:
+      podAnnotations: {sluice.dev/kwok-hold: "true"}
+)");
+  auto run = StartRun(file);
+  const std::string pod = operators::ObjectName(run_id_, "victim", 1);
+  WaitForObject(k8s::PodKind(), pod, [](const Json& p) { return p["status"].value("phase", "") == "Running"; });
+  // A pod of higher priority that fits only where the victim runs.
+  const std::string preemptor = "preemptor-" + std::to_string(::getpid());
+  auto created = client_->Create(
+      k8s::PodKind(), "default",
+      {{"apiVersion", "v1"}, {"kind", "Pod"},
+       {"metadata", {{"name", preemptor}, {"annotations", {{"sluice.dev/kwok-hold", "true"}}}}},
+       {"spec",
+        {{"priorityClassName", "sluice-test-preemptor"},
+         {"nodeSelector", {{"kubernetes.io/hostname", "kwok-cpu-1"}}},
+         {"containers", {{{"name", "main"}, {"image", "busybox:1.36"},
+                          {"resources", {{"requests", {{"cpu", "7"}}}}}}}}}}});
+  ASSERT_TRUE(created) << created.error().ToString();
+  EXPECT_EQ(run->Wait(std::chrono::minutes(2)), 1) << run->out() << run->err();
+  (void)client_->Delete(k8s::PodKind(), "default", preemptor, k8s::Propagation::kBackground, 0);
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"victim", "Error/1/-1"}}));
+  const std::string message = StepMessages()["victim"];
+  EXPECT_EQ(message.rfind("Pod default/" + pod + " was deleted by the cluster before it finished: "
+                          "PreemptionByScheduler: ", 0), 0u)
+      << message;
+}
+
+TEST_P(KubernetesCliTest, NodeLossIsAnError) {
+  if (object_ == "job") GTEST_SKIP() << "the pod's own status is what matters; one object is enough";
+  OnNode r = RunOnUnmanagedNode("stranded");
+  auto& run = r.run;
+  // The node goes away; the pod garbage collector ends its pods (after its
+  // 40 s quarantine).
+  ASSERT_TRUE(client_->Delete(NodeKind(), "", r.node->name, k8s::Propagation::kBackground).ok());
+  EXPECT_EQ(run->Wait(std::chrono::minutes(3)), 1) << run->out() << run->err();
+  EXPECT_EQ(StepPhases(), (std::map<std::string, std::string>{{"stranded", "Error/1/-1"}}));
+  const std::string message = StepMessages()["stranded"];
+  EXPECT_NE(message.find("DeletionByPodGC: "), std::string::npos) << message;
 }
 
 }  // namespace

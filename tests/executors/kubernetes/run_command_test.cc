@@ -321,6 +321,62 @@ spec:
 )");
 }
 
+// A resource step's dry run prints its object: the manifest rendered, with
+// sluice's name, labels and annotations merged in. Locally the same run is
+// refused before anything starts.
+TEST_F(RunCommandTest, DryRunPrintsAResourceStepsObjectAndALocalRunIsRefused) {
+  std::string file = WritePipeline(R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: dry
+params:
+  workers: {type: int, default: 3}
+steps:
+  - name: train
+    type: resource
+    resource:
+      manifest:
+        apiVersion: kubeflow.org/v1
+        kind: XGBoostJob
+        metadata:
+          labels: {team: a}
+        spec:
+          xgbReplicaSpecs:
+            Worker: {replicas: "{{ params.workers }}"}
+      successCondition: status.replicaStatuses.Worker.succeeded == {{ params.workers }}
+)");
+  Outcome o = Sluice({"run", "--dry-run", "--executor", "kubernetes", "--run-id", "r1", file});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(o.out, R"(apiVersion: kubeflow.org/v1
+kind: XGBoostJob
+metadata:
+  annotations:
+    sluice.dev/instance: train
+    sluice.dev/pipeline: dry
+    sluice.dev/run-id: r1
+    sluice.dev/step: train
+    sluice.dev/success-condition: status.replicaStatuses.Worker.succeeded == 3
+  labels:
+    app.kubernetes.io/managed-by: sluice
+    sluice.dev/attempt: "1"
+    sluice.dev/pipeline: dry
+    sluice.dev/run: r1
+    sluice.dev/step: train
+    team: a
+  name: r1-train-a1
+  namespace: default
+spec:
+  xgbReplicaSpecs:
+    Worker:
+      replicas: 3
+)");
+
+  Outcome local = Sluice({"run", "-q", file});
+  EXPECT_EQ(local.exit_code, 2) << local.out << local.err;
+  EXPECT_EQ(local.err, "sluice: error: " + file + ":8:5: step 'train': steps of type 'resource' run only on "
+                       "Kubernetes: run with --executor kubernetes (or set executor: kubernetes on the step)\n");
+}
+
 TEST_F(RunCommandTest, DryRunNeedsAKubernetesStep) {
   std::string file = WritePipeline(R"(apiVersion: sluice.dev/v1
 kind: Pipeline

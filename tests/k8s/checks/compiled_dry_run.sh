@@ -25,8 +25,12 @@ new_namespace check-compile
 # object with --target manifests and are named in annotation
 # sluice.dev/host-steps (checked for retrain below).
 
+# A pipeline with a `type: resource` step is left out: its objects are of
+# kinds (MPIJob, ...) whose CRDs the test cluster does not install.
 inputs=()
-while IFS= read -r f; do inputs+=("$f"); done < <(
+while IFS= read -r f; do
+  grep -q '^ *type: resource$' "$SRC/$f" || inputs+=("$f")
+done < <(
   cd "$SRC" && { find examples -name 'pipeline*.yaml'; ls tests/compile/testdata/*.yaml; } |
     grep -v -e '\.argo\.yaml$' -e '/bad\.yaml$' | sort)
 ((${#inputs[@]} >= 4)) || fail "found only ${#inputs[@]} pipelines under examples/ and tests/compile/testdata"
