@@ -6,6 +6,9 @@
 # auto, it does when the cluster's other components are already in the cache,
 # so a cold run (which builds those, about 35 minutes) stays well inside CI's
 # 90 minutes and every later run also runs the Argo tests.
+# SLUICE_K8S_WITH_NODE: 1, the cluster also has the real node (`cluster up
+# --with-node`); 0, it does not; unset or auto, it does when this runs as root
+# and the node's packages (.ci/setup --tests) are installed.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "${SLUICE_SKIP_K8S:-0}" = 1 ]; then
@@ -27,6 +30,19 @@ case "${1:-}" in
           args+=(--with-argo)
         else
           echo "building the cluster's components first: Argo's workflow-controller left out this time (SLUICE_K8S_WITH_ARGO=1 to include it)"
+        fi
+        ;;
+    esac
+    case "${SLUICE_K8S_WITH_NODE:-auto}" in
+      1) args+=(--with-node) ;;
+      0) ;;
+      *)
+        if [ "$(id -u)" -eq 0 ] && command -v containerd runc ctr iptables debootstrap umoci >/dev/null &&
+           [ -x /usr/lib/cni/bridge ]; then
+          echo "containerd, runc and the CNI plugins are installed: also starting the real node (SLUICE_K8S_WITH_NODE=0 to leave it out)"
+          args+=(--with-node)
+        else
+          echo "no real node: it needs root and containerd, runc, the CNI plugins, debootstrap and umoci (.ci/setup --tests)"
         fi
         ;;
     esac

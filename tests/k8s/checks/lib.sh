@@ -85,3 +85,27 @@ stop_host_runner() {
   fi
   return 0
 }
+
+# The real node (`cluster up --with-node`): its name, the taint only the pods
+# meant for it tolerate, and the images it has (versions.env).
+# shellcheck source=../versions.env
+. "$(dirname "${BASH_SOURCE[0]}")/../versions.env"
+REAL_NODE=sluice-node
+
+# Skips the check unless the cluster has the real node (`cluster up
+# --with-node`, SLUICE_K8S_WITH_NODE=1 for CTest).
+require_real_node() {
+  if [ ! -f "$STATE/with-node" ]; then
+    echo "the cluster has no real node (SLUICE_K8S_WITH_NODE=1 / cluster up --with-node): skipping"
+    exit $SKIP
+  fi
+}
+
+# real_node_pod_spec: the lines of a pod spec that put it on the real node.
+real_node_pod_spec() {
+  cat <<YAML
+nodeSelector: {sluice.dev/real-node: "true"}
+tolerations:
+- {key: sluice.dev/real-node, operator: Equal, value: "true", effect: NoSchedule}
+YAML
+}
