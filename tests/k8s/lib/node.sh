@@ -8,11 +8,14 @@
 # Sourced by tests/k8s/cluster after its own variables and helpers.
 #
 # Everything the node makes lives under $NODE_DIR=$STATE/node (containerd's
-# root and state, the pods' network namespaces, kubelet's root directory,
-# the CNI IP allocations), except what is machine-wide by nature: the bridge
-# $NODE_BRIDGE, the cgroups /kubepods, and the iptables rules of kube-proxy,
-# kubelet and the CNI plugins. `cluster down` removes all of them. One real
-# node per machine: its bridge, pod CIDR and kube-proxy's rules are global.
+# root and state, runc's state, the pods' network namespaces, kubelet's root
+# directory, the CNI IP allocations), except what is machine-wide by nature:
+# the bridge $NODE_BRIDGE, the cgroups /kubepods, the iptables rules of
+# kube-proxy, kubelet and the CNI plugins, CNI's result cache in
+# /var/lib/cni/results and the shims' sockets in /run/containerd/s.
+# `cluster down` removes them all (the shims' sockets go with their shims).
+# One real node per machine: its bridge, pod CIDR and kube-proxy's rules are
+# global.
 
 NODE_NAME=sluice-node
 NODE_TAINT=sluice.dev/real-node=true:NoSchedule
@@ -145,6 +148,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         BinaryName = "$(command -v runc)"
+        Root = "$d/runc"
 
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$CNI_BIN_DIR"
@@ -326,7 +330,7 @@ node_kill_shims() {
 
 # node_cleanup_host: mounts under $NODE_DIR, the pods' host-side veths, the
 # bridge, the iptables rules and chains of kube-proxy, kubelet and the CNI
-# plugins, and the /kubepods cgroups.
+# plugins, the /kubepods cgroups, and $NODE_DIR itself.
 node_cleanup_host() {
   local m
   # Deepest first.
@@ -347,7 +351,21 @@ node_cleanup_host() {
   for sub in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io; do
     [ -d "$sub" ] && find "$sub" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  rm -rf "$NODE_DIR/cni/ipam"
+  # CNI's cache of results, for the pods whose teardown never ran.
+  local f id
+  for f in /var/lib/cni/results/"$NODE_CNI_NETWORK"-*; do
+    [ -f "$f" ] || continue
+    id=${f#/var/lib/cni/results/"$NODE_CNI_NETWORK"-}
+    id=${id%-eth0}
+    rm -f "$f" "/var/lib/cni/results/cni-loopback-$id-lo"
+  done
+  # The node starts empty each time, as etcd does (the images are imported
+  # again: seconds). Nothing is removed while anything is still mounted there.
+  if awk -v d="$NODE_DIR/" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+    log "mounts under $NODE_DIR remain; not removing it"
+  else
+    rm -rf "$NODE_DIR"
+  fi
 }
 
 # Every chain named KUBE-* (kubelet's, kube-proxy's leftovers) and the CNI
