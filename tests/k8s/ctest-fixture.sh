@@ -7,8 +7,9 @@
 # so a cold run (which builds those, about 35 minutes) stays well inside CI's
 # 90 minutes and every later run also runs the Argo tests.
 # SLUICE_K8S_WITH_NODE: 1, the cluster also has the real node (`cluster up
-# --with-node`); 0, it does not; unset or auto, it does when this runs as root
-# and the node's packages (.ci/setup --tests) are installed.
+# --with-node`); 0, it does not; unset or auto, it does when `cluster
+# node-check` says it can (root, the node's packages from .ci/setup --tests,
+# and no other cluster's real node running on this machine).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "${SLUICE_SKIP_K8S:-0}" = 1 ]; then
@@ -37,12 +38,11 @@ case "${1:-}" in
       1) args+=(--with-node) ;;
       0) ;;
       *)
-        if [ "$(id -u)" -eq 0 ] && command -v containerd runc ctr iptables debootstrap umoci >/dev/null &&
-           [ -x /usr/lib/cni/bridge ]; then
-          echo "containerd, runc and the CNI plugins are installed: also starting the real node (SLUICE_K8S_WITH_NODE=0 to leave it out)"
+        if why=$("$here/cluster" node-check); then
+          echo "the real node can run here: starting it too (SLUICE_K8S_WITH_NODE=0 to leave it out)"
           args+=(--with-node)
         else
-          echo "no real node: it needs root and containerd, runc, the CNI plugins, debootstrap and umoci (.ci/setup --tests)"
+          echo "no real node: $why"
         fi
         ;;
     esac

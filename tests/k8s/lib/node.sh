@@ -41,19 +41,48 @@ node_ip() {
 
 node_ports() { echo "$KUBELET_PORT $KUBELET_HEALTHZ_PORT $KUBE_PROXY_HEALTHZ_PORT $KUBE_PROXY_METRICS_PORT $CONTAINERD_STREAM_PORT"; }
 
-# node_prerequisites: fails, naming what is missing, unless the node can start.
-node_prerequisites() {
-  local c missing=()
+# The state dir of the cluster whose real node runs on this machine.
+NODE_OWNER_FILE=/run/sluice-k8s-node.owner
+
+# node_elsewhere: prints the state dir of another cluster whose real node is
+# running on this machine (and returns 0), or returns 1.
+node_elsewhere() {
+  local owner pid
+  [ -f "$NODE_OWNER_FILE" ] || return 1
+  owner=$(cat "$NODE_OWNER_FILE")
+  [ -n "$owner" ] && [ "$owner" != "$STATE" ] || return 1
+  pid=$(cat "$owner/pids/containerd.pid" 2>/dev/null) || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$owner"
+}
+
+# node_unmet: prints why the real node cannot start here (and returns 0), or
+# returns 1 when it can.
+node_unmet() {
+  local c missing=() other
   for c in containerd runc ctr iptables ip umoci debootstrap; do
     command -v "$c" >/dev/null || missing+=("$c")
   done
   for c in bridge host-local loopback; do
     [ -x "$CNI_BIN_DIR/$c" ] || missing+=("$CNI_BIN_DIR/$c")
   done
-  ((${#missing[@]} == 0)) ||
-    die "the real node needs ${missing[*]} (.ci/setup --tests installs them: containerd runc containernetworking-plugins iptables debootstrap umoci)"
-  [ "$(id -u)" -eq 0 ] || die "the real node runs containers: run 'cluster up --with-node' as root"
-  [ -n "$(node_ip)" ] || die "no IPv4 default route: the real node needs an address to register"
+  if ((${#missing[@]})); then
+    echo "the real node needs ${missing[*]} (.ci/setup --tests installs them: containerd runc containernetworking-plugins iptables debootstrap umoci)"
+  elif [ "$(id -u)" -ne 0 ]; then
+    echo "the real node runs containers: it needs root"
+  elif [ -z "$(node_ip)" ]; then
+    echo "no IPv4 default route: the real node needs an address to register"
+  elif other=$(node_elsewhere); then
+    echo "one real node per machine: the cluster with state dir $other has it (its bridge, pod addresses and kube-proxy rules are machine-wide)"
+  else
+    return 1
+  fi
+}
+
+# node_prerequisites: fails, saying why, unless the node can start.
+node_prerequisites() {
+  local why
+  if why=$(node_unmet); then die "$why"; fi
 }
 
 # signed_cert NAME SUBJECT: a client certificate NAME.crt/.key in $PKI signed
@@ -251,6 +280,7 @@ containerd_serving() { ctr --address "$NODE_SOCK" version; }
 node_up() {
   local t0=$SECONDS
   mkdir -p "$NODE_DIR"
+  echo "$STATE" >"$NODE_OWNER_FILE"
   write_containerd_config
   start containerd containerd --config "$NODE_DIR/containerd/config.toml"
   wait_component 60 containerd "containerd on $NODE_SOCK" containerd_serving
@@ -359,6 +389,7 @@ node_cleanup_host() {
     id=${id%-eth0}
     rm -f "$f" "/var/lib/cni/results/cni-loopback-$id-lo"
   done
+  if [ "$(cat "$NODE_OWNER_FILE" 2>/dev/null)" = "$STATE" ]; then rm -f "$NODE_OWNER_FILE"; fi
   # The node starts empty each time, as etcd does (the images are imported
   # again: seconds). Nothing is removed while anything is still mounted there.
   if awk -v d="$NODE_DIR/" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
