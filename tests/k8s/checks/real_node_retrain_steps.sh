@@ -79,9 +79,8 @@ expect "sluice run exit code" "$rc" 0
 "$SLUICE" status real-retrain --store "$H/.sluice" --format json >"$work/status.json"
 expect "step phases" "$(python3 - "$work/status.json" <<'PY'
 import json, sys
-run = json.load(open(sys.argv[1]))
-steps = run.get("steps") or run.get("nodes") or []
-print(" ".join(sorted(f'{s.get("instance") or s.get("name")}={s.get("phase") or s.get("status")}' for s in steps)))
+steps = json.load(open(sys.argv[1]))["steps"]
+print(" ".join(sorted(f'{s["instance"]}={s["phase"]}' for s in steps)))
 PY
 )" "evaluate[0]=Succeeded evaluate[1]=Succeeded evaluate[2]=Succeeded prepare=Succeeded register=Succeeded report=Succeeded requests=Succeeded select=Succeeded train[0]=Succeeded train[1]=Succeeded train[2]=Succeeded"
 
