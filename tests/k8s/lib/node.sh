@@ -85,14 +85,16 @@ node_prerequisites() {
   if why=$(node_unmet); then die "$why"; fi
 }
 
-# signed_cert NAME SUBJECT: a client certificate NAME.crt/.key in $PKI signed
-# by the cluster's CA (made once).
+# signed_cert NAME SUBJECT [EXTENSION...]: a certificate NAME.crt/.key in
+# $PKI signed by the cluster's CA (made once); a client certificate unless
+# the EXTENSIONs (openssl x509v3 lines) say otherwise.
 signed_cert() {
-  local name=$1 subj=$2
+  local name=$1 subj=$2; shift 2
+  (($#)) || set -- extendedKeyUsage=clientAuth
   [ -f "$PKI/$name.crt" ] && return 0
   openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
+  printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature,keyEncipherment "$@" \
     >"$PKI/$name.ext"
   openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
     -CAcreateserial -days 3650 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
@@ -212,14 +214,21 @@ EOF
 
 write_kubelet_config() {
   local d=$NODE_DIR/kubelet
-  mkdir -p "$d/root" "$d/pki" "$d/manifests"
+  mkdir -p "$d/root" "$d/manifests"
   cert_kubeconfig "$d/kubeconfig" kubelet
+  # Its serving certificate, for the address it serves on: the API server
+  # verifies it (--kubelet-certificate-authority).
+  local serving=kubelet-serving-$(node_ip)
+  signed_cert "$serving" "/CN=$NODE_NAME" extendedKeyUsage=serverAuth \
+    "subjectAltName=IP:$(node_ip),DNS:$NODE_NAME"
   cat >"$d/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $(node_ip)
 port: $KUBELET_PORT
 readOnlyPort: 0
+tlsCertFile: $PKI/$serving.crt
+tlsPrivateKeyFile: $PKI/$serving.key
 healthzBindAddress: 127.0.0.1
 healthzPort: $KUBELET_HEALTHZ_PORT
 authentication:
@@ -291,7 +300,6 @@ node_up() {
     --config "$NODE_DIR/kubelet/config.yaml" \
     --kubeconfig "$NODE_DIR/kubelet/kubeconfig" \
     --root-dir "$NODE_DIR/kubelet/root" \
-    --cert-dir "$NODE_DIR/kubelet/pki" \
     --hostname-override "$NODE_NAME" \
     --node-ip "$(node_ip)" \
     --node-labels "sluice.dev/real-node=true"
@@ -416,8 +424,12 @@ node_cleanup_iptables() {
       esac
     done)
     for c in $chains; do
+      # (iptables -S quotes the rules' comments as a shell would.)
       { iptables -t "$t" -S | grep -E -- "-j $c( |\$)" || true; } | sed 's/^-A /-D /' |
-        while read -r rule; do eval "iptables -t $t $rule" 2>/dev/null || true; done
+        while read -r rule; do
+          python3 -c 'import shlex, sys; sys.stdout.write("".join(a + "\0" for a in shlex.split(sys.argv[1])))' "$rule" |
+            xargs -0 iptables -t "$t" 2>/dev/null || true
+        done
     done
     for c in $chains; do iptables -t "$t" -F "$c" 2>/dev/null || true; done
     for c in $chains; do iptables -t "$t" -X "$c" 2>/dev/null || true; done
