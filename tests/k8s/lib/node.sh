@@ -246,7 +246,7 @@ registerWithTaints:
 - {key: sluice.dev/real-node, value: "true", effect: NoSchedule}
 clusterDomain: cluster.local
 staticPodPath: $d/manifests
-maxPods: 30
+maxPods: 110
 # The images are imported, never pulled: garbage collection must not remove
 # them, and the shared disk's fill level must not evict the test pods.
 imageGCHighThresholdPercent: 100
