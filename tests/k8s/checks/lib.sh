@@ -109,3 +109,31 @@ tolerations:
 - {key: sluice.dev/real-node, operator: Equal, value: "true", effect: NoSchedule}
 YAML
 }
+
+# host_dir_claim PV CLAIM DIR: a ReadWriteMany PersistentVolume PV on this
+# host's directory DIR, bound to the claim CLAIM in $NS (made here); returns
+# once it is Bound. The caller deletes PV (it outlives the namespace).
+host_dir_claim() {
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $1}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {path: $3}
+  claimRef: {namespace: $NS, name: $2}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $2, namespace: $NS}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  volumeName: $1
+  resources: {requests: {storage: 1Gi}}
+YAML
+  kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Bound "pvc/$2" --timeout="${WAIT}s" >/dev/null
+}

@@ -81,28 +81,7 @@ PY
 
 mkdir -p "$H"
 cp -r "$SRC/examples/retrain" "$H/retrain"
-kubectl apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: $PV}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  hostPath: {path: $H}
-  claimRef: {namespace: $NS, name: sluice-artifacts}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: sluice-artifacts, namespace: $NS}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: $PV
-  resources: {requests: {storage: 1Gi}}
-YAML
-kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Bound pvc/sluice-artifacts --timeout="${WAIT}s" >/dev/null
+host_dir_claim "$PV" sluice-artifacts "$H"
 
 # run_pipeline RUN_ID FILE [ARGS...]: sluice runs FILE on the cluster; sets rc.
 run_pipeline() {

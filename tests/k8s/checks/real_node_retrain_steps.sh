@@ -45,28 +45,7 @@ spec["steps"] = [s for s in spec["steps"] if s["name"] not in ("deploy", "valida
 yaml.safe_dump(spec, open(path, "w"), sort_keys=False)
 PY
 
-kubectl apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: $PV}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  hostPath: {path: $H}
-  claimRef: {namespace: $NS, name: sluice-workspace}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: sluice-workspace, namespace: $NS}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: $PV
-  resources: {requests: {storage: 1Gi}}
-YAML
-kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Bound pvc/sluice-workspace --timeout="${WAIT}s" >/dev/null
+host_dir_claim "$PV" sluice-workspace "$H"
 
 info "sluice run --executor kubernetes (real pods on $REAL_NODE)"
 rc=0
