@@ -6,6 +6,10 @@
 # auto, it does when the cluster's other components are already in the cache,
 # so a cold run (which builds those, about 35 minutes) stays well inside CI's
 # 90 minutes and every later run also runs the Argo tests.
+# SLUICE_K8S_WITH_NODE: 1, the cluster also has the real node (`cluster up
+# --with-node`); 0, it does not; unset or auto, it does when `cluster
+# node-check` says it can (root, the node's packages from .ci/setup --tests,
+# and no other cluster's real node running on this machine).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "${SLUICE_SKIP_K8S:-0}" = 1 ]; then
@@ -27,6 +31,18 @@ case "${1:-}" in
           args+=(--with-argo)
         else
           echo "building the cluster's components first: Argo's workflow-controller left out this time (SLUICE_K8S_WITH_ARGO=1 to include it)"
+        fi
+        ;;
+    esac
+    case "${SLUICE_K8S_WITH_NODE:-auto}" in
+      1) args+=(--with-node) ;;
+      0) ;;
+      *)
+        if why=$("$here/cluster" node-check); then
+          echo "the real node can run here: starting it too (SLUICE_K8S_WITH_NODE=0 to leave it out)"
+          args+=(--with-node)
+        else
+          echo "no real node: $why"
         fi
         ;;
     esac

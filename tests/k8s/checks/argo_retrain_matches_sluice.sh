@@ -64,28 +64,7 @@ kubectl create namespace "$NS" >/dev/null
 wait_for_default_sa
 trap on_exit EXIT
 
-kubectl apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: $PV}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  hostPath: {path: $H}
-  claimRef: {namespace: $NS, name: sluice-workspace}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: sluice-workspace, namespace: $NS}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: $PV
-  resources: {requests: {storage: 1Gi}}
-YAML
-kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Bound pvc/sluice-workspace --timeout="${WAIT}s" >/dev/null
+host_dir_claim "$PV" sluice-workspace "$H"
 
 python3 "$SRC/tests/k8s/host_runner.py" --namespace "$NS" --workspace "$H" \
   --scratch "$work/scratch" --logs "$work/logs" >"$work/runner.log" 2>&1 &

@@ -85,3 +85,55 @@ stop_host_runner() {
   fi
   return 0
 }
+
+# The real node (`cluster up --with-node`): its name, the taint only the pods
+# meant for it tolerate, and the images it has (versions.env).
+# shellcheck source=../versions.env
+. "$(dirname "${BASH_SOURCE[0]}")/../versions.env"
+REAL_NODE=sluice-node
+
+# Skips the check unless the cluster has the real node (`cluster up
+# --with-node`, SLUICE_K8S_WITH_NODE=1 for CTest).
+require_real_node() {
+  if [ ! -f "$STATE/with-node" ]; then
+    echo "the cluster has no real node (SLUICE_K8S_WITH_NODE=1 / cluster up --with-node): skipping"
+    exit $SKIP
+  fi
+}
+
+# real_node_pod_spec: the lines of a pod spec that put it on the real node.
+real_node_pod_spec() {
+  cat <<YAML
+nodeSelector: {sluice.dev/real-node: "true"}
+tolerations:
+- {key: sluice.dev/real-node, operator: Equal, value: "true", effect: NoSchedule}
+YAML
+}
+
+# host_dir_claim PV CLAIM DIR: a ReadWriteMany PersistentVolume PV on this
+# host's directory DIR, bound to the claim CLAIM in $NS (made here); returns
+# once it is Bound. The caller deletes PV (it outlives the namespace).
+host_dir_claim() {
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $1}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {path: $3}
+  claimRef: {namespace: $NS, name: $2}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $2, namespace: $NS}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  volumeName: $1
+  resources: {requests: {storage: 1Gi}}
+YAML
+  kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Bound "pvc/$2" --timeout="${WAIT}s" >/dev/null
+}

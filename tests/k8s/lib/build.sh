@@ -8,7 +8,9 @@
 #   $K8S_CACHE/go/{mod,build}                       (GOMODCACHE, GOCACHE)
 #
 # K8S_CACHE is ${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/k8s. A component whose
-# bin/.complete stamp exists is not rebuilt. Sourced by tests/k8s/cluster.
+# bin/.complete stamp exists and names the binaries the build is asked for is
+# not rebuilt (a stamp from a build with another list of binaries is stale).
+# Sourced by tests/k8s/cluster.
 
 K8S_DIR=${K8S_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 # shellcheck source=../versions.env
@@ -75,15 +77,27 @@ run_build() {
     [ -x "$dir/bin/$b" ] || die "build of $name $version produced no $b; see $dir/build.log"
   done
   echo "$((SECONDS - start))" >"$dir/bin/.build-seconds"
-  touch "$dir/bin/.complete"
+  echo "${bins[*]}" >"$dir/bin/.complete"
   log "built $name $version in $((SECONDS - start))s"
 }
 
-is_built() { [ -f "$(component_dir "$1" "$2")/bin/.complete" ]; }
+# is_built NAME VERSION [BIN...]: the component's stamp exists and, when BINs
+# are given, names exactly those binaries.
+is_built() {
+  local stamp; stamp=$(component_dir "$1" "$2")/bin/.complete
+  [ -f "$stamp" ] || return 1
+  (($# > 2)) || return 0
+  shift 2
+  [ "$(cat "$stamp")" = "$*" ]
+}
+
+# The binaries built from k8s.io/kubernetes: the control plane, and the real
+# node's kubelet and kube-proxy (cluster up --with-node).
+K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 build_k8s() {
   local v=$K8S_VERSION name=kubernetes
-  is_built $name "$v" && return 0
+  is_built $name "$v" "${K8S_BINS[@]}" && return 0
   go_env
   local dir; dir=$(component_dir $name "$v")
   mkdir -p "$dir/bin"; : >"$dir/build.log"
@@ -102,11 +116,10 @@ build_k8s() {
   local ver_pkg=k8s.io/component-base/version
   local ldflags="-s -w -X $ver_pkg.gitVersion=$v -X $ver_pkg.gitMajor=1 -X $ver_pkg.gitMinor=$(echo "$v" | cut -d. -f2) -X $ver_pkg.gitTreeState=clean -X $ver_pkg.buildDate=1970-01-01T00:00:00Z"
   ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$v"
-  run_build $name "$v" kube-apiserver kube-controller-manager kube-scheduler -- \
-    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "$ldflags" -o "$dir/bin/" \
-      k8s.io/kubernetes/cmd/kube-apiserver \
-      k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler
+  local b pkgs=()
+  for b in "${K8S_BINS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  run_build $name "$v" "${K8S_BINS[@]}" -- \
+    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath -ldflags "$ldflags" -o "$dir/bin/" "${pkgs[@]}"
 }
 
 build_etcd() {
@@ -224,7 +237,7 @@ argo_crds() {
 
 # needed_components [argo]: the components `up` needs that are not built yet.
 needed_components() {
-  is_built kubernetes "$K8S_VERSION" || echo kubernetes
+  is_built kubernetes "$K8S_VERSION" "${K8S_BINS[@]}" || echo kubernetes
   if [ "$(etcd_choice)" = build ]; then is_built etcd "$ETCD_VERSION" || echo etcd; fi
   is_built kwok "$KWOK_VERSION" || echo kwok
   is_built training-operator "$TRAINING_OPERATOR_VERSION" || echo training-operator
