@@ -12,13 +12,26 @@ namespace {
 
 Json IsoTimeOrNull(const std::optional<TimePoint>& t) { return t ? Json(IsoTime(*t)) : Json(nullptr); }
 
+// stop - start in seconds, computed per end so that two far-apart time
+// points never overflow the 64-bit nanosecond count.
+double SecondsBetween(TimePoint start, TimePoint stop) {
+  auto seconds = [](TimePoint t) {
+    return std::chrono::duration<double>(t.time_since_epoch()).count();
+  };
+  return seconds(stop) - seconds(start);
+}
+
 // The CLI's "duration_ms": up to now while running, -1 before the start,
 // never negative.
 int64_t DurationMillis(const std::optional<TimePoint>& start, const std::optional<TimePoint>& end) {
   if (!start) return -1;
   TimePoint stop = end ? *end : std::chrono::system_clock::now();
-  return std::max<int64_t>(
-      0, std::chrono::duration_cast<std::chrono::milliseconds>(stop - *start).count());
+  if (stop <= *start) return 0;
+  // Both ends fit 64-bit nanoseconds, their difference need not (a record
+  // read from a server may hold any year TimePoint can): saturate.
+  double millis = SecondsBetween(*start, stop) * 1000.0;
+  if (millis >= 9.0e18) return INT64_MAX;
+  return static_cast<int64_t>(millis);
 }
 
 // The API's "duration_seconds": up to now while running, null before the
@@ -26,7 +39,7 @@ int64_t DurationMillis(const std::optional<TimePoint>& start, const std::optiona
 Json DurationSeconds(const std::optional<TimePoint>& start, const std::optional<TimePoint>& end) {
   if (!start) return nullptr;
   TimePoint stop = end ? *end : std::chrono::system_clock::now();
-  return std::chrono::duration<double>(stop - *start).count();
+  return SecondsBetween(*start, stop);
 }
 
 Json BindingsJson(const std::vector<ArtifactBinding>& bindings, RecordView view) {

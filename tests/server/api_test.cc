@@ -1013,6 +1013,20 @@ TEST(ApiJsonTest, RunAndStepFieldsOfTheWrongTypeAreErrors) {
   EXPECT_EQ(step->phase, NodePhase::kFailed);
 }
 
+TEST(ApiJsonTest, StepTimesCenturiesApartGiveTheirDuration) {
+  // Each end fits TimePoint; their difference overflows 64-bit nanoseconds.
+  auto step = StepFromJson(Json::parse(R"({"step": "train", "phase": "Succeeded",
+                                           "started_at": "1690-01-01T00:00:00Z",
+                                           "finished_at": "2250-01-01T00:00:00Z"})"));
+  ASSERT_TRUE(step) << step.error().ToString();
+  double seconds = StepToJson(*step)["duration_seconds"].get<double>();
+  EXPECT_NEAR(seconds / (365.2425 * 86400), 560.0, 0.01);
+  auto backwards = StepFromJson(Json::parse(R"({"started_at": "2250-01-01T00:00:00Z",
+                                                "finished_at": "1690-01-01T00:00:00Z"})"));
+  ASSERT_TRUE(backwards);
+  EXPECT_LT(StepToJson(*backwards)["duration_seconds"].get<double>(), 0);
+}
+
 TEST(ApiJsonTest, RequestBodies) {
   auto submit = ParseSubmitBody(R"({"params": {"lr": 0.5}, "run_id": "nightly-1"})");
   ASSERT_TRUE(submit) << submit.error().ToString();
