@@ -76,6 +76,11 @@ void RunOperatorsHere(PipelineSpec& spec, const KubernetesFlags& flags, const Ru
         if (!flags.artifacts_endpoint.empty()) store["endpoint"] = flags.artifacts_endpoint;
         k["model_store"] = std::move(store);
       }
+      // The server's pods are placed as the step's own pods would be.
+      if (!step.resources.node_selector.empty() && !k.contains("nodeSelector"))
+        k["nodeSelector"] = step.resources.node_selector;
+      if (!step.resources.tolerations.empty() && !k.contains("tolerations"))
+        k["tolerations"] = step.resources.tolerations;
       // The serving image defaults to the step's image (e.g. from defaults:).
       auto serve = step.config.find("serve");
       if (step.type == "deploy" && serve != step.config.end() && serve->is_object() &&

@@ -40,7 +40,7 @@ void OperatorPrograms::ForEachConfigString(const StepSpec& step,
 }
 
 Status OperatorPrograms::Apply(const StepSpec& step, const Json& scope, const std::string& run_id,
-                               const std::string& instance, bool config_secret,
+                               const std::string& instance, const Json& run_extra, bool config_secret,
                                const std::function<void(const std::string&)>& mask, TaskBuilder* builder) const {
   if (!RendersConfig(step)) return Status::Ok();
   const std::string where = step.loc.ToString();
@@ -59,7 +59,10 @@ Status OperatorPrograms::Apply(const StepSpec& step, const Json& scope, const st
     return Status::Ok();
   }
   auto op = commands_.find(step.type);
-  (*config)["run"] = {{"id", run_id}, {"instance", instance}};
+  Json run = run_extra.is_object() ? run_extra : Json::object();
+  run["id"] = run_id;
+  run["instance"] = instance;
+  (*config)["run"] = std::move(run);
   std::vector<std::string> argv = op->second;
   argv.push_back("--config");
   argv.push_back(config->dump());

@@ -67,12 +67,14 @@ class OperatorPrograms {
   // When `step`'s operator RendersConfig(): replaces the Task's config with
   // the section rendered in `scope`. When `step` runs as a program: replaces the Task's argv with the
   // program's (its config section rendered in `scope`, plus "run": {"id":
-  // run_id, "instance": instance}) and sets env SLUICE_STATE_DIR. With
+  // run_id, "instance": instance} and the fields of `run_extra`) and sets env
+  // SLUICE_STATE_DIR. With
   // `config_secret` (the config reads a secret) the config argument is
   // marked secret and given to `mask`. Errors: a config template that does
   // not render, "FILE:L:C: step 'INSTANCE': TYPE config: why".
   Status Apply(const StepSpec& step, const Json& scope, const std::string& run_id, const std::string& instance,
-               bool config_secret, const std::function<void(const std::string&)>& mask, TaskBuilder* builder) const;
+               const Json& run_extra, bool config_secret, const std::function<void(const std::string&)>& mask,
+               TaskBuilder* builder) const;
 
  private:
   const OperatorRegistry& operators_;

@@ -245,6 +245,9 @@ class RunLoop {
   bool UsesLauncher(const Executor* ex) const { return opt_.launcher_executors.count(ex->Name()) > 0; }
   // Fills task->files for a launcher task; stores the code archive once.
   Status FillTaskFiles(const Attempt& a, Task* task);
+  // The digest of the pipeline's directory stored as one directory artifact
+  // (packed once per run): the code the launcher and the programs' pods run.
+  Result<std::string> CodeArchive();
   // Fetches the inputs of a task that runs on this host (those it declares
   // and those its argv and env name by their store path) when only the
   // object store has them.
@@ -949,7 +952,16 @@ Status RunLoop::RenderTask(Attempt& a) {
 
   const TaskBuilder::RenderText render = TemplateRenderer(a);
   SLUICE_RETURN_IF_ERROR(a.builder.RenderArgv(render));
-  SLUICE_RETURN_IF_ERROR(programs_.Apply(a.spec, a.scope, run_.id, name, info.config_secret,
+  // A program that starts pods of its own on the cluster (a deploy's
+  // server) gets the run's code as the launcher's steps do: by digest.
+  Json run_extra = Json::object();
+  if (programs_.Runs(a.spec) && !opt_.launcher_executors.empty()) {
+    auto code = CodeArchive();
+    if (!code) return code.error().WithContext("step '" + name + "': packing the pipeline's code");
+    run_extra["code_archive"] = *code;
+    run_extra["code_dir"] = pipeline_dir_;
+  }
+  SLUICE_RETURN_IF_ERROR(programs_.Apply(a.spec, a.scope, run_.id, name, run_extra, info.config_secret,
                                          [&](const std::string& v) { AddSecretValue(v, /*derived=*/true); },
                                          &a.builder));
   // The Kubernetes executor passes a secretKeyRef and never the value, so
@@ -1363,6 +1375,14 @@ std::string RunLoop::CollectOutputs(int inst, AttemptResult* result) {
   return "";
 }
 
+Result<std::string> RunLoop::CodeArchive() {
+  if (!code_archive_) {
+    code_archive_ = PackCode(r_.artifacts_, pipeline_dir_, opt_.state_dir, opt_.state_dir + "/tmp/code-" + run_.id);
+  }
+  if (!*code_archive_) return Error(code_archive_->error());
+  return (*code_archive_)->digest;
+}
+
 Status RunLoop::FillTaskFiles(const Attempt& a, Task* task) {
   const StepSpec& spec = a.spec;
   const Inst& st = insts_[a.inst];
@@ -1389,11 +1409,9 @@ Status RunLoop::FillTaskFiles(const Attempt& a, Task* task) {
   for (const auto& o : spec.output_artifacts) f.outputs.push_back({o.name, "", o.path, o.type});
   for (const auto& p : spec.output_params) f.params.push_back({p.name, p.path});
   if (spec.metrics_file) f.metrics_file = *spec.metrics_file;
-  if (!code_archive_) {
-    code_archive_ = PackCode(r_.artifacts_, pipeline_dir_, opt_.state_dir, opt_.state_dir + "/tmp/code-" + run_.id);
-  }
-  if (!*code_archive_) return code_archive_->error();
-  f.code_digest = (*code_archive_)->digest;
+  auto code = CodeArchive();
+  if (!code) return code.error();
+  f.code_digest = *code;
   f.code_dir = pipeline_dir_;
   std::string instance;
   for (char c : st.rec.instance) instance += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '_';

@@ -514,6 +514,8 @@ void KubernetesExecutor::FinisherLoop() {
       DeleteExpiredPods(f.ns);
     } else if (f.probe_pending) {
       ProbePending(f.id);
+    } else if (f.logs_only && !f.log_note.empty()) {
+      std::ofstream(f.log_path, std::ios::app) << f.log_note;
     } else if (f.logs_only) {
       // A success's log waits for an idle moment of the rate limiter, so
       // copying it never delays a create.
@@ -725,13 +727,8 @@ void KubernetesExecutor::SucceedLocked(Live& r, const std::string& message) {
   result.started_at = r.started_at;
   result.finished_at = std::chrono::system_clock::now();
   result.external_id = r.ns + "/" + r.name;
-  if (options_.fetch_logs && !r.task.log_path.empty() && !CopiesSuccessLog(r.task)) {
-    std::ofstream(r.task.log_path, std::ios::app)
-        << "[sluice] kubernetes.logs is failed: this step's log was not copied; while its pods "
-           "exist: kubectl logs -n "
-        << r.ns << " -c " << r.kind.container_name << " "
-        << (IsBarePod(r.kind) ? "pod/" + r.name : "-l " + r.kind.pod_name_label + "=" + r.name) << "\n";
-  } else if (options_.fetch_logs && !r.task.log_path.empty()) {
+  if (options_.fetch_logs && !r.task.log_path.empty()) {
+    // The log file is written on a finisher thread, never under mu_.
     Finish logs;
     logs.id = r.task.id;
     logs.logs_only = true;
@@ -740,6 +737,13 @@ void KubernetesExecutor::SucceedLocked(Live& r, const std::string& message) {
     logs.name = r.name;
     logs.log_path = r.task.log_path;
     logs.log_masks = r.task.log_masks;
+    if (!CopiesSuccessLog(r.task)) {
+      logs.log_note =
+          "[sluice] kubernetes.logs is failed: this step's log was not copied; while its pods "
+          "exist: kubectl logs -n " + r.ns + " -c " + r.kind.container_name + " " +
+          (IsBarePod(r.kind) ? "pod/" + r.name : "-l " + r.kind.pod_name_label + "=" + r.name) +
+          "\n";
+    }
     finish_queue_.push_back(std::move(logs));
     finish_cv_.notify_one();
   }

@@ -140,6 +140,7 @@ class KubernetesExecutor : public Executor {
     KubernetesKind kind;  // logs_only: where the pods are
     std::string ns, name, log_path;
     std::vector<std::string> log_masks;  // Task::log_masks
+    std::string log_note;  // logs_only: append this line instead of copying the log
     std::optional<Json> pod;  // a bare pod's final state, from its watch event
     bool cleanup = false;     // delete the expired bare pods of namespace `ns`
     bool probe_pending = false;  // look whether task `id`'s pods are Pending too long

@@ -28,11 +28,11 @@ std::string ReplaceAll(std::string s, const std::string& from, const std::string
   return s;
 }
 
+}  // namespace
+
 Json SecretEnv(const std::string& name, const std::string& secret) {
   return {{"name", name}, {"valueFrom", {{"secretKeyRef", {{"name", secret}, {"key", name}}}}}};
 }
-
-}  // namespace
 
 bool UsesLauncher(const Task& task, const KubernetesObjectOptions& o) {
   return !o.object_storage.url.empty() && task.files.remote();

@@ -48,6 +48,9 @@ std::vector<std::pair<std::string, std::string>> PodPaths(const Task& task, cons
 // `paths` replaced by its pod path.
 std::string ToPodPath(const std::vector<std::pair<std::string, std::string>>& paths, std::string value);
 
+// A container env entry `name` read from key `name` of Secret `secret`.
+nlohmann::json SecretEnv(const std::string& name, const std::string& secret);
+
 // Turns the main container `c` (command already in pod paths) into the
 // launcher's: command, SLUICE_LAUNCH, credentials, mounts.
 void AddLauncher(const Task& task, const KubernetesObjectOptions& o,

@@ -150,6 +150,8 @@ Result<DeployConfig> ParseDeployConfig(const Json& input) {
     c.run.run_id = run.value("id", "");
     c.run.instance = run.value("instance", "");
     c.run.execution_id = run.value("execution_id", int64_t{0});
+    c.run.code_archive = run.value("code_archive", "");
+    c.run.code_dir = run.value("code_dir", "");
     c.kubernetes = j.value("kubernetes", Json::object());
   } catch (const std::exception& e) {
     return Error(Status::InvalidArgument(std::string("deploy: ") + e.what()));

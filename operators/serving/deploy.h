@@ -27,6 +27,12 @@ struct RunContext {
   std::string run_id;
   std::string instance;
   int64_t execution_id = 0;
+  // With object storage: the run's code stored as one directory artifact
+  // ("sha256:..."), and the host directory it was packed from (the
+  // pipeline's `{{ pipeline.dir }}`). The server's pod fetches the code and
+  // finds it at /sluice/code, as the launcher's steps do.
+  std::string code_archive;
+  std::string code_dir;
 };
 
 // Everything the operators need from their surroundings.

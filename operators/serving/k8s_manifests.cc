@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "operators/kubernetes/launcher_pod.h"
 
 namespace sluice::serving {
 
@@ -20,22 +24,24 @@ Json Labels(const DeployConfig& c, const std::string& track, const std::string& 
 // The init container that fetches the model by digest from object storage
 // with sluice-launcher (`store`: the `model_store` config), into the model
 // volume; the credentials come from the store's Secret, never the manifest.
-Json StoreFetchContainer(const Json& store, const std::string& digest, const std::string& model_in_pod) {
+Json StoreFetchContainer(const Json& store, const std::string& name, const std::string& digest,
+                         const std::string& dest, const std::string& volume, const std::string& mount) {
   const std::string secret = store.value("credentials_secret", "sluice-s3");
-  auto from_secret = [&](const char* key) {
-    return Json{{"name", key}, {"valueFrom", {{"secretKeyRef", {{"name", secret}, {"key", key}}}}}};
-  };
+  auto from_secret = [&](const char* key) { return operators::SecretEnv(key, secret); };
   Json env = Json::array({{{"name", "SLUICE_ARTIFACTS"}, {"value", store.value("url", "")}}});
   if (store.contains("endpoint")) env.push_back({{"name", "SLUICE_ARTIFACTS_ENDPOINT"}, {"value", store["endpoint"]}});
   if (store.contains("region")) env.push_back({{"name", "AWS_REGION"}, {"value", store["region"]}});
   env.push_back(from_secret("AWS_ACCESS_KEY_ID"));
   env.push_back(from_secret("AWS_SECRET_ACCESS_KEY"));
-  return {{"name", "fetch-model"},
+  return {{"name", name},
           {"image", store.value("image", "")},
-          {"command", {store.value("launcher_path", "/usr/local/bin/sluice-launcher"), "fetch", digest, model_in_pod}},
+          {"command", {store.value("launcher_path", "/usr/local/bin/sluice-launcher"), "fetch", digest, dest}},
           {"env", env},
-          {"volumeMounts", {{{"name", "model"}, {"mountPath", "/models"}}}}};
+          {"volumeMounts", {{{"name", volume}, {"mountPath", mount}}}}};
 }
+
+// Where the run's code is in the server's pod, as in a launcher step's.
+const std::string kPodCodeDir = std::string(operators::kLauncherWorkRoot) + "/code";
 
 }  // namespace
 
@@ -79,12 +85,17 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
                                                {"host", "0.0.0.0"},
                                                {"version", version},
                                                {"service", c.service}};
+  // With object storage the server's code comes from the bucket too: the
+  // pipeline's directory in its argv and env becomes the pod's copy.
+  const bool ships_code = from_store && !c.run.code_archive.empty() && !c.run.code_dir.empty();
+  const std::vector<std::pair<std::string, std::string>> code_paths = {{c.run.code_dir, kPodCodeDir}};
+  auto in_pod = [&](const std::string& v) { return ships_code ? operators::ToPodPath(code_paths, v) : v; };
   Json args = Json::array();
-  for (const auto& a : c.command) args.push_back(SubstitutePlaceholders(a, values));
+  for (const auto& a : c.command) args.push_back(in_pod(SubstitutePlaceholders(a, values)));
   Json env = Json::array({{{"name", "SLUICE_MODEL_PATH"}, {"value", model_in_pod}},
                           {{"name", "SLUICE_MODEL_DIGEST"}, {"value", c.model_digest}},
                           {{"name", "PORT"}, {"value", std::to_string(port)}}});
-  for (const auto& [name, value] : c.env) env.push_back({{"name", name}, {"value", value}});
+  for (const auto& [name, value] : c.env) env.push_back({{"name", name}, {"value", in_pod(value)}});
 
   // Copy, then verify a file's digest so a wrong or partial artifact never serves.
   std::string fetch = "set -eu; cp -R /artifacts/" + source + " " + model_in_pod;
@@ -111,10 +122,25 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
   if (k.contains("resources")) server["resources"] = k["resources"];
   Json volumes = {{{"name", "artifacts"}, {"persistentVolumeClaim", {{"claimName", pvc}, {"readOnly", true}}}},
                   {{"name", "model"}, {"emptyDir", Json::object()}}};
+  Json inits = Json::array();
   if (from_store) {
-    init = StoreFetchContainer(k["model_store"], c.model_digest, model_in_pod);
+    init = StoreFetchContainer(k["model_store"], "fetch-model", c.model_digest, model_in_pod, "model", "/models");
     volumes = {{{"name", "model"}, {"emptyDir", Json::object()}}};
   }
+  inits.push_back(init);
+  if (ships_code) {
+    inits.push_back(
+        StoreFetchContainer(k["model_store"], "fetch-code", c.run.code_archive, kPodCodeDir, "code", kPodCodeDir));
+    volumes.push_back({{"name", "code"}, {"emptyDir", Json::object()}});
+    server["volumeMounts"].push_back({{"name", "code"}, {"mountPath", kPodCodeDir}, {"readOnly", true}});
+  }
+  // Placement: the step's nodeSelector and tolerations, as its pods get them.
+  auto place = [&](Json& pod_spec) {
+    if (k.contains("nodeSelector") && k["nodeSelector"].is_object() && !k["nodeSelector"].empty())
+      pod_spec["nodeSelector"] = k["nodeSelector"];
+    if (k.contains("tolerations") && k["tolerations"].is_array() && !k["tolerations"].empty())
+      pod_spec["tolerations"] = k["tolerations"];
+  };
   Json annotations = {{"sluice.dev/model-digest", c.model_digest}};
   if (!c.run.run_id.empty()) annotations["sluice.dev/run"] = c.run.run_id;
 
@@ -122,9 +148,10 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
   if (k.value("kserve", false)) {
     server["name"] = "kserve-container";
     Json predictor = {{"minReplicas", replicas},
-                      {"initContainers", {init}},
+                      {"initContainers", inits},
                       {"containers", {server}},
                       {"volumes", volumes}};
+    place(predictor);
     if (canary) predictor["canaryTrafficPercent"] = std::lround(c.traffic);
     items.push_back({{"apiVersion", "serving.kserve.io/v1beta1"},
                      {"kind", "InferenceService"},
@@ -144,6 +171,8 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
   Json selector = Labels(c, track, "");
   selector.erase("app.kubernetes.io/managed-by");
   selector.erase("app.kubernetes.io/name");
+  Json pod_spec = {{"initContainers", inits}, {"containers", {server}}, {"volumes", volumes}};
+  place(pod_spec);
   items.push_back(
       {{"apiVersion", "apps/v1"},
        {"kind", "Deployment"},
@@ -159,7 +188,7 @@ Result<Json> BuildKubernetesObjects(const DeployConfig& c) {
                        {"rollingUpdate", {{"maxUnavailable", 0}, {"maxSurge", 1}}}}},
          {"template",
           {{"metadata", {{"labels", Labels(c, track, version)}, {"annotations", annotations}}},
-           {"spec", {{"initContainers", {init}}, {"containers", {server}}, {"volumes", volumes}}}}}}}});
+           {"spec", pod_spec}}}}}});
   if (canary) {
     items.push_back({{"apiVersion", "apps/v1"},
                      {"kind", "Deployment"},

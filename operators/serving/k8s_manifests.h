@@ -28,8 +28,12 @@
 // from model_digest), kubeconfig, kubeconfig_env (a $KUBECONFIG list),
 // context, model_store (object storage instead of the PVC: {url, endpoint,
 // region, credentials_secret, image, launcher_path}; the init container runs
-// `sluice-launcher fetch <model_digest> /models/<name>` in that image),
-// resources (a Kubernetes ResourceRequirements, verbatim), kserve (bool).
+// `sluice-launcher fetch <model_digest> /models/<name>` in that image;
+// with the run's code_archive (RunContext) a second one, `fetch-code`,
+// fetches the run's code to /sluice/code and the serve command's and env's
+// code_dir paths become /sluice/code paths), resources (a Kubernetes
+// ResourceRequirements, verbatim), nodeSelector and tolerations (the pod's,
+// verbatim; `sluice run` copies the step's `resources` ones), kserve (bool).
 
 #include "engine/spec.h"
 #include "engine/status.h"

@@ -15,26 +15,17 @@
 #include <gtest/gtest.h>
 
 #include "engine/sha256.h"
+#include "tests/support/temp_dir.h"
 
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// A temporary directory named sluice-cas-XXXXXX.
+class TempDir : public testutil::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "sluice-cas-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : testutil::TempDir("sluice-cas") {}
 };
 
 void WriteFile(const std::string& path, const std::string& content, mode_t mode = 0644) {

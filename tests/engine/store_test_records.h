@@ -14,26 +14,17 @@
 #include <gtest/gtest.h>
 
 #include "engine/store.h"
+#include "tests/support/temp_dir.h"
 
 namespace sluice::testing {
 
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
-class TempDir {
+// A temporary directory named sluice-store-XXXXXX.
+class TempDir : public testutil::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "sluice-store-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : testutil::TempDir("sluice-store") {}
 };
 
 // The first row `sql` yields, each column as text (NULL as ""); empty when

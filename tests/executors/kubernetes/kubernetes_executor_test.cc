@@ -436,13 +436,18 @@ TEST_P(KubernetesExecutorTest, LogsFailedLeavesSuccessLogsInThePod) {
   TaskResult r = Next();
   ASSERT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message;
   EXPECT_EQ(RequestsSince(before), (std::map<std::string, int64_t>{{"POST", 1}}));
-  std::ifstream in(ok.log_path);
-  std::stringstream text;
-  text << in.rdbuf();
+  // The note is written on a finisher thread, after the result.
+  auto read_log = [&] {
+    std::ifstream in(ok.log_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  ASSERT_TRUE(test_support::WaitUntil([&] { return !read_log().empty(); }, std::chrono::seconds(30)));
   const std::string name = operators::ObjectName(run_id_, "quiet", 1);
   const std::string where =
       object_ == "pod" ? "pod/" + name : "-l job-name=" + name;
-  EXPECT_EQ(text.str(),
+  EXPECT_EQ(read_log(),
             "[sluice] kubernetes.logs is failed: this step's log was not copied; while its pods "
             "exist: kubectl logs -n default -c main " + where + "\n");
 

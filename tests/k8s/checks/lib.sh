@@ -137,3 +137,21 @@ spec:
 YAML
   kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Bound "pvc/$2" --timeout="${WAIT}s" >/dev/null
 }
+
+# host_workspace NAME: a run directory $work (kept when the check fails,
+# removed when it passes) with the workspace $H inside it, and the name $PV
+# for the PersistentVolume on $H (see host_dir_claim), deleted on exit with
+# the namespace.
+host_workspace() {
+  work=$(mktemp -d "/tmp/sluice-$1.XXXXXX")
+  H=$work/workspace
+  PV=sluice-$1-$$
+  trap host_workspace_exit EXIT
+}
+host_workspace_exit() {
+  local rc=$?
+  kubectl delete pv "$PV" --wait=false >/dev/null 2>&1 || true
+  if [ $rc -eq 0 ]; then rm -rf "$work"; else echo "(run directory kept: $work)" >&2; fi
+  (exit $rc)
+  cleanup_namespace
+}

@@ -25,17 +25,7 @@ kubectl annotate namespace "$NS" >/dev/null \
   scheduler.alpha.kubernetes.io/node-selector=sluice.dev/real-node=true \
   'scheduler.alpha.kubernetes.io/defaultTolerations=[{"key": "sluice.dev/real-node", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]'
 
-work=$(mktemp -d /tmp/sluice-real-loop.XXXXXX)
-H=$work/workspace
-PV=sluice-real-loop-$$
-on_exit() {
-  local rc=$?
-  kubectl delete pv "$PV" --wait=false >/dev/null 2>&1 || true
-  if [ $rc -eq 0 ]; then rm -rf "$work"; else echo "(run directory kept: $work)" >&2; fi
-  (exit $rc)
-  cleanup_namespace
-}
-trap on_exit EXIT
+host_workspace real-loop
 
 # A Service the deploy step will patch, made first so that its ClusterIP is
 # known to the validate step: breast-cancer (both tracks, the first

@@ -16,17 +16,7 @@ require_real_node
 WAIT_RUN=${SLUICE_K8S_RETRAIN_TIMEOUT:-900}
 new_namespace check-real-retrain
 
-work=$(mktemp -d /tmp/sluice-real-retrain.XXXXXX)
-H=$work/workspace
-PV=sluice-real-retrain-$$
-on_exit() {
-  local rc=$?
-  kubectl delete pv "$PV" --wait=false >/dev/null 2>&1 || true
-  if [ $rc -eq 0 ]; then rm -rf "$work"; else echo "(run directory kept: $work)" >&2; fi
-  (exit $rc)
-  cleanup_namespace
-}
-trap on_exit EXIT
+host_workspace real-retrain
 
 # The example, on the volume (so that {{ pipeline.dir }} names the same files
 # in the pods), with the node's image and placement as its defaults.

@@ -252,5 +252,20 @@ expect "the model fetch of the deployed model" \
   "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[:3])' "$fetch")" \
   "['/usr/local/bin/sluice-launcher', 'fetch', '$model']"
 expect "the model fetch's volumes (no shared volume)" \
-  "$(kubectl get deployment breast-cancer-stable -n "$NS" -o jsonpath='{.spec.template.spec.volumes[*].name}')" model
+  "$(kubectl get deployment breast-cancer-stable -n "$NS" -o jsonpath='{.spec.template.spec.volumes[*].name}')" "model code"
 info "deploy on the cluster fetches the selected model from the bucket by digest"
+# The server's code is the run's code archive, the one the steps' launchers
+# fetched, and serve.command names the pod's copy of it.
+code=$(kubectl get pods -n "$NS" -l sluice.dev/run=retrain-cluster -o json | python3 -c 'import json, sys
+for pod in json.load(sys.stdin)["items"]:
+    for env in pod["spec"]["containers"][0].get("env", []):
+        if env["name"] == "SLUICE_LAUNCH":
+            print(json.loads(env["value"])["code"]["digest"]); sys.exit()')
+[ -n "$code" ] || fail "no step pod of run retrain-cluster has SLUICE_LAUNCH"
+expect "the code fetch of the serving pods" \
+  "$(kubectl get deployment breast-cancer-stable -n "$NS" -o jsonpath='{.spec.template.spec.initContainers[1].command}')" \
+  "[\"/usr/local/bin/sluice-launcher\",\"fetch\",\"$code\",\"/sluice/code\"]"
+expect "the serving command's script" \
+  "$(kubectl get deployment breast-cancer-stable -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].args[1]}')" \
+  /sluice/code/serving/serve.py
+info "deploy on the cluster ships the serving code from the bucket: the run's code archive"

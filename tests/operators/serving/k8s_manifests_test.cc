@@ -109,5 +109,44 @@ TEST(KubernetesManifestsTest, ObjectStorageFetchesTheModelWithTheLauncher) {
             "fetches the model from the bucket by digest");
 }
 
+// With object storage and the run's code (the runner passes code_archive
+// and code_dir), the server's pod fetches the code the way a launcher step
+// does, and the serve command names the pod's copy; the step's placement
+// reaches the pod.
+TEST(KubernetesManifestsTest, ObjectStorageShipsTheServingCodeAndPlacesThePods) {
+  Json step = StepConfig("canary", false);
+  step["serve"]["command"] = {"python3", "/home/ml/retrain/serving/serve.py", "--model", "{{model}}"};
+  step["serve"]["env"] = {{"SERVE_CONFIG", "/home/ml/retrain/serving/config.json"}};
+  step["run"]["code_archive"] = "sha256:" + std::string(64, 'c');
+  step["run"]["code_dir"] = "/home/ml/retrain";
+  step["kubernetes"]["model_store"] = {{"url", "s3://models/team-a"}, {"image", "ghcr.io/sluice-dev/sluice:0.1.0"}};
+  step["kubernetes"]["nodeSelector"] = {{"pool", "serving"}};
+  step["kubernetes"]["tolerations"] = Json::parse(R"([{"key": "pool", "operator": "Equal", "value": "serving",
+                                                        "effect": "NoSchedule"}])");
+  Json objects = Build(step);
+  const Json& pod = objects["items"][0]["spec"]["template"]["spec"];
+  ASSERT_EQ(pod["initContainers"].size(), 2u);
+  EXPECT_EQ(pod["initContainers"][1]["name"], "fetch-code");
+  EXPECT_EQ(pod["initContainers"][1]["command"],
+            Json({"/usr/local/bin/sluice-launcher", "fetch", "sha256:" + std::string(64, 'c'), "/sluice/code"}));
+  EXPECT_EQ(pod["initContainers"][1]["volumeMounts"], Json::parse(R"([{"name": "code", "mountPath": "/sluice/code"}])"));
+  const Json& server = pod["containers"][0];
+  EXPECT_EQ(server["args"], Json({"python3", "/sluice/code/serving/serve.py", "--model", "/models/model.pkl"}));
+  EXPECT_EQ(server["env"][3], Json::parse(R"({"name": "SERVE_CONFIG", "value": "/sluice/code/serving/config.json"})"));
+  EXPECT_EQ(server["volumeMounts"][1], Json::parse(R"({"name": "code", "mountPath": "/sluice/code", "readOnly": true})"));
+  EXPECT_EQ(pod["volumes"], Json::parse(R"([{"name": "model", "emptyDir": {}}, {"name": "code", "emptyDir": {}}])"));
+  EXPECT_EQ(pod["nodeSelector"], Json::parse(R"({"pool": "serving"})"));
+  EXPECT_EQ(pod["tolerations"], step["kubernetes"]["tolerations"]);
+
+  // Without object storage the code is not shipped (the shared volume's
+  // paths are the user's to give), and the command is left as written.
+  step["kubernetes"].erase("model_store");
+  Json on_volume = Build(step);
+  const Json& volume_pod = on_volume["items"][0]["spec"]["template"]["spec"];
+  EXPECT_EQ(volume_pod["initContainers"].size(), 1u);
+  EXPECT_EQ(volume_pod["containers"][0]["args"][1], "/home/ml/retrain/serving/serve.py");
+  EXPECT_EQ(volume_pod["nodeSelector"], Json::parse(R"({"pool": "serving"})"));
+}
+
 }  // namespace
 }  // namespace sluice::serving
