@@ -34,55 +34,7 @@ export AWS_REGION=us-east-1
 ARTIFACTS=s3://sluice-probe/outage
 FLAGS=(--artifacts "$ARTIFACTS" --artifacts-endpoint "$SLUICE_TEST_S3_ENDPOINT" --store "$work/store")
 
-mkdir -p "$work/p"
-cat >"$work/p/pipeline.yaml" <<'YAML'
-apiVersion: sluice.dev/v1
-kind: Pipeline
-metadata: {name: outage}
-steps:
-  - name: prepare
-    command: [python3, "{{ pipeline.dir }}/prepare.py", data]
-    outputs:
-      artifacts: [{name: data, path: data, type: dataset}]
-  - name: train
-    inputs: {data: "{{ steps.prepare.outputs.artifacts.data }}"}
-    command: [python3, "{{ pipeline.dir }}/train.py", "{{ inputs.data }}", "{{ pipeline.dir }}/go", model.pkl]
-    outputs:
-      artifacts: [{name: model, path: model.pkl, type: model}]
-  - name: evaluate
-    inputs:
-      data: "{{ steps.prepare.outputs.artifacts.data }}"
-      model: "{{ steps.train.outputs.artifacts.model }}"
-    command: [python3, "{{ pipeline.dir }}/evaluate.py", "{{ inputs.data }}", "{{ inputs.model }}"]
-    outputs: {metrics: metrics.json}
-YAML
-cat >"$work/p/prepare.py" <<'PY'
-import os, sys
-import numpy as np
-from sklearn.datasets import load_breast_cancer
-X, y = load_breast_cancer(return_X_y=True)
-os.makedirs(sys.argv[1], exist_ok=True)
-np.save(os.path.join(sys.argv[1], "X.npy"), X)
-np.save(os.path.join(sys.argv[1], "y.npy"), y)
-PY
-cat >"$work/p/train.py" <<'PY'
-import os, pickle, sys, time
-import numpy as np
-from sklearn.linear_model import LogisticRegression
-data, go, out = sys.argv[1:4]
-while not os.path.exists(go):
-    time.sleep(0.1)
-X, y = np.load(os.path.join(data, "X.npy")), np.load(os.path.join(data, "y.npy"))
-pickle.dump(LogisticRegression(max_iter=5000).fit(X, y), open(out, "wb"))
-PY
-cat >"$work/p/evaluate.py" <<'PY'
-import json, os, pickle, sys
-import numpy as np
-data, model = sys.argv[1:3]
-X, y = np.load(os.path.join(data, "X.npy")), np.load(os.path.join(data, "y.npy"))
-accuracy = float((pickle.load(open(model, "rb")).predict(X) == y).mean())
-json.dump({"accuracy": round(accuracy, 4)}, open("metrics.json", "w"))
-PY
+cp -r "$(dirname "$0")/../support/gated_pipeline" "$work/p"
 
 status() { "$SLUICE" status outage-1 --store "$work/store" --format json; }
 phases() {

@@ -13,65 +13,20 @@ SLUICE=${1:?usage: $0 SLUICE_BINARY}
 require_real_node
 new_namespace check-real-resume
 host_workspace real-resume
-mkdir -p "$H/pipeline"
-
-# train waits for a file the check writes once sluice is dead, so the pod is
-# surely running across the kill and the resume, and ends only after.
-cat >"$H/pipeline/pipeline.yaml" <<YAML
-apiVersion: sluice.dev/v1
-kind: Pipeline
-metadata: {name: kill-resume}
-defaults:
-  image: $NODE_PYTHON_IMAGE
-  resources:
-    nodeSelector: {sluice.dev/real-node: "true"}
-    tolerations: [{key: sluice.dev/real-node, operator: Equal, value: "true", effect: NoSchedule}]
-steps:
-  - name: prepare
-    command: [python3, "{{ pipeline.dir }}/prepare.py", data]
-    outputs:
-      artifacts: [{name: data, path: data, type: dataset}]
-  - name: train
-    inputs: {data: "{{ steps.prepare.outputs.artifacts.data }}"}
-    command: [python3, "{{ pipeline.dir }}/train.py", "{{ inputs.data }}", "{{ pipeline.dir }}/go", model.pkl]
-    outputs:
-      artifacts: [{name: model, path: model.pkl, type: model}]
-  - name: evaluate
-    inputs:
-      data: "{{ steps.prepare.outputs.artifacts.data }}"
-      model: "{{ steps.train.outputs.artifacts.model }}"
-    command: [python3, "{{ pipeline.dir }}/evaluate.py", "{{ inputs.data }}", "{{ inputs.model }}"]
-    outputs: {metrics: metrics.json}
-YAML
-cat >"$H/pipeline/prepare.py" <<'PY'
-import os, sys
-import numpy as np
-from sklearn.datasets import load_breast_cancer
-X, y = load_breast_cancer(return_X_y=True)
-os.makedirs(sys.argv[1], exist_ok=True)
-np.save(os.path.join(sys.argv[1], "X.npy"), X)
-np.save(os.path.join(sys.argv[1], "y.npy"), y)
-PY
-cat >"$H/pipeline/train.py" <<'PY'
-import os, pickle, sys, time
-import numpy as np
-from sklearn.linear_model import LogisticRegression
-data, go, out = sys.argv[1:4]
-print("train: waiting for", go, flush=True)
-while not os.path.exists(go):
-    time.sleep(0.2)
-X, y = np.load(os.path.join(data, "X.npy")), np.load(os.path.join(data, "y.npy"))
-model = LogisticRegression(max_iter=5000).fit(X, y)
-pickle.dump(model, open(out, "wb"))
-print("train: done", flush=True)
-PY
-cat >"$H/pipeline/evaluate.py" <<'PY'
-import json, os, pickle, sys
-import numpy as np
-data, model = sys.argv[1:3]
-X, y = np.load(os.path.join(data, "X.npy")), np.load(os.path.join(data, "y.npy"))
-accuracy = float((pickle.load(open(model, "rb")).predict(X) == y).mean())
-json.dump({"accuracy": round(accuracy, 4)}, open("metrics.json", "w"))
+# The gated pipeline (train waits for a file the check writes once sluice is
+# dead, so its pod surely runs across the kill and the resume), with the
+# node's image and placement as its defaults.
+mkdir -p "$H"
+cp -r "$(dirname "$0")/../../support/gated_pipeline" "$H/pipeline"
+python3 - "$H/pipeline/pipeline.yaml" "$NODE_PYTHON_IMAGE" <<'PY'
+import sys, yaml
+path, image = sys.argv[1:3]
+spec = yaml.safe_load(open(path))
+spec["defaults"] = {"image": image, "resources": {
+    "nodeSelector": {"sluice.dev/real-node": "true"},
+    "tolerations": [{"key": "sluice.dev/real-node", "operator": "Equal", "value": "true",
+                     "effect": "NoSchedule"}]}}
+yaml.safe_dump(spec, open(path, "w"), sort_keys=False)
 PY
 
 host_dir_claim "$PV" sluice-workspace "$H"
@@ -113,6 +68,6 @@ PY
 expect "train's pods (the one that ran across the kill)" "$(train_pod '{.items[*].metadata.uid}')" "$uid"
 expect "prepare's pods" "$(kubectl get pods -n "$NS" -l sluice.dev/step=prepare -o name | wc -l)" 1
 expect "train's log (copied by the resumed run)" "$("$SLUICE" logs real-resume train --store "$H/.sluice")" \
-  "train: waiting for /workspace/pipeline/go
+  "train: waiting for go
 train: done"
 info "PASS"
