@@ -1304,6 +1304,12 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
     std::lock_guard lock(r_.cancel_mu_);
     r_.finally_started_ = true;
   }
+  // The attempt's log file marks it as started for a later resume
+  // (PrepareAttempt's started_before: keep its working directory, adopt it),
+  // whether or not the executor writes the log before the step ends (the
+  // Kubernetes executor copies it at the end). Made before Start: a kill -9
+  // after the pod's create must find it.
+  if (!a.log_path.empty()) std::ofstream(a.log_path, std::ios::app).flush();
   // Start first, record after: the step runs while the store writes.
   Status s = ex->Start(task);
   if (!s.ok()) {
