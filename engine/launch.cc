@@ -47,7 +47,29 @@ Json LaunchSpecToJson(const LaunchSpec& s) {
             {"result", s.result_key},
             {"termination_log", s.termination_log}};
   if (!s.code_digest.empty()) j["code"] = {{"digest", s.code_digest}, {"dir", s.code_dir}};
+  if (!s.reporter.empty()) j["reporter"] = s.reporter;
   return j;
+}
+
+bool LaunchReports(const LaunchSpec& spec, const std::function<const char*(const char*)>& getenv) {
+  if (spec.reporter.empty()) return true;
+  if (spec.reporter == "pytorch-rank0") {
+    const char* rank = getenv("RANK");
+    return rank != nullptr && std::string(rank) == "0";
+  }
+  if (spec.reporter == "tf-chief") {
+    const char* text = getenv("TF_CONFIG");
+    if (text == nullptr) return false;
+    Json config = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!config.is_object() || !config.contains("task") || !config["task"].is_object()) return false;
+    const Json& task = config["task"];
+    const std::string type = task.contains("type") && task["type"].is_string() ? task["type"].get<std::string>() : "";
+    const int64_t index = task.contains("index") && task["index"].is_number_integer() ? task["index"].get<int64_t>() : -1;
+    if (type == "chief" || type == "master") return true;
+    const Json cluster = config.contains("cluster") && config["cluster"].is_object() ? config["cluster"] : Json::object();
+    return type == "worker" && index == 0 && !cluster.contains("chief") && !cluster.contains("master");
+  }
+  return false;  // a rule this launcher does not know: never report twice
 }
 
 Result<LaunchSpec> LaunchSpecFromJson(const std::string& text) {
@@ -66,7 +88,7 @@ Result<LaunchSpec> LaunchSpecFromJson(const std::string& text) {
       !GetString(store, "cache", &s.cache_dir) || !GetString(code, "digest", &s.code_digest) ||
       !GetString(code, "dir", &s.code_dir) || !GetString(j, "workdir", &s.workdir) ||
       !GetString(outputs, "metrics", &s.metrics_file) || !GetString(j, "result", &s.result_key) ||
-      !GetString(j, "termination_log", &s.termination_log)) {
+      !GetString(j, "termination_log", &s.termination_log) || !GetString(j, "reporter", &s.reporter)) {
     return bad("a field that must be a string is not");
   }
   if (s.store_url.empty()) return bad("store.url is missing");

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <map>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -54,7 +55,17 @@ struct LaunchSpec {
   std::string metrics_file;
   std::string result_key;
   std::string termination_log = "/dev/termination-log";
+  // Which of a distributed step's pods reports (stores the outputs and the
+  // result); the others run the step and exit with its code. "" = this pod
+  // (a step of one pod); "pytorch-rank0" = the pod whose $RANK is 0 (the
+  // training-operator's Master); "tf-chief" = the pod whose $TF_CONFIG task
+  // is the chief (or master), else worker 0 of a cluster without either.
+  std::string reporter;
 };
+
+// True when the pod with environment `getenv` reports for `spec` (see
+// LaunchSpec::reporter).
+bool LaunchReports(const LaunchSpec& spec, const std::function<const char*(const char*)>& getenv);
 
 Json LaunchSpecToJson(const LaunchSpec& spec);
 // Errors: kInvalidArgument naming the missing or malformed field.

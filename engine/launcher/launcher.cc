@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -186,6 +187,24 @@ Status CollectOutputs(const LaunchSpec& spec, S3ArtifactStore& store, LaunchResu
   return Status::Ok();
 }
 
+// A pod of a distributed step that does not report: it gets the inputs and
+// the code, runs the step and exits with its code; the reporting pod stores
+// the outputs and the result.
+int RunWithoutReport(const LaunchSpec& spec) {
+  auto store = OpenStore(spec.store_url, spec.store_endpoint, spec.store_region, spec.cache_dir);
+  Status prepared = store ? Prepare(spec, **store) : store.error();
+  if (!prepared.ok()) {
+    std::fprintf(stderr, "sluice-launcher: %s\n", prepared.message().c_str());
+    return kLaunchFailed;
+  }
+  auto code = RunStep(spec);
+  if (!code) {
+    std::fprintf(stderr, "sluice-launcher: %s\n", code.error().message().c_str());
+    return kLaunchFailed;
+  }
+  return *code;
+}
+
 }  // namespace
 
 Status Install(const std::string& dir) {
@@ -209,6 +228,7 @@ Status Install(const std::string& dir) {
 }
 
 int Run(const LaunchSpec& spec) {
+  if (!LaunchReports(spec, [](const char* name) { return std::getenv(name); })) return RunWithoutReport(spec);
   LaunchResult result;
   auto finish = [&](int code) {
     const std::string text = LaunchResultToJson(result).dump();

@@ -79,6 +79,9 @@ void AddLauncher(const Task& task, const KubernetesObjectOptions& o,
   spec.params = f.params;
   spec.metrics_file = f.metrics_file;
   spec.result_key = f.result_key;
+  // A distributed step's pods all run the step; one stores its outputs.
+  if (task.operator_type == "pytorchjob") spec.reporter = "pytorch-rank0";
+  if (task.operator_type == "tfjob") spec.reporter = "tf-chief";
   (*c)["command"] = Json::array({kBin + "/ld.so", "--library-path", kBin + "/lib", kBin + "/sluice-launcher", "run"});
   Json& env = (*c)["env"];
   env.push_back({{"name", "SLUICE_LAUNCH"}, {"value", LaunchSpecToJson(spec).dump()}});

@@ -78,13 +78,16 @@ class LauncherTest : public ::testing::Test {
 
   // The installed launcher's `run` of `spec`, through its own loader, with
   // nothing of the build's library path.
-  Output Launch(const LaunchSpec& spec) {
+  // `extra_env`: what else the pod's environment holds (e.g. the
+  // training-operator's RANK).
+  Output Launch(const LaunchSpec& spec, const std::map<std::string, std::string>& extra_env = {}) {
     const std::string bin = dir_ + "/bin";
-    return Run({bin + "/ld.so", "--library-path", bin + "/lib", bin + "/sluice-launcher", "run"},
-               {{"SLUICE_LAUNCH", LaunchSpecToJson(spec).dump()},
-                {"AWS_ACCESS_KEY_ID", options_.access_key},
-                {"AWS_SECRET_ACCESS_KEY", options_.secret_key},
-                {"LD_LIBRARY_PATH", ""}});
+    std::map<std::string, std::string> env = {{"SLUICE_LAUNCH", LaunchSpecToJson(spec).dump()},
+                                              {"AWS_ACCESS_KEY_ID", options_.access_key},
+                                              {"AWS_SECRET_ACCESS_KEY", options_.secret_key},
+                                              {"LD_LIBRARY_PATH", ""}};
+    env.insert(extra_env.begin(), extra_env.end());
+    return Run({bin + "/ld.so", "--library-path", bin + "/lib", bin + "/sluice-launcher", "run"}, env);
   }
 
   // A spec for step `step` in the pod directory dir_/pod.
@@ -177,6 +180,27 @@ TEST_F(LauncherTest, StepExitCodeIsTheLaunchersAndNothingIsStored) {
   EXPECT_EQ(o.err, "oops\n");
   EXPECT_EQ(*host_->ReadObject("results/run-1/fail/attempt-1.json", 1 << 20),
             "{\"exit_code\":3,\"metrics\":{},\"outputs\":{},\"params\":{}}");
+}
+
+// A distributed step's pods all run the step; only the reporting one (rank
+// 0 here) stores the outputs and the result.
+TEST_F(LauncherTest, OnlyTheReportingReplicaStoresOutputs) {
+  LaunchSpec spec = Spec("train", {"python3", "-c",
+                                   "import os; print('rank', os.environ['RANK']); "
+                                   "os.environ['RANK'] == '0' and open('model', 'w').write('weights')"});
+  spec.outputs = {{"model", "", "model", ArtifactType::kModel}};
+  spec.reporter = "pytorch-rank0";
+  Output worker = Launch(spec, {{"RANK", "1"}});
+  EXPECT_EQ(worker.exit_code, 0) << worker.err;
+  EXPECT_EQ(worker.out, "rank 1\n");
+  EXPECT_FALSE(host_->ReadObject("results/run-1/train/attempt-1.json", 1 << 20).has_value())
+      << "a worker wrote the result";
+  Output master = Launch(spec, {{"RANK", "0"}});
+  ASSERT_EQ(master.exit_code, 0) << master.err;
+  EXPECT_EQ(master.out, "rank 0\n");
+  auto result = LaunchResultFromJson(*host_->ReadObject("results/run-1/train/attempt-1.json", 1 << 20));
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->outputs.at("model").digest, "sha256:" + Sha256Hex("weights"));
 }
 
 TEST_F(LauncherTest, MissingDeclaredOutputFailsWithTheRunnersMessage) {
