@@ -103,8 +103,8 @@ class NotebookImportTest(unittest.TestCase):
             ([code("x = 1\n", ["stpe:load"])],
              "cell 1: unknown tag 'stpe:load'; did you mean 'step:load'? (sluice reads step:NAME, after:NAME, "
              "param, imports, functions, metrics and skip)"),
-            ([code("x = 1\n", ["step:a"]), code("y = 2\n", ["step:b", "after:c"])],
-             "cell 2: after:c names no step (the steps: a, b)"),
+            ([code("x = 1\n", ["step:train"]), code("y = 2\n", ["step:score", "after:report"])],
+             "cell 2: after:report names no step (the steps: train, score)"),
             ([code("x = 1\n", ["step:a", "after:b"]), code("y = 2\n", ["step:b"])],
              "cell 1: the after: tags make a cycle: a -> b -> a"),
         ]
