@@ -229,6 +229,10 @@ Status ParseParamCell(const std::string& source, int cell, std::vector<NotebookP
       return Status::InvalidArgument(CellWhere(cell) + " (tagged param), line " + std::to_string(n) + ": '" +
                                      std::string(t) + "' is not `name = literal` (a number, True/False, a quoted "
                                      "string or a list of those)");
+    if (name.front() == '_')
+      return Status::InvalidArgument(CellWhere(cell) + " (tagged param), line " + std::to_string(n) + ": param '" +
+                                     name + "' starts with '_', which the step scripts keep for their own names; "
+                                     "rename it");
     for (const auto& p : *params)
       if (p.name == name)
         return Status::InvalidArgument(CellWhere(cell) + " (tagged param), line " + std::to_string(n) +

@@ -170,6 +170,9 @@ TEST(ImportNotebook, MistakesAreErrorsWithTheirPlace) {
        "a quoted string or a list of those)"},
       {Notebook(R"({"cell_type": "code", "metadata": {"tags": ["param"]}, "source": "lr = 1\nlr = 2\n"})"),
        "model.ipynb: cell 1 (tagged param), line 2: param 'lr' is set twice"},
+      {Notebook(R"({"cell_type": "code", "metadata": {"tags": ["param"]}, "source": "_args = 1\n"})"),
+       "model.ipynb: cell 1 (tagged param), line 1: param '_args' starts with '_', which the step scripts keep for "
+       "their own names; rename it"},
       {std::string(kMaxNotebookBytes + 1, ' '), "model.ipynb: larger than 16 MiB; is it a notebook?"},
   };
   for (const auto& [text, message] : cases) EXPECT_EQ(ErrorOf(text), message) << text.substr(0, 200);
