@@ -89,6 +89,12 @@ Result<Json> ParseNotebookJson(const std::string& text, const std::string& file)
       if (size_t colon = what.find(": ", col); colon != std::string::npos) what = what.substr(colon + 2);
     const size_t offset = e.byte > 0 ? e.byte - 1 : 0;
     return Error(Status::InvalidArgument(file + ":" + LineCol(text, offset) + ": not JSON: " + what));
+  } catch (const Json::exception& e) {
+    // A number too large for a double (out_of_range.406); nlohmann gives no
+    // place for it.
+    std::string what = e.what();
+    if (size_t end = what.find("] "); end != std::string::npos) what = what.substr(end + 2);
+    return Error(Status::InvalidArgument(file + ": not JSON: " + what));
   }
 }
 
@@ -237,6 +243,9 @@ Status ParseParamCell(const std::string& source, int cell, std::vector<NotebookP
       if (p.name == name)
         return Status::InvalidArgument(CellWhere(cell) + " (tagged param), line " + std::to_string(n) +
                                        ": param '" + name + "' is set twice");
+    if (params->size() >= kMaxNotebookParams)
+      return Status::InvalidArgument(CellWhere(cell) + " (tagged param), line " + std::to_string(n) +
+                                     ": more than " + std::to_string(kMaxNotebookParams) + " params");
     params->push_back({name, *literal, TypeOf(*literal)});
   }
   return Status::Ok();
@@ -560,6 +569,18 @@ Result<Notebook> ReadCells(const Json& nb, const std::string& file) {
     return Error(Status::InvalidArgument(file + ": no cell is tagged step:NAME; tag the first cell of each step"));
   if (Status s = ResolveAfter(&out.steps); !s.ok()) return Error(s.WithContext(file));
   if (Status s = CheckCycles(out.steps); !s.ok()) return Error(s.WithContext(file));
+  // Every script repeats the imports cells: bound what the import writes.
+  size_t imports = 0, total = 0;
+  for (const auto& c : out.imports) imports += c.size();
+  for (const auto& s : out.steps) {
+    total += imports;
+    for (const auto& c : s.code) total += c.size();
+  }
+  if (total > kMaxNotebookOutputBytes)
+    return Error(Status::InvalidArgument(
+        file + ": the step scripts would hold more than " + std::to_string(kMaxNotebookOutputBytes >> 20) +
+        " MiB of cells (each of the " + std::to_string(out.steps.size()) + " steps repeats the " +
+        std::to_string(imports) + " bytes of imports and functions cells)"));
   return out;
 }
 

@@ -58,13 +58,17 @@ struct NotebookPipeline {
 inline constexpr size_t kMaxNotebookBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxNotebookCells = 10'000;
 inline constexpr size_t kMaxNotebookSteps = 1'000;
+inline constexpr size_t kMaxNotebookParams = 256;
+inline constexpr size_t kMaxNotebookOutputBytes = 64 * 1024 * 1024;  // the cells in all step scripts
 inline constexpr size_t kMaxNotebookDepth = 64;  // JSON nesting ([ and {)
 
 // Converts the notebook JSON `text`; `file` names it in messages and in the
 // pipeline's description. Errors are kInvalidArgument, each starting with
 // "`file`: " and naming the place: "LINE:COL: " for text that is not JSON or
 // nests deeper than kMaxNotebookDepth, "cell N" (counting code cells from 1)
-// for a cell's mistake: not notebook JSON (nbformat 4), past a limit, a
+// for a cell's mistake: not notebook JSON (nbformat 4), past a limit (the
+// step scripts, which all repeat the imports cells, past
+// kMaxNotebookOutputBytes among them), a
 // cell with an unknown tag (with a suggestion), a bad step name, a code cell
 // before the first step:, a param line that is not `name = literal`, an
 // after: that names no step, after: tags that make a cycle, no step: at all.

@@ -178,6 +178,24 @@ TEST(ImportNotebook, MistakesAreErrorsWithTheirPlace) {
   for (const auto& [text, message] : cases) EXPECT_EQ(ErrorOf(text), message) << text.substr(0, 200);
 }
 
+TEST(ImportNotebook, PastALimitIsAnError) {
+  EXPECT_EQ(ErrorOf(R"({"nbformat": 4, "cells": [], "x": 1e999})"),
+            "model.ipynb: not JSON: number overflow parsing '1e999'");
+  std::string params;
+  for (size_t i = 0; i <= kMaxNotebookParams; ++i) params += "p" + std::to_string(i) + " = 0\\n";
+  EXPECT_EQ(ErrorOf(Notebook(R"({"cell_type": "code", "metadata": {"tags": ["param"]}, "source": ")" + params +
+                             "\"}")),
+            "model.ipynb: cell 1 (tagged param), line 257: more than 256 params");
+  // Each step script repeats the imports cells.
+  std::string cells = R"({"cell_type": "code", "metadata": {"tags": ["imports"]}, "source": ")" +
+                      std::string(1'100'000, 'x') + "\"}";
+  for (int i = 0; i < 65; ++i)
+    cells += R"(, {"cell_type": "code", "metadata": {"tags": ["step:s)" + std::to_string(i) + "\"]}, \"source\": \"\"}";
+  EXPECT_EQ(ErrorOf(Notebook(cells)),
+            "model.ipynb: the step scripts would hold more than 64 MiB of cells (each of the 65 steps repeats the "
+            "1100000 bytes of imports and functions cells)");
+}
+
 TEST(ImportNotebook, TooManyCellsIsAnError) {
   std::string cells;
   for (size_t i = 0; i <= kMaxNotebookCells; ++i) cells += std::string(i ? "," : "") + "{}";
