@@ -429,6 +429,8 @@ Result<CellTags> ReadTags(const Json& cell, int n) {
     else if (tag == "metrics" || tag == "pipeline-metrics") t.metrics = true;
     else if (tag.starts_with("step:") || tag.starts_with("block:")) {
       std::string step(Trim(tag.substr(tag.find(':') + 1)));
+      if (step.empty())
+        return Error(Status::InvalidArgument(CellWhere(n) + ": tag '" + tag + "' names no step; write step:NAME"));
       if (!t.step.empty() && t.step != step)
         return Error(Status::InvalidArgument(CellWhere(n) + ": tagged step:" + t.step + " and step:" + step +
                                              "; a cell starts one step"));

@@ -146,6 +146,8 @@ TEST(ImportNotebook, MistakesAreErrorsWithTheirPlace) {
       {Notebook(R"({"cell_type": "code", "metadata": {"tags": ["step:Load_Data"]}, "source": "x = 1"})"),
        "model.ipynb: cell 1: invalid step name 'Load_Data': use lower-case letters, digits and '-' (at most 63, "
        "starting and ending with a letter or digit); did you mean 'step:load-data'?"},
+      {Notebook(R"({"cell_type": "code", "metadata": {"tags": ["step: "]}, "source": "x = 1"})"),
+       "model.ipynb: cell 1: tag 'step:' names no step; write step:NAME"},
       {Notebook(R"({"cell_type": "code", "metadata": {"tags": ["step:a", "step:b"]}, "source": "x = 1"})"),
        "model.ipynb: cell 1: tagged step:a and step:b; a cell starts one step"},
       {Notebook(R"({"cell_type": "code", "metadata": {"tags": ["after:a"]}, "source": "x = 1"})"),
