@@ -14,7 +14,7 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
 #include "engine/compile/argo_import.h"
-#include "engine/compile/notebook.h"
+#include "dsl/notebook.h"
 #include "engine/run_id.h"
 #include "engine/sha256.h"
 #include "engine/store/open_store.h"
@@ -299,7 +299,7 @@ struct ImportNotebookOptions {
 };
 
 // `sluice import notebook FILE.ipynb -o DIR`: the pipeline and its step
-// scripts (engine/compile/notebook.h), written into DIR.
+// scripts (dsl/notebook.h), written into DIR.
 int ImportNotebookCommand(const ImportNotebookOptions& o) {
   std::ifstream in(o.notebook, std::ios::binary);
   if (!in) {
@@ -308,9 +308,9 @@ int ImportNotebookCommand(const ImportNotebookOptions& o) {
   }
   std::string text;
   char chunk[64 * 1024];
-  while (text.size() <= compile::kMaxNotebookBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+  while (text.size() <= dsl::kMaxNotebookBytes && in.read(chunk, sizeof chunk).gcount() > 0)
     text.append(chunk, static_cast<size_t>(in.gcount()));
-  auto imported = compile::ImportNotebook(text, o.notebook, {o.name, o.image});
+  auto imported = dsl::ImportNotebook(text, o.notebook, {o.name, o.image});
   if (!imported) {
     PrintError(imported.error().message());
     return ExitCodeFor(imported.error());
@@ -346,7 +346,7 @@ Dispatch RegisterImportCommand(CLI::App& app) {
   auto* import_group = app.add_subcommand("import", "Turn something else into a sluice pipeline");
   import_group->require_subcommand(1);
   auto* notebook_cmd = import_group->add_subcommand(
-      "notebook", "A Jupyter notebook whose cells are tagged step:NAME, after:NAME, param, imports, metrics, skip");
+      "notebook", "A Jupyter notebook whose cells are tagged step:NAME, after:NAME, param, imports, functions, metrics, skip");
   notebook_cmd->add_option("NOTEBOOK", notebook->notebook, "The .ipynb file")->required();
   notebook_cmd->add_option("-o,--output", notebook->out_dir, "Directory for pipeline.yaml and steps/")->required();
   notebook_cmd->add_option("--name", notebook->name, "The pipeline's name (default: from the file name)");

@@ -4,7 +4,7 @@
 # every crash found before), then fuzzing for a bounded time.
 #   tests/fuzz/run.sh [--build DIR] [--seconds N] [TARGET...]
 #   tests/fuzz/run.sh [--build DIR] --unit
-# TARGET: lint expr kubeconfig cron webhook api_body (default: all of them).
+# TARGET: lint notebook expr kubeconfig cron webhook api_body (default: all of them).
 # DIR defaults to build/build-fuzz; N (seconds of fuzzing per target) to 20.
 # --unit instead builds the dsl and engine-core unit tests in that tree (so
 # with AddressSanitizer and UndefinedBehaviorSanitizer) and runs them.
@@ -28,12 +28,13 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(lint expr kubeconfig cron webhook api_body)
+[ ${#targets[@]} -gt 0 ] || targets=(lint notebook expr kubeconfig cron webhook api_body)
 
 # Seeds beside each target's own corpus (read, never written).
 declare -A seeds=(
   [lint]="$src/tests/dsl/lint $src/examples $src/tests/compile/testdata"
   [expr]="$src/tests/dsl/lint"
+  [notebook]="$src/examples/notebook"
 )
 
 probe=$(mktemp -d)
