@@ -21,6 +21,7 @@
 #include "dsl/yaml_cache.h"
 #include "dsl/yaml_tree.h"
 #include "engine/expr.h"
+#include "engine/foreach_group.h"
 #include "engine/git_source.h"
 #include "engine/s3_url.h"
 #include "engine/text.h"
@@ -89,6 +90,14 @@ bool IsTemplateField(const Template& t, TemplateField field) {
   return field != TemplateField::kWhen || !t.IsLiteral();
 }
 
+// ForEachStepTemplate over a step that may be changed; `is_template` is
+// false for a bare `when` expression.
+void ForEachMutableTemplate(StepSpec& step, const std::function<void(Template&, bool)>& fn) {
+  ForEachStepTemplate(step, [&](const Template& t, TemplateField field) {
+    fn(const_cast<Template&>(t), IsTemplateField(t, field));
+  });
+}
+
 }  // namespace
 
 std::vector<std::string> StepDependencies(const StepSpec& step) {
@@ -116,7 +125,14 @@ namespace {
 using Keys = std::vector<std::string>;
 
 const Keys kTopKeys = {"apiVersion", "kind",      "metadata", "params", "defaults", "timeout",
-                       "executor",   "namespace", "artifacts", "schedule", "steps", "finally"};
+                       "executor",   "namespace", "artifacts", "schedule", "steps", "finally", "outputs"};
+// What a pipeline's `outputs:` declares (for use as a sub-pipeline).
+const Keys kPipelineOutputKeys = {"artifacts", "params"};
+// What a step that runs a sub-pipeline (`pipeline:`) may set.
+const Keys kSubPipelineStepKeys = {"name", "pipeline", "with", "depends", "foreach", "parallelism",
+                                   "minSuccessRatio"};
+// How deep sub-pipelines may nest (files, the top one included).
+constexpr size_t kMaxSubPipelineDepth = 16;
 const Keys kMetadataKeys = {"name", "description", "labels"};
 const Keys kParamKeys = {"type", "default", "required", "description", "secret"};
 // The keys of a step other than its operator section (those come from the
@@ -124,7 +140,8 @@ const Keys kParamKeys = {"type", "default", "required", "description", "secret"}
 const Keys kStepBaseKeys = {"name",     "type",       "command",     "env",      "workdir",    "image",
                             "executor", "code",       "depends",     "inputs",   "when",       "ifUpstreamSkipped",
                             "foreach",  "parallelism", "retries",    "timeout",  "pendingTimeout", "resources",
-                            "priority", "cache",      "outputs",     "uses",     "with"};
+                            "priority", "cache",      "outputs",     "uses",     "with",     "pipeline",
+                            "minSuccessRatio"};
 // A component file (`kind: Component`), its inputs, and its step body.
 const Keys kComponentKeys = {"apiVersion", "kind", "metadata", "inputs", "outputs", "step"};
 const Keys kComponentInputKeys = {"type", "default", "description"};
@@ -137,7 +154,8 @@ const Keys kComponentStepKeys = {"type",      "command",   "env",      "workdir"
 // what it runs.
 const Keys kUsingStepKeys = {"name",     "uses",      "with",     "depends",  "when",     "ifUpstreamSkipped",
                              "foreach",  "parallelism", "retries", "timeout",  "pendingTimeout", "resources",
-                             "priority", "cache",     "executor", "image",    "env",      "kubernetes"};
+                             "priority", "cache",     "executor", "image",    "env",      "kubernetes",
+                             "minSuccessRatio"};
 const Keys kDefaultKeys = {"image", "timeout", "pendingTimeout", "retries",  "resources",
                            "executor", "cache", "env",          "priority", "kubernetes"};
 // What a container step becomes on Kubernetes (kubernetes.object).
@@ -260,6 +278,18 @@ struct Component {
     for (const auto& in : inputs) names.push_back(in.name);
     return names;
   }
+};
+
+// A sub-pipeline file, loaded, validated and with its own sub-pipelines
+// expanded, as the steps that run it see it.
+struct SubPipeline {
+  PipelineSpec spec;
+  std::string file;     // the path as shown in diagnostics
+  std::string uses;     // relative to the using pipeline's directory
+  std::string source;   // `uses`, or the Git source with its ref resolved
+  std::string rel_dir;  // its directory relative to the using pipeline's
+  // Declared outputs: name -> {inner step, that step's output}.
+  std::map<std::string, std::pair<std::string, std::string>> artifacts, params;
 };
 
 // Per-step facts the checks after parsing need, beside the StepSpec.
@@ -581,6 +611,8 @@ class Loader {
     if (auto* n = get("finally")) ParseStepList(*n, true);
     if (auto* n = get("schedule")) ParseSchedule(*n);
     CheckSteps();
+    if (auto* n = get("outputs")) ParsePipelineOutputs(*n);
+    if (errors_ == 0) ExpandSubPipelines();
   }
 
   // The limits of dsl/limits.h on how many steps, params and env entries a
@@ -836,14 +868,25 @@ class Loader {
         continue;
       }
       const YamlNode* uses = ValueOf(sn, "uses");
+      const YamlNode* pipe = ValueOf(sn, "pipeline");
+      if (pipe && uses) {
+        Err(*pipe, "a step either uses a component ('uses') or runs a sub-pipeline ('pipeline'), not both");
+        pipe = nullptr;
+      }
+      if (pipe && is_finally) {
+        Err(*pipe, "a finally step cannot run a sub-pipeline; run it from 'steps'");
+        pipe = nullptr;
+      }
       const Component* component = uses ? UseComponent(*uses) : nullptr;
-      StepSpec s = component ? component->body : base_;
+      const SubPipeline* sub = pipe ? UseSubPipeline(*pipe) : nullptr;
+      StepSpec s = component ? component->body : sub ? StepSpec() : base_;
       s.loc = Loc(sn);
       s.is_finally = is_finally;
       StepInfo info;
       info.node = &sn;
-      ParseStep(sn, s, info, uses);
+      ParseStep(sn, s, info, uses ? uses : pipe, pipe != nullptr);
       if (component) BindComponentInputs(s, *component, ValueOf(sn, "with"), *uses);
+      if (sub) BindSubPipeline(s, *sub, ValueOf(sn, "with"), *pipe);
       out.push_back(std::move(s));
       (is_finally ? finally_info_ : step_info_).push_back(std::move(info));
     }
@@ -859,7 +902,10 @@ class Loader {
 
   // `uses` is the step's `uses:` value when it has one: the step then sets
   // only kUsingStepKeys, and its command comes from the component.
-  void ParseStep(const YamlNode& sn, StepSpec& s, StepInfo& info, const YamlNode* uses = nullptr) {
+  // `sub_pipeline`: `uses` is the step's `pipeline:` value instead, and the
+  // step sets only kSubPipelineStepKeys.
+  void ParseStep(const YamlNode& sn, StepSpec& s, StepInfo& info, const YamlNode* uses = nullptr,
+                 bool sub_pipeline = false) {
     // The name first, so that messages about other fields can name the step.
     for (size_t i = 0; i + 1 < sn.children.size(); i += 2) {
       const YamlNode& key = N(sn.children[i]);
@@ -881,6 +927,7 @@ class Loader {
     }
     std::string where = s.name.empty() ? std::string("step") : "step '" + s.name + "'";
     const YamlNode* parallelism = nullptr;
+    const YamlNode* min_ratio = nullptr;
     const YamlNode* section = nullptr;
     std::string section_key;
     bool has_command = false, has_type = false;
@@ -888,8 +935,13 @@ class Loader {
     bool type_ok = true;
     Json kubernetes;  // the step's `kubernetes:` section, kept beside its operator section
     Entries(sn, step_keys_, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
-      if (k == "name" || k == "uses") return;
-      if (uses && !Contains(kUsingStepKeys, k)) {
+      if (k == "name" || k == "uses" || k == "pipeline") return;
+      if (sub_pipeline && !Contains(kSubPipelineStepKeys, k)) {
+        Err(key, "'" + k + "' comes from the sub-pipeline; a step that runs one may set only: " +
+                     JoinKeys(kSubPipelineStepKeys));
+        return;
+      }
+      if (uses && !sub_pipeline && !Contains(kUsingStepKeys, k)) {
         Err(key, "'" + k + "' comes from the component; a step that uses one may set only: " +
                      JoinKeys(kUsingStepKeys));
         return;
@@ -900,6 +952,10 @@ class Loader {
       }
       if (k == "parallelism") {
         parallelism = &v;
+        return;
+      }
+      if (k == "minSuccessRatio") {
+        min_ratio = &v;
         return;
       }
       if (k == "kubernetes") {
@@ -953,6 +1009,16 @@ class Loader {
         if (*p < 0) Err(*parallelism, "'parallelism' must be 0 (unlimited) or more, got " + std::to_string(*p));
         else if (!s.foreach) Warn(*parallelism, "'parallelism' has no effect without 'foreach'");
         else s.foreach->parallelism = static_cast<int>(*p);
+      }
+    }
+    if (min_ratio) {
+      if (auto r = Number(*min_ratio, "minSuccessRatio")) {
+        if (!(*r > 0 && *r <= 1))
+          Err(*min_ratio, "'minSuccessRatio' must be more than 0 and at most 1 (a fraction of the items), got " +
+                              min_ratio->value);
+        else if (!s.foreach) Err(*min_ratio, "'minSuccessRatio' needs 'foreach': it is the fraction of the items "
+                                             "that must succeed");
+        else s.config[kForeachConfigKey]["minSuccessRatio"] = *r;
       }
     }
   }
@@ -1163,35 +1229,63 @@ class Loader {
 
   // Reads and parses the component that `v` (a step's `uses:`) names, once
   // per file; null when it cannot be used (the reasons are reported).
+  // Where the file that `uses` (a step's `uses:` or `pipeline:` value `v`,
+  // naming a `what`) names is: `shown`, and for a Git source that source with
+  // its ref resolved to the commit (`pinned`). False when it cannot be
+  // resolved (reported at `v`).
+  bool ResolveSource(const YamlNode& v, const std::string& uses, const std::string& what,
+                     std::filesystem::path* shown, std::string* pinned) {
+    namespace fs = std::filesystem;
+    if (!uses.starts_with("git+")) {
+      *shown = (fs::path(dir_.empty() ? "." : dir_) / uses).lexically_normal();
+      return true;
+    }
+    auto source = ParseGitSource(uses);
+    if (!source) {
+      Err(v, "invalid " + what + " source " + source.error().message());
+      return false;
+    }
+    auto& resolved = git_resolved_[uses];
+    if (resolved.first.empty()) {
+      auto checkout = FetchGitSource(*source, DefaultGitCacheDir());
+      if (!checkout) {
+        Err(v, "cannot use " + what + " '" + uses + "': " + checkout.error().message());
+        git_resolved_.erase(uses);
+        return false;
+      }
+      GitSource at_commit = *source;
+      at_commit.ref = checkout->commit;
+      resolved = {(fs::path(checkout->dir) / source->path).lexically_normal().string(), at_commit.ToString()};
+    }
+    *shown = resolved.first;
+    *pinned = resolved.second;
+    return true;
+  }
+
+  // The text of the `what` file (a component, a sub-pipeline) that `uses`,
+  // the value `v` of the step's `key`, names and ResolveSource found at
+  // `shown`; nullopt when it cannot be read (reported at `v`).
+  std::optional<std::string> ReadUsedFile(const YamlNode& v, const std::string& uses, const std::string& what,
+                                          const std::string& key, const std::filesystem::path& shown,
+                                          const std::string& pinned) {
+    std::ifstream in(shown, std::ios::binary);
+    if (!in || std::filesystem::is_directory(shown)) {
+      Err(v, "cannot read " + what + " file '" + uses + "' (looked for " + shown.string() +
+                 "): " + (in ? std::string("it is a directory") : std::string(std::strerror(errno))) +
+                 (pinned.empty() ? "; '" + key + "' paths are relative to the pipeline file"
+                                 : "; the path after '#' is relative to the repository's root"));
+      return std::nullopt;
+    }
+    return ReadUpToLimit(in);
+  }
+
   const Component* UseComponent(const YamlNode& v) {
     auto uses = Str(v, "uses");
     if (!uses) return nullptr;
     namespace fs = std::filesystem;
     fs::path shown;
     std::string pinned;  // a git source as recorded: its ref resolved to the commit
-    if (uses->starts_with("git+")) {
-      auto source = ParseGitSource(*uses);
-      if (!source) {
-        Err(v, "invalid component source " + source.error().message());
-        return nullptr;
-      }
-      auto& resolved = git_resolved_[*uses];
-      if (resolved.first.empty()) {
-        auto checkout = FetchGitSource(*source, DefaultGitCacheDir());
-        if (!checkout) {
-          Err(v, "cannot use component '" + *uses + "': " + checkout.error().message());
-          git_resolved_.erase(*uses);
-          return nullptr;
-        }
-        GitSource at_commit = *source;
-        at_commit.ref = checkout->commit;
-        resolved = {(fs::path(checkout->dir) / source->path).lexically_normal().string(), at_commit.ToString()};
-      }
-      shown = resolved.first;
-      pinned = resolved.second;
-    } else {
-      shown = (fs::path(dir_.empty() ? "." : dir_) / *uses).lexically_normal();
-    }
+    if (!ResolveSource(v, *uses, "component", &shown, &pinned)) return nullptr;
     auto found = components_.find(shown.string());
     if (found != components_.end()) return found->second.get();
     if (components_.size() >= kMaxComponents) {
@@ -1199,15 +1293,9 @@ class Loader {
       return nullptr;
     }
     auto& slot = components_[shown.string()];
-    std::ifstream in(shown, std::ios::binary);
-    if (!in || fs::is_directory(shown)) {
-      Err(v, "cannot read component file '" + *uses + "' (looked for " + shown.string() +
-                 "): " + (in ? std::string("it is a directory") : std::string(std::strerror(errno))) +
-                 (pinned.empty() ? "; 'uses' paths are relative to the pipeline file"
-                                 : "; the path after '#' is relative to the repository's root"));
-      return nullptr;
-    }
-    std::string text = ReadUpToLimit(in);
+    auto read = ReadUsedFile(v, *uses, "component", "uses", shown, pinned);
+    if (!read) return nullptr;
+    std::string text = std::move(*read);
     std::error_code ec;
     const fs::path abs_dir = fs::absolute(dir_.empty() ? "." : dir_, ec).lexically_normal();
     const fs::path abs_file = fs::absolute(shown, ec).lexically_normal();
@@ -1311,6 +1399,330 @@ class Loader {
     if (!ok)
       Err(val, "input '" + in.name + "' of component " + c.file + " (" + in.loc.ToString() + ") expects " + expected +
                    ", got " + given);
+  }
+
+  // -- sub-pipelines ----------------------------------------------------------
+
+  // Reads, validates and expands the sub-pipeline that `v` (a step's
+  // `pipeline:`) names, once per file; null when it cannot be used (the
+  // reasons are reported, in the file where they are).
+  const SubPipeline* UseSubPipeline(const YamlNode& v) {
+    auto path = Str(v, "pipeline");
+    if (!path) return nullptr;
+    namespace fs = std::filesystem;
+    fs::path shown;
+    std::string pinned;
+    if (!ResolveSource(v, *path, "sub-pipeline", &shown, &pinned)) return nullptr;
+    std::error_code ec;
+    const fs::path abs_dir = fs::absolute(dir_.empty() ? "." : dir_, ec).lexically_normal();
+    const fs::path abs_file = fs::absolute(shown, ec).lexically_normal();
+    std::vector<std::pair<std::string, std::string>> chain = Chain();
+    for (size_t i = 0; i < chain.size(); ++i) {
+      if (chain[i].first != abs_file.string()) continue;
+      std::string cycle;
+      for (size_t j = i; j < chain.size(); ++j) cycle += chain[j].second + " -> ";
+      Err(v, "sub-pipeline cycle: " + cycle + shown.string() +
+                 "; a pipeline cannot run itself, directly or through other files");
+      return nullptr;
+    }
+    if (chain.size() >= kMaxSubPipelineDepth) {
+      Err(v, "sub-pipelines nest more than " + std::to_string(kMaxSubPipelineDepth) + " files deep");
+      return nullptr;
+    }
+    auto found = subpipelines_.find(abs_file.string());
+    if (found != subpipelines_.end()) return found->second.get();
+    auto& slot = subpipelines_[abs_file.string()];
+    auto text = ReadUsedFile(v, *path, "sub-pipeline", "pipeline", shown, pinned);
+    if (!text) return nullptr;
+    Loader sub(*text, shown.string(), shown.parent_path().string(), ops_, parse_cache_);
+    sub.chain_ = std::move(chain);
+    sub.chain_.push_back({abs_file.string(), shown.string()});
+    LoadResult r = sub.Run();
+    for (auto& d : r.diagnostics) AddDiag(std::move(d.loc), d.severity, std::move(d.message));
+    if (!r.spec) {
+      Err(v, "sub-pipeline '" + *path + "' has errors (reported above); fix them first");
+      return nullptr;
+    }
+    if (!r.spec->finally_steps.empty()) {
+      ErrAt(r.spec->finally_steps.front().loc, "a sub-pipeline cannot have finally steps; put them in the "
+                                               "pipeline that runs it");
+      return nullptr;
+    }
+    auto sp = std::make_unique<SubPipeline>();
+    sp->spec = std::move(*r.spec);
+    sp->file = shown.string();
+    sp->uses = abs_file.lexically_relative(abs_dir).string();
+    sp->source = pinned.empty() ? sp->uses : pinned;
+    sp->rel_dir = abs_file.parent_path().lexically_relative(abs_dir).string();
+    sp->artifacts = std::move(sub.out_artifacts_);
+    sp->params = std::move(sub.out_params_);
+    slot = std::move(sp);
+    return slot.get();
+  }
+
+  // The files from the top pipeline down to this one: {absolute, as shown}.
+  std::vector<std::pair<std::string, std::string>> Chain() const {
+    if (!chain_.empty()) return chain_;
+    std::error_code ec;
+    return {{std::filesystem::absolute(file_, ec).lexically_normal().string(), file_}};
+  }
+
+  // Binds the sub-pipeline's params to the step's `with:` values (kept as
+  // the step's inputs until ExpandSubPipelines, so that the checks of
+  // references and dependencies see them), and gives the step the
+  // sub-pipeline's declared outputs.
+  void BindSubPipeline(StepSpec& s, const SubPipeline& sp, const YamlNode* with, const YamlNode& pipe) {
+    Keys names;
+    for (const auto& p : sp.spec.params) names.push_back(p.name);
+    std::unordered_set<std::string> bound;
+    if (with && ExpectMap(*with, "with")) {
+      for (size_t i = 0; i + 1 < with->children.size(); i += 2) {
+        const YamlNode& key = N(with->children[i]);
+        const YamlNode& val = N(with->children[i + 1]);
+        if (!key.IsScalar()) continue;
+        const ParamSpec* param = sp.spec.FindParam(key.value);
+        if (!param) {
+          Err(key, "sub-pipeline " + sp.file + " has no param '" + key.value + "'" +
+                       (names.empty() ? "; it declares no params"
+                                      : DidYouMean(key.value, names) + "; its params are: " + JoinKeys(names)));
+          continue;
+        }
+        bound.insert(key.value);
+        std::optional<Template> t;
+        if (val.IsSequence()) t = Template{ToJson(val).dump(), Loc(val)};
+        else t = Tmpl(val, "with." + key.value);
+        if (!t) continue;
+        if (!t->IsLiteral() && !IsSingleExpression(t->text)) {
+          Err(val, "bind param '" + key.value + "' of sub-pipeline " + sp.file +
+                       " to a literal or to one {{ expression }}, got \"" + t->text + "\"");
+          continue;
+        }
+        // An artifact binds to a string param: inside, the param is its path.
+        std::string given = BindingType(val, *t);
+        if (given == "an artifact") given = "string";
+        bool ok = given.empty() || given == ParamTypeName(param->type);
+        if (param->type == ParamType::kNumber) ok = ok || given == "int";
+        if (param->type == ParamType::kString) ok = given != "list";
+        if (!ok)
+          Err(val, "param '" + key.value + "' of sub-pipeline " + sp.file + " (" + param->loc.ToString() +
+                       ") expects " + ParamTypeName(param->type) + ", got " + given);
+        s.inputs[key.value] = std::move(*t);
+      }
+    }
+    for (const auto& p : sp.spec.params) {
+      if (bound.count(p.name) || p.default_value) continue;
+      Err(with ? *with : pipe, "sub-pipeline " + sp.file + " needs param '" + p.name + "' (" + p.loc.ToString() +
+                                   "); bind it under 'with:'");
+    }
+    for (const auto& [name, from] : sp.artifacts) {
+      ArtifactOutputSpec a;
+      a.name = name;
+      if (const StepSpec* inner = sp.spec.FindStep(from.first))
+        for (const auto& o : inner->output_artifacts)
+          if (o.name == from.second) a.type = o.type;
+      s.output_artifacts.push_back(a);
+    }
+    for (const auto& [name, from] : sp.params) s.output_params.push_back({name, "", {}});
+    sub_uses_[s.name] = &sp;
+  }
+
+  // `outputs:` of a pipeline used as a sub-pipeline: each a single
+  // reference to one of its steps' outputs of the same kind.
+  void ParsePipelineOutputs(const YamlNode& n) {
+    if (!ExpectMap(n, "outputs")) return;
+    Entries(n, kPipelineOutputKeys, "the pipeline's outputs", [&](const std::string& k, const YamlNode&,
+                                                                   const YamlNode& v) {
+      if (!ExpectMap(v, "outputs." + k)) return;
+      for (size_t i = 0; i + 1 < v.children.size(); i += 2) {
+        const YamlNode& key = N(v.children[i]);
+        const YamlNode& val = N(v.children[i + 1]);
+        if (!key.IsScalar()) continue;
+        auto t = Tmpl(val, "outputs." + k + "." + key.value);
+        if (!t) continue;
+        auto refs = IsSingleExpression(t->text) ? RefsOf(*t, true) : std::nullopt;
+        const std::string shape = "{{ steps.<step>.outputs." + k + ".<name> }}";
+        if (!refs || refs->size() != 1 || refs->front().path.size() != 5 || refs->front().path[0] != "steps" ||
+            refs->front().path[2] != "outputs" || refs->front().path[3] != k) {
+          Err(val, "output '" + key.value + "' must be one reference " + shape + ", got \"" + t->text + "\"");
+          continue;
+        }
+        const auto& r = refs->front();
+        StepSpec none;
+        StepInfo info;
+        const size_t before = diags_.size();
+        CheckReference(all_.size(), none, info, *t, TemplateField::kCommand, r);
+        if (diags_.size() != before) continue;
+        (k == "artifacts" ? out_artifacts_ : out_params_)[key.value] = {r.path[1], r.path[4]};
+      }
+    });
+  }
+
+  // Replaces each step that runs a sub-pipeline by the sub-pipeline's steps,
+  // named "<step>/<inner step>", and points the references to its outputs
+  // and its name at them.
+  void ExpandSubPipelines() {
+    if (sub_uses_.empty()) return;
+    std::map<std::string, std::vector<std::string>> inner_names;
+    for (const auto& [name, sp] : sub_uses_)
+      for (const auto& t : sp->spec.steps) inner_names[name].push_back(name + "/" + t.name);
+    std::vector<StepSpec> out;
+    for (auto& s : spec_.steps) {
+      auto it = sub_uses_.find(s.name);
+      if (it == sub_uses_.end()) out.push_back(std::move(s));
+      else ExpandSubPipeline(s, *it->second, out);
+    }
+    // Inner steps too: a binding may read another sub-pipeline's outputs.
+    for (auto& s : out) RewriteUsesOfSubPipelines(s, inner_names);
+    for (auto& s : spec_.finally_steps) RewriteUsesOfSubPipelines(s, inner_names);
+    spec_.steps = std::move(out);
+    // This file's own outputs may come from a step that ran a sub-pipeline.
+    for (auto* outs : {&out_artifacts_, &out_params_}) {
+      for (auto& [name, from] : *outs) {
+        auto it = sub_uses_.find(from.first);
+        if (it == sub_uses_.end()) continue;
+        const auto& inner = outs == &out_artifacts_ ? it->second->artifacts : it->second->params;
+        auto o = inner.find(from.second);
+        if (o != inner.end()) from = {from.first + "/" + o->second.first, o->second.second};
+      }
+    }
+  }
+
+  // `steps.<sub>.outputs.<kind>.<name>` -> the inner step's output, and
+  // `depends: [<sub>]` -> its steps.
+  void RewriteUsesOfSubPipelines(StepSpec& s, const std::map<std::string, std::vector<std::string>>& inner_names) {
+    std::vector<std::string> depends;
+    std::vector<SourceLocation> depends_loc;
+    for (size_t d = 0; d < s.depends.size(); ++d) {
+      auto it = inner_names.find(s.depends[d]);
+      for (const auto& n : it == inner_names.end() ? std::vector<std::string>{s.depends[d]} : it->second) {
+        depends.push_back(n);
+        depends_loc.push_back(s.depends_loc[d]);
+      }
+    }
+    s.depends = std::move(depends);
+    s.depends_loc = std::move(depends_loc);
+    ForEachMutableTemplate(s, [&](Template& t, bool is_template) {
+      RewriteReferences(t, is_template, [&](const expr::Reference& r) -> std::optional<std::string> {
+        if (r.path.size() < 2 || r.path[0] != "steps") return std::nullopt;
+        auto it = sub_uses_.find(r.path[1]);
+        if (it == sub_uses_.end()) return std::nullopt;
+        const SubPipeline& sp = *it->second;
+        const auto& outs = r.path.size() == 5 && r.path[3] == "artifacts" ? sp.artifacts : sp.params;
+        auto o = r.path.size() == 5 && r.path[2] == "outputs" ? outs.find(r.path[4]) : outs.end();
+        if (o == outs.end()) {
+          ErrAt(At(t, r.offset), "step '" + r.path[1] + "' runs a sub-pipeline: use its declared outputs (steps." +
+                                     r.path[1] + ".outputs.<artifacts|params>.<name>), not '" + r.ToString() + "'");
+          return std::nullopt;
+        }
+        return "steps." + r.path[1] + "/" + o->second.first + ".outputs." + r.path[3] + "." + o->second.second;
+      });
+    });
+  }
+
+  // Appends the steps of `sp`, run by step `using_step`, to `out`.
+  void ExpandSubPipeline(const StepSpec& using_step, const SubPipeline& sp, std::vector<StepSpec>& out) {
+    namespace fs = std::filesystem;
+    const std::string& pre = using_step.name;
+    // Param name -> the expression text that replaces `params.<name>`.
+    std::map<std::string, std::string> bound;
+    for (const auto& p : sp.spec.params) {
+      auto it = using_step.inputs.find(p.name);
+      if (it == using_step.inputs.end()) {
+        if (p.default_value) bound[p.name] = ExpressionLiteral(*p.default_value);
+        continue;
+      }
+      const Template& t = it->second;
+      if (t.IsLiteral()) {
+        Json v = Json::parse(t.text, nullptr, false);
+        bound[p.name] = ExpressionLiteral(p.type == ParamType::kString || v.is_discarded() ? Json(t.text) : v);
+      } else {
+        std::string_view e = Trim(t.text, " \t\r\n");
+        const std::string inner(Trim(e.substr(2, e.size() - 4)));
+        // A name stays a name (what Argo's compiler can substitute); an
+        // expression is parenthesised.
+        auto refs = expr::References(inner, false);
+        const bool name = refs && refs->size() == 1 && refs->front().ToString() == inner;
+        bound[p.name] = name ? inner : "(" + inner + ")";
+      }
+    }
+    auto relative = [&](const std::string& f) {
+      if (f.empty() || f.starts_with("git+") || fs::path(f).is_absolute()) return f;
+      return (fs::path(sp.rel_dir) / f).lexically_normal().string();
+    };
+    const std::string dir = sp.rel_dir.empty() || sp.rel_dir == "." ? "{{ pipeline.dir }}"
+                                                                    : "{{ pipeline.dir }}/" + sp.rel_dir;
+    for (StepSpec t : sp.spec.steps) {
+      t.name = pre + "/" + t.name;
+      ForEachMutableTemplate(t, [&](Template& tmpl, bool is_template) {
+        for (size_t at = tmpl.text.find("{{"); at != std::string::npos; at = tmpl.text.find("{{", at + 2)) {
+          size_t end = tmpl.text.find("}}", at);
+          if (end == std::string::npos) break;
+          if (Trim(std::string_view(tmpl.text).substr(at + 2, end - at - 2)) == "pipeline.dir")
+            tmpl.text.replace(at, end + 2 - at, dir);
+        }
+        RewriteReferences(tmpl, is_template, [&](const expr::Reference& r) -> std::optional<std::string> {
+          if (r.path.size() >= 2 && r.path[0] == "steps") return "steps." + pre + "/" + r.path[1];
+          if (r.path.size() >= 2 && r.path[0] == "params") {
+            auto b = bound.find(r.path[1]);
+            if (b != bound.end()) return b->second;
+          }
+          return std::nullopt;
+        }, /*prefix_only=*/true);
+      });
+      for (auto& d : t.depends) d = pre + "/" + d;
+      for (size_t d = 0; d < using_step.depends.size(); ++d) {
+        t.depends.push_back(using_step.depends[d]);
+        t.depends_loc.push_back(using_step.depends_loc[d]);
+      }
+      for (auto& f : t.code) f = relative(f);
+      if (std::find(t.code.begin(), t.code.end(), sp.uses) == t.code.end()) t.code.push_back(sp.uses);
+      t.component_file = relative(t.component_file);
+      const std::string group = ForeachGroup(t);
+      if (using_step.foreach) {
+        if (t.foreach || !group.empty()) {
+          ErrAt(using_step.foreach->loc, "step '" + t.name + "' of sub-pipeline " + sp.file + " (" + t.loc.ToString() +
+                                             ") has a foreach of its own; a sub-pipeline run with foreach cannot "
+                                             "hold foreach steps");
+          return;
+        }
+        t.foreach = using_step.foreach;
+        if (!t.config.is_object()) t.config = Json::object();
+        t.config[kForeachConfigKey]["group"] = pre;
+        if (auto r = MinSuccessRatio(using_step)) t.config[kForeachConfigKey]["minSuccessRatio"] = *r;
+      } else if (!group.empty()) {
+        t.config[kForeachConfigKey]["group"] = pre + "/" + group;
+      }
+      out.push_back(std::move(t));
+    }
+  }
+
+  // `v` as an expression literal: 'text', 12, true, [..].
+  static std::string ExpressionLiteral(const Json& v) {
+    if (!v.is_string()) return v.dump();
+    std::string out = "'";
+    for (char c : v.get<std::string>()) {
+      if (c == '\'' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + "'";
+  }
+
+  // Replaces the references of `t` for which `fn` gives a replacement:
+  // the whole dotted name, or with `prefix_only` its first two parts
+  // ("steps.x", "params.p"). A reference written with spaces inside the
+  // name is left as it is.
+  void RewriteReferences(Template& t, bool is_template,
+                         const std::function<std::optional<std::string>(const expr::Reference&)>& fn,
+                         bool prefix_only = false) {
+    if (t.IsLiteral() && is_template) return;
+    auto refs = expr::References(t.text, is_template);
+    if (!refs) return;
+    for (auto it = refs->rbegin(); it != refs->rend(); ++it) {
+      const expr::Reference& r = *it;
+      std::string name = prefix_only && r.path.size() >= 2 ? r.path[0] + "." + r.path[1] : r.ToString();
+      if (t.text.compare(r.offset, name.size(), name) != 0) continue;
+      if (auto with = fn(r)) t.text.replace(r.offset, name.size(), *with);
+    }
   }
 
   // The operator's own checks of its config section, each reported at the
@@ -2310,6 +2722,14 @@ class Loader {
   // Component files by path as shown; null for one that could not be used.
   std::map<std::string, std::unique_ptr<Component>> components_;
   bool component_mode_ = false;  // this loader reads a component file
+  // The files from the top pipeline down to this one, {absolute, as shown};
+  // empty for the top one (Chain()).
+  std::vector<std::pair<std::string, std::string>> chain_;
+  // Sub-pipeline files by absolute path; null for one that could not be used.
+  std::map<std::string, std::unique_ptr<SubPipeline>> subpipelines_;
+  std::map<std::string, const SubPipeline*> sub_uses_;  // step name -> what it runs
+  // This file's `outputs:`, as SubPipeline::artifacts and params.
+  std::map<std::string, std::pair<std::string, std::string>> out_artifacts_, out_params_;
   // (map, key) for each unknown key of a map that resembles `key`.
   struct SuggestedHash {
     size_t operator()(const std::pair<const YamlNode*, std::string>& p) const {

@@ -48,8 +48,10 @@ struct Token {
 bool IsIdentStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
 // Names may contain '-' (step names are DNS labels such as "train-model").
 // The language has no arithmetic, so '-' is never an operator.
+// '/' joins the names of a sub-pipeline's steps to the using step's
+// ("steps.eval/score"); the language has no division for it to clash with.
 bool IsIdentChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '/';
 }
 
 Status SyntaxError(size_t offset, const std::string& message) {
@@ -71,8 +73,8 @@ Result<std::vector<Token>> Lex(std::string_view text, size_t begin, size_t end) 
     if (IsIdentStart(c)) {
       size_t j = i + 1;
       while (j < end && IsIdentChar(text[j])) ++j;
-      // A trailing '-' is never part of a name ("a-" is a typo, not a name).
-      while (j > i + 1 && text[j - 1] == '-') --j;
+      // A trailing '-' or '/' is never part of a name ("a-" is a typo, not a name).
+      while (j > i + 1 && (text[j - 1] == '-' || text[j - 1] == '/')) --j;
       t.text = std::string(text.substr(i, j - i));
       if (t.text == "and") t.kind = Tok::kAnd;
       else if (t.text == "or") t.kind = Tok::kOr;

@@ -1,8 +1,11 @@
 #include "engine/plan.h"
 
+#include "engine/foreach_group.h"
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <sstream>
 
 namespace sluice {
 namespace {
@@ -91,6 +94,8 @@ Plan::Plan(const PipelineGraph& graph, PlanOptions options) : graph_(graph), opt
     s.unfinished_instances = 1;
     s.priority = spec.priority;
     s.parallelism = spec.foreach ? spec.foreach->parallelism : 0;
+    s.group = ForeachGroup(spec);
+    s.min_ratio = MinSuccessRatio(spec);
     by_name_[head.name] = s.head;
     instances_.push_back(std::move(head));
     ++unfinished_;
@@ -200,10 +205,12 @@ void Plan::Expand(int step, int n) {
   s.instances.clear();
   s.unfinished_instances = n;
   const std::string& name = graph_.step(step).name;
+  const std::string& group = s.group;
   std::vector<std::pair<int, NodePhase>> kept;
   for (int k = 0; k < n; ++k) {
     Instance in;
-    in.name = name + "[" + std::to_string(k) + "]";
+    in.name = group.empty() ? name + "[" + std::to_string(k) + "]"
+                            : group + "[" + std::to_string(k) + "]" + name.substr(group.size());
     in.step = step;
     in.index = k;
     in.state = State::kHeld;
@@ -217,12 +224,106 @@ void Plan::Expand(int step, int n) {
     by_name_[in.name] = id;
     instances_.push_back(std::move(in));
     s.instances.push_back(id);
-    s.held.push_back(id);
     ++unfinished_;
   }
+  // Group items wait for the same item of the group's steps they need.
+  std::vector<std::pair<int, std::pair<NodePhase, std::string>>> decided;
+  for (int k = 0; k < n; ++k) {
+    const int id = s.instances[k];
+    for (int u : graph_.Upstream(step)) {
+      if (!ItemWise(u, step) || !steps_[u].expanded || k >= static_cast<int>(steps_[u].instances.size())) continue;
+      const Instance& up = instances_[steps_[u].instances[k]];
+      if (up.state != State::kTerminal) ++instances_[id].waiting_items;
+      else if (IsFailureClass(up.phase) || (up.phase == NodePhase::kSkipped &&
+                                            graph_.step(step).upstream_skipped == UpstreamSkippedPolicy::kSkip))
+        decided.push_back({id, {IsFailureClass(up.phase) ? NodePhase::kOmitted : NodePhase::kSkipped,
+                                UpstreamReason(up.name, up.phase)}});
+    }
+    if (instances_[id].waiting_items > 0) instances_[id].state = State::kWaiting;
+    else s.held.push_back(id);
+  }
   for (auto [id, phase] : kept) SetTerminal(id, phase, "", /*kept=*/true);
+  for (const auto& [id, what] : decided)
+    if (instances_[id].state != State::kTerminal) SetTerminal(id, what.first, what.second);
   ReleaseHeld(step);
+  ReleaseItems(step);
   ProcessTerminalSteps();
+}
+
+bool Plan::ItemWise(int from, int to) const {
+  return !steps_[to].group.empty() && steps_[from].group == steps_[to].group;
+}
+
+// Item-wise downstreams of `step` may expand once it has: they need its
+// items, not its end.
+void Plan::ReleaseItems(int step) {
+  StepState& s = steps_[step];
+  if (s.items_released) return;
+  s.items_released = true;
+  for (int d : graph_.Downstream(step)) {
+    if (!ItemWise(step, d)) continue;
+    StepState& ds = steps_[d];
+    if (--ds.unfinished_upstreams == 0 && !ds.resolved && !ds.upstream_failed) Resolve(d);
+  }
+}
+
+// Item `instance` of a group step ended: the same item of its item-wise
+// downstreams may start, or is omitted / skipped with it.
+void Plan::ItemFinished(int instance) {
+  const Instance& in = instances_[instance];
+  if (in.index < 0 || !steps_[in.step].items_released) return;
+  for (int d : graph_.Downstream(in.step)) {
+    if (!ItemWise(in.step, d) || !steps_[d].expanded) continue;
+    StepState& ds = steps_[d];
+    if (in.index >= static_cast<int>(ds.instances.size())) continue;
+    const int dk = ds.instances[in.index];
+    Instance& down = instances_[dk];
+    if (down.state != State::kWaiting) continue;
+    const NodePhase phase = instances_[instance].phase;
+    if (IsFailureClass(phase)) {
+      SetTerminal(dk, NodePhase::kOmitted, UpstreamReason(instances_[instance].name, phase));
+    } else if (phase == NodePhase::kSkipped && graph_.step(d).upstream_skipped == UpstreamSkippedPolicy::kSkip) {
+      SetTerminal(dk, NodePhase::kSkipped, UpstreamReason(instances_[instance].name, phase));
+    } else if (--down.waiting_items == 0) {
+      down.state = State::kHeld;
+      ds.held.push_back(dk);
+      ReleaseHeld(d);
+    }
+  }
+}
+
+// The phase of minSuccessRatio step `step` whose instances aggregate to
+// `agg`: Succeeded when enough items did not fail (noting the failed ones),
+// Failed otherwise.
+NodePhase Plan::RatioPhase(int step, NodePhase agg) {
+  StepState& s = steps_[step];
+  if (!s.min_ratio || !s.expanded || agg == NodePhase::kCancelled || agg == NodePhase::kSucceeded) return agg;
+  std::string failed;
+  int n = 0, bad = 0;
+  for (int i : s.instances) {
+    ++n;
+    if (!IsFailureClass(instances_[i].phase)) continue;
+    ++bad;
+    failed += (failed.empty() ? "" : ", ") + instances_[i].name;
+  }
+  if (bad == 0) return agg;
+  const std::string& name = graph_.step(step).name;
+  std::ostringstream ratio;
+  ratio << *s.min_ratio;
+  const int need = static_cast<int>(std::ceil(*s.min_ratio * n - 1e-9));
+  if (n - bad >= need) {
+    tolerated_message_ += (tolerated_message_.empty() ? "" : "; ") + std::to_string(bad) + " of " +
+                          std::to_string(n) + " items of step '" + name + "' failed (" + failed +
+                          "); minSuccessRatio " + ratio.str() + " met";
+    return NodePhase::kSucceeded;
+  }
+  s.ratio_failed = true;
+  ++failed_[graph_.IsFinally(step) ? 1 : 0];
+  if (phase_message_.empty())
+    phase_message_ = "step '" + name + "': " + std::to_string(n - bad) + " of " + std::to_string(n) +
+                     " items succeeded, fewer than minSuccessRatio " + ratio.str() + " needs (" +
+                     std::to_string(need) + "); failed: " + failed;
+  return NodePhase::kFailed;
 }
 
 void Plan::FailExpansion(int step, const std::string& message) {
@@ -244,8 +345,10 @@ void Plan::SetTerminal(int instance, NodePhase phase, const std::string& message
   in.phase = phase;
   --unfinished_;
   const int fin = graph_.IsFinally(in.step) ? 1 : 0;
-  if (phase == NodePhase::kFailed) ++failed_[fin];
-  if (phase == NodePhase::kError) ++errors_[fin];
+  // An item of a minSuccessRatio step counts when its step is decided.
+  const bool tolerant = steps_[in.step].min_ratio && in.index >= 0;
+  if (phase == NodePhase::kFailed && !tolerant) ++failed_[fin];
+  if (phase == NodePhase::kError && !tolerant) ++errors_[fin];
   if (phase == NodePhase::kCancelled) ++cancelled_count_[fin];
   changes_.push_back({instance, phase, message, std::nullopt, kept});
 
@@ -262,14 +365,17 @@ void Plan::SetTerminal(int instance, NodePhase phase, const std::string& message
     else if (has(NodePhase::kOmitted)) agg = NodePhase::kOmitted;
     else if (has(NodePhase::kSkipped) && !has(NodePhase::kSucceeded) && !has(NodePhase::kCached))
       agg = NodePhase::kSkipped;
-    s.phase = agg;
+    s.phase = RatioPhase(in.step, agg);
     s.terminal = true;
     terminal_steps_.push_back(in.step);
   }
+  ItemFinished(instance);
 }
 
 void Plan::OnFinalFailure(int instance, const std::string& message) {
   const Instance& in = instances_[instance];
+  // Decided with the whole step (RatioPhase).
+  if (steps_[in.step].min_ratio && in.index >= 0 && in.phase != NodePhase::kCancelled) return;
   if (phase_message_.empty()) {
     const char* what = in.phase == NodePhase::kFailed  ? "failed"
                        : in.phase == NodePhase::kError ? "had a system error"
@@ -320,8 +426,15 @@ void Plan::ProcessTerminalSteps() {
     if (!graph_.IsFinally(step)) {
       --main_unfinished_steps_;
       const std::string& name = graph_.step(step).name;
+      if (s.ratio_failed && !options_.keep_going && !stopping_ && !cancelled_) {
+        stopping_ = true;
+        StopAll("not started: the run stopped after the first failure (" + phase_message_ +
+                "); --keep-going runs independent steps");
+      }
       for (int d : graph_.Downstream(step)) {
         if (graph_.IsFinally(d)) continue;
+        // Told at expansion; its items were handled one by one.
+        if (ItemWise(step, d) && s.items_released) continue;
         StepState& ds = steps_[d];
         --ds.unfinished_upstreams;
         if (IsFailureClass(s.phase)) {

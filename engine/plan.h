@@ -62,6 +62,16 @@
 //     kept=true); other seeded instances run again and continue counting
 //     attempts. Finally steps always run again.
 //
+//   - Foreach groups (engine/foreach_group.h): an edge between two steps of
+//     one group is item-wise. The downstream step expands once the upstream
+//     has expanded, and its item i waits only for item i of the upstream:
+//     Omitted when that failed, Skipped when it was skipped (unless
+//     ifUpstreamSkipped: run). Group items are named "eval[i]/score".
+//   - minSuccessRatio r: failed (or omitted) items of the step do not stop
+//     the run; when the step's items are terminal it is Succeeded if at
+//     least r of them did not fail (the failures are then listed by
+//     ToleratedMessage()), else Failed, which stops the run as a failure.
+//
 // Complexity: O(log N) per start/finish (indegree counters, an ordered ready
 // set, a retry heap); the fail-fast stop and Cancel() are O(N) once.
 
@@ -183,6 +193,10 @@ class Plan {
   RunPhase MainPhase() const;
   // Why the run is not Succeeded: the first failure, or the cancel reason.
   const std::string& PhaseMessage() const { return phase_message_; }
+  // For a run whose failed items were tolerated by minSuccessRatio: which
+  // ("1 of 4 items of step 'train' failed (train[2]); minSuccessRatio 0.5
+  // met"), one sentence per step joined by "; "; "" otherwise.
+  const std::string& ToleratedMessage() const { return tolerated_message_; }
 
   // Instances.
   int num_instances() const { return static_cast<int>(instances_.size()); }
@@ -226,6 +240,7 @@ class Plan {
     int base_attempts = 0;  // attempts made before this run (resume)
     bool retired = false;
     TimePoint retry_at{};
+    int waiting_items = 0;  // group items: upstream items not terminal yet
   };
   struct StepState {
     std::vector<int> instances;
@@ -245,6 +260,10 @@ class Plan {
     std::vector<int> held;
     int priority = 0;
     int parallelism = 0;
+    std::string group;                 // ForeachGroup()
+    bool items_released = false;       // item-wise downstreams were told of the expansion
+    std::optional<double> min_ratio;   // MinSuccessRatio()
+    bool ratio_failed = false;         // too few items succeeded
   };
   using ReadyKey = std::tuple<int, int, int, int>;  // -priority, step, index, instance
 
@@ -261,6 +280,10 @@ class Plan {
   void Release(int instance);
   ReadyKey KeyOf(int instance) const;
   std::string NeverFits(int instance) const;
+  bool ItemWise(int from, int to) const;
+  void ReleaseItems(int step);
+  void ItemFinished(int instance);
+  NodePhase RatioPhase(int step, NodePhase agg);
 
   const PipelineGraph& graph_;
   PlanOptions options_;
@@ -284,6 +307,7 @@ class Plan {
   bool stopping_ = false;  // fail-fast stop
   std::optional<CancelMode> cancelled_;
   std::string phase_message_;
+  std::string tolerated_message_;
   // Final failures: [0] main steps, [1] finally steps.
   int failed_[2] = {0, 0}, errors_[2] = {0, 0}, cancelled_count_[2] = {0, 0};
 };

@@ -14,6 +14,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "engine/expr.h"
+#include "engine/foreach_group.h"
 #include "engine/graph.h"
 #include "engine/quantity.h"
 #include "engine/run/task_builder.h"
@@ -1671,10 +1672,63 @@ std::string CompileError::ToString() const {
   return (where.empty() ? "" : where + ": ") + "error: " + message;
 }
 
+namespace {
+
+// The spec with the steps of sub-pipelines ("eval/score") renamed for Argo,
+// whose task and template names cannot hold '/': "eval--score", in their
+// names, `depends` and `steps.` references. A sub-pipeline run with
+// foreach, and minSuccessRatio, have no Argo form: they are `errors`.
+PipelineSpec ArgoStepNames(const PipelineSpec& spec, std::vector<CompileError>* errors) {
+  std::vector<std::pair<std::string, std::string>> renamed;  // longest names first
+  for (const auto& s : spec.steps)
+    if (s.name.find('/') != std::string::npos) {
+      std::string to = s.name;
+      for (size_t at = to.find('/'); at != std::string::npos; at = to.find('/', at + 2)) to.replace(at, 1, "--");
+      renamed.push_back({s.name, to});
+    }
+  std::sort(renamed.begin(), renamed.end(),
+            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  auto rename_refs = [&](Template& t) {
+    for (const auto& [from, to] : renamed) {
+      const std::string old_ref = "steps." + from + ".";
+      for (size_t at = t.text.find(old_ref); at != std::string::npos; at = t.text.find(old_ref, at + to.size()))
+        t.text.replace(at, old_ref.size(), "steps." + to + ".");
+    }
+  };
+  PipelineSpec out = spec;
+  for (auto* list : {&out.steps, &out.finally_steps}) {
+    for (auto& s : *list) {
+      if (!ForeachGroup(s).empty() || MinSuccessRatio(s))
+        errors->push_back({s.foreach->loc, "step '" + s.name + "': " +
+                                               (MinSuccessRatio(s) ? std::string("minSuccessRatio")
+                                                                   : "a sub-pipeline run with foreach") +
+                                               " has no Argo form; run it with `sluice run`"});
+      for (const auto& [from, to] : renamed) {
+        if (s.name == from) s.name = to;
+        for (auto& d : s.depends)
+          if (d == from) d = to;
+      }
+      if (renamed.empty()) continue;
+      for (auto& t : s.command) rename_refs(t);
+      for (auto& e : s.env) rename_refs(e.value);
+      if (s.workdir) rename_refs(*s.workdir);
+      for (auto& [name, t] : s.inputs) rename_refs(t);
+      if (s.when) rename_refs(*s.when);
+      if (s.foreach) rename_refs(s.foreach->expression);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 ArgoOutput CompileToArgo(const PipelineSpec& spec, const std::string& pipeline_dir,
                          const ArgoOptions& options) {
-  Compiler compiler(spec, pipeline_dir, options);
+  std::vector<CompileError> errors;
+  const PipelineSpec renamed = ArgoStepNames(spec, &errors);
+  Compiler compiler(renamed, pipeline_dir, options);
   ArgoOutput out = compiler.Run();
+  out.errors.insert(out.errors.end(), errors.begin(), errors.end());
   // Report in file order, as lint does.
   std::stable_sort(out.errors.begin(), out.errors.end(), [](const CompileError& a, const CompileError& b) {
     return std::tie(a.loc.line, a.loc.column) < std::tie(b.loc.line, b.loc.column);

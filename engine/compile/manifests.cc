@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "engine/expr.h"
+#include "engine/foreach_group.h"
 #include "engine/graph.h"
 #include "engine/run/task_builder.h"
 #include "operators/kubernetes/manifests.h"
@@ -266,7 +267,12 @@ Result<std::vector<Json>> CompileToManifests(const PipelineSpec& spec, const Jso
       if (step.foreach) {
         scope["item"] = items[i];
         scope["item_index"] = expand ? Json(static_cast<int64_t>(i)) : Json(Placeholder("item_index"));
-        if (expand) instance += "[" + std::to_string(i) + "]";
+        // Named as the run names them: train[3], or eval[3]/score for a
+        // step of a sub-pipeline run with foreach.
+        const std::string group = ForeachGroup(step);
+        if (expand)
+          instance = group.empty() ? step.name + "[" + std::to_string(i) + "]"
+                                   : group + "[" + std::to_string(i) + "]" + step.name.substr(group.size());
       }
       // Run-time values render as placeholders; a secret env var is passed
       // by reference (secretKeyRef), so it has no value here.

@@ -20,6 +20,7 @@
 
 #include "engine/base64.h"
 #include "engine/expr.h"
+#include "engine/foreach_group.h"
 #include "engine/file_lock.h"
 #include "engine/graph.h"
 #include "engine/json_text.h"
@@ -85,6 +86,12 @@ void Runner::Terminate(Duration grace) {
 }
 
 namespace {
+
+// An item that a minSuccessRatio step counts as failed.
+bool IsFailedItem(NodePhase p) {
+  return p == NodePhase::kFailed || p == NodePhase::kError || p == NodePhase::kOmitted;
+}
+
 
 std::string AtLoc(const SourceLocation& loc, const std::string& message) {
   std::string where = loc.ToString();
@@ -234,6 +241,9 @@ class RunLoop {
   std::optional<TaskResult> WaitAny(Duration timeout);
 
   Json BuildScope(int step, int inst);
+  // For a step after minSuccessRatio steps: {step: [failed item names]} for
+  // each of them (SLUICE_FAILED_ITEMS); nullopt when it follows none.
+  std::optional<Json> FailedItems(int step);
   Json StepScope(int step);
   Json InstanceOutputsScope(int inst);
   const Result<std::pair<std::string, Json>>& CodeDigest(int step);
@@ -733,6 +743,10 @@ Json RunLoop::StepScope(int step) {
     // foreach gives empty lists.
     std::vector<int> expanded;
     if (plan_->StepExpanded(step)) expanded = instances;
+    // minSuccessRatio: the fan-in sees the items that did not fail
+    // (SLUICE_FAILED_ITEMS names the others).
+    if (MinSuccessRatio(spec))
+      std::erase_if(expanded, [&](int i) { return IsFailedItem(plan_->InstancePhase(i)); });
     Json phases = Json::array();
     Json params = Json::object(), artifacts = Json::object(), metrics = Json::object();
     for (const auto& p : spec.output_params) params[p.name] = Json::array();
@@ -768,6 +782,20 @@ Json RunLoop::StepScope(int step) {
   return out;
 }
 
+std::optional<Json> RunLoop::FailedItems(int step) {
+  std::optional<Json> out;
+  for (int u : graph_->Upstream(step)) {
+    if (!MinSuccessRatio(graph_->step(u))) continue;
+    if (!out) out = Json::object();
+    Json names = Json::array();
+    if (plan_->StepExpanded(u))
+      for (int i : plan_->StepInstances(u))
+        if (IsFailedItem(plan_->InstancePhase(i))) names.push_back(plan_->InstanceName(i));
+    (*out)[graph_->step(u).name] = std::move(names);
+  }
+  return out;
+}
+
 Json RunLoop::BuildScope(int step, int inst) {
   Json scope = Json::object();
   scope["params"] = opt_.params.is_object() ? opt_.params : Json::object();
@@ -777,7 +805,20 @@ Json RunLoop::BuildScope(int step, int inst) {
                       {"status", is_finally ? RunPhaseName(plan_->MainPhase()) : "Running"}};
   scope["pipeline"] = Json{{"name", spec_.name}, {"dir", pipeline_dir_}};
   Json steps = Json::object();
-  for (int u : graph_->Upstream(step)) steps[graph_->step(u).name] = StepScope(u);
+  const std::string group = ForeachGroup(graph_->step(step));
+  for (int u : graph_->Upstream(step)) {
+    // Item i of a foreach group sees item i of the group's other steps.
+    const int index = inst >= 0 ? plan_->InstanceIndex(inst) : -1;
+    if (!group.empty() && index >= 0 && ForeachGroup(graph_->step(u)) == group && plan_->StepExpanded(u) &&
+        index < static_cast<int>(plan_->StepInstances(u).size())) {
+      const int ui = plan_->StepInstances(u)[index];
+      EnsureInst(ui);
+      steps[graph_->step(u).name] =
+          Json{{"phase", NodePhaseName(plan_->InstancePhase(ui))}, {"outputs", InstanceOutputsScope(ui)}};
+      continue;
+    }
+    steps[graph_->step(u).name] = StepScope(u);
+  }
   scope["steps"] = std::move(steps);
   if (inst >= 0 && plan_->InstanceIndex(inst) >= 0) {
     scope["item"] = insts_[inst].item;
@@ -890,6 +931,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
     }
   }
   if (Status s = RenderTask(a); !s.ok()) return fail(s);
+  if (auto failed = FailedItems(step)) a.builder.task().env["SLUICE_FAILED_ITEMS"] = failed->dump();
   if (Status s = ResolveWorkdir(a); !s.ok()) return fail(s);
   const auto& code = CodeDigest(step);
   if (!code) return fail(code.error());
@@ -1029,6 +1071,14 @@ Status RunLoop::ResolveWorkdir(Attempt& a) {
     st.workdir = fs::path(dir).is_absolute() ? dir : (fs::path(a.base_dir) / dir).string();
   }
   a.log_path = run_dir_ + "/logs/" + name + ".attempt" + std::to_string(a.attempt) + ".log";
+  // A sub-pipeline's steps ("eval/score") log in a folder per level.
+  if (name.find('/') != std::string::npos) {
+    std::error_code dir_ec;
+    fs::create_directories(fs::path(a.log_path).parent_path(), dir_ec);
+    if (dir_ec)
+      return Status::Unavailable("step '" + name + "': cannot create the log folder " +
+                                 fs::path(a.log_path).parent_path().string() + ": " + dir_ec.message());
+  }
   // This attempt was started by an earlier sluice process (resume after a
   // kill -9): the executor adopts it, so its working directory is kept and
   // the cache is not asked.
@@ -1766,7 +1816,7 @@ Result<RunSummary> RunLoop::Run() {
   run_.phase = stuck ? RunPhase::kError : plan_->Phase();
   run_.message = stuck ? "internal error: the scheduler has nothing to run but the run is not done"
                        : Redact(plan_->PhaseMessage());
-  if (run_.phase == RunPhase::kSucceeded) run_.message.clear();
+  if (run_.phase == RunPhase::kSucceeded) run_.message = Redact(plan_->ToleratedMessage());
   run_.finished_at = clock_->Now();
   SyncStore();
   if (!store_error_.ok()) {

@@ -392,6 +392,42 @@ TEST(ArgoCompileTest, ResourceStepBecomesAResourceTemplateWithItsConditions) {
   ExpectGolden("mpi.manifests", ToYaml(*objects));
 }
 
+// A sub-pipeline's steps are loaded as steps of their own ("eval/train");
+// Argo gets them as DAG tasks named "eval--train", manifests under their
+// names. Loaded from the file, as sub-pipeline paths are relative to it.
+TEST(ArgoCompileTest, SubPipelineStepsBecomeTasksOfTheDag) {
+  auto loaded = dsl::LoadPipelineFile((kData / "subpipe.yaml").string());
+  ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
+  auto out = CompileToArgo(*loaded.spec, kData.string(), {});
+  ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
+  std::vector<std::string> tasks;
+  for (const auto& t : out.objects[0]["spec"]["templates"][0]["dag"]["tasks"])
+    tasks.push_back(t["name"].get<std::string>() + " <- " + t.value("depends", ""));
+  EXPECT_EQ(tasks, (std::vector<std::string>{"prepare <- ", "eval--train <- prepare.Succeeded",
+                                             "eval--score <- eval--train.Succeeded",
+                                             "publish <- eval--score.Succeeded"}));
+  ExpectGolden("subpipe", ToYaml(out.objects));
+
+  auto objects = CompileToManifests(*loaded.spec, Json::object(), ManifestsOptions());
+  ASSERT_TRUE(objects.has_value()) << objects.error().ToString();
+  std::vector<std::string> steps;
+  for (const auto& o : *objects) steps.push_back(o["metadata"]["annotations"]["sluice.dev/step"]);
+  EXPECT_EQ(steps, (std::vector<std::string>{"prepare", "eval/train", "eval/score", "publish"}));
+}
+
+TEST(ArgoCompileTest, RejectsASubPipelineRunWithForeach) {
+  auto loaded = dsl::LoadPipelineFile((kData / "subpipe_foreach.yaml").string());
+  ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
+  auto out = CompileToArgo(*loaded.spec, kData.string(), {});
+  std::vector<std::string> messages;
+  for (const auto& e : out.errors) messages.push_back(e.ToString());
+  const std::string at = (kData / "subpipe_foreach.yaml").string() + ":13:14: error: step '";
+  EXPECT_EQ(messages, (std::vector<std::string>{
+                          at + "eval/train': a sub-pipeline run with foreach has no Argo form; run it with `sluice run`",
+                          at + "eval/score': a sub-pipeline run with foreach has no Argo form; run it with `sluice run`",
+                      }));
+}
+
 TEST(ManifestsCompileTest, ObjectsOfARunWithDependencyAnnotations) {
   PipelineSpec spec = Load("train.yaml");
   auto params = dsl::BindParams(spec, {{"mode", "slow"}});

@@ -153,7 +153,7 @@ TEST_F(ComponentsTest, AUsingStepCannotSetWhatItRuns) {
 )"),
             "pipeline.yaml:16:5: error: 'command' comes from the component; a step that uses one may set only: "
             "name, uses, with, depends, when, ifUpstreamSkipped, foreach, parallelism, retries, timeout, "
-            "pendingTimeout, resources, priority, cache, executor, image, env, kubernetes\n");
+            "pendingTimeout, resources, priority, cache, executor, image, env, kubernetes, minSuccessRatio\n");
   EXPECT_EQ(Lint(R"(  - name: other
     command: [python3, other.py]
     with: {model: logreg}

@@ -111,6 +111,42 @@ TEST_F(GitComponentsTest, ABranchIsResolvedToItsCommitAndRecorded) {
   EXPECT_EQ(s.command[1].text, "{{ pipeline.dir }}/" + s.code[0]);
 }
 
+// `pipeline:` takes the same Git sources: the sub-pipeline comes from the
+// commit's tree, and its file is in each inner step's code files.
+TEST_F(GitComponentsTest, ASubPipelineFromGit) {
+  std::ofstream(dir_ / "src/parts/eval.yaml") << R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: eval}
+params:
+  lr: {type: number}
+steps:
+  - name: score
+    command: [python3, "{{ pipeline.dir }}/train.py", --lr, "{{ params.lr }}"]
+    code: [train.py]
+)";
+  Git({"add", "-A"});
+  Git({"commit", "--quiet", "-m", "eval"});
+  const std::string commit = Git({"rev-parse", "HEAD"});
+  std::ofstream(dir_ / "pipeline/pipeline.yaml") << "apiVersion: sluice.dev/v1\n"
+                                                    "kind: Pipeline\n"
+                                                    "metadata: {name: p}\n"
+                                                    "steps:\n"
+                                                    "  - name: eval\n"
+                                                    "    pipeline: git+" + url_ + "@main#parts/eval.yaml\n"
+                                                    "    with: {lr: 0.5}\n";
+  LoadResult r = LoadPipelineFile((dir_ / "pipeline/pipeline.yaml").string());
+  ASSERT_TRUE(r.ok()) << FormatDiagnosticsText(r.diagnostics);
+  ASSERT_EQ(r.spec->steps.size(), 1u);
+  const StepSpec& s = r.spec->steps[0];
+  EXPECT_EQ(s.name, "eval/score");
+  const std::string tree = (dir_ / "cache/git/trees" / commit / "parts").string();
+  ASSERT_EQ(s.code.size(), 2u);
+  EXPECT_TRUE(fs::equivalent(dir_ / "pipeline" / s.code[0], tree + "/train.py")) << s.code[0];
+  EXPECT_TRUE(fs::equivalent(dir_ / "pipeline" / s.code[1], tree + "/eval.yaml")) << s.code[1];
+  EXPECT_EQ(s.command[1].text, "{{ pipeline.dir }}/" + fs::path(s.code[0]).parent_path().string() + "/train.py");
+  EXPECT_EQ(s.command[3].text, "{{ 0.5 }}");
+}
+
 TEST_F(GitComponentsTest, AMovedBranchGivesTheNewCommitAndAPinnedCommitKeepsItsContent) {
   ASSERT_TRUE(Load("git+" + url_ + "@main#parts/train.yaml").ok());
   const std::string second = Commit(Component("python:3.12-slim"), "two");

@@ -75,6 +75,16 @@ LINT_ONLY = {
     "component_unknown_input": "component: a binding names no input of the component",
     "component_file_missing": "component: the file 'uses' names does not exist",
     "component_sees_params": "component: the component file's own template",
+    # Sub-pipelines: what is wrong is in (or against) the other file.
+    "subpipeline_binding_type": "sub-pipeline: a binding against the sub-pipeline's declared param type",
+    "subpipeline_unknown_param": "sub-pipeline: a binding names no param of the sub-pipeline",
+    "subpipeline_missing_param": "sub-pipeline: a param the sub-pipeline declares is not bound",
+    "subpipeline_file_missing": "sub-pipeline: the file 'pipeline' names does not exist",
+    "subpipeline_cycle": "sub-pipeline: files that run each other",
+    "subpipeline_unknown_output": "sub-pipeline: an output the sub-pipeline does not declare",
+    "subpipeline_bad_output": "sub-pipeline: the sub-pipeline file's outputs name an undeclared output",
+    "subpipeline_foreach_inner_foreach": "sub-pipeline: a foreach step inside a sub-pipeline run with foreach",
+    "min_success_ratio_no_foreach": "a key that needs another key (minSuccessRatio without foreach)",
 }
 
 

@@ -1,11 +1,16 @@
 #include "engine/plan.h"
 
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include "dsl/dsl.h"
 #include "engine/graph.h"
 #include "tests/engine/test_pipeline.h"
 
@@ -17,7 +22,9 @@ TimePoint T(int64_t ms) { return TimePoint{} + std::chrono::milliseconds(ms); }
 // Drives a Plan built from pipeline YAML and prints what it does as text.
 class Harness {
  public:
-  explicit Harness(std::string_view yaml, PlanOptions options = {}) : spec_(testing::LoadSpec(yaml)) {
+  explicit Harness(std::string_view yaml, PlanOptions options = {}) : Harness(testing::LoadSpec(yaml), options) {}
+  // A spec loaded elsewhere (a pipeline with sub-pipeline files).
+  explicit Harness(PipelineSpec spec, PlanOptions options = {}) : spec_(std::move(spec)) {
     auto g = PipelineGraph::Build(spec_);
     if (!g) {
       ADD_FAILURE() << g.error().ToString();
@@ -473,6 +480,98 @@ TEST(PlanTest, SeedKeepsSucceededInstancesAndContinuesAttempts) {
   EXPECT_EQ(h.Ready(), "train[1]#3");
   h.Finish("train[1]", AttemptResult::kSucceeded);
   EXPECT_EQ(h.Ready(), "select");
+}
+
+// A pipeline whose step `g` runs chain.yaml (first -> second) over [a, b]
+// with minSuccessRatio 0.5, loaded from files in a temporary directory.
+PipelineSpec GroupSpec() {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("sluice-plan-group-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "chain.yaml") << R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: chain}
+params:
+  x: {type: string}
+steps:
+  - name: first
+    command: [echo, "{{ params.x }}"]
+  - name: second
+    depends: [first]
+    command: [echo, second]
+)";
+  std::ofstream(dir / "pipeline.yaml") << R"(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: group}
+steps:
+  - name: g
+    pipeline: chain.yaml
+    foreach: [a, b]
+    minSuccessRatio: 0.5
+    with: {x: "{{ item }}"}
+  - name: after
+    depends: [g]
+    command: [echo, after]
+)";
+  dsl::LoadResult r = dsl::LoadPipelineFile((dir / "pipeline.yaml").string());
+  fs::remove_all(dir);
+  EXPECT_TRUE(r.ok()) << dsl::FormatDiagnosticsText(r.diagnostics);
+  return r.ok() ? std::move(*r.spec) : PipelineSpec{};
+}
+
+TEST(PlanTest, AGroupItemWaitsOnlyForItsOwnItemAndAFailedItemIsTolerated) {
+  Harness h(GroupSpec(), {.slots = 4});
+  EXPECT_EQ(h.Ready(), "g/first(expand)");
+  h.Expand("g/first", 2);
+  // Its item-wise downstream expands as soon as it has, not when it ends.
+  EXPECT_EQ(h.Ready(), "g/second(expand) g[0]/first g[1]/first");
+  h.Expand("g/second", 2);
+  EXPECT_EQ(h.Ready(), "");
+  h.Finish("g[0]/first", AttemptResult::kSucceeded);
+  EXPECT_EQ(h.Ready(), "g[0]/second");
+  h.Finish("g[1]/first", AttemptResult::kFailed, "exited with code 1");
+  EXPECT_EQ(h.Ready(), "");
+  h.Finish("g[0]/second", AttemptResult::kSucceeded);
+  EXPECT_EQ(h.Ready(), "after");
+  h.Finish("after", AttemptResult::kSucceeded);
+  EXPECT_TRUE(h.plan().Done());
+  EXPECT_EQ(h.Changes(),
+            "g[0]/first=Succeeded | g[1]/first=Failed: exited with code 1 | "
+            "g[1]/second=Omitted: upstream step 'g[1]/first' failed | g[0]/second=Succeeded | after=Succeeded");
+  EXPECT_EQ(h.plan().Phase(), RunPhase::kSucceeded);
+  EXPECT_EQ(h.plan().ToleratedMessage(),
+            "1 of 2 items of step 'g/first' failed (g[1]/first); minSuccessRatio 0.5 met; "
+            "1 of 2 items of step 'g/second' failed (g[1]/second); minSuccessRatio 0.5 met");
+}
+
+TEST(PlanTest, BelowMinSuccessRatioTheStepFailsAndTheRunStops) {
+  Harness h(R"(
+apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: ratio}
+steps:
+  - name: train
+    foreach: [0, 1, 2]
+    minSuccessRatio: 0.5
+    command: [echo, "{{ item }}"]
+  - name: pick
+    depends: [train]
+    command: [echo, pick]
+)", {.slots = 4});
+  EXPECT_EQ(h.Ready(), "train(expand)");
+  h.Expand("train", 3);
+  EXPECT_EQ(h.Ready(), "train[0] train[1] train[2]");
+  h.Finish("train[0]", AttemptResult::kFailed, "exited with code 1");
+  // A failed item does not stop the others.
+  h.Finish("train[1]", AttemptResult::kSucceeded);
+  h.Finish("train[2]", AttemptResult::kError, "lost");
+  EXPECT_TRUE(h.plan().Done());
+  EXPECT_EQ(h.plan().StepPhase(0), NodePhase::kFailed);
+  EXPECT_EQ(h.plan().InstancePhase(h.plan().FindInstance("pick")), NodePhase::kOmitted);
+  EXPECT_EQ(h.plan().Phase(), RunPhase::kFailed);
+  EXPECT_EQ(h.plan().PhaseMessage(),
+            "step 'train': 1 of 3 items succeeded, fewer than minSuccessRatio 0.5 needs (2); failed: train[0], "
+            "train[2]");
 }
 
 }  // namespace

@@ -1,0 +1,310 @@
+// Sub-pipelines, fan-out over a group of steps and minSuccessRatio, end to
+// end: the `sluice` binary runs real Python steps with a real SQLite store,
+// and the tests read what the store recorded (`sluice status -o json`).
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/subprocess.h"
+
+#ifndef SLUICE_BIN
+#error "SLUICE_BIN must name the sluice binary"
+#endif
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using testutil::Output;
+
+class SubPipelineRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "sluice-subpipe-XXXXXX").string();
+    dir_ = ::mkdtemp(tmpl.data());
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void Write(const std::string& name, const std::string& text) {
+    fs::create_directories(fs::path(dir_ + "/" + name).parent_path());
+    std::ofstream(dir_ + "/" + name) << text;
+  }
+
+  Output Sluice(const std::vector<std::string>& args, std::chrono::seconds bound = std::chrono::seconds(240)) {
+    std::vector<std::string> argv = {SLUICE_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testutil::Subprocess(std::move(argv), dir_).Wait(bound);
+  }
+
+  Json Status(const std::string& run) {
+    Output o = Sluice({"status", run, "--format", "json"});
+    EXPECT_EQ(o.exit_code, 0) << o.err;
+    Json j = Json::parse(o.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << o.out << o.err;
+    return j.is_discarded() ? Json::object() : j;
+  }
+
+  static std::map<std::string, std::string> Phases(const Json& status) {
+    std::map<std::string, std::string> out;
+    for (const auto& s : status["steps"]) out[s["instance"]] = s["phase"];
+    return out;
+  }
+
+  // The step record of `instance` as the store holds it.
+  static Json Record(const Json& status, const std::string& instance) {
+    for (const auto& s : status["steps"])
+      if (s["instance"] == instance) return s;
+    ADD_FAILURE() << "no record of " << instance;
+    return Json::object();
+  }
+
+  std::string dir_;
+};
+
+constexpr char kHead[] = "apiVersion: sluice.dev/v1\nkind: Pipeline\n";
+
+TEST_F(SubPipelineRunTest, NestedSubPipelinesTwoLevelsDeepRunUnderThePrefixedNames) {
+  Write("main.yaml", std::string(kHead) + R"yaml(metadata: {name: main}
+steps:
+  - name: prepare
+    command: [python3, -c, "open('d.txt', 'w').write('data')"]
+    outputs:
+      artifacts: [{name: dataset, path: d.txt}]
+  - name: eval
+    pipeline: eval/eval.yaml
+    with:
+      dataset: "{{ steps.prepare.outputs.artifacts.dataset }}"
+      label: first
+  - name: report
+    command: [python3, -c, "import sys; print('report:', open(sys.argv[1]).read(), '/', open(sys.argv[2]).read())",
+              "{{ steps.eval.outputs.artifacts.report }}", "{{ steps.eval.outputs.artifacts.model }}"]
+)yaml");
+  Write("eval/eval.yaml", std::string(kHead) + R"yaml(metadata: {name: eval}
+params:
+  dataset: {type: string}
+  label: {type: string, default: x}
+outputs:
+  artifacts:
+    report: "{{ steps.score.outputs.artifacts.out }}"
+    model: "{{ steps.train.outputs.artifacts.model }}"
+steps:
+  - name: train
+    pipeline: inner.yaml
+    with: {data: "{{ params.dataset }}"}
+  - name: score
+    command: [python3, -c, "import sys; open('r.txt', 'w').write(open(sys.argv[1]).read() + ' ' + sys.argv[2])",
+              "{{ steps.train.outputs.artifacts.model }}", "{{ params.label }}"]
+    outputs:
+      artifacts: [{name: out, path: r.txt}]
+)yaml");
+  Write("eval/inner.yaml", std::string(kHead) + R"yaml(metadata: {name: inner}
+params:
+  data: {type: string}
+outputs:
+  artifacts:
+    model: "{{ steps.fit.outputs.artifacts.m }}"
+steps:
+  - name: fit
+    command: [python3, -c, "import sys; open('m.txt', 'w').write('model-of-' + open(sys.argv[1]).read())",
+              "{{ params.data }}"]
+    outputs:
+      artifacts: [{name: m, path: m.txt}]
+)yaml");
+  Output run = Sluice({"run", "main.yaml", "--run-id", "nested-1"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("[report] report: model-of-data first / model-of-data\n"), std::string::npos) << run.out;
+  Json st = Status("nested-1");
+  EXPECT_EQ(st["run"]["phase"], "Succeeded");
+  EXPECT_EQ(Phases(st), (std::map<std::string, std::string>{{"prepare", "Succeeded"},
+                                                            {"eval/train/fit", "Succeeded"},
+                                                            {"eval/score", "Succeeded"},
+                                                            {"report", "Succeeded"}}));
+  // The snapshot of an inner step names every sub-pipeline file on the way
+  // to it, with its digest.
+  Output checkout = Sluice({"checkout", "nested-1", "eval/train/fit", dir_ + "/fit"});
+  ASSERT_EQ(checkout.exit_code, 0) << checkout.err;
+  Json snapshot = Json::parse(testutil::ReadFile(dir_ + "/fit/snapshot.json"), nullptr, false);
+  ASSERT_TRUE(snapshot.is_object());
+  std::vector<std::string> files;
+  for (const auto& [file, digest] : snapshot["code_files"].items()) {
+    files.push_back(file);
+    EXPECT_EQ(digest.get<std::string>().substr(0, 7), "sha256:");
+  }
+  EXPECT_EQ(files, (std::vector<std::string>{"eval/eval.yaml", "eval/inner.yaml"}));
+  // A changed sub-pipeline file changes the cache keys of its steps: the
+  // second run reuses prepare and eval/score's inputs but runs fit again.
+  Output again = Sluice({"run", "main.yaml", "--run-id", "nested-2"});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_EQ(Phases(Status("nested-2"))["eval/train/fit"], "Cached");
+  std::ofstream(dir_ + "/eval/inner.yaml", std::ios::app) << "# changed\n";
+  Output changed = Sluice({"run", "main.yaml", "--run-id", "nested-3"});
+  ASSERT_EQ(changed.exit_code, 0) << changed.out << changed.err;
+  auto phases = Phases(Status("nested-3"));
+  EXPECT_EQ(phases["prepare"], "Cached");
+  EXPECT_EQ(phases["eval/train/fit"], "Succeeded");
+}
+
+// Item 0's train ends at once; item 1's train waits (bounded) for the file
+// item 0's evaluate writes. A scheduler that started the evaluates only
+// after every train would make item 1's train time out and fail the run.
+TEST_F(SubPipelineRunTest, GroupFanOutRunsEachItemsChainIndependently) {
+  const std::string gate = dir_ + "/evaluated-0";
+  Write("chain.yaml", std::string(kHead) + R"yaml(metadata: {name: chain}
+params:
+  speed: {type: string}
+  gate: {type: string}
+outputs:
+  params:
+    score: "{{ steps.evaluate.outputs.params.score }}"
+steps:
+  - name: train
+    command:
+      - python3
+      - -c
+      - |
+        import os, sys, time
+        speed, gate = sys.argv[1], sys.argv[2]
+        deadline = time.time() + 120
+        while speed == "slow" and not os.path.exists(gate):
+            if time.time() > deadline:
+                sys.exit("the fast item's evaluate never ran while this train was running")
+            time.sleep(0.05)
+        open("model", "w").write(speed)
+      - "{{ params.speed }}"
+      - "{{ params.gate }}"
+    outputs:
+      artifacts: [{name: model, path: model}]
+  - name: evaluate
+    command:
+      - python3
+      - -c
+      - |
+        import sys
+        model = open(sys.argv[1]).read()
+        if model == "fast":
+            open(sys.argv[2], "w").write("done")
+        open("score", "w").write(model + "-scored")
+      - "{{ steps.train.outputs.artifacts.model }}"
+      - "{{ params.gate }}"
+    outputs:
+      params: [{name: score, path: score}]
+)yaml");
+  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: group}
+steps:
+  - name: eval
+    pipeline: chain.yaml
+    foreach: [fast, slow]
+    with: {speed: "{{ item }}", gate: )yaml" + gate + R"yaml(}
+  - name: summary
+    command: [python3, -c, "import sys; print('scores:', sys.argv[1])", "{{ steps.eval.outputs.params.score }}"]
+)yaml");
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "group-1", "-j", "4"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("[summary] scores: [\"fast-scored\",\"slow-scored\"]\n"), std::string::npos) << run.out;
+  Json st = Status("group-1");
+  EXPECT_EQ(Phases(st), (std::map<std::string, std::string>{{"eval[0]/train", "Succeeded"},
+                                                            {"eval[0]/evaluate", "Succeeded"},
+                                                            {"eval[1]/train", "Succeeded"},
+                                                            {"eval[1]/evaluate", "Succeeded"},
+                                                            {"summary", "Succeeded"}}));
+  // ISO times of one format compare as strings.
+  const std::string fast_evaluate_started = Record(st, "eval[0]/evaluate").value("started_at", "");
+  const std::string slow_train_finished = Record(st, "eval[1]/train").value("finished_at", "");
+  ASSERT_FALSE(fast_evaluate_started.empty());
+  EXPECT_LT(fast_evaluate_started, slow_train_finished);
+}
+
+constexpr char kRatio[] = R"yaml(metadata: {name: ratio}
+params:
+  fail: {type: list}
+steps:
+  - name: train
+    foreach: [0, 1, 2, 3]
+    minSuccessRatio: 0.5
+    command: [python3, -c, "import json, sys; open('acc', 'w').write(sys.argv[1]); sys.exit(int(sys.argv[1]) in json.loads(sys.argv[2]))",
+              "{{ item }}", "{{ params.fail }}"]
+    outputs:
+      params: [{name: acc, path: acc}]
+  - name: pick
+    command: [python3, -c, "import os, sys; print('accs', sys.argv[1], 'failed', os.environ['SLUICE_FAILED_ITEMS'])",
+              "{{ steps.train.outputs.params.acc }}"]
+)yaml";
+
+TEST_F(SubPipelineRunTest, MinSuccessRatioMetGoesOnWithTheSuccessfulItems) {
+  Write("pipeline.yaml", std::string(kHead) + kRatio);
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "ratio-met", "-p", "fail=[2]"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("[pick] accs [\"0\",\"1\",\"3\"] failed {\"train\":[\"train[2]\"]}\n"), std::string::npos)
+      << run.out;
+  Json st = Status("ratio-met");
+  EXPECT_EQ(st["run"]["phase"], "Succeeded");
+  EXPECT_EQ(st["run"]["message"], "1 of 4 items of step 'train' failed (train[2]); minSuccessRatio 0.5 met");
+  auto phases = Phases(st);
+  EXPECT_EQ(phases["train[2]"], "Failed");
+  EXPECT_EQ(phases["pick"], "Succeeded");
+}
+
+TEST_F(SubPipelineRunTest, MinSuccessRatioNotMetFailsTheRun) {
+  Write("pipeline.yaml", std::string(kHead) + kRatio);
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "ratio-low", "-p", "fail=[1, 2, 3]"});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  Json st = Status("ratio-low");
+  EXPECT_EQ(st["run"]["phase"], "Failed");
+  EXPECT_EQ(st["run"]["message"],
+            "step 'train': 1 of 4 items succeeded, fewer than minSuccessRatio 0.5 needs (2); failed: train[1], "
+            "train[2], train[3]");
+  auto phases = Phases(st);
+  EXPECT_EQ(phases["train[0]"], "Succeeded");
+  EXPECT_EQ(phases["pick"], "Omitted");
+}
+
+// A failed item of a group omits the rest of its own chain only; with the
+// ratio met the fan-in reads the other items.
+TEST_F(SubPipelineRunTest, MinSuccessRatioOverAGroupOmitsOnlyTheFailedItemsChain) {
+  Write("chain.yaml", std::string(kHead) + R"yaml(metadata: {name: chain}
+params:
+  n: {type: int}
+outputs:
+  params:
+    out: "{{ steps.second.outputs.params.out }}"
+steps:
+  - name: first
+    command: [python3, -c, "import sys; sys.exit(sys.argv[1] == '1')", "{{ params.n }}"]
+  - name: second
+    depends: [first]
+    command: [python3, -c, "import sys; open('out', 'w').write(sys.argv[1])", "{{ params.n }}"]
+    outputs:
+      params: [{name: out, path: out}]
+)yaml");
+  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: group-ratio}
+steps:
+  - name: g
+    pipeline: chain.yaml
+    foreach: [0, 1, 2]
+    minSuccessRatio: 0.6
+    with: {n: "{{ item }}"}
+  - name: after
+    command: [python3, -c, "import os, sys; print(sys.argv[1], os.environ['SLUICE_FAILED_ITEMS'])",
+              "{{ steps.g.outputs.params.out }}"]
+)yaml");
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "group-ratio", "-j", "3"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("[after] [\"0\",\"2\"] {\"g/second\":[\"g[1]/second\"]}\n"), std::string::npos) << run.out;
+  auto phases = Phases(Status("group-ratio"));
+  EXPECT_EQ(phases["g[1]/first"], "Failed");
+  EXPECT_EQ(phases["g[1]/second"], "Omitted");
+  EXPECT_EQ(phases["g[2]/second"], "Succeeded");
+}
+
+}  // namespace
+}  // namespace sluice
