@@ -1018,7 +1018,7 @@ class Loader {
                               min_ratio->value);
         else if (!s.foreach) Err(*min_ratio, "'minSuccessRatio' needs 'foreach': it is the fraction of the items "
                                              "that must succeed");
-        else s.config[kForeachConfigKey]["minSuccessRatio"] = *r;
+        else s.foreach->min_success_ratio = *r;
       }
     }
   }
@@ -1686,11 +1686,9 @@ class Loader {
           return;
         }
         t.foreach = using_step.foreach;
-        if (!t.config.is_object()) t.config = Json::object();
-        t.config[kForeachConfigKey]["group"] = pre;
-        if (auto r = MinSuccessRatio(using_step)) t.config[kForeachConfigKey]["minSuccessRatio"] = *r;
+        t.foreach->group = pre;
       } else if (!group.empty()) {
-        t.config[kForeachConfigKey]["group"] = pre + "/" + group;
+        t.foreach->group = pre + "/" + group;
       }
       out.push_back(std::move(t));
     }

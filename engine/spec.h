@@ -109,6 +109,15 @@ struct ForEachSpec {
   int64_t range_start = 0, range_end = 0, range_step = 1;  // kRange: [start, end)
   Template expression;                   // kExpression: evaluates to a list
   int parallelism = 0;                   // 0 = unlimited
+  // The fraction of the items that must succeed for the step to succeed
+  // (0 < r <= 1), the failed items then being tolerated (`minSuccessRatio`);
+  // nullopt: any failed item fails the step.
+  std::optional<double> min_success_ratio;
+  // The name of the step that ran the sub-pipeline this step came from with
+  // `foreach` ("eval" for "eval/score"); "" when the step is in no such
+  // group. Item i of a group member is named "<group>[i]/<rest>" and waits
+  // only for item i of the members it needs.
+  std::string group;
   SourceLocation loc;
 };
 
