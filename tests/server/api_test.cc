@@ -180,7 +180,7 @@ TEST_F(ApiTest, EveryRouteInTheOpenApiDocumentRejectsMissingAndWrongTokens) {
       EXPECT_NE(ok->status, 405) << method << " " << concrete;
     }
   }
-  EXPECT_EQ(open_ops, (std::vector<std::string>{"get /healthz", "get /metrics"}));
+  EXPECT_EQ(open_ops, (std::vector<std::string>{"get /healthz", "get /metrics", "get /readyz"}));
   EXPECT_GE(checked, 4 * 20);
   // Unknown API paths are 401 too: nothing under /api leaks without a token.
   auto res = client_->Get("/api/v1/no-such-route");
@@ -652,6 +652,7 @@ TEST_F(ApiTest, EveryRouteIsAllowedOrRefusedByRole) {
   std::string done = TriggerAndWait();
   std::map<std::string, Call> calls = {
       {"get /healthz", {fixed("/healthz")}},
+      {"get /readyz", {fixed("/readyz")}},
       {"get /metrics", {fixed("/metrics")}},
       {"get /api/v1/openapi.json", {fixed("/api/v1/openapi.json")}},
       {"get /api/v1/pipelines", {fixed("/api/v1/pipelines")}},

@@ -102,22 +102,9 @@ defaults:
                                  (dir_ / "store").string(), "--listen", "127.0.0.1:0", "--config",
                                  (dir_ / "server.yaml").string(), "--kubeconfig", kubeconfig_},
         dir_ / ("serve" + std::to_string(n) + ".out"), dir_ / ("serve" + std::to_string(n) + ".err"));
-    const std::string marker = "listening on http://127.0.0.1:";
-    std::string port;
-    ASSERT_TRUE(WaitUntil(
-        [&] {
-          std::string err = server_->err();
-          auto at = err.find(marker);
-          if (at == std::string::npos) return server_->Wait(std::chrono::milliseconds(0)) != SluiceProcess::kRunning;
-          auto end = err.find(' ', at + marker.size());
-          if (end == std::string::npos) return false;
-          port = err.substr(at + marker.size(), end - at - marker.size());
-          return true;
-        },
-        std::chrono::seconds(60)))
-        << "sluice serve did not start listening: " << server_->err();
-    ASSERT_FALSE(port.empty()) << "sluice serve exited: " << server_->err();
-    http_ = std::make_unique<httplib::Client>("127.0.0.1", std::stoi(port));
+    const int port = test_support::WaitForListenPort(*server_, std::chrono::seconds(60));
+    ASSERT_NE(port, 0) << "sluice serve did not start listening: " << server_->err();
+    http_ = std::make_unique<httplib::Client>("127.0.0.1", port);
     http_->set_read_timeout(30, 0);
   }
 

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The install manifests (examples/kubernetes/install) against the live test
+# cluster (fixture k8s):
+#
+#   install_manifests_test.sh dry-run SLUICE
+#       `kubectl apply --dry-run=server -k` accepts every object; then the
+#       ServiceAccount, Role and RoleBinding are applied for real and the
+#       ServiceAccount may do exactly what sluice needs (kubectl auth can-i),
+#       and nothing else that was checked (secrets, configmaps, nodes).
+#   install_manifests_test.sh in-cluster SLUICE
+#       `sluice run` with no kubeconfig and KUBERNETES_SERVICE_HOST/PORT set
+#       reads the service account's files as a pod would (token from a
+#       TokenRequest for the installed ServiceAccount, the cluster CA, the
+#       namespace) from SLUICE_SERVICE_ACCOUNT_DIR, and runs a step as that
+#       ServiceAccount in its namespace.
+. "$(dirname "$0")/../../k8s/checks/lib.sh"
+mode=$1
+sluice=$2
+install=$(cd "$(dirname "$0")/../../../examples/kubernetes/install" && pwd)
+new_namespace install
+sa=system:serviceaccount:$NS:sluice
+
+rbac() {
+  kubectl apply -n "$NS" -f "$install/serviceaccount.yaml" -f "$install/role.yaml" \
+    -f "$install/rolebinding.yaml" >/dev/null
+}
+
+case $mode in
+dry-run)
+  out=$(kubectl apply --dry-run=server -k "$install" -n "$NS")
+  echo "$out"
+  for object in serviceaccount/sluice role.rbac.authorization.k8s.io/sluice \
+    rolebinding.rbac.authorization.k8s.io/sluice secret/sluice deployment.apps/sluice service/sluice; do
+    echo "$out" | grep -q "^$object .*(server dry run)$" || fail "$object not accepted by the server dry run"
+  done
+  echo "$out" | grep -q '^configmap/sluice-pipelines-[a-z0-9]* .*(server dry run)$' || fail "pipelines ConfigMap missing"
+  rbac
+  for want in "create jobs.batch" "watch jobs.batch" "delete jobs.batch" "create pods" "deletecollection pods" \
+    "get pods/log" "create tfjobs.kubeflow.org" "watch pytorchjobs.kubeflow.org" "create leases.coordination.k8s.io" \
+    "patch leases.coordination.k8s.io" "patch deployments.apps" "create services"; do
+    # shellcheck disable=SC2086
+    expect "can-i $want" "$(kubectl auth can-i $want -n "$NS" --as "$sa" || true)" yes
+  done
+  for refused in "get secrets" "list configmaps" "update leases.coordination.k8s.io" "create jobs.batch -n default"; do
+    # shellcheck disable=SC2086
+    expect "can-i $refused" "$(kubectl auth can-i $refused -n "$NS" --as "$sa" 2>/dev/null || true)" no
+  done
+  ;;
+in-cluster)
+  rbac
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"; cleanup_namespace' EXIT
+  mkdir -p "$work/serviceaccount" "$work/home"
+  kubectl create token sluice -n "$NS" --duration=10m >"$work/serviceaccount/token"
+  cp "$(kubectl config view -o jsonpath='{.clusters[0].cluster.certificate-authority}')" "$work/serviceaccount/ca.crt"
+  printf %s "$NS" >"$work/serviceaccount/namespace"
+  server=$(kubectl config view -o jsonpath='{.clusters[0].cluster.server}')
+  hostport=${server#https://}
+  cat >"$work/pipeline.yaml" <<'YAML'
+apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: in-cluster
+executor: kubernetes
+defaults:
+  image: busybox:1.36
+  resources: {cpu: 100m, memory: 64Mi}
+steps:
+  - name: hello
+    command: [echo, hello]
+YAML
+  # No kubeconfig anywhere: only the service account's files.
+  (cd "$work" && env -u KUBECONFIG HOME="$work/home" KUBERNETES_SERVICE_HOST="${hostport%:*}" \
+    KUBERNETES_SERVICE_PORT="${hostport##*:}" SLUICE_SERVICE_ACCOUNT_DIR="$work/serviceaccount" \
+    "$sluice" run pipeline.yaml --run-id in-cluster-run -q) || fail "sluice run as the ServiceAccount failed"
+  expect "the step's Job, in the service account's namespace" \
+    "$(kubectl get jobs -n "$NS" -l sluice.dev/run=in-cluster-run -o jsonpath='{.items[*].metadata.labels.sluice\.dev/step}')" hello
+  expect "the run" "$(cd "$work" && "$sluice" runs -o name)" in-cluster-run
+  ;;
+*)
+  fail "usage: install_manifests_test.sh dry-run|in-cluster SLUICE"
+  ;;
+esac
+info "PASS"
