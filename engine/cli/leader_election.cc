@@ -19,7 +19,7 @@ class LeaseElector : public server::LeaderElector {
   LeaseElector(std::unique_ptr<k8s::Client> client, const LeaseElectionOptions& options)
       : client_(std::move(client)),
         lock_(client_.get(), {options.name, options.namespace_, options.identity,
-                              std::chrono::duration_cast<std::chrono::seconds>(options.lease_duration)}),
+                              std::chrono::duration_cast<std::chrono::seconds>(options.lease_duration), ""}),
         renew_deadline_(options.renew_deadline) {}
 
   Result<bool> TryLead() override {

@@ -127,6 +127,7 @@ struct RequestContext {
   std::optional<Identity> identity;  // who, for routes that need one
   std::string run_id;    // the run the path names, resolved to its full id
   std::string pipeline;  // the pipeline the path names, or the run's
+  std::string forward_to;  // the leader's URL, for a write this standby forwards
   bool forwarded = false;  // a write this standby forwarded to the leader
 };
 
@@ -436,8 +437,17 @@ class Routes {
   using Handler = void (Routes::*)(const Request&, Response&);
 
   // A handler of `http` that calls `method` on this object.
+  // A write that this standby forwards (t_request.forward_to, set before
+  // routing, when the body had not been read yet) goes to the leader
+  // instead.
   httplib::Server::Handler Bind(Handler method) {
-    return [this, method](const Request& req, Response& res) { (this->*method)(req, res); };
+    return [this, method](const Request& req, Response& res) {
+      if (!t_request.forward_to.empty()) {
+        if (!ForwardToLeader(req, t_request.forward_to, res)) SendStandby(res);
+        return;
+      }
+      (this->*method)(req, res);
+    };
   }
 
   Result<RunRecord> FindRun(const std::string& id);
@@ -454,9 +464,12 @@ class Routes {
   // Refuses (404, as for what does not exist) a scoped identity's request
   // for a pipeline or run outside its scope. False when it answered.
   bool CheckScope(const RouteMatch& route, Response& res);
-  // Answers 503 naming the leader to a write on a standby replica that
-  // refuses them (ServerOptions::standby_refuses_writes). True when it answered.
+  // For a write on a standby replica (ServerOptions::standby_refuses_writes):
+  // marks it to be forwarded to the leader (t_request.forward_to), or
+  // answers 503 naming the leader. True when it answered.
   bool RefuseOnStandby(const Request& req, const RouteMatch& route, Response& res);
+  // 503 naming the leader, for a write this standby does not act on.
+  void SendStandby(Response& res);
   // Sends `req` to the leader at `leader_url` and answers with its answer.
   // False when the leader could not be reached (nothing answered yet).
   bool ForwardToLeader(const Request& req, const std::string& leader_url, Response& res);
@@ -753,15 +766,21 @@ bool Routes::RefuseOnStandby(const Request& req, const RouteMatch& route, Respon
   if (!s_->options_.standby_refuses_writes || !s_->leader_ || !route.rule->write()) return false;
   if (std::string_view(route.rule->path) == "/api/v1/reload") return false;
   if (s_->leading_state_.load() == 1) return false;
-  std::string leader_url = s_->leader_->LeaderUrl();
-  if (!leader_url.empty() && !req.has_header(kForwardedHeader) && ForwardToLeader(req, leader_url, res)) return true;
+  if (std::string leader_url = s_->leader_->LeaderUrl(); !leader_url.empty() && !req.has_header(kForwardedHeader)) {
+    t_request.forward_to = leader_url;  // by the handler, once the body is read
+    return false;
+  }
+  SendStandby(res);
+  return true;
+}
+
+void Routes::SendStandby(Response& res) {
   std::string leader = s_->leader_->Leader();
   res.set_header("Retry-After", "1");
   if (!leader.empty()) res.set_header("X-Sluice-Leader", leader);
   SendError(res, Status::Unavailable("this replica (" + s_->leader_->Identity() + ") is standing by; only the leader (" +
                                      (leader.empty() ? std::string("not known yet") : leader) +
                                      ") starts and changes runs: send writes to it, or retry"));
-  return true;
 }
 
 bool Routes::ForwardToLeader(const Request& req, const std::string& leader_url, Response& res) {

@@ -233,9 +233,16 @@ void ServeFailoverTest::Iterate(int i) {
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 201) << res->body;
     EXPECT_EQ(res->get_header_value("X-Sluice-Leader"), a_name);
-    Json run = b.Get("/api/v1/runs/" + submitted_id);
-    ASSERT_TRUE(run.contains("run")) << run.dump();
-    EXPECT_EQ(run["run"]["pid"], a.process->pid());  // A drives it
+    // A drives it (the record appears once A's worker starts it).
+    Json run;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          run = b.Get("/api/v1/runs/" + submitted_id);
+          return run.contains("run") && run["run"].value("pid", 0) != 0;
+        },
+        std::chrono::seconds(60)))
+        << run.dump();
+    EXPECT_EQ(run["run"]["pid"], a.process->pid());
     // A write that a standby already forwarded is not forwarded again: a
     // standby refuses it, naming the leader.
     httplib::Headers forwarded = auth;
