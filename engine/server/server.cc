@@ -530,7 +530,8 @@ void Routes::Install(httplib::Server& http) {
   // route's rule decides.
   http.set_pre_routing_handler(
       [this](const Request& req, Response& res) { return Authenticate(req, res); });
-  http.set_post_routing_handler(Bind(&Routes::AfterRequest));
+  // Not through Bind: the answer is made, nothing is forwarded here.
+  http.set_post_routing_handler([this](const Request& req, Response& res) { AfterRequest(req, res); });
 
   http.Get("/healthz", Bind(&Routes::GetHealth));
   http.Get("/readyz", Bind(&Routes::GetReady));
