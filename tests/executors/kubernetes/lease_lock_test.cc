@@ -19,7 +19,6 @@ using test_support::ClusterClient;
 using test_support::K8sStateDir;
 using SteadyTime = std::chrono::steady_clock::time_point;
 
-const k8s::ResourceKind kNamespaces{"v1", "Namespace", "namespaces", false};
 
 class LeaseLockTest : public ::testing::Test {
  protected:
@@ -29,12 +28,11 @@ class LeaseLockTest : public ::testing::Test {
     if (!client) GTEST_SKIP() << "no test cluster: " << client.error().ToString();
     client_ = std::move(*client);
     ns_ = "lease-" + std::to_string(std::random_device{}() % 1000000);
-    auto created = client_->Create(
-        kNamespaces, "", {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}});
-    ASSERT_TRUE(created) << created.error().ToString();
+    Status created = test_support::CreateNamespace(*client_, ns_);
+    ASSERT_TRUE(created.ok()) << created.ToString();
   }
   void TearDown() override {
-    if (client_) (void)client_->Delete(kNamespaces, "", ns_, k8s::Propagation::kBackground);
+    if (client_) (void)client_->Delete(test_support::NamespaceKind(), "", ns_, k8s::Propagation::kBackground);
   }
 
   // A replica `identity` whose monotonic clock reads `*now`.

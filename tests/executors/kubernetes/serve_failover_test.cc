@@ -54,9 +54,8 @@ namespace {
 namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
-const k8s::ResourceKind kNamespaces{"v1", "Namespace", "namespaces", false};
-constexpr const char* kToken = "tok";
-constexpr const char* kTokenSha256 = "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62";
+constexpr const char* kToken = test_support::kServeToken;
+constexpr const char* kTokenSha256 = test_support::kServeTokenSha256;
 // The short Lease of these tests, and the bound on a takeover after a kill.
 constexpr int kLeaseSeconds = 4;
 constexpr auto kTakeoverBound = std::chrono::seconds(kLeaseSeconds + 5);
@@ -97,13 +96,12 @@ class ServeFailoverTest : public ::testing::TestWithParam<std::string> {
     auto client = ClusterClient(kubeconfig_);
     ASSERT_TRUE(client) << client.error().ToString();
     client_ = std::move(*client);
-    auto created = client_->Create(
-        kNamespaces, "", {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}});
-    ASSERT_TRUE(created) << created.error().ToString();
+    Status created = test_support::CreateNamespace(*client_, ns_);
+    ASSERT_TRUE(created.ok()) << created.ToString();
   }
 
   void TearDown() override {
-    if (client_) (void)client_->Delete(kNamespaces, "", ns_, k8s::Propagation::kBackground);
+    if (client_) (void)client_->Delete(test_support::NamespaceKind(), "", ns_, k8s::Propagation::kBackground);
     if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
   }
 

@@ -42,12 +42,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const k8s::ResourceKind kNamespaces{"v1", "Namespace", "namespaces", false};
 
-// The API token and its SHA-256 (`printf %s tok | sha256sum`), as the
-// server's config stores it.
-constexpr const char* kToken = "tok";
-constexpr const char* kTokenSha256 = "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62";
+constexpr const char* kToken = test_support::kServeToken;
+constexpr const char* kTokenSha256 = test_support::kServeTokenSha256;
 
 class KubernetesServeTest : public ::testing::Test {
  protected:
@@ -67,14 +64,13 @@ class KubernetesServeTest : public ::testing::Test {
     auto client = ClusterClient(kubeconfig_);
     ASSERT_TRUE(client) << client.error().ToString();
     client_ = std::move(*client);
-    auto created = client_->Create(
-        kNamespaces, "", {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}});
-    ASSERT_TRUE(created) << created.error().ToString();
+    Status created = test_support::CreateNamespace(*client_, ns_);
+    ASSERT_TRUE(created.ok()) << created.ToString();
   }
 
   void TearDown() override {
     server_.reset();  // SIGKILL if a test left it running
-    if (client_) (void)client_->Delete(kNamespaces, "", ns_, k8s::Propagation::kBackground);
+    if (client_) (void)client_->Delete(test_support::NamespaceKind(), "", ns_, k8s::Propagation::kBackground);
     if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
   }
 

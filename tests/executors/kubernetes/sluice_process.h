@@ -46,6 +46,11 @@ class SluiceProcess : public testutil::Process {
   std::filesystem::path out_, err_;
 };
 
+// The API token of the `sluice serve` tests, and its SHA-256 (`printf %s
+// tok | sha256sum`) as the server's config stores it.
+inline constexpr char kServeToken[] = "tok";
+inline constexpr char kServeTokenSha256[] = "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62";
+
 // Waits (at most `bound`) until `server`, a `sluice serve --listen
 // 127.0.0.1:0`, says on stderr where it listens. Its port, or 0 when it
 // exited first or did not say so in time.
