@@ -36,7 +36,8 @@ dry-run)
   echo "$out" | grep -q '^configmap/sluice-pipelines-[a-z0-9]* .*(server dry run)$' || fail "pipelines ConfigMap missing"
   rbac
   for want in "create jobs.batch" "watch jobs.batch" "delete jobs.batch" "create pods" "deletecollection pods" \
-    "get pods/log" "create tfjobs.kubeflow.org" "watch pytorchjobs.kubeflow.org" "create leases.coordination.k8s.io" \
+    "get pods/log" "create tfjobs.kubeflow.org" "watch pytorchjobs.kubeflow.org" "get leases.coordination.k8s.io" \
+    "create leases.coordination.k8s.io" \
     "patch leases.coordination.k8s.io" "patch deployments.apps" "create services"; do
     # shellcheck disable=SC2086
     expect "can-i $want" "$(kubectl auth can-i $want -n "$NS" --as "$sa" || true)" yes
