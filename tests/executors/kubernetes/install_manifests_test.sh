@@ -7,12 +7,14 @@
 #       ServiceAccount, Role and RoleBinding are applied for real and the
 #       ServiceAccount may do exactly what sluice needs (kubectl auth can-i),
 #       and nothing else that was checked (secrets, configmaps, nodes).
-#   install_manifests_test.sh in-cluster SLUICE
+#   install_manifests_test.sh in-cluster SLUICE [PG_STATE]
 #       `sluice run` with no kubeconfig and KUBERNETES_SERVICE_HOST/PORT set
 #       reads the service account's files as a pod would (token from a
 #       TokenRequest for the installed ServiceAccount, the cluster CA, the
 #       namespace) from SLUICE_SERVICE_ACCOUNT_DIR, and runs a step as that
-#       ServiceAccount in its namespace.
+#       ServiceAccount in its namespace; with PG_STATE (the postgres
+#       fixture's state directory), `sluice serve --leader-election
+#       kubernetes` as that ServiceAccount takes and releases the Lease.
 . "$(dirname "$0")/../../k8s/checks/lib.sh"
 mode=$1
 sluice=$2
@@ -79,6 +81,33 @@ YAML
   expect "the step's pod, in the service account's namespace" \
     "$(kubectl get pods -n "$NS" -l sluice.dev/run=in-cluster-run -o jsonpath='{.items[*].metadata.labels.sluice\.dev/step}')" hello
   expect "the run" "$(cd "$work" && "$sluice" runs -o name)" in-cluster-run
+  # `sluice serve --leader-election kubernetes` as the ServiceAccount takes
+  # the Lease in its namespace and gives it up when stopped (needs the
+  # PostgreSQL fixture's server: PG_STATE/env).
+  pg_env=${3:-}/env
+  if [ -f "$pg_env" ]; then
+    pg=$(sed -n 's/^SLUICE_TEST_POSTGRES_URL=//p' "$pg_env")
+    db=lease_install_$RANDOM
+    psql -q "$pg" -c "CREATE DATABASE $db" || fail "cannot create database $db"
+    mkdir -p "$work/pipelines"
+    (cd "$work" && exec env -u KUBECONFIG HOME="$work/home" KUBERNETES_SERVICE_HOST="${hostport%:*}" \
+      KUBERNETES_SERVICE_PORT="${hostport##*:}" SLUICE_SERVICE_ACCOUNT_DIR="$work/serviceaccount" POD_NAME=sluice-0 \
+      "$sluice" serve --pipelines pipelines --store "${pg%/*}/$db" --listen 127.0.0.1:0 \
+      --leader-election kubernetes 2>"$work/serve.err") &
+    serve_pid=$!
+    deadline=$((SECONDS + WAIT))
+    until grep -q "leading: this replica (sluice-0) holds the Lease $NS/sluice-leader" "$work/serve.err"; do
+      ((SECONDS < deadline)) || { cat "$work/serve.err" >&2; kill "$serve_pid"; fail "serve did not lead"; }
+      sleep 0.2
+    done
+    expect "the Lease's holder" "$(jp lease/sluice-leader '{.spec.holderIdentity}')" sluice-0
+    kill -TERM "$serve_pid"
+    wait "$serve_pid" || fail "serve exited $? after SIGTERM: $(cat "$work/serve.err")"
+    expect "the Lease's holder after a clean stop" "$(jp lease/sluice-leader '{.spec.holderIdentity}')" ""
+    psql -q "$pg" -c "DROP DATABASE $db WITH (FORCE)" || true
+  else
+    info "no PostgreSQL fixture ($pg_env): serve --leader-election kubernetes not checked"
+  fi
   ;;
 *)
   fail "usage: install_manifests_test.sh dry-run|in-cluster SLUICE"
