@@ -144,6 +144,10 @@ Result<KubernetesExecutorOptions> KubernetesOptionsFor(const KubernetesFlags& fl
   if (const char* home = std::getenv("HOME")) k8s.kubeconfig.home = home;
   if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST")) k8s.kubeconfig.service_host = host;
   if (const char* port = std::getenv("KUBERNETES_SERVICE_PORT")) k8s.kubeconfig.service_port = port;
+  // For tests: where the in-cluster service account's files are, instead of
+  // /var/run/secrets/kubernetes.io/serviceaccount (docs/server.md).
+  if (const char* dir = std::getenv("SLUICE_SERVICE_ACCOUNT_DIR"); dir != nullptr && *dir != '\0')
+    k8s.kubeconfig.service_account_dir = dir;
   // A step's kubernetes.namespace wins over this (KubernetesExecutor::NamespaceFor).
   k8s.manifests.namespace_ = !flags.namespace_.empty() ? flags.namespace_
                              : spec != nullptr         ? spec->namespace_

@@ -2,6 +2,8 @@
 // over sluice_server (engine/server/, docs/server.md, docs/ci.md, docs/cli.md).
 #include "engine/cli/server_commands.h"
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -14,6 +16,7 @@
 #include "dsl/quantity.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/kubernetes_options.h"
+#include "engine/cli/leader_election.h"
 #include "engine/cli/output.h"
 #include "engine/run/runner.h"
 #include "engine/server/backfill.h"
@@ -73,6 +76,8 @@ class ServerCommands {
  private:
   // serve: checks the Kubernetes settings once at start (see the .cc).
   Status CheckKubernetes();
+  // serve: --leader-election and the Lease flags into serve_options_.
+  Status SetUpLeaderElection();
   int DeleteRuns();
   int CollectGarbage();
 
@@ -87,6 +92,9 @@ class ServerCommands {
   std::string gc_grace_ = "1h";
   server::ServerOptions serve_options_;
   KubernetesFlags serve_k8s_;  // --kubeconfig, --context, --namespace, --workspace-*
+  std::string leader_election_;  // --leader-election [postgres|kubernetes]
+  LeaseElectionOptions lease_;
+  std::string lease_duration_ = "15s", renew_deadline_ = "10s", retry_period_ = "2s";
   server::SubmitOptions submit_options_;
   std::vector<std::string> submit_params_;
   std::string submit_timeout_;  // submit --timeout, as text ("2h"); "" = none
@@ -104,9 +112,21 @@ ServerCommands::ServerCommands(CLI::App* app, std::string* store) : store_(store
   serve_->add_option("--max-runs", serve_options_.max_concurrent_runs, "Runs at once (default: the config's)");
   serve_->add_option("-j,--parallelism", serve_options_.run_parallelism, "Steps at once per run");
   serve_->add_option("--store", *store, kStoreFlagHelp);
-  serve_->add_flag("--leader-election", serve_options_.leader_election,
-                   "Replicas sharing a postgres:// store: only the one holding the store's leader lock "
-                   "fires schedules and resumes interrupted runs");
+  serve_->add_option("--leader-election", leader_election_,
+                     "Replicas sharing a postgres:// store elect one leader, which fires schedules and resumes "
+                     "interrupted runs: postgres (the default: the store's advisory lock) or kubernetes (a Lease; "
+                     "standbys refuse writes with 503)")
+      ->expected(0, 1);
+  serve_->add_option("--lease-name", lease_.name, "With --leader-election kubernetes: the Lease (default sluice-leader)");
+  serve_->add_option("--lease-namespace", lease_.namespace_,
+                     "The Lease's namespace (default: --namespace, else the kubeconfig's; in a pod its own)");
+  serve_->add_option("--leader-identity", lease_.identity, "This replica's holderIdentity (default: $POD_NAME, else HOST_PID)");
+  serve_->add_option("--lease-duration", lease_duration_, "How long a Lease not renewed stays held (default 15s)");
+  serve_->add_option("--renew-deadline", renew_deadline_, "The leader stops leading when it could not renew for this long (default 10s)");
+  serve_->add_option("--retry-period", retry_period_, "How often to try to acquire or renew (default 2s)");
+  serve_->add_option("--advertise-host", serve_options_.advertise_host,
+                     "With --leader-election kubernetes: the address other replicas forward writes to this one at "
+                     "(default: $POD_IP, else the listen host)");
   serve_->add_option("--kubeconfig", serve_k8s_.kubeconfig, "Kubeconfig for the Kubernetes executor (default: $KUBECONFIG, ~/.kube/config, in-cluster)");
   serve_->add_option("--context", serve_k8s_.context, "Kubeconfig context (default: current-context)");
   serve_->add_option("-n,--namespace", serve_k8s_.namespace_, "Namespace for Kubernetes steps (default: the pipeline's, then the context's)");
@@ -183,6 +203,41 @@ Status ServerCommands::CheckKubernetes() {
   return Status::Ok();
 }
 
+Status ServerCommands::SetUpLeaderElection() {
+  if (serve_->count("--leader-election") == 0) return Status::Ok();
+  const std::string mode = leader_election_.empty() ? "postgres" : leader_election_;
+  if (mode != "postgres" && mode != "kubernetes")
+    return Status::InvalidArgument("--leader-election must be postgres or kubernetes, not '" + mode + "'");
+  std::pair<std::string*, std::chrono::milliseconds*> durations[] = {
+      {&lease_duration_, &lease_.lease_duration},
+      {&renew_deadline_, &lease_.renew_deadline},
+      {&retry_period_, &lease_.retry_period}};
+  for (auto& [text, value] : durations) {
+    auto parsed = dsl::ParseDuration(*text);
+    if (!parsed) return Status::InvalidArgument("'" + *text + "' is not a duration like 15s or 500ms");
+    *value = std::chrono::duration_cast<std::chrono::milliseconds>(*parsed);
+  }
+  serve_options_.leader_retry = lease_.retry_period;
+  serve_options_.leader_election = true;
+  if (mode == "postgres") return Status::Ok();
+  KubernetesFlags lease_flags = serve_k8s_;
+  if (!lease_.namespace_.empty()) lease_flags.namespace_ = lease_.namespace_;
+  auto elector = NewLeaseElector(lease_flags, lease_);
+  if (!elector) return elector.error();
+  serve_options_.elector = std::move(*elector);
+  serve_options_.standby_refuses_writes = true;
+  if (const char* ip = std::getenv("POD_IP"); serve_options_.advertise_host.empty() && ip != nullptr)
+    serve_options_.advertise_host = ip;
+  // As client-go's users do: a leader that lost the Lease exits at once,
+  // leaving its runs (their pods go on) for the new leader to adopt, rather
+  // than driving them alongside it. Its Deployment restarts it as a standby.
+  serve_options_.on_leadership_lost = [] {
+    std::fprintf(stderr, "sluice serve: lost the Lease; exiting so that the new leader adopts the runs\n");
+    std::_Exit(1);
+  };
+  return Status::Ok();
+}
+
 int ServerCommands::DeleteRuns() {
   auto store = OpenExisting(*store_);
   if (!store) {
@@ -236,6 +291,10 @@ std::optional<int> ServerCommands::DispatchChosen() {
     serve_options_.state_dir = store_->empty() || IsPostgresUrl(*store_) ? ".sluice" : *store_;
     if (IsPostgresUrl(*store_)) serve_options_.store = *store_;
     if (Status st = CheckKubernetes(); !st.ok()) {
+      PrintError(st.message());
+      return kExitUsage;
+    }
+    if (Status st = SetUpLeaderElection(); !st.ok()) {
       PrintError(st.message());
       return kExitUsage;
     }

@@ -68,6 +68,7 @@ const std::vector<RouteRule>& RouteRules() {
   using R = Role;
   static const std::vector<RouteRule> kRules = {
       {"GET", "/healthz", A::kOpen, R::kViewer},
+      {"GET", "/readyz", A::kOpen, R::kViewer},
       {"GET", "/metrics", A::kMetrics, R::kViewer},
       {"GET", "/api/v1/openapi.json", A::kRole, R::kViewer},
 

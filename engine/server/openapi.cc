@@ -38,6 +38,9 @@ std::vector<Op> Operations() {
   return {
       {"get", "/api/v1/openapi.json", "getOpenApi", "meta", "This document", {}, nullptr, nullptr, nullptr},
       {"get", "/healthz", "healthz", "meta", "Liveness (no auth)", {}, nullptr, nullptr, ""},
+      {"get", "/readyz", "readyz", "meta",
+       "Readiness (no auth): 200 when the store answers and the leader election has answered; else 503",
+       {}, nullptr, nullptr, ""},
       {"get", "/metrics", "metrics", "meta",
        "Prometheus metrics (no auth unless metrics.requireAuth)", {}, nullptr, nullptr, "",
        "text/plain"},

@@ -326,7 +326,7 @@ void RunManager::Prune(const PipelineSpec& spec) {
   }
 }
 
-std::vector<std::string> RunManager::ResumeInterrupted() {
+std::vector<std::string> RunManager::ResumeInterrupted(const std::function<bool(const RunRecord&)>& also) {
   std::vector<std::string> resumed;
   RunFilter filter;
   filter.phase = RunPhase::kRunning;
@@ -335,8 +335,12 @@ std::vector<std::string> RunManager::ResumeInterrupted() {
   if (!runs) return resumed;
   const std::string host = HostName();
   for (const RunRecord& run : *runs) {
-    if (run.host != host || IsActive(run.id)) continue;
-    if (run.pid == ::getpid() || ProcessAlive(run.pid)) continue;
+    if (IsActive(run.id)) continue;
+    if (run.host == host) {
+      if (run.pid == ::getpid() || ProcessAlive(run.pid)) continue;
+    } else if (!also || !also(run)) {
+      continue;
+    }
     // The version that ran, not whatever the file says now.
     dsl::LoadResult loaded = dsl::LoadPipelineString(run.pipeline_yaml, run.pipeline_file);
     SpecPtr spec = loaded.spec ? std::make_shared<const PipelineSpec>(std::move(*loaded.spec))

@@ -143,8 +143,11 @@ class RunManager : public ScheduleTarget {
   // local steps that were in flight died with that process: each is closed
   // as a system error ("Error", "lost: ...") and the step runs again as its
   // next attempt. Kubernetes attempts are left open: the executor adopts
-  // their objects. Returns the resumed ids.
-  std::vector<std::string> ResumeInterrupted();
+  // their objects. `also` (may be null) picks Running runs of other hosts
+  // to resume as well: those the previous leader drove. Returns the
+  // resumed ids.
+  std::vector<std::string> ResumeInterrupted(
+      const std::function<bool(const RunRecord&)>& also = nullptr);
 
   // Blocks until nothing is queued or running, up to `timeout`; for tests
   // and graceful shutdown. True when idle.

@@ -127,7 +127,13 @@ struct RequestContext {
   std::optional<Identity> identity;  // who, for routes that need one
   std::string run_id;    // the run the path names, resolved to its full id
   std::string pipeline;  // the pipeline the path names, or the run's
+  std::string forward_to;  // the leader's URL, for a write this standby forwards
+  bool forwarded = false;  // a write this standby forwarded to the leader
 };
+
+// On a write a standby forwarded to the leader: the standby's identity. The
+// answer it relays carries the leader's in X-Sluice-Leader.
+constexpr char kForwardedHeader[] = "X-Sluice-Forwarded-By";
 thread_local RequestContext t_request;
 
 // `?limit=` clamped to [1, max], or `fallback` when absent.
@@ -188,12 +194,14 @@ Status Server::Start() {
   if (location.empty()) location = options_.state_dir;
   auto store = OpenStore(location);
   if (!store) return store.error().WithContext("opening the store " + MaskStoreUrl(location));
-  if (options_.leader_election) {
-    if (!IsPostgresUrl(location))
-      return Status::InvalidArgument("--leader-election needs a postgres:// store (--store, or store: in the config)");
+  if ((options_.leader_election || options_.elector) && !IsPostgresUrl(location))
+    return Status::InvalidArgument("--leader-election needs a postgres:// store (--store, or store: in the config)");
+  if (options_.elector) {
+    leader_ = options_.elector;
+  } else if (options_.leader_election) {
     auto lock = PgLeaderLock::Connect(location);
     if (!lock) return lock.error();
-    leader_ = std::move(*lock);
+    leader_ = std::make_shared<PgLeaderElector>(std::move(*lock));
   }
   store_ = std::move(*store);
   artifacts_ = std::make_unique<ArtifactStores>(options_.state_dir, options_.artifacts_endpoint);
@@ -235,7 +243,6 @@ Status Server::Start() {
                                            metrics_.get());
   SyncSchedules();
   if (Status s = scheduler_->Open(); !s.ok()) return s;
-  Leads();  // without leader election: resumes interrupted runs now
 
   ServerMetrics* metrics = metrics_.get();
   http_ = std::make_unique<HttpServer>(config_.http, [metrics](const char* reason) {
@@ -253,6 +260,12 @@ Status Server::Start() {
     port_ = port;
   }
   http_->RaiseBacklog();
+  if (leader_) {
+    std::string advertised = options_.advertise_host.empty() ? url()
+                                                             : "http://" + options_.advertise_host + ":" + std::to_string(port_);
+    leader_->Advertise(advertised);
+  }
+  Leads();  // without leader election: resumes interrupted runs now
   // httplib's stop() does nothing until the listen loop runs
   // (is_running()), so a Stop() right after Start() could miss it and leave
   // this thread listening forever (seen as a hung ApiTest). Start returns
@@ -264,6 +277,7 @@ Status Server::Start() {
   });
   while (!http_->is_running() && !listen_returned->load()) std::this_thread::yield();
   started_ = true;
+  if (leader_) leader_thread_ = std::thread([this] { LeaderLoop(); });
   if (options_.run_scheduler) scheduler_thread_ = std::thread([this] { SchedulerLoop(); });
   if (options_.watch) watch_thread_ = std::thread([this] { WatchLoop(); });
   return Status::Ok();
@@ -281,7 +295,10 @@ void Server::Stop() {
   if (http_thread_.joinable()) http_thread_.join();
   if (scheduler_thread_.joinable()) scheduler_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
+  if (leader_thread_.joinable()) leader_thread_.join();
   if (runs_) runs_->Shutdown();
+  // After the runs ended: a standby takes over now, with nothing to adopt.
+  if (leader_ && leading_state_.load() == 1) leader_->Release();
 }
 
 void Server::Wait() {
@@ -320,20 +337,49 @@ Json Server::Reload(bool force) {
 bool Server::Leads() {
   bool leads = true;
   if (leader_) {
-    auto got = leader_->TryAcquire();
-    if (!got) std::fprintf(stderr, "sluice serve: leader lock: %s\n", got.error().message().c_str());
+    auto got = leader_->TryLead();
+    if (!got) std::fprintf(stderr, "sluice serve: leader election: %s\n", got.error().message().c_str());
     leads = got && *got;
   }
   if (leading_ == leads) return leads;
+  const bool lost = leading_.value_or(false) && !leads;
   leading_ = leads;
-  if (leader_)
-    std::fprintf(stderr, leads ? "sluice serve: leading: this replica holds the store's leader lock\n"
-                               : "sluice serve: standing by: another replica holds the store's leader lock\n");
+  leading_state_.store(leads ? 1 : 0);
+  if (leader_) {
+    std::string who = leader_->Identity().empty() ? "this replica" : "this replica (" + leader_->Identity() + ")";
+    std::string other = leader_->Leader().empty() ? "another replica" : leader_->Leader();
+    if (leads)
+      std::fprintf(stderr, "sluice serve: leading: %s holds %s\n", who.c_str(), leader_->What().c_str());
+    else
+      std::fprintf(stderr, "sluice serve: standing by: %s holds %s\n", other.c_str(), leader_->What().c_str());
+  }
+  if (lost && options_.on_leadership_lost) options_.on_leadership_lost();
   if (leads && options_.resume_interrupted) {
-    for (const std::string& id : runs_->ResumeInterrupted())
+    std::function<bool(const RunRecord&)> previous;
+    if (leader_) previous = [this](const RunRecord& run) { return leader_->DrivenByPreviousLeader(run); };
+    for (const std::string& id : runs_->ResumeInterrupted(previous))
       std::fprintf(stderr, "sluice serve: resuming interrupted run as %s\n", id.c_str());
   }
+  clock_->Wake();  // the scheduler starts or stops now
   return leads;
+}
+
+void Server::LeaderLoop() {
+  while (true) {
+    {
+      std::unique_lock lock(stop_mu_);
+      if (stop_cv_.wait_for(lock, options_.leader_retry, [&] { return stopped_; })) return;
+    }
+    Leads();
+  }
+}
+
+std::string Server::NotReadyReason() {
+  if (leading_state_.load() < 0) return "the leader election has not answered yet";
+  RunFilter filter;
+  filter.limit = 1;
+  if (auto runs = store_->ListRuns(filter); !runs) return "the store does not answer";
+  return "";
 }
 
 void Server::SchedulerLoop() {
@@ -342,7 +388,7 @@ void Server::SchedulerLoop() {
       std::lock_guard lock(stop_mu_);
       if (stopped_) return;
     }
-    if (!Leads()) {
+    if (leading_state_.load() != 1) {
       clock_->SleepFor(options_.leader_retry);
       continue;
     }
@@ -357,7 +403,7 @@ void Server::SchedulerLoop() {
       auto until = std::chrono::duration_cast<Duration>(*next - clock_->Now());
       wait = std::clamp(until, Duration(50), wait);
     }
-    // A leader that lost its session notices within a retry period.
+    // A leader that lost the leadership stops within a retry period.
     if (leader_) wait = std::min(wait, options_.leader_retry);
     clock_->SleepFor(wait);
   }
@@ -391,8 +437,17 @@ class Routes {
   using Handler = void (Routes::*)(const Request&, Response&);
 
   // A handler of `http` that calls `method` on this object.
+  // A write that this standby forwards (t_request.forward_to, set before
+  // routing, when the body had not been read yet) goes to the leader
+  // instead.
   httplib::Server::Handler Bind(Handler method) {
-    return [this, method](const Request& req, Response& res) { (this->*method)(req, res); };
+    return [this, method](const Request& req, Response& res) {
+      if (!t_request.forward_to.empty()) {
+        if (!ForwardToLeader(req, t_request.forward_to, res)) SendStandby(res);
+        return;
+      }
+      (this->*method)(req, res);
+    };
   }
 
   Result<RunRecord> FindRun(const std::string& id);
@@ -409,11 +464,21 @@ class Routes {
   // Refuses (404, as for what does not exist) a scoped identity's request
   // for a pipeline or run outside its scope. False when it answered.
   bool CheckScope(const RouteMatch& route, Response& res);
+  // For a write on a standby replica (ServerOptions::standby_refuses_writes):
+  // marks it to be forwarded to the leader (t_request.forward_to), or
+  // answers 503 naming the leader. True when it answered.
+  bool RefuseOnStandby(const Request& req, const RouteMatch& route, Response& res);
+  // 503 naming the leader, for a write this standby does not act on.
+  void SendStandby(Response& res);
+  // Sends `req` to the leader at `leader_url` and answers with its answer.
+  // False when the leader could not be reached (nothing answered yet).
+  bool ForwardToLeader(const Request& req, const std::string& leader_url, Response& res);
   void AfterRequest(const Request& req, Response& res);
   void RecordAudit(const Response& res);
 
   // Health, metrics, the API description.
   void GetHealth(const Request& req, Response& res);
+  void GetReady(const Request& req, Response& res);
   void GetMetrics(const Request& req, Response& res);
   void GetOpenApi(const Request& req, Response& res);
 
@@ -465,9 +530,11 @@ void Routes::Install(httplib::Server& http) {
   // route's rule decides.
   http.set_pre_routing_handler(
       [this](const Request& req, Response& res) { return Authenticate(req, res); });
-  http.set_post_routing_handler(Bind(&Routes::AfterRequest));
+  // Not through Bind: the answer is made, nothing is forwarded here.
+  http.set_post_routing_handler([this](const Request& req, Response& res) { AfterRequest(req, res); });
 
   http.Get("/healthz", Bind(&Routes::GetHealth));
+  http.Get("/readyz", Bind(&Routes::GetReady));
   http.Get("/metrics", Bind(&Routes::GetMetrics));
   http.Get("/api/v1/openapi.json", Bind(&Routes::GetOpenApi));
 
@@ -587,7 +654,11 @@ httplib::Server::HandlerResponse Routes::Authenticate(const Request& req, Respon
   RouteAccess access = route ? route->rule->access : api ? RouteAccess::kRole : RouteAccess::kOpen;
   if (access == RouteAccess::kMetrics)
     access = s_->config_.metrics_require_auth ? RouteAccess::kRole : RouteAccess::kOpen;
-  if (access != RouteAccess::kRole) return httplib::Server::HandlerResponse::Unhandled;
+  if (access != RouteAccess::kRole) {
+    // Webhooks (signed, not token-authenticated) start runs: not here on a standby.
+    return route && RefuseOnStandby(req, *route, res) ? httplib::Server::HandlerResponse::Handled
+                                                 : httplib::Server::HandlerResponse::Unhandled;
+  }
   t_request.identity = s_->auth_->Authenticate(req.get_header_value("Authorization"));
   if (!t_request.identity) {
     SendUnauthorized(res, "a valid 'Authorization: Bearer <token>' header is required; "
@@ -604,8 +675,8 @@ httplib::Server::HandlerResponse Routes::Authenticate(const Request& req, Respon
     SendError(res, s);
     return httplib::Server::HandlerResponse::Handled;
   }
-  return CheckScope(*route, res) ? httplib::Server::HandlerResponse::Unhandled
-                                 : httplib::Server::HandlerResponse::Handled;
+  return CheckScope(*route, res) && !RefuseOnStandby(req, *route, res) ? httplib::Server::HandlerResponse::Unhandled
+                                                                   : httplib::Server::HandlerResponse::Handled;
 }
 
 void Routes::ResolveTarget(const RouteMatch& route) {
@@ -648,7 +719,7 @@ void Routes::AfterRequest(const Request& req, Response& res) {
 // anyone can send those, and the log would be theirs to fill.
 void Routes::RecordAudit(const Response& res) {
   const RequestContext& c = t_request;
-  if (!c.route || !c.route->rule->write()) return;
+  if (!c.route || !c.route->rule->write() || c.forwarded) return;
   AuditEntry e;
   e.method = c.route->rule->method;
   e.route = c.route->rule->path;
@@ -682,6 +753,70 @@ void Routes::RecordAudit(const Response& res) {
 }
 
 void Routes::GetHealth(const Request&, Response& res) { res.set_content("ok\n", "text/plain"); }
+
+// Ready when the store answers and the leader election has answered once
+// (leader or standby: both serve reads). The reason says nothing about the
+// store's address or the leader.
+void Routes::GetReady(const Request&, Response& res) {
+  std::string why = s_->NotReadyReason();
+  res.status = why.empty() ? 200 : 503;
+  res.set_content(why.empty() ? "ok\n" : "not ready: " + why + "\n", "text/plain");
+}
+
+bool Routes::RefuseOnStandby(const Request& req, const RouteMatch& route, Response& res) {
+  if (!s_->options_.standby_refuses_writes || !s_->leader_ || !route.rule->write()) return false;
+  if (std::string_view(route.rule->path) == "/api/v1/reload") return false;
+  if (s_->leading_state_.load() == 1) return false;
+  if (std::string leader_url = s_->leader_->LeaderUrl(); !leader_url.empty() && !req.has_header(kForwardedHeader)) {
+    t_request.forward_to = leader_url;  // by the handler, once the body is read
+    return false;
+  }
+  SendStandby(res);
+  return true;
+}
+
+void Routes::SendStandby(Response& res) {
+  std::string leader = s_->leader_->Leader();
+  res.set_header("Retry-After", "1");
+  if (!leader.empty()) res.set_header("X-Sluice-Leader", leader);
+  SendError(res, Status::Unavailable("this replica (" + s_->leader_->Identity() + ") is standing by; only the leader (" +
+                                     (leader.empty() ? std::string("not known yet") : leader) +
+                                     ") starts and changes runs: send writes to it, or retry"));
+}
+
+bool Routes::ForwardToLeader(const Request& req, const std::string& leader_url, Response& res) {
+  httplib::Client leader(leader_url);
+  leader.set_connection_timeout(5, 0);
+  leader.set_read_timeout(60, 0);
+  httplib::Request out;
+  out.method = req.method;
+  out.path = req.target;
+  out.body = req.body;
+  // The end-to-end headers (credentials, content type, webhook signatures
+  // and delivery ids); not the hop-by-hop ones, which belong to this
+  // connection.
+  static const std::set<std::string> kHopByHop = {"connection", "keep-alive", "transfer-encoding", "te",
+                                                  "upgrade", "content-length", "host", "expect",
+                                                  "proxy-authorization", "trailer"};
+  for (const auto& [name, value] : req.headers) {
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    if (kHopByHop.count(lower) == 0 && lower != "remote_addr" && lower != "remote_port" &&
+        lower != "local_addr" && lower != "local_port")
+      out.headers.emplace(name, value);
+  }
+  out.headers.emplace(kForwardedHeader, s_->leader_->Identity());
+  auto answer = leader.send(out);
+  if (!answer) return false;  // the leader is gone: refuse, naming it
+  res.status = answer->status;
+  for (const char* name : {"Location", "Retry-After", "WWW-Authenticate", "X-Sluice-Leader"})
+    if (answer->has_header(name)) res.set_header(name, answer->get_header_value(name));
+  res.set_header("X-Sluice-Leader", s_->leader_->Leader());
+  res.set_content(answer->body, answer->get_header_value("Content-Type").c_str());
+  // The leader records the write in the audit log; this replica does not.
+  t_request.forwarded = true;
+  return true;
+}
 
 void Routes::GetMetrics(const Request&, Response& res) {
   s_->metrics_->runs_queued->Set({}, static_cast<double>(s_->runs_->QueuedRuns().size()));

@@ -5,6 +5,7 @@
 // (cpp-httplib). See docs/server.md.
 
 #include <atomic>
+#include <functional>
 #include <condition_variable>
 #include <map>
 #include <optional>
@@ -23,7 +24,7 @@
 #include "engine/server/webhook.h"
 #include "engine/store.h"
 #include "engine/store/artifact_stores.h"
-#include "engine/store/pg_leader_lock.h"
+#include "engine/server/leader.h"
 
 namespace sluice::server {
 
@@ -54,6 +55,26 @@ struct ServerOptions {
   // leader drove) once it is free. Needs a postgres:// store.
   bool leader_election = false;
   Duration leader_retry{2000};
+  // Another way to elect the leader (a Kubernetes Lease, built by the CLI):
+  // when set it is used instead of the store's lock, whatever
+  // leader_election says. The server calls it every leader_retry on a
+  // thread of its own and releases it after a clean Stop().
+  std::shared_ptr<LeaderElector> elector;
+  // With an elector: a standby does not act on writes (POST/DELETE under
+  // /api/v1 and the webhooks; not POST /api/v1/reload, which is local): it
+  // forwards them to the leader's published URL, or answers 503 naming the
+  // leader when it has none, so that only the leader starts and drives runs.
+  bool standby_refuses_writes = false;
+  // The host other replicas reach this one at (the pod's IP); "" = the
+  // listen host (127.0.0.1 for 0.0.0.0). With an elector that publishes it
+  // (the Lease), a standby forwards writes to http://LEADER_HOST:PORT
+  // instead of refusing them; a forwarded write is never forwarded again.
+  std::string advertise_host;
+  // Called (on the leader thread) when this replica led and no longer does;
+  // null = it only stops scheduling. `sluice serve --leader-election
+  // kubernetes` exits there, as client-go's users do, so that no run is
+  // driven by two replicas.
+  std::function<void()> on_leadership_lost;
   // Programs of the built-in deploy / traffic-validation operators, by step
   // type (RunOptions::operator_commands); `sluice serve` finds sluice-serving
   // as `sluice run` does. Empty: such steps cannot run.
@@ -112,11 +133,14 @@ class Server {
   void SchedulerLoop();
   void WatchLoop();
   void SyncSchedules();
-  // Whether this replica leads (always, without leader_election): asks the
-  // leader lock, says so on stderr when that changes, and resumes
-  // interrupted runs on becoming the leader. Start(), then the scheduler
-  // thread only.
+  // Whether this replica leads (always, without an elector): asks the
+  // elector, says so on stderr when that changes, and resumes interrupted
+  // runs on becoming the leader. Start(), then the leader thread only.
   bool Leads();
+  // The leader thread: Leads() every leader_retry until Stop().
+  void LeaderLoop();
+  // GET /readyz's answer: "" when ready, else why not.
+  std::string NotReadyReason();
 
   ServerOptions options_;
   ExecutorsFactory executors_;
@@ -132,8 +156,9 @@ class Server {
   std::unique_ptr<PipelineRegistry> registry_;
   std::unique_ptr<RunManager> runs_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<PgLeaderLock> leader_;  // with leader_election
-  std::optional<bool> leading_;           // the last answer of Leads()
+  std::shared_ptr<LeaderElector> leader_;  // with leader election
+  std::optional<bool> leading_;            // the last answer of Leads(); leader thread
+  std::atomic<int> leading_state_{-1};     // leading_ for other threads: -1 unknown, 0, 1
   // Webhook deliveries already handled, kept kDeliveryWindow (at most
   // kDeliveryCapacity of them) in <state>/server/webhook-deliveries.log.
   std::unique_ptr<DeliveryLog> deliveries_;
@@ -141,7 +166,7 @@ class Server {
   std::mutex reload_mu_;
   std::mutex spec_cache_mu_;
   std::map<std::string, SpecPtr> spec_cache_;  // by pipeline digest, for run graphs
-  std::thread http_thread_, scheduler_thread_, watch_thread_;
+  std::thread http_thread_, scheduler_thread_, watch_thread_, leader_thread_;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopped_ = false;

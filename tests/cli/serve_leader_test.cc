@@ -97,5 +97,29 @@ TEST_F(ServeLeaderTest, LeaderElectionNeedsAPostgresStore) {
       << out.err;
 }
 
+TEST_F(ServeLeaderTest, AnUnknownElectionOrAnImpossibleLeaseTimingIsAUsageError) {
+  struct Case {
+    std::vector<std::string> flags;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {{"--leader-election", "etcd"}, "sluice: error: --leader-election must be postgres or kubernetes, not 'etcd'\n"},
+      {{"--leader-election", "kubernetes", "--lease-duration", "10s"},
+       "sluice: error: --lease-duration must be longer than --renew-deadline\n"},
+      {{"--leader-election", "kubernetes", "--renew-deadline", "2s"},
+       "sluice: error: --renew-deadline must be longer than 1.2 x --retry-period\n"},
+      {{"--leader-election", "kubernetes", "--lease-duration", "15500ms"},
+       "sluice: error: --lease-duration must be whole seconds (the Lease stores seconds)\n"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {SLUICE_BIN, "serve", "--pipelines", dir_.path() + "/pipelines", "--store",
+                                     db_->url(), "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    testutil::Output out = testutil::Subprocess(argv, dir_.path()).Wait(std::chrono::seconds(60));
+    EXPECT_EQ(out.exit_code, 2) << c.error;
+    EXPECT_NE(out.err.find(c.error), std::string::npos) << out.err;
+  }
+}
+
 }  // namespace
 }  // namespace sluice

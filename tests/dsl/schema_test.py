@@ -137,7 +137,12 @@ class SchemaTest(unittest.TestCase):
                 text = f.read()
             if re.search(r"^kind: Component\s*$", text, re.M):
                 continue
-            with self.subTest(path=os.path.relpath(path, SOURCE)):
+            rel = os.path.relpath(path, SOURCE)
+            # The install kustomization's Kubernetes objects (its pipelines/
+            # are pipelines).
+            if rel.startswith("examples/kubernetes/install/") and "/pipelines/" not in rel:
+                continue
+            with self.subTest(path=rel):
                 self.assertEqual(schema_errors(self.validator, text), [])
 
     def test_whole_pipelines_in_the_dsl_doc_are_valid(self):

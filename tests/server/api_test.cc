@@ -180,7 +180,7 @@ TEST_F(ApiTest, EveryRouteInTheOpenApiDocumentRejectsMissingAndWrongTokens) {
       EXPECT_NE(ok->status, 405) << method << " " << concrete;
     }
   }
-  EXPECT_EQ(open_ops, (std::vector<std::string>{"get /healthz", "get /metrics"}));
+  EXPECT_EQ(open_ops, (std::vector<std::string>{"get /healthz", "get /metrics", "get /readyz"}));
   EXPECT_GE(checked, 4 * 20);
   // Unknown API paths are 401 too: nothing under /api leaks without a token.
   auto res = client_->Get("/api/v1/no-such-route");
@@ -193,6 +193,11 @@ TEST_F(ApiTest, HealthzMetricsAndUiAreOpen) {
   auto h = client_->Get("/healthz");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
+  // Ready: the store answers and (without leader election) this server leads.
+  auto ready = client_->Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(ready->body, "ok\n");
   auto m = client_->Get("/metrics");
   ASSERT_TRUE(m);
   EXPECT_EQ(m->status, 200);
@@ -652,6 +657,7 @@ TEST_F(ApiTest, EveryRouteIsAllowedOrRefusedByRole) {
   std::string done = TriggerAndWait();
   std::map<std::string, Call> calls = {
       {"get /healthz", {fixed("/healthz")}},
+      {"get /readyz", {fixed("/readyz")}},
       {"get /metrics", {fixed("/metrics")}},
       {"get /api/v1/openapi.json", {fixed("/api/v1/openapi.json")}},
       {"get /api/v1/pipelines", {fixed("/api/v1/pipelines")}},
@@ -748,7 +754,7 @@ TEST_F(ApiTest, EveryRouteIsAllowedOrRefusedByRole) {
     EXPECT_TRUE(documented.count(lower + " " + r.path)) << r.method << " " << r.path << " is not in the OpenAPI document";
   }
   EXPECT_EQ(documented.size(), calls.size());
-  EXPECT_EQ(allowed, 3 * 2 + 2 * 4 + 1 * 3 + 3 * 13);  // open, runner routes, admin routes, viewer routes
+  EXPECT_EQ(allowed, 3 * 3 + 2 * 4 + 1 * 3 + 3 * 13);  // open, runner routes, admin routes, viewer routes
   EXPECT_EQ(refused, 2 * 3 + 1 * 4);
 }
 

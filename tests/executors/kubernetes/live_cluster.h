@@ -50,6 +50,19 @@ inline Result<std::unique_ptr<k8s::Client>> ClusterClient(const std::string& kub
   return k8s::Client::Create(*config);
 }
 
+// Namespaces (cluster-scoped), for tests that make one of their own.
+inline const k8s::ResourceKind& NamespaceKind() {
+  static const k8s::ResourceKind kind{"v1", "Namespace", "namespaces", false};
+  return kind;
+}
+
+// Creates namespace `name`. Errors: the client's.
+inline Status CreateNamespace(k8s::Client& client, const std::string& name) {
+  auto created = client.Create(NamespaceKind(), "",
+                               {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}}}});
+  return created ? Status::Ok() : created.error();
+}
+
 // The objects of `kind` in namespace `ns` labelled with run `run_id`:
 // name -> "step/attempt" (their sluice.dev/step and sluice.dev/attempt
 // labels). A failed list is a test failure and gives {}.

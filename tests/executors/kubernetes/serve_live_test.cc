@@ -42,12 +42,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const k8s::ResourceKind kNamespaces{"v1", "Namespace", "namespaces", false};
 
-// The API token and its SHA-256 (`printf %s tok | sha256sum`), as the
-// server's config stores it.
-constexpr const char* kToken = "tok";
-constexpr const char* kTokenSha256 = "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62";
+constexpr const char* kToken = test_support::kServeToken;
+constexpr const char* kTokenSha256 = test_support::kServeTokenSha256;
 
 class KubernetesServeTest : public ::testing::Test {
  protected:
@@ -67,14 +64,13 @@ class KubernetesServeTest : public ::testing::Test {
     auto client = ClusterClient(kubeconfig_);
     ASSERT_TRUE(client) << client.error().ToString();
     client_ = std::move(*client);
-    auto created = client_->Create(
-        kNamespaces, "", {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}});
-    ASSERT_TRUE(created) << created.error().ToString();
+    Status created = test_support::CreateNamespace(*client_, ns_);
+    ASSERT_TRUE(created.ok()) << created.ToString();
   }
 
   void TearDown() override {
     server_.reset();  // SIGKILL if a test left it running
-    if (client_) (void)client_->Delete(kNamespaces, "", ns_, k8s::Propagation::kBackground);
+    if (client_) (void)client_->Delete(test_support::NamespaceKind(), "", ns_, k8s::Propagation::kBackground);
     if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
   }
 
@@ -102,22 +98,9 @@ defaults:
                                  (dir_ / "store").string(), "--listen", "127.0.0.1:0", "--config",
                                  (dir_ / "server.yaml").string(), "--kubeconfig", kubeconfig_},
         dir_ / ("serve" + std::to_string(n) + ".out"), dir_ / ("serve" + std::to_string(n) + ".err"));
-    const std::string marker = "listening on http://127.0.0.1:";
-    std::string port;
-    ASSERT_TRUE(WaitUntil(
-        [&] {
-          std::string err = server_->err();
-          auto at = err.find(marker);
-          if (at == std::string::npos) return server_->Wait(std::chrono::milliseconds(0)) != SluiceProcess::kRunning;
-          auto end = err.find(' ', at + marker.size());
-          if (end == std::string::npos) return false;
-          port = err.substr(at + marker.size(), end - at - marker.size());
-          return true;
-        },
-        std::chrono::seconds(60)))
-        << "sluice serve did not start listening: " << server_->err();
-    ASSERT_FALSE(port.empty()) << "sluice serve exited: " << server_->err();
-    http_ = std::make_unique<httplib::Client>("127.0.0.1", std::stoi(port));
+    const int port = test_support::WaitForListenPort(*server_, std::chrono::seconds(60));
+    ASSERT_NE(port, 0) << "sluice serve did not start listening: " << server_->err();
+    http_ = std::make_unique<httplib::Client>("127.0.0.1", port);
     http_->set_read_timeout(30, 0);
   }
 

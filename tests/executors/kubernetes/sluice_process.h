@@ -26,10 +26,12 @@ inline std::string ReadText(const std::filesystem::path& path) { return testutil
 class SluiceProcess : public testutil::Process {
  public:
   // Starts SLUICE_BIN with `args`, stdin from /dev/null; `env` entries
-  // replace or add to this process's environment.
+  // replace or add to this process's environment; `cwd` "" = this
+  // process's.
   SluiceProcess(const std::vector<std::string>& args, const std::filesystem::path& out,
-                const std::filesystem::path& err, const std::map<std::string, std::string>& env = {})
-      : testutil::Process(WithBinary(args), out, err, {"", env}), out_(out), err_(err) {}
+                const std::filesystem::path& err, const std::map<std::string, std::string>& env = {},
+                const std::string& cwd = "")
+      : testutil::Process(WithBinary(args), out, err, {cwd, env}), out_(out), err_(err) {}
 
   // What it has written to stdout / stderr so far.
   std::string out() const { return ReadText(out_); }
@@ -43,5 +45,30 @@ class SluiceProcess : public testutil::Process {
   }
   std::filesystem::path out_, err_;
 };
+
+// The API token of the `sluice serve` tests, and its SHA-256 (`printf %s
+// tok | sha256sum`) as the server's config stores it.
+inline constexpr char kServeToken[] = "tok";
+inline constexpr char kServeTokenSha256[] = "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62";
+
+// Waits (at most `bound`) until `server`, a `sluice serve --listen
+// 127.0.0.1:0`, says on stderr where it listens. Its port, or 0 when it
+// exited first or did not say so in time.
+inline int WaitForListenPort(SluiceProcess& server, std::chrono::seconds bound) {
+  const std::string marker = "listening on http://127.0.0.1:";
+  int port = 0;
+  WaitUntil(
+      [&] {
+        std::string err = server.err();
+        auto at = err.find(marker);
+        if (at == std::string::npos) return server.Wait(std::chrono::milliseconds(0)) != SluiceProcess::kRunning;
+        auto end = err.find(' ', at + marker.size());
+        if (end == std::string::npos) return false;
+        port = std::stoi(err.substr(at + marker.size(), end - at - marker.size()));
+        return true;
+      },
+      bound);
+  return port;
+}
 
 }  // namespace sluice::test_support
