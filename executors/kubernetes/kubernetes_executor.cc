@@ -165,6 +165,7 @@ void KubernetesExecutor::NoteLocked(Live& r, std::string text) {
   if (r.note == text) return;
   r.note = text;
   notes_[r.task.id] = TaskNote{r.task.id, std::move(text)};
+  notes_wake_ = true;
   done_cv_.notify_all();  // Wait() returns so that the runner records it
 }
 
@@ -531,8 +532,12 @@ std::optional<TaskResult> KubernetesExecutor::Wait(Duration timeout) {
       return r;
     }
     if (running_.empty()) return std::nullopt;
-    // New notes go to the runner now, not with the next result.
-    if (!notes_.empty()) return std::nullopt;
+    // New notes go to the runner now, not with the next result (once: a
+    // caller that never takes them is not woken again).
+    if (notes_wake_) {
+      notes_wake_ = false;
+      return std::nullopt;
+    }
     // sluice's own deadline, in case activeDeadlineSeconds never fires
     // (e.g. a pod that never starts on a cluster without a deadline).
     auto now = SteadyClock::now();

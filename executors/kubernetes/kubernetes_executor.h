@@ -255,6 +255,7 @@ class KubernetesExecutor : public Executor, public TaskNoteSource {
   std::set<std::string> cleaned_;     // namespaces whose expired bare pods were queued for deletion
   std::map<std::string, std::unique_ptr<WatchEntry>> watches_;  // "plural/ns/run"
   std::map<TaskId, TaskNote> notes_;                // not yet taken
+  bool notes_wake_ = false;                         // a note came since Wait() last returned for one
   std::map<std::string, QueueProbe> queue_probes_;  // by namespace
   bool shutting_down_ = false;
   std::vector<std::thread> finishers_;
