@@ -210,7 +210,8 @@ TEST_P(KueueLiveTest, SixGpuStepsShareTwoGpusThroughTheQueue) {
   EXPECT_EQ(MaxOverlap(spans), 2) << status.dump(2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Object, KueueLiveTest, ::testing::Values("pod", "job"));
+INSTANTIATE_TEST_SUITE_P(Object, KueueLiveTest, ::testing::Values("pod", "job"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 }  // namespace
 }  // namespace sluice
