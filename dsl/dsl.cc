@@ -842,15 +842,28 @@ class Loader {
   }
 
   // A `kubernetes:` section as JSON. Its other settings are checked when the
-  // object is built; `object` and `logs` are checked here, where their place
-  // is known.
+  // object is built; `object`, `logs` and `queue` are checked here, where
+  // their place is known.
   Json KubernetesSection(const YamlNode& n) {
     for (size_t i = 0; i + 1 < n.children.size(); i += 2) {
       const YamlNode& key = N(n.children[i]);
       if (key.IsScalar() && key.value == "object") Enum(N(n.children[i + 1]), "kubernetes.object", kKubernetesObjects);
       if (key.IsScalar() && key.value == "logs") Enum(N(n.children[i + 1]), "kubernetes.logs", kKubernetesLogs);
+      if (key.IsScalar() && key.value == "queue") KueueQueue(N(n.children[i + 1]));
     }
     return ToJson(n);
+  }
+
+  // `kubernetes.queue`: the name of a Kueue LocalQueue in the step's
+  // namespace, which is also the value of its queue-name label.
+  void KueueQueue(const YamlNode& v) {
+    auto q = Str(v, "kubernetes.queue");
+    if (!q || IsDnsLabel(*q)) return;
+    std::string fix = ToDnsLabel(*q);
+    Err(v, "invalid kubernetes.queue '" + *q +
+               "': a Kueue LocalQueue name uses lower-case letters, digits and '-' (at most 63, starting and "
+               "ending with a letter or digit)" +
+               (fix.empty() ? "" : "; did you mean '" + fix + "'?"));
   }
 
   void ParseStepList(const YamlNode& n, bool is_finally) {
@@ -934,8 +947,10 @@ class Loader {
     size_t errors_before_type = 0;
     bool type_ok = true;
     Json kubernetes;  // the step's `kubernetes:` section, kept beside its operator section
+    const YamlNode* priority = nullptr;  // the step's own `priority:` value
     Entries(sn, step_keys_, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
       if (k == "name" || k == "uses" || k == "pipeline") return;
+      if (k == "priority") priority = &v;
       if (sub_pipeline && !Contains(kSubPipelineStepKeys, k)) {
         Err(key, "'" + k + "' comes from the sub-pipeline; a step that runs one may set only: " +
                      JoinKeys(kSubPipelineStepKeys));
@@ -987,6 +1002,11 @@ class Loader {
       if (kubernetes.is_object()) merged.update(kubernetes);
       kubernetes = std::move(merged);
     }
+    // On Kueue a queued step's priority N is the WorkloadPriorityClass
+    // sluice-priority-N, which exists only for N > 0.
+    if (priority && s.priority < 0 && kubernetes.is_object() && kubernetes.contains("queue"))
+      Err(*priority, "a step with kubernetes.queue takes a priority of 0 or more (priority N > 0 is Kueue's "
+                     "WorkloadPriorityClass sluice-priority-N), got " + std::to_string(s.priority));
     if (!kubernetes.is_null() && !s.config.contains("kubernetes")) s.config["kubernetes"] = std::move(kubernetes);
     if (!info.has_name && !Suggested(sn, "name")) Err(sn, "step is missing required key 'name'");
     const Operator* op = ops_.Find(s.type);

@@ -18,6 +18,7 @@
 #include "dsl/suggest.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/output.h"
+#include "engine/task_note.h"
 #include "engine/file_lock.h"
 #include "engine/store/provenance.h"
 #include "engine/store/record_json.h"
@@ -80,7 +81,10 @@ std::string StepTable(const std::vector<StepRecord>& steps, bool wide = false) {
     if (s.phase == NodePhase::kCached && !s.cached_from.empty() && message.empty()) {
       message = "outputs reused from " + s.cached_from;
     }
-    std::vector<std::string> row = {s.instance, NodePhaseName(s.phase), std::to_string(s.attempts),
+    // A running step that its executor noted as waiting in a queue.
+    const bool queued = s.phase == NodePhase::kRunning && s.message.rfind(kQueuedNotePrefix, 0) == 0;
+    std::vector<std::string> row = {s.instance, queued ? "Queued" : NodePhaseName(s.phase),
+                                    std::to_string(s.attempts),
                                     ElapsedText(s.started_at, s.finished_at), ExitText(s)};
     if (wide) {
       row.push_back(s.started_at ? FormatTime(*s.started_at) : "-");

@@ -35,6 +35,7 @@
 #include "engine/secret_mask.h"
 #include "engine/sha256.h"
 #include "engine/step_outputs.h"
+#include "engine/task_note.h"
 #include "engine/launch.h"
 #include "engine/run/launcher_files.h"
 #include "engine/text.h"
@@ -239,6 +240,10 @@ class RunLoop {
   // Applies a Cancel() request to the plan and the executors, once.
   void CheckCancel();
   std::optional<TaskResult> WaitAny(Duration timeout);
+  // Records what the executors noted about running tasks (TakeNotes) in
+  // their steps' messages; a step that leaves a queue on its first attempt
+  // starts then, so its duration is its run and not its wait.
+  void ApplyNotes();
 
   Json BuildScope(int step, int inst);
   // For a step after minSuccessRatio steps: {step: [failed item names]} for
@@ -1656,6 +1661,23 @@ std::optional<TaskResult> RunLoop::WaitAny(Duration timeout) {
   return busy[0]->Wait(std::min(timeout, Duration(20)));
 }
 
+void RunLoop::ApplyNotes() {
+  for (Executor* e : used_executors_) {
+    auto* source = dynamic_cast<TaskNoteSource*>(e);
+    if (source == nullptr) continue;
+    for (TaskNote& n : source->TakeNotes()) {
+      auto t = tasks_.find(n.id);
+      if (t == tasks_.end()) continue;
+      Inst& st = insts_[t->second];
+      if (st.rec.phase != NodePhase::kRunning || st.rec.message == n.text) continue;
+      const bool left_queue = n.text.empty() && st.rec.message.rfind(kQueuedNotePrefix, 0) == 0;
+      if (left_queue && st.rec.attempts == 1) st.rec.started_at = clock_->Now();
+      st.rec.message = std::move(n.text);
+      Put(st.rec);
+    }
+  }
+}
+
 void RunLoop::CheckCancel() {
   if (!r_.cancel_requested_.load()) return;
   const bool terminate = r_.terminate_requested_.load();
@@ -1786,6 +1808,7 @@ Result<RunSummary> RunLoop::Run() {
         }
         DrainChanges();
       }
+      ApplyNotes();
     } else if (wake) {
       if (timeout > Duration(0)) clock_->SleepFor(timeout);
     } else if (!r_.cancel_requested_.load()) {

@@ -74,6 +74,13 @@ Task TaskBuilder::Build(const std::string& run_id, const std::string& pipeline, 
   task_.timeout = step_.timeout;
   task_.pending_timeout = step_.pending_timeout;
   task_.config = config_ ? std::move(*config_) : step_.config;
+  // The step's priority reaches the Kubernetes object (Kueue's priority
+  // class for a queued step) as kubernetes.priority; a value written there
+  // by hand is replaced.
+  if (task_.config.is_object() && task_.config.contains("kubernetes") && task_.config["kubernetes"].is_object()) {
+    if (step_.priority != 0) task_.config["kubernetes"]["priority"] = step_.priority;
+    else task_.config["kubernetes"].erase("priority");
+  }
   return std::move(task_);
 }
 

@@ -8,6 +8,7 @@
 #include "engine/plan.h"
 #include "engine/secret_mask.h"
 #include "executors/kubernetes/api/objects.h"
+#include "executors/kubernetes/kueue.h"
 #include "engine/text.h"
 
 namespace sluice {
@@ -115,9 +116,103 @@ struct KubernetesExecutor::Live {
   // nullopt once they all started, or without a pending timeout.
   std::optional<SteadyClock::time_point> pending_check;
   bool probing = false;    // a pending check is queued or being made
+  // Kueue (`kubernetes.queue`): the LocalQueue, and whether Kueue still
+  // holds the object (true from the start until an event shows it admitted).
+  // While held, `deadline` and `pending_check` are unset: both count from
+  // admission.
+  std::string queue;
+  bool held = false;
+  std::string note;  // the last note given for it
+  // When Kueue admitted it (pendingTimeout counts pods Pending from then).
+  std::optional<std::chrono::system_clock::time_point> admitted_at;
   bool finishing = false;  // a Finish is queued or being handled
   bool created = false;    // its create (or adoption) has returned
+  bool any_kind = false;   // an object of any kind (no activeDeadlineSeconds)
 };
+
+void KubernetesExecutor::StartClocks(Live& r) const {
+  const auto now = SteadyClock::now();
+  if (r.task.timeout) {
+    // An object of any kind has no activeDeadlineSeconds of its own: sluice's
+    // deadline is the only one, so it gets no grace.
+    r.deadline = now + *r.task.timeout + (r.any_kind ? Duration(0) : options_.deadline_grace);
+  }
+  if (r.task.pending_timeout && (IsBarePod(r.kind) || !r.kind.pod_name_label.empty()))
+    r.pending_check = now + *r.task.pending_timeout;
+}
+
+void KubernetesExecutor::TrackQueueLocked(Live& r, const Json& obj) {
+  if (r.queue.empty()) return;
+  const bool held = k8s::HeldByKueue(obj);
+  if (r.held && !held) {
+    // Admitted: the step runs from now on.
+    r.held = false;
+    r.admitted_at = std::chrono::system_clock::now();
+    StartClocks(r);
+    NoteLocked(r, "");
+    done_cv_.notify_all();
+  } else if (held) {
+    if (!r.held) {  // suspended again (preempted, evicted): back in the queue
+      r.held = true;
+      r.deadline.reset();
+      r.pending_check.reset();
+    }
+    QueueProbeLocked(r.ns);
+  }
+}
+
+void KubernetesExecutor::NoteLocked(Live& r, std::string text) {
+  if (r.note == text) return;
+  r.note = text;
+  notes_[r.task.id] = TaskNote{r.task.id, std::move(text)};
+  notes_wake_ = true;
+  done_cv_.notify_all();  // Wait() returns so that the runner records it
+}
+
+void KubernetesExecutor::QueueProbeLocked(const std::string& ns) {
+  QueueProbe& p = queue_probes_[ns];
+  if (p.due || p.in_flight) return;
+  // The first look waits a moment, so that Kueue has made the Workload.
+  p.due = std::max(SteadyClock::now() + kQueueProbeDelay, p.last + kQueueProbeInterval);
+  done_cv_.notify_all();
+}
+
+void KubernetesExecutor::ProbeQueue(const std::string& ns) {
+  {
+    // Nothing to look up when every task there was admitted meanwhile.
+    std::lock_guard<std::mutex> lock(mu_);
+    bool any = false;
+    for (const auto& [id, r] : running_) any = any || (r->ns == ns && r->held && !r->finishing);
+    if (!any) {
+      queue_probes_[ns].in_flight = false;
+      return;
+    }
+  }
+  // One LIST of the namespace's Workloads serves every held task in it.
+  auto workloads = client_->List(k8s::KueueWorkloadKind(), ns, "", k8s::Priority::kBackground);
+  std::lock_guard<std::mutex> lock(mu_);
+  QueueProbe& p = queue_probes_[ns];
+  p.in_flight = false;
+  p.last = SteadyClock::now();
+  bool any_held = false;
+  for (auto& [id, r] : running_) {
+    if (r->ns != ns || !r->held || r->finishing) continue;
+    any_held = true;
+    NoteLocked(*r, workloads ? k8s::KueueQueueNote(r->queue, workloads->items, r->kind.kind, r->name)
+                             : kQueuedNotePrefix + r->queue + " (Kueue: pending admission; its Workloads are not "
+                                   "readable: " + workloads.error().message() + ")");
+  }
+  if (any_held) p.due = p.last + kQueueProbeInterval;
+  done_cv_.notify_all();
+}
+
+std::vector<TaskNote> KubernetesExecutor::TakeNotes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<TaskNote> out;
+  for (auto& [id, n] : notes_) out.push_back(std::move(n));
+  notes_.clear();
+  return out;
+}
 
 struct KubernetesExecutor::WatchEntry {
   std::unique_ptr<k8s::Watcher> watcher;
@@ -243,7 +338,10 @@ std::optional<TaskId> KubernetesExecutor::OnEventLocked(const std::string& plura
     return r.task.id;
   }
   WorkloadState st = r.op->ReadStatus(obj);
-  if (!st.finished) return std::nullopt;
+  if (!st.finished) {
+    TrackQueueLocked(r, obj);
+    return std::nullopt;
+  }
   TaskId id = r.task.id;
   if (st.outcome == TaskOutcome::kSucceeded) {
     SucceedLocked(r, st.message);
@@ -286,13 +384,10 @@ Status KubernetesExecutor::Start(const Task& task) {
   r->ns = mo.namespace_;
   r->name = name;
   r->started_at = std::chrono::system_clock::now();
-  if (task.timeout) {
-    // An object of any kind has no activeDeadlineSeconds of its own: sluice's
-    // deadline is the only one, so it gets no grace.
-    r->deadline = SteadyClock::now() + *task.timeout + (any_kind ? Duration(0) : options_.deadline_grace);
-  }
-  if (task.pending_timeout && (IsBarePod(*kind) || !kind->pod_name_label.empty()))
-    r->pending_check = SteadyClock::now() + *task.pending_timeout;
+  r->any_kind = any_kind;
+  r->queue = Label(*manifest, k8s::kLabelQueue);
+  r->held = !r->queue.empty();
+  if (!r->held) StartClocks(*r);
   const std::string path = kind->plural + "/" + mo.namespace_;
   bool async = false;
   {
@@ -437,6 +532,12 @@ std::optional<TaskResult> KubernetesExecutor::Wait(Duration timeout) {
       return r;
     }
     if (running_.empty()) return std::nullopt;
+    // New notes go to the runner now, not with the next result (once: a
+    // caller that never takes them is not woken again).
+    if (notes_wake_) {
+      notes_wake_ = false;
+      return std::nullopt;
+    }
     // sluice's own deadline, in case activeDeadlineSeconds never fires
     // (e.g. a pod that never starts on a cluster without a deadline).
     auto now = SteadyClock::now();
@@ -465,6 +566,20 @@ std::optional<TaskResult> KubernetesExecutor::Wait(Duration timeout) {
         finish_cv_.notify_one();
       } else if (!next || *r->pending_check < *next) {
         next = r->pending_check;
+      }
+    }
+    for (auto& [ns, p] : queue_probes_) {
+      if (!p.due) continue;
+      if (*p.due <= now) {
+        p.due.reset();
+        p.in_flight = true;
+        Finish probe;
+        probe.ns = ns;
+        probe.probe_queue = true;
+        finish_queue_.push_back(std::move(probe));
+        finish_cv_.notify_one();
+      } else if (!next || *p.due < *next) {
+        next = p.due;
       }
     }
     if (now >= end) return std::nullopt;
@@ -516,6 +631,8 @@ void KubernetesExecutor::FinisherLoop() {
       ProbePending(f.id);
     } else if (f.logs_only && !f.log_note.empty()) {
       std::ofstream(f.log_path, std::ios::app) << f.log_note;
+    } else if (f.probe_queue) {
+      ProbeQueue(f.ns);
     } else if (f.logs_only) {
       // A success's log waits for an idle moment of the rate limiter, so
       // copying it never delays a create.
@@ -661,6 +778,7 @@ void KubernetesExecutor::ProbePending(TaskId id) {
   KubernetesKind kind;
   std::string ns, name;
   Duration limit{0};
+  std::optional<std::chrono::system_clock::time_point> admitted;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = running_.find(id);
@@ -669,6 +787,7 @@ void KubernetesExecutor::ProbePending(TaskId id) {
     ns = it->second->ns;
     name = it->second->name;
     limit = *it->second->task.pending_timeout;
+    admitted = it->second->admitted_at;
   }
   // The pods as they are now: a bare pod by one GET, a Job's or a TFJob's by
   // one LIST.
@@ -691,7 +810,9 @@ void KubernetesExecutor::ProbePending(TaskId id) {
       const std::string phase = status.is_object() ? status.value("phase", "") : "";
       if (!phase.empty() && phase != "Pending") continue;
       auto created = k8s::ParseRfc3339(pod["metadata"].value("creationTimestamp", ""));
+      // A pod Kueue held (scheduling-gated) is Pending from its admission.
       auto since = created.value_or(now);
+      if (admitted && *admitted > since) since = *admitted;
       if (now - since >= limit) {
         stuck = "pod " + ns + "/" + pod["metadata"].value("name", "") + " was still Pending after " +
                 FormatDuration(limit) + " (pendingTimeout): " + PendingReason(pod);

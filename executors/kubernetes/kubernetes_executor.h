@@ -32,8 +32,18 @@
 //             propagation and the result is kTimedOut.
 //   Cancel()  deletes the object (Background propagation, pods get `grace`),
 //             and the result is kCancelled.
+//   queues    an object with a Kueue LocalQueue (`kubernetes.queue`) is held
+//             until Kueue admits it (a Job suspended, a pod behind Kueue's
+//             scheduling gate, as its watch events show). While held, its
+//             timeout and pendingTimeout do not run (they count from
+//             admission), and TakeNotes() reports "queued in Q (Kueue: ...)"
+//             (k8s::KueueQueueNote) from one LIST of the namespace's Workloads
+//             at most every kQueueProbeInterval, shared by all held tasks
+//             of that namespace; on admission the note is "".
 //
 // Write requests per task: 1 (create); plus 1 delete on timeout/cancel.
+// Per namespace with tasks held by Kueue: 1 Workload LIST per
+// kQueueProbeInterval, none once no task there is held.
 // Reads per task: a bare pod 1 log GET; a Job or TFJob 1 pod list + 1 log
 // GET per pod, on completion. Per run and namespace with bare pods: 1 list,
 // plus 1 delete-collection per run whose pods expired.
@@ -56,6 +66,7 @@
 #include "engine/executor.h"
 #include "engine/status.h"
 #include "engine/operator.h"
+#include "engine/task_note.h"
 #include "executors/kubernetes/api/client.h"
 #include "executors/kubernetes/api/kubeconfig.h"
 
@@ -95,7 +106,7 @@ struct KubernetesExecutorOptions {
   const OperatorRegistry* operators = nullptr;
 };
 
-class KubernetesExecutor : public Executor {
+class KubernetesExecutor : public Executor, public TaskNoteSource {
  public:
   // Use NewKubernetesExecutor(). Takes ownership of `client`.
   KubernetesExecutor(std::unique_ptr<k8s::Client> client, KubernetesExecutorOptions options);
@@ -119,6 +130,13 @@ class KubernetesExecutor : public Executor {
   void Cancel(TaskId id, Duration grace) override;
   void CancelAll(Duration grace) override;
   size_t Running() const override;
+  // Queue notes (see "queues" above), the latest per task.
+  std::vector<TaskNote> TakeNotes() override;
+
+  // How often the Workloads of a namespace with held tasks are listed, and
+  // how long after a task is first seen held (Kueue makes its Workload then).
+  static constexpr Duration kQueueProbeInterval{5000};
+  static constexpr Duration kQueueProbeDelay{1000};
 
   // The namespace `task` runs in.
   std::string NamespaceFor(const Task& task) const;
@@ -144,6 +162,13 @@ class KubernetesExecutor : public Executor {
     std::optional<Json> pod;  // a bare pod's final state, from its watch event
     bool cleanup = false;     // delete the expired bare pods of namespace `ns`
     bool probe_pending = false;  // look whether task `id`'s pods are Pending too long
+    bool probe_queue = false;    // list namespace `ns`'s Workloads for its held tasks
+  };
+  // The Workload LIST of one namespace (queue notes).
+  struct QueueProbe {
+    std::optional<std::chrono::steady_clock::time_point> due;  // nullopt: none scheduled
+    bool in_flight = false;
+    std::chrono::steady_clock::time_point last{};
   };
   struct WatchEntry;
 
@@ -194,10 +219,24 @@ class KubernetesExecutor : public Executor {
   void DeleteExpiredPods(const std::string& ns);
   void ReapIdleWatches();
   // Task::pending_timeout: reads task `id`'s pods (one GET or LIST); a pod
-  // Pending longer than the timeout (since its creation) fails the task as
+  // Pending longer than the timeout (since its creation, or its admission by
+  // Kueue when later) fails the task as
   // kError with the pod's reason, and deletes its object; otherwise sets
   // when to look again (never, once every pod has started).
   void ProbePending(TaskId id);
+  // Sets `r`'s deadline and pending check, counting from now (its start,
+  // or its admission by Kueue).
+  void StartClocks(Live& r) const;
+  // With mu_ held: follows a non-final event of a queued task's object
+  // (held -> admitted starts its clocks; held schedules a queue probe).
+  void TrackQueueLocked(Live& r, const Json& obj);
+  // With mu_ held: records `text` as task r's note when it changed.
+  void NoteLocked(Live& r, std::string text);
+  // With mu_ held: schedules a Workload LIST of `ns` (at most one per
+  // kQueueProbeInterval).
+  void QueueProbeLocked(const std::string& ns);
+  // Lists `ns`'s Workloads and notes each held task's place in its queue.
+  void ProbeQueue(const std::string& ns);
 
   std::unique_ptr<k8s::Client> client_;
   const KubernetesExecutorOptions options_;
@@ -216,6 +255,9 @@ class KubernetesExecutor : public Executor {
   std::set<std::string> created_ok_;  // "plural/ns" that accepted a create
   std::set<std::string> cleaned_;     // namespaces whose expired bare pods were queued for deletion
   std::map<std::string, std::unique_ptr<WatchEntry>> watches_;  // "plural/ns/run"
+  std::map<TaskId, TaskNote> notes_;                // not yet taken
+  bool notes_wake_ = false;                         // a note came since Wait() last returned for one
+  std::map<std::string, QueueProbe> queue_probes_;  // by namespace
   bool shutting_down_ = false;
   std::vector<std::thread> finishers_;
 };

@@ -95,6 +95,10 @@ Result<PodSettings> Settings(const Task& task, const ManifestOptions& o) {
     } else if (key == "object") {
       if (!v.is_string() || (v != "pod" && v != "job")) return bad("object must be pod or job");
       s.object = v.get<std::string>();
+    } else if (key == "priority") {
+      // The step's `priority`, put here by the runner (engine/run/task_builder.cc)
+      // and read by Metadata().
+      if (!v.is_number_integer()) return bad("priority must be an integer");
     } else if (key == "logs") {
       // Read by the executor when the step ends; nothing in the object.
       if (!v.is_string() || (v != "all" && v != "failed")) return bad("logs must be all or failed");
@@ -117,6 +121,21 @@ Json Labels(const Task& task, const PodSettings& s) {
             {k8s::kLabelAttempt, std::to_string(task.attempt)},
             {"app.kubernetes.io/managed-by", "sluice"}};
   return l;
+}
+
+// On a queued object whose step has `priority: N` (N > 0): the Kueue
+// WorkloadPriorityClass "sluice-priority-N". Priority 0 or less adds no
+// label (Kueue's default priority, 0); lint refuses a negative priority on a
+// queued step.
+constexpr char kLabelPriorityClass[] = "kueue.x-k8s.io/priority-class";
+
+// The step's priority: kubernetes.priority, which the runner sets from the
+// step's `priority` (0 when absent).
+int StepPriority(const Task& task) {
+  if (!task.config.is_object() || !task.config.contains("kubernetes")) return 0;
+  const Json& k = task.config["kubernetes"];
+  if (!k.is_object() || !k.contains("priority") || !k["priority"].is_number_integer()) return 0;
+  return k["priority"].get<int>();
 }
 
 Json Annotations(const Task& task) {
@@ -222,7 +241,11 @@ Json PodTemplate(const Task& task, const ManifestOptions& o, const PodSettings& 
 Json Metadata(const Task& task, const ManifestOptions& o, const PodSettings& s,
               const WorkloadKind& kind) {
   Json labels = Labels(task, s);
-  if (!s.queue.empty()) labels[k8s::kLabelQueue] = s.queue;
+  if (!s.queue.empty()) {
+    labels[k8s::kLabelQueue] = s.queue;
+    const int priority = StepPriority(task);
+    if (priority > 0) labels[kLabelPriorityClass] = "sluice-priority-" + std::to_string(priority);
+  }
   return Json{{"name", ObjectName(task.run_id, task.instance, task.attempt, kind.max_name_length)},
               {"namespace", s.namespace_},
               {"labels", labels},

@@ -62,6 +62,7 @@ LINT_ONLY = {
     "unknown_step_in_depends": "reference: depends names no step",
     "unknown_step_in_template": "reference: a template names no step",
     "foreach_item_template": "expression: a template inside a literal foreach list",
+    "kubernetes_queue_negative_priority": "a rule between keys: a negative priority on a step with kubernetes.queue (also from defaults)",
     "expression_too_deep": "expression: nesting past the expression depth limit",
     # The loader's limits (docs/dsl.md, Limits): bounds on resources, not shape.
     "alias_billion_laughs": "limit: YAML nodes with aliases expanded",

@@ -11,12 +11,14 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 
 #include <gtest/gtest.h>
 
 #include "engine/store/artifact_store.h"
 #include "engine/clock.h"
 #include "engine/sha256.h"
+#include "engine/task_note.h"
 #include "tests/engine/fake_store.h"
 #include "tests/engine/test_pipeline.h"
 
@@ -29,7 +31,7 @@ namespace {
 // `on_run` (which plays the step: writes its output files into the task's
 // workdir) and ends with the next scripted outcome of its instance
 // (success when none is scripted).
-class FakeExecutor : public Executor {
+class FakeExecutor : public Executor, public TaskNoteSource {
   struct InFlight {
     Task task;
     TimePoint end;
@@ -43,6 +45,9 @@ class FakeExecutor : public Executor {
   std::map<std::string, Duration> durations;                // instance -> run time (default 1s)
   std::function<void(const Task&)> on_run;
   std::function<void(const Task&)> on_start;
+  // Called at the start of each Wait(); may add to `notes`.
+  std::function<void()> on_wait;
+  std::vector<TaskNote> notes;  // given by the next TakeNotes()
   std::vector<Task> started;
   int slots = 100;
 
@@ -59,7 +64,8 @@ class FakeExecutor : public Executor {
     return Status::Ok();
   }
   std::optional<TaskResult> Wait(Duration timeout) override {
-    if (running_.empty()) return std::nullopt;
+    if (on_wait) on_wait();
+    if (running_.empty() || !notes.empty()) return std::nullopt;
     auto it = std::min_element(running_.begin(), running_.end(),
                                [](const InFlight& a, const InFlight& b) { return a.end < b.end; });
     if (it->end > clock_->Now() + timeout) {
@@ -102,6 +108,7 @@ class FakeExecutor : public Executor {
     for (auto& r : running_) Cancel(r.task.id, grace);
   }
   size_t Running() const override { return running_.size(); }
+  std::vector<TaskNote> TakeNotes() override { return std::exchange(notes, {}); }
 
  private:
   FakeClock* clock_;
@@ -304,6 +311,46 @@ TEST_F(RunnerTest, RunsAPipelineAndRecordsEveryPhaseChange) {
   EXPECT_EQ(snap["sluice_version"], SLUICE_VERSION);
   EXPECT_EQ(store_.executions[2].outcome, "Succeeded");
   EXPECT_EQ(store_.executions[2].cache_key.size(), 64u);
+}
+
+// An executor's note (a step waiting in a Kueue queue) becomes the running
+// step's message; when the step leaves the queue its message is cleared and
+// it starts then, so its duration is its run, not its wait.
+TEST_F(RunnerTest, ExecutorNotesShowAQueuedStepThatStartsWhenItLeavesTheQueue) {
+  Load(R"(
+apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata: {name: queued}
+steps:
+  - name: train
+    command: [train]
+)");
+  executor_->durations["train"] = Duration(60000);
+  const TimePoint begin = clock_.Now();
+  std::vector<std::string> messages;  // the step's record as each Wait() found it
+  int waits = 0;
+  executor_->on_wait = [&] {
+    const auto& rec = store_.steps["run1"]["train"];
+    messages.push_back(rec.message);
+    ++waits;
+    if (waits == 1) {
+      executor_->notes.push_back({executor_->started[0].id, "queued in team-a (Kueue: pending admission, position 2)"});
+    } else if (waits == 2) {
+      clock_.Advance(Duration(5000));  // waited 5 s in the queue
+      executor_->notes.push_back({executor_->started[0].id, ""});
+    }
+  };
+  auto s = RunIt(Options());
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(Phases(*s), "train=Succeeded#1");
+  ASSERT_GE(messages.size(), 3u);
+  EXPECT_EQ(messages[0], "");
+  EXPECT_EQ(messages[1], "queued in team-a (Kueue: pending admission, position 2)");
+  EXPECT_EQ(messages[2], "");
+  EXPECT_EQ(store_.PhasesOf("train"), "Running#1 Running#1 Running#1 Succeeded#1");
+  const StepRecord& train = StepOf(*s, "train");
+  ASSERT_TRUE(train.started_at && train.finished_at);
+  EXPECT_EQ(*train.started_at - begin, Duration(5000));
 }
 
 TEST_F(RunnerTest, WhenFalseSkipsTheStep) {

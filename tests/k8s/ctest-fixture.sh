@@ -6,6 +6,10 @@
 # auto, it does when the cluster's other components are already in the cache,
 # so a cold run (which builds those, about 35 minutes) stays well inside CI's
 # 90 minutes and every later run also runs the Argo tests.
+# SLUICE_K8S_WITH_KUEUE: 1, the cluster also runs Kueue's manager and queues
+# (`cluster up --with-kueue`; built on first use, see docs/testing.md); 0, it
+# does not; unset or auto, as Argo: it does when the cluster's other
+# components are already in the cache.
 # SLUICE_K8S_WITH_NODE: 1, the cluster also has the real node (`cluster up
 # --with-node`); 0, it does not; unset or auto, it does when `cluster
 # node-check` says it can (root, the node's packages from .ci/setup --tests,
@@ -16,24 +20,30 @@ if [ "${SLUICE_SKIP_K8S:-0}" = 1 ]; then
   echo "SLUICE_SKIP_K8S=1: not touching the test cluster"
   exit 77
 fi
+# with_when_cached SETTING FLAG VARIABLE WHAT: adds FLAG to args for SETTING
+# 1, not for 0, and for auto when the cluster's other components are cached.
+with_when_cached() {
+  case "$1" in
+    1) args+=("$2") ;;
+    0) ;;
+    *)
+      # shellcheck source=lib/build.sh
+      K8S_DIR=$here . "$here/lib/build.sh"
+      if [ -z "$(needed_components)" ]; then
+        echo "the cluster's components are cached: also running $4 ($3=0 to leave it out)"
+        args+=("$2")
+      else
+        echo "building the cluster's components first: $4 left out this time ($3=1 to include it)"
+      fi
+      ;;
+  esac
+}
 case "${1:-}" in
   up)
     start=$SECONDS
     args=()
-    case "${SLUICE_K8S_WITH_ARGO:-auto}" in
-      1) args+=(--with-argo) ;;
-      0) ;;
-      *)
-        # shellcheck source=lib/build.sh
-        K8S_DIR=$here . "$here/lib/build.sh"
-        if [ -z "$(needed_components)" ]; then
-          echo "the cluster's components are cached: also running Argo's workflow-controller (SLUICE_K8S_WITH_ARGO=0 to leave it out)"
-          args+=(--with-argo)
-        else
-          echo "building the cluster's components first: Argo's workflow-controller left out this time (SLUICE_K8S_WITH_ARGO=1 to include it)"
-        fi
-        ;;
-    esac
+    with_when_cached "${SLUICE_K8S_WITH_ARGO:-auto}" --with-argo SLUICE_K8S_WITH_ARGO "Argo's workflow-controller"
+    with_when_cached "${SLUICE_K8S_WITH_KUEUE:-auto}" --with-kueue SLUICE_K8S_WITH_KUEUE Kueue
     case "${SLUICE_K8S_WITH_NODE:-auto}" in
       1) args+=(--with-node) ;;
       0) ;;

@@ -102,7 +102,7 @@ Task FullTask() {
   t.secret_refs["DB_PASSWORD"] = SecretRef{"db", "password"};
   t.timeout = Duration(1500);
   t.config = Json::parse(R"({"kubernetes": {
-      "serviceAccountName": "trainer", "priorityClassName": "high",
+      "serviceAccountName": "trainer", "priorityClassName": "high", "priority": 10,
       "imagePullSecrets": ["regcred"], "queue": "team-a", "ttlSecondsAfterFinished": 600,
       "podAnnotations": {"sluice.dev/kwok-fail": "true"}}})");
   return t;
@@ -117,13 +117,33 @@ ManifestOptions FullOptions() {
   return o;
 }
 
-// The bare pod carries what the Job would have: the queue label (Kueue's pod
-// integration), the deadline on the pod spec, the TTL as an annotation.
+// The bare pod carries what the Job would have: the queue and priority-class
+// labels (Kueue's pod integration), the deadline on the pod spec, the TTL as
+// an annotation.
 TEST(KubernetesManifestsTest, BarePodWithEverything) {
   auto m = BuildManifest(FullTask(), FullOptions());
   ASSERT_TRUE(m) << m.error().ToString();
   ExpectGolden(*m, "pod_full.json");
   EXPECT_EQ(m->dump().find("hunter2"), std::string::npos) << "a secret value was inlined";
+}
+
+// A step's priority is a Kueue WorkloadPriorityClass only on a queued
+// object, and only above 0 (Kueue's default priority).
+TEST(KubernetesManifestsTest, PriorityClassLabelOnlyForAQueuedStep) {
+  Task t = BasicTask();
+  t.config = Json::parse(R"({"kubernetes": {"priority": 5}})");
+  auto unqueued = BuildManifest(t, ManifestOptions{});
+  ASSERT_TRUE(unqueued) << unqueued.error().ToString();
+  EXPECT_FALSE((*unqueued)["metadata"]["labels"].contains("kueue.x-k8s.io/priority-class"));
+  t.config = Json::parse(R"({"kubernetes": {"queue": "team-a", "priority": 5}})");
+  auto queued = BuildManifest(t, ManifestOptions{});
+  ASSERT_TRUE(queued) << queued.error().ToString();
+  EXPECT_EQ((*queued)["metadata"]["labels"]["kueue.x-k8s.io/queue-name"], "team-a");
+  EXPECT_EQ((*queued)["metadata"]["labels"]["kueue.x-k8s.io/priority-class"], "sluice-priority-5");
+  t.config = Json::parse(R"({"kubernetes": {"queue": "team-a"}})");
+  auto zero = BuildManifest(t, ManifestOptions{});
+  ASSERT_TRUE(zero) << zero.error().ToString();
+  EXPECT_FALSE((*zero)["metadata"]["labels"].contains("kueue.x-k8s.io/priority-class"));
 }
 
 TEST(KubernetesManifestsTest, JobWithEverything) {

@@ -207,6 +207,27 @@ build_argo() {
       -o "$dir/bin/workflow-controller" github.com/argoproj/argo-workflows/v3/cmd/workflow-controller
 }
 
+build_kueue() {
+  local v=$KUEUE_VERSION name=kueue
+  is_built $name "$v" && return 0
+  go_env
+  local dir; dir=$(component_dir $name "$v")
+  mkdir -p "$dir/bin"; : >"$dir/build.log"
+  wrapper_init "$dir"
+  (cd "$dir/src" && go mod edit "-require=sigs.k8s.io/kueue@$v")
+  # Kueue's go.mod may replace modules; a dependency's replace directives are
+  # ignored, so they are repeated here, read from the module's own go.mod.
+  local mod reps; mod=$(module_dir sigs.k8s.io/kueue "$v")
+  [ -f "$mod/go.mod" ] || die "cannot download sigs.k8s.io/kueue@$v from the Go module proxy"
+  reps=$(sed -n 's#^replace[[:space:]]\{1,\}\([^ ]*\) => \([^ ]*\) \(v[^ ]*\)$#-replace=\1=\2@\3#p' "$mod/go.mod")
+  # shellcheck disable=SC2086
+  [ -z "$reps" ] || (cd "$dir/src" && go mod edit $reps)
+  run_build $name "$v" kueue -- \
+    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath \
+      -ldflags "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$v" \
+      -o "$dir/bin/kueue" sigs.k8s.io/kueue/cmd/kueue
+}
+
 # argo_crds: directory holding Argo's CRD manifests, installed by every
 # `cluster up` (with or without the controller) so that compiled Workflows can
 # be checked with a server-side dry-run. SLUICE_K8S_ARGO_CRDS picks the set:
@@ -235,21 +256,48 @@ argo_crds() {
   echo "$dir"
 }
 
-# needed_components [argo]: the components `up` needs that are not built yet.
+# kueue_manifests: directory holding Kueue's CRDs (crds/) and webhook
+# configurations (webhooks.yaml, as generated for an in-cluster Service;
+# lib/kueue_webhooks.py points them at the local manager), copied from the
+# sigs.k8s.io/kueue module (a download, no build) into
+# $K8S_CACHE/kueue-manifests-<version> once.
+kueue_manifests() {
+  local dir; dir=$(component_dir kueue-manifests "$KUEUE_VERSION")
+  if [ ! -f "$dir/.complete" ]; then
+    local mod; mod=$(module_dir sigs.k8s.io/kueue "$KUEUE_VERSION")
+    [ -d "$mod/config/components/crd/bases" ] && [ -f "$mod/config/components/webhook/manifests.yaml" ] ||
+      die "no config/components/{crd/bases,webhook} in sigs.k8s.io/kueue@$KUEUE_VERSION (module download failed?)"
+    rm -rf "$dir"
+    mkdir -p "$dir/crds"
+    cp "$mod/config/components/crd/bases"/*.yaml "$dir/crds/"
+    cp "$mod/config/components/webhook/manifests.yaml" "$dir/webhooks.yaml"
+    chmod -R u+w "$dir"
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
+}
+
+# needed_components [argo] [kueue]: the components `up` needs that are not built yet.
 needed_components() {
   is_built kubernetes "$K8S_VERSION" "${K8S_BINS[@]}" || echo kubernetes
   if [ "$(etcd_choice)" = build ]; then is_built etcd "$ETCD_VERSION" || echo etcd; fi
   is_built kwok "$KWOK_VERSION" || echo kwok
   is_built training-operator "$TRAINING_OPERATOR_VERSION" || echo training-operator
-  if [ "${1:-}" = argo ]; then is_built argo "$ARGO_VERSION" || echo argo; fi
+  local extra
+  for extra in "$@"; do
+    case "$extra" in
+      argo) is_built argo "$ARGO_VERSION" || echo argo ;;
+      kueue) is_built kueue "$KUEUE_VERSION" || echo kueue ;;
+    esac
+  done
 }
 
-# build_all [argo]: builds what is missing. Only when something is missing does
+# build_all [argo] [kueue]: builds what is missing. Only when something is missing does
 # it take a lock, so that two concurrent `cluster up` calls do not build the
 # same thing twice, while a long build (argo) never delays an `up` that needs
 # nothing built.
 build_all() {
-  [ -n "$(needed_components "${1:-}")" ] || return 0
+  [ -n "$(needed_components "$@")" ] || return 0
   mkdir -p "$K8S_CACHE"
   exec 8>"$K8S_CACHE/.build.lock"
   if ! flock -n 8; then
@@ -257,13 +305,14 @@ build_all() {
     flock 8
   fi
   local c
-  for c in $(needed_components "${1:-}"); do
+  for c in $(needed_components "$@"); do
     case "$c" in
       kubernetes) build_k8s ;;
       etcd) build_etcd ;;
       kwok) build_kwok ;;
       training-operator) build_training_operator ;;
       argo) build_argo ;;
+      kueue) build_kueue ;;
     esac
   done
   exec 8>&-
