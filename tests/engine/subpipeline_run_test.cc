@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/subprocess.h"
+#include "tests/support/temp_dir.h"
 
 #ifndef SLUICE_BIN
 #error "SLUICE_BIN must name the sluice binary"
@@ -26,15 +27,6 @@ using testutil::Output;
 
 class SubPipelineRunTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "sluice-subpipe-XXXXXX").string();
-    dir_ = ::mkdtemp(tmpl.data());
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   void Write(const std::string& name, const std::string& text) {
     fs::create_directories(fs::path(dir_ + "/" + name).parent_path());
     std::ofstream(dir_ + "/" + name) << text;
@@ -68,7 +60,8 @@ class SubPipelineRunTest : public ::testing::Test {
     return Json::object();
   }
 
-  std::string dir_;
+  testutil::TempDir tmp_{"sluice-subpipe"};
+  const std::string dir_ = tmp_.path();
 };
 
 constexpr char kHead[] = "apiVersion: sluice.dev/v1\nkind: Pipeline\n";
