@@ -273,9 +273,12 @@ std::string Quoted(std::string_view s) {
   return out;
 }
 
+// The input that carries step `step`'s state: an identifier, since it is
+// used as inputs.NAME ("load-data" -> load_data, "8load" -> step_8load).
 std::string InputName(const std::string& step) {
   std::string out = step;
   std::replace(out.begin(), out.end(), '-', '_');
+  if (!IsIdentifier(out)) out = "step_" + out;
   return out;
 }
 

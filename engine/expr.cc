@@ -70,7 +70,10 @@ Result<std::vector<Token>> Lex(std::string_view text, size_t begin, size_t end) 
     }
     Token t;
     t.offset = i;
-    if (IsIdentStart(c)) {
+    // After '.', a name may start with a digit: step names are DNS labels
+    // such as "8load", reached as steps.8load.
+    const bool member = !out.empty() && out.back().kind == Tok::kDot;
+    if (IsIdentStart(c) || (member && std::isalnum(static_cast<unsigned char>(c)))) {
       size_t j = i + 1;
       while (j < end && IsIdentChar(text[j])) ++j;
       // A trailing '-' or '/' is never part of a name ("a-" is a typo, not a name).

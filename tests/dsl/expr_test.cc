@@ -12,7 +12,8 @@ const Json kScope = Json::parse(R"({
   "steps": {
     "train-model": {"outputs": {"params": {"auc": "0.93"}, "artifacts": {"model": "/s/m.pkl"},
                                 "metrics": {"accuracy": 0.91}}, "phase": "Succeeded"},
-    "fan": {"outputs": {"params": {"acc": ["0.8", "0.9", "0.85"]}}}
+    "fan": {"outputs": {"params": {"acc": ["0.8", "0.9", "0.85"]}}},
+    "8load": {"outputs": {"artifacts": {"state": "/s/state.pkl"}}}
   },
   "item": {"model": "logreg", "depth": 4},
   "item_index": 1,
@@ -37,6 +38,15 @@ TEST(Evaluate, NamesAndLiterals) {
   EXPECT_EQ(Eval("\"double\""), "double");
   EXPECT_EQ(Eval("[1, 'x', true, null]"), Json::parse(R"([1, "x", true, null])"));
   EXPECT_EQ(Eval("-1.5"), -1.5);
+}
+
+// A step name is a DNS label and may start with a digit; after '.' it is
+// still a name, while a number elsewhere stays a number.
+TEST(Evaluate, AStepNameMayStartWithADigit) {
+  EXPECT_EQ(Eval("steps.8load.outputs.artifacts.state"), "/s/state.pkl");
+  EXPECT_EQ(Eval("steps['8load'].outputs.artifacts.state"), "/s/state.pkl");
+  EXPECT_EQ(Eval("8 == 8.0"), true);
+  EXPECT_EQ(Eval("params.models[0]"), "a");
 }
 
 TEST(Evaluate, ComparisonsCoerceNumericText) {

@@ -109,6 +109,22 @@ TEST(ImportNotebook, UntaggedCellsFollowTheLastTaggedCell) {
   EXPECT_EQ(r->files.at("steps/b.py").find("print(y)"), std::string::npos);
 }
 
+// "8load" is a valid step name; the input that carries its state must be an
+// identifier, and the pipeline must lint clean.
+TEST(ImportNotebook, AStepNameStartingWithADigitGivesAnIdentifierInput) {
+  auto r = ImportNotebook(Notebook(R"(
+    {"cell_type": "code", "metadata": {"tags": ["step:8load"]}, "source": "x = 1\n"},
+    {"cell_type": "code", "metadata": {"tags": ["step:train"]}, "source": "y = x\n"})"),
+                          "nb.ipynb", {});
+  ASSERT_TRUE(r) << r.error().message();
+  const std::string& yaml = r->files.at("pipeline.yaml");
+  EXPECT_NE(yaml.find("      step_8load: \"{{ steps.8load.outputs.artifacts.state }}\"\n"), std::string::npos)
+      << yaml;
+  EXPECT_NE(yaml.find("--state, \"{{ inputs.step_8load }}\""), std::string::npos) << yaml;
+  LoadResult lint = LoadPipelineString(yaml, "pipeline.yaml");
+  EXPECT_TRUE(lint.diagnostics.empty()) << FormatDiagnosticsText(lint.diagnostics);
+}
+
 TEST(ImportNotebook, AStepThatWritesMetricsJsonDeclaresIt) {
   auto r = ImportNotebook(Notebook(R"(
     {"cell_type": "code", "metadata": {"tags": ["step:score"]},
