@@ -10,8 +10,11 @@
 #include <functional>
 #include <thread>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -89,5 +92,49 @@ inline bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds bo
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
+
+// The set-up shared by the tests of `sluice serve` against the live cluster:
+// a namespace of the test's own and a temporary directory holding
+// server.yaml with the test token, both named after a tag unique to the
+// test ("<pid>-<random>"). `Base` is ::testing::Test or TestWithParam<T>.
+template <class Base>
+class LiveServeFixture : public Base {
+ protected:
+  // Skips the test when the cluster's kubeconfig is absent; else makes
+  // namespace "<ns_prefix>-<tag>" and directory
+  // "<temp>/<dir_prefix>-<tag>" (with `subdir` in it when not empty). The
+  // caller's SetUp returns when IsSkipped() or HasFatalFailure().
+  void SetUpSandbox(const std::string& ns_prefix, const std::string& dir_prefix, const std::string& subdir,
+                    const char* token_sha256) {
+    kubeconfig_ = K8sStateDir() + "/kubeconfig";
+    if (!std::filesystem::exists(kubeconfig_))
+      GTEST_SKIP() << "no test cluster: " << kubeconfig_ << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
+    std::mt19937_64 random(std::random_device{}());
+    tag_ = std::to_string(::getpid()) + "-" + std::to_string(random() % 100000);
+    ns_ = ns_prefix + "-" + tag_;
+    dir_ = std::filesystem::temp_directory_path() / (dir_prefix + "-" + tag_);
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(subdir.empty() ? dir_ : dir_ / subdir);
+    std::ofstream(dir_ / "server.yaml") << "tokens:\n  - name: test\n    sha256: " << token_sha256 << "\n";
+    auto client = ClusterClient(kubeconfig_);
+    ASSERT_TRUE(client) << client.error().ToString();
+    client_ = std::move(*client);
+    Status created = CreateNamespace(*client_, ns_);
+    ASSERT_TRUE(created.ok()) << created.ToString();
+  }
+
+  // Deletes the namespace (in the background) and, when the test passed,
+  // the directory.
+  void TearDownSandbox() {
+    if (client_) (void)client_->Delete(NamespaceKind(), "", ns_, k8s::Propagation::kBackground);
+    if (!dir_.empty() && !this->HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  std::string kubeconfig_;
+  std::string tag_;
+  std::string ns_;
+  std::filesystem::path dir_;
+  std::unique_ptr<k8s::Client> client_;
+};
 
 }  // namespace sluice::test_support

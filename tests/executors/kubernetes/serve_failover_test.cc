@@ -31,7 +31,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -44,8 +43,6 @@
 #include "tests/support/postgres_server.h"
 
 namespace sluice {
-using test_support::ClusterClient;
-using test_support::K8sStateDir;
 using test_support::RunObjects;
 using test_support::SluiceProcess;
 using test_support::WaitUntil;
@@ -76,34 +73,18 @@ struct Replica {
   }
 };
 
-class ServeFailoverTest : public ::testing::TestWithParam<std::string> {
+class ServeFailoverTest : public test_support::LiveServeFixture<::testing::TestWithParam<std::string>> {
  protected:
   void SetUp() override {
-    kubeconfig_ = K8sStateDir() + "/kubeconfig";
-    if (!fs::exists(kubeconfig_))
-      GTEST_SKIP() << "no test cluster: " << kubeconfig_ << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
     const std::string pg = testutil::PostgresTestUrl(SLUICE_TEST_POSTGRES_STATE);
     if (pg.empty()) GTEST_SKIP() << testutil::NoPostgresReason(SLUICE_TEST_POSTGRES_STATE);
+    SetUpSandbox("failover", "sluice-failover", "", kTokenSha256);
+    if (IsSkipped() || HasFatalFailure()) return;
     db_ = std::make_unique<testutil::TestDatabase>(pg);
     ASSERT_EQ(db_->error(), "");
-    std::mt19937_64 random(std::random_device{}());
-    tag_ = std::to_string(::getpid()) + "-" + std::to_string(random() % 100000);
-    ns_ = "failover-" + tag_;
-    dir_ = fs::temp_directory_path() / ("sluice-failover-" + tag_);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    std::ofstream(dir_ / "server.yaml") << "tokens:\n  - name: test\n    sha256: " << kTokenSha256 << "\n";
-    auto client = ClusterClient(kubeconfig_);
-    ASSERT_TRUE(client) << client.error().ToString();
-    client_ = std::move(*client);
-    Status created = test_support::CreateNamespace(*client_, ns_);
-    ASSERT_TRUE(created.ok()) << created.ToString();
   }
 
-  void TearDown() override {
-    if (client_) (void)client_->Delete(test_support::NamespaceKind(), "", ns_, k8s::Propagation::kBackground);
-    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
-  }
+  void TearDown() override { TearDownSandbox(); }
 
   bool WithLease() const { return GetParam() == "kubernetes"; }
 
@@ -195,12 +176,8 @@ defaults:
 
   void Iterate(int i);
 
-  std::string kubeconfig_;
   std::unique_ptr<testutil::TestDatabase> db_;
-  std::string tag_, ns_;
   std::string lease_ = "sluice-leader";
-  fs::path dir_;
-  std::unique_ptr<k8s::Client> client_;
   std::vector<double> takeover_seconds_;
 };
 

@@ -22,7 +22,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -32,8 +31,6 @@
 #include "tests/executors/kubernetes/sluice_process.h"
 
 namespace sluice {
-using test_support::ClusterClient;
-using test_support::K8sStateDir;
 using test_support::ReadText;
 using test_support::RunObjects;
 using test_support::SluiceProcess;
@@ -46,32 +43,13 @@ namespace fs = std::filesystem;
 constexpr const char* kToken = test_support::kServeToken;
 constexpr const char* kTokenSha256 = test_support::kServeTokenSha256;
 
-class KubernetesServeTest : public ::testing::Test {
+class KubernetesServeTest : public test_support::LiveServeFixture<::testing::Test> {
  protected:
-  void SetUp() override {
-    kubeconfig_ = K8sStateDir() + "/kubeconfig";
-    if (!fs::exists(kubeconfig_)) {
-      GTEST_SKIP() << "no test cluster: " << kubeconfig_
-                   << " is missing (run tests/k8s/cluster up, or ctest -L k8s)";
-    }
-    std::mt19937_64 random(std::random_device{}());
-    tag_ = std::to_string(::getpid()) + "-" + std::to_string(random() % 100000);
-    ns_ = "serve-" + tag_;
-    dir_ = fs::temp_directory_path() / ("sluice-k8s-serve-" + tag_);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "pipelines");
-    std::ofstream(dir_ / "server.yaml") << "tokens:\n  - name: test\n    sha256: " << kTokenSha256 << "\n";
-    auto client = ClusterClient(kubeconfig_);
-    ASSERT_TRUE(client) << client.error().ToString();
-    client_ = std::move(*client);
-    Status created = test_support::CreateNamespace(*client_, ns_);
-    ASSERT_TRUE(created.ok()) << created.ToString();
-  }
+  void SetUp() override { SetUpSandbox("serve", "sluice-k8s-serve", "pipelines", kTokenSha256); }
 
   void TearDown() override {
     server_.reset();  // SIGKILL if a test left it running
-    if (client_) (void)client_->Delete(test_support::NamespaceKind(), "", ns_, k8s::Propagation::kBackground);
-    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
+    TearDownSandbox();
   }
 
   // Writes pipelines/pipeline.yaml: `body` after a header that runs every
@@ -148,11 +126,6 @@ defaults:
     EXPECT_EQ(server_->Wait(std::chrono::seconds(60)), 0) << server_->err();
   }
 
-  std::string kubeconfig_;
-  std::string tag_;
-  std::string ns_;
-  fs::path dir_;
-  std::unique_ptr<k8s::Client> client_;
   std::unique_ptr<SluiceProcess> server_;
   std::unique_ptr<httplib::Client> http_;
   int starts_ = 0;
