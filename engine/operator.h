@@ -205,6 +205,10 @@ class Operator {
   struct ArgoConditions {
     std::string success;
     std::string failure;
+    // Why Argo cannot tell when such an object ends (its end is a status
+    // condition, which a label selector cannot select): compile refuses the
+    // step with this reason. "" = the conditions above say it.
+    std::string unsupported;
   };
   virtual ArgoConditions ArgoResourceConditions(const Json& object) const { return {}; }
 };

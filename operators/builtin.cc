@@ -6,6 +6,7 @@
 #include "operators/container/container.h"
 #include "operators/resource/resource.h"
 #include "operators/serving/operator.h"
+#include "operators/training/trainjob.h"
 #include "operators/training/training.h"
 
 namespace sluice::operators {
@@ -15,6 +16,7 @@ Status RegisterBuiltinOperators(OperatorRegistry& registry) {
   ops.push_back(std::make_unique<ContainerOperator>());
   ops.push_back(std::make_unique<TrainingOperator>(TrainingOperator::Flavor::kTensorFlow));
   ops.push_back(std::make_unique<TrainingOperator>(TrainingOperator::Flavor::kPyTorch));
+  ops.push_back(std::make_unique<TrainJobOperator>());
   ops.push_back(std::make_unique<serving::DeployOperator>());
   ops.push_back(std::make_unique<serving::ValidationOperator>());
   ops.push_back(std::make_unique<ResourceOperator>());

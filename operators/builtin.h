@@ -7,7 +7,7 @@
 
 namespace sluice::operators {
 
-// Registers container, tfjob, pytorchjob, deploy, traffic-validation and
+// Registers container, tfjob, pytorchjob, trainjob, deploy, traffic-validation and
 // resource, in that order (the order lint messages list them in). Fails with
 // kAlreadyExists when one is already there.
 Status RegisterBuiltinOperators(OperatorRegistry& registry);

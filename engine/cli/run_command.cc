@@ -984,7 +984,8 @@ Status RecordCancelled(Store& store, RunRecord run, const std::string& message) 
   return store.UpdateRun(run);
 }
 
-// Deletes every Job, TFJob and PyTorchJob of the run (label sluice.dev/run)
+// Deletes every object of the run (label sluice.dev/run: Jobs, bare Pods,
+// TFJobs, PyTorchJobs, TrainJobs, `type: resource` objects)
 // in the namespaces its steps use; returns how many objects there were.
 Result<size_t> DeleteRunObjects(const CancelOptions& options, const RunRecord& run,
                                 const PipelineSpec& spec) {
@@ -1014,19 +1015,23 @@ Result<size_t> DeleteRunObjects(const CancelOptions& options, const RunRecord& r
         add(k["namespace"].get<std::string>());
     }
   }
-  // The kinds a run's objects can have: sluice's own, and each kind its
-  // steps of any kind (`type: resource`) name.
+  // The kinds a run's objects can have: sluice's own, each of its step
+  // types' kinds (a TrainJob), and each kind its steps of any kind (`type:
+  // resource`) name.
   std::vector<k8s::ResourceKind> kinds = {k8s::JobKind(), k8s::TFJobKind(), k8s::PyTorchJobKind(), k8s::PodKind()};
   for (const auto* list : {&spec.steps, &spec.finally_steps}) {
     for (const auto& step : *list) {
       const Operator* op = OperatorRegistry::Global().Find(step.type);
-      if (!op || !op->Kind() || !op->Kind()->plural.empty()) continue;
-      Task task;
-      task.run_id = run.id;
-      task.step = task.instance = step.name;
-      task.config = step.config;
-      auto object = op->KubernetesObject(task, {});
-      auto kind = object ? op->KindOf(*object) : std::nullopt;
+      if (!op || !op->Kind()) continue;
+      std::optional<KubernetesKind> kind = op->Kind();
+      if (kind->plural.empty()) {
+        Task task;
+        task.run_id = run.id;
+        task.step = task.instance = step.name;
+        task.config = step.config;
+        auto object = op->KubernetesObject(task, {});
+        kind = object ? op->KindOf(*object) : std::nullopt;
+      }
       if (!kind) continue;
       k8s::ResourceKind rk{kind->api_version, kind->kind, kind->plural, true};
       if (std::none_of(kinds.begin(), kinds.end(), [&](const k8s::ResourceKind& k) { return k.plural == rk.plural; }))

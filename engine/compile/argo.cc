@@ -697,6 +697,10 @@ Json Compiler::ResourceTemplate(const StepSpec& step, const Operator* op, TaskBu
   // Argo reads success/failureCondition as label selectors over status
   // paths; the operator says which.
   const Operator::ArgoConditions conditions = op->ArgoResourceConditions(*manifest);
+  if (!conditions.unsupported.empty()) {
+    Fail(step.loc, step.type + " step '" + step.name + "' cannot be compiled to Argo: " + conditions.unsupported);
+    return Json::object();
+  }
   const std::string& success = conditions.success;
   const std::string& failure = conditions.failure;
   YAML::Emitter em;

@@ -187,6 +187,29 @@ TEST(ArgoCompileTest, DeployStepWithoutTheServingObjectsIsRejectedWithItsLine) {
             "without the serving operator's manifests");
 }
 
+// A TrainJob ends with a status condition, which Argo's successCondition
+// cannot select: the step is refused at its line, not compiled into a
+// resource template that Argo would call done at its creation.
+TEST(ArgoCompileTest, TrainJobStepIsRejectedWithItsLine) {
+  PipelineSpec spec = LoadString(R"yaml(apiVersion: sluice.dev/v1
+kind: Pipeline
+metadata:
+  name: three
+steps:
+  - name: finetune
+    type: trainjob
+    image: pytorch/pytorch:2.5
+    command: [torchrun, train.py]
+    trainjob: {runtime: torch-distributed, numNodes: 2}
+)yaml");
+  auto out = CompileToArgo(spec, kData.string(), {});
+  ASSERT_EQ(out.errors.size(), 1u);
+  EXPECT_EQ(out.errors[0].ToString(),
+            "three.yaml:6:5: error: trainjob step 'finetune' cannot be compiled to Argo: a TrainJob ends with its "
+            "Complete or Failed status condition, which Argo's successCondition (a label selector over status "
+            "paths) cannot select; run it with `sluice run --executor kubernetes`");
+}
+
 #ifdef SLUICE_COMPILE_SERVING
 PipelineSpec LoadExample(const fs::path& file) {
   auto loaded = dsl::LoadPipelineString(Read(file), file.filename().string());

@@ -46,6 +46,23 @@ TEST(TrainingConfigAtLint, EachMistakeIsReportedAtItsValue) {
             "to {replicas: N}, e.g. replicas: {Worker: {replicas: 2}}\n");
 }
 
+TEST(TrainJobConfigAtLint, EachMistakeIsReportedAtItsValue) {
+  const std::string step = "  - name: train\n    type: trainjob\n    command: [torchrun, train.py]\n";
+  EXPECT_EQ(Lint(step + "    trainjob: {runtime: torch-distributed, numNodes: 2, numProcPerNode: 4}\n"), "");
+  EXPECT_EQ(Lint(step + "    trainjob: {numNodes: 2}\n"),
+            "p.yaml:8:15: error: trainjob.runtime is required: the training runtime's name, e.g. runtime: "
+            "torch-distributed\n");
+  EXPECT_EQ(Lint(step + "    trainjob: {runtime: torch-distributed, numNodes: 0}\n"),
+            "p.yaml:8:54: error: trainjob.numNodes must be an integer from 1 to 1024\n");
+  EXPECT_EQ(Lint(step + "    trainjob:\n      runtime: torch-distributed\n      runtimeKind: Runtime\n"),
+            "p.yaml:10:20: error: trainjob.runtimeKind must be ClusterTrainingRuntime or TrainingRuntime\n");
+  EXPECT_EQ(Lint(step + "    trainjob: {runtime: torch-distributed, numNode: 2}\n"),
+            "p.yaml:8:53: error: trainjob: unknown key 'numNode' (known: runtime, runtimeKind, numNodes, "
+            "numProcPerNode)\n");
+  EXPECT_EQ(Lint("  - name: train\n    command: [torchrun, train.py]\n    trainjob: {runtime: torch}\n"),
+            "p.yaml:7:15: error: the 'trainjob' section needs 'type: trainjob'\n");
+}
+
 TEST(TrainingConfigAtLint, AStepWithoutACommandRunsItsImagesEntrypointOnKubernetes) {
   // Only a local run needs a command; lint does not ask for one.
   EXPECT_EQ(Lint("  - name: train\n"
@@ -114,8 +131,8 @@ TEST(OperatorRegistryInLint, NamesAndSectionKeysRegisterOnce) {
   OperatorRegistry registry;
   ASSERT_TRUE(operators::RegisterBuiltinOperators(registry).ok());
   EXPECT_EQ(registry.Names(),
-            (std::vector<std::string>{"container", "tfjob", "pytorchjob", "deploy", "traffic-validation",
-                                      "resource"}));
+            (std::vector<std::string>{"container", "tfjob", "pytorchjob", "trainjob", "deploy",
+                                      "traffic-validation", "resource"}));
   EXPECT_EQ(registry.Register(std::make_unique<EchoOperator>()).ToString(), "OK");
   EXPECT_EQ(registry.Register(std::make_unique<EchoOperator>()).ToString(),
             "ALREADY_EXISTS: step type 'echo' is already registered");
@@ -129,13 +146,14 @@ TEST(OperatorRegistryInLint, TheExecutorsKnowWhichTypesTheyRun) {
   OperatorRegistry registry;
   ASSERT_TRUE(operators::RegisterBuiltinOperators(registry).ok());
   EXPECT_EQ(LocalOperator(registry, "deploy").error().ToString(),
-            "INVALID_ARGUMENT: the local executor cannot run steps of type 'deploy'; it runs container, tfjob and "
-            "pytorchjob steps");
+            "INVALID_ARGUMENT: the local executor cannot run steps of type 'deploy'; it runs container, tfjob, "
+            "pytorchjob and trainjob steps");
   EXPECT_EQ(KubernetesOperator(registry, "nope").error().ToString(),
             "INVALID_ARGUMENT: step type \"nope\" cannot run on Kubernetes (known: container, tfjob, pytorchjob, "
-            "resource)");
+            "trainjob, resource)");
   EXPECT_EQ((*LocalOperator(registry, ""))->Name(), "container");
   EXPECT_EQ(OperatorForResource(registry, "pytorchjobs")->Name(), "pytorchjob");
+  EXPECT_EQ(OperatorForResource(registry, "trainjobs")->Name(), "trainjob");
   // A kind no type claims is one a resource step created.
   EXPECT_EQ(OperatorForResource(registry, "mpijobs")->Name(), "resource");
 }

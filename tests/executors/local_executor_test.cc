@@ -562,6 +562,29 @@ TEST_F(LocalExecutorTest, DistributedExampleStepsAgree) {
   EXPECT_NEAR(torch_stats["mean"].get<double>(), 14.127, 1e-3);
 }
 
+// The same script as a trainjob's nodes: torchrun's PET_ contract, one
+// process per node, gives the same mean.
+TEST_F(LocalExecutorTest, TrainJobNodesShareTheWorkThroughThePetContract) {
+  if (std::system("python3 -c 'import sklearn' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "scikit-learn is not installed (pip install -r examples/requirements.txt)";
+  }
+  Executor();
+  Task task = MakeTask(1, {"python3", SLUICE_EXAMPLES_DIR "/distributed/steps/torch_mean.py", "--feature",
+                           "mean radius", "--out", "stats.json"});
+  task.operator_type = "trainjob";
+  task.config = Json::parse(R"({"runtime": "torch-distributed", "numNodes": 3})");
+  TaskResult r = RunToEnd(task);
+  ASSERT_EQ(r.outcome, TaskOutcome::kSucceeded) << r.message << "\n" << ReadFile(task.log_path);
+  Json stats = Json::parse(ReadFile(fs::path(task.workdir) / "stats.json"));
+  EXPECT_EQ(stats["rows"], 569);
+  EXPECT_EQ(stats["world_size"], 3);
+  EXPECT_NEAR(stats["mean"].get<double>(), 14.127, 1e-3);
+  const std::string log = ReadFile(task.log_path);
+  for (const char* line : {"[sluice] node-0 started", "[sluice] node-2 exited with code 0", "rank 2/3: 189 rows",
+                           "rank 0: mean mean radius = 14.127292 over 569 rows"})
+    EXPECT_NE(log.find(line), std::string::npos) << line << "\n" << log;
+}
+
 TEST_F(LocalExecutorTest, BadDistributedConfigStartsNothing) {
   Executor();
   Task task = MakeTask(1, {"true"});

@@ -270,7 +270,7 @@ TEST(KubernetesManifestsTest, ClearErrors) {
   t.operator_type = "deploy";
   EXPECT_EQ(BuildManifest(t, {}).error().message(),
             "step \"prepare\": step type \"deploy\" cannot run on Kubernetes (known: container, "
-            "tfjob, pytorchjob, resource)");
+            "tfjob, pytorchjob, trainjob, resource)");
 
   t = BasicTask();
   t.config = Json::parse(R"({"kubernetes": {"serviceAcount": "x"}})");

@@ -2,8 +2,10 @@
 """pytorchjob replica: the mean of one feature, sharded by RANK over WORLD_SIZE.
 
 Reads the training-operator's contract (MASTER_ADDR, MASTER_PORT, WORLD_SIZE,
-RANK). Each rank sums rows rank, rank + world, ...; ranks > 0 send their
-partial (sum, count) to rank 0 at MASTER_ADDR:MASTER_PORT, which writes
+RANK), or, as a trainjob node, Kubeflow Trainer's torch runtime's (torchrun's
+PET_MASTER_ADDR, PET_MASTER_PORT, PET_NNODES, PET_NODE_RANK; one process per
+node). Each rank sums rows rank, rank + world, ...; ranks > 0 send their
+partial (sum, count) to rank 0 at the master's address, which writes
 {"mean", "rows", "world_size"} to --out.
 """
 import argparse
@@ -19,10 +21,16 @@ def fail(message):
     sys.exit(2)
 
 
+def env(name):
+    """The training-operator's variable, else the Trainer's PET_ one."""
+    trainer = {"RANK": "PET_NODE_RANK", "WORLD_SIZE": "PET_NNODES"}.get(name, "PET_" + name)
+    return os.environ.get(name, os.environ.get(trainer))
+
+
 def env_int(name):
-    value = os.environ.get(name)
+    value = env(name)
     if value is None or not value.isdigit():
-        fail(f"{name} is not set to an integer; run this as a pytorchjob step")
+        fail(f"{name} is not set to an integer; run this as a pytorchjob or trainjob step")
     return int(value)
 
 
@@ -32,9 +40,9 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     rank, world = env_int("RANK"), env_int("WORLD_SIZE")
-    addr, port = os.environ.get("MASTER_ADDR", ""), env_int("MASTER_PORT")
+    addr, port = env("MASTER_ADDR") or "", env_int("MASTER_PORT")
     if not addr:
-        fail("MASTER_ADDR is not set; run this as a pytorchjob step")
+        fail("MASTER_ADDR is not set; run this as a pytorchjob or trainjob step")
 
     from sklearn.datasets import load_breast_cancer
     data = load_breast_cancer()
