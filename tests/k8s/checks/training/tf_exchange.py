@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""tfjob replica: the chief gathers a number from every worker.
+
+Reads TF_CONFIG as the training-operator writes it: the cluster spec names
+each replica by its Service's DNS name and port. Worker i listens on its own
+port and contributes 7 * (i + 1); the chief resolves and connects to every
+worker address in the spec, reads each number, and sends every worker the
+total. Each replica exits 0 only if the total is the sum it expects.
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+
+def contribution(index):
+    return 7 * (index + 1)
+
+
+def say(message):
+    print(message, flush=True)
+
+
+def split(address):
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def main():
+    config = json.loads(os.environ["TF_CONFIG"])
+    cluster, task = config["cluster"], config["task"]
+    kind, index = task["type"], int(task["index"])
+    workers = cluster["worker"]
+    want = sum(contribution(i) for i in range(len(workers)))
+
+    if kind == "worker":
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("", split(workers[index])[1]))
+        server.listen(1)
+        conn, _ = server.accept()
+        f = conn.makefile("rw")
+        f.write(f"{index} {contribution(index)}\n")
+        f.flush()
+        total = int(f.readline())
+        ok = total == want
+        say(f"worker {index}: sent {contribution(index)}, sum {total} from the chief, "
+            f"{'as expected' if ok else f'want {want}'}")
+        sys.exit(0 if ok else 1)
+    if kind != "chief":
+        say(f"{kind} {index}: nothing to do")
+        return
+
+    say(f"chief: {len(workers)} workers in TF_CONFIG")
+    peers, got = [], {}
+    for i, address in enumerate(workers):
+        host, port = split(address)
+        deadline = time.monotonic() + 120
+        while True:  # a worker's name resolves once its pod is ready
+            try:
+                ip = socket.gethostbyname(host)
+                conn = socket.create_connection((ip, port), timeout=30)
+                break
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    say(f"chief: cannot reach worker {i} at {address}: {e}")
+                    sys.exit(1)
+                time.sleep(0.2)
+        f = conn.makefile("rw")
+        r, n = (int(x) for x in f.readline().split())
+        if r != i:
+            say(f"chief: worker {i} at {address} says it is worker {r}")
+            sys.exit(1)
+        got[i] = n
+        peers.append((conn, f))
+        say(f"chief: worker {i} ({host}) sent {n}")
+    total = sum(got.values())
+    for conn, f in peers:
+        f.write(f"{total}\n")
+        f.flush()
+        conn.close()
+    ok = total == want
+    terms = " + ".join(str(got[i]) for i in sorted(got))
+    say(f"chief: sum {total} = {terms} over {len(workers)} workers, {'as expected' if ok else f'want {want}'}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""pytorchjob replica: a sum gathered at rank 0 over the operator's contract.
+
+Reads MASTER_ADDR (the Master replica's Service name), MASTER_PORT,
+WORLD_SIZE and RANK as the training-operator sets them. Rank r contributes
+10 * (r + 1). Rank 0 listens on MASTER_PORT; every other rank resolves
+MASTER_ADDR through the cluster DNS, connects, sends its rank and number and
+waits for the total. Rank 0 checks that every rank of WORLD_SIZE sent once
+and sends the total back; every replica exits 0 only if the total is the
+sum it expects.
+"""
+import os
+import socket
+import sys
+import time
+
+
+def contribution(rank):
+    return 10 * (rank + 1)
+
+
+def say(message):
+    print(message, flush=True)
+
+
+def main():
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    want = sum(contribution(r) for r in range(world))
+    if rank == 0:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("", port))
+        server.listen(world)
+        say(f"rank 0 of {world}: listening on MASTER_PORT")
+        peers, got = [], {0: contribution(0)}
+        while len(peers) < world - 1:
+            conn, _ = server.accept()
+            f = conn.makefile("rw")
+            r, n = (int(x) for x in f.readline().split())
+            if r in got or not 0 < r < world:
+                say(f"rank 0: unexpected rank {r}")
+                sys.exit(1)
+            got[r] = n
+            peers.append((conn, f))
+        for r in sorted(got):
+            if r:
+                say(f"rank 0: rank {r} sent {got[r]}")
+        total = sum(got.values())
+        for conn, f in peers:
+            f.write(f"{total}\n")
+            f.flush()
+            conn.close()
+        terms = " + ".join(str(got[r]) for r in sorted(got))
+        ok = total == want
+        say(f"rank 0: sum {total} = {terms} over world size {world}, {'as expected' if ok else f'want {want}'}")
+        sys.exit(0 if ok else 1)
+
+    deadline = time.monotonic() + 120
+    while True:  # the Master's name resolves once its pod is ready
+        try:
+            ip = socket.gethostbyname(addr)
+            conn = socket.create_connection((ip, port), timeout=30)
+            break
+        except OSError as e:
+            if time.monotonic() > deadline:
+                say(f"rank {rank}: cannot reach MASTER_ADDR {addr}:{port}: {e}")
+                sys.exit(1)
+            time.sleep(0.2)
+    say(f"rank {rank}: MASTER_ADDR {addr} is {ip}")
+    f = conn.makefile("rw")
+    f.write(f"{rank} {contribution(rank)}\n")
+    f.flush()
+    total = int(f.readline())
+    ok = total == want
+    say(f"rank {rank}: sent {contribution(rank)}, sum {total} from rank 0, {'as expected' if ok else f'want {want}'}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
