@@ -371,7 +371,7 @@ metadata:
   namespace: kube-system
   labels:
     kubernetes.io/service-name: kube-dns
-    endpointslice.kubernetes.io/managed-by: sluice.dev/test-cluster
+    endpointslice.kubernetes.io/managed-by: sluice-test-cluster
 addressType: IPv4
 endpoints:
 - addresses: ["$(node_ip)"]
