@@ -383,6 +383,40 @@ ports:
 EOF
 }
 
+# training_operator_node_flags: the training-operator's flags for a cluster
+# with the real node. The operator gives every PyTorchJob Worker an init
+# container that waits until the Master's name resolves; upstream's runs
+# `nslookup` in alpine:3.10, which the node has not (it pulls nothing). Here
+# it is the node's Python image, resolving the name with Python's resolver
+# (the pod's resolv.conf, as the main container will), as often and as long
+# as upstream's (MaxTries times, 2 s apart). The template (Go's html/template,
+# read by the operator at start) lives in the state dir.
+training_operator_node_flags() {
+  cat >"$STATE/pytorch-init-container.yaml" <<'EOF'
+- name: init-pytorch
+  image: {{.InitContainerImage}}
+  imagePullPolicy: IfNotPresent
+  resources:
+    limits: {cpu: 100m, memory: 64Mi}
+    requests: {cpu: 50m, memory: 10Mi}
+  command:
+  - python3
+  - -c
+  - |
+    import socket, sys, time
+    for _ in range({{.MaxTries}}):
+        try:
+            print("master {{.MasterAddr}} is", socket.gethostbyname("{{.MasterAddr}}"))
+            sys.exit(0)
+        except OSError:
+            print("waiting for master", flush=True)
+            time.sleep(2)
+    sys.exit(1)
+EOF
+  echo --pytorch-init-container-image "$NODE_PYTHON_IMAGE" \
+    --pytorch-init-container-template-file "$STATE/pytorch-init-container.yaml"
+}
+
 coredns_ready() { curl -fsS --max-time 2 "http://127.0.0.1:$COREDNS_READY_PORT/ready"; }
 
 # node_up: starts containerd, imports the images, starts kubelet and
