@@ -5,7 +5,9 @@ Reads TF_CONFIG as the training-operator writes it: the cluster spec names
 each replica by its Service's DNS name and port. Worker i listens on its own
 port and contributes 7 * (i + 1); the chief resolves and connects to every
 worker address in the spec, reads each number, and sends every worker the
-total. Each replica exits 0 only if the total is the sum it expects.
+total; each worker logs it and answers whether it is the sum it expects.
+Each replica exits 0 only if the total is right (the chief: and every
+worker agreed).
 """
 import json
 import os
@@ -47,6 +49,8 @@ def main():
         ok = total == want
         say(f"worker {index}: sent {contribution(index)}, sum {total} from the chief, "
             f"{'as expected' if ok else f'want {want}'}")
+        f.write("ok\n" if ok else "wrong\n")
+        f.flush()
         sys.exit(0 if ok else 1)
     if kind != "chief":
         say(f"{kind} {index}: nothing to do")
@@ -79,11 +83,16 @@ def main():
     for conn, f in peers:
         f.write(f"{total}\n")
         f.flush()
+    # Each worker answers whether the total is what it expects, after it has
+    # logged it, so the chief (whose success ends the job) ends last.
+    acks = [f.readline().strip() for _, f in peers]
+    for conn, _ in peers:
         conn.close()
     ok = total == want
     terms = " + ".join(str(got[i]) for i in sorted(got))
     say(f"chief: sum {total} = {terms} over {len(workers)} workers, {'as expected' if ok else f'want {want}'}")
-    sys.exit(0 if ok else 1)
+    say(f"chief: {acks.count('ok')} of {len(workers)} workers agree")
+    sys.exit(0 if ok and acks.count("ok") == len(workers) else 1)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ WORLD_SIZE and RANK as the training-operator sets them. Rank r contributes
 10 * (r + 1). Rank 0 listens on MASTER_PORT; every other rank resolves
 MASTER_ADDR through the cluster DNS, connects, sends its rank and number and
 waits for the total. Rank 0 checks that every rank of WORLD_SIZE sent once
-and sends the total back; every replica exits 0 only if the total is the
-sum it expects.
+and sends the total back; each rank logs it and answers whether it is the
+sum it expects. Every replica exits 0 only if the total is right (rank 0:
+and every rank agreed).
 """
 import os
 import socket
@@ -50,11 +51,16 @@ def main():
         for conn, f in peers:
             f.write(f"{total}\n")
             f.flush()
+        # Each rank answers whether the total is what it expects, after it
+        # has logged it, so rank 0 ends only after every rank has.
+        acks = [f.readline().strip() for _, f in peers]
+        for conn, _ in peers:
             conn.close()
         terms = " + ".join(str(got[r]) for r in sorted(got))
         ok = total == want
         say(f"rank 0: sum {total} = {terms} over world size {world}, {'as expected' if ok else f'want {want}'}")
-        sys.exit(0 if ok else 1)
+        say(f"rank 0: {acks.count('ok')} of {world - 1} ranks agree")
+        sys.exit(0 if ok and acks.count("ok") == world - 1 else 1)
 
     deadline = time.monotonic() + 120
     while True:  # the Master's name resolves once its pod is ready
@@ -74,6 +80,8 @@ def main():
     total = int(f.readline())
     ok = total == want
     say(f"rank {rank}: sent {contribution(rank)}, sum {total} from rank 0, {'as expected' if ok else f'want {want}'}")
+    f.write("ok\n" if ok else "wrong\n")
+    f.flush()
     sys.exit(0 if ok else 1)
 
 
