@@ -10,19 +10,6 @@
 require_real_node
 new_namespace check-real-dns
 
-server='
-import socket
-from http.server import BaseHTTPRequestHandler, HTTPServer
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"hello from {socket.gethostname()} at {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-HTTPServer(("", 8080), Handler).serve_forever()
-'
-
 kubectl apply -n "$NS" -f - <<YAML
 apiVersion: v1
 kind: Pod
@@ -32,14 +19,7 @@ metadata:
 spec:
 $(real_node_pod_spec | sed 's/^/  /')
   containers:
-  - name: main
-    image: $NODE_PYTHON_IMAGE
-    imagePullPolicy: Never
-    command: [python3, -c, $(printf '%s' "$server" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))')]
-    ports: [{containerPort: 8080}]
-    readinessProbe:
-      httpGet: {path: /ready, port: 8080}
-      periodSeconds: 1
+$(echo_container | sed 's/^/  /')
 ---
 apiVersion: v1
 kind: Service
@@ -80,20 +60,7 @@ print('kubernetes.default', *addr('kubernetes.default'))
 print('GET', urllib.request.urlopen('http://echo/by-name', timeout=10).read().decode(), end='')
 print('GET', urllib.request.urlopen('http://echo.$NS.svc.cluster.local/by-fqdn', timeout=10).read().decode(), end='')
 "
-kubectl apply -n "$NS" -f - <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  restartPolicy: Never
-$(real_node_pod_spec | sed 's/^/  /')
-  containers:
-  - name: main
-    image: $NODE_PYTHON_IMAGE
-    imagePullPolicy: Never
-    command: [python3, -c, $(printf '%s' "$client" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))')]
-YAML
+real_node_python_pod client "$client" | kubectl apply -n "$NS" -f -
 if ! kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout="${WAIT}s"; then
   kubectl logs -n "$NS" client >&2 || true
   fail "pod client did not succeed"

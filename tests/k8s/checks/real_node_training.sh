@@ -44,7 +44,7 @@ host_workspace "real-$KIND"
 # The pipeline and the script on the workspace volume ({{ pipeline.dir }}
 # names the same files in the pods).
 mkdir -p "$H/pipeline"
-cp "$(dirname "$0")/training/$script" "$H/pipeline/"
+cp "$(dirname "$0")/training/$script" "$(dirname "$0")/training/peer.py" "$H/pipeline/"
 cat >"$H/pipeline/pipeline.yaml" <<YAML
 apiVersion: sluice.dev/v1
 kind: Pipeline

@@ -11,17 +11,13 @@ worker agreed).
 """
 import json
 import os
-import socket
 import sys
-import time
+
+from peer import connect, listen, say
 
 
 def contribution(index):
     return 7 * (index + 1)
-
-
-def say(message):
-    print(message, flush=True)
 
 
 def split(address):
@@ -37,10 +33,7 @@ def main():
     want = sum(contribution(i) for i in range(len(workers)))
 
     if kind == "worker":
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("", split(workers[index])[1]))
-        server.listen(1)
+        server = listen(split(workers[index])[1], 1)
         conn, _ = server.accept()
         f = conn.makefile("rw")
         f.write(f"{index} {contribution(index)}\n")
@@ -60,34 +53,22 @@ def main():
     peers, got = [], {}
     for i, address in enumerate(workers):
         host, port = split(address)
-        deadline = time.monotonic() + 120
-        while True:  # a worker's name resolves once its pod is ready
-            try:
-                ip = socket.gethostbyname(host)
-                conn = socket.create_connection((ip, port), timeout=30)
-                break
-            except OSError as e:
-                if time.monotonic() > deadline:
-                    say(f"chief: cannot reach worker {i} at {address}: {e}")
-                    sys.exit(1)
-                time.sleep(0.2)
-        f = conn.makefile("rw")
+        # A worker's name resolves once its pod is ready.
+        _, f = connect(host, port, "chief", f"worker {i}")
         r, n = (int(x) for x in f.readline().split())
         if r != i:
             say(f"chief: worker {i} at {address} says it is worker {r}")
             sys.exit(1)
         got[i] = n
-        peers.append((conn, f))
+        peers.append(f)
         say(f"chief: worker {i} ({host}) sent {n}")
     total = sum(got.values())
-    for conn, f in peers:
+    for f in peers:
         f.write(f"{total}\n")
         f.flush()
     # Each worker answers whether the total is what it expects, after it has
     # logged it, so the chief (whose success ends the job) ends last.
-    acks = [f.readline().strip() for _, f in peers]
-    for conn, _ in peers:
-        conn.close()
+    acks = [f.readline().strip() for f in peers]
     ok = total == want
     terms = " + ".join(str(got[i]) for i in sorted(got))
     say(f"chief: sum {total} = {terms} over {len(workers)} workers, {'as expected' if ok else f'want {want}'}")

@@ -11,17 +11,13 @@ sum it expects. Every replica exits 0 only if the total is right (rank 0:
 and every rank agreed).
 """
 import os
-import socket
 import sys
-import time
+
+from peer import connect, listen, say
 
 
 def contribution(rank):
     return 10 * (rank + 1)
-
-
-def say(message):
-    print(message, flush=True)
 
 
 def main():
@@ -29,10 +25,7 @@ def main():
     addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     want = sum(contribution(r) for r in range(world))
     if rank == 0:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("", port))
-        server.listen(world)
+        server = listen(port, world)
         say(f"rank 0 of {world}: listening on MASTER_PORT")
         peers, got = [], {0: contribution(0)}
         while len(peers) < world - 1:
@@ -43,38 +36,26 @@ def main():
                 say(f"rank 0: unexpected rank {r}")
                 sys.exit(1)
             got[r] = n
-            peers.append((conn, f))
+            peers.append(f)
         for r in sorted(got):
             if r:
                 say(f"rank 0: rank {r} sent {got[r]}")
         total = sum(got.values())
-        for conn, f in peers:
+        for f in peers:
             f.write(f"{total}\n")
             f.flush()
         # Each rank answers whether the total is what it expects, after it
         # has logged it, so rank 0 ends only after every rank has.
-        acks = [f.readline().strip() for _, f in peers]
-        for conn, _ in peers:
-            conn.close()
+        acks = [f.readline().strip() for f in peers]
         terms = " + ".join(str(got[r]) for r in sorted(got))
         ok = total == want
         say(f"rank 0: sum {total} = {terms} over world size {world}, {'as expected' if ok else f'want {want}'}")
         say(f"rank 0: {acks.count('ok')} of {world - 1} ranks agree")
         sys.exit(0 if ok and acks.count("ok") == world - 1 else 1)
 
-    deadline = time.monotonic() + 120
-    while True:  # the Master's name resolves once its pod is ready
-        try:
-            ip = socket.gethostbyname(addr)
-            conn = socket.create_connection((ip, port), timeout=30)
-            break
-        except OSError as e:
-            if time.monotonic() > deadline:
-                say(f"rank {rank}: cannot reach MASTER_ADDR {addr}:{port}: {e}")
-                sys.exit(1)
-            time.sleep(0.2)
+    # The Master's name resolves once its pod is ready.
+    ip, f = connect(addr, port, f"rank {rank}", "MASTER_ADDR")
     say(f"rank {rank}: MASTER_ADDR {addr} is {ip}")
-    f = conn.makefile("rw")
     f.write(f"{rank} {contribution(rank)}\n")
     f.flush()
     total = int(f.readline())
