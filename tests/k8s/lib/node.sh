@@ -4,7 +4,10 @@
 # containernetworking-plugins), and kubelet and kube-proxy built from
 # k8s.io/kubernetes at K8S_VERSION beside the control plane. Pods that
 # tolerate the taint sluice.dev/real-node=true:NoSchedule run on it for real;
-# ClusterIP Services route to them through kube-proxy's iptables rules.
+# ClusterIP Services route to them through kube-proxy's iptables rules, and
+# they resolve Services by name through CoreDNS (built from
+# github.com/coredns/coredns at COREDNS_VERSION), a host process behind the
+# Service kube-system/kube-dns (see write_coredns_config, apply_cluster_dns).
 # Sourced by tests/k8s/cluster after its own variables and helpers.
 #
 # Everything the node makes lives under $NODE_DIR=$STATE/node (containerd's
