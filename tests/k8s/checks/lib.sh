@@ -110,6 +110,59 @@ tolerations:
 YAML
 }
 
+# yaml_str TEXT: TEXT as one JSON string, which YAML reads as the same text
+# (Python source as an element of a container's command).
+yaml_str() { printf '%s' "$1" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))'; }
+
+# real_node_python_pod NAME CODE: the manifest of a Pod NAME on the real node
+# that runs the Python CODE once, from the node's image.
+real_node_python_pod() {
+  cat <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $1
+spec:
+  restartPolicy: Never
+$(real_node_pod_spec | sed 's/^/  /')
+  containers:
+  - name: main
+    image: $NODE_PYTHON_IMAGE
+    imagePullPolicy: Never
+    command: [python3, -c, $(yaml_str "$2")]
+YAML
+}
+
+# ECHO_SERVER: Python source of an HTTP server on port 8080 that answers
+# every GET with "hello from <its hostname> at <path>" (in a pod, its name).
+ECHO_SERVER='
+import socket
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"hello from {socket.gethostname()} at {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+HTTPServer(("", 8080), Handler).serve_forever()
+'
+
+# echo_container: a pod spec's containers list running ECHO_SERVER from the
+# node's image, ready once it answers.
+echo_container() {
+  cat <<YAML
+- name: main
+  image: $NODE_PYTHON_IMAGE
+  imagePullPolicy: Never
+  command: [python3, -c, $(yaml_str "$ECHO_SERVER")]
+  ports: [{containerPort: 8080}]
+  readinessProbe:
+    httpGet: {path: /ready, port: 8080}
+    periodSeconds: 1
+YAML
+}
+
 # host_dir_claim PV CLAIM DIR: a ReadWriteMany PersistentVolume PV on this
 # host's directory DIR, bound to the claim CLAIM in $NS (made here); returns
 # once it is Bound. The caller deletes PV (it outlives the namespace).

@@ -7,27 +7,12 @@
 require_real_node
 new_namespace check-real-pod
 
-kubectl apply -n "$NS" -f - <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: hello
-spec:
-  restartPolicy: Never
-$(real_node_pod_spec | sed 's/^/  /')
-  containers:
-  - name: main
-    image: $NODE_PYTHON_IMAGE
-    imagePullPolicy: Never
-    command:
-    - python3
-    - -c
-    - |
-      import platform, socket, sys, numpy, sklearn
-      print(f"hello from {socket.gethostname()}: python {platform.python_version()},"
-            f" numpy {numpy.__version__}, sklearn {sklearn.__version__}, sum {numpy.arange(10).sum()}")
-      sys.exit(3)
-YAML
+real_node_python_pod hello '
+import platform, socket, sys, numpy, sklearn
+print(f"hello from {socket.gethostname()}: python {platform.python_version()},"
+      f" numpy {numpy.__version__}, sklearn {sklearn.__version__}, sum {numpy.arange(10).sum()}")
+sys.exit(3)
+' | kubectl apply -n "$NS" -f -
 
 kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Failed pod/hello --timeout="${WAIT}s"
 expect "pod node" "$(jp pod/hello '{.spec.nodeName}')" "$REAL_NODE"

@@ -3,8 +3,8 @@
 # run the example's scripts in the node's Python image, the deploy step
 # rolls the model out as a Deployment whose pods serve it with the example's
 # serving/serve.py, and the validate step sends the held-out requests through
-# the Service (by its ClusterIP: the test cluster has no DNS, see
-# docs/testing.md) and promotes it.
+# the Service (by its ClusterIP: validation runs on the host, whose resolver
+# knows no cluster names, see docs/testing.md) and promotes it.
 #
 # What the example needs changed for this cluster, in a copy of it: the
 # image (the node's), the model fetch's image (the node has no busybox), the

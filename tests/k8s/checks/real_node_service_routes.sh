@@ -6,20 +6,7 @@
 require_real_node
 new_namespace check-real-svc
 
-# Each replica answers with its own pod name (the pod's hostname).
-server='
-import socket
-from http.server import BaseHTTPRequestHandler, HTTPServer
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"hello from {socket.gethostname()} at {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-HTTPServer(("", 8080), Handler).serve_forever()
-'
-
+# Each replica answers with its own pod name (ECHO_SERVER).
 kubectl apply -n "$NS" -f - <<YAML
 apiVersion: apps/v1
 kind: Deployment
@@ -35,14 +22,7 @@ spec:
     spec:
 $(real_node_pod_spec | sed 's/^/      /')
       containers:
-      - name: main
-        image: $NODE_PYTHON_IMAGE
-        imagePullPolicy: Never
-        command: [python3, -c, $(printf '%s' "$server" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))')]
-        ports: [{containerPort: 8080}]
-        readinessProbe:
-          httpGet: {path: /ready, port: 8080}
-          periodSeconds: 1
+$(echo_container | sed 's/^/      /')
 ---
 apiVersion: v1
 kind: Service
@@ -79,20 +59,9 @@ want=$(echo "$pods" | awk '{ print "hello from " $1 " at /x" }' | sort)
 expect "distinct answers through the ClusterIP" "$(echo -n "$seen" | sort -u)" "$want"
 
 # From a pod on the node, by the Service's ClusterIP.
-kubectl apply -n "$NS" -f - <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  restartPolicy: Never
-$(real_node_pod_spec | sed 's/^/  /')
-  containers:
-  - name: main
-    image: $NODE_PYTHON_IMAGE
-    imagePullPolicy: Never
-    command: [python3, -c, "import urllib.request; print(urllib.request.urlopen('http://$ip/from-pod', timeout=10).read().decode(), end='')"]
-YAML
+real_node_python_pod client \
+  "import urllib.request; print(urllib.request.urlopen('http://$ip/from-pod', timeout=10).read().decode(), end='')" |
+  kubectl apply -n "$NS" -f -
 kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout="${WAIT}s"
 got=$(kubectl logs -n "$NS" client)
 case "$got" in

@@ -190,6 +190,24 @@ training_operator_crds() {
   echo "$d"
 }
 
+# CoreDNS for the real node's pods (built only with `cluster up --with-node`
+# or `cluster build coredns`). Its go.mod has no replace directives; every
+# plugin of its plugin.cfg is compiled in (core/plugin/zplugin.go is generated
+# upstream and shipped in the module).
+build_coredns() {
+  local v=$COREDNS_VERSION name=coredns
+  is_built $name "$v" && return 0
+  go_env
+  local dir; dir=$(component_dir $name "$v")
+  mkdir -p "$dir/bin"; : >"$dir/build.log"
+  wrapper_init "$dir"
+  (cd "$dir/src" && go mod edit "-require=github.com/coredns/coredns@$v")
+  run_build $name "$v" coredns -- \
+    go build -p "${SLUICE_GO_BUILD_JOBS:-2}" -trimpath \
+      -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$v" \
+      -o "$dir/bin/coredns" github.com/coredns/coredns
+}
+
 build_argo() {
   local v=$ARGO_VERSION name=argo
   is_built $name "$v" && return 0
@@ -277,7 +295,7 @@ kueue_manifests() {
   echo "$dir"
 }
 
-# needed_components [argo] [kueue]: the components `up` needs that are not built yet.
+# needed_components [argo] [kueue] [coredns]: the components `up` needs that are not built yet.
 needed_components() {
   is_built kubernetes "$K8S_VERSION" "${K8S_BINS[@]}" || echo kubernetes
   if [ "$(etcd_choice)" = build ]; then is_built etcd "$ETCD_VERSION" || echo etcd; fi
@@ -288,11 +306,12 @@ needed_components() {
     case "$extra" in
       argo) is_built argo "$ARGO_VERSION" || echo argo ;;
       kueue) is_built kueue "$KUEUE_VERSION" || echo kueue ;;
+      coredns) is_built coredns "$COREDNS_VERSION" || echo coredns ;;
     esac
   done
 }
 
-# build_all [argo] [kueue]: builds what is missing. Only when something is missing does
+# build_all [argo] [kueue] [coredns]: builds what is missing. Only when something is missing does
 # it take a lock, so that two concurrent `cluster up` calls do not build the
 # same thing twice, while a long build (argo) never delays an `up` that needs
 # nothing built.
@@ -313,6 +332,7 @@ build_all() {
       training-operator) build_training_operator ;;
       argo) build_argo ;;
       kueue) build_kueue ;;
+      coredns) build_coredns ;;
     esac
   done
   exec 8>&-

@@ -4,7 +4,10 @@
 # containernetworking-plugins), and kubelet and kube-proxy built from
 # k8s.io/kubernetes at K8S_VERSION beside the control plane. Pods that
 # tolerate the taint sluice.dev/real-node=true:NoSchedule run on it for real;
-# ClusterIP Services route to them through kube-proxy's iptables rules.
+# ClusterIP Services route to them through kube-proxy's iptables rules, and
+# they resolve Services by name through CoreDNS (built from
+# github.com/coredns/coredns at COREDNS_VERSION), a host process behind the
+# Service kube-system/kube-dns (see write_coredns_config, apply_cluster_dns).
 # Sourced by tests/k8s/cluster after its own variables and helpers.
 #
 # Everything the node makes lives under $NODE_DIR=$STATE/node (containerd's
@@ -31,6 +34,13 @@ KUBELET_HEALTHZ_PORT=$((PORT_BASE + 11))
 KUBE_PROXY_HEALTHZ_PORT=$((PORT_BASE + 12))
 KUBE_PROXY_METRICS_PORT=$((PORT_BASE + 13))
 CONTAINERD_STREAM_PORT=$((PORT_BASE + 14))
+# CoreDNS, the pods' cluster DNS: a host process answering on the node's
+# address at COREDNS_PORT (UDP and TCP) behind the Service kube-system/kube-dns
+# at DNS_CLUSTER_IP, port 53; its readiness on loopback.
+COREDNS_PORT=$((PORT_BASE + 18))
+COREDNS_READY_PORT=$((PORT_BASE + 19))
+DNS_CLUSTER_IP=10.96.0.10
+COREDNS_BIN=$(component_dir coredns "$COREDNS_VERSION")/bin/coredns
 CNI_BIN_DIR=${SLUICE_K8S_CNI_BIN:-/usr/lib/cni}
 
 # The address kubelet registers and serves on: the host's address on its
@@ -39,7 +49,7 @@ node_ip() {
   ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
 }
 
-node_ports() { echo "$KUBELET_PORT $KUBELET_HEALTHZ_PORT $KUBE_PROXY_HEALTHZ_PORT $KUBE_PROXY_METRICS_PORT $CONTAINERD_STREAM_PORT"; }
+node_ports() { echo "$KUBELET_PORT $KUBELET_HEALTHZ_PORT $KUBE_PROXY_HEALTHZ_PORT $KUBE_PROXY_METRICS_PORT $CONTAINERD_STREAM_PORT $COREDNS_READY_PORT"; }
 
 # The state dir of the cluster whose real node runs on this machine.
 NODE_OWNER_FILE=/run/sluice-k8s-node.owner
@@ -108,6 +118,7 @@ make_node_pki() {
   signed_cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
   signed_cert kube-proxy "/CN=system:kube-proxy"
   signed_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+  signed_cert coredns "/CN=sluice:coredns"
 }
 
 # cert_kubeconfig FILE NAME: a kubeconfig that authenticates with $PKI/NAME.crt.
@@ -244,6 +255,10 @@ failCgroupV1: false
 failSwapOn: false
 registerWithTaints:
 - {key: sluice.dev/real-node, value: "true", effect: NoSchedule}
+# Pods with dnsPolicy ClusterFirst (the default) get CoreDNS behind kube-dns,
+# the search path <ns>.svc.cluster.local svc.cluster.local cluster.local and
+# ndots:5; the host's own /etc/resolv.conf is only read, for its search list.
+clusterDNS: [$DNS_CLUSTER_IP]
 clusterDomain: cluster.local
 staticPodPath: $d/manifests
 maxPods: 110
@@ -284,6 +299,129 @@ node_ready() {
 
 containerd_serving() { ctr --address "$NODE_SOCK" version; }
 
+# write_coredns_config: the Corefile, and the kubeconfig CoreDNS reads the
+# API server with (the client certificate of the user sluice:coredns).
+write_coredns_config() {
+  local d=$NODE_DIR/coredns
+  mkdir -p "$d"
+  cert_kubeconfig "$d/kubeconfig" coredns
+  # Only the node's address is bound (never port 53, never loopback: the
+  # host's resolver is not touched). No cache: a name asked for before its
+  # pod is ready must resolve as soon as the pod is (the training-operator's
+  # replicas look each other up while they start); ttl 5 as upstream.
+  # Names outside cluster.local go to the host's resolvers.
+  cat >"$d/Corefile" <<EOF
+.:$COREDNS_PORT {
+    bind $(node_ip)
+    errors
+    ready 127.0.0.1:$COREDNS_READY_PORT
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $d/kubeconfig sluice-test
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+    forward . /etc/resolv.conf
+    loadbalance
+}
+EOF
+}
+
+# apply_cluster_dns: what a cluster's DNS add-on installs, for a CoreDNS that
+# runs on the host: upstream's ClusterRole system:coredns, bound to the user
+# of CoreDNS's certificate, and the Service kube-system/kube-dns at
+# DNS_CLUSTER_IP with no selector and an EndpointSlice naming the node's
+# address and COREDNS_PORT, so that kube-proxy routes port 53 of the
+# ClusterIP there (from pods and from the host).
+apply_cluster_dns() {
+  kc apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:coredns
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:coredns
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:coredns}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: sluice:coredns}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $DNS_CLUSTER_IP
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: $COREDNS_PORT}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: $COREDNS_PORT}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-host
+  namespace: kube-system
+  labels:
+    kubernetes.io/service-name: kube-dns
+    endpointslice.kubernetes.io/managed-by: sluice-test-cluster
+addressType: IPv4
+endpoints:
+- addresses: ["$(node_ip)"]
+  conditions: {ready: true}
+  nodeName: $NODE_NAME
+ports:
+- {name: dns, port: $COREDNS_PORT, protocol: UDP}
+- {name: dns-tcp, port: $COREDNS_PORT, protocol: TCP}
+EOF
+}
+
+# training_operator_node_flags: the training-operator's flags for a cluster
+# with the real node. The operator gives every PyTorchJob Worker an init
+# container that waits until the Master's name resolves; upstream's runs
+# `nslookup` in alpine:3.10, which the node has not (it pulls nothing). Here
+# it is the node's Python image, resolving the name with Python's resolver
+# (the pod's resolv.conf, as the main container will), as often and as long
+# as upstream's (MaxTries times, 2 s apart). The template (Go's html/template,
+# read by the operator at start) lives in the state dir.
+training_operator_node_flags() {
+  cat >"$STATE/pytorch-init-container.yaml" <<'EOF'
+- name: init-pytorch
+  image: {{.InitContainerImage}}
+  imagePullPolicy: IfNotPresent
+  resources:
+    limits: {cpu: 100m, memory: 64Mi}
+    requests: {cpu: 50m, memory: 10Mi}
+  command:
+  - python3
+  - -c
+  - |
+    import socket, sys, time
+    for _ in range({{.MaxTries}}):
+        try:
+            print("master {{.MasterAddr}} is", socket.gethostbyname("{{.MasterAddr}}"))
+            sys.exit(0)
+        except OSError:
+            print("waiting for master", flush=True)
+            time.sleep(2)
+    sys.exit(1)
+EOF
+  echo --pytorch-init-container-image "$NODE_PYTHON_IMAGE" \
+    --pytorch-init-container-template-file "$STATE/pytorch-init-container.yaml"
+}
+
+coredns_ready() { curl -fsS --max-time 2 "http://127.0.0.1:$COREDNS_READY_PORT/ready"; }
+
 # node_up: starts containerd, imports the images, starts kubelet and
 # kube-proxy, and waits until the node is Ready.
 node_up() {
@@ -305,9 +443,13 @@ node_up() {
     --node-labels "sluice.dev/real-node=true"
   write_kube_proxy_config
   start kube-proxy "$K8S_BIN/kube-proxy" --config "$NODE_DIR/kube-proxy/config.yaml"
+  apply_cluster_dns
+  write_coredns_config
+  start coredns "$COREDNS_BIN" -conf "$NODE_DIR/coredns/Corefile"
   wait_component 120 kubelet "node $NODE_NAME Ready" node_ready
   wait_component 60 kube-proxy "kube-proxy /healthz" \
     curl -fsS --max-time 2 "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
+  wait_component 60 coredns "CoreDNS /ready (its Kubernetes caches synced)" coredns_ready
   log "real node $NODE_NAME Ready in $((SECONDS - t0))s (pods tolerating $NODE_TAINT run there)"
 }
 
@@ -335,7 +477,7 @@ node_drain() {
 # node_down: stops the node's components and removes what they left behind.
 node_down() {
   node_drain
-  stop_components 10 kube-proxy kubelet
+  stop_components 10 kube-proxy kubelet coredns
   # Containers that are still running (a drain that timed out, a killed
   # kubelet): their shims outlive containerd, so they are stopped through it.
   if is_running containerd; then
@@ -438,7 +580,7 @@ node_cleanup_iptables() {
 
 node_status() {
   if node_ready 2>/dev/null; then
-    echo "node $NODE_NAME: Ready ($(node_ip), pods $NODE_POD_CIDR on $NODE_BRIDGE, taint $NODE_TAINT)"
+    echo "node $NODE_NAME: Ready ($(node_ip), pods $NODE_POD_CIDR on $NODE_BRIDGE, taint $NODE_TAINT, DNS $DNS_CLUSTER_IP -> CoreDNS $(node_ip):$COREDNS_PORT)"
   else
     echo "node $NODE_NAME: not Ready"
     return 1
