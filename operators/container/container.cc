@@ -42,17 +42,7 @@ Result<Json> ContainerOperator::KubernetesObject(const Task& task, const Kuberne
 
 WorkloadState ContainerOperator::ReadStatus(const Json& object) const {
   if (IsPod(object)) return BarePodState(object, Kind()->container_name);
-  WorkloadState st;
-  if (const Json* c = FindCondition(object, "Complete")) {
-    st.finished = true;
-    st.outcome = TaskOutcome::kSucceeded;
-    st.message = ConditionText(*c);
-  } else if (const Json* c = FindCondition(object, "Failed")) {
-    st.finished = true;
-    st.outcome = c->value("reason", "") == "DeadlineExceeded" ? TaskOutcome::kTimedOut : TaskOutcome::kFailed;
-    st.message = "Job failed: " + ConditionText(*c);
-  }
-  return st;
+  return CompleteOrFailedState(object, "Job");
 }
 
 }  // namespace sluice::operators

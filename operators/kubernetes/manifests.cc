@@ -322,6 +322,20 @@ Status NoImage(const Task& task) {
       "under `defaults:`");
 }
 
+WorkloadState CompleteOrFailedState(const Json& object, const std::string& kind) {
+  WorkloadState st;
+  if (const Json* c = FindCondition(object, "Complete")) {
+    st.finished = true;
+    st.outcome = TaskOutcome::kSucceeded;
+    st.message = ConditionText(*c);
+  } else if (const Json* c = FindCondition(object, "Failed")) {
+    st.finished = true;
+    st.outcome = c->value("reason", "") == "DeadlineExceeded" ? TaskOutcome::kTimedOut : TaskOutcome::kFailed;
+    st.message = kind + " failed: " + ConditionText(*c);
+  }
+  return st;
+}
+
 const Json* FindCondition(const Json& object, const std::string& type) {
   if (!object.contains("status") || !object["status"].is_object()) return nullptr;
   const Json& st = object["status"];

@@ -159,6 +159,12 @@ WorkloadState BarePodState(const Json& pod, const std::string& container_name);
 // True when `object` is a Pod (kind Pod, or a pod spec's containers).
 bool IsPod(const Json& object);
 
+// How far an object that ends with a Complete or Failed condition has got
+// (a batch/v1 Job, a Trainer TrainJob): Complete -> kSucceeded; Failed ->
+// kTimedOut for reason DeadlineExceeded, else kFailed, with the message
+// "<kind> failed: <reason>: <message>".
+WorkloadState CompleteOrFailedState(const Json& object, const std::string& kind);
+
 // The condition of `type` whose status is "True"; nullptr when none.
 const Json* FindCondition(const Json& object, const std::string& type);
 // "reason: message" of a condition.

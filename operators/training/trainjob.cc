@@ -151,17 +151,7 @@ Result<Json> TrainJobOperator::KubernetesObject(const Task& task, const Kubernet
 }
 
 WorkloadState TrainJobOperator::ReadStatus(const Json& object) const {
-  WorkloadState st;
-  if (const Json* c = FindCondition(object, "Complete")) {
-    st.finished = true;
-    st.outcome = TaskOutcome::kSucceeded;
-    st.message = ConditionText(*c);
-  } else if (const Json* c = FindCondition(object, "Failed")) {
-    st.finished = true;
-    st.outcome = c->value("reason", "") == "DeadlineExceeded" ? TaskOutcome::kTimedOut : TaskOutcome::kFailed;
-    st.message = "TrainJob failed: " + ConditionText(*c);
-  }
-  return st;
+  return CompleteOrFailedState(object, "TrainJob");
 }
 
 Operator::ArgoConditions TrainJobOperator::ArgoResourceConditions(const Json&) const {
