@@ -982,7 +982,8 @@ class Loader {
         // retry each inner step on its own: refused rather than surprise.
         Err(key, "'retries' cannot be set on a step that runs a " + GroupName(group) +
                      ": it would retry each inner step on its own, not the group as a whole as Argo retries a "
-                     "DAG task; set 'retries' on the " + group + "'s steps (or in its defaults)");
+                     "DAG task; set 'retries' on the " +
+                     (group == "component" ? std::string("component's steps") : "sub-pipeline's steps or defaults"));
         return;
       }
       if (sub_pipeline && !Contains(kSubPipelineStepKeys, k)) {
@@ -1207,7 +1208,7 @@ class Loader {
       if (!refs) return;
       for (const auto& r : *refs) {
         const std::string full = r.ToString();
-        if (plain && (r.path[0] == "params" || full == "pipeline.dir"))
+        if (r.path[0] == "params" || (plain && full == "pipeline.dir"))
           ErrAt(At(t, r.offset), full == "pipeline.dir"
                                      ? std::string("a component names its files with {{ component.dir }}, not "
                                                    "{{ pipeline.dir }}")
@@ -2612,6 +2613,7 @@ class Loader {
         return;
       }
       const ParamSpec* param = FindParam(p[1]);
+      if (!param && component_mode_) return;  // a component graph's params: reported by ReadComponentInputs
       if (!param) {
         std::string m = ClosestMatch(p[1], ParamNames());
         ErrAt(loc, "unknown parameter '" + p[1] + "' in '" + full + "'" +
