@@ -1348,14 +1348,27 @@ class Loader {
   }
 
   // {{ component.dir }} becomes the pipeline-relative {{ pipeline.dir }}/<rel_dir>,
-  // and code files become relative to the pipeline's directory.
+  // and code files become relative to the pipeline's directory. Where the
+  // whole rest of a value is a path ("{{ component.dir }}/../x/y.py"), it is
+  // written the shortest way from the pipeline's directory
+  // (`using_dir_`, absolute): "{{ pipeline.dir }}/y.py" when that is x/.
   void RewriteComponentPaths(StepSpec& s, const std::string& rel_dir) {
+    namespace fs = std::filesystem;
     const std::string dir = rel_dir.empty() || rel_dir == "." ? "{{ pipeline.dir }}" : "{{ pipeline.dir }}/" + rel_dir;
     auto rewrite = [&](Template& t) {
       for (size_t at = t.text.find("{{"); at != std::string::npos; at = t.text.find("{{", at + 2)) {
         size_t end = t.text.find("}}", at);
         if (end == std::string::npos) break;
         if (Trim(std::string_view(t.text).substr(at + 2, end - at - 2)) != "component.dir") continue;
+        const std::string rest = t.text.substr(end + 2);
+        if (!using_dir_.empty() && rest.starts_with("/") && rest.find("{{") == std::string::npos) {
+          const fs::path full = (fs::path(using_dir_) / rel_dir / rest.substr(1)).lexically_normal();
+          const std::string shortest = full.lexically_relative(using_dir_).string();
+          if (!shortest.empty() && shortest != ".") {
+            t.text.replace(at, std::string::npos, "{{ pipeline.dir }}/" + shortest);
+            break;
+          }
+        }
         t.text.replace(at, end + 2 - at, dir);
       }
       if (t.text.find("component.dir") != std::string::npos)
@@ -1365,8 +1378,11 @@ class Loader {
     for (auto& e : s.env)
       if (!e.secret) rewrite(e.value);
     if (s.workdir) rewrite(*s.workdir);
-    for (auto& f : s.code)
-      if (std::filesystem::path(f).is_relative()) f = (std::filesystem::path(rel_dir) / f).lexically_normal().string();
+    for (auto& f : s.code) {
+      if (!fs::path(f).is_relative()) continue;
+      f = using_dir_.empty() ? (fs::path(rel_dir) / f).lexically_normal().string()
+                             : (fs::path(using_dir_) / rel_dir / f).lexically_normal().lexically_relative(using_dir_).string();
+    }
   }
 
   // Reads and parses the component that `v` (a step's `uses:`) names, once
@@ -1447,6 +1463,7 @@ class Loader {
     sub.chain_ = Chain();
     sub.chain_.push_back({abs_file.string(), shown.string()});
     std::vector<Diagnostic> found_diags;
+    sub.using_dir_ = abs_dir.string();
     auto c = sub.RunComponent(base_, rel_dir, &found_diags);
     for (auto& d : found_diags) AddDiag(std::move(d.loc), d.severity, std::move(d.message));
     if (!c) {
@@ -2897,6 +2914,7 @@ class Loader {
   // Component files by path as shown; null for one that could not be used.
   std::map<std::string, std::unique_ptr<Component>> components_;
   bool component_mode_ = false;  // this loader reads a component file
+  std::string using_dir_;  // a component's loader: the using pipeline's directory, absolute
   // The files from the top pipeline down to this one, {absolute, as shown};
   // empty for the top one (Chain()).
   std::vector<std::pair<std::string, std::string>> chain_;
