@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -297,6 +298,197 @@ steps:
   EXPECT_EQ(phases["g[1]/first"], "Failed");
   EXPECT_EQ(phases["g[1]/second"], "Omitted");
   EXPECT_EQ(phases["g[2]/second"], "Succeeded");
+}
+
+// A component graph (a component file with `steps:`) fanned out: as for a
+// sub-pipeline, item 0's evaluate runs while item 1's train still waits
+// for it (the gate of GroupFanOutRunsEachItemsChainIndependently).
+TEST_F(SubPipelineRunTest, ComponentGraphFanOutRunsEachItemsChainIndependently) {
+  const std::string gate = dir_ + "/evaluated-0";
+  Write("components/chain.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Component
+metadata: {name: chain}
+inputs:
+  speed: {type: string}
+  gate: {type: string}
+outputs:
+  params:
+    score: "{{ steps.evaluate.outputs.params.score }}"
+steps:
+  - name: train
+    command:
+      - python3
+      - -c
+      - |
+        import os, sys, time
+        speed, gate = sys.argv[1], sys.argv[2]
+        deadline = time.time() + 120
+        while speed == "slow" and not os.path.exists(gate):
+            if time.time() > deadline:
+                sys.exit("the fast item's evaluate never ran while this train was running")
+            time.sleep(0.05)
+        open("model", "w").write(speed)
+      - "{{ inputs.speed }}"
+      - "{{ inputs.gate }}"
+    outputs:
+      artifacts: [{name: model, path: model}]
+  - name: evaluate
+    inputs:
+      model: "{{ steps.train.outputs.artifacts.model }}"
+    command:
+      - python3
+      - -c
+      - |
+        import sys
+        model = open(sys.argv[1]).read()
+        if model == "fast":
+            open(sys.argv[2], "w").write("done")
+        open("score", "w").write(model + "-scored")
+      - "{{ inputs.model }}"
+      - "{{ inputs.gate }}"
+    outputs:
+      params: [{name: score, path: score}]
+)yaml");
+  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: graph}
+steps:
+  - name: eval
+    uses: components/chain.yaml
+    foreach: [fast, slow]
+    with: {speed: "{{ item }}", gate: )yaml" + gate + R"yaml(}
+  - name: summary
+    command: [python3, -c, "import sys; print('scores:', sys.argv[1])", "{{ steps.eval.outputs.params.score }}"]
+)yaml");
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "graph-1", "-j", "4"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("[summary] scores: [\"fast-scored\",\"slow-scored\"]\n"), std::string::npos) << run.out;
+  Json st = Status("graph-1");
+  EXPECT_EQ(Phases(st), (std::map<std::string, std::string>{{"eval[0]/train", "Succeeded"},
+                                                            {"eval[0]/evaluate", "Succeeded"},
+                                                            {"eval[1]/train", "Succeeded"},
+                                                            {"eval[1]/evaluate", "Succeeded"},
+                                                            {"summary", "Succeeded"}}));
+  const std::string fast_evaluate_started = Record(st, "eval[0]/evaluate").value("started_at", "");
+  const std::string slow_train_finished = Record(st, "eval[1]/train").value("finished_at", "");
+  ASSERT_FALSE(fast_evaluate_started.empty());
+  EXPECT_LT(fast_evaluate_started, slow_train_finished);
+}
+
+// minSuccessRatio over a component graph, and `when:` on steps that run a
+// group: false skips every inner step (and what waits on them), true runs
+// them.
+TEST_F(SubPipelineRunTest, MinSuccessRatioAndWhenOverAComponentGraph) {
+  Write("components/chain.yaml", R"yaml(apiVersion: sluice.dev/v1
+kind: Component
+metadata: {name: chain}
+inputs:
+  n: {type: int}
+outputs:
+  params:
+    out: "{{ steps.second.outputs.params.out }}"
+steps:
+  - name: first
+    command: [python3, -c, "import sys; sys.exit(sys.argv[1] == '1')", "{{ inputs.n }}"]
+  - name: second
+    depends: [first]
+    command: [python3, -c, "import sys; open('out', 'w').write(sys.argv[1])", "{{ inputs.n }}"]
+    outputs:
+      params: [{name: out, path: out}]
+)yaml");
+  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: graph-ratio}
+params:
+  run_skipped: {type: bool, default: false}
+steps:
+  - name: g
+    uses: components/chain.yaml
+    foreach: [0, 1, 2]
+    minSuccessRatio: 0.6
+    when: "{{ not params.run_skipped }}"
+    with: {n: "{{ item }}"}
+  - name: after
+    command: [python3, -c, "import os, sys; print(sys.argv[1], os.environ['SLUICE_FAILED_ITEMS'])",
+              "{{ steps.g.outputs.params.out }}"]
+  - name: skipped
+    uses: components/chain.yaml
+    when: "{{ params.run_skipped }}"
+    with: {n: 0}
+  - name: after-skipped
+    command: [python3, -c, "print('never')", "{{ steps.skipped.outputs.params.out }}"]
+)yaml");
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "graph-ratio", "-j", "3"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("[after] [\"0\",\"2\"] {\"g/second\":[\"g[1]/second\"]}\n"), std::string::npos) << run.out;
+  auto phases = Phases(Status("graph-ratio"));
+  EXPECT_EQ(phases["g[1]/first"], "Failed");
+  EXPECT_EQ(phases["g[1]/second"], "Omitted");
+  EXPECT_EQ(phases["g[2]/second"], "Succeeded");
+  EXPECT_EQ(phases["skipped/first"], "Skipped");
+  EXPECT_EQ(phases["skipped/second"], "Skipped");
+  EXPECT_EQ(phases["after-skipped"], "Skipped");
+}
+
+// A secret param bound through `with:` stays secret inside a component
+// graph, a sub-pipeline and a one-step component: their steps' logs show
+// "***", and nothing the store records holds the value.
+TEST_F(SubPipelineRunTest, ASecretBoundThroughWithStaysSecret) {
+  const char* kPrint = R"yaml(    command: [python3, -c, "import sys; print('token is', sys.argv[1])", "{{ X.token }}"]
+)yaml";
+  std::string component = R"yaml(apiVersion: sluice.dev/v1
+kind: Component
+metadata: {name: use-token}
+inputs:
+  token: {type: string}
+steps:
+  - name: show
+)yaml" + std::string(kPrint);
+  component.replace(component.find("X.token"), 7, "inputs.token");
+  std::string sub = std::string(kHead) + R"yaml(metadata: {name: use-token}
+params:
+  token: {type: string}
+steps:
+  - name: show
+)yaml" + kPrint;
+  sub.replace(sub.find("X.token"), 7, "params.token");
+  std::string one_step = component.substr(0, component.find("steps:\n")) + "step:\n" +
+                         component.substr(component.find("    command:")).substr(2);
+  Write("components/use_token.yaml", component);
+  Write("components/print_token.yaml", one_step);
+  Write("use_token.yaml", sub);
+  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: secret-with}
+params:
+  token: {type: string, secret: true}
+steps:
+  - name: graph
+    uses: components/use_token.yaml
+    with: {token: "{{ params.token }}"}
+  - name: sub
+    pipeline: use_token.yaml
+    with: {token: "{{ params.token }}"}
+  - name: one-step
+    uses: components/print_token.yaml
+    with: {token: "{{ params.token }}"}
+)yaml");
+  const std::string secret = "s3cr3t-t0ken-value";
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "secret-with", "-p", "token=" + secret});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_EQ(run.out.find(secret), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[graph/show] token is ***\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[sub/show] token is ***\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[one-step] token is ***\n"), std::string::npos) << run.out;
+  for (const char* step : {"graph/show", "sub/show", "one-step"}) {
+    Output logs = Sluice({"logs", "secret-with", step});
+    EXPECT_EQ(logs.exit_code, 0) << logs.err;
+    EXPECT_EQ(logs.out, "token is ***\n") << step;
+  }
+  Output shown = Sluice({"show", "secret-with", "-o", "json"});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_EQ(shown.out.find(secret), std::string::npos) << shown.out;
+  // Nor any file of the store (the SQLite database, snapshots, logs).
+  for (const auto& e : fs::recursive_directory_iterator(dir_ + "/.sluice")) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text.find(secret), std::string::npos) << e.path();
+  }
 }
 
 }  // namespace
