@@ -1720,7 +1720,8 @@ PipelineSpec ArgoStepNames(const PipelineSpec& spec, std::vector<CompileError>* 
       if (!ForeachGroup(s).empty() || MinSuccessRatio(s))
         errors->push_back({s.foreach->loc, "step '" + s.name + "': " +
                                                (MinSuccessRatio(s) ? std::string("minSuccessRatio")
-                                                                   : "a sub-pipeline run with foreach") +
+                                                                   : "a group of steps run with foreach (a sub-pipeline or "
+                                                                     "a component graph)") +
                                                " has no Argo form; run it with `sluice run`"});
       for (const auto& [from, to] : renamed) {
         if (s.name == from) s.name = to;
