@@ -61,6 +61,15 @@ class SubPipelineRunTest : public ::testing::Test {
     return Json::object();
   }
 
+  // Runs step `eval` (`runs`: its `pipeline:` or `uses:` line, of a chain
+  // of kGateChainSteps) over [fast, slow] and checks that item 0's evaluate
+  // started before item 1's train ended, on the times the store recorded.
+  void ExpectEachItemsChainRunsIndependently(const std::string& runs, const std::string& run_id);
+  // Runs step `g` (`runs`, a chain of kRatioChainSteps) over [0, 1, 2] with
+  // minSuccessRatio 0.6, item 1 failing, and checks that only item 1's
+  // chain stopped and the fan-in read the others.
+  void ExpectOnlyTheFailedItemsChainStops(const std::string& runs, const std::string& run_id);
+
   testutil::TempDir tmp_{"sluice-subpipe"};
   const std::string dir_ = tmp_.path();
 };
@@ -148,16 +157,13 @@ steps:
   EXPECT_EQ(phases["eval/train/fit"], "Succeeded");
 }
 
-// Item 0's train ends at once; item 1's train waits (bounded) for the file
-// item 0's evaluate writes. A scheduler that started the evaluates only
-// after every train would make item 1's train time out and fail the run.
-TEST_F(SubPipelineRunTest, GroupFanOutRunsEachItemsChainIndependently) {
-  const std::string gate = dir_ + "/evaluated-0";
-  Write("chain.yaml", std::string(kHead) + R"yaml(metadata: {name: chain}
-params:
-  speed: {type: string}
-  gate: {type: string}
-outputs:
+// The steps of a chain (train, then evaluate) that proves the items of a
+// group fan-out run independently: item 0's train ends at once; item 1's
+// train waits (bounded) for the file item 0's evaluate writes. A scheduler
+// that started the evaluates only after every train would make item 1's
+// train time out and fail the run. ROOT is where the chain reads its
+// values: "params" in a sub-pipeline, "inputs" in a component graph.
+constexpr char kGateChainSteps[] = R"yaml(outputs:
   params:
     score: "{{ steps.evaluate.outputs.params.score }}"
 steps:
@@ -174,8 +180,8 @@ steps:
                 sys.exit("the fast item's evaluate never ran while this train was running")
             time.sleep(0.05)
         open("model", "w").write(speed)
-      - "{{ params.speed }}"
-      - "{{ params.gate }}"
+      - "{{ ROOT.speed }}"
+      - "{{ ROOT.gate }}"
     outputs:
       artifacts: [{name: model, path: model}]
   - name: evaluate
@@ -189,23 +195,28 @@ steps:
             open(sys.argv[2], "w").write("done")
         open("score", "w").write(model + "-scored")
       - "{{ steps.train.outputs.artifacts.model }}"
-      - "{{ params.gate }}"
+      - "{{ ROOT.gate }}"
     outputs:
       params: [{name: score, path: score}]
-)yaml");
-  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: group}
-steps:
-  - name: eval
-    pipeline: chain.yaml
-    foreach: [fast, slow]
-    with: {speed: "{{ item }}", gate: )yaml" + gate + R"yaml(}
-  - name: summary
+)yaml";
+
+// `text` with every "ROOT." read as `root` + ".".
+std::string WithRoot(std::string text, const std::string& root) {
+  for (size_t at = text.find("ROOT."); at != std::string::npos; at = text.find("ROOT.", at)) text.replace(at, 4, root);
+  return text;
+}
+
+void SubPipelineRunTest::ExpectEachItemsChainRunsIndependently(const std::string& runs, const std::string& run_id) {
+  const std::string gate = dir_ + "/evaluated-0";
+  Write("pipeline.yaml", std::string(kHead) + "metadata: {name: group}\nsteps:\n  - name: eval\n    " + runs +
+                             "\n    foreach: [fast, slow]\n    with: {speed: \"{{ item }}\", gate: " + gate + "}\n" +
+                             R"yaml(  - name: summary
     command: [python3, -c, "import sys; print('scores:', sys.argv[1])", "{{ steps.eval.outputs.params.score }}"]
 )yaml");
-  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "group-1", "-j", "4"});
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", run_id, "-j", "4"});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_NE(run.out.find("[summary] scores: [\"fast-scored\",\"slow-scored\"]\n"), std::string::npos) << run.out;
-  Json st = Status("group-1");
+  Json st = Status(run_id);
   EXPECT_EQ(Phases(st), (std::map<std::string, std::string>{{"eval[0]/train", "Succeeded"},
                                                             {"eval[0]/evaluate", "Succeeded"},
                                                             {"eval[1]/train", "Succeeded"},
@@ -216,6 +227,21 @@ steps:
   const std::string slow_train_finished = Record(st, "eval[1]/train").value("finished_at", "");
   ASSERT_FALSE(fast_evaluate_started.empty());
   EXPECT_LT(fast_evaluate_started, slow_train_finished);
+}
+
+TEST_F(SubPipelineRunTest, GroupFanOutRunsEachItemsChainIndependently) {
+  Write("chain.yaml", std::string(kHead) + "metadata: {name: chain}\nparams:\n  speed: {type: string}\n"
+                      "  gate: {type: string}\n" + WithRoot(kGateChainSteps, "params"));
+  ExpectEachItemsChainRunsIndependently("pipeline: chain.yaml", "group-1");
+}
+
+// A component graph (a component file with `steps:`) fans out as a
+// sub-pipeline does.
+TEST_F(SubPipelineRunTest, ComponentGraphFanOutRunsEachItemsChainIndependently) {
+  Write("components/chain.yaml", "apiVersion: sluice.dev/v1\nkind: Component\nmetadata: {name: chain}\n"
+                                 "inputs:\n  speed: {type: string}\n  gate: {type: string}\n" +
+                                     WithRoot(kGateChainSteps, "inputs"));
+  ExpectEachItemsChainRunsIndependently("uses: components/chain.yaml", "graph-1");
 }
 
 constexpr char kRatio[] = R"yaml(metadata: {name: ratio}
@@ -262,168 +288,92 @@ TEST_F(SubPipelineRunTest, MinSuccessRatioNotMetFailsTheRun) {
   EXPECT_EQ(phases["pick"], "Omitted");
 }
 
+// A chain whose first step fails for item 1, read as ROOT.n
+// (WithRoot).
+constexpr char kRatioChainSteps[] = R"yaml(outputs:
+  params:
+    out: "{{ steps.second.outputs.params.out }}"
+steps:
+  - name: first
+    command: [python3, -c, "import sys; sys.exit(sys.argv[1] == '1')", "{{ ROOT.n }}"]
+  - name: second
+    depends: [first]
+    command: [python3, -c, "import sys; open('out', 'w').write(sys.argv[1])", "{{ ROOT.n }}"]
+    outputs:
+      params: [{name: out, path: out}]
+)yaml";
+
+void SubPipelineRunTest::ExpectOnlyTheFailedItemsChainStops(const std::string& runs, const std::string& run_id) {
+  Write("pipeline.yaml", std::string(kHead) + "metadata: {name: group-ratio}\nsteps:\n  - name: g\n    " + runs +
+                             R"yaml(
+    foreach: [0, 1, 2]
+    minSuccessRatio: 0.6
+    with: {n: "{{ item }}"}
+  - name: after
+    command: [python3, -c, "import os, sys; print(sys.argv[1], os.environ['SLUICE_FAILED_ITEMS'])",
+              "{{ steps.g.outputs.params.out }}"]
+)yaml");
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", run_id, "-j", "3"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("[after] [\"0\",\"2\"] {\"g/second\":[\"g[1]/second\"]}\n"), std::string::npos) << run.out;
+  auto phases = Phases(Status(run_id));
+  EXPECT_EQ(phases["g[1]/first"], "Failed");
+  EXPECT_EQ(phases["g[1]/second"], "Omitted");
+  EXPECT_EQ(phases["g[2]/second"], "Succeeded");
+}
+
 // A failed item of a group omits the rest of its own chain only; with the
 // ratio met the fan-in reads the other items.
 TEST_F(SubPipelineRunTest, MinSuccessRatioOverAGroupOmitsOnlyTheFailedItemsChain) {
-  Write("chain.yaml", std::string(kHead) + R"yaml(metadata: {name: chain}
+  Write("chain.yaml", std::string(kHead) + "metadata: {name: chain}\nparams:\n  n: {type: int}\n" +
+                          WithRoot(kRatioChainSteps, "params"));
+  ExpectOnlyTheFailedItemsChainStops("pipeline: chain.yaml", "group-ratio");
+}
+
+TEST_F(SubPipelineRunTest, MinSuccessRatioOverAComponentGraphOmitsOnlyTheFailedItemsChain) {
+  Write("components/chain.yaml", "apiVersion: sluice.dev/v1\nkind: Component\nmetadata: {name: chain}\n"
+                                 "inputs:\n  n: {type: int}\n" + WithRoot(kRatioChainSteps, "inputs"));
+  ExpectOnlyTheFailedItemsChainStops("uses: components/chain.yaml", "graph-ratio");
+}
+
+// `when:` on a step that runs a group decides for the whole group: false
+// skips every inner step, and what waits on them; true runs them.
+TEST_F(SubPipelineRunTest, WhenOnAGroupStepSkipsOrRunsTheWholeGroup) {
+  Write("chain.yaml", std::string(kHead) + "metadata: {name: chain}\nparams:\n  n: {type: int}\n" +
+                          WithRoot(kRatioChainSteps, "params"));
+  Write("components/chain.yaml", "apiVersion: sluice.dev/v1\nkind: Component\nmetadata: {name: chain}\n"
+                                 "inputs:\n  n: {type: int}\n" + WithRoot(kRatioChainSteps, "inputs"));
+  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: group-when}
 params:
-  n: {type: int}
-outputs:
-  params:
-    out: "{{ steps.second.outputs.params.out }}"
+  go: {type: bool, default: false}
 steps:
-  - name: first
-    command: [python3, -c, "import sys; sys.exit(sys.argv[1] == '1')", "{{ params.n }}"]
-  - name: second
-    depends: [first]
-    command: [python3, -c, "import sys; open('out', 'w').write(sys.argv[1])", "{{ params.n }}"]
-    outputs:
-      params: [{name: out, path: out}]
-)yaml");
-  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: group-ratio}
-steps:
-  - name: g
+  - name: sub
     pipeline: chain.yaml
-    foreach: [0, 1, 2]
-    minSuccessRatio: 0.6
-    with: {n: "{{ item }}"}
-  - name: after
-    command: [python3, -c, "import os, sys; print(sys.argv[1], os.environ['SLUICE_FAILED_ITEMS'])",
-              "{{ steps.g.outputs.params.out }}"]
-)yaml");
-  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "group-ratio", "-j", "3"});
-  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  EXPECT_NE(run.out.find("[after] [\"0\",\"2\"] {\"g/second\":[\"g[1]/second\"]}\n"), std::string::npos) << run.out;
-  auto phases = Phases(Status("group-ratio"));
-  EXPECT_EQ(phases["g[1]/first"], "Failed");
-  EXPECT_EQ(phases["g[1]/second"], "Omitted");
-  EXPECT_EQ(phases["g[2]/second"], "Succeeded");
-}
-
-// A component graph (a component file with `steps:`) fanned out: as for a
-// sub-pipeline, item 0's evaluate runs while item 1's train still waits
-// for it (the gate of GroupFanOutRunsEachItemsChainIndependently).
-TEST_F(SubPipelineRunTest, ComponentGraphFanOutRunsEachItemsChainIndependently) {
-  const std::string gate = dir_ + "/evaluated-0";
-  Write("components/chain.yaml", R"yaml(apiVersion: sluice.dev/v1
-kind: Component
-metadata: {name: chain}
-inputs:
-  speed: {type: string}
-  gate: {type: string}
-outputs:
-  params:
-    score: "{{ steps.evaluate.outputs.params.score }}"
-steps:
-  - name: train
-    command:
-      - python3
-      - -c
-      - |
-        import os, sys, time
-        speed, gate = sys.argv[1], sys.argv[2]
-        deadline = time.time() + 120
-        while speed == "slow" and not os.path.exists(gate):
-            if time.time() > deadline:
-                sys.exit("the fast item's evaluate never ran while this train was running")
-            time.sleep(0.05)
-        open("model", "w").write(speed)
-      - "{{ inputs.speed }}"
-      - "{{ inputs.gate }}"
-    outputs:
-      artifacts: [{name: model, path: model}]
-  - name: evaluate
-    inputs:
-      model: "{{ steps.train.outputs.artifacts.model }}"
-    command:
-      - python3
-      - -c
-      - |
-        import sys
-        model = open(sys.argv[1]).read()
-        if model == "fast":
-            open(sys.argv[2], "w").write("done")
-        open("score", "w").write(model + "-scored")
-      - "{{ inputs.model }}"
-      - "{{ inputs.gate }}"
-    outputs:
-      params: [{name: score, path: score}]
-)yaml");
-  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: graph}
-steps:
-  - name: eval
-    uses: components/chain.yaml
-    foreach: [fast, slow]
-    with: {speed: "{{ item }}", gate: )yaml" + gate + R"yaml(}
-  - name: summary
-    command: [python3, -c, "import sys; print('scores:', sys.argv[1])", "{{ steps.eval.outputs.params.score }}"]
-)yaml");
-  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "graph-1", "-j", "4"});
-  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  EXPECT_NE(run.out.find("[summary] scores: [\"fast-scored\",\"slow-scored\"]\n"), std::string::npos) << run.out;
-  Json st = Status("graph-1");
-  EXPECT_EQ(Phases(st), (std::map<std::string, std::string>{{"eval[0]/train", "Succeeded"},
-                                                            {"eval[0]/evaluate", "Succeeded"},
-                                                            {"eval[1]/train", "Succeeded"},
-                                                            {"eval[1]/evaluate", "Succeeded"},
-                                                            {"summary", "Succeeded"}}));
-  const std::string fast_evaluate_started = Record(st, "eval[0]/evaluate").value("started_at", "");
-  const std::string slow_train_finished = Record(st, "eval[1]/train").value("finished_at", "");
-  ASSERT_FALSE(fast_evaluate_started.empty());
-  EXPECT_LT(fast_evaluate_started, slow_train_finished);
-}
-
-// minSuccessRatio over a component graph, and `when:` on steps that run a
-// group: false skips every inner step (and what waits on them), true runs
-// them.
-TEST_F(SubPipelineRunTest, MinSuccessRatioAndWhenOverAComponentGraph) {
-  Write("components/chain.yaml", R"yaml(apiVersion: sluice.dev/v1
-kind: Component
-metadata: {name: chain}
-inputs:
-  n: {type: int}
-outputs:
-  params:
-    out: "{{ steps.second.outputs.params.out }}"
-steps:
-  - name: first
-    command: [python3, -c, "import sys; sys.exit(sys.argv[1] == '1')", "{{ inputs.n }}"]
-  - name: second
-    depends: [first]
-    command: [python3, -c, "import sys; open('out', 'w').write(sys.argv[1])", "{{ inputs.n }}"]
-    outputs:
-      params: [{name: out, path: out}]
-)yaml");
-  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: graph-ratio}
-params:
-  run_skipped: {type: bool, default: false}
-steps:
-  - name: g
-    uses: components/chain.yaml
-    foreach: [0, 1, 2]
-    minSuccessRatio: 0.6
-    when: "{{ not params.run_skipped }}"
-    with: {n: "{{ item }}"}
-  - name: after
-    command: [python3, -c, "import os, sys; print(sys.argv[1], os.environ['SLUICE_FAILED_ITEMS'])",
-              "{{ steps.g.outputs.params.out }}"]
-  - name: skipped
-    uses: components/chain.yaml
-    when: "{{ params.run_skipped }}"
+    when: "{{ params.go }}"
     with: {n: 0}
-  - name: after-skipped
-    command: [python3, -c, "print('never')", "{{ steps.skipped.outputs.params.out }}"]
+  - name: graph
+    uses: components/chain.yaml
+    when: "{{ params.go }}"
+    with: {n: 2}
+  - name: after
+    command: [python3, -c, "import sys; print(sys.argv[1:])", "{{ steps.sub.outputs.params.out }}",
+              "{{ steps.graph.outputs.params.out }}"]
 )yaml");
-  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "graph-ratio", "-j", "3"});
-  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  EXPECT_NE(run.out.find("[after] [\"0\",\"2\"] {\"g/second\":[\"g[1]/second\"]}\n"), std::string::npos) << run.out;
-  auto phases = Phases(Status("graph-ratio"));
-  EXPECT_EQ(phases["g[1]/first"], "Failed");
-  EXPECT_EQ(phases["g[1]/second"], "Omitted");
-  EXPECT_EQ(phases["g[2]/second"], "Succeeded");
-  EXPECT_EQ(phases["skipped/first"], "Skipped");
-  EXPECT_EQ(phases["skipped/second"], "Skipped");
-  EXPECT_EQ(phases["after-skipped"], "Skipped");
+  Output skipped = Sluice({"run", "pipeline.yaml", "--run-id", "when-false"});
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.out << skipped.err;
+  EXPECT_EQ(Phases(Status("when-false")), (std::map<std::string, std::string>{{"sub/first", "Skipped"},
+                                                                               {"sub/second", "Skipped"},
+                                                                               {"graph/first", "Skipped"},
+                                                                               {"graph/second", "Skipped"},
+                                                                               {"after", "Skipped"}}));
+  Output ran = Sluice({"run", "pipeline.yaml", "--run-id", "when-true", "-p", "go=true"});
+  ASSERT_EQ(ran.exit_code, 0) << ran.out << ran.err;
+  EXPECT_NE(ran.out.find("[after] ['0', '2']\n"), std::string::npos) << ran.out;
+  EXPECT_EQ(Phases(Status("when-true")), (std::map<std::string, std::string>{{"sub/first", "Succeeded"},
+                                                                              {"sub/second", "Succeeded"},
+                                                                              {"graph/first", "Succeeded"},
+                                                                              {"graph/second", "Succeeded"},
+                                                                              {"after", "Succeeded"}}));
 }
 
 // A secret param bound through `with:` stays secret inside a component
