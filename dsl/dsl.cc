@@ -1164,13 +1164,12 @@ class Loader {
   // component graphs expanded, unless there were errors.
   void ParseComponentGraph(Component& c, const YamlNode& steps, const YamlNode* outputs) {
     for (const auto& in : c.inputs) {
-      ParamSpec p;
+      ParamSpec& p = spec_.params.emplace_back();
       p.name = in.name;
       p.type = in.artifact ? ParamType::kString : in.type;
       p.default_value = in.default_value;
       p.required = !in.default_value;
       p.loc = in.loc;
-      spec_.params.push_back(std::move(p));
     }
     for (const auto& p : spec_.params) param_index_.emplace(p.name, &p);
     base_ = c.body;
