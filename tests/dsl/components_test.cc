@@ -327,5 +327,44 @@ TEST_F(ComponentsTest, AStepUsingAComponentGraphBindsItsInputsAndSetsOnlyWhereAn
             "pipeline.yaml:23:38: error: step 'chain' has no output parameter 'nothing'; it declares: score\n");
 }
 
+TEST_F(ComponentsTest, AComponentGraphMayUseAnotherComponentGraph) {
+  Write("components/chain.yaml", kChain);
+  Write("components/score.py", "print('scoring')\n");
+  Write("components/twice.yaml", R"(apiVersion: sluice.dev/v1
+kind: Component
+metadata: {name: twice}
+inputs:
+  dataset: {type: artifact}
+outputs:
+  params:
+    first: "{{ steps.one.outputs.params.score }}"
+steps:
+  - name: one
+    uses: chain.yaml
+    with: {model: logreg, dataset: "{{ inputs.dataset }}"}
+  - name: two
+    uses: chain.yaml
+    depends: [one]
+    with: {model: forest, dataset: "{{ inputs.dataset }}"}
+)");
+  LoadResult r = Load(R"(  - name: t
+    uses: components/twice.yaml
+    with: {dataset: "{{ steps.prepare.outputs.artifacts.dataset }}"}
+  - name: show
+    command: [echo, "{{ steps.t.outputs.params.first }}"]
+)");
+  ASSERT_TRUE(r.ok()) << FormatDiagnosticsText(r.diagnostics);
+  std::vector<std::string> names;
+  for (const auto& s : r.spec->steps) names.push_back(s.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"prepare", "t/one/train", "t/one/score", "t/two/train", "t/two/score",
+                                             "show"}));
+  const StepSpec& two_train = r.spec->steps[3];
+  EXPECT_EQ(two_train.inputs.at("model").text, "{{ 'forest' }}");  // a bound literal, as an expression
+  EXPECT_EQ(two_train.inputs.at("dataset").text, "{{ steps.prepare.outputs.artifacts.dataset }}");
+  EXPECT_EQ(StepDependencies(two_train), (std::vector<std::string>{"t/one/train", "t/one/score", "prepare"}));
+  EXPECT_EQ(r.spec->steps[2].component_file, "components/chain.yaml");
+  EXPECT_EQ(r.spec->steps[5].command[1].text, "{{ steps.t/one/score.outputs.params.score }}");
+}
+
 }  // namespace
 }  // namespace sluice::dsl
