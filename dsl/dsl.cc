@@ -1684,6 +1684,7 @@ class Loader {
   void BindGroup(StepSpec& s, const SubPipeline& sp, const YamlNode* with, const YamlNode& at) {
     const bool component = sp.kind == "component";
     BindWith(s, {sp.kind + " " + sp.file, component ? "input" : "param", &sp.inputs, true, !component}, with, at);
+    CheckSecretParams(s, sp, with, at);
     for (const auto& [name, from] : sp.artifacts) {
       ArtifactOutputSpec a;
       a.name = name;
@@ -1694,6 +1695,31 @@ class Loader {
     }
     for (const auto& [name, from] : sp.params) s.output_params.push_back({name, "", {}});
     sub_uses_[s.name] = &sp;
+  }
+
+  // A param that sub-pipeline `sp` declares secret is bound to a secret
+  // param of this pipeline: the expansion puts the binding where the param
+  // was, and only this pipeline's secret params are masked and redacted.
+  void CheckSecretParams(const StepSpec& s, const SubPipeline& sp, const YamlNode* with, const YamlNode& at) {
+    for (const auto& p : sp.spec.params) {
+      if (!p.secret) continue;
+      auto it = s.inputs.find(p.name);
+      bool ok = false;
+      if (it != s.inputs.end() && !it->second.IsLiteral() && IsSingleExpression(it->second.text)) {
+        auto refs = expr::References(it->second.text, true);
+        const ParamSpec* from = refs && refs->size() == 1 && refs->front().path.size() == 2 &&
+                                        refs->front().path[0] == "params"
+                                    ? FindParam(refs->front().path[1])
+                                    : nullptr;
+        ok = from && from->secret;
+      }
+      if (ok) continue;
+      const YamlNode* val = with && with->IsMap() ? ValueOf(*with, p.name) : nullptr;
+      Err(val ? *val : with ? *with : at,
+          "param '" + p.name + "' of sub-pipeline " + sp.file + " (" + p.loc.ToString() +
+              ") is secret: bind it to a secret param of this pipeline ({{ params.<name> }} declared with "
+              "secret: true), so that its value stays masked");
+    }
   }
 
   // `outputs:` of a pipeline used as a sub-pipeline: each a single
