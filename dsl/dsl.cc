@@ -1874,7 +1874,7 @@ class Loader {
       for (auto& f : t.code) f = relative(f);
       if (std::find(t.code.begin(), t.code.end(), sp.uses) == t.code.end()) t.code.push_back(sp.uses);
       if (!t.component_file.empty()) {
-        t.component_file = relative(t.component_file);
+        t.component_file = RecordedSource(sp, t.component_file, relative);
       } else if (!sp.digest.empty()) {
         // A component graph's own step: recorded with the component, as a
         // one-step component's step is.
@@ -1910,6 +1910,19 @@ class Loader {
       }
       out.push_back(std::move(t));
     }
+  }
+
+  // How a step of `sp` records the component file `f` it uses (relative to
+  // the directory of `sp`): the same Git source at the same commit when `sp`
+  // came from Git, else `relative(f)` (relative to this pipeline's directory).
+  static std::string RecordedSource(const SubPipeline& sp, const std::string& f,
+                                    const std::function<std::string(const std::string&)>& relative) {
+    if (f.starts_with("git+") || std::filesystem::path(f).is_absolute() || !sp.source.starts_with("git+"))
+      return relative(f);
+    auto git = ParseGitSource(sp.source);
+    if (!git) return relative(f);
+    git->path = (std::filesystem::path(git->path).parent_path() / f).lexically_normal().string();
+    return git->ToString();
   }
 
   // `v` as an expression literal: 'text', 12, true, [..].
