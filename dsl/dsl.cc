@@ -129,8 +129,9 @@ const Keys kTopKeys = {"apiVersion", "kind",      "metadata", "params", "default
 // What a pipeline's `outputs:` declares (for use as a sub-pipeline).
 const Keys kPipelineOutputKeys = {"artifacts", "params"};
 // What a step that runs a sub-pipeline (`pipeline:`) may set.
-const Keys kSubPipelineStepKeys = {"name", "pipeline", "with", "depends", "foreach", "parallelism",
-                                   "minSuccessRatio"};
+// A component graph's using step sets the same, with `uses` for `pipeline`.
+const Keys kSubPipelineStepKeys = {"name",    "pipeline",    "with",           "depends", "when",
+                                   "foreach", "parallelism", "minSuccessRatio"};
 // How deep sub-pipelines may nest (files, the top one included).
 constexpr size_t kMaxSubPipelineDepth = 16;
 const Keys kMetadataKeys = {"name", "description", "labels"};
@@ -143,7 +144,7 @@ const Keys kStepBaseKeys = {"name",     "type",       "command",     "env",     
                             "priority", "cache",      "outputs",     "uses",     "with",     "pipeline",
                             "minSuccessRatio"};
 // A component file (`kind: Component`), its inputs, and its step body.
-const Keys kComponentKeys = {"apiVersion", "kind", "metadata", "inputs", "outputs", "step"};
+const Keys kComponentKeys = {"apiVersion", "kind", "metadata", "inputs", "outputs", "step", "steps"};
 const Keys kComponentInputKeys = {"type", "default", "description"};
 const Keys kComponentInputTypes = {"string", "int", "number", "bool", "list", "artifact"};
 // What a component's step body may set (besides an operator section).
@@ -257,6 +258,8 @@ struct ComponentInput {
   SourceLocation loc;  // of its name in the component file
 };
 
+struct SubPipeline;
+
 // A component file, as the steps that use it see it.
 struct Component {
   std::string file;    // as diagnostics name it
@@ -267,6 +270,9 @@ struct Component {
   std::string digest;  // SHA-256 of its bytes
   std::vector<ComponentInput> inputs;
   StepSpec body;  // the pipeline's defaults, then the component's step and outputs
+  // A component with `steps:` (a graph): its steps, loaded and expanded
+  // like a sub-pipeline's, the inputs as its params; null for one `step:`.
+  std::shared_ptr<SubPipeline> graph;
 
   const ComponentInput* Find(const std::string& name) const {
     for (const auto& in : inputs)
@@ -290,6 +296,13 @@ struct SubPipeline {
   std::string rel_dir;  // its directory relative to the using pipeline's
   // Declared outputs: name -> {inner step, that step's output}.
   std::map<std::string, std::pair<std::string, std::string>> artifacts, params;
+  // Its params as `with:` binds them (a component graph's inputs, with
+  // their artifact types).
+  std::vector<ComponentInput> inputs;
+  // For a component graph: "component", and the file's SHA-256, recorded
+  // with each inner step as a one-step component's is; else "sub-pipeline".
+  std::string kind = "sub-pipeline";
+  std::string digest;
 };
 
 // Per-step facts the checks after parsing need, beside the StepSpec.
@@ -892,14 +905,25 @@ class Loader {
       }
       const Component* component = uses ? UseComponent(*uses) : nullptr;
       const SubPipeline* sub = pipe ? UseSubPipeline(*pipe) : nullptr;
-      StepSpec s = component ? component->body : sub ? StepSpec() : base_;
+      if (component && component->graph) {
+        if (is_finally) {
+          Err(*uses, "a finally step cannot use a component with 'steps:'; use it from 'steps'");
+          component = nullptr;
+        } else {
+          sub = component->graph.get();
+        }
+      }
+      StepSpec s = sub ? StepSpec() : component ? component->body : base_;
       s.loc = Loc(sn);
       s.is_finally = is_finally;
       StepInfo info;
       info.node = &sn;
-      ParseStep(sn, s, info, uses ? uses : pipe, pipe != nullptr);
-      if (component) BindComponentInputs(s, *component, ValueOf(sn, "with"), *uses);
-      if (sub) BindSubPipeline(s, *sub, ValueOf(sn, "with"), *pipe);
+      ParseStep(sn, s, info, uses ? uses : pipe, sub ? sub->kind : "");
+      if (component && !component->graph) {
+        BindWith(s, {"component " + component->file, "input", &component->inputs}, ValueOf(sn, "with"), *uses);
+        RecordComponent(s, *component);
+      }
+      if (sub) BindGroup(s, *sub, ValueOf(sn, "with"), uses ? *uses : *pipe);
       out.push_back(std::move(s));
       (is_finally ? finally_info_ : step_info_).push_back(std::move(info));
     }
@@ -915,10 +939,12 @@ class Loader {
 
   // `uses` is the step's `uses:` value when it has one: the step then sets
   // only kUsingStepKeys, and its command comes from the component.
-  // `sub_pipeline`: `uses` is the step's `pipeline:` value instead, and the
-  // step sets only kSubPipelineStepKeys.
+  // `group`: the step runs a group of steps, "sub-pipeline" (`uses` is its
+  // `pipeline:` value instead) or "component" (a component graph), and sets
+  // only kSubPipelineStepKeys.
   void ParseStep(const YamlNode& sn, StepSpec& s, StepInfo& info, const YamlNode* uses = nullptr,
-                 bool sub_pipeline = false) {
+                 const std::string& group = "") {
+    const bool sub_pipeline = !group.empty();
     // The name first, so that messages about other fields can name the step.
     for (size_t i = 0; i + 1 < sn.children.size(); i += 2) {
       const YamlNode& key = N(sn.children[i]);
@@ -951,9 +977,20 @@ class Loader {
     Entries(sn, step_keys_, where, [&](const std::string& k, const YamlNode& key, const YamlNode& v) {
       if (k == "name" || k == "uses" || k == "pipeline") return;
       if (k == "priority") priority = &v;
+      if (sub_pipeline && k == "retries") {
+        // Argo retries a task that runs a DAG as a whole; sluice would
+        // retry each inner step on its own: refused rather than surprise.
+        Err(key, "'retries' cannot be set on a step that runs a " + GroupName(group) +
+                     ": it would retry each inner step on its own, not the group as a whole as Argo retries a "
+                     "DAG task; set 'retries' on the " +
+                     (group == "component" ? std::string("component's steps") : "sub-pipeline's steps or defaults"));
+        return;
+      }
       if (sub_pipeline && !Contains(kSubPipelineStepKeys, k)) {
-        Err(key, "'" + k + "' comes from the sub-pipeline; a step that runs one may set only: " +
-                     JoinKeys(kSubPipelineStepKeys));
+        Keys keys = kSubPipelineStepKeys;
+        if (group == "component") keys[1] = "uses";
+        Err(key, "'" + k + "' comes from the " + group + "; a step that runs a " + GroupName(group) +
+                     " may set only: " + JoinKeys(keys));
         return;
       }
       if (uses && !sub_pipeline && !Contains(kUsingStepKeys, k)) {
@@ -1043,6 +1080,11 @@ class Loader {
     }
   }
 
+  // "sub-pipeline", or "component graph" for "component".
+  static std::string GroupName(const std::string& group) {
+    return group == "component" ? "component graph" : group;
+  }
+
   // -- components ------------------------------------------------------------
 
  public:
@@ -1091,8 +1133,12 @@ class Loader {
       auto it = top.find(k);
       return it == top.end() ? nullptr : it->second;
     };
-    for (const char* k : {"apiVersion", "kind", "step"})
+    for (const char* k : {"apiVersion", "kind"})
       if (!get(k) && !Suggested(root, k)) Err(root, std::string("missing required key '") + k + "' in the component");
+    if (get("step") && get("steps"))
+      Err(*get("steps"), "a component has either one 'step' or a graph of 'steps', not both");
+    else if (!get("step") && !get("steps") && !Suggested(root, "step") && !Suggested(root, "steps"))
+      Err(root, "missing required key 'step' (or 'steps', a graph of steps) in the component");
     if (auto* n = get("apiVersion"))
       if (auto v = Str(*n, "apiVersion"); v && *v != "sluice.dev/v1")
         Err(*n, "unsupported apiVersion '" + *v + "'; use 'sluice.dev/v1'");
@@ -1101,11 +1147,86 @@ class Loader {
         Err(*n, "unsupported kind '" + *v + "' in a component file; use 'Component'");
     if (auto* n = get("metadata")) ParseMetadata(*n);
     if (auto* n = get("inputs")) ParseComponentInputs(c, *n);
+    if (get("steps") && !get("step")) {
+      ParseComponentGraph(c, *get("steps"), get("outputs"));
+      return;
+    }
     if (auto* n = get("step")) ParseComponentStep(c.body, *n);
     if (auto* n = get("outputs")) ParseOutputs(c.body, *n);
     CheckComponentTemplates(c);
     CheckCodeFiles();
     RewriteComponentPaths(c.body, rel_dir);
+  }
+
+  // A component's `steps:` (a graph), checked as a pipeline's steps whose
+  // params are the component's inputs; `outputs` are declared as a
+  // sub-pipeline's. Sets `c.graph`, with the graph's own sub-pipelines and
+  // component graphs expanded, unless there were errors.
+  void ParseComponentGraph(Component& c, const YamlNode& steps, const YamlNode* outputs) {
+    for (const auto& in : c.inputs) {
+      ParamSpec& p = spec_.params.emplace_back();
+      p.name = in.name;
+      p.type = in.artifact ? ParamType::kString : in.type;
+      p.default_value = in.default_value;
+      p.required = !in.default_value;
+      p.loc = in.loc;
+    }
+    for (const auto& p : spec_.params) param_index_.emplace(p.name, &p);
+    base_ = c.body;
+    ParseStepList(steps, false);
+    for (auto& s : spec_.steps) ReadComponentInputs(c, s);
+    CheckSteps();
+    if (outputs) ParsePipelineOutputs(*outputs);
+    if (errors_ != 0) return;
+    ExpandSubPipelines();
+    auto graph = std::make_shared<SubPipeline>();
+    graph->spec = std::move(spec_);
+    graph->file = file_;
+    graph->artifacts = std::move(out_artifacts_);
+    graph->params = std::move(out_params_);
+    graph->inputs = c.inputs;
+    graph->kind = "component";
+    graph->digest = c.digest;
+    c.graph = std::move(graph);
+  }
+
+  // In a component graph's step, `inputs.<name>` names the component's
+  // input unless the step declares an input of that name (in the step's own
+  // `inputs:` values it always does): rewritten to `params.<name>`, the
+  // graph's params. `{{ component.dir }}` becomes the graph's
+  // `{{ pipeline.dir }}`, which the expansion points at the component's
+  // directory. `params.*` and `pipeline.dir` written there are errors: a
+  // component sees only its inputs, and names its files by component.dir.
+  void ReadComponentInputs(const Component& c, StepSpec& s) {
+    const bool plain = s.component_file.empty() && !sub_uses_.count(s.name);
+    std::unordered_set<const Template*> own_inputs;
+    for (const auto& [name, t] : s.inputs) own_inputs.insert(&t);
+    ForEachMutableTemplate(s, [&](Template& t, bool is_template) {
+      if (t.IsLiteral() && is_template) return;
+      auto refs = expr::References(t.text, is_template);
+      if (!refs) return;
+      for (const auto& r : *refs) {
+        const std::string full = r.ToString();
+        if (r.path[0] == "params" || (plain && full == "pipeline.dir"))
+          ErrAt(At(t, r.offset), full == "pipeline.dir"
+                                     ? std::string("a component names its files with {{ component.dir }}, not "
+                                                   "{{ pipeline.dir }}")
+                                     : "a component sees only its inputs: '" + full +
+                                           "' cannot be used here; declare an input and bind it under 'with:' in "
+                                           "the step that uses the component");
+      }
+      RewriteReferences(t, is_template, [&](const expr::Reference& r) -> std::optional<std::string> {
+        if (r.path[0] != "inputs" || r.path.size() < 2 || !c.Find(r.path[1])) return std::nullopt;
+        if (!own_inputs.count(&t) && s.inputs.count(r.path[1])) return std::nullopt;
+        return "params." + r.path[1];  // as long as "inputs.": the locations of later messages hold
+      }, /*prefix_only=*/true);
+      for (size_t at = t.text.find("{{"); at != std::string::npos; at = t.text.find("{{", at + 2)) {
+        size_t end = t.text.find("}}", at);
+        if (end == std::string::npos) break;
+        if (Trim(std::string_view(t.text).substr(at + 2, end - at - 2)) == "component.dir")
+          t.text.replace(at, end + 2 - at, "{{ pipeline.dir  }}");  // as long as "{{ component.dir }}"
+      }
+    });
   }
 
   void ParseComponentInputs(Component& c, const YamlNode& n) {
@@ -1226,14 +1347,27 @@ class Loader {
   }
 
   // {{ component.dir }} becomes the pipeline-relative {{ pipeline.dir }}/<rel_dir>,
-  // and code files become relative to the pipeline's directory.
+  // and code files become relative to the pipeline's directory. Where the
+  // whole rest of a value is a path ("{{ component.dir }}/../x/y.py"), it is
+  // written the shortest way from the pipeline's directory
+  // (`using_dir_`, absolute): "{{ pipeline.dir }}/y.py" when that is x/.
   void RewriteComponentPaths(StepSpec& s, const std::string& rel_dir) {
+    namespace fs = std::filesystem;
     const std::string dir = rel_dir.empty() || rel_dir == "." ? "{{ pipeline.dir }}" : "{{ pipeline.dir }}/" + rel_dir;
     auto rewrite = [&](Template& t) {
       for (size_t at = t.text.find("{{"); at != std::string::npos; at = t.text.find("{{", at + 2)) {
         size_t end = t.text.find("}}", at);
         if (end == std::string::npos) break;
         if (Trim(std::string_view(t.text).substr(at + 2, end - at - 2)) != "component.dir") continue;
+        const std::string rest = t.text.substr(end + 2);
+        if (!using_dir_.empty() && rest.starts_with("/") && rest.find("{{") == std::string::npos) {
+          const fs::path full = (fs::path(using_dir_) / rel_dir / rest.substr(1)).lexically_normal();
+          const std::string shortest = full.lexically_relative(using_dir_).string();
+          if (!shortest.empty() && shortest != ".") {
+            t.text.replace(at, std::string::npos, "{{ pipeline.dir }}/" + shortest);
+            break;
+          }
+        }
         t.text.replace(at, end + 2 - at, dir);
       }
       if (t.text.find("component.dir") != std::string::npos)
@@ -1243,8 +1377,11 @@ class Loader {
     for (auto& e : s.env)
       if (!e.secret) rewrite(e.value);
     if (s.workdir) rewrite(*s.workdir);
-    for (auto& f : s.code)
-      if (std::filesystem::path(f).is_relative()) f = (std::filesystem::path(rel_dir) / f).lexically_normal().string();
+    for (auto& f : s.code) {
+      if (!fs::path(f).is_relative()) continue;
+      f = using_dir_.empty() ? (fs::path(rel_dir) / f).lexically_normal().string()
+                             : (fs::path(using_dir_) / rel_dir / f).lexically_normal().lexically_relative(using_dir_).string();
+    }
   }
 
   // Reads and parses the component that `v` (a step's `uses:`) names, once
@@ -1308,6 +1445,10 @@ class Loader {
     if (!ResolveSource(v, *uses, "component", &shown, &pinned)) return nullptr;
     auto found = components_.find(shown.string());
     if (found != components_.end()) return found->second.get();
+    std::error_code ec;
+    const fs::path abs_dir = fs::absolute(dir_.empty() ? "." : dir_, ec).lexically_normal();
+    const fs::path abs_file = fs::absolute(shown, ec).lexically_normal();
+    if (!OutsideChain(v, abs_file.string(), shown.string(), "component")) return nullptr;
     if (components_.size() >= kMaxComponents) {
       Err(v, "more than " + WithThousands(kMaxComponents) + " component files in one pipeline");
       return nullptr;
@@ -1316,12 +1457,12 @@ class Loader {
     auto read = ReadUsedFile(v, *uses, "component", "uses", shown, pinned);
     if (!read) return nullptr;
     std::string text = std::move(*read);
-    std::error_code ec;
-    const fs::path abs_dir = fs::absolute(dir_.empty() ? "." : dir_, ec).lexically_normal();
-    const fs::path abs_file = fs::absolute(shown, ec).lexically_normal();
     std::string rel_dir = abs_file.parent_path().lexically_relative(abs_dir).string();
     Loader sub(text, shown.string(), shown.parent_path().string(), ops_, parse_cache_);
+    sub.chain_ = Chain();
+    sub.chain_.push_back({abs_file.string(), shown.string()});
     std::vector<Diagnostic> found_diags;
+    sub.using_dir_ = abs_dir.string();
     auto c = sub.RunComponent(base_, rel_dir, &found_diags);
     for (auto& d : found_diags) AddDiag(std::move(d.loc), d.severity, std::move(d.message));
     if (!c) {
@@ -1330,26 +1471,54 @@ class Loader {
     }
     c->uses = abs_file.lexically_relative(abs_dir).string();
     c->source = pinned.empty() ? c->uses : pinned;
+    if (c->graph) {
+      c->graph->uses = c->uses;
+      c->graph->source = c->source;
+      c->graph->rel_dir = rel_dir;
+    }
     slot = std::make_unique<Component>(std::move(*c));
     return slot.get();
   }
 
-  // Binds the component's inputs to the step's `with:` values (or their
-  // defaults), checking each against its declared type, and records the
-  // component with the step.
-  void BindComponentInputs(StepSpec& s, const Component& c, const YamlNode* with, const YamlNode& uses) {
+  // What a step's `with:` binds: the inputs of a component, or the params
+  // of a sub-pipeline or of a component graph.
+  struct BindTarget {
+    std::string what;  // "component <file>" or "sub-pipeline <file>"
+    std::string noun;  // "input" or "param"
+    const std::vector<ComponentInput>* inputs;
+    // The bound values are substituted into the inner steps' expressions
+    // (a sub-pipeline, a component graph): each must be a literal or one
+    // {{ expression }}, and defaults are left to the expansion.
+    bool substituted = false;
+    bool artifact_is_string = false;  // an artifact binds to a string param (its path)
+  };
+
+  // Binds `target`'s inputs to the step's `with:` values, checking each
+  // against its declared type, into the step's inputs (kept there until the
+  // expansion for a substituted target, so that the checks of references
+  // and dependencies see them). `at` is where a missing input is reported
+  // when there is no `with:`.
+  void BindWith(StepSpec& s, const BindTarget& target, const YamlNode* with, const YamlNode& at) {
+    const std::vector<ComponentInput>& inputs = *target.inputs;
+    auto find = [&](const std::string& name) -> const ComponentInput* {
+      for (const auto& in : inputs)
+        if (in.name == name) return &in;
+      return nullptr;
+    };
+    Keys names;
+    for (const auto& in : inputs) names.push_back(in.name);
     std::unordered_set<std::string> bound;
     if (with && ExpectMap(*with, "with")) {
       for (size_t i = 0; i + 1 < with->children.size(); i += 2) {
         const YamlNode& key = N(with->children[i]);
         const YamlNode& val = N(with->children[i + 1]);
         if (!key.IsScalar()) continue;
-        const ComponentInput* in = c.Find(key.value);
+        const ComponentInput* in = find(key.value);
         if (!in) {
-          Err(key, "component " + c.file + " has no input '" + key.value + "'" +
-                       (c.inputs.empty() ? "; it declares no inputs"
-                                         : DidYouMean(key.value, c.InputNames()) + "; its inputs are: " +
-                                               JoinKeys(c.InputNames())));
+          Err(key, target.what + " has no " + target.noun + " '" + key.value + "'" +
+                       (names.empty() ? "; it declares no " + target.noun + "s"
+                                      : DidYouMean(key.value, names) + "; its " + target.noun + "s are: " +
+                                            JoinKeys(names)));
           continue;
         }
         bound.insert(key.value);
@@ -1357,21 +1526,32 @@ class Loader {
         if (val.IsSequence()) t = Template{ToJson(val).dump(), Loc(val)};
         else t = Tmpl(val, "with." + key.value);
         if (!t) continue;
-        CheckBinding(c, *in, val, *t);
+        if (target.substituted && !t->IsLiteral() && !IsSingleExpression(t->text)) {
+          Err(val, "bind " + target.noun + " '" + key.value + "' of " + target.what +
+                       " to a literal or to one {{ expression }}, got \"" + t->text + "\"");
+          continue;
+        }
+        CheckBinding(target, *in, val, *t);
         s.inputs[key.value] = std::move(*t);
       }
     }
-    for (const auto& in : c.inputs) {
+    for (const auto& in : inputs) {
       if (bound.count(in.name)) continue;
       if (in.default_value) {
+        if (target.substituted) continue;
         const Json& d = *in.default_value;
         s.inputs[in.name] = Template{d.is_string() ? d.get<std::string>() : d.dump(), in.loc};
-      } else {
-        Err(with ? *with : uses, "component " + c.file + " needs input '" + in.name + "' (" + in.loc.ToString() +
-                                     "); bind it under 'with:'");
-        s.inputs[in.name] = Template{"", in.loc};  // reported once, here, not at each use
+        continue;
       }
+      Err(with ? *with : at, target.what + " needs " + target.noun + " '" + in.name + "' (" + in.loc.ToString() +
+                                 "); bind it under 'with:'");
+      // Reported once, here, not at each use in the component's step.
+      if (!target.substituted) s.inputs[in.name] = Template{"", in.loc};
     }
+  }
+
+  // Records the component with a step that uses it.
+  void RecordComponent(StepSpec& s, const Component& c) {
     s.component_file = c.source;
     s.component_digest = c.digest;
     if (std::find(s.code.begin(), s.code.end(), c.uses) == s.code.end()) s.code.push_back(c.uses);
@@ -1409,16 +1589,18 @@ class Loader {
     return "";
   }
 
-  void CheckBinding(const Component& c, const ComponentInput& in, const YamlNode& val, const Template& t) {
-    const std::string given = BindingType(val, t);
+  // Reports a binding `val` (as `t`) whose type does not fit input `in`.
+  void CheckBinding(const BindTarget& target, const ComponentInput& in, const YamlNode& val, const Template& t) {
+    std::string given = BindingType(val, t);
+    if (given == "an artifact" && target.artifact_is_string) given = "string";
     if (given.empty()) return;
     const std::string expected = in.artifact ? "an artifact" : ParamTypeName(in.type);
     bool ok = given == expected;
     if (!in.artifact && in.type == ParamType::kNumber) ok = given == "int" || given == "number";
     if (!in.artifact && in.type == ParamType::kString) ok = given != "an artifact" && given != "list";
     if (!ok)
-      Err(val, "input '" + in.name + "' of component " + c.file + " (" + in.loc.ToString() + ") expects " + expected +
-                   ", got " + given);
+      Err(val, target.noun + " '" + in.name + "' of " + target.what + " (" + in.loc.ToString() + ") expects " +
+                   expected + ", got " + given);
   }
 
   // -- sub-pipelines ----------------------------------------------------------
@@ -1436,26 +1618,14 @@ class Loader {
     std::error_code ec;
     const fs::path abs_dir = fs::absolute(dir_.empty() ? "." : dir_, ec).lexically_normal();
     const fs::path abs_file = fs::absolute(shown, ec).lexically_normal();
-    std::vector<std::pair<std::string, std::string>> chain = Chain();
-    for (size_t i = 0; i < chain.size(); ++i) {
-      if (chain[i].first != abs_file.string()) continue;
-      std::string cycle;
-      for (size_t j = i; j < chain.size(); ++j) cycle += chain[j].second + " -> ";
-      Err(v, "sub-pipeline cycle: " + cycle + shown.string() +
-                 "; a pipeline cannot run itself, directly or through other files");
-      return nullptr;
-    }
-    if (chain.size() >= kMaxSubPipelineDepth) {
-      Err(v, "sub-pipelines nest more than " + std::to_string(kMaxSubPipelineDepth) + " files deep");
-      return nullptr;
-    }
+    if (!OutsideChain(v, abs_file.string(), shown.string(), "sub-pipeline")) return nullptr;
     auto found = subpipelines_.find(abs_file.string());
     if (found != subpipelines_.end()) return found->second.get();
     auto& slot = subpipelines_[abs_file.string()];
     auto text = ReadUsedFile(v, *path, "sub-pipeline", "pipeline", shown, pinned);
     if (!text) return nullptr;
     Loader sub(*text, shown.string(), shown.parent_path().string(), ops_, parse_cache_);
-    sub.chain_ = std::move(chain);
+    sub.chain_ = Chain();
     sub.chain_.push_back({abs_file.string(), shown.string()});
     LoadResult r = sub.Run();
     for (auto& d : r.diagnostics) AddDiag(std::move(d.loc), d.severity, std::move(d.message));
@@ -1476,8 +1646,30 @@ class Loader {
     sp->rel_dir = abs_file.parent_path().lexically_relative(abs_dir).string();
     sp->artifacts = std::move(sub.out_artifacts_);
     sp->params = std::move(sub.out_params_);
+    for (const auto& p : sp->spec.params) sp->inputs.push_back({p.name, false, p.type, p.default_value, p.loc});
     slot = std::move(sp);
     return slot.get();
+  }
+
+  // False (reported at `v`, a step's `pipeline:` or `uses:`) when the file
+  // at `abs_file` (`shown` in messages), a `what`, is one of the files that
+  // run this one, or nests too deep.
+  bool OutsideChain(const YamlNode& v, const std::string& abs_file, const std::string& shown,
+                    const std::string& what) {
+    const std::vector<std::pair<std::string, std::string>> chain = Chain();
+    for (size_t i = 0; i < chain.size(); ++i) {
+      if (chain[i].first != abs_file) continue;
+      std::string cycle;
+      for (size_t j = i; j < chain.size(); ++j) cycle += chain[j].second + " -> ";
+      Err(v, what + " cycle: " + cycle + shown + "; a pipeline cannot run itself, directly or through other files");
+      return false;
+    }
+    if (chain.size() >= kMaxSubPipelineDepth) {
+      Err(v, "sub-pipelines and component graphs nest more than " + std::to_string(kMaxSubPipelineDepth) +
+                 " files deep");
+      return false;
+    }
+    return true;
   }
 
   // The files from the top pipeline down to this one: {absolute, as shown}.
@@ -1487,53 +1679,12 @@ class Loader {
     return {{std::filesystem::absolute(file_, ec).lexically_normal().string(), file_}};
   }
 
-  // Binds the sub-pipeline's params to the step's `with:` values (kept as
-  // the step's inputs until ExpandSubPipelines, so that the checks of
-  // references and dependencies see them), and gives the step the
-  // sub-pipeline's declared outputs.
-  void BindSubPipeline(StepSpec& s, const SubPipeline& sp, const YamlNode* with, const YamlNode& pipe) {
-    Keys names;
-    for (const auto& p : sp.spec.params) names.push_back(p.name);
-    std::unordered_set<std::string> bound;
-    if (with && ExpectMap(*with, "with")) {
-      for (size_t i = 0; i + 1 < with->children.size(); i += 2) {
-        const YamlNode& key = N(with->children[i]);
-        const YamlNode& val = N(with->children[i + 1]);
-        if (!key.IsScalar()) continue;
-        const ParamSpec* param = sp.spec.FindParam(key.value);
-        if (!param) {
-          Err(key, "sub-pipeline " + sp.file + " has no param '" + key.value + "'" +
-                       (names.empty() ? "; it declares no params"
-                                      : DidYouMean(key.value, names) + "; its params are: " + JoinKeys(names)));
-          continue;
-        }
-        bound.insert(key.value);
-        std::optional<Template> t;
-        if (val.IsSequence()) t = Template{ToJson(val).dump(), Loc(val)};
-        else t = Tmpl(val, "with." + key.value);
-        if (!t) continue;
-        if (!t->IsLiteral() && !IsSingleExpression(t->text)) {
-          Err(val, "bind param '" + key.value + "' of sub-pipeline " + sp.file +
-                       " to a literal or to one {{ expression }}, got \"" + t->text + "\"");
-          continue;
-        }
-        // An artifact binds to a string param: inside, the param is its path.
-        std::string given = BindingType(val, *t);
-        if (given == "an artifact") given = "string";
-        bool ok = given.empty() || given == ParamTypeName(param->type);
-        if (param->type == ParamType::kNumber) ok = ok || given == "int";
-        if (param->type == ParamType::kString) ok = given != "list";
-        if (!ok)
-          Err(val, "param '" + key.value + "' of sub-pipeline " + sp.file + " (" + param->loc.ToString() +
-                       ") expects " + ParamTypeName(param->type) + ", got " + given);
-        s.inputs[key.value] = std::move(*t);
-      }
-    }
-    for (const auto& p : sp.spec.params) {
-      if (bound.count(p.name) || p.default_value) continue;
-      Err(with ? *with : pipe, "sub-pipeline " + sp.file + " needs param '" + p.name + "' (" + p.loc.ToString() +
-                                   "); bind it under 'with:'");
-    }
+  // Binds the params of `sp` (a sub-pipeline or a component graph) to the
+  // step's `with:` values, and gives the step its declared outputs.
+  void BindGroup(StepSpec& s, const SubPipeline& sp, const YamlNode* with, const YamlNode& at) {
+    const bool component = sp.kind == "component";
+    BindWith(s, {sp.kind + " " + sp.file, component ? "input" : "param", &sp.inputs, true, !component}, with, at);
+    CheckSecretParams(s, sp, with, at);
     for (const auto& [name, from] : sp.artifacts) {
       ArtifactOutputSpec a;
       a.name = name;
@@ -1544,6 +1695,31 @@ class Loader {
     }
     for (const auto& [name, from] : sp.params) s.output_params.push_back({name, "", {}});
     sub_uses_[s.name] = &sp;
+  }
+
+  // A param that sub-pipeline `sp` declares secret is bound to a secret
+  // param of this pipeline: the expansion puts the binding where the param
+  // was, and only this pipeline's secret params are masked and redacted.
+  void CheckSecretParams(const StepSpec& s, const SubPipeline& sp, const YamlNode* with, const YamlNode& at) {
+    for (const auto& p : sp.spec.params) {
+      if (!p.secret) continue;
+      auto it = s.inputs.find(p.name);
+      bool ok = false;
+      if (it != s.inputs.end() && !it->second.IsLiteral() && IsSingleExpression(it->second.text)) {
+        auto refs = expr::References(it->second.text, true);
+        const ParamSpec* from = refs && refs->size() == 1 && refs->front().path.size() == 2 &&
+                                        refs->front().path[0] == "params"
+                                    ? FindParam(refs->front().path[1])
+                                    : nullptr;
+        ok = from && from->secret;
+      }
+      if (ok) continue;
+      const YamlNode* val = with && with->IsMap() ? ValueOf(*with, p.name) : nullptr;
+      Err(val ? *val : with ? *with : at,
+          "param '" + p.name + "' of sub-pipeline " + sp.file + " (" + p.loc.ToString() +
+              ") is secret: bind it to a secret param of this pipeline ({{ params.<name> }} declared with "
+              "secret: true), so that its value stays masked");
+    }
   }
 
   // `outputs:` of a pipeline used as a sub-pipeline: each a single
@@ -1630,7 +1806,8 @@ class Loader {
         const auto& outs = r.path.size() == 5 && r.path[3] == "artifacts" ? sp.artifacts : sp.params;
         auto o = r.path.size() == 5 && r.path[2] == "outputs" ? outs.find(r.path[4]) : outs.end();
         if (o == outs.end()) {
-          ErrAt(At(t, r.offset), "step '" + r.path[1] + "' runs a sub-pipeline: use its declared outputs (steps." +
+          ErrAt(At(t, r.offset), "step '" + r.path[1] + "' runs a " + GroupName(sp.kind) +
+                                     ": use its declared outputs (steps." +
                                      r.path[1] + ".outputs.<artifacts|params>.<name>), not '" + r.ToString() + "'");
           return std::nullopt;
         }
@@ -1696,13 +1873,34 @@ class Loader {
       }
       for (auto& f : t.code) f = relative(f);
       if (std::find(t.code.begin(), t.code.end(), sp.uses) == t.code.end()) t.code.push_back(sp.uses);
-      t.component_file = relative(t.component_file);
+      if (!t.component_file.empty()) {
+        t.component_file = RecordedSource(sp, t.component_file, relative);
+      } else if (!sp.digest.empty()) {
+        // A component graph's own step: recorded with the component, as a
+        // one-step component's step is.
+        t.component_file = sp.source;
+        t.component_digest = sp.digest;
+      }
+      if (using_step.when) {
+        // `when:` on the using step decides for the whole group: each inner
+        // step runs only when it holds (and its own `when:` too).
+        if (!t.when) {
+          t.when = using_step.when;
+        } else {
+          auto inner = [](const Template& w) {  // a bare expression, or one {{ expression }}
+            std::string_view e = Trim(w.text, " \t\r\n");
+            if (!w.IsLiteral()) e = Trim(e.substr(2, e.size() - 4));
+            return "(" + std::string(e) + ")";
+          };
+          t.when = Template{"{{ " + inner(*using_step.when) + " && " + inner(*t.when) + " }}", using_step.when->loc};
+        }
+      }
       const std::string group = ForeachGroup(t);
       if (using_step.foreach) {
         if (t.foreach || !group.empty()) {
-          ErrAt(using_step.foreach->loc, "step '" + t.name + "' of sub-pipeline " + sp.file + " (" + t.loc.ToString() +
-                                             ") has a foreach of its own; a sub-pipeline run with foreach cannot "
-                                             "hold foreach steps");
+          ErrAt(using_step.foreach->loc, "step '" + t.name + "' of " + sp.kind + " " + sp.file + " (" +
+                                             t.loc.ToString() + ") has a foreach of its own; a " + GroupName(sp.kind) +
+                                             " run with foreach cannot hold foreach steps");
           return;
         }
         t.foreach = using_step.foreach;
@@ -1712,6 +1910,19 @@ class Loader {
       }
       out.push_back(std::move(t));
     }
+  }
+
+  // How a step of `sp` records the component file `f` it uses (relative to
+  // the directory of `sp`): the same Git source at the same commit when `sp`
+  // came from Git, else `relative(f)` (relative to this pipeline's directory).
+  static std::string RecordedSource(const SubPipeline& sp, const std::string& f,
+                                    const std::function<std::string(const std::string&)>& relative) {
+    if (f.starts_with("git+") || std::filesystem::path(f).is_absolute() || !sp.source.starts_with("git+"))
+      return relative(f);
+    auto git = ParseGitSource(sp.source);
+    if (!git) return relative(f);
+    git->path = (std::filesystem::path(git->path).parent_path() / f).lexically_normal().string();
+    return git->ToString();
   }
 
   // `v` as an expression literal: 'text', 12, true, [..].
@@ -2457,6 +2668,7 @@ class Loader {
         return;
       }
       const ParamSpec* param = FindParam(p[1]);
+      if (!param && component_mode_) return;  // a component graph's params: reported by ReadComponentInputs
       if (!param) {
         std::string m = ClosestMatch(p[1], ParamNames());
         ErrAt(loc, "unknown parameter '" + p[1] + "' in '" + full + "'" +
@@ -2740,6 +2952,7 @@ class Loader {
   // Component files by path as shown; null for one that could not be used.
   std::map<std::string, std::unique_ptr<Component>> components_;
   bool component_mode_ = false;  // this loader reads a component file
+  std::string using_dir_;  // a component's loader: the using pipeline's directory, absolute
   // The files from the top pipeline down to this one, {absolute, as shown};
   // empty for the top one (Chain()).
   std::vector<std::pair<std::string, std::string>> chain_;

@@ -119,11 +119,13 @@ Status CheckFilesCanMove(const PipelineSpec& spec, const KubernetesFlags& flags,
   for (const auto* list : {&spec.steps, &spec.finally_steps}) {
     for (const auto& step : *list) {
       if (ExecutorOf(step, default_executor, spec) != "kubernetes") continue;
+      // Files it writes first: an input may be a plain value (a component's
+      // bound param).
       std::string what;
-      if (!step.inputs.empty()) what = "input '" + step.inputs.begin()->first + "'";
-      else if (!step.output_artifacts.empty()) what = "output artifact '" + step.output_artifacts[0].name + "'";
+      if (!step.output_artifacts.empty()) what = "output artifact '" + step.output_artifacts[0].name + "'";
       else if (!step.output_params.empty()) what = "output parameter '" + step.output_params[0].name + "'";
       else if (step.metrics_file) what = "metrics file " + *step.metrics_file;
+      else if (!step.inputs.empty()) what = "input '" + step.inputs.begin()->first + "'";
       if (what.empty()) continue;
       return Status::InvalidArgument(
           "step '" + step.name + "' runs on Kubernetes and passes files (its " + what +

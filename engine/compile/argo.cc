@@ -100,6 +100,19 @@ std::string MemoryQuantity(int64_t bytes) {
 // Bracket access for Argo expressions, safe for names with dashes.
 std::string TaskExpr(const std::string& step) { return "tasks['" + step + "']"; }
 
+// True when one of the step's inputs reads another step's output artifact:
+// its value is a path, which says nothing of the content.
+bool ReadsAnArtifact(const StepSpec& step) {
+  for (const auto& [name, t] : step.inputs) {
+    auto refs = expr::References(t.text, true);
+    if (!refs) return true;
+    for (const auto& r : *refs)
+      if (r.path.size() >= 4 && r.path[0] == "steps" && r.path[2] == "outputs" && r.path[3] == "artifacts")
+        return true;
+  }
+  return false;
+}
+
 bool HasOutputs(const StepSpec& step) {
   return !step.output_artifacts.empty() || !step.output_params.empty() || step.metrics_file.has_value();
 }
@@ -529,6 +542,12 @@ std::string Compiler::MemoKey(const StepSpec& step, const TaskBuild& b) {
   Json command = Json::array();
   for (const auto& c : step.command) command.push_back(c.text);
   fixed["command"] = command;
+  // Inputs (a component's bound inputs): their templates, as the command's.
+  if (!step.inputs.empty()) {
+    Json inputs = Json::object();
+    for (const auto& [name, t] : step.inputs) inputs[name] = t.text;
+    fixed["inputs"] = inputs;
+  }
   Json env = Json::object();
   for (const auto& e : step.env) {
     if (std::find(step.cache.env_ignore.begin(), step.cache.env_ignore.end(), e.name) !=
@@ -1362,7 +1381,7 @@ void Compiler::AddStep(const StepSpec& step, const PipelineGraph& graph, int nod
   if (!depends.empty()) task["depends"] = depends;
 
   // An input artifact's path says nothing of its content: no memoization.
-  if (step.cache.enabled && step.inputs.empty() && container && b.input_artifacts.empty()) {
+  if (step.cache.enabled && !ReadsAnArtifact(step) && container && b.input_artifacts.empty()) {
     // Argo's schema requires configMap.key (its cache ignores it: entries
     // are keys of the ConfigMap) and maxAge ("" = entries never expire).
     Json memo = {{"key", MemoKey(step, b)},
@@ -1705,7 +1724,8 @@ PipelineSpec ArgoStepNames(const PipelineSpec& spec, std::vector<CompileError>* 
       if (!ForeachGroup(s).empty() || MinSuccessRatio(s))
         errors->push_back({s.foreach->loc, "step '" + s.name + "': " +
                                                (MinSuccessRatio(s) ? std::string("minSuccessRatio")
-                                                                   : "a sub-pipeline run with foreach") +
+                                                                   : "a group of steps run with foreach (a sub-pipeline or "
+                                                                     "a component graph)") +
                                                " has no Argo form; run it with `sluice run`"});
       for (const auto& [from, to] : renamed) {
         if (s.name == from) s.name = to;

@@ -211,8 +211,9 @@ steps:
 }
 
 #ifdef SLUICE_COMPILE_SERVING
+// Loaded from its file: the retrain example uses components beside it.
 PipelineSpec LoadExample(const fs::path& file) {
-  auto loaded = dsl::LoadPipelineString(Read(file), file.filename().string());
+  auto loaded = dsl::LoadPipelineFile(file.string());
   EXPECT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
   return loaded.ok() ? *loaded.spec : PipelineSpec{};
 }
@@ -417,38 +418,48 @@ TEST(ArgoCompileTest, ResourceStepBecomesAResourceTemplateWithItsConditions) {
 
 // A sub-pipeline's steps are loaded as steps of their own ("eval/train");
 // Argo gets them as DAG tasks named "eval--train", manifests under their
-// names. Loaded from the file, as sub-pipeline paths are relative to it.
+// names. Loaded from the file, as sub-pipeline paths are relative to it. A
+// component graph (compgraph.yaml uses one) compiles the same way.
 TEST(ArgoCompileTest, SubPipelineStepsBecomeTasksOfTheDag) {
-  auto loaded = dsl::LoadPipelineFile((kData / "subpipe.yaml").string());
-  ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
-  auto out = CompileToArgo(*loaded.spec, kData.string(), {});
-  ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
-  std::vector<std::string> tasks;
-  for (const auto& t : out.objects[0]["spec"]["templates"][0]["dag"]["tasks"])
-    tasks.push_back(t["name"].get<std::string>() + " <- " + t.value("depends", ""));
-  EXPECT_EQ(tasks, (std::vector<std::string>{"prepare <- ", "eval--train <- prepare.Succeeded",
-                                             "eval--score <- eval--train.Succeeded",
-                                             "publish <- eval--score.Succeeded"}));
-  ExpectGolden("subpipe", ToYaml(out.objects));
+  for (const std::string file : {"subpipe.yaml", "compgraph.yaml"}) {
+    SCOPED_TRACE(file);
+    auto loaded = dsl::LoadPipelineFile((kData / file).string());
+    ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
+    auto out = CompileToArgo(*loaded.spec, kData.string(), {});
+    ASSERT_TRUE(out.ok()) << out.errors[0].ToString();
+    std::vector<std::string> tasks;
+    for (const auto& t : out.objects[0]["spec"]["templates"][0]["dag"]["tasks"])
+      tasks.push_back(t["name"].get<std::string>() + " <- " + t.value("depends", ""));
+    EXPECT_EQ(tasks, (std::vector<std::string>{"prepare <- ", "eval--train <- prepare.Succeeded",
+                                               "eval--score <- eval--train.Succeeded",
+                                               "publish <- eval--score.Succeeded"}));
+    if (file == "subpipe.yaml") ExpectGolden("subpipe", ToYaml(out.objects));
 
-  auto objects = CompileToManifests(*loaded.spec, Json::object(), ManifestsOptions());
-  ASSERT_TRUE(objects.has_value()) << objects.error().ToString();
-  std::vector<std::string> steps;
-  for (const auto& o : *objects) steps.push_back(o["metadata"]["annotations"]["sluice.dev/step"]);
-  EXPECT_EQ(steps, (std::vector<std::string>{"prepare", "eval/train", "eval/score", "publish"}));
+    auto objects = CompileToManifests(*loaded.spec, Json::object(), ManifestsOptions());
+    ASSERT_TRUE(objects.has_value()) << objects.error().ToString();
+    std::vector<std::string> steps;
+    for (const auto& o : *objects) steps.push_back(o["metadata"]["annotations"]["sluice.dev/step"]);
+    EXPECT_EQ(steps, (std::vector<std::string>{"prepare", "eval/train", "eval/score", "publish"}));
+  }
 }
 
+// A group fan-out, of a sub-pipeline or of a component graph, has no Argo
+// form yet.
 TEST(ArgoCompileTest, RejectsASubPipelineRunWithForeach) {
-  auto loaded = dsl::LoadPipelineFile((kData / "subpipe_foreach.yaml").string());
-  ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
-  auto out = CompileToArgo(*loaded.spec, kData.string(), {});
-  std::vector<std::string> messages;
-  for (const auto& e : out.errors) messages.push_back(e.ToString());
-  const std::string at = (kData / "subpipe_foreach.yaml").string() + ":13:14: error: step '";
-  EXPECT_EQ(messages, (std::vector<std::string>{
-                          at + "eval/train': a sub-pipeline run with foreach has no Argo form; run it with `sluice run`",
-                          at + "eval/score': a sub-pipeline run with foreach has no Argo form; run it with `sluice run`",
-                      }));
+  for (const std::string file : {"subpipe_foreach.yaml", "compgraph_foreach.yaml"}) {
+    auto loaded = dsl::LoadPipelineFile((kData / file).string());
+    ASSERT_TRUE(loaded.ok()) << dsl::FormatDiagnosticsText(loaded.diagnostics);
+    auto out = CompileToArgo(*loaded.spec, kData.string(), {});
+    std::vector<std::string> messages;
+    for (const auto& e : out.errors) messages.push_back(e.ToString());
+    const std::string at = (kData / file).string() + ":13:14: error: step '";
+    EXPECT_EQ(messages, (std::vector<std::string>{
+                            at + "eval/train': a group of steps run with foreach (a sub-pipeline or a component "
+                                 "graph) has no Argo form; run it with `sluice run`",
+                            at + "eval/score': a group of steps run with foreach (a sub-pipeline or a component "
+                                 "graph) has no Argo form; run it with `sluice run`",
+                        }));
+  }
 }
 
 TEST(ManifestsCompileTest, ObjectsOfARunWithDependencyAnnotations) {

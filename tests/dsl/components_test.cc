@@ -196,5 +196,175 @@ TEST_F(ComponentsTest, AMissingComponentFileIsReportedAtUses) {
             "components/nope.yaml): No such file or directory; 'uses' paths are relative to the pipeline file\n");
 }
 
+// A component graph: train (the one-step train.yaml) then score, each
+// reading the component's inputs; its outputs come from its steps.
+const char* kChain = R"(apiVersion: sluice.dev/v1
+kind: Component
+metadata: {name: chain}
+inputs:
+  model: {type: string}
+  dataset: {type: artifact}
+outputs:
+  artifacts:
+    model: "{{ steps.train.outputs.artifacts.model }}"
+  params:
+    score: "{{ steps.score.outputs.params.score }}"
+steps:
+  - name: train
+    uses: train.yaml
+    with: {model: "{{ inputs.model }}", dataset: "{{ inputs.dataset }}"}
+  - name: score
+    inputs:
+      model: "{{ steps.train.outputs.artifacts.model }}"
+    command: [python3, "{{ component.dir }}/score.py", "{{ inputs.model }}", "{{ inputs.dataset }}"]
+    code: [score.py]
+    outputs:
+      params: [{name: score, path: score.txt}]
+)";
+
+TEST_F(ComponentsTest, AComponentGraphExpandsIntoItsStepsNamedUnderTheUsingStep) {
+  Write("components/chain.yaml", kChain);
+  Write("components/score.py", "print('scoring')\n");
+  LoadResult r = Load(R"(  - name: chain
+    uses: components/chain.yaml
+    foreach: "{{ params.models }}"
+    when: "{{ params.rate > 0.1 }}"
+    with:
+      model: "{{ item }}"
+      dataset: "{{ steps.prepare.outputs.artifacts.dataset }}"
+  - name: report
+    command: [python3, -c, pass, "{{ steps.chain.outputs.params.score }}"]
+)");
+  ASSERT_TRUE(r.ok()) << FormatDiagnosticsText(r.diagnostics);
+  ASSERT_EQ(r.spec->steps.size(), 4u);
+  const StepSpec& train = r.spec->steps[1];
+  const StepSpec& score = r.spec->steps[2];
+  EXPECT_EQ(train.name, "chain/train");
+  EXPECT_EQ(score.name, "chain/score");
+  // The nested component's step keeps its own component; the graph's own
+  // step is recorded with the graph.
+  EXPECT_EQ(train.component_file, "components/train.yaml");
+  EXPECT_EQ(train.command[1].text, "{{ pipeline.dir }}/components/train.py");
+  EXPECT_EQ(train.inputs.at("model").text, "{{ item }}");
+  EXPECT_EQ(train.inputs.at("dataset").text, "{{ steps.prepare.outputs.artifacts.dataset }}");
+  EXPECT_EQ(score.component_file, "components/chain.yaml");
+  EXPECT_EQ(score.component_digest.size(), 64u);
+  EXPECT_EQ(score.code, (std::vector<std::string>{"components/score.py", "components/chain.yaml"}));
+  EXPECT_EQ(score.command[1].text, "{{ pipeline.dir }}/components/score.py");
+  EXPECT_EQ(score.command[2].text, "{{ inputs.model }}");
+  EXPECT_EQ(score.command[3].text, "{{ steps.prepare.outputs.artifacts.dataset }}");
+  EXPECT_EQ(score.inputs.at("model").text, "{{ steps.chain/train.outputs.artifacts.model }}");
+  // One chain per item, and the using step's `when` decides for each step.
+  for (const StepSpec* s : {&train, &score}) {
+    ASSERT_TRUE(s->foreach.has_value()) << s->name;
+    EXPECT_EQ(s->foreach->group, "chain");
+    ASSERT_TRUE(s->when.has_value()) << s->name;
+    EXPECT_EQ(s->when->text, "{{ params.rate > 0.1 }}");
+  }
+  EXPECT_EQ(StepDependencies(score), (std::vector<std::string>{"prepare", "chain/train"}));
+  EXPECT_EQ(r.spec->steps[3].command[3].text, "{{ steps.chain/score.outputs.params.score }}");
+}
+
+TEST_F(ComponentsTest, MistakesInAComponentGraphAreReportedInTheirFile) {
+  Write("components/graph.yaml", R"(apiVersion: sluice.dev/v1
+kind: Component
+inputs:
+  model: {type: string}
+outputs:
+  params:
+    score: "{{ steps.scor.outputs.params.score }}"
+    other: "{{ steps.a.outputs.params.nothing }}"
+steps:
+  - name: a
+    command: [python3, "{{ pipeline.dir }}/a.py", "{{ params.rate }}", "{{ steps.b.outputs.params.x }}"]
+    outputs:
+      params: [{name: x, path: x}]
+  - name: b
+    command: [python3, b.py, "{{ steps.a.outputs.params.x }}"]
+    outputs:
+      params: [{name: x, path: x}]
+)");
+  EXPECT_EQ(Lint(R"(  - name: g
+    uses: components/graph.yaml
+    with: {model: logreg}
+)"),
+            "components/graph.yaml:7:16: error: unknown step 'scor' in 'steps.scor.outputs.params.score'\n"
+            "components/graph.yaml:8:16: error: step 'a' has no output parameter 'nothing'; it declares: x\n"
+            "components/graph.yaml:10:5: error: dependency cycle: a -> b -> a\n"
+            "components/graph.yaml:11:28: error: a component names its files with {{ component.dir }}, not "
+            "{{ pipeline.dir }}\n"
+            "components/graph.yaml:11:55: error: a component sees only its inputs: 'params.rate' cannot be used "
+            "here; declare an input and bind it under 'with:' in the step that uses the component\n"
+            "pipeline.yaml:15:11: error: component 'components/graph.yaml' has errors (reported above); fix them "
+            "first\n");
+}
+
+TEST_F(ComponentsTest, AStepUsingAComponentGraphBindsItsInputsAndSetsOnlyWhereAndWhen) {
+  Write("components/chain.yaml", kChain);
+  Write("components/score.py", "print('scoring')\n");
+  EXPECT_EQ(Lint(R"(  - name: chain
+    uses: components/chain.yaml
+    retries: {limit: 2}
+    image: python:3.12
+    with:
+      model: "{{ params.models }}"
+      dataset: "{{ params.name }}"
+      seed: 1
+  - name: report
+    command: [python3, -c, pass, "{{ steps.chain.outputs.params.nothing }}"]
+)"),
+            "pipeline.yaml:16:5: error: 'retries' cannot be set on a step that runs a component graph: it would "
+            "retry each inner step on its own, not the group as a whole as Argo retries a DAG task; set 'retries' "
+            "on the component's steps\n"
+            "pipeline.yaml:17:5: error: 'image' comes from the component; a step that runs a component graph may "
+            "set only: name, uses, with, depends, when, foreach, parallelism, minSuccessRatio\n"
+            "pipeline.yaml:19:14: error: input 'model' of component components/chain.yaml "
+            "(components/chain.yaml:5:3) expects string, got list\n"
+            "pipeline.yaml:20:16: error: input 'dataset' of component components/chain.yaml "
+            "(components/chain.yaml:6:3) expects an artifact, got string\n"
+            "pipeline.yaml:21:7: error: component components/chain.yaml has no input 'seed'; its inputs are: "
+            "model, dataset\n"
+            "pipeline.yaml:23:38: error: step 'chain' has no output parameter 'nothing'; it declares: score\n");
+}
+
+TEST_F(ComponentsTest, AComponentGraphMayUseAnotherComponentGraph) {
+  Write("components/chain.yaml", kChain);
+  Write("components/score.py", "print('scoring')\n");
+  Write("components/twice.yaml", R"(apiVersion: sluice.dev/v1
+kind: Component
+metadata: {name: twice}
+inputs:
+  dataset: {type: artifact}
+outputs:
+  params:
+    first: "{{ steps.one.outputs.params.score }}"
+steps:
+  - name: one
+    uses: chain.yaml
+    with: {model: logreg, dataset: "{{ inputs.dataset }}"}
+  - name: two
+    uses: chain.yaml
+    depends: [one]
+    with: {model: forest, dataset: "{{ inputs.dataset }}"}
+)");
+  LoadResult r = Load(R"(  - name: t
+    uses: components/twice.yaml
+    with: {dataset: "{{ steps.prepare.outputs.artifacts.dataset }}"}
+  - name: show
+    command: [echo, "{{ steps.t.outputs.params.first }}"]
+)");
+  ASSERT_TRUE(r.ok()) << FormatDiagnosticsText(r.diagnostics);
+  std::vector<std::string> names;
+  for (const auto& s : r.spec->steps) names.push_back(s.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"prepare", "t/one/train", "t/one/score", "t/two/train", "t/two/score",
+                                             "show"}));
+  const StepSpec& two_train = r.spec->steps[3];
+  EXPECT_EQ(two_train.inputs.at("model").text, "{{ 'forest' }}");  // a bound literal, as an expression
+  EXPECT_EQ(two_train.inputs.at("dataset").text, "{{ steps.prepare.outputs.artifacts.dataset }}");
+  EXPECT_EQ(StepDependencies(two_train), (std::vector<std::string>{"t/one/train", "t/one/score", "prepare"}));
+  EXPECT_EQ(r.spec->steps[2].component_file, "components/chain.yaml");
+  EXPECT_EQ(r.spec->steps[5].command[1].text, "{{ steps.t/one/score.outputs.params.score }}");
+}
+
 }  // namespace
 }  // namespace sluice::dsl

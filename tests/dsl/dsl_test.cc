@@ -51,7 +51,10 @@ TEST(LoadPipeline, RetrainExampleLoadsCleanly) {
   EXPECT_EQ(prepare.resources.memory_bytes, 512LL << 20);
   ASSERT_EQ(prepare.command.size(), 8u);
   EXPECT_EQ(prepare.command[1].text, "{{ pipeline.dir }}/steps/prepare.py");
-  EXPECT_EQ(prepare.command[1].loc.ToString(), r.spec->file + ":50:25");
+  // prepare, train and evaluate use the components of examples/components.
+  EXPECT_EQ(prepare.command[1].loc.ToString(), std::string(SLUICE_SOURCE_DIR) + "/examples/components/prepare.yaml:17:23");
+  EXPECT_EQ(prepare.component_file, "../components/prepare.yaml");
+  EXPECT_EQ(prepare.code, (std::vector<std::string>{"steps/prepare.py", "../components/prepare.yaml"}));
   EXPECT_EQ(prepare.output_artifacts[0].type, ArtifactType::kDataset);
   EXPECT_EQ(prepare.output_params[0].path, "data/rows.txt");
 

@@ -147,6 +147,44 @@ steps:
   EXPECT_EQ(s.command[3].text, "{{ 0.5 }}");
 }
 
+// A component graph from Git: its own step records the graph at the
+// resolved commit, and a step of it that uses a component beside it records
+// that component at the same commit.
+TEST_F(GitComponentsTest, AComponentGraphFromGit) {
+  std::ofstream(dir_ / "src/parts/graph.yaml") << R"(apiVersion: sluice.dev/v1
+kind: Component
+metadata: {name: graph}
+inputs:
+  lr: {type: number}
+steps:
+  - name: train
+    uses: train.yaml
+    with: {lr: "{{ inputs.lr }}"}
+  - name: score
+    depends: [train]
+    image: python:3.11-slim
+    command: [python3, "{{ component.dir }}/train.py", --lr, "{{ inputs.lr }}"]
+    code: [train.py]
+)";
+  Git({"add", "-A"});
+  Git({"commit", "--quiet", "-m", "graph"});
+  const std::string commit = Git({"rev-parse", "HEAD"});
+  LoadResult r = Load("git+" + url_ + "@main#parts/graph.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnosticsText(r.diagnostics);
+  ASSERT_EQ(r.spec->steps.size(), 2u);
+  EXPECT_EQ(r.spec->steps[0].name, "train/train");
+  EXPECT_EQ(r.spec->steps[0].component_file, "git+" + url_ + "@" + commit + "#parts/train.yaml");
+  const StepSpec& score = r.spec->steps[1];
+  EXPECT_EQ(score.name, "train/score");
+  EXPECT_EQ(score.component_file, "git+" + url_ + "@" + commit + "#parts/graph.yaml");
+  EXPECT_EQ(score.component_digest.size(), 64u);
+  const std::string tree = (dir_ / "cache/git/trees" / commit / "parts").string();
+  ASSERT_EQ(score.code.size(), 2u);
+  EXPECT_TRUE(fs::equivalent(dir_ / "pipeline" / score.code[0], tree + "/train.py")) << score.code[0];
+  EXPECT_TRUE(fs::equivalent(dir_ / "pipeline" / score.code[1], tree + "/graph.yaml")) << score.code[1];
+  EXPECT_EQ(score.command[3].text, "{{ 0.5 }}");
+}
+
 TEST_F(GitComponentsTest, AMovedBranchGivesTheNewCommitAndAPinnedCommitKeepsItsContent) {
   ASSERT_TRUE(Load("git+" + url_ + "@main#parts/train.yaml").ok());
   const std::string second = Commit(Component("python:3.12-slim"), "two");

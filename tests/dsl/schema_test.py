@@ -85,7 +85,14 @@ LINT_ONLY = {
     "subpipeline_unknown_output": "sub-pipeline: an output the sub-pipeline does not declare",
     "subpipeline_bad_output": "sub-pipeline: the sub-pipeline file's outputs name an undeclared output",
     "subpipeline_foreach_inner_foreach": "sub-pipeline: a foreach step inside a sub-pipeline run with foreach",
+    "subpipeline_secret_param": "sub-pipeline: a secret param bound to a value that is not a secret param",
     "min_success_ratio_no_foreach": "a key that needs another key (minSuccessRatio without foreach)",
+    # Component graphs: what is wrong is in (or against) the component file.
+    "component_graph_cycle": "component graph: a dependency cycle among the component's steps",
+    "component_graph_bad_output": "component graph: the component's outputs name an undeclared step or output",
+    "component_graph_sees_params": "component graph: the component file's own templates",
+    "component_graph_binding_type": "component graph: a binding against the component's declared input type",
+    "component_graph_retries": "component graph: retries on a step whose `uses:` names a graph, not one step",
 }
 
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -59,6 +60,15 @@ class SubPipelineRunTest : public ::testing::Test {
     ADD_FAILURE() << "no record of " << instance;
     return Json::object();
   }
+
+  // Runs step `eval` (`runs`: its `pipeline:` or `uses:` line, of a chain
+  // of kGateChainSteps) over [fast, slow] and checks that item 0's evaluate
+  // started before item 1's train ended, on the times the store recorded.
+  void ExpectEachItemsChainRunsIndependently(const std::string& runs, const std::string& run_id);
+  // Runs step `g` (`runs`, a chain of kRatioChainSteps) over [0, 1, 2] with
+  // minSuccessRatio 0.6, item 1 failing, and checks that only item 1's
+  // chain stopped and the fan-in read the others.
+  void ExpectOnlyTheFailedItemsChainStops(const std::string& runs, const std::string& run_id);
 
   testutil::TempDir tmp_{"sluice-subpipe"};
   const std::string dir_ = tmp_.path();
@@ -147,16 +157,13 @@ steps:
   EXPECT_EQ(phases["eval/train/fit"], "Succeeded");
 }
 
-// Item 0's train ends at once; item 1's train waits (bounded) for the file
-// item 0's evaluate writes. A scheduler that started the evaluates only
-// after every train would make item 1's train time out and fail the run.
-TEST_F(SubPipelineRunTest, GroupFanOutRunsEachItemsChainIndependently) {
-  const std::string gate = dir_ + "/evaluated-0";
-  Write("chain.yaml", std::string(kHead) + R"yaml(metadata: {name: chain}
-params:
-  speed: {type: string}
-  gate: {type: string}
-outputs:
+// The steps of a chain (train, then evaluate) that proves the items of a
+// group fan-out run independently: item 0's train ends at once; item 1's
+// train waits (bounded) for the file item 0's evaluate writes. A scheduler
+// that started the evaluates only after every train would make item 1's
+// train time out and fail the run. ROOT is where the chain reads its
+// values: "params" in a sub-pipeline, "inputs" in a component graph.
+constexpr char kGateChainSteps[] = R"yaml(outputs:
   params:
     score: "{{ steps.evaluate.outputs.params.score }}"
 steps:
@@ -173,8 +180,8 @@ steps:
                 sys.exit("the fast item's evaluate never ran while this train was running")
             time.sleep(0.05)
         open("model", "w").write(speed)
-      - "{{ params.speed }}"
-      - "{{ params.gate }}"
+      - "{{ ROOT.speed }}"
+      - "{{ ROOT.gate }}"
     outputs:
       artifacts: [{name: model, path: model}]
   - name: evaluate
@@ -188,23 +195,28 @@ steps:
             open(sys.argv[2], "w").write("done")
         open("score", "w").write(model + "-scored")
       - "{{ steps.train.outputs.artifacts.model }}"
-      - "{{ params.gate }}"
+      - "{{ ROOT.gate }}"
     outputs:
       params: [{name: score, path: score}]
-)yaml");
-  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: group}
-steps:
-  - name: eval
-    pipeline: chain.yaml
-    foreach: [fast, slow]
-    with: {speed: "{{ item }}", gate: )yaml" + gate + R"yaml(}
-  - name: summary
+)yaml";
+
+// `text` with every "ROOT." read as `root` + ".".
+std::string WithRoot(std::string text, const std::string& root) {
+  for (size_t at = text.find("ROOT."); at != std::string::npos; at = text.find("ROOT.", at)) text.replace(at, 4, root);
+  return text;
+}
+
+void SubPipelineRunTest::ExpectEachItemsChainRunsIndependently(const std::string& runs, const std::string& run_id) {
+  const std::string gate = dir_ + "/evaluated-0";
+  Write("pipeline.yaml", std::string(kHead) + "metadata: {name: group}\nsteps:\n  - name: eval\n    " + runs +
+                             "\n    foreach: [fast, slow]\n    with: {speed: \"{{ item }}\", gate: " + gate + "}\n" +
+                             R"yaml(  - name: summary
     command: [python3, -c, "import sys; print('scores:', sys.argv[1])", "{{ steps.eval.outputs.params.score }}"]
 )yaml");
-  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "group-1", "-j", "4"});
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", run_id, "-j", "4"});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_NE(run.out.find("[summary] scores: [\"fast-scored\",\"slow-scored\"]\n"), std::string::npos) << run.out;
-  Json st = Status("group-1");
+  Json st = Status(run_id);
   EXPECT_EQ(Phases(st), (std::map<std::string, std::string>{{"eval[0]/train", "Succeeded"},
                                                             {"eval[0]/evaluate", "Succeeded"},
                                                             {"eval[1]/train", "Succeeded"},
@@ -215,6 +227,21 @@ steps:
   const std::string slow_train_finished = Record(st, "eval[1]/train").value("finished_at", "");
   ASSERT_FALSE(fast_evaluate_started.empty());
   EXPECT_LT(fast_evaluate_started, slow_train_finished);
+}
+
+TEST_F(SubPipelineRunTest, GroupFanOutRunsEachItemsChainIndependently) {
+  Write("chain.yaml", std::string(kHead) + "metadata: {name: chain}\nparams:\n  speed: {type: string}\n"
+                      "  gate: {type: string}\n" + WithRoot(kGateChainSteps, "params"));
+  ExpectEachItemsChainRunsIndependently("pipeline: chain.yaml", "group-1");
+}
+
+// A component graph (a component file with `steps:`) fans out as a
+// sub-pipeline does.
+TEST_F(SubPipelineRunTest, ComponentGraphFanOutRunsEachItemsChainIndependently) {
+  Write("components/chain.yaml", "apiVersion: sluice.dev/v1\nkind: Component\nmetadata: {name: chain}\n"
+                                 "inputs:\n  speed: {type: string}\n  gate: {type: string}\n" +
+                                     WithRoot(kGateChainSteps, "inputs"));
+  ExpectEachItemsChainRunsIndependently("uses: components/chain.yaml", "graph-1");
 }
 
 constexpr char kRatio[] = R"yaml(metadata: {name: ratio}
@@ -261,28 +288,24 @@ TEST_F(SubPipelineRunTest, MinSuccessRatioNotMetFailsTheRun) {
   EXPECT_EQ(phases["pick"], "Omitted");
 }
 
-// A failed item of a group omits the rest of its own chain only; with the
-// ratio met the fan-in reads the other items.
-TEST_F(SubPipelineRunTest, MinSuccessRatioOverAGroupOmitsOnlyTheFailedItemsChain) {
-  Write("chain.yaml", std::string(kHead) + R"yaml(metadata: {name: chain}
-params:
-  n: {type: int}
-outputs:
+// A chain whose first step fails for item 1, read as ROOT.n
+// (WithRoot).
+constexpr char kRatioChainSteps[] = R"yaml(outputs:
   params:
     out: "{{ steps.second.outputs.params.out }}"
 steps:
   - name: first
-    command: [python3, -c, "import sys; sys.exit(sys.argv[1] == '1')", "{{ params.n }}"]
+    command: [python3, -c, "import sys; sys.exit(sys.argv[1] == '1')", "{{ ROOT.n }}"]
   - name: second
     depends: [first]
-    command: [python3, -c, "import sys; open('out', 'w').write(sys.argv[1])", "{{ params.n }}"]
+    command: [python3, -c, "import sys; open('out', 'w').write(sys.argv[1])", "{{ ROOT.n }}"]
     outputs:
       params: [{name: out, path: out}]
-)yaml");
-  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: group-ratio}
-steps:
-  - name: g
-    pipeline: chain.yaml
+)yaml";
+
+void SubPipelineRunTest::ExpectOnlyTheFailedItemsChainStops(const std::string& runs, const std::string& run_id) {
+  Write("pipeline.yaml", std::string(kHead) + "metadata: {name: group-ratio}\nsteps:\n  - name: g\n    " + runs +
+                             R"yaml(
     foreach: [0, 1, 2]
     minSuccessRatio: 0.6
     with: {n: "{{ item }}"}
@@ -290,13 +313,132 @@ steps:
     command: [python3, -c, "import os, sys; print(sys.argv[1], os.environ['SLUICE_FAILED_ITEMS'])",
               "{{ steps.g.outputs.params.out }}"]
 )yaml");
-  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "group-ratio", "-j", "3"});
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", run_id, "-j", "3"});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_NE(run.out.find("[after] [\"0\",\"2\"] {\"g/second\":[\"g[1]/second\"]}\n"), std::string::npos) << run.out;
-  auto phases = Phases(Status("group-ratio"));
+  auto phases = Phases(Status(run_id));
   EXPECT_EQ(phases["g[1]/first"], "Failed");
   EXPECT_EQ(phases["g[1]/second"], "Omitted");
   EXPECT_EQ(phases["g[2]/second"], "Succeeded");
+}
+
+// A failed item of a group omits the rest of its own chain only; with the
+// ratio met the fan-in reads the other items.
+TEST_F(SubPipelineRunTest, MinSuccessRatioOverAGroupOmitsOnlyTheFailedItemsChain) {
+  Write("chain.yaml", std::string(kHead) + "metadata: {name: chain}\nparams:\n  n: {type: int}\n" +
+                          WithRoot(kRatioChainSteps, "params"));
+  ExpectOnlyTheFailedItemsChainStops("pipeline: chain.yaml", "group-ratio");
+}
+
+TEST_F(SubPipelineRunTest, MinSuccessRatioOverAComponentGraphOmitsOnlyTheFailedItemsChain) {
+  Write("components/chain.yaml", "apiVersion: sluice.dev/v1\nkind: Component\nmetadata: {name: chain}\n"
+                                 "inputs:\n  n: {type: int}\n" + WithRoot(kRatioChainSteps, "inputs"));
+  ExpectOnlyTheFailedItemsChainStops("uses: components/chain.yaml", "graph-ratio");
+}
+
+// `when:` on a step that runs a group decides for the whole group: false
+// skips every inner step, and what waits on them; true runs them.
+TEST_F(SubPipelineRunTest, WhenOnAGroupStepSkipsOrRunsTheWholeGroup) {
+  Write("chain.yaml", std::string(kHead) + "metadata: {name: chain}\nparams:\n  n: {type: int}\n" +
+                          WithRoot(kRatioChainSteps, "params"));
+  Write("components/chain.yaml", "apiVersion: sluice.dev/v1\nkind: Component\nmetadata: {name: chain}\n"
+                                 "inputs:\n  n: {type: int}\n" + WithRoot(kRatioChainSteps, "inputs"));
+  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: group-when}
+params:
+  go: {type: bool, default: false}
+steps:
+  - name: sub
+    pipeline: chain.yaml
+    when: "{{ params.go }}"
+    with: {n: 0}
+  - name: graph
+    uses: components/chain.yaml
+    when: "{{ params.go }}"
+    with: {n: 2}
+  - name: after
+    command: [python3, -c, "import sys; print(sys.argv[1:])", "{{ steps.sub.outputs.params.out }}",
+              "{{ steps.graph.outputs.params.out }}"]
+)yaml");
+  Output skipped = Sluice({"run", "pipeline.yaml", "--run-id", "when-false"});
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.out << skipped.err;
+  EXPECT_EQ(Phases(Status("when-false")), (std::map<std::string, std::string>{{"sub/first", "Skipped"},
+                                                                               {"sub/second", "Skipped"},
+                                                                               {"graph/first", "Skipped"},
+                                                                               {"graph/second", "Skipped"},
+                                                                               {"after", "Skipped"}}));
+  Output ran = Sluice({"run", "pipeline.yaml", "--run-id", "when-true", "-p", "go=true"});
+  ASSERT_EQ(ran.exit_code, 0) << ran.out << ran.err;
+  EXPECT_NE(ran.out.find("[after] ['0', '2']\n"), std::string::npos) << ran.out;
+  EXPECT_EQ(Phases(Status("when-true")), (std::map<std::string, std::string>{{"sub/first", "Succeeded"},
+                                                                              {"sub/second", "Succeeded"},
+                                                                              {"graph/first", "Succeeded"},
+                                                                              {"graph/second", "Succeeded"},
+                                                                              {"after", "Succeeded"}}));
+}
+
+// A secret param bound through `with:` stays secret inside a component
+// graph, a sub-pipeline and a one-step component: their steps' logs show
+// "***", and nothing the store records holds the value.
+TEST_F(SubPipelineRunTest, ASecretBoundThroughWithStaysSecret) {
+  const char* kPrint = R"yaml(    command: [python3, -c, "import sys; print('token is', sys.argv[1])", "{{ X.token }}"]
+)yaml";
+  std::string component = R"yaml(apiVersion: sluice.dev/v1
+kind: Component
+metadata: {name: use-token}
+inputs:
+  token: {type: string}
+steps:
+  - name: show
+)yaml" + std::string(kPrint);
+  component.replace(component.find("X.token"), 7, "inputs.token");
+  std::string sub = std::string(kHead) + R"yaml(metadata: {name: use-token}
+params:
+  token: {type: string}
+steps:
+  - name: show
+)yaml" + kPrint;
+  sub.replace(sub.find("X.token"), 7, "params.token");
+  std::string one_step = component.substr(0, component.find("steps:\n")) + "step:\n" +
+                         component.substr(component.find("    command:")).substr(2);
+  Write("components/use_token.yaml", component);
+  Write("components/print_token.yaml", one_step);
+  Write("use_token.yaml", sub);
+  Write("pipeline.yaml", std::string(kHead) + R"yaml(metadata: {name: secret-with}
+params:
+  token: {type: string, secret: true}
+steps:
+  - name: graph
+    uses: components/use_token.yaml
+    with: {token: "{{ params.token }}"}
+  - name: sub
+    pipeline: use_token.yaml
+    with: {token: "{{ params.token }}"}
+  - name: one-step
+    uses: components/print_token.yaml
+    with: {token: "{{ params.token }}"}
+)yaml");
+  const std::string secret = "s3cr3t-t0ken-value";
+  Output run = Sluice({"run", "pipeline.yaml", "--run-id", "secret-with", "-p", "token=" + secret});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_EQ(run.out.find(secret), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[graph/show] token is ***\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[sub/show] token is ***\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("[one-step] token is ***\n"), std::string::npos) << run.out;
+  for (const char* step : {"graph/show", "sub/show", "one-step"}) {
+    Output logs = Sluice({"logs", "secret-with", step});
+    EXPECT_EQ(logs.exit_code, 0) << logs.err;
+    EXPECT_EQ(logs.out, "token is ***\n") << step;
+  }
+  Output shown = Sluice({"show", "secret-with", "-o", "json"});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_EQ(shown.out.find(secret), std::string::npos) << shown.out;
+  // Nor any file of the store (the SQLite database, snapshots, logs).
+  for (const auto& e : fs::recursive_directory_iterator(dir_ + "/.sluice")) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text.find(secret), std::string::npos) << e.path();
+  }
 }
 
 }  // namespace

@@ -71,6 +71,7 @@ PY
 
 mkdir -p "$H"
 cp -r "$SRC/examples/retrain" "$H/retrain"
+cp -r "$SRC/examples/components" "$H/components"  # the components its steps use (../components/)
 host_dir_claim "$PV" sluice-artifacts "$H"
 
 # run_pipeline RUN_ID FILE [ARGS...]: sluice runs FILE on the cluster; sets rc.

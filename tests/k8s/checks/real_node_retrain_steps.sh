@@ -22,6 +22,7 @@ host_workspace real-retrain
 # in the pods), with the node's image and placement as its defaults.
 mkdir -p "$H"
 cp -r "$SRC/examples/retrain" "$H/retrain"
+cp -r "$SRC/examples/components" "$H/components"  # the components its steps use (../components/)
 python3 - "$H/retrain/pipeline.yaml" "$NODE_PYTHON_IMAGE" <<'PY'
 import sys, yaml
 path, image = sys.argv[1], sys.argv[2]

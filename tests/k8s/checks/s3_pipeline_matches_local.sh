@@ -215,6 +215,7 @@ if ! python3 -c 'import sklearn' 2>/dev/null; then
   exit 0
 fi
 cp -r "$SRC/examples/retrain" "$work/retrain"
+cp -r "$SRC/examples/components" "$work/components"  # the components its steps use (../components/)
 python3 - "$work/retrain/pipeline.yaml" "$work/retrain/until-register.yaml" "$work/retrain/until-deploy.yaml" <<'PY'
 import sys, yaml
 p = yaml.safe_load(open(sys.argv[1]))
