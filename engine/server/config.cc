@@ -176,7 +176,6 @@ Status ParseOidc(const std::string& file, const YAML::Node& o, OidcConfig* out) 
   out->issuer = o["issuer"].as<std::string>();
   if (out->issuer.rfind("https://", 0) != 0 && !LoopbackHttp(out->issuer))
     return Bad(file, o["issuer"], "oidc.issuer must be an https:// URL");
-  while (!out->issuer.empty() && out->issuer.back() == '/') out->issuer.pop_back();
   out->client_id = o["clientID"].as<std::string>();
   if (out->client_id.empty()) return Bad(file, o["clientID"], "oidc.clientID must not be empty");
   if (o["clientSecretFile"] && o["clientSecretEnv"])

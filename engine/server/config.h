@@ -91,7 +91,7 @@ struct OidcRoleMapping {
 // The `oidc:` section: ID tokens of this issuer are accepted as bearer
 // tokens and, with a redirect URL, as the web UI's login (engine/server/oidc.h).
 struct OidcConfig {
-  std::string issuer;     // https URL, no trailing slash; tokens' `iss`
+  std::string issuer;     // https URL, exactly as tokens' `iss` (and discovery) spell it
   std::string client_id;  // tokens' `aud` must contain it
   // Read from clientSecretFile or clientSecretEnv; never logged, stored or
   // returned. "" = a public client (PKCE alone).

@@ -300,7 +300,9 @@ int64_t OidcVerifier::Now() const { return options_.now ? options_.now() : stati
 
 Status OidcVerifier::DiscoverLocked() {
   if (endpoints_) return Status::Ok();
-  std::string url = config_.issuer + "/.well-known/openid-configuration";
+  std::string base = config_.issuer;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  std::string url = base + "/.well-known/openid-configuration";
   auto body = fetch_(url, "", kMaxDiscoveryBytes);
   if (!body) return body.error().WithContext("OIDC discovery");
   auto doc = ParseObject(*body);

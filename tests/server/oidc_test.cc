@@ -312,7 +312,7 @@ TEST(OidcConfigTest, ParsesTheSectionAndNamesEachMistake) {
 )", "server.yaml");
   ASSERT_TRUE(config) << config.error().ToString();
   ASSERT_TRUE(config->oidc);
-  EXPECT_EQ(config->oidc->issuer, "https://dex.example.com");
+  EXPECT_EQ(config->oidc->issuer, "https://dex.example.com/");
   EXPECT_EQ(config->oidc->client_secret, "s3cr3t");
   EXPECT_EQ(config->oidc->groups_claim, "groups");
   EXPECT_EQ(config->oidc->username_claim, "email");
