@@ -12,6 +12,7 @@
 #include <ctime>
 
 #include "engine/base64.h"
+#include "engine/text.h"
 
 namespace sluice::server {
 namespace {
@@ -135,21 +136,6 @@ std::optional<int64_t> TimeClaim(const Json& claims, const char* name) {
   auto it = claims.find(name);
   if (it == claims.end() || !it->is_number()) return std::nullopt;
   return static_cast<int64_t>(it->get<double>());
-}
-
-std::string UrlEncode(std::string_view s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
 }
 
 }  // namespace

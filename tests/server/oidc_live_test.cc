@@ -6,11 +6,6 @@
 // the form, follow the redirects back through /auth/callback, which sets the
 // session cookie. That cookie's value is the ID token, which the test also
 // sends as a bearer token.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -20,8 +15,10 @@
 #include <regex>
 
 #include "engine/server/oidc.h"
+#include "engine/text.h"
 #include "engine/server/server.h"
 #include "server_test_util.h"
+#include "tests/support/free_port.h"
 #include "tests/support/subprocess.h"
 
 namespace sluice::server {
@@ -45,34 +42,6 @@ std::map<std::string, std::string> ReadEnv(const std::string& path) {
   for (std::string line; std::getline(in, line);)
     if (size_t eq = line.find('='); eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
   return env;
-}
-
-// A loopback port that was free a moment ago (the server binds it next):
-// the redirect URL registered with the provider must name it before start.
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::string FormEncode(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
 }
 
 // Just enough of a browser: a cookie jar per origin, redirects followed by
@@ -175,7 +144,9 @@ class OidcLiveTest : public ::testing::Test {
   // Registers a client for a server on a free port and starts that server
   // trusting the provider. Returns the server's URL; `client_id` gets the id.
   std::string StartServer(std::string* client_id = nullptr) {
-    int port = FreePort();
+    // The redirect URL registered with the provider names the port before
+    // the server starts.
+    int port = testutil::FreePort();
     std::string url = "http://127.0.0.1:" + std::to_string(port);
     auto out = testutil::RunProcess({SLUICE_OIDC_SCRIPT, "client", SLUICE_TEST_OIDC_STATE, url + "/auth/callback"},
                                     root_);
@@ -222,8 +193,8 @@ class OidcLiveTest : public ::testing::Test {
         << form.body;
     std::string challenge = m.size() > 1 ? m[1].str() : "";
     std::string action = form.url.substr(0, form.url.find('/', form.url.find("://") + 3)) + "/login";
-    return browser.Go(action, "login_challenge=" + FormEncode(challenge) + "&email=" + FormEncode(email) +
-                                  "&password=" + FormEncode(env_["SLUICE_TEST_OIDC_PASSWORD"]));
+    return browser.Go(action, "login_challenge=" + UrlEncode(challenge) + "&email=" + UrlEncode(email) +
+                                  "&password=" + UrlEncode(env_["SLUICE_TEST_OIDC_PASSWORD"]));
   }
 
   // An ID token of `email` for the server at `url` (its session cookie).
