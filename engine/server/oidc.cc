@@ -286,6 +286,17 @@ int64_t OidcVerifier::Now() const { return options_.now ? options_.now() : stati
 
 Status OidcVerifier::DiscoverLocked() {
   if (endpoints_) return Status::Ok();
+  // A failed discovery is retried at most once per interval: /auth/login is
+  // open, and must not turn each request into a fetch while the issuer is down.
+  auto now = std::chrono::steady_clock::now();
+  if (!last_discovery_error_.ok() && now - last_discovery_ < options_.min_refetch_interval)
+    return last_discovery_error_;
+  last_discovery_ = now;
+  last_discovery_error_ = DiscoverOnceLocked();
+  return last_discovery_error_;
+}
+
+Status OidcVerifier::DiscoverOnceLocked() {
   std::string base = config_.issuer;
   while (!base.empty() && base.back() == '/') base.pop_back();
   std::string url = base + "/.well-known/openid-configuration";

@@ -147,7 +147,10 @@ class OidcVerifier {
   const OidcConfig& config() const { return config_; }
 
  private:
+  // The endpoints, discovered once; a failure is remembered (and answered)
+  // for min_refetch_interval.
   Status DiscoverLocked();
+  Status DiscoverOnceLocked();
   Status FetchKeysLocked();
   int64_t Now() const;
 
@@ -158,6 +161,8 @@ class OidcVerifier {
   std::optional<OidcEndpoints> endpoints_;
   std::vector<Jwk> keys_;
   std::chrono::steady_clock::time_point last_fetch_{};
+  std::chrono::steady_clock::time_point last_discovery_{};
+  Status last_discovery_error_;
   bool fetched_once_ = false;
 };
 

@@ -287,6 +287,10 @@ TEST(OidcVerifierTest, NeedsTheUsernameClaimAndReportsAnUnreachableIssuer) {
   OidcVerifier lost(wrong, options, issuer.Fetch());
   EXPECT_EQ(lost.Authenticate(k.Sign(Claims())).error().ToString(),
             "UNAVAILABLE: OIDC discovery: https://elsewhere.test/.well-known/openid-configuration answered HTTP 404");
+  // Within the interval the failure is answered again without a fetch.
+  EXPECT_EQ(lost.Endpoints().error().ToString(),
+            "UNAVAILABLE: OIDC discovery: https://elsewhere.test/.well-known/openid-configuration answered HTTP 404");
+  EXPECT_EQ(issuer.fetches["https://elsewhere.test/.well-known/openid-configuration"], 1);
 }
 
 TEST(OidcVerifierTest, PkceChallengeIsRfc7636s) {
