@@ -271,7 +271,9 @@ Json OpenApiDocument() {
         {"description",
          "Run, watch and schedule sluice pipelines. Every call needs `Authorization: Bearer "
          "<token>` unless its `security` says otherwise, from a token whose role is at least "
-         "the operation's `x-sluice-role` (viewer < runner < admin); see docs/server.md."}}},
+         "the operation's `x-sluice-role` (viewer < runner < admin); with `oidc:` configured, an "
+         "OIDC ID token (or the web UI's session cookie, plus the X-Sluice-CSRF header on writes) "
+         "whose groups map to such a role; see docs/server.md."}}},
       {"servers", {{{"url", "/"}}}},
       {"security", {{{"bearer", Json::array()}}}},
       {"paths", paths},
