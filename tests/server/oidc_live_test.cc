@@ -166,11 +166,17 @@ class OidcLiveTest : public ::testing::Test {
                                         "\n  roles:\n    - {group: ml-admins, role: admin}"
                                         "\n    - {group: ml, role: runner}"
                                         "\n    - {group: ml-viewers, role: viewer}\n");
+    StartWithConfig(dir + "/server.yaml", dir + "/state", port);
+    return url;
+  }
+
+  // Starts a server on `port` (0: any) with the config at `config`; returns its URL.
+  std::string StartWithConfig(const std::string& config, const std::string& state, int port) {
     ServerOptions o;
     o.pipelines_dir = root_ + "/repo";
-    o.state_dir = dir + "/state";
+    o.state_dir = state;
     o.listen = "127.0.0.1:" + std::to_string(port);
-    o.config_path = dir + "/server.yaml";
+    o.config_path = config;
     o.run_scheduler = false;
     o.watch = false;
     o.resume_interrupted = false;
@@ -180,7 +186,7 @@ class OidcLiveTest : public ::testing::Test {
     Status s = server->Start();
     EXPECT_TRUE(s.ok()) << s.ToString();
     servers_.push_back(std::move(server));
-    return url;
+    return servers_.back()->url();
   }
 
   // Logs `email` in at the server `url` through the provider's form; the
@@ -258,6 +264,14 @@ TEST_F(OidcLiveTest, CodeFlowWithPkceSignsTheWebUiIn) {
   EXPECT_EQ(Json::parse(audit->body)["entries"][0]["who"], "admin@example.com");
   EXPECT_EQ(audit->body.find(session), std::string::npos);
   EXPECT_EQ(who->body.find(session), std::string::npos);
+
+  // Another replica with the same config accepts the session: the cookie is
+  // the ID token, not a key into one server's memory.
+  std::string replica = StartWithConfig(root_ + "/server-0/server.yaml", root_ + "/replica-state", 0);
+  auto elsewhere = Call(replica, "GET", "/api/v1/whoami", cookie);
+  ASSERT_TRUE(elsewhere);
+  EXPECT_EQ(elsewhere->status, 200) << elsewhere->body;
+  EXPECT_EQ(Json::parse(elsewhere->body)["name"], "admin@example.com");
 
   // A callback whose state is not the login's is refused.
   Browser other(env_["SLUICE_TEST_OIDC_CA"]);
