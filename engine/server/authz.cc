@@ -71,6 +71,10 @@ const std::vector<RouteRule>& RouteRules() {
       {"GET", "/readyz", A::kOpen, R::kViewer},
       {"GET", "/metrics", A::kMetrics, R::kViewer},
       {"GET", "/api/v1/openapi.json", A::kRole, R::kViewer},
+      {"GET", "/api/v1/whoami", A::kRole, R::kViewer},
+      {"GET", "/auth/login", A::kOpen, R::kViewer},
+      {"GET", "/auth/callback", A::kOpen, R::kViewer},
+      {"POST", "/auth/logout", A::kOpen, R::kViewer},
 
       {"GET", "/api/v1/pipelines", A::kRole, R::kViewer},
       {"GET", "/api/v1/pipelines/{pipeline}", A::kRole, R::kViewer},

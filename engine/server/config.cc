@@ -107,6 +107,9 @@ Status ParseHttpLimits(const std::string& file, const YAML::Node& h, HttpLimits*
   return Status::Ok();
 }
 
+Status ParsePipelinePatterns(const std::string& file, const YAML::Node& p, std::vector<std::string>* out);
+Status ParseRoleNode(const std::string& file, const YAML::Node& n, Role* role);
+
 // The `tokens:` list: name, hash, role and pipeline scope of each.
 Status ParseTokens(const std::string& file, const YAML::Node& tokens, std::vector<TokenEntry>* out) {
   if (!tokens.IsSequence()) return Bad(file, tokens, "tokens must be a list of {name, sha256}");
@@ -121,24 +124,109 @@ Status ParseTokens(const std::string& file, const YAML::Node& tokens, std::vecto
       return Bad(file, t["sha256"] ? t["sha256"] : t,
                  "token sha256 must be 64 lower-case hex characters: the SHA-256 of the "
                  "token (`printf %s TOKEN | sha256sum`), never the token itself");
-    if (YAML::Node r = t["role"]) {
-      auto role = ParseRole(r.as<std::string>());
-      if (!role)
-        return Bad(file, r, "unknown role '" + r.as<std::string>() +
-                                "' (expected one of: viewer, runner, admin)");
-      entry.role = *role;
-    }
-    if (YAML::Node p = t["pipelines"]) {
-      if (!p.IsSequence() || p.size() == 0)
-        return Bad(file, p, "pipelines must be a non-empty list of pipeline name patterns, like "
-                            "[\"retrain-*\"]; leave it out for every pipeline");
-      for (const auto& pattern : p) {
-        std::string text = pattern.as<std::string>();
-        if (Status s = CheckPipelinePattern(text); !s.ok()) return Bad(file, pattern, s.message());
-        entry.pipelines.push_back(text);
-      }
-    }
+    if (YAML::Node r = t["role"])
+      if (Status s = ParseRoleNode(file, r, &entry.role); !s.ok()) return s;
+    if (YAML::Node p = t["pipelines"])
+      if (Status s = ParsePipelinePatterns(file, p, &entry.pipelines); !s.ok()) return s;
     out->push_back(std::move(entry));
+  }
+  return Status::Ok();
+}
+
+// The pipelines patterns of a token or of an oidc.roles entry.
+Status ParsePipelinePatterns(const std::string& file, const YAML::Node& p, std::vector<std::string>* out) {
+  if (!p.IsSequence() || p.size() == 0)
+    return Bad(file, p, "pipelines must be a non-empty list of pipeline name patterns, like "
+                        "[\"retrain-*\"]; leave it out for every pipeline");
+  for (const auto& pattern : p) {
+    std::string text = pattern.as<std::string>();
+    if (Status s = CheckPipelinePattern(text); !s.ok()) return Bad(file, pattern, s.message());
+    out->push_back(text);
+  }
+  return Status::Ok();
+}
+
+// A role name of the config, or an error at `n`.
+Status ParseRoleNode(const std::string& file, const YAML::Node& n, Role* role) {
+  auto r = ParseRole(n.as<std::string>());
+  if (!r) return Bad(file, n, "unknown role '" + n.as<std::string>() + "' (expected one of: viewer, runner, admin)");
+  *role = *r;
+  return Status::Ok();
+}
+
+// Whether `url` is http on a loopback address (allowed for an issuer in
+// tests; every other issuer must be https).
+bool LoopbackHttp(const std::string& url) {
+  for (const char* prefix : {"http://127.", "http://localhost:", "http://localhost/", "http://[::1]"})
+    if (url.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+// The `oidc:` section.
+Status ParseOidc(const std::string& file, const YAML::Node& o, OidcConfig* out) {
+  if (!o.IsMap()) return Bad(file, o, "oidc must be a mapping with issuer and clientID");
+  if (Status s = CheckKeys(file, o,
+                           {"issuer", "clientID", "clientSecretFile", "clientSecretEnv", "caFile",
+                            "redirectURL", "scopes", "groupsClaim", "usernameClaim", "roles",
+                            "defaultRole"},
+                           "oidc");
+      !s.ok())
+    return s;
+  if (!o["issuer"] || !o["clientID"]) return Bad(file, o, "oidc needs issuer and clientID");
+  out->issuer = o["issuer"].as<std::string>();
+  if (out->issuer.rfind("https://", 0) != 0 && !LoopbackHttp(out->issuer))
+    return Bad(file, o["issuer"], "oidc.issuer must be an https:// URL");
+  out->client_id = o["clientID"].as<std::string>();
+  if (out->client_id.empty()) return Bad(file, o["clientID"], "oidc.clientID must not be empty");
+  if (o["clientSecretFile"] && o["clientSecretEnv"])
+    return Bad(file, o["clientSecretEnv"], "oidc takes clientSecretFile or clientSecretEnv, not both");
+  if (YAML::Node n = o["clientSecretFile"]) {
+    std::ifstream in(n.as<std::string>(), std::ios::binary);
+    if (!in) return Bad(file, n, "cannot read oidc.clientSecretFile " + n.as<std::string>());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    out->client_secret = ss.str();
+    while (!out->client_secret.empty() && std::isspace(static_cast<unsigned char>(out->client_secret.back())))
+      out->client_secret.pop_back();
+    if (out->client_secret.empty()) return Bad(file, n, "oidc.clientSecretFile " + n.as<std::string>() + " is empty");
+  }
+  if (YAML::Node n = o["clientSecretEnv"]) {
+    const char* v = std::getenv(n.as<std::string>().c_str());
+    if (v == nullptr || *v == '\0')
+      return Bad(file, n, "environment variable " + n.as<std::string>() + " (oidc.clientSecretEnv) is not set");
+    out->client_secret = v;
+  }
+  if (YAML::Node n = o["caFile"]) out->ca_file = n.as<std::string>();
+  if (YAML::Node n = o["redirectURL"]) {
+    out->redirect_url = n.as<std::string>();
+    if (out->redirect_url.rfind("https://", 0) != 0 && out->redirect_url.rfind("http://", 0) != 0)
+      return Bad(file, n, "oidc.redirectURL must be an http(s) URL ending in /auth/callback");
+  }
+  if (YAML::Node n = o["scopes"]) {
+    if (!n.IsSequence()) return Bad(file, n, "oidc.scopes must be a list, like [openid, email, groups]");
+    out->scopes.clear();
+    for (const auto& sc : n) out->scopes.push_back(sc.as<std::string>());
+  }
+  if (YAML::Node n = o["groupsClaim"]) out->groups_claim = n.as<std::string>();
+  if (YAML::Node n = o["usernameClaim"]) out->username_claim = n.as<std::string>();
+  if (YAML::Node n = o["defaultRole"]) {
+    Role role;
+    if (Status s = ParseRoleNode(file, n, &role); !s.ok()) return s;
+    out->default_role = role;
+  }
+  if (YAML::Node roles = o["roles"]) {
+    if (!roles.IsSequence()) return Bad(file, roles, "oidc.roles must be a list of {group, role}");
+    for (const auto& r : roles) {
+      if (!r.IsMap()) return Bad(file, r, "an oidc.roles entry must be a mapping {group, role}");
+      if (Status s = CheckKeys(file, r, {"group", "role", "pipelines"}, "an oidc.roles entry"); !s.ok()) return s;
+      if (!r["group"] || !r["role"]) return Bad(file, r, "an oidc.roles entry needs group and role");
+      OidcRoleMapping m;
+      m.group = r["group"].as<std::string>();
+      if (Status s = ParseRoleNode(file, r["role"], &m.role); !s.ok()) return s;
+      if (r["pipelines"])
+        if (Status s = ParsePipelinePatterns(file, r["pipelines"], &m.pipelines); !s.ok()) return s;
+      out->roles.push_back(std::move(m));
+    }
   }
   return Status::Ok();
 }
@@ -149,7 +237,7 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
   if (!root.IsMap()) return Error(Bad(file, root, "the server config must be a mapping"));
   if (Status s = CheckKeys(file, root,
                            {"listen", "maxConcurrentRuns", "reloadInterval", "tokens", "webhooks",
-                            "metrics", "historyLimit", "http", "artifacts", "store"},
+                            "metrics", "historyLimit", "http", "artifacts", "store", "oidc"},
                            "the server config");
       !s.ok())
     return Error(s);
@@ -213,6 +301,10 @@ Result<ServerConfig> ParseNode(const YAML::Node& root, const std::string& file) 
   }
   if (auto h = root["http"]) {
     if (Status s = ParseHttpLimits(file, h, &config.http); !s.ok()) return Error(s);
+  }
+  if (auto o = root["oidc"]) {
+    config.oidc.emplace();
+    if (Status s = ParseOidc(file, o, &*config.oidc); !s.ok()) return Error(s);
   }
   if (auto m = root["metrics"]) {
     if (Status s = CheckKeys(file, m, {"requireAuth"}, "metrics"); !s.ok()) return Error(s);

@@ -24,6 +24,16 @@
 //                                 # kept (every trigger); 0 = keep all (default)
 //   metrics:
 //     requireAuth: false          # /metrics open to scrapers by default
+//   oidc:                         # OpenID Connect identities (OidcConfig)
+//     issuer: https://dex.example.com
+//     clientID: sluice
+//     clientSecretFile: /etc/sluice/oidc-secret   # or clientSecretEnv: NAME
+//     caFile: /etc/sluice/oidc-ca.pem             # default: the system's CAs
+//     redirectURL: https://sluice.example.com/auth/callback  # UI login
+//     roles:                      # group -> role (and optional pipelines)
+//       - {group: ml-admins, role: admin}
+//       - {group: ml, role: runner, pipelines: ["retrain-*"]}
+//     defaultRole: viewer         # for a user in no mapped group; default none (403)
 //   http:                         # limits on HTTP clients (HttpLimits)
 //     requestTimeout: 10s         # a request's headers and body must arrive within
 //     idleTimeout: 5s             # a kept-alive connection idle this long is closed
@@ -70,6 +80,31 @@ struct HttpLimits {
   int64_t max_body_bytes = 16 << 20;
 };
 
+// One `oidc.roles:` entry: members of `group` get `role`, limited to
+// `pipelines` (empty = every pipeline).
+struct OidcRoleMapping {
+  std::string group;
+  Role role = Role::kViewer;
+  std::vector<std::string> pipelines;
+};
+
+// The `oidc:` section: ID tokens of this issuer are accepted as bearer
+// tokens and, with a redirect URL, as the web UI's login (engine/server/oidc.h).
+struct OidcConfig {
+  std::string issuer;     // https URL, exactly as tokens' `iss` (and discovery) spell it
+  std::string client_id;  // tokens' `aud` must contain it
+  // Read from clientSecretFile or clientSecretEnv; never logged, stored or
+  // returned. "" = a public client (PKCE alone).
+  std::string client_secret;
+  std::string ca_file;       // PEM CAs for the issuer's TLS; "" = the system's
+  std::string redirect_url;  // ".../auth/callback"; "" = no UI login
+  std::vector<std::string> scopes = {"openid", "email", "profile", "groups"};
+  std::string groups_claim = "groups";
+  std::string username_claim = "email";
+  std::vector<OidcRoleMapping> roles;
+  std::optional<Role> default_role;  // nullopt: no mapped group = 403
+};
+
 struct ServerConfig {
   std::string listen;  // "" = keep the command line's / default
   int max_concurrent_runs = 4;
@@ -89,6 +124,7 @@ struct ServerConfig {
   // = the SQLite store in the state directory.
   std::string store;
   HttpLimits http;
+  std::optional<OidcConfig> oidc;  // nullopt: configured tokens only
 };
 
 // Reads and validates the config at `path`. Errors (kInvalidArgument) say

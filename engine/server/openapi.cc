@@ -38,6 +38,19 @@ std::vector<Op> Operations() {
   return {
       {"get", "/api/v1/openapi.json", "getOpenApi", "meta", "This document", {}, nullptr, nullptr, nullptr},
       {"get", "/healthz", "healthz", "meta", "Liveness (no auth)", {}, nullptr, nullptr, ""},
+      {"get", "/api/v1/whoami", "whoami", "meta", "The caller's name, role and pipeline scope", {},
+       nullptr, "Whoami", nullptr},
+      {"get", "/auth/login", "oidcLogin", "auth",
+       "Web UI login: redirects to the OIDC issuer (authorization code with PKCE); 404 without "
+       "oidc.redirectURL",
+       {}, nullptr, nullptr, "", "text/html"},
+      {"get", "/auth/callback", "oidcCallback", "auth",
+       "The issuer's redirect back: checks state, exchanges the code, sets the session cookie and "
+       "redirects to /",
+       {{"code", "query", "string", "Authorization code"}, {"state", "query", "string", "The login's state"}},
+       nullptr, nullptr, "", "text/html"},
+      {"post", "/auth/logout", "oidcLogout", "auth",
+       "Clears the web UI's session cookie", {}, nullptr, "Message", ""},
       {"get", "/readyz", "readyz", "meta",
        "Readiness (no auth): 200 when the store answers and the leader election has answered; else 503",
        {}, nullptr, nullptr, ""},
@@ -167,6 +180,10 @@ Json Schemas() {
       {"StepList", {{"type", "object"}, {"properties", {{"steps", {{"type", "array"}, {"items", Ref("Step")}}}}}}},
       {"RunDetail", {{"type", "object"}, {"properties", {{"run", Ref("Run")}, {"steps", {{"type", "array"}, {"items", Ref("Step")}}}}}}},
       {"RunRef", {{"type", "object"}, {"properties", {{"run_id", {{"type", "string"}}}, {"url", {{"type", "string"}}}}}}},
+      {"Whoami", {{"type", "object"},
+                  {"properties", {{"name", {{"type", "string"}}},
+                                  {"role", {{"type", "string"}}},
+                                  {"pipelines", {{"type", "array"}, {"items", {{"type", "string"}}}}}}}}},
       {"Message", {{"type", "object"}, {"properties", {{"message", {{"type", "string"}}}}}}},
       {"TriggerRequest", {{"type", "object"},
                           {"properties", {{"params", any_obj},
@@ -254,7 +271,9 @@ Json OpenApiDocument() {
         {"description",
          "Run, watch and schedule sluice pipelines. Every call needs `Authorization: Bearer "
          "<token>` unless its `security` says otherwise, from a token whose role is at least "
-         "the operation's `x-sluice-role` (viewer < runner < admin); see docs/server.md."}}},
+         "the operation's `x-sluice-role` (viewer < runner < admin); with `oidc:` configured, an "
+         "OIDC ID token (or the web UI's session cookie, plus the X-Sluice-CSRF header on writes) "
+         "whose groups map to such a role; see docs/server.md."}}},
       {"servers", {{{"url", "/"}}}},
       {"security", {{{"bearer", Json::array()}}}},
       {"paths", paths},

@@ -25,6 +25,7 @@
 #include "engine/server/api_json.h"
 #include "engine/server/authz.h"
 #include "engine/server/http_server.h"
+#include "engine/server/oidc.h"
 #include "engine/server/openapi.h"
 #include "engine/server/ui_assets.h"
 #include "engine/server/webhook.h"
@@ -183,6 +184,7 @@ Status Server::Start() {
     config_ = std::move(*config);
   }
   auth_ = std::make_unique<TokenAuthenticator>(config_.tokens);
+  if (config_.oidc) oidc_ = std::make_unique<OidcVerifier>(*config_.oidc, OidcVerifier::Options{});
   std::string listen = options_.listen.empty() ? config_.listen : options_.listen;
   if (listen.empty()) listen = "127.0.0.1:8080";
   auto [host, port] = SplitListen(listen);
@@ -516,6 +518,15 @@ class Routes {
   bool ClaimDelivery(const std::string& source, const std::string& id, Response& res);
   void TriggerPush(const std::string& body, const std::string& source, Response& res);
 
+  // Who the caller is; the web UI's OIDC login.
+  void GetWhoami(const Request& req, Response& res);
+  void GetAuthLogin(const Request& req, Response& res);
+  void GetAuthCallback(const Request& req, Response& res);
+  void PostAuthLogout(const Request& req, Response& res);
+  // The identity of an OIDC ID token (bearer or session cookie), into
+  // t_request.identity. False when it answered (401, 403 or 503).
+  bool AuthenticateOidc(const Request& req, const RouteMatch* route, Response& res);
+
   // The web UI.
   void GetUiIndex(const Request& req, Response& res);
   void GetUiAsset(const Request& req, Response& res);
@@ -561,6 +572,11 @@ void Routes::Install(httplib::Server& http) {
 
   http.Post(kGithubWebhookPath, Bind(&Routes::GithubWebhook));
   http.Post(kGitlabWebhookPath, Bind(&Routes::GitlabWebhook));
+
+  http.Get("/api/v1/whoami", Bind(&Routes::GetWhoami));
+  http.Get("/auth/login", Bind(&Routes::GetAuthLogin));
+  http.Get("/auth/callback", Bind(&Routes::GetAuthCallback));
+  http.Post("/auth/logout", Bind(&Routes::PostAuthLogout));
 
   http.Get("/", Bind(&Routes::GetUiIndex));
   http.Get(R"(/ui/(.+))", Bind(&Routes::GetUiAsset));
@@ -660,6 +676,8 @@ httplib::Server::HandlerResponse Routes::Authenticate(const Request& req, Respon
                                                  : httplib::Server::HandlerResponse::Unhandled;
   }
   t_request.identity = s_->auth_->Authenticate(req.get_header_value("Authorization"));
+  if (!t_request.identity && s_->oidc_ && !AuthenticateOidc(req, route, res))
+    return httplib::Server::HandlerResponse::Handled;
   if (!t_request.identity) {
     SendUnauthorized(res, "a valid 'Authorization: Bearer <token>' header is required; "
                           "tokens are configured (hashed) in the server config");
@@ -677,6 +695,35 @@ httplib::Server::HandlerResponse Routes::Authenticate(const Request& req, Respon
   }
   return CheckScope(*route, res) && !RefuseOnStandby(req, *route, res) ? httplib::Server::HandlerResponse::Unhandled
                                                                    : httplib::Server::HandlerResponse::Handled;
+}
+
+bool Routes::AuthenticateOidc(const Request& req, const RouteMatch* route, Response& res) {
+  std::string header = req.get_header_value("Authorization"), token;
+  bool from_cookie = false;
+  if (header.rfind("Bearer ", 0) == 0) {
+    token = header.substr(7);
+    // Not a JWT: a configured token that did not match, answered as such.
+    if (std::count(token.begin(), token.end(), '.') != 2) return true;
+  } else if (header.empty()) {
+    token = CookieValue(req.get_header_value("Cookie"), kSessionCookie);
+    from_cookie = true;
+  }
+  if (token.empty()) return true;
+  auto identity = s_->oidc_->Authenticate(token);
+  if (!identity) {
+    if (identity.error().code() == StatusCode::kUnauthenticated)
+      SendUnauthorized(res, identity.error().message() + (from_cookie ? "; log in again at /auth/login" : ""));
+    else
+      SendError(res, identity.error());
+    return false;
+  }
+  if (from_cookie && route && route->rule->write() && req.get_header_value(kCsrfHeader).empty()) {
+    SendError(res, Status::PermissionDenied(std::string("a write signed in by the session cookie needs the ") +
+                                            kCsrfHeader + " header (the web UI sends it)"));
+    return false;
+  }
+  t_request.identity = std::move(*identity);
+  return true;
 }
 
 void Routes::ResolveTarget(const RouteMatch& route) {
@@ -1289,6 +1336,65 @@ void Routes::TriggerPush(const std::string& body, const std::string& source, Res
   }
   SendJson(res, 202, {{"source", source}, {"ref", event->ref}, {"after", event->after},
                       {"changed", event->changed}, {"triggered", triggered}});
+}
+
+void Routes::GetWhoami(const Request&, Response& res) {
+  const Identity& who = *t_request.identity;
+  SendJson(res, 200, {{"name", who.name}, {"role", RoleName(who.role)}, {"pipelines", who.pipelines}});
+}
+
+namespace {
+
+// A Set-Cookie value: HttpOnly, SameSite=Lax, Secure when the UI is served
+// over https (its redirect URL says so).
+std::string CookieHeader(const OidcConfig& config, const std::string& name, const std::string& value,
+                         const std::string& path, int64_t max_age) {
+  return name + "=" + value + "; Path=" + path + "; Max-Age=" + std::to_string(max_age) +
+         "; HttpOnly; SameSite=Lax" + (config.redirect_url.rfind("https://", 0) == 0 ? "; Secure" : "");
+}
+
+}  // namespace
+
+void Routes::GetAuthLogin(const Request&, Response& res) {
+  if (!s_->oidc_ || s_->oidc_->config().redirect_url.empty())
+    return SendError(res, Status::NotFound("web UI login is not configured (oidc.redirectURL in the server config)"));
+  auto endpoints = s_->oidc_->Endpoints();
+  if (!endpoints) return SendError(res, endpoints.error());
+  std::string state = RandomUrlToken(), verifier = RandomUrlToken();
+  res.set_header("Set-Cookie", CookieHeader(s_->oidc_->config(), kLoginCookie, state + "." + verifier, "/auth/", 600));
+  res.set_header("Cache-Control", "no-store");
+  res.set_redirect(AuthorizationUrl(*endpoints, s_->oidc_->config(), state, PkceChallenge(verifier)));
+}
+
+void Routes::GetAuthCallback(const Request& req, Response& res) {
+  if (!s_->oidc_ || s_->oidc_->config().redirect_url.empty())
+    return SendError(res, Status::NotFound("web UI login is not configured (oidc.redirectURL in the server config)"));
+  res.set_header("Cache-Control", "no-store");
+  if (req.has_param("error"))
+    return SendUnauthorized(res, "the issuer refused the login: " + req.get_param_value("error").substr(0, 100));
+  std::string login = CookieValue(req.get_header_value("Cookie"), kLoginCookie);
+  size_t dot = login.find('.');
+  if (dot == std::string::npos)
+    return SendError(res, Status::InvalidArgument("no login in progress (its cookie is missing or expired); "
+                                                  "start again at /auth/login"));
+  if (!ConstantTimeEquals(login.substr(0, dot), req.get_param_value("state")))
+    return SendError(res, Status::InvalidArgument("the login's state does not match; start again at /auth/login"));
+  auto id_token = s_->oidc_->ExchangeCode(req.get_param_value("code"), login.substr(dot + 1));
+  if (!id_token) return SendError(res, id_token.error());
+  auto identity = s_->oidc_->Authenticate(*id_token);
+  if (!identity) return SendError(res, identity.error());
+  auto claims = s_->oidc_->Verify(*id_token);
+  int64_t max_age = claims ? std::max<int64_t>(0, claims->value("exp", int64_t{0}) - std::time(nullptr)) : 0;
+  res.set_header("Set-Cookie", CookieHeader(s_->oidc_->config(), kLoginCookie, "", "/auth/", 0));
+  res.headers.emplace("Set-Cookie", CookieHeader(s_->oidc_->config(), kSessionCookie, *id_token, "/", max_age));
+  res.set_redirect("/");
+}
+
+// Not CSRF-checked: the worst another site's form can do is log the user out.
+void Routes::PostAuthLogout(const Request&, Response& res) {
+  OidcConfig none;
+  res.set_header("Set-Cookie", CookieHeader(s_->oidc_ ? s_->oidc_->config() : none, kSessionCookie, "", "/", 0));
+  SendJson(res, 200, {{"message", "logged out"}});
 }
 
 void Routes::GetUiIndex(const Request&, Response& res) { ServeUiAsset("index.html", res); }

@@ -17,6 +17,7 @@
 #include "engine/clock.h"
 #include "engine/run/runner.h"
 #include "engine/server/config.h"
+#include "engine/server/oidc.h"
 #include "engine/server/metrics.h"
 #include "engine/server/pipeline_registry.h"
 #include "engine/server/run_manager.h"
@@ -149,6 +150,7 @@ class Server {
   RunFactory factory_;
   ServerConfig config_;
   std::unique_ptr<TokenAuthenticator> auth_;
+  std::unique_ptr<OidcVerifier> oidc_;  // with the config's oidc:
   MetricsRegistry metrics_registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Store> store_;

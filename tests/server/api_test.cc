@@ -180,7 +180,8 @@ TEST_F(ApiTest, EveryRouteInTheOpenApiDocumentRejectsMissingAndWrongTokens) {
       EXPECT_NE(ok->status, 405) << method << " " << concrete;
     }
   }
-  EXPECT_EQ(open_ops, (std::vector<std::string>{"get /healthz", "get /metrics", "get /readyz"}));
+  EXPECT_EQ(open_ops, (std::vector<std::string>{"get /auth/callback", "get /auth/login", "post /auth/logout",
+                                                "get /healthz", "get /metrics", "get /readyz"}));
   EXPECT_GE(checked, 4 * 20);
   // Unknown API paths are 401 too: nothing under /api leaks without a token.
   auto res = client_->Get("/api/v1/no-such-route");
@@ -660,6 +661,11 @@ TEST_F(ApiTest, EveryRouteIsAllowedOrRefusedByRole) {
       {"get /readyz", {fixed("/readyz")}},
       {"get /metrics", {fixed("/metrics")}},
       {"get /api/v1/openapi.json", {fixed("/api/v1/openapi.json")}},
+      {"get /api/v1/whoami", {fixed("/api/v1/whoami")}},
+      // This server has no oidc: in its config (tests/server/oidc_live_test.cc has one).
+      {"get /auth/login", {fixed("/auth/login"), "{}", 404}},
+      {"get /auth/callback", {fixed("/auth/callback?code=c&state=s"), "{}", 404}},
+      {"post /auth/logout", {fixed("/auth/logout")}},
       {"get /api/v1/pipelines", {fixed("/api/v1/pipelines")}},
       {"get /api/v1/pipelines/{pipeline}", {fixed("/api/v1/pipelines/hello")}},
       {"post /api/v1/pipelines/{pipeline}/runs", {fixed("/api/v1/pipelines/hello/runs"), "{}", 201}},
@@ -754,7 +760,7 @@ TEST_F(ApiTest, EveryRouteIsAllowedOrRefusedByRole) {
     EXPECT_TRUE(documented.count(lower + " " + r.path)) << r.method << " " << r.path << " is not in the OpenAPI document";
   }
   EXPECT_EQ(documented.size(), calls.size());
-  EXPECT_EQ(allowed, 3 * 3 + 2 * 4 + 1 * 3 + 3 * 13);  // open, runner routes, admin routes, viewer routes
+  EXPECT_EQ(allowed, 3 * 6 + 2 * 4 + 1 * 3 + 3 * 14);  // open, runner routes, admin routes, viewer routes
   EXPECT_EQ(refused, 2 * 3 + 1 * 4);
 }
 

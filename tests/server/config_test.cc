@@ -74,7 +74,7 @@ TEST(ServerConfigTest, JsonIsAccepted) {
 TEST(ServerConfigTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(ParseServerConfig("tokenz: []\n", "s.yaml").error().message(),
             "s.yaml:1:1: unknown key 'tokenz' in the server config (expected one of: listen, "
-            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit, http, artifacts, store)");
+            "maxConcurrentRuns, reloadInterval, tokens, webhooks, metrics, historyLimit, http, artifacts, store, oidc)");
   EXPECT_EQ(ParseServerConfig("historyLimit: -1\n", "s.yaml").error().message(),
             "s.yaml:1:15: historyLimit must be 0 (keep every run) or more");
   EXPECT_EQ(ParseServerConfig("tokens:\n  - name: ci\n    sha256: plaintext-token\n", "s.yaml")

@@ -57,10 +57,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string dir = argv[1];
-  const std::string token = "ui-test-token";
+  const std::string token = "ui-test-token";          // admin
+  const std::string viewer_token = "ui-viewer-token";  // viewer
   testing::WriteFile(dir + "/pipelines/retrain.yaml", kPipeline);
   testing::WriteFile(dir + "/server.yaml",
-                     "tokens:\n  - name: ui\n    sha256: " + HashToken(token) + "\n");
+                     "tokens:\n  - name: ui\n    sha256: " + HashToken(token) + "\n" +
+                         "  - name: ui-viewer\n    role: viewer\n    sha256: " + HashToken(viewer_token) + "\n");
   ServerOptions o;
   o.pipelines_dir = dir + "/pipelines";
   o.state_dir = dir + "/state";
@@ -93,7 +95,7 @@ int main(int argc, char** argv) {
   Json steps = Json::object();
   if (auto list = store->ListSteps(*id))
     for (const StepRecord& st : *list) steps[st.instance] = NodePhaseName(st.phase);
-  std::cout << Json{{"url", server.url()}, {"run_id", *id}, {"token", token}, {"steps", steps}}.dump()
+  std::cout << Json{{"url", server.url()}, {"run_id", *id}, {"token", token}, {"viewer_token", viewer_token}, {"steps", steps}}.dump()
             << std::endl;
   // Serve until the test closes our stdin (or kills us).
   char buf[256];

@@ -64,7 +64,9 @@ try {
            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1400, height: 900 },
   });
-  await context.addInitScript(token => localStorage.setItem('sluice.token', token), fx.token);
+  // The admin token unless the test has saved another one.
+  await context.addInitScript(token => { if (!localStorage.getItem('sluice.token')) localStorage.setItem('sluice.token', token); },
+                              fx.token);
   const page = context.pages()[0] || await context.newPage();
   const pageErrors = [];
   page.on('pageerror', e => pageErrors.push(String(e)));
@@ -82,6 +84,9 @@ try {
     check((await node.textContent()).includes(expected[instance]), `step ${instance} shows its phase as text`);
   }
   check(await page.locator('#dag path.edge').count() >= 5, 'DAG has the dependency edges');
+  await page.waitForFunction(() => document.getElementById('who').dataset.role === 'admin', null, { timeout: 10000 });
+  check(await page.locator('#cancel').count() === 1 && await page.locator('#resume').count() === 1,
+        'an admin is offered Cancel and Resume');
   check((await page.locator('#run-phase').textContent()).trim() === 'Failed', 'run phase is shown');
   await page.screenshot({ path: join(artifactDir, 'run-page.png'), fullPage: true });
 
@@ -101,6 +106,21 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('#runs tbody tr').length === 0, null, { timeout: 10000 });
   check(true, 'phase filter hides the failed run');
   await page.screenshot({ path: join(artifactDir, 'runs-list.png'), fullPage: true });
+
+  // A viewer: the same run page and the pipeline page offer no write action.
+  await page.evaluate(token => localStorage.setItem('sluice.token', token), fx.viewer_token);
+  await page.goto(`${fx.url}/#/runs/${encodeURIComponent(fx.run_id)}`);
+  await page.reload();
+  await page.waitForFunction(n => document.querySelectorAll('#dag g.node').length === n,
+                             instances.length, { timeout: 20000 });
+  await page.waitForFunction(() => document.getElementById('who').dataset.role === 'viewer', null, { timeout: 10000 });
+  check((await page.locator('#who').textContent()) === 'ui-viewer (viewer)', 'the header names the viewer and its role');
+  check(await page.locator('#cancel').count() === 0 && await page.locator('#resume').count() === 0,
+        'a viewer is offered neither Cancel nor Resume');
+  await page.screenshot({ path: join(artifactDir, 'run-page-viewer.png'), fullPage: true });
+  await page.goto(`${fx.url}/#/pipelines/retrain`);
+  await page.waitForSelector('#metrics', { timeout: 10000 });
+  check(await page.locator('#trigger').count() === 0, 'a viewer is offered no Run button on the pipeline page');
 
   check(pageErrors.length === 0, 'no JavaScript errors: ' + pageErrors.join('; '));
 } catch (e) {

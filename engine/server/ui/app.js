@@ -10,11 +10,37 @@ let pollTimer = null;
 
 function token() { return localStorage.getItem('sluice.token') || ''; }
 
+// Credentials of every API call: the saved token if there is one, else the
+// OIDC session cookie (sent by the browser), with the header the server
+// asks of cookie-signed writes.
+function authHeaders() {
+  const h = { 'X-Sluice-CSRF': '1' };
+  if (token()) h.Authorization = 'Bearer ' + token();
+  return h;
+}
+
+// Who the caller is (GET /api/v1/whoami): {name, role, pipelines}, or null.
+let me = null;
+const ROLE_RANK = { viewer: 0, runner: 1, admin: 2 };
+// Whether the caller's role allows `role`'s actions; write buttons are
+// only shown when it does (the server refuses the rest with 403 anyway).
+function may(role) { return !!me && ROLE_RANK[me.role] >= ROLE_RANK[role]; }
+
+async function loadWhoami() {
+  const res = await fetch('/api/v1/whoami', { headers: authHeaders() });
+  me = res.ok ? await res.json() : null;
+  const who = document.getElementById('who');
+  who.textContent = me ? `${me.name} (${me.role})` : '';
+  who.dataset.role = me ? me.role : '';
+  document.getElementById('login').hidden = !!me;
+  document.getElementById('logout').hidden = !me || !!token();
+}
+
 async function api(path, options = {}) {
-  const headers = Object.assign({}, options.headers || {}, { Authorization: 'Bearer ' + token() });
+  const headers = Object.assign({}, options.headers || {}, authHeaders());
   const res = await fetch(path, Object.assign({}, options, { headers }));
   if (res.status === 401) {
-    showBanner('Not authorized: enter a valid API token at the top right.');
+    showBanner('Not authorized: log in, or enter a valid API token at the top right.');
     throw new Error('401');
   }
   const type = res.headers.get('Content-Type') || '';
@@ -143,7 +169,7 @@ async function loadLog(runId, instance, append) {
   if (!pre) return;
   if (!append || runState.logFor !== instance) { runState.logOffset = 0; pre.textContent = ''; runState.logFor = instance; }
   const res = await fetch(`/api/v1/runs/${encodeURIComponent(runId)}/steps/${encodeURIComponent(instance)}/logs?offset=${runState.logOffset}`,
-                          { headers: { Authorization: 'Bearer ' + token() } });
+                          { headers: authHeaders() });
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
     pre.textContent = body.error ? body.error.message : 'no log';
@@ -165,15 +191,17 @@ async function viewRun(id) {
     main.innerHTML = `
       <h1>Run <code id="run-id">${esc(run.id)}</code> <span id="run-phase"></span></h1>
       <div class="card meta" id="run-meta"></div>
-      <div class="filters"><button id="cancel">Cancel</button><button id="resume">Resume</button>
+      <div class="filters">${may('runner') ? '<button id="cancel">Cancel</button><button id="resume">Resume</button>' : ''}
         <a href="#/pipelines/${encodeURIComponent(run.pipeline)}">Pipeline ${esc(run.pipeline)} — metrics across runs</a></div>
       <div id="dag"></div>
       <h2>Step <span id="log-step">—</span> <span id="log-phase"></span></h2>
       <pre class="log" id="log" data-testid="log">Click a step in the graph to see its log.</pre>
       <h2>Artifacts</h2><div id="artifacts"></div>`;
-    document.getElementById('cancel').onclick = () => api(`/api/v1/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST' }).then(() => route());
-    document.getElementById('resume').onclick = () => api(`/api/v1/runs/${encodeURIComponent(id)}/resume`, { method: 'POST' })
-      .then(r => { location.hash = '#/runs/' + encodeURIComponent(r.run_id); });
+    if (may('runner')) {
+      document.getElementById('cancel').onclick = () => api(`/api/v1/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST' }).then(() => route());
+      document.getElementById('resume').onclick = () => api(`/api/v1/runs/${encodeURIComponent(id)}/resume`, { method: 'POST' })
+        .then(r => { location.hash = '#/runs/' + encodeURIComponent(r.run_id); });
+    }
     document.getElementById('dag').addEventListener('click', ev => {
       const g = ev.target.closest('g.node');
       if (!g) return;
@@ -237,15 +265,15 @@ async function viewPipeline(name) {
   main.innerHTML = `<h1>Pipeline ${esc(p.name)}</h1><p class="meta">${esc(p.description)} · <code>${esc(p.file)}</code></p>
     ${p.schedule ? `<div class="card">Schedule <code>${esc(p.schedule.cron.join(' | '))}</code> (${esc(p.schedule.timezone)}),
       ${esc(p.schedule.concurrencyPolicy)}, catchup ${esc(p.schedule.catchup)} · next: ${p.schedule.next.map(fmtTime).join(', ')}</div>` : ''}
-    <div class="card"><b>Trigger a run</b>
+    ${may('runner') ? `<div class="card"><b>Trigger a run</b>
       ${p.params.map(x => `<label>${esc(x.name)} <input data-param="${esc(x.name)}" placeholder="${esc(JSON.stringify(x.default))}"></label>`).join(' ')}
-      <button id="trigger">Run</button></div>
+      <button id="trigger">Run</button></div>` : ''}
     <h2>Metrics across runs</h2>
     <table id="metrics"><thead><tr><th>Run</th><th>Phase</th>${cmp.metrics.map(m => `<th>${esc(m)}</th>`).join('')}</tr></thead><tbody>
       ${cmp.runs.map(r => `<tr><td><a href="#/runs/${encodeURIComponent(r.run)}">${esc(r.run)}</a></td><td>${phaseBadge(r.phase)}</td>
         ${cmp.metrics.map(m => `<td>${r.metrics[m] === undefined ? '' : esc(r.metrics[m])}</td>`).join('')}</tr>`).join('')}</tbody></table>
     ${charts}`;
-  document.getElementById('trigger').onclick = () => {
+  if (may('runner')) document.getElementById('trigger').onclick = () => {
     const params = {};
     document.querySelectorAll('input[data-param]').forEach(i => { if (i.value !== '') params[i.dataset.param] = i.value; });
     api(`/api/v1/pipelines/${encodeURIComponent(name)}/runs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ params }) })
@@ -296,6 +324,7 @@ async function route() {
   clearTimeout(pollTimer);
   const { parts, query } = parseHash();
   try {
+    await loadWhoami();
     if (parts[0] === 'runs' && parts[1]) await viewRun(parts[1]);
     else if (parts[0] === 'pipelines' && parts[1]) await viewPipeline(parts[1]);
     else if (parts[0] === 'pipelines') await viewPipelines();
@@ -311,6 +340,9 @@ document.getElementById('token-form').addEventListener('submit', ev => {
   localStorage.setItem('sluice.token', document.getElementById('token').value);
   document.getElementById('token').value = '';
   route();
+});
+document.getElementById('logout').addEventListener('click', () => {
+  fetch('/auth/logout', { method: 'POST', headers: authHeaders() }).then(() => route());
 });
 window.addEventListener('hashchange', () => { document.getElementById('main').dataset.run = ''; route(); });
 route();
