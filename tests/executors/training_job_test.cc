@@ -180,7 +180,7 @@ INSTANTIATE_TEST_SUITE_P(
                   "\"auto\""},
         BadConfig{"deploy", R"({})",
                   "the local executor cannot run steps of type 'deploy'; it runs container, "
-                  "tfjob and pytorchjob steps"}));
+                  "tfjob, pytorchjob and trainjob steps"}));
 
 TEST(PlanTaskTest, ContainerWithoutCommandIsAnError) {
   Task task = MakeTask("container", "{}");
