@@ -31,13 +31,15 @@ new_namespace check-compile
 # `compile --target argo` refuses it (ArgoCompileTest.RejectsASubPipelineRunWithForeach);
 # sub-pipelines that compile are in tests/compile/testdata (subpipe.yaml;
 # subpipe_eval.yaml is the sub-pipeline it runs, not a pipeline run alone, and
-# subpipe_foreach.yaml is the refused group fan-out).
+# subpipe_foreach.yaml is the refused group fan-out; likewise the component
+# graph compgraph_eval.yaml that compgraph.yaml uses, and the refused
+# compgraph_foreach.yaml).
 inputs=()
 while IFS= read -r f; do
   grep -q -e '^ *type: resource$' -e '^ *minSuccessRatio:' "$SRC/$f" || inputs+=("$f")
 done < <(
   cd "$SRC" && { find examples -name 'pipeline*.yaml'; ls tests/compile/testdata/*.yaml; } |
-    grep -v -e '\.argo\.yaml$' -e '/bad\.yaml$' -e '/subpipe_eval\.yaml$' -e '/subpipe_foreach\.yaml$' | sort)
+    grep -v -e '\.argo\.yaml$' -e '/bad\.yaml$' -e '/\(subpipe\|compgraph\)_\(eval\|foreach\)\.yaml$' | sort)
 ((${#inputs[@]} >= 4)) || fail "found only ${#inputs[@]} pipelines under examples/ and tests/compile/testdata"
 
 # dry_run WHAT FILE: server-side dry-run of every object in FILE; counts them.
