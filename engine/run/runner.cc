@@ -123,6 +123,55 @@ AttemptResult ToAttemptResult(TaskOutcome o) {
   return AttemptResult::kError;
 }
 
+// An execution snapshot as its members' JSON texts by key. The object's
+// text is the members joined in key order: byte for byte what dumping the
+// same Json object writes, without building the tree. The run loop keeps a
+// running attempt's snapshot this way and adds the members known at its
+// end (outputs, exit_code), so that neither the start nor the end of a step
+// serializes a tree.
+class SnapshotMembers {
+ public:
+  void String(const std::string& key, std::string_view value) {
+    std::string& t = members_[key];
+    t.clear();
+    AppendJsonString(&t, value);
+  }
+  void Int(const std::string& key, int64_t value) { members_[key] = std::to_string(value); }
+  // `json` is already JSON text, as JsonText() writes it.
+  void Raw(const std::string& key, std::string json) { members_[key] = std::move(json); }
+  void Value(const std::string& key, const Json& value) { members_[key] = JsonText(value); }
+  // A list of strings.
+  void Strings(const std::string& key, const std::vector<std::string>& values) {
+    std::string& t = members_[key];
+    t.clear();
+    AppendJsonStrings(&t, values);
+  }
+  // An object of strings.
+  void StringMap(const std::string& key, const std::map<std::string, std::string>& values) {
+    std::string& t = members_[key];
+    t.clear();
+    AppendJsonStringMap(&t, values);
+  }
+  std::string Text() const {
+    size_t size = 2;
+    for (const auto& [k, v] : members_) size += k.size() + v.size() + 4;
+    std::string out;
+    out.reserve(size);
+    out.push_back('{');
+    for (const auto& [k, v] : members_) {
+      if (out.size() > 1) out.push_back(',');
+      AppendJsonString(&out, k);
+      out.push_back(':');
+      out += v;
+    }
+    out.push_back('}');
+    return out;
+  }
+
+ private:
+  std::map<std::string, std::string> members_;  // ordered as a Json object's keys
+};
+
 }  // namespace
 
 // The state of one Run(): everything the loop needs, built from the Runner.
@@ -144,6 +193,7 @@ class RunLoop {
     std::string workdir;
     std::map<std::string, std::string> artifact_paths;  // output name -> local path
     ExecutionRecord exec;
+    SnapshotMembers snapshot;  // exec's snapshot while it runs (exec.snapshot_text is its text)
     std::vector<ArtifactBinding> inputs;
     std::vector<std::string> input_paths;  // the path each of `inputs` was given as
     std::string result_key;  // the launcher's result object; "" when the task runs with a shared filesystem
@@ -227,11 +277,11 @@ class RunLoop {
   // The execution snapshot of a cache hit that reuses a recorded execution.
   std::string LightSnapshotText(const Attempt& a, const std::string& cached_from) const;
   // The full execution snapshot; takes what it records from `a` (call once).
-  Json FullSnapshot(Attempt& a);
+  SnapshotMembers FullSnapshot(Attempt& a);
   // Empties and makes the attempt's working directory.
   Status MakeWorkdir(const Attempt& a);
   // Builds the Task, records the attempt as Running and starts it.
-  void Launch(Attempt& a, Json snapshot);
+  void Launch(Attempt& a, SnapshotMembers snapshot);
   void FailInstance(int inst, AttemptResult result, const std::string& message, bool retryable);
   void HandleResult(const TaskResult& result);
   // Collects declared outputs; a non-empty message means the step failed.
@@ -952,7 +1002,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   st.rec.cache_key = a.key.key();
   st.rec.inputs = st.inputs;
   if (LooksUpCache(a) && TryCacheHit(a)) return true;
-  Json snapshot = FullSnapshot(a);
+  SnapshotMembers snapshot = FullSnapshot(a);
   if (Status s = MakeWorkdir(a); !s.ok()) return fail(s);
   Launch(a, std::move(snapshot));
   return true;
@@ -1179,46 +1229,54 @@ std::string RunLoop::LightSnapshotText(const Attempt& a, const std::string& cach
 }
 
 // Called once per attempt: it takes the pieces it records.
-Json RunLoop::FullSnapshot(Attempt& a) {
+SnapshotMembers RunLoop::FullSnapshot(Attempt& a) {
   const StepSpec& spec = a.spec;
   const Inst& st = insts_[a.inst];
-  Json snap{{"step", spec.name},
-            {"instance", st.rec.instance},
-            {"attempt", a.attempt},
-            {"argv", RedactedArgv(a)},
-            {"env", std::move(a.env_snapshot)},
-            {"workdir", a.workdir_record},
-            {"resources", Json::parse(ResourcesText(spec.resources))},
-            {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
-            {"pipeline_file", run_.pipeline_file},
-            {"pipeline_digest", spec_.file_digest},
-            {"git_commit", run_.git_commit},
-            {"git_dirty", run_.git_dirty},
-            {"sluice_version", SLUICE_VERSION},
-            {"log_path", a.log_path}};
-  if (a.python_recorded) snap["python_version"] = python_version_;
-  snap["inputs"] = std::move(a.input_digests);
-  snap["operator"] = spec.type;
-  snap["image"] = spec.image;
+  SnapshotMembers snap;
+  snap.String("step", spec.name);
+  snap.String("instance", st.rec.instance);
+  snap.Int("attempt", a.attempt);
+  snap.Strings("argv", RedactedArgv(a));
+  snap.StringMap("env", a.env_snapshot);
+  snap.String("workdir", a.workdir_record);
+  snap.Raw("resources", ResourcesText(spec.resources));
+  snap.Raw("timeout_ms", spec.timeout ? std::to_string(spec.timeout->count()) : "null");
+  snap.String("pipeline_file", run_.pipeline_file);
+  snap.String("pipeline_digest", spec_.file_digest);
+  snap.String("git_commit", run_.git_commit);
+  snap.Raw("git_dirty", run_.git_dirty ? "true" : "false");
+  snap.String("sluice_version", SLUICE_VERSION);
+  snap.String("log_path", a.log_path);
+  if (a.python_recorded) snap.String("python_version", python_version_);
+  snap.Value("inputs", a.input_digests);
+  snap.String("operator", spec.type);
+  snap.String("image", spec.image);
   Json params = Json::object();
   for (const auto& p : steps_[a.step].param_refs)
     if (opt_.params.contains(p)) params[p] = secret_params_.count(p) ? Json(kRedacted) : opt_.params[p];
-  snap["params"] = std::move(params);
-  snap["item"] = st.rec.item;
-  snap["code_digest"] = a.code->first;
-  snap["code_files"] = a.code->second;
+  snap.Value("params", params);
+  snap.Value("item", st.rec.item);
+  snap.String("code_digest", a.code->first);
+  snap.Value("code_files", a.code->second);
   if (!spec.component_file.empty())
-    snap["component"] = {{"file", spec.component_file}, {"digest", "sha256:" + spec.component_digest}};
-  snap["cache_key"] = a.key.key();
+    snap.Raw("component", JsonObjectText()
+                              .String("digest", "sha256:" + spec.component_digest)
+                              .String("file", spec.component_file)
+                              .Finish());
+  snap.String("cache_key", a.key.key());
   // The key's components, secrets redacted, so `sluice plan` can say which
-  // one changed and `sluice reproduce` knows the declared outputs.
-  Json key_material = Json::parse(a.key.material_text());
-  if (!secret_values_.empty()) {
+  // one changed and `sluice reproduce` knows the declared outputs. The
+  // material is written as a dumped Json object is, so without secrets it is
+  // recorded as it is.
+  if (secret_values_.empty()) {
+    snap.Raw("cache_key_material", a.key.material_text());
+  } else {
+    Json key_material = Json::parse(a.key.material_text());
     for (auto& v : key_material["argv"]) v = Redact(v.get<std::string>());
     for (auto& [k, v] : key_material["env"].items())
       if (v.is_string()) v = Redact(v.get<std::string>());
+    snap.Value("cache_key_material", key_material);
   }
-  snap["cache_key_material"] = std::move(key_material);  // the key is computed
   return snap;
 }
 
@@ -1280,8 +1338,9 @@ bool RunLoop::TryCacheHit(Attempt& a) {
     ex_rec.snapshot_text = LightSnapshotText(a, st.rec.cached_from);
     ex_rec.snapshot_base = hit->execution_id;
   } else {
-    ex_rec.snapshot = FullSnapshot(a);
-    ex_rec.snapshot["cached_from"] = st.rec.cached_from;
+    SnapshotMembers snap = FullSnapshot(a);
+    snap.String("cached_from", st.rec.cached_from);
+    ex_rec.snapshot_text = snap.Text();
   }
   // Recorded with the step's Cached record by the next Flush(), in one
   // transaction with the other hits of this pass.
@@ -1308,7 +1367,7 @@ Status RunLoop::MakeWorkdir(const Attempt& a) {
   return Status::Ok();
 }
 
-void RunLoop::Launch(Attempt& a, Json snapshot) {
+void RunLoop::Launch(Attempt& a, SnapshotMembers snapshot) {
   Inst& st = insts_[a.inst];
   const std::string& name = st.rec.instance;
   const TimePoint now = a.now;
@@ -1326,7 +1385,7 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
     FailInstance(a.inst, AttemptResult::kError, Redact("step '" + name + "': " + files.message()), /*retryable=*/true);
     return;
   }
-  if (!task.files.code_digest.empty()) snapshot["code_archive"] = task.files.code_digest;
+  if (!task.files.code_digest.empty()) snapshot.String("code_archive", task.files.code_digest);
   st.result_key = task.files.result_key;
 
   st.rec.phase = NodePhase::kRunning;
@@ -1346,14 +1405,9 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
   st.exec.log_path = a.log_path;
   st.exec.cache_key = a.key.key();
   st.exec.started_at = now;
-  st.exec.snapshot = std::move(snapshot);
+  st.exec.snapshot_text = snapshot.Text();
+  st.snapshot = std::move(snapshot);
 
-  // Cache hits of this pass are recorded first, so that execution ids keep
-  // the order in which steps finished (a no-op in an all-cached pass).
-  if (!pending_executions_.empty()) {
-    DrainChanges();
-    Flush();
-  }
   const bool is_finally = graph_->IsFinally(a.step);
   if (is_finally) {
     std::lock_guard lock(r_.cancel_mu_);
@@ -1379,8 +1433,14 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
   }
   st.executor = ex;
   tasks_[task.id] = a.inst;
-  st.dirty = false;  // this write has the latest state
-  Put(st.rec);
+  // One transaction records the step as Running with whatever waits to be
+  // written (the results of the steps that ended before it, cache hits of
+  // this pass): cache hits first, so that execution ids keep the order in
+  // which steps finished.
+  DrainChanges();
+  MarkDirty(a.inst);
+  Flush();
+  SyncStore();
   auto open = open_executions_.find(name);
   if (open != open_executions_.end() && open->second.attempt == attempt) {
     // Adopted on resume: the attempt's row from before the crash goes on.
@@ -1569,9 +1629,11 @@ void RunLoop::HandleResult(const TaskResult& result) {
   st.exec.finished_at = now;
   Json outputs = Json::object();
   for (const auto& b : st.rec.outputs) outputs[b.name] = b.artifact.digest;
-  st.exec.snapshot["outputs"] = std::move(outputs);
-  st.exec.snapshot["exit_code"] = result.exit_code;
-  if (result.signal) st.exec.snapshot["signal"] = result.signal;
+  st.snapshot.Value("outputs", outputs);
+  st.snapshot.Int("exit_code", result.exit_code);
+  if (result.signal) st.snapshot.Int("signal", result.signal);
+  st.exec.snapshot_text = st.snapshot.Text();
+  st.snapshot = SnapshotMembers();
   // Shared with other machines when the artifact store is (best effort: the
   // run does not depend on it).
   if (ar == AttemptResult::kSucceeded && !st.exec.cache_key.empty() &&
