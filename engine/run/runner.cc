@@ -131,45 +131,43 @@ AttemptResult ToAttemptResult(TaskOutcome o) {
 // serializes a tree.
 class SnapshotMembers {
  public:
-  void String(const std::string& key, std::string_view value) {
-    std::string& t = members_[key];
-    t.clear();
-    AppendJsonString(&t, value);
-  }
-  void Int(const std::string& key, int64_t value) { members_[key] = std::to_string(value); }
+  void String(const std::string& key, std::string_view value) { AppendJsonString(&Slot(key), value); }
+  void Int(const std::string& key, int64_t value) { Slot(key) += std::to_string(value); }
   // `json` is already JSON text, as JsonText() writes it.
-  void Raw(const std::string& key, std::string json) { members_[key] = std::move(json); }
-  void Value(const std::string& key, const Json& value) { members_[key] = JsonText(value); }
+  void Raw(const std::string& key, std::string_view json) { Slot(key) += json; }
+  void Value(const std::string& key, const Json& value) { Slot(key) += JsonText(value); }
   // A list of strings.
   void Strings(const std::string& key, const std::vector<std::string>& values) {
-    std::string& t = members_[key];
-    t.clear();
-    AppendJsonStrings(&t, values);
+    AppendJsonStrings(&Slot(key), values);
   }
   // An object of strings.
   void StringMap(const std::string& key, const std::map<std::string, std::string>& values) {
-    std::string& t = members_[key];
-    t.clear();
-    AppendJsonStringMap(&t, values);
+    AppendJsonStringMap(&Slot(key), values);
   }
   std::string Text() const {
     size_t size = 2;
-    for (const auto& [k, v] : members_) size += k.size() + v.size() + 4;
+    for (const auto& [k, m] : members_) size += m.size() + 1;
     std::string out;
     out.reserve(size);
     out.push_back('{');
-    for (const auto& [k, v] : members_) {
+    for (const auto& [k, m] : members_) {
       if (out.size() > 1) out.push_back(',');
-      AppendJsonString(&out, k);
-      out.push_back(':');
-      out += v;
+      out += m;
     }
     out.push_back('}');
     return out;
   }
 
  private:
-  std::map<std::string, std::string> members_;  // ordered as a Json object's keys
+  // The member `key` with its value empty: `"key":`, to append the value to.
+  std::string& Slot(const std::string& key) {
+    std::string& m = members_[key];
+    m.clear();
+    AppendJsonString(&m, key);
+    m.push_back(':');
+    return m;
+  }
+  std::map<std::string, std::string> members_;  // key -> `"key":value`, ordered as a Json object's keys
 };
 
 }  // namespace
