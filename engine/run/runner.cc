@@ -1,6 +1,7 @@
 #include "engine/run/runner.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <unistd.h>
@@ -1352,8 +1353,12 @@ Status RunLoop::MakeWorkdir(const Attempt& a) {
   const std::string& name = st.rec.instance;
   const fs::path base(a.base_dir), workdir(st.workdir);
   std::error_code ec;
-  if (!a.started_before && (st.ever_started || fs::exists(base, ec))) fs::remove_all(base, ec);
-  fs::create_directories(base, ec);
+  // A fresh attempt starts in an empty directory. Made with one mkdir when
+  // it is not there (the common case); one left by an earlier attempt or
+  // run is emptied first.
+  const bool made = !a.started_before && ::mkdir(a.base_dir.c_str(), 0777) == 0;
+  if (!made && !a.started_before && (st.ever_started || errno == EEXIST)) fs::remove_all(base, ec);
+  if (!made) fs::create_directories(base, ec);
   if (ec)
     return Status::Internal("step '" + name + "': cannot create its working directory " + base.string() + ": " +
                             ec.message());
@@ -1416,7 +1421,10 @@ void RunLoop::Launch(Attempt& a, SnapshotMembers snapshot) {
   // whether or not the executor writes the log before the step ends (the
   // Kubernetes executor copies it at the end). Made before Start: a kill -9
   // after the pod's create must find it.
-  if (!a.log_path.empty()) std::ofstream(a.log_path, std::ios::app).flush();
+  if (!a.log_path.empty()) {
+    const int fd = ::open(a.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    if (fd >= 0) ::close(fd);
+  }
   // Start first, record after: the step runs while the store writes.
   Status s = ex->Start(task);
   if (!s.ok()) {
