@@ -340,7 +340,9 @@ class RunLoop {
   // records) in one Store::Write. The loop calls it after starting the next
   // tasks, so store writes overlap with running steps; Schedule() also calls
   // it every kFlushEvery cache hits, so a long all-cached pass shows progress.
-  void Flush();
+  // A batch without a success goes to the background writer unless
+  // `synchronous` (the caller waits for it anyway).
+  void Flush(bool synchronous = false);
   static constexpr size_t kFlushEvery = 1000;
   // Waits until the background writer (if any) has written every batch
   // Flush gave it; every direct store write calls it first, so the store
@@ -433,7 +435,7 @@ void RunLoop::MarkDirty(int inst) {
   dirty_.push_back(inst);
 }
 
-void RunLoop::Flush() {
+void RunLoop::Flush(bool synchronous) {
   StoreBatch batch;
   batch.executions = std::move(pending_executions_);
   pending_executions_.clear();
@@ -441,7 +443,7 @@ void RunLoop::Flush() {
   // goes to the background writer: cache lookups never look for what it
   // holds. One with a success is written now, so that the next lookup can
   // find it.
-  bool background = writer_ != nullptr;
+  bool background = writer_ != nullptr && !synchronous;
   for (int i : dirty_)
     if (insts_[i].dirty && insts_[i].rec.phase == NodePhase::kSucceeded) background = false;
   // Written here, the records move into the batch and back (Write is
@@ -1445,8 +1447,7 @@ void RunLoop::Launch(Attempt& a, SnapshotMembers snapshot) {
   // which steps finished.
   DrainChanges();
   MarkDirty(a.inst);
-  Flush();
-  SyncStore();
+  Flush(/*synchronous=*/true);
   auto open = open_executions_.find(name);
   if (open != open_executions_.end() && open->second.attempt == attempt) {
     // Adopted on resume: the attempt's row from before the crash goes on.
