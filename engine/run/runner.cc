@@ -275,7 +275,7 @@ class RunLoop {
   std::vector<std::string> RedactedArgv(const Attempt& a) const;
   // The execution snapshot of a cache hit that reuses a recorded execution.
   std::string LightSnapshotText(const Attempt& a, const std::string& cached_from) const;
-  // The full execution snapshot; takes what it records from `a` (call once).
+  // The full execution snapshot of `a`, as its members' texts.
   SnapshotMembers FullSnapshot(Attempt& a);
   // Empties and makes the attempt's working directory.
   Status MakeWorkdir(const Attempt& a);
@@ -1229,7 +1229,6 @@ std::string RunLoop::LightSnapshotText(const Attempt& a, const std::string& cach
   return t.Finish();
 }
 
-// Called once per attempt: it takes the pieces it records.
 SnapshotMembers RunLoop::FullSnapshot(Attempt& a) {
   const StepSpec& spec = a.spec;
   const Inst& st = insts_[a.inst];
