@@ -64,6 +64,31 @@ inline void AppendJsonString(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
+// Appends `values` as a JSON list of strings, as dump() writes it.
+inline void AppendJsonStrings(std::string* out, const std::vector<std::string>& values) {
+  out->push_back('[');
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out->push_back(',');
+    AppendJsonString(out, values[i]);
+  }
+  out->push_back(']');
+}
+
+// Appends `values` as a JSON object of strings, as dump() writes it (a
+// std::map's order is the dumped order).
+inline void AppendJsonStringMap(std::string* out, const std::map<std::string, std::string>& values) {
+  out->push_back('{');
+  bool first = true;
+  for (const auto& [k, v] : values) {
+    if (!first) out->push_back(',');
+    first = false;
+    AppendJsonString(out, k);
+    out->push_back(':');
+    AppendJsonString(out, v);
+  }
+  out->push_back('}');
+}
+
 // `j` as compact JSON text, as j.dump() writes it but with invalid UTF-8
 // replaced (error_handler_t::replace) instead of thrown; null, {} and []
 // (most optional columns and key parts) without the serializer.
@@ -111,27 +136,13 @@ class JsonObjectText {
   // A list of strings.
   JsonObjectText& Strings(std::string_view key, const std::vector<std::string>& values) {
     Key(key);
-    text_.push_back('[');
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (i) text_.push_back(',');
-      AppendJsonString(&text_, values[i]);
-    }
-    text_.push_back(']');
+    AppendJsonStrings(&text_, values);
     return *this;
   }
   // An object of strings; a std::map's order is the dumped order.
   JsonObjectText& StringMap(std::string_view key, const std::map<std::string, std::string>& values) {
     Key(key);
-    text_.push_back('{');
-    bool first = true;
-    for (const auto& [k, v] : values) {
-      if (!first) text_.push_back(',');
-      first = false;
-      AppendJsonString(&text_, k);
-      text_.push_back(':');
-      AppendJsonString(&text_, v);
-    }
-    text_.push_back('}');
+    AppendJsonStringMap(&text_, values);
     return *this;
   }
 

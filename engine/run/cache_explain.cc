@@ -282,6 +282,11 @@ class OverlayStore : public Store {
   }
   Result<int64_t> StartExecution(const ExecutionRecord& execution) override {
     ExecutionRecord e = execution;
+    // Reads see the snapshot as a Json object, however it was written.
+    if (!e.snapshot_text.empty()) {
+      e.snapshot = Json::parse(e.snapshot_text, nullptr, /*allow_exceptions=*/false);
+      e.snapshot_text.clear();
+    }
     e.id = kFirstId + static_cast<int64_t>(executions_.size());
     executions_.push_back(e);
     return e.id;

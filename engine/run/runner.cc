@@ -1,6 +1,7 @@
 #include "engine/run/runner.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <unistd.h>
@@ -123,6 +124,53 @@ AttemptResult ToAttemptResult(TaskOutcome o) {
   return AttemptResult::kError;
 }
 
+// An execution snapshot as its members' JSON texts by key. The object's
+// text is the members joined in key order: byte for byte what dumping the
+// same Json object writes, without building the tree. The run loop keeps a
+// running attempt's snapshot this way and adds the members known at its
+// end (outputs, exit_code), so that neither the start nor the end of a step
+// serializes a tree.
+class SnapshotMembers {
+ public:
+  void String(const std::string& key, std::string_view value) { AppendJsonString(&Slot(key), value); }
+  void Int(const std::string& key, int64_t value) { Slot(key) += std::to_string(value); }
+  // `json` is already JSON text, as JsonText() writes it.
+  void Raw(const std::string& key, std::string_view json) { Slot(key) += json; }
+  void Value(const std::string& key, const Json& value) { Slot(key) += JsonText(value); }
+  // A list of strings.
+  void Strings(const std::string& key, const std::vector<std::string>& values) {
+    AppendJsonStrings(&Slot(key), values);
+  }
+  // An object of strings.
+  void StringMap(const std::string& key, const std::map<std::string, std::string>& values) {
+    AppendJsonStringMap(&Slot(key), values);
+  }
+  std::string Text() const {
+    size_t size = 2;
+    for (const auto& [k, m] : members_) size += m.size() + 1;
+    std::string out;
+    out.reserve(size);
+    out.push_back('{');
+    for (const auto& [k, m] : members_) {
+      if (out.size() > 1) out.push_back(',');
+      out += m;
+    }
+    out.push_back('}');
+    return out;
+  }
+
+ private:
+  // The member `key` with its value empty: `"key":`, to append the value to.
+  std::string& Slot(const std::string& key) {
+    std::string& m = members_[key];
+    m.clear();
+    AppendJsonString(&m, key);
+    m.push_back(':');
+    return m;
+  }
+  std::map<std::string, std::string> members_;  // key -> `"key":value`, ordered as a Json object's keys
+};
+
 }  // namespace
 
 // The state of one Run(): everything the loop needs, built from the Runner.
@@ -144,6 +192,7 @@ class RunLoop {
     std::string workdir;
     std::map<std::string, std::string> artifact_paths;  // output name -> local path
     ExecutionRecord exec;
+    SnapshotMembers snapshot;  // exec's snapshot while it runs (exec.snapshot_text is its text)
     std::vector<ArtifactBinding> inputs;
     std::vector<std::string> input_paths;  // the path each of `inputs` was given as
     std::string result_key;  // the launcher's result object; "" when the task runs with a shared filesystem
@@ -226,12 +275,12 @@ class RunLoop {
   std::vector<std::string> RedactedArgv(const Attempt& a) const;
   // The execution snapshot of a cache hit that reuses a recorded execution.
   std::string LightSnapshotText(const Attempt& a, const std::string& cached_from) const;
-  // The full execution snapshot; takes what it records from `a` (call once).
-  Json FullSnapshot(Attempt& a);
+  // The full execution snapshot of `a`, as its members' texts.
+  SnapshotMembers FullSnapshot(Attempt& a);
   // Empties and makes the attempt's working directory.
   Status MakeWorkdir(const Attempt& a);
   // Builds the Task, records the attempt as Running and starts it.
-  void Launch(Attempt& a, Json snapshot);
+  void Launch(Attempt& a, SnapshotMembers snapshot);
   void FailInstance(int inst, AttemptResult result, const std::string& message, bool retryable);
   void HandleResult(const TaskResult& result);
   // Collects declared outputs; a non-empty message means the step failed.
@@ -291,7 +340,9 @@ class RunLoop {
   // records) in one Store::Write. The loop calls it after starting the next
   // tasks, so store writes overlap with running steps; Schedule() also calls
   // it every kFlushEvery cache hits, so a long all-cached pass shows progress.
-  void Flush();
+  // A batch without a success goes to the background writer unless
+  // `synchronous` (the caller waits for it anyway).
+  void Flush(bool synchronous = false);
   static constexpr size_t kFlushEvery = 1000;
   // Waits until the background writer (if any) has written every batch
   // Flush gave it; every direct store write calls it first, so the store
@@ -384,7 +435,7 @@ void RunLoop::MarkDirty(int inst) {
   dirty_.push_back(inst);
 }
 
-void RunLoop::Flush() {
+void RunLoop::Flush(bool synchronous) {
   StoreBatch batch;
   batch.executions = std::move(pending_executions_);
   pending_executions_.clear();
@@ -392,7 +443,7 @@ void RunLoop::Flush() {
   // goes to the background writer: cache lookups never look for what it
   // holds. One with a success is written now, so that the next lookup can
   // find it.
-  bool background = writer_ != nullptr;
+  bool background = writer_ != nullptr && !synchronous;
   for (int i : dirty_)
     if (insts_[i].dirty && insts_[i].rec.phase == NodePhase::kSucceeded) background = false;
   // Written here, the records move into the batch and back (Write is
@@ -952,7 +1003,7 @@ bool RunLoop::StartInstance(int inst, int attempt) {
   st.rec.cache_key = a.key.key();
   st.rec.inputs = st.inputs;
   if (LooksUpCache(a) && TryCacheHit(a)) return true;
-  Json snapshot = FullSnapshot(a);
+  SnapshotMembers snapshot = FullSnapshot(a);
   if (Status s = MakeWorkdir(a); !s.ok()) return fail(s);
   Launch(a, std::move(snapshot));
   return true;
@@ -1178,47 +1229,54 @@ std::string RunLoop::LightSnapshotText(const Attempt& a, const std::string& cach
   return t.Finish();
 }
 
-// Called once per attempt: it takes the pieces it records.
-Json RunLoop::FullSnapshot(Attempt& a) {
+SnapshotMembers RunLoop::FullSnapshot(Attempt& a) {
   const StepSpec& spec = a.spec;
   const Inst& st = insts_[a.inst];
-  Json snap{{"step", spec.name},
-            {"instance", st.rec.instance},
-            {"attempt", a.attempt},
-            {"argv", RedactedArgv(a)},
-            {"env", std::move(a.env_snapshot)},
-            {"workdir", a.workdir_record},
-            {"resources", Json::parse(ResourcesText(spec.resources))},
-            {"timeout_ms", spec.timeout ? Json(spec.timeout->count()) : Json()},
-            {"pipeline_file", run_.pipeline_file},
-            {"pipeline_digest", spec_.file_digest},
-            {"git_commit", run_.git_commit},
-            {"git_dirty", run_.git_dirty},
-            {"sluice_version", SLUICE_VERSION},
-            {"log_path", a.log_path}};
-  if (a.python_recorded) snap["python_version"] = python_version_;
-  snap["inputs"] = std::move(a.input_digests);
-  snap["operator"] = spec.type;
-  snap["image"] = spec.image;
+  SnapshotMembers snap;
+  snap.String("step", spec.name);
+  snap.String("instance", st.rec.instance);
+  snap.Int("attempt", a.attempt);
+  snap.Strings("argv", RedactedArgv(a));
+  snap.StringMap("env", a.env_snapshot);
+  snap.String("workdir", a.workdir_record);
+  snap.Raw("resources", ResourcesText(spec.resources));
+  snap.Raw("timeout_ms", spec.timeout ? std::to_string(spec.timeout->count()) : "null");
+  snap.String("pipeline_file", run_.pipeline_file);
+  snap.String("pipeline_digest", spec_.file_digest);
+  snap.String("git_commit", run_.git_commit);
+  snap.Raw("git_dirty", run_.git_dirty ? "true" : "false");
+  snap.String("sluice_version", SLUICE_VERSION);
+  snap.String("log_path", a.log_path);
+  if (a.python_recorded) snap.String("python_version", python_version_);
+  snap.Value("inputs", a.input_digests);
+  snap.String("operator", spec.type);
+  snap.String("image", spec.image);
   Json params = Json::object();
   for (const auto& p : steps_[a.step].param_refs)
     if (opt_.params.contains(p)) params[p] = secret_params_.count(p) ? Json(kRedacted) : opt_.params[p];
-  snap["params"] = std::move(params);
-  snap["item"] = st.rec.item;
-  snap["code_digest"] = a.code->first;
-  snap["code_files"] = a.code->second;
+  snap.Value("params", params);
+  snap.Value("item", st.rec.item);
+  snap.String("code_digest", a.code->first);
+  snap.Value("code_files", a.code->second);
   if (!spec.component_file.empty())
-    snap["component"] = {{"file", spec.component_file}, {"digest", "sha256:" + spec.component_digest}};
-  snap["cache_key"] = a.key.key();
+    snap.Raw("component", JsonObjectText()
+                              .String("digest", "sha256:" + spec.component_digest)
+                              .String("file", spec.component_file)
+                              .Finish());
+  snap.String("cache_key", a.key.key());
   // The key's components, secrets redacted, so `sluice plan` can say which
-  // one changed and `sluice reproduce` knows the declared outputs.
-  Json key_material = Json::parse(a.key.material_text());
-  if (!secret_values_.empty()) {
+  // one changed and `sluice reproduce` knows the declared outputs. The
+  // material is written as a dumped Json object is, so without secrets it is
+  // recorded as it is.
+  if (secret_values_.empty()) {
+    snap.Raw("cache_key_material", a.key.material_text());
+  } else {
+    Json key_material = Json::parse(a.key.material_text());
     for (auto& v : key_material["argv"]) v = Redact(v.get<std::string>());
     for (auto& [k, v] : key_material["env"].items())
       if (v.is_string()) v = Redact(v.get<std::string>());
+    snap.Value("cache_key_material", key_material);
   }
-  snap["cache_key_material"] = std::move(key_material);  // the key is computed
   return snap;
 }
 
@@ -1280,8 +1338,9 @@ bool RunLoop::TryCacheHit(Attempt& a) {
     ex_rec.snapshot_text = LightSnapshotText(a, st.rec.cached_from);
     ex_rec.snapshot_base = hit->execution_id;
   } else {
-    ex_rec.snapshot = FullSnapshot(a);
-    ex_rec.snapshot["cached_from"] = st.rec.cached_from;
+    SnapshotMembers snap = FullSnapshot(a);
+    snap.String("cached_from", st.rec.cached_from);
+    ex_rec.snapshot_text = snap.Text();
   }
   // Recorded with the step's Cached record by the next Flush(), in one
   // transaction with the other hits of this pass.
@@ -1295,8 +1354,12 @@ Status RunLoop::MakeWorkdir(const Attempt& a) {
   const std::string& name = st.rec.instance;
   const fs::path base(a.base_dir), workdir(st.workdir);
   std::error_code ec;
-  if (!a.started_before && (st.ever_started || fs::exists(base, ec))) fs::remove_all(base, ec);
-  fs::create_directories(base, ec);
+  // A fresh attempt starts in an empty directory. Made with one mkdir when
+  // it is not there (the common case); one left by an earlier attempt or
+  // run is emptied first.
+  const bool made = !a.started_before && ::mkdir(a.base_dir.c_str(), 0777) == 0;
+  if (!made && !a.started_before && (st.ever_started || errno == EEXIST)) fs::remove_all(base, ec);
+  if (!made) fs::create_directories(base, ec);
   if (ec)
     return Status::Internal("step '" + name + "': cannot create its working directory " + base.string() + ": " +
                             ec.message());
@@ -1308,7 +1371,7 @@ Status RunLoop::MakeWorkdir(const Attempt& a) {
   return Status::Ok();
 }
 
-void RunLoop::Launch(Attempt& a, Json snapshot) {
+void RunLoop::Launch(Attempt& a, SnapshotMembers snapshot) {
   Inst& st = insts_[a.inst];
   const std::string& name = st.rec.instance;
   const TimePoint now = a.now;
@@ -1326,7 +1389,7 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
     FailInstance(a.inst, AttemptResult::kError, Redact("step '" + name + "': " + files.message()), /*retryable=*/true);
     return;
   }
-  if (!task.files.code_digest.empty()) snapshot["code_archive"] = task.files.code_digest;
+  if (!task.files.code_digest.empty()) snapshot.String("code_archive", task.files.code_digest);
   st.result_key = task.files.result_key;
 
   st.rec.phase = NodePhase::kRunning;
@@ -1346,14 +1409,9 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
   st.exec.log_path = a.log_path;
   st.exec.cache_key = a.key.key();
   st.exec.started_at = now;
-  st.exec.snapshot = std::move(snapshot);
+  st.exec.snapshot_text = snapshot.Text();
+  st.snapshot = std::move(snapshot);
 
-  // Cache hits of this pass are recorded first, so that execution ids keep
-  // the order in which steps finished (a no-op in an all-cached pass).
-  if (!pending_executions_.empty()) {
-    DrainChanges();
-    Flush();
-  }
   const bool is_finally = graph_->IsFinally(a.step);
   if (is_finally) {
     std::lock_guard lock(r_.cancel_mu_);
@@ -1364,7 +1422,10 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
   // whether or not the executor writes the log before the step ends (the
   // Kubernetes executor copies it at the end). Made before Start: a kill -9
   // after the pod's create must find it.
-  if (!a.log_path.empty()) std::ofstream(a.log_path, std::ios::app).flush();
+  if (!a.log_path.empty()) {
+    const int fd = ::open(a.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    if (fd >= 0) ::close(fd);
+  }
   // Start first, record after: the step runs while the store writes.
   Status s = ex->Start(task);
   if (!s.ok()) {
@@ -1379,8 +1440,13 @@ void RunLoop::Launch(Attempt& a, Json snapshot) {
   }
   st.executor = ex;
   tasks_[task.id] = a.inst;
-  st.dirty = false;  // this write has the latest state
-  Put(st.rec);
+  // One transaction records the step as Running with whatever waits to be
+  // written (the results of the steps that ended before it, cache hits of
+  // this pass): cache hits first, so that execution ids keep the order in
+  // which steps finished.
+  DrainChanges();
+  MarkDirty(a.inst);
+  Flush(/*synchronous=*/true);
   auto open = open_executions_.find(name);
   if (open != open_executions_.end() && open->second.attempt == attempt) {
     // Adopted on resume: the attempt's row from before the crash goes on.
@@ -1569,9 +1635,11 @@ void RunLoop::HandleResult(const TaskResult& result) {
   st.exec.finished_at = now;
   Json outputs = Json::object();
   for (const auto& b : st.rec.outputs) outputs[b.name] = b.artifact.digest;
-  st.exec.snapshot["outputs"] = std::move(outputs);
-  st.exec.snapshot["exit_code"] = result.exit_code;
-  if (result.signal) st.exec.snapshot["signal"] = result.signal;
+  st.snapshot.Value("outputs", outputs);
+  st.snapshot.Int("exit_code", result.exit_code);
+  if (result.signal) st.snapshot.Int("signal", result.signal);
+  st.exec.snapshot_text = st.snapshot.Text();
+  st.snapshot = SnapshotMembers();
   // Shared with other machines when the artifact store is (best effort: the
   // run does not depend on it).
   if (ar == AttemptResult::kSucceeded && !st.exec.cache_key.empty() &&

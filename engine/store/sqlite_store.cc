@@ -813,9 +813,17 @@ Status SqliteStore::PutStepLocked(const StepRecord& step, std::unordered_set<std
   for (const auto* list : {&step.outputs, &step.inputs}) {
     for (const auto& b : *list) SLUICE_RETURN_IF_ERROR(UpsertArtifactOnceLocked(b.artifact, upserted));
   }
+  // An upsert updates the row in place; INSERT OR REPLACE would delete it
+  // and insert it again (the same row: the table has no rowid).
   auto s = Prepare(
-      "INSERT OR REPLACE INTO steps(" SLUICE_STEP_COLUMNS
-      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
+      "INSERT INTO steps(" SLUICE_STEP_COLUMNS
+      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
+      "ON CONFLICT(run_id, instance) DO UPDATE SET step = excluded.step, idx = excluded.idx, "
+      "item = excluded.item, phase = excluded.phase, attempts = excluded.attempts, "
+      "exit_code = excluded.exit_code, message = excluded.message, log_path = excluded.log_path, "
+      "cache_key = excluded.cache_key, cached_from = excluded.cached_from, started_at = excluded.started_at, "
+      "finished_at = excluded.finished_at, output_params = excluded.output_params, metrics = excluded.metrics, "
+      "outputs = excluded.outputs, inputs = excluded.inputs");
   if (!s) return s.error();
   s->Bind(step.run_id, step.instance, step.step, step.index, DumpJson(step.item), NodePhaseName(step.phase),
           step.attempts, step.exit_code, step.message, step.log_path, step.cache_key, step.cached_from,

@@ -398,16 +398,28 @@ size_t LocalExecutor::Running() const {
   return running_.size() + finished_.size();
 }
 
-std::map<std::string, std::string> LocalExecutor::BaseEnv(const Task& task) const {
-  std::map<std::string, std::string> env;
+const std::map<std::string, std::string>& LocalExecutor::ParentEnv() const {
+  // setenv and unsetenv change which strings environ points at, never a
+  // string's bytes, so the same pointers mean the same environment (only a
+  // putenv() buffer that its owner rewrites in place would go unseen).
+  std::vector<const char*> entries;
+  for (char** e = environ; e && *e; ++e) entries.push_back(*e);
+  if (entries == parent_env_entries_) return parent_env_;
+  parent_env_.clear();
   for (auto& [name, value] : CurrentEnvironment()) {
     if (name.starts_with("SLUICE_SECRET_")) continue;  // only via Task::env
-    if (MatchesAllowlist(name, options_.env_allowlist)) env[name] = value;
+    if (MatchesAllowlist(name, options_.env_allowlist)) parent_env_[name] = value;
   }
-  env["PATH"] = Getenv("PATH", "/usr/local/bin:/usr/bin:/bin");
-  env["HOME"] = Getenv("HOME", "/");
-  env["LANG"] = Getenv("LANG", "C.UTF-8");
-  env["TMPDIR"] = Getenv("TMPDIR", "/tmp");
+  parent_env_["PATH"] = Getenv("PATH", "/usr/local/bin:/usr/bin:/bin");
+  parent_env_["HOME"] = Getenv("HOME", "/");
+  parent_env_["LANG"] = Getenv("LANG", "C.UTF-8");
+  parent_env_["TMPDIR"] = Getenv("TMPDIR", "/tmp");
+  parent_env_entries_ = std::move(entries);
+  return parent_env_;
+}
+
+std::map<std::string, std::string> LocalExecutor::BaseEnv(const Task& task) const {
+  std::map<std::string, std::string> env = ParentEnv();
   env["PYTHONUNBUFFERED"] = "1";
   env["SLUICE_RUN_ID"] = task.run_id;
   env["SLUICE_PIPELINE"] = task.pipeline;

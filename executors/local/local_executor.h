@@ -195,11 +195,17 @@ class LocalExecutor : public Executor {
   std::optional<TaskResult> Evaluate(RunningTask& t);
   void ServiceTimers();
   std::map<std::string, std::string> BaseEnv(const Task& task) const;
+  // The parent's variables a task gets (the allow-list, PATH, HOME, LANG,
+  // TMPDIR), read again only when the environment changed; guarded by mu_.
+  const std::map<std::string, std::string>& ParentEnv() const;
 
   LocalExecutorOptions options_;
   std::vector<bool> gpu_busy_;  // parallel to options_.gpu_devices; guarded by mu_
   std::string supervisor_;  // sluice-supervise; "" when not found
   int wake_fd_ = -1;  // eventfd: Cancel() wakes a waiting Wait()
+  // ParentEnv()'s result and the environ entries it was read from.
+  mutable std::map<std::string, std::string> parent_env_;
+  mutable std::vector<const char*> parent_env_entries_;
 
   // Our supervisor: its pid and our end of its socket (-1 before the first
   // step, or once it is gone); guarded by mu_.

@@ -418,8 +418,11 @@ int SendMessage(int sock, std::string_view bytes, const std::vector<int>& fds) {
 
 int RecvMessage(int sock, std::string* bytes, std::vector<int>* fds) {
   fds->clear();
-  bytes->resize(kInlineLimit + 256);
-  iovec iov{bytes->data(), bytes->size()};
+  // Received into an uninitialised buffer on the stack, then copied: sizing
+  // `bytes` to the largest message first would zero 64 KiB per call, which
+  // cost more than everything else both processes do per step.
+  char buf[kInlineLimit + 256];
+  iovec iov{buf, sizeof buf};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -441,13 +444,12 @@ int RecvMessage(int sock, std::string* bytes, std::vector<int>* fds) {
     }
   }
   if (n == 0 && fds->empty()) return 0;
-  bytes->resize(static_cast<size_t>(n));
+  bytes->assign(buf, static_cast<size_t>(n));
   if (*bytes == "M" && !fds->empty()) {
     // A large message: its bytes are in the last descriptor.
     int memfd = fds->back();
     fds->pop_back();
     bytes->clear();
-    char buf[65536];
     ssize_t r;
     while ((r = pread(memfd, buf, sizeof buf, static_cast<off_t>(bytes->size()))) != 0) {
       if (r < 0 && errno == EINTR) continue;

@@ -74,6 +74,11 @@ class FakeStore : public Store {
   }
   Result<int64_t> StartExecution(const ExecutionRecord& execution) override {
     executions.push_back(execution);
+    ExecutionRecord& e = executions.back();
+    if (!e.snapshot_text.empty()) {  // as a real store reads it back
+      e.snapshot = Json::parse(e.snapshot_text, nullptr, /*allow_exceptions=*/false);
+      e.snapshot_text.clear();
+    }
     executions.back().id = static_cast<int64_t>(executions.size());
     return executions.back().id;
   }
