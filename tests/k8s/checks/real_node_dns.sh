@@ -57,8 +57,19 @@ print('echo', *addr('echo'))
 print('echo.$NS.svc.cluster.local', *addr('echo.$NS.svc.cluster.local'))
 print('echo-headless', *addr('echo-headless'))
 print('kubernetes.default', *addr('kubernetes.default'))
-print('GET', urllib.request.urlopen('http://echo/by-name', timeout=10).read().decode(), end='')
-print('GET', urllib.request.urlopen('http://echo.$NS.svc.cluster.local/by-fqdn', timeout=10).read().decode(), end='')
+# kube-proxy may not yet route the new Service's ClusterIP (it refuses the
+# connection until its rules name the endpoint): retry that, for up to 60 s.
+def get(url):
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=10).read().decode()
+        except OSError as e:
+            if time.monotonic() > deadline or 'refused' not in str(e):
+                raise
+            time.sleep(0.5)
+print('GET', get('http://echo/by-name'), end='')
+print('GET', get('http://echo.$NS.svc.cluster.local/by-fqdn'), end='')
 "
 real_node_python_pod client "$client" | kubectl apply -n "$NS" -f -
 if ! kubectl wait -n "$NS" --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout="${WAIT}s"; then
